@@ -1,0 +1,66 @@
+//! AWS adapters: the only code that calls KMS and CloudWatch. Each implements a port from
+//! [`crate::reconcile::ports`] and maps SDK errors onto [`CallError`]s.
+
+pub mod clients;
+pub mod cloudwatch;
+pub mod kms;
+
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+
+use crate::reconcile::ports::{CallError, ErrorKind};
+
+/// Maps any SDK error onto a [`CallError`] with a kind that decides retries.
+pub(crate) fn call_error<E, R>(
+    operation: &'static str,
+    resource: impl std::fmt::Display,
+    err: SdkError<E, R>,
+) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (kind, message) = match &err {
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".to_owned()),
+        SdkError::DispatchFailure(d) => (
+            ErrorKind::Transient,
+            format!("could not reach the endpoint: {d:?}"),
+        ),
+        SdkError::ServiceError(s) => {
+            let e = s.err();
+            let code = e.code().unwrap_or("Unknown");
+            let kind = match code {
+                "NotFoundException" | "ResourceNotFoundException" | "ResourceNotFound" => {
+                    ErrorKind::NotFound
+                }
+                "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded" => ErrorKind::Throttled,
+                "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
+                    ErrorKind::AccessDenied
+                }
+                "KMSInvalidStateException" => ErrorKind::InvalidState,
+                "MalformedPolicyDocumentException"
+                | "InvalidParameterValue"
+                | "InvalidArnException"
+                | "ValidationException" => ErrorKind::Invalid,
+                "KMSInternalException"
+                | "DependencyTimeoutException"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+                | "InternalServiceError" => ErrorKind::Transient,
+                _ => ErrorKind::Other,
+            };
+            (
+                kind,
+                format!("{code}: {}", e.message().unwrap_or("(no message)")),
+            )
+        }
+        SdkError::ResponseError(r) => (
+            ErrorKind::Transient,
+            format!("unreadable response: {:?}", r.raw()),
+        ),
+        other => (ErrorKind::Other, format!("{other:?}")),
+    };
+    CallError::new(operation, resource, kind, message)
+}

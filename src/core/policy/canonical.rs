@@ -1,0 +1,573 @@
+//! Parsing a key policy into a canonical form in which `==` means "same meaning".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+/// Why a document cannot be read as a key policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The text is not JSON at all.
+    #[error(
+        "policy is not valid JSON at line {line}, column {column}: {reason}; fix the JSON syntax"
+    )]
+    NotJson {
+        /// 1-based line of the syntax error, as reported by serde_json.
+        line: usize,
+        /// 1-based column of the syntax error, as reported by serde_json.
+        column: usize,
+        /// serde_json's description of the problem.
+        reason: String,
+    },
+    /// The document is JSON but not an object.
+    #[error(
+        "policy must be a JSON object {{\"Version\": ..., \"Statement\": [...]}}, found {found}"
+    )]
+    NotAnObject {
+        /// What was found instead, e.g. "an array".
+        found: String,
+    },
+    /// The document has no `Statement` element.
+    #[error(
+        "policy has no \"Statement\" element; add a \"Statement\" array with at least one statement"
+    )]
+    MissingStatement,
+    /// An element has a JSON type the policy grammar does not allow.
+    #[error("{element} must be {expected}, found {found}")]
+    WrongType {
+        /// Path of the element, e.g. `Statement[1].Principal.AWS[0]`.
+        element: String,
+        /// What the grammar allows there.
+        expected: &'static str,
+        /// What was found instead.
+        found: String,
+    },
+    /// Two condition keys under one operator differ only in case.
+    #[error(
+        "{element} has condition keys {first:?} and {second:?}, which differ only in case and so name the same key; merge their values under one key"
+    )]
+    DuplicateConditionKey {
+        /// Path of the condition operator block.
+        element: String,
+        /// The first spelling of the key.
+        first: String,
+        /// The second spelling of the key.
+        second: String,
+    },
+}
+
+impl From<serde_json::Error> for PolicyError {
+    fn from(e: serde_json::Error) -> Self {
+        let full = e.to_string();
+        // serde_json appends " at line L column C"; the fields carry that already.
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let reason = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+        PolicyError::NotJson {
+            line: e.line(),
+            column: e.column(),
+            reason,
+        }
+    }
+}
+
+/// A key policy parsed into canonical form; `==` is semantic equivalence.
+///
+/// Statements and list entries are sets (order and duplicates do not matter), action
+/// names, condition keys and `Effect` are case-folded, account roots are reduced to the
+/// bare account id, and condition values are strings. Everything else, including
+/// elements this module does not know, is kept and compared exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPolicy {
+    pub(super) version: Option<String>,
+    pub(super) statements: BTreeSet<Statement>,
+    pub(super) other: BTreeMap<String, Json>,
+}
+
+impl CanonicalPolicy {
+    /// Parses policy text into canonical form.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let value: Value = serde_json::from_str(text)?;
+        Self::from_value(&value)
+    }
+
+    /// Reads an already parsed JSON document into canonical form.
+    pub fn from_value(v: &Value) -> Result<Self, PolicyError> {
+        let doc = read_document(v)?;
+        match doc.errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(doc.policy),
+        }
+    }
+
+    /// Deterministic canonical JSON (sorted keys/lists, normalised values) for logs and diffs.
+    ///
+    /// Every list is written as an array and every account root as the bare account id,
+    /// so that two equivalent policies always render to the same text.
+    pub fn to_value(&self) -> Value {
+        let mut fields = BTreeMap::new();
+        if let Some(v) = &self.version {
+            fields.insert("Version".to_owned(), Value::String(v.clone()));
+        }
+        let statements = self.statements.iter().map(Statement::to_value).collect();
+        fields.insert("Statement".to_owned(), Value::Array(statements));
+        for (k, v) in &self.other {
+            fields.insert(k.clone(), v.to_value());
+        }
+        sorted_object(fields)
+    }
+}
+
+/// Whether two policy texts mean the same thing.
+pub fn equivalent(a: &str, b: &str) -> Result<bool, PolicyError> {
+    Ok(CanonicalPolicy::parse(a)? == CanonicalPolicy::parse(b)?)
+}
+
+/// JSON with a total order, so unknown elements can live inside ordered sets.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Json {
+    Null,
+    Bool(bool),
+    // Stored as text because `serde_json::Number` has no `Ord`.
+    Number(String),
+    String(String),
+    Array(Vec<Json>),
+    Object(BTreeMap<String, Json>),
+}
+
+impl Json {
+    fn from_value(v: &Value) -> Self {
+        match v {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Number(n) => Json::Number(n.to_string()),
+            Value::String(s) => Json::String(s.clone()),
+            Value::Array(a) => Json::Array(a.iter().map(Json::from_value).collect()),
+            Value::Object(o) => Json::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Json::from_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub(super) fn to_value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => n
+                .parse::<serde_json::Number>()
+                .map(Value::Number)
+                // Unreachable: the text came from a `Number`; keep the data regardless.
+                .unwrap_or_else(|_| Value::String(n.clone())),
+            Json::String(s) => Value::String(s.clone()),
+            Json::Array(a) => Value::Array(a.iter().map(Json::to_value).collect()),
+            Json::Object(o) => sorted_object(o.iter().map(|(k, v)| (k.clone(), v.to_value()))),
+        }
+    }
+}
+
+/// Builds an object in sorted key order even if serde_json's `preserve_order` is
+/// switched on by another crate in the build.
+fn sorted_object(fields: impl IntoIterator<Item = (String, Value)>) -> Value {
+    let sorted: BTreeMap<String, Value> = fields.into_iter().collect();
+    Value::Object(sorted.into_iter().collect::<Map<String, Value>>())
+}
+
+/// `Effect`, case-folded.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Effect {
+    Allow,
+    Deny,
+    // Kept verbatim: an invalid value must not become equal to a valid one.
+    Other(String),
+}
+
+impl Effect {
+    fn parse(s: &str) -> Self {
+        if s.eq_ignore_ascii_case("allow") {
+            Effect::Allow
+        } else if s.eq_ignore_ascii_case("deny") {
+            Effect::Deny
+        } else {
+            Effect::Other(s.to_owned())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Effect::Allow => "Allow",
+            Effect::Deny => "Deny",
+            Effect::Other(s) => s,
+        }
+    }
+}
+
+/// `Principal` / `NotPrincipal`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Principal {
+    /// `"Principal": "*"`, which is not the same as `{"AWS": "*"}`.
+    Everyone,
+    /// Principal type (`AWS`, `Service`, ...) to values; types with no values are dropped.
+    Typed(BTreeMap<String, BTreeSet<String>>),
+}
+
+impl Principal {
+    pub(super) fn aws(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            Principal::Everyone => None,
+            Principal::Typed(m) => m.get("AWS"),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            Principal::Everyone => Value::String("*".to_owned()),
+            Principal::Typed(m) => sorted_object(m.iter().map(|(k, v)| (k.clone(), list(v)))),
+        }
+    }
+}
+
+/// Operator (case-sensitive) to condition key (case-folded) to values (as strings).
+pub(super) type Conditions = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
+
+/// One statement in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Statement {
+    // First, so that canonical statement order is by Sid.
+    pub(super) sid: Option<String>,
+    pub(super) effect: Option<Effect>,
+    pub(super) principal: Option<Principal>,
+    pub(super) not_principal: Option<Principal>,
+    pub(super) action: Option<BTreeSet<String>>,
+    pub(super) not_action: Option<BTreeSet<String>>,
+    pub(super) resource: Option<BTreeSet<String>>,
+    pub(super) not_resource: Option<BTreeSet<String>>,
+    pub(super) condition: Option<Conditions>,
+    pub(super) other: BTreeMap<String, Json>,
+}
+
+impl Statement {
+    pub(super) fn to_value(&self) -> Value {
+        let mut f: BTreeMap<String, Value> = BTreeMap::new();
+        let mut put = |k: &str, v: Value| {
+            f.insert(k.to_owned(), v);
+        };
+        if let Some(s) = &self.sid {
+            put("Sid", Value::String(s.clone()));
+        }
+        if let Some(e) = &self.effect {
+            put("Effect", Value::String(e.as_str().to_owned()));
+        }
+        if let Some(p) = &self.principal {
+            put("Principal", p.to_value());
+        }
+        if let Some(p) = &self.not_principal {
+            put("NotPrincipal", p.to_value());
+        }
+        for (k, v) in [
+            ("Action", &self.action),
+            ("NotAction", &self.not_action),
+            ("Resource", &self.resource),
+            ("NotResource", &self.not_resource),
+        ] {
+            if let Some(v) = v {
+                put(k, list(v));
+            }
+        }
+        if let Some(c) = &self.condition {
+            let ops = c.iter().map(|(op, keys)| {
+                let keys = keys.iter().map(|(k, vals)| (k.clone(), list(vals)));
+                (op.clone(), sorted_object(keys))
+            });
+            put("Condition", sorted_object(ops));
+        }
+        for (k, v) in &self.other {
+            put(k, v.to_value());
+        }
+        sorted_object(f)
+    }
+
+    /// Whether the statement carries a condition that could make it not apply.
+    pub(super) fn is_conditional(&self) -> bool {
+        self.condition.as_ref().is_some_and(|c| !c.is_empty())
+    }
+}
+
+fn list(items: &BTreeSet<String>) -> Value {
+    Value::Array(items.iter().cloned().map(Value::String).collect())
+}
+
+/// A document read leniently: every grammar problem is collected, not only the first.
+pub(super) struct Document {
+    pub(super) policy: CanonicalPolicy,
+    /// Statements that parsed, with their index in the document.
+    pub(super) indexed: Vec<(usize, Statement)>,
+    pub(super) errors: Vec<PolicyError>,
+}
+
+/// The statements of a `Statement` element, which may be one object or an array.
+pub(super) fn statement_values(v: &Value) -> Option<Vec<&Value>> {
+    match v {
+        Value::Object(_) => Some(vec![v]),
+        Value::Array(a) => Some(a.iter().collect()),
+        _ => None,
+    }
+}
+
+/// Reads a document; only "not an object" stops it, everything else lands in `errors`.
+pub(super) fn read_document(v: &Value) -> Result<Document, PolicyError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PolicyError::NotAnObject { found: describe(v) })?;
+    let mut errors = Vec::new();
+    let mut version = None;
+    let mut other = BTreeMap::new();
+    let mut indexed = Vec::new();
+    let mut saw_statement = false;
+    for (key, value) in obj {
+        match key.as_str() {
+            "Version" => match value {
+                Value::String(s) => version = Some(s.clone()),
+                _ => errors.push(wrong_type("Version", "a string", value)),
+            },
+            "Statement" => {
+                saw_statement = true;
+                let Some(items) = statement_values(value) else {
+                    errors.push(wrong_type(
+                        "Statement",
+                        "an object or an array of objects",
+                        value,
+                    ));
+                    continue;
+                };
+                let single = value.is_object();
+                for (i, item) in items.into_iter().enumerate() {
+                    let path = if single {
+                        "Statement".to_owned()
+                    } else {
+                        format!("Statement[{i}]")
+                    };
+                    if let Some(s) = read_statement(&path, item, &mut errors) {
+                        indexed.push((i, s));
+                    }
+                }
+            }
+            _ => {
+                other.insert(key.clone(), Json::from_value(value));
+            }
+        }
+    }
+    if !saw_statement {
+        errors.push(PolicyError::MissingStatement);
+    }
+    let policy = CanonicalPolicy {
+        version,
+        statements: indexed.iter().map(|(_, s)| s.clone()).collect(),
+        other,
+    };
+    Ok(Document {
+        policy,
+        indexed,
+        errors,
+    })
+}
+
+fn read_statement(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Option<Statement> {
+    let Some(obj) = v.as_object() else {
+        errors.push(wrong_type(path, "an object", v));
+        return None;
+    };
+    let before = errors.len();
+    let mut s = Statement {
+        sid: None,
+        effect: None,
+        principal: None,
+        not_principal: None,
+        action: None,
+        not_action: None,
+        resource: None,
+        not_resource: None,
+        condition: None,
+        other: BTreeMap::new(),
+    };
+    for (key, value) in obj {
+        let at = format!("{path}.{key}");
+        match key.as_str() {
+            "Sid" => match value {
+                // A missing Sid and an empty Sid both mean "no identifier".
+                Value::String(x) if x.is_empty() => {}
+                Value::String(x) => s.sid = Some(x.clone()),
+                _ => errors.push(wrong_type(&at, "a string", value)),
+            },
+            "Effect" => match value {
+                Value::String(x) => s.effect = Some(Effect::parse(x)),
+                _ => errors.push(wrong_type(&at, "the string \"Allow\" or \"Deny\"", value)),
+            },
+            "Principal" => s.principal = keep(read_principal(&at, value), errors),
+            "NotPrincipal" => s.not_principal = keep(read_principal(&at, value), errors),
+            "Action" => s.action = keep(read_actions(&at, value), errors),
+            "NotAction" => s.not_action = keep(read_actions(&at, value), errors),
+            "Resource" => s.resource = keep(read_strings(&at, value), errors),
+            "NotResource" => s.not_resource = keep(read_strings(&at, value), errors),
+            "Condition" => s.condition = read_conditions(&at, value, errors),
+            _ => {
+                s.other.insert(key.clone(), Json::from_value(value));
+            }
+        }
+    }
+    (errors.len() == before).then_some(s)
+}
+
+/// Keeps a value or records why it was rejected, so one bad element does not hide others.
+fn keep<T>(r: Result<T, PolicyError>, errors: &mut Vec<PolicyError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+fn read_strings(path: &str, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+    match v {
+        Value::String(s) => Ok(BTreeSet::from([s.clone()])),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(wrong_type(&format!("{path}[{i}]"), "a string", item)),
+            })
+            .collect(),
+        _ => Err(wrong_type(path, "a string or an array of strings", v)),
+    }
+}
+
+fn read_actions(path: &str, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+    // IAM matches action names case-insensitively.
+    Ok(read_strings(path, v)?
+        .into_iter()
+        .map(|a| a.to_ascii_lowercase())
+        .collect())
+}
+
+fn read_principal(path: &str, v: &Value) -> Result<Principal, PolicyError> {
+    const EXPECTED: &str =
+        "\"*\" or an object mapping principal types to strings or arrays of strings";
+    match v {
+        Value::String(s) if s == "*" => Ok(Principal::Everyone),
+        Value::Object(types) => {
+            let mut out = BTreeMap::new();
+            for (kind, values) in types {
+                let mut set = read_strings(&format!("{path}.{kind}"), values)?;
+                if kind == "AWS" {
+                    set = set.into_iter().map(|p| account_principal(&p)).collect();
+                }
+                if !set.is_empty() {
+                    out.insert(kind.clone(), set);
+                }
+            }
+            Ok(Principal::Typed(out))
+        }
+        _ => Err(wrong_type(path, EXPECTED, v)),
+    }
+}
+
+/// `arn:PARTITION:iam::ID:root` becomes `ID`: an account id lives in exactly one
+/// partition, so the partition adds nothing and KMS itself stores the ARN form.
+fn account_principal(p: &str) -> String {
+    let root = p
+        .strip_prefix("arn:")
+        .and_then(|r| r.split_once(":iam::"))
+        .and_then(|(partition, rest)| {
+            let valid = !partition.is_empty()
+                && partition
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            valid.then_some(rest)
+        })
+        .and_then(|rest| rest.strip_suffix(":root"))
+        .filter(|id| is_account_id(id));
+    root.unwrap_or(p).to_owned()
+}
+
+pub(super) fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn read_conditions(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Option<Conditions> {
+    const EXPECTED: &str = "an object mapping condition operators to objects";
+    let Some(ops) = v.as_object() else {
+        errors.push(wrong_type(path, EXPECTED, v));
+        return None;
+    };
+    let before = errors.len();
+    let mut out = Conditions::new();
+    for (op, keys) in ops {
+        let op_path = format!("{path}.{op}");
+        let Some(keys) = keys.as_object() else {
+            errors.push(wrong_type(
+                &op_path,
+                "an object mapping condition keys to values",
+                keys,
+            ));
+            continue;
+        };
+        let mut folded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
+        for (key, values) in keys {
+            let lower = key.to_ascii_lowercase();
+            if let Some(first) = spelled.insert(lower.clone(), key) {
+                // Merging or picking one would guess at what IAM does with the clash.
+                errors.push(PolicyError::DuplicateConditionKey {
+                    element: op_path.clone(),
+                    first: first.to_owned(),
+                    second: key.clone(),
+                });
+                continue;
+            }
+            match read_condition_values(&format!("{op_path}.{key}"), values) {
+                Ok(set) => {
+                    folded.insert(lower, set);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        out.insert(op.clone(), folded);
+    }
+    (errors.len() == before).then_some(out)
+}
+
+fn read_condition_values(path: &str, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+    const EXPECTED: &str = "a string, number or boolean, or an array of them";
+    let scalar = |p: &str, x: &Value| match x {
+        Value::String(s) => Ok(s.clone()),
+        // IAM compares condition values as strings: `true` is "true", `5` is "5".
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(wrong_type(p, "a string, number or boolean", x)),
+    };
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| scalar(&format!("{path}[{i}]"), x))
+            .collect(),
+        Value::Object(_) | Value::Null => Err(wrong_type(path, EXPECTED, v)),
+        _ => scalar(path, v).map(|s| BTreeSet::from([s])),
+    }
+}
+
+fn wrong_type(element: &str, expected: &'static str, found: &Value) -> PolicyError {
+    PolicyError::WrongType {
+        element: element.to_owned(),
+        expected,
+        found: describe(found),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {}", Value::String(s.clone())),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
+    }
+}

@@ -1,0 +1,51 @@
+//! The reconcile engine: takes a [`Trigger`](crate::core::trigger::Trigger), looks at live
+//! state through the [`ports`], and returns one [`Outcome`](crate::core::outcome::Outcome)
+//! per key. Knows nothing about Lambda; the CLI and the handler both drive it.
+
+mod engine;
+pub mod ports;
+
+pub use engine::Reconciler;
+
+use crate::core::baseline::Baseline;
+use crate::core::key::{Region, RoleArn};
+use crate::retry::Backoff;
+
+/// Detect only, or detect and fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Report drift and publish metrics; never write.
+    #[default]
+    DryRun,
+    /// Write the baseline over drifted policies, then verify.
+    Enforce,
+}
+
+impl Mode {
+    /// The configuration value (`dry-run`, `enforce`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+/// How the engine behaves; built from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Dry-run or enforce.
+    pub mode: Mode,
+    /// Where the desired policy comes from.
+    pub baseline: Baseline,
+    /// Keys carrying this tag are left alone.
+    pub exclude_tag: String,
+    /// The function's own role: its events are ignored and it must never be locked out.
+    pub remediator: Option<RoleArn>,
+    /// Waiting for a replica that is still being created.
+    pub consistency: Backoff,
+    /// Keys reconciled at once.
+    pub concurrency: usize,
+    /// Regions a scheduled sweep covers.
+    pub sweep_regions: Vec<Region>,
+}
