@@ -222,3 +222,92 @@ fn check_template(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/kms-replica-guard-remediator";
+
+    #[test]
+    fn defaults_are_dry_run_mirroring_the_primary() {
+        let c = config(&[("AWS_REGION", "us-east-1")]).unwrap();
+        assert_eq!(c.settings.mode, Mode::DryRun);
+        assert_eq!(c.settings.baseline, Baseline::Primary);
+        assert_eq!(c.metrics_namespace, "KmsReplicaGuard");
+        assert_eq!(c.settings.exclude_tag, "kms-replica-guard:exclude");
+        assert_eq!(c.settings.sweep_regions, vec!["us-east-1".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_literal_baseline_is_validated_at_start_up() {
+        let ok = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:root"},"Action":"kms:*","Resource":"*"}]}"#;
+        let c = config(&[("BASELINE_SOURCE", ok), ("REMEDIATOR_ROLE_ARN", ROLE)]).unwrap();
+        assert!(matches!(c.settings.baseline, Baseline::Template(_)));
+
+        let missing_action = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:root"},"Resource":"*"}]}"#;
+        let e = config(&[("BASELINE_SOURCE", missing_action)]).unwrap_err();
+        assert_eq!(e.variable, "BASELINE_SOURCE");
+        assert!(e.problem.contains("Action"), "{e}");
+    }
+
+    #[test]
+    fn a_baseline_that_locks_out_the_configured_role_is_refused_at_start_up() {
+        let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:role/app"},"Action":"kms:*","Resource":"*"}]}"#;
+        let e = config(&[("BASELINE_SOURCE", lockout), ("REMEDIATOR_ROLE_ARN", ROLE)]).unwrap_err();
+        assert!(e.problem.contains("lock out"), "{e}");
+    }
+
+    #[test]
+    fn a_baseline_file_is_read_and_a_missing_one_is_named() {
+        let dir = std::env::temp_dir().join(format!("krg-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("baseline.json");
+        std::fs::write(
+            &path,
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:root"},"Action":"kms:*","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        let source = format!("file:{}", path.display());
+        assert!(config(&[("BASELINE_SOURCE", &source)]).is_ok());
+        let e = config(&[("BASELINE_SOURCE", "file:/nonexistent/b.json")]).unwrap_err();
+        assert!(e.problem.contains("/nonexistent/b.json"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_fix() {
+        let cases = [
+            ("REMEDIATION_MODE", "fix-it", "enforce"),
+            (
+                "REMEDIATOR_ROLE_ARN",
+                "arn:aws:iam::111122223333:user/bob",
+                "execution role",
+            ),
+            ("SWEEP_REGIONS", "us-east-1,moon", "comma-separated"),
+            ("BASELINE_SOURCE", "ssm:/kms/baseline", "not supported"),
+            ("BASELINE_SOURCE", "mirror", "primary"),
+            (
+                "BASELINE_SOURCE",
+                r#"{"a": "{{Nope}}"}"#,
+                "unknown placeholder",
+            ),
+            ("METRICS_NAMESPACE", "AWS/KMS", "AWS/"),
+            ("CONCURRENCY", "many", "whole number"),
+        ];
+        for (var, value, hint) in cases {
+            let e = config(&[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var, "{e}");
+            assert!(e.to_string().contains(hint), "{var}={value}: {e}");
+        }
+    }
+}

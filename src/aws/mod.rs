@@ -5,19 +5,19 @@ pub mod clients;
 pub mod cloudwatch;
 pub mod kms;
 
+use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 
 use crate::reconcile::ports::{CallError, ErrorKind};
 
 /// Maps any SDK error onto a [`CallError`] with a kind that decides retries.
-pub(crate) fn call_error<E, R>(
+pub(crate) fn call_error<E>(
     operation: &'static str,
     resource: impl std::fmt::Display,
-    err: SdkError<E, R>,
+    err: SdkError<E, HttpResponse>,
 ) -> CallError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let (kind, message) = match &err {
         SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".to_owned()),
@@ -27,8 +27,11 @@ where
         ),
         SdkError::ServiceError(s) => {
             let e = s.err();
+            let status = s.raw().status().as_u16();
             let code = e.code().unwrap_or("Unknown");
             let kind = match code {
+                _ if status == 429 => ErrorKind::Throttled,
+                _ if status >= 500 => ErrorKind::Transient,
                 "NotFoundException" | "ResourceNotFoundException" | "ResourceNotFound" => {
                     ErrorKind::NotFound
                 }

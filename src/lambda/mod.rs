@@ -119,3 +119,171 @@ fn failure(report: &Report, retry: Retry) -> InvocationError {
         summary: summary.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::reconcile::fake::{FakeAws, arn};
+    use crate::reconcile::ports::ErrorKind;
+    use std::collections::HashMap;
+
+    const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        Config::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+    }
+
+    fn sample(name: &str) -> Value {
+        let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn drifted() -> FakeAws {
+        let fake = FakeAws::family(POLICY, &["us-west-2", "eu-west-1"]);
+        fake.with_key(&arn("us-west-2"), |k| {
+            k.policy = POLICY.replace("kms:*", "kms:Decrypt")
+        });
+        fake
+    }
+
+    #[tokio::test]
+    async fn an_event_is_answered_with_outcomes_and_metrics_are_published_once() {
+        let fake = drifted();
+        let app = App::new(
+            config(&[("REMEDIATION_MODE", "enforce")]),
+            &fake,
+            &fake,
+            &fake,
+        );
+        let response = app
+            .handle(sample("put-key-policy-replica-id.json"))
+            .await
+            .unwrap();
+        assert_eq!(
+            response["outcomes"][0]["action"], "remediated",
+            "{response:#}"
+        );
+        assert_eq!(response["outcomes"][0]["region"], "us-west-2");
+        assert_eq!(fake.count("PutMetricData"), 1);
+        let published = fake.published.lock().unwrap();
+        let (namespace, data) = &published[0];
+        assert_eq!(namespace, "KmsReplicaGuard");
+        assert!(
+            data.iter().any(|d| d.metric.name() == "AutoFixApplied"
+                && d.region.is_none()
+                && d.value == 1.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_metrics_failure_is_reported_but_the_fix_stands() {
+        let fake = drifted();
+        fake.fail("PutMetricData", &[ErrorKind::AccessDenied]);
+        let app = App::new(
+            config(&[("REMEDIATION_MODE", "enforce")]),
+            &fake,
+            &fake,
+            &fake,
+        );
+        let response = app
+            .handle(sample("put-key-policy-replica-id.json"))
+            .await
+            .unwrap();
+        assert_eq!(response["outcomes"][0]["action"], "remediated");
+        assert_eq!(response["metrics"]["published"], 0);
+        assert!(
+            response["metrics"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("PutMetricData")
+        );
+        let now = fake.policy(&arn("us-west-2"));
+        assert!(
+            crate::core::policy::equivalent(&now, POLICY).unwrap(),
+            "{now}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_op_events_answer_with_no_outcomes_and_no_metrics() {
+        let fake = drifted();
+        let app = App::new(
+            config(&[
+                ("REMEDIATION_MODE", "enforce"),
+                (
+                    "REMEDIATOR_ROLE_ARN",
+                    "arn:aws:iam::111122223333:role/kms-replica-guard-remediator",
+                ),
+            ]),
+            &fake,
+            &fake,
+            &fake,
+        );
+        for name in [
+            "put-key-policy-by-remediator.json",
+            "put-key-policy-error.json",
+            "unrelated-service.json",
+        ] {
+            let response = app.handle(sample(name)).await.unwrap();
+            assert_eq!(response, serde_json::json!({"outcomes": []}), "{name}");
+        }
+        assert_eq!(fake.calls.lock().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_key_fails_the_invocation_with_a_retryable_type() {
+        let fake = drifted();
+        fake.fail("PutKeyPolicy", &[ErrorKind::Throttled]);
+        let app = App::new(
+            config(&[("REMEDIATION_MODE", "enforce")]),
+            &fake,
+            &fake,
+            &fake,
+        );
+        let err = app
+            .handle(sample("put-key-policy-replica-id.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Retryable.KeyFailure");
+        let d: Diagnostic = err.into();
+        assert!(
+            d.error_message.contains("PutKeyPolicy"),
+            "{}",
+            d.error_message
+        );
+        assert_eq!(
+            fake.count("PutMetricData"),
+            1,
+            "AutoFixFailed is published before failing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_configuration_fails_every_invocation_without_touching_aws() {
+        let fake = drifted();
+        let app = App::new(config(&[("REMEDIATION_MODE", "yes")]), &fake, &fake, &fake);
+        for _ in 0..2 {
+            let err = app
+                .handle(sample("put-key-policy-replica-id.json"))
+                .await
+                .unwrap_err();
+            assert_eq!(err.error_type(), "NonRetryable.ConfigurationError");
+            assert!(err.to_string().contains("REMEDIATION_MODE"));
+        }
+        assert_eq!(fake.calls.lock().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_event_is_a_non_retryable_error() {
+        let fake = drifted();
+        let app = App::new(config(&[]), &fake, &fake, &fake);
+        let err = app
+            .handle(serde_json::json!({"detail-type": 5}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "NonRetryable.MalformedEvent");
+        assert!(err.to_string().contains("detail-type"), "{err}");
+    }
+}

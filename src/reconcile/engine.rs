@@ -369,3 +369,463 @@ fn log_outcome(event: &EventInfo, o: &Outcome) {
         "key reconciled"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::baseline::Template;
+    use crate::reconcile::fake::{FakeAws, arn};
+    use crate::retry::Backoff;
+    use std::time::Duration;
+
+    const BASELINE: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::{{AccountId}}:root"}, "Action": "kms:*", "Resource": "*"},
+    {"Sid": "App", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::{{AccountId}}:role/app"}, "Action": ["kms:Decrypt", "kms:Encrypt"], "Resource": "*"}
+  ]
+}"#;
+
+    fn rendered() -> String {
+        BASELINE.replace("{{AccountId}}", "111122223333")
+    }
+
+    const DEFAULT_POLICY: &str = r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+
+    fn settings(mode: Mode, baseline: Baseline) -> Arc<Settings> {
+        Arc::new(Settings {
+            mode,
+            baseline,
+            exclude_tag: "kms-replica-guard:exclude".into(),
+            remediator: None,
+            consistency: Backoff {
+                attempts: 3,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            concurrency: 4,
+            sweep_regions: vec!["us-west-2".parse().unwrap()],
+        })
+    }
+
+    fn template() -> Baseline {
+        Baseline::Template(Template::new("literal", BASELINE).unwrap())
+    }
+
+    fn event_on(region: &str, scope: Scope) -> Trigger {
+        Trigger::Keys {
+            event: EventInfo {
+                id: Some("e-1".into()),
+                name: "PutKeyPolicy".into(),
+            },
+            targets: vec![Target {
+                key: arn(region),
+                scope,
+            }],
+        }
+    }
+
+    async fn run(fake: &FakeAws, mode: Mode, baseline: Baseline, trigger: Trigger) -> Report {
+        Reconciler::new(fake, fake, settings(mode, baseline))
+            .run(&trigger)
+            .await
+    }
+
+    fn only(report: &Report) -> &Outcome {
+        assert_eq!(report.outcomes.len(), 1, "{report:#?}");
+        &report.outcomes[0]
+    }
+
+    #[tokio::test]
+    async fn a_replica_with_the_default_policy_is_rewritten_and_verified_in_enforce_mode() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        let o = only(&r);
+        assert_eq!(o.action, Action::Remediated, "{o:#?}");
+        assert!(o.diff.as_deref().unwrap().contains("App"), "{o:#?}");
+        assert_eq!(fake.policy(&arn("us-west-2")), rendered());
+        assert_eq!(
+            fake.policy(&arn("eu-west-1")),
+            DEFAULT_POLICY,
+            "other replicas untouched"
+        );
+        assert_eq!(fake.count("PutKeyPolicy"), 1);
+        assert_eq!(fake.count("GetKeyPolicy"), 2, "read, then verify");
+    }
+
+    #[tokio::test]
+    async fn dry_run_reports_drift_and_writes_nothing() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let r = run(
+            &fake,
+            Mode::DryRun,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        assert_eq!(only(&r).action, Action::DriftDetected);
+        assert!(only(&r).diff.is_some());
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+        assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
+    }
+
+    #[tokio::test]
+    async fn an_equivalent_but_reformatted_policy_is_in_sync_and_costs_two_calls() {
+        let reformatted = r#"{"Statement":[{"Resource":"*","Action":["KMS:encrypt","kms:Decrypt","kms:Decrypt"],"Principal":{"AWS":["arn:aws:iam::111122223333:role/app"]},"Effect":"allow","Sid":"App"},{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":["*"]}],"Version":"2012-10-17"}"#;
+        let fake = FakeAws::family(reformatted, &["us-west-2"]);
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        assert_eq!(only(&r).action, Action::InSync, "{r:#?}");
+        assert_eq!(
+            fake.policy(&arn("us-west-2")),
+            reformatted,
+            "left byte for byte"
+        );
+        assert_eq!(
+            fake.calls.lock().unwrap().len(),
+            2,
+            "DescribeKey + GetKeyPolicy only"
+        );
+    }
+
+    #[tokio::test]
+    async fn replaying_the_same_event_writes_once() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+        let trigger = event_on("us-west-2", Scope::Key);
+        let mut actions = vec![];
+        for _ in 0..20 {
+            actions.push(only(&engine.run(&trigger).await).action);
+        }
+        assert_eq!(fake.count("PutKeyPolicy"), 1);
+        assert_eq!(actions[0], Action::Remediated);
+        assert!(actions[1..].iter().all(|a| *a == Action::InSync));
+    }
+
+    #[tokio::test]
+    async fn a_primary_is_never_written_and_is_skipped_when_not_mirrored() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-east-1", Scope::Key),
+        )
+        .await;
+        assert_eq!(only(&r).action, Action::Skipped);
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_primary_policy_change_is_mirrored_to_every_replica() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+        let primary_policy = rendered().replace("role/app", "role/app-v2");
+        fake.with_key(&arn("us-east-1"), |k| k.policy = primary_policy.clone());
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            Baseline::Primary,
+            event_on("us-east-1", Scope::Key),
+        )
+        .await;
+        assert_eq!(r.count(Action::Remediated), 2, "{r:#?}");
+        for region in ["us-west-2", "eu-west-1"] {
+            assert!(fake.policy(&arn(region)).contains("role/app-v2"));
+        }
+        assert_eq!(
+            fake.policy(&arn("us-east-1")),
+            primary_policy,
+            "the primary is the source, never written"
+        );
+        let primary_reads = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(op, on)| *op == "GetKeyPolicy" && on.contains("us-east-1"))
+            .count();
+        assert_eq!(
+            primary_reads, 1,
+            "the primary's policy is read once per run"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_moved_primary_reconciles_all_related_replicas() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+        let r = run(
+            &fake,
+            Mode::DryRun,
+            template(),
+            event_on("us-east-1", Scope::AllRelated),
+        )
+        .await;
+        assert_eq!(r.count(Action::DriftDetected), 2, "{r:#?}");
+    }
+
+    #[tokio::test]
+    async fn an_excluded_replica_is_skipped_with_its_drift_shown() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.with_key(&arn("us-west-2"), |k| {
+            k.tags = vec!["kms-replica-guard:exclude".into()]
+        });
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        let o = only(&r);
+        assert_eq!(o.action, Action::Skipped);
+        assert!(o.reason.as_deref().unwrap().contains("excluded"));
+        assert!(o.diff.is_some());
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+    }
+
+    #[tokio::test]
+    async fn keys_pending_deletion_are_skipped_with_the_reason() {
+        for state in [
+            KeyState::PendingDeletion,
+            KeyState::PendingReplicaDeletion,
+            KeyState::Unavailable,
+        ] {
+            let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+            fake.with_key(&arn("us-west-2"), |k| k.facts.state = state.clone());
+            let r = run(
+                &fake,
+                Mode::Enforce,
+                template(),
+                event_on("us-west-2", Scope::Key),
+            )
+            .await;
+            assert_eq!(only(&r).action, Action::Skipped, "{state:?}");
+            assert!(
+                only(&r).reason.as_deref().unwrap().contains("pending")
+                    || state == KeyState::Unavailable
+            );
+            assert_eq!(fake.count("GetKeyPolicy"), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_still_creating_is_waited_for_then_fixed() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.with_key(&arn("us-west-2"), |k| {
+            k.invisible_for = 1;
+            k.creating_for = 1;
+        });
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
+        assert_eq!(fake.count("DescribeKey"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_stays_creating_fails_retryably() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.with_key(&arn("us-west-2"), |k| k.creating_for = 99);
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        let o = only(&r);
+        assert_eq!(
+            (o.action, o.retry),
+            (Action::Failed, Some(Retry::Retryable))
+        );
+        assert!(
+            o.reason.as_deref().unwrap().contains("still Creating"),
+            "{o:#?}"
+        );
+        assert_eq!(
+            fake.count("DescribeKey"),
+            3,
+            "bounded by the backoff's attempts"
+        );
+        assert_eq!(r.failure_class(), Some(Retry::Retryable));
+    }
+
+    #[tokio::test]
+    async fn a_key_that_never_appears_fails_retryably() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.with_key(&arn("us-west-2"), |k| k.invisible_for = 99);
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        let o = only(&r);
+        assert_eq!(o.retry, Some(Retry::Retryable));
+        assert!(
+            o.reason.as_deref().unwrap().contains("still not found"),
+            "{o:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_rendered_baseline_writes_nothing() {
+        let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:role/app"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+        let baseline = Baseline::Template(Template::new("literal", lockout).unwrap());
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            baseline,
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        let o = only(&r);
+        assert_eq!(
+            (o.action, o.retry),
+            (Action::Failed, Some(Retry::NonRetryable))
+        );
+        assert!(o.reason.as_deref().unwrap().contains("lock out"), "{o:#?}");
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_primary_policy_that_would_lock_out_the_remediator_is_not_mirrored() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.with_key(&arn("us-east-1"), |k| {
+            k.policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"kms:*","Resource":"*"}]}"#.into()
+        });
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            Baseline::Primary,
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        assert_eq!(only(&r).action, Action::Failed);
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_policy_kms_stores_differently_is_a_verification_failure_not_a_loop() {
+        let mut fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.put_rewrite = Some(|p| p.replace("kms:Encrypt", "kms:ReEncrypt*"));
+        let r = run(
+            &fake,
+            Mode::Enforce,
+            template(),
+            event_on("us-west-2", Scope::Key),
+        )
+        .await;
+        let o = only(&r);
+        assert_eq!(
+            (o.action, o.retry),
+            (Action::Failed, Some(Retry::NonRetryable))
+        );
+        assert!(
+            o.reason.as_deref().unwrap().contains("verification failed"),
+            "{o:#?}"
+        );
+        assert_eq!(
+            fake.count("PutKeyPolicy"),
+            1,
+            "one write, no retry loop inside the run"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_carry_the_retry_class_of_their_cause() {
+        for (op, kind, retry) in [
+            ("GetKeyPolicy", ErrorKind::Throttled, Retry::Retryable),
+            ("PutKeyPolicy", ErrorKind::Transient, Retry::Retryable),
+            ("PutKeyPolicy", ErrorKind::AccessDenied, Retry::NonRetryable),
+            ("DescribeKey", ErrorKind::AccessDenied, Retry::NonRetryable),
+        ] {
+            let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+            fake.fail(op, &[kind]);
+            let r = run(
+                &fake,
+                Mode::Enforce,
+                template(),
+                event_on("us-west-2", Scope::Key),
+            )
+            .await;
+            let o = only(&r);
+            assert_eq!(
+                (o.action, o.retry),
+                (Action::Failed, Some(retry)),
+                "{op} {kind:?}"
+            );
+            assert_eq!(
+                fake.policy(&arn("us-west-2")),
+                DEFAULT_POLICY,
+                "{op} {kind:?}: nothing half-written"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_checks_every_replica_in_its_regions_and_only_them() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+        let single: KeyArn =
+            "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .parse()
+                .unwrap();
+        let mut k = fake.keys.lock().unwrap()[&arn("us-west-2")].clone();
+        k.facts.arn = single.clone();
+        k.facts.multi_region = None;
+        fake.keys.lock().unwrap().insert(single.clone(), k);
+        let trigger = Trigger::Sweep {
+            regions: Some(vec![
+                "us-east-1".parse().unwrap(),
+                "us-west-2".parse().unwrap(),
+            ]),
+        };
+        let r = run(&fake, Mode::DryRun, template(), trigger).await;
+        assert_eq!(only(&r).key_arn, arn("us-west-2"), "{r:#?}");
+        assert_eq!(only(&r).action, Action::DriftDetected);
+        let described: Vec<String> = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(op, _)| *op == "DescribeKey")
+            .map(|(_, on)| on.clone())
+            .collect();
+        assert!(
+            !described.contains(&single.to_string()),
+            "no call for single-Region keys"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_region_that_cannot_be_listed_is_a_run_error() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.fail("ListKeys", &[ErrorKind::AccessDenied]);
+        let r = run(
+            &fake,
+            Mode::DryRun,
+            template(),
+            Trigger::Sweep { regions: None },
+        )
+        .await;
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
+    }
+}

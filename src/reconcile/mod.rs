@@ -3,6 +3,8 @@
 //! per key. Knows nothing about Lambda; the CLI and the handler both drive it.
 
 mod engine;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod ports;
 
 pub use engine::Reconciler;

@@ -47,6 +47,34 @@ pub trait MetricsSink: Send + Sync {
     ) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
+// Borrowed ports work too, so one adapter value can serve several roles.
+impl<T: KeyDirectory> KeyDirectory for &T {
+    async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
+        (**self).describe_key(key).await
+    }
+    async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
+        (**self).tag_keys(key).await
+    }
+    async fn list_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+        (**self).list_keys(region).await
+    }
+}
+
+impl<T: PolicyStore> PolicyStore for &T {
+    async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
+        (**self).get_policy(key).await
+    }
+    async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
+        (**self).put_policy(key, policy).await
+    }
+}
+
+impl<T: MetricsSink> MetricsSink for &T {
+    async fn publish(&self, namespace: &str, data: &[MetricDatum]) -> Result<(), CallError> {
+        (**self).publish(namespace, data).await
+    }
+}
+
 /// What kind of failure an AWS call had; decides retries and the operator's next step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -1,0 +1,194 @@
+//! An in-memory KMS + CloudWatch for engine and handler tests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::ports::{CallError, ErrorKind, KeyDirectory, MetricsSink, PolicyStore};
+use crate::core::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
+use crate::core::key::{KeyArn, Region};
+use crate::core::outcome::MetricDatum;
+
+#[derive(Debug, Clone)]
+pub struct FakeKey {
+    pub facts: KeyFacts,
+    pub policy: String,
+    pub tags: Vec<String>,
+    /// DescribeKey answers Creating this many more times.
+    pub creating_for: u32,
+    /// DescribeKey answers NotFound this many more times.
+    pub invisible_for: u32,
+}
+
+#[derive(Default)]
+pub struct FakeAws {
+    pub keys: Mutex<HashMap<KeyArn, FakeKey>>,
+    pub calls: Mutex<Vec<(&'static str, String)>>,
+    /// Rewrites what PutKeyPolicy stores (simulates KMS normalising differently).
+    pub put_rewrite: Option<fn(&str) -> String>,
+    /// Errors injected per operation, consumed one per call.
+    pub failures: Mutex<HashMap<&'static str, Vec<ErrorKind>>>,
+    pub published: Mutex<Vec<(String, Vec<MetricDatum>)>>,
+}
+
+pub const ACCOUNT: &str = "111122223333";
+pub const MRK: &str = "mrk-1234abcd12ab34cd56ef1234567890ab";
+
+pub fn arn(region: &str) -> KeyArn {
+    format!("arn:aws:kms:{region}:{ACCOUNT}:key/{MRK}")
+        .parse()
+        .unwrap()
+}
+
+impl FakeAws {
+    /// A primary in us-east-1 with replicas in the given Regions, all with `policy`.
+    pub fn family(policy: &str, replicas: &[&str]) -> Self {
+        let fake = Self::default();
+        let primary = arn("us-east-1");
+        let replica_arns: Vec<KeyArn> = replicas.iter().map(|r| arn(r)).collect();
+        let mut keys = fake.keys.lock().unwrap();
+        let mut add = |key: KeyArn, role| {
+            keys.insert(
+                key.clone(),
+                FakeKey {
+                    facts: KeyFacts {
+                        arn: key,
+                        state: KeyState::Enabled,
+                        multi_region: Some(MultiRegion {
+                            role,
+                            primary: primary.clone(),
+                            replicas: replica_arns.clone(),
+                        }),
+                    },
+                    policy: policy.to_owned(),
+                    tags: vec![],
+                    creating_for: 0,
+                    invisible_for: 0,
+                },
+            );
+        };
+        add(primary.clone(), MultiRegionRole::Primary);
+        for r in &replica_arns {
+            add(r.clone(), MultiRegionRole::Replica);
+        }
+        drop(keys);
+        fake
+    }
+
+    pub fn with_key(&self, key: &KeyArn, f: impl FnOnce(&mut FakeKey)) {
+        f(self.keys.lock().unwrap().get_mut(key).expect("known key"));
+    }
+
+    pub fn policy(&self, key: &KeyArn) -> String {
+        self.keys.lock().unwrap()[key].policy.clone()
+    }
+
+    pub fn count(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .count()
+    }
+
+    pub fn fail(&self, op: &'static str, kinds: &[ErrorKind]) {
+        self.failures.lock().unwrap().insert(op, kinds.to_vec());
+    }
+
+    fn call(&self, op: &'static str, on: &dyn std::fmt::Display) -> Result<(), CallError> {
+        self.calls.lock().unwrap().push((op, on.to_string()));
+        let mut failures = self.failures.lock().unwrap();
+        if let Some(kinds) = failures.get_mut(op)
+            && !kinds.is_empty()
+        {
+            let kind = kinds.remove(0);
+            return Err(CallError::new(op, on, kind, format!("injected {kind:?}")));
+        }
+        Ok(())
+    }
+
+    fn not_found(op: &'static str, key: &KeyArn) -> CallError {
+        CallError::new(
+            op,
+            key,
+            ErrorKind::NotFound,
+            "NotFoundException: no such key",
+        )
+    }
+}
+
+impl KeyDirectory for FakeAws {
+    async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
+        self.call("DescribeKey", key)?;
+        let mut keys = self.keys.lock().unwrap();
+        let k = keys
+            .get_mut(key)
+            .ok_or_else(|| Self::not_found("DescribeKey", key))?;
+        if k.invisible_for > 0 {
+            k.invisible_for -= 1;
+            return Err(Self::not_found("DescribeKey", key));
+        }
+        let mut facts = k.facts.clone();
+        if k.creating_for > 0 {
+            k.creating_for -= 1;
+            facts.state = KeyState::Creating;
+        }
+        Ok(facts)
+    }
+
+    async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
+        self.call("ListResourceTags", key)?;
+        Ok(self.keys.lock().unwrap()[key].tags.clone())
+    }
+
+    async fn list_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+        self.call("ListKeys", region)?;
+        let mut keys: Vec<KeyArn> = self
+            .keys
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.region() == region)
+            .cloned()
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+impl PolicyStore for FakeAws {
+    async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
+        self.call("GetKeyPolicy", key)?;
+        let keys = self.keys.lock().unwrap();
+        Ok(keys
+            .get(key)
+            .ok_or_else(|| Self::not_found("GetKeyPolicy", key))?
+            .policy
+            .clone())
+    }
+
+    async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
+        self.call("PutKeyPolicy", key)?;
+        let stored = self
+            .put_rewrite
+            .map_or_else(|| policy.to_owned(), |f| f(policy));
+        self.keys
+            .lock()
+            .unwrap()
+            .get_mut(key)
+            .ok_or_else(|| Self::not_found("PutKeyPolicy", key))?
+            .policy = stored;
+        Ok(())
+    }
+}
+
+impl MetricsSink for FakeAws {
+    async fn publish(&self, namespace: &str, data: &[MetricDatum]) -> Result<(), CallError> {
+        self.call("PutMetricData", &namespace)?;
+        self.published
+            .lock()
+            .unwrap()
+            .push((namespace.to_owned(), data.to_vec()));
+        Ok(())
+    }
+}
