@@ -1,0 +1,288 @@
+//! Shared set-up for the tests against the local emulator: real SDK clients over HTTP to
+//! `AWS_ENDPOINT_URL` (default http://127.0.0.1:4566), keys created per test so tests run in
+//! parallel without seeing each other.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
+use aws_sdk_kms::Client as KmsClient;
+use kms_replica_guard::aws::clients::kms_clients;
+use kms_replica_guard::aws::cloudwatch::CloudWatch;
+use kms_replica_guard::aws::kms::Kms;
+use kms_replica_guard::config::Config;
+use kms_replica_guard::core::key::KeyArn;
+use kms_replica_guard::lambda::{App, InvocationError};
+use kms_replica_guard::reconcile::ports::{CallError, PolicyStore};
+use serde_json::Value;
+
+/// The account LocalStack derives from a 12-digit access key id; the sample events use it.
+pub const ACCOUNT: &str = "111122223333";
+/// The key id the sample events name; replaced by each test's own key id.
+pub const SAMPLE_KEY_ID: &str = "mrk-1234abcd12ab34cd56ef1234567890ab";
+pub const REMEDIATOR: &str = "arn:aws:iam::111122223333:role/kms-replica-guard-remediator";
+
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
+}
+
+/// SDK configuration for the emulator. Panics with instructions when it is not running:
+/// these tests never pass silently without it.
+pub async fn sdk() -> SdkConfig {
+    let health = format!("{}/_localstack/health", endpoint());
+    let reachable = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "3", &health])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        reachable,
+        "the AWS emulator is not reachable at {health}. Start it with `scripts/localstack.sh start` \
+         (or `make emulator`), or point AWS_ENDPOINT_URL at a running one."
+    );
+    // SAFETY: set before any client reads them; every test sets the same values.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", ACCOUNT);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint());
+    }
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(SdkRegion::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .load()
+        .await
+}
+
+pub fn kms_in(sdk: &SdkConfig, region: &str) -> KmsClient {
+    KmsClient::from_conf(
+        aws_sdk_kms::config::Builder::from(sdk)
+            .region(SdkRegion::new(region.to_owned()))
+            .build(),
+    )
+}
+
+pub const DEFAULT_STYLE_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Id": "key-default-1",
+  "Statement": [
+    {
+      "Sid": "Enable IAM User Permissions",
+      "Effect": "Allow",
+      "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+      "Action": "kms:*",
+      "Resource": "*"
+    }
+  ]
+}"#;
+
+/// The baseline the tests enforce: root keeps full control (lockout check), the remediator
+/// can manage the policy, and an application role may use the key.
+pub const BASELINE: &str = r#"{
+  "Version": "2012-10-17",
+  "Id": "kms-replica-guard-baseline",
+  "Statement": [
+    {
+      "Sid": "EnableRootAccess",
+      "Effect": "Allow",
+      "Principal": {"AWS": "arn:{{Partition}}:iam::{{AccountId}}:root"},
+      "Action": "kms:*",
+      "Resource": "*"
+    },
+    {
+      "Sid": "AllowRemediator",
+      "Effect": "Allow",
+      "Principal": {"AWS": "arn:{{Partition}}:iam::{{AccountId}}:role/kms-replica-guard-remediator"},
+      "Action": ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListResourceTags"],
+      "Resource": "*"
+    },
+    {
+      "Sid": "AllowAppUse",
+      "Effect": "Allow",
+      "Principal": {"AWS": "arn:{{Partition}}:iam::{{AccountId}}:role/app"},
+      "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"],
+      "Resource": "*",
+      "Condition": {"StringEquals": {"kms:ViaService": "s3.{{Region}}.amazonaws.com"}}
+    }
+  ]
+}"#;
+
+/// The baseline rendered for one key, as the function would.
+pub fn rendered_baseline(key: &KeyArn) -> String {
+    BASELINE
+        .replace("{{Partition}}", key.partition())
+        .replace("{{AccountId}}", key.account().as_str())
+        .replace("{{Region}}", key.region().as_str())
+}
+
+/// A multi-Region primary in us-east-1 with replicas in the given Regions (default policy).
+pub struct Family {
+    pub primary: KeyArn,
+    pub replicas: Vec<KeyArn>,
+}
+
+impl Family {
+    pub fn key_id(&self) -> &str {
+        self.primary.key_id()
+    }
+    pub fn replica(&self, region: &str) -> &KeyArn {
+        self.replicas
+            .iter()
+            .find(|k| k.region().as_str() == region)
+            .expect("replica in that Region")
+    }
+}
+
+pub async fn create_family(
+    sdk: &SdkConfig,
+    primary_policy: &str,
+    replica_regions: &[&str],
+) -> Family {
+    let east = kms_in(sdk, "us-east-1");
+    let created = east
+        .create_key()
+        .multi_region(true)
+        .policy(primary_policy)
+        .description("kms-replica-guard integration test")
+        .send()
+        .await
+        .expect("CreateKey");
+    let primary: KeyArn = created
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut replicas = Vec::new();
+    for region in replica_regions {
+        let out = east
+            .replicate_key()
+            .key_id(primary.key_id())
+            .replica_region(*region)
+            .send()
+            .await
+            .expect("ReplicateKey");
+        replicas.push(
+            out.replica_key_metadata()
+                .unwrap()
+                .arn()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
+    Family { primary, replicas }
+}
+
+pub async fn put_policy(sdk: &SdkConfig, key: &KeyArn, policy: &str) {
+    kms_in(sdk, key.region().as_str())
+        .put_key_policy()
+        .key_id(key.as_str())
+        .policy_name("default")
+        .policy(policy)
+        .send()
+        .await
+        .expect("PutKeyPolicy (test set-up)");
+}
+
+pub async fn get_policy(sdk: &SdkConfig, key: &KeyArn) -> String {
+    kms_in(sdk, key.region().as_str())
+        .get_key_policy()
+        .key_id(key.as_str())
+        .policy_name("default")
+        .send()
+        .await
+        .expect("GetKeyPolicy")
+        .policy
+        .unwrap()
+}
+
+/// A sample event from events/ rewritten to name this test's key.
+pub fn event(name: &str, key_id: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text.replace(SAMPLE_KEY_ID, key_id)).unwrap()
+}
+
+/// A unique metrics namespace per test, so metric reads see only that test's data.
+pub fn namespace(test: &str) -> String {
+    format!("KmsReplicaGuardTest/{test}/{}", std::process::id())
+}
+
+/// The real KMS adapter, counting PutKeyPolicy calls that reach the emulator.
+#[derive(Clone)]
+pub struct CountingKms {
+    pub inner: Kms,
+    pub puts: std::sync::Arc<AtomicUsize>,
+}
+
+impl CountingKms {
+    pub fn puts(&self) -> usize {
+        self.puts.load(Ordering::SeqCst)
+    }
+}
+
+impl PolicyStore for CountingKms {
+    async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
+        self.inner.get_policy(key).await
+    }
+    async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_policy(key, policy).await
+    }
+}
+
+pub type TestApp = App<Kms, CountingKms, CloudWatch>;
+
+/// The function as Lambda runs it, with configuration from `vars` (plus test defaults).
+pub fn lambda(sdk: &SdkConfig, vars: &[(&str, &str)]) -> (TestApp, CountingKms) {
+    let mut all: Vec<(String, String)> = vec![
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("REMEDIATOR_ROLE_ARN".into(), REMEDIATOR.into()),
+        ("CREATING_RETRY_BASE_MS".into(), "200".into()),
+    ];
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_lookup(|k| {
+        all.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    });
+    let kms = Kms::new(kms_clients(sdk));
+    let counting = CountingKms {
+        inner: kms.clone(),
+        puts: Default::default(),
+    };
+    let metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk));
+    (App::new(config, kms, counting.clone(), metrics), counting)
+}
+
+pub async fn handle(app: &TestApp, event: Value) -> Result<Value, InvocationError> {
+    app.handle(event).await
+}
+
+/// Sum of a metric (no dimensions) in a namespace over the last minutes, polled briefly
+/// because the emulator may need a moment.
+pub async fn metric_sum(sdk: &SdkConfig, namespace: &str, metric: &str) -> f64 {
+    let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    let now = std::time::SystemTime::now();
+    let mut sum = 0.0;
+    for _ in 0..10 {
+        let out = cw
+            .get_metric_statistics()
+            .namespace(namespace)
+            .metric_name(metric)
+            .start_time((now - Duration::from_secs(600)).into())
+            .end_time((now + Duration::from_secs(600)).into())
+            .period(60)
+            .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .send()
+            .await
+            .expect("GetMetricStatistics");
+        sum = out.datapoints().iter().filter_map(|d| d.sum()).sum();
+        if sum > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sum
+}

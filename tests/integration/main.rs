@@ -1,0 +1,343 @@
+//! The function against the local AWS emulator over real HTTP, with the real SDK clients.
+//! Needs the emulator (`scripts/localstack.sh start`); fails loudly without it.
+
+mod helpers;
+
+use helpers::*;
+use kms_replica_guard::core::policy::equivalent;
+
+fn enforce_with_baseline() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("REMEDIATION_MODE", "enforce"),
+        ("BASELINE_SOURCE", BASELINE),
+    ]
+}
+
+#[tokio::test]
+async fn a_replica_with_the_default_policy_is_fixed_and_the_auto_fix_metric_is_readable() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2", "eu-west-1"]).await;
+    let ns = namespace("default-policy-fixed");
+    let mut vars = enforce_with_baseline();
+    vars.push(("METRICS_NAMESPACE", &ns));
+    let (app, kms) = lambda(&sdk, &vars);
+
+    let other_before = get_policy(&sdk, family.replica("eu-west-1")).await;
+
+    let response = handle(&app, event("replicate-key.json", family.key_id()))
+        .await
+        .unwrap();
+
+    let replica = family.replica("us-west-2");
+    assert_eq!(
+        response["outcomes"][0]["key_arn"],
+        replica.as_str(),
+        "{response:#}"
+    );
+    assert_eq!(
+        response["outcomes"][0]["action"], "remediated",
+        "{response:#}"
+    );
+    assert!(
+        response["outcomes"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("AllowAppUse")
+    );
+    let live = get_policy(&sdk, replica).await;
+    assert!(
+        equivalent(&live, &rendered_baseline(replica)).unwrap(),
+        "live policy:\n{live}"
+    );
+    assert!(
+        live.contains("s3.us-west-2.amazonaws.com"),
+        "rendered for the replica's Region"
+    );
+    assert_eq!(kms.puts(), 1);
+    assert_eq!(
+        get_policy(&sdk, family.replica("eu-west-1")).await,
+        other_before,
+        "the event named only the us-west-2 replica"
+    );
+    assert_eq!(metric_sum(&sdk, &ns, "AutoFixApplied").await, 1.0);
+    assert_eq!(metric_sum(&sdk, &ns, "DriftDetected").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_semantically_equal_reformatted_policy_is_left_byte_for_byte_untouched() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2");
+    // Same meaning: other order, case, single values vs lists, account id vs root ARN.
+    let reformatted = r#"{"Statement": [
+        {"Resource": "*", "Condition": {"StringEquals": {"KMS:viaservice": ["s3.us-west-2.amazonaws.com"]}},
+         "Action": ["kms:GenerateDataKey*", "KMS:encrypt", "kms:Decrypt", "kms:Decrypt"],
+         "Principal": {"AWS": ["arn:aws:iam::111122223333:role/app"]}, "Effect": "allow", "Sid": "AllowAppUse"},
+        {"Sid": "EnableRootAccess", "Effect": "Allow", "Principal": {"AWS": "111122223333"}, "Action": "kms:*", "Resource": ["*"]},
+        {"Sid": "AllowRemediator", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/kms-replica-guard-remediator"},
+         "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey", "kms:ListResourceTags"], "Resource": "*"}
+    ], "Id": "kms-replica-guard-baseline", "Version": "2012-10-17"}"#;
+    put_policy(&sdk, replica, reformatted).await;
+    let before = get_policy(&sdk, replica).await;
+    let (app, kms) = lambda(&sdk, &enforce_with_baseline());
+
+    let response = handle(
+        &app,
+        event("put-key-policy-replica-id.json", family.key_id()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response["outcomes"][0]["action"], "in-sync", "{response:#}");
+    assert_eq!(get_policy(&sdk, replica).await, before, "byte for byte");
+    assert_eq!(kms.puts(), 0);
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_but_reports_drift() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2");
+    let before = get_policy(&sdk, replica).await;
+    let ns = namespace("dry-run");
+    let (app, kms) = lambda(
+        &sdk,
+        &[("BASELINE_SOURCE", BASELINE), ("METRICS_NAMESPACE", &ns)],
+    );
+
+    let response = handle(
+        &app,
+        event("put-key-policy-replica-id.json", family.key_id()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        response["outcomes"][0]["action"], "drift-detected",
+        "{response:#}"
+    );
+    assert!(
+        response["outcomes"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("AllowRemediator")
+    );
+    assert_eq!(get_policy(&sdk, replica).await, before);
+    assert_eq!(kms.puts(), 0);
+    assert_eq!(metric_sum(&sdk, &ns, "DriftDetected").await, 1.0);
+}
+
+#[tokio::test]
+async fn the_remediators_own_event_and_a_failed_call_change_nothing() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2");
+    let before = get_policy(&sdk, replica).await;
+    let (app, kms) = lambda(&sdk, &enforce_with_baseline());
+
+    for name in [
+        "put-key-policy-by-remediator.json",
+        "put-key-policy-error.json",
+    ] {
+        let response = handle(&app, event(name, family.key_id())).await.unwrap();
+        assert_eq!(
+            response["outcomes"],
+            serde_json::json!([]),
+            "{name}: {response:#}"
+        );
+    }
+    assert_eq!(get_policy(&sdk, replica).await, before);
+    assert_eq!(kms.puts(), 0);
+}
+
+#[tokio::test]
+async fn the_same_put_key_policy_event_replayed_twenty_times_gives_exactly_one_write() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let (app, kms) = lambda(&sdk, &enforce_with_baseline());
+    let e = event("put-key-policy-iam-user.json", family.key_id());
+
+    let mut actions = Vec::new();
+    for _ in 0..20 {
+        let response = handle(&app, e.clone()).await.unwrap();
+        actions.push(
+            response["outcomes"][0]["action"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+
+    assert_eq!(kms.puts(), 1);
+    assert_eq!(actions[0], "remediated");
+    assert!(actions[1..].iter().all(|a| a == "in-sync"), "{actions:?}");
+}
+
+#[tokio::test]
+async fn a_primary_and_a_single_region_key_are_never_touched() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let east = kms_in(&sdk, "us-east-1");
+    let single = east.create_key().send().await.unwrap();
+    let single_id = single.key_metadata().unwrap().key_id().to_owned();
+    let primary_before = get_policy(&sdk, &family.primary).await;
+    let (app, kms) = lambda(&sdk, &enforce_with_baseline());
+
+    let primary_event = event("put-key-policy-primary.json", family.key_id());
+    let response = handle(&app, primary_event).await.unwrap();
+    assert_eq!(response["outcomes"][0]["action"], "skipped", "{response:#}");
+    assert!(
+        response["outcomes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("primary")
+    );
+
+    let single_event = serde_json::from_str(
+        &serde_json::to_string(&event("put-key-policy-single-region.json", family.key_id()))
+            .unwrap()
+            .replace("1234abcd-12ab-34cd-56ef-1234567890ab", &single_id),
+    )
+    .unwrap();
+    let response = handle(&app, single_event).await.unwrap();
+    assert_eq!(response["outcomes"], serde_json::json!([]), "{response:#}");
+
+    assert_eq!(get_policy(&sdk, &family.primary).await, primary_before);
+    assert_eq!(kms.puts(), 0);
+}
+
+#[tokio::test]
+async fn mirroring_the_primary_brings_every_replica_to_its_policy() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2", "eu-west-1"]).await;
+    let primary_policy = rendered_baseline(&family.primary).replace(
+        "\"Resource\": \"*\",\n      \"Condition\"",
+        &format!("\"Resource\": \"{}\",\n      \"Condition\"", family.primary),
+    );
+    put_policy(&sdk, &family.primary, &primary_policy).await;
+    let (app, kms) = lambda(
+        &sdk,
+        &[
+            ("REMEDIATION_MODE", "enforce"),
+            ("BASELINE_SOURCE", "primary"),
+        ],
+    );
+
+    let response = handle(&app, event("put-key-policy-primary.json", family.key_id()))
+        .await
+        .unwrap();
+
+    let outcomes = response["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 2, "{response:#}");
+    assert!(
+        outcomes.iter().all(|o| o["action"] == "remediated"),
+        "{response:#}"
+    );
+    for region in ["us-west-2", "eu-west-1"] {
+        let replica = family.replica(region);
+        let live = get_policy(&sdk, replica).await;
+        assert!(
+            live.contains(&format!("s3.{region}.amazonaws.com")),
+            "{live}"
+        );
+        assert!(
+            live.contains(replica.as_str()),
+            "own ARN, not the primary's:\n{live}"
+        );
+    }
+    assert_eq!(kms.puts(), 2);
+}
+
+#[tokio::test]
+async fn an_invalid_baseline_writes_nothing() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2");
+    let before = get_policy(&sdk, replica).await;
+    let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:role/app"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+    let (app, kms) = lambda(
+        &sdk,
+        &[
+            ("REMEDIATION_MODE", "enforce"),
+            ("BASELINE_SOURCE", lockout),
+        ],
+    );
+
+    let err = handle(
+        &app,
+        event("put-key-policy-replica-id.json", family.key_id()),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(err.error_type(), "NonRetryable.ConfigurationError");
+    assert!(err.to_string().contains("lock out"), "{err}");
+    assert_eq!(get_policy(&sdk, replica).await, before);
+    assert_eq!(kms.puts(), 0);
+
+    // A primary whose policy would lock the remediator out is not mirrored either.
+    let locked_primary = lockout.replace("{{AccountId}}", ACCOUNT);
+    put_policy(&sdk, &family.primary, &locked_primary).await;
+    let (app, kms) = lambda(
+        &sdk,
+        &[
+            ("REMEDIATION_MODE", "enforce"),
+            ("BASELINE_SOURCE", "primary"),
+        ],
+    );
+    let err = handle(
+        &app,
+        event("put-key-policy-replica-id.json", family.key_id()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "NonRetryable.KeyFailure");
+    assert!(err.to_string().contains("lock out"), "{err}");
+    assert_eq!(get_policy(&sdk, replica).await, before);
+    assert_eq!(kms.puts(), 0);
+}
+
+#[tokio::test]
+async fn a_sweep_finds_and_fixes_the_drifted_replicas_of_its_regions() {
+    let sdk = sdk().await;
+    // A Region no other test uses: an enforcing sweep fixes every drifted replica it sees.
+    let drifted = create_family(&sdk, DEFAULT_STYLE_POLICY, &["ap-southeast-2"]).await;
+    let in_sync = create_family(&sdk, DEFAULT_STYLE_POLICY, &["ap-southeast-2"]).await;
+    put_policy(
+        &sdk,
+        in_sync.replica("ap-southeast-2"),
+        &rendered_baseline(in_sync.replica("ap-southeast-2")),
+    )
+    .await;
+    let (app, _kms) = lambda(&sdk, &enforce_with_baseline());
+
+    let response = handle(
+        &app,
+        serde_json::json!({"sweep": {"regions": ["ap-southeast-2"]}}),
+    )
+    .await
+    .unwrap();
+
+    let outcome_of = |key: &str| {
+        response["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["key_arn"] == key)
+            .map(|o| o["action"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        outcome_of(drifted.replica("ap-southeast-2").as_str()).as_deref(),
+        Some("remediated"),
+        "{response:#}"
+    );
+    assert_eq!(
+        outcome_of(in_sync.replica("ap-southeast-2").as_str()).as_deref(),
+        Some("in-sync")
+    );
+    assert_eq!(
+        outcome_of(drifted.primary.as_str()),
+        None,
+        "primaries are not managed"
+    );
+}
