@@ -1,0 +1,149 @@
+// The stack settings: the same knobs as the SAM template's parameters, read from CDK context
+// (`-c remediationMode=enforce`, or the "context" block of cdk.json) and validated at synth time.
+
+/** Settings of the hub stack (function, rules, alarms). */
+export interface GuardConfig {
+  /** `dry-run` reports drift only; `enforce` rewrites drifted replica key policies. */
+  readonly remediationMode: 'dry-run' | 'enforce';
+  /** `primary`, `file:PATH` or a literal JSON document (SSM / S3: use the two fields below). */
+  readonly baselineSource: string;
+  /** Full path (starting with `/`) of an SSM String parameter holding the baseline, or ''. */
+  readonly baselineSsmParameter: string;
+  /** `BUCKET/KEY` of an S3 object holding the baseline, or ''. */
+  readonly baselineS3Object: string;
+  /** Keys carrying this tag key are never changed. */
+  readonly excludeTag: string;
+  /** Regions the scheduled sweep covers; empty = the hub Region. */
+  readonly sweepRegions: string[];
+  /** EventBridge schedule expression of the sweep. */
+  readonly sweepSchedule: string;
+  readonly memorySize: number;
+  /** Function timeout in seconds. */
+  readonly functionTimeout: number;
+  /** Reserved concurrency; 0 = do not reserve. */
+  readonly reservedConcurrency: number;
+  readonly maxRetryAttempts: number;
+  readonly maxEventAgeSeconds: number;
+  readonly logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'FATAL';
+  readonly logRetentionDays: number;
+  readonly metricsNamespace: string;
+  /** E-mail address subscribed to the alarm topic, or ''. */
+  readonly alarmEmail: string;
+  /** The AutoFixApplied alarm fires when the 5-minute sum is above this. */
+  readonly autoFixSpikeThreshold: number;
+}
+
+/** The defaults, identical to the SAM template's parameter defaults. */
+export const DEFAULT_CONFIG: GuardConfig = {
+  remediationMode: 'dry-run',
+  baselineSource: 'primary',
+  baselineSsmParameter: '',
+  baselineS3Object: '',
+  excludeTag: 'kms-replica-guard:exclude',
+  sweepRegions: [],
+  sweepSchedule: 'rate(6 hours)',
+  memorySize: 256,
+  functionTimeout: 300,
+  reservedConcurrency: 2,
+  maxRetryAttempts: 2,
+  maxEventAgeSeconds: 3600,
+  logLevel: 'INFO',
+  logRetentionDays: 365,
+  metricsNamespace: 'KmsReplicaGuard',
+  alarmEmail: '',
+  autoFixSpikeThreshold: 10,
+};
+
+export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-[0-9]+$/;
+const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
+const RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+/** Reads one context value as the given key of GuardConfig ("" and undefined = the default). */
+type ContextReader = (key: string) => unknown;
+
+function toNumber(key: string, value: unknown, min: number, max: number): number {
+  const n = typeof value === 'number' ? value : Number(String(value));
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`context ${key}=${String(value)}: expected an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function toList(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String).map((s) => s.trim()).filter(Boolean);
+  return String(value).split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Builds and validates the configuration; throws an actionable error on a bad value. */
+export function configFromContext(read: ContextReader): GuardConfig {
+  const get = (key: keyof GuardConfig): unknown => {
+    const v = read(key);
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const str = (key: keyof GuardConfig): string => String(get(key) ?? DEFAULT_CONFIG[key]);
+  const num = (key: keyof GuardConfig, min: number, max: number): number =>
+    toNumber(key, get(key) ?? DEFAULT_CONFIG[key], min, max);
+
+  const mode = str('remediationMode');
+  if (mode !== 'dry-run' && mode !== 'enforce') {
+    throw new Error(`context remediationMode=${mode}: expected dry-run or enforce`);
+  }
+  const baselineSource = str('baselineSource');
+  if (/^(ssm:|s3:\/\/)/.test(baselineSource)) {
+    throw new Error(
+      `context baselineSource=${baselineSource}: use baselineSsmParameter / baselineS3Object for SSM and S3, so that the stack grants read access`,
+    );
+  }
+  const ssm = str('baselineSsmParameter');
+  if (ssm && !/^(\/[a-zA-Z0-9_.-]+)+$/.test(ssm)) {
+    throw new Error(`context baselineSsmParameter=${ssm}: expected a full parameter path such as /kms-replica-guard/baseline`);
+  }
+  const s3 = str('baselineS3Object');
+  if (s3 && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/.test(s3)) {
+    throw new Error(`context baselineS3Object=${s3}: expected BUCKET/KEY (without s3://)`);
+  }
+  if (ssm && s3) {
+    throw new Error('context: set baselineSsmParameter or baselineS3Object, not both');
+  }
+  const sweepRegions = toList(get('sweepRegions') ?? []);
+  for (const r of sweepRegions) {
+    if (!REGION_PATTERN.test(r)) throw new Error(`context sweepRegions: ${r} is not a Region name`);
+  }
+  const logLevel = str('logLevel').toUpperCase();
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new Error(`context logLevel=${logLevel}: expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const logRetentionDays = num('logRetentionDays', 1, 3653);
+  if (!RETENTION_DAYS.includes(logRetentionDays)) {
+    throw new Error(`context logRetentionDays=${logRetentionDays}: expected one of ${RETENTION_DAYS.join(', ')}`);
+  }
+  const alarmEmail = str('alarmEmail');
+  if (alarmEmail && !/^[^\s@]+@[^\s@]+$/.test(alarmEmail)) {
+    throw new Error(`context alarmEmail=${alarmEmail}: expected an e-mail address`);
+  }
+  const excludeTag = str('excludeTag');
+  const metricsNamespace = str('metricsNamespace');
+  if (!/^[A-Za-z0-9._/#:-]+$/.test(metricsNamespace)) {
+    throw new Error(`context metricsNamespace=${metricsNamespace}: invalid CloudWatch namespace`);
+  }
+
+  return {
+    remediationMode: mode,
+    baselineSource,
+    baselineSsmParameter: ssm,
+    baselineS3Object: s3,
+    excludeTag,
+    sweepRegions,
+    sweepSchedule: str('sweepSchedule'),
+    memorySize: num('memorySize', 128, 10240),
+    functionTimeout: num('functionTimeout', 10, 900),
+    reservedConcurrency: num('reservedConcurrency', 0, 1000),
+    maxRetryAttempts: num('maxRetryAttempts', 0, 2),
+    maxEventAgeSeconds: num('maxEventAgeSeconds', 60, 21600),
+    logLevel: logLevel as GuardConfig['logLevel'],
+    logRetentionDays,
+    metricsNamespace,
+    alarmEmail,
+    autoFixSpikeThreshold: num('autoFixSpikeThreshold', 0, 1000000),
+  };
+}

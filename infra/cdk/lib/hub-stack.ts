@@ -1,0 +1,312 @@
+import * as path from 'node:path';
+import {
+  Aws,
+  CfnOutput,
+  CfnRule,
+  Duration,
+  Fn,
+  RemovalPolicy,
+  Stack,
+  StackProps,
+  aws_cloudwatch as cloudwatch,
+  aws_cloudwatch_actions as cw_actions,
+  aws_events as events,
+  aws_events_targets as targets,
+  aws_iam as iam,
+  aws_kms as kms,
+  aws_lambda as lambda,
+  aws_lambda_destinations as destinations,
+  aws_logs as logs,
+  aws_sns as sns,
+  aws_sns_subscriptions as subscriptions,
+  aws_sqs as sqs,
+} from 'aws-cdk-lib';
+import { RustFunction } from 'cargo-lambda-cdk';
+import { Construct } from 'constructs';
+import { FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
+import { GuardConfig } from './config';
+import { KMS_EVENT_PATTERN } from './event-pattern';
+
+/** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+
+/** The four metrics the function publishes (each datum with no dimension and with `Region`). */
+export const METRIC_NAMES = ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed', 'FlapSuppressed'] as const;
+
+export interface HubStackProps extends StackProps {
+  readonly config: GuardConfig;
+  /**
+   * Build the Rust function with cargo-lambda during synth (needed for deploy). false skips
+   * bundling: the template is complete, but its code asset is not built (synth checks, tests).
+   */
+  readonly bundle: boolean;
+}
+
+/** The function, its triggers, the on-failure queue, alarms, topic and dashboard. */
+export class HubStack extends Stack {
+  private readonly bundle: boolean;
+
+  constructor(scope: Construct, id: string, props: HubStackProps) {
+    super(scope, id, props);
+    this.bundle = props.bundle;
+    const cfg = props.config;
+    if (!props.bundle) {
+      // Without bundling the code asset is the source tree, not a function: make CloudFormation
+      // refuse such a template before it changes anything.
+      new CfnRule(this, 'CodeNotBuilt', {
+        assertions: [
+          {
+            // A stack name cannot contain '=': this assertion always fails.
+            assert: Fn.conditionEquals(Aws.STACK_NAME, 'code-not-built=bundle-false'),
+            assertDescription: 'Synthesized with -c bundle=false (the Rust code was not built): deploy with make deploy-cdk.',
+          },
+        ],
+      });
+    }
+    const period = Duration.minutes(5);
+
+    const logGroup = new logs.LogGroup(this, 'LogGroup', {
+      logGroupName: `/kms-replica-guard/${this.stackName}`,
+      retention: cfg.logRetentionDays as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    skipCheckov(logGroup.node.defaultChild as logs.CfnLogGroup, LOG_GROUP_SKIPS);
+
+    // Failed asynchronous invocations (after the retries or the maximum age) land here.
+    const dlq = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.KMS_MANAGED,
+      retentionPeriod: Duration.days(14),
+    });
+
+    // Explicit role: REMEDIATOR_ROLE_ARN is its ARN, and every replica's baseline key policy
+    // must allow it (lockout check).
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'ReconcileMultiRegionKeys',
+        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+        resources: [`arn:${this.partition}:kms:*:${this.account}:key/mrk-*`],
+      }),
+      new iam.PolicyStatement({ sid: 'ListKeysForSweep', actions: ['kms:ListKeys'], resources: ['*'] }),
+      new iam.PolicyStatement({
+        sid: 'NeverBypassLockoutSafetyCheck',
+        effect: iam.Effect.DENY,
+        actions: ['kms:PutKeyPolicy'],
+        resources: ['*'],
+        conditions: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'PublishOwnMetrics',
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': cfg.metricsNamespace } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+      new iam.PolicyStatement({
+        sid: 'SendFailedEventsToQueue',
+        actions: ['sqs:SendMessage'],
+        resources: [dlq.queueArn],
+      }),
+    ];
+    if (cfg.baselineSsmParameter) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ReadBaselineParameter',
+          actions: ['ssm:GetParameter'],
+          resources: [`arn:${this.partition}:ssm:${this.region}:${this.account}:parameter${cfg.baselineSsmParameter}`],
+        }),
+      );
+    }
+    if (cfg.baselineS3Object) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ReadBaselineObject',
+          actions: ['s3:GetObject'],
+          resources: [`arn:${this.partition}:s3:::${cfg.baselineS3Object}`],
+        }),
+      );
+    }
+    const role = new iam.Role(this, 'RemediatorRole', {
+      description: 'Execution role of kms-replica-guard (reads and rewrites multi-Region replica key policies)',
+      assumedBy: new iam.PrincipalWithConditions(new iam.ServicePrincipal('lambda.amazonaws.com'), {
+        StringEquals: { 'aws:SourceAccount': this.account },
+      }),
+      inlinePolicies: { 'kms-replica-guard': new iam.PolicyDocument({ statements }) },
+    });
+
+    const baselineSource = cfg.baselineSsmParameter
+      ? `ssm:${cfg.baselineSsmParameter}`
+      : cfg.baselineS3Object
+        ? `s3://${cfg.baselineS3Object}`
+        : cfg.baselineSource;
+
+    const fn = new RustFunction(this, 'Function', {
+      manifestPath: path.join(REPO_ROOT, 'Cargo.toml'),
+      binaryName: 'bootstrap',
+      runtime: 'provided.al2023',
+      architecture: lambda.Architecture.ARM_64,
+      description: 'kms-replica-guard - converges multi-Region replica key policies on a baseline',
+      memorySize: cfg.memorySize,
+      timeout: Duration.seconds(cfg.functionTimeout),
+      // The inline policy above is complete (incl. sqs:SendMessage for the destination): no
+      // generated DefaultPolicy, so the role stays exactly what the SAM template declares.
+      role: role.withoutPolicyUpdates(),
+      reservedConcurrentExecutions: cfg.reservedConcurrency > 0 ? cfg.reservedConcurrency : undefined,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: cfg.logLevel as lambda.ApplicationLogLevel,
+      systemLogLevelV2: lambda.SystemLogLevel.INFO,
+      environment: {
+        REMEDIATION_MODE: cfg.remediationMode,
+        BASELINE_SOURCE: baselineSource,
+        METRICS_NAMESPACE: cfg.metricsNamespace,
+        EXCLUDE_TAG: cfg.excludeTag,
+        REMEDIATOR_ROLE_ARN: role.roleArn,
+        SWEEP_REGIONS: cfg.sweepRegions.length > 0 ? cfg.sweepRegions.join(',') : this.region,
+      },
+      retryAttempts: cfg.maxRetryAttempts,
+      maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
+      onFailure: new destinations.SqsDestination(dlq),
+    });
+    const cfnFunction = fn.node.defaultChild as lambda.CfnFunction;
+    skipCheckov(cfnFunction, FUNCTION_SKIPS);
+    // cfn-lint W3005 (redundant DependsOn): lambda.Function always adds a construct dependency
+    // on its role, rendered as DependsOn next to the Fn::GetAtt; harmless, and not removable
+    // from here because CDK turns construct dependencies into DependsOn after this code runs.
+    cfnFunction.addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
+
+    new events.Rule(this, 'KmsApiCallRule', {
+      description: 'KMS calls that can change a multi-Region replica key policy',
+      eventPattern: KMS_EVENT_PATTERN,
+      targets: [new targets.LambdaFunction(fn)],
+    });
+    new events.Rule(this, 'SweepRule', {
+      description: 'Full sweep of the multi-Region replica keys in SWEEP_REGIONS',
+      schedule: events.Schedule.expression(cfg.sweepSchedule),
+      targets: [new targets.LambdaFunction(fn)],
+    });
+
+    // CloudWatch can only publish to an encrypted topic whose key policy allows it, which the
+    // AWS managed alias/aws/sns key cannot: hence a customer managed key.
+    const topicKey = new kms.Key(this, 'AlarmTopicKey', {
+      description: 'Encrypts the kms-replica-guard alarm topic',
+      enableKeyRotation: true,
+      pendingWindow: Duration.days(7),
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    topicKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+      }),
+    );
+    const topic = new sns.Topic(this, 'AlarmTopic', { displayName: 'kms-replica-guard alarms', masterKey: topicKey });
+    if (cfg.alarmEmail) {
+      topic.addSubscription(new subscriptions.EmailSubscription(cfg.alarmEmail));
+    }
+
+    // Alarms watch the dimensionless fleet totals; the function also publishes each datum per Region.
+    const guardMetric = (metricName: string) =>
+      new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName, statistic: 'Sum', period });
+    const alarm = (id: string, props: cloudwatch.AlarmProps) => {
+      const a = new cloudwatch.Alarm(this, id, props);
+      a.addAlarmAction(new cw_actions.SnsAction(topic));
+      a.addOkAction(new cw_actions.SnsAction(topic));
+      return a;
+    };
+    const atLeastOnce = {
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+    alarm('AutoFixAppliedSpikeAlarm', {
+      alarmName: `${this.stackName}-AutoFixApplied-spike`,
+      alarmDescription:
+        'More key policies were rewritten in 5 minutes than AutoFixSpikeThreshold (mass drift, or something fighting the baseline).',
+      metric: guardMetric('AutoFixApplied'),
+      threshold: cfg.autoFixSpikeThreshold,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm('AutoFixFailedAlarm', {
+      alarmName: `${this.stackName}-AutoFixFailed`,
+      alarmDescription:
+        'A replica key policy could not be checked or rewritten (permissions, lockout check, verification mismatch).',
+      metric: guardMetric('AutoFixFailed'),
+      ...atLeastOnce,
+    });
+    alarm('FlapSuppressedAlarm', {
+      alarmName: `${this.stackName}-FlapSuppressed`,
+      alarmDescription:
+        'A key was rewritten too often and is now left alone (another automation keeps changing its policy).',
+      metric: guardMetric('FlapSuppressed'),
+      ...atLeastOnce,
+    });
+    alarm('FunctionErrorsAlarm', {
+      alarmName: `${this.stackName}-FunctionErrors`,
+      alarmDescription:
+        'The remediator function failed an invocation (it is retried; after the retries the event goes to the DLQ).',
+      metric: fn.metricErrors({ statistic: 'Sum', period }),
+      ...atLeastOnce,
+    });
+    alarm('DeadLetterQueueAlarm', {
+      alarmName: `${this.stackName}-DLQ-not-empty`,
+      alarmDescription:
+        'Events the remediator gave up on are waiting in the on-failure queue (read them, fix the cause, redrive).',
+      metric: dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
+      ...atLeastOnce,
+    });
+
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      // Dashboards are global to the account: the Region keeps per-Region stacks apart.
+      dashboardName: `${this.stackName}-${this.region}`,
+    });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Fleet totals (5 min sums)',
+        width: 12,
+        left: METRIC_NAMES.map((m) => guardMetric(m)),
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Drift detected by Region',
+        width: 12,
+        left: [
+          new cloudwatch.MathExpression({
+            expression: `SEARCH('{${cfg.metricsNamespace},Region} MetricName="DriftDetected"', 'Sum', 300)`,
+            label: '',
+            period,
+          }),
+        ],
+      }),
+    );
+
+    new CfnOutput(this, 'FunctionName', { description: 'Name of the remediator function', value: fn.functionName });
+    new CfnOutput(this, 'FunctionArn', { description: 'ARN of the remediator function', value: fn.functionArn });
+    new CfnOutput(this, 'RemediatorRoleArn', {
+      description:
+        'Execution role ARN; every replica baseline key policy must allow it kms:PutKeyPolicy, kms:GetKeyPolicy and kms:DescribeKey (or keep the account-root statement)',
+      value: role.roleArn,
+    });
+    new CfnOutput(this, 'DeadLetterQueueUrl', { description: 'On-failure queue of the asynchronous invocations', value: dlq.queueUrl });
+    new CfnOutput(this, 'DeadLetterQueueArn', { description: 'ARN of the on-failure queue (redrive source)', value: dlq.queueArn });
+    new CfnOutput(this, 'AlarmTopicArn', { description: 'SNS topic of the alarms', value: topic.topicArn });
+    new CfnOutput(this, 'HubEventBusArn', {
+      description:
+        'The hub default event bus: the target of the spoke stacks. Events that spoke rules of the same account put here are accepted without a bus policy.',
+      value: `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`,
+    });
+    new CfnOutput(this, 'DashboardName', { description: 'CloudWatch dashboard of the four metrics', value: dashboard.dashboardName });
+  }
+
+  /** Skips cargo-lambda bundling when the stack was created with `bundle: false`. */
+  public override get bundlingRequired(): boolean {
+    return this.bundle && super.bundlingRequired;
+  }
+}

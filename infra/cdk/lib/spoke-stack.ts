@@ -1,0 +1,48 @@
+import { CfnOutput, Stack, StackProps, aws_events as events, aws_events_targets as targets, aws_iam as iam } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { REGION_PATTERN } from './config';
+import { KMS_EVENT_PATTERN } from './event-pattern';
+
+export interface SpokeStackProps extends StackProps {
+  /** Region of the hub stack; its default event bus receives this Region's KMS events. */
+  readonly hubRegion: string;
+}
+
+/** Forwards one Region's KMS events (same pattern as the hub rule) to the hub Region's default bus. */
+export class SpokeStack extends Stack {
+  constructor(scope: Construct, id: string, props: SpokeStackProps) {
+    super(scope, id, props);
+    if (!REGION_PATTERN.test(props.hubRegion)) {
+      throw new Error(`hubRegion=${props.hubRegion} is not a Region name`);
+    }
+    // A spoke in the hub Region would forward the default bus's events to itself, over and over.
+    if (props.env?.region === props.hubRegion) {
+      throw new Error(`a spoke stack cannot live in the hub Region (${props.hubRegion})`);
+    }
+
+    const hubBusArn = `arn:${this.partition}:events:${props.hubRegion}:${this.account}:event-bus/default`;
+    const role = new iam.Role(this, 'ForwardRole', {
+      description: 'Lets the kms-replica-guard spoke rule put events on the hub Region default bus',
+      assumedBy: new iam.PrincipalWithConditions(new iam.ServicePrincipal('events.amazonaws.com'), {
+        StringEquals: { 'aws:SourceAccount': this.account },
+      }),
+      inlinePolicies: {
+        'put-events-on-hub-bus': new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({ sid: 'PutEventsOnHubBus', actions: ['events:PutEvents'], resources: [hubBusArn] }),
+          ],
+        }),
+      },
+    });
+
+    // The target gets the role as it is: the inline policy already allows exactly PutEvents on the hub bus.
+    const rule = new events.Rule(this, 'ForwardKmsEvents', {
+      description: 'Forwards KMS key policy events to the kms-replica-guard hub Region',
+      eventPattern: KMS_EVENT_PATTERN,
+      targets: [new targets.EventBus(events.EventBus.fromEventBusArn(this, 'HubBus', hubBusArn), { role: role.withoutPolicyUpdates() })],
+    });
+
+    new CfnOutput(this, 'ForwardRuleArn', { description: 'ARN of the forwarding rule', value: rule.ruleArn });
+    new CfnOutput(this, 'HubEventBusArn', { description: 'The bus the events are forwarded to', value: hubBusArn });
+  }
+}

@@ -1,0 +1,282 @@
+import { testApp } from './util';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { DEFAULT_CONFIG, GuardConfig, configFromContext } from '../lib/config';
+import { HubStack } from '../lib/hub-stack';
+
+const ACCOUNT = '111122223333';
+const REGION = 'us-east-1';
+
+// Never cross-compile Rust in tests: no stack is bundled.
+function synth(overrides: Partial<GuardConfig> = {}, bundle = false): Template {
+  const app = testApp();
+  const stack = new HubStack(app, 'Hub', {
+    stackName: 'kms-replica-guard',
+    env: { account: ACCOUNT, region: REGION },
+    config: { ...DEFAULT_CONFIG, ...overrides },
+    bundle,
+  });
+  return Template.fromStack(stack);
+}
+
+function onlyResource(template: Template, type: string, props: object = {}): [string, any] {
+  const found = template.findResources(type, props);
+  const ids = Object.keys(found);
+  expect(ids).toHaveLength(1);
+  return [ids[0], found[ids[0]]];
+}
+
+function roleStatements(template: Template): any[] {
+  const [, role] = onlyResource(template, 'AWS::IAM::Role');
+  return role.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
+}
+
+describe('the hub stack', () => {
+  const template = synth();
+
+  test('the KMS rule pattern is exactly the documented one and targets the function', () => {
+    const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { EventPattern: Match.anyValue() } });
+    expect(rule.Properties.EventPattern).toStrictEqual({
+      source: ['aws.kms'],
+      'detail-type': ['AWS API Call via CloudTrail'],
+      detail: {
+        eventSource: ['kms.amazonaws.com'],
+        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion'],
+        errorCode: [{ exists: false }],
+      },
+    });
+    expect(rule.Properties.Targets).toEqual([expect.objectContaining({ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] } })]);
+  });
+
+  test('the sweep runs on the schedule and reaches the function', () => {
+    const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(6 hours)',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] } })],
+    });
+    template.resourceCountIs('AWS::Lambda::Permission', 2);
+  });
+
+  test('the function is the arm64 provided.al2023 bootstrap with its environment and JSON logs', () => {
+    const [roleId] = onlyResource(template, 'AWS::IAM::Role');
+    const [logGroupId] = onlyResource(template, 'AWS::Logs::LogGroup', {
+      Properties: { LogGroupName: '/kms-replica-guard/kms-replica-guard', RetentionInDays: 365 },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'provided.al2023',
+      Architectures: ['arm64'],
+      Handler: 'bootstrap',
+      ReservedConcurrentExecutions: 2,
+      Role: { 'Fn::GetAtt': [roleId, 'Arn'] },
+      LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'INFO', LogGroup: { Ref: logGroupId } },
+      Environment: {
+        Variables: {
+          REMEDIATION_MODE: 'dry-run',
+          BASELINE_SOURCE: 'primary',
+          METRICS_NAMESPACE: 'KmsReplicaGuard',
+          EXCLUDE_TAG: 'kms-replica-guard:exclude',
+          REMEDIATOR_ROLE_ARN: { 'Fn::GetAtt': [roleId, 'Arn'] },
+          SWEEP_REGIONS: REGION,
+        },
+      },
+    });
+  });
+
+  test('failed async invocations go to an encrypted 14-day DLQ after the retries', () => {
+    const [queueId] = onlyResource(template, 'AWS::SQS::Queue', {
+      Properties: { KmsMasterKeyId: 'alias/aws/sqs', MessageRetentionPeriod: 1209600 },
+    });
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      Qualifier: '$LATEST',
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 3600,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+    });
+    expect(roleStatements(template)).toContainEqual(
+      expect.objectContaining({ Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [queueId, 'Arn'] } }),
+    );
+  });
+
+  test('the role may only touch multi-Region keys of this account, and never bypass the lockout check', () => {
+    const statements = roleStatements(template);
+    const reconcile = statements.find((s) => s.Sid === 'ReconcileMultiRegionKeys');
+    expect(reconcile.Effect).toBe('Allow');
+    expect([...reconcile.Action].sort()).toEqual(['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags', 'kms:PutKeyPolicy']);
+    expect(reconcile.Resource).toBe(`arn:aws:kms:*:${ACCOUNT}:key/mrk-*`);
+    expect(statements).toContainEqual({
+      Sid: 'NeverBypassLockoutSafetyCheck',
+      Effect: 'Deny',
+      Action: 'kms:PutKeyPolicy',
+      Resource: '*',
+      Condition: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
+    });
+    expect(statements).toContainEqual({
+      Sid: 'PublishOwnMetrics',
+      Effect: 'Allow',
+      Action: 'cloudwatch:PutMetricData',
+      Resource: '*',
+      Condition: { StringEquals: { 'cloudwatch:namespace': 'KmsReplicaGuard' } },
+    });
+    // Only ListKeys (no resource-level permissions) and the conditioned statements use "*".
+    const unscoped = statements.filter((s) => s.Effect === 'Allow' && s.Resource === '*' && !s.Condition);
+    expect(unscoped.map((s) => s.Action)).toEqual(['kms:ListKeys']);
+    // No generated DefaultPolicy: the inline policy is the whole grant, as in the SAM template.
+    template.resourceCountIs('AWS::IAM::Policy', 0);
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' }, Condition: { StringEquals: { 'aws:SourceAccount': ACCOUNT } } }),
+        ],
+      },
+    });
+  });
+
+  test('the five alarms watch the right metrics with the right thresholds and notify the topic', () => {
+    const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
+    const [queueId] = onlyResource(template, 'AWS::SQS::Queue');
+    const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties);
+    const byName = Object.fromEntries(alarms.map((a) => [a.AlarmName, a]));
+    expect(Object.keys(byName).sort()).toEqual([
+      'kms-replica-guard-AutoFixApplied-spike',
+      'kms-replica-guard-AutoFixFailed',
+      'kms-replica-guard-DLQ-not-empty',
+      'kms-replica-guard-FlapSuppressed',
+      'kms-replica-guard-FunctionErrors',
+    ]);
+    const common = { Period: 300, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' };
+    // The fleet totals: no dimensions at all (the function also publishes a Region-dimensioned copy).
+    expect(byName['kms-replica-guard-AutoFixApplied-spike']).toMatchObject({
+      ...common, Namespace: 'KmsReplicaGuard', MetricName: 'AutoFixApplied', Statistic: 'Sum',
+      Threshold: 10, ComparisonOperator: 'GreaterThanThreshold',
+    });
+    for (const metric of ['AutoFixFailed', 'FlapSuppressed']) {
+      expect(byName[`kms-replica-guard-${metric}`]).toMatchObject({
+        ...common, Namespace: 'KmsReplicaGuard', MetricName: metric, Statistic: 'Sum',
+        Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      });
+    }
+    for (const name of ['AutoFixApplied-spike', 'AutoFixFailed', 'FlapSuppressed']) {
+      expect(byName[`kms-replica-guard-${name}`].Dimensions).toBeUndefined();
+    }
+    expect(byName['kms-replica-guard-FunctionErrors']).toMatchObject({
+      ...common, Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold', Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId } }],
+    });
+    expect(byName['kms-replica-guard-DLQ-not-empty']).toMatchObject({
+      ...common, Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Statistic: 'Maximum',
+      Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
+    });
+    for (const a of alarms) {
+      expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
+      expect(a.OKActions).toEqual([{ Ref: topicId }]);
+    }
+  });
+
+  test('the alarm topic is encrypted with a rotated key that CloudWatch may use', () => {
+    const [keyId, key] = onlyResource(template, 'AWS::KMS::Key', { Properties: { EnableKeyRotation: true } });
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
+    expect(key.Properties.KeyPolicy.Statement).toContainEqual(
+      expect.objectContaining({
+        Principal: { Service: 'cloudwatch.amazonaws.com' },
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+      }),
+    );
+    template.resourceCountIs('AWS::SNS::Subscription', 0);
+  });
+
+  test('the dashboard shows the four metrics', () => {
+    const [, dashboard] = onlyResource(template, 'AWS::CloudWatch::Dashboard');
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const m of ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed', 'FlapSuppressed']) {
+      expect(body).toContain(m);
+    }
+  });
+
+  test('the outputs give the user what they need', () => {
+    const outputs = Object.keys(template.findOutputs('*')).sort();
+    expect(outputs).toEqual([
+      'AlarmTopicArn', 'DashboardName', 'DeadLetterQueueArn', 'DeadLetterQueueUrl', 'FunctionArn',
+      'FunctionName', 'HubEventBusArn', 'RemediatorRoleArn',
+    ]);
+  });
+
+  test('every checkov skip carries a reason', () => {
+    for (const type of ['AWS::Lambda::Function', 'AWS::Logs::LogGroup']) {
+      const [, res] = onlyResource(template, type);
+      for (const skip of res.Metadata.checkov.skip) {
+        expect(skip.id).toMatch(/^CKV2?_AWS_\d+$/);
+        expect(skip.comment.length).toBeGreaterThan(40);
+      }
+    }
+  });
+});
+
+describe('the hub stack settings', () => {
+  test('a template synthesized without the Rust build cannot be deployed', () => {
+    expect(synth().toJSON().Rules).toHaveProperty('CodeNotBuilt');
+    // bundle=true (deploys): no such rule; the test app still skips the build itself.
+    expect(synth({}, true).toJSON().Rules).not.toHaveProperty('CodeNotBuilt');
+  });
+
+  test('enforce mode, an SSM baseline and an e-mail subscription', () => {
+    const template = synth({
+      remediationMode: 'enforce',
+      baselineSsmParameter: '/kms-replica-guard/baseline',
+      alarmEmail: 'ops@example.com',
+      sweepRegions: ['us-east-1', 'eu-west-1'],
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          REMEDIATION_MODE: 'enforce',
+          BASELINE_SOURCE: 'ssm:/kms-replica-guard/baseline',
+          SWEEP_REGIONS: 'us-east-1,eu-west-1',
+        }),
+      },
+    });
+    expect(roleStatements(template)).toContainEqual({
+      Sid: 'ReadBaselineParameter',
+      Effect: 'Allow',
+      Action: 'ssm:GetParameter',
+      Resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/kms-replica-guard/baseline`,
+    });
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
+  });
+
+  test('an S3 baseline grants s3:GetObject on exactly that object', () => {
+    const template = synth({ baselineS3Object: 'baseline-bucket/policies/replica.json' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ BASELINE_SOURCE: 's3://baseline-bucket/policies/replica.json' }) },
+    });
+    expect(roleStatements(template)).toContainEqual({
+      Sid: 'ReadBaselineObject',
+      Effect: 'Allow',
+      Action: 's3:GetObject',
+      Resource: 'arn:aws:s3:::baseline-bucket/policies/replica.json',
+    });
+    expect(roleStatements(template).map((s) => s.Sid)).not.toContain('ReadBaselineParameter');
+  });
+
+  test('reserved concurrency 0 means no reservation', () => {
+    const template = synth({ reservedConcurrency: 0 });
+    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.absent() });
+  });
+
+  test('bad context values fail the synth with a message', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ remediationMode: 'fix-it' }))).toThrow(/dry-run or enforce/);
+    expect(() => configFromContext(ctx({ baselineSource: 'ssm:/x' }))).toThrow(/baselineSsmParameter/);
+    expect(() =>
+      configFromContext(ctx({ baselineSsmParameter: '/a', baselineS3Object: 'bucket/key' })),
+    ).toThrow(/not both/);
+    expect(() => configFromContext(ctx({ logRetentionDays: '10' }))).toThrow(/logRetentionDays/);
+    expect(() => configFromContext(ctx({ sweepRegions: 'us-east-1,nowhere' }))).toThrow(/nowhere/);
+    expect(configFromContext(ctx({ maxRetryAttempts: '0', sweepRegions: 'us-east-1, eu-west-1' }))).toMatchObject({
+      maxRetryAttempts: 0,
+      sweepRegions: ['us-east-1', 'eu-west-1'],
+    });
+    expect(configFromContext(ctx({}))).toEqual(DEFAULT_CONFIG);
+  });
+});

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Every offline check of infra/, one result line per check; exits 1 when any check fails.
+# Offline and credential-free: dummy credentials, no AWS calls except to the local emulator.
+#   infra/scripts/infra-test.sh          (or: make infra-test)
+# Logs of each check: infra/.build/logs/<check>.log
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+VENV_PY=${VENV_PY:-.venv/bin/python}
+INFRA_BIN=.venv-infra/bin
+BUILD=infra/.build
+LOGS=$BUILD/logs
+CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c bundle=false}
+
+export SAM_CLI_TELEMETRY=0
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+mkdir -p "$LOGS"
+passed=0
+failed=0
+failures=()
+start_all=$EPOCHREALTIME
+
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+# check NAME COMMAND... : runs COMMAND with its output in $LOGS/NAME.log and prints one line.
+check() {
+  local name=$1
+  shift
+  local log="$LOGS/$name.log" t0 secs
+  t0=$EPOCHREALTIME
+  if "$@" >"$log" 2>&1; then
+    secs=$(elapsed "$t0")
+    printf 'PASS  %-22s %6ss  %s\n' "$name" "$secs" "$(summary "$name" "$log")"
+    passed=$((passed + 1))
+  else
+    secs=$(elapsed "$t0")
+    printf 'FAIL  %-22s %6ss  (log: %s)\n' "$name" "$secs" "$log"
+    tail -n 40 "$log" | sed 's/^/      | /'
+    failed=$((failed + 1))
+    failures+=("$name")
+  fi
+}
+
+# A short detail for the result line, taken from the check's log.
+summary() {
+  local name=$1 log=$2
+  case $name in
+    checkov-*) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" ;;
+    cfn-lint) echo "$(templates | wc -w) templates, 0 errors/warnings" ;;
+    cdk-jest) grep -m1 -E '^Tests:' "$log" | tr -s ' ' ;;
+    event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): every rule x every events/*.json on the emulator" ;;
+    template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
+    cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;
+    sam-validate*) echo "$(ls infra/sam/*.yaml | wc -l) templates" ;;
+    sam-translate) echo "$(ls "$BUILD"/sam/*.cfn.json | wc -l) templates -> $BUILD/sam" ;;
+    setup) echo ".venv-infra and infra/cdk/node_modules up to date" ;;
+    *) : ;;
+  esac
+}
+
+# The SAM templates, their offline translation (checks sam_to_cfn.py's fidelity) and the CDK output.
+templates() { echo infra/sam/*.yaml "$BUILD"/sam/*.cfn.json infra/cdk/cdk.out/*.template.json; }
+
+cdk_synth() {
+  rm -rf infra/cdk/cdk.out
+  # shellcheck disable=SC2086 # the context is a list of -c flags
+  (cd infra/cdk && npx --no-install cdk synth --no-notices -q $CDK_SYNTH_CONTEXT)
+}
+
+sam_validate() {
+  local t rc=0
+  for t in infra/sam/*.yaml; do
+    "$INFRA_BIN/sam" validate --region us-east-1 "$@" -t "$t" || rc=1
+  done
+  return $rc
+}
+
+checkov_scan() {
+  # checkov passes an empty or missing directory: make sure there is something to scan.
+  if ! compgen -G "$1/*.json" >/dev/null; then
+    echo "no templates in $1" >&2
+    return 1
+  fi
+  "$INFRA_BIN/checkov" -d "$1" --framework cloudformation --compact --skip-download
+}
+
+cdk_jest() { (cd infra/cdk && npx --no-install jest --ci --verbose); }
+
+event_pattern() {
+  scripts/localstack.sh start || return 1
+  "$VENV_PY" -m unittest discover -s infra/tests -p 'test_event_pattern.py' -v
+}
+
+template_parity() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_templates.py' -v; }
+
+check setup infra/scripts/setup.sh
+if ((failed)); then
+  echo "infra-test: setup failed, nothing else can run" >&2
+  exit 1
+fi
+check cdk-synth cdk_synth
+check sam-translate "$INFRA_BIN/python" infra/scripts/sam_to_cfn.py "$BUILD/sam" infra/sam/template.yaml infra/sam/spoke.yaml
+check cfn-lint "$INFRA_BIN/cfn-lint" $(templates)
+check sam-validate sam_validate
+check sam-validate-lint sam_validate --lint
+check checkov-sam checkov_scan "$BUILD/sam"
+check checkov-cdk checkov_scan infra/cdk/cdk.out
+check cdk-jest cdk_jest
+check template-parity template_parity
+check event-pattern event_pattern
+
+total=$(elapsed "$start_all")
+if ((failed)); then
+  echo "infra-test: $failed FAILED (${failures[*]}), $passed passed in ${total}s"
+  exit 1
+fi
+echo "infra-test: all $passed checks passed in ${total}s"

@@ -1,0 +1,161 @@
+"""Template hygiene and SAM/CDK parity, read from the templates themselves.
+
+- every checkov skip names a check and says why; cfn-lint suppressions are limited to the one
+  justified in infra/cdk/lib/hub-stack.ts (W3005 on the CDK function);
+- the SAM hub template (as translated to CloudFormation by infra/scripts/sam_to_cfn.py) and the
+  synthesized CDK hub template declare the same stack: resource types, environment, IAM
+  statements, alarms.
+
+Needs infra/.build/sam (sam_to_cfn.py) and infra/cdk/cdk.out (`make synth`); `make infra-test`
+produces both before it runs this.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unittest
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "infra" / "scripts"))
+import cfn_yaml  # noqa: E402
+
+SAM_DIR = ROOT / "infra" / "sam"
+SAM_TRANSLATED = ROOT / "infra" / ".build" / "sam" / "template.cfn.json"
+CDK_OUT = ROOT / "infra" / "cdk" / "cdk.out"
+ALLOWED_CFN_LINT_IGNORES = {"W3005"}
+# Resources that exist in the SAM template only under a parameter condition (CDK adds them, or
+# the statements, only when the matching context value is set).
+SAM_CONDITIONAL = {"AlarmEmailSubscription", "BaselineParameterReadPolicy", "BaselineObjectReadPolicy"}
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise AssertionError(f"{path.relative_to(ROOT)} is missing: run `make infra-test` (or `make synth`)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def all_templates() -> dict[str, dict[str, Any]]:
+    found = {str(p.relative_to(ROOT)): cfn_yaml.load(p) for p in sorted(SAM_DIR.glob("*.yaml"))}
+    cdk = sorted(CDK_OUT.glob("*.template.json"))
+    if not cdk:
+        raise AssertionError(f"no synthesized CDK templates in {CDK_OUT}: run `make synth` first")
+    found.update({str(p.relative_to(ROOT)): _load_json(p) for p in cdk})
+    return found
+
+
+def cdk_hub() -> dict[str, Any]:
+    hubs = [t for t in map(_load_json, CDK_OUT.glob("*.template.json")) if _of_type(t, "AWS::Lambda::Function")]
+    if len(hubs) != 1:
+        raise AssertionError(f"expected one CDK template with the function in {CDK_OUT}, found {len(hubs)}")
+    return hubs[0]
+
+
+def _of_type(template: dict[str, Any], type_: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def _one(template: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = list(_of_type(template, type_).values())
+    if len(found) != 1:
+        raise AssertionError(f"expected one {type_}, found {len(found)}")
+    return found[0]
+
+
+def _alarm_key(template: dict[str, Any], alarm: dict[str, Any]) -> str:
+    """The alarm name without the stack name (`${AWS::StackName}-X` in SAM, `NAME-X` in CDK)."""
+    name = alarm["Properties"]["AlarmName"]
+    name = name.get("Fn::Sub", name) if isinstance(name, dict) else name
+    return re.sub(r"^(\$\{AWS::StackName\}|kms-replica-guard)-", "", name)
+
+
+def _resolve(value: Any, params: dict[str, Any]) -> Any:
+    """Replaces a {"Ref": Parameter} with the parameter's default."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in params:
+        return params[value["Ref"]].get("Default")
+    return value
+
+
+class TemplateHygieneTest(unittest.TestCase):
+    def test_every_checkov_skip_names_a_check_and_says_why(self) -> None:
+        for where, template in all_templates().items():
+            for name, resource in template.get("Resources", {}).items():
+                for skip in ((resource.get("Metadata") or {}).get("checkov") or {}).get("skip", []):
+                    with self.subTest(template=where, resource=name, check=skip.get("id")):
+                        self.assertRegex(skip.get("id", ""), r"^CKV2?_AWS_\d+$")
+                        self.assertGreaterEqual(len(skip.get("comment", "")), 40, "give the reason for the skip")
+
+    def test_cfn_lint_suppressions_are_only_the_justified_ones(self) -> None:
+        for where, template in all_templates().items():
+            ignored = set(((template.get("Metadata") or {}).get("cfn-lint") or {}).get("config", {}).get("ignore_checks", []))
+            self.assertFalse(ignored, f"{where}: template-wide cfn-lint suppressions {ignored}")
+            for name, resource in template.get("Resources", {}).items():
+                config = ((resource.get("Metadata") or {}).get("cfn-lint") or {}).get("config", {})
+                extra = set(config.get("ignore_checks", [])) - ALLOWED_CFN_LINT_IGNORES
+                self.assertFalse(extra, f"{where}:{name} suppresses {extra} without a justification here")
+
+
+class SamCdkParityTest(unittest.TestCase):
+    sam: dict[str, Any]
+    cdk: dict[str, Any]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+        cls.cdk = cdk_hub()
+        cls.params = cls.sam.get("Parameters", {})
+
+    def test_both_declare_the_same_resource_types(self) -> None:
+        sam_types = Counter(r["Type"] for n, r in self.sam["Resources"].items() if n not in SAM_CONDITIONAL)
+        cdk_types = Counter(r["Type"] for r in self.cdk["Resources"].values())
+        self.assertEqual(sam_types, cdk_types)
+
+    def test_the_function_gets_the_same_environment_and_settings(self) -> None:
+        sam_fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+        cdk_fn = _one(self.cdk, "AWS::Lambda::Function")["Properties"]
+        self.assertEqual(sorted(sam_fn["Environment"]["Variables"]), sorted(cdk_fn["Environment"]["Variables"]))
+        for key in ("Runtime", "Architectures", "Handler"):
+            self.assertEqual(sam_fn[key], cdk_fn[key], key)
+        for key in ("MemorySize", "Timeout"):
+            self.assertEqual(int(_resolve(sam_fn[key], self.params)), cdk_fn[key], key)
+        self.assertEqual(sam_fn["LoggingConfig"]["LogFormat"], cdk_fn["LoggingConfig"]["LogFormat"])
+
+    def test_the_role_has_the_same_statements(self) -> None:
+        def statements(template: dict[str, Any]) -> dict[str, Any]:
+            role = _one(template, "AWS::IAM::Role")["Properties"]
+            return {s["Sid"]: s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]}
+
+        sam, cdk = statements(self.sam), statements(self.cdk)
+        self.assertEqual(sorted(sam), sorted(cdk))
+        for sid in sam:
+            with self.subTest(sid=sid):
+                as_list = lambda a: sorted(a if isinstance(a, list) else [a])  # noqa: E731
+                self.assertEqual(sam[sid]["Effect"], cdk[sid]["Effect"])
+                self.assertEqual(as_list(sam[sid]["Action"]), as_list(cdk[sid]["Action"]))
+
+    def test_the_alarms_are_the_same(self) -> None:
+        def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+            out = {}
+            for alarm in _of_type(template, "AWS::CloudWatch::Alarm").values():
+                p = alarm["Properties"]
+                out[_alarm_key(template, alarm)] = {
+                    "MetricName": p["MetricName"],
+                    "Namespace": _resolve(p["Namespace"], self.params),
+                    "Statistic": p["Statistic"],
+                    "Period": p["Period"],
+                    "Threshold": float(_resolve(p["Threshold"], self.params)),
+                    "ComparisonOperator": p["ComparisonOperator"],
+                    "TreatMissingData": p["TreatMissingData"],
+                    "Dimensions": [d["Name"] for d in p.get("Dimensions", [])],
+                }
+            return out
+
+        self.assertEqual(alarms(self.sam), alarms(self.cdk))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
