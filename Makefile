@@ -1,0 +1,61 @@
+# kms-replica-guard — the two commands most people need:
+#   make demo   the main job end to end on the local emulator
+#   make test   every test (unit, property, integration on the emulator, end to end, infra checks)
+# `make help` lists the rest.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ROOT := $(abspath .)
+VENV_PY := .venv/bin/python
+# cargo-lambda and its zig come from the project venv: keep it first on PATH.
+export PATH := $(ROOT)/.venv/bin:$(PATH)
+NEXTEST := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
+
+.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo clean
+
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## create .venv (pinned LocalStack + cargo-lambda); idempotent
+	@scripts/setup-venv.sh
+
+emulator: setup ## start LocalStack on 127.0.0.1:4566 (idempotent)
+	@scripts/localstack.sh start
+
+emulator-stop: ## stop the LocalStack this project started
+	@scripts/localstack.sh stop
+
+build: setup ## cargo lambda build --release --arm64 (the deployable zip)
+	@echo "==> cargo lambda build --release --arm64 --output-format zip"
+	cargo lambda build --release --arm64 --output-format zip
+	@ls -l $(or $(CARGO_TARGET_DIR),target)/lambda/bootstrap/bootstrap.zip
+
+fmt: ## format the code
+	cargo fmt --all
+
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+unit: ## unit and property tests (no emulator)
+	$(NEXTEST) --lib --bins
+
+integration: emulator ## tests against the emulator over real HTTP
+	$(NEXTEST) --test integration
+
+e2e: emulator ## release binary under cargo lambda watch, driven by cargo lambda invoke
+	tests/e2e/run.sh
+
+test: lint emulator ## every test: lint, unit, integration, end to end, infra checks
+	$(NEXTEST) --all-targets
+	tests/e2e/run.sh
+	$(MAKE) --no-print-directory infra-test
+
+demo: setup ## heal a default-policy and a hand-drifted replica on the emulator
+	@scripts/demo.sh
+
+clean: emulator-stop ## remove build output and emulator state
+	cargo clean
+	rm -rf .localstack
+
+include infra/infra.mk
