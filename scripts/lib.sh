@@ -42,26 +42,29 @@ default_policy() {
 JSON
 }
 
-# start_watch ENV_FILE LOG: runs the function (release build) under cargo lambda watch on
-# 127.0.0.1:$WATCH_PORT and waits until it answers an invocation.
+# start_watch ENV_FILE LOG: builds the release binary (visibly, failing fast), then runs it
+# under cargo lambda watch on 127.0.0.1:$WATCH_PORT and waits until the port accepts.
 start_watch() {
   local env_file=$1 log=$2
+  echo "    cargo build --release --bin bootstrap"
+  (cd "$ROOT" && cargo build --release --bin bootstrap --quiet)
   (cd "$ROOT" && exec cargo lambda watch --release --ignore-changes -A 127.0.0.1 -P "$WATCH_PORT" \
       --env-file "$env_file") >"$log" 2>&1 &
   WATCH_PID=$!
   local i
-  for i in $(seq 1 900); do
+  for i in $(seq 1 240); do
     if ! kill -0 "$WATCH_PID" 2>/dev/null; then
       echo "error: cargo lambda watch exited; last lines of $log:" >&2
       tail -n 30 "$log" >&2
       return 1
     fi
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${WATCH_PORT}/"; then
+    # A TCP connect only: an HTTP request to the server would be taken as an invocation.
+    if (exec 3<>"/dev/tcp/127.0.0.1/${WATCH_PORT}") 2>/dev/null; then
       return 0
     fi
-    sleep 1
+    sleep 0.5
   done
-  echo "error: cargo lambda watch did not listen on 127.0.0.1:${WATCH_PORT} within 15 min; see $log" >&2
+  echo "error: cargo lambda watch did not listen on 127.0.0.1:${WATCH_PORT} within 2 min; see $log" >&2
   return 1
 }
 

@@ -145,7 +145,7 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
             }
             Reach::Replicas { primary, replicas } => (primary, replicas),
         };
-        let outcomes: Vec<Outcome> = stream::iter(replicas)
+        let mut outcomes: Vec<Outcome> = stream::iter(replicas)
             .map(|replica| {
                 let known =
                     (replica == facts.arn && target.scope == Scope::Key).then(|| facts.clone());
@@ -158,6 +158,7 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
+        outcomes.sort_by(|a, b| a.key_arn.cmp(&b.key_arn));
         for o in outcomes {
             log_outcome(event, &o);
             report.outcomes.push(o);

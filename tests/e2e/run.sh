@@ -48,7 +48,7 @@ METRICS_NAMESPACE=$NAMESPACE
 SWEEP_REGIONS=us-west-2,eu-west-1
 ENV
 
-echo "==> cargo lambda watch --release (first build compiles the release binary)"
+echo "==> cargo lambda watch --release"
 start_watch "$WORK/env" "$WORK/watch.log"
 
 action_of() { jq -r --arg k "$(key_arn "$1" "$KEY_ID")" '[.outcomes[] | select(.key_arn == $k) | .action] | join(",")' "$2"; }
