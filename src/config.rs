@@ -1,12 +1,16 @@
 //! Typed configuration from the environment, checked once at start-up. Every error names
 //! the variable, what was wrong and what to set instead.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::aws::kms::RateLimits;
 use crate::core::baseline::{Baseline, RenderContext, Template};
 use crate::core::key::{KeyArn, Region, RoleArn};
 use crate::core::policy::{LockoutGuard, ValidationError, validate};
-use crate::reconcile::{Mode, Settings};
+use crate::reconcile::ports::CallError;
+use crate::reconcile::{FlapGuard, Mode, Settings};
 use crate::retry::Backoff;
 
 /// Default CloudWatch namespace.
@@ -21,6 +25,83 @@ pub struct Config {
     pub settings: Arc<Settings>,
     /// CloudWatch namespace for the metrics.
     pub metrics_namespace: String,
+    /// Client-side KMS rate limits per Region.
+    pub rate_limits: RateLimits,
+    /// Where previous policies are backed up (`BACKUP_BUCKET`), if anywhere.
+    pub backup_bucket: Option<String>,
+    /// Key prefix of the backups in the bucket (`BACKUP_PREFIX`).
+    pub backup_prefix: String,
+}
+
+/// Where a baseline kept outside the function is read from.
+pub trait RemoteText {
+    /// The value of an SSM parameter (decrypted).
+    fn ssm_parameter(&self, name: &str) -> impl Future<Output = Result<String, CallError>> + Send;
+    /// The body of an S3 object.
+    fn s3_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<String, CallError>> + Send;
+}
+
+/// A baseline source that needs a call to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteBaseline {
+    /// `ssm:NAME`.
+    Ssm(String),
+    /// `s3://bucket/key`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+    },
+}
+
+impl RemoteBaseline {
+    /// Recognises `ssm:NAME` and `s3://bucket/key`.
+    pub fn parse(source: &str) -> Option<Result<Self, ConfigError>> {
+        if let Some(name) = source.strip_prefix("ssm:") {
+            return Some(if name.is_empty() {
+                Err(err(
+                    "BASELINE_SOURCE",
+                    "ssm: needs a parameter name, e.g. ssm:/kms-replica-guard/baseline",
+                ))
+            } else {
+                Ok(Self::Ssm(name.to_owned()))
+            });
+        }
+        let rest = source.strip_prefix("s3://")?;
+        Some(match rest.split_once('/') {
+            Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => Err(err(
+                "BASELINE_SOURCE",
+                format!("{source:?}: use s3://BUCKET/KEY"),
+            )),
+        })
+    }
+
+    /// Reads the template text.
+    pub async fn fetch(&self, remote: &impl RemoteText) -> Result<Template, ConfigError> {
+        let (origin, text) = match self {
+            Self::Ssm(name) => (format!("ssm:{name}"), remote.ssm_parameter(name).await),
+            Self::S3 { bucket, key } => (
+                format!("s3://{bucket}/{key}"),
+                remote.s3_object(bucket, key).await,
+            ),
+        };
+        let text = text.map_err(|e| {
+            err(
+                "BASELINE_SOURCE",
+                format!("cannot read the baseline {origin}: {e}; create it, or fix the name and the function's read permission"),
+            )
+        })?;
+        Template::new(origin, text).map_err(|e| err("BASELINE_SOURCE", e.to_string()))
+    }
 }
 
 /// A configuration problem; the function refuses to act until it is fixed.
@@ -46,8 +127,36 @@ impl Config {
         Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
-    /// Reads configuration through `get` (the environment, or a map in tests).
+    /// Reads the process environment, fetching an `ssm:` or `s3://` baseline through `remote`.
+    pub async fn load(remote: &impl RemoteText) -> Result<Self, ConfigError> {
+        Self::load_from(|k| std::env::var(k).ok().filter(|v| !v.is_empty()), remote).await
+    }
+
+    /// Like [`Config::load`], reading variables through `get`.
+    pub async fn load_from(
+        get: impl Fn(&str) -> Option<String>,
+        remote: &impl RemoteText,
+    ) -> Result<Self, ConfigError> {
+        let source = get("BASELINE_SOURCE").unwrap_or_default();
+        match RemoteBaseline::parse(source.trim()) {
+            Some(spec) => {
+                let template = spec?.fetch(remote).await?;
+                Self::build(&get, Some(template))
+            }
+            None => Self::build(&get, None),
+        }
+    }
+
+    /// Reads configuration through `get` (the environment, or a map in tests). `ssm:` and
+    /// `s3://` baselines need a call: use [`Config::load_from`] for them.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::build(&get, None)
+    }
+
+    fn build(
+        get: &impl Fn(&str) -> Option<String>,
+        fetched: Option<Template>,
+    ) -> Result<Self, ConfigError> {
         let mode = match get("REMEDIATION_MODE").as_deref() {
             None | Some("dry-run") => Mode::DryRun,
             Some("enforce") => Mode::Enforce,
@@ -89,7 +198,10 @@ impl Config {
                 })?,
             None => home.iter().cloned().collect(),
         };
-        let baseline = parse_baseline(get("BASELINE_SOURCE").as_deref().unwrap_or("primary"))?;
+        let baseline = match fetched {
+            Some(t) => Baseline::Template(t),
+            None => parse_baseline(get("BASELINE_SOURCE").as_deref().unwrap_or("primary"))?,
+        };
         if let Baseline::Template(t) = &baseline {
             check_template(t, remediator.as_ref(), home.as_ref())?;
         }
@@ -125,10 +237,36 @@ impl Config {
             consistency,
             concurrency: number("CONCURRENCY", 8)?.clamp(1, 64) as usize,
             sweep_regions,
+            flap: FlapGuard {
+                max: number("FLAP_MAX", FlapGuard::default().max as u64)?.max(1) as usize,
+                window: match get("FLAP_WINDOW") {
+                    Some(w) => parse_duration(&w).ok_or_else(|| {
+                        err(
+                            "FLAP_WINDOW",
+                            format!("{w:?} is not a duration; use e.g. 3600, 90m or 1h"),
+                        )
+                    })?,
+                    None => FlapGuard::default().window,
+                },
+            },
+        };
+        let defaults = RateLimits::default();
+        let rate = |var, default: u32| -> Result<u32, ConfigError> {
+            Ok(number(var, default.into())?.clamp(1, 100_000) as u32)
+        };
+        let rate_limits = RateLimits {
+            describe_key: rate("RATE_DESCRIBE_KEY", defaults.describe_key)?,
+            get_key_policy: rate("RATE_GET_KEY_POLICY", defaults.get_key_policy)?,
+            put_key_policy: rate("RATE_PUT_KEY_POLICY", defaults.put_key_policy)?,
+            list_keys: rate("RATE_LIST_KEYS", defaults.list_keys)?,
+            list_resource_tags: rate("RATE_LIST_RESOURCE_TAGS", defaults.list_resource_tags)?,
         };
         Ok(Self {
             settings: Arc::new(settings),
             metrics_namespace,
+            rate_limits,
+            backup_bucket: get("BACKUP_BUCKET"),
+            backup_prefix: get("BACKUP_PREFIX").unwrap_or_else(|| "kms-replica-guard/".to_owned()),
         })
     }
 }
@@ -150,7 +288,7 @@ fn parse_baseline(source: &str) -> Result<Baseline, ConfigError> {
         return Err(err(
             VAR,
             format!(
-                "{source:?}: SSM and S3 baselines are not supported by this version; use primary, file:PATH or a literal JSON document"
+                "{source:?} must be read with a call; load the configuration with Config::load"
             ),
         ));
     } else {
@@ -164,6 +302,24 @@ fn parse_baseline(source: &str) -> Result<Baseline, ConfigError> {
     template
         .map(Baseline::Template)
         .map_err(|e| err(VAR, e.to_string()))
+}
+
+/// `3600`, `3600s`, `90m`, `1h`, `2d`.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// Renders the template for a sample key and validates it, so a bad baseline is caught at
@@ -268,6 +424,39 @@ mod tests {
     }
 
     #[test]
+    fn flap_window_accepts_seconds_and_units() {
+        for (v, secs) in [
+            ("3600", 3600),
+            ("90m", 5400),
+            ("1h", 3600),
+            ("2d", 172_800),
+            ("30s", 30),
+        ] {
+            let c = config(&[("FLAP_WINDOW", v)]).unwrap();
+            assert_eq!(c.settings.flap.window.as_secs(), secs, "{v}");
+        }
+        assert!(config(&[("FLAP_WINDOW", "0")]).is_err());
+    }
+
+    #[test]
+    fn remote_baseline_sources_are_recognised() {
+        assert_eq!(
+            RemoteBaseline::parse("ssm:/a/b"),
+            Some(Ok(RemoteBaseline::Ssm("/a/b".into())))
+        );
+        assert_eq!(
+            RemoteBaseline::parse("s3://bucket/dir/b.json"),
+            Some(Ok(RemoteBaseline::S3 {
+                bucket: "bucket".into(),
+                key: "dir/b.json".into()
+            }))
+        );
+        assert!(matches!(RemoteBaseline::parse("s3://bucket"), Some(Err(_))));
+        assert!(matches!(RemoteBaseline::parse("ssm:"), Some(Err(_))));
+        assert_eq!(RemoteBaseline::parse("primary"), None);
+    }
+
+    #[test]
     fn a_baseline_file_is_read_and_a_missing_one_is_named() {
         let dir = std::env::temp_dir().join(format!("krg-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -294,7 +483,8 @@ mod tests {
                 "execution role",
             ),
             ("SWEEP_REGIONS", "us-east-1,moon", "comma-separated"),
-            ("BASELINE_SOURCE", "ssm:/kms/baseline", "not supported"),
+            ("BASELINE_SOURCE", "ssm:/kms/baseline", "Config::load"),
+            ("FLAP_WINDOW", "an hour", "duration"),
             ("BASELINE_SOURCE", "mirror", "primary"),
             (
                 "BASELINE_SOURCE",

@@ -23,9 +23,12 @@
 //! - [`aws`]: the adapters that implement the ports with the AWS SDK.
 //! - [`lambda`]: the Lambda handler; [`config`]: typed configuration; [`retry`]: the one
 //!   backoff helper; [`telemetry`]: logging set-up.
-//! - `src/bin/bootstrap.rs`: the Lambda binary (a few lines: set up, then run).
+//! - [`cli`]: the operator CLI (`check`, `diff`, `sweep`, `validate-baseline`, `restore`).
+//! - `src/bin/bootstrap.rs` (the Lambda) and `src/bin/kms-replica-guard.rs` (the CLI): a few
+//!   lines each: set up, then run.
 
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod lambda;

@@ -27,3 +27,15 @@ pub fn init() {
         builder.with_ansi(false).init();
     }
 }
+
+/// Logging for the CLI: warnings and errors on stderr (`RUST_LOG` for more), so stdout
+/// carries only the command's output.
+pub fn init_cli() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+}

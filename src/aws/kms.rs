@@ -1,10 +1,15 @@
 //! KMS adapter: DescribeKey, ListKeys, ListResourceTags, GetKeyPolicy, PutKeyPolicy on the
-//! client of the key's own Region.
+//! client of the key's own Region, each call paced by a client-side rate limit per Region
+//! and operation (below the account's KMS quotas) and counted.
 
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_kms::Client;
 use aws_sdk_kms::types::MultiRegionKeyType;
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::call_error;
 use super::clients::RegionalClients;
@@ -15,19 +20,116 @@ use crate::reconcile::ports::{CallError, ErrorKind, KeyDirectory, PolicyStore};
 /// The only policy name KMS supports; the emulator needs it sent explicitly.
 const POLICY_NAME: &str = "default";
 
+/// Client-side requests per second, per Region, for each KMS operation the tool calls.
+/// The defaults stay under the default KMS quotas (DescribeKey 2000/s, GetKeyPolicy 1000/s,
+/// PutKeyPolicy 15/s, ListKeys and ListResourceTags 100/s per account and Region), leaving
+/// headroom for everything else in the account. Accounts with lower quotas lower these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// DescribeKey.
+    pub describe_key: u32,
+    /// GetKeyPolicy.
+    pub get_key_policy: u32,
+    /// PutKeyPolicy.
+    pub put_key_policy: u32,
+    /// ListKeys pages.
+    pub list_keys: u32,
+    /// ListResourceTags pages.
+    pub list_resource_tags: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            describe_key: 1600,
+            get_key_policy: 800,
+            put_key_policy: 12,
+            list_keys: 80,
+            list_resource_tags: 80,
+        }
+    }
+}
+
+const OPERATIONS: [&str; 5] = [
+    "DescribeKey",
+    "GetKeyPolicy",
+    "PutKeyPolicy",
+    "ListKeys",
+    "ListResourceTags",
+];
+
+struct Pacing {
+    limiters: [DefaultKeyedRateLimiter<Region>; 5],
+    calls: [AtomicU64; 5],
+}
+
+impl Pacing {
+    fn new(limits: RateLimits) -> Self {
+        let quota = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("at least 1"));
+        let per_op = [
+            limits.describe_key,
+            limits.get_key_policy,
+            limits.put_key_policy,
+            limits.list_keys,
+            limits.list_resource_tags,
+        ];
+        Self {
+            limiters: per_op.map(|n| DefaultKeyedRateLimiter::keyed(quota(n))),
+            calls: Default::default(),
+        }
+    }
+
+    /// Waits for the operation's budget in the Region, then counts the call.
+    async fn admit(&self, operation: &str, region: &Region) {
+        let i = OPERATIONS
+            .iter()
+            .position(|o| *o == operation)
+            .expect("a known operation");
+        self.limiters[i].until_key_ready(region).await;
+        self.calls[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// KMS through per-Region SDK clients.
 #[derive(Clone)]
 pub struct Kms {
     clients: Arc<RegionalClients<Client>>,
+    pacing: Arc<Pacing>,
+    page_size: Option<i32>,
 }
 
 impl Kms {
-    /// An adapter over these clients.
+    /// An adapter over these clients with the default rate limits.
     pub fn new(clients: Arc<RegionalClients<Client>>) -> Self {
-        Self { clients }
+        Self::with_limits(clients, RateLimits::default())
     }
 
-    fn client(&self, region: &Region) -> Client {
+    /// An adapter over these clients with these rate limits.
+    pub fn with_limits(clients: Arc<RegionalClients<Client>>, limits: RateLimits) -> Self {
+        Self {
+            clients,
+            pacing: Arc::new(Pacing::new(limits)),
+            page_size: None,
+        }
+    }
+
+    /// Asks ListKeys for pages of at most `n` keys (the service default is 100).
+    pub fn with_page_size(mut self, n: i32) -> Self {
+        self.page_size = Some(n);
+        self
+    }
+
+    /// KMS calls made so far, by operation.
+    pub fn call_counts(&self) -> BTreeMap<&'static str, u64> {
+        OPERATIONS
+            .iter()
+            .zip(&self.pacing.calls)
+            .map(|(op, n)| (*op, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    async fn client(&self, operation: &str, region: &Region) -> Client {
+        self.pacing.admit(operation, region).await;
         self.clients.get(region)
     }
 }
@@ -49,7 +151,8 @@ impl KeyDirectory for Kms {
     async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
         const OP: &str = "DescribeKey";
         let out = self
-            .client(key.region())
+            .client(OP, key.region())
+            .await
             .describe_key()
             .key_id(key.as_str())
             .send()
@@ -98,27 +201,46 @@ impl KeyDirectory for Kms {
     }
 
     async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
-        let mut pages = self
-            .client(key.region())
-            .list_resource_tags()
-            .key_id(key.as_str())
-            .into_paginator()
-            .send();
+        const OP: &str = "ListResourceTags";
         let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| call_error("ListResourceTags", key, e))?;
+        let mut marker = None;
+        loop {
+            let page = self
+                .client(OP, key.region())
+                .await
+                .list_resource_tags()
+                .key_id(key.as_str())
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| call_error(OP, key, e))?;
             keys.extend(page.tags().iter().map(|t| t.tag_key().to_owned()));
+            match page.next_marker {
+                Some(m) if page.truncated => marker = Some(m),
+                _ => return Ok(keys),
+            }
         }
-        Ok(keys)
     }
 
-    async fn list_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
         const OP: &str = "ListKeys";
-        let mut pages = self.client(region).list_keys().into_paginator().send();
         let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| call_error(OP, region, e))?;
+        let mut marker = None;
+        loop {
+            let page = self
+                .client(OP, region)
+                .await
+                .list_keys()
+                .set_limit(self.page_size)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| call_error(OP, region, e))?;
             for entry in page.keys() {
+                // Single-Region keys are dropped here: no further call is ever made for them.
+                if !entry.key_id().is_some_and(|id| id.starts_with("mrk-")) {
+                    continue;
+                }
                 match entry.key_arn().map(str::parse::<KeyArn>) {
                     Some(Ok(arn)) => keys.push(arn),
                     _ => {
@@ -126,8 +248,11 @@ impl KeyDirectory for Kms {
                     }
                 }
             }
+            match page.next_marker {
+                Some(m) if page.truncated => marker = Some(m),
+                _ => return Ok(keys),
+            }
         }
-        Ok(keys)
     }
 }
 
@@ -135,7 +260,8 @@ impl PolicyStore for Kms {
     async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
         const OP: &str = "GetKeyPolicy";
         let out = self
-            .client(key.region())
+            .client(OP, key.region())
+            .await
             .get_key_policy()
             .key_id(key.as_str())
             .policy_name(POLICY_NAME)
@@ -149,7 +275,8 @@ impl PolicyStore for Kms {
     async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
         // BypassPolicyLockoutSafetyCheck is deliberately never set: KMS's own lockout check
         // stays on as a second guard behind ours.
-        self.client(key.region())
+        self.client("PutKeyPolicy", key.region())
+            .await
             .put_key_policy()
             .key_id(key.as_str())
             .policy_name(POLICY_NAME)
@@ -370,6 +497,7 @@ mod tests {
             },
             concurrency: 1,
             sweep_regions: vec![],
+            flap: crate::reconcile::FlapGuard::default(),
         });
         let tags = mock!(Client::list_resource_tags).then_output(|| {
             aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput::builder().build()
@@ -384,8 +512,8 @@ mod tests {
             async fn tag_keys(&self, k: &KeyArn) -> Result<Vec<String>, CallError> {
                 self.1.tag_keys(k).await
             }
-            async fn list_keys(&self, r: &Region) -> Result<Vec<KeyArn>, CallError> {
-                self.0.list_keys(r).await
+            async fn list_multi_region_keys(&self, r: &Region) -> Result<Vec<KeyArn>, CallError> {
+                self.0.list_multi_region_keys(r).await
             }
         }
         let engine = Reconciler::new(Split(kms.clone(), tag_client), kms, settings);

@@ -1,9 +1,11 @@
 //! AWS adapters: the only code that calls KMS and CloudWatch. Each implements a port from
 //! [`crate::reconcile::ports`] and maps SDK errors onto [`CallError`]s.
 
+pub mod backups;
 pub mod clients;
 pub mod cloudwatch;
 pub mod kms;
+pub mod remote;
 
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
@@ -32,6 +34,8 @@ where
             let kind = match code {
                 _ if status == 429 => ErrorKind::Throttled,
                 _ if status >= 500 => ErrorKind::Transient,
+                _ if status == 404 => ErrorKind::NotFound,
+                _ if status == 403 => ErrorKind::AccessDenied,
                 "NotFoundException" | "ResourceNotFoundException" | "ResourceNotFound" => {
                     ErrorKind::NotFound
                 }
@@ -39,9 +43,10 @@ where
                 | "Throttling"
                 | "TooManyRequestsException"
                 | "RequestLimitExceeded" => ErrorKind::Throttled,
-                "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
-                    ErrorKind::AccessDenied
-                }
+                "AccessDeniedException"
+                | "AccessDenied"
+                | "UnauthorizedOperation"
+                | "Forbidden" => ErrorKind::AccessDenied,
                 "KMSInvalidStateException" => ErrorKind::InvalidState,
                 "MalformedPolicyDocumentException"
                 | "InvalidParameterValue"

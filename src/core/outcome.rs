@@ -36,6 +36,9 @@ impl Action {
     }
 }
 
+/// The reason prefix of a key left alone by the flap guard.
+pub const FLAPPING: &str = "flapping";
+
 /// Whether retrying the invocation can help a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -86,6 +89,15 @@ impl Outcome {
         }
     }
 
+    /// Whether the flap guard left this key alone.
+    pub fn is_flap_suppressed(&self) -> bool {
+        self.action == Action::Skipped
+            && self
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(FLAPPING))
+    }
+
     /// Attaches a drift diff.
     pub fn with_diff(mut self, diff: String) -> Self {
         self.diff = Some(diff);
@@ -110,6 +122,9 @@ pub struct Report {
     /// Failures outside any one key.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<RunError>,
+    /// Sweeps: how many replicas ended in each action (in-sync ones are only counted here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<BTreeMap<Action, usize>>,
 }
 
 impl Report {
@@ -138,7 +153,7 @@ impl Report {
 
     /// The metric data for this report: per Region and fleet-wide totals.
     pub fn metrics(&self) -> Vec<MetricDatum> {
-        let mut per_region: BTreeMap<&Region, [f64; 3]> = BTreeMap::new();
+        let mut per_region: BTreeMap<&Region, [f64; 4]> = BTreeMap::new();
         for o in &self.outcomes {
             let counts = per_region.entry(&o.region).or_default();
             match o.action {
@@ -148,11 +163,15 @@ impl Report {
                 }
                 Action::DriftDetected => counts[1] += 1.0,
                 Action::Failed => counts[2] += 1.0,
+                Action::Skipped if o.is_flap_suppressed() => {
+                    counts[1] += 1.0;
+                    counts[3] += 1.0;
+                }
                 Action::InSync | Action::Skipped => {}
             }
         }
         let mut data = Vec::new();
-        let mut total = [0.0; 3];
+        let mut total = [0.0; 4];
         for (region, counts) in per_region {
             for (i, metric) in Metric::COUNTED.iter().enumerate() {
                 total[i] += counts[i];
@@ -185,13 +204,16 @@ pub enum Metric {
     DriftDetected,
     /// A key could not be brought to the baseline.
     AutoFixFailed,
+    /// A drifting key was left alone by the flap guard.
+    FlapSuppressed,
 }
 
 impl Metric {
-    const COUNTED: [Metric; 3] = [
+    const COUNTED: [Metric; 4] = [
         Metric::AutoFixApplied,
         Metric::DriftDetected,
         Metric::AutoFixFailed,
+        Metric::FlapSuppressed,
     ];
 
     /// The CloudWatch metric name.
@@ -200,6 +222,7 @@ impl Metric {
             Metric::AutoFixApplied => "AutoFixApplied",
             Metric::DriftDetected => "DriftDetected",
             Metric::AutoFixFailed => "AutoFixFailed",
+            Metric::FlapSuppressed => "FlapSuppressed",
         }
     }
 }
@@ -231,7 +254,7 @@ mod tests {
         let o = Outcome::new(&key("us-west-2"), Action::InSync, None).with_diff("d".into());
         let v = serde_json::to_value(Report {
             outcomes: vec![o],
-            errors: vec![],
+            ..Report::default()
         })
         .unwrap();
         assert_eq!(
@@ -247,6 +270,7 @@ mod tests {
     fn metrics_count_per_region_and_in_total() {
         let r = Report {
             errors: vec![],
+            summary: None,
             outcomes: vec![
                 Outcome::new(&key("us-west-2"), Action::Remediated, None),
                 Outcome::new(&key("eu-west-1"), Action::DriftDetected, None),
@@ -267,7 +291,7 @@ mod tests {
         assert_eq!(get(Metric::AutoFixApplied, None), Some(1.0));
         assert_eq!(get(Metric::DriftDetected, None), Some(2.0));
         assert_eq!(get(Metric::AutoFixFailed, None), Some(1.0));
-        assert_eq!(r.metrics().len(), 9);
+        assert_eq!(r.metrics().len(), 12);
         assert!(Report::default().metrics().is_empty());
     }
 }

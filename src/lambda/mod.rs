@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError};
 use crate::core::outcome::{Report, Retry};
 use crate::core::trigger::{self, EventError};
 use crate::reconcile::Reconciler;
-use crate::reconcile::ports::{KeyDirectory, MetricsSink, PolicyStore};
+use crate::reconcile::ports::{BackupStore, KeyDirectory, MetricsSink, NoBackups, PolicyStore};
 
 /// Why an invocation failed. The `error_type` Lambda records says whether a retry can help.
 #[derive(Debug, thiserror::Error)]
@@ -60,21 +60,35 @@ impl From<InvocationError> for Diagnostic {
 
 /// The function: configuration (or why it is invalid) and its ports, built once per
 /// execution environment and lent to every invocation.
-pub struct App<K, P, M> {
-    engine: Result<(Reconciler<K, P>, String), ConfigError>,
+pub struct App<K, P, M, B = NoBackups> {
+    engine: Result<(Reconciler<K, P, B>, String), ConfigError>,
     metrics: M,
 }
 
-impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M> {
-    /// An app over these ports. A configuration error is kept and returned by every
-    /// invocation, so it shows in the function's errors instead of a crash loop.
+impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M, NoBackups> {
+    /// An app over these ports that keeps no backups. A configuration error is kept and
+    /// returned by every invocation, so it shows in the function's errors instead of a
+    /// crash loop.
     pub fn new(config: Result<Config, ConfigError>, keys: K, policies: P, metrics: M) -> Self {
+        Self::with_backups(config, keys, policies, NoBackups, metrics)
+    }
+}
+
+impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, M, B> {
+    /// An app that backs up every policy before overwriting it.
+    pub fn with_backups(
+        config: Result<Config, ConfigError>,
+        keys: K,
+        policies: P,
+        backups: B,
+        metrics: M,
+    ) -> Self {
         if let Err(e) = &config {
             tracing::error!(error = %e, "invalid configuration; every invocation will fail until it is fixed");
         }
         let engine = config.map(|c| {
             (
-                Reconciler::new(keys, policies, c.settings),
+                Reconciler::with_backups(keys, policies, backups, c.settings),
                 c.metrics_namespace,
             )
         });

@@ -1,11 +1,14 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use futures::StreamExt;
 use futures::stream;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
-use super::ports::{CallError, ErrorKind, KeyDirectory, PolicyStore};
+use super::ports::{
+    Backup, BackupStore, CallError, ErrorKind, KeyDirectory, NoBackups, PolicyStore,
+};
 use super::{Mode, Settings};
 use crate::core::baseline::{Baseline, RenderContext, mirror_primary};
 use crate::core::decide::{
@@ -13,16 +16,40 @@ use crate::core::decide::{
     skip_for_state,
 };
 use crate::core::key::{KeyArn, Region};
-use crate::core::outcome::{Action, Outcome, Report, Retry, RunError};
+use crate::core::outcome::{Action, FLAPPING, Outcome, Report, Retry, RunError};
 use crate::core::policy::{CanonicalPolicy, LockoutGuard, validate};
-use crate::core::trigger::{EventInfo, Scope, Target, Trigger};
+use crate::core::trigger::{EventInfo, Target, Trigger};
 use crate::retry::{Step, retry};
 
 /// Reconciles replica key policies against the baseline, through the ports it is given.
-pub struct Reconciler<K, P> {
+pub struct Reconciler<K, P, B = NoBackups> {
     keys: K,
     policies: P,
+    backups: B,
     settings: Arc<Settings>,
+    /// Writes per key in this process: the flap guard's history when backups are not kept.
+    writes: Mutex<HashMap<KeyArn, Vec<SystemTime>>>,
+}
+
+/// Receives sweep progress: the CLI draws a progress bar; the Lambda needs nothing.
+pub trait Progress: Sync {
+    /// The sweep found this many multi-Region key copies to look at.
+    fn planned(&self, _copies: usize) {}
+    /// One copy is done (`None`: a primary, which is only a mirror source).
+    fn advanced(&self, _outcome: Option<&Outcome>) {}
+}
+
+/// No progress reporting.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// What is already known about a replica before its policy is read.
+enum Known {
+    /// DescribeKey facts (the event path).
+    Facts(Box<KeyFacts>),
+    /// Only that a DescribeKey of a related key lists it as a replica (the sweep, fan-out):
+    /// its own state is read only when a write is about to happen.
+    Replica,
 }
 
 /// Primary policies read once per run, however many replicas mirror them.
@@ -31,13 +58,22 @@ struct PrimaryPolicies(Mutex<HashMap<KeyArn, Arc<PolicyCell>>>);
 
 type PolicyCell = OnceCell<Result<String, CallError>>;
 
-impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
-    /// An engine over these ports.
+impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P, NoBackups> {
+    /// An engine over these ports, keeping no backups (the previous policy is logged).
     pub fn new(keys: K, policies: P, settings: Arc<Settings>) -> Self {
+        Self::with_backups(keys, policies, NoBackups, settings)
+    }
+}
+
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+    /// An engine that backs up every policy before overwriting it.
+    pub fn with_backups(keys: K, policies: P, backups: B, settings: Arc<Settings>) -> Self {
         Self {
             keys,
             policies,
+            backups,
             settings,
+            writes: Mutex::default(),
         }
     }
 
@@ -55,7 +91,7 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
             }
             Trigger::Sweep { regions } => {
                 let regions = regions.as_deref().unwrap_or(&self.settings.sweep_regions);
-                self.sweep(regions).await
+                self.sweep(regions, &Quiet).await
             }
             Trigger::Keys { event, targets } => {
                 let cache = PrimaryPolicies::default();
@@ -69,54 +105,128 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
         }
     }
 
-    /// Reconciles every multi-Region replica in these Regions.
-    pub async fn sweep(&self, regions: &[Region]) -> Report {
-        let cache = PrimaryPolicies::default();
+    /// Reconciles one key by ARN (the CLI's `check` and `diff`).
+    pub async fn check(&self, key: &KeyArn) -> Report {
+        let event = EventInfo {
+            id: None,
+            name: "check".into(),
+        };
+        let target = Target {
+            key: key.clone(),
+            scope: crate::core::trigger::Scope::Key,
+        };
+        let mut report = Report::default();
+        self.reconcile_target(&event, &target, &PrimaryPolicies::default(), &mut report)
+            .await;
+        report
+    }
+
+    /// Reconciles every multi-Region replica in these Regions, with the fewest calls: one
+    /// ListKeys per page (single-Region keys cost nothing more), one DescribeKey per key id
+    /// (its MultiRegionConfiguration classifies every copy), one GetKeyPolicy per replica
+    /// (plus the primary's once when mirroring), tags and state only before a write.
+    /// In-sync keys are counted in the summary, not listed, so the report stays small.
+    pub async fn sweep(&self, regions: &[Region], progress: &dyn Progress) -> Report {
+        let event = EventInfo {
+            id: None,
+            name: "sweep".into(),
+        };
         let mut report = Report::default();
         let listings =
-            futures::future::join_all(regions.iter().map(|r| self.keys.list_keys(r))).await;
-        let mut keys = Vec::new();
+            futures::future::join_all(regions.iter().map(|r| self.keys.list_multi_region_keys(r)))
+                .await;
+        let mut by_id: BTreeMap<String, Vec<KeyArn>> = BTreeMap::new();
+        let mut copies = 0;
         for listing in listings {
             match listing {
-                Ok(found) => keys.extend(found.into_iter().filter(KeyArn::is_multi_region)),
+                Ok(found) => {
+                    for key in found {
+                        copies += 1;
+                        by_id.entry(key.key_id().to_owned()).or_default().push(key);
+                    }
+                }
                 Err(e) => report.errors.push(RunError {
                     message: e.to_string(),
                     retry: retry_class(&e),
                 }),
             }
         }
-        let outcomes: Vec<Option<Outcome>> = stream::iter(keys)
-            .map(|key| {
-                let cache = &cache;
-                async move {
-                    let facts = match self.keys.describe_key(&key).await {
-                        Ok(f) => f,
-                        Err(e) => return Some(call_failed(&key, &e)),
-                    };
-                    let mr = facts.multi_region.as_ref()?;
-                    if mr.role != MultiRegionRole::Replica {
-                        return None;
-                    }
-                    let primary = mr.primary.clone();
-                    Some(
-                        self.reconcile_replica(&key, &primary, Some(facts), cache)
-                            .await,
-                    )
+        progress.planned(copies);
+        let per_region: HashMap<&Region, Semaphore> = regions
+            .iter()
+            .map(|r| (r, Semaphore::new(self.settings.concurrency.max(1))))
+            .collect();
+        let cache = PrimaryPolicies::default();
+        let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
+        let mut outcomes = stream::iter(by_id.into_values())
+            .map(|copies| self.sweep_key_id(copies, &per_region, &cache, progress))
+            .buffer_unordered(self.settings.concurrency.max(1) * regions.len().max(1));
+        while let Some(batch) = outcomes.next().await {
+            for o in batch {
+                log_outcome(&event, &o);
+                *counts.entry(o.action).or_default() += 1;
+                if o.action != Action::InSync {
+                    report.outcomes.push(o);
                 }
-            })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
-        let event = EventInfo {
-            id: None,
-            name: "sweep".into(),
-        };
-        for o in outcomes.into_iter().flatten() {
-            log_outcome(&event, &o);
-            report.outcomes.push(o);
+            }
         }
         report.outcomes.sort_by(|a, b| a.key_arn.cmp(&b.key_arn));
+        report.summary = Some(counts);
         report
+    }
+
+    /// All copies of one multi-Region key id found by the sweep.
+    async fn sweep_key_id(
+        &self,
+        copies: Vec<KeyArn>,
+        per_region: &HashMap<&Region, Semaphore>,
+        cache: &PrimaryPolicies,
+        progress: &dyn Progress,
+    ) -> Vec<Outcome> {
+        let slot = |key: &KeyArn| {
+            per_region
+                .get(key.region())
+                .expect("listed in a swept Region")
+        };
+        let first = &copies[0];
+        let described = {
+            let _permit = slot(first).acquire().await.expect("never closed");
+            self.keys.describe_key(first).await
+        };
+        let mr = match described {
+            Ok(KeyFacts {
+                multi_region: Some(mr),
+                ..
+            }) => mr,
+            Ok(_) => {
+                copies.iter().for_each(|_| progress.advanced(None));
+                return vec![];
+            }
+            Err(e) => {
+                let o = call_failed(first, &e);
+                progress.advanced(Some(&o));
+                copies[1..].iter().for_each(|_| progress.advanced(None));
+                return vec![o];
+            }
+        };
+        let mut outcomes = Vec::new();
+        for copy in &copies {
+            if *copy == mr.primary {
+                progress.advanced(None);
+                continue;
+            }
+            let _permit = slot(copy).acquire().await.expect("never closed");
+            let sweep = EventInfo {
+                id: None,
+                name: "sweep".into(),
+            };
+            let o = self
+                .reconcile_replica(&sweep, copy, &mr.primary, Known::Replica, cache)
+                .await;
+            progress.advanced(Some(&o));
+            outcomes.push(o);
+        }
+        outcomes
     }
 
     async fn reconcile_target(
@@ -147,11 +257,14 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
         };
         let mut outcomes: Vec<Outcome> = stream::iter(replicas)
             .map(|replica| {
-                let known =
-                    (replica == facts.arn && target.scope == Scope::Key).then(|| facts.clone());
+                let known = if replica == facts.arn {
+                    Known::Facts(Box::new(facts.clone()))
+                } else {
+                    Known::Replica
+                };
                 let primary = &primary;
                 async move {
-                    self.reconcile_replica(&replica, primary, known, cache)
+                    self.reconcile_replica(event, &replica, primary, known, cache)
                         .await
                 }
             })
@@ -193,33 +306,18 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
     /// Brings one replica to the baseline (or reports why not).
     async fn reconcile_replica(
         &self,
+        event: &EventInfo,
         replica: &KeyArn,
         primary: &KeyArn,
-        known: Option<KeyFacts>,
+        known: Known,
         cache: &PrimaryPolicies,
     ) -> Outcome {
-        let facts = match known {
-            Some(f) => f,
-            None => match self.describe_ready(replica).await {
-                Ok(f) => f,
-                Err(e) => return call_failed(replica, &e),
-            },
-        };
-        if let Some(reason) = skip_for_state(&facts.state) {
-            return Outcome::new(replica, Action::Skipped, reason);
-        }
-        match facts.multi_region.as_ref().map(|m| m.role) {
-            Some(MultiRegionRole::Replica) => {}
-            Some(MultiRegionRole::Primary) => {
-                return Outcome::new(
-                    replica,
-                    Action::Skipped,
-                    "the key is now the primary (the primary Region moved)".to_owned(),
-                );
+        let mut checked = false;
+        if let Known::Facts(facts) = &known {
+            if let Some(skip) = managed(replica, facts) {
+                return skip;
             }
-            None => {
-                return Outcome::new(replica, Action::Skipped, "single-Region key".to_owned());
-            }
+            checked = true;
         }
 
         let (desired_text, desired) = match self.desired_policy(replica, primary, cache).await {
@@ -235,6 +333,16 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
             Verdict::Drift(diff) => diff,
         };
 
+        if !checked {
+            match self.keys.describe_key(replica).await {
+                Ok(facts) => {
+                    if let Some(skip) = managed(replica, &facts) {
+                        return skip.with_diff(drift);
+                    }
+                }
+                Err(e) => return call_failed(replica, &e).with_diff(drift),
+            }
+        }
         match self.keys.tag_keys(replica).await {
             Ok(tags)
                 if is_excluded(tags.iter().map(String::as_str), &self.settings.exclude_tag) =>
@@ -262,38 +370,194 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
             .with_diff(drift);
         }
 
-        tracing::warn!(
-            key_arn = %replica,
-            previous_policy = %live,
-            "overwriting a drifted key policy; the previous policy is kept in this log line"
-        );
-        if let Err(e) = self.policies.put_policy(replica, &desired_text).await {
-            return call_failed(replica, &e).with_diff(drift);
-        }
-        match self.policies.get_policy(replica).await {
-            Ok(after) => match compare(&after, &desired) {
-                Verdict::InSync => Outcome::new(
+        match self.recent_writes(replica).await {
+            Ok(n) if n >= self.settings.flap.max => {
+                return Outcome::new(
                     replica,
-                    Action::Remediated,
-                    format!("policy rewritten to {} and verified", self.settings.baseline.describe()),
+                    Action::Skipped,
+                    format!(
+                        "{FLAPPING}: already rewritten {n} times in the last {} s; another writer keeps changing this policy, so it is left alone (see the runbook)",
+                        self.settings.flap.window.as_secs()
+                    ),
                 )
-                .with_diff(drift),
-                Verdict::Drift(rest) => Outcome::failed(
+                .with_diff(drift);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Outcome::failed(
                     replica,
                     format!(
-                        "verification failed: after PutKeyPolicy the key's policy is still not equivalent to the baseline (KMS stored something else; compare the diff, fix the baseline; not rewritten again):\n{rest}"
+                        "the write history (backups) could not be read, so nothing was written: {e}"
+                    ),
+                    retry_class(&e),
+                )
+                .with_diff(drift);
+            }
+        }
+
+        let reason = format!("drift from {}", self.settings.baseline.describe());
+        self.write_verified(event, replica, &live, &desired_text, &desired, reason)
+            .await
+            .with_diff(drift)
+    }
+
+    /// Backs up `live`, writes `text`, re-reads and verifies it against `desired`. The write
+    /// does not happen when the backup fails; a mismatch after the write is never retried.
+    async fn write_verified(
+        &self,
+        event: &EventInfo,
+        key: &KeyArn,
+        live: &str,
+        text: &str,
+        desired: &CanonicalPolicy,
+        reason: String,
+    ) -> Outcome {
+        let backup = Backup {
+            key: key.clone(),
+            policy: live.to_owned(),
+            reason: reason.clone(),
+            event_id: event.id.clone(),
+            event_name: event.name.clone(),
+            taken_at: SystemTime::now(),
+        };
+        let kept_at = match self.backups.save(&backup).await {
+            Ok(location) => location,
+            Err(e) => {
+                return Outcome::failed(
+                    key,
+                    format!(
+                        "the previous policy could not be backed up, so nothing was written: {e}"
+                    ),
+                    retry_class(&e),
+                );
+            }
+        };
+        tracing::warn!(
+            key_arn = %key,
+            previous_policy = %live,
+            backup = %kept_at,
+            reason = %reason,
+            "overwriting a key policy; the previous policy is in this line and in the backup"
+        );
+        if let Err(e) = self.policies.put_policy(key, text).await {
+            return call_failed(key, &e);
+        }
+        self.writes
+            .lock()
+            .expect("no panics while held")
+            .entry(key.clone())
+            .or_default()
+            .push(backup.taken_at);
+        match self.policies.get_policy(key).await {
+            Ok(after) => match compare(&after, desired) {
+                Verdict::InSync => Outcome::new(
+                    key,
+                    Action::Remediated,
+                    format!("policy rewritten ({reason}) and verified; previous policy: {kept_at}"),
+                ),
+                Verdict::Drift(rest) => Outcome::failed(
+                    key,
+                    format!(
+                        "verification failed: after PutKeyPolicy the key's policy is still not equivalent to what was written (KMS stored something else; compare the diff, fix the baseline; not rewritten again):\n{rest}"
                     ),
                     Retry::NonRetryable,
-                )
-                .with_diff(drift),
+                ),
             },
             Err(e) => Outcome::failed(
-                replica,
+                key,
                 format!("the policy was written but could not be re-read to verify it: {e}"),
                 retry_class(&e),
-            )
-            .with_diff(drift),
+            ),
         }
+    }
+
+    /// The rendered, validated baseline for one key, found from its own DescribeKey (the
+    /// CLI's `validate-baseline --key`). `Err` carries the reason in words.
+    pub async fn baseline_for(&self, key: &KeyArn) -> Result<String, String> {
+        let facts = self
+            .keys
+            .describe_key(key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let primary = facts
+            .multi_region
+            .map(|m| m.primary)
+            .ok_or_else(|| format!("{key} is not a multi-Region key"))?;
+        self.desired_policy(key, &primary, &PrimaryPolicies::default())
+            .await
+            .map(|(text, _)| text)
+            .map_err(|o| o.reason.unwrap_or_default())
+    }
+
+    /// Puts a previously backed-up policy back (the CLI's `restore`): validated like any
+    /// baseline (never a lockout), skipped when already equivalent, dry-run unless the mode
+    /// is enforce, backed up and verified like any write.
+    pub async fn restore(&self, key: &KeyArn, policy: &str, from: &str) -> Outcome {
+        let guard = self.lockout_guard(key);
+        let desired = match validate(policy, &guard) {
+            Ok(c) => c,
+            Err(e) => {
+                return *bad_baseline(
+                    key,
+                    &format!("the backup {from} is not a writable policy: {e}"),
+                );
+            }
+        };
+        let live = match self.policies.get_policy(key).await {
+            Ok(p) => p,
+            Err(e) => return call_failed(key, &e),
+        };
+        let drift = match compare(&live, &desired) {
+            Verdict::InSync => {
+                return Outcome::new(key, Action::InSync, format!("already equivalent to {from}"));
+            }
+            Verdict::Drift(d) => d,
+        };
+        if self.settings.mode == Mode::DryRun {
+            return Outcome::new(
+                key,
+                Action::DriftDetected,
+                format!("restoring {from} would change the policy; dry-run, nothing written (add --apply)"),
+            )
+            .with_diff(drift);
+        }
+        let event = EventInfo {
+            id: None,
+            name: "restore".into(),
+        };
+        self.write_verified(
+            &event,
+            key,
+            &live,
+            policy,
+            &desired,
+            format!("restore of {from}"),
+        )
+        .await
+        .with_diff(drift)
+    }
+
+    fn lockout_guard(&self, key: &KeyArn) -> LockoutGuard {
+        LockoutGuard {
+            account_id: key.account().to_string(),
+            partition: key.partition().to_owned(),
+            remediator_role_arn: self.settings.remediator.as_ref().map(|r| r.to_string()),
+        }
+    }
+
+    /// How often the key was rewritten within the flap window: from the backups when they
+    /// are kept (so the history survives cold starts), else from this process's memory.
+    async fn recent_writes(&self, key: &KeyArn) -> Result<usize, CallError> {
+        let since = SystemTime::now()
+            .checked_sub(self.settings.flap.window)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        if self.backups.is_persistent() {
+            return self.backups.writes_since(key, since).await;
+        }
+        let writes = self.writes.lock().expect("no panics while held");
+        Ok(writes
+            .get(key)
+            .map_or(0, |w| w.iter().filter(|t| **t >= since).count()))
     }
 
     /// The rendered, validated baseline for one replica.
@@ -327,11 +591,7 @@ impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P> {
                     .map_err(|e| bad_baseline(replica, &e.to_string()))?
             }
         };
-        let guard = LockoutGuard {
-            account_id: replica.account().to_string(),
-            partition: replica.partition().to_owned(),
-            remediator_role_arn: self.settings.remediator.as_ref().map(|r| r.to_string()),
-        };
+        let guard = self.lockout_guard(replica);
         let canonical =
             validate(&text, &guard).map_err(|e| bad_baseline(replica, &e.to_string()))?;
         Ok((text, canonical))
@@ -351,6 +611,26 @@ fn retry_class(e: &CallError) -> Retry {
         Retry::Retryable
     } else {
         Retry::NonRetryable
+    }
+}
+
+/// Why a replica is not managed, from its own DescribeKey facts.
+fn managed(replica: &KeyArn, facts: &KeyFacts) -> Option<Outcome> {
+    if let Some(reason) = skip_for_state(&facts.state) {
+        return Some(Outcome::new(replica, Action::Skipped, reason));
+    }
+    match facts.multi_region.as_ref().map(|m| m.role) {
+        Some(MultiRegionRole::Replica) => None,
+        Some(MultiRegionRole::Primary) => Some(Outcome::new(
+            replica,
+            Action::Skipped,
+            "the key is now the primary (the primary Region moved)".to_owned(),
+        )),
+        None => Some(Outcome::new(
+            replica,
+            Action::Skipped,
+            "single-Region key".to_owned(),
+        )),
     }
 }
 
@@ -375,6 +655,8 @@ fn log_outcome(event: &EventInfo, o: &Outcome) {
 mod tests {
     use super::*;
     use crate::core::baseline::Template;
+    use crate::core::trigger::Scope;
+    use crate::reconcile::FlapGuard;
     use crate::reconcile::fake::{FakeAws, arn};
     use crate::retry::Backoff;
     use std::time::Duration;
@@ -406,6 +688,7 @@ mod tests {
             },
             concurrency: 4,
             sweep_regions: vec!["us-west-2".parse().unwrap()],
+            flap: FlapGuard::default(),
         })
     }
 
@@ -800,6 +1083,10 @@ mod tests {
         };
         let r = run(&fake, Mode::DryRun, template(), trigger).await;
         assert_eq!(only(&r).key_arn, arn("us-west-2"), "{r:#?}");
+        assert_eq!(
+            r.summary.as_ref().unwrap().get(&Action::DriftDetected),
+            Some(&1)
+        );
         assert_eq!(only(&r).action, Action::DriftDetected);
         let described: Vec<String> = fake
             .calls
@@ -828,5 +1115,121 @@ mod tests {
         .await;
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
+    }
+
+    fn with_backups(fake: &FakeAws, mode: Mode) -> Reconciler<&FakeAws, &FakeAws, &FakeAws> {
+        Reconciler::with_backups(fake, fake, fake, settings(mode, template()))
+    }
+
+    #[tokio::test]
+    async fn a_sweep_describes_each_key_id_once_and_counts_in_sync_replicas_without_listing_them() {
+        let fake = FakeAws::family(&rendered(), &["us-west-2", "eu-west-1"]);
+        fake.with_key(&arn("eu-west-1"), |k| k.policy = DEFAULT_POLICY.into());
+        let regions: Vec<Region> = ["us-east-1", "us-west-2", "eu-west-1"]
+            .map(|r| r.parse().unwrap())
+            .to_vec();
+        let engine = Reconciler::new(&fake, &fake, settings(Mode::DryRun, template()));
+        let r = engine.sweep(&regions, &Quiet).await;
+        assert_eq!(only(&r).key_arn, arn("eu-west-1"), "{r:#?}");
+        let summary = r.summary.clone().unwrap();
+        assert_eq!(summary.get(&Action::InSync), Some(&1));
+        assert_eq!(summary.get(&Action::DriftDetected), Some(&1));
+        assert_eq!(fake.count("ListKeys"), 3);
+        assert_eq!(
+            fake.count("DescribeKey"),
+            2,
+            "one per key id, plus the drifted replica's own state"
+        );
+        assert_eq!(fake.count("GetKeyPolicy"), 2, "one per replica");
+        assert_eq!(
+            fake.count("ListResourceTags"),
+            1,
+            "tags only for the drifted replica"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_previous_policy_is_backed_up_before_every_write() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = with_backups(&fake, Mode::Enforce);
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
+        let backups = fake.backups.lock().unwrap();
+        assert_eq!(backups.len(), 1);
+        assert_eq!(backups[0].policy, DEFAULT_POLICY);
+        assert_eq!(backups[0].event_id.as_deref(), Some("e-1"));
+        let calls: Vec<&str> = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(op, _)| *op)
+            .collect();
+        let backup_at = calls.iter().position(|op| *op == "PutObject").unwrap();
+        let write_at = calls.iter().position(|op| *op == "PutKeyPolicy").unwrap();
+        assert!(backup_at < write_at, "{calls:?}");
+        assert!(only(&r).reason.as_deref().unwrap().contains("memory://1"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_backup_blocks_the_write() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.fail("PutObject", &[ErrorKind::AccessDenied]);
+        let r = with_backups(&fake, Mode::Enforce)
+            .run(&event_on("us-west-2", Scope::Key))
+            .await;
+        let o = only(&r);
+        assert_eq!(o.action, Action::Failed);
+        assert!(
+            o.reason
+                .as_deref()
+                .unwrap()
+                .contains("could not be backed up"),
+            "{o:#?}"
+        );
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+        assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
+    }
+
+    #[tokio::test]
+    async fn a_key_that_keeps_drifting_back_trips_the_flap_guard() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = with_backups(&fake, Mode::Enforce);
+        let trigger = event_on("us-west-2", Scope::Key);
+        let mut actions = Vec::new();
+        for _ in 0..8 {
+            // Another automation puts its own policy back after every fix.
+            fake.with_key(&arn("us-west-2"), |k| k.policy = DEFAULT_POLICY.into());
+            let r = engine.run(&trigger).await;
+            actions.push(only(&r).action);
+            if only(&r).action == Action::Skipped {
+                assert!(only(&r).is_flap_suppressed(), "{r:#?}");
+                assert!(
+                    r.metrics()
+                        .iter()
+                        .any(|d| d.metric.name() == "FlapSuppressed" && d.value == 1.0)
+                );
+            }
+        }
+        assert_eq!(
+            fake.count("PutKeyPolicy"),
+            5,
+            "FLAP_MAX writes, then hands off: {actions:?}"
+        );
+        assert!(
+            actions[5..].iter().all(|a| *a == Action::Skipped),
+            "{actions:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_backups_the_flap_guard_counts_writes_in_memory() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+        for _ in 0..7 {
+            fake.with_key(&arn("us-west-2"), |k| k.policy = DEFAULT_POLICY.into());
+            engine.run(&event_on("us-west-2", Scope::Key)).await;
+        }
+        assert_eq!(fake.count("PutKeyPolicy"), 5);
     }
 }

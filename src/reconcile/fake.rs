@@ -3,7 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::ports::{CallError, ErrorKind, KeyDirectory, MetricsSink, PolicyStore};
+use std::time::SystemTime;
+
+use super::ports::{
+    Backup, BackupStore, CallError, ErrorKind, KeyDirectory, MetricsSink, PolicyStore,
+};
 use crate::core::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use crate::core::key::{KeyArn, Region};
 use crate::core::outcome::MetricDatum;
@@ -28,6 +32,7 @@ pub struct FakeAws {
     /// Errors injected per operation, consumed one per call.
     pub failures: Mutex<HashMap<&'static str, Vec<ErrorKind>>>,
     pub published: Mutex<Vec<(String, Vec<MetricDatum>)>>,
+    pub backups: Mutex<Vec<Backup>>,
 }
 
 pub const ACCOUNT: &str = "111122223333";
@@ -141,14 +146,14 @@ impl KeyDirectory for FakeAws {
         Ok(self.keys.lock().unwrap()[key].tags.clone())
     }
 
-    async fn list_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
         self.call("ListKeys", region)?;
         let mut keys: Vec<KeyArn> = self
             .keys
             .lock()
             .unwrap()
             .keys()
-            .filter(|k| k.region() == region)
+            .filter(|k| k.region() == region && k.is_multi_region())
             .cloned()
             .collect();
         keys.sort();
@@ -190,5 +195,25 @@ impl MetricsSink for FakeAws {
             .unwrap()
             .push((namespace.to_owned(), data.to_vec()));
         Ok(())
+    }
+}
+
+impl BackupStore for FakeAws {
+    fn is_persistent(&self) -> bool {
+        true
+    }
+    async fn save(&self, backup: &Backup) -> Result<String, CallError> {
+        self.call("PutObject", &backup.key)?;
+        let mut backups = self.backups.lock().unwrap();
+        backups.push(backup.clone());
+        Ok(format!("memory://{}", backups.len()))
+    }
+    async fn writes_since(&self, key: &KeyArn, since: SystemTime) -> Result<usize, CallError> {
+        self.call("ListObjectsV2", key)?;
+        let backups = self.backups.lock().unwrap();
+        Ok(backups
+            .iter()
+            .filter(|b| &b.key == key && b.taken_at >= since)
+            .count())
     }
 }

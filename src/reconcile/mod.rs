@@ -7,10 +7,12 @@ mod engine;
 pub(crate) mod fake;
 pub mod ports;
 
-pub use engine::Reconciler;
+pub use engine::{Progress, Quiet, Reconciler};
 
 use crate::core::baseline::Baseline;
 use crate::core::key::{Region, RoleArn};
+use std::time::Duration;
+
 use crate::retry::Backoff;
 
 /// Detect only, or detect and fix.
@@ -50,4 +52,25 @@ pub struct Settings {
     pub concurrency: usize,
     /// Regions a scheduled sweep covers.
     pub sweep_regions: Vec<Region>,
+    /// When to stop rewriting a key that keeps drifting back.
+    pub flap: FlapGuard,
+}
+
+/// A key rewritten `max` times within `window` is left alone: another writer is fighting
+/// the baseline, and an alarm is better than an endless tug of war.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapGuard {
+    /// Writes allowed within the window.
+    pub max: usize,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Default for FlapGuard {
+    fn default() -> Self {
+        Self {
+            max: 5,
+            window: Duration::from_secs(3600),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::SystemTime;
 
 use crate::core::decide::KeyFacts;
 use crate::core::key::{KeyArn, Region};
@@ -19,7 +20,7 @@ pub trait KeyDirectory: Send + Sync {
     fn tag_keys(&self, key: &KeyArn)
     -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
     /// Every key in a Region (all pages).
-    fn list_keys(
+    fn list_multi_region_keys(
         &self,
         region: &Region,
     ) -> impl Future<Output = Result<Vec<KeyArn>, CallError>> + Send;
@@ -37,6 +38,53 @@ pub trait PolicyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
+/// The policy a write is about to replace, with why and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// The key whose policy is replaced.
+    pub key: KeyArn,
+    /// The policy document before the write, as KMS returned it.
+    pub policy: String,
+    /// Why it is replaced.
+    pub reason: String,
+    /// The triggering event's id, when there is one.
+    pub event_id: Option<String>,
+    /// The triggering event's name (`PutKeyPolicy`, `sweep`, ...).
+    pub event_name: String,
+    /// When the backup was taken.
+    pub taken_at: SystemTime,
+}
+
+/// Keeps the policies the engine overwrites; also the flap guard's history.
+pub trait BackupStore: Send + Sync {
+    /// Whether backups are kept durably (and so can serve as write history).
+    fn is_persistent(&self) -> bool;
+    /// Saves a backup; the write must not happen when this fails. Returns where it is.
+    fn save(&self, backup: &Backup) -> impl Future<Output = Result<String, CallError>> + Send;
+    /// How many backups (= writes) of this key were taken since `since`.
+    fn writes_since(
+        &self,
+        key: &KeyArn,
+        since: SystemTime,
+    ) -> impl Future<Output = Result<usize, CallError>> + Send;
+}
+
+/// No backup store: the previous policy is only in the log line before the write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBackups;
+
+impl BackupStore for NoBackups {
+    fn is_persistent(&self) -> bool {
+        false
+    }
+    async fn save(&self, _backup: &Backup) -> Result<String, CallError> {
+        Ok("logged only (no BACKUP_BUCKET)".to_owned())
+    }
+    async fn writes_since(&self, _key: &KeyArn, _since: SystemTime) -> Result<usize, CallError> {
+        Ok(0)
+    }
+}
+
 /// Publishes metric data.
 pub trait MetricsSink: Send + Sync {
     /// Publishes all data in as few calls as the service allows.
@@ -48,6 +96,18 @@ pub trait MetricsSink: Send + Sync {
 }
 
 // Borrowed ports work too, so one adapter value can serve several roles.
+impl<T: BackupStore> BackupStore for &T {
+    fn is_persistent(&self) -> bool {
+        (**self).is_persistent()
+    }
+    async fn save(&self, backup: &Backup) -> Result<String, CallError> {
+        (**self).save(backup).await
+    }
+    async fn writes_since(&self, key: &KeyArn, since: SystemTime) -> Result<usize, CallError> {
+        (**self).writes_since(key, since).await
+    }
+}
+
 impl<T: KeyDirectory> KeyDirectory for &T {
     async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
         (**self).describe_key(key).await
@@ -55,8 +115,8 @@ impl<T: KeyDirectory> KeyDirectory for &T {
     async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
         (**self).tag_keys(key).await
     }
-    async fn list_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
-        (**self).list_keys(region).await
+    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+        (**self).list_multi_region_keys(region).await
     }
 }
 

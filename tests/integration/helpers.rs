@@ -286,3 +286,56 @@ pub async fn metric_sum(sdk: &SdkConfig, namespace: &str, metric: &str) -> f64 {
     }
     sum
 }
+
+/// A fresh S3 bucket in the emulator.
+pub async fn bucket(sdk: &SdkConfig, name: &str) -> String {
+    let bucket = format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    aws_sdk_s3::Client::new(sdk)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("CreateBucket");
+    bucket
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Variables as the Lambda would see them, for `Config::load_from`.
+pub fn vars(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let mut all: Vec<(String, String)> = vec![
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("REMEDIATOR_ROLE_ARN".into(), REMEDIATOR.into()),
+    ];
+    all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    move |k: &str| {
+        all.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Runs the CLI binary against the emulator; returns (exit code, stdout, stderr).
+pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-replica-guard"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", ACCOUNT)
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("REMEDIATOR_ROLE_ARN", REMEDIATOR)
+        .env_remove("BASELINE_SOURCE")
+        .env_remove("BACKUP_BUCKET")
+        .output()
+        .expect("the CLI binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
