@@ -11,7 +11,8 @@ ROOT=$(pwd)
 
 PORT=${LOCALSTACK_PORT:-4566}
 ENDPOINT="http://127.0.0.1:${PORT}"
-STATE_DIR="$ROOT/.localstack"
+# One state dir per port, so a second emulator (the sweep benchmark) can run beside the first.
+STATE_DIR="$ROOT/.localstack/$PORT"
 PIDFILE="$STATE_DIR/localstack.pid"
 LOG="$STATE_DIR/localstack.log"
 SERVICES_WANTED="kms,cloudwatch,events,sqs,s3,ssm,sts"

@@ -29,13 +29,16 @@ pub fn init() {
 }
 
 /// Logging for the CLI: warnings and errors on stderr (`RUST_LOG` for more), so stdout
-/// carries only the command's output.
+/// carries only the command's output. Every overwritten policy is logged at warn level:
+/// without a backup bucket, that line is the only copy.
 pub fn init_cli() {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -3,8 +3,10 @@
 - every checkov skip names a check and says why; cfn-lint suppressions are limited to the one
   justified in infra/cdk/lib/hub-stack.ts (W3005 on the CDK function);
 - the SAM hub template (as translated to CloudFormation by infra/scripts/sam_to_cfn.py) and the
-  synthesized CDK hub template declare the same stack: resource types, environment, IAM
-  statements, alarms.
+  synthesized CDK hub template declare the same stack: resource types, environment (names, and
+  the values of the backup, flap guard and rate limit settings), IAM statements (actions,
+  resources, conditions), the backups bucket and its policy, alarms, outputs. SAM parameters
+  are compared at their defaults, logical ids by the resource type they name.
 
 Needs infra/.build/sam (sam_to_cfn.py) and infra/cdk/cdk.out (`make synth`); `make infra-test`
 produces both before it runs this.
@@ -73,6 +75,82 @@ def _alarm_key(template: dict[str, Any], alarm: dict[str, Any]) -> str:
     return re.sub(r"^(\$\{AWS::StackName\}|kms-replica-guard)-", "", name)
 
 
+def cdk_hub_environment() -> tuple[str, str]:
+    """(account, Region) the CDK hub stack was synthesized for, from cdk.out/manifest.json."""
+    manifest = _load_json(CDK_OUT / "manifest.json")
+    hub = _one_value(
+        [a["environment"] for a in manifest["artifacts"].values()
+         if a.get("type") == "aws:cloudformation:stack" and a.get("displayName", "").startswith("Hub")],
+        "CDK hub stack in manifest.json",
+    )
+    account, region = hub.removeprefix("aws://").split("/")
+    return account, region
+
+
+def _one_value(values: list[Any], what: str) -> Any:
+    if len(values) != 1:
+        raise AssertionError(f"expected one {what}, found {len(values)}")
+    return values[0]
+
+
+class Normalizer:
+    """Renders a template value in a form both tools agree on.
+
+    Parameter Refs become the parameter's default, pseudo parameters the CDK hub's account and
+    Region, Refs and GetAtts of resources `<TYPE>` / `<TYPE.Attr>` (logical ids differ between the
+    tools), Fn::Sub and Fn::Join their joined text, every scalar a string, Action a sorted list.
+    """
+
+    def __init__(self, template: dict[str, Any], account: str, region: str) -> None:
+        self.resources = template["Resources"]
+        self.params = template.get("Parameters", {})
+        self.pseudo = {
+            "AWS::Partition": "aws",
+            "AWS::AccountId": account,
+            "AWS::Region": region,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def _ref(self, name: str, attr: str | None = None) -> str:
+        if attr is None and name in self.pseudo:
+            return self.pseudo[name]
+        if attr is None and name in self.params:
+            return str(self.params[name].get("Default"))
+        if name in self.resources:
+            type_ = self.resources[name]["Type"]
+            return f"<{type_}.{attr}>" if attr else f"<{type_}>"
+        raise AssertionError(f"unresolvable reference {name}{'.' + attr if attr else ''}")
+
+    def _sub(self, text: str) -> str:
+        def one(m: re.Match[str]) -> str:
+            name, _, attr = m.group(1).partition(".")
+            return self._ref(name, attr or None)
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Ref"}:
+                return self._ref(value["Ref"])
+            if set(value) == {"Fn::GetAtt"}:
+                name, attr = value["Fn::GetAtt"]
+                return self._ref(name, attr)
+            if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+                return self._sub(value["Fn::Sub"])
+            if set(value) == {"Fn::Join"}:
+                sep, parts = value["Fn::Join"]
+                return sep.join(self(p) for p in parts)
+            if len(value) == 1 and next(iter(value)).startswith("Fn::"):
+                raise AssertionError(f"cannot normalize {value}")
+            out = {k: self(v) for k, v in value.items()}
+            if "Action" in out:
+                out["Action"] = sorted(out["Action"] if isinstance(out["Action"], list) else [out["Action"]])
+            return out
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return str(value)
+
+
 def _resolve(value: Any, params: dict[str, Any]) -> Any:
     """Replaces a {"Ref": Parameter} with the parameter's default."""
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in params:
@@ -108,6 +186,9 @@ class SamCdkParityTest(unittest.TestCase):
         cls.sam = _load_json(SAM_TRANSLATED)
         cls.cdk = cdk_hub()
         cls.params = cls.sam.get("Parameters", {})
+        account, region = cdk_hub_environment()
+        cls.norm_sam = Normalizer(cls.sam, account, region)
+        cls.norm_cdk = Normalizer(cls.cdk, account, region)
 
     def test_both_declare_the_same_resource_types(self) -> None:
         sam_types = Counter(r["Type"] for n, r in self.sam["Resources"].items() if n not in SAM_CONDITIONAL)
@@ -124,6 +205,43 @@ class SamCdkParityTest(unittest.TestCase):
             self.assertEqual(int(_resolve(sam_fn[key], self.params)), cdk_fn[key], key)
         self.assertEqual(sam_fn["LoggingConfig"]["LogFormat"], cdk_fn["LoggingConfig"]["LogFormat"])
 
+    def test_backup_flap_and_rate_settings_are_the_same(self) -> None:
+        sam_env = _one(self.sam, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+        cdk_env = _one(self.cdk, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+        expected = {
+            "BACKUP_BUCKET": "<AWS::S3::Bucket>",
+            "BACKUP_PREFIX": "kms-replica-guard/",
+            "FLAP_MAX": "5",
+            "FLAP_WINDOW": "1h",
+            "RATE_GET_KEY_POLICY": "800",
+            "RATE_PUT_KEY_POLICY": "12",
+            "RATE_DESCRIBE_KEY": "1600",
+        }
+        for name, env in (("SAM", sam_env), ("CDK", cdk_env)):
+            norm = self.norm_sam if name == "SAM" else self.norm_cdk
+            with self.subTest(tool=name):
+                self.assertEqual({k: norm(env.get(k)) for k in expected}, expected)
+
+    def test_the_backups_bucket_and_its_policy_are_the_same(self) -> None:
+        for type_ in ("AWS::S3::Bucket", "AWS::S3::BucketPolicy"):
+            with self.subTest(type=type_):
+                sam, cdk = _one(self.sam, type_), _one(self.cdk, type_)
+                self.assertEqual(self.norm_sam(sam["Properties"]), self.norm_cdk(cdk["Properties"]))
+                for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+                    self.assertEqual(sam.get(policy), "Retain", f"SAM {policy}")
+                    self.assertEqual(cdk.get(policy), "Retain", f"CDK {policy}")
+        bucket = self.norm_sam(_one(self.sam, "AWS::S3::Bucket")["Properties"])
+        self.assertEqual(bucket["VersioningConfiguration"], {"Status": "Enabled"})
+        self.assertEqual(set(bucket["PublicAccessBlockConfiguration"].values()), {"True"})
+        self.assertEqual(
+            bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"],
+            str(self.params["BackupRetentionDays"]["Default"]),
+        )
+
+    def test_both_have_the_same_outputs(self) -> None:
+        self.assertEqual(sorted(self.sam.get("Outputs", {})), sorted(self.cdk.get("Outputs", {})))
+        self.assertIn("BackupBucketName", self.sam["Outputs"])
+
     def test_the_role_has_the_same_statements(self) -> None:
         def statements(template: dict[str, Any]) -> dict[str, Any]:
             role = _one(template, "AWS::IAM::Role")["Properties"]
@@ -136,6 +254,7 @@ class SamCdkParityTest(unittest.TestCase):
                 as_list = lambda a: sorted(a if isinstance(a, list) else [a])  # noqa: E731
                 self.assertEqual(sam[sid]["Effect"], cdk[sid]["Effect"])
                 self.assertEqual(as_list(sam[sid]["Action"]), as_list(cdk[sid]["Action"]))
+                self.assertEqual(self.norm_sam(sam[sid]), self.norm_cdk(cdk[sid]))
 
     def test_the_alarms_are_the_same(self) -> None:
         def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ export const FUNCTION_SKIPS: CheckovSkip[] = [
   {
     id: 'CKV_AWS_173',
     comment:
-      'The environment holds configuration only (mode, namespace, tag key, role ARN, Regions); no secrets, Lambda encrypts it at rest with its service key.',
+      'The environment holds configuration only (mode, namespace, tag key, role ARN, Regions, backup bucket name, flap guard and rate limits); no secrets, Lambda encrypts it at rest with its service key.',
   },
 ];
 
@@ -33,5 +33,13 @@ export const LOG_GROUP_SKIPS: CheckovSkip[] = [
     id: 'CKV_AWS_158',
     comment:
       'Encrypted at rest by CloudWatch Logs by default; the logs hold key ARNs and key policies (no secrets), a customer managed key would add cost and a key policy for the logs service.',
+  },
+];
+
+export const BACKUP_BUCKET_SKIPS: CheckovSkip[] = [
+  {
+    id: 'CKV_AWS_18',
+    comment:
+      'Server access logging needs a second (log) bucket; the writer is the function alone, whose every PutObject is in its own JSON logs and in CloudTrail (data events, if enabled).',
   },
 ];

@@ -7,7 +7,10 @@ export interface GuardConfig {
   readonly remediationMode: 'dry-run' | 'enforce';
   /** `primary`, `file:PATH` or a literal JSON document (SSM / S3: use the two fields below). */
   readonly baselineSource: string;
-  /** Full path (starting with `/`) of an SSM String parameter holding the baseline, or ''. */
+  /**
+   * Full path (starting with `/`) of an SSM parameter holding the baseline, or ''. A SecureString
+   * under a customer managed key also needs kms:Decrypt on that key (not granted by the stack).
+   */
   readonly baselineSsmParameter: string;
   /** `BUCKET/KEY` of an S3 object holding the baseline, or ''. */
   readonly baselineS3Object: string;
@@ -31,7 +34,22 @@ export interface GuardConfig {
   readonly alarmEmail: string;
   /** The AutoFixApplied alarm fires when the 5-minute sum is above this. */
   readonly autoFixSpikeThreshold: number;
+  /** Days the backups bucket keeps each policy backup (and each noncurrent version). */
+  readonly backupRetentionDays: number;
+  /** Flap guard: rewrites of one key within flapWindow before the function leaves it alone. */
+  readonly flapMax: number;
+  /** Flap guard window: seconds, or a number with an s, m, h or d suffix (`3600`, `90m`, `1h`). */
+  readonly flapWindow: string;
+  /** Client-side GetKeyPolicy requests per second per Region (under the KMS quota). */
+  readonly rateGetKeyPolicy: number;
+  /** Client-side PutKeyPolicy requests per second per Region (under the KMS quota). */
+  readonly ratePutKeyPolicy: number;
+  /** Client-side DescribeKey requests per second per Region (under the KMS quota). */
+  readonly rateDescribeKey: number;
 }
+
+/** Key prefix of the policy backups in the backups bucket (BACKUP_PREFIX); the IAM grants use it. */
+export const BACKUP_PREFIX = 'kms-replica-guard/';
 
 /** The defaults, identical to the SAM template's parameter defaults. */
 export const DEFAULT_CONFIG: GuardConfig = {
@@ -52,7 +70,16 @@ export const DEFAULT_CONFIG: GuardConfig = {
   metricsNamespace: 'KmsReplicaGuard',
   alarmEmail: '',
   autoFixSpikeThreshold: 10,
+  backupRetentionDays: 365,
+  flapMax: 5,
+  flapWindow: '1h',
+  rateGetKeyPolicy: 800,
+  ratePutKeyPolicy: 12,
+  rateDescribeKey: 1600,
 };
+
+/** The FlapWindow forms the function accepts (the SAM parameter's AllowedPattern). */
+export const DURATION_PATTERN = /^[1-9][0-9]{0,7}[smhd]?$/;
 
 export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-[0-9]+$/;
 const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
@@ -122,6 +149,12 @@ export function configFromContext(read: ContextReader): GuardConfig {
     throw new Error(`context alarmEmail=${alarmEmail}: expected an e-mail address`);
   }
   const excludeTag = str('excludeTag');
+  const flapWindow = str('flapWindow');
+  if (!DURATION_PATTERN.test(flapWindow)) {
+    throw new Error(
+      `context flapWindow=${flapWindow}: expected a positive duration in seconds, or with an s, m, h or d suffix (3600, 90m, 1h, 2d)`,
+    );
+  }
   const metricsNamespace = str('metricsNamespace');
   if (!/^[A-Za-z0-9._/#:-]+$/.test(metricsNamespace)) {
     throw new Error(`context metricsNamespace=${metricsNamespace}: invalid CloudWatch namespace`);
@@ -145,5 +178,11 @@ export function configFromContext(read: ContextReader): GuardConfig {
     metricsNamespace,
     alarmEmail,
     autoFixSpikeThreshold: num('autoFixSpikeThreshold', 0, 1000000),
+    backupRetentionDays: num('backupRetentionDays', 1, 36500),
+    flapMax: num('flapMax', 1, 1000),
+    flapWindow,
+    rateGetKeyPolicy: num('rateGetKeyPolicy', 1, 100000),
+    ratePutKeyPolicy: num('ratePutKeyPolicy', 1, 100000),
+    rateDescribeKey: num('rateDescribeKey', 1, 100000),
   };
 }

@@ -17,14 +17,15 @@ import {
   aws_lambda as lambda,
   aws_lambda_destinations as destinations,
   aws_logs as logs,
+  aws_s3 as s3,
   aws_sns as sns,
   aws_sns_subscriptions as subscriptions,
   aws_sqs as sqs,
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
-import { FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
-import { GuardConfig } from './config';
+import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
+import { BACKUP_PREFIX, GuardConfig } from './config';
 import { KMS_EVENT_PATTERN } from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
@@ -42,7 +43,7 @@ export interface HubStackProps extends StackProps {
   readonly bundle: boolean;
 }
 
-/** The function, its triggers, the on-failure queue, alarms, topic and dashboard. */
+/** The function, its triggers, the on-failure queue, the backups bucket, alarms, topic and dashboard. */
 export class HubStack extends Stack {
   private readonly bundle: boolean;
 
@@ -78,6 +79,37 @@ export class HubStack extends Stack {
       retentionPeriod: Duration.days(14),
     });
 
+    // Every key policy the function overwrites, saved before the write: the audit trail and the
+    // flap guard's write history. Retained when the stack is deleted or the bucket replaced.
+    const backupBucket = new s3.Bucket(this, 'BackupBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      versioned: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [
+        {
+          id: 'ExpireBackups',
+          expiration: Duration.days(cfg.backupRetentionDays),
+          noncurrentVersionExpiration: Duration.days(cfg.backupRetentionDays),
+        },
+      ],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    skipCheckov(backupBucket.node.defaultChild as s3.CfnBucket, BACKUP_BUCKET_SKIPS);
+    // TLS only. Written out (rather than enforceSSL) to carry the same Sid as the SAM template.
+    backupBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'DenyInsecureTransport',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:*'],
+        resources: [backupBucket.bucketArn, backupBucket.arnForObjects('*')],
+        conditions: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+    // Retained with the bucket, so that a bucket left behind by a stack deletion stays TLS-only.
+    backupBucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
+
     // Explicit role: REMEDIATOR_ROLE_ARN is its ARN, and every replica's baseline key policy
     // must allow it (lockout check).
     const statements = [
@@ -109,6 +141,19 @@ export class HubStack extends Stack {
         sid: 'SendFailedEventsToQueue',
         actions: ['sqs:SendMessage'],
         resources: [dlq.queueArn],
+      }),
+      // Backups of the policies it overwrites (a failed backup blocks the write), read back as
+      // the flap guard's write history: only under BACKUP_PREFIX.
+      new iam.PolicyStatement({
+        sid: 'WriteAndReadPolicyBackups',
+        actions: ['s3:PutObject', 's3:GetObject'],
+        resources: [`arn:${this.partition}:s3:::${backupBucket.bucketName}/${BACKUP_PREFIX}*`],
+      }),
+      new iam.PolicyStatement({
+        sid: 'ListPolicyBackups',
+        actions: ['s3:ListBucket'],
+        resources: [backupBucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': `${BACKUP_PREFIX}*` } },
       }),
     ];
     if (cfg.baselineSsmParameter) {
@@ -166,6 +211,13 @@ export class HubStack extends Stack {
         EXCLUDE_TAG: cfg.excludeTag,
         REMEDIATOR_ROLE_ARN: role.roleArn,
         SWEEP_REGIONS: cfg.sweepRegions.length > 0 ? cfg.sweepRegions.join(',') : this.region,
+        BACKUP_BUCKET: backupBucket.bucketName,
+        BACKUP_PREFIX,
+        FLAP_MAX: String(cfg.flapMax),
+        FLAP_WINDOW: cfg.flapWindow,
+        RATE_GET_KEY_POLICY: String(cfg.rateGetKeyPolicy),
+        RATE_PUT_KEY_POLICY: String(cfg.ratePutKeyPolicy),
+        RATE_DESCRIBE_KEY: String(cfg.rateDescribeKey),
       },
       retryAttempts: cfg.maxRetryAttempts,
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
@@ -293,6 +345,10 @@ export class HubStack extends Stack {
       description:
         'Execution role ARN; every replica baseline key policy must allow it kms:PutKeyPolicy, kms:GetKeyPolicy and kms:DescribeKey (or keep the account-root statement)',
       value: role.roleArn,
+    });
+    new CfnOutput(this, 'BackupBucketName', {
+      description: `Bucket of the backups of every overwritten key policy (under ${BACKUP_PREFIX}); retained when the stack is deleted`,
+      value: backupBucket.bucketName,
     });
     new CfnOutput(this, 'DeadLetterQueueUrl', { description: 'On-failure queue of the asynchronous invocations', value: dlq.queueUrl });
     new CfnOutput(this, 'DeadLetterQueueArn', { description: 'ARN of the on-failure queue (redrive source)', value: dlq.queueArn });

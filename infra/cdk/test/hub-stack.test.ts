@@ -59,6 +59,7 @@ describe('the hub stack', () => {
 
   test('the function is the arm64 provided.al2023 bootstrap with its environment and JSON logs', () => {
     const [roleId] = onlyResource(template, 'AWS::IAM::Role');
+    const [bucketId] = onlyResource(template, 'AWS::S3::Bucket');
     const [logGroupId] = onlyResource(template, 'AWS::Logs::LogGroup', {
       Properties: { LogGroupName: '/kms-replica-guard/kms-replica-guard', RetentionInDays: 365 },
     });
@@ -77,9 +78,73 @@ describe('the hub stack', () => {
           EXCLUDE_TAG: 'kms-replica-guard:exclude',
           REMEDIATOR_ROLE_ARN: { 'Fn::GetAtt': [roleId, 'Arn'] },
           SWEEP_REGIONS: REGION,
+          BACKUP_BUCKET: { Ref: bucketId },
+          BACKUP_PREFIX: 'kms-replica-guard/',
+          FLAP_MAX: '5',
+          FLAP_WINDOW: '1h',
+          RATE_GET_KEY_POLICY: '800',
+          RATE_PUT_KEY_POLICY: '12',
+          RATE_DESCRIBE_KEY: '1600',
         },
       },
     });
+  });
+
+  test('the backups bucket is encrypted, versioned, private, TLS-only, expires backups and is retained', () => {
+    const [bucketId, bucket] = onlyResource(template, 'AWS::S3::Bucket');
+    expect(bucket.DeletionPolicy).toBe('Retain');
+    expect(bucket.UpdateReplacePolicy).toBe('Retain');
+    expect(bucket.Properties).toEqual({
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      VersioningConfiguration: { Status: 'Enabled' },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+      LifecycleConfiguration: {
+        Rules: [{ Id: 'ExpireBackups', Status: 'Enabled', ExpirationInDays: 365, NoncurrentVersionExpiration: { NoncurrentDays: 365 } }],
+      },
+    });
+    const [, policy] = onlyResource(template, 'AWS::S3::BucketPolicy');
+    expect(policy.DeletionPolicy).toBe('Retain');
+    expect(policy.Properties.Bucket).toEqual({ Ref: bucketId });
+    expect(policy.Properties.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'DenyInsecureTransport',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: 's3:*',
+        Resource: [
+          { 'Fn::GetAtt': [bucketId, 'Arn'] },
+          { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/*']] },
+        ],
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      },
+    ]);
+    expect(template.findOutputs('BackupBucketName').BackupBucketName.Value).toEqual({ Ref: bucketId });
+  });
+
+  test('the role may write and read backups, and list them, only under the backup prefix', () => {
+    const [bucketId] = onlyResource(template, 'AWS::S3::Bucket');
+    const s3Statements = roleStatements(template).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('s3:')));
+    expect(s3Statements).toEqual([
+      {
+        Sid: 'WriteAndReadPolicyBackups',
+        Effect: 'Allow',
+        Action: ['s3:GetObject', 's3:PutObject'],
+        Resource: { 'Fn::Join': ['', ['arn:aws:s3:::', { Ref: bucketId }, '/kms-replica-guard/*']] },
+      },
+      {
+        Sid: 'ListPolicyBackups',
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: { 'Fn::GetAtt': [bucketId, 'Arn'] },
+        Condition: { StringLike: { 's3:prefix': 'kms-replica-guard/*' } },
+      },
+    ]);
   });
 
   test('failed async invocations go to an encrypted 14-day DLQ after the retries', () => {
@@ -197,13 +262,13 @@ describe('the hub stack', () => {
   test('the outputs give the user what they need', () => {
     const outputs = Object.keys(template.findOutputs('*')).sort();
     expect(outputs).toEqual([
-      'AlarmTopicArn', 'DashboardName', 'DeadLetterQueueArn', 'DeadLetterQueueUrl', 'FunctionArn',
+      'AlarmTopicArn', 'BackupBucketName', 'DashboardName', 'DeadLetterQueueArn', 'DeadLetterQueueUrl', 'FunctionArn',
       'FunctionName', 'HubEventBusArn', 'RemediatorRoleArn',
     ]);
   });
 
   test('every checkov skip carries a reason', () => {
-    for (const type of ['AWS::Lambda::Function', 'AWS::Logs::LogGroup']) {
+    for (const type of ['AWS::Lambda::Function', 'AWS::Logs::LogGroup', 'AWS::S3::Bucket']) {
       const [, res] = onlyResource(template, type);
       for (const skip of res.Metadata.checkov.skip) {
         expect(skip.id).toMatch(/^CKV2?_AWS_\d+$/);
@@ -259,6 +324,44 @@ describe('the hub stack settings', () => {
     expect(roleStatements(template).map((s) => s.Sid)).not.toContain('ReadBaselineParameter');
   });
 
+  test('an SSM baseline is read with ssm:GetParameter only (a customer key for a SecureString is not granted)', () => {
+    const statements = roleStatements(synth({ baselineSsmParameter: '/team/kms/baseline.json' }));
+    const read = statements.filter((s) => [s.Action].flat().some((a: string) => a.startsWith('ssm:') || a === 'kms:Decrypt'));
+    expect(read).toEqual([
+      {
+        Sid: 'ReadBaselineParameter',
+        Effect: 'Allow',
+        Action: 'ssm:GetParameter',
+        Resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/team/kms/baseline.json`,
+      },
+    ]);
+  });
+
+  test('backup retention, flap guard and rate limits reach the bucket and the environment', () => {
+    const template = synth({
+      backupRetentionDays: 90,
+      flapMax: 3,
+      flapWindow: '30m',
+      rateGetKeyPolicy: 100,
+      ratePutKeyPolicy: 4,
+      rateDescribeKey: 200,
+    });
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      LifecycleConfiguration: { Rules: [Match.objectLike({ ExpirationInDays: 90, NoncurrentVersionExpiration: { NoncurrentDays: 90 } })] },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          FLAP_MAX: '3',
+          FLAP_WINDOW: '30m',
+          RATE_GET_KEY_POLICY: '100',
+          RATE_PUT_KEY_POLICY: '4',
+          RATE_DESCRIBE_KEY: '200',
+        }),
+      },
+    });
+  });
+
   test('reserved concurrency 0 means no reservation', () => {
     const template = synth({ reservedConcurrency: 0 });
     template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.absent() });
@@ -273,6 +376,17 @@ describe('the hub stack settings', () => {
     ).toThrow(/not both/);
     expect(() => configFromContext(ctx({ logRetentionDays: '10' }))).toThrow(/logRetentionDays/);
     expect(() => configFromContext(ctx({ sweepRegions: 'us-east-1,nowhere' }))).toThrow(/nowhere/);
+    for (const w of ['0', '1w', 'an hour', '-5m', '1.5h']) {
+      expect(() => configFromContext(ctx({ flapWindow: w }))).toThrow(/flapWindow/);
+    }
+    for (const w of ['3600', '3600s', '90m', '1h', '2d']) {
+      expect(configFromContext(ctx({ flapWindow: w })).flapWindow).toBe(w);
+    }
+    expect(() => configFromContext(ctx({ flapMax: '0' }))).toThrow(/flapMax/);
+    expect(() => configFromContext(ctx({ ratePutKeyPolicy: '0' }))).toThrow(/ratePutKeyPolicy/);
+    expect(() => configFromContext(ctx({ rateGetKeyPolicy: '2.5' }))).toThrow(/rateGetKeyPolicy/);
+    expect(() => configFromContext(ctx({ backupRetentionDays: '0' }))).toThrow(/backupRetentionDays/);
+    expect(configFromContext(ctx({ baselineSsmParameter: '/kms/baseline' })).baselineSsmParameter).toBe('/kms/baseline');
     expect(configFromContext(ctx({ maxRetryAttempts: '0', sweepRegions: 'us-east-1, eu-west-1' }))).toMatchObject({
       maxRetryAttempts: 0,
       sweepRegions: ['us-east-1', 'eu-west-1'],
