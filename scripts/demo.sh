@@ -33,18 +33,7 @@ echo "before:"
 for r in us-east-1 us-west-2 eu-west-1; do printf '  %-10s %s\n' "$r" "$(sids "$r")"; done
 
 bold "3. The function: cargo lambda watch --release (REMEDIATION_MODE=enforce, BASELINE_SOURCE=file:baselines/example.json)"
-cat >"$WORK/env" <<ENV
-AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
-AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
-AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
-AWS_REGION=us-east-1
-AWS_LAMBDA_LOG_FORMAT=JSON
-REMEDIATION_MODE=enforce
-BASELINE_SOURCE=file:$BASELINE
-REMEDIATOR_ROLE_ARN=$REMEDIATOR_ROLE_ARN
-METRICS_NAMESPACE=$NAMESPACE
-SWEEP_REGIONS=us-west-2,eu-west-1
-ENV
+function_env "$WORK/env" "$BASELINE" "$NAMESPACE"
 start_watch "$WORK/env" "$WORK/watch.log"
 echo "listening on 127.0.0.1:$WATCH_PORT (log: function output below is from $WORK/watch.log)"
 

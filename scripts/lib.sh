@@ -42,6 +42,22 @@ default_policy() {
 JSON
 }
 
+# function_env FILE BASELINE_FILE NAMESPACE: the function's environment for local runs.
+function_env() {
+  cat >"$1" <<ENV
+AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+AWS_REGION=us-east-1
+AWS_LAMBDA_LOG_FORMAT=JSON
+REMEDIATION_MODE=enforce
+BASELINE_SOURCE=file:$2
+REMEDIATOR_ROLE_ARN=$REMEDIATOR_ROLE_ARN
+METRICS_NAMESPACE=$3
+SWEEP_REGIONS=us-west-2,eu-west-1
+ENV
+}
+
 # start_watch ENV_FILE LOG: builds the release binary (visibly, failing fast), then runs it
 # under cargo lambda watch on 127.0.0.1:$WATCH_PORT and waits until the port accepts.
 start_watch() {

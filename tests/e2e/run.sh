@@ -35,18 +35,7 @@ echo "==> keys: $KEY_ID (primary us-east-1, replicas us-west-2, eu-west-1)"
 default_policy >"$WORK/default.json"
 create_family "$KEY_ID" "$WORK/default.json" us-west-2 eu-west-1
 
-cat >"$WORK/env" <<ENV
-AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
-AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
-AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
-AWS_REGION=us-east-1
-AWS_LAMBDA_LOG_FORMAT=JSON
-REMEDIATION_MODE=enforce
-BASELINE_SOURCE=file:$ROOT/baselines/example.json
-REMEDIATOR_ROLE_ARN=$REMEDIATOR_ROLE_ARN
-METRICS_NAMESPACE=$NAMESPACE
-SWEEP_REGIONS=us-west-2,eu-west-1
-ENV
+function_env "$WORK/env" "$ROOT/baselines/example.json" "$NAMESPACE"
 
 echo "==> cargo lambda watch --release"
 start_watch "$WORK/env" "$WORK/watch.log"
