@@ -327,7 +327,11 @@ fn from_value<T: serde::de::DeserializeOwned>(v: &Value, prefix: &str) -> Result
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         EventError::Malformed {
-            field: format!("{prefix}{}", if path == "." { "" } else { &path }),
+            field: if path == "." {
+                prefix.trim_end_matches('.').to_owned()
+            } else {
+                format!("{prefix}{path}")
+            },
             problem: e.into_inner().to_string(),
         }
     })

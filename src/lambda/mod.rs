@@ -135,6 +135,9 @@ fn failure(report: &Report, retry: Retry) -> InvocationError {
 }
 
 #[cfg(test)]
+mod hostile;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;

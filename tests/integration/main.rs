@@ -347,3 +347,42 @@ async fn a_sweep_finds_and_fixes_the_drifted_replicas_of_its_regions() {
         "primaries are not managed"
     );
 }
+
+#[tokio::test]
+async fn fifty_replays_write_once_and_ten_concurrent_invocations_converge() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2");
+    let (app, kms) = lambda(&sdk, &enforce_with_baseline());
+    let e = event("put-key-policy-replica-id.json", family.key_id());
+
+    for _ in 0..50 {
+        handle(&app, e.clone()).await.unwrap();
+    }
+    assert_eq!(
+        kms.puts(),
+        1,
+        "the same event 50 times: exactly one PutKeyPolicy"
+    );
+
+    put_policy(&sdk, replica, DEFAULT_STYLE_POLICY).await;
+    let responses = futures::future::join_all((0..10).map(|_| handle(&app, e.clone()))).await;
+    let remediated = responses
+        .iter()
+        .filter(|r| r.as_ref().unwrap()["outcomes"][0]["action"] == "remediated")
+        .count();
+    let live = get_policy(&sdk, replica).await;
+    assert!(
+        equivalent(&live, &rendered_baseline(replica)).unwrap(),
+        "{live}"
+    );
+    let writes = kms.puts() - 1;
+    println!(
+        "10 concurrent invocations on one drifted key: {writes} PutKeyPolicy, {remediated} remediated outcomes"
+    );
+    assert!((1..=10).contains(&writes), "{writes}");
+    assert_eq!(
+        writes, remediated,
+        "every write is reported as a remediation"
+    );
+}
