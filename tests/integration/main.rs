@@ -1,8 +1,10 @@
 //! The function against the local AWS emulator over real HTTP, with the real SDK clients.
 //! Needs the emulator (`scripts/localstack.sh start`); fails loudly without it.
 
+mod faults;
 mod fleet;
 mod helpers;
+mod proxy;
 
 use helpers::*;
 use kms_replica_guard::core::policy::equivalent;

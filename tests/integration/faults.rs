@@ -1,0 +1,253 @@
+//! Faults injected between the function's KMS client and the emulator (tests/integration/
+//! proxy.rs). For each: either a verified fix, or a failed invocation whose retryable /
+//! non-retryable type matches the cause — never a partial or wrong write, never a success
+//! claimed without a write.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region as SdkRegion};
+use kms_replica_guard::aws::clients::kms_clients;
+use kms_replica_guard::aws::cloudwatch::CloudWatch;
+use kms_replica_guard::aws::kms::Kms;
+use kms_replica_guard::config::Config;
+use kms_replica_guard::core::policy::equivalent;
+use kms_replica_guard::lambda::App;
+
+use crate::helpers::*;
+use crate::proxy::{Fault, FaultProxy};
+
+struct Case {
+    response: Result<serde_json::Value, (String, String)>,
+    proxy: FaultProxy,
+    before: String,
+    after: String,
+    baseline: String,
+    key_id: String,
+}
+
+/// A fresh drifted replica; the function's KMS calls go through a proxy with `faults`.
+async fn run(faults: &[(&str, Fault, usize)], event_name: &str) -> Case {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2").clone();
+    let proxy = FaultProxy::start(endpoint()).await;
+    for (op, fault, times) in faults {
+        proxy.inject(op, fault.clone(), *times);
+    }
+    let through_proxy = aws_config::defaults(BehaviorVersion::latest())
+        .region(SdkRegion::new("us-east-1"))
+        .endpoint_url(&proxy.endpoint)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_initial_backoff(Duration::from_millis(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(800))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        )
+        .load()
+        .await;
+    let config = Config::from_lookup(vars(&[
+        ("REMEDIATION_MODE", "enforce"),
+        ("BASELINE_SOURCE", BASELINE),
+        ("CREATING_RETRY_BASE_MS", "50"),
+    ]));
+    let kms = Kms::new(kms_clients(&through_proxy));
+    let app = App::new(
+        config,
+        kms.clone(),
+        kms,
+        CloudWatch::new(aws_sdk_cloudwatch::Client::new(&sdk)),
+    );
+    let before = get_policy(&sdk, &replica).await;
+    let response = app
+        .handle(event(event_name, family.key_id()))
+        .await
+        .map_err(|e| (e.error_type().to_owned(), e.to_string()));
+    let after = get_policy(&sdk, &replica).await;
+    Case {
+        response,
+        proxy,
+        before,
+        after,
+        baseline: rendered_baseline(&replica),
+        key_id: family.key_id().to_owned(),
+    }
+}
+
+impl Case {
+    fn assert_verified_fix(&self, what: &str) {
+        let response = self
+            .response
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert_eq!(
+            response["outcomes"][0]["action"], "remediated",
+            "{what}: {response:#}"
+        );
+        assert!(
+            equivalent(&self.after, &self.baseline).unwrap(),
+            "{what}: {}",
+            self.after
+        );
+        assert_eq!(
+            self.proxy.forwarded("PutKeyPolicy"),
+            1,
+            "{what}: exactly one real write"
+        );
+        assert_eq!(
+            self.proxy.pending(),
+            0,
+            "{what}: every injected fault was hit"
+        );
+    }
+
+    fn assert_failed_untouched(&self, what: &str, error_type: &str, words: &str) {
+        let (kind, message) = self.response.as_ref().expect_err(what);
+        assert_eq!(kind, error_type, "{what}: {message}");
+        assert!(
+            message.contains(words),
+            "{what}: want {words:?} in {message}"
+        );
+        assert_eq!(self.after, self.before, "{what}: nothing written");
+        assert_eq!(self.proxy.forwarded("PutKeyPolicy"), 0, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn throttling_a_few_times_is_retried_into_a_verified_fix() {
+    run(
+        &[
+            ("GetKeyPolicy", Fault::Throttle, 2),
+            ("PutKeyPolicy", Fault::Throttle, 2),
+        ],
+        "put-key-policy-replica-id.json",
+    )
+    .await
+    .assert_verified_fix("throttled twice");
+}
+
+#[tokio::test]
+async fn throttling_past_the_retries_fails_retryably_without_a_write() {
+    run(
+        &[("GetKeyPolicy", Fault::Throttle, 20)],
+        "put-key-policy-replica-id.json",
+    )
+    .await
+    .assert_failed_untouched("throttled", "Retryable.KeyFailure", "ThrottlingException");
+}
+
+#[tokio::test]
+async fn server_errors_on_the_write_fail_retryably_and_write_nothing() {
+    run(
+        &[("PutKeyPolicy", Fault::ServerError, 20)],
+        "put-key-policy-replica-id.json",
+    )
+    .await
+    .assert_failed_untouched("500s", "Retryable.KeyFailure", "PutKeyPolicy");
+}
+
+#[tokio::test]
+async fn responses_slower_than_the_client_timeout_fail_retryably() {
+    run(
+        &[("GetKeyPolicy", Fault::Slow(Duration::from_millis(1500)), 20)],
+        "put-key-policy-replica-id.json",
+    )
+    .await
+    .assert_failed_untouched("slow", "Retryable.KeyFailure", "timed out");
+}
+
+#[tokio::test]
+async fn dropped_connections_are_retried_into_a_verified_fix() {
+    run(
+        &[
+            ("DescribeKey", Fault::Drop, 2),
+            ("GetKeyPolicy", Fault::Drop, 1),
+        ],
+        "put-key-policy-replica-id.json",
+    )
+    .await
+    .assert_verified_fix("dropped connections");
+}
+
+#[tokio::test]
+async fn a_fresh_key_not_found_then_creating_is_waited_for_and_fixed() {
+    run(
+        &[
+            ("DescribeKey", Fault::NotFound, 2),
+            ("DescribeKey", Fault::Creating, 2),
+        ],
+        "replicate-key.json",
+    )
+    .await
+    .assert_verified_fix("NotFound then Creating");
+}
+
+#[tokio::test]
+async fn a_key_that_stays_creating_fails_retryably() {
+    run(
+        &[("DescribeKey", Fault::Creating, 20)],
+        "replicate-key.json",
+    )
+    .await
+    .assert_failed_untouched("Creating", "Retryable.KeyFailure", "still Creating");
+}
+
+#[tokio::test]
+async fn access_denied_on_the_write_fails_non_retryably() {
+    run(
+        &[("PutKeyPolicy", Fault::AccessDenied, 1)],
+        "put-key-policy-replica-id.json",
+    )
+    .await
+    .assert_failed_untouched(
+        "AccessDenied",
+        "NonRetryable.KeyFailure",
+        "AccessDeniedException",
+    );
+}
+
+#[tokio::test]
+async fn a_policy_kms_stores_differently_is_a_verification_failure_and_its_own_event_writes_nothing()
+ {
+    let rewritten = DEFAULT_STYLE_POLICY.replace("kms:*", "kms:Describe*");
+    let case = run(
+        &[
+            ("GetKeyPolicy", Fault::Pass, 1),
+            ("GetKeyPolicy", Fault::RewritePolicy(rewritten), 1),
+        ],
+        "put-key-policy-replica-id.json",
+    )
+    .await;
+    let (kind, message) = case.response.as_ref().unwrap_err();
+    assert_eq!(kind, "NonRetryable.KeyFailure", "{message}");
+    assert!(message.contains("verification failed"), "{message}");
+    assert_eq!(
+        case.proxy.forwarded("PutKeyPolicy"),
+        1,
+        "one write, not a loop"
+    );
+    assert_eq!(case.proxy.pending(), 0, "the rewritten read was served");
+
+    // The remediator's own PutKeyPolicy event that follows is a no-op: no second write.
+    let sdk = sdk().await;
+    let (app, kms) = lambda(&sdk, &enforce_with_baseline_vars());
+    let own = event("put-key-policy-by-remediator.json", &case.key_id);
+    assert_eq!(
+        app.handle(own).await.unwrap()["outcomes"],
+        serde_json::json!([])
+    );
+    assert_eq!(kms.puts(), 0);
+}
+
+fn enforce_with_baseline_vars() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("REMEDIATION_MODE", "enforce"),
+        ("BASELINE_SOURCE", BASELINE),
+    ]
+}
