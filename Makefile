@@ -11,7 +11,7 @@ VENV_PY := .venv/bin/python
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 NEXTEST := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 
-.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench-sweep clean
+.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test: lint emulator ## every test: lint, unit, integration, end to end, infra ch
 
 demo: setup ## heal a default-policy and a hand-drifted replica on the emulator
 	@scripts/demo.sh
+
+bench: ## criterion: CPU of the per-event policy work for a 32 KB policy
+	cargo bench --bench policy
 
 bench-sweep: setup ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
 	bench/sweep.sh
