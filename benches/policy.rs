@@ -32,7 +32,10 @@ fn big_template() -> String {
             "Condition": {"StringEquals": {"kms:ViaService": "s3.{{Region}}.amazonaws.com",
                                            "aws:PrincipalTag/team": format!("team-{i}")}}
         }));
-        let text = serde_json::to_string_pretty(&json!({"Version": "2012-10-17", "Statement": statements})).unwrap();
+        let text = serde_json::to_string_pretty(
+            &json!({"Version": "2012-10-17", "Statement": statements}),
+        )
+        .unwrap();
         if text.len() > 30_500 {
             return text;
         }
@@ -61,16 +64,25 @@ fn bench(c: &mut Criterion) {
     let key: KeyArn = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
         .parse()
         .unwrap();
-    let ctx = RenderContext { key: &key, primary_region: &"us-east-1".parse().unwrap() };
+    let ctx = RenderContext {
+        key: &key,
+        primary_region: &"us-east-1".parse().unwrap(),
+    };
     let guard = LockoutGuard {
         account_id: "111122223333".into(),
         partition: "aws".into(),
-        remediator_role_arn: Some("arn:aws:iam::111122223333:role/kms-replica-guard-remediator".into()),
+        remediator_role_arn: Some(
+            "arn:aws:iam::111122223333:role/kms-replica-guard-remediator".into(),
+        ),
     };
     let rendered = template.render(ctx).unwrap();
     let live_equal = reformatted(&rendered);
     let live_drifted = rendered.replacen("team-7", "team-X", 1);
-    eprintln!("policy sizes: rendered {} bytes, reformatted {} bytes", rendered.len(), live_equal.len());
+    eprintln!(
+        "policy sizes: rendered {} bytes, reformatted {} bytes",
+        rendered.len(),
+        live_equal.len()
+    );
     let desired = validate(&rendered, &guard).unwrap();
     assert_eq!(compare(&live_equal, &desired), Verdict::InSync);
 
@@ -87,13 +99,16 @@ fn bench(c: &mut Criterion) {
             compare(black_box(&live_equal), &desired)
         })
     });
-    c.bench_function("one event, drifted: render + validate + compare + diff", |b| {
-        b.iter(|| {
-            let text = template.render(black_box(ctx)).unwrap();
-            let desired = validate(&text, &guard).unwrap();
-            compare(black_box(&live_drifted), &desired)
-        })
-    });
+    c.bench_function(
+        "one event, drifted: render + validate + compare + diff",
+        |b| {
+            b.iter(|| {
+                let text = template.render(black_box(ctx)).unwrap();
+                let desired = validate(&text, &guard).unwrap();
+                compare(black_box(&live_drifted), &desired)
+            })
+        },
+    );
     let live = CanonicalPolicy::parse(&live_drifted).unwrap();
     c.bench_function("diff of a 32 KB policy with one changed statement", |b| {
         b.iter(|| diff(black_box(&live), &desired).to_string())
