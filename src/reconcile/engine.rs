@@ -715,6 +715,17 @@ mod tests {
             .await
     }
 
+    /// An enforcing run of a replica-scoped event with the template baseline.
+    async fn enforce(fake: &FakeAws, region: &str) -> Report {
+        run(
+            fake,
+            Mode::Enforce,
+            template(),
+            event_on(region, Scope::Key),
+        )
+        .await
+    }
+
     fn only(report: &Report) -> &Outcome {
         assert_eq!(report.outcomes.len(), 1, "{report:#?}");
         &report.outcomes[0]
@@ -723,13 +734,7 @@ mod tests {
     #[tokio::test]
     async fn a_replica_with_the_default_policy_is_rewritten_and_verified_in_enforce_mode() {
         let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-west-2", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-west-2").await;
         let o = only(&r);
         assert_eq!(o.action, Action::Remediated, "{o:#?}");
         assert!(o.diff.as_deref().unwrap().contains("App"), "{o:#?}");
@@ -763,13 +768,7 @@ mod tests {
     async fn an_equivalent_but_reformatted_policy_is_in_sync_and_costs_two_calls() {
         let reformatted = r#"{"Statement":[{"Resource":"*","Action":["KMS:encrypt","kms:Decrypt","kms:Decrypt"],"Principal":{"AWS":["arn:aws:iam::111122223333:role/app"]},"Effect":"allow","Sid":"App"},{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":["*"]}],"Version":"2012-10-17"}"#;
         let fake = FakeAws::family(reformatted, &["us-west-2"]);
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-west-2", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-west-2").await;
         assert_eq!(only(&r).action, Action::InSync, "{r:#?}");
         assert_eq!(
             fake.policy(&arn("us-west-2")),
@@ -800,13 +799,7 @@ mod tests {
     #[tokio::test]
     async fn a_primary_is_never_written_and_is_skipped_when_not_mirrored() {
         let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-east-1", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-east-1").await;
         assert_eq!(only(&r).action, Action::Skipped);
         assert_eq!(fake.count("PutKeyPolicy"), 0);
     }
@@ -864,13 +857,7 @@ mod tests {
         fake.with_key(&arn("us-west-2"), |k| {
             k.tags = vec!["kms-replica-guard:exclude".into()]
         });
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-west-2", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-west-2").await;
         let o = only(&r);
         assert_eq!(o.action, Action::Skipped);
         assert!(o.reason.as_deref().unwrap().contains("excluded"));
@@ -887,13 +874,7 @@ mod tests {
         ] {
             let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
             fake.with_key(&arn("us-west-2"), |k| k.facts.state = state.clone());
-            let r = run(
-                &fake,
-                Mode::Enforce,
-                template(),
-                event_on("us-west-2", Scope::Key),
-            )
-            .await;
+            let r = enforce(&fake, "us-west-2").await;
             assert_eq!(only(&r).action, Action::Skipped, "{state:?}");
             assert!(
                 only(&r).reason.as_deref().unwrap().contains("pending")
@@ -910,13 +891,7 @@ mod tests {
             k.invisible_for = 1;
             k.creating_for = 1;
         });
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-west-2", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-west-2").await;
         assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
         assert_eq!(fake.count("DescribeKey"), 3);
     }
@@ -925,13 +900,7 @@ mod tests {
     async fn a_replica_that_stays_creating_fails_retryably() {
         let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
         fake.with_key(&arn("us-west-2"), |k| k.creating_for = 99);
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-west-2", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-west-2").await;
         let o = only(&r);
         assert_eq!(
             (o.action, o.retry),
@@ -953,13 +922,7 @@ mod tests {
     async fn a_key_that_never_appears_fails_retryably() {
         let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
         fake.with_key(&arn("us-west-2"), |k| k.invisible_for = 99);
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-west-2", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-west-2").await;
         let o = only(&r);
         assert_eq!(o.retry, Some(Retry::Retryable));
         assert!(
@@ -1010,13 +973,7 @@ mod tests {
     async fn a_policy_kms_stores_differently_is_a_verification_failure_not_a_loop() {
         let mut fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
         fake.put_rewrite = Some(|p| p.replace("kms:Encrypt", "kms:ReEncrypt*"));
-        let r = run(
-            &fake,
-            Mode::Enforce,
-            template(),
-            event_on("us-west-2", Scope::Key),
-        )
-        .await;
+        let r = enforce(&fake, "us-west-2").await;
         let o = only(&r);
         assert_eq!(
             (o.action, o.retry),
@@ -1043,13 +1000,7 @@ mod tests {
         ] {
             let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
             fake.fail(op, &[kind]);
-            let r = run(
-                &fake,
-                Mode::Enforce,
-                template(),
-                event_on("us-west-2", Scope::Key),
-            )
-            .await;
+            let r = enforce(&fake, "us-west-2").await;
             let o = only(&r);
             assert_eq!(
                 (o.action, o.retry),
