@@ -26,8 +26,8 @@ emulator-stop: ## stop the LocalStack this project started
 	@scripts/localstack.sh stop
 
 build: setup ## cargo lambda build --release --arm64 (the deployable zip)
-	@echo "==> cargo lambda build --release --arm64 --output-format zip"
-	cargo lambda build --release --arm64 --output-format zip
+	@echo "==> cargo lambda build --release --arm64 --bin bootstrap --output-format zip"
+	cargo lambda build --release --arm64 --bin bootstrap --output-format zip
 	@ls -l $(or $(CARGO_TARGET_DIR),target)/lambda/bootstrap/bootstrap.zip
 
 fmt: ## format the code
