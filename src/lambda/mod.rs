@@ -1,8 +1,14 @@
 //! The Lambda entry point: payload → trigger → reconcile → metrics → response. Any failed
 //! key fails the invocation, so Lambda retries it and the on-failure destination keeps it.
 
+use aws_config::SdkConfig;
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
+
+use crate::aws::backups::{Backups, S3Backups};
+use crate::aws::clients::kms_clients;
+use crate::aws::cloudwatch::CloudWatch;
+use crate::aws::kms::Kms;
 
 use crate::config::{Config, ConfigError};
 use crate::core::outcome::{Report, Retry};
@@ -124,6 +130,30 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
     }
 }
 
+/// The function as it runs in Lambda: its ports are the AWS adapters.
+pub type AwsApp = App<Kms, Kms, CloudWatch, Backups>;
+
+/// Wires the function to AWS from its configuration: KMS with the configured rate limits,
+/// S3 backups when `BACKUP_BUCKET` is set, CloudWatch in the home Region.
+pub fn on_aws(sdk: &SdkConfig, config: Result<Config, ConfigError>) -> AwsApp {
+    let (limits, backups) = match &config {
+        Ok(c) => (
+            c.rate_limits,
+            c.backup_bucket.as_ref().map_or(Backups::Off, |bucket| {
+                Backups::S3(S3Backups::new(
+                    aws_sdk_s3::Client::new(sdk),
+                    bucket,
+                    &c.backup_prefix,
+                ))
+            }),
+        ),
+        Err(_) => (Default::default(), Backups::Off),
+    };
+    let kms = Kms::with_limits(kms_clients(sdk), limits);
+    let metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk));
+    App::with_backups(config, kms.clone(), kms, backups, metrics)
+}
+
 fn failure(report: &Report, retry: Retry) -> InvocationError {
     let failed: Vec<&_> = report.failures().collect();
     let summary = serde_json::json!({"failed": failed, "errors": report.errors});
@@ -152,6 +182,14 @@ mod tests {
         Config::from_lookup(|k| map.get(k).map(|v| v.to_string()))
     }
 
+    /// The app over the in-memory fake, configured with `vars`.
+    fn app<'a>(
+        fake: &'a FakeAws,
+        vars: &[(&str, &str)],
+    ) -> App<&'a FakeAws, &'a FakeAws, &'a FakeAws> {
+        App::new(config(vars), fake, fake, fake)
+    }
+
     fn sample(name: &str) -> Value {
         let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -168,12 +206,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_is_answered_with_outcomes_and_metrics_are_published_once() {
         let fake = drifted();
-        let app = App::new(
-            config(&[("REMEDIATION_MODE", "enforce")]),
-            &fake,
-            &fake,
-            &fake,
-        );
+        let app = app(&fake, &[("REMEDIATION_MODE", "enforce")]);
         let response = app
             .handle(sample("put-key-policy-replica-id.json"))
             .await
@@ -198,12 +231,7 @@ mod tests {
     async fn a_metrics_failure_is_reported_but_the_fix_stands() {
         let fake = drifted();
         fake.fail("PutMetricData", &[ErrorKind::AccessDenied]);
-        let app = App::new(
-            config(&[("REMEDIATION_MODE", "enforce")]),
-            &fake,
-            &fake,
-            &fake,
-        );
+        let app = app(&fake, &[("REMEDIATION_MODE", "enforce")]);
         let response = app
             .handle(sample("put-key-policy-replica-id.json"))
             .await
@@ -226,17 +254,15 @@ mod tests {
     #[tokio::test]
     async fn no_op_events_answer_with_no_outcomes_and_no_metrics() {
         let fake = drifted();
-        let app = App::new(
-            config(&[
+        let app = app(
+            &fake,
+            &[
                 ("REMEDIATION_MODE", "enforce"),
                 (
                     "REMEDIATOR_ROLE_ARN",
                     "arn:aws:iam::111122223333:role/kms-replica-guard-remediator",
                 ),
-            ]),
-            &fake,
-            &fake,
-            &fake,
+            ],
         );
         for name in [
             "put-key-policy-by-remediator.json",
@@ -253,12 +279,7 @@ mod tests {
     async fn a_failed_key_fails_the_invocation_with_a_retryable_type() {
         let fake = drifted();
         fake.fail("PutKeyPolicy", &[ErrorKind::Throttled]);
-        let app = App::new(
-            config(&[("REMEDIATION_MODE", "enforce")]),
-            &fake,
-            &fake,
-            &fake,
-        );
+        let app = app(&fake, &[("REMEDIATION_MODE", "enforce")]);
         let err = app
             .handle(sample("put-key-policy-replica-id.json"))
             .await
@@ -280,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn a_bad_configuration_fails_every_invocation_without_touching_aws() {
         let fake = drifted();
-        let app = App::new(config(&[("REMEDIATION_MODE", "yes")]), &fake, &fake, &fake);
+        let app = app(&fake, &[("REMEDIATION_MODE", "yes")]);
         for _ in 0..2 {
             let err = app
                 .handle(sample("put-key-policy-replica-id.json"))
@@ -295,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_event_is_a_non_retryable_error() {
         let fake = drifted();
-        let app = App::new(config(&[]), &fake, &fake, &fake);
+        let app = app(&fake, &[]);
         let err = app
             .handle(serde_json::json!({"detail-type": 5}))
             .await

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kms_replica_guard::aws::backups::{Backups, S3Backups};
+use kms_replica_guard::aws::backups::S3Backups;
 use kms_replica_guard::aws::clients::kms_clients;
 use kms_replica_guard::aws::cloudwatch::CloudWatch;
 use kms_replica_guard::aws::kms::Kms;
@@ -12,7 +12,7 @@ use kms_replica_guard::aws::remote::Remote;
 use kms_replica_guard::config::Config;
 use kms_replica_guard::core::outcome::Action;
 use kms_replica_guard::core::policy::equivalent;
-use kms_replica_guard::lambda::App;
+use kms_replica_guard::lambda::{App, on_aws};
 use kms_replica_guard::reconcile::{Quiet, Reconciler};
 
 use crate::helpers::*;
@@ -160,19 +160,7 @@ async fn a_failed_backup_blocks_the_write() {
         &remote(&sdk),
     )
     .await;
-    let kms = Kms::new(kms_clients(&sdk));
-    let backups = Backups::S3(S3Backups::new(
-        aws_sdk_s3::Client::new(&sdk),
-        "no-such-bucket-krg",
-        "",
-    ));
-    let app = App::with_backups(
-        config,
-        kms.clone(),
-        kms,
-        backups,
-        CloudWatch::new(aws_sdk_cloudwatch::Client::new(&sdk)),
-    );
+    let app = on_aws(&sdk, config);
 
     let err = app
         .handle(event("put-key-policy-replica-id.json", family.key_id()))
@@ -207,15 +195,7 @@ async fn a_writer_that_re_drifts_a_key_in_a_loop_trips_the_flap_guard_across_col
             &remote(&sdk),
         )
         .await;
-        let kms = Kms::new(kms_clients(&sdk));
-        let backups = Backups::S3(S3Backups::new(aws_sdk_s3::Client::new(&sdk), &bucket, ""));
-        let app = App::with_backups(
-            config,
-            kms.clone(),
-            kms,
-            backups,
-            CloudWatch::new(aws_sdk_cloudwatch::Client::new(&sdk)),
-        );
+        let app = on_aws(&sdk, config);
         let response = app
             .handle(event("put-key-policy-iam-user.json", family.key_id()))
             .await
