@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
             "arn:aws:iam::111122223333:role/kms-replica-guard-remediator".into(),
         ),
     };
-    let rendered = template.render(ctx).unwrap();
+    let rendered = template.render(ctx);
     let live_equal = reformatted(&rendered);
     let live_drifted = rendered.replacen("team-7", "team-X", 1);
     eprintln!(
@@ -87,14 +87,14 @@ fn bench(c: &mut Criterion) {
     assert_eq!(compare(&live_equal, &desired), Verdict::InSync);
 
     c.bench_function("render + validate 32 KB baseline", |b| {
-        b.iter(|| validate(&template.render(black_box(ctx)).unwrap(), &guard).unwrap())
+        b.iter(|| validate(&template.render(black_box(ctx)), &guard).unwrap())
     });
     c.bench_function("compare 32 KB live policy (in sync)", |b| {
         b.iter(|| compare(black_box(&live_equal), &desired))
     });
     c.bench_function("one event, in sync: render + validate + compare", |b| {
         b.iter(|| {
-            let text = template.render(black_box(ctx)).unwrap();
+            let text = template.render(black_box(ctx));
             let desired = validate(&text, &guard).unwrap();
             compare(black_box(&live_equal), &desired)
         })
@@ -103,7 +103,7 @@ fn bench(c: &mut Criterion) {
         "one event, drifted: render + validate + compare + diff",
         |b| {
             b.iter(|| {
-                let text = template.render(black_box(ctx)).unwrap();
+                let text = template.render(black_box(ctx));
                 let desired = validate(&text, &guard).unwrap();
                 compare(black_box(&live_drifted), &desired)
             })

@@ -18,6 +18,9 @@ pub const DEFAULT_NAMESPACE: &str = "KmsReplicaGuard";
 /// Default tag key that excludes a key from management.
 pub const DEFAULT_EXCLUDE_TAG: &str = "kms-replica-guard:exclude";
 
+/// `EXCLUDE_TAG` value that turns exclusion by tag off (one KMS call fewer per fix).
+pub const EXCLUDE_TAG_OFF: &str = "off";
+
 /// Everything the function is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -232,7 +235,11 @@ impl Config {
         let settings = Settings {
             mode,
             baseline,
-            exclude_tag: get("EXCLUDE_TAG").unwrap_or_else(|| DEFAULT_EXCLUDE_TAG.to_owned()),
+            exclude_tag: match get("EXCLUDE_TAG") {
+                Some(off) if off == EXCLUDE_TAG_OFF => None,
+                Some(tag) => Some(tag),
+                None => Some(DEFAULT_EXCLUDE_TAG.to_owned()),
+            },
             remediator,
             consistency,
             concurrency: number("CONCURRENCY", 8)?.clamp(1, 64) as usize,
@@ -336,12 +343,10 @@ fn check_template(
         format!("arn:aws:kms:{region}:{account}:key/mrk-00000000000000000000000000000000")
             .parse()
             .expect("a well-formed sample ARN");
-    let text = t
-        .render(RenderContext {
-            key: &sample,
-            primary_region: sample.region(),
-        })
-        .map_err(|e| err("BASELINE_SOURCE", e.to_string()))?;
+    let text = t.render(RenderContext {
+        key: &sample,
+        primary_region: sample.region(),
+    });
     let guard = LockoutGuard {
         account_id: account.to_owned(),
         partition: sample.partition().to_owned(),
@@ -400,8 +405,22 @@ mod tests {
         assert_eq!(c.settings.mode, Mode::DryRun);
         assert_eq!(c.settings.baseline, Baseline::Primary);
         assert_eq!(c.metrics_namespace, "KmsReplicaGuard");
-        assert_eq!(c.settings.exclude_tag, "kms-replica-guard:exclude");
+        assert_eq!(
+            c.settings.exclude_tag.as_deref(),
+            Some("kms-replica-guard:exclude")
+        );
         assert_eq!(c.settings.sweep_regions, vec!["us-east-1".parse().unwrap()]);
+    }
+
+    #[test]
+    fn exclusion_by_tag_can_be_renamed_or_turned_off() {
+        let renamed = config(&[("EXCLUDE_TAG", "team:hands-off")]).unwrap();
+        assert_eq!(
+            renamed.settings.exclude_tag.as_deref(),
+            Some("team:hands-off")
+        );
+        let off = config(&[("EXCLUDE_TAG", "off")]).unwrap();
+        assert_eq!(off.settings.exclude_tag, None);
     }
 
     #[test]

@@ -488,7 +488,7 @@ mod tests {
         let settings = Arc::new(Settings {
             mode: Mode::Enforce,
             baseline: Baseline::Template(Template::new("literal", POLICY).unwrap()),
-            exclude_tag: "x".into(),
+            exclude_tag: Some("x".into()),
             remediator: None,
             consistency: Backoff {
                 attempts: 5,

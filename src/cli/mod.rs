@@ -41,7 +41,7 @@ pub struct Cli {
     /// The remediator's role ARN, which the lockout check keeps able to manage policies.
     #[arg(long, env = "REMEDIATOR_ROLE_ARN", global = true)]
     remediator_role: Option<String>,
-    /// Keys carrying this tag key are left alone.
+    /// Keys carrying this tag key are left alone (`off`: no exclusion by tag).
     #[arg(long, env = "EXCLUDE_TAG", global = true)]
     exclude_tag: Option<String>,
     /// S3 bucket for backups of every policy before it is overwritten (and `restore latest`).

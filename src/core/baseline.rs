@@ -34,10 +34,22 @@ impl Baseline {
 }
 
 /// A baseline policy template and where it came from (`file:PATH`, `literal`, ...).
+///
+/// The text is split into literal runs and placeholders once, when the template is read,
+/// so rendering for a key is a single pass of copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     origin: String,
     text: String,
+    segments: Vec<Segment>,
+}
+
+/// A run of the template: literal text (a byte range of it) or a placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    Literal(usize, usize),
+    /// Index into [`PLACEHOLDERS`].
+    Placeholder(usize),
 }
 
 /// The per-key values placeholders are rendered from.
@@ -97,12 +109,14 @@ pub enum BaselineError {
 impl Template {
     /// A template from text; fails on unknown or unclosed placeholders.
     pub fn new(origin: impl Into<String>, text: impl Into<String>) -> Result<Self, BaselineError> {
-        let t = Self {
-            origin: origin.into(),
-            text: text.into(),
-        };
-        t.substitute(|_| Some(String::new()))?;
-        Ok(t)
+        let origin = origin.into();
+        let text = text.into();
+        let segments = split(&origin, &text)?;
+        Ok(Self {
+            origin,
+            text,
+            segments,
+        })
     }
 
     /// Where the template came from.
@@ -111,52 +125,63 @@ impl Template {
     }
 
     /// Renders the template for one key.
-    pub fn render(&self, ctx: RenderContext<'_>) -> Result<String, BaselineError> {
-        self.substitute(|name| {
-            Some(match name {
-                "AccountId" => ctx.key.account().to_string(),
-                "Region" => ctx.key.region().to_string(),
-                "Partition" => ctx.key.partition().to_owned(),
-                "KeyId" => ctx.key.key_id().to_owned(),
-                "KeyArn" => ctx.key.to_string(),
-                "PrimaryRegion" => ctx.primary_region.to_string(),
-                _ => return None,
-            })
-        })
-    }
-
-    fn substitute(&self, value: impl Fn(&str) -> Option<String>) -> Result<String, BaselineError> {
-        let mut out = String::with_capacity(self.text.len());
-        let mut rest = self.text.as_str();
-        let mut consumed = 0;
-        while let Some(start) = rest.find("{{") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let Some(end) = after.find("}}") else {
-                return Err(BaselineError::Unclosed {
-                    origin: self.origin.clone(),
-                    offset: consumed + start,
-                });
-            };
-            let name = &after[..end];
-            let known = PLACEHOLDERS.contains(&name);
-            match value(name).filter(|_| known) {
-                Some(v) => out.push_str(&v),
-                None => {
-                    return Err(BaselineError::UnknownPlaceholder {
-                        origin: self.origin.clone(),
-                        name: name.to_owned(),
-                        offset: consumed + start,
-                    });
-                }
+    pub fn render(&self, ctx: RenderContext<'_>) -> String {
+        let key = ctx.key;
+        let account = key.account().to_string();
+        let region = key.region().to_string();
+        let arn = key.to_string();
+        let primary_region = ctx.primary_region.to_string();
+        // In the order of PLACEHOLDERS.
+        let values: [&str; 6] = [
+            &account,
+            &region,
+            key.partition(),
+            key.key_id(),
+            &arn,
+            &primary_region,
+        ];
+        let mut out = String::with_capacity(self.text.len() + 64);
+        for segment in &self.segments {
+            match *segment {
+                Segment::Literal(from, to) => out.push_str(&self.text[from..to]),
+                Segment::Placeholder(i) => out.push_str(values[i]),
             }
-            let skip = start + 2 + end + 2;
-            consumed += skip;
-            rest = &rest[skip..];
         }
-        out.push_str(rest);
-        Ok(out)
+        out
     }
+}
+
+/// Splits a template into literal runs and known placeholders.
+fn split(origin: &str, text: &str) -> Result<Vec<Segment>, BaselineError> {
+    let mut segments = Vec::new();
+    let mut at = 0;
+    while let Some(found) = text[at..].find("{{") {
+        let start = at + found;
+        if start > at {
+            segments.push(Segment::Literal(at, start));
+        }
+        let after = start + 2;
+        let Some(len) = text[after..].find("}}") else {
+            return Err(BaselineError::Unclosed {
+                origin: origin.to_owned(),
+                offset: start,
+            });
+        };
+        let name = &text[after..after + len];
+        let Some(index) = PLACEHOLDERS.iter().position(|p| *p == name) else {
+            return Err(BaselineError::UnknownPlaceholder {
+                origin: origin.to_owned(),
+                name: name.to_owned(),
+                offset: start,
+            });
+        };
+        segments.push(Segment::Placeholder(index));
+        at = after + len + 2;
+    }
+    if at < text.len() {
+        segments.push(Segment::Literal(at, text.len()));
+    }
+    Ok(segments)
 }
 
 /// The primary's policy rewritten for a replica: the primary's own key ARN becomes the
@@ -232,12 +257,10 @@ mod tests {
         )
         .unwrap();
         let replica = key("eu-west-1");
-        let out = t
-            .render(RenderContext {
-                key: &replica,
-                primary_region: &"us-east-1".parse().unwrap(),
-            })
-            .unwrap();
+        let out = t.render(RenderContext {
+            key: &replica,
+            primary_region: &"us-east-1".parse().unwrap(),
+        });
         assert_eq!(
             out,
             format!(
@@ -251,12 +274,10 @@ mod tests {
         let text = r#"{"x": "${aws:PrincipalTag/team} ${aws:username} {{Region}}"}"#;
         let t = Template::new("literal", text).unwrap();
         let k = key("us-west-2");
-        let out = t
-            .render(RenderContext {
-                key: &k,
-                primary_region: k.region(),
-            })
-            .unwrap();
+        let out = t.render(RenderContext {
+            key: &k,
+            primary_region: k.region(),
+        });
         assert_eq!(
             out,
             r#"{"x": "${aws:PrincipalTag/team} ${aws:username} us-west-2"}"#

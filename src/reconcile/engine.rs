@@ -343,22 +343,19 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 Err(e) => return call_failed(replica, &e).with_diff(drift),
             }
         }
-        match self.keys.tag_keys(replica).await {
-            Ok(tags)
-                if is_excluded(tags.iter().map(String::as_str), &self.settings.exclude_tag) =>
-            {
-                return Outcome::new(
-                    replica,
-                    Action::Skipped,
-                    format!(
-                        "excluded by tag {}; drift left in place",
-                        self.settings.exclude_tag
-                    ),
-                )
-                .with_diff(drift);
+        if let Some(tag) = &self.settings.exclude_tag {
+            match self.keys.tag_keys(replica).await {
+                Ok(tags) if is_excluded(tags.iter().map(String::as_str), tag) => {
+                    return Outcome::new(
+                        replica,
+                        Action::Skipped,
+                        format!("excluded by tag {tag}; drift left in place"),
+                    )
+                    .with_diff(drift);
+                }
+                Ok(_) => {}
+                Err(e) => return call_failed(replica, &e).with_diff(drift),
             }
-            Ok(_) => {}
-            Err(e) => return call_failed(replica, &e).with_diff(drift),
         }
 
         if self.settings.mode == Mode::DryRun {
@@ -568,12 +565,10 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         cache: &PrimaryPolicies,
     ) -> Result<(String, CanonicalPolicy), Box<Outcome>> {
         let text = match &self.settings.baseline {
-            Baseline::Template(t) => t
-                .render(RenderContext {
-                    key: replica,
-                    primary_region: primary.region(),
-                })
-                .map_err(|e| bad_baseline(replica, &e.to_string()))?,
+            Baseline::Template(t) => t.render(RenderContext {
+                key: replica,
+                primary_region: primary.region(),
+            }),
             Baseline::Primary => {
                 let cell = cache
                     .0
@@ -679,7 +674,7 @@ mod tests {
         Arc::new(Settings {
             mode,
             baseline,
-            exclude_tag: "kms-replica-guard:exclude".into(),
+            exclude_tag: Some("kms-replica-guard:exclude".into()),
             remediator: None,
             consistency: Backoff {
                 attempts: 3,
@@ -863,6 +858,31 @@ mod tests {
         assert!(o.reason.as_deref().unwrap().contains("excluded"));
         assert!(o.diff.is_some());
         assert_eq!(fake.count("PutKeyPolicy"), 0);
+    }
+
+    #[tokio::test]
+    async fn with_exclusion_by_tag_off_a_fix_costs_four_calls_and_tags_are_not_read() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.with_key(&arn("us-west-2"), |k| {
+            k.tags = vec!["kms-replica-guard:exclude".into()]
+        });
+        let mut s = (*settings(Mode::Enforce, template())).clone();
+        s.exclude_tag = None;
+        let r = Reconciler::new(&fake, &fake, Arc::new(s))
+            .run(&event_on("us-west-2", Scope::Key))
+            .await;
+        assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
+        let calls: Vec<&str> = fake.calls.lock().unwrap().iter().map(|c| c.0).collect();
+        assert_eq!(
+            calls,
+            [
+                "DescribeKey",
+                "GetKeyPolicy",
+                "PutKeyPolicy",
+                "GetKeyPolicy"
+            ],
+            "no ListResourceTags"
+        );
     }
 
     #[tokio::test]

@@ -42,8 +42,9 @@ pub struct Settings {
     pub mode: Mode,
     /// Where the desired policy comes from.
     pub baseline: Baseline,
-    /// Keys carrying this tag are left alone.
-    pub exclude_tag: String,
+    /// Keys carrying this tag key are left alone; `None` (`EXCLUDE_TAG=off`) turns the
+    /// check, and its ListResourceTags call before every write, off.
+    pub exclude_tag: Option<String>,
     /// The function's own role: its events are ignored and it must never be locked out.
     pub remediator: Option<RoleArn>,
     /// Waiting for a replica that is still being created.

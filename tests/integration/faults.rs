@@ -18,9 +18,9 @@ use kms_replica_guard::lambda::App;
 use crate::helpers::*;
 use crate::proxy::{Fault, FaultProxy};
 
-struct Case {
-    response: Result<serde_json::Value, (String, String)>,
-    proxy: FaultProxy,
+pub struct Case {
+    pub response: Result<serde_json::Value, (String, String)>,
+    pub proxy: FaultProxy,
     before: String,
     after: String,
     baseline: String,
@@ -29,9 +29,23 @@ struct Case {
 
 /// A fresh drifted replica; the function's KMS calls go through a proxy with `faults`.
 async fn run(faults: &[(&str, Fault, usize)], event_name: &str) -> Case {
+    run_with(faults, event_name, None, &[]).await
+}
+
+/// Like [`run`], with the replica's policy set to `replica_policy` first (`None`: the
+/// default-style policy it was created with) and `vars` over the enforcing configuration.
+pub async fn run_with(
+    faults: &[(&str, Fault, usize)],
+    event_name: &str,
+    replica_policy: Option<&str>,
+    vars_over: &[(&str, &str)],
+) -> Case {
     let sdk = sdk().await;
     let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
     let replica = family.replica("us-west-2").clone();
+    if let Some(policy) = replica_policy {
+        put_policy(&sdk, &replica, policy).await;
+    }
     let proxy = FaultProxy::start(endpoint()).await;
     for (op, fault, times) in faults {
         proxy.inject(op, fault.clone(), *times);
@@ -52,11 +66,13 @@ async fn run(faults: &[(&str, Fault, usize)], event_name: &str) -> Case {
         )
         .load()
         .await;
-    let config = Config::from_lookup(vars(&[
+    let mut settings = vec![
         ("REMEDIATION_MODE", "enforce"),
         ("BASELINE_SOURCE", BASELINE),
         ("CREATING_RETRY_BASE_MS", "50"),
-    ]));
+    ];
+    settings.extend_from_slice(vars_over);
+    let config = Config::from_lookup(vars(&settings));
     let kms = Kms::new(kms_clients(&through_proxy));
     let app = App::new(
         config,

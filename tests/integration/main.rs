@@ -1,6 +1,7 @@
 //! The function against the local AWS emulator over real HTTP, with the real SDK clients.
 //! Needs the emulator (`scripts/localstack.sh start`); fails loudly without it.
 
+mod calls;
 mod faults;
 mod fleet;
 mod helpers;

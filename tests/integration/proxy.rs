@@ -100,6 +100,16 @@ impl FaultProxy {
         self.plan.lock().unwrap().values().map(VecDeque::len).sum()
     }
 
+    /// Requests that reached the emulator, by operation.
+    pub fn forwarded_all(&self) -> std::collections::BTreeMap<String, usize> {
+        self.forwarded
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(op, n)| (op.clone(), *n))
+            .collect()
+    }
+
     /// How many requests of an operation reached the emulator.
     pub fn forwarded(&self, operation: &str) -> usize {
         self.forwarded

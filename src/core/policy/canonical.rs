@@ -92,10 +92,10 @@ impl CanonicalPolicy {
 
     /// Reads an already parsed JSON document into canonical form.
     pub fn from_value(v: &Value) -> Result<Self, PolicyError> {
-        let doc = read_document(v)?;
-        match doc.errors.into_iter().next() {
+        let mut doc = read_document(v)?;
+        match std::mem::take(&mut doc.errors).into_iter().next() {
             Some(e) => Err(e),
-            None => Ok(doc.policy),
+            None => Ok(doc.into_policy()),
         }
     }
 
@@ -297,12 +297,43 @@ fn list(items: &BTreeSet<String>) -> Value {
     Value::Array(items.iter().cloned().map(Value::String).collect())
 }
 
+/// Where an element sits in the document (`Statement[2].Principal.AWS[0]`), written out
+/// only when an error names it.
+#[derive(Clone, Copy)]
+pub(super) enum Path<'a> {
+    Root(&'a str),
+    Index(&'a Path<'a>, usize),
+    Key(&'a Path<'a>, &'a str),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(name) => f.write_str(name),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            Path::Key(parent, key) => write!(f, "{parent}.{key}"),
+        }
+    }
+}
+
 /// A document read leniently: every grammar problem is collected, not only the first.
 pub(super) struct Document {
-    pub(super) policy: CanonicalPolicy,
+    pub(super) version: Option<String>,
     /// Statements that parsed, with their index in the document.
     pub(super) indexed: Vec<(usize, Statement)>,
+    pub(super) other: BTreeMap<String, Json>,
     pub(super) errors: Vec<PolicyError>,
+}
+
+impl Document {
+    /// The canonical policy of the statements that parsed.
+    pub(super) fn into_policy(self) -> CanonicalPolicy {
+        CanonicalPolicy {
+            version: self.version,
+            statements: self.indexed.into_iter().map(|(_, s)| s).collect(),
+            other: self.other,
+        }
+    }
 }
 
 /// The statements of a `Statement` element, which may be one object or an array.
@@ -328,26 +359,23 @@ pub(super) fn read_document(v: &Value) -> Result<Document, PolicyError> {
         match key.as_str() {
             "Version" => match value {
                 Value::String(s) => version = Some(s.clone()),
-                _ => errors.push(wrong_type("Version", "a string", value)),
+                _ => errors.push(wrong_type(Path::Root("Version"), "a string", value)),
             },
             "Statement" => {
                 saw_statement = true;
                 let Some(items) = statement_values(value) else {
                     errors.push(wrong_type(
-                        "Statement",
+                        Path::Root("Statement"),
                         "an object or an array of objects",
                         value,
                     ));
                     continue;
                 };
                 let single = value.is_object();
+                let root = Path::Root("Statement");
                 for (i, item) in items.into_iter().enumerate() {
-                    let path = if single {
-                        "Statement".to_owned()
-                    } else {
-                        format!("Statement[{i}]")
-                    };
-                    if let Some(s) = read_statement(&path, item, &mut errors) {
+                    let path = if single { root } else { Path::Index(&root, i) };
+                    if let Some(s) = read_statement(path, item, &mut errors) {
                         indexed.push((i, s));
                     }
                 }
@@ -360,19 +388,15 @@ pub(super) fn read_document(v: &Value) -> Result<Document, PolicyError> {
     if !saw_statement {
         errors.push(PolicyError::MissingStatement);
     }
-    let policy = CanonicalPolicy {
-        version,
-        statements: indexed.iter().map(|(_, s)| s.clone()).collect(),
-        other,
-    };
     Ok(Document {
-        policy,
+        version,
         indexed,
+        other,
         errors,
     })
 }
 
-fn read_statement(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Option<Statement> {
+fn read_statement(path: Path<'_>, v: &Value, errors: &mut Vec<PolicyError>) -> Option<Statement> {
     let Some(obj) = v.as_object() else {
         errors.push(wrong_type(path, "an object", v));
         return None;
@@ -391,25 +415,25 @@ fn read_statement(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Optio
         other: BTreeMap::new(),
     };
     for (key, value) in obj {
-        let at = format!("{path}.{key}");
+        let at = Path::Key(&path, key);
         match key.as_str() {
             "Sid" => match value {
                 // A missing Sid and an empty Sid both mean "no identifier".
                 Value::String(x) if x.is_empty() => {}
                 Value::String(x) => s.sid = Some(x.clone()),
-                _ => errors.push(wrong_type(&at, "a string", value)),
+                _ => errors.push(wrong_type(at, "a string", value)),
             },
             "Effect" => match value {
                 Value::String(x) => s.effect = Some(Effect::parse(x)),
-                _ => errors.push(wrong_type(&at, "the string \"Allow\" or \"Deny\"", value)),
+                _ => errors.push(wrong_type(at, "the string \"Allow\" or \"Deny\"", value)),
             },
-            "Principal" => s.principal = keep(read_principal(&at, value), errors),
-            "NotPrincipal" => s.not_principal = keep(read_principal(&at, value), errors),
-            "Action" => s.action = keep(read_actions(&at, value), errors),
-            "NotAction" => s.not_action = keep(read_actions(&at, value), errors),
-            "Resource" => s.resource = keep(read_strings(&at, value), errors),
-            "NotResource" => s.not_resource = keep(read_strings(&at, value), errors),
-            "Condition" => s.condition = read_conditions(&at, value, errors),
+            "Principal" => s.principal = keep(read_principal(at, value), errors),
+            "NotPrincipal" => s.not_principal = keep(read_principal(at, value), errors),
+            "Action" => s.action = keep(read_actions(at, value), errors),
+            "NotAction" => s.not_action = keep(read_actions(at, value), errors),
+            "Resource" => s.resource = keep(read_strings(at, value), errors),
+            "NotResource" => s.not_resource = keep(read_strings(at, value), errors),
+            "Condition" => s.condition = read_conditions(at, value, errors),
             _ => {
                 s.other.insert(key.clone(), Json::from_value(value));
             }
@@ -423,30 +447,36 @@ fn keep<T>(r: Result<T, PolicyError>, errors: &mut Vec<PolicyError>) -> Option<T
     r.map_err(|e| errors.push(e)).ok()
 }
 
-fn read_strings(path: &str, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+fn read_strings(path: Path<'_>, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+    read_strings_as(path, v, str::to_owned)
+}
+
+/// A string or an array of strings, each mapped by `f`.
+fn read_strings_as(
+    path: Path<'_>,
+    v: &Value,
+    f: impl Fn(&str) -> String,
+) -> Result<BTreeSet<String>, PolicyError> {
     match v {
-        Value::String(s) => Ok(BTreeSet::from([s.clone()])),
+        Value::String(s) => Ok(BTreeSet::from([f(s)])),
         Value::Array(items) => items
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(wrong_type(&format!("{path}[{i}]"), "a string", item)),
+                Value::String(s) => Ok(f(s)),
+                _ => Err(wrong_type(Path::Index(&path, i), "a string", item)),
             })
             .collect(),
         _ => Err(wrong_type(path, "a string or an array of strings", v)),
     }
 }
 
-fn read_actions(path: &str, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+fn read_actions(path: Path<'_>, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
     // IAM matches action names case-insensitively.
-    Ok(read_strings(path, v)?
-        .into_iter()
-        .map(|a| a.to_ascii_lowercase())
-        .collect())
+    read_strings_as(path, v, str::to_ascii_lowercase)
 }
 
-fn read_principal(path: &str, v: &Value) -> Result<Principal, PolicyError> {
+fn read_principal(path: Path<'_>, v: &Value) -> Result<Principal, PolicyError> {
     const EXPECTED: &str =
         "\"*\" or an object mapping principal types to strings or arrays of strings";
     match v {
@@ -454,10 +484,12 @@ fn read_principal(path: &str, v: &Value) -> Result<Principal, PolicyError> {
         Value::Object(types) => {
             let mut out = BTreeMap::new();
             for (kind, values) in types {
-                let mut set = read_strings(&format!("{path}.{kind}"), values)?;
-                if kind == "AWS" {
-                    set = set.into_iter().map(|p| account_principal(&p)).collect();
-                }
+                let at = Path::Key(&path, kind);
+                let set = if kind == "AWS" {
+                    read_strings_as(at, values, account_principal)?
+                } else {
+                    read_strings(at, values)?
+                };
                 if !set.is_empty() {
                     out.insert(kind.clone(), set);
                 }
@@ -490,7 +522,7 @@ pub(super) fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn read_conditions(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Option<Conditions> {
+fn read_conditions(path: Path<'_>, v: &Value, errors: &mut Vec<PolicyError>) -> Option<Conditions> {
     const EXPECTED: &str = "an object mapping condition operators to objects";
     let Some(ops) = v.as_object() else {
         errors.push(wrong_type(path, EXPECTED, v));
@@ -499,10 +531,10 @@ fn read_conditions(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Opti
     let before = errors.len();
     let mut out = Conditions::new();
     for (op, keys) in ops {
-        let op_path = format!("{path}.{op}");
+        let op_path = Path::Key(&path, op);
         let Some(keys) = keys.as_object() else {
             errors.push(wrong_type(
-                &op_path,
+                op_path,
                 "an object mapping condition keys to values",
                 keys,
             ));
@@ -515,13 +547,13 @@ fn read_conditions(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Opti
             if let Some(first) = spelled.insert(lower.clone(), key) {
                 // Merging or picking one would guess at what IAM does with the clash.
                 errors.push(PolicyError::DuplicateConditionKey {
-                    element: op_path.clone(),
+                    element: op_path.to_string(),
                     first: first.to_owned(),
                     second: key.clone(),
                 });
                 continue;
             }
-            match read_condition_values(&format!("{op_path}.{key}"), values) {
+            match read_condition_values(Path::Key(&op_path, key), values) {
                 Ok(set) => {
                     folded.insert(lower, set);
                 }
@@ -533,9 +565,9 @@ fn read_conditions(path: &str, v: &Value, errors: &mut Vec<PolicyError>) -> Opti
     (errors.len() == before).then_some(out)
 }
 
-fn read_condition_values(path: &str, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+fn read_condition_values(path: Path<'_>, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
     const EXPECTED: &str = "a string, number or boolean, or an array of them";
-    let scalar = |p: &str, x: &Value| match x {
+    let scalar = |p: Path<'_>, x: &Value| match x {
         Value::String(s) => Ok(s.clone()),
         // IAM compares condition values as strings: `true` is "true", `5` is "5".
         Value::Bool(b) => Ok(b.to_string()),
@@ -546,16 +578,16 @@ fn read_condition_values(path: &str, v: &Value) -> Result<BTreeSet<String>, Poli
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, x)| scalar(&format!("{path}[{i}]"), x))
+            .map(|(i, x)| scalar(Path::Index(&path, i), x))
             .collect(),
         Value::Object(_) | Value::Null => Err(wrong_type(path, EXPECTED, v)),
         _ => scalar(path, v).map(|s| BTreeSet::from([s])),
     }
 }
 
-fn wrong_type(element: &str, expected: &'static str, found: &Value) -> PolicyError {
+fn wrong_type(element: Path<'_>, expected: &'static str, found: &Value) -> PolicyError {
     PolicyError::WrongType {
-        element: element.to_owned(),
+        element: element.to_string(),
         expected,
         found: describe(found),
     }

@@ -162,20 +162,19 @@ pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, Val
     if text.len() > MAX_POLICY_BYTES {
         errors.push(ValidationError::TooLarge { bytes: text.len() });
     }
-    if let Some((offset, character)) = text.char_indices().find(|(_, c)| !kms_accepts(*c)) {
+    if let Some((offset, character)) = first_rejected(text) {
         errors.push(ValidationError::InvalidCharacter { character, offset });
     }
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return Err(fail(errors, PolicyError::from(e).into())),
     };
-    let doc = match read_document(&value) {
+    let mut doc = match read_document(&value) {
         Ok(doc) => doc,
         Err(e) => return Err(fail(errors, e.into())),
     };
     // `let` chains would need Rust 1.88; the crate declares 1.85.
     if let Some(v) = doc
-        .policy
         .version
         .as_ref()
         .filter(|v| !ACCEPTED_VERSIONS.contains(&v.as_str()))
@@ -183,7 +182,11 @@ pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, Val
         errors.push(ValidationError::UnsupportedVersion { found: v.clone() });
     }
     let grammar_ok = doc.errors.is_empty();
-    errors.extend(doc.errors.into_iter().map(ValidationError::Grammar));
+    errors.extend(
+        std::mem::take(&mut doc.errors)
+            .into_iter()
+            .map(ValidationError::Grammar),
+    );
 
     let raw = value
         .get("Statement")
@@ -201,7 +204,7 @@ pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, Val
         errors.extend(lockout(&doc.indexed, guard));
     }
     if errors.is_empty() {
-        Ok(doc.policy)
+        Ok(doc.into_policy())
     } else {
         Err(ValidationErrors(errors))
     }
@@ -210,6 +213,18 @@ pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, Val
 fn fail(mut errors: Vec<ValidationError>, last: ValidationError) -> ValidationErrors {
     errors.push(last);
     ValidationErrors(errors)
+}
+
+/// The first character KMS rejects, with its byte offset. Policies are nearly always
+/// ASCII, so bytes are checked first; characters only from the first non-ASCII byte on
+/// (which, after only ASCII, starts a character).
+fn first_rejected(text: &str) -> Option<(usize, char)> {
+    let ascii_ok = |b: &u8| matches!(*b, 0x20..=0x7F | b'\t' | b'\n' | b'\r');
+    let from = text.bytes().position(|b| !ascii_ok(&b))?;
+    text[from..]
+        .char_indices()
+        .map(|(offset, c)| (from + offset, c))
+        .find(|(_, c)| !kms_accepts(*c))
 }
 
 fn kms_accepts(c: char) -> bool {
@@ -471,4 +486,29 @@ fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod scan {
+    use super::{first_rejected, kms_accepts};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_byte_scan_finds_what_a_character_scan_finds(
+            ascii in "[ -~\t\n\r]{0,40}",
+            rest in "(?s).{0,40}",
+        ) {
+            let text = format!("{ascii}{rest}");
+            let by_char = text.char_indices().find(|(_, c)| !kms_accepts(*c));
+            prop_assert_eq!(first_rejected(&text), by_char);
+        }
+    }
+
+    #[test]
+    fn latin_1_passes_and_the_first_character_past_it_is_reported() {
+        assert_eq!(first_rejected("caf\u{e9} \u{ff}"), None);
+        assert_eq!(first_rejected("\u{e9}a\u{7}"), Some((3, '\u{7}')));
+        assert_eq!(first_rejected("ab\u{100}"), Some((2, '\u{100}')));
+    }
 }

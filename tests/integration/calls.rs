@@ -1,0 +1,83 @@
+//! KMS calls per event, counted on the wire by the proxy (tests/integration/proxy.rs):
+//! DescribeKey + GetKeyPolicy when in sync; + PutKeyPolicy + the verifying GetKeyPolicy
+//! with a fix; + ListResourceTags before a write while exclusion by tag is on (the
+//! default); + the primary's GetKeyPolicy when mirroring it. A regression here costs KMS
+//! quota in every account the function runs in.
+
+use std::collections::BTreeMap;
+
+use crate::faults::{Case, run_with};
+use crate::helpers::*;
+
+const EVENT: &str = "put-key-policy-replica-id.json";
+
+fn calls(case: &Case, expected_action: &str) -> BTreeMap<String, usize> {
+    let response = case
+        .response
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the invocation failed: {e:?}"));
+    assert_eq!(
+        response["outcomes"][0]["action"], expected_action,
+        "{response:#}"
+    );
+    case.proxy.forwarded_all()
+}
+
+fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(op, n)| (op.to_string(), *n)).collect()
+}
+
+#[tokio::test]
+async fn an_event_on_an_in_sync_replica_costs_two_kms_calls() {
+    let baseline_for_the_replica = {
+        // The replica is in us-west-2; the key id is not known before the family exists,
+        // but the baseline does not use it.
+        BASELINE
+            .replace("{{Partition}}", "aws")
+            .replace("{{AccountId}}", ACCOUNT)
+            .replace("{{Region}}", "us-west-2")
+    };
+    let case = run_with(&[], EVENT, Some(&baseline_for_the_replica), &[]).await;
+    assert_eq!(
+        calls(&case, "in-sync"),
+        expect(&[("DescribeKey", 1), ("GetKeyPolicy", 1)])
+    );
+}
+
+#[tokio::test]
+async fn a_fix_costs_four_kms_calls_with_exclusion_by_tag_off() {
+    let case = run_with(&[], EVENT, None, &[("EXCLUDE_TAG", "off")]).await;
+    assert_eq!(
+        calls(&case, "remediated"),
+        expect(&[("DescribeKey", 1), ("GetKeyPolicy", 2), ("PutKeyPolicy", 1)])
+    );
+}
+
+#[tokio::test]
+async fn a_fix_costs_five_kms_calls_when_the_exclude_tag_is_checked() {
+    let case = run_with(&[], EVENT, None, &[]).await;
+    assert_eq!(
+        calls(&case, "remediated"),
+        expect(&[
+            ("DescribeKey", 1),
+            ("GetKeyPolicy", 2),
+            ("ListResourceTags", 1),
+            ("PutKeyPolicy", 1)
+        ])
+    );
+}
+
+#[tokio::test]
+async fn mirroring_the_primary_adds_one_read_of_its_policy() {
+    let case = run_with(
+        &[],
+        EVENT,
+        Some(DEFAULT_STYLE_POLICY),
+        &[("BASELINE_SOURCE", "primary")],
+    )
+    .await;
+    assert_eq!(
+        calls(&case, "in-sync"),
+        expect(&[("DescribeKey", 1), ("GetKeyPolicy", 2)])
+    );
+}
