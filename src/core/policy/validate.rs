@@ -173,11 +173,8 @@ pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, Val
         Ok(doc) => doc,
         Err(e) => return Err(fail(errors, e.into())),
     };
-    // `let` chains would need Rust 1.88; the crate declares 1.85.
-    if let Some(v) = doc
-        .version
-        .as_ref()
-        .filter(|v| !ACCEPTED_VERSIONS.contains(&v.as_str()))
+    if let Some(v) = &doc.version
+        && !ACCEPTED_VERSIONS.contains(&v.as_str())
     {
         errors.push(ValidationError::UnsupportedVersion { found: v.clone() });
     }
