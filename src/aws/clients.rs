@@ -1,5 +1,7 @@
-//! The one place that builds SDK clients: loaded once at start-up, then one client per
-//! Region, created on first use and reused (connections stay warm across invocations).
+//! The one place that builds SDK clients: the configuration is loaded once, every client
+//! shares one HTTPS client (one connection pool, one root certificate store), and there is
+//! one client per Region, created on first use and reused (connections stay warm across
+//! invocations).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,13 +10,23 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 
 use crate::core::key::Region;
 
 /// Loads the shared SDK configuration (credentials, home Region, `AWS_ENDPOINT_URL`) with
 /// bounded timeouts and standard retries (throttling and 5xx are retried with backoff).
+///
+/// Every client made from it shares one HTTPS client (rustls with aws-lc, the platform's
+/// root certificates). Without it each SDK client would build its own and load the root
+/// store again.
 pub async fn load_sdk_config() -> SdkConfig {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https)
         .retry_config(RetryConfig::standard().with_max_attempts(4))
         .timeout_config(
             TimeoutConfig::builder()

@@ -1,5 +1,6 @@
 //! Reads baselines kept outside the function: SSM parameters and S3 objects.
 
+use aws_config::SdkConfig;
 use aws_sdk_s3::Client as S3;
 use aws_sdk_ssm::Client as Ssm;
 
@@ -7,24 +8,24 @@ use super::call_error;
 use crate::config::RemoteText;
 use crate::reconcile::ports::{CallError, ErrorKind};
 
-/// SSM and S3 clients of the function's home Region.
+/// Reads through SSM and S3 in the home Region. The clients are made when a read needs
+/// them (a baseline is read once per cold start), so a function whose baseline is not in
+/// SSM or S3 never builds them.
 #[derive(Clone)]
 pub struct Remote {
-    ssm: Ssm,
-    s3: S3,
+    sdk: SdkConfig,
 }
 
 impl Remote {
-    /// Readers over these clients.
-    pub fn new(ssm: Ssm, s3: S3) -> Self {
-        Self { ssm, s3 }
+    /// Readers over this SDK configuration.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self { sdk: sdk.clone() }
     }
 }
 
 impl RemoteText for Remote {
     async fn ssm_parameter(&self, name: &str) -> Result<String, CallError> {
-        let out = self
-            .ssm
+        let out = Ssm::new(&self.sdk)
             .get_parameter()
             .name(name)
             .with_decryption(true)
@@ -43,8 +44,7 @@ impl RemoteText for Remote {
 
     async fn s3_object(&self, bucket: &str, key: &str) -> Result<String, CallError> {
         let location = format!("s3://{bucket}/{key}");
-        let out = self
-            .s3
+        let out = S3::new(&self.sdk)
             .get_object()
             .bucket(bucket)
             .key(key)

@@ -1,25 +1,26 @@
-//! The Lambda function binary: builds the SDK clients and reads the configuration once,
-//! then serves invocations.
+//! The Lambda function binary. Init only sets up logging and the runtime; the SDK (its
+//! configuration, the shared HTTPS client with its root certificates) and the function's
+//! configuration (which may read an `ssm:` or `s3://` baseline) are built on the first
+//! event and kept for the life of the execution environment. Measured in BENCHMARKS.md
+//! ("Cold start"): built in init they made init 4x a hello-world function's, for no gain —
+//! the same work would only move from event 1 to init.
 
-use kms_replica_guard::aws::clients::load_sdk_config;
-use kms_replica_guard::aws::remote::Remote;
-use kms_replica_guard::config::Config;
-use kms_replica_guard::lambda::on_aws;
+use kms_replica_guard::lambda::{AwsApp, from_environment};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kms_replica_guard::telemetry::init();
-    let sdk = load_sdk_config().await;
-    let remote = Remote::new(
-        aws_sdk_ssm::Client::new(&sdk),
-        aws_sdk_s3::Client::new(&sdk),
-    );
-    let app = on_aws(&sdk, Config::load(&remote).await);
+    let app: OnceCell<AwsApp> = OnceCell::new();
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        app.handle(event.payload).await
+        // Boxed: the SDK set-up future is too deep to lay out inline.
+        app.get_or_init(|| Box::pin(from_environment()))
+            .await
+            .handle(event.payload)
+            .await
     }))
     .await
 }

@@ -154,7 +154,7 @@ async fn execute(cli: Cli) -> Result<u8, String> {
 
     let sdk = load_sdk_config().await;
     let s3 = aws_sdk_s3::Client::new(&sdk);
-    let remote = Remote::new(aws_sdk_ssm::Client::new(&sdk), s3.clone());
+    let remote = Remote::new(&sdk);
     let config = Config::load_from(get, &remote)
         .await
         .map_err(|e| e.to_string())?;

@@ -6,9 +6,10 @@ use lambda_runtime::Diagnostic;
 use serde_json::Value;
 
 use crate::aws::backups::{Backups, S3Backups};
-use crate::aws::clients::kms_clients;
+use crate::aws::clients::{kms_clients, load_sdk_config};
 use crate::aws::cloudwatch::CloudWatch;
 use crate::aws::kms::Kms;
+use crate::aws::remote::Remote;
 
 use crate::config::{Config, ConfigError};
 use crate::core::outcome::{Report, Retry};
@@ -132,6 +133,15 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
 
 /// The function as it runs in Lambda: its ports are the AWS adapters.
 pub type AwsApp = App<Kms, Kms, CloudWatch, Backups>;
+
+/// The function as Lambda runs it, from the process environment: the SDK configuration,
+/// the function's configuration (an `ssm:` or `s3://` baseline is read here; a problem is
+/// kept and returned by every invocation) and the AWS adapters.
+pub async fn from_environment() -> AwsApp {
+    let sdk = load_sdk_config().await;
+    let config = Config::load(&Remote::new(&sdk)).await;
+    on_aws(&sdk, config)
+}
 
 /// Wires the function to AWS from its configuration: KMS with the configured rate limits,
 /// S3 backups when `BACKUP_BUCKET` is set, CloudWatch in the home Region.

@@ -18,7 +18,7 @@ use kms_replica_guard::reconcile::{Quiet, Reconciler};
 use crate::helpers::*;
 
 fn remote(sdk: &aws_config::SdkConfig) -> Remote {
-    Remote::new(aws_sdk_ssm::Client::new(sdk), aws_sdk_s3::Client::new(sdk))
+    Remote::new(sdk)
 }
 
 const REFORMATTED: &str = r#"{"Statement": [
