@@ -11,7 +11,7 @@ VENV_PY := .venv/bin/python
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 NEXTEST := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 
-.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep clean
+.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-coldstart fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ bench: ## criterion: CPU of the per-event policy work for a 32 KB policy
 
 bench-sweep: setup ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
 	bench/sweep.sh
+
+bench-coldstart: setup ## cold start and peak RSS of bootstrap vs a hello-world lambda_runtime (COLDSTART_RUNS=20)
+	bench/coldstart.sh
+
+fuzz: ## cargo-fuzz the event parser and the policy canonicaliser, FUZZ_SECONDS=60 per target
+	@scripts/fuzz.sh
 
 clean: emulator-stop ## remove build output and emulator state
 	cargo clean
