@@ -24,10 +24,8 @@ HELLO=$TARGET/release/examples/hello_lambda
 ls -l "$BOOTSTRAP" "$HELLO"
 
 echo "==> fresh emulator on 127.0.0.1:$PORT"
-LOCALSTACK_PORT=$PORT scripts/localstack.sh stop >/dev/null 2>&1 || true
-rm -rf ".localstack/$PORT"
 trap 'LOCALSTACK_PORT=$PORT scripts/localstack.sh stop >/dev/null 2>&1 || true' EXIT
-(unset AWS_ENDPOINT_URL; LOCALSTACK_PORT=$PORT scripts/localstack.sh start)
+LOCALSTACK_PORT=$PORT scripts/localstack.sh fresh
 
 echo "==> seeding 10 multi-Region keys (replicas in us-west-2 and eu-west-1, in sync) + 20 single-Region keys"
 .venv/bin/python bench/seed.py --primaries 10 --single-region-factor 2 --mix 1:0:0:0 \

@@ -17,10 +17,8 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=111122223333 
 REGIONS=us-east-1,us-west-2,eu-west-1
 
 echo "==> fresh emulator on 127.0.0.1:$PORT"
-LOCALSTACK_PORT=$PORT scripts/localstack.sh stop >/dev/null 2>&1 || true
-rm -rf ".localstack/$PORT"
 trap 'LOCALSTACK_PORT=$PORT scripts/localstack.sh stop >/dev/null 2>&1 || true' EXIT
-(unset AWS_ENDPOINT_URL; LOCALSTACK_PORT=$PORT scripts/localstack.sh start)
+LOCALSTACK_PORT=$PORT scripts/localstack.sh fresh
 
 echo "==> cargo build --release --bin kms-replica-guard"
 cargo build --release --quiet --bin kms-replica-guard

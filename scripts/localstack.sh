@@ -2,6 +2,7 @@
 # Starts / stops the local AWS emulator (LocalStack community, host mode, loopback only).
 #   scripts/localstack.sh start   # idempotent; waits until KMS, CloudWatch, ... are running
 #   scripts/localstack.sh stop
+#   scripts/localstack.sh fresh   # stop, forget all state, start (benchmarks)
 #   scripts/localstack.sh status
 # Port: LOCALSTACK_PORT (default 4566). State and logs live in .localstack/.
 # If AWS_ENDPOINT_URL points at an emulator that already answers, nothing is started.
@@ -87,6 +88,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  fresh) stop >/dev/null 2>&1 || true; rm -rf "$STATE_DIR"; unset AWS_ENDPOINT_URL; start ;;
   status) if healthy "${AWS_ENDPOINT_URL:-$ENDPOINT}"; then echo "running at ${AWS_ENDPOINT_URL:-$ENDPOINT}"; else echo "not running"; exit 1; fi ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|fresh|status" >&2; exit 2 ;;
 esac
