@@ -33,7 +33,7 @@ sweep() { # sweep NAME [--apply]
   local code=0
   /usr/bin/time -f %M -o "$OUT/$name.rss-kb" \
     "$CLI" --baseline file:baselines/example.json sweep --regions "$REGIONS" --output json "$@" >"$OUT/$name.json" 2>"$OUT/$name.log" || code=$?
-  echo "    exit code $code, peak RSS $(cat "$OUT/$name.rss-kb") KiB"
+  echo "    exit code $code, peak RSS $(tail -n 1 "$OUT/$name.rss-kb") KiB"
 }
 
 echo "==> sweep (dry-run)"
@@ -68,7 +68,7 @@ for name, want_action in (("dry-run", "drift-detected"), ("apply", "remediated")
     report[name] = {
         "replicas_swept": swept, "seconds": round(secs, 2), "replicas_per_s": round(swept / secs, 1),
         "summary": r["summary"], "found_exactly_the_drifted": exact,
-        "peak_rss_mib": round(int(open(f"{out}/{name}.rss-kb").read()) / 1024, 1),
+        "peak_rss_mib": round(int(open(f"{out}/{name}.rss-kb").read().split()[-1]) / 1024, 1),
         "kms_calls": calls, "kms_calls_per_replica": {k: round(v / swept, 3) for k, v in calls.items() if v},
         "kms_calls_per_s": round(total / secs, 1),
         "fraction_of_emulator_ceiling": round(total / secs / ceiling["GetKeyPolicy"], 2),
