@@ -75,13 +75,15 @@ impl RemoteBaseline {
                 Ok(Self::Ssm(name.to_owned()))
             });
         }
-        let rest = source.strip_prefix("s3://")?;
-        Some(match rest.split_once('/') {
-            Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Self::S3 {
+        if !source.starts_with("s3://") {
+            return None;
+        }
+        Some(match crate::aws::split_s3_url(source) {
+            Some((bucket, key)) => Ok(Self::S3 {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
             }),
-            _ => Err(err(
+            None => Err(err(
                 "BASELINE_SOURCE",
                 format!("{source:?}: use s3://BUCKET/KEY"),
             )),

@@ -12,7 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::call_error;
+use super::{call_error, get_object, split_s3_url};
 use crate::core::key::KeyArn;
 use crate::reconcile::ports::{Backup, BackupStore, CallError, ErrorKind, NoBackups};
 
@@ -104,33 +104,15 @@ impl S3Backups {
 
     /// Reads a backup from `s3://bucket/key` (any bucket the caller may read).
     pub async fn load(&self, location: &str) -> Result<Backup, CallError> {
-        let (bucket, key) = location
-            .strip_prefix("s3://")
-            .and_then(|r| r.split_once('/'))
-            .ok_or_else(|| {
-                CallError::new(
-                    "GetObject",
-                    location,
-                    ErrorKind::Invalid,
-                    "expected s3://BUCKET/KEY",
-                )
-            })?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| call_error("GetObject", location, e))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| {
-                CallError::new("GetObject", location, ErrorKind::Transient, e.to_string())
-            })?
-            .into_bytes();
+        let (bucket, key) = split_s3_url(location).ok_or_else(|| {
+            CallError::new(
+                "GetObject",
+                location,
+                ErrorKind::Invalid,
+                "expected s3://BUCKET/KEY",
+            )
+        })?;
+        let bytes = get_object(&self.client, bucket, key).await?;
         parse_backup(&bytes)
             .map_err(|m| CallError::new("GetObject", location, ErrorKind::Invalid, m))
     }

@@ -12,6 +12,35 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 
 use crate::reconcile::ports::{CallError, ErrorKind};
 
+/// `s3://BUCKET/KEY` split into bucket and key, both non-empty.
+pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("s3://")?
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+}
+
+/// The whole body of an S3 object (GetObject), with errors naming `s3://bucket/key`.
+pub(crate) async fn get_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, CallError> {
+    let location = format!("s3://{bucket}/{key}");
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| call_error("GetObject", &location, e))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| CallError::new("GetObject", &location, ErrorKind::Transient, e.to_string()))?
+        .to_vec())
+}
+
 /// Maps any SDK error onto a [`CallError`] with a kind that decides retries.
 pub(crate) fn call_error<E>(
     operation: &'static str,

@@ -4,7 +4,7 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::Client as S3;
 use aws_sdk_ssm::Client as Ssm;
 
-use super::call_error;
+use super::{call_error, get_object};
 use crate::config::RemoteText;
 use crate::reconcile::ports::{CallError, ErrorKind};
 
@@ -43,26 +43,11 @@ impl RemoteText for Remote {
     }
 
     async fn s3_object(&self, bucket: &str, key: &str) -> Result<String, CallError> {
-        let location = format!("s3://{bucket}/{key}");
-        let out = S3::new(&self.sdk)
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| call_error("GetObject", &location, e))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| {
-                CallError::new("GetObject", &location, ErrorKind::Transient, e.to_string())
-            })?
-            .into_bytes();
-        String::from_utf8(bytes.to_vec()).map_err(|_| {
+        let bytes = get_object(&S3::new(&self.sdk), bucket, key).await?;
+        String::from_utf8(bytes).map_err(|_| {
             CallError::new(
                 "GetObject",
-                &location,
+                format!("s3://{bucket}/{key}"),
                 ErrorKind::Invalid,
                 "the object is not UTF-8 text",
             )

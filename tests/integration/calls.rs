@@ -29,14 +29,12 @@ fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 
 #[tokio::test]
 async fn an_event_on_an_in_sync_replica_costs_two_kms_calls() {
-    let baseline_for_the_replica = {
-        // The replica is in us-west-2; the key id is not known before the family exists,
-        // but the baseline does not use it.
-        BASELINE
-            .replace("{{Partition}}", "aws")
-            .replace("{{AccountId}}", ACCOUNT)
-            .replace("{{Region}}", "us-west-2")
-    };
+    // The replica is in us-west-2; its key id is not known before the family exists, and
+    // the baseline does not use it.
+    let in_us_west_2 = format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/{SAMPLE_KEY_ID}")
+        .parse()
+        .unwrap();
+    let baseline_for_the_replica = rendered_baseline(&in_us_west_2);
     let case = run_with(&[], EVENT, Some(&baseline_for_the_replica), &[]).await;
     assert_eq!(
         calls(&case, "in-sync"),
