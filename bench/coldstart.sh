@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # make bench-coldstart: cold start and peak RSS of the release `bootstrap` beside a hello-world
-# lambda_runtime binary built with the same release profile (examples/hello_lambda.rs), both
-# served by a local Runtime API (bench/coldstart.py). Builds both, starts a fresh emulator on
+# lambda_runtime binary built with the same release profile (examples/hello_lambda.rs; and, for
+# a like-for-like init figure, the same on tokio's current-thread runtime, as the function
+# runs), served by a local Runtime API (bench/coldstart.py). Builds both, starts a fresh emulator on
 # COLDSTART_PORT (default 4581), seeds a small fleet (all replicas in sync), runs
-# COLDSTART_RUNS (default 20) cold starts per binary and scenario, stops the emulator.
+# COLDSTART_INIT_RUNS (default 200) init-only starts per binary, then COLDSTART_RUNS (default 20)
+# cold starts per binary and scenario, stops the emulator.
 # Extra arguments go to bench/coldstart.py (e.g. --scenarios in-sync --check-budgets).
 # Host build (x86_64 here): the deployed arm64 binary cannot run on this machine.
 set -euo pipefail
@@ -11,17 +13,18 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PORT=${COLDSTART_PORT:-4581}
 RUNS=${COLDSTART_RUNS:-20}
+INIT_RUNS=${COLDSTART_INIT_RUNS:-200}
 OUT=bench/.out/coldstart
 mkdir -p "$OUT"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=111122223333 AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
-echo "==> cargo build --release --bin bootstrap && cargo build --release --example hello_lambda"
-cargo build --release --bin bootstrap
-cargo build --release --example hello_lambda
+echo "==> cargo build --release --bin bootstrap --example hello_lambda --example hello_lambda_current_thread"
+cargo build --release --bin bootstrap --example hello_lambda --example hello_lambda_current_thread
 TARGET=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 BOOTSTRAP=$TARGET/release/bootstrap
 HELLO=$TARGET/release/examples/hello_lambda
-ls -l "$BOOTSTRAP" "$HELLO"
+HELLO_CT=$TARGET/release/examples/hello_lambda_current_thread
+ls -l "$BOOTSTRAP" "$HELLO" "$HELLO_CT"
 
 echo "==> fresh emulator on 127.0.0.1:$PORT"
 trap 'LOCALSTACK_PORT=$PORT scripts/localstack.sh stop >/dev/null 2>&1 || true' EXIT
@@ -33,4 +36,4 @@ echo "==> seeding 10 multi-Region keys (replicas in us-west-2 and eu-west-1, in 
 
 echo "==> bench/coldstart.py --runs $RUNS"
 .venv/bin/python bench/coldstart.py --manifest "$OUT/manifest.json" --bootstrap "$BOOTSTRAP" --hello "$HELLO" \
-  --runs "$RUNS" --out-dir "$OUT" --json "$OUT/result.json" "$@"
+  --hello-current-thread "$HELLO_CT" --init-runs "$INIT_RUNS" --runs "$RUNS" --out-dir "$OUT" --json "$OUT/result.json" "$@"
