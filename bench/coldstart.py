@@ -733,17 +733,11 @@ def function_env(api_port: int, endpoint: str, sweep_region: str, namespace: str
 
 def init_phase(a, env: dict, info: dict) -> bool:
     """The init-only phase: samples and ratios into info["init_only"]; False if it failed."""
-    info["binaries"]["hello-current-thread"] = {"path": a.hello_current_thread,
-                                                "bytes": os.path.getsize(a.hello_current_thread),
-                                                "sha256": sha256(a.hello_current_thread)}
-    print(f"  hello-current-thread {info['binaries']['hello-current-thread']['bytes']:>10,} B  "
-          f"{a.hello_current_thread}")
+    for k, v in {"hello-current-thread": a.hello_current_thread, **a.also}.items():
+        add_binary(info, k, v)
     print(f"==> init only: {a.init_runs} starts per binary, in random order, against a bare listener", flush=True)
     init_bins = {"hello": a.hello, "hello-current-thread": a.hello_current_thread, "bootstrap": a.bootstrap,
                  **a.also}
-    for k, v in a.also.items():
-        info["binaries"][k] = {"path": v, "bytes": os.path.getsize(v), "sha256": sha256(v)}
-        print(f"  {k} {info['binaries'][k]['bytes']:>10,} B  {v}")
     try:
         init_samples = measure_init(init_bins, env, a.init_runs, a.timeout)
     except BenchError as e:
@@ -765,12 +759,10 @@ def init_phase(a, env: dict, info: dict) -> bool:
 def run_init_only(a) -> int:
     """--init-only: the init-only phase alone; no emulator, no events."""
     env = function_env(0, "http://127.0.0.1:9", a.sweep_region, "KmsReplicaGuardColdStart/init-only") | a.env
-    info = {"host": host(), "git": git_state(), "label": a.label, "extra_env": a.env,
-            "binaries": {k: {"path": v, "bytes": os.path.getsize(v), "sha256": sha256(v)}
-                         for k, v in {"hello": a.hello, "bootstrap": a.bootstrap}.items()},
+    info = {"host": host(), "git": git_state(), "label": a.label, "extra_env": a.env, "binaries": {},
             "loadavg_before": loadavg()}
-    for k, v in info["binaries"].items():
-        print(f"  {k:9} {v['bytes']:>10,} B  {v['path']}")
+    add_binary(info, "hello", a.hello)
+    add_binary(info, "bootstrap", a.bootstrap)
     if a.label:
         print(f"  {a.label}")
     if not init_phase(a, env, info):
@@ -779,11 +771,22 @@ def run_init_only(a) -> int:
     report_init(info)
     verdicts = budgets({}, info)
     print_budgets(verdicts)
+    return finish(a, {"info": info, "budgets": verdicts})
+
+
+def add_binary(info: dict, name: str, path: str) -> None:
+    """Records a timed binary (path, size, hash) in info["binaries"] and prints it."""
+    info["binaries"][name] = {"path": path, "bytes": os.path.getsize(path), "sha256": sha256(path)}
+    print(f"  {name:9} {info['binaries'][name]['bytes']:>10,} B  {path}")
+
+
+def finish(a, document: dict) -> int:
+    """Writes the results to --json; with --check-budgets, exit 3 when a budget is exceeded."""
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"info": info, "budgets": verdicts}, indent=1) + "\n")
+        a.json.write_text(json.dumps(document, indent=1) + "\n")
         print(f"\nJSON: {a.json}")
-    if a.check_budgets and not all(v["ok"] for v in verdicts):
+    if a.check_budgets and not all(v["ok"] for v in document["budgets"]):
         return 3
     return 0
 
@@ -818,7 +821,7 @@ def main(argv=None) -> int:
         "note": f"both binaries built for and run on the host ({platform.machine()}); the deployed function "
                 "is arm64 (Graviton), which cannot run here",
         "git": git_state(),
-        "binaries": {k: {"path": v, "bytes": os.path.getsize(v), "sha256": sha256(v)} for k, v in binaries.items()},
+        "binaries": {},
         "runtime_api": f"127.0.0.1:{api.server_address[1]} (local, Python ThreadingHTTPServer)",
         "emulator": endpoint,
         "emulator_proxy": f"the function's AWS_ENDPOINT_URL is a timestamping TCP relay (127.0.0.1:{proxy.port}) "
@@ -831,8 +834,8 @@ def main(argv=None) -> int:
         "warnings": [],
     }
     print(f"host {info['host']['arch']} ({info['host']['cpu']}, {info['host']['cpus']} CPUs): {info['note']}")
-    for k, v in info["binaries"].items():
-        print(f"  {k:9} {v['bytes']:>10,} B  {v['path']}")
+    for k, v in binaries.items():
+        add_binary(info, k, v)
     if a.label:
         print(f"  {a.label}")
     if a.env:
@@ -911,13 +914,7 @@ def main(argv=None) -> int:
     info["elapsed_s"] = round(time.monotonic() - started, 1)
     report(results, info)
     verdicts = budgets(results, info)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"info": info, "budgets": verdicts, "scenarios": results}, indent=1) + "\n")
-        print(f"\nJSON: {a.json}")
-    if a.check_budgets and not all(v["ok"] for v in verdicts):
-        return 3
-    return 0
+    return finish(a, {"info": info, "budgets": verdicts, "scenarios": results})
 
 
 def budgets(results: dict, info: dict | None = None) -> list[dict]:
