@@ -1,9 +1,12 @@
-//! S3 backups of every policy the engine overwrites, written before the write, and read
-//! back for `restore` and for the flap guard's history.
+//! S3 backups of every policy the engine overwrites, written before the write and read
+//! back for `restore`; and the record of the writes KMS accepted, read back by the flap
+//! guard and to never repeat a write whose verification failed.
 //!
-//! Layout: `s3://BUCKET/PREFIX/ACCOUNT/REGION/KEY_ID/YYYYMMDDTHHMMSS.mmmZ.json`, so one key's
-//! backups list in time order and "writes since T" is a single ListObjectsV2 with
-//! `StartAfter`.
+//! Layout, so that one key's objects list in time order and "writes since T" is a single
+//! ListObjectsV2 with `StartAfter`:
+//! - backups: `s3://BUCKET/PREFIX/ACCOUNT/REGION/KEY_ID/YYYYMMDDTHHMMSS.mmmZ.json`;
+//! - writes: `s3://BUCKET/PREFIX/writes/ACCOUNT/REGION/KEY_ID/YYYYMMDDTHHMMSS.mmmZ.ok.json`
+//!   (`.mismatch.json` when the re-read was not what was written).
 
 use std::time::SystemTime;
 
@@ -14,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{call_error, get_object, split_s3_url};
 use crate::core::key::KeyArn;
-use crate::reconcile::ports::{Backup, BackupStore, CallError, ErrorKind, NoBackups};
+use crate::reconcile::ports::{
+    Backup, BackupStore, CallError, ErrorKind, NoBackups, WriteHistory, WriteRecord,
+};
 
 /// Backups in one S3 bucket.
 #[derive(Clone)]
@@ -34,6 +39,20 @@ struct Stored {
     event_name: String,
     policy: String,
 }
+
+/// The write record as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredWrite {
+    key_arn: String,
+    written_at: String,
+    event_id: Option<String>,
+    event_name: String,
+    backup: String,
+    written: String,
+    mismatch: Option<String>,
+}
+
+const MISMATCH_SUFFIX: &str = ".mismatch.json";
 
 fn stamp(t: SystemTime) -> String {
     DateTime::<Utc>::from(t)
@@ -65,21 +84,32 @@ impl S3Backups {
         )
     }
 
+    fn writes_prefix(&self, key: &KeyArn) -> String {
+        format!(
+            "{}writes/{}/{}/{}/",
+            self.prefix,
+            key.account(),
+            key.region(),
+            key.key_id()
+        )
+    }
+
     /// The backups of one key, oldest first, as `s3://` locations.
     pub async fn list(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
-        self.keys_after(key, None).await.map(|keys| {
-            keys.into_iter()
-                .map(|k| format!("s3://{}/{k}", self.bucket))
-                .collect()
-        })
+        self.keys_after(self.key_prefix(key), None)
+            .await
+            .map(|keys| {
+                keys.into_iter()
+                    .map(|k| format!("s3://{}/{k}", self.bucket))
+                    .collect()
+            })
     }
 
     async fn keys_after(
         &self,
-        key: &KeyArn,
+        prefix: String,
         after: Option<String>,
     ) -> Result<Vec<String>, CallError> {
-        let prefix = self.key_prefix(key);
         let mut pages = self
             .client
             .list_objects_v2()
@@ -173,10 +203,85 @@ impl BackupStore for S3Backups {
         Ok(location)
     }
 
-    async fn writes_since(&self, key: &KeyArn, since: SystemTime) -> Result<usize, CallError> {
-        let after = format!("{}{}", self.key_prefix(key), stamp(since));
-        Ok(self.keys_after(key, Some(after)).await?.len())
+    async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
+        let status = if write.mismatch.is_some() {
+            MISMATCH_SUFFIX
+        } else {
+            ".ok.json"
+        };
+        let key = format!(
+            "{}{}{status}",
+            self.writes_prefix(&write.key),
+            stamp(write.at)
+        );
+        let location = format!("s3://{}/{key}", self.bucket);
+        let body = serde_json::to_vec_pretty(&StoredWrite {
+            key_arn: write.key.to_string(),
+            written_at: DateTime::<Utc>::from(write.at).to_rfc3339(),
+            event_id: write.event_id.clone(),
+            event_name: write.event_name.clone(),
+            backup: write.backup.clone(),
+            written: write.written.clone(),
+            mismatch: write.mismatch.clone(),
+        })
+        .expect("a write record always serialises");
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| call_error("PutObject", &location, e))?;
+        Ok(())
     }
+
+    /// One ListObjectsV2; one GetObject more only when the latest write failed verification.
+    async fn writes_since(
+        &self,
+        key: &KeyArn,
+        since: SystemTime,
+    ) -> Result<WriteHistory, CallError> {
+        let prefix = self.writes_prefix(key);
+        let after = format!("{prefix}{}", stamp(since));
+        let records = self.keys_after(prefix, Some(after)).await?;
+        let last_mismatch =
+            match records.last() {
+                Some(last) if last.ends_with(MISMATCH_SUFFIX) => {
+                    let location = format!("s3://{}/{last}", self.bucket);
+                    let bytes = get_object(&self.client, &self.bucket, last).await?;
+                    Some(parse_write(&bytes).map_err(|m| {
+                        CallError::new("GetObject", &location, ErrorKind::Invalid, m)
+                    })?)
+                }
+                _ => None,
+            };
+        Ok(WriteHistory {
+            writes: records.len(),
+            last_mismatch,
+        })
+    }
+}
+
+fn parse_write(bytes: &[u8]) -> Result<WriteRecord, String> {
+    let stored: StoredWrite = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not a kms-replica-guard write record: {e}"))?;
+    Ok(WriteRecord {
+        key: stored
+            .key_arn
+            .parse()
+            .map_err(|e| format!("write record names a bad key ARN: {e}"))?,
+        at: DateTime::parse_from_rfc3339(&stored.written_at)
+            .map_err(|e| format!("write record has a bad written_at: {e}"))?
+            .with_timezone(&Utc)
+            .into(),
+        event_id: stored.event_id,
+        event_name: stored.event_name,
+        backup: stored.backup,
+        written: stored.written,
+        mismatch: stored.mismatch,
+    })
 }
 
 /// The backup store the configuration asks for: S3 when `BACKUP_BUCKET` is set, else none.
@@ -198,7 +303,17 @@ impl BackupStore for Backups {
             Backups::S3(s3) => s3.save(backup).await,
         }
     }
-    async fn writes_since(&self, key: &KeyArn, since: SystemTime) -> Result<usize, CallError> {
+    async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
+        match self {
+            Backups::Off => NoBackups.record_write(write).await,
+            Backups::S3(s3) => s3.record_write(write).await,
+        }
+    }
+    async fn writes_since(
+        &self,
+        key: &KeyArn,
+        since: SystemTime,
+    ) -> Result<WriteHistory, CallError> {
         match self {
             Backups::Off => NoBackups.writes_since(key, since).await,
             Backups::S3(s3) => s3.writes_since(key, since).await,

@@ -164,14 +164,69 @@ pub fn on_aws(sdk: &SdkConfig, config: Result<Config, ConfigError>) -> AwsApp {
     App::with_backups(config, kms.clone(), kms, backups, metrics)
 }
 
+/// The most an invocation error's summary carries. Lambda keeps the error message in the
+/// on-failure destination's record next to the event, within the record's size limit; every
+/// outcome, diff included, is in the function's log anyway.
+const MAX_SUMMARY_BYTES: usize = 32 * 1024;
+
 fn failure(report: &Report, retry: Retry) -> InvocationError {
     let failed: Vec<&_> = report.failures().collect();
-    let summary = serde_json::json!({"failed": failed, "errors": report.errors});
+    let count = failed.len() + report.errors.len();
+    let full = serde_json::json!({"failed": failed, "errors": report.errors}).to_string();
+    let summary = if full.len() <= MAX_SUMMARY_BYTES {
+        full
+    } else {
+        bounded_summary(report)
+    };
     InvocationError::Keys {
-        failed: failed.len() + report.errors.len(),
+        failed: count,
         retry,
-        summary: summary.to_string(),
+        summary,
     }
+}
+
+/// The failures without diffs, reasons cut to 1,000 characters, as many as fit.
+fn bounded_summary(report: &Report) -> String {
+    fn cut(text: &str) -> String {
+        match text.char_indices().nth(1_000) {
+            Some((at, _)) => format!("{}...", &text[..at]),
+            None => text.to_owned(),
+        }
+    }
+    let entries = report
+        .failures()
+        .map(|o| {
+            serde_json::json!({
+                "key_arn": o.key_arn,
+                "region": o.region,
+                "reason": o.reason.as_deref().map(cut),
+                "retry": o.retry,
+            })
+        })
+        .chain(
+            report
+                .errors
+                .iter()
+                .map(|e| serde_json::json!({"error": cut(&e.message), "retry": e.retry})),
+        );
+    let mut kept = Vec::new();
+    let mut size = 0;
+    let mut omitted = 0;
+    for entry in entries {
+        let len = entry.to_string().len() + 1;
+        if size + len > MAX_SUMMARY_BYTES - 512 {
+            omitted += 1;
+        } else {
+            size += len;
+            kept.push(entry);
+        }
+    }
+    serde_json::json!({
+        "failed": kept,
+        "omitted": omitted,
+        "note": "shortened to fit the on-failure record: diffs are left out; the function's log has one line per key with the full reason and diff",
+    })
+    .to_string()
 }
 
 #[cfg(test)]
@@ -333,5 +388,53 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.error_type(), "NonRetryable.MalformedEvent");
         assert!(err.to_string().contains("detail-type"), "{err}");
+    }
+
+    #[test]
+    fn a_sweep_with_many_failures_keeps_its_error_small_enough_for_the_on_failure_record() {
+        use crate::core::outcome::{Outcome, Report};
+        let mut report = Report::default();
+        for i in 0..400 {
+            let key = format!("arn:aws:kms:us-west-2:111122223333:key/mrk-{i:032x}")
+                .parse()
+                .unwrap();
+            let retry = if i == 7 {
+                Retry::Retryable
+            } else {
+                Retry::NonRetryable
+            };
+            report.outcomes.push(
+                Outcome::failed(
+                    &key,
+                    format!("verification failed {}", "x".repeat(2_000)),
+                    retry,
+                )
+                .with_diff("d".repeat(3_000)),
+            );
+        }
+        let err = failure(&report, Retry::Retryable);
+        assert_eq!(err.error_type(), "Retryable.KeyFailure");
+        let InvocationError::Keys {
+            failed, summary, ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(*failed, 400, "the count covers every failure");
+        assert!(summary.len() <= MAX_SUMMARY_BYTES, "{}", summary.len());
+        let v: Value = serde_json::from_str(summary).expect("still JSON");
+        let kept = v["failed"].as_array().unwrap().len();
+        assert!(kept > 10, "{kept}");
+        assert_eq!(v["omitted"].as_u64().unwrap() as usize + kept, 400);
+        assert!(v["note"].as_str().unwrap().contains("log"));
+        assert!(!summary.contains("ddd"), "diffs are left out");
+
+        // A small failure keeps its diff.
+        report.outcomes.truncate(1);
+        report.outcomes[0].diff = Some("statement App: missing".into());
+        let InvocationError::Keys { summary, .. } = failure(&report, Retry::NonRetryable) else {
+            unreachable!()
+        };
+        assert!(summary.contains("statement App: missing"), "{summary}");
     }
 }

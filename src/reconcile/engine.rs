@@ -7,7 +7,8 @@ use futures::stream;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::ports::{
-    Backup, BackupStore, CallError, ErrorKind, KeyDirectory, NoBackups, PolicyStore,
+    Backup, BackupStore, CallError, ErrorKind, KeyDirectory, NoBackups, PolicyStore, WriteHistory,
+    WriteRecord,
 };
 use super::{Mode, Settings};
 use crate::core::baseline::{Baseline, RenderContext, mirror_primary};
@@ -27,8 +28,8 @@ pub struct Reconciler<K, P, B = NoBackups> {
     policies: P,
     backups: B,
     settings: Arc<Settings>,
-    /// Writes per key in this process: the flap guard's history when backups are not kept.
-    writes: Mutex<HashMap<KeyArn, Vec<SystemTime>>>,
+    /// Writes per key in this process: the write history when backups are not kept.
+    writes: Mutex<HashMap<KeyArn, Vec<WriteRecord>>>,
 }
 
 /// Receives sweep progress: the CLI draws a progress bar; the Lambda needs nothing.
@@ -188,29 +189,59 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 .get(key.region())
                 .expect("listed in a swept Region")
         };
-        let first = &copies[0];
-        let described = {
-            let _permit = slot(first).acquire().await.expect("never closed");
-            self.keys.describe_key(first).await
-        };
+        // Any copy's DescribeKey lists them all: when one cannot be described, ask the next,
+        // so one unreadable copy never hides its siblings.
+        let mut unreadable: Vec<Outcome> = Vec::new();
+        let mut described = None;
+        for copy in &copies {
+            let result = {
+                let _permit = slot(copy).acquire().await.expect("never closed");
+                self.keys.describe_key(copy).await
+            };
+            match result {
+                Ok(facts) => {
+                    described = Some(facts);
+                    break;
+                }
+                Err(e) => unreadable.push(call_failed(copy, &e)),
+            }
+        }
         let mr = match described {
-            Ok(KeyFacts {
+            Some(KeyFacts {
+                state: KeyState::Updating,
+                ..
+            }) => {
+                // The primary is not known while it moves: report every copy, write none.
+                return copies
+                    .iter()
+                    .map(|copy| {
+                        let o = call_failed(copy, &updating(copy, 1));
+                        progress.advanced(Some(&o));
+                        o
+                    })
+                    .collect();
+            }
+            Some(KeyFacts {
                 multi_region: Some(mr),
                 ..
             }) => mr,
-            Ok(_) => {
+            Some(_) => {
                 copies.iter().for_each(|_| progress.advanced(None));
                 return vec![];
             }
-            Err(e) => {
-                let o = call_failed(first, &e);
-                progress.advanced(Some(&o));
-                copies[1..].iter().for_each(|_| progress.advanced(None));
-                return vec![o];
+            None => {
+                unreadable.iter().for_each(|o| progress.advanced(Some(o)));
+                return unreadable;
             }
         };
-        let mut outcomes = Vec::new();
+        // A copy that could not be described is reported, whichever role it has.
+        let done: Vec<KeyArn> = unreadable.iter().map(|o| o.key_arn.clone()).collect();
+        unreadable.iter().for_each(|o| progress.advanced(Some(o)));
+        let mut outcomes = unreadable;
         for copy in &copies {
+            if done.contains(copy) {
+                continue;
+            }
             if *copy == mr.primary {
                 progress.advanced(None);
                 continue;
@@ -278,7 +309,9 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         }
     }
 
-    /// DescribeKey, waiting (bounded) while a fresh replica is `Creating` or not yet visible.
+    /// DescribeKey, waiting (bounded) while a fresh replica is `Creating` or not yet visible,
+    /// or while a primary Region change is `Updating` the key (DescribeKey may then show the
+    /// new primary as a replica).
     async fn describe_ready(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
         let backoff = self.settings.consistency;
         retry(&backoff, |n| async move {
@@ -289,6 +322,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                     ErrorKind::InvalidState,
                     format!("the key is still Creating after {n} attempts; Lambda will retry the event"),
                 )),
+                Ok(f) if f.state == KeyState::Updating => Step::Again(updating(key, n)),
                 Ok(f) => Step::Done(Ok(f)),
                 Err(e) if e.kind == ErrorKind::NotFound => Step::Again(CallError {
                     message: format!(
@@ -367,19 +401,8 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             .with_diff(drift);
         }
 
-        match self.recent_writes(replica).await {
-            Ok(n) if n >= self.settings.flap.max => {
-                return Outcome::new(
-                    replica,
-                    Action::Skipped,
-                    format!(
-                        "{FLAPPING}: already rewritten {n} times in the last {} s; another writer keeps changing this policy, so it is left alone (see the runbook)",
-                        self.settings.flap.window.as_secs()
-                    ),
-                )
-                .with_diff(drift);
-            }
-            Ok(_) => {}
+        let history = match self.write_history(replica).await {
+            Ok(h) => h,
             Err(e) => {
                 return Outcome::failed(
                     replica,
@@ -390,6 +413,27 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 )
                 .with_diff(drift);
             }
+        };
+        if let Some(earlier) = history
+            .last_mismatch
+            .as_ref()
+            .and_then(|w| same_mismatch(w, &live, &desired))
+        {
+            return earlier.with_diff(drift);
+        }
+        match history.writes {
+            n if n >= self.settings.flap.max => {
+                return Outcome::new(
+                    replica,
+                    Action::Skipped,
+                    format!(
+                        "{FLAPPING}: already rewritten {n} times in the last {} s; another writer keeps changing this policy, so it is left alone (see the runbook)",
+                        self.settings.flap.window.as_secs()
+                    ),
+                )
+                .with_diff(drift);
+            }
+            _ => {}
         }
 
         let reason = format!("drift from {}", self.settings.baseline.describe());
@@ -439,33 +483,98 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         if let Err(e) = self.policies.put_policy(key, text).await {
             return call_failed(key, &e);
         }
-        self.writes
-            .lock()
-            .expect("no panics while held")
-            .entry(key.clone())
-            .or_default()
-            .push(backup.taken_at);
-        match self.policies.get_policy(key).await {
-            Ok(after) => match compare(&after, desired) {
-                Verdict::InSync => Outcome::new(
-                    key,
-                    Action::Remediated,
-                    format!("policy rewritten ({reason}) and verified; previous policy: {kept_at}"),
-                ),
-                Verdict::Drift(rest) => Outcome::failed(
+        let reread = self.reread(key, live, desired).await;
+        let mut write = WriteRecord {
+            key: key.clone(),
+            at: SystemTime::now(),
+            event_id: event.id.clone(),
+            event_name: event.name.clone(),
+            backup: kept_at.clone(),
+            written: text.to_owned(),
+            mismatch: None,
+        };
+        let outcome = match reread {
+            Ok(Reread::Verified) => Outcome::new(
+                key,
+                Action::Remediated,
+                format!("policy rewritten ({reason}) and verified; previous policy: {kept_at}"),
+            ),
+            Ok(Reread::Mismatch { stored, rest }) => {
+                write.mismatch = Some(stored);
+                Outcome::failed(
                     key,
                     format!(
-                        "verification failed: after PutKeyPolicy the key's policy is still not equivalent to what was written (KMS stored something else; compare the diff, fix the baseline; not rewritten again):\n{rest}"
+                        "verification failed: after PutKeyPolicy the key's policy is still not equivalent to what was written (KMS stored something else; compare the diff, fix the baseline; not rewritten again for this baseline):\n{rest}"
                     ),
                     Retry::NonRetryable,
+                )
+            }
+            Err(RereadError::Stale(attempts)) => Outcome::failed(
+                key,
+                format!(
+                    "the policy was written, but {attempts} re-reads still returned the previous policy (KMS is eventually consistent); Lambda will retry the event and find it in sync"
                 ),
-            },
-            Err(e) => Outcome::failed(
+                Retry::Retryable,
+            ),
+            Err(RereadError::Call(e)) => Outcome::failed(
                 key,
                 format!("the policy was written but could not be re-read to verify it: {e}"),
                 retry_class(&e),
             ),
+        };
+        match self.record_write(write).await {
+            Ok(()) => outcome,
+            Err(e) => {
+                tracing::error!(key_arn = %key, error = %e, "the write could not be recorded; the flap guard will not count it");
+                outcome
+            }
         }
+    }
+
+    /// Re-reads a policy just written, until it is no longer the previous one (a stale read
+    /// right after the write), within the consistency backoff.
+    async fn reread(
+        &self,
+        key: &KeyArn,
+        previous: &str,
+        desired: &CanonicalPolicy,
+    ) -> Result<Reread, RereadError> {
+        let previous = CanonicalPolicy::parse(previous).ok();
+        let previous = previous.as_ref();
+        retry(&self.settings.consistency, |n| async move {
+            let after = match self.policies.get_policy(key).await {
+                Ok(after) => after,
+                Err(e) => return Step::Done(Err(RereadError::Call(e))),
+            };
+            match compare(&after, desired) {
+                Verdict::InSync => Step::Done(Ok(Reread::Verified)),
+                Verdict::Drift(_)
+                    if previous.is_some_and(|p| compare(&after, p) == Verdict::InSync) =>
+                {
+                    Step::Again(RereadError::Stale(n))
+                }
+                Verdict::Drift(rest) => Step::Done(Ok(Reread::Mismatch {
+                    stored: after,
+                    rest,
+                })),
+            }
+        })
+        .await
+    }
+
+    /// Keeps a write in the write history: the backup store's when it is durable, else this
+    /// process's memory.
+    async fn record_write(&self, write: WriteRecord) -> Result<(), CallError> {
+        if self.backups.is_persistent() {
+            return self.backups.record_write(&write).await;
+        }
+        self.writes
+            .lock()
+            .expect("no panics while held")
+            .entry(write.key.clone())
+            .or_default()
+            .push(write);
+        Ok(())
     }
 
     /// The rendered, validated baseline for one key, found from its own DescribeKey (the
@@ -542,9 +651,9 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         }
     }
 
-    /// How often the key was rewritten within the flap window: from the backups when they
-    /// are kept (so the history survives cold starts), else from this process's memory.
-    async fn recent_writes(&self, key: &KeyArn) -> Result<usize, CallError> {
+    /// The key's writes within the flap window: from the write records next to the backups
+    /// when they are kept (so the history survives cold starts), else from this process.
+    async fn write_history(&self, key: &KeyArn) -> Result<WriteHistory, CallError> {
         let since = SystemTime::now()
             .checked_sub(self.settings.flap.window)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -552,9 +661,10 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             return self.backups.writes_since(key, since).await;
         }
         let writes = self.writes.lock().expect("no panics while held");
-        Ok(writes
-            .get(key)
-            .map_or(0, |w| w.iter().filter(|t| **t >= since).count()))
+        Ok(WriteHistory::of(
+            writes.get(key).into_iter().flatten(),
+            since,
+        ))
     }
 
     /// The rendered, validated baseline for one replica.
@@ -601,6 +711,51 @@ fn bad_baseline(key: &KeyArn, problem: &str) -> Box<Outcome> {
     ))
 }
 
+/// What the re-read after a write found.
+enum Reread {
+    /// Equivalent to what was written.
+    Verified,
+    /// KMS stores something else than what was written.
+    Mismatch { stored: String, rest: String },
+}
+
+/// Why a write could not be verified.
+enum RereadError {
+    /// Still the previous policy after this many re-reads.
+    Stale(u32),
+    /// GetKeyPolicy failed.
+    Call(CallError),
+}
+
+impl std::fmt::Display for RereadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RereadError::Stale(n) => write!(f, "re-read {n} still returned the previous policy"),
+            RereadError::Call(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The failure to report instead of writing again, when the latest write of this key wrote
+/// this same baseline, failed verification, and the key still holds what KMS stored then.
+fn same_mismatch(earlier: &WriteRecord, live: &str, desired: &CanonicalPolicy) -> Option<Outcome> {
+    let stored = CanonicalPolicy::parse(earlier.mismatch.as_deref()?).ok()?;
+    let same_baseline = compare(&earlier.written, desired) == Verdict::InSync;
+    let unchanged = compare(live, &stored) == Verdict::InSync;
+    (same_baseline && unchanged).then(|| {
+        let at = chrono::DateTime::<chrono::Utc>::from(earlier.at).to_rfc3339();
+        Outcome::failed(
+            &earlier.key,
+            format!(
+                "verification failed earlier ({at}, event {} {}): KMS stores this baseline as something it is not equivalent to, so it is not written again; fix the baseline to match what KMS stores (see the diff), and the next event or sweep writes it",
+                earlier.event_name,
+                earlier.event_id.as_deref().unwrap_or("-"),
+            ),
+            Retry::NonRetryable,
+        )
+    })
+}
+
 fn retry_class(e: &CallError) -> Retry {
     if e.kind.is_retryable() {
         Retry::Retryable
@@ -609,8 +764,24 @@ fn retry_class(e: &CallError) -> Retry {
     }
 }
 
+/// The failure while a primary Region change is in progress: which key is the primary is
+/// not known until it ends, so nothing is written.
+fn updating(key: &KeyArn, attempts: u32) -> CallError {
+    CallError::new(
+        "DescribeKey",
+        key,
+        ErrorKind::InvalidState,
+        format!(
+            "the key is still Updating (a primary Region change is in progress) after {attempts} attempt(s); nothing was written; Lambda will retry the event"
+        ),
+    )
+}
+
 /// Why a replica is not managed, from its own DescribeKey facts.
 fn managed(replica: &KeyArn, facts: &KeyFacts) -> Option<Outcome> {
+    if facts.state == KeyState::Updating {
+        return Some(call_failed(replica, &updating(replica, 1)));
+    }
     if let Some(reason) = skip_for_state(&facts.state) {
         return Some(Outcome::new(replica, Action::Skipped, reason));
     }
@@ -1202,5 +1373,251 @@ mod tests {
             engine.run(&event_on("us-west-2", Scope::Key)).await;
         }
         assert_eq!(fake.count("PutKeyPolicy"), 5);
+    }
+
+    /// Delivers the same event three times (Lambda's async retries after function errors)
+    /// and returns the reasons of the failures.
+    async fn deliver_thrice<B: BackupStore>(
+        engine: &Reconciler<&FakeAws, &FakeAws, B>,
+    ) -> Vec<String> {
+        let mut reasons = vec![];
+        for _ in 0..3 {
+            let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+            let o = only(&r).clone();
+            assert_eq!(
+                (o.action, o.retry),
+                (Action::Failed, Some(Retry::NonRetryable)),
+                "{o:#?}"
+            );
+            assert!(o.diff.is_some(), "the diff shows what KMS stored");
+            reasons.push(o.reason.unwrap());
+        }
+        reasons
+    }
+
+    #[tokio::test]
+    async fn a_verification_failure_is_not_written_again_when_lambda_redelivers_the_event() {
+        let rewrite: fn(&str) -> String = |p| p.replace("kms:Encrypt", "kms:ReEncrypt*");
+        // Durable history (backups kept), then in-process history (no backups).
+        let mut durable = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        durable.put_rewrite = Some(rewrite);
+        let reasons_durable = deliver_thrice(&with_backups(&durable, Mode::Enforce)).await;
+        let mut memory = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        memory.put_rewrite = Some(rewrite);
+        let engine = Reconciler::new(&memory, &memory, settings(Mode::Enforce, template()));
+        let reasons_memory = deliver_thrice(&engine).await;
+        for (fake, reasons) in [(&durable, reasons_durable), (&memory, reasons_memory)] {
+            assert_eq!(fake.count("PutKeyPolicy"), 1, "{reasons:#?}");
+            assert!(reasons[0].contains("verification failed:"), "{reasons:?}");
+            for r in &reasons[1..] {
+                assert!(r.contains("verification failed earlier"), "{r}");
+                assert!(r.contains("not written again"), "{r}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_verification_failure_a_changed_baseline_or_policy_is_written_again() {
+        let mut fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.put_rewrite = Some(|p| p.replace("kms:Encrypt", "kms:ReEncrypt*"));
+        let engine = with_backups(&fake, Mode::Enforce);
+        engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(fake.count("PutKeyPolicy"), 1);
+        // Someone else rewrites the policy: it is no longer what KMS stored for our write,
+        // so the baseline is written (and fails verification) once more.
+        fake.keys
+            .lock()
+            .unwrap()
+            .get_mut(&arn("us-west-2"))
+            .unwrap()
+            .policy = DEFAULT_POLICY.to_owned();
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert!(
+            only(&r)
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("verification failed:")
+        );
+        assert_eq!(fake.count("PutKeyPolicy"), 2);
+        // A fixed baseline (what KMS stores) is written and verified.
+        let fixed = BASELINE.replace("kms:Encrypt", "kms:ReEncrypt*");
+        let engine = Reconciler::with_backups(
+            &fake,
+            &fake,
+            &fake,
+            settings(
+                Mode::Enforce,
+                Baseline::Template(Template::new("literal", &fixed).unwrap()),
+            ),
+        );
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(only(&r).action, Action::InSync, "{r:#?}");
+    }
+
+    #[tokio::test]
+    async fn failed_writes_are_not_counted_by_the_flap_guard() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.fail("PutKeyPolicy", &[ErrorKind::AccessDenied; 8]);
+        let engine = with_backups(&fake, Mode::Enforce);
+        for delivery in 0..8 {
+            let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+            let o = only(&r);
+            assert_eq!(
+                (o.action, o.retry),
+                (Action::Failed, Some(Retry::NonRetryable)),
+                "delivery {delivery}: a denied write stays a failure, never `flapping`: {o:#?}"
+            );
+        }
+        assert_eq!(
+            fake.backups.lock().unwrap().len(),
+            8,
+            "a backup before each attempt"
+        );
+        assert!(
+            fake.writes.lock().unwrap().is_empty(),
+            "no write went through"
+        );
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_stale_read_right_after_the_write_is_read_again_then_verified() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        *fake.stale_reads.lock().unwrap() = 2;
+        let r = enforce(&fake, "us-west-2").await;
+        assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
+        assert_eq!(
+            fake.count("GetKeyPolicy"),
+            4,
+            "read, two stale re-reads, verify"
+        );
+
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        *fake.stale_reads.lock().unwrap() = 10;
+        let r = enforce(&fake, "us-west-2").await;
+        let o = only(&r);
+        assert_eq!(
+            (o.action, o.retry),
+            (Action::Failed, Some(Retry::Retryable)),
+            "{o:#?}"
+        );
+        assert!(
+            o.reason
+                .as_deref()
+                .unwrap()
+                .contains("still returned the previous policy")
+        );
+        assert_eq!(fake.count("PutKeyPolicy"), 1);
+        assert_eq!(
+            fake.policy(&arn("us-west-2")),
+            rendered(),
+            "the write stands"
+        );
+    }
+
+    /// Just after UpdatePrimaryRegion(us-east-1 -> us-west-2): both keys are Updating and
+    /// DescribeKey may show both as replicas (KMS developer guide).
+    fn primary_moving(fake: &FakeAws) {
+        let all = vec![arn("us-east-1"), arn("us-west-2"), arn("eu-west-1")];
+        for region in ["us-east-1", "us-west-2"] {
+            fake.with_key(&arn(region), |k| {
+                k.facts.state = KeyState::Updating;
+                let mr = k.facts.multi_region.as_mut().unwrap();
+                mr.role = MultiRegionRole::Replica;
+                mr.replicas = all.clone();
+            });
+        }
+        fake.with_key(&arn("eu-west-1"), |k| {
+            k.facts.multi_region.as_mut().unwrap().replicas = all.clone();
+        });
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_while_a_primary_region_change_is_updating_the_keys() {
+        for baseline in [template(), Baseline::Primary] {
+            let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+            primary_moving(&fake);
+            let trigger = Trigger::Keys {
+                event: EventInfo {
+                    id: Some("e-1".into()),
+                    name: "UpdatePrimaryRegion".into(),
+                },
+                targets: vec![Target {
+                    key: arn("us-east-1"),
+                    scope: Scope::AllRelated,
+                }],
+            };
+            let r = run(&fake, Mode::Enforce, baseline, trigger).await;
+            let o = only(&r);
+            assert_eq!(
+                (o.action, o.retry),
+                (Action::Failed, Some(Retry::Retryable)),
+                "{o:#?}"
+            );
+            assert!(o.reason.as_deref().unwrap().contains("Updating"), "{o:#?}");
+            assert_eq!(fake.count("PutKeyPolicy"), 0);
+
+            // A sweep in the middle of it writes nothing either, and says why for each copy.
+            let regions: Vec<Region> = ["us-east-1", "us-west-2", "eu-west-1"]
+                .map(|r| r.parse().unwrap())
+                .to_vec();
+            let r = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()))
+                .sweep(&regions, &Quiet)
+                .await;
+            assert_eq!(r.outcomes.len(), 3, "{r:#?}");
+            assert!(r.outcomes.iter().all(|o| o.retry == Some(Retry::Retryable)));
+            assert_eq!(fake.count("PutKeyPolicy"), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_whose_own_state_is_updating_is_not_written_by_a_fan_out() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+        fake.with_key(&arn("us-west-2"), |k| k.facts.state = KeyState::Updating);
+        let trigger = Trigger::Keys {
+            event: EventInfo {
+                id: None,
+                name: "UpdatePrimaryRegion".into(),
+            },
+            targets: vec![Target {
+                key: arn("us-east-1"),
+                scope: Scope::AllRelated,
+            }],
+        };
+        let r = run(&fake, Mode::Enforce, template(), trigger).await;
+        let by_region = |region: &str| {
+            r.outcomes
+                .iter()
+                .find(|o| o.region.as_str() == region)
+                .unwrap()
+        };
+        assert_eq!(by_region("us-west-2").action, Action::Failed, "{r:#?}");
+        assert_eq!(by_region("eu-west-1").action, Action::Remediated, "{r:#?}");
+        assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
+    }
+
+    #[tokio::test]
+    async fn a_sweep_describes_the_next_copy_when_one_cannot_be_described() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+        fake.fail("DescribeKey", &[ErrorKind::AccessDenied]);
+        let regions: Vec<Region> = ["us-west-2", "eu-west-1", "us-east-1"]
+            .map(|r| r.parse().unwrap())
+            .to_vec();
+        let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+        let r = engine.sweep(&regions, &Quiet).await;
+        let failed: Vec<_> = r.failures().map(|o| o.key_arn.clone()).collect();
+        assert_eq!(failed.len(), 1, "{r:#?}");
+        let remediated: Vec<_> = r
+            .outcomes
+            .iter()
+            .filter(|o| o.action == Action::Remediated)
+            .map(|o| o.key_arn.clone())
+            .collect();
+        assert_eq!(remediated.len(), 1, "the sibling is still fixed: {r:#?}");
+        assert_ne!(failed[0], remediated[0]);
+        assert_eq!(fake.policy(&remediated[0]), rendered());
+        assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
     }
 }

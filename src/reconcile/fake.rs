@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::ports::{
     Backup, BackupStore, CallError, ErrorKind, KeyDirectory, MetricsSink, PolicyStore,
+    WriteHistory, WriteRecord,
 };
 use crate::core::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use crate::core::key::{KeyArn, Region};
@@ -33,6 +34,12 @@ pub struct FakeAws {
     pub failures: Mutex<HashMap<&'static str, Vec<ErrorKind>>>,
     pub published: Mutex<Vec<(String, Vec<MetricDatum>)>>,
     pub backups: Mutex<Vec<Backup>>,
+    pub writes: Mutex<Vec<WriteRecord>>,
+    /// After a PutKeyPolicy, GetKeyPolicy returns the previous policy this many more times
+    /// (KMS's eventual consistency).
+    pub stale_reads: Mutex<u32>,
+    /// The previous policy per key while stale reads are pending.
+    previous: Mutex<HashMap<KeyArn, String>>,
 }
 
 pub const ACCOUNT: &str = "111122223333";
@@ -164,6 +171,15 @@ impl KeyDirectory for FakeAws {
 impl PolicyStore for FakeAws {
     async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
         self.call("GetKeyPolicy", key)?;
+        {
+            let mut stale = self.stale_reads.lock().unwrap();
+            if *stale > 0 {
+                if let Some(previous) = self.previous.lock().unwrap().get(key) {
+                    *stale -= 1;
+                    return Ok(previous.clone());
+                }
+            }
+        }
         let keys = self.keys.lock().unwrap();
         Ok(keys
             .get(key)
@@ -177,12 +193,17 @@ impl PolicyStore for FakeAws {
         let stored = self
             .put_rewrite
             .map_or_else(|| policy.to_owned(), |f| f(policy));
-        self.keys
-            .lock()
-            .unwrap()
-            .get_mut(key)
-            .ok_or_else(|| Self::not_found("PutKeyPolicy", key))?
-            .policy = stored;
+        let previous = std::mem::replace(
+            &mut self
+                .keys
+                .lock()
+                .unwrap()
+                .get_mut(key)
+                .ok_or_else(|| Self::not_found("PutKeyPolicy", key))?
+                .policy,
+            stored,
+        );
+        self.previous.lock().unwrap().insert(key.clone(), previous);
         Ok(())
     }
 }
@@ -208,12 +229,21 @@ impl BackupStore for FakeAws {
         backups.push(backup.clone());
         Ok(format!("memory://{}", backups.len()))
     }
-    async fn writes_since(&self, key: &KeyArn, since: SystemTime) -> Result<usize, CallError> {
+    async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
+        self.call("PutObject", &write.key)?;
+        self.writes.lock().unwrap().push(write.clone());
+        Ok(())
+    }
+    async fn writes_since(
+        &self,
+        key: &KeyArn,
+        since: SystemTime,
+    ) -> Result<WriteHistory, CallError> {
         self.call("ListObjectsV2", key)?;
-        let backups = self.backups.lock().unwrap();
-        Ok(backups
-            .iter()
-            .filter(|b| &b.key == key && b.taken_at >= since)
-            .count())
+        let writes = self.writes.lock().unwrap();
+        Ok(WriteHistory::of(
+            writes.iter().filter(|w| &w.key == key),
+            since,
+        ))
     }
 }

@@ -55,18 +55,67 @@ pub struct Backup {
     pub taken_at: SystemTime,
 }
 
-/// Keeps the policies the engine overwrites; also the flap guard's history.
+/// A PutKeyPolicy that KMS accepted: the flap guard's history, and the memory that keeps a
+/// verification failure from being written again for the same baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRecord {
+    /// The key written.
+    pub key: KeyArn,
+    /// When the write was accepted.
+    pub at: SystemTime,
+    /// The triggering event's id, when there is one.
+    pub event_id: Option<String>,
+    /// The triggering event's name (`PutKeyPolicy`, `sweep`, ...).
+    pub event_name: String,
+    /// Where the previous policy was kept.
+    pub backup: String,
+    /// The policy document written.
+    pub written: String,
+    /// What the re-read returned when it was not equivalent to `written`; `None` when the
+    /// write was verified (or its re-read failed).
+    pub mismatch: Option<String>,
+}
+
+/// The writes of one key within the flap window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteHistory {
+    /// PutKeyPolicy calls KMS accepted (failed calls are not writes).
+    pub writes: usize,
+    /// The latest of them, when its verification failed.
+    pub last_mismatch: Option<WriteRecord>,
+}
+
+impl WriteHistory {
+    /// The history of `records` (of one key, oldest first) since `since`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a WriteRecord>, since: SystemTime) -> Self {
+        let recent: Vec<&WriteRecord> = records.into_iter().filter(|w| w.at >= since).collect();
+        Self {
+            writes: recent.len(),
+            last_mismatch: recent
+                .last()
+                .filter(|w| w.mismatch.is_some())
+                .map(|w| (*w).clone()),
+        }
+    }
+}
+
+/// Keeps the policies the engine overwrites, and the record of its writes.
 pub trait BackupStore: Send + Sync {
     /// Whether backups are kept durably (and so can serve as write history).
     fn is_persistent(&self) -> bool;
     /// Saves a backup; the write must not happen when this fails. Returns where it is.
     fn save(&self, backup: &Backup) -> impl Future<Output = Result<String, CallError>> + Send;
-    /// How many backups (= writes) of this key were taken since `since`.
+    /// Records a write KMS accepted, after its verification.
+    fn record_write(
+        &self,
+        write: &WriteRecord,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// The writes of this key since `since`.
     fn writes_since(
         &self,
         key: &KeyArn,
         since: SystemTime,
-    ) -> impl Future<Output = Result<usize, CallError>> + Send;
+    ) -> impl Future<Output = Result<WriteHistory, CallError>> + Send;
 }
 
 /// No backup store: the previous policy is only in the log line before the write.
@@ -80,8 +129,15 @@ impl BackupStore for NoBackups {
     async fn save(&self, _backup: &Backup) -> Result<String, CallError> {
         Ok("logged only (no BACKUP_BUCKET)".to_owned())
     }
-    async fn writes_since(&self, _key: &KeyArn, _since: SystemTime) -> Result<usize, CallError> {
-        Ok(0)
+    async fn record_write(&self, _write: &WriteRecord) -> Result<(), CallError> {
+        Ok(())
+    }
+    async fn writes_since(
+        &self,
+        _key: &KeyArn,
+        _since: SystemTime,
+    ) -> Result<WriteHistory, CallError> {
+        Ok(WriteHistory::default())
     }
 }
 
@@ -103,7 +159,14 @@ impl<T: BackupStore> BackupStore for &T {
     async fn save(&self, backup: &Backup) -> Result<String, CallError> {
         (**self).save(backup).await
     }
-    async fn writes_since(&self, key: &KeyArn, since: SystemTime) -> Result<usize, CallError> {
+    async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
+        (**self).record_write(write).await
+    }
+    async fn writes_since(
+        &self,
+        key: &KeyArn,
+        since: SystemTime,
+    ) -> Result<WriteHistory, CallError> {
         (**self).writes_since(key, since).await
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region as SdkRegion};
+use kms_replica_guard::aws::backups::{Backups, S3Backups};
 use kms_replica_guard::aws::clients::kms_clients;
 use kms_replica_guard::aws::cloudwatch::CloudWatch;
 use kms_replica_guard::aws::kms::Kms;
@@ -25,6 +26,26 @@ pub struct Case {
     after: String,
     baseline: String,
     key_id: String,
+}
+
+/// SDK configuration whose calls go through `proxy`, with short retries and timeouts.
+async fn through(proxy: &FaultProxy) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(SdkRegion::new("us-east-1"))
+        .endpoint_url(&proxy.endpoint)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_initial_backoff(Duration::from_millis(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(800))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        )
+        .load()
+        .await
 }
 
 /// A fresh drifted replica; the function's KMS calls go through a proxy with `faults`.
@@ -50,22 +71,7 @@ pub async fn run_with(
     for (op, fault, times) in faults {
         proxy.inject(op, fault.clone(), *times);
     }
-    let through_proxy = aws_config::defaults(BehaviorVersion::latest())
-        .region(SdkRegion::new("us-east-1"))
-        .endpoint_url(&proxy.endpoint)
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(4)
-                .with_initial_backoff(Duration::from_millis(20)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_millis(800))
-                .operation_timeout(Duration::from_secs(8))
-                .build(),
-        )
-        .load()
-        .await;
+    let through_proxy = through(&proxy).await;
     let mut settings = vec![
         ("REMEDIATION_MODE", "enforce"),
         ("BASELINE_SOURCE", BASELINE),
@@ -266,4 +272,134 @@ fn enforce_with_baseline_vars() -> Vec<(&'static str, &'static str)> {
         ("REMEDIATION_MODE", "enforce"),
         ("BASELINE_SOURCE", BASELINE),
     ]
+}
+
+/// An App as a fresh Lambda instance would build it (so nothing is remembered in memory),
+/// KMS through `proxy`, backups and write records in `bucket`.
+async fn cold_instance(
+    sdk: &aws_config::SdkConfig,
+    proxy: &FaultProxy,
+    bucket: &str,
+) -> App<Kms, Kms, CloudWatch, Backups> {
+    let config = Config::from_lookup(vars(&[
+        ("REMEDIATION_MODE", "enforce"),
+        ("BASELINE_SOURCE", BASELINE),
+        ("BACKUP_BUCKET", bucket),
+        ("FLAP_MAX", "3"),
+    ]));
+    let kms = Kms::new(kms_clients(&through(proxy).await));
+    let backups = Backups::S3(S3Backups::new(
+        aws_sdk_s3::Client::new(sdk),
+        bucket,
+        "kms-replica-guard/",
+    ));
+    App::with_backups(
+        config,
+        kms.clone(),
+        kms,
+        backups,
+        CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk)),
+    )
+}
+
+async fn objects_under(sdk: &aws_config::SdkConfig, bucket: &str, prefix: &str) -> Vec<String> {
+    aws_sdk_s3::Client::new(sdk)
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_verification_failure_is_not_written_again_when_lambda_redelivers_the_event() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let bucket = bucket(&sdk, "krg-verify").await;
+    let proxy = FaultProxy::start(endpoint()).await;
+    // The first read is the live policy; every later one is what "KMS stored".
+    let stored = DEFAULT_STYLE_POLICY.replace("kms:*", "kms:Describe*");
+    proxy.inject("GetKeyPolicy", Fault::Pass, 1);
+    proxy.inject("GetKeyPolicy", Fault::RewritePolicy(stored), 20);
+    // Lambda runs a failed async event up to three times, on any free instance.
+    for delivery in 0..3 {
+        let app = cold_instance(&sdk, &proxy, &bucket).await;
+        let err = app
+            .handle(event("put-key-policy-replica-id.json", family.key_id()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "NonRetryable.KeyFailure", "{err}");
+        let expected = if delivery == 0 {
+            "verification failed:"
+        } else {
+            "verification failed earlier"
+        };
+        assert!(
+            err.to_string().contains(expected),
+            "delivery {delivery}: {err}"
+        );
+    }
+    assert_eq!(
+        proxy.forwarded("PutKeyPolicy"),
+        1,
+        "one write in three deliveries"
+    );
+    let records = objects_under(&sdk, &bucket, "kms-replica-guard/writes/").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].ends_with(".mismatch.json"), "{records:?}");
+}
+
+#[tokio::test]
+async fn denied_writes_stay_failures_and_never_trip_the_flap_guard() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2").clone();
+    let bucket = bucket(&sdk, "krg-denied").await;
+    let before = get_policy(&sdk, &replica).await;
+    let proxy = FaultProxy::start(endpoint()).await;
+    proxy.inject("PutKeyPolicy", Fault::AccessDenied, 5);
+    // More deliveries than FLAP_MAX (3): every one is still the denied write, reported.
+    for delivery in 0..5 {
+        let app = cold_instance(&sdk, &proxy, &bucket).await;
+        let err = app
+            .handle(event("put-key-policy-replica-id.json", family.key_id()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "NonRetryable.KeyFailure", "{err}");
+        assert!(
+            err.to_string().contains("AccessDenied"),
+            "delivery {delivery}: {err}"
+        );
+        assert!(
+            !err.to_string().contains("flapping"),
+            "delivery {delivery}: {err}"
+        );
+    }
+    assert_eq!(get_policy(&sdk, &replica).await, before, "nothing written");
+    let backups = objects_under(&sdk, &bucket, &format!("kms-replica-guard/{ACCOUNT}/")).await;
+    assert_eq!(
+        backups.len(),
+        5,
+        "a backup before every attempt: {backups:?}"
+    );
+    assert!(
+        objects_under(&sdk, &bucket, "kms-replica-guard/writes/")
+            .await
+            .is_empty()
+    );
+    // Once the write is allowed, it goes through.
+    let app = cold_instance(&sdk, &proxy, &bucket).await;
+    let response = app
+        .handle(event("put-key-policy-replica-id.json", family.key_id()))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["outcomes"][0]["action"], "remediated",
+        "{response:#}"
+    );
 }
