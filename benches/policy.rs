@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
         primary_region: &"us-east-1".parse().unwrap(),
     };
     let guard = LockoutGuard {
+        key_arn: key.to_string(),
         account_id: "111122223333".into(),
         partition: "aws".into(),
         remediator_role_arn: Some(

@@ -341,8 +341,14 @@ fn check_template(
 ) -> Result<(), ConfigError> {
     let account = remediator.map_or("123456789012", |r| r.account().as_str());
     let region = home.map_or("us-east-1", Region::as_str);
+    // The role's partition (else the home Region's): the lockout check compares principal
+    // ARNs with their partition, so the sample key must live where the role does.
+    let partition = remediator
+        .and_then(|r| r.as_str().split(':').nth(1))
+        .or(home.map(Region::partition))
+        .unwrap_or("aws");
     let sample: KeyArn =
-        format!("arn:aws:kms:{region}:{account}:key/mrk-00000000000000000000000000000000")
+        format!("arn:{partition}:kms:{region}:{account}:key/mrk-00000000000000000000000000000000")
             .parse()
             .expect("a well-formed sample ARN");
     let text = t.render(RenderContext {
@@ -350,6 +356,7 @@ fn check_template(
         primary_region: sample.region(),
     });
     let guard = LockoutGuard {
+        key_arn: sample.to_string(),
         account_id: account.to_owned(),
         partition: sample.partition().to_owned(),
         remediator_role_arn: remediator.map(|r| r.to_string()),
@@ -441,6 +448,21 @@ mod tests {
     fn a_baseline_that_locks_out_the_configured_role_is_refused_at_start_up() {
         let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:role/app"},"Action":"kms:*","Resource":"*"}]}"#;
         let e = config(&[("BASELINE_SOURCE", lockout), ("REMEDIATOR_ROLE_ARN", ROLE)]).unwrap_err();
+        assert!(e.problem.contains("lock out"), "{e}");
+    }
+
+    #[test]
+    fn a_baseline_is_checked_for_a_key_in_the_roles_partition() {
+        let root = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:{{Partition}}:iam::{{AccountId}}:root"},"Action":"kms:*","Resource":"*"}]}"#;
+        let china = "arn:aws-cn:iam::111122223333:role/kms-replica-guard-remediator";
+        config(&[("BASELINE_SOURCE", root), ("REMEDIATOR_ROLE_ARN", china)]).unwrap();
+        // A baseline that names the root of another partition grants the role nothing.
+        let commercial = root.replace("arn:{{Partition}}", "arn:aws");
+        let e = config(&[
+            ("BASELINE_SOURCE", commercial.as_str()),
+            ("REMEDIATOR_ROLE_ARN", china),
+        ])
+        .unwrap_err();
         assert!(e.problem.contains("lock out"), "{e}");
     }
 

@@ -25,6 +25,8 @@ use libfuzzer_sys::fuzz_target;
 /// The lockout check both ways it runs: for the remediator role and for the account root.
 static GUARDS: LazyLock<[LockoutGuard; 2]> = LazyLock::new(|| {
     let guard = |role: Option<&str>| LockoutGuard {
+        key_arn: "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+            .to_owned(),
         account_id: "111122223333".to_owned(),
         partition: "aws".to_owned(),
         remediator_role_arn: role.map(str::to_owned),

@@ -645,6 +645,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
 
     fn lockout_guard(&self, key: &KeyArn) -> LockoutGuard {
         LockoutGuard {
+            key_arn: key.to_string(),
             account_id: key.account().to_string(),
             partition: key.partition().to_owned(),
             remediator_role_arn: self.settings.remediator.as_ref().map(|r| r.to_string()),

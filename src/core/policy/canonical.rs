@@ -212,13 +212,6 @@ pub(super) enum Principal {
 }
 
 impl Principal {
-    pub(super) fn aws(&self) -> Option<&BTreeSet<String>> {
-        match self {
-            Principal::Everyone => None,
-            Principal::Typed(m) => m.get("AWS"),
-        }
-    }
-
     fn to_value(&self) -> Value {
         match self {
             Principal::Everyone => Value::String("*".to_owned()),

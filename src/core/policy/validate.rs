@@ -1,12 +1,14 @@
 //! Checks a rendered policy against what KMS accepts and against locking the
 //! remediator out, before anything is written.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::Value;
 
 use super::canonical::{
-    CanonicalPolicy, Effect, PolicyError, Principal, Statement, read_document, statement_values,
+    CanonicalPolicy, Conditions, Effect, PolicyError, Principal, Statement, is_account_id,
+    read_document, statement_values,
 };
 
 /// Largest key policy KMS accepts, in bytes.
@@ -18,6 +20,9 @@ pub const ACCEPTED_VERSIONS: [&str; 2] = ["2012-10-17", "2008-10-17"];
 /// What the lockout check must keep able to call kms:PutKeyPolicy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockoutGuard {
+    /// The ARN of the key the policy is for: an Allow keeps access only if its Resource
+    /// covers this key, not merely some key of the account.
+    pub key_arn: String,
     /// The 12-digit account that owns the key.
     pub account_id: String,
     /// The account's partition: `aws`, `aws-cn`, `aws-us-gov`, ...
@@ -107,9 +112,20 @@ pub enum ValidationError {
         /// Its negated form, e.g. `NotPrincipal`.
         alternative: &'static str,
     },
+    /// A statement names no principal, action or resource: an empty `Principal` object
+    /// (or one whose lists are all empty), or an empty Action/Resource list.
+    #[error("{}: {element} {}", at(.index, .sid), empty_hint(.element))]
+    EmptyElement {
+        /// Index of the statement in the document.
+        index: usize,
+        /// The statement's Sid, if any.
+        sid: Option<String>,
+        /// The empty element, e.g. `Principal` or `Resource`.
+        element: &'static str,
+    },
     /// No statement would let the remediator (or root) change the policy again.
     #[error(
-        "the policy would lock out {who}: no Allow statement without a Condition lets it call kms:PutKeyPolicy; add a statement such as {{\"Sid\": \"AllowKeyPolicyManagement\", \"Effect\": \"Allow\", \"Principal\": {{\"AWS\": \"{principal}\"}}, \"Action\": \"kms:PutKeyPolicy\", \"Resource\": \"*\"}}{}",
+        "the policy would lock out {who}: no Allow statement without a Condition lets it call kms:PutKeyPolicy on this key ({key}); add a statement such as {{\"Sid\": \"AllowKeyPolicyManagement\", \"Effect\": \"Allow\", \"Principal\": {{\"AWS\": \"{principal}\"}}, \"Action\": \"kms:PutKeyPolicy\", \"Resource\": \"*\"}}{}",
         also(.alternative)
     )]
     LockoutNotAllowed {
@@ -119,12 +135,11 @@ pub enum ValidationError {
         principal: String,
         /// Another principal whose allowance would also do (the account root for a role).
         alternative: Option<String>,
+        /// The key the policy is for.
+        key: String,
     },
     /// A Deny statement would stop the remediator (or root) changing the policy again.
-    #[error(
-        "{}: this Deny has no Condition and covers kms:PutKeyPolicy for {who}, which would lock it out; remove the statement or exempt {who} from it, e.g. with the Condition {exemption}",
-        at(.index, .sid)
-    )]
+    #[error("{}: {}", at(.index, .sid), denied(*.conditional, .who, .exemption))]
     LockoutDenied {
         /// Index of the Deny statement in the document.
         index: usize,
@@ -134,6 +149,8 @@ pub enum ValidationError {
         who: String,
         /// A Condition block that would exempt them.
         exemption: String,
+        /// Whether the Deny has a Condition (one that holds for them).
+        conditional: bool,
     },
 }
 
@@ -143,6 +160,36 @@ fn also(alternative: &Option<String>) -> String {
             " (allowing the account root {root} instead also works, as the root delegates to IAM policies)"
         ),
         None => String::new(),
+    }
+}
+
+fn denied(conditional: bool, who: &str, exemption: &str) -> String {
+    if conditional {
+        format!(
+            "this Deny covers kms:PutKeyPolicy for {who} and its Condition holds for requests from {who}, which would lock it out; remove the statement or exempt {who} from it by adding {exemption} to its Condition (where the Condition already has that operator and key, add the value to their list instead)"
+        )
+    } else {
+        format!(
+            "this Deny has no Condition and covers kms:PutKeyPolicy for {who}, which would lock it out; remove the statement or exempt {who} from it, e.g. with the Condition {exemption}"
+        )
+    }
+}
+
+fn empty_hint(element: &str) -> &'static str {
+    match element {
+        "Principal" | "NotPrincipal" => {
+            "names no principal (it is empty, or all its lists are); name at least one, e.g. {\"AWS\": \"arn:aws:iam::ACCOUNT_ID:root\"}"
+        }
+        "Action" => "is an empty list; list at least one action, e.g. \"kms:Decrypt\"",
+        "NotAction" => {
+            "is an empty list; list at least one action to exclude, or use Action instead"
+        }
+        "Resource" => {
+            "is an empty list; list at least one resource: in a key policy, \"*\" (the key itself)"
+        }
+        _ => {
+            "is an empty list; list at least one resource to exclude, or use \"Resource\": \"*\" instead"
+        }
     }
 }
 
@@ -198,7 +245,7 @@ pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, Val
         }
     }
     if grammar_ok && !raw.is_empty() {
-        errors.extend(lockout(&doc.indexed, guard));
+        errors.extend(lockout(&doc.indexed, &raw, guard));
     }
     if errors.is_empty() {
         Ok(doc.into_policy())
@@ -267,15 +314,87 @@ fn check_structure(
             _ => {}
         }
     }
+    for element in [
+        "Principal",
+        "NotPrincipal",
+        "Action",
+        "NotAction",
+        "Resource",
+        "NotResource",
+    ] {
+        let empty = match stmt.get(element) {
+            // Empty lists for one principal type are as good as absent; only a principal
+            // element with nothing in any of its types names no one.
+            Some(Value::Object(types)) if element.ends_with("Principal") => types
+                .values()
+                .all(|v| v.as_array().is_some_and(Vec::is_empty)),
+            Some(Value::Array(items)) => items.is_empty(),
+            _ => false,
+        };
+        if empty {
+            errors.push(ValidationError::EmptyElement {
+                index,
+                sid: sid.clone(),
+                element,
+            });
+        }
+    }
 }
 
 /// Whom the lockout check protects.
 struct Target<'a> {
     guard: &'a LockoutGuard,
+    /// The account of the protected principal: the role's own account (which may differ
+    /// from the key's), else the key's.
+    account: String,
+    /// `arn:PARTITION:iam::ACCOUNT:root` of that account.
     root_arn: String,
+    /// `arn:PARTITION:sts::ACCOUNT:assumed-role/NAME/`, the prefix of the role's session
+    /// ARNs; `None` without a role (or with one whose ARN does not parse).
+    session_prefix: Option<String>,
 }
 
-impl Target<'_> {
+/// The parts of `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME` the check needs.
+fn role_parts(arn: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let &["arn", partition, "iam", "", account, resource] = parts.as_slice() else {
+        return None;
+    };
+    let name = resource
+        .strip_prefix("role/")?
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())?;
+    (!partition.is_empty() && is_account_id(account)).then_some((partition, account, name))
+}
+
+/// The account a principal value names as a whole: a bare account id or an account root
+/// ARN in any partition.
+fn account_named(p: &str) -> Option<&str> {
+    let id = match p.strip_prefix("arn:") {
+        Some(rest) => rest.split_once(":iam::")?.1.strip_suffix(":root")?,
+        None => p,
+    };
+    is_account_id(id).then_some(id)
+}
+
+impl<'a> Target<'a> {
+    fn new(guard: &'a LockoutGuard) -> Self {
+        let role = guard.remediator_role_arn.as_deref().and_then(role_parts);
+        let (partition, account) = match role {
+            Some((partition, account, _)) => (partition, account),
+            None => (guard.partition.as_str(), guard.account_id.as_str()),
+        };
+        Target {
+            guard,
+            account: account.to_owned(),
+            root_arn: format!("arn:{partition}:iam::{account}:root"),
+            session_prefix: role.map(|(partition, account, name)| {
+                format!("arn:{partition}:sts::{account}:assumed-role/{name}/")
+            }),
+        }
+    }
+
     fn role(&self) -> Option<&str> {
         self.guard.remediator_role_arn.as_deref()
     }
@@ -297,124 +416,271 @@ impl Target<'_> {
             Some(role) => format!(r#"{{"ArnNotEquals": {{"aws:PrincipalArn": "{role}"}}}}"#),
             None => format!(
                 r#"{{"StringNotEquals": {{"aws:PrincipalAccount": "{}"}}}}"#,
-                self.guard.account_id
+                self.account
             ),
         }
     }
 
-    /// An AWS principal value in an Allow that grants the target: its own ARN, or the
-    /// account (root delegates to IAM policies), or everyone.
-    fn granted_by(&self, p: &str) -> bool {
-        p == "*" || p == self.guard.account_id || self.role() == Some(p)
+    /// The target's account, as a bare id or as its root ARN in the target's partition.
+    fn is_account(&self, p: &str) -> bool {
+        p == self.account || p == self.root_arn
     }
 
-    /// An AWS principal value in a Deny that reaches the target. Wider than
-    /// `granted_by`: a Deny naming the account or one of the role's sessions applies too.
+    /// An AWS principal value (as written) in an Allow that grants the target: its own
+    /// ARN, or its account (the root delegates to IAM policies), or everyone.
+    fn granted_by(&self, p: &str) -> bool {
+        p == "*" || self.is_account(p) || self.role() == Some(p)
+    }
+
+    /// An AWS principal value (as written) in a Deny that reaches the target. Wider than
+    /// `granted_by`: the account in any partition, and any session of the role, count.
     fn denied_by(&self, p: &str) -> bool {
-        if self.granted_by(p) || glob(p, &self.root_arn, false) {
+        if self.granted_by(p)
+            || account_named(p) == Some(self.account.as_str())
+            || glob(p, &self.root_arn, false)
+        {
             return true;
         }
         match self.role() {
             Some(role) => {
-                glob(p, role, false) || self.session_prefix().is_some_and(|s| p.starts_with(&s))
+                glob(p, role, false)
+                    || self
+                        .session_prefix
+                        .as_ref()
+                        .is_some_and(|s| p.starts_with(s.as_str()))
             }
             None => false,
         }
     }
 
-    /// `arn:P:sts::ACCOUNT:assumed-role/NAME/`, the prefix of the role's session ARNs.
-    fn session_prefix(&self) -> Option<String> {
-        let role = self.role()?;
-        let name = role
-            .rsplit('/')
-            .next()
-            .filter(|n| !n.is_empty() && role.contains(":role/"))?;
-        Some(format!(
-            "arn:{}:sts::{}:assumed-role/{name}/",
-            self.guard.partition, self.guard.account_id
-        ))
-    }
-
-    /// Whether a NotPrincipal list certainly exempts the target from a Deny. The caller
-    /// is a role session, so for the role only a session ARN of that role counts.
-    fn exempted_by(&self, not: &Principal) -> bool {
-        let Some(aws) = not.aws() else {
-            return false;
-        };
-        match self.session_prefix() {
-            Some(prefix) => aws.iter().any(|p| p.starts_with(&prefix)),
-            None => self.role().is_none() && aws.contains(&self.guard.account_id),
+    /// Whether a NotPrincipal list (as written) certainly exempts the target from a Deny.
+    /// IAM may judge the account first, then the role, then the session, so for a role
+    /// all three must be listed: the account, the role and a session of the role.
+    fn exempted_by(&self, not: &[&str]) -> bool {
+        let account = not.iter().any(|p| self.is_account(p));
+        match (self.role(), &self.session_prefix) {
+            (None, _) => account,
+            (Some(role), Some(prefix)) => {
+                account
+                    && not.contains(&role)
+                    && not.iter().any(|p| {
+                        p.strip_prefix(prefix.as_str()).is_some_and(|session| {
+                            !session.is_empty() && !session.contains(['*', '?'])
+                        })
+                    })
+            }
+            (Some(_), None) => false,
         }
     }
+
+    /// Whether a Resource pattern names the key: `Some(true)` when it certainly does (`*`,
+    /// or a match segment by segment and case-sensitively), `None` when it might (a policy
+    /// variable, a wildcard spanning segments, a match only ignoring case), `Some(false)`
+    /// when it cannot.
+    fn names_key(&self, pattern: &str) -> Option<bool> {
+        let key = self.guard.key_arn.as_str();
+        if pattern == "*" || arn_like(pattern, key) {
+            Some(true)
+        } else if pattern.contains("${") || glob(pattern, key, true) {
+            None
+        } else {
+            Some(false)
+        }
+    }
+
+    /// Whether a Condition holds for the remediator's own kms:PutKeyPolicy call:
+    /// `Some(false)` when some block certainly fails, `Some(true)` when every block
+    /// certainly holds, `None` otherwise. Blocks are ANDed across operators and keys.
+    fn condition_holds(&self, conditions: &Conditions) -> Option<bool> {
+        let mut holds = Some(true);
+        for (operator, keys) in conditions {
+            for (key, values) in keys {
+                match self.block_holds(operator, key, values) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => holds = None,
+                }
+            }
+        }
+        holds
+    }
+
+    /// What the remediator's request carries for a (case-folded) condition key, one entry
+    /// per possibility (`None`: the key is absent); `None` when the check does not know.
+    fn context(&self, key: &str) -> Option<Vec<Option<&str>>> {
+        match key {
+            // For a role session, the role's ARN (not the session's).
+            "aws:principalarn" => self.role().map(|role| vec![Some(role)]),
+            "aws:principalaccount" => Some(vec![Some(self.account.as_str())]),
+            // The SDK calls KMS over HTTPS only.
+            "aws:securetransport" => Some(vec![Some("true")]),
+            // The remediator never sets the flag; whether KMS then puts `false` into the
+            // request context is not documented, so both.
+            "kms:bypasspolicylockoutsafetycheck" => Some(vec![None, Some("false")]),
+            _ => None,
+        }
+    }
+
+    fn block_holds(&self, operator: &str, key: &str, values: &BTreeSet<String>) -> Option<bool> {
+        let mut outcome = None;
+        for actual in self.context(key)? {
+            let now = evaluate(operator, actual, values)?;
+            if outcome.is_some_and(|before| before != now) {
+                return None;
+            }
+            outcome = Some(now);
+        }
+        outcome
+    }
+}
+
+/// One condition operator over one key as IAM evaluates it, against the request's value
+/// (`None`: the key is absent). Values are ORed; a negated operator holds when none
+/// matches. `None` for operators the check does not know and values it cannot judge.
+fn evaluate(operator: &str, actual: Option<&str>, values: &BTreeSet<String>) -> Option<bool> {
+    let (base, if_exists) = match operator.strip_suffix("IfExists") {
+        Some(base) => (base, true),
+        None => (operator, false),
+    };
+    let (matches, negated): (fn(&str, &str) -> bool, bool) = match base {
+        "StringEquals" => (|v, a| v == a, false),
+        "StringNotEquals" => (|v, a| v == a, true),
+        "StringEqualsIgnoreCase" => (|v, a| v.eq_ignore_ascii_case(a), false),
+        "StringNotEqualsIgnoreCase" => (|v, a| v.eq_ignore_ascii_case(a), true),
+        "StringLike" => (|v, a| glob(v, a, false), false),
+        "StringNotLike" => (|v, a| glob(v, a, false), true),
+        "ArnEquals" | "ArnLike" => (arn_like, false),
+        "ArnNotEquals" | "ArnNotLike" => (arn_like, true),
+        "Bool" => (|v, a| v.eq_ignore_ascii_case(a), false),
+        _ => return None,
+    };
+    let Some(actual) = actual else {
+        // A missing key: the IfExists forms and the negated operators hold.
+        return Some(if_exists || negated);
+    };
+    let judgeable = !values.is_empty()
+        && !values.iter().any(|v| v.contains("${"))
+        && (base != "Bool"
+            || values
+                .iter()
+                .all(|v| v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")))
+        && (!base.starts_with("Arn") || actual.starts_with("arn:"));
+    if !judgeable {
+        return None;
+    }
+    Some(values.iter().any(|v| matches(v, actual)) != negated)
+}
+
+/// IAM's ARN match: each of the six colon-separated segments is matched on its own,
+/// case-sensitively, with `*` and `?` wildcards that never span a colon.
+fn arn_like(pattern: &str, arn: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| glob(p, a, false))
+}
+
+/// The AWS principal values of a statement's `Principal` or `NotPrincipal` as written.
+/// The canonical form reduces `arn:PARTITION:iam::ID:root` to `ID`, which is right for
+/// equivalence but loses the partition, and a root of another partition grants nothing.
+fn written_aws<'v>(statement: Option<&'v Value>, element: &str) -> Vec<&'v str> {
+    match statement
+        .and_then(|s| s.get(element))
+        .and_then(|p| p.get("AWS"))
+    {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A statement's AWS principals as written, beside its canonical form.
+struct Written<'v> {
+    principal: Vec<&'v str>,
+    not_principal: Vec<&'v str>,
 }
 
 const PUT_KEY_POLICY: &str = "kms:PutKeyPolicy";
 
-fn lockout(statements: &[(usize, Statement)], guard: &LockoutGuard) -> Vec<ValidationError> {
-    let target = Target {
-        guard,
-        root_arn: format!("arn:{}:iam::{}:root", guard.partition, guard.account_id),
+/// `raw` holds the statements as written, indexed as in the document, for the principal
+/// values the canonical form has rewritten.
+fn lockout(
+    statements: &[(usize, Statement)],
+    raw: &[&Value],
+    guard: &LockoutGuard,
+) -> Vec<ValidationError> {
+    let target = Target::new(guard);
+    let written = |index: usize| Written {
+        principal: written_aws(raw.get(index).copied(), "Principal"),
+        not_principal: written_aws(raw.get(index).copied(), "NotPrincipal"),
     };
     let mut errors = Vec::new();
-    let allowed = statements.iter().any(|(_, s)| allow_covers(s, &target));
+    let allowed = statements
+        .iter()
+        .any(|(index, s)| allow_covers(s, &written(*index), &target));
     if !allowed {
         errors.push(ValidationError::LockoutNotAllowed {
             who: target.who(),
             principal: target.principal().to_owned(),
             alternative: target.role().map(|_| target.root_arn.clone()),
+            key: guard.key_arn.clone(),
         });
     }
     for (index, s) in statements {
-        if deny_covers(s, &target) {
+        if deny_covers(s, &written(*index), &target) {
             errors.push(ValidationError::LockoutDenied {
                 index: *index,
                 sid: s.sid.clone(),
                 who: target.who(),
                 exemption: target.exemption(),
+                conditional: s
+                    .condition
+                    .as_ref()
+                    .is_some_and(|c| c.values().any(|keys| !keys.is_empty())),
             });
         }
     }
     errors
 }
 
-/// Counts only what certainly grants access: NotPrincipal and NotResource allows are
-/// too open-ended to rely on, and any Condition may not hold.
-fn allow_covers(s: &Statement, t: &Target<'_>) -> bool {
+/// Counts only what certainly grants access to this key: NotPrincipal and NotResource
+/// allows are too open-ended to rely on, and any Condition may not hold.
+fn allow_covers(s: &Statement, written: &Written<'_>, t: &Target<'_>) -> bool {
     if s.effect != Some(Effect::Allow) || s.is_conditional() || s.not_principal.is_some() {
         return false;
     }
     let principal = match &s.principal {
         Some(Principal::Everyone) => true,
-        Some(p) => p
-            .aws()
-            .is_some_and(|aws| aws.iter().any(|v| t.granted_by(v))),
+        Some(_) => written.principal.iter().any(|v| t.granted_by(v)),
         None => false,
     };
-    let resource = s.resource.as_ref().is_some_and(|rs| {
-        rs.iter()
-            .any(|r| names_account_key(r, t.guard) == Some(true))
-    });
+    let resource = s
+        .resource
+        .as_ref()
+        .is_some_and(|rs| rs.iter().any(|r| t.names_key(r) == Some(true)));
     principal && resource && action_covers(s, false)
 }
 
-/// Counts anything that might deny: when unsure, it is a lockout.
-fn deny_covers(s: &Statement, t: &Target<'_>) -> bool {
-    if s.effect != Some(Effect::Deny) || s.is_conditional() {
+/// Counts anything that might deny: when unsure, it is a lockout. The exception is a
+/// Condition on a key the check cannot judge, which is assumed not to hold for the
+/// remediator (so that, e.g., an organisation guard on aws:PrincipalOrgID passes).
+fn deny_covers(s: &Statement, written: &Written<'_>, t: &Target<'_>) -> bool {
+    if s.effect != Some(Effect::Deny) {
+        return false;
+    }
+    if let Some(condition) = &s.condition
+        && t.condition_holds(condition) != Some(true)
+    {
         return false;
     }
     let principal = match (&s.principal, &s.not_principal) {
         (Some(Principal::Everyone), _) => true,
-        (Some(p), _) => p
-            .aws()
-            .is_some_and(|aws| aws.iter().any(|v| t.denied_by(v))),
-        (None, Some(not)) => !t.exempted_by(not),
+        (Some(_), _) => written.principal.iter().any(|v| t.denied_by(v)),
+        (None, Some(_)) => !t.exempted_by(&written.not_principal),
         (None, None) => true,
     };
     let resource = match (&s.resource, &s.not_resource) {
-        (Some(rs), _) => rs
-            .iter()
-            .any(|r| names_account_key(r, t.guard) != Some(false)),
-        (None, Some(not)) => !not.contains("*"),
+        (Some(rs), _) => rs.iter().any(|r| t.names_key(r) != Some(false)),
+        (None, Some(not)) => !not.iter().any(|r| t.names_key(r) == Some(true)),
         (None, None) => true,
     };
     principal && resource && action_covers(s, true)
@@ -427,30 +693,6 @@ fn action_covers(s: &Statement, when_missing: bool) -> bool {
         (None, Some(not)) => !not.iter().any(matches),
         (None, None) => when_missing,
     }
-}
-
-/// Whether a Resource pattern names a key of the guarded account: `Some(true)` when it
-/// does, `Some(false)` when it cannot, `None` when a wildcard makes it impossible to say.
-fn names_account_key(pattern: &str, guard: &LockoutGuard) -> Option<bool> {
-    if pattern == "*" {
-        return Some(true);
-    }
-    let parts: Vec<&str> = pattern.splitn(6, ':').collect();
-    let &[arn, partition, service, _region, account, resource] = parts.as_slice() else {
-        return if pattern.contains(['*', '?']) {
-            None
-        } else {
-            Some(false)
-        };
-    };
-    let key_like = resource.starts_with("key/") || glob(resource, "key/", false);
-    Some(
-        glob(arn, "arn", false)
-            && glob(partition, &guard.partition, false)
-            && glob(service, "kms", false)
-            && glob(account, &guard.account_id, false)
-            && key_like,
-    )
 }
 
 /// IAM wildcard match: `*` is any run of characters, `?` exactly one.

@@ -4,10 +4,17 @@ use super::super::{
 use super::{parse, policy};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/kms-replica-guard";
+/// The replica the guards protect.
+const KEY: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+/// A session of `ROLE`, as the remediator's calls are made.
+const SESSION: &str = "arn:aws:sts::111122223333:assumed-role/kms-replica-guard/remediator";
+/// The remediator role in another account than the key's.
+const FOREIGN_ROLE: &str = "arn:aws:iam::444455556666:role/kms-replica-guard";
 const ROOT_ALLOW: &str = r#"{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}"#;
 
 fn root_guard() -> LockoutGuard {
     LockoutGuard {
+        key_arn: KEY.into(),
         account_id: "111122223333".into(),
         partition: "aws".into(),
         remediator_role_arn: None,
@@ -18,6 +25,23 @@ fn role_guard() -> LockoutGuard {
     LockoutGuard {
         remediator_role_arn: Some(ROLE.into()),
         ..root_guard()
+    }
+}
+
+fn foreign_role_guard() -> LockoutGuard {
+    LockoutGuard {
+        remediator_role_arn: Some(FOREIGN_ROLE.into()),
+        ..root_guard()
+    }
+}
+
+fn china_guard() -> LockoutGuard {
+    LockoutGuard {
+        key_arn: "arn:aws-cn:kms:cn-north-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+            .into(),
+        account_id: "111122223333".into(),
+        partition: "aws-cn".into(),
+        remediator_role_arn: Some("arn:aws-cn:iam::111122223333:role/kms-replica-guard".into()),
     }
 }
 
@@ -178,6 +202,7 @@ fn a_policy_that_allows_neither_root_nor_the_role_is_a_lockout() {
             who: format!("the remediator role {ROLE}"),
             principal: ROLE.into(),
             alternative: Some("arn:aws:iam::111122223333:root".into()),
+            key: KEY.into(),
         }]
     );
     let message = errs[0].to_string();
@@ -245,14 +270,12 @@ fn iam_wildcards_in_actions_cover_put_key_policy_case_insensitively() {
 
 #[test]
 fn a_resource_must_be_star_or_a_key_pattern_of_the_account() {
-    for resource in [
-        "arn:aws:kms:*:111122223333:key/*",
-        "arn:aws:kms:us-east-1:111122223333:key/mrk-1",
-    ] {
+    for resource in ["arn:aws:kms:*:111122223333:key/*", KEY] {
         let text = policy(&allow(r#"{"AWS":"111122223333"}"#, "kms:*", resource));
         assert!(!locks_out(&text, &root_guard()), "{resource}");
     }
     for resource in [
+        "arn:aws:kms:us-east-1:111122223333:key/mrk-1",
         "arn:aws:kms:*:444455556666:key/*",
         "arn:aws:s3:::bucket",
         "arn:aws:kms:*:111122223333:alias/*",
@@ -358,13 +381,30 @@ fn a_deny_with_not_principal_is_a_lockout_unless_it_certainly_exempts_the_caller
             r#"{ROOT_ALLOW},{{"Effect":"Deny","NotPrincipal":{{"AWS":{not}}},"Action":"kms:*","Resource":"*"}}"#
         ))
     };
-    // Listing the role is not enough: the caller is a session of it.
+    // Listing the role is not enough: the caller is a session of it. Nor are the role
+    // and a session: IAM may judge the account first, so it must be listed as well.
     assert!(locks_out(&deny(&format!(r#"["{ROLE}"]"#)), &role_guard()));
-    let session = "arn:aws:sts::111122223333:assumed-role/kms-replica-guard/remediator";
-    assert!(!locks_out(
-        &deny(&format!(r#"["{ROLE}","{session}"]"#)),
+    assert!(locks_out(
+        &deny(&format!(r#"["{ROLE}","{SESSION}"]"#)),
         &role_guard()
     ));
+    for account in ["arn:aws:iam::111122223333:root", "111122223333"] {
+        assert!(
+            !locks_out(
+                &deny(&format!(r#"["{account}","{ROLE}","{SESSION}"]"#)),
+                &role_guard()
+            ),
+            "{account}"
+        );
+    }
+    for incomplete in [
+        format!(r#"["111122223333","{SESSION}"]"#),
+        format!(r#"["111122223333","{ROLE}"]"#),
+        format!(r#"["arn:aws-cn:iam::111122223333:root","{ROLE}","{SESSION}"]"#),
+        format!(r#"["444455556666","{ROLE}","{SESSION}"]"#),
+    ] {
+        assert!(locks_out(&deny(&incomplete), &role_guard()), "{incomplete}");
+    }
     assert!(!locks_out(
         &deny(r#""arn:aws:iam::111122223333:root""#),
         &root_guard()
@@ -394,4 +434,384 @@ fn lockout_messages_never_suggest_bypassing_the_safety_check() {
             "{rendered}"
         );
     }
+}
+
+#[test]
+fn an_allow_on_another_key_or_region_does_not_keep_access() {
+    // The primary's own ARN, a sibling key, another Region: none of them is this replica.
+    for resource in [
+        "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        "arn:aws:kms:eu-west-1:111122223333:key/mrk-0000",
+        "arn:aws:kms:us-*:111122223333:key/*",
+        // ARNs are compared case-sensitively.
+        "arn:aws:kms:eu-west-1:111122223333:key/MRK-1234ABCD12AB34CD56EF1234567890AB",
+        // A wildcard that would have to span ARN segments is not certain to match.
+        "arn:aws:kms:*",
+        "arn:aws:kms:eu-west-1:111122223333:key/${aws:PrincipalTag/key}",
+    ] {
+        let text = policy(&allow(
+            r#"{"AWS":"arn:aws:iam::111122223333:root"}"#,
+            "kms:*",
+            resource,
+        ));
+        for guard in [root_guard(), role_guard()] {
+            let errs = errors(&text, &guard);
+            assert!(
+                matches!(errs.as_slice(), [ValidationError::LockoutNotAllowed { key, .. }] if key == KEY),
+                "{resource}: {errs:?}"
+            );
+            assert!(errs[0].to_string().contains(KEY), "{}", errs[0]);
+        }
+    }
+    for resource in [
+        KEY,
+        "arn:aws:kms:eu-west-?:111122223333:key/mrk-*",
+        "arn:aws:kms:*:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        "arn:*:kms:*:*:key/*",
+    ] {
+        let text = policy(&allow(r#"{"AWS":"111122223333"}"#, "kms:*", resource));
+        assert!(!locks_out(&text, &root_guard()), "{resource}");
+    }
+}
+
+#[test]
+fn a_deny_counts_when_its_resource_might_be_this_key() {
+    let deny = |element: &str, resource: &str| {
+        policy(&format!(
+            r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":"*","Action":"kms:PutKeyPolicy","{element}":"{resource}"}}"#
+        ))
+    };
+    for resource in [
+        KEY,
+        "arn:aws:kms:*:111122223333:key/*",
+        "arn:aws:kms:*",
+        "arn:aws:kms:eu-west-1:111122223333:key/MRK-1234ABCD12AB34CD56EF1234567890AB",
+        "arn:aws:kms:eu-west-1:111122223333:key/${aws:PrincipalTag/key}",
+    ] {
+        assert!(
+            locks_out(&deny("Resource", resource), &role_guard()),
+            "{resource}"
+        );
+    }
+    for resource in [
+        "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        "arn:aws:kms:*:444455556666:key/*",
+        "arn:aws:kms:eu-west-1:111122223333:alias/*",
+    ] {
+        assert!(
+            !locks_out(&deny("Resource", resource), &role_guard()),
+            "{resource}"
+        );
+    }
+    // NotResource: only a pattern that certainly names this key keeps the Deny away.
+    assert!(!locks_out(&deny("NotResource", KEY), &role_guard()));
+    assert!(!locks_out(&deny("NotResource", "*"), &role_guard()));
+    assert!(locks_out(
+        &deny(
+            "NotResource",
+            "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+        ),
+        &role_guard()
+    ));
+}
+
+/// A policy keeping root access plus a Deny of kms:PutKeyPolicy for everyone under
+/// `condition`.
+fn deny_when(condition: &str) -> String {
+    policy(&format!(
+        r#"{ROOT_ALLOW},{{"Sid":"Guarded","Effect":"Deny","Principal":"*","Action":"kms:PutKeyPolicy","Resource":"*","Condition":{condition}}}"#
+    ))
+}
+
+#[test]
+fn a_deny_exempting_only_another_role_is_a_lockout_that_the_suggestion_fixes() {
+    let admin = "arn:aws:iam::111122223333:role/Admin";
+    let text = deny_when(&format!(
+        r#"{{"ArnNotEquals":{{"aws:PrincipalArn":"{admin}"}}}}"#
+    ));
+    let errs = errors(&text, &role_guard());
+    assert!(
+        matches!(
+            errs.as_slice(),
+            [ValidationError::LockoutDenied { index: 1, .. }]
+        ),
+        "{errs:?}"
+    );
+    let message = errs[0].to_string();
+    let exemption = format!(r#"{{"ArnNotEquals": {{"aws:PrincipalArn": "{ROLE}"}}}}"#);
+    assert!(
+        message.starts_with("Statement[1] (Sid \"Guarded\"): this Deny covers kms:PutKeyPolicy"),
+        "{message}"
+    );
+    assert!(message.contains("its Condition holds"), "{message}");
+    assert!(message.contains(&exemption), "{message}");
+    // The suggestion works as the whole Condition, or merged into the existing list.
+    assert!(!locks_out(&deny_when(&exemption), &role_guard()));
+    let merged = format!(r#"{{"ArnNotEquals":{{"aws:PrincipalArn":["{admin}","{ROLE}"]}}}}"#);
+    assert!(!locks_out(&deny_when(&merged), &role_guard()));
+
+    // The same for the account root, exempted by account.
+    let text = deny_when(r#"{"StringNotEquals":{"aws:PrincipalAccount":"444455556666"}}"#);
+    let errs = errors(&text, &root_guard());
+    assert!(
+        matches!(
+            errs.as_slice(),
+            [ValidationError::LockoutDenied { index: 1, .. }]
+        ),
+        "{errs:?}"
+    );
+    let exemption = r#"{"StringNotEquals": {"aws:PrincipalAccount": "111122223333"}}"#;
+    assert!(errs[0].to_string().contains(exemption), "{}", errs[0]);
+    assert!(!locks_out(&deny_when(exemption), &root_guard()));
+    let merged = r#"{"StringNotEquals":{"aws:PrincipalAccount":["444455556666","111122223333"]}}"#;
+    assert!(!locks_out(&deny_when(merged), &root_guard()));
+}
+
+#[test]
+fn a_deny_whose_condition_holds_for_the_remediator_is_a_lockout() {
+    for condition in [
+        "{}".to_owned(),
+        r#"{"StringEquals":{}}"#.to_owned(),
+        format!(r#"{{"StringEquals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
+        format!(r#"{{"StringEqualsIfExists":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
+        format!(r#"{{"ArnEquals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
+        r#"{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::*:role/kms-*"}}"#.to_owned(),
+        r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/kms-replica-*"}}"#
+            .to_owned(),
+        r#"{"ArnNotLike":{"aws:PrincipalArn":["arn:aws:iam::*:role/Admin","arn:aws:iam::*:role/Break*"]}}"#.to_owned(),
+        // aws:PrincipalArn is the role's ARN, never the session's: this exempts nobody.
+        format!(r#"{{"StringNotEquals":{{"aws:PrincipalArn":"{SESSION}"}}}}"#),
+        // Condition keys are case-insensitive.
+        r#"{"ArnNotEquals":{"AWS:principalARN":"arn:aws:iam::111122223333:role/Admin"}}"#
+            .to_owned(),
+        r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"}}"#.to_owned(),
+        r#"{"StringNotEquals":{"aws:PrincipalAccount":"444455556666"}}"#.to_owned(),
+        r#"{"Bool":{"aws:SecureTransport":"true"}}"#.to_owned(),
+        r#"{"Bool":{"aws:SecureTransport":true}}"#.to_owned(),
+        r#"{"BoolIfExists":{"kms:BypassPolicyLockoutSafetyCheck":"false"}}"#.to_owned(),
+        r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"},"Bool":{"aws:SecureTransport":"true"}}"#.to_owned(),
+    ] {
+        assert!(
+            locks_out(&deny_when(&condition), &role_guard()),
+            "{condition}"
+        );
+    }
+}
+
+#[test]
+fn a_deny_whose_condition_cannot_hold_for_the_remediator_is_not_a_lockout() {
+    for condition in [
+        r#"{"Bool":{"aws:SecureTransport":"false"}}"#.to_owned(),
+        r#"{"Bool":{"kms:BypassPolicyLockoutSafetyCheck":"true"}}"#.to_owned(),
+        r#"{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/Admin"}}"#
+            .to_owned(),
+        // String and ARN operators are case-sensitive.
+        format!(
+            r#"{{"StringEquals":{{"aws:PrincipalArn":"{}"}}}}"#,
+            ROLE.to_uppercase()
+        ),
+        r#"{"StringNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/kms-*"}}"#
+            .to_owned(),
+        r#"{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::*:role/kms-replica-guard"}}"#
+            .to_owned(),
+        r#"{"StringNotEquals":{"aws:PrincipalAccount":"111122223333"}}"#.to_owned(),
+        r#"{"StringEquals":{"aws:PrincipalAccount":"444455556666"}}"#.to_owned(),
+        // One block that cannot hold is enough, whatever the others say.
+        r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"},"Bool":{"aws:SecureTransport":"false"}}"#.to_owned(),
+        r#"{"StringNotEquals":{"aws:PrincipalOrgID":"o-abc123"},"Bool":{"kms:BypassPolicyLockoutSafetyCheck":"true"}}"#.to_owned(),
+    ] {
+        assert!(
+            !locks_out(&deny_when(&condition), &role_guard()),
+            "{condition}"
+        );
+    }
+}
+
+#[test]
+fn a_deny_with_a_condition_the_check_cannot_judge_is_not_counted() {
+    for condition in [
+        r#"{"StringNotEquals":{"aws:PrincipalOrgID":"o-abc123"}}"#.to_owned(),
+        format!(
+            r#"{{"StringNotEquals":{{"aws:PrincipalOrgID":"o-abc123"}},"StringEquals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#
+        ),
+        r#"{"StringEquals":{"aws:PrincipalArn":"${aws:PrincipalTag/remediator}"}}"#.to_owned(),
+        format!(r#"{{"ForAnyValue:StringEquals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
+        // The remediator never sends the flag; whether KMS then sees `false` is not known.
+        r#"{"Bool":{"kms:BypassPolicyLockoutSafetyCheck":"false"}}"#.to_owned(),
+    ] {
+        assert!(
+            !locks_out(&deny_when(&condition), &role_guard()),
+            "{condition}"
+        );
+    }
+    // Without a role the caller's ARN is not known.
+    let admin_only =
+        r#"{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/Admin"}}"#;
+    assert!(!locks_out(&deny_when(admin_only), &root_guard()));
+}
+
+#[test]
+fn a_role_in_another_account_is_granted_by_its_own_account_not_the_keys() {
+    for principal in [
+        r#"{"AWS":"111122223333"}"#,
+        r#"{"AWS":"arn:aws:iam::111122223333:root"}"#,
+        r#"{"AWS":"arn:aws:iam::111122223333:role/kms-replica-guard"}"#,
+    ] {
+        let text = policy(&allow(principal, "kms:*", "*"));
+        let errs = errors(&text, &foreign_role_guard());
+        assert_eq!(
+            errs,
+            [ValidationError::LockoutNotAllowed {
+                who: format!("the remediator role {FOREIGN_ROLE}"),
+                principal: FOREIGN_ROLE.into(),
+                alternative: Some("arn:aws:iam::444455556666:root".into()),
+                key: KEY.into(),
+            }],
+            "{principal}"
+        );
+    }
+    for principal in [
+        r#"{"AWS":"444455556666"}"#.to_owned(),
+        r#"{"AWS":"arn:aws:iam::444455556666:root"}"#.to_owned(),
+        format!(r#"{{"AWS":"{FOREIGN_ROLE}"}}"#),
+    ] {
+        let text = policy(&allow(&principal, "kms:PutKeyPolicy", "*"));
+        assert!(!locks_out(&text, &foreign_role_guard()), "{principal}");
+    }
+}
+
+#[test]
+fn a_deny_or_exemption_for_a_role_in_another_account_is_judged_in_that_account() {
+    let base = allow(r#"{"AWS":"444455556666"}"#, "kms:*", "*");
+    let deny = |principal: &str| {
+        policy(&format!(
+            r#"{base},{{"Effect":"Deny","Principal":{{"AWS":"{principal}"}},"Action":"kms:PutKeyPolicy","Resource":"*"}}"#
+        ))
+    };
+    for principal in [
+        "arn:aws:sts::444455556666:assumed-role/kms-replica-guard/remediator",
+        "arn:aws:iam::444455556666:root",
+        "444455556666",
+    ] {
+        assert!(
+            locks_out(&deny(principal), &foreign_role_guard()),
+            "{principal}"
+        );
+    }
+    for principal in [
+        "arn:aws:sts::111122223333:assumed-role/kms-replica-guard/remediator",
+        "111122223333",
+    ] {
+        assert!(
+            !locks_out(&deny(principal), &foreign_role_guard()),
+            "{principal}"
+        );
+    }
+    let not_principal = |listed: &str| {
+        policy(&format!(
+            r#"{base},{{"Effect":"Deny","NotPrincipal":{{"AWS":{listed}}},"Action":"kms:*","Resource":"*"}}"#
+        ))
+    };
+    let foreign_session = "arn:aws:sts::444455556666:assumed-role/kms-replica-guard/remediator";
+    assert!(!locks_out(
+        &not_principal(&format!(
+            r#"["444455556666","{FOREIGN_ROLE}","{foreign_session}"]"#
+        )),
+        &foreign_role_guard()
+    ));
+    assert!(locks_out(
+        &not_principal(&format!(r#"["111122223333","{FOREIGN_ROLE}","{SESSION}"]"#)),
+        &foreign_role_guard()
+    ));
+    let by_account = |account: &str| {
+        policy(&format!(
+            r#"{base},{{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{{"StringNotEquals":{{"aws:PrincipalAccount":"{account}"}}}}}}"#
+        ))
+    };
+    assert!(!locks_out(
+        &by_account("444455556666"),
+        &foreign_role_guard()
+    ));
+    assert!(locks_out(
+        &by_account("111122223333"),
+        &foreign_role_guard()
+    ));
+}
+
+#[test]
+fn an_allow_for_the_account_in_another_partition_does_not_keep_access() {
+    let china_root = allow(
+        r#"{"AWS":"arn:aws-cn:iam::111122223333:root"}"#,
+        "kms:*",
+        "*",
+    );
+    assert!(locks_out(&policy(&china_root), &root_guard()));
+    assert!(locks_out(&policy(&china_root), &role_guard()));
+    let china_role = allow(
+        r#"{"AWS":"arn:aws-cn:iam::111122223333:role/kms-replica-guard"}"#,
+        "kms:*",
+        "*",
+    );
+    assert!(locks_out(&policy(&china_role), &role_guard()));
+
+    // In the partition of their own, the same statements keep access.
+    assert!(!locks_out(&policy(&china_root), &china_guard()));
+    assert!(!locks_out(&policy(&china_role), &china_guard()));
+    assert!(locks_out(&policy(ROOT_ALLOW), &china_guard()));
+}
+
+#[test]
+fn a_statement_that_names_no_principal_action_or_resource_is_rejected() {
+    let cases = [
+        (
+            r#"{"Effect":"Allow","Principal":{},"Action":"kms:Decrypt","Resource":"*"}"#,
+            "Principal",
+        ),
+        (
+            r#"{"Effect":"Allow","Principal":{"AWS":[]},"Action":"kms:Decrypt","Resource":"*"}"#,
+            "Principal",
+        ),
+        (
+            r#"{"Effect":"Allow","Principal":{"AWS":[],"Service":[]},"Action":"kms:Decrypt","Resource":"*"}"#,
+            "Principal",
+        ),
+        (
+            r#"{"Effect":"Deny","NotPrincipal":{"AWS":[]},"Action":"kms:Decrypt","Resource":"*"}"#,
+            "NotPrincipal",
+        ),
+        (
+            r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":[],"Resource":"*"}"#,
+            "Action",
+        ),
+        (
+            r#"{"Effect":"Deny","Principal":"*","NotAction":[],"Resource":"*"}"#,
+            "NotAction",
+        ),
+        (
+            r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:Decrypt","Resource":[]}"#,
+            "Resource",
+        ),
+        (
+            r#"{"Effect":"Deny","Principal":"*","Action":"kms:Decrypt","NotResource":[]}"#,
+            "NotResource",
+        ),
+    ];
+    for (statement, element) in cases {
+        let errs = errors(&policy(&format!("{ROOT_ALLOW},{statement}")), &role_guard());
+        let found = errs.iter().find(|e| {
+            matches!(e, ValidationError::EmptyElement { index: 1, sid: None, element: el } if *el == element)
+        });
+        let Some(found) = found else {
+            panic!("{statement}: no EmptyElement for {element} in {errs:?}");
+        };
+        let message = found.to_string();
+        assert!(
+            message.starts_with(&format!("Statement[1] (no Sid): {element} ")),
+            "{message}"
+        );
+        assert!(message.contains("at least one"), "{message}");
+    }
+    // An empty list for one principal type beside a non-empty one is fine.
+    let mixed = r#"{"Effect":"Allow","Principal":{"AWS":[],"Service":"logs.amazonaws.com"},"Action":"kms:Decrypt","Resource":"*"}"#;
+    assert!(errors(&policy(&format!("{ROOT_ALLOW},{mixed}")), &role_guard()).is_empty());
 }
