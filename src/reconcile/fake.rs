@@ -173,11 +173,11 @@ impl PolicyStore for FakeAws {
         self.call("GetKeyPolicy", key)?;
         {
             let mut stale = self.stale_reads.lock().unwrap();
-            if *stale > 0 {
-                if let Some(previous) = self.previous.lock().unwrap().get(key) {
-                    *stale -= 1;
-                    return Ok(previous.clone());
-                }
+            if *stale > 0
+                && let Some(previous) = self.previous.lock().unwrap().get(key)
+            {
+                *stale -= 1;
+                return Ok(previous.clone());
             }
         }
         let keys = self.keys.lock().unwrap();
