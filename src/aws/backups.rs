@@ -54,6 +54,17 @@ struct StoredWrite {
 
 const MISMATCH_SUFFIX: &str = ".mismatch.json";
 
+fn key_path(key: &KeyArn) -> String {
+    format!("{}/{}/{}/", key.account(), key.region(), key.key_id())
+}
+
+/// An RFC 3339 time read from a stored document; `what` names the field in the error.
+fn parse_time(text: &str, what: &str) -> Result<SystemTime, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc).into())
+        .map_err(|e| format!("{what}: {e}"))
+}
+
 fn stamp(t: SystemTime) -> String {
     DateTime::<Utc>::from(t)
         .format("%Y%m%dT%H%M%S%.3fZ")
@@ -74,35 +85,41 @@ impl S3Backups {
         }
     }
 
+    /// `PREFIX/ACCOUNT/REGION/KEY_ID/`: where the key's backups are.
     fn key_prefix(&self, key: &KeyArn) -> String {
-        format!(
-            "{}{}/{}/{}/",
-            self.prefix,
-            key.account(),
-            key.region(),
-            key.key_id()
-        )
+        format!("{}{}", self.prefix, key_path(key))
     }
 
+    /// `PREFIX/writes/ACCOUNT/REGION/KEY_ID/`: where the key's write records are.
     fn writes_prefix(&self, key: &KeyArn) -> String {
-        format!(
-            "{}writes/{}/{}/{}/",
-            self.prefix,
-            key.account(),
-            key.region(),
-            key.key_id()
-        )
+        format!("{}writes/{}", self.prefix, key_path(key))
+    }
+
+    fn location(&self, object: &str) -> String {
+        format!("s3://{}/{object}", self.bucket)
+    }
+
+    /// Puts `doc` as pretty JSON at `object`; returns its `s3://` location.
+    async fn put_json(&self, object: String, doc: &impl Serialize) -> Result<String, CallError> {
+        let location = self.location(&object);
+        let body = serde_json::to_vec_pretty(doc).expect("a stored document always serialises");
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(object)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| call_error("PutObject", &location, e))?;
+        Ok(location)
     }
 
     /// The backups of one key, oldest first, as `s3://` locations.
     pub async fn list(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
         self.keys_after(self.key_prefix(key), None)
             .await
-            .map(|keys| {
-                keys.into_iter()
-                    .map(|k| format!("s3://{}/{k}", self.bucket))
-                    .collect()
-            })
+            .map(|keys| keys.iter().map(|k| self.location(k)).collect())
     }
 
     async fn keys_after(
@@ -120,9 +137,7 @@ impl S3Backups {
             .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                call_error("ListObjectsV2", format!("s3://{}/{prefix}", self.bucket), e)
-            })?;
+            let page = page.map_err(|e| call_error("ListObjectsV2", self.location(&prefix), e))?;
             keys.extend(
                 page.contents()
                     .iter()
@@ -156,10 +171,7 @@ pub fn parse_backup(bytes: &[u8]) -> Result<Backup, String> {
         .key_arn
         .parse()
         .map_err(|e| format!("backup names a bad key ARN: {e}"))?;
-    let taken_at = DateTime::parse_from_rfc3339(&stored.taken_at)
-        .map_err(|e| format!("backup has a bad taken_at: {e}"))?
-        .with_timezone(&Utc)
-        .into();
+    let taken_at = parse_time(&stored.taken_at, "backup has a bad taken_at")?;
     Ok(Backup {
         key,
         policy: stored.policy,
@@ -176,31 +188,20 @@ impl BackupStore for S3Backups {
     }
 
     async fn save(&self, backup: &Backup) -> Result<String, CallError> {
-        let key = format!(
+        let object = format!(
             "{}{}.json",
             self.key_prefix(&backup.key),
             stamp(backup.taken_at)
         );
-        let location = format!("s3://{}/{key}", self.bucket);
-        let body = serde_json::to_vec_pretty(&Stored {
+        let doc = Stored {
             key_arn: backup.key.to_string(),
             taken_at: DateTime::<Utc>::from(backup.taken_at).to_rfc3339(),
             reason: backup.reason.clone(),
             event_id: backup.event_id.clone(),
             event_name: backup.event_name.clone(),
             policy: backup.policy.clone(),
-        })
-        .expect("a backup always serialises");
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| call_error("PutObject", &location, e))?;
-        Ok(location)
+        };
+        self.put_json(object, &doc).await
     }
 
     async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
@@ -209,13 +210,12 @@ impl BackupStore for S3Backups {
         } else {
             ".ok.json"
         };
-        let key = format!(
+        let object = format!(
             "{}{}{status}",
             self.writes_prefix(&write.key),
             stamp(write.at)
         );
-        let location = format!("s3://{}/{key}", self.bucket);
-        let body = serde_json::to_vec_pretty(&StoredWrite {
+        let doc = StoredWrite {
             key_arn: write.key.to_string(),
             written_at: DateTime::<Utc>::from(write.at).to_rfc3339(),
             event_id: write.event_id.clone(),
@@ -223,18 +223,8 @@ impl BackupStore for S3Backups {
             backup: write.backup.clone(),
             written: write.written.clone(),
             mismatch: write.mismatch.clone(),
-        })
-        .expect("a write record always serialises");
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| call_error("PutObject", &location, e))?;
-        Ok(())
+        };
+        self.put_json(object, &doc).await.map(drop)
     }
 
     /// One ListObjectsV2; one GetObject more only when the latest write failed verification.
@@ -249,7 +239,7 @@ impl BackupStore for S3Backups {
         let last_mismatch =
             match records.last() {
                 Some(last) if last.ends_with(MISMATCH_SUFFIX) => {
-                    let location = format!("s3://{}/{last}", self.bucket);
+                    let location = self.location(last);
                     let bytes = get_object(&self.client, &self.bucket, last).await?;
                     Some(parse_write(&bytes).map_err(|m| {
                         CallError::new("GetObject", &location, ErrorKind::Invalid, m)
@@ -272,10 +262,7 @@ fn parse_write(bytes: &[u8]) -> Result<WriteRecord, String> {
             .key_arn
             .parse()
             .map_err(|e| format!("write record names a bad key ARN: {e}"))?,
-        at: DateTime::parse_from_rfc3339(&stored.written_at)
-            .map_err(|e| format!("write record has a bad written_at: {e}"))?
-            .with_timezone(&Utc)
-            .into(),
+        at: parse_time(&stored.written_at, "write record has a bad written_at")?,
         event_id: stored.event_id,
         event_name: stored.event_name,
         backup: stored.backup,

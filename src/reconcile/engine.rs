@@ -206,42 +206,34 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 Err(e) => unreadable.push(call_failed(copy, &e)),
             }
         }
+        // The copies before the described one could not be described: each is reported.
+        let rest = &copies[unreadable.len()..];
+        unreadable.iter().for_each(|o| progress.advanced(Some(o)));
+        let mut outcomes = unreadable;
         let mr = match described {
             Some(KeyFacts {
                 state: KeyState::Updating,
                 ..
             }) => {
-                // The primary is not known while it moves: report every copy, write none.
-                return copies
-                    .iter()
-                    .map(|copy| {
-                        let o = call_failed(copy, &updating(copy, 1));
-                        progress.advanced(Some(&o));
-                        o
-                    })
-                    .collect();
+                // The primary is not known while it moves: report the other copies, write none.
+                for copy in rest {
+                    let o = call_failed(copy, &updating(copy, 1));
+                    progress.advanced(Some(&o));
+                    outcomes.push(o);
+                }
+                return outcomes;
             }
             Some(KeyFacts {
                 multi_region: Some(mr),
                 ..
             }) => mr,
             Some(_) => {
-                copies.iter().for_each(|_| progress.advanced(None));
-                return vec![];
+                rest.iter().for_each(|_| progress.advanced(None));
+                return outcomes;
             }
-            None => {
-                unreadable.iter().for_each(|o| progress.advanced(Some(o)));
-                return unreadable;
-            }
+            None => return outcomes,
         };
-        // A copy that could not be described is reported, whichever role it has.
-        let done: Vec<KeyArn> = unreadable.iter().map(|o| o.key_arn.clone()).collect();
-        unreadable.iter().for_each(|o| progress.advanced(Some(o)));
-        let mut outcomes = unreadable;
-        for copy in &copies {
-            if done.contains(copy) {
-                continue;
-            }
+        for copy in rest {
             if *copy == mr.primary {
                 progress.advanced(None);
                 continue;
@@ -522,13 +514,10 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 retry_class(&e),
             ),
         };
-        match self.record_write(write).await {
-            Ok(()) => outcome,
-            Err(e) => {
-                tracing::error!(key_arn = %key, error = %e, "the write could not be recorded; the flap guard will not count it");
-                outcome
-            }
+        if let Err(e) = self.record_write(write).await {
+            tracing::error!(key_arn = %key, error = %e, "the write could not be recorded; the flap guard will not count it");
         }
+        outcome
     }
 
     /// Re-reads a policy just written, until it is no longer the previous one (a stale read
@@ -1540,17 +1529,8 @@ mod tests {
         for baseline in [template(), Baseline::Primary] {
             let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
             primary_moving(&fake);
-            let trigger = Trigger::Keys {
-                event: EventInfo {
-                    id: Some("e-1".into()),
-                    name: "UpdatePrimaryRegion".into(),
-                },
-                targets: vec![Target {
-                    key: arn("us-east-1"),
-                    scope: Scope::AllRelated,
-                }],
-            };
-            let r = run(&fake, Mode::Enforce, baseline, trigger).await;
+            let moved = event_on("us-east-1", Scope::AllRelated);
+            let r = run(&fake, Mode::Enforce, baseline, moved).await;
             let o = only(&r);
             assert_eq!(
                 (o.action, o.retry),
@@ -1577,17 +1557,8 @@ mod tests {
     async fn a_replica_whose_own_state_is_updating_is_not_written_by_a_fan_out() {
         let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
         fake.with_key(&arn("us-west-2"), |k| k.facts.state = KeyState::Updating);
-        let trigger = Trigger::Keys {
-            event: EventInfo {
-                id: None,
-                name: "UpdatePrimaryRegion".into(),
-            },
-            targets: vec![Target {
-                key: arn("us-east-1"),
-                scope: Scope::AllRelated,
-            }],
-        };
-        let r = run(&fake, Mode::Enforce, template(), trigger).await;
+        let moved = event_on("us-east-1", Scope::AllRelated);
+        let r = run(&fake, Mode::Enforce, template(), moved).await;
         let by_region = |region: &str| {
             r.outcomes
                 .iter()

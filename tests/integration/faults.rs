@@ -302,6 +302,19 @@ async fn cold_instance(
     )
 }
 
+/// One delivery of the replica's PutKeyPolicy event to a fresh instance.
+async fn deliver(
+    sdk: &aws_config::SdkConfig,
+    proxy: &FaultProxy,
+    bucket: &str,
+    key_id: &str,
+) -> Result<serde_json::Value, kms_replica_guard::lambda::InvocationError> {
+    cold_instance(sdk, proxy, bucket)
+        .await
+        .handle(event("put-key-policy-replica-id.json", key_id))
+        .await
+}
+
 async fn objects_under(sdk: &aws_config::SdkConfig, bucket: &str, prefix: &str) -> Vec<String> {
     aws_sdk_s3::Client::new(sdk)
         .list_objects_v2()
@@ -328,9 +341,7 @@ async fn a_verification_failure_is_not_written_again_when_lambda_redelivers_the_
     proxy.inject("GetKeyPolicy", Fault::RewritePolicy(stored), 20);
     // Lambda runs a failed async event up to three times, on any free instance.
     for delivery in 0..3 {
-        let app = cold_instance(&sdk, &proxy, &bucket).await;
-        let err = app
-            .handle(event("put-key-policy-replica-id.json", family.key_id()))
+        let err = deliver(&sdk, &proxy, &bucket, family.key_id())
             .await
             .unwrap_err();
         assert_eq!(err.error_type(), "NonRetryable.KeyFailure", "{err}");
@@ -365,9 +376,7 @@ async fn denied_writes_stay_failures_and_never_trip_the_flap_guard() {
     proxy.inject("PutKeyPolicy", Fault::AccessDenied, 5);
     // More deliveries than FLAP_MAX (3): every one is still the denied write, reported.
     for delivery in 0..5 {
-        let app = cold_instance(&sdk, &proxy, &bucket).await;
-        let err = app
-            .handle(event("put-key-policy-replica-id.json", family.key_id()))
+        let err = deliver(&sdk, &proxy, &bucket, family.key_id())
             .await
             .unwrap_err();
         assert_eq!(err.error_type(), "NonRetryable.KeyFailure", "{err}");
@@ -393,9 +402,7 @@ async fn denied_writes_stay_failures_and_never_trip_the_flap_guard() {
             .is_empty()
     );
     // Once the write is allowed, it goes through.
-    let app = cold_instance(&sdk, &proxy, &bucket).await;
-    let response = app
-        .handle(event("put-key-policy-replica-id.json", family.key_id()))
+    let response = deliver(&sdk, &proxy, &bucket, family.key_id())
         .await
         .unwrap();
     assert_eq!(

@@ -609,14 +609,18 @@ fn lockout(
     guard: &LockoutGuard,
 ) -> Vec<ValidationError> {
     let target = Target::new(guard);
-    let written = |index: usize| Written {
-        principal: written_aws(raw.get(index).copied(), "Principal"),
-        not_principal: written_aws(raw.get(index).copied(), "NotPrincipal"),
-    };
+    let written: Vec<Written<'_>> = statements
+        .iter()
+        .map(|(index, _)| Written {
+            principal: written_aws(raw.get(*index).copied(), "Principal"),
+            not_principal: written_aws(raw.get(*index).copied(), "NotPrincipal"),
+        })
+        .collect();
     let mut errors = Vec::new();
     let allowed = statements
         .iter()
-        .any(|(index, s)| allow_covers(s, &written(*index), &target));
+        .zip(&written)
+        .any(|((_, s), w)| allow_covers(s, w, &target));
     if !allowed {
         errors.push(ValidationError::LockoutNotAllowed {
             who: target.who(),
@@ -625,8 +629,8 @@ fn lockout(
             key: guard.key_arn.clone(),
         });
     }
-    for (index, s) in statements {
-        if deny_covers(s, &written(*index), &target) {
+    for ((index, s), w) in statements.iter().zip(&written) {
+        if deny_covers(s, w, &target) {
             errors.push(ValidationError::LockoutDenied {
                 index: *index,
                 sid: s.sid.clone(),
