@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kms_replica_guard::core::baseline::{RenderContext, Template};
-use kms_replica_guard::core::decide::{Verdict, compare};
+use kms_replica_guard::core::decide::{Verdict, compare, drift_name};
 use kms_replica_guard::core::key::KeyArn;
 use kms_replica_guard::core::policy::{CanonicalPolicy, LockoutGuard, diff, validate};
 use serde_json::{Value, json};
@@ -110,6 +110,20 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    c.bench_function(
+        "one event, drifted, enforce: render + validate + compare + diff + drift name",
+        |b| {
+            b.iter(|| {
+                let text = template.render(black_box(ctx));
+                let desired = validate(&text, &guard).unwrap();
+                let verdict = compare(black_box(&live_drifted), &desired);
+                (verdict, drift_name(black_box(&live_drifted), &text))
+            })
+        },
+    );
+    c.bench_function("drift name of two 32 KB policies (the write claim)", |b| {
+        b.iter(|| drift_name(black_box(&live_drifted), black_box(&rendered)))
+    });
     let live = CanonicalPolicy::parse(&live_drifted).unwrap();
     c.bench_function("diff of a 32 KB policy with one changed statement", |b| {
         b.iter(|| diff(black_box(&live), &desired).to_string())

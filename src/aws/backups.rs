@@ -6,7 +6,10 @@
 //! ListObjectsV2 with `StartAfter`:
 //! - backups: `s3://BUCKET/PREFIX/ACCOUNT/REGION/KEY_ID/YYYYMMDDTHHMMSS.mmmZ.json`;
 //! - writes: `s3://BUCKET/PREFIX/writes/ACCOUNT/REGION/KEY_ID/YYYYMMDDTHHMMSS.mmmZ.ok.json`
-//!   (`.mismatch.json` when the re-read was not what was written).
+//!   (`.mismatch.json` when the re-read was not what was written);
+//! - claims: `s3://BUCKET/PREFIX/claims/ACCOUNT/REGION/KEY_ID/DRIFT.json`, created only when
+//!   absent (`If-None-Match: *`) and deleted when the write is done, so that of concurrent
+//!   invocations that find the same drift only one writes.
 
 use std::time::SystemTime;
 
@@ -18,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::{call_error, get_object, split_s3_url};
 use crate::core::key::KeyArn;
 use crate::reconcile::ports::{
-    Backup, BackupStore, CallError, ErrorKind, NoBackups, WriteHistory, WriteRecord,
+    Backup, BackupStore, CallError, Claimed, ErrorKind, NoBackups, WriteClaim, WriteHistory,
+    WriteRecord,
 };
 
 /// Backups in one S3 bucket.
@@ -50,6 +54,16 @@ struct StoredWrite {
     backup: String,
     written: String,
     mismatch: Option<String>,
+}
+
+/// The claim as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredClaim {
+    key_arn: String,
+    drift: String,
+    claimed_at: String,
+    event_id: Option<String>,
+    event_name: String,
 }
 
 const MISMATCH_SUFFIX: &str = ".mismatch.json";
@@ -95,12 +109,28 @@ impl S3Backups {
         format!("{}writes/{}", self.prefix, key_path(key))
     }
 
+    /// `PREFIX/claims/ACCOUNT/REGION/KEY_ID/DRIFT.json`: the claim on one drift's write.
+    fn claim_object(&self, claim: &WriteClaim) -> String {
+        format!(
+            "{}claims/{}{}.json",
+            self.prefix,
+            key_path(&claim.key),
+            claim.drift
+        )
+    }
+
     fn location(&self, object: &str) -> String {
         format!("s3://{}/{object}", self.bucket)
     }
 
-    /// Puts `doc` as pretty JSON at `object`; returns its `s3://` location.
-    async fn put_json(&self, object: String, doc: &impl Serialize) -> Result<String, CallError> {
+    /// Puts `doc` as pretty JSON at `object`; returns its `s3://` location. `if_absent`:
+    /// only when no object of that name exists (else a [`ErrorKind::Conflict`]).
+    async fn put_json(
+        &self,
+        object: String,
+        doc: &impl Serialize,
+        if_absent: bool,
+    ) -> Result<String, CallError> {
         let location = self.location(&object);
         let body = serde_json::to_vec_pretty(doc).expect("a stored document always serialises");
         self.client
@@ -108,6 +138,7 @@ impl S3Backups {
             .bucket(&self.bucket)
             .key(object)
             .content_type("application/json")
+            .set_if_none_match(if_absent.then(|| "*".to_owned()))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -201,7 +232,7 @@ impl BackupStore for S3Backups {
             event_name: backup.event_name.clone(),
             policy: backup.policy.clone(),
         };
-        self.put_json(object, &doc).await
+        self.put_json(object, &doc, false).await
     }
 
     async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
@@ -224,7 +255,7 @@ impl BackupStore for S3Backups {
             written: write.written.clone(),
             mismatch: write.mismatch.clone(),
         };
-        self.put_json(object, &doc).await.map(drop)
+        self.put_json(object, &doc, false).await.map(drop)
     }
 
     /// One ListObjectsV2; one GetObject more only when the latest write failed verification.
@@ -252,6 +283,77 @@ impl BackupStore for S3Backups {
             last_mismatch,
         })
     }
+
+    /// One conditional PutObject; one GetObject more when another invocation holds it.
+    async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        let doc = StoredClaim {
+            key_arn: claim.key.to_string(),
+            drift: claim.drift.clone(),
+            claimed_at: DateTime::<Utc>::from(claim.at).to_rfc3339(),
+            event_id: claim.event_id.clone(),
+            event_name: claim.event_name.clone(),
+        };
+        // Twice: the holder may release it between the refused put and the read.
+        for _ in 0..2 {
+            match self.put_json(self.claim_object(claim), &doc, true).await {
+                Ok(_) => return Ok(Claimed::Won),
+                Err(e) if e.kind == ErrorKind::Conflict => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(holder) = self.holder(claim).await? {
+                return Ok(Claimed::Held(Box::new(holder)));
+            }
+        }
+        Err(CallError::new(
+            "PutObject",
+            self.location(&self.claim_object(claim)),
+            ErrorKind::Conflict,
+            "the write claim was taken and released twice while this invocation tried to take it",
+        ))
+    }
+
+    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
+        let object = self.claim_object(claim);
+        let location = self.location(&object);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(object)
+            .send()
+            .await
+            .map_err(|e| call_error("DeleteObject", &location, e))?;
+        Ok(())
+    }
+}
+
+impl S3Backups {
+    /// Reads the claim that holds `claim`'s name; `None` when it is gone (released).
+    async fn holder(&self, claim: &WriteClaim) -> Result<Option<WriteClaim>, CallError> {
+        let object = self.claim_object(claim);
+        let bytes = match get_object(&self.client, &self.bucket, &object).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        parse_claim(&bytes)
+            .map(Some)
+            .map_err(|m| CallError::new("GetObject", self.location(&object), ErrorKind::Invalid, m))
+    }
+}
+
+fn parse_claim(bytes: &[u8]) -> Result<WriteClaim, String> {
+    let stored: StoredClaim = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not a kms-replica-guard write claim: {e}"))?;
+    Ok(WriteClaim {
+        key: stored
+            .key_arn
+            .parse()
+            .map_err(|e| format!("write claim names a bad key ARN: {e}"))?,
+        drift: stored.drift,
+        at: parse_time(&stored.claimed_at, "write claim has a bad claimed_at")?,
+        event_id: stored.event_id,
+        event_name: stored.event_name,
+    })
 }
 
 fn parse_write(bytes: &[u8]) -> Result<WriteRecord, String> {
@@ -304,6 +406,18 @@ impl BackupStore for Backups {
         match self {
             Backups::Off => NoBackups.writes_since(key, since).await,
             Backups::S3(s3) => s3.writes_since(key, since).await,
+        }
+    }
+    async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        match self {
+            Backups::Off => NoBackups.claim(claim).await,
+            Backups::S3(s3) => s3.claim(claim).await,
+        }
+    }
+    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
+        match self {
+            Backups::Off => NoBackups.release(claim).await,
+            Backups::S3(s3) => s3.release(claim).await,
         }
     }
 }

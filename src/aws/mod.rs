@@ -62,6 +62,9 @@ where
             let code = e.code().unwrap_or("Unknown");
             let kind = match code {
                 _ if status == 429 => ErrorKind::Throttled,
+                // S3's answer to a conditional write that lost (If-None-Match), or that
+                // raced another conditional write of the same object.
+                _ if status == 412 || code == "ConditionalRequestConflict" => ErrorKind::Conflict,
                 _ if status >= 500 => ErrorKind::Transient,
                 _ if status == 404 => ErrorKind::NotFound,
                 _ if status == 403 => ErrorKind::AccessDenied,

@@ -139,6 +139,19 @@ pub enum Verdict {
     Drift(String),
 }
 
+/// The name of one drift: a digest of the policy to replace and the policy to write, as
+/// KMS returned and as rendered. Invocations that see the same drift compute the same name;
+/// it names a claim and decides nothing about equivalence.
+pub fn drift_name(live: &str, desired: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update((live.len() as u64).to_be_bytes())
+        .chain_update(live)
+        .chain_update(desired)
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Compares a live policy text to the desired policy. A live policy that does not parse is
 /// drift (the baseline is what it should be), never an error that blocks the fix.
 pub fn compare(live: &str, desired: &CanonicalPolicy) -> Verdict {
@@ -270,5 +283,18 @@ mod tests {
         );
         let reformatted = r#"{ "Statement": { "Resource": ["*"], "Action": "KMS:*", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Effect": "allow" }, "Version": "2012-10-17" }"#;
         assert_eq!(compare(reformatted, &desired), Verdict::InSync);
+    }
+
+    #[test]
+    fn a_drift_is_named_by_both_policies() {
+        let a = drift_name("{}", "{\"a\":1}");
+        assert_eq!(a, drift_name("{}", "{\"a\":1}"));
+        assert_eq!(a.len(), 64);
+        assert_ne!(
+            a,
+            drift_name("{}{", "\"a\":1}"),
+            "the boundary is part of the name"
+        );
+        assert_ne!(a, drift_name("{\"a\":1}", "{}"));
     }
 }

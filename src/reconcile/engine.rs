@@ -1,19 +1,20 @@
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use futures::stream;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::ports::{
-    Backup, BackupStore, CallError, ErrorKind, KeyDirectory, NoBackups, PolicyStore, WriteHistory,
-    WriteRecord,
+    Backup, BackupStore, CallError, Claimed, ErrorKind, KeyDirectory, NoBackups, PolicyStore,
+    WriteClaim, WriteHistory, WriteRecord,
 };
 use super::{Mode, Settings};
 use crate::core::baseline::{Baseline, RenderContext, mirror_primary};
 use crate::core::decide::{
-    KeyFacts, KeyState, MultiRegionRole, Reach, Verdict, compare, is_excluded, reach,
+    KeyFacts, KeyState, MultiRegionRole, Reach, Verdict, compare, drift_name, is_excluded, reach,
     skip_for_state,
 };
 use crate::core::key::{KeyArn, Region};
@@ -30,7 +31,14 @@ pub struct Reconciler<K, P, B = NoBackups> {
     settings: Arc<Settings>,
     /// Writes per key in this process: the write history when backups are not kept.
     writes: Mutex<HashMap<KeyArn, Vec<WriteRecord>>>,
+    /// Write claims held in this process, by key and drift: when backups are not kept.
+    claims: Mutex<HashMap<(KeyArn, String), WriteClaim>>,
 }
+
+/// A write claim older than this was left by an invocation that died between claiming and
+/// releasing it (claim to release is a backup, one PutKeyPolicy and the re-read: seconds),
+/// and is taken over.
+pub const CLAIM_TTL: Duration = Duration::from_secs(120);
 
 /// Receives sweep progress: the CLI draws a progress bar; the Lambda needs nothing.
 pub trait Progress: Sync {
@@ -75,6 +83,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             backups,
             settings,
             writes: Mutex::default(),
+            claims: Mutex::default(),
         }
     }
 
@@ -428,10 +437,123 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             _ => {}
         }
 
+        let claim = WriteClaim {
+            key: replica.clone(),
+            drift: drift_name(&live, &desired_text),
+            at: SystemTime::now(),
+            event_id: event.id.clone(),
+            event_name: event.name.clone(),
+        };
+        match self.claim(&claim).await {
+            Ok(Claimed::Won) => {}
+            Ok(Claimed::Held(holder)) => {
+                return self
+                    .await_concurrent_write(replica, &live, &desired, &holder)
+                    .await
+                    .with_diff(drift);
+            }
+            Err(e) => {
+                return Outcome::failed(
+                    replica,
+                    format!("the write could not be claimed, so nothing was written: {e}"),
+                    retry_class(&e),
+                )
+                .with_diff(drift);
+            }
+        }
         let reason = format!("drift from {}", self.settings.baseline.describe());
-        self.write_verified(event, replica, &live, &desired_text, &desired, reason)
-            .await
-            .with_diff(drift)
+        let outcome = self
+            .write_verified(event, replica, &live, &desired_text, &desired, reason)
+            .await;
+        if let Err(e) = self.release(&claim).await {
+            tracing::warn!(key_arn = %replica, error = %e, "the write claim could not be released; it is taken over after {} s", CLAIM_TTL.as_secs());
+        }
+        outcome.with_diff(drift)
+    }
+
+    /// Claims the write of one drift; a claim abandoned longer than [`CLAIM_TTL`] ago is
+    /// released and claimed anew.
+    async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        match self.take_claim(claim).await? {
+            Claimed::Held(holder) if abandoned(&holder, claim.at) => {
+                tracing::warn!(
+                    key_arn = %claim.key,
+                    holder = %holder.holder(),
+                    "taking over a write claim abandoned for more than {} s",
+                    CLAIM_TTL.as_secs()
+                );
+                self.release(&holder).await?;
+                self.take_claim(claim).await
+            }
+            answer => Ok(answer),
+        }
+    }
+
+    /// The backup store's claim when it is durable (shared by every instance), else this
+    /// process's.
+    async fn take_claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        if self.backups.is_persistent() {
+            return self.backups.claim(claim).await;
+        }
+        let mut claims = self.claims.lock().expect("no panics while held");
+        Ok(
+            match claims.entry((claim.key.clone(), claim.drift.clone())) {
+                Entry::Occupied(held) => Claimed::Held(Box::new(held.get().clone())),
+                Entry::Vacant(free) => {
+                    free.insert(claim.clone());
+                    Claimed::Won
+                }
+            },
+        )
+    }
+
+    /// Gives up a claim where [`Self::take_claim`] took it.
+    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
+        if self.backups.is_persistent() {
+            return self.backups.release(claim).await;
+        }
+        self.claims
+            .lock()
+            .expect("no panics while held")
+            .remove(&(claim.key.clone(), claim.drift.clone()));
+        Ok(())
+    }
+
+    /// Another invocation claimed the write of this very drift: wait for its write (re-reading
+    /// within the consistency backoff) instead of writing the same policy again.
+    async fn await_concurrent_write(
+        &self,
+        key: &KeyArn,
+        live: &str,
+        desired: &CanonicalPolicy,
+        holder: &WriteClaim,
+    ) -> Outcome {
+        let holder = holder.holder();
+        match self.reread(key, live, desired).await {
+            Ok(Reread::Verified) => Outcome::new(
+                key,
+                Action::InSync,
+                format!(
+                    "written by a concurrent invocation that claimed the same fix ({holder}); re-read and equivalent to the baseline, nothing written here"
+                ),
+            ),
+            Ok(Reread::Mismatch { .. }) => Outcome::failed(
+                key,
+                format!(
+                    "a concurrent invocation claimed the same fix ({holder}), and the policy changed to something other than the baseline; nothing written here; Lambda will retry the event"
+                ),
+                Retry::Retryable,
+            ),
+            Err(RereadError::Stale(attempts)) => Outcome::failed(
+                key,
+                format!(
+                    "a concurrent invocation claimed the same fix ({holder}) and its write had not landed after {attempts} re-reads; nothing written here; Lambda will retry the event (a claim is taken over after {} s)",
+                    CLAIM_TTL.as_secs()
+                ),
+                Retry::Retryable,
+            ),
+            Err(RereadError::Call(e)) => call_failed(key, &e),
+        }
     }
 
     /// Backs up `live`, writes `text`, re-reads and verifies it against `desired`. The write
@@ -691,6 +813,12 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             validate(&text, &guard).map_err(|e| bad_baseline(replica, &e.to_string()))?;
         Ok((text, canonical))
     }
+}
+
+/// Whether a claim held since `holder.at` was abandoned, as seen at `now`.
+fn abandoned(holder: &WriteClaim, now: SystemTime) -> bool {
+    now.duration_since(holder.at)
+        .is_ok_and(|age| age > CLAIM_TTL)
 }
 
 fn bad_baseline(key: &KeyArn, problem: &str) -> Box<Outcome> {
@@ -1033,7 +1161,7 @@ mod tests {
             .run(&event_on("us-west-2", Scope::Key))
             .await;
         assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
-        let calls: Vec<&str> = fake.calls.lock().unwrap().iter().map(|c| c.0).collect();
+        let calls = fake.operations();
         assert_eq!(
             calls,
             [
@@ -1290,13 +1418,7 @@ mod tests {
         assert_eq!(backups.len(), 1);
         assert_eq!(backups[0].policy, DEFAULT_POLICY);
         assert_eq!(backups[0].event_id.as_deref(), Some("e-1"));
-        let calls: Vec<&str> = fake
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(op, _)| *op)
-            .collect();
+        let calls = fake.operations();
         let backup_at = calls.iter().position(|op| *op == "PutObject").unwrap();
         let write_at = calls.iter().position(|op| *op == "PutKeyPolicy").unwrap();
         assert!(backup_at < write_at, "{calls:?}");
@@ -1310,17 +1432,12 @@ mod tests {
         let r = with_backups(&fake, Mode::Enforce)
             .run(&event_on("us-west-2", Scope::Key))
             .await;
-        let o = only(&r);
-        assert_eq!(o.action, Action::Failed);
-        assert!(
-            o.reason
-                .as_deref()
-                .unwrap()
-                .contains("could not be backed up"),
-            "{o:#?}"
+        failed_without_write(
+            &fake,
+            only(&r),
+            Retry::NonRetryable,
+            "could not be backed up",
         );
-        assert_eq!(fake.count("PutKeyPolicy"), 0);
-        assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
     }
 
     #[tokio::test]
@@ -1591,5 +1708,180 @@ mod tests {
         assert_ne!(failed[0], remediated[0]);
         assert_eq!(fake.policy(&remediated[0]), rendered());
         assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
+    }
+
+    /// `o` failed as `retry` with a reason containing `says`, and the us-west-2 replica was
+    /// not written.
+    fn failed_without_write(fake: &FakeAws, o: &Outcome, retry: Retry, says: &str) {
+        assert_eq!((o.action, o.retry), (Action::Failed, Some(retry)), "{o:#?}");
+        assert!(o.reason.as_deref().unwrap().contains(says), "{o:#?}");
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+        assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
+    }
+
+    /// One enforcing event on the us-west-2 replica, through a store that keeps claims.
+    async fn claimed_run(fake: &FakeAws) -> Outcome {
+        let r = with_backups(fake, Mode::Enforce)
+            .run(&event_on("us-west-2", Scope::Key))
+            .await;
+        only(&r).clone()
+    }
+
+    #[tokio::test]
+    async fn a_fix_claimed_by_a_concurrent_invocation_is_waited_for_and_not_written_again() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.foreign_claims.lock().unwrap().push(SystemTime::now());
+        // The holder's write lands right after this invocation read the drifted policy.
+        fake.with_key(&arn("us-west-2"), |k| k.policy = rendered());
+        fake.written_concurrently(&arn("us-west-2"), DEFAULT_POLICY);
+        let o = claimed_run(&fake).await;
+        assert_eq!(o.action, Action::InSync, "{o:#?}");
+        let reason = o.reason.as_deref().unwrap();
+        assert!(
+            reason.contains("written by a concurrent invocation"),
+            "{reason}"
+        );
+        assert!(reason.contains("event CreateKey other"), "{reason}");
+        assert!(o.diff.is_some(), "the drift it found is still shown");
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+        assert!(fake.backups.lock().unwrap().is_empty(), "no backup either");
+        assert_eq!(
+            fake.count("DeleteObject"),
+            0,
+            "another invocation's claim is left to it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claimed_fix_that_never_lands_fails_retryably_and_writes_nothing() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.foreign_claims.lock().unwrap().push(SystemTime::now());
+        let o = claimed_run(&fake).await;
+        failed_without_write(
+            &fake,
+            &o,
+            Retry::Retryable,
+            "had not landed after 3 re-reads",
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_claim_is_taken_over_and_the_fix_written_once() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let long_ago = SystemTime::now() - CLAIM_TTL - Duration::from_secs(1);
+        fake.foreign_claims.lock().unwrap().push(long_ago);
+        let o = claimed_run(&fake).await;
+        assert_eq!(o.action, Action::Remediated, "{o:#?}");
+        assert_eq!(fake.count("PutKeyPolicy"), 1);
+        assert_eq!(fake.policy(&arn("us-west-2")), rendered());
+        assert_eq!(
+            fake.count("DeleteObject"),
+            2,
+            "the abandoned claim, then this invocation's own"
+        );
+        assert!(fake.claims.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_claim_is_released_whatever_the_write_did_so_the_next_event_can_write() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.fail("PutKeyPolicy", &[ErrorKind::AccessDenied]);
+        let denied = claimed_run(&fake).await;
+        assert_eq!(denied.action, Action::Failed, "{denied:#?}");
+        assert!(
+            fake.claims.lock().unwrap().is_empty(),
+            "released after a denied write"
+        );
+        let fixed = claimed_run(&fake).await;
+        assert_eq!(fixed.action, Action::Remediated, "{fixed:#?}");
+        assert!(
+            fake.claims.lock().unwrap().is_empty(),
+            "released after a verified write"
+        );
+        let calls = fake.operations();
+        let claimed = calls
+            .iter()
+            .rposition(|op| *op == "PutObject If-None-Match")
+            .unwrap();
+        let backup = calls.iter().rposition(|op| *op == "PutObject").unwrap();
+        assert!(
+            claimed < backup,
+            "claimed before the backup and the write: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_cannot_be_taken_writes_nothing() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.fail("PutObject If-None-Match", &[ErrorKind::AccessDenied]);
+        let o = claimed_run(&fake).await;
+        failed_without_write(&fake, &o, Retry::NonRetryable, "could not be claimed");
+        assert!(fake.backups.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_bucket_claims_are_kept_in_memory_and_released() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+        let key = arn("us-west-2");
+        let held = WriteClaim {
+            key: key.clone(),
+            drift: drift_name(DEFAULT_POLICY, &rendered()),
+            at: SystemTime::now(),
+            event_id: Some("other".into()),
+            event_name: "CreateKey".into(),
+        };
+        assert_eq!(engine.claim(&held).await, Ok(Claimed::Won));
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(
+            only(&r).action,
+            Action::Failed,
+            "held in this process: {r:#?}"
+        );
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+        engine.release(&held).await.unwrap();
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
+        assert!(engine.claims.lock().unwrap().is_empty());
+        assert_eq!(
+            fake.count("PutObject If-None-Match"),
+            0,
+            "the store is not asked"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fix_with_a_bucket_makes_five_store_calls_around_the_write() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        assert_eq!(claimed_run(&fake).await.action, Action::Remediated);
+        let calls = fake.operations();
+        let kms = [
+            "DescribeKey",
+            "GetKeyPolicy",
+            "ListResourceTags",
+            "PutKeyPolicy",
+        ];
+        let store: Vec<&str> = calls
+            .iter()
+            .copied()
+            .filter(|op| !kms.contains(op))
+            .collect();
+        assert_eq!(
+            store,
+            [
+                "ListObjectsV2",           // write history (flap guard, earlier mismatch)
+                "PutObject If-None-Match", // the claim
+                "PutObject",               // the backup
+                "PutObject",               // the write record
+                "DeleteObject",            // the claim released
+            ],
+            "{calls:?}"
+        );
+        let write = calls.iter().position(|op| *op == "PutKeyPolicy").unwrap();
+        assert_eq!(
+            calls[write - 1],
+            "PutObject",
+            "backed up just before: {calls:?}"
+        );
     }
 }

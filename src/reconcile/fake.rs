@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::ports::{
-    Backup, BackupStore, CallError, ErrorKind, KeyDirectory, MetricsSink, PolicyStore,
-    WriteHistory, WriteRecord,
+    Backup, BackupStore, CallError, Claimed, ErrorKind, KeyDirectory, MetricsSink, PolicyStore,
+    WriteClaim, WriteHistory, WriteRecord,
 };
 use crate::core::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use crate::core::key::{KeyArn, Region};
@@ -40,6 +40,11 @@ pub struct FakeAws {
     pub stale_reads: Mutex<u32>,
     /// The previous policy per key while stale reads are pending.
     previous: Mutex<HashMap<KeyArn, String>>,
+    /// Write claims held, by key and drift.
+    pub claims: Mutex<HashMap<(KeyArn, String), WriteClaim>>,
+    /// Each claim attempt first finds another invocation's claim of the same drift, taken at
+    /// this time (one per attempt, oldest first).
+    pub foreign_claims: Mutex<Vec<SystemTime>>,
 }
 
 pub const ACCOUNT: &str = "111122223333";
@@ -94,6 +99,16 @@ impl FakeAws {
         self.keys.lock().unwrap()[key].policy.clone()
     }
 
+    /// The operations called so far, in order.
+    pub fn operations(&self) -> Vec<&'static str> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(op, _)| *op)
+            .collect()
+    }
+
     pub fn count(&self, op: &str) -> usize {
         self.calls
             .lock()
@@ -101,6 +116,16 @@ impl FakeAws {
             .iter()
             .filter(|(o, _)| *o == op)
             .count()
+    }
+
+    /// Another writer changed `key` from `before` to its current policy just after the next
+    /// GetKeyPolicy, which still returns `before`.
+    pub fn written_concurrently(&self, key: &KeyArn, before: &str) {
+        self.previous
+            .lock()
+            .unwrap()
+            .insert(key.clone(), before.to_owned());
+        *self.stale_reads.lock().unwrap() = 1;
     }
 
     pub fn fail(&self, op: &'static str, kinds: &[ErrorKind]) {
@@ -245,5 +270,36 @@ impl BackupStore for FakeAws {
             writes.iter().filter(|w| &w.key == key),
             since,
         ))
+    }
+    async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        self.call("PutObject If-None-Match", &claim.key)?;
+        let mut claims = self.claims.lock().unwrap();
+        let name = (claim.key.clone(), claim.drift.clone());
+        let mut foreign = self.foreign_claims.lock().unwrap();
+        if !foreign.is_empty() {
+            let at = foreign.remove(0);
+            claims.insert(
+                name.clone(),
+                WriteClaim {
+                    at,
+                    event_id: Some("other".to_owned()),
+                    event_name: "CreateKey".to_owned(),
+                    ..claim.clone()
+                },
+            );
+        }
+        if let Some(held) = claims.get(&name) {
+            return Ok(Claimed::Held(Box::new(held.clone())));
+        }
+        claims.insert(name, claim.clone());
+        Ok(Claimed::Won)
+    }
+    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
+        self.call("DeleteObject", &claim.key)?;
+        self.claims
+            .lock()
+            .unwrap()
+            .remove(&(claim.key.clone(), claim.drift.clone()));
+        Ok(())
     }
 }

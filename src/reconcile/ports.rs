@@ -99,7 +99,46 @@ impl WriteHistory {
     }
 }
 
-/// Keeps the policies the engine overwrites, and the record of its writes.
+/// The claim on the one write that fixes one drift. Concurrent invocations that find the
+/// same drift (the same policy to replace, the same policy to write) name the same claim;
+/// only the first to take it writes, the others wait for its write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteClaim {
+    /// The key to be written.
+    pub key: KeyArn,
+    /// The drift's name: a digest of the policy replaced and the policy written.
+    pub drift: String,
+    /// When it was claimed.
+    pub at: SystemTime,
+    /// The claiming event's id, when there is one.
+    pub event_id: Option<String>,
+    /// The claiming event's name (`PutKeyPolicy`, `sweep`, ...).
+    pub event_name: String,
+}
+
+impl WriteClaim {
+    /// Who holds it, in words: `event NAME ID at TIME`.
+    pub fn holder(&self) -> String {
+        format!(
+            "event {} {} at {}",
+            self.event_name,
+            self.event_id.as_deref().unwrap_or("-"),
+            chrono::DateTime::<chrono::Utc>::from(self.at).to_rfc3339()
+        )
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The caller holds the claim and writes; it releases the claim when done.
+    Won,
+    /// Another invocation holds it: this one.
+    Held(Box<WriteClaim>),
+}
+
+/// Keeps the policies the engine overwrites, the record of its writes, and the claims that
+/// keep concurrent invocations from writing the same fix twice.
 pub trait BackupStore: Send + Sync {
     /// Whether backups are kept durably (and so can serve as write history).
     fn is_persistent(&self) -> bool;
@@ -116,6 +155,10 @@ pub trait BackupStore: Send + Sync {
         key: &KeyArn,
         since: SystemTime,
     ) -> impl Future<Output = Result<WriteHistory, CallError>> + Send;
+    /// Takes `claim` unless another invocation holds a claim of the same name.
+    fn claim(&self, claim: &WriteClaim) -> impl Future<Output = Result<Claimed, CallError>> + Send;
+    /// Gives up a claim (the caller's own when done, or one found abandoned).
+    fn release(&self, claim: &WriteClaim) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
 /// No backup store: the previous policy is only in the log line before the write.
@@ -138,6 +181,13 @@ impl BackupStore for NoBackups {
         _since: SystemTime,
     ) -> Result<WriteHistory, CallError> {
         Ok(WriteHistory::default())
+    }
+    /// Not durable: the engine keeps claims in its own memory instead (see `is_persistent`).
+    async fn claim(&self, _claim: &WriteClaim) -> Result<Claimed, CallError> {
+        Ok(Claimed::Won)
+    }
+    async fn release(&self, _claim: &WriteClaim) -> Result<(), CallError> {
+        Ok(())
     }
 }
 
@@ -168,6 +218,12 @@ impl<T: BackupStore> BackupStore for &T {
         since: SystemTime,
     ) -> Result<WriteHistory, CallError> {
         (**self).writes_since(key, since).await
+    }
+    async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        (**self).claim(claim).await
+    }
+    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
+        (**self).release(claim).await
     }
 }
 
@@ -213,6 +269,8 @@ pub enum ErrorKind {
     Invalid,
     /// Timeouts, connection failures and 5xx: worth retrying.
     Transient,
+    /// A conditional write lost to a concurrent one (S3 412 / 409).
+    Conflict,
     /// Anything else.
     Other,
 }
@@ -226,6 +284,7 @@ impl ErrorKind {
                 | ErrorKind::Transient
                 | ErrorKind::NotFound
                 | ErrorKind::InvalidState
+                | ErrorKind::Conflict
         )
     }
 }

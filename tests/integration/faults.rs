@@ -410,3 +410,72 @@ async fn denied_writes_stay_failures_and_never_trip_the_flap_guard() {
         "{response:#}"
     );
 }
+
+#[tokio::test]
+async fn ten_concurrent_instances_on_one_drift_write_it_once() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2").clone();
+    let bucket = bucket(&sdk, "krg-claims").await;
+    let proxy = FaultProxy::start(endpoint()).await;
+    // The winner's write is slow, so the others find its claim rather than its result.
+    proxy.inject("PutKeyPolicy", Fault::Slow(Duration::from_millis(300)), 1);
+    // Ten instances (as Lambda runs concurrent invocations), sharing only the bucket.
+    let responses =
+        futures::future::join_all((0..10).map(|_| deliver(&sdk, &proxy, &bucket, family.key_id())))
+            .await;
+    let outcomes: Vec<serde_json::Value> = responses
+        .into_iter()
+        .map(|r| r.expect("every invocation succeeds")["outcomes"][0].clone())
+        .collect();
+    let action = |o: &serde_json::Value| o["action"].as_str().unwrap().to_owned();
+    let remediated = outcomes
+        .iter()
+        .filter(|o| action(o) == "remediated")
+        .count();
+    let waited = outcomes
+        .iter()
+        .filter(|o| {
+            o["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("written by a concurrent invocation"))
+        })
+        .count();
+    println!(
+        "10 concurrent instances on one drift: {} PutKeyPolicy, {remediated} remediated, {waited} waited for the claim holder's write",
+        proxy.forwarded("PutKeyPolicy")
+    );
+    assert_eq!(proxy.forwarded("PutKeyPolicy"), 1, "{outcomes:#?}");
+    assert_eq!(remediated, 1, "{outcomes:#?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| ["remediated", "in-sync"].contains(&action(o).as_str())),
+        "{outcomes:#?}"
+    );
+    assert!(waited >= 1, "the others found the claim: {outcomes:#?}");
+    let live = get_policy(&sdk, &replica).await;
+    assert!(
+        equivalent(&live, &rendered_baseline(&replica)).unwrap(),
+        "{live}"
+    );
+    assert!(
+        objects_under(&sdk, &bucket, "kms-replica-guard/claims/")
+            .await
+            .is_empty(),
+        "the claim is released"
+    );
+    assert_eq!(
+        objects_under(&sdk, &bucket, "kms-replica-guard/writes/")
+            .await
+            .len(),
+        1
+    );
+    // The same drift again later (the same policy put back) is claimed anew and fixed.
+    put_policy(&sdk, &replica, DEFAULT_STYLE_POLICY).await;
+    let again = deliver(&sdk, &proxy, &bucket, family.key_id())
+        .await
+        .unwrap();
+    assert_eq!(again["outcomes"][0]["action"], "remediated", "{again:#}");
+    assert_eq!(proxy.forwarded("PutKeyPolicy"), 2);
+}

@@ -287,19 +287,29 @@ pub async fn metric_sum(sdk: &SdkConfig, namespace: &str, metric: &str) -> f64 {
     sum
 }
 
-/// A fresh S3 bucket in the emulator.
+/// A fresh S3 bucket in the emulator, versioned as the stacks deploy the backup bucket.
 pub async fn bucket(sdk: &SdkConfig, name: &str) -> String {
     let bucket = format!(
         "{name}-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
-    aws_sdk_s3::Client::new(sdk)
-        .create_bucket()
+    let s3 = aws_sdk_s3::Client::new(sdk);
+    s3.create_bucket()
         .bucket(&bucket)
         .send()
         .await
         .expect("CreateBucket");
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("PutBucketVersioning");
     bucket
 }
 

@@ -368,6 +368,10 @@ async fn fifty_replays_write_once_and_ten_concurrent_invocations_converge() {
         "the same event 50 times: exactly one PutKeyPolicy"
     );
 
+    // One instance without a bucket: the write claim is in this process's memory. An
+    // invocation that read the drift before the write but claims after its release may still
+    // write it again, which is reported; faults::ten_concurrent_instances_on_one_drift_write_it_once
+    // holds separate instances sharing S3 to exactly one write.
     put_policy(&sdk, replica, DEFAULT_STYLE_POLICY).await;
     let responses = futures::future::join_all((0..10).map(|_| handle(&app, e.clone()))).await;
     let remediated = responses
