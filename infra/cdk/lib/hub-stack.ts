@@ -155,6 +155,13 @@ export class HubStack extends Stack {
         resources: [backupBucket.bucketArn],
         conditions: { StringLike: { 's3:prefix': `${BACKUP_PREFIX}*` } },
       }),
+      // The claim that lets one of several concurrent invocations write a fix is deleted when
+      // its write is done; deleting is allowed under claims/ only.
+      new iam.PolicyStatement({
+        sid: 'ReleaseWriteClaims',
+        actions: ['s3:DeleteObject'],
+        resources: [`arn:${this.partition}:s3:::${backupBucket.bucketName}/${BACKUP_PREFIX}claims/*`],
+      }),
     ];
     if (cfg.baselineSsmParameter) {
       statements.push(

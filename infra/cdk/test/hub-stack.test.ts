@@ -127,7 +127,7 @@ describe('the hub stack', () => {
     expect(template.findOutputs('BackupBucketName').BackupBucketName.Value).toEqual({ Ref: bucketId });
   });
 
-  test('the role may write and read backups, and list them, only under the backup prefix', () => {
+  test('the role may write and read backups, and list them, only under the backup prefix, and delete only write claims', () => {
     const [bucketId] = onlyResource(template, 'AWS::S3::Bucket');
     const s3Statements = roleStatements(template).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('s3:')));
     expect(s3Statements).toEqual([
@@ -143,6 +143,12 @@ describe('the hub stack', () => {
         Action: 's3:ListBucket',
         Resource: { 'Fn::GetAtt': [bucketId, 'Arn'] },
         Condition: { StringLike: { 's3:prefix': 'kms-replica-guard/*' } },
+      },
+      {
+        Sid: 'ReleaseWriteClaims',
+        Effect: 'Allow',
+        Action: 's3:DeleteObject',
+        Resource: { 'Fn::Join': ['', ['arn:aws:s3:::', { Ref: bucketId }, '/kms-replica-guard/claims/*']] },
       },
     ]);
   });
