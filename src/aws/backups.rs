@@ -22,7 +22,7 @@ use super::{call_error, get_object, split_s3_url};
 use crate::core::key::KeyArn;
 use crate::reconcile::ports::{
     Backup, BackupStore, CallError, Claimed, ErrorKind, NoBackups, WriteClaim, WriteHistory,
-    WriteRecord,
+    WriteRecord, rfc3339,
 };
 
 /// Backups in one S3 bucket.
@@ -214,10 +214,6 @@ pub fn parse_backup(bytes: &[u8]) -> Result<Backup, String> {
 }
 
 impl BackupStore for S3Backups {
-    fn is_persistent(&self) -> bool {
-        true
-    }
-
     async fn save(&self, backup: &Backup) -> Result<String, CallError> {
         let object = format!(
             "{}{}.json",
@@ -226,7 +222,7 @@ impl BackupStore for S3Backups {
         );
         let doc = Stored {
             key_arn: backup.key.to_string(),
-            taken_at: DateTime::<Utc>::from(backup.taken_at).to_rfc3339(),
+            taken_at: rfc3339(backup.taken_at),
             reason: backup.reason.clone(),
             event_id: backup.event_id.clone(),
             event_name: backup.event_name.clone(),
@@ -248,7 +244,7 @@ impl BackupStore for S3Backups {
         );
         let doc = StoredWrite {
             key_arn: write.key.to_string(),
-            written_at: DateTime::<Utc>::from(write.at).to_rfc3339(),
+            written_at: rfc3339(write.at),
             event_id: write.event_id.clone(),
             event_name: write.event_name.clone(),
             backup: write.backup.clone(),
@@ -289,7 +285,7 @@ impl BackupStore for S3Backups {
         let doc = StoredClaim {
             key_arn: claim.key.to_string(),
             drift: claim.drift.clone(),
-            claimed_at: DateTime::<Utc>::from(claim.at).to_rfc3339(),
+            claimed_at: rfc3339(claim.at),
             event_id: claim.event_id.clone(),
             event_name: claim.event_name.clone(),
         };
@@ -374,27 +370,30 @@ fn parse_write(bytes: &[u8]) -> Result<WriteRecord, String> {
 }
 
 /// The backup store the configuration asks for: S3 when `BACKUP_BUCKET` is set, else none.
-#[derive(Clone)]
 pub enum Backups {
-    /// No bucket: the previous policy is only logged; the flap history is per process.
-    Off,
+    /// No bucket: the previous policy is only logged; the write history and claims are per
+    /// process.
+    Off(NoBackups),
     /// Backups in S3.
     S3(S3Backups),
 }
 
-impl BackupStore for Backups {
-    fn is_persistent(&self) -> bool {
-        matches!(self, Backups::S3(_))
+impl Default for Backups {
+    fn default() -> Self {
+        Backups::Off(NoBackups::default())
     }
+}
+
+impl BackupStore for Backups {
     async fn save(&self, backup: &Backup) -> Result<String, CallError> {
         match self {
-            Backups::Off => NoBackups.save(backup).await,
+            Backups::Off(memory) => memory.save(backup).await,
             Backups::S3(s3) => s3.save(backup).await,
         }
     }
     async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
         match self {
-            Backups::Off => NoBackups.record_write(write).await,
+            Backups::Off(memory) => memory.record_write(write).await,
             Backups::S3(s3) => s3.record_write(write).await,
         }
     }
@@ -404,19 +403,19 @@ impl BackupStore for Backups {
         since: SystemTime,
     ) -> Result<WriteHistory, CallError> {
         match self {
-            Backups::Off => NoBackups.writes_since(key, since).await,
+            Backups::Off(memory) => memory.writes_since(key, since).await,
             Backups::S3(s3) => s3.writes_since(key, since).await,
         }
     }
     async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
         match self {
-            Backups::Off => NoBackups.claim(claim).await,
+            Backups::Off(memory) => memory.claim(claim).await,
             Backups::S3(s3) => s3.claim(claim).await,
         }
     }
     async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
         match self {
-            Backups::Off => NoBackups.release(claim).await,
+            Backups::Off(memory) => memory.release(claim).await,
             Backups::S3(s3) => s3.release(claim).await,
         }
     }

@@ -169,7 +169,7 @@ async fn execute(cli: Cli) -> Result<u8, String> {
         .backup_bucket
         .as_ref()
         .map(|b| S3Backups::new(s3.clone(), b, &config.backup_prefix));
-    let backups = store.clone().map_or(Backups::Off, Backups::S3);
+    let backups = store.clone().map_or_else(Backups::default, Backups::S3);
     let engine =
         Reconciler::with_backups(kms.clone(), kms.clone(), backups, config.settings.clone());
     let json = cli.output == Output::Json;

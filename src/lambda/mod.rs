@@ -77,7 +77,7 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M, NoBackups> {
     /// returned by every invocation, so it shows in the function's errors instead of a
     /// crash loop.
     pub fn new(config: Result<Config, ConfigError>, keys: K, policies: P, metrics: M) -> Self {
-        Self::with_backups(config, keys, policies, NoBackups, metrics)
+        Self::with_backups(config, keys, policies, NoBackups::default(), metrics)
     }
 }
 
@@ -149,15 +149,17 @@ pub fn on_aws(sdk: &SdkConfig, config: Result<Config, ConfigError>) -> AwsApp {
     let (limits, backups) = match &config {
         Ok(c) => (
             c.rate_limits,
-            c.backup_bucket.as_ref().map_or(Backups::Off, |bucket| {
-                Backups::S3(S3Backups::new(
-                    aws_sdk_s3::Client::new(sdk),
-                    bucket,
-                    &c.backup_prefix,
-                ))
-            }),
+            c.backup_bucket
+                .as_ref()
+                .map_or_else(Backups::default, |bucket| {
+                    Backups::S3(S3Backups::new(
+                        aws_sdk_s3::Client::new(sdk),
+                        bucket,
+                        &c.backup_prefix,
+                    ))
+                }),
         ),
-        Err(_) => (Default::default(), Backups::Off),
+        Err(_) => Default::default(),
     };
     let kms = Kms::with_limits(kms_clients(sdk), limits);
     let metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk));

@@ -1,4 +1,3 @@
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -9,7 +8,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::ports::{
     Backup, BackupStore, CallError, Claimed, ErrorKind, KeyDirectory, NoBackups, PolicyStore,
-    WriteClaim, WriteHistory, WriteRecord,
+    WriteClaim, WriteHistory, WriteRecord, rfc3339,
 };
 use super::{Mode, Settings};
 use crate::core::baseline::{Baseline, RenderContext, mirror_primary};
@@ -29,10 +28,6 @@ pub struct Reconciler<K, P, B = NoBackups> {
     policies: P,
     backups: B,
     settings: Arc<Settings>,
-    /// Writes per key in this process: the write history when backups are not kept.
-    writes: Mutex<HashMap<KeyArn, Vec<WriteRecord>>>,
-    /// Write claims held in this process, by key and drift: when backups are not kept.
-    claims: Mutex<HashMap<(KeyArn, String), WriteClaim>>,
 }
 
 /// A write claim older than this was left by an invocation that died between claiming and
@@ -70,7 +65,7 @@ type PolicyCell = OnceCell<Result<String, CallError>>;
 impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P, NoBackups> {
     /// An engine over these ports, keeping no backups (the previous policy is logged).
     pub fn new(keys: K, policies: P, settings: Arc<Settings>) -> Self {
-        Self::with_backups(keys, policies, NoBackups, settings)
+        Self::with_backups(keys, policies, NoBackups::default(), settings)
     }
 }
 
@@ -82,8 +77,6 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             policies,
             backups,
             settings,
-            writes: Mutex::default(),
-            claims: Mutex::default(),
         }
     }
 
@@ -437,9 +430,24 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             _ => {}
         }
 
+        self.claimed_write(event, replica, &live, &desired_text, &desired)
+            .await
+            .with_diff(drift)
+    }
+
+    /// Writes `text` over `live` once this invocation holds the claim on that drift, and
+    /// releases it after; when another invocation holds it, waits for that one's write.
+    async fn claimed_write(
+        &self,
+        event: &EventInfo,
+        replica: &KeyArn,
+        live: &str,
+        text: &str,
+        desired: &CanonicalPolicy,
+    ) -> Outcome {
         let claim = WriteClaim {
             key: replica.clone(),
-            drift: drift_name(&live, &desired_text),
+            drift: drift_name(live, text),
             at: SystemTime::now(),
             event_id: event.id.clone(),
             event_name: event.name.clone(),
@@ -448,33 +456,31 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             Ok(Claimed::Won) => {}
             Ok(Claimed::Held(holder)) => {
                 return self
-                    .await_concurrent_write(replica, &live, &desired, &holder)
-                    .await
-                    .with_diff(drift);
+                    .await_concurrent_write(replica, live, desired, &holder)
+                    .await;
             }
             Err(e) => {
                 return Outcome::failed(
                     replica,
                     format!("the write could not be claimed, so nothing was written: {e}"),
                     retry_class(&e),
-                )
-                .with_diff(drift);
+                );
             }
         }
         let reason = format!("drift from {}", self.settings.baseline.describe());
         let outcome = self
-            .write_verified(event, replica, &live, &desired_text, &desired, reason)
+            .write_verified(event, replica, live, text, desired, reason)
             .await;
-        if let Err(e) = self.release(&claim).await {
+        if let Err(e) = self.backups.release(&claim).await {
             tracing::warn!(key_arn = %replica, error = %e, "the write claim could not be released; it is taken over after {} s", CLAIM_TTL.as_secs());
         }
-        outcome.with_diff(drift)
+        outcome
     }
 
     /// Claims the write of one drift; a claim abandoned longer than [`CLAIM_TTL`] ago is
     /// released and claimed anew.
     async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
-        match self.take_claim(claim).await? {
+        match self.backups.claim(claim).await? {
             Claimed::Held(holder) if abandoned(&holder, claim.at) => {
                 tracing::warn!(
                     key_arn = %claim.key,
@@ -482,41 +488,11 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                     "taking over a write claim abandoned for more than {} s",
                     CLAIM_TTL.as_secs()
                 );
-                self.release(&holder).await?;
-                self.take_claim(claim).await
+                self.backups.release(&holder).await?;
+                self.backups.claim(claim).await
             }
             answer => Ok(answer),
         }
-    }
-
-    /// The backup store's claim when it is durable (shared by every instance), else this
-    /// process's.
-    async fn take_claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
-        if self.backups.is_persistent() {
-            return self.backups.claim(claim).await;
-        }
-        let mut claims = self.claims.lock().expect("no panics while held");
-        Ok(
-            match claims.entry((claim.key.clone(), claim.drift.clone())) {
-                Entry::Occupied(held) => Claimed::Held(Box::new(held.get().clone())),
-                Entry::Vacant(free) => {
-                    free.insert(claim.clone());
-                    Claimed::Won
-                }
-            },
-        )
-    }
-
-    /// Gives up a claim where [`Self::take_claim`] took it.
-    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
-        if self.backups.is_persistent() {
-            return self.backups.release(claim).await;
-        }
-        self.claims
-            .lock()
-            .expect("no panics while held")
-            .remove(&(claim.key.clone(), claim.drift.clone()));
-        Ok(())
     }
 
     /// Another invocation claimed the write of this very drift: wait for its write (re-reading
@@ -636,7 +612,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 retry_class(&e),
             ),
         };
-        if let Err(e) = self.record_write(write).await {
+        if let Err(e) = self.backups.record_write(&write).await {
             tracing::error!(key_arn = %key, error = %e, "the write could not be recorded; the flap guard will not count it");
         }
         outcome
@@ -671,21 +647,6 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             }
         })
         .await
-    }
-
-    /// Keeps a write in the write history: the backup store's when it is durable, else this
-    /// process's memory.
-    async fn record_write(&self, write: WriteRecord) -> Result<(), CallError> {
-        if self.backups.is_persistent() {
-            return self.backups.record_write(&write).await;
-        }
-        self.writes
-            .lock()
-            .expect("no panics while held")
-            .entry(write.key.clone())
-            .or_default()
-            .push(write);
-        Ok(())
     }
 
     /// The rendered, validated baseline for one key, found from its own DescribeKey (the
@@ -769,14 +730,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         let since = SystemTime::now()
             .checked_sub(self.settings.flap.window)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        if self.backups.is_persistent() {
-            return self.backups.writes_since(key, since).await;
-        }
-        let writes = self.writes.lock().expect("no panics while held");
-        Ok(WriteHistory::of(
-            writes.get(key).into_iter().flatten(),
-            since,
-        ))
+        self.backups.writes_since(key, since).await
     }
 
     /// The rendered, validated baseline for one replica.
@@ -861,7 +815,7 @@ fn same_mismatch(earlier: &WriteRecord, live: &str, desired: &CanonicalPolicy) -
     let same_baseline = compare(&earlier.written, desired) == Verdict::InSync;
     let unchanged = compare(live, &stored) == Verdict::InSync;
     (same_baseline && unchanged).then(|| {
-        let at = chrono::DateTime::<chrono::Utc>::from(earlier.at).to_rfc3339();
+        let at = rfc3339(earlier.at);
         Outcome::failed(
             &earlier.key,
             format!(
@@ -1839,10 +1793,10 @@ mod tests {
             "held in this process: {r:#?}"
         );
         assert_eq!(fake.count("PutKeyPolicy"), 0);
-        engine.release(&held).await.unwrap();
+        engine.backups.release(&held).await.unwrap();
         let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
         assert_eq!(only(&r).action, Action::Remediated, "{r:#?}");
-        assert!(engine.claims.lock().unwrap().is_empty());
+        assert!(engine.backups.holds_no_claims());
         assert_eq!(
             fake.count("PutObject If-None-Match"),
             0,

@@ -245,9 +245,6 @@ impl MetricsSink for FakeAws {
 }
 
 impl BackupStore for FakeAws {
-    fn is_persistent(&self) -> bool {
-        true
-    }
     async fn save(&self, backup: &Backup) -> Result<String, CallError> {
         self.call("PutObject", &backup.key)?;
         let mut backups = self.backups.lock().unwrap();

@@ -1,8 +1,11 @@
 //! The capabilities the reconcile engine needs from AWS, one small trait each. The AWS
 //! adapters in [`crate::aws`] implement them; tests use in-memory fakes.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::core::decide::KeyFacts;
@@ -123,9 +126,14 @@ impl WriteClaim {
             "event {} {} at {}",
             self.event_name,
             self.event_id.as_deref().unwrap_or("-"),
-            chrono::DateTime::<chrono::Utc>::from(self.at).to_rfc3339()
+            rfc3339(self.at)
         )
     }
+}
+
+/// A time as records and reasons show it: RFC 3339 in UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()
 }
 
 /// The answer to a claim.
@@ -140,8 +148,6 @@ pub enum Claimed {
 /// Keeps the policies the engine overwrites, the record of its writes, and the claims that
 /// keep concurrent invocations from writing the same fix twice.
 pub trait BackupStore: Send + Sync {
-    /// Whether backups are kept durably (and so can serve as write history).
-    fn is_persistent(&self) -> bool;
     /// Saves a backup; the write must not happen when this fails. Returns where it is.
     fn save(&self, backup: &Backup) -> impl Future<Output = Result<String, CallError>> + Send;
     /// Records a write KMS accepted, after its verification.
@@ -161,32 +167,63 @@ pub trait BackupStore: Send + Sync {
     fn release(&self, claim: &WriteClaim) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
-/// No backup store: the previous policy is only in the log line before the write.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoBackups;
+/// No backup bucket: the previous policy is only in the log line before the write, and the
+/// write history and write claims are kept in this process (one execution environment).
+#[derive(Debug, Default)]
+pub struct NoBackups {
+    writes: Mutex<HashMap<KeyArn, Vec<WriteRecord>>>,
+    claims: Mutex<HashMap<(KeyArn, String), WriteClaim>>,
+}
+
+#[cfg(test)]
+impl NoBackups {
+    /// Whether no claim is held.
+    pub(crate) fn holds_no_claims(&self) -> bool {
+        self.claims.lock().expect("no panics while held").is_empty()
+    }
+}
 
 impl BackupStore for NoBackups {
-    fn is_persistent(&self) -> bool {
-        false
-    }
     async fn save(&self, _backup: &Backup) -> Result<String, CallError> {
         Ok("logged only (no BACKUP_BUCKET)".to_owned())
     }
-    async fn record_write(&self, _write: &WriteRecord) -> Result<(), CallError> {
+    async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
+        self.writes
+            .lock()
+            .expect("no panics while held")
+            .entry(write.key.clone())
+            .or_default()
+            .push(write.clone());
         Ok(())
     }
     async fn writes_since(
         &self,
-        _key: &KeyArn,
-        _since: SystemTime,
+        key: &KeyArn,
+        since: SystemTime,
     ) -> Result<WriteHistory, CallError> {
-        Ok(WriteHistory::default())
+        let writes = self.writes.lock().expect("no panics while held");
+        Ok(WriteHistory::of(
+            writes.get(key).into_iter().flatten(),
+            since,
+        ))
     }
-    /// Not durable: the engine keeps claims in its own memory instead (see `is_persistent`).
-    async fn claim(&self, _claim: &WriteClaim) -> Result<Claimed, CallError> {
-        Ok(Claimed::Won)
+    async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        let mut claims = self.claims.lock().expect("no panics while held");
+        Ok(
+            match claims.entry((claim.key.clone(), claim.drift.clone())) {
+                Entry::Occupied(held) => Claimed::Held(Box::new(held.get().clone())),
+                Entry::Vacant(free) => {
+                    free.insert(claim.clone());
+                    Claimed::Won
+                }
+            },
+        )
     }
-    async fn release(&self, _claim: &WriteClaim) -> Result<(), CallError> {
+    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
+        self.claims
+            .lock()
+            .expect("no panics while held")
+            .remove(&(claim.key.clone(), claim.drift.clone()));
         Ok(())
     }
 }
@@ -203,9 +240,6 @@ pub trait MetricsSink: Send + Sync {
 
 // Borrowed ports work too, so one adapter value can serve several roles.
 impl<T: BackupStore> BackupStore for &T {
-    fn is_persistent(&self) -> bool {
-        (**self).is_persistent()
-    }
     async fn save(&self, backup: &Backup) -> Result<String, CallError> {
         (**self).save(backup).await
     }
