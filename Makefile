@@ -35,19 +35,19 @@ fmt: ## format the code
 
 lint: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 unit: ## unit and property tests (no emulator)
-	$(NEXTEST) --lib --bins
+	$(NEXTEST) --workspace --lib --bins
 
 integration: emulator ## tests against the emulator over real HTTP
-	$(NEXTEST) --test integration
+	$(NEXTEST) -p kms-replica-guard --test integration
 
 e2e: emulator ## release binary under cargo lambda watch, driven by cargo lambda invoke
 	tests/e2e/run.sh
 
 test: lint emulator ## every test: lint, unit, integration, end to end, infra checks
-	$(NEXTEST) --all-targets
+	$(NEXTEST) --workspace --all-targets
 	tests/e2e/run.sh
 	$(MAKE) --no-print-directory infra-test
 
@@ -55,7 +55,7 @@ demo: setup ## heal a default-policy and a hand-drifted replica on the emulator
 	@scripts/demo.sh
 
 bench: ## criterion: CPU of the per-event policy work for a 32 KB policy
-	cargo bench --bench policy
+	cargo bench -p krg-engine --bench policy
 
 bench-sweep: setup ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
 	bench/sweep.sh

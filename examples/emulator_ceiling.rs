@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kms_replica_guard::aws::clients::{kms_clients, load_sdk_config};
-use kms_replica_guard::aws::kms::{Kms, RateLimits};
-use kms_replica_guard::core::key::KeyArn;
-use kms_replica_guard::reconcile::ports::{KeyDirectory, PolicyStore};
+use krg_aws::clients::{kms_clients, load_sdk_config};
+use krg_aws::kms::{Kms, RateLimits};
+use krg_engine::key::KeyArn;
+use krg_engine::ports::{KeyDirectory, PolicyStore};
 
 #[tokio::main]
 async fn main() {

@@ -1,22 +1,28 @@
-//! Typed configuration from the environment, checked once at start-up. Every error names
-//! the variable, what was wrong and what to set instead.
+//! Typed configuration, checked once at start-up. The Lambda reads it from the environment
+//! ([`Options::from_lookup`]); the CLI builds the same [`Options`] from its flags, with the
+//! environment as clap's fallback. Every error names the variable, what was wrong and what
+//! to set instead.
 
-use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aws::kms::RateLimits;
-use crate::core::baseline::{Baseline, RenderContext, Template};
-use crate::core::key::{KeyArn, Region, RoleArn};
-use crate::core::policy::{LockoutGuard, ValidationError, validate};
-use crate::reconcile::ports::CallError;
-use crate::reconcile::{FlapGuard, Mode, Settings};
-use crate::retry::Backoff;
+use krg_aws::kms::RateLimits;
+use krg_engine::baseline::{Baseline, RenderContext, Template};
+use krg_engine::key::{KeyArn, Region, RoleArn};
+use krg_engine::ports::RemoteText;
+use krg_engine::retry::Backoff;
+use krg_engine::{FlapGuard, Mode, Settings};
+use krg_policy::{LockoutGuard, ValidationError, validate};
 
 /// Default CloudWatch namespace.
 pub const DEFAULT_NAMESPACE: &str = "KmsReplicaGuard";
 /// Default tag key that excludes a key from management.
 pub const DEFAULT_EXCLUDE_TAG: &str = "kms-replica-guard:exclude";
+/// Default key prefix of backups, write records and claims in `BACKUP_BUCKET`.
+pub const DEFAULT_BACKUP_PREFIX: &str = "kms-replica-guard/";
+/// Default number of keys reconciled at once.
+pub const DEFAULT_CONCURRENCY: u64 = 8;
 
 /// `EXCLUDE_TAG` value that turns exclusion by tag off (one KMS call fewer per fix).
 pub const EXCLUDE_TAG_OFF: &str = "off";
@@ -36,16 +42,161 @@ pub struct Config {
     pub backup_prefix: String,
 }
 
-/// Where a baseline kept outside the function is read from.
-pub trait RemoteText {
-    /// The value of an SSM parameter (decrypted).
-    fn ssm_parameter(&self, name: &str) -> impl Future<Output = Result<String, CallError>> + Send;
-    /// The body of an S3 object.
-    fn s3_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<String, CallError>> + Send;
+/// The configuration as given, each value parsed into its type; `None` means "not set,
+/// use the default". [`Config::resolve`] checks the whole and applies the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `REMEDIATION_MODE`.
+    pub mode: Option<Mode>,
+    /// `BASELINE_SOURCE`.
+    pub baseline: Option<BaselineSource>,
+    /// `REMEDIATOR_ROLE_ARN`.
+    pub remediator: Option<RoleArn>,
+    /// `AWS_REGION` (else `AWS_DEFAULT_REGION`): the home Region.
+    pub home: Option<Region>,
+    /// `SWEEP_REGIONS`.
+    pub sweep_regions: Option<Vec<Region>>,
+    /// `METRICS_NAMESPACE`.
+    pub metrics_namespace: Option<String>,
+    /// `EXCLUDE_TAG` (`off` turns exclusion off).
+    pub exclude_tag: Option<String>,
+    /// `BACKUP_BUCKET`.
+    pub backup_bucket: Option<String>,
+    /// `BACKUP_PREFIX`.
+    pub backup_prefix: Option<String>,
+    /// `CONCURRENCY`.
+    pub concurrency: Option<u64>,
+    /// `CREATING_RETRY_ATTEMPTS`.
+    pub creating_retry_attempts: Option<u64>,
+    /// `CREATING_RETRY_BASE_MS`.
+    pub creating_retry_base_ms: Option<u64>,
+    /// `FLAP_MAX`.
+    pub flap_max: Option<u64>,
+    /// `FLAP_WINDOW`.
+    pub flap_window: Option<Duration>,
+    /// `RATE_DESCRIBE_KEY`, `RATE_GET_KEY_POLICY`, `RATE_PUT_KEY_POLICY`, `RATE_LIST_KEYS`,
+    /// `RATE_LIST_RESOURCE_TAGS`.
+    pub rates: RateOptions,
+}
+
+/// Client-side KMS rate limits as given (requests per second per Region).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateOptions {
+    /// DescribeKey.
+    pub describe_key: Option<u64>,
+    /// GetKeyPolicy.
+    pub get_key_policy: Option<u64>,
+    /// PutKeyPolicy.
+    pub put_key_policy: Option<u64>,
+    /// ListKeys pages.
+    pub list_keys: Option<u64>,
+    /// ListResourceTags pages.
+    pub list_resource_tags: Option<u64>,
+}
+
+impl Options {
+    /// Parses the environment variables read through `get` (the process environment, or a
+    /// map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn parsed<T: FromStr<Err = String>>(
+            get: &impl Fn(&str) -> Option<String>,
+            var: &'static str,
+        ) -> Result<Option<T>, ConfigError> {
+            get(var)
+                .map(|v| v.parse::<T>().map_err(|problem| err(var, problem)))
+                .transpose()
+        }
+        let number = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(var)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| err(var, format!("{v:?} is not a whole number")))
+                })
+                .transpose()
+        };
+        let region = |var: &'static str| -> Result<Option<Region>, ConfigError> {
+            get(var)
+                .map(|r| {
+                    r.parse::<Region>()
+                        .map_err(|e| err("AWS_REGION", e.to_string()))
+                })
+                .transpose()
+        };
+        Ok(Self {
+            mode: parsed(&get, "REMEDIATION_MODE")?,
+            baseline: parsed(&get, "BASELINE_SOURCE")?,
+            remediator: get("REMEDIATOR_ROLE_ARN")
+                .map(|v| v.parse::<RoleArn>())
+                .transpose()
+                .map_err(|e| {
+                    err(
+                        "REMEDIATOR_ROLE_ARN",
+                        format!("{e}; set it to the function's execution role ARN"),
+                    )
+                })?,
+            home: match region("AWS_REGION")? {
+                Some(r) => Some(r),
+                None => region("AWS_DEFAULT_REGION")?,
+            },
+            sweep_regions: get("SWEEP_REGIONS")
+                .map(|list| parse_regions(&list))
+                .transpose()
+                .map_err(|problem| err("SWEEP_REGIONS", problem))?,
+            metrics_namespace: get("METRICS_NAMESPACE"),
+            exclude_tag: get("EXCLUDE_TAG"),
+            backup_bucket: get("BACKUP_BUCKET"),
+            backup_prefix: get("BACKUP_PREFIX"),
+            concurrency: number("CONCURRENCY")?,
+            creating_retry_attempts: number("CREATING_RETRY_ATTEMPTS")?,
+            creating_retry_base_ms: number("CREATING_RETRY_BASE_MS")?,
+            flap_max: number("FLAP_MAX")?,
+            flap_window: get("FLAP_WINDOW")
+                .map(|w| parse_duration(&w))
+                .transpose()
+                .map_err(|problem| err("FLAP_WINDOW", problem))?,
+            rates: RateOptions {
+                describe_key: number("RATE_DESCRIBE_KEY")?,
+                get_key_policy: number("RATE_GET_KEY_POLICY")?,
+                put_key_policy: number("RATE_PUT_KEY_POLICY")?,
+                list_keys: number("RATE_LIST_KEYS")?,
+                list_resource_tags: number("RATE_LIST_RESOURCE_TAGS")?,
+            },
+        })
+    }
+}
+
+/// Where the desired policy comes from (`BASELINE_SOURCE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaselineSource {
+    /// `primary`: mirror each replica's primary.
+    Primary,
+    /// `file:PATH`.
+    File(String),
+    /// A literal JSON document (starts with `{`).
+    Literal(String),
+    /// `ssm:NAME` or `s3://BUCKET/KEY`: read with a call at start-up.
+    Remote(RemoteBaseline),
+}
+
+impl FromStr for BaselineSource {
+    type Err = String;
+
+    fn from_str(source: &str) -> Result<Self, String> {
+        let source = source.trim();
+        if source == "primary" {
+            Ok(Self::Primary)
+        } else if let Some(path) = source.strip_prefix("file:") {
+            Ok(Self::File(path.to_owned()))
+        } else if source.starts_with('{') {
+            Ok(Self::Literal(source.to_owned()))
+        } else if let Some(remote) = RemoteBaseline::parse(source) {
+            remote.map(Self::Remote)
+        } else {
+            Err(format!(
+                "{source:?} is not a baseline source; use primary, file:PATH, ssm:NAME, s3://BUCKET/KEY or a literal JSON policy document"
+            ))
+        }
+    }
 }
 
 /// A baseline source that needs a call to read.
@@ -63,14 +214,11 @@ pub enum RemoteBaseline {
 }
 
 impl RemoteBaseline {
-    /// Recognises `ssm:NAME` and `s3://bucket/key`.
-    pub fn parse(source: &str) -> Option<Result<Self, ConfigError>> {
+    /// Recognises `ssm:NAME` and `s3://bucket/key`; `None` for any other source.
+    pub fn parse(source: &str) -> Option<Result<Self, String>> {
         if let Some(name) = source.strip_prefix("ssm:") {
             return Some(if name.is_empty() {
-                Err(err(
-                    "BASELINE_SOURCE",
-                    "ssm: needs a parameter name, e.g. ssm:/kms-replica-guard/baseline",
-                ))
+                Err("ssm: needs a parameter name, e.g. ssm:/kms-replica-guard/baseline".into())
             } else {
                 Ok(Self::Ssm(name.to_owned()))
             });
@@ -78,26 +226,21 @@ impl RemoteBaseline {
         if !source.starts_with("s3://") {
             return None;
         }
-        Some(match crate::aws::split_s3_url(source) {
+        Some(match krg_aws::split_s3_url(source) {
             Some((bucket, key)) => Ok(Self::S3 {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
             }),
-            None => Err(err(
-                "BASELINE_SOURCE",
-                format!("{source:?}: use s3://BUCKET/KEY"),
-            )),
+            None => Err(format!("{source:?}: use s3://BUCKET/KEY")),
         })
     }
 
     /// Reads the template text.
     pub async fn fetch(&self, remote: &impl RemoteText) -> Result<Template, ConfigError> {
-        let (origin, text) = match self {
-            Self::Ssm(name) => (format!("ssm:{name}"), remote.ssm_parameter(name).await),
-            Self::S3 { bucket, key } => (
-                format!("s3://{bucket}/{key}"),
-                remote.s3_object(bucket, key).await,
-            ),
+        let origin = self.to_string();
+        let text = match self {
+            Self::Ssm(name) => remote.ssm_parameter(name).await,
+            Self::S3 { bucket, key } => remote.s3_object(bucket, key).await,
         };
         let text = text.map_err(|e| {
             err(
@@ -106,6 +249,15 @@ impl RemoteBaseline {
             )
         })?;
         Template::new(origin, text).map_err(|e| err("BASELINE_SOURCE", e.to_string()))
+    }
+}
+
+impl std::fmt::Display for RemoteBaseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ssm(name) => write!(f, "ssm:{name}"),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
     }
 }
 
@@ -126,15 +278,15 @@ fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-    }
+/// Reads a variable of the process environment; an empty value is unset.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
 
+impl Config {
     /// Reads the process environment, fetching an `ssm:` or `s3://` baseline through `remote`.
     pub async fn load(remote: &impl RemoteText) -> Result<Self, ConfigError> {
-        Self::load_from(|k| std::env::var(k).ok().filter(|v| !v.is_empty()), remote).await
+        Self::load_from(env_var, remote).await
     }
 
     /// Like [`Config::load`], reading variables through `get`.
@@ -142,193 +294,147 @@ impl Config {
         get: impl Fn(&str) -> Option<String>,
         remote: &impl RemoteText,
     ) -> Result<Self, ConfigError> {
-        let source = get("BASELINE_SOURCE").unwrap_or_default();
-        match RemoteBaseline::parse(source.trim()) {
-            Some(spec) => {
-                let template = spec?.fetch(remote).await?;
-                Self::build(&get, Some(template))
-            }
-            None => Self::build(&get, None),
-        }
+        Self::resolve(Options::from_lookup(get)?, remote).await
     }
 
     /// Reads configuration through `get` (the environment, or a map in tests). `ssm:` and
     /// `s3://` baselines need a call: use [`Config::load_from`] for them.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::build(&get, None)
+        Self::build(Options::from_lookup(get)?, None)
     }
 
-    fn build(
-        get: &impl Fn(&str) -> Option<String>,
-        fetched: Option<Template>,
-    ) -> Result<Self, ConfigError> {
-        let mode = match get("REMEDIATION_MODE").as_deref() {
-            None | Some("dry-run") => Mode::DryRun,
-            Some("enforce") => Mode::Enforce,
-            Some(other) => {
+    /// Checks `options` as a whole and applies the defaults, fetching an `ssm:` or `s3://`
+    /// baseline through `remote`.
+    pub async fn resolve(options: Options, remote: &impl RemoteText) -> Result<Self, ConfigError> {
+        let fetched = match &options.baseline {
+            Some(BaselineSource::Remote(spec)) => Some(spec.fetch(remote).await?),
+            _ => None,
+        };
+        Self::build(options, fetched)
+    }
+
+    fn build(o: Options, fetched: Option<Template>) -> Result<Self, ConfigError> {
+        const VAR: &str = "BASELINE_SOURCE";
+        let baseline = match (o.baseline.unwrap_or(BaselineSource::Primary), fetched) {
+            (_, Some(t)) => Baseline::Template(t),
+            (BaselineSource::Primary, None) => Baseline::Primary,
+            (BaselineSource::File(path), None) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| err(VAR, format!("cannot read baseline file {path}: {e}")))?;
+                Baseline::Template(
+                    Template::new(format!("file:{path}"), text)
+                        .map_err(|e| err(VAR, e.to_string()))?,
+                )
+            }
+            (BaselineSource::Literal(text), None) => Baseline::Template(
+                Template::new("literal BASELINE_SOURCE", text)
+                    .map_err(|e| err(VAR, e.to_string()))?,
+            ),
+            (BaselineSource::Remote(spec), None) => {
                 return Err(err(
-                    "REMEDIATION_MODE",
+                    VAR,
                     format!(
-                        "{other:?} is not a mode; use dry-run (report only, the default) or enforce (rewrite drifted policies)"
+                        "{spec} must be read with a call; load the configuration with Config::load"
                     ),
                 ));
             }
         };
-        let remediator = get("REMEDIATOR_ROLE_ARN")
-            .map(|v| v.parse::<RoleArn>())
-            .transpose()
-            .map_err(|e| {
-                err(
-                    "REMEDIATOR_ROLE_ARN",
-                    format!("{e}; set it to the function's execution role ARN"),
-                )
-            })?;
-        let home = get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
-            .map(|r| r.parse::<Region>())
-            .transpose()
-            .map_err(|e| err("AWS_REGION", e.to_string()))?;
-        let sweep_regions = match get("SWEEP_REGIONS") {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(str::parse::<Region>)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    err(
-                        "SWEEP_REGIONS",
-                        format!("{e}; use a comma-separated list such as us-east-1,eu-west-1"),
-                    )
-                })?,
-            None => home.iter().cloned().collect(),
-        };
-        let baseline = match fetched {
-            Some(t) => Baseline::Template(t),
-            None => parse_baseline(get("BASELINE_SOURCE").as_deref().unwrap_or("primary"))?,
-        };
         if let Baseline::Template(t) = &baseline {
-            check_template(t, remediator.as_ref(), home.as_ref())?;
+            check_template(t, o.remediator.as_ref(), o.home.as_ref())?;
         }
-        let metrics_namespace =
-            get("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        let metrics_namespace = o
+            .metrics_namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
         if metrics_namespace.starts_with("AWS/") || metrics_namespace.len() > 255 {
             return Err(err(
                 "METRICS_NAMESPACE",
                 "must not start with AWS/ and must be at most 255 characters",
             ));
         }
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(var).map_or(Ok(default), |v| {
-                v.parse()
-                    .map_err(|_| err(var, format!("{v:?} is not a whole number")))
-            })
-        };
-        let defaults = Backoff::default();
+        let backoff = Backoff::default();
         let consistency = Backoff {
-            attempts: number("CREATING_RETRY_ATTEMPTS", defaults.attempts.into())?.clamp(1, 20)
-                as u32,
-            base: std::time::Duration::from_millis(number(
-                "CREATING_RETRY_BASE_MS",
-                defaults.base.as_millis() as u64,
-            )?),
-            max: defaults.max,
+            attempts: o
+                .creating_retry_attempts
+                .unwrap_or(backoff.attempts.into())
+                .clamp(1, 20) as u32,
+            base: o
+                .creating_retry_base_ms
+                .map_or(backoff.base, Duration::from_millis),
+            max: backoff.max,
         };
+        let flap = FlapGuard::default();
         let settings = Settings {
-            mode,
+            mode: o.mode.unwrap_or_default(),
             baseline,
-            exclude_tag: match get("EXCLUDE_TAG") {
+            exclude_tag: match o.exclude_tag {
                 Some(off) if off == EXCLUDE_TAG_OFF => None,
                 Some(tag) => Some(tag),
                 None => Some(DEFAULT_EXCLUDE_TAG.to_owned()),
             },
-            remediator,
             consistency,
-            concurrency: number("CONCURRENCY", 8)?.clamp(1, 64) as usize,
-            sweep_regions,
+            concurrency: o.concurrency.unwrap_or(DEFAULT_CONCURRENCY).clamp(1, 64) as usize,
+            sweep_regions: o
+                .sweep_regions
+                .unwrap_or_else(|| o.home.iter().cloned().collect()),
             flap: FlapGuard {
-                max: number("FLAP_MAX", FlapGuard::default().max as u64)?.max(1) as usize,
-                window: match get("FLAP_WINDOW") {
-                    Some(w) => parse_duration(&w).ok_or_else(|| {
-                        err(
-                            "FLAP_WINDOW",
-                            format!("{w:?} is not a duration; use e.g. 3600, 90m or 1h"),
-                        )
-                    })?,
-                    None => FlapGuard::default().window,
-                },
+                max: o.flap_max.map_or(flap.max, |n| n.max(1) as usize),
+                window: o.flap_window.unwrap_or(flap.window),
             },
+            remediator: o.remediator,
         };
         let defaults = RateLimits::default();
-        let rate = |var, default: u32| -> Result<u32, ConfigError> {
-            Ok(number(var, default.into())?.clamp(1, 100_000) as u32)
+        let rate = |given: Option<u64>, default: u32| {
+            given.map_or(default, |n| n.clamp(1, 100_000) as u32)
         };
         let rate_limits = RateLimits {
-            describe_key: rate("RATE_DESCRIBE_KEY", defaults.describe_key)?,
-            get_key_policy: rate("RATE_GET_KEY_POLICY", defaults.get_key_policy)?,
-            put_key_policy: rate("RATE_PUT_KEY_POLICY", defaults.put_key_policy)?,
-            list_keys: rate("RATE_LIST_KEYS", defaults.list_keys)?,
-            list_resource_tags: rate("RATE_LIST_RESOURCE_TAGS", defaults.list_resource_tags)?,
+            describe_key: rate(o.rates.describe_key, defaults.describe_key),
+            get_key_policy: rate(o.rates.get_key_policy, defaults.get_key_policy),
+            put_key_policy: rate(o.rates.put_key_policy, defaults.put_key_policy),
+            list_keys: rate(o.rates.list_keys, defaults.list_keys),
+            list_resource_tags: rate(o.rates.list_resource_tags, defaults.list_resource_tags),
         };
         Ok(Self {
             settings: Arc::new(settings),
             metrics_namespace,
             rate_limits,
-            backup_bucket: get("BACKUP_BUCKET"),
-            backup_prefix: get("BACKUP_PREFIX").unwrap_or_else(|| "kms-replica-guard/".to_owned()),
+            backup_bucket: o.backup_bucket,
+            backup_prefix: o
+                .backup_prefix
+                .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_owned()),
         })
     }
 }
 
-/// `primary`, `file:PATH` or a literal JSON document.
-fn parse_baseline(source: &str) -> Result<Baseline, ConfigError> {
-    const VAR: &str = "BASELINE_SOURCE";
-    let source = source.trim();
-    if source == "primary" {
-        return Ok(Baseline::Primary);
-    }
-    let template = if let Some(path) = source.strip_prefix("file:") {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(VAR, format!("cannot read baseline file {path}: {e}")))?;
-        Template::new(format!("file:{path}"), text)
-    } else if source.starts_with('{') {
-        Template::new("literal BASELINE_SOURCE", source)
-    } else if source.starts_with("ssm:") || source.starts_with("s3://") {
-        return Err(err(
-            VAR,
-            format!(
-                "{source:?} must be read with a call; load the configuration with Config::load"
-            ),
-        ));
-    } else {
-        return Err(err(
-            VAR,
-            format!(
-                "{source:?} is not a baseline source; use primary, file:PATH or a literal JSON policy document"
-            ),
-        ));
-    };
-    template
-        .map(Baseline::Template)
-        .map_err(|e| err(VAR, e.to_string()))
+/// A comma-separated list of Regions (`SWEEP_REGIONS`, `--regions`).
+pub fn parse_regions(list: &str) -> Result<Vec<Region>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::parse::<Region>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{e}; use a comma-separated list such as us-east-1,eu-west-1"))
 }
 
-/// `3600`, `3600s`, `90m`, `1h`, `2d`.
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
+/// `3600`, `3600s`, `90m`, `1h`, `2d` (`FLAP_WINDOW`, `--flap-window`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration; use e.g. 3600, 90m or 1h");
+    let t = s.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
     };
-    let n: u64 = number.parse().ok()?;
+    let n: u64 = number.parse().map_err(|_| bad())?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => return None,
+        _ => return Err(bad()),
     };
-    (secs > 0).then(|| Duration::from_secs(secs))
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// Renders the template for a sample key and validates it, so a bad baseline is caught at

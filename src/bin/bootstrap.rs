@@ -10,7 +10,7 @@
 //! BENCHMARKS.md), and a sweep's concurrency is concurrent requests, not threads: worker
 //! threads would only be spawned at start-up (about 0.6 ms of init, measured) to sit idle.
 
-use kms_replica_guard::lambda::{AwsApp, from_environment};
+use kms_replica_guard::wiring::{AwsApp, from_environment};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::sync::OnceCell;

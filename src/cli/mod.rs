@@ -1,24 +1,35 @@
 //! The operator CLI: the same engine as the Lambda, driven from a terminal or a script.
 //! Dry-run unless `--apply`; exit codes scripts can rely on (see [`EXIT_CODES`]).
+//!
+//! Flags are parsed once, by clap, straight into the typed [`Options`] the Lambda reads
+//! from its environment (each flag falls back to the same environment variable), and the
+//! adapters come from [`crate::wiring`]. One module per subcommand: [`check`] (`check`,
+//! `diff`), [`sweep`], [`validate`] (`validate-baseline`), [`restore`]; [`output`] renders
+//! outcomes for a terminal.
 
-use std::collections::HashMap;
+mod check;
+mod output;
+mod restore;
+mod sweep;
+mod validate;
+
 use std::process::ExitCode;
-use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use console::style;
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use krg_aws::backups::BackupFormatError;
+use krg_aws::clients::load_sdk_config;
+use krg_aws::remote::Remote;
+use krg_engine::Mode;
+use krg_engine::error::CallError;
+use krg_engine::key::{KeyArn, Region, RoleArn};
+use krg_engine::outcome::{Action, Report};
+use krg_engine::reconcile::BaselineForError;
 
-use crate::aws::backups::{Backups, S3Backups, parse_backup};
-use crate::aws::clients::{kms_clients, load_sdk_config};
-use crate::aws::kms::Kms;
-use crate::aws::remote::Remote;
-use crate::config::Config;
-use crate::core::key::{KeyArn, Region};
-use crate::core::outcome::{Action, Outcome, Report};
-use crate::core::policy::equivalent;
-use crate::reconcile::{Progress, Reconciler};
+use crate::config::{
+    BaselineSource, Config, ConfigError, Options, RateOptions, env_var, parse_duration,
+};
+use crate::wiring::Adapters;
 
 /// Documented exit codes.
 pub const EXIT_CODES: &str = "Exit codes:
@@ -28,28 +39,102 @@ pub const EXIT_CODES: &str = "Exit codes:
 
 /// Check and heal the key policies of KMS multi-Region replica keys.
 ///
-/// Reads the same configuration as the Lambda function (environment variables; the flags
-/// below override them). Nothing is written unless `--apply` is given.
+/// Reads the same configuration as the Lambda function (each flag below falls back to the
+/// environment variable it names). Nothing is written unless `--apply` is given.
 #[derive(Debug, Parser)]
 #[command(name = "kms-replica-guard", version, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    output: Output,
+}
+
+/// The configuration flags, typed as the Lambda's [`Options`].
+#[derive(Debug, Args)]
+struct ConfigArgs {
     /// Baseline: `primary`, `file:PATH`, `ssm:NAME`, `s3://BUCKET/KEY` or a JSON document.
     #[arg(long, env = "BASELINE_SOURCE", global = true)]
-    baseline: Option<String>,
+    baseline: Option<BaselineSource>,
     /// The remediator's role ARN, which the lockout check keeps able to manage policies.
     #[arg(long, env = "REMEDIATOR_ROLE_ARN", global = true)]
-    remediator_role: Option<String>,
+    remediator_role: Option<RoleArn>,
     /// Keys carrying this tag key are left alone (`off`: no exclusion by tag).
     #[arg(long, env = "EXCLUDE_TAG", global = true)]
     exclude_tag: Option<String>,
     /// S3 bucket for backups of every policy before it is overwritten (and `restore latest`).
     #[arg(long, env = "BACKUP_BUCKET", global = true)]
     backup_bucket: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
-    output: Output,
+    /// Key prefix of backups, write records and claims in the bucket.
+    #[arg(long, env = "BACKUP_PREFIX", global = true, hide = true)]
+    backup_prefix: Option<String>,
+    /// The home Region (where a baseline is checked at start-up); else AWS_DEFAULT_REGION.
+    #[arg(long, env = "AWS_REGION", global = true)]
+    region: Option<Region>,
+    /// Replicas checked at once (per Region in a sweep).
+    #[arg(long, env = "CONCURRENCY", global = true)]
+    concurrency: Option<u64>,
+    /// The flap guard: writes of one key allowed within --flap-window.
+    #[arg(long, env = "FLAP_MAX", global = true, hide = true)]
+    flap_max: Option<u64>,
+    /// The flap guard's window (3600, 90m, 1h, 2d).
+    #[arg(long, env = "FLAP_WINDOW", value_parser = parse_duration, global = true, hide = true)]
+    flap_window: Option<std::time::Duration>,
+    /// Attempts while a fresh replica is still being created.
+    #[arg(long, env = "CREATING_RETRY_ATTEMPTS", global = true, hide = true)]
+    creating_retry_attempts: Option<u64>,
+    /// First delay of those attempts, in milliseconds.
+    #[arg(long, env = "CREATING_RETRY_BASE_MS", global = true, hide = true)]
+    creating_retry_base_ms: Option<u64>,
+    /// DescribeKey calls per second and Region.
+    #[arg(long, env = "RATE_DESCRIBE_KEY", global = true, hide = true)]
+    rate_describe_key: Option<u64>,
+    /// GetKeyPolicy calls per second and Region.
+    #[arg(long, env = "RATE_GET_KEY_POLICY", global = true, hide = true)]
+    rate_get_key_policy: Option<u64>,
+    /// PutKeyPolicy calls per second and Region.
+    #[arg(long, env = "RATE_PUT_KEY_POLICY", global = true, hide = true)]
+    rate_put_key_policy: Option<u64>,
+    /// ListKeys pages per second and Region.
+    #[arg(long, env = "RATE_LIST_KEYS", global = true, hide = true)]
+    rate_list_keys: Option<u64>,
+    /// ListResourceTags pages per second and Region.
+    #[arg(long, env = "RATE_LIST_RESOURCE_TAGS", global = true, hide = true)]
+    rate_list_resource_tags: Option<u64>,
+}
+
+impl ConfigArgs {
+    /// The options these flags give, in `mode` (the CLI writes only with `--apply`).
+    fn into_options(self, mode: Mode, sweep_regions: Option<Vec<Region>>) -> Options {
+        Options {
+            mode: Some(mode),
+            baseline: self.baseline,
+            remediator: self.remediator_role,
+            home: self
+                .region
+                .or_else(|| env_var("AWS_DEFAULT_REGION").and_then(|r| r.parse::<Region>().ok())),
+            sweep_regions,
+            metrics_namespace: None,
+            exclude_tag: self.exclude_tag,
+            backup_bucket: self.backup_bucket,
+            backup_prefix: self.backup_prefix,
+            concurrency: self.concurrency,
+            creating_retry_attempts: self.creating_retry_attempts,
+            creating_retry_base_ms: self.creating_retry_base_ms,
+            flap_max: self.flap_max,
+            flap_window: self.flap_window,
+            rates: RateOptions {
+                describe_key: self.rate_describe_key,
+                get_key_policy: self.rate_get_key_policy,
+                put_key_policy: self.rate_put_key_policy,
+                list_keys: self.rate_list_keys,
+                list_resource_tags: self.rate_list_resource_tags,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -61,46 +146,60 @@ enum Output {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Reconcile one key in dry-run and print its outcome.
-    Check {
-        /// The key (a replica, or a primary to check all its replicas when mirroring).
-        key: String,
-    },
+    Check(check::Args),
     /// Show the statement-level diff between a key's live policy and its baseline.
-    Diff {
-        /// The key.
-        key: String,
-    },
+    Diff(check::Args),
     /// Check every multi-Region replica in some Regions; fix them with --apply.
-    Sweep {
-        /// Regions to sweep, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        regions: Vec<String>,
-        /// Rewrite drifted replicas (default: report only).
-        #[arg(long)]
-        apply: bool,
-        /// Replicas checked at once per Region.
-        #[arg(long, env = "CONCURRENCY")]
-        concurrency: Option<usize>,
-        /// ListKeys page size (the service default is 100).
-        #[arg(long, hide = true)]
-        page_size: Option<i32>,
-    },
+    Sweep(sweep::Args),
     /// Render and validate the baseline without touching any key.
-    ValidateBaseline {
-        /// Render it for this key (needed to check a `primary` baseline).
-        #[arg(long)]
-        key: Option<String>,
-    },
+    ValidateBaseline(validate::Args),
     /// Put a backed-up policy back (dry-run unless --apply).
-    Restore {
-        /// The key.
-        key: String,
-        /// `s3://BUCKET/KEY` of a backup, a local backup file, or `latest` (BACKUP_BUCKET).
-        #[arg(long = "from", value_name = "BACKUP")]
-        from: String,
-        /// Write it (default: show what would change).
-        #[arg(long)]
-        apply: bool,
+    Restore(restore::Args),
+}
+
+/// Why a CLI command could not do its job (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No baseline could be rendered for the key.
+    #[error(transparent)]
+    Baseline(#[from] BaselineForError),
+    /// An AWS call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// `restore --from latest` without a bucket.
+    #[error("`--from latest` needs BACKUP_BUCKET (or --backup-bucket)")]
+    LatestNeedsBucket,
+    /// `restore --from latest` found no backup.
+    #[error("no backup of {0} in the backup bucket")]
+    NoBackup(KeyArn),
+    /// A local backup file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadBackup {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A local backup file is not a backup.
+    #[error("{path}: {source}")]
+    BadBackup {
+        /// The file.
+        path: String,
+        /// Why.
+        source: BackupFormatError,
+    },
+    /// The backup belongs to another key.
+    #[error("{location} is a backup of {found}, not of {key}")]
+    WrongKey {
+        /// Where the backup is.
+        location: String,
+        /// The key it is a backup of.
+        found: KeyArn,
+        /// The key named on the command line.
+        key: KeyArn,
     },
 }
 
@@ -108,242 +207,38 @@ enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     match execute(cli).await {
         Ok(code) => ExitCode::from(code),
-        Err(message) => {
-            eprintln!("{} {message}", style("error:").red().bold());
+        Err(e) => {
+            eprintln!("{} {e}", style("error:").red().bold());
             ExitCode::from(2)
         }
     }
 }
 
-async fn execute(cli: Cli) -> Result<u8, String> {
-    let apply = matches!(
-        cli.command,
-        Command::Sweep { apply: true, .. } | Command::Restore { apply: true, .. }
-    );
-    let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert(
-        "REMEDIATION_MODE",
-        if apply { "enforce" } else { "dry-run" }.into(),
-    );
-    for (name, value) in [
-        ("BASELINE_SOURCE", &cli.baseline),
-        ("REMEDIATOR_ROLE_ARN", &cli.remediator_role),
-        ("EXCLUDE_TAG", &cli.exclude_tag),
-        ("BACKUP_BUCKET", &cli.backup_bucket),
-    ] {
-        if let Some(v) = value {
-            vars.insert(name, v.clone());
-        }
-    }
-    if let Command::Sweep {
-        regions,
-        concurrency,
-        ..
-    } = &cli.command
-    {
-        vars.insert("SWEEP_REGIONS", regions.join(","));
-        if let Some(c) = concurrency {
-            vars.insert("CONCURRENCY", c.to_string());
-        }
-    }
-    let get = |k: &str| {
-        vars.get(k)
-            .cloned()
-            .or_else(|| std::env::var(k).ok().filter(|v| !v.is_empty()))
+async fn execute(cli: Cli) -> Result<u8, CliError> {
+    let (apply, sweep_regions) = match &cli.command {
+        Command::Sweep(a) => (a.apply, Some(a.regions.clone())),
+        Command::Restore(a) => (a.apply, None),
+        _ => (false, None),
     };
-
+    let mode = if apply { Mode::Enforce } else { Mode::DryRun };
+    let options = cli.config.into_options(mode, sweep_regions);
     let sdk = load_sdk_config().await;
-    let s3 = aws_sdk_s3::Client::new(&sdk);
-    let remote = Remote::new(&sdk);
-    let config = Config::load_from(get, &remote)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut kms = Kms::with_limits(kms_clients(&sdk), config.rate_limits);
-    if let Command::Sweep {
+    let config = Config::resolve(options, &Remote::new(&sdk)).await?;
+    let mut adapters = Adapters::new(&sdk, Some(&config));
+    if let Command::Sweep(sweep::Args {
         page_size: Some(n), ..
-    } = &cli.command
+    }) = &cli.command
     {
-        kms = kms.with_page_size(*n);
+        adapters.kms = adapters.kms.with_page_size(*n);
     }
-    let store = config
-        .backup_bucket
-        .as_ref()
-        .map(|b| S3Backups::new(s3.clone(), b, &config.backup_prefix));
-    let backups = store.clone().map_or_else(Backups::default, Backups::S3);
-    let engine =
-        Reconciler::with_backups(kms.clone(), kms.clone(), backups, config.settings.clone());
     let json = cli.output == Output::Json;
-
     match cli.command {
-        Command::Check { key } => {
-            let report = engine.check(&parse_key(&key)?).await;
-            print_report(&report, json, true);
-            Ok(exit_code(&report))
-        }
-        Command::Diff { key } => {
-            let report = engine.check(&parse_key(&key)?).await;
-            if json {
-                print_report(&report, true, true);
-            } else {
-                for o in &report.outcomes {
-                    match &o.diff {
-                        Some(d) => println!("{}\n{}", style(&o.key_arn).bold(), paint(d)),
-                        None => println!(
-                            "{} {}: {}",
-                            style(&o.key_arn).bold(),
-                            o.action.as_str(),
-                            o.reason.as_deref().unwrap_or("no drift")
-                        ),
-                    }
-                }
-            }
-            Ok(exit_code(&report))
-        }
-        Command::Sweep { regions, .. } => {
-            let regions = regions
-                .iter()
-                .map(|r| r.trim().parse::<Region>().map_err(|e| e.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let started = Instant::now();
-            let bar = Bar::new(json);
-            let report = engine.sweep(&regions, &bar).await;
-            bar.0.finish_and_clear();
-            let elapsed = started.elapsed().as_secs_f64();
-            let calls = kms.call_counts();
-            if json {
-                let mut v = serde_json::to_value(&report).expect("a report serialises");
-                v["kms_calls"] = json!(calls);
-                v["elapsed_seconds"] = json!(elapsed);
-                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
-            } else {
-                print_table(&report);
-                let summary = report
-                    .summary
-                    .iter()
-                    .flatten()
-                    .map(|(a, n)| format!("{} {n}", a.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let total: usize = report.summary.iter().flatten().map(|(_, n)| n).sum();
-                println!(
-                    "\nswept {total} replicas in {} Region(s) in {elapsed:.1} s: {summary}",
-                    regions.len()
-                );
-                let calls = calls
-                    .iter()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(op, n)| format!("{op} {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                println!("KMS calls: {calls}");
-                for e in &report.errors {
-                    eprintln!("{} {}", style("error:").red().bold(), e.message);
-                }
-            }
-            Ok(exit_code(&report))
-        }
-        Command::ValidateBaseline { key } => {
-            let origin = engine.settings().baseline.describe();
-            match key {
-                None => {
-                    let what = if engine.settings().baseline.mirrors_primary() {
-                        "mirrors each key's primary; pass --key KEY_ARN to render and check it for a key".to_owned()
-                    } else {
-                        format!("{origin} is valid (rendered for a sample key; nothing was called)")
-                    };
-                    if json {
-                        println!(
-                            "{}",
-                            json!({"baseline": origin, "valid": true, "detail": what})
-                        );
-                    } else {
-                        println!("baseline {what}");
-                    }
-                    Ok(0)
-                }
-                Some(key) => {
-                    let key = parse_key(&key)?;
-                    match engine.baseline_for(&key).await {
-                        Ok(policy) if json => {
-                            println!(
-                                "{}",
-                                json!({"key_arn": key, "baseline": origin, "valid": true, "policy": policy})
-                            );
-                            Ok(0)
-                        }
-                        Ok(policy) => {
-                            println!("{policy}");
-                            eprintln!("baseline {origin} rendered for {key}: valid");
-                            Ok(0)
-                        }
-                        Err(reason) => Err(reason),
-                    }
-                }
-            }
-        }
-        Command::Restore { key, from, apply } => {
-            let key = parse_key(&key)?;
-            let (backup, location) = if from == "latest" {
-                let store = store
-                    .as_ref()
-                    .ok_or("`--from latest` needs BACKUP_BUCKET (or --backup-bucket)")?;
-                let latest = store
-                    .list(&key)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .pop()
-                    .ok_or_else(|| format!("no backup of {key} in the backup bucket"))?;
-                (
-                    store.load(&latest).await.map_err(|e| e.to_string())?,
-                    latest,
-                )
-            } else if from.starts_with("s3://") {
-                let reader = store
-                    .clone()
-                    .unwrap_or_else(|| S3Backups::new(s3.clone(), "", ""));
-                (
-                    reader.load(&from).await.map_err(|e| e.to_string())?,
-                    from.clone(),
-                )
-            } else {
-                let bytes = std::fs::read(&from).map_err(|e| format!("cannot read {from}: {e}"))?;
-                (
-                    parse_backup(&bytes).map_err(|e| format!("{from}: {e}"))?,
-                    from.clone(),
-                )
-            };
-            if backup.key != key {
-                return Err(format!(
-                    "{location} is a backup of {}, not of {key}",
-                    backup.key
-                ));
-            }
-            let outcome = engine.restore(&key, &backup.policy, &location).await;
-            let report = Report {
-                outcomes: vec![outcome],
-                ..Report::default()
-            };
-            print_report(&report, json, true);
-            if apply && report.outcomes[0].action == Action::Remediated {
-                let baseline = engine.baseline_for(&key).await;
-                if !baseline.is_ok_and(|b| equivalent(&b, &backup.policy).unwrap_or(false)) {
-                    eprintln!(
-                        "{} the restored policy differs from the baseline: while the guard enforces it, the next event or sweep puts the baseline back. Tag the key with the exclude tag, or change the baseline.",
-                        style("note:").yellow().bold()
-                    );
-                }
-            }
-            Ok(match report.outcomes[0].action {
-                Action::DriftDetected if !apply => 1,
-                _ => exit_code(&report),
-            })
-        }
+        Command::Check(args) => check::check(args, adapters, &config, json).await,
+        Command::Diff(args) => check::diff(args, adapters, &config, json).await,
+        Command::Sweep(args) => sweep::run(args, adapters, &config, json).await,
+        Command::ValidateBaseline(args) => validate::run(args, adapters, &config, json).await,
+        Command::Restore(args) => restore::run(args, adapters, &config, json, &sdk).await,
     }
-}
-
-fn parse_key(key: &str) -> Result<KeyArn, String> {
-    key.parse::<KeyArn>()
-        .map_err(|e| format!("{e}; pass the full key ARN"))
 }
 
 /// 0 in sync, 1 drift left in place, 2 a failure.
@@ -353,7 +248,7 @@ pub fn exit_code(report: &Report) -> u8 {
     } else if report
         .outcomes
         .iter()
-        .any(|o| o.action == Action::DriftDetected || o.is_flap_suppressed())
+        .any(|o| o.action() == Action::DriftDetected || o.is_flap_suppressed())
     {
         1
     } else {
@@ -361,130 +256,23 @@ pub fn exit_code(report: &Report) -> u8 {
     }
 }
 
-fn print_report(report: &Report, json: bool, with_diff: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).expect("a report serialises")
-        );
-        return;
-    }
-    for o in &report.outcomes {
-        println!(
-            "{:<16} {}  {}",
-            paint_action(o),
-            o.key_arn,
-            o.reason.as_deref().unwrap_or("")
-        );
-        if let (true, Some(d)) = (with_diff, &o.diff) {
-            println!("{}", paint(d));
-        }
-    }
-    for e in &report.errors {
-        eprintln!("{} {}", style("error:").red().bold(), e.message);
-    }
-}
-
-fn print_table(report: &Report) {
-    if report.outcomes.is_empty() {
-        return;
-    }
-    println!("{:<16} {:<16} {:<40} REASON", "ACTION", "REGION", "KEY ID");
-    for o in &report.outcomes {
-        let mut reason = o.reason.clone().unwrap_or_default().replace('\n', " ");
-        if reason.chars().count() > 100 {
-            reason = reason.chars().take(99).collect::<String>() + "…";
-        }
-        println!(
-            "{:<16} {:<16} {:<40} {reason}",
-            paint_action(o),
-            o.region.as_str(),
-            o.key_arn.key_id()
-        );
-    }
-}
-
-fn paint_action(o: &Outcome) -> String {
-    let text = format!("{:<16}", o.action.as_str());
-    match o.action {
-        Action::Remediated | Action::InSync => style(text).green().to_string(),
-        Action::DriftDetected => style(text).yellow().to_string(),
-        Action::Skipped => style(text).dim().to_string(),
-        Action::Failed => style(text).red().bold().to_string(),
-    }
-}
-
-/// Colours a statement-level diff: `+` baseline only, `-` live only, `~` changed.
-fn paint(diff: &str) -> String {
-    diff.lines()
-        .map(|l| {
-            let t = l.trim_start();
-            if t.starts_with('+') {
-                style(l).green().to_string()
-            } else if t.starts_with('-') {
-                style(l).red().to_string()
-            } else if t.starts_with('~') || t.starts_with("@@") {
-                style(l).cyan().to_string()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A progress bar on stderr (hidden when stderr is not a terminal or output is JSON).
-struct Bar(ProgressBar);
-
-impl Bar {
-    fn new(json: bool) -> Self {
-        let bar = if json || !console::Term::stderr().is_term() {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(0)
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} key copies  {msg}",
-            )
-            .expect("a valid template"),
-        );
-        Self(bar)
-    }
-}
-
-impl Progress for Bar {
-    fn planned(&self, copies: usize) {
-        self.0.set_length(copies as u64);
-    }
-    fn advanced(&self, outcome: Option<&Outcome>) {
-        self.0.inc(1);
-        if let Some(o) = outcome.filter(|o| o.action != Action::InSync) {
-            self.0
-                .set_message(format!("{} {}", o.action.as_str(), o.key_arn.key_id()));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::outcome::Retry;
+    use krg_engine::outcome::{Failure, Outcome, Skip, Status};
+    use std::time::Duration;
+
+    const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/mrk-1";
 
     fn key() -> KeyArn {
-        "arn:aws:kms:us-west-2:111122223333:key/mrk-1"
-            .parse()
-            .unwrap()
+        KEY.parse().unwrap()
     }
 
-    fn report(actions: &[Action]) -> Report {
+    fn report(statuses: Vec<Status>) -> Report {
         Report {
-            outcomes: actions
-                .iter()
-                .map(|a| match a {
-                    Action::Failed => Outcome::failed(&key(), "x".into(), Retry::Retryable),
-                    a => Outcome::new(&key(), *a, None),
-                })
+            outcomes: statuses
+                .into_iter()
+                .map(|s| Outcome::new(&key(), s))
                 .collect(),
             ..Report::default()
         }
@@ -492,30 +280,29 @@ mod tests {
 
     #[test]
     fn exit_codes_say_in_sync_drift_or_error() {
+        use krg_engine::outcome::{DriftNote, Remediation, WriteCause};
+        let remediated = Status::Remediated(Remediation {
+            cause: WriteCause::Drift {
+                baseline: "b".into(),
+            },
+            backup: "-".into(),
+        });
+        let failed = Status::Failed(Failure::StaleAfterWrite { attempts: 1 });
+        let drift = || Status::DriftDetected(DriftNote::DryRun);
         assert_eq!(
-            exit_code(&report(&[
-                Action::InSync,
-                Action::Remediated,
-                Action::Skipped
+            exit_code(&report(vec![
+                Status::InSync(None),
+                remediated,
+                Status::Skipped(Skip::PendingDeletion)
             ])),
             0
         );
-        assert_eq!(
-            exit_code(&report(&[Action::InSync, Action::DriftDetected])),
-            1
-        );
-        assert_eq!(
-            exit_code(&report(&[Action::DriftDetected, Action::Failed])),
-            2
-        );
-        let flapping = Report {
-            outcomes: vec![Outcome::new(
-                &key(),
-                Action::Skipped,
-                "flapping: 5 writes".to_owned(),
-            )],
-            ..Report::default()
-        };
+        assert_eq!(exit_code(&report(vec![Status::InSync(None), drift()])), 1);
+        assert_eq!(exit_code(&report(vec![drift(), failed])), 2);
+        let flapping = report(vec![Status::Skipped(Skip::Flapping {
+            writes: 5,
+            window: Duration::from_secs(3600),
+        })]);
         assert_eq!(exit_code(&flapping), 1);
     }
 
@@ -531,17 +318,51 @@ mod tests {
             "json",
         ])
         .unwrap();
-        assert!(
-            matches!(cli.command, Command::Sweep { ref regions, apply: true, .. } if regions.len() == 2)
-        );
+        assert!(matches!(cli.command, Command::Sweep(ref a) if a.regions.len() == 2 && a.apply));
         assert_eq!(cli.output, Output::Json);
         let cli =
-            Cli::try_parse_from(["kms-replica-guard", "restore", "arn:x", "--from", "latest"])
-                .unwrap();
-        assert!(matches!(cli.command, Command::Restore { apply: false, .. }));
+            Cli::try_parse_from(["kms-replica-guard", "restore", KEY, "--from", "latest"]).unwrap();
+        assert!(matches!(cli.command, Command::Restore(ref a) if !a.apply));
         assert!(
             Cli::try_parse_from(["kms-replica-guard", "sweep"]).is_err(),
             "--regions is required"
         );
+    }
+
+    #[test]
+    fn flags_are_typed_where_they_are_parsed() {
+        let bad_key = Cli::try_parse_from(["kms-replica-guard", "check", "arn:x"]).unwrap_err();
+        assert!(bad_key.to_string().contains("arn:x"), "{bad_key}");
+        let bad_region =
+            Cli::try_parse_from(["kms-replica-guard", "sweep", "--regions", "moon"]).unwrap_err();
+        assert!(bad_region.to_string().contains("moon"), "{bad_region}");
+        let bad_baseline =
+            Cli::try_parse_from(["kms-replica-guard", "--baseline", "mirror", "check", KEY])
+                .unwrap_err();
+        assert!(
+            bad_baseline.to_string().contains("not a baseline source"),
+            "{bad_baseline}"
+        );
+        let cli = Cli::try_parse_from([
+            "kms-replica-guard",
+            "sweep",
+            "--regions",
+            "us-west-2",
+            "--baseline",
+            "primary",
+            "--concurrency",
+            "3",
+        ])
+        .unwrap();
+        let Command::Sweep(sweep) = &cli.command else {
+            unreachable!()
+        };
+        let options = cli
+            .config
+            .into_options(Mode::DryRun, Some(sweep.regions.clone()));
+        assert_eq!(options.baseline, Some(BaselineSource::Primary));
+        assert_eq!(options.concurrency, Some(3));
+        assert_eq!(options.mode, Some(Mode::DryRun));
+        assert_eq!(options.sweep_regions.unwrap()[0].as_str(), "us-west-2");
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::App;
 use crate::config::Config;
-use crate::reconcile::fake::{FakeAws, arn};
+use krg_engine::fake::{FakeAws, arn};
 
 fn corpus(kind: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

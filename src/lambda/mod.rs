@@ -1,21 +1,15 @@
 //! The Lambda entry point: payload → trigger → reconcile → metrics → response. Any failed
 //! key fails the invocation, so Lambda retries it and the on-failure destination keeps it.
 
-use aws_config::SdkConfig;
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
 
-use crate::aws::backups::{Backups, S3Backups};
-use crate::aws::clients::{kms_clients, load_sdk_config};
-use crate::aws::cloudwatch::CloudWatch;
-use crate::aws::kms::Kms;
-use crate::aws::remote::Remote;
-
 use crate::config::{Config, ConfigError};
-use crate::core::outcome::{Report, Retry};
-use crate::core::trigger::{self, EventError};
-use crate::reconcile::Reconciler;
-use crate::reconcile::ports::{BackupStore, KeyDirectory, MetricsSink, NoBackups, PolicyStore};
+use krg_engine::Reconciler;
+use krg_engine::ledger::MemoryLedger;
+use krg_engine::outcome::{Report, Retry};
+use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, PolicyStore};
+use krg_engine::trigger::{self, EventError};
 
 /// Why an invocation failed. The `error_type` Lambda records says whether a retry can help.
 #[derive(Debug, thiserror::Error)]
@@ -67,17 +61,17 @@ impl From<InvocationError> for Diagnostic {
 
 /// The function: configuration (or why it is invalid) and its ports, built once per
 /// execution environment and lent to every invocation.
-pub struct App<K, P, M, B = NoBackups> {
+pub struct App<K, P, M, B = MemoryLedger> {
     engine: Result<(Reconciler<K, P, B>, String), ConfigError>,
     metrics: M,
 }
 
-impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M, NoBackups> {
+impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M, MemoryLedger> {
     /// An app over these ports that keeps no backups. A configuration error is kept and
     /// returned by every invocation, so it shows in the function's errors instead of a
     /// crash loop.
     pub fn new(config: Result<Config, ConfigError>, keys: K, policies: P, metrics: M) -> Self {
-        Self::with_backups(config, keys, policies, NoBackups::default(), metrics)
+        Self::with_backups(config, keys, policies, MemoryLedger::default(), metrics)
     }
 }
 
@@ -131,41 +125,6 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
     }
 }
 
-/// The function as it runs in Lambda: its ports are the AWS adapters.
-pub type AwsApp = App<Kms, Kms, CloudWatch, Backups>;
-
-/// The function as Lambda runs it, from the process environment: the SDK configuration,
-/// the function's configuration (an `ssm:` or `s3://` baseline is read here; a problem is
-/// kept and returned by every invocation) and the AWS adapters.
-pub async fn from_environment() -> AwsApp {
-    let sdk = load_sdk_config().await;
-    let config = Config::load(&Remote::new(&sdk)).await;
-    on_aws(&sdk, config)
-}
-
-/// Wires the function to AWS from its configuration: KMS with the configured rate limits,
-/// S3 backups when `BACKUP_BUCKET` is set, CloudWatch in the home Region.
-pub fn on_aws(sdk: &SdkConfig, config: Result<Config, ConfigError>) -> AwsApp {
-    let (limits, backups) = match &config {
-        Ok(c) => (
-            c.rate_limits,
-            c.backup_bucket
-                .as_ref()
-                .map_or_else(Backups::default, |bucket| {
-                    Backups::S3(S3Backups::new(
-                        aws_sdk_s3::Client::new(sdk),
-                        bucket,
-                        &c.backup_prefix,
-                    ))
-                }),
-        ),
-        Err(_) => Default::default(),
-    };
-    let kms = Kms::with_limits(kms_clients(sdk), limits);
-    let metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk));
-    App::with_backups(config, kms.clone(), kms, backups, metrics)
-}
-
 /// The most an invocation error's summary carries. Lambda keeps the error message in the
 /// on-failure destination's record next to the event, within the record's size limit; every
 /// outcome, diff included, is in the function's log anyway.
@@ -201,15 +160,15 @@ fn bounded_summary(report: &Report) -> String {
             serde_json::json!({
                 "key_arn": o.key_arn,
                 "region": o.region,
-                "reason": o.reason.as_deref().map(cut),
-                "retry": o.retry,
+                "reason": o.reason().as_deref().map(cut),
+                "retry": o.retry(),
             })
         })
         .chain(
             report
                 .errors
                 .iter()
-                .map(|e| serde_json::json!({"error": cut(&e.message), "retry": e.retry})),
+                .map(|e| serde_json::json!({"error": cut(&e.0.to_string()), "retry": e.retry()})),
         );
     let mut kept = Vec::new();
     let mut size = 0;
@@ -238,8 +197,8 @@ mod hostile;
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::reconcile::fake::{FakeAws, arn};
-    use crate::reconcile::ports::ErrorKind;
+    use krg_engine::error::ErrorKind;
+    use krg_engine::fake::{FakeAws, arn};
     use std::collections::HashMap;
 
     const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
@@ -312,10 +271,7 @@ mod tests {
                 .contains("PutMetricData")
         );
         let now = fake.policy(&arn("us-west-2"));
-        assert!(
-            crate::core::policy::equivalent(&now, POLICY).unwrap(),
-            "{now}"
-        );
+        assert!(krg_policy::equivalent(&now, POLICY).unwrap(), "{now}");
     }
 
     #[tokio::test]
@@ -394,25 +350,22 @@ mod tests {
 
     #[test]
     fn a_sweep_with_many_failures_keeps_its_error_small_enough_for_the_on_failure_record() {
-        use crate::core::outcome::{Outcome, Report};
+        use krg_engine::outcome::{Failure, Outcome, Report};
         let mut report = Report::default();
         for i in 0..400 {
             let key = format!("arn:aws:kms:us-west-2:111122223333:key/mrk-{i:032x}")
                 .parse()
                 .unwrap();
-            let retry = if i == 7 {
-                Retry::Retryable
+            let failure = if i == 7 {
+                Failure::StaleAfterWrite { attempts: 3 }
             } else {
-                Retry::NonRetryable
+                Failure::VerificationFailed {
+                    rest: "x".repeat(2_000),
+                }
             };
-            report.outcomes.push(
-                Outcome::failed(
-                    &key,
-                    format!("verification failed {}", "x".repeat(2_000)),
-                    retry,
-                )
-                .with_diff("d".repeat(3_000)),
-            );
+            report
+                .outcomes
+                .push(Outcome::failed(&key, failure).with_diff("d".repeat(3_000)));
         }
         let err = failure(&report, Retry::Retryable);
         assert_eq!(err.error_type(), "Retryable.KeyFailure");

@@ -8,16 +8,16 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region as SdkRegion};
-use kms_replica_guard::aws::backups::{Backups, S3Backups};
-use kms_replica_guard::aws::clients::kms_clients;
-use kms_replica_guard::aws::cloudwatch::CloudWatch;
-use kms_replica_guard::aws::kms::Kms;
 use kms_replica_guard::config::Config;
-use kms_replica_guard::core::policy::equivalent;
 use kms_replica_guard::lambda::App;
+use krg_aws::backups::{Backups, S3Backups};
+use krg_aws::clients::kms_clients;
+use krg_aws::cloudwatch::CloudWatch;
+use krg_aws::kms::Kms;
+use krg_policy::equivalent;
 
 use crate::helpers::*;
-use crate::proxy::{Fault, FaultProxy};
+use krg_testkit::proxy::{Fault, FaultProxy};
 
 pub struct Case {
     pub response: Result<serde_json::Value, (String, String)>,

@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use kms_replica_guard::aws::backups::S3Backups;
-use kms_replica_guard::aws::clients::kms_clients;
-use kms_replica_guard::aws::cloudwatch::CloudWatch;
-use kms_replica_guard::aws::kms::Kms;
-use kms_replica_guard::aws::remote::Remote;
 use kms_replica_guard::config::Config;
-use kms_replica_guard::core::outcome::Action;
-use kms_replica_guard::core::policy::equivalent;
-use kms_replica_guard::lambda::{App, on_aws};
-use kms_replica_guard::reconcile::{Quiet, Reconciler};
+use kms_replica_guard::lambda::App;
+use kms_replica_guard::wiring::on_aws;
+use krg_aws::backups::S3Backups;
+use krg_aws::clients::kms_clients;
+use krg_aws::cloudwatch::CloudWatch;
+use krg_aws::kms::Kms;
+use krg_aws::remote::Remote;
+use krg_engine::outcome::Action;
+use krg_engine::{Quiet, Reconciler};
+use krg_policy::equivalent;
 
 use crate::helpers::*;
 
@@ -86,7 +87,7 @@ async fn a_sweep_fixes_exactly_the_drifted_replicas_backs_each_up_and_restore_br
             .outcomes
             .iter()
             .find(|o| &o.key_arn == f.replica(region))
-            .map(|o| o.action)
+            .map(|o| o.action())
     };
     for f in &drifted {
         assert_eq!(action_of(f), Some(Action::Remediated), "{report:#?}");
@@ -128,7 +129,7 @@ async fn a_sweep_fixes_exactly_the_drifted_replicas_backs_each_up_and_restore_br
     let key = drifted[0].replica(region);
     let backup = store.list(key).await.unwrap().pop().unwrap();
     let outcome = engine.restore(key, DEFAULT_STYLE_POLICY, &backup).await;
-    assert_eq!(outcome.action, Action::Remediated, "{outcome:#?}");
+    assert_eq!(outcome.action(), Action::Remediated, "{outcome:#?}");
     assert!(equivalent(&get_policy(&sdk, key).await, DEFAULT_STYLE_POLICY).unwrap());
     assert_eq!(
         store.list(key).await.unwrap().len(),

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
 use aws_sdk_kms::Client as KmsClient;
-use kms_replica_guard::aws::clients::kms_clients;
-use kms_replica_guard::aws::cloudwatch::CloudWatch;
-use kms_replica_guard::aws::kms::Kms;
 use kms_replica_guard::config::Config;
-use kms_replica_guard::core::key::KeyArn;
 use kms_replica_guard::lambda::{App, InvocationError};
-use kms_replica_guard::reconcile::ports::{CallError, PolicyStore};
+use krg_aws::clients::kms_clients;
+use krg_aws::cloudwatch::CloudWatch;
+use krg_aws::kms::Kms;
+use krg_engine::error::CallError;
+use krg_engine::key::KeyArn;
+use krg_engine::ports::PolicyStore;
 use serde_json::Value;
 
 /// The account LocalStack derives from a 12-digit access key id; the sample events use it.

@@ -5,10 +5,9 @@ mod calls;
 mod faults;
 mod fleet;
 mod helpers;
-mod proxy;
 
 use helpers::*;
-use kms_replica_guard::core::policy::equivalent;
+use krg_policy::equivalent;
 
 fn enforce_with_baseline() -> Vec<(&'static str, &'static str)> {
     vec![

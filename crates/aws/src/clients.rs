@@ -1,0 +1,98 @@
+//! The one place that builds SDK clients: the configuration is loaded once, every client
+//! shares one HTTPS client (one connection pool, one root certificate store), and there is
+//! one client per Region, created on first use and reused (connections stay warm across
+//! invocations).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+
+use krg_engine::key::Region;
+
+/// Loads the shared SDK configuration (credentials, home Region, `AWS_ENDPOINT_URL`) with
+/// bounded timeouts and standard retries (throttling and 5xx are retried with backoff).
+///
+/// Every client made from it shares one HTTPS client (rustls with aws-lc, the platform's
+/// root certificates). Without it each SDK client would build its own and load the root
+/// store again.
+pub async fn load_sdk_config() -> SdkConfig {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https)
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// Clients of one service, one per Region, built on demand.
+pub struct RegionalClients<C> {
+    make: Box<dyn Fn(&Region) -> C + Send + Sync>,
+    cache: Mutex<HashMap<Region, C>>,
+}
+
+impl<C: Clone> RegionalClients<C> {
+    /// Clients made by `make` for each Region.
+    pub fn new(make: impl Fn(&Region) -> C + Send + Sync + 'static) -> Self {
+        Self {
+            make: Box::new(make),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client for a Region.
+    pub fn get(&self, region: &Region) -> C {
+        let mut cache = self.cache.lock().expect("no panics while held");
+        cache
+            .entry(region.clone())
+            .or_insert_with(|| (self.make)(region))
+            .clone()
+    }
+}
+
+/// KMS clients per Region, from the shared configuration.
+pub fn kms_clients(sdk: &SdkConfig) -> Arc<RegionalClients<aws_sdk_kms::Client>> {
+    let sdk = sdk.clone();
+    Arc::new(RegionalClients::new(move |region: &Region| {
+        let conf = aws_sdk_kms::config::Builder::from(&sdk)
+            .region(aws_sdk_kms::config::Region::new(region.as_str().to_owned()))
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_client_is_built_once_per_region() {
+        let built = Arc::new(AtomicUsize::new(0));
+        let b = built.clone();
+        let clients = RegionalClients::new(move |r: &Region| {
+            b.fetch_add(1, Ordering::SeqCst);
+            r.as_str().to_owned()
+        });
+        let east: Region = "us-east-1".parse().unwrap();
+        let west: Region = "us-west-2".parse().unwrap();
+        assert_eq!(clients.get(&east), "us-east-1");
+        assert_eq!(clients.get(&east), "us-east-1");
+        assert_eq!(clients.get(&west), "us-west-2");
+        assert_eq!(built.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,576 @@
+//! KMS adapter: DescribeKey, ListKeys, ListResourceTags, GetKeyPolicy, PutKeyPolicy on the
+//! client of the key's own Region, each call paced by a client-side rate limit per Region
+//! and operation (below the account's KMS quotas) and counted.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_kms::Client;
+use aws_sdk_kms::types::MultiRegionKeyType;
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use super::call_error;
+use super::clients::RegionalClients;
+use krg_engine::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
+use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::key::{KeyArn, Region};
+use krg_engine::ports::{KeyDirectory, PolicyStore};
+
+/// The only policy name KMS supports; the emulator needs it sent explicitly.
+const POLICY_NAME: &str = "default";
+
+/// Client-side requests per second, per Region, for each KMS operation the tool calls.
+/// The defaults stay under the default KMS quotas (DescribeKey 2000/s, GetKeyPolicy 1000/s,
+/// PutKeyPolicy 15/s, ListKeys and ListResourceTags 100/s per account and Region), leaving
+/// headroom for everything else in the account. Accounts with lower quotas lower these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// DescribeKey.
+    pub describe_key: u32,
+    /// GetKeyPolicy.
+    pub get_key_policy: u32,
+    /// PutKeyPolicy.
+    pub put_key_policy: u32,
+    /// ListKeys pages.
+    pub list_keys: u32,
+    /// ListResourceTags pages.
+    pub list_resource_tags: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            describe_key: 1600,
+            get_key_policy: 800,
+            put_key_policy: 12,
+            list_keys: 80,
+            list_resource_tags: 80,
+        }
+    }
+}
+
+/// The KMS operations the tool calls; each has its own quota, rate limiter and call count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// DescribeKey.
+    DescribeKey,
+    /// GetKeyPolicy.
+    GetKeyPolicy,
+    /// PutKeyPolicy.
+    PutKeyPolicy,
+    /// ListKeys (one call per page).
+    ListKeys,
+    /// ListResourceTags (one call per page).
+    ListResourceTags,
+}
+
+impl Operation {
+    /// Every operation, in the order of the pacing arrays.
+    pub const ALL: [Operation; 5] = [
+        Operation::DescribeKey,
+        Operation::GetKeyPolicy,
+        Operation::PutKeyPolicy,
+        Operation::ListKeys,
+        Operation::ListResourceTags,
+    ];
+
+    /// The API name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::DescribeKey => "DescribeKey",
+            Operation::GetKeyPolicy => "GetKeyPolicy",
+            Operation::PutKeyPolicy => "PutKeyPolicy",
+            Operation::ListKeys => "ListKeys",
+            Operation::ListResourceTags => "ListResourceTags",
+        }
+    }
+
+    fn limit(self, limits: &RateLimits) -> u32 {
+        match self {
+            Operation::DescribeKey => limits.describe_key,
+            Operation::GetKeyPolicy => limits.get_key_policy,
+            Operation::PutKeyPolicy => limits.put_key_policy,
+            Operation::ListKeys => limits.list_keys,
+            Operation::ListResourceTags => limits.list_resource_tags,
+        }
+    }
+}
+
+struct Pacing {
+    limiters: [DefaultKeyedRateLimiter<Region>; 5],
+    calls: [AtomicU64; 5],
+}
+
+impl Pacing {
+    fn new(limits: RateLimits) -> Self {
+        let quota = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("at least 1"));
+        Self {
+            limiters: Operation::ALL
+                .map(|op| DefaultKeyedRateLimiter::keyed(quota(op.limit(&limits)))),
+            calls: Default::default(),
+        }
+    }
+
+    /// Waits for the operation's budget in the Region, then counts the call.
+    async fn admit(&self, operation: Operation, region: &Region) {
+        let i = operation as usize;
+        self.limiters[i].until_key_ready(region).await;
+        self.calls[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// KMS through per-Region SDK clients.
+#[derive(Clone)]
+pub struct Kms {
+    clients: Arc<RegionalClients<Client>>,
+    pacing: Arc<Pacing>,
+    page_size: Option<i32>,
+}
+
+impl Kms {
+    /// An adapter over these clients with the default rate limits.
+    pub fn new(clients: Arc<RegionalClients<Client>>) -> Self {
+        Self::with_limits(clients, RateLimits::default())
+    }
+
+    /// An adapter over these clients with these rate limits.
+    pub fn with_limits(clients: Arc<RegionalClients<Client>>, limits: RateLimits) -> Self {
+        Self {
+            clients,
+            pacing: Arc::new(Pacing::new(limits)),
+            page_size: None,
+        }
+    }
+
+    /// Asks ListKeys for pages of at most `n` keys (the service default is 100).
+    pub fn with_page_size(mut self, n: i32) -> Self {
+        self.page_size = Some(n);
+        self
+    }
+
+    /// KMS calls made so far, by operation.
+    pub fn call_counts(&self) -> BTreeMap<&'static str, u64> {
+        Operation::ALL
+            .iter()
+            .zip(&self.pacing.calls)
+            .map(|(op, n)| (op.name(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    async fn client(&self, operation: Operation, region: &Region) -> Client {
+        self.pacing.admit(operation, region).await;
+        self.clients.get(region)
+    }
+}
+
+fn arn_of(operation: &'static str, key: &KeyArn, arn: Option<&str>) -> Result<KeyArn, CallError> {
+    arn.ok_or("missing ARN")
+        .and_then(|a| a.parse::<KeyArn>().map_err(|_| "malformed ARN"))
+        .map_err(|why| {
+            CallError::new(
+                operation,
+                key,
+                ErrorKind::Other,
+                format!("response has a {why}"),
+            )
+        })
+}
+
+impl KeyDirectory for Kms {
+    async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
+        const OP: Operation = Operation::DescribeKey;
+        let out = self
+            .client(OP, key.region())
+            .await
+            .describe_key()
+            .key_id(key.as_str())
+            .send()
+            .await
+            .map_err(|e| call_error(OP.name(), key, e))?;
+        let meta = out.key_metadata().ok_or_else(|| {
+            CallError::new(
+                OP.name(),
+                key,
+                ErrorKind::Other,
+                "response has no KeyMetadata",
+            )
+        })?;
+        let state = meta
+            .key_state()
+            .map(|s| KeyState::parse(s.as_str()))
+            .unwrap_or_else(|| KeyState::Other("unknown".into()));
+        let multi_region = match meta.multi_region_configuration() {
+            Some(mrc) if meta.multi_region() == Some(true) => {
+                let role = match mrc.multi_region_key_type() {
+                    Some(MultiRegionKeyType::Primary) => MultiRegionRole::Primary,
+                    Some(MultiRegionKeyType::Replica) => MultiRegionRole::Replica,
+                    other => {
+                        return Err(CallError::new(
+                            OP.name(),
+                            key,
+                            ErrorKind::Other,
+                            format!("unknown MultiRegionKeyType {other:?}"),
+                        ));
+                    }
+                };
+                let primary = arn_of(OP.name(), key, mrc.primary_key().and_then(|p| p.arn()))?;
+                let replicas = mrc
+                    .replica_keys()
+                    .iter()
+                    .map(|r| arn_of(OP.name(), key, r.arn()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(MultiRegion {
+                    role,
+                    primary,
+                    replicas,
+                })
+            }
+            _ => None,
+        };
+        Ok(KeyFacts {
+            arn: key.clone(),
+            state,
+            multi_region,
+        })
+    }
+
+    async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
+        const OP: Operation = Operation::ListResourceTags;
+        let mut keys = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client(OP, key.region())
+                .await
+                .list_resource_tags()
+                .key_id(key.as_str())
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| call_error(OP.name(), key, e))?;
+            keys.extend(page.tags().iter().map(|t| t.tag_key().to_owned()));
+            match page.next_marker {
+                Some(m) if page.truncated => marker = Some(m),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+        const OP: Operation = Operation::ListKeys;
+        let mut keys = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client(OP, region)
+                .await
+                .list_keys()
+                .set_limit(self.page_size)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| call_error(OP.name(), region, e))?;
+            for entry in page.keys() {
+                // Single-Region keys are dropped here: no further call is ever made for them.
+                if !entry.key_id().is_some_and(|id| id.starts_with("mrk-")) {
+                    continue;
+                }
+                match entry.key_arn().map(str::parse::<KeyArn>) {
+                    Some(Ok(arn)) => keys.push(arn),
+                    _ => {
+                        tracing::warn!(region = %region, entry = ?entry, "ListKeys entry without a usable ARN; skipped")
+                    }
+                }
+            }
+            match page.next_marker {
+                Some(m) if page.truncated => marker = Some(m),
+                _ => return Ok(keys),
+            }
+        }
+    }
+}
+
+impl PolicyStore for Kms {
+    async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
+        const OP: Operation = Operation::GetKeyPolicy;
+        let out = self
+            .client(OP, key.region())
+            .await
+            .get_key_policy()
+            .key_id(key.as_str())
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+            .map_err(|e| call_error(OP.name(), key, e))?;
+        out.policy.ok_or_else(|| {
+            CallError::new(OP.name(), key, ErrorKind::Other, "response has no Policy")
+        })
+    }
+
+    async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
+        // BypassPolicyLockoutSafetyCheck is deliberately never set: KMS's own lockout check
+        // stays on as a second guard behind ours.
+        const OP: Operation = Operation::PutKeyPolicy;
+        self.client(OP, key.region())
+            .await
+            .put_key_policy()
+            .key_id(key.as_str())
+            .policy_name(POLICY_NAME)
+            .policy(policy)
+            .send()
+            .await
+            .map_err(|e| call_error(OP.name(), key, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The adapter against the real client types, with responses (and failures) scripted by
+    //! aws-smithy-mocks: SDK retries on throttling, and the error classes the engine relies on.
+    use super::*;
+    use aws_sdk_kms::error::ErrorMetadata;
+    use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
+    use aws_sdk_kms::operation::get_key_policy::{GetKeyPolicyError, GetKeyPolicyOutput};
+    use aws_sdk_kms::operation::put_key_policy::{PutKeyPolicyError, PutKeyPolicyOutput};
+    use aws_sdk_kms::types::{
+        KeyMetadata, KeyState as SdkState, MultiRegionConfiguration, MultiRegionKey,
+    };
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use std::time::Duration;
+
+    use krg_engine::baseline::{Baseline, Template};
+    use krg_engine::outcome::Action;
+    use krg_engine::retry::Backoff;
+    use krg_engine::trigger::{EventInfo, Scope, Target, Trigger};
+    use krg_engine::{Mode, Reconciler, Settings};
+
+    const REPLICA: &str =
+        "arn:aws:kms:us-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+    const PRIMARY: &str =
+        "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+    const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+
+    fn kms(rules: &[&Rule]) -> Kms {
+        let client = mock_client!(aws_sdk_kms, RuleMode::Sequential, rules, |c| c
+            .retry_config(
+                aws_sdk_kms::config::retry::RetryConfig::standard()
+                    .with_max_attempts(4)
+                    .with_initial_backoff(Duration::from_millis(1))
+            ));
+        Kms::new(Arc::new(RegionalClients::new(move |_: &Region| {
+            client.clone()
+        })))
+    }
+
+    fn error_meta(code: &str) -> ErrorMetadata {
+        ErrorMetadata::builder()
+            .code(code)
+            .message("scripted")
+            .build()
+    }
+
+    fn throttled() -> GetKeyPolicyError {
+        GetKeyPolicyError::generic(error_meta("ThrottlingException"))
+    }
+
+    fn key() -> KeyArn {
+        REPLICA.parse().unwrap()
+    }
+
+    fn replica_metadata(state: SdkState) -> DescribeKeyOutput {
+        let mrc = MultiRegionConfiguration::builder()
+            .multi_region_key_type(MultiRegionKeyType::Replica)
+            .primary_key(
+                MultiRegionKey::builder()
+                    .arn(PRIMARY)
+                    .region("us-east-1")
+                    .build(),
+            )
+            .replica_keys(
+                MultiRegionKey::builder()
+                    .arn(REPLICA)
+                    .region("us-west-2")
+                    .build(),
+            )
+            .build();
+        DescribeKeyOutput::builder()
+            .key_metadata(
+                KeyMetadata::builder()
+                    .key_id("mrk-1234abcd12ab34cd56ef1234567890ab")
+                    .arn(REPLICA)
+                    .key_state(state)
+                    .multi_region(true)
+                    .multi_region_configuration(mrc)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_by_the_sdk_until_it_succeeds() {
+        let rule = mock!(Client::get_key_policy)
+            .sequence()
+            .error(throttled)
+            .times(2)
+            .output(|| GetKeyPolicyOutput::builder().policy(POLICY).build())
+            .build();
+        let policy = kms(&[&rule]).get_policy(&key()).await.unwrap();
+        assert_eq!(policy, POLICY);
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn throttling_past_the_retry_budget_is_a_retryable_throttled_error() {
+        let rule = mock!(Client::get_key_policy)
+            .sequence()
+            .error(throttled)
+            .times(10)
+            .build();
+        let err = kms(&[&rule]).get_policy(&key()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Throttled, "{err}");
+        assert!(err.kind.is_retryable());
+        assert_eq!(rule.num_calls(), 4, "max attempts");
+        assert!(err.to_string().contains("GetKeyPolicy") && err.to_string().contains(REPLICA));
+    }
+
+    #[tokio::test]
+    async fn not_found_access_denied_and_5xx_are_classified() {
+        let not_found = mock!(Client::describe_key).then_error(|| {
+            DescribeKeyError::NotFoundException(
+                aws_sdk_kms::types::error::NotFoundException::builder()
+                    .meta(error_meta("NotFoundException"))
+                    .build(),
+            )
+        });
+        let err = kms(&[&not_found]).describe_key(&key()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+
+        let denied = mock!(Client::put_key_policy)
+            .then_error(|| PutKeyPolicyError::generic(error_meta("AccessDeniedException")));
+        let err = kms(&[&denied])
+            .put_policy(&key(), POLICY)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AccessDenied);
+        assert!(!err.kind.is_retryable());
+        assert!(
+            err.to_string().contains("grant the function's role"),
+            "{err}"
+        );
+
+        let unavailable = mock!(Client::get_key_policy)
+            .sequence()
+            .http_status(503, None)
+            .times(10)
+            .build();
+        let err = kms(&[&unavailable]).get_policy(&key()).await.unwrap_err();
+        assert!(err.kind.is_retryable(), "{err:?}");
+        assert_eq!(unavailable.num_calls(), 4, "5xx retried by the SDK");
+    }
+
+    #[tokio::test]
+    async fn put_sends_the_default_policy_name_and_never_the_lockout_bypass() {
+        let put = mock!(Client::put_key_policy)
+            .match_requests(|r| {
+                r.policy_name() == Some("default")
+                    && r.bypass_policy_lockout_safety_check().is_none()
+                    && r.policy() == Some(POLICY)
+            })
+            .then_output(|| PutKeyPolicyOutput::builder().build());
+        kms(&[&put]).put_policy(&key(), POLICY).await.unwrap();
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn describe_maps_multi_region_metadata() {
+        let rule = mock!(Client::describe_key).then_output(|| replica_metadata(SdkState::Enabled));
+        let facts = kms(&[&rule]).describe_key(&key()).await.unwrap();
+        let mr = facts.multi_region.unwrap();
+        assert_eq!(mr.role, MultiRegionRole::Replica);
+        assert_eq!(mr.primary.as_str(), PRIMARY);
+        assert_eq!(mr.replicas, vec![key()]);
+        assert_eq!(facts.state, KeyState::Enabled);
+    }
+
+    /// The whole engine over the real adapter: a replica that is not visible, then
+    /// `Creating`, then ready, is fixed once it is ready.
+    #[tokio::test]
+    async fn the_engine_waits_through_not_found_and_creating_then_fixes() {
+        let describe = mock!(Client::describe_key)
+            .sequence()
+            .error(|| {
+                DescribeKeyError::NotFoundException(
+                    aws_sdk_kms::types::error::NotFoundException::builder()
+                        .meta(error_meta("NotFoundException"))
+                        .build(),
+                )
+            })
+            .output(|| replica_metadata(SdkState::Creating))
+            .output(|| replica_metadata(SdkState::Enabled))
+            .build();
+        let default_policy = POLICY.replace("\"Sid\":\"Root\"", "\"Sid\":\"Default\"");
+        let get_live = mock!(Client::get_key_policy).then_output(move || {
+            GetKeyPolicyOutput::builder()
+                .policy(default_policy.clone())
+                .build()
+        });
+        let put =
+            mock!(Client::put_key_policy).then_output(|| PutKeyPolicyOutput::builder().build());
+        let get_after = mock!(Client::get_key_policy)
+            .then_output(|| GetKeyPolicyOutput::builder().policy(POLICY).build());
+        let kms = kms(&[&describe, &get_live, &put, &get_after]);
+        let settings = Arc::new(Settings {
+            mode: Mode::Enforce,
+            baseline: Baseline::Template(Template::new("literal", POLICY).unwrap()),
+            exclude_tag: Some("x".into()),
+            remediator: None,
+            consistency: Backoff {
+                attempts: 5,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            concurrency: 1,
+            sweep_regions: vec![],
+            flap: krg_engine::FlapGuard::default(),
+        });
+        let tags = mock!(Client::list_resource_tags).then_output(|| {
+            aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput::builder().build()
+        });
+        let tag_client = self::kms(&[&tags]);
+        // Tags come from a second client so the sequential rules above stay in call order.
+        struct Split(Kms, Kms);
+        impl KeyDirectory for Split {
+            async fn describe_key(&self, k: &KeyArn) -> Result<KeyFacts, CallError> {
+                self.0.describe_key(k).await
+            }
+            async fn tag_keys(&self, k: &KeyArn) -> Result<Vec<String>, CallError> {
+                self.1.tag_keys(k).await
+            }
+            async fn list_multi_region_keys(&self, r: &Region) -> Result<Vec<KeyArn>, CallError> {
+                self.0.list_multi_region_keys(r).await
+            }
+        }
+        let engine = Reconciler::new(Split(kms.clone(), tag_client), kms, settings);
+        let report = engine
+            .run(&Trigger::Keys {
+                event: EventInfo::default(),
+                targets: vec![Target {
+                    key: key(),
+                    scope: Scope::Key,
+                }],
+            })
+            .await;
+        assert_eq!(
+            report.outcomes[0].action(),
+            Action::Remediated,
+            "{report:#?}"
+        );
+        assert_eq!(describe.num_calls(), 3);
+        assert_eq!(put.num_calls(), 1);
+        assert_eq!(tags.num_calls(), 1);
+    }
+}

@@ -1,0 +1,56 @@
+//! Reads baselines kept outside the function: SSM parameters and S3 objects.
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::Client as S3;
+use aws_sdk_ssm::Client as Ssm;
+
+use super::{call_error, get_object};
+use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::ports::RemoteText;
+
+/// Reads through SSM and S3 in the home Region. The clients are made when a read needs
+/// them (a baseline is read once per cold start), so a function whose baseline is not in
+/// SSM or S3 never builds them.
+#[derive(Clone)]
+pub struct Remote {
+    sdk: SdkConfig,
+}
+
+impl Remote {
+    /// Readers over this SDK configuration.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self { sdk: sdk.clone() }
+    }
+}
+
+impl RemoteText for Remote {
+    async fn ssm_parameter(&self, name: &str) -> Result<String, CallError> {
+        let out = Ssm::new(&self.sdk)
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| call_error("GetParameter", name, e))?;
+        out.parameter.and_then(|p| p.value).ok_or_else(|| {
+            CallError::new(
+                "GetParameter",
+                name,
+                ErrorKind::NotFound,
+                "the parameter has no value",
+            )
+        })
+    }
+
+    async fn s3_object(&self, bucket: &str, key: &str) -> Result<String, CallError> {
+        let bytes = get_object(&S3::new(&self.sdk), bucket, key).await?;
+        String::from_utf8(bytes).map_err(|_| {
+            CallError::new(
+                "GetObject",
+                format!("s3://{bucket}/{key}"),
+                ErrorKind::Invalid,
+                "the object is not UTF-8 text",
+            )
+        })
+    }
+}

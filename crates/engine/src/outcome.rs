@@ -1,0 +1,765 @@
+//! The one result type: what happened to each key, and why, as values. The Lambda response,
+//! the CLI, the per-key log line and the metrics are all derived from it; reasons become
+//! text only at that edge ([`fmt::Display`]), and metrics and exit codes match on variants.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::error::CallError;
+use crate::key::{KeyArn, Region};
+
+/// A time as records and reasons show it: RFC 3339 in UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()
+}
+
+/// What was done to a key (the wire's `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Drift found and the baseline written and verified.
+    Remediated,
+    /// The live policy is equivalent to the baseline.
+    InSync,
+    /// Drift found; dry-run, so nothing was written.
+    DriftDetected,
+    /// Deliberately left alone (not a replica, excluded, pending deletion, ...).
+    Skipped,
+    /// Could not be brought to the baseline.
+    Failed,
+}
+
+impl Action {
+    /// The wire name (`in-sync`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Remediated => "remediated",
+            Action::InSync => "in-sync",
+            Action::DriftDetected => "drift-detected",
+            Action::Skipped => "skipped",
+            Action::Failed => "failed",
+        }
+    }
+}
+
+/// Whether retrying the invocation can help a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retry {
+    /// Transient (throttling, a key still being created, a timeout): Lambda should retry.
+    Retryable,
+    /// Retrying the same input fails the same way (bad baseline, access denied, KMS rewrote
+    /// the policy): an operator has to act.
+    NonRetryable,
+}
+
+impl Retry {
+    /// The class of a failed call.
+    pub fn of(e: &CallError) -> Self {
+        if e.kind.is_retryable() {
+            Retry::Retryable
+        } else {
+            Retry::NonRetryable
+        }
+    }
+}
+
+/// Why a key was written and verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remediation {
+    /// What the write was for.
+    pub cause: WriteCause,
+    /// Where the previous policy was kept.
+    pub backup: String,
+}
+
+/// What a write puts in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCause {
+    /// The policy drifted from this baseline (its description).
+    Drift {
+        /// `file:...`, `the primary's policy`, ...
+        baseline: String,
+    },
+    /// An operator restores this backup.
+    Restore {
+        /// The backup's location.
+        from: String,
+    },
+}
+
+impl fmt::Display for WriteCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteCause::Drift { baseline } => write!(f, "drift from {baseline}"),
+            WriteCause::Restore { from } => write!(f, "restore of {from}"),
+        }
+    }
+}
+
+/// Why a key in sync says more than "in sync".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InSyncNote {
+    /// Another invocation claimed and wrote this very fix; the re-read is equivalent.
+    WrittenByConcurrentInvocation {
+        /// Who held the claim (`event NAME ID at TIME`).
+        holder: String,
+    },
+    /// A restore found the key already holding the backup's policy.
+    AlreadyRestored {
+        /// The backup's location.
+        from: String,
+    },
+}
+
+/// Why a drift was left in place without failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftNote {
+    /// Dry-run: detect and report only.
+    DryRun,
+    /// A restore in dry-run would change the policy.
+    RestoreWouldChange {
+        /// The backup's location.
+        from: String,
+    },
+}
+
+/// Why a key was deliberately left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// The event names a single-Region key.
+    SingleRegionEvent,
+    /// The event names a primary and the baseline does not mirror it.
+    PrimaryNotMirrored,
+    /// The event names a primary with no replicas.
+    PrimaryWithoutReplicas,
+    /// Scheduled for deletion.
+    PendingDeletion,
+    /// A primary waiting for its replicas to be deleted.
+    PendingReplicaDeletion,
+    /// Its custom key store is disconnected.
+    Unavailable,
+    /// Listed as a replica, but now the primary (the primary Region moved).
+    NowPrimary,
+    /// Listed as a replica, but DescribeKey shows a single-Region key.
+    SingleRegion,
+    /// The key carries the exclude tag.
+    Excluded {
+        /// The tag key.
+        tag: String,
+    },
+    /// The flap guard: rewritten `writes` times within `window` already.
+    Flapping {
+        /// Writes within the window.
+        writes: usize,
+        /// The flap guard's window.
+        window: Duration,
+    },
+}
+
+/// Why a key could not be brought to the baseline. Each variant has its retry class
+/// ([`Failure::retry`]): a failure cannot be made without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// An AWS call failed (DescribeKey, GetKeyPolicy, PutKeyPolicy, ListResourceTags, ...).
+    Call(CallError),
+    /// The write history could not be read, so nothing was written.
+    HistoryUnreadable(CallError),
+    /// The write claim could not be taken, so nothing was written.
+    ClaimUnavailable(CallError),
+    /// The previous policy could not be backed up, so nothing was written.
+    BackupFailed(CallError),
+    /// The policy was written, but the re-read to verify it failed.
+    RereadFailed(CallError),
+    /// Another invocation claimed this fix, and the policy became something else.
+    ConcurrentWriteDiffers {
+        /// Who held the claim.
+        holder: String,
+    },
+    /// Another invocation claimed this fix, and its write had not landed after the re-reads.
+    ConcurrentWriteNotLanded {
+        /// Who held the claim.
+        holder: String,
+        /// Re-reads made.
+        attempts: u32,
+        /// When an abandoned claim is taken over.
+        claim_ttl: Duration,
+    },
+    /// The policy was written, but every re-read still returned the previous one.
+    StaleAfterWrite {
+        /// Re-reads made.
+        attempts: u32,
+    },
+    /// After the write, KMS holds something not equivalent to what was written.
+    VerificationFailed {
+        /// The statement diff of what KMS stores against what was written.
+        rest: String,
+    },
+    /// An earlier write of this same baseline failed verification, and the key still
+    /// holds what KMS stored then: not written again.
+    VerificationFailedEarlier {
+        /// When (RFC 3339).
+        at: String,
+        /// The event of that write.
+        event_name: String,
+        /// Its id, when it had one.
+        event_id: Option<String>,
+    },
+    /// The desired policy for this key is invalid (grammar, size, lockout, a mirrored
+    /// primary that cannot be rewritten): nothing was written.
+    InvalidBaseline {
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Failure {
+    /// Whether retrying the invocation can help.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Failure::Call(e)
+            | Failure::HistoryUnreadable(e)
+            | Failure::ClaimUnavailable(e)
+            | Failure::BackupFailed(e)
+            | Failure::RereadFailed(e) => Retry::of(e),
+            Failure::ConcurrentWriteDiffers { .. }
+            | Failure::ConcurrentWriteNotLanded { .. }
+            | Failure::StaleAfterWrite { .. } => Retry::Retryable,
+            Failure::VerificationFailed { .. }
+            | Failure::VerificationFailedEarlier { .. }
+            | Failure::InvalidBaseline { .. } => Retry::NonRetryable,
+        }
+    }
+}
+
+/// What happened to a key, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Written and verified.
+    Remediated(Remediation),
+    /// Equivalent to the baseline.
+    InSync(Option<InSyncNote>),
+    /// Drifted, left in place.
+    DriftDetected(DriftNote),
+    /// Left alone.
+    Skipped(Skip),
+    /// Not brought to the baseline.
+    Failed(Failure),
+}
+
+impl Status {
+    /// The wire's action.
+    pub fn action(&self) -> Action {
+        match self {
+            Status::Remediated(_) => Action::Remediated,
+            Status::InSync(_) => Action::InSync,
+            Status::DriftDetected(_) => Action::DriftDetected,
+            Status::Skipped(_) => Action::Skipped,
+            Status::Failed(_) => Action::Failed,
+        }
+    }
+}
+
+/// The reason of a status, in words an operator can act on.
+struct Reason<'a>(&'a Status);
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Status::Remediated(r) => write!(
+                f,
+                "policy rewritten ({}) and verified; previous policy: {}",
+                r.cause, r.backup
+            ),
+            Status::InSync(None) => Ok(()),
+            Status::InSync(Some(InSyncNote::WrittenByConcurrentInvocation { holder })) => write!(
+                f,
+                "written by a concurrent invocation that claimed the same fix ({holder}); re-read and equivalent to the baseline, nothing written here"
+            ),
+            Status::InSync(Some(InSyncNote::AlreadyRestored { from })) => {
+                write!(f, "already equivalent to {from}")
+            }
+            Status::DriftDetected(DriftNote::DryRun) => {
+                f.write_str("policy differs from the baseline; dry-run, nothing written")
+            }
+            Status::DriftDetected(DriftNote::RestoreWouldChange { from }) => write!(
+                f,
+                "restoring {from} would change the policy; dry-run, nothing written (add --apply)"
+            ),
+            Status::Skipped(skip) => skip.fmt(f),
+            Status::Failed(failure) => failure.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::SingleRegionEvent => {
+                f.write_str("single-Region key; only multi-Region replicas are managed")
+            }
+            Skip::PrimaryNotMirrored => f.write_str(
+                "primary key; only replicas are managed (the baseline does not mirror the primary)",
+            ),
+            Skip::PrimaryWithoutReplicas => f.write_str("primary key without replicas"),
+            Skip::PendingDeletion => f.write_str("key is pending deletion"),
+            Skip::PendingReplicaDeletion => f.write_str("key is pending replica deletion"),
+            Skip::Unavailable => {
+                f.write_str("key is unavailable (its custom key store is disconnected)")
+            }
+            Skip::NowPrimary => {
+                f.write_str("the key is now the primary (the primary Region moved)")
+            }
+            Skip::SingleRegion => f.write_str("single-Region key"),
+            Skip::Excluded { tag } => write!(f, "excluded by tag {tag}; drift left in place"),
+            Skip::Flapping { writes, window } => write!(
+                f,
+                "flapping: already rewritten {writes} times in the last {} s; another writer keeps changing this policy, so it is left alone (see the runbook)",
+                window.as_secs()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Call(e) => e.fmt(f),
+            Failure::HistoryUnreadable(e) => write!(
+                f,
+                "the write history (backups) could not be read, so nothing was written: {e}"
+            ),
+            Failure::ClaimUnavailable(e) => write!(
+                f,
+                "the write could not be claimed, so nothing was written: {e}"
+            ),
+            Failure::BackupFailed(e) => write!(
+                f,
+                "the previous policy could not be backed up, so nothing was written: {e}"
+            ),
+            Failure::RereadFailed(e) => write!(
+                f,
+                "the policy was written but could not be re-read to verify it: {e}"
+            ),
+            Failure::ConcurrentWriteDiffers { holder } => write!(
+                f,
+                "a concurrent invocation claimed the same fix ({holder}), and the policy changed to something other than the baseline; nothing written here; Lambda will retry the event"
+            ),
+            Failure::ConcurrentWriteNotLanded {
+                holder,
+                attempts,
+                claim_ttl,
+            } => write!(
+                f,
+                "a concurrent invocation claimed the same fix ({holder}) and its write had not landed after {attempts} re-reads; nothing written here; Lambda will retry the event (a claim is taken over after {} s)",
+                claim_ttl.as_secs()
+            ),
+            Failure::StaleAfterWrite { attempts } => write!(
+                f,
+                "the policy was written, but {attempts} re-reads still returned the previous policy (KMS is eventually consistent); Lambda will retry the event and find it in sync"
+            ),
+            Failure::VerificationFailed { rest } => write!(
+                f,
+                "verification failed: after PutKeyPolicy the key's policy is still not equivalent to what was written (KMS stored something else; compare the diff, fix the baseline; not rewritten again for this baseline):\n{rest}"
+            ),
+            Failure::VerificationFailedEarlier {
+                at,
+                event_name,
+                event_id,
+            } => write!(
+                f,
+                "verification failed earlier ({at}, event {event_name} {}): KMS stores this baseline as something it is not equivalent to, so it is not written again; fix the baseline to match what KMS stores (see the diff), and the next event or sweep writes it",
+                event_id.as_deref().unwrap_or("-"),
+            ),
+            Failure::InvalidBaseline { problem } => write!(
+                f,
+                "the baseline for this key is invalid, nothing was written: {problem}"
+            ),
+        }
+    }
+}
+
+/// The result for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The key.
+    pub key_arn: KeyArn,
+    /// Its Region.
+    pub region: Region,
+    /// What was done, and why.
+    pub status: Status,
+    /// Statement-level diff of live vs baseline, when there was drift.
+    pub diff: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome of `status` for `key`, without a diff.
+    pub fn new(key: &KeyArn, status: Status) -> Self {
+        Self {
+            key_arn: key.clone(),
+            region: key.region().clone(),
+            status,
+            diff: None,
+        }
+    }
+
+    /// In sync, nothing more to say.
+    pub fn in_sync(key: &KeyArn) -> Self {
+        Self::new(key, Status::InSync(None))
+    }
+
+    /// Left alone.
+    pub fn skipped(key: &KeyArn, why: Skip) -> Self {
+        Self::new(key, Status::Skipped(why))
+    }
+
+    /// Not brought to the baseline; the failure carries its retry class.
+    pub fn failed(key: &KeyArn, failure: Failure) -> Self {
+        Self::new(key, Status::Failed(failure))
+    }
+
+    /// A failed AWS call.
+    pub fn call_failed(key: &KeyArn, e: &CallError) -> Self {
+        Self::failed(key, Failure::Call(e.clone()))
+    }
+
+    /// The wire's action.
+    pub fn action(&self) -> Action {
+        self.status.action()
+    }
+
+    /// The reason in words (`None` for a plain in-sync key).
+    pub fn reason(&self) -> Option<String> {
+        match &self.status {
+            Status::InSync(None) => None,
+            status => Some(Reason(status).to_string()),
+        }
+    }
+
+    /// For failures: whether a retry can help.
+    pub fn retry(&self) -> Option<Retry> {
+        match &self.status {
+            Status::Failed(failure) => Some(failure.retry()),
+            _ => None,
+        }
+    }
+
+    /// Whether the flap guard left this key alone.
+    pub fn is_flap_suppressed(&self) -> bool {
+        matches!(self.status, Status::Skipped(Skip::Flapping { .. }))
+    }
+
+    /// Attaches a drift diff.
+    pub fn with_diff(mut self, diff: String) -> Self {
+        self.diff = Some(diff);
+        self
+    }
+}
+
+/// The documented contract: `key_arn`, `region`, `action`, `reason` (text or null),
+/// `diff` (text or null), and `retry` for failures only.
+impl Serialize for Outcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let retry = self.retry();
+        let mut s = serializer.serialize_struct("Outcome", 5 + usize::from(retry.is_some()))?;
+        s.serialize_field("key_arn", &self.key_arn)?;
+        s.serialize_field("region", &self.region)?;
+        s.serialize_field("action", &self.action())?;
+        s.serialize_field("reason", &self.reason())?;
+        s.serialize_field("diff", &self.diff)?;
+        if let Some(retry) = retry {
+            s.serialize_field("retry", &retry)?;
+        }
+        s.end()
+    }
+}
+
+/// A failure that concerns no single key (e.g. a Region that could not be listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError(pub CallError);
+
+impl RunError {
+    /// Can a retry help.
+    pub fn retry(&self) -> Retry {
+        Retry::of(&self.0)
+    }
+}
+
+impl Serialize for RunError {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("RunError", 2)?;
+        s.serialize_field("message", &self.0.to_string())?;
+        s.serialize_field("retry", &self.retry())?;
+        s.end()
+    }
+}
+
+/// The outcomes of one invocation or sweep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// One entry per key looked at.
+    pub outcomes: Vec<Outcome>,
+    /// Failures outside any one key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<RunError>,
+    /// Sweeps: how many replicas ended in each action (in-sync ones are only counted here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<BTreeMap<Action, usize>>,
+}
+
+impl Report {
+    /// How many outcomes have this action.
+    pub fn count(&self, action: Action) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.action() == action)
+            .count()
+    }
+
+    /// The failed outcomes.
+    pub fn failures(&self) -> impl Iterator<Item = &Outcome> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.action() == Action::Failed)
+    }
+
+    /// `None` when nothing failed; otherwise whether a retry of the whole invocation can
+    /// help (any retryable failure makes it retryable: the fixed keys are in sync by then).
+    pub fn failure_class(&self) -> Option<Retry> {
+        let classes = self
+            .failures()
+            .filter_map(Outcome::retry)
+            .chain(self.errors.iter().map(RunError::retry));
+        classes.fold(None, |acc, r| match (acc, r) {
+            (Some(Retry::Retryable), _) | (_, Retry::Retryable) => Some(Retry::Retryable),
+            _ => Some(Retry::NonRetryable),
+        })
+    }
+
+    /// The metric data for this report: per Region and fleet-wide totals.
+    pub fn metrics(&self) -> Vec<MetricDatum> {
+        let mut per_region: BTreeMap<&Region, Counts> = BTreeMap::new();
+        for o in &self.outcomes {
+            per_region.entry(&o.region).or_default().add(&o.status);
+        }
+        let mut data = Vec::new();
+        let mut total = Counts::default();
+        for (region, counts) in per_region {
+            total.merge(&counts);
+            data.extend(counts.data(Some(region)));
+        }
+        if !data.is_empty() {
+            data.extend(total.data(None));
+        }
+        data
+    }
+}
+
+/// Metric counts of some outcomes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    auto_fix_applied: f64,
+    drift_detected: f64,
+    auto_fix_failed: f64,
+    flap_suppressed: f64,
+}
+
+impl Counts {
+    fn add(&mut self, status: &Status) {
+        match status {
+            Status::Remediated(_) => {
+                self.auto_fix_applied += 1.0;
+                self.drift_detected += 1.0;
+            }
+            Status::DriftDetected(_) => self.drift_detected += 1.0,
+            Status::Failed(_) => self.auto_fix_failed += 1.0,
+            Status::Skipped(Skip::Flapping { .. }) => {
+                self.drift_detected += 1.0;
+                self.flap_suppressed += 1.0;
+            }
+            Status::InSync(_) | Status::Skipped(_) => {}
+        }
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        self.auto_fix_applied += other.auto_fix_applied;
+        self.drift_detected += other.drift_detected;
+        self.auto_fix_failed += other.auto_fix_failed;
+        self.flap_suppressed += other.flap_suppressed;
+    }
+
+    fn data(&self, region: Option<&Region>) -> [MetricDatum; 4] {
+        let datum = |metric, value| MetricDatum {
+            metric,
+            region: region.cloned(),
+            value,
+        };
+        [
+            datum(Metric::AutoFixApplied, self.auto_fix_applied),
+            datum(Metric::DriftDetected, self.drift_detected),
+            datum(Metric::AutoFixFailed, self.auto_fix_failed),
+            datum(Metric::FlapSuppressed, self.flap_suppressed),
+        ]
+    }
+}
+
+/// The metrics the function publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// A drifted policy was rewritten and verified (the auto-fix metric alarms watch).
+    AutoFixApplied,
+    /// A policy was found drifted, fixed or not.
+    DriftDetected,
+    /// A key could not be brought to the baseline.
+    AutoFixFailed,
+    /// A drifting key was left alone by the flap guard.
+    FlapSuppressed,
+}
+
+impl Metric {
+    /// The CloudWatch metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::AutoFixApplied => "AutoFixApplied",
+            Metric::DriftDetected => "DriftDetected",
+            Metric::AutoFixFailed => "AutoFixFailed",
+            Metric::FlapSuppressed => "FlapSuppressed",
+        }
+    }
+}
+
+/// One count to publish. `region: None` is the fleet-wide total that alarms watch;
+/// CloudWatch does not aggregate across dimensions, so both are published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDatum {
+    /// Which metric.
+    pub metric: Metric,
+    /// The `Region` dimension, or none for the total.
+    pub region: Option<Region>,
+    /// The count.
+    pub value: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn key(region: &str) -> KeyArn {
+        format!("arn:aws:kms:{region}:111122223333:key/mrk-1")
+            .parse()
+            .unwrap()
+    }
+
+    fn throttled() -> CallError {
+        CallError::new("GetKeyPolicy", "k", ErrorKind::Throttled, "x")
+    }
+
+    #[test]
+    fn an_outcome_serialises_to_the_documented_contract() {
+        let o = Outcome::in_sync(&key("us-west-2")).with_diff("d".into());
+        let v = serde_json::to_value(Report {
+            outcomes: vec![o],
+            ..Report::default()
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"outcomes": [{
+                "key_arn": "arn:aws:kms:us-west-2:111122223333:key/mrk-1",
+                "region": "us-west-2", "action": "in-sync", "reason": null, "diff": "d"
+            }]})
+        );
+        let failed = Outcome::failed(&key("us-west-2"), Failure::StaleAfterWrite { attempts: 3 });
+        let v = serde_json::to_value(&failed).unwrap();
+        assert_eq!(v["action"], "failed");
+        assert_eq!(v["retry"], "retryable");
+        assert!(v["reason"].as_str().unwrap().contains("3 re-reads"), "{v}");
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["key_arn", "region", "action", "reason", "diff", "retry"]
+        );
+    }
+
+    #[test]
+    fn every_failure_carries_its_retry_class() {
+        let denied = CallError::new("PutKeyPolicy", "k", ErrorKind::AccessDenied, "no");
+        assert_eq!(Failure::Call(throttled()).retry(), Retry::Retryable);
+        assert_eq!(Failure::BackupFailed(denied).retry(), Retry::NonRetryable);
+        assert_eq!(
+            Failure::VerificationFailed { rest: "-".into() }.retry(),
+            Retry::NonRetryable
+        );
+        assert_eq!(
+            Failure::ConcurrentWriteDiffers { holder: "h".into() }.retry(),
+            Retry::Retryable
+        );
+    }
+
+    #[test]
+    fn the_flap_guard_is_known_by_its_variant_not_its_words() {
+        let flapping = Outcome::skipped(
+            &key("us-west-2"),
+            Skip::Flapping {
+                writes: 5,
+                window: Duration::from_secs(3600),
+            },
+        );
+        assert!(flapping.is_flap_suppressed());
+        assert!(
+            flapping
+                .reason()
+                .unwrap()
+                .starts_with("flapping: already rewritten 5 times in the last 3600 s")
+        );
+        let excluded = Outcome::skipped(
+            &key("us-west-2"),
+            Skip::Excluded {
+                tag: "flapping".into(),
+            },
+        );
+        assert!(!excluded.is_flap_suppressed());
+    }
+
+    #[test]
+    fn metrics_count_per_region_and_in_total() {
+        let r = Report {
+            errors: vec![],
+            summary: None,
+            outcomes: vec![
+                Outcome::new(
+                    &key("us-west-2"),
+                    Status::Remediated(Remediation {
+                        cause: WriteCause::Drift {
+                            baseline: "b".into(),
+                        },
+                        backup: "s3://b/k".into(),
+                    }),
+                ),
+                Outcome::new(&key("eu-west-1"), Status::DriftDetected(DriftNote::DryRun)),
+                Outcome::failed(&key("eu-west-1"), Failure::Call(throttled())),
+                Outcome::in_sync(&key("eu-west-1")),
+            ],
+        };
+        let get = |m: Metric, region: Option<&str>| {
+            r.metrics()
+                .into_iter()
+                .find(|d| d.metric == m && d.region.as_ref().map(Region::as_str) == region)
+                .map(|d| d.value)
+        };
+        assert_eq!(get(Metric::AutoFixApplied, Some("us-west-2")), Some(1.0));
+        assert_eq!(get(Metric::DriftDetected, Some("us-west-2")), Some(1.0));
+        assert_eq!(get(Metric::DriftDetected, Some("eu-west-1")), Some(1.0));
+        assert_eq!(get(Metric::AutoFixFailed, Some("eu-west-1")), Some(1.0));
+        assert_eq!(get(Metric::AutoFixApplied, None), Some(1.0));
+        assert_eq!(get(Metric::DriftDetected, None), Some(2.0));
+        assert_eq!(get(Metric::AutoFixFailed, None), Some(1.0));
+        assert_eq!(r.metrics().len(), 12);
+        assert!(Report::default().metrics().is_empty());
+    }
+}

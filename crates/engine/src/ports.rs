@@ -1,0 +1,233 @@
+//! The capabilities the reconcile engine needs from AWS, one small trait each. The AWS
+//! adapters of the `krg-aws` crate implement them; [`crate::ledger`] keeps write history and
+//! claims in memory; tests use the fakes of `crate::fake`.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use crate::decide::KeyFacts;
+use crate::error::CallError;
+use crate::key::{KeyArn, Region};
+use crate::outcome::{MetricDatum, rfc3339};
+
+/// Reads what a key is (DescribeKey, tags) and which keys exist (ListKeys).
+pub trait KeyDirectory: Send + Sync {
+    /// Live facts about one key.
+    fn describe_key(
+        &self,
+        key: &KeyArn,
+    ) -> impl Future<Output = Result<KeyFacts, CallError>> + Send;
+    /// Tag keys of one key.
+    fn tag_keys(&self, key: &KeyArn)
+    -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
+    /// Every key in a Region (all pages).
+    fn list_multi_region_keys(
+        &self,
+        region: &Region,
+    ) -> impl Future<Output = Result<Vec<KeyArn>, CallError>> + Send;
+}
+
+/// Reads and writes the `default` key policy.
+pub trait PolicyStore: Send + Sync {
+    /// The key's current policy document.
+    fn get_policy(&self, key: &KeyArn) -> impl Future<Output = Result<String, CallError>> + Send;
+    /// Replaces the key's policy. Never bypasses the lockout safety check.
+    fn put_policy(
+        &self,
+        key: &KeyArn,
+        policy: &str,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+}
+
+/// The policy a write is about to replace, with why and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// The key whose policy is replaced.
+    pub key: KeyArn,
+    /// The policy document before the write, as KMS returned it.
+    pub policy: String,
+    /// Why it is replaced.
+    pub reason: String,
+    /// The triggering event's id, when there is one.
+    pub event_id: Option<String>,
+    /// The triggering event's name (`PutKeyPolicy`, `sweep`, ...).
+    pub event_name: String,
+    /// When the backup was taken.
+    pub taken_at: SystemTime,
+}
+
+/// A PutKeyPolicy that KMS accepted: the flap guard's history, and the memory that keeps a
+/// verification failure from being written again for the same baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRecord {
+    /// The key written.
+    pub key: KeyArn,
+    /// When the write was accepted.
+    pub at: SystemTime,
+    /// The triggering event's id, when there is one.
+    pub event_id: Option<String>,
+    /// The triggering event's name (`PutKeyPolicy`, `sweep`, ...).
+    pub event_name: String,
+    /// Where the previous policy was kept.
+    pub backup: String,
+    /// The policy document written.
+    pub written: String,
+    /// What the re-read returned when it was not equivalent to `written`; `None` when the
+    /// write was verified (or its re-read failed).
+    pub mismatch: Option<String>,
+}
+
+/// The writes of one key within the flap window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteHistory {
+    /// PutKeyPolicy calls KMS accepted (failed calls are not writes).
+    pub writes: usize,
+    /// The latest of them, when its verification failed.
+    pub last_mismatch: Option<WriteRecord>,
+}
+
+impl WriteHistory {
+    /// The history of `records` (of one key, oldest first) since `since`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a WriteRecord>, since: SystemTime) -> Self {
+        let recent: Vec<&WriteRecord> = records.into_iter().filter(|w| w.at >= since).collect();
+        Self {
+            writes: recent.len(),
+            last_mismatch: recent
+                .last()
+                .filter(|w| w.mismatch.is_some())
+                .map(|w| (*w).clone()),
+        }
+    }
+}
+
+/// The claim on the one write that fixes one drift. Concurrent invocations that find the
+/// same drift (the same policy to replace, the same policy to write) name the same claim;
+/// only the first to take it writes, the others wait for its write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteClaim {
+    /// The key to be written.
+    pub key: KeyArn,
+    /// The drift's name: a digest of the policy replaced and the policy written.
+    pub drift: String,
+    /// When it was claimed.
+    pub at: SystemTime,
+    /// The claiming event's id, when there is one.
+    pub event_id: Option<String>,
+    /// The claiming event's name (`PutKeyPolicy`, `sweep`, ...).
+    pub event_name: String,
+}
+
+impl WriteClaim {
+    /// Who holds it, in words: `event NAME ID at TIME`.
+    pub fn holder(&self) -> String {
+        format!(
+            "event {} {} at {}",
+            self.event_name,
+            self.event_id.as_deref().unwrap_or("-"),
+            rfc3339(self.at)
+        )
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The caller holds the claim and writes; it releases the claim when done.
+    Won,
+    /// Another invocation holds it: this one.
+    Held(Box<WriteClaim>),
+}
+
+/// Keeps the policies the engine overwrites, the record of its writes, and the claims that
+/// keep concurrent invocations from writing the same fix twice.
+pub trait BackupStore: Send + Sync {
+    /// Saves a backup; the write must not happen when this fails. Returns where it is.
+    fn save(&self, backup: &Backup) -> impl Future<Output = Result<String, CallError>> + Send;
+    /// Records a write KMS accepted, after its verification.
+    fn record_write(
+        &self,
+        write: &WriteRecord,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// The writes of this key since `since`.
+    fn writes_since(
+        &self,
+        key: &KeyArn,
+        since: SystemTime,
+    ) -> impl Future<Output = Result<WriteHistory, CallError>> + Send;
+    /// Takes `claim` unless another invocation holds a claim of the same name.
+    fn claim(&self, claim: &WriteClaim) -> impl Future<Output = Result<Claimed, CallError>> + Send;
+    /// Gives up a claim (the caller's own when done, or one found abandoned).
+    fn release(&self, claim: &WriteClaim) -> impl Future<Output = Result<(), CallError>> + Send;
+}
+
+/// Where a baseline kept outside the function is read from.
+pub trait RemoteText {
+    /// The value of an SSM parameter (decrypted).
+    fn ssm_parameter(&self, name: &str) -> impl Future<Output = Result<String, CallError>> + Send;
+    /// The body of an S3 object.
+    fn s3_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<String, CallError>> + Send;
+}
+
+/// Publishes metric data.
+pub trait MetricsSink: Send + Sync {
+    /// Publishes all data in as few calls as the service allows.
+    fn publish(
+        &self,
+        namespace: &str,
+        data: &[MetricDatum],
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+}
+
+// Borrowed ports work too, so one adapter value can serve several roles.
+impl<T: BackupStore> BackupStore for &T {
+    async fn save(&self, backup: &Backup) -> Result<String, CallError> {
+        (**self).save(backup).await
+    }
+    async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
+        (**self).record_write(write).await
+    }
+    async fn writes_since(
+        &self,
+        key: &KeyArn,
+        since: SystemTime,
+    ) -> Result<WriteHistory, CallError> {
+        (**self).writes_since(key, since).await
+    }
+    async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
+        (**self).claim(claim).await
+    }
+    async fn release(&self, claim: &WriteClaim) -> Result<(), CallError> {
+        (**self).release(claim).await
+    }
+}
+
+impl<T: KeyDirectory> KeyDirectory for &T {
+    async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
+        (**self).describe_key(key).await
+    }
+    async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
+        (**self).tag_keys(key).await
+    }
+    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+        (**self).list_multi_region_keys(region).await
+    }
+}
+
+impl<T: PolicyStore> PolicyStore for &T {
+    async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
+        (**self).get_policy(key).await
+    }
+    async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
+        (**self).put_policy(key, policy).await
+    }
+}
+
+impl<T: MetricsSink> MetricsSink for &T {
+    async fn publish(&self, namespace: &str, data: &[MetricDatum]) -> Result<(), CallError> {
+        (**self).publish(namespace, data).await
+    }
+}

@@ -1,0 +1,144 @@
+//! The sweep stage: every multi-Region replica in some Regions, with the fewest calls —
+//! one ListKeys per page (single-Region keys cost nothing more), one DescribeKey per key id
+//! (its MultiRegionConfiguration classifies every copy), one GetKeyPolicy per replica (plus
+//! the primary's once when mirroring), tags and state only before a write. In-sync keys are
+//! counted in the summary, not listed, so the report stays small.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use futures::stream;
+use tokio::sync::Semaphore;
+
+use super::{Known, PrimaryPolicies, Progress, Reconciler, log_outcome, updating};
+use crate::decide::{KeyFacts, KeyState};
+use crate::key::{KeyArn, Region};
+use crate::outcome::{Action, Outcome, Report, RunError};
+use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
+use crate::trigger::EventInfo;
+
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+    /// Reconciles every multi-Region replica in these Regions.
+    pub async fn sweep(&self, regions: &[Region], progress: &dyn Progress) -> Report {
+        let event = sweep_event();
+        let mut report = Report::default();
+        let listings =
+            futures::future::join_all(regions.iter().map(|r| self.keys.list_multi_region_keys(r)))
+                .await;
+        let mut by_id: BTreeMap<String, Vec<KeyArn>> = BTreeMap::new();
+        let mut copies = 0;
+        for listing in listings {
+            match listing {
+                Ok(found) => {
+                    for key in found {
+                        copies += 1;
+                        by_id.entry(key.key_id().to_owned()).or_default().push(key);
+                    }
+                }
+                Err(e) => report.errors.push(RunError(e)),
+            }
+        }
+        progress.planned(copies);
+        let per_region: HashMap<&Region, Semaphore> = regions
+            .iter()
+            .map(|r| (r, Semaphore::new(self.settings.concurrency.max(1))))
+            .collect();
+        let cache = PrimaryPolicies::default();
+        let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
+        let mut outcomes = stream::iter(by_id.into_values())
+            .map(|copies| self.sweep_key_id(copies, &per_region, &cache, progress))
+            .buffer_unordered(self.settings.concurrency.max(1) * regions.len().max(1));
+        while let Some(batch) = outcomes.next().await {
+            for o in batch {
+                log_outcome(&event, &o);
+                *counts.entry(o.action()).or_default() += 1;
+                if o.action() != Action::InSync {
+                    report.outcomes.push(o);
+                }
+            }
+        }
+        report.outcomes.sort_by(|a, b| a.key_arn.cmp(&b.key_arn));
+        report.summary = Some(counts);
+        report
+    }
+
+    /// All copies of one multi-Region key id found by the sweep.
+    async fn sweep_key_id(
+        &self,
+        copies: Vec<KeyArn>,
+        per_region: &HashMap<&Region, Semaphore>,
+        cache: &PrimaryPolicies,
+        progress: &dyn Progress,
+    ) -> Vec<Outcome> {
+        let slot = |key: &KeyArn| {
+            per_region
+                .get(key.region())
+                .expect("listed in a swept Region")
+        };
+        // Any copy's DescribeKey lists them all: when one cannot be described, ask the next,
+        // so one unreadable copy never hides its siblings.
+        let mut unreadable: Vec<Outcome> = Vec::new();
+        let mut described = None;
+        for copy in &copies {
+            let result = {
+                let _permit = slot(copy).acquire().await.expect("never closed");
+                self.keys.describe_key(copy).await
+            };
+            match result {
+                Ok(facts) => {
+                    described = Some(facts);
+                    break;
+                }
+                Err(e) => unreadable.push(Outcome::call_failed(copy, &e)),
+            }
+        }
+        // The copies before the described one could not be described: each is reported.
+        let rest = &copies[unreadable.len()..];
+        unreadable.iter().for_each(|o| progress.advanced(Some(o)));
+        let mut outcomes = unreadable;
+        let mr = match described {
+            Some(KeyFacts {
+                state: KeyState::Updating,
+                ..
+            }) => {
+                // The primary is not known while it moves: report the other copies, write none.
+                for copy in rest {
+                    let o = Outcome::call_failed(copy, &updating(copy, 1));
+                    progress.advanced(Some(&o));
+                    outcomes.push(o);
+                }
+                return outcomes;
+            }
+            Some(KeyFacts {
+                multi_region: Some(mr),
+                ..
+            }) => mr,
+            Some(_) => {
+                rest.iter().for_each(|_| progress.advanced(None));
+                return outcomes;
+            }
+            None => return outcomes,
+        };
+        let event = sweep_event();
+        for copy in rest {
+            if *copy == mr.primary {
+                progress.advanced(None);
+                continue;
+            }
+            let _permit = slot(copy).acquire().await.expect("never closed");
+            let o = self
+                .reconcile_replica(&event, copy, &mr.primary, Known::Replica, cache)
+                .await;
+            progress.advanced(Some(&o));
+            outcomes.push(o);
+        }
+        outcomes
+    }
+}
+
+fn sweep_event() -> EventInfo {
+    EventInfo {
+        id: None,
+        name: "sweep".into(),
+    }
+}

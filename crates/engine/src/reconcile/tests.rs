@@ -1,0 +1,975 @@
+//! The engine on the in-memory fakes: every stage, its cost in calls, and its outcomes.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::baseline::{Baseline, Template};
+use crate::decide::{KeyState, MultiRegionRole, drift_name};
+use crate::error::ErrorKind;
+use crate::fake::{FakeAws, arn};
+use crate::key::Region;
+use crate::outcome::{Action, Retry};
+use crate::ports::{Claimed, WriteClaim};
+use crate::retry::Backoff;
+use crate::settings::{FlapGuard, Mode, Settings};
+use crate::trigger::{EventInfo, Scope, Target, Trigger};
+
+const BASELINE: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::{{AccountId}}:root"}, "Action": "kms:*", "Resource": "*"},
+    {"Sid": "App", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::{{AccountId}}:role/app"}, "Action": ["kms:Decrypt", "kms:Encrypt"], "Resource": "*"}
+  ]
+}"#;
+
+fn rendered() -> String {
+    BASELINE.replace("{{AccountId}}", "111122223333")
+}
+
+const DEFAULT_POLICY: &str = r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+
+fn settings(mode: Mode, baseline: Baseline) -> Arc<Settings> {
+    Arc::new(Settings {
+        mode,
+        baseline,
+        exclude_tag: Some("kms-replica-guard:exclude".into()),
+        remediator: None,
+        consistency: Backoff {
+            attempts: 3,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+        },
+        concurrency: 4,
+        sweep_regions: vec!["us-west-2".parse().unwrap()],
+        flap: FlapGuard::default(),
+    })
+}
+
+fn template() -> Baseline {
+    Baseline::Template(Template::new("literal", BASELINE).unwrap())
+}
+
+fn event_on(region: &str, scope: Scope) -> Trigger {
+    Trigger::Keys {
+        event: EventInfo {
+            id: Some("e-1".into()),
+            name: "PutKeyPolicy".into(),
+        },
+        targets: vec![Target {
+            key: arn(region),
+            scope,
+        }],
+    }
+}
+
+async fn run(fake: &FakeAws, mode: Mode, baseline: Baseline, trigger: Trigger) -> Report {
+    Reconciler::new(fake, fake, settings(mode, baseline))
+        .run(&trigger)
+        .await
+}
+
+/// An enforcing run of a replica-scoped event with the template baseline.
+async fn enforce(fake: &FakeAws, region: &str) -> Report {
+    run(
+        fake,
+        Mode::Enforce,
+        template(),
+        event_on(region, Scope::Key),
+    )
+    .await
+}
+
+fn only(report: &Report) -> &Outcome {
+    assert_eq!(report.outcomes.len(), 1, "{report:#?}");
+    &report.outcomes[0]
+}
+
+#[tokio::test]
+async fn a_replica_with_the_default_policy_is_rewritten_and_verified_in_enforce_mode() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(o.action(), Action::Remediated, "{o:#?}");
+    assert!(o.diff.as_deref().unwrap().contains("App"), "{o:#?}");
+    assert_eq!(fake.policy(&arn("us-west-2")), rendered());
+    assert_eq!(
+        fake.policy(&arn("eu-west-1")),
+        DEFAULT_POLICY,
+        "other replicas untouched"
+    );
+    assert_eq!(fake.count("PutKeyPolicy"), 1);
+    assert_eq!(fake.count("GetKeyPolicy"), 2, "read, then verify");
+}
+
+#[tokio::test]
+async fn dry_run_reports_drift_and_writes_nothing() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let r = run(
+        &fake,
+        Mode::DryRun,
+        template(),
+        event_on("us-west-2", Scope::Key),
+    )
+    .await;
+    assert_eq!(only(&r).action(), Action::DriftDetected);
+    assert!(only(&r).diff.is_some());
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+    assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
+}
+
+#[tokio::test]
+async fn an_equivalent_but_reformatted_policy_is_in_sync_and_costs_two_calls() {
+    let reformatted = r#"{"Statement":[{"Resource":"*","Action":["KMS:encrypt","kms:Decrypt","kms:Decrypt"],"Principal":{"AWS":["arn:aws:iam::111122223333:role/app"]},"Effect":"allow","Sid":"App"},{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":["*"]}],"Version":"2012-10-17"}"#;
+    let fake = FakeAws::family(reformatted, &["us-west-2"]);
+    let r = enforce(&fake, "us-west-2").await;
+    assert_eq!(only(&r).action(), Action::InSync, "{r:#?}");
+    assert_eq!(
+        fake.policy(&arn("us-west-2")),
+        reformatted,
+        "left byte for byte"
+    );
+    assert_eq!(
+        fake.calls.lock().unwrap().len(),
+        2,
+        "DescribeKey + GetKeyPolicy only"
+    );
+}
+
+#[tokio::test]
+async fn replaying_the_same_event_writes_once() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+    let trigger = event_on("us-west-2", Scope::Key);
+    let mut actions = vec![];
+    for _ in 0..20 {
+        actions.push(only(&engine.run(&trigger).await).action());
+    }
+    assert_eq!(fake.count("PutKeyPolicy"), 1);
+    assert_eq!(actions[0], Action::Remediated);
+    assert!(actions[1..].iter().all(|a| *a == Action::InSync));
+}
+
+#[tokio::test]
+async fn a_primary_is_never_written_and_is_skipped_when_not_mirrored() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let r = enforce(&fake, "us-east-1").await;
+    assert_eq!(only(&r).action(), Action::Skipped);
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+}
+
+#[tokio::test]
+async fn a_primary_policy_change_is_mirrored_to_every_replica() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+    let primary_policy = rendered().replace("role/app", "role/app-v2");
+    fake.with_key(&arn("us-east-1"), |k| k.policy = primary_policy.clone());
+    let r = run(
+        &fake,
+        Mode::Enforce,
+        Baseline::Primary,
+        event_on("us-east-1", Scope::Key),
+    )
+    .await;
+    assert_eq!(r.count(Action::Remediated), 2, "{r:#?}");
+    for region in ["us-west-2", "eu-west-1"] {
+        assert!(fake.policy(&arn(region)).contains("role/app-v2"));
+    }
+    assert_eq!(
+        fake.policy(&arn("us-east-1")),
+        primary_policy,
+        "the primary is the source, never written"
+    );
+    let primary_reads = fake
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, on)| *op == "GetKeyPolicy" && on.contains("us-east-1"))
+        .count();
+    assert_eq!(
+        primary_reads, 1,
+        "the primary's policy is read once per run"
+    );
+}
+
+#[tokio::test]
+async fn a_moved_primary_reconciles_all_related_replicas() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+    let r = run(
+        &fake,
+        Mode::DryRun,
+        template(),
+        event_on("us-east-1", Scope::AllRelated),
+    )
+    .await;
+    assert_eq!(r.count(Action::DriftDetected), 2, "{r:#?}");
+}
+
+#[tokio::test]
+async fn an_excluded_replica_is_skipped_with_its_drift_shown() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.with_key(&arn("us-west-2"), |k| {
+        k.tags = vec!["kms-replica-guard:exclude".into()]
+    });
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(o.action(), Action::Skipped);
+    assert!(o.reason().as_deref().unwrap().contains("excluded"));
+    assert!(o.diff.is_some());
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+}
+
+#[tokio::test]
+async fn with_exclusion_by_tag_off_a_fix_costs_four_calls_and_tags_are_not_read() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.with_key(&arn("us-west-2"), |k| {
+        k.tags = vec!["kms-replica-guard:exclude".into()]
+    });
+    let mut s = (*settings(Mode::Enforce, template())).clone();
+    s.exclude_tag = None;
+    let r = Reconciler::new(&fake, &fake, Arc::new(s))
+        .run(&event_on("us-west-2", Scope::Key))
+        .await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    let calls = fake.operations();
+    assert_eq!(
+        calls,
+        [
+            "DescribeKey",
+            "GetKeyPolicy",
+            "PutKeyPolicy",
+            "GetKeyPolicy"
+        ],
+        "no ListResourceTags"
+    );
+}
+
+#[tokio::test]
+async fn keys_pending_deletion_are_skipped_with_the_reason() {
+    for state in [
+        KeyState::PendingDeletion,
+        KeyState::PendingReplicaDeletion,
+        KeyState::Unavailable,
+    ] {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.with_key(&arn("us-west-2"), |k| k.facts.state = state.clone());
+        let r = enforce(&fake, "us-west-2").await;
+        assert_eq!(only(&r).action(), Action::Skipped, "{state:?}");
+        assert!(
+            only(&r).reason().as_deref().unwrap().contains("pending")
+                || state == KeyState::Unavailable
+        );
+        assert_eq!(fake.count("GetKeyPolicy"), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_replica_still_creating_is_waited_for_then_fixed() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.with_key(&arn("us-west-2"), |k| {
+        k.invisible_for = 1;
+        k.creating_for = 1;
+    });
+    let r = enforce(&fake, "us-west-2").await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    assert_eq!(fake.count("DescribeKey"), 3);
+}
+
+#[tokio::test]
+async fn a_replica_that_stays_creating_fails_retryably() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.with_key(&arn("us-west-2"), |k| k.creating_for = 99);
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(
+        (o.action(), o.retry()),
+        (Action::Failed, Some(Retry::Retryable))
+    );
+    assert!(
+        o.reason().as_deref().unwrap().contains("still Creating"),
+        "{o:#?}"
+    );
+    assert_eq!(
+        fake.count("DescribeKey"),
+        3,
+        "bounded by the backoff's attempts"
+    );
+    assert_eq!(r.failure_class(), Some(Retry::Retryable));
+}
+
+#[tokio::test]
+async fn a_key_that_never_appears_fails_retryably() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.with_key(&arn("us-west-2"), |k| k.invisible_for = 99);
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(o.retry(), Some(Retry::Retryable));
+    assert!(
+        o.reason().as_deref().unwrap().contains("still not found"),
+        "{o:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_rendered_baseline_writes_nothing() {
+    let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:role/app"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+    let baseline = Baseline::Template(Template::new("literal", lockout).unwrap());
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let r = run(
+        &fake,
+        Mode::Enforce,
+        baseline,
+        event_on("us-west-2", Scope::Key),
+    )
+    .await;
+    let o = only(&r);
+    assert_eq!(
+        (o.action(), o.retry()),
+        (Action::Failed, Some(Retry::NonRetryable))
+    );
+    assert!(
+        o.reason().as_deref().unwrap().contains("lock out"),
+        "{o:#?}"
+    );
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+}
+
+#[tokio::test]
+async fn a_primary_policy_that_would_lock_out_the_remediator_is_not_mirrored() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.with_key(&arn("us-east-1"), |k| {
+            k.policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"kms:*","Resource":"*"}]}"#.into()
+        });
+    let r = run(
+        &fake,
+        Mode::Enforce,
+        Baseline::Primary,
+        event_on("us-west-2", Scope::Key),
+    )
+    .await;
+    assert_eq!(only(&r).action(), Action::Failed);
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+}
+
+#[tokio::test]
+async fn a_policy_kms_stores_differently_is_a_verification_failure_not_a_loop() {
+    let mut fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.put_rewrite = Some(|p| p.replace("kms:Encrypt", "kms:ReEncrypt*"));
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(
+        (o.action(), o.retry()),
+        (Action::Failed, Some(Retry::NonRetryable))
+    );
+    assert!(
+        o.reason()
+            .as_deref()
+            .unwrap()
+            .contains("verification failed"),
+        "{o:#?}"
+    );
+    assert_eq!(
+        fake.count("PutKeyPolicy"),
+        1,
+        "one write, no retry loop inside the run"
+    );
+}
+
+#[tokio::test]
+async fn failures_carry_the_retry_class_of_their_cause() {
+    for (op, kind, retry) in [
+        ("GetKeyPolicy", ErrorKind::Throttled, Retry::Retryable),
+        ("PutKeyPolicy", ErrorKind::Transient, Retry::Retryable),
+        ("PutKeyPolicy", ErrorKind::AccessDenied, Retry::NonRetryable),
+        ("DescribeKey", ErrorKind::AccessDenied, Retry::NonRetryable),
+    ] {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        fake.fail(op, &[kind]);
+        let r = enforce(&fake, "us-west-2").await;
+        let o = only(&r);
+        assert_eq!(
+            (o.action(), o.retry()),
+            (Action::Failed, Some(retry)),
+            "{op} {kind:?}"
+        );
+        assert_eq!(
+            fake.policy(&arn("us-west-2")),
+            DEFAULT_POLICY,
+            "{op} {kind:?}: nothing half-written"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_checks_every_replica_in_its_regions_and_only_them() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+    let single: KeyArn =
+        "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+            .parse()
+            .unwrap();
+    let mut k = fake.keys.lock().unwrap()[&arn("us-west-2")].clone();
+    k.facts.arn = single.clone();
+    k.facts.multi_region = None;
+    fake.keys.lock().unwrap().insert(single.clone(), k);
+    let trigger = Trigger::Sweep {
+        regions: Some(vec![
+            "us-east-1".parse().unwrap(),
+            "us-west-2".parse().unwrap(),
+        ]),
+    };
+    let r = run(&fake, Mode::DryRun, template(), trigger).await;
+    assert_eq!(only(&r).key_arn, arn("us-west-2"), "{r:#?}");
+    assert_eq!(
+        r.summary.as_ref().unwrap().get(&Action::DriftDetected),
+        Some(&1)
+    );
+    assert_eq!(only(&r).action(), Action::DriftDetected);
+    let described: Vec<String> = fake
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, _)| *op == "DescribeKey")
+        .map(|(_, on)| on.clone())
+        .collect();
+    assert!(
+        !described.contains(&single.to_string()),
+        "no call for single-Region keys"
+    );
+}
+
+#[tokio::test]
+async fn a_region_that_cannot_be_listed_is_a_run_error() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail("ListKeys", &[ErrorKind::AccessDenied]);
+    let r = run(
+        &fake,
+        Mode::DryRun,
+        template(),
+        Trigger::Sweep { regions: None },
+    )
+    .await;
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
+}
+
+fn with_backups(fake: &FakeAws, mode: Mode) -> Reconciler<&FakeAws, &FakeAws, &FakeAws> {
+    Reconciler::with_backups(fake, fake, fake, settings(mode, template()))
+}
+
+#[tokio::test]
+async fn a_sweep_describes_each_key_id_once_and_counts_in_sync_replicas_without_listing_them() {
+    let fake = FakeAws::family(&rendered(), &["us-west-2", "eu-west-1"]);
+    fake.with_key(&arn("eu-west-1"), |k| k.policy = DEFAULT_POLICY.into());
+    let regions: Vec<Region> = ["us-east-1", "us-west-2", "eu-west-1"]
+        .map(|r| r.parse().unwrap())
+        .to_vec();
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::DryRun, template()));
+    let r = engine.sweep(&regions, &Quiet).await;
+    assert_eq!(only(&r).key_arn, arn("eu-west-1"), "{r:#?}");
+    let summary = r.summary.clone().unwrap();
+    assert_eq!(summary.get(&Action::InSync), Some(&1));
+    assert_eq!(summary.get(&Action::DriftDetected), Some(&1));
+    assert_eq!(fake.count("ListKeys"), 3);
+    assert_eq!(
+        fake.count("DescribeKey"),
+        2,
+        "one per key id, plus the drifted replica's own state"
+    );
+    assert_eq!(fake.count("GetKeyPolicy"), 2, "one per replica");
+    assert_eq!(
+        fake.count("ListResourceTags"),
+        1,
+        "tags only for the drifted replica"
+    );
+}
+
+#[tokio::test]
+async fn the_previous_policy_is_backed_up_before_every_write() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let engine = with_backups(&fake, Mode::Enforce);
+    let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    let backups = fake.backups.lock().unwrap();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].policy, DEFAULT_POLICY);
+    assert_eq!(backups[0].event_id.as_deref(), Some("e-1"));
+    let calls = fake.operations();
+    let backup_at = calls.iter().position(|op| *op == "PutObject").unwrap();
+    let write_at = calls.iter().position(|op| *op == "PutKeyPolicy").unwrap();
+    assert!(backup_at < write_at, "{calls:?}");
+    assert!(only(&r).reason().as_deref().unwrap().contains("memory://1"));
+}
+
+#[tokio::test]
+async fn a_failed_backup_blocks_the_write() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail("PutObject", &[ErrorKind::AccessDenied]);
+    let r = with_backups(&fake, Mode::Enforce)
+        .run(&event_on("us-west-2", Scope::Key))
+        .await;
+    failed_without_write(
+        &fake,
+        only(&r),
+        Retry::NonRetryable,
+        "could not be backed up",
+    );
+}
+
+#[tokio::test]
+async fn a_key_that_keeps_drifting_back_trips_the_flap_guard() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let engine = with_backups(&fake, Mode::Enforce);
+    let trigger = event_on("us-west-2", Scope::Key);
+    let mut actions = Vec::new();
+    for _ in 0..8 {
+        // Another automation puts its own policy back after every fix.
+        fake.with_key(&arn("us-west-2"), |k| k.policy = DEFAULT_POLICY.into());
+        let r = engine.run(&trigger).await;
+        actions.push(only(&r).action());
+        if only(&r).action() == Action::Skipped {
+            assert!(only(&r).is_flap_suppressed(), "{r:#?}");
+            assert!(
+                r.metrics()
+                    .iter()
+                    .any(|d| d.metric.name() == "FlapSuppressed" && d.value == 1.0)
+            );
+        }
+    }
+    assert_eq!(
+        fake.count("PutKeyPolicy"),
+        5,
+        "FLAP_MAX writes, then hands off: {actions:?}"
+    );
+    assert!(
+        actions[5..].iter().all(|a| *a == Action::Skipped),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_backups_the_flap_guard_counts_writes_in_memory() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+    for _ in 0..7 {
+        fake.with_key(&arn("us-west-2"), |k| k.policy = DEFAULT_POLICY.into());
+        engine.run(&event_on("us-west-2", Scope::Key)).await;
+    }
+    assert_eq!(fake.count("PutKeyPolicy"), 5);
+}
+
+/// Delivers the same event three times (Lambda's async retries after function errors)
+/// and returns the reasons of the failures.
+async fn deliver_thrice<B: BackupStore>(engine: &Reconciler<&FakeAws, &FakeAws, B>) -> Vec<String> {
+    let mut reasons = vec![];
+    for _ in 0..3 {
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        let o = only(&r).clone();
+        assert_eq!(
+            (o.action(), o.retry()),
+            (Action::Failed, Some(Retry::NonRetryable)),
+            "{o:#?}"
+        );
+        assert!(o.diff.is_some(), "the diff shows what KMS stored");
+        reasons.push(o.reason().unwrap());
+    }
+    reasons
+}
+
+#[tokio::test]
+async fn a_verification_failure_is_not_written_again_when_lambda_redelivers_the_event() {
+    let rewrite: fn(&str) -> String = |p| p.replace("kms:Encrypt", "kms:ReEncrypt*");
+    // Durable history (backups kept), then in-process history (no backups).
+    let mut durable = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    durable.put_rewrite = Some(rewrite);
+    let reasons_durable = deliver_thrice(&with_backups(&durable, Mode::Enforce)).await;
+    let mut memory = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    memory.put_rewrite = Some(rewrite);
+    let engine = Reconciler::new(&memory, &memory, settings(Mode::Enforce, template()));
+    let reasons_memory = deliver_thrice(&engine).await;
+    for (fake, reasons) in [(&durable, reasons_durable), (&memory, reasons_memory)] {
+        assert_eq!(fake.count("PutKeyPolicy"), 1, "{reasons:#?}");
+        assert!(reasons[0].contains("verification failed:"), "{reasons:?}");
+        for r in &reasons[1..] {
+            assert!(r.contains("verification failed earlier"), "{r}");
+            assert!(r.contains("not written again"), "{r}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_a_verification_failure_a_changed_baseline_or_policy_is_written_again() {
+    let mut fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.put_rewrite = Some(|p| p.replace("kms:Encrypt", "kms:ReEncrypt*"));
+    let engine = with_backups(&fake, Mode::Enforce);
+    engine.run(&event_on("us-west-2", Scope::Key)).await;
+    assert_eq!(fake.count("PutKeyPolicy"), 1);
+    // Someone else rewrites the policy: it is no longer what KMS stored for our write,
+    // so the baseline is written (and fails verification) once more.
+    fake.keys
+        .lock()
+        .unwrap()
+        .get_mut(&arn("us-west-2"))
+        .unwrap()
+        .policy = DEFAULT_POLICY.to_owned();
+    let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+    assert!(
+        only(&r)
+            .reason()
+            .as_deref()
+            .unwrap()
+            .starts_with("verification failed:")
+    );
+    assert_eq!(fake.count("PutKeyPolicy"), 2);
+    // A fixed baseline (what KMS stores) is written and verified.
+    let fixed = BASELINE.replace("kms:Encrypt", "kms:ReEncrypt*");
+    let engine = Reconciler::with_backups(
+        &fake,
+        &fake,
+        &fake,
+        settings(
+            Mode::Enforce,
+            Baseline::Template(Template::new("literal", &fixed).unwrap()),
+        ),
+    );
+    let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+    assert_eq!(only(&r).action(), Action::InSync, "{r:#?}");
+}
+
+#[tokio::test]
+async fn failed_writes_are_not_counted_by_the_flap_guard() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail("PutKeyPolicy", &[ErrorKind::AccessDenied; 8]);
+    let engine = with_backups(&fake, Mode::Enforce);
+    for delivery in 0..8 {
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        let o = only(&r);
+        assert_eq!(
+            (o.action(), o.retry()),
+            (Action::Failed, Some(Retry::NonRetryable)),
+            "delivery {delivery}: a denied write stays a failure, never `flapping`: {o:#?}"
+        );
+    }
+    assert_eq!(
+        fake.backups.lock().unwrap().len(),
+        8,
+        "a backup before each attempt"
+    );
+    assert!(
+        fake.writes.lock().unwrap().is_empty(),
+        "no write went through"
+    );
+    let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+}
+
+#[tokio::test]
+async fn a_stale_read_right_after_the_write_is_read_again_then_verified() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    *fake.stale_reads.lock().unwrap() = 2;
+    let r = enforce(&fake, "us-west-2").await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    assert_eq!(
+        fake.count("GetKeyPolicy"),
+        4,
+        "read, two stale re-reads, verify"
+    );
+
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    *fake.stale_reads.lock().unwrap() = 10;
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(
+        (o.action(), o.retry()),
+        (Action::Failed, Some(Retry::Retryable)),
+        "{o:#?}"
+    );
+    assert!(
+        o.reason()
+            .as_deref()
+            .unwrap()
+            .contains("still returned the previous policy")
+    );
+    assert_eq!(fake.count("PutKeyPolicy"), 1);
+    assert_eq!(
+        fake.policy(&arn("us-west-2")),
+        rendered(),
+        "the write stands"
+    );
+}
+
+/// Just after UpdatePrimaryRegion(us-east-1 -> us-west-2): both keys are Updating and
+/// DescribeKey may show both as replicas (KMS developer guide).
+fn primary_moving(fake: &FakeAws) {
+    let all = vec![arn("us-east-1"), arn("us-west-2"), arn("eu-west-1")];
+    for region in ["us-east-1", "us-west-2"] {
+        fake.with_key(&arn(region), |k| {
+            k.facts.state = KeyState::Updating;
+            let mr = k.facts.multi_region.as_mut().unwrap();
+            mr.role = MultiRegionRole::Replica;
+            mr.replicas = all.clone();
+        });
+    }
+    fake.with_key(&arn("eu-west-1"), |k| {
+        k.facts.multi_region.as_mut().unwrap().replicas = all.clone();
+    });
+}
+
+#[tokio::test]
+async fn nothing_is_written_while_a_primary_region_change_is_updating_the_keys() {
+    for baseline in [template(), Baseline::Primary] {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+        primary_moving(&fake);
+        let moved = event_on("us-east-1", Scope::AllRelated);
+        let r = run(&fake, Mode::Enforce, baseline, moved).await;
+        let o = only(&r);
+        assert_eq!(
+            (o.action(), o.retry()),
+            (Action::Failed, Some(Retry::Retryable)),
+            "{o:#?}"
+        );
+        assert!(
+            o.reason().as_deref().unwrap().contains("Updating"),
+            "{o:#?}"
+        );
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+
+        // A sweep in the middle of it writes nothing either, and says why for each copy.
+        let regions: Vec<Region> = ["us-east-1", "us-west-2", "eu-west-1"]
+            .map(|r| r.parse().unwrap())
+            .to_vec();
+        let r = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()))
+            .sweep(&regions, &Quiet)
+            .await;
+        assert_eq!(r.outcomes.len(), 3, "{r:#?}");
+        assert!(
+            r.outcomes
+                .iter()
+                .all(|o| o.retry() == Some(Retry::Retryable))
+        );
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_replica_whose_own_state_is_updating_is_not_written_by_a_fan_out() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+    fake.with_key(&arn("us-west-2"), |k| k.facts.state = KeyState::Updating);
+    let moved = event_on("us-east-1", Scope::AllRelated);
+    let r = run(&fake, Mode::Enforce, template(), moved).await;
+    let by_region = |region: &str| {
+        r.outcomes
+            .iter()
+            .find(|o| o.region.as_str() == region)
+            .unwrap()
+    };
+    assert_eq!(by_region("us-west-2").action(), Action::Failed, "{r:#?}");
+    assert_eq!(
+        by_region("eu-west-1").action(),
+        Action::Remediated,
+        "{r:#?}"
+    );
+    assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
+}
+
+#[tokio::test]
+async fn a_sweep_describes_the_next_copy_when_one_cannot_be_described() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+    fake.fail("DescribeKey", &[ErrorKind::AccessDenied]);
+    let regions: Vec<Region> = ["us-west-2", "eu-west-1", "us-east-1"]
+        .map(|r| r.parse().unwrap())
+        .to_vec();
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+    let r = engine.sweep(&regions, &Quiet).await;
+    let failed: Vec<_> = r.failures().map(|o| o.key_arn.clone()).collect();
+    assert_eq!(failed.len(), 1, "{r:#?}");
+    let remediated: Vec<_> = r
+        .outcomes
+        .iter()
+        .filter(|o| o.action() == Action::Remediated)
+        .map(|o| o.key_arn.clone())
+        .collect();
+    assert_eq!(remediated.len(), 1, "the sibling is still fixed: {r:#?}");
+    assert_ne!(failed[0], remediated[0]);
+    assert_eq!(fake.policy(&remediated[0]), rendered());
+    assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
+}
+
+/// `o` failed as `retry` with a reason containing `says`, and the us-west-2 replica was
+/// not written.
+fn failed_without_write(fake: &FakeAws, o: &Outcome, retry: Retry, says: &str) {
+    assert_eq!(
+        (o.action(), o.retry()),
+        (Action::Failed, Some(retry)),
+        "{o:#?}"
+    );
+    assert!(o.reason().as_deref().unwrap().contains(says), "{o:#?}");
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+    assert_eq!(fake.policy(&arn("us-west-2")), DEFAULT_POLICY);
+}
+
+/// One enforcing event on the us-west-2 replica, through a store that keeps claims.
+async fn claimed_run(fake: &FakeAws) -> Outcome {
+    let r = with_backups(fake, Mode::Enforce)
+        .run(&event_on("us-west-2", Scope::Key))
+        .await;
+    only(&r).clone()
+}
+
+#[tokio::test]
+async fn a_fix_claimed_by_a_concurrent_invocation_is_waited_for_and_not_written_again() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.foreign_claims.lock().unwrap().push(SystemTime::now());
+    // The holder's write lands right after this invocation read the drifted policy.
+    fake.with_key(&arn("us-west-2"), |k| k.policy = rendered());
+    fake.written_concurrently(&arn("us-west-2"), DEFAULT_POLICY);
+    let o = claimed_run(&fake).await;
+    assert_eq!(o.action(), Action::InSync, "{o:#?}");
+    let reason = o.reason().unwrap();
+    assert!(
+        reason.contains("written by a concurrent invocation"),
+        "{reason}"
+    );
+    assert!(reason.contains("event CreateKey other"), "{reason}");
+    assert!(o.diff.is_some(), "the drift it found is still shown");
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+    assert!(fake.backups.lock().unwrap().is_empty(), "no backup either");
+    assert_eq!(
+        fake.count("DeleteObject"),
+        0,
+        "another invocation's claim is left to it"
+    );
+}
+
+#[tokio::test]
+async fn a_claimed_fix_that_never_lands_fails_retryably_and_writes_nothing() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.foreign_claims.lock().unwrap().push(SystemTime::now());
+    let o = claimed_run(&fake).await;
+    failed_without_write(
+        &fake,
+        &o,
+        Retry::Retryable,
+        "had not landed after 3 re-reads",
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_is_taken_over_and_the_fix_written_once() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let long_ago = SystemTime::now() - CLAIM_TTL - Duration::from_secs(1);
+    fake.foreign_claims.lock().unwrap().push(long_ago);
+    let o = claimed_run(&fake).await;
+    assert_eq!(o.action(), Action::Remediated, "{o:#?}");
+    assert_eq!(fake.count("PutKeyPolicy"), 1);
+    assert_eq!(fake.policy(&arn("us-west-2")), rendered());
+    assert_eq!(
+        fake.count("DeleteObject"),
+        2,
+        "the abandoned claim, then this invocation's own"
+    );
+    assert!(fake.claims.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_claim_is_released_whatever_the_write_did_so_the_next_event_can_write() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail("PutKeyPolicy", &[ErrorKind::AccessDenied]);
+    let denied = claimed_run(&fake).await;
+    assert_eq!(denied.action(), Action::Failed, "{denied:#?}");
+    assert!(
+        fake.claims.lock().unwrap().is_empty(),
+        "released after a denied write"
+    );
+    let fixed = claimed_run(&fake).await;
+    assert_eq!(fixed.action(), Action::Remediated, "{fixed:#?}");
+    assert!(
+        fake.claims.lock().unwrap().is_empty(),
+        "released after a verified write"
+    );
+    let calls = fake.operations();
+    let claimed = calls
+        .iter()
+        .rposition(|op| *op == "PutObject If-None-Match")
+        .unwrap();
+    let backup = calls.iter().rposition(|op| *op == "PutObject").unwrap();
+    assert!(
+        claimed < backup,
+        "claimed before the backup and the write: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_that_cannot_be_taken_writes_nothing() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail("PutObject If-None-Match", &[ErrorKind::AccessDenied]);
+    let o = claimed_run(&fake).await;
+    failed_without_write(&fake, &o, Retry::NonRetryable, "could not be claimed");
+    assert!(fake.backups.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_bucket_claims_are_kept_in_memory_and_released() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+    let key = arn("us-west-2");
+    let held = WriteClaim {
+        key: key.clone(),
+        drift: drift_name(DEFAULT_POLICY, &rendered()),
+        at: SystemTime::now(),
+        event_id: Some("other".into()),
+        event_name: "CreateKey".into(),
+    };
+    assert_eq!(engine.claim(&held).await, Ok(Claimed::Won));
+    let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+    assert_eq!(
+        only(&r).action(),
+        Action::Failed,
+        "held in this process: {r:#?}"
+    );
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+    engine.backups.release(&held).await.unwrap();
+    let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    assert!(engine.backups.holds_no_claims());
+    assert_eq!(
+        fake.count("PutObject If-None-Match"),
+        0,
+        "the store is not asked"
+    );
+}
+
+#[tokio::test]
+async fn a_fix_with_a_bucket_makes_five_store_calls_around_the_write() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    assert_eq!(claimed_run(&fake).await.action(), Action::Remediated);
+    let calls = fake.operations();
+    let kms = [
+        "DescribeKey",
+        "GetKeyPolicy",
+        "ListResourceTags",
+        "PutKeyPolicy",
+    ];
+    let store: Vec<&str> = calls
+        .iter()
+        .copied()
+        .filter(|op| !kms.contains(op))
+        .collect();
+    assert_eq!(
+        store,
+        [
+            "ListObjectsV2",           // write history (flap guard, earlier mismatch)
+            "PutObject If-None-Match", // the claim
+            "PutObject",               // the backup
+            "PutObject",               // the write record
+            "DeleteObject",            // the claim released
+        ],
+        "{calls:?}"
+    );
+    let write = calls.iter().position(|op| *op == "PutKeyPolicy").unwrap();
+    assert_eq!(
+        calls[write - 1],
+        "PutObject",
+        "backed up just before: {calls:?}"
+    );
+}

@@ -1,0 +1,83 @@
+//! How the engine behaves: the mode, the baseline, the exclude tag, the remediator, the
+//! waits and the flap guard. Built by the application's typed configuration.
+
+use crate::baseline::Baseline;
+use crate::key::{Region, RoleArn};
+use std::time::Duration;
+
+use crate::retry::Backoff;
+
+/// Detect only, or detect and fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Report drift and publish metrics; never write.
+    #[default]
+    DryRun,
+    /// Write the baseline over drifted policies, then verify.
+    Enforce,
+}
+
+impl Mode {
+    /// The configuration value (`dry-run`, `enforce`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dry-run" => Ok(Mode::DryRun),
+            "enforce" => Ok(Mode::Enforce),
+            other => Err(format!(
+                "{other:?} is not a mode; use dry-run (report only, the default) or enforce (rewrite drifted policies)"
+            )),
+        }
+    }
+}
+
+/// How the engine behaves; built by the application's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Dry-run or enforce.
+    pub mode: Mode,
+    /// Where the desired policy comes from.
+    pub baseline: Baseline,
+    /// Keys carrying this tag key are left alone; `None` (`EXCLUDE_TAG=off`) turns the
+    /// check, and its ListResourceTags call before every write, off.
+    pub exclude_tag: Option<String>,
+    /// The function's own role: its events are ignored and it must never be locked out.
+    pub remediator: Option<RoleArn>,
+    /// Waiting for a replica that is still being created.
+    pub consistency: Backoff,
+    /// Keys reconciled at once.
+    pub concurrency: usize,
+    /// Regions a scheduled sweep covers.
+    pub sweep_regions: Vec<Region>,
+    /// When to stop rewriting a key that keeps drifting back.
+    pub flap: FlapGuard,
+}
+
+/// A key rewritten `max` times within `window` is left alone: another writer is fighting
+/// the baseline, and an alarm is better than an endless tug of war.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapGuard {
+    /// Writes allowed within the window.
+    pub max: usize,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Default for FlapGuard {
+    fn default() -> Self {
+        Self {
+            max: 5,
+            window: Duration::from_secs(3600),
+        }
+    }
+}

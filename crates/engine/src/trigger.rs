@@ -1,0 +1,550 @@
+//! Event → what to reconcile.
+//!
+//! Reads only the fields a trigger needs from an EventBridge envelope (CloudTrail API call,
+//! Scheduled Event) or a direct `{"sweep": {...}}` payload. The event only says *which* keys
+//! to look at; every decision about them is taken later on live state.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::key::{AccountId, IdError, KeyArn, Region, RoleArn};
+
+/// What an invocation has to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Reconcile these keys (and, depending on scope and live state, their relatives).
+    Keys {
+        /// Where the request came from, for logs.
+        event: EventInfo,
+        /// The keys named by the event.
+        targets: Vec<Target>,
+    },
+    /// Sweep every multi-Region key in these Regions (`None`: the configured Regions).
+    Sweep {
+        /// Regions asked for by a direct payload.
+        regions: Option<Vec<Region>>,
+    },
+    /// Nothing to do; the reason is logged.
+    Ignore {
+        /// Where the request came from, for logs.
+        event: EventInfo,
+        /// Why nothing is done.
+        reason: String,
+    },
+}
+
+/// One key named by an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The key the event is about.
+    pub key: KeyArn,
+    /// How far the reconcile reaches from that key.
+    pub scope: Scope,
+}
+
+/// How far a reconcile reaches from the key named in the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The key itself: a replica is reconciled; a primary only fans out to its replicas
+    /// when the baseline mirrors the primary.
+    Key,
+    /// Every replica related to the key, whatever it is now (the primary moved).
+    AllRelated,
+}
+
+/// Identifying facts about the event, carried into logs and outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventInfo {
+    /// EventBridge event id, or CloudTrail eventID when the envelope has none.
+    pub id: Option<String>,
+    /// CloudTrail eventName, or the kind of request (`Scheduled Event`, `sweep`).
+    pub name: String,
+}
+
+/// An event that cannot be understood. Not retryable: the same bytes fail the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The payload is neither an EventBridge event nor a sweep request.
+    #[error(
+        "the payload is neither an EventBridge event (no `detail-type`) nor a sweep request (no `sweep`); send an EventBridge event from the KMS rule or {{\"sweep\": {{\"regions\": [\"us-east-1\"]}}}}"
+    )]
+    Unrecognised,
+    /// A field has the wrong type or shape.
+    #[error("malformed event: field `{field}`: {problem}")]
+    Malformed {
+        /// JSON path of the field.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A field this trigger needs is missing.
+    #[error("malformed {event_name} event: required field `{field}` is missing or not a string")]
+    Missing {
+        /// The CloudTrail eventName.
+        event_name: String,
+        /// JSON path of the field.
+        field: &'static str,
+    },
+    /// A field is present but holds an invalid identifier.
+    #[error("malformed event: field `{field}`: {source}")]
+    BadId {
+        /// JSON path of the field.
+        field: &'static str,
+        /// The identifier problem.
+        source: IdError,
+    },
+}
+
+/// The CloudTrail record in `detail`; only what triggers read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CloudTrailDetail {
+    event_source: Option<String>,
+    event_name: String,
+    event_id: Option<String>,
+    aws_region: Option<String>,
+    error_code: Option<String>,
+    recipient_account_id: Option<String>,
+    user_identity: Option<UserIdentity>,
+    #[serde(default)]
+    request_parameters: Value,
+    #[serde(default)]
+    response_elements: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserIdentity {
+    session_context: Option<SessionContext>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionContext {
+    session_issuer: Option<SessionIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionIssuer {
+    arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepRequest {
+    #[serde(default)]
+    regions: Option<Vec<String>>,
+}
+
+const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
+
+/// Reads the trigger out of an invocation payload. `remediator` is the function's own role:
+/// events it caused are ignored, so a fix never triggers another round.
+pub fn parse(payload: &Value, remediator: Option<&RoleArn>) -> Result<Trigger, EventError> {
+    let Some(obj) = payload.as_object() else {
+        return Err(EventError::Unrecognised);
+    };
+    if let Some(sweep) = obj.get("sweep") {
+        return parse_sweep(sweep);
+    }
+    if !obj.contains_key("detail-type") {
+        return Err(EventError::Unrecognised);
+    }
+    let envelope: EventBridgeEvent<Value> = from_value(payload, "")?;
+    let info = |name: &str| EventInfo {
+        id: envelope.id.clone(),
+        name: name.to_owned(),
+    };
+    match envelope.detail_type.as_str() {
+        SCHEDULED_DETAIL_TYPE if envelope.source == "aws.events" => {
+            Ok(Trigger::Sweep { regions: None })
+        }
+        CLOUDTRAIL_DETAIL_TYPE => {
+            let detail: CloudTrailDetail = from_value(&envelope.detail, "detail.")?;
+            let mut event = info(&detail.event_name);
+            if event.id.is_none() {
+                event.id = detail.event_id.clone();
+            }
+            parse_cloudtrail(&envelope, detail, event, remediator)
+        }
+        other => Ok(Trigger::Ignore {
+            event: info(other),
+            reason: format!(
+                "detail-type {other:?} from {} is not a trigger",
+                envelope.source
+            ),
+        }),
+    }
+}
+
+fn parse_cloudtrail(
+    envelope: &EventBridgeEvent<Value>,
+    detail: CloudTrailDetail,
+    event: EventInfo,
+    remediator: Option<&RoleArn>,
+) -> Result<Trigger, EventError> {
+    let ignore = |reason: String| {
+        Ok(Trigger::Ignore {
+            event: event.clone(),
+            reason,
+        })
+    };
+    let from_kms = envelope.source == "aws.kms"
+        && detail
+            .event_source
+            .as_deref()
+            .unwrap_or("kms.amazonaws.com")
+            == "kms.amazonaws.com";
+    if !from_kms {
+        return ignore(format!(
+            "{} from {} is not a KMS event",
+            detail.event_name, envelope.source
+        ));
+    }
+    if let Some(code) = &detail.error_code {
+        return ignore(format!(
+            "{} failed with {code}; nothing changed",
+            detail.event_name
+        ));
+    }
+    let issuer = detail
+        .user_identity
+        .as_ref()
+        .and_then(|u| u.session_context.as_ref())
+        .and_then(|s| s.session_issuer.as_ref())
+        .and_then(|i| i.arn.as_deref());
+    if let (Some(issuer), Some(me)) = (issuer, remediator)
+        && issuer == me.as_str()
+    {
+        return ignore(format!(
+            "{} was made by the remediator itself ({issuer})",
+            detail.event_name
+        ));
+    }
+
+    let name = detail.event_name.as_str();
+    let missing = |field| EventError::Missing {
+        event_name: name.to_owned(),
+        field,
+    };
+    let key_target = |key: KeyArn, scope| -> Result<Trigger, EventError> {
+        if !key.is_multi_region() {
+            return Ok(Trigger::Ignore {
+                event: event.clone(),
+                reason: format!("{key} is a single-Region key; only multi-Region keys are managed"),
+            });
+        }
+        Ok(Trigger::Keys {
+            event: event.clone(),
+            targets: vec![Target { key, scope }],
+        })
+    };
+
+    match name {
+        "ReplicateKey" => {
+            const F: &str = "detail.responseElements.replicaKeyMetadata.arn";
+            let arn = str_at(&detail.response_elements, &["replicaKeyMetadata", "arn"])
+                .ok_or_else(|| missing(F))?;
+            key_target(parse_arn(arn, F)?, Scope::Key)
+        }
+        "CreateKey" => {
+            const F: &str = "detail.responseElements.keyMetadata.arn";
+            let arn = str_at(&detail.response_elements, &["keyMetadata", "arn"])
+                .ok_or_else(|| missing(F))?;
+            let key = parse_arn(arn, F)?;
+            let multi = detail.response_elements["keyMetadata"]["multiRegion"].as_bool();
+            if multi == Some(false) {
+                return ignore(format!(
+                    "{key} is a single-Region key; only multi-Region keys are managed"
+                ));
+            }
+            key_target(key, Scope::Key)
+        }
+        "PutKeyPolicy" | "UpdatePrimaryRegion" => {
+            const F: &str = "detail.requestParameters.keyId";
+            let id = str_at(&detail.request_parameters, &["keyId"]).ok_or_else(|| missing(F))?;
+            let region = detail
+                .aws_region
+                .as_deref()
+                .or(envelope.region.as_deref())
+                .ok_or_else(|| missing("detail.awsRegion"))?;
+            let region: Region = region.parse().map_err(|source| EventError::BadId {
+                field: "detail.awsRegion",
+                source,
+            })?;
+            let account = detail
+                .recipient_account_id
+                .as_deref()
+                .or(envelope.account.as_deref())
+                .ok_or_else(|| missing("detail.recipientAccountId"))?;
+            let account: AccountId = account.parse().map_err(|source| EventError::BadId {
+                field: "detail.recipientAccountId",
+                source,
+            })?;
+            let key = KeyArn::from_id_or_arn(id, &region, &account)
+                .map_err(|source| EventError::BadId { field: F, source })?;
+            let scope = if name == "UpdatePrimaryRegion" {
+                Scope::AllRelated
+            } else {
+                Scope::Key
+            };
+            key_target(key, scope)
+        }
+        other => ignore(format!("{other} is not a trigger")),
+    }
+}
+
+fn parse_sweep(sweep: &Value) -> Result<Trigger, EventError> {
+    let req: SweepRequest = from_value(sweep, "sweep.")?;
+    let regions = req
+        .regions
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    r.parse().map_err(|source| EventError::BadId {
+                        field: "sweep.regions",
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<Region>, _>>()
+        })
+        .transpose()?;
+    Ok(Trigger::Sweep { regions })
+}
+
+fn parse_arn(arn: &str, field: &'static str) -> Result<KeyArn, EventError> {
+    arn.parse()
+        .map_err(|source| EventError::BadId { field, source })
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, p| v.get(p))?.as_str()
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: &Value, prefix: &str) -> Result<T, EventError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        EventError::Malformed {
+            field: if path == "." {
+                prefix.trim_end_matches('.').to_owned()
+            } else {
+                format!("{prefix}{path}")
+            },
+            problem: e.into_inner().to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ACCOUNT: &str = "111122223333";
+    const MRK: &str = "mrk-1234abcd12ab34cd56ef1234567890ab";
+
+    fn remediator() -> RoleArn {
+        "arn:aws:iam::111122223333:role/kms-replica-guard-remediator"
+            .parse()
+            .unwrap()
+    }
+
+    fn sample(name: &str) -> Value {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn parse_sample(name: &str) -> Trigger {
+        parse(&sample(name), Some(&remediator())).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn mrk(region: &str) -> KeyArn {
+        format!("arn:aws:kms:{region}:{ACCOUNT}:key/{MRK}")
+            .parse()
+            .unwrap()
+    }
+
+    fn targets(t: &Trigger) -> Vec<(String, Scope)> {
+        match t {
+            Trigger::Keys { targets, .. } => targets
+                .iter()
+                .map(|t| (t.key.to_string(), t.scope))
+                .collect(),
+            other => panic!("expected keys, got {other:?}"),
+        }
+    }
+
+    fn ignored_because(t: &Trigger) -> &str {
+        match t {
+            Trigger::Ignore { reason, .. } => reason,
+            other => panic!("expected a no-op, got {other:?}"),
+        }
+    }
+
+    /// Every sample event has an expectation here, so a new file cannot go untested.
+    #[test]
+    fn every_sample_event_parses_to_its_documented_trigger() {
+        let dir = format!("{}/../../events", env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if !name.ends_with(".json") {
+                continue;
+            }
+            seen += 1;
+            let t = parse_sample(&name);
+            let key = |r: &str| vec![(mrk(r).to_string(), Scope::Key)];
+            match name.as_str() {
+                "replicate-key.json"
+                | "put-key-policy-replica-id.json"
+                | "put-key-policy-iam-user.json" => {
+                    assert_eq!(targets(&t), key("us-west-2"), "{name}")
+                }
+                "create-key-replica.json" | "put-key-policy-replica-arn.json" => {
+                    assert_eq!(targets(&t), key("eu-west-1"), "{name}")
+                }
+                "create-key-multi-region.json" | "put-key-policy-primary.json" => {
+                    assert_eq!(targets(&t), key("us-east-1"), "{name}")
+                }
+                "update-primary-region.json" => assert_eq!(
+                    targets(&t),
+                    vec![(mrk("us-east-1").to_string(), Scope::AllRelated)]
+                ),
+                "create-key-single-region.json" | "put-key-policy-single-region.json" => {
+                    assert!(ignored_because(&t).contains("single-Region"), "{name}")
+                }
+                "put-key-policy-by-remediator.json" => {
+                    assert!(ignored_because(&t).contains("remediator itself"))
+                }
+                "put-key-policy-error.json" => {
+                    assert!(ignored_because(&t).contains("MalformedPolicyDocumentException"))
+                }
+                "read-only-describe-key.json" => {
+                    assert!(ignored_because(&t).contains("DescribeKey is not a trigger"))
+                }
+                "unrelated-service.json" => {
+                    assert!(ignored_because(&t).contains("not a KMS event"))
+                }
+                "scheduled-sweep.json" => assert_eq!(t, Trigger::Sweep { regions: None }),
+                "manual-sweep.json" => assert_eq!(
+                    t,
+                    Trigger::Sweep {
+                        regions: Some(
+                            ["us-east-1", "us-west-2", "eu-west-1"]
+                                .map(|r| r.parse().unwrap())
+                                .to_vec()
+                        )
+                    }
+                ),
+                other => panic!("events/{other} has no expectation in this test; add one"),
+            }
+        }
+        assert_eq!(seen, 16, "sample events found in {dir}");
+    }
+
+    #[test]
+    fn the_event_id_and_name_are_kept_for_logs() {
+        let Trigger::Keys { event, .. } = parse_sample("replicate-key.json") else {
+            panic!()
+        };
+        assert_eq!(event.name, "ReplicateKey");
+        assert_eq!(
+            event.id.as_deref(),
+            sample("replicate-key.json")["id"].as_str()
+        );
+    }
+
+    #[test]
+    fn without_a_configured_role_the_remediators_own_event_is_reconciled_like_any_other() {
+        let t = parse(&sample("put-key-policy-by-remediator.json"), None).unwrap();
+        assert_eq!(
+            targets(&t),
+            vec![(mrk("us-west-2").to_string(), Scope::Key)]
+        );
+    }
+
+    #[test]
+    fn another_roles_event_is_not_mistaken_for_the_remediators() {
+        let other: RoleArn = "arn:aws:iam::111122223333:role/kms-replica-guard-remediator-2"
+            .parse()
+            .unwrap();
+        let t = parse(&sample("put-key-policy-by-remediator.json"), Some(&other)).unwrap();
+        assert!(matches!(t, Trigger::Keys { .. }));
+    }
+
+    #[test]
+    fn a_missing_key_id_is_an_error_naming_the_field() {
+        let mut e = sample("put-key-policy-replica-id.json");
+        e["detail"]["requestParameters"]
+            .as_object_mut()
+            .unwrap()
+            .remove("keyId");
+        let err = parse(&e, None).unwrap_err();
+        assert!(
+            err.to_string().contains("detail.requestParameters.keyId"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_an_error_naming_its_path() {
+        let mut e = sample("put-key-policy-replica-id.json");
+        e["detail"]["eventName"] = json!(42);
+        let err = parse(&e, None).unwrap_err();
+        assert!(err.to_string().contains("detail.eventName"), "{err}");
+        let mut e = sample("replicate-key.json");
+        e["detail-type"] = json!(["x"]);
+        let err = parse(&e, None).unwrap_err();
+        assert!(err.to_string().contains("detail-type"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_replica_arn_is_an_error_naming_the_field() {
+        let mut e = sample("replicate-key.json");
+        e["detail"]["responseElements"] = Value::Null;
+        let err = parse(&e, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("detail.responseElements.replicaKeyMetadata.arn"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_arn_is_an_error_naming_the_field() {
+        let mut e = sample("replicate-key.json");
+        e["detail"]["responseElements"]["replicaKeyMetadata"]["arn"] = json!("arn:aws:kms:nowhere");
+        let err = parse(&e, None).unwrap_err();
+        assert!(err.to_string().contains("replicaKeyMetadata.arn"), "{err}");
+    }
+
+    #[test]
+    fn payloads_that_are_not_events_are_rejected_with_what_to_send() {
+        for bad in [json!(null), json!([]), json!("x"), json!({"hello": 1})] {
+            let err = parse(&bad, None).unwrap_err();
+            assert_eq!(err, EventError::Unrecognised);
+            assert!(err.to_string().contains("sweep"));
+        }
+        let err = parse(&json!({"sweep": {"regions": ["mars-1"]}}), None).unwrap_err();
+        assert!(err.to_string().contains("sweep.regions"), "{err}");
+        let err = parse(&json!({"sweep": {"region": ["us-east-1"]}}), None).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn an_event_with_an_alias_as_key_id_is_rejected_not_guessed() {
+        let mut e = sample("put-key-policy-replica-id.json");
+        e["detail"]["requestParameters"]["keyId"] = json!("alias/app");
+        let err = parse(&e, None).unwrap_err();
+        assert!(err.to_string().contains("alias"), "{err}");
+    }
+
+    #[test]
+    fn other_event_bridge_events_are_no_ops() {
+        let e = json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}});
+        assert!(ignored_because(&parse(&e, None).unwrap()).contains("not a trigger"));
+    }
+}

@@ -1,0 +1,7 @@
+//! Test support for kms-replica-guard, shared by the integration tests and the developer
+//! tasks: [`proxy`], an HTTP proxy on 127.0.0.1 in front of the emulator that injects
+//! faults per KMS operation and counts what it forwards.
+
+pub mod proxy;
+
+pub use proxy::{Fault, FaultProxy};

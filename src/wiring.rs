@@ -1,0 +1,89 @@
+//! The one place that assembles the application from its configuration: the AWS adapters
+//! (KMS with the configured rate limits, S3 backups when `BACKUP_BUCKET` is set, CloudWatch
+//! in the home Region) behind the engine. The Lambda, the CLI and the integration tests all
+//! build through here, over whichever SDK configuration they are given (AWS, the emulator,
+//! the fault proxy).
+
+use aws_config::SdkConfig;
+use krg_aws::backups::{Backups, S3Backups};
+use krg_aws::clients::{kms_clients, load_sdk_config};
+use krg_aws::cloudwatch::CloudWatch;
+use krg_aws::kms::Kms;
+use krg_aws::remote::Remote;
+use krg_engine::Reconciler;
+
+use crate::config::{Config, ConfigError};
+use crate::lambda::App;
+
+/// The function as it runs in Lambda: its ports are the AWS adapters.
+pub type AwsApp = App<Kms, Kms, CloudWatch, Backups>;
+
+/// The engine over the AWS adapters.
+pub type AwsEngine = Reconciler<Kms, Kms, Backups>;
+
+/// The AWS adapters of one configuration.
+pub struct Adapters {
+    /// KMS, paced by the configured rate limits (it counts its calls).
+    pub kms: Kms,
+    /// The backup store: S3 when `BACKUP_BUCKET` is set, else the in-process ledger.
+    pub backups: Backups,
+    /// The S3 store itself, for listing and loading backups (`restore`).
+    pub bucket: Option<S3Backups>,
+    /// CloudWatch in the home Region.
+    pub metrics: CloudWatch,
+}
+
+impl Adapters {
+    /// The adapters for `config` over `sdk`; without a configuration, the defaults (an
+    /// invalid configuration still gets a function that reports it on every invocation).
+    pub fn new(sdk: &SdkConfig, config: Option<&Config>) -> Self {
+        let limits = config.map(|c| c.rate_limits).unwrap_or_default();
+        let bucket = config.and_then(|c| {
+            c.backup_bucket.as_ref().map(|bucket| {
+                S3Backups::new(aws_sdk_s3::Client::new(sdk), bucket, &c.backup_prefix)
+            })
+        });
+        Self {
+            kms: Kms::with_limits(kms_clients(sdk), limits),
+            backups: bucket.clone().map_or_else(Backups::default, Backups::S3),
+            bucket,
+            metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk)),
+        }
+    }
+
+    /// The engine over these adapters (the CLI; keep a clone of `kms` to read its call
+    /// counts, of `bucket` to list backups).
+    pub fn engine(self, config: &Config) -> AwsEngine {
+        Reconciler::with_backups(
+            self.kms.clone(),
+            self.kms,
+            self.backups,
+            config.settings.clone(),
+        )
+    }
+
+    /// The Lambda function over these adapters.
+    pub fn app(self, config: Result<Config, ConfigError>) -> AwsApp {
+        App::with_backups(
+            config,
+            self.kms.clone(),
+            self.kms,
+            self.backups,
+            self.metrics,
+        )
+    }
+}
+
+/// The function as Lambda runs it, from the process environment: the SDK configuration,
+/// the function's configuration (an `ssm:` or `s3://` baseline is read here; a problem is
+/// kept and returned by every invocation) and the AWS adapters.
+pub async fn from_environment() -> AwsApp {
+    let sdk = load_sdk_config().await;
+    let config = Config::load(&Remote::new(&sdk)).await;
+    on_aws(&sdk, config)
+}
+
+/// The function wired to AWS (or the emulator, or a proxy) from its configuration.
+pub fn on_aws(sdk: &SdkConfig, config: Result<Config, ConfigError>) -> AwsApp {
+    Adapters::new(sdk, config.as_ref().ok()).app(config)
+}

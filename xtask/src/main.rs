@@ -1,0 +1,74 @@
+//! `cargo xtask NAME`: every developer task of kms-replica-guard, in Rust, reusing the
+//! project's own crates (the rust-analyzer convention). The Makefile's targets are one-line
+//! calls of these; `cargo xtask --help` lists them.
+//!
+//! - [`env`]: the one set of emulator facts (endpoint, account, credentials).
+//! - [`setup`]: the project venv with the pinned emulator and cargo-lambda.
+//! - [`emulator`]: LocalStack on 127.0.0.1 (start, stop, fresh, status).
+//! - [`demo`]: the main job end to end on the emulator; [`e2e`]: the same, asserted.
+//! - [`fuzz`]: cargo-fuzz on the event parser and the policy canonicaliser, bounded.
+//! - [`seed`]: a fleet of keys on the emulator; [`bench_sweep`]: a sweep of it, measured.
+//! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
+
+mod bench_sweep;
+mod coldstart;
+mod demo;
+mod e2e;
+mod emulator;
+#[allow(dead_code)] // the tasks being ported use it
+mod env;
+mod fuzz;
+mod seed;
+mod setup;
+
+use clap::{Parser, Subcommand};
+
+/// Developer tasks of kms-replica-guard.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Create .venv with the pinned emulator and cargo-lambda (idempotent).
+    Setup(setup::Args),
+    /// Start, stop or inspect the local emulator.
+    Emulator(emulator::Args),
+    /// Heal a default-policy and a hand-drifted replica on the emulator, showing each step.
+    Demo(demo::Args),
+    /// The function under cargo lambda watch, driven by cargo lambda invoke, asserted.
+    E2e(e2e::Args),
+    /// Fuzz the event parser and the policy canonicaliser for a bounded time.
+    Fuzz(fuzz::Args),
+    /// Create a fleet of multi-Region keys on the emulator.
+    Seed(seed::Args),
+    /// Seed a fresh emulator and measure a sweep of the fleet.
+    BenchSweep(bench_sweep::Args),
+    /// Cold start and peak RSS of the function against a hello-world binary.
+    BenchColdstart(coldstart::Args),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup(a) => setup::run(a).await,
+        Task::Emulator(a) => emulator::run(a).await,
+        Task::Demo(a) => demo::run(a).await,
+        Task::E2e(a) => e2e::run(a).await,
+        Task::Fuzz(a) => fuzz::run(a).await,
+        Task::Seed(a) => seed::run(a).await,
+        Task::BenchSweep(a) => bench_sweep::run(a).await,
+        Task::BenchColdstart(a) => coldstart::run(a).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
