@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use krg_aws::kms::RateLimits;
 use krg_engine::baseline::{Baseline, RenderContext, Template};
+use krg_engine::decide::lockout_guard;
 use krg_engine::key::{KeyArn, Region, RoleArn};
 use krg_engine::ports::RemoteText;
 use krg_engine::retry::Backoff;
 use krg_engine::{FlapGuard, Mode, Settings};
-use krg_policy::{LockoutGuard, ValidationError, validate};
+use krg_policy::{ValidationError, validate};
 
 /// Default CloudWatch namespace.
 pub const DEFAULT_NAMESPACE: &str = "KmsReplicaGuard";
@@ -450,7 +451,7 @@ fn check_template(
     // The role's partition (else the home Region's): the lockout check compares principal
     // ARNs with their partition, so the sample key must live where the role does.
     let partition = remediator
-        .and_then(|r| r.as_str().split(':').nth(1))
+        .map(RoleArn::partition)
         .or(home.map(Region::partition))
         .unwrap_or("aws");
     let sample: KeyArn =
@@ -461,12 +462,7 @@ fn check_template(
         key: &sample,
         primary_region: sample.region(),
     });
-    let guard = LockoutGuard {
-        key_arn: sample.to_string(),
-        account_id: account.to_owned(),
-        partition: sample.partition().to_owned(),
-        remediator_role_arn: remediator.map(|r| r.to_string()),
-    };
+    let guard = lockout_guard(&sample, remediator);
     match validate(&text, &guard) {
         Ok(_) => Ok(()),
         Err(errors) => {

@@ -1,4 +1,4 @@
-//! KMS calls per event, counted on the wire by the proxy (tests/integration/proxy.rs):
+//! KMS calls per event, counted on the wire by the proxy (krg-testkit):
 //! DescribeKey + GetKeyPolicy when in sync; + PutKeyPolicy + the verifying GetKeyPolicy
 //! with a fix; + ListResourceTags before a write while exclusion by tag is on (the
 //! default); + the primary's GetKeyPolicy when mirroring it. A regression here costs KMS

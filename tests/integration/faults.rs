@@ -9,15 +9,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region as SdkRegion};
 use kms_replica_guard::config::Config;
-use kms_replica_guard::lambda::App;
-use krg_aws::backups::{Backups, S3Backups};
-use krg_aws::clients::kms_clients;
-use krg_aws::cloudwatch::CloudWatch;
-use krg_aws::kms::Kms;
+use kms_replica_guard::wiring::{Adapters, AwsApp};
 use krg_policy::equivalent;
+use krg_testkit::proxy::{Fault, FaultProxy};
 
 use crate::helpers::*;
-use krg_testkit::proxy::{Fault, FaultProxy};
 
 pub struct Case {
     pub response: Result<serde_json::Value, (String, String)>,
@@ -79,13 +75,7 @@ pub async fn run_with(
     ];
     settings.extend_from_slice(vars_over);
     let config = Config::from_lookup(vars(&settings));
-    let kms = Kms::new(kms_clients(&through_proxy));
-    let app = App::new(
-        config,
-        kms.clone(),
-        kms,
-        CloudWatch::new(aws_sdk_cloudwatch::Client::new(&sdk)),
-    );
+    let app = kms_through(&sdk, &through_proxy, config);
     let before = get_policy(&sdk, &replica).await;
     let response = app
         .handle(event(event_name, family.key_id()))
@@ -276,30 +266,26 @@ fn enforce_with_baseline_vars() -> Vec<(&'static str, &'static str)> {
 
 /// An App as a fresh Lambda instance would build it (so nothing is remembered in memory),
 /// KMS through `proxy`, backups and write records in `bucket`.
-async fn cold_instance(
-    sdk: &aws_config::SdkConfig,
-    proxy: &FaultProxy,
-    bucket: &str,
-) -> App<Kms, Kms, CloudWatch, Backups> {
+async fn cold_instance(sdk: &aws_config::SdkConfig, proxy: &FaultProxy, bucket: &str) -> AwsApp {
     let config = Config::from_lookup(vars(&[
         ("REMEDIATION_MODE", "enforce"),
         ("BASELINE_SOURCE", BASELINE),
         ("BACKUP_BUCKET", bucket),
         ("FLAP_MAX", "3"),
     ]));
-    let kms = Kms::new(kms_clients(&through(proxy).await));
-    let backups = Backups::S3(S3Backups::new(
-        aws_sdk_s3::Client::new(sdk),
-        bucket,
-        "kms-replica-guard/",
-    ));
-    App::with_backups(
-        config,
-        kms.clone(),
-        kms,
-        backups,
-        CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk)),
-    )
+    kms_through(sdk, &through(proxy).await, config)
+}
+
+/// The function as the wiring builds it, with KMS through the proxy (`kms_sdk`) and the
+/// bucket and CloudWatch straight to the emulator, so the proxy sees KMS calls only.
+fn kms_through(
+    sdk: &aws_config::SdkConfig,
+    kms_sdk: &aws_config::SdkConfig,
+    config: Result<Config, kms_replica_guard::config::ConfigError>,
+) -> AwsApp {
+    let mut adapters = Adapters::new(sdk, config.as_ref().ok());
+    adapters.kms = Adapters::new(kms_sdk, config.as_ref().ok()).kms;
+    adapters.app(config)
 }
 
 /// One delivery of the replica's PutKeyPolicy event to a fresh instance.

@@ -2,18 +2,11 @@
 //! emulator. Each sweep test uses a Region no other test uses: an enforcing sweep fixes
 //! every drifted replica it sees.
 
-use std::sync::Arc;
-
 use kms_replica_guard::config::Config;
-use kms_replica_guard::lambda::App;
-use kms_replica_guard::wiring::on_aws;
-use krg_aws::backups::S3Backups;
-use krg_aws::clients::kms_clients;
-use krg_aws::cloudwatch::CloudWatch;
-use krg_aws::kms::Kms;
+use kms_replica_guard::wiring::{Adapters, on_aws};
 use krg_aws::remote::Remote;
+use krg_engine::Quiet;
 use krg_engine::outcome::Action;
-use krg_engine::{Quiet, Reconciler};
 use krg_policy::equivalent;
 
 use crate::helpers::*;
@@ -76,9 +69,11 @@ async fn a_sweep_fixes_exactly_the_drifted_replicas_backs_each_up_and_restore_br
     )
     .await
     .unwrap();
-    let kms = Kms::new(kms_clients(&sdk)).with_page_size(2);
-    let store = S3Backups::new(aws_sdk_s3::Client::new(&sdk), &bucket, "kms-replica-guard/");
-    let engine = Reconciler::with_backups(kms.clone(), kms.clone(), store.clone(), config.settings);
+    let mut adapters = Adapters::new(&sdk, Some(&config));
+    adapters.kms = adapters.kms.with_page_size(2);
+    let kms = adapters.kms.clone();
+    let store = adapters.bucket.clone().expect("BACKUP_BUCKET is set");
+    let engine = adapters.engine(&config);
 
     let report = engine.sweep(&[region.parse().unwrap()], &Quiet).await;
 
@@ -259,8 +254,7 @@ async fn ssm_and_s3_baselines_work_and_a_missing_one_is_a_clear_error_with_no_wr
         let config = Config::load_from(vars(&[("BASELINE_SOURCE", &source)]), &remote(&sdk))
             .await
             .unwrap();
-        let kms = Kms::new(kms_clients(&sdk));
-        let engine = Reconciler::new(kms.clone(), kms, Arc::clone(&config.settings));
+        let engine = Adapters::new(&sdk, Some(&config)).engine(&config);
         let policy = engine.baseline_for(replica).await.unwrap();
         assert!(
             equivalent(&policy, &rendered_baseline(replica)).unwrap(),
@@ -284,13 +278,7 @@ async fn ssm_and_s3_baselines_work_and_a_missing_one_is_a_clear_error_with_no_wr
         let e = config.as_ref().unwrap_err();
         assert!(e.to_string().contains("cannot read the baseline"), "{e}");
         assert!(e.to_string().contains(&missing), "{e}");
-        let kms = Kms::new(kms_clients(&sdk));
-        let app = App::new(
-            config,
-            kms.clone(),
-            kms,
-            CloudWatch::new(aws_sdk_cloudwatch::Client::new(&sdk)),
-        );
+        let app = on_aws(&sdk, config);
         let err = app
             .handle(event("put-key-policy-replica-id.json", family.key_id()))
             .await

@@ -8,13 +8,10 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
 use aws_sdk_kms::Client as KmsClient;
 use kms_replica_guard::config::Config;
-use kms_replica_guard::lambda::{App, InvocationError};
-use krg_aws::clients::kms_clients;
-use krg_aws::cloudwatch::CloudWatch;
+use kms_replica_guard::lambda::InvocationError;
+use kms_replica_guard::wiring::{Adapters, AwsApp};
 use krg_aws::kms::Kms;
-use krg_engine::error::CallError;
 use krg_engine::key::KeyArn;
-use krg_engine::ports::PolicyStore;
 use serde_json::Value;
 
 /// The account LocalStack derives from a 12-digit access key id; the sample events use it.
@@ -209,33 +206,22 @@ pub fn namespace(test: &str) -> String {
     format!("KmsReplicaGuardTest/{test}/{}", std::process::id())
 }
 
-/// The real KMS adapter, counting PutKeyPolicy calls that reach the emulator.
+/// The KMS adapter of a test's function: it counts the calls it makes.
 #[derive(Clone)]
-pub struct CountingKms {
-    pub inner: Kms,
-    pub puts: std::sync::Arc<AtomicUsize>,
-}
+pub struct KmsCalls(pub Kms);
 
-impl CountingKms {
+impl KmsCalls {
+    /// PutKeyPolicy calls made.
     pub fn puts(&self) -> usize {
-        self.puts.load(Ordering::SeqCst)
+        self.0.call_counts()["PutKeyPolicy"] as usize
     }
 }
 
-impl PolicyStore for CountingKms {
-    async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
-        self.inner.get_policy(key).await
-    }
-    async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
-        self.puts.fetch_add(1, Ordering::SeqCst);
-        self.inner.put_policy(key, policy).await
-    }
-}
+pub type TestApp = AwsApp;
 
-pub type TestApp = App<Kms, CountingKms, CloudWatch>;
-
-/// The function as Lambda runs it, with configuration from `vars` (plus test defaults).
-pub fn lambda(sdk: &SdkConfig, vars: &[(&str, &str)]) -> (TestApp, CountingKms) {
+/// The function as Lambda runs it (built by the application's own wiring), with
+/// configuration from `vars` (plus test defaults).
+pub fn lambda(sdk: &SdkConfig, vars: &[(&str, &str)]) -> (TestApp, KmsCalls) {
     let mut all: Vec<(String, String)> = vec![
         ("AWS_REGION".into(), "us-east-1".into()),
         ("REMEDIATOR_ROLE_ARN".into(), REMEDIATOR.into()),
@@ -248,13 +234,9 @@ pub fn lambda(sdk: &SdkConfig, vars: &[(&str, &str)]) -> (TestApp, CountingKms) 
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.clone())
     });
-    let kms = Kms::new(kms_clients(sdk));
-    let counting = CountingKms {
-        inner: kms.clone(),
-        puts: Default::default(),
-    };
-    let metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk));
-    (App::new(config, kms, counting.clone(), metrics), counting)
+    let adapters = Adapters::new(sdk, config.as_ref().ok());
+    let kms = KmsCalls(adapters.kms.clone());
+    (adapters.app(config), kms)
 }
 
 pub async fn handle(app: &TestApp, event: Value) -> Result<Value, InvocationError> {

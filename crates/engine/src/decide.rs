@@ -2,7 +2,9 @@
 //! and why, and the name of a drift. No I/O here; whether a live policy has drifted is
 //! [`krg_policy::compare`].
 
-use crate::key::KeyArn;
+use krg_policy::LockoutGuard;
+
+use crate::key::{KeyArn, RoleArn};
 use crate::outcome::Skip;
 use crate::trigger::Scope;
 
@@ -126,6 +128,17 @@ pub fn skip_for_state(state: &KeyState) -> Option<Skip> {
 /// Whether `tags` carry the exclude tag (any value).
 pub fn is_excluded<'a>(mut tag_keys: impl Iterator<Item = &'a str>, exclude_tag: &str) -> bool {
     tag_keys.any(|k| k == exclude_tag)
+}
+
+/// The lockout check for writes to `key`: the remediator (or, without one, the account's
+/// root) must keep `kms:PutKeyPolicy` on it.
+pub fn lockout_guard(key: &KeyArn, remediator: Option<&RoleArn>) -> LockoutGuard {
+    LockoutGuard {
+        key_arn: key.to_string(),
+        account_id: key.account().to_string(),
+        partition: key.partition().to_owned(),
+        remediator_role_arn: remediator.map(|r| r.to_string()),
+    }
 }
 
 /// The name of one drift: a digest of the policy to replace and the policy to write, as

@@ -222,6 +222,10 @@ impl RoleArn {
     pub fn account(&self) -> &AccountId {
         &self.account
     }
+    /// The role's partition (`aws`, `aws-cn`, ...).
+    pub fn partition(&self) -> &str {
+        self.arn.split(':').nth(1).expect("checked when parsed")
+    }
 }
 
 impl FromStr for RoleArn {
@@ -235,10 +239,14 @@ impl FromStr for RoleArn {
             )
         };
         let parts: Vec<&str> = s.splitn(6, ':').collect();
-        let [arn, _partition, service, region, account, resource] = parts[..] else {
+        let [arn, partition, service, region, account, resource] = parts[..] else {
             return Err(bad());
         };
-        if arn != "arn" || service != "iam" || !region.is_empty() || !resource.starts_with("role/")
+        if arn != "arn"
+            || partition.is_empty()
+            || service != "iam"
+            || !region.is_empty()
+            || !resource.starts_with("role/")
         {
             return Err(bad());
         }

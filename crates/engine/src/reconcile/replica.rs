@@ -10,7 +10,9 @@ use krg_policy::{CanonicalPolicy, LockoutGuard, Verdict, compare, validate};
 
 use super::{Known, PrimaryPolicies, Reconciler, updating};
 use crate::baseline::{Baseline, RenderContext, mirror_primary};
-use crate::decide::{KeyFacts, KeyState, MultiRegionRole, is_excluded, skip_for_state};
+use crate::decide::{
+    KeyFacts, KeyState, MultiRegionRole, is_excluded, lockout_guard, skip_for_state,
+};
 use crate::error::CallError;
 use crate::key::KeyArn;
 use crate::outcome::{DriftNote, Failure, Outcome, Skip, Status, rfc3339};
@@ -139,15 +141,9 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             .map_err(BaselineForError::Desired)
     }
 
-    /// The lockout check for writes to `key`: the remediator (or the account's root) must
-    /// keep `kms:PutKeyPolicy` on it.
+    /// The lockout check for writes to `key`, with this engine's remediator.
     pub(super) fn lockout_guard(&self, key: &KeyArn) -> LockoutGuard {
-        LockoutGuard {
-            key_arn: key.to_string(),
-            account_id: key.account().to_string(),
-            partition: key.partition().to_owned(),
-            remediator_role_arn: self.settings.remediator.as_ref().map(|r| r.to_string()),
-        }
+        lockout_guard(key, self.settings.remediator.as_ref())
     }
 
     /// The key's writes within the flap window: from the write records next to the backups
