@@ -17,13 +17,13 @@ help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: ## create .venv (pinned LocalStack + cargo-lambda); idempotent
-	@scripts/setup-venv.sh
+	@cargo xtask setup
 
 emulator: setup ## start LocalStack on 127.0.0.1:4566 (idempotent)
-	@scripts/localstack.sh start
+	@cargo xtask emulator start
 
 emulator-stop: ## stop the LocalStack this project started
-	@scripts/localstack.sh stop
+	@cargo xtask emulator stop
 
 build: setup ## cargo lambda build --release --arm64 (the deployable zip)
 	@echo "==> cargo lambda build --release --arm64 --bin bootstrap --output-format zip"
@@ -43,16 +43,16 @@ unit: ## unit and property tests (no emulator)
 integration: emulator ## tests against the emulator over real HTTP
 	$(NEXTEST) -p kms-replica-guard --test integration
 
-e2e: emulator ## release binary under cargo lambda watch, driven by cargo lambda invoke
-	tests/e2e/run.sh
+e2e: emulator ## the function under cargo lambda watch, driven with the sample events, asserted
+	cargo xtask e2e
 
 test: lint emulator ## every test: lint, unit, integration, end to end, infra checks
 	$(NEXTEST) --workspace --all-targets
-	tests/e2e/run.sh
+	cargo xtask e2e
 	$(MAKE) --no-print-directory infra-test
 
 demo: setup ## heal a default-policy and a hand-drifted replica on the emulator
-	@scripts/demo.sh
+	@cargo xtask demo
 
 bench: ## criterion: CPU of the per-event policy work for a 32 KB policy
 	cargo bench -p krg-engine --bench policy
@@ -64,7 +64,7 @@ bench-coldstart: setup ## cold start and peak RSS of bootstrap vs a hello-world 
 	bench/coldstart.sh
 
 fuzz: ## cargo-fuzz the event parser and the policy canonicaliser, FUZZ_SECONDS=60 per target
-	@scripts/fuzz.sh
+	@cargo xtask fuzz
 
 clean: emulator-stop ## remove build output and emulator state
 	cargo clean

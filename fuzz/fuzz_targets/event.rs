@@ -7,8 +7,8 @@
 
 use std::sync::LazyLock;
 
-use kms_replica_guard::core::key::{KeyArn, Region, RoleArn};
-use kms_replica_guard::core::trigger::{self, EventError, Trigger};
+use krg_engine::key::{KeyArn, Region, RoleArn};
+use krg_engine::trigger::{self, EventError, Trigger};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

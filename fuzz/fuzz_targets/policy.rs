@@ -18,8 +18,7 @@
 use std::hint::black_box;
 use std::sync::LazyLock;
 
-use kms_replica_guard::core::decide::{Verdict, compare};
-use kms_replica_guard::core::policy::{CanonicalPolicy, LockoutGuard, diff, equivalent, validate};
+use krg_policy::{CanonicalPolicy, LockoutGuard, Verdict, compare, diff, equivalent, validate};
 use libfuzzer_sys::fuzz_target;
 
 /// The lockout check both ways it runs: for the remediator role and for the account root.

@@ -90,7 +90,7 @@ checkov_scan() {
 cdk_jest() { (cd infra/cdk && npx --no-install jest --ci --verbose); }
 
 event_pattern() {
-  scripts/localstack.sh start || return 1
+  cargo xtask emulator start || return 1
   "$VENV_PY" -m unittest discover -s infra/tests -p 'test_event_pattern.py' -v
 }
 

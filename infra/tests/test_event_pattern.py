@@ -5,7 +5,7 @@ synthesized CDK templates in infra/cdk/cdk.out), never copied, and each one is t
 every sample event in events/. Every events/*.json file needs an expectation below: a new file
 fails the test until someone decides whether the rule must match it.
 
-Run (from the repository root, emulator started with `scripts/localstack.sh start`, CDK synthesized
+Run (from the repository root, emulator started with `make emulator`, CDK synthesized
 with `make synth`):
 
     .venv/bin/python -m unittest discover -s infra/tests -v
@@ -108,7 +108,7 @@ class KmsRulePatternTest(unittest.TestCase):
         if problem:
             raise AssertionError(
                 f"the local AWS emulator is not reachable: {problem}. "
-                "Start it with `scripts/localstack.sh start` (or point AWS_ENDPOINT_URL at one)."
+                "Start it with `make emulator` (or point AWS_ENDPOINT_URL at one)."
             )
         cls.events = boto3.client(
             "events",

@@ -34,7 +34,7 @@ pub async fn sdk() -> SdkConfig {
         .is_ok_and(|o| o.status.success());
     assert!(
         reachable,
-        "the AWS emulator is not reachable at {health}. Start it with `scripts/localstack.sh start` \
+        "the AWS emulator is not reachable at {health}. Start it with `cargo xtask emulator start` \
          (or `make emulator`), or point AWS_ENDPOINT_URL at a running one."
     );
     // SAFETY: set before any client reads them; every test sets the same values.

@@ -1,5 +1,5 @@
 //! The function against the local AWS emulator over real HTTP, with the real SDK clients.
-//! Needs the emulator (`scripts/localstack.sh start`); fails loudly without it.
+//! Needs the emulator (`make emulator`); fails loudly without it.
 
 mod calls;
 mod faults;

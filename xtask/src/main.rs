@@ -15,7 +15,6 @@ mod coldstart;
 mod demo;
 mod e2e;
 mod emulator;
-#[allow(dead_code)] // the tasks being ported use it
 mod env;
 mod fuzz;
 mod seed;
@@ -39,7 +38,7 @@ enum Task {
     Emulator(emulator::Args),
     /// Heal a default-policy and a hand-drifted replica on the emulator, showing each step.
     Demo(demo::Args),
-    /// The function under cargo lambda watch, driven by cargo lambda invoke, asserted.
+    /// The function under cargo lambda watch, driven with the sample events, asserted.
     E2e(e2e::Args),
     /// Fuzz the event parser and the policy canonicaliser for a bounded time.
     Fuzz(fuzz::Args),
