@@ -74,10 +74,10 @@ fn key_path(key: &KeyArn) -> String {
 }
 
 /// An RFC 3339 time read from a stored document; `what` names the field in the error.
-fn parse_time(text: &str, what: &str) -> Result<SystemTime, String> {
+fn parse_time(text: &str, what: &str) -> Result<SystemTime, BackupFormatError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc).into())
-        .map_err(|e| format!("{what}: {e}"))
+        .map_err(|e| BackupFormatError(format!("{what}: {e}")))
 }
 
 fn stamp(t: SystemTime) -> String {
@@ -195,7 +195,7 @@ impl S3Backups {
     }
 }
 
-/// Why a document is not a readable backup.
+/// Why a document in the backup bucket (a backup, a write record, a claim) is not readable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct BackupFormatError(String);
@@ -208,8 +208,7 @@ pub fn parse_backup(bytes: &[u8]) -> Result<Backup, BackupFormatError> {
         .key_arn
         .parse()
         .map_err(|e| BackupFormatError(format!("backup names a bad key ARN: {e}")))?;
-    let taken_at =
-        parse_time(&stored.taken_at, "backup has a bad taken_at").map_err(BackupFormatError)?;
+    let taken_at = parse_time(&stored.taken_at, "backup has a bad taken_at")?;
     Ok(Backup {
         key,
         policy: stored.policy,
@@ -270,17 +269,16 @@ impl BackupStore for S3Backups {
         let prefix = self.writes_prefix(key);
         let after = format!("{prefix}{}", stamp(since));
         let records = self.keys_after(prefix, Some(after)).await?;
-        let last_mismatch =
-            match records.last() {
-                Some(last) if last.ends_with(MISMATCH_SUFFIX) => {
-                    let location = self.location(last);
-                    let bytes = get_object(&self.client, &self.bucket, last).await?;
-                    Some(parse_write(&bytes).map_err(|m| {
-                        CallError::new("GetObject", &location, ErrorKind::Invalid, m)
-                    })?)
-                }
-                _ => None,
-            };
+        let last_mismatch = match records.last() {
+            Some(last) if last.ends_with(MISMATCH_SUFFIX) => {
+                let location = self.location(last);
+                let bytes = get_object(&self.client, &self.bucket, last).await?;
+                Some(parse_write(&bytes).map_err(|m| {
+                    CallError::new("GetObject", &location, ErrorKind::Invalid, m.to_string())
+                })?)
+            }
+            _ => None,
+        };
         Ok(WriteHistory {
             writes: records.len(),
             last_mismatch,
@@ -338,20 +336,25 @@ impl S3Backups {
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        parse_claim(&bytes)
-            .map(Some)
-            .map_err(|m| CallError::new("GetObject", self.location(&object), ErrorKind::Invalid, m))
+        parse_claim(&bytes).map(Some).map_err(|m| {
+            CallError::new(
+                "GetObject",
+                self.location(&object),
+                ErrorKind::Invalid,
+                m.to_string(),
+            )
+        })
     }
 }
 
-fn parse_claim(bytes: &[u8]) -> Result<WriteClaim, String> {
+fn parse_claim(bytes: &[u8]) -> Result<WriteClaim, BackupFormatError> {
     let stored: StoredClaim = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not a kms-replica-guard write claim: {e}"))?;
+        .map_err(|e| BackupFormatError(format!("not a kms-replica-guard write claim: {e}")))?;
     Ok(WriteClaim {
         key: stored
             .key_arn
             .parse()
-            .map_err(|e| format!("write claim names a bad key ARN: {e}"))?,
+            .map_err(|e| BackupFormatError(format!("write claim names a bad key ARN: {e}")))?,
         drift: stored.drift,
         at: parse_time(&stored.claimed_at, "write claim has a bad claimed_at")?,
         event_id: stored.event_id,
@@ -359,14 +362,14 @@ fn parse_claim(bytes: &[u8]) -> Result<WriteClaim, String> {
     })
 }
 
-fn parse_write(bytes: &[u8]) -> Result<WriteRecord, String> {
+fn parse_write(bytes: &[u8]) -> Result<WriteRecord, BackupFormatError> {
     let stored: StoredWrite = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not a kms-replica-guard write record: {e}"))?;
+        .map_err(|e| BackupFormatError(format!("not a kms-replica-guard write record: {e}")))?;
     Ok(WriteRecord {
         key: stored
             .key_arn
             .parse()
-            .map_err(|e| format!("write record names a bad key ARN: {e}"))?,
+            .map_err(|e| BackupFormatError(format!("write record names a bad key ARN: {e}")))?,
         at: parse_time(&stored.written_at, "write record has a bad written_at")?,
         event_id: stored.event_id,
         event_name: stored.event_name,
