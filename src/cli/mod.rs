@@ -3,8 +3,8 @@
 //!
 //! Flags are parsed once, by clap, straight into the typed [`Options`] the Lambda reads
 //! from its environment (each flag falls back to the same environment variable), and the
-//! adapters come from [`crate::wiring`]. One module per subcommand: [`check`] (`check`,
-//! `diff`), [`sweep`], [`validate`] (`validate-baseline`), [`restore`]; [`output`] renders
+//! adapters come from [`crate::wiring`]. One module per subcommand: `check` (`check`,
+//! `diff`), `sweep`, `validate` (`validate-baseline`), `restore`; `output` renders
 //! outcomes for a terminal.
 
 mod check;

@@ -1,6 +1,9 @@
-//! Key policy handling: parsing into a canonical form so that equivalence is judged on
-//! meaning rather than text, a readable statement-level diff for drift reports, and
-//! validation (grammar, KMS limits, no remediator lockout) before any write.
+//! The KMS key policy language, pure (no I/O, no tokio, no SDK): the bottom crate of the
+//! workspace, under krg-engine (which decides with it) and everything above. Parsing into a
+//! canonical form so that equivalence is judged on meaning rather than text
+//! ([`CanonicalPolicy`], [`equivalent`]), the verdict on a live policy ([`compare`]), a
+//! readable statement-level diff for drift reports ([`diff`]), and validation (grammar, KMS
+//! limits, no remediator lockout) before any write ([`validate`]).
 //!
 //! Equivalence follows the Terraform provider's policy comparison but is stricter
 //! where that has known gaps: lists are compared as sets after de-duplication, so

@@ -2,15 +2,15 @@
 //! [`ports`](crate::ports), and returns one [`Outcome`] per key. Knows nothing about Lambda;
 //! the CLI and the handler both drive it. One file per stage:
 //!
-//! - [`event`](self::event): an event's targets, described (waiting for fresh replicas) and
+//! - `event.rs`: an event's targets, described (waiting for fresh replicas) and
 //!   fanned out to the replicas they reach;
-//! - [`sweep`](self::sweep): every replica of some Regions, with the fewest calls;
-//! - [`replica`](self::replica): one replica: desired policy, live policy, verdict, the
+//! - `sweep.rs`: every replica of some Regions, with the fewest calls;
+//! - `replica.rs`: one replica: desired policy, live policy, verdict, the
 //!   guards before a write (state, exclude tag, dry-run, flap guard, earlier mismatch);
-//! - [`claimed_write`](self::claimed_write): the claim that makes concurrent invocations
+//! - `claimed_write.rs`: the claim that makes concurrent invocations
 //!   write one drift once;
-//! - [`verify`](self::verify): back up, write, re-read until the write shows;
-//! - [`restore`](self::restore): a backed-up policy put back.
+//! - `verify.rs`: back up, write, re-read until the write shows;
+//! - `restore.rs`: a backed-up policy put back.
 
 mod claimed_write;
 mod event;
