@@ -158,11 +158,7 @@ pub fn drift_name(live: &str, desired: &str) -> String {
 mod tests {
     use super::*;
 
-    fn key(region: &str) -> KeyArn {
-        format!("arn:aws:kms:{region}:111122223333:key/mrk-1")
-            .parse()
-            .unwrap()
-    }
+    use crate::fake::arn as key;
 
     fn facts(role: MultiRegionRole, replicas: &[&str]) -> KeyFacts {
         let arn = match role {

@@ -649,11 +649,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
 
-    fn key(region: &str) -> KeyArn {
-        format!("arn:aws:kms:{region}:111122223333:key/mrk-1")
-            .parse()
-            .unwrap()
-    }
+    use crate::fake::arn as key;
 
     fn throttled() -> CallError {
         CallError::new("GetKeyPolicy", "k", ErrorKind::Throttled, "x")
@@ -670,7 +666,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"outcomes": [{
-                "key_arn": "arn:aws:kms:us-west-2:111122223333:key/mrk-1",
+                "key_arn": key("us-west-2").as_str(),
                 "region": "us-west-2", "action": "in-sync", "reason": null, "diff": "d"
             }]})
         );
