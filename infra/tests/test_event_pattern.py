@@ -37,6 +37,7 @@ ENDPOINT = os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:4566"
 SHOULD_MATCH = {
     "replicate-key.json",
     "create-key-replica.json",
+    "create-key-replica-without-metadata.json",
     "create-key-multi-region.json",
     "create-key-single-region.json",
     "put-key-policy-replica-id.json",
@@ -46,12 +47,14 @@ SHOULD_MATCH = {
     "put-key-policy-by-remediator.json",
     "put-key-policy-single-region.json",
     "update-primary-region.json",
+    "update-primary-region-new-primary.json",
 }
 SHOULD_NOT_MATCH = {
     "put-key-policy-error.json",
     "read-only-describe-key.json",
     "unrelated-service.json",
     "scheduled-sweep.json",
+    "synchronize-multi-region-key.json",
 }
 # Direct-invoke payloads, not EventBridge events: nothing to match.
 NOT_EVENTBRIDGE_EVENTS = {"manual-sweep.json"}

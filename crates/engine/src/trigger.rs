@@ -111,6 +111,9 @@ struct CloudTrailDetail {
     request_parameters: Value,
     #[serde(default)]
     response_elements: Value,
+    /// The record's own `resources` (`[{"ARN": ...}]`); read leniently, as a fallback.
+    #[serde(default)]
+    resources: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,10 +253,24 @@ fn parse_cloudtrail(
             key_target(parse_arn(arn, F)?, Scope::Key)
         }
         "CreateKey" => {
+            // ReplicateKey also makes KMS log CreateKey requests in the replica Region, one of
+            // them a dry run, whose shape AWS does not publish: without keyMetadata the key
+            // is the record's resource, and without that there is nothing to go on (the
+            // ReplicateKey event itself, and the sweep, cover the replica).
             const F: &str = "detail.responseElements.keyMetadata.arn";
-            let arn = str_at(&detail.response_elements, &["keyMetadata", "arn"])
-                .ok_or_else(|| missing(F))?;
-            let key = parse_arn(arn, F)?;
+            const R: &str = "detail.resources[].ARN";
+            let (arn, field) = match str_at(&detail.response_elements, &["keyMetadata", "arn"]) {
+                Some(arn) => (arn, F),
+                None => match resource_arn(&detail.resources) {
+                    Some(arn) => (arn, R),
+                    None => {
+                        return ignore(
+                            "CreateKey record without responseElements.keyMetadata or resources (as KMS logs for a replica it is creating); nothing to reconcile from it, the ReplicateKey event and the sweep cover the replica".to_owned(),
+                        );
+                    }
+                },
+            };
+            let key = parse_arn(arn, field)?;
             let multi = detail.response_elements["keyMetadata"]["multiRegion"].as_bool();
             if multi == Some(false) {
                 return ignore(format!(
@@ -317,6 +334,15 @@ fn parse_sweep(sweep: &Value) -> Result<Trigger, EventError> {
 fn parse_arn(arn: &str, field: &'static str) -> Result<KeyArn, EventError> {
     arn.parse()
         .map_err(|source| EventError::BadId { field, source })
+}
+
+/// The first KMS key ARN among a CloudTrail record's `resources`.
+fn resource_arn(resources: &Value) -> Option<&str> {
+    resources
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.get("ARN").and_then(Value::as_str))
+        .find(|arn| arn.starts_with("arn:") && arn.contains(":kms:"))
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -403,7 +429,9 @@ mod tests {
                 | "put-key-policy-iam-user.json" => {
                     assert_eq!(targets(&t), key("us-west-2"), "{name}")
                 }
-                "create-key-replica.json" | "put-key-policy-replica-arn.json" => {
+                "create-key-replica.json"
+                | "create-key-replica-without-metadata.json"
+                | "put-key-policy-replica-arn.json" => {
                     assert_eq!(targets(&t), key("eu-west-1"), "{name}")
                 }
                 "create-key-multi-region.json" | "put-key-policy-primary.json" => {
@@ -413,6 +441,14 @@ mod tests {
                     targets(&t),
                     vec![(mrk("us-east-1").to_string(), Scope::AllRelated)]
                 ),
+                // The second record, logged in the new primary's Region by KMS itself.
+                "update-primary-region-new-primary.json" => assert_eq!(
+                    targets(&t),
+                    vec![(mrk("us-west-2").to_string(), Scope::AllRelated)]
+                ),
+                "synchronize-multi-region-key.json" => {
+                    assert!(ignored_because(&t).contains("not a trigger"), "{name}")
+                }
                 "create-key-single-region.json" | "put-key-policy-single-region.json" => {
                     assert!(ignored_because(&t).contains("single-Region"), "{name}")
                 }
@@ -442,7 +478,17 @@ mod tests {
                 other => panic!("events/{other} has no expectation in this test; add one"),
             }
         }
-        assert_eq!(seen, 16, "sample events found in {dir}");
+        assert_eq!(seen, 19, "sample events found in {dir}");
+    }
+
+    #[test]
+    fn a_create_key_record_with_neither_metadata_nor_resources_is_a_no_op_not_an_error() {
+        let mut e = sample("create-key-replica-without-metadata.json");
+        e["detail"]["resources"] = Value::Null;
+        let t = parse(&e, None).unwrap();
+        assert!(ignored_because(&t).contains("without responseElements.keyMetadata or resources"));
+        e["detail"]["resources"] = serde_json::json!([{"ARN": "not-an-arn"}, {"ARN": 7}]);
+        assert!(matches!(parse(&e, None).unwrap(), Trigger::Ignore { .. }));
     }
 
     #[test]
