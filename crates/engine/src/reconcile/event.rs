@@ -65,19 +65,14 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         }
     }
 
-    /// DescribeKey, waiting (bounded) while a fresh replica is `Creating` or not yet visible,
-    /// or while a primary Region change is `Updating` the key (DescribeKey may then show the
-    /// new primary as a replica).
+    /// DescribeKey, waiting (bounded) while a fresh replica is not yet visible, or while a
+    /// primary Region change is `Updating` the key (DescribeKey may then show the new primary
+    /// as a replica). A replica still `Creating` is not waited for: KMS lets a key in that
+    /// state be managed (its policy read and written), only not used for cryptography.
     async fn describe_ready(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
         let backoff = self.settings.consistency;
         retry(&backoff, |n| async move {
             match self.keys.describe_key(key).await {
-                Ok(f) if f.state == KeyState::Creating => Step::Again(CallError::new(
-                    "DescribeKey",
-                    key,
-                    ErrorKind::InvalidState,
-                    format!("the key is still Creating after {n} attempts; Lambda will retry the event"),
-                )),
                 Ok(f) if f.state == KeyState::Updating => Step::Again(updating(key, n)),
                 Ok(f) => Step::Done(Ok(f)),
                 Err(e) if e.kind == ErrorKind::NotFound => Step::Again(CallError {

@@ -264,7 +264,7 @@ async fn keys_pending_deletion_are_skipped_with_the_reason() {
 }
 
 #[tokio::test]
-async fn a_replica_still_creating_is_waited_for_then_fixed() {
+async fn a_fresh_replica_not_yet_visible_is_waited_for_then_fixed_while_still_creating() {
     let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
     fake.with_key(&arn("us-west-2"), |k| {
         k.invisible_for = 1;
@@ -272,29 +272,24 @@ async fn a_replica_still_creating_is_waited_for_then_fixed() {
     });
     let r = enforce(&fake, "us-west-2").await;
     assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
-    assert_eq!(fake.count("DescribeKey"), 3);
+    assert_eq!(
+        fake.count("DescribeKey"),
+        2,
+        "not found, then Creating: no wait"
+    );
 }
 
 #[tokio::test]
-async fn a_replica_that_stays_creating_fails_retryably() {
+async fn a_replica_still_creating_is_managed_without_waiting() {
+    // KMS: "While the key state is Creating, you can manage key, but you cannot yet use it
+    // in cryptographic operations."
     let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
     fake.with_key(&arn("us-west-2"), |k| k.creating_for = 99);
     let r = enforce(&fake, "us-west-2").await;
-    let o = only(&r);
-    assert_eq!(
-        (o.action(), o.retry()),
-        (Action::Failed, Some(Retry::Retryable))
-    );
-    assert!(
-        o.reason().as_deref().unwrap().contains("still Creating"),
-        "{o:#?}"
-    );
-    assert_eq!(
-        fake.count("DescribeKey"),
-        3,
-        "bounded by the backoff's attempts"
-    );
-    assert_eq!(r.failure_class(), Some(Retry::Retryable));
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    assert_eq!(fake.count("DescribeKey"), 1, "one DescribeKey, no wait");
+    assert_eq!(fake.count("PutKeyPolicy"), 1);
+    assert_eq!(fake.policy(&arn("us-west-2")), rendered());
 }
 
 #[tokio::test]
