@@ -209,6 +209,15 @@ pub enum Failure {
         /// Its id, when it had one.
         event_id: Option<String>,
     },
+    /// The mirrored primary's policy names deleted principals (KMS shows them by their
+    /// unique ids, and refuses any write of a document that carries one): nothing was
+    /// written; the primary's policy must be fixed.
+    PrimaryNamesDeletedPrincipals {
+        /// The primary.
+        primary: KeyArn,
+        /// The unique ids it shows.
+        ids: Vec<String>,
+    },
     /// The desired policy for this key is invalid (grammar, size, lockout, a mirrored
     /// primary that cannot be rewritten): nothing was written.
     InvalidBaseline {
@@ -231,6 +240,7 @@ impl Failure {
             | Failure::StaleAfterWrite { .. } => Retry::Retryable,
             Failure::VerificationFailed { .. }
             | Failure::VerificationFailedEarlier { .. }
+            | Failure::PrimaryNamesDeletedPrincipals { .. }
             | Failure::InvalidBaseline { .. } => Retry::NonRetryable,
         }
     }
@@ -374,6 +384,11 @@ impl fmt::Display for Failure {
                 f,
                 "verification failed earlier ({at}, event {event_name} {}): KMS stores this baseline as something it is not equivalent to, so it is not written again; fix the baseline to match what KMS stores (see the diff), and the next event or sweep writes it",
                 event_id.as_deref().unwrap_or("-"),
+            ),
+            Failure::PrimaryNamesDeletedPrincipals { primary, ids } => write!(
+                f,
+                "the primary's policy names deleted principal(s) {} (KMS shows a deleted principal by its unique id, and refuses any policy that carries one), so it cannot be mirrored; nothing was written: fix the primary {primary}'s policy (remove them, or name existing principals by ARN), and its PutKeyPolicy event brings the replicas along",
+                ids.join(", ")
             ),
             Failure::InvalidBaseline { problem } => write!(
                 f,

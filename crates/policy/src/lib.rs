@@ -21,5 +21,6 @@ pub use canonical::{CanonicalPolicy, PolicyError, equivalent};
 pub use compare::{Verdict, compare};
 pub use diff::{PolicyDiff, diff};
 pub use validate::{
-    ACCEPTED_VERSIONS, LockoutGuard, MAX_POLICY_BYTES, ValidationError, ValidationErrors, validate,
+    ACCEPTED_VERSIONS, LockoutGuard, MAX_POLICY_BYTES, Origin, UNIQUE_ID_PREFIXES, Validated,
+    ValidationError, ValidationErrors, is_unique_id, validate, validate_as,
 };

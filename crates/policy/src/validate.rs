@@ -31,6 +31,44 @@ pub struct LockoutGuard {
     pub remediator_role_arn: Option<String>,
 }
 
+/// Where a policy to validate comes from. KMS accepts some documents it then ignores in part
+/// (a statement without Action or Resource grants nothing): a configured baseline or a
+/// backup is refused for that, a primary's policy KMS already accepted is mirrored with a
+/// warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A baseline the operator configured, or a backup being restored: everything strict.
+    Configured,
+    /// A primary's policy, mirrored: statements KMS accepts but ignores are warnings.
+    Mirrored,
+}
+
+/// A policy that may be written, with what is worth a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    /// The canonical form of the document.
+    pub policy: CanonicalPolicy,
+    /// Problems that do not stop the write ([`Origin::Mirrored`] only).
+    pub warnings: Vec<ValidationError>,
+}
+
+/// The prefixes of IAM unique ids (users `AIDA`, roles `AROA`, groups `AGPA`, policies
+/// `ANPA`/`ANVA`, instance profiles `AIPA`, access keys `AKIA`/`ASIA`, ...). A key policy
+/// shows a principal that was deleted by its unique id instead of its ARN, and KMS refuses
+/// any PutKeyPolicy of a document that carries one ("invalid principals").
+pub const UNIQUE_ID_PREFIXES: [&str; 12] = [
+    "AIDA", "AROA", "AGPA", "ANPA", "ANVA", "AIPA", "AKIA", "ASIA", "ABIA", "ACCA", "APKA", "ASCA",
+];
+
+/// Whether a principal value is an IAM unique id rather than an ARN, account or service.
+pub fn is_unique_id(value: &str) -> bool {
+    value.len() >= 16
+        && UNIQUE_ID_PREFIXES.iter().any(|p| value.starts_with(p))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 /// Every problem found in a policy document; never empty when returned as an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationErrors(pub Vec<ValidationError>);
@@ -78,6 +116,19 @@ pub enum ValidationError {
     /// `Statement` is an empty array.
     #[error("Statement is empty; add at least one statement")]
     EmptyStatement,
+    /// A principal is named by an IAM unique id: a deleted principal, as KMS shows it.
+    #[error(
+        "{}: principal {id} is an IAM unique id, which is how KMS shows a principal that was deleted; KMS refuses any policy that carries one (\"invalid principals\"): remove it, or name an existing principal by its ARN",
+        at(.index, .sid)
+    )]
+    UniqueIdPrincipal {
+        /// Index of the statement in the document.
+        index: usize,
+        /// The statement's Sid, if any.
+        sid: Option<String>,
+        /// The unique id.
+        id: String,
+    },
     /// A statement's `Effect` is missing or not Allow/Deny.
     #[error("{}: Effect is {}; set it to \"Allow\" or \"Deny\"", at(.index, .sid), found.as_deref().unwrap_or("missing"))]
     InvalidEffect {
@@ -205,7 +256,18 @@ fn at(index: &usize, sid: &Option<String>) -> String {
 /// Every problem is collected. The lockout check runs only when the statements parsed,
 /// since judging a half-read policy would report lockouts that are not there.
 pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, ValidationErrors> {
+    validate_as(text, guard, Origin::Configured).map(|v| v.policy)
+}
+
+/// Validates a policy from `origin`: like [`validate`], with the problems KMS tolerates in
+/// a policy it already accepted kept as warnings for [`Origin::Mirrored`].
+pub fn validate_as(
+    text: &str,
+    guard: &LockoutGuard,
+    origin: Origin,
+) -> Result<Validated, ValidationErrors> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     if text.len() > MAX_POLICY_BYTES {
         errors.push(ValidationError::TooLarge { bytes: text.len() });
     }
@@ -241,14 +303,17 @@ pub fn validate(text: &str, guard: &LockoutGuard) -> Result<CanonicalPolicy, Val
     }
     for (index, stmt) in raw.iter().enumerate() {
         if let Some(obj) = stmt.as_object() {
-            check_structure(index, obj, &mut errors);
+            check_structure(index, obj, origin, &mut errors, &mut warnings);
         }
     }
     if grammar_ok && !raw.is_empty() {
         errors.extend(lockout(&doc.indexed, &raw, guard));
     }
     if errors.is_empty() {
-        Ok(doc.into_policy())
+        Ok(Validated {
+            policy: doc.into_policy(),
+            warnings,
+        })
     } else {
         Err(ValidationErrors(errors))
     }
@@ -278,13 +343,16 @@ fn kms_accepts(c: char) -> bool {
 fn check_structure(
     index: usize,
     stmt: &serde_json::Map<String, Value>,
+    origin: Origin,
     errors: &mut Vec<ValidationError>,
+    warnings: &mut Vec<ValidationError>,
 ) {
     let sid = stmt.get("Sid").and_then(Value::as_str).map(str::to_owned);
     let effect = stmt.get("Effect");
+    // Case-sensitive, as IAM and KMS read it: "allow" is refused.
     let effect_ok = effect
         .and_then(Value::as_str)
-        .is_some_and(|e| e.eq_ignore_ascii_case("allow") || e.eq_ignore_ascii_case("deny"));
+        .is_some_and(|e| e == "Allow" || e == "Deny");
     if !effect_ok {
         errors.push(ValidationError::InvalidEffect {
             index,
@@ -299,12 +367,21 @@ fn check_structure(
     ] {
         let sid = sid.clone();
         match (stmt.contains_key(element), stmt.contains_key(alternative)) {
-            (false, false) => errors.push(ValidationError::MissingElement {
-                index,
-                sid,
-                element,
-                alternative,
-            }),
+            (false, false) => {
+                let missing = ValidationError::MissingElement {
+                    index,
+                    sid,
+                    element,
+                    alternative,
+                };
+                // KMS accepts a statement without Action or Resource (it grants nothing):
+                // a mirrored primary KMS accepted is written with a warning.
+                if origin == Origin::Mirrored && element != "Principal" {
+                    warnings.push(missing);
+                } else {
+                    errors.push(missing);
+                }
+            }
             (true, true) => errors.push(ValidationError::ConflictingElements {
                 index,
                 sid,
@@ -336,6 +413,21 @@ fn check_structure(
                 index,
                 sid: sid.clone(),
                 element,
+            });
+        }
+    }
+    for element in ["Principal", "NotPrincipal"] {
+        let aws = stmt.get(element).and_then(|p| p.get("AWS"));
+        let values: Vec<&str> = match aws {
+            Some(Value::String(v)) => vec![v.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for id in values.into_iter().filter(|v| is_unique_id(v)) {
+            errors.push(ValidationError::UniqueIdPrincipal {
+                index,
+                sid: sid.clone(),
+                id: id.to_owned(),
             });
         }
     }

@@ -6,7 +6,9 @@
 
 use std::time::SystemTime;
 
-use krg_policy::{CanonicalPolicy, LockoutGuard, Verdict, compare, validate};
+use krg_policy::{
+    CanonicalPolicy, LockoutGuard, Origin, ValidationError, Verdict, compare, validate_as,
+};
 
 use super::{Known, PrimaryPolicies, Reconciler, updating};
 use crate::baseline::{Baseline, RenderContext, mirror_primary};
@@ -162,11 +164,14 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         primary: &KeyArn,
         cache: &PrimaryPolicies,
     ) -> Result<(String, CanonicalPolicy), Failure> {
-        let text = match &self.settings.baseline {
-            Baseline::Template(t) => t.render(RenderContext {
-                key: replica,
-                primary_region: primary.region(),
-            }),
+        let (text, origin) = match &self.settings.baseline {
+            Baseline::Template(t) => (
+                t.render(RenderContext {
+                    key: replica,
+                    primary_region: primary.region(),
+                }),
+                Origin::Configured,
+            ),
             Baseline::Primary => {
                 let cell = cache
                     .0
@@ -180,19 +185,37 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                     .await
                     .as_ref()
                     .map_err(|e| Failure::Call(e.clone()))?;
-                mirror_primary(primary_policy, primary, replica).map_err(|e| {
+                let text = mirror_primary(primary_policy, primary, replica).map_err(|e| {
                     Failure::InvalidBaseline {
                         problem: e.to_string(),
                     }
-                })?
+                })?;
+                (text, Origin::Mirrored)
             }
         };
-        let canonical = validate(&text, &self.lockout_guard(replica)).map_err(|e| {
-            Failure::InvalidBaseline {
-                problem: e.to_string(),
+        let validated = validate_as(&text, &self.lockout_guard(replica), origin).map_err(|e| {
+            let deleted: Vec<String> =
+                e.0.iter()
+                    .filter_map(|e| match e {
+                        ValidationError::UniqueIdPrincipal { id, .. } => Some(id.clone()),
+                        _ => None,
+                    })
+                    .collect();
+            if origin == Origin::Mirrored && !deleted.is_empty() {
+                Failure::PrimaryNamesDeletedPrincipals {
+                    primary: primary.clone(),
+                    ids: deleted,
+                }
+            } else {
+                Failure::InvalidBaseline {
+                    problem: e.to_string(),
+                }
             }
         })?;
-        Ok((text, canonical))
+        for warning in &validated.warnings {
+            tracing::warn!(key_arn = %replica, primary = %primary, warning = %warning, "the primary's policy has a statement KMS accepts but ignores; mirrored as it is");
+        }
+        Ok((text, validated.policy))
     }
 }
 

@@ -968,3 +968,92 @@ async fn a_fix_with_a_bucket_makes_five_store_calls_around_the_write() {
         "backed up just before: {calls:?}"
     );
 }
+
+/// The rendered baseline with one more principal in the App statement.
+fn with_app_principal(principal: &str) -> String {
+    rendered().replace(
+        r#""AWS": "arn:aws:iam::111122223333:role/app"}"#,
+        &format!(r#""AWS": ["arn:aws:iam::111122223333:role/app", "{principal}"]}}"#),
+    )
+}
+
+#[tokio::test]
+async fn a_primary_that_shows_a_deleted_principal_is_not_mirrored_and_names_it() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2", "eu-west-1"]);
+    let shown = with_app_principal("AROA6QJX2M4TBCKL7WZNE");
+    assert_ne!(shown, rendered(), "the test policy names the unique id");
+    fake.with_key(&arn("us-east-1"), |k| k.policy = shown);
+    let r = run(
+        &fake,
+        Mode::Enforce,
+        Baseline::Primary,
+        event_on("us-east-1", Scope::Key),
+    )
+    .await;
+    assert_eq!(r.count(Action::Failed), 2, "{r:#?}");
+    for o in &r.outcomes {
+        assert_eq!(o.retry(), Some(Retry::NonRetryable), "{o:#?}");
+        let reason = o.reason().unwrap();
+        assert!(reason.contains("AROA6QJX2M4TBCKL7WZNE"), "{reason}");
+        assert!(reason.contains("fix the primary"), "{reason}");
+    }
+    assert_eq!(fake.count("PutKeyPolicy"), 0, "refused before any write");
+    // Dry-run reports it the same way: failed, not drift-detected.
+    let r = run(
+        &fake,
+        Mode::DryRun,
+        Baseline::Primary,
+        event_on("us-west-2", Scope::Key),
+    )
+    .await;
+    assert_eq!(only(&r).action(), Action::Failed, "{r:#?}");
+}
+
+#[tokio::test]
+async fn a_mirrored_statement_kms_accepts_but_ignores_is_written_as_the_primary_has_it() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let inert = rendered().replace("\"Action\": [\"kms:Decrypt\", \"kms:Encrypt\"], ", "");
+    assert!(
+        !inert.contains("kms:Decrypt"),
+        "the App statement lost its Action"
+    );
+    fake.with_key(&arn("us-east-1"), |k| k.policy = inert.clone());
+    let r = run(
+        &fake,
+        Mode::Enforce,
+        Baseline::Primary,
+        event_on("us-west-2", Scope::Key),
+    )
+    .await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    assert!(krg_policy::equivalent(&fake.policy(&arn("us-west-2")), &inert).unwrap());
+    // The same document as a configured baseline is refused.
+    let strict = Baseline::Template(Template::new("literal", inert).unwrap());
+    let r = run(
+        &fake,
+        Mode::Enforce,
+        strict,
+        event_on("us-west-2", Scope::Key),
+    )
+    .await;
+    assert_eq!(only(&r).action(), Action::Failed, "{r:#?}");
+    assert!(only(&r).reason().unwrap().contains("Action"));
+}
+
+#[tokio::test]
+async fn a_backup_that_names_a_deleted_principal_is_not_restored() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+    let o = engine
+        .restore(
+            &arn("us-west-2"),
+            &with_app_principal("AIDA6QJX2M4TF6L3NWUZQ"),
+            "s3://b/backup.json",
+        )
+        .await;
+    assert_eq!(o.retry(), Some(Retry::NonRetryable), "{o:#?}");
+    let reason = o.reason().unwrap();
+    assert!(reason.contains("AIDA6QJX2M4TF6L3NWUZQ"), "{reason}");
+    assert!(reason.contains("s3://b/backup.json"), "{reason}");
+    assert_eq!(fake.count("PutKeyPolicy"), 0);
+}

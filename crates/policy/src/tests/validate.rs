@@ -1,5 +1,6 @@
 use super::super::{
-    LockoutGuard, MAX_POLICY_BYTES, PolicyError, ValidationError, ValidationErrors, validate,
+    LockoutGuard, MAX_POLICY_BYTES, Origin, PolicyError, ValidationError, ValidationErrors,
+    is_unique_id, validate, validate_as,
 };
 use super::{parse, policy};
 
@@ -814,4 +815,105 @@ fn a_statement_that_names_no_principal_action_or_resource_is_rejected() {
     // An empty list for one principal type beside a non-empty one is fine.
     let mixed = r#"{"Effect":"Allow","Principal":{"AWS":[],"Service":"logs.amazonaws.com"},"Action":"kms:Decrypt","Resource":"*"}"#;
     assert!(errors(&policy(&format!("{ROOT_ALLOW},{mixed}")), &role_guard()).is_empty());
+}
+
+/// Two statements: the root's full access, and `extra`.
+fn with_root(extra: &str) -> String {
+    format!(r#"{{"Version":"2012-10-17","Statement":[{ROOT_ALLOW},{extra}]}}"#)
+}
+
+#[test]
+fn effect_is_case_sensitive_as_kms_reads_it() {
+    let lower = with_root(
+        r#"{"Sid":"App","Effect":"allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"kms:Decrypt","Resource":"*"}"#,
+    );
+    let errors = validate(&lower, &root_guard()).unwrap_err();
+    assert!(
+        matches!(&errors.0[..], [ValidationError::InvalidEffect { index: 1, found: Some(f), .. }] if f == "\"allow\""),
+        "{errors}"
+    );
+    assert!(
+        errors
+            .to_string()
+            .contains(r#"set it to "Allow" or "Deny""#)
+    );
+    validate(&lower.replace("allow", "Allow"), &root_guard()).unwrap();
+}
+
+#[test]
+fn a_principal_named_by_its_unique_id_is_refused_naming_the_id() {
+    let deleted = with_root(
+        r#"{"Sid":"Gone","Effect":"Allow","Principal":{"AWS":["arn:aws:iam::111122223333:role/app","AROA6QJX2M4TBCKL7WZNE"]},"Action":"kms:Decrypt","Resource":"*"}"#,
+    );
+    let errors = validate(&deleted, &root_guard()).unwrap_err();
+    assert!(
+        matches!(&errors.0[..], [ValidationError::UniqueIdPrincipal { index: 1, id, .. }] if id == "AROA6QJX2M4TBCKL7WZNE"),
+        "{errors}"
+    );
+    assert!(errors.to_string().contains("deleted"), "{errors}");
+    // As a single value, in NotPrincipal, and for a user: the same.
+    let user = with_root(
+        r#"{"Sid":"U","Effect":"Deny","NotPrincipal":{"AWS":"AIDA6QJX2M4TF6L3NWUZQ"},"Action":"kms:Decrypt","Resource":"*"}"#,
+    );
+    assert!(matches!(
+        &validate(&user, &root_guard()).unwrap_err().0[..],
+        [ValidationError::UniqueIdPrincipal { .. }]
+    ));
+    // A unique id in a condition (aws:userid) is legitimate and stays.
+    let by_userid = with_root(
+        r#"{"Sid":"C","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringLike":{"aws:userid":"AROA6QJX2M4TBCKL7WZNE:*"}}}"#,
+    );
+    validate(&by_userid, &root_guard()).unwrap();
+    // Mirroring a primary that shows one is refused too: KMS would refuse the write.
+    assert!(validate_as(&deleted, &root_guard(), Origin::Mirrored).is_err());
+}
+
+#[test]
+fn unique_ids_are_told_apart_from_arns_accounts_and_services() {
+    for id in [
+        "AROA6QJX2M4TBCKL7WZNE",
+        "AIDA6QJX2M4TF6L3NWUZQ",
+        "AGPAJQABCDEFGHIJKLMNO",
+    ] {
+        assert!(is_unique_id(id), "{id}");
+    }
+    for other in [
+        "arn:aws:iam::111122223333:role/AROA6QJX2M4TBCKL7WZNE",
+        "111122223333",
+        "*",
+        "AROA",
+        "aroa6qjx2m4tbckl7wzne",
+        "cloudtrail.amazonaws.com",
+    ] {
+        assert!(!is_unique_id(other), "{other}");
+    }
+}
+
+#[test]
+fn a_statement_without_action_or_resource_is_refused_in_a_baseline_but_mirrored_with_a_warning() {
+    let no_action = with_root(
+        r#"{"Sid":"Inert","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Resource":"*"}"#,
+    );
+    let no_resource = with_root(
+        r#"{"Sid":"Inert","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/app"},"Action":"kms:Decrypt"}"#,
+    );
+    for (text, element) in [(&no_action, "Action"), (&no_resource, "Resource")] {
+        let errors = validate(text, &root_guard()).unwrap_err();
+        assert!(
+            matches!(&errors.0[..], [ValidationError::MissingElement { element: e, .. }] if *e == element),
+            "{errors}"
+        );
+        let mirrored = validate_as(text, &root_guard(), Origin::Mirrored).unwrap();
+        assert!(
+            matches!(&mirrored.warnings[..], [ValidationError::MissingElement { element: e, .. }] if *e == element),
+            "{:?}",
+            mirrored.warnings
+        );
+        assert_eq!(mirrored.policy, parse(text));
+    }
+    // A statement without a principal is refused even when mirrored: it is not ineffective
+    // in the same way, and KMS refuses it.
+    let no_principal =
+        with_root(r#"{"Sid":"Who","Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}"#);
+    assert!(validate_as(&no_principal, &root_guard(), Origin::Mirrored).is_err());
 }
