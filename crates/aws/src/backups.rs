@@ -309,7 +309,7 @@ impl BackupStore for S3Backups {
             "PutObject",
             self.location(&self.claim_object(claim)),
             ErrorKind::Conflict,
-            "the write claim was taken and released twice while this invocation tried to take it",
+            "the write claim was refused twice and its holder could not be read either time: taken and released by concurrent invocations, or the function's role cannot read claims (it needs s3:GetObject on the claims and s3:ListBucket on the bucket, else S3 answers 403 for a released claim)",
         ))
     }
 
@@ -328,12 +328,17 @@ impl BackupStore for S3Backups {
 }
 
 impl S3Backups {
-    /// Reads the claim that holds `claim`'s name; `None` when it is gone (released).
+    /// Reads the claim that holds `claim`'s name; `None` when it is gone (released). S3
+    /// answers a read of a missing object with 404 only to a caller allowed to list the
+    /// bucket, and with 403 (AccessDenied) otherwise: both mean "released" here. The
+    /// caller's two attempts bound what a real denial costs, and its error names both causes.
     async fn holder(&self, claim: &WriteClaim) -> Result<Option<WriteClaim>, CallError> {
         let object = self.claim_object(claim);
         let bytes = match get_object(&self.client, &self.bucket, &object).await {
             Ok(bytes) => bytes,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::AccessDenied) => {
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         parse_claim(&bytes).map(Some).map_err(|m| {
@@ -434,7 +439,63 @@ impl BackupStore for Backups {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::operation::put_object::PutObjectOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use std::time::{Duration, UNIX_EPOCH};
+
+    fn claim() -> WriteClaim {
+        WriteClaim {
+            key: "arn:aws:kms:us-west-2:111122223333:key/mrk-1"
+                .parse()
+                .unwrap(),
+            drift: "d".repeat(64),
+            at: UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            event_id: Some("e-1".into()),
+            event_name: "PutKeyPolicy".into(),
+        }
+    }
+
+    const REFUSED: &str = "<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>";
+    const DENIED: &str = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+
+    #[tokio::test]
+    async fn a_claim_released_between_the_refused_put_and_the_read_is_taken_even_when_s3_answers_403()
+     {
+        // Without s3:ListBucket, S3 answers GetObject of a missing object with 403, not 404.
+        let refused = mock!(Client::put_object)
+            .sequence()
+            .http_status(412, Some(REFUSED.into()))
+            .build();
+        let gone = mock!(Client::get_object)
+            .sequence()
+            .http_status(403, Some(DENIED.into()))
+            .build();
+        let taken = mock!(Client::put_object).then_output(|| PutObjectOutput::builder().build());
+        let client = mock_client!(aws_sdk_s3, RuleMode::Sequential, &[&refused, &gone, &taken]);
+        let store = S3Backups::new(client, "bucket", "kms-replica-guard/");
+        assert_eq!(store.claim(&claim()).await, Ok(Claimed::Won));
+        assert_eq!(taken.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_can_never_be_read_fails_bounded_naming_both_causes() {
+        let refused = mock!(Client::put_object)
+            .sequence()
+            .http_status(412, Some(REFUSED.into()))
+            .times(2)
+            .build();
+        let denied = mock!(Client::get_object)
+            .sequence()
+            .http_status(403, Some(DENIED.into()))
+            .times(2)
+            .build();
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[&refused, &denied]);
+        let store = S3Backups::new(client, "bucket", "kms-replica-guard/");
+        let e = store.claim(&claim()).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+        assert!(e.to_string().contains("s3:ListBucket"), "{e}");
+        assert_eq!((refused.num_calls(), denied.num_calls()), (2, 2));
+    }
 
     #[test]
     fn stamps_sort_in_time_order_whatever_the_fraction() {

@@ -149,11 +149,13 @@ export class HubStack extends Stack {
         actions: ['s3:PutObject', 's3:GetObject'],
         resources: [`arn:${this.partition}:s3:::${backupBucket.bucketName}/${BACKUP_PREFIX}*`],
       }),
+      // The whole (dedicated) bucket, without an s3:prefix condition: S3 answers a GetObject
+      // of a missing object with 404 only to a caller that may list the bucket, and with 403
+      // otherwise (a released write claim would read as denied).
       new iam.PolicyStatement({
         sid: 'ListPolicyBackups',
         actions: ['s3:ListBucket'],
         resources: [backupBucket.bucketArn],
-        conditions: { StringLike: { 's3:prefix': `${BACKUP_PREFIX}*` } },
       }),
       // The claim that lets one of several concurrent invocations write a fix is deleted when
       // its write is done; deleting is allowed under claims/ only.
@@ -287,7 +289,7 @@ export class HubStack extends Stack {
     alarm('AutoFixAppliedSpikeAlarm', {
       alarmName: `${this.stackName}-AutoFixApplied-spike`,
       alarmDescription:
-        'More key policies were rewritten in 5 minutes than AutoFixSpikeThreshold (mass drift, or something fighting the baseline).',
+        'More key policies were rewritten in 5 minutes than AutoFixSpikeThreshold (mass drift, or something fighting the baseline). Runbook: README.md#autofixapplied-spike',
       metric: guardMetric('AutoFixApplied'),
       threshold: cfg.autoFixSpikeThreshold,
       evaluationPeriods: 1,
@@ -297,28 +299,28 @@ export class HubStack extends Stack {
     alarm('AutoFixFailedAlarm', {
       alarmName: `${this.stackName}-AutoFixFailed`,
       alarmDescription:
-        'A replica key policy could not be checked or rewritten (permissions, lockout check, verification mismatch).',
+        'A replica key policy could not be checked or rewritten (permissions, lockout check, verification mismatch). Runbook: README.md#autofixfailed',
       metric: guardMetric('AutoFixFailed'),
       ...atLeastOnce,
     });
     alarm('FlapSuppressedAlarm', {
       alarmName: `${this.stackName}-FlapSuppressed`,
       alarmDescription:
-        'A key was rewritten too often and is now left alone (another automation keeps changing its policy).',
+        'A key was rewritten too often and is now left alone (another automation keeps changing its policy). Runbook: README.md#flapsuppressed-a-flapping-key',
       metric: guardMetric('FlapSuppressed'),
       ...atLeastOnce,
     });
     alarm('FunctionErrorsAlarm', {
       alarmName: `${this.stackName}-FunctionErrors`,
       alarmDescription:
-        'The remediator function failed an invocation (it is retried; after the retries the event goes to the DLQ).',
+        'The remediator function failed an invocation (it is retried; after the retries the event goes to the DLQ). Runbook: README.md#functionerrors',
       metric: fn.metricErrors({ statistic: 'Sum', period }),
       ...atLeastOnce,
     });
     alarm('DeadLetterQueueAlarm', {
       alarmName: `${this.stackName}-DLQ-not-empty`,
       alarmDescription:
-        'Events the remediator gave up on are waiting in the on-failure queue (read them, fix the cause, redrive).',
+        'Events the remediator gave up on are waiting in the on-failure queue (read them, fix the cause, redrive). Runbook: README.md#dlq-not-empty',
       metric: dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
     });

@@ -142,7 +142,6 @@ describe('the hub stack', () => {
         Effect: 'Allow',
         Action: 's3:ListBucket',
         Resource: { 'Fn::GetAtt': [bucketId, 'Arn'] },
-        Condition: { StringLike: { 's3:prefix': 'kms-replica-guard/*' } },
       },
       {
         Sid: 'ReleaseWriteClaims',
