@@ -576,4 +576,38 @@ mod tests {
         assert_eq!(put.num_calls(), 1);
         assert_eq!(tags.num_calls(), 1);
     }
+
+    #[tokio::test]
+    async fn kms_refusals_of_a_policy_are_told_apart_by_their_message() {
+        let refused = |message: &'static str| {
+            move || {
+                PutKeyPolicyError::MalformedPolicyDocumentException(
+                    aws_sdk_kms::types::error::MalformedPolicyDocumentException::builder()
+                        .meta(
+                            ErrorMetadata::builder()
+                                .code("MalformedPolicyDocumentException")
+                                .message(message)
+                                .build(),
+                        )
+                        .build(),
+                )
+            }
+        };
+        for (message, kind) in [
+            (
+                "Policy contains a statement with one or more invalid principals.",
+                ErrorKind::InvalidPrincipals,
+            ),
+            (
+                "The new key policy will not allow you to update the key policy in the future.",
+                ErrorKind::LockoutRefused,
+            ),
+            ("Policy contains invalid JSON", ErrorKind::Invalid),
+        ] {
+            let rule = mock!(Client::put_key_policy).then_error(refused(message));
+            let e = kms(&[&rule]).put_policy(&key(), POLICY).await.unwrap_err();
+            assert_eq!(e.kind, kind, "{message}: {e}");
+            assert!(!e.kind.is_retryable(), "{message}");
+        }
+    }
 }

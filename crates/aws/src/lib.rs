@@ -81,6 +81,18 @@ where
                 | "Forbidden" => ErrorKind::AccessDenied,
                 "KMSInvalidStateException" => ErrorKind::InvalidState,
                 "MalformedPolicyDocumentException"
+                    if e.message().is_some_and(|m| m.contains("invalid principal")) =>
+                {
+                    ErrorKind::InvalidPrincipals
+                }
+                "MalformedPolicyDocumentException"
+                    if e.message().is_some_and(|m| {
+                        m.contains("will not allow you to update the key policy")
+                    }) =>
+                {
+                    ErrorKind::LockoutRefused
+                }
+                "MalformedPolicyDocumentException"
                 | "InvalidParameterValue"
                 | "InvalidArnException"
                 | "ValidationException" => ErrorKind::Invalid,

@@ -16,6 +16,12 @@ pub enum ErrorKind {
     InvalidState,
     /// The service rejected the request as invalid (e.g. a malformed policy).
     Invalid,
+    /// KMS refused a policy that names a principal that does not exist, or is not visible
+    /// yet (MalformedPolicyDocumentException "... invalid principals").
+    InvalidPrincipals,
+    /// KMS's own lockout safety check refused a policy (MalformedPolicyDocumentException
+    /// "The new key policy will not allow you to update the key policy in the future").
+    LockoutRefused,
     /// Timeouts, connection failures and 5xx: worth retrying.
     Transient,
     /// A conditional write lost to a concurrent one (S3 412 / 409).

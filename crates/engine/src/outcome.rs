@@ -209,6 +209,24 @@ pub enum Failure {
         /// Its id, when it had one.
         event_id: Option<String>,
     },
+    /// KMS refused the write, every time within the bounded retry, because a principal the
+    /// document names does not exist or is not visible to it.
+    PrincipalsRefused {
+        /// Every AWS principal the document names (KMS does not say which one it refused).
+        principals: Vec<String>,
+        /// PutKeyPolicy attempts made.
+        attempts: u32,
+        /// KMS's answer.
+        error: CallError,
+    },
+    /// KMS's own lockout safety check refused the write: the policy would lock the writer
+    /// out. A configuration problem (the baseline), never retried.
+    LockoutRefused {
+        /// What the write was for (the baseline, or a restore).
+        cause: WriteCause,
+        /// KMS's answer.
+        error: CallError,
+    },
     /// The mirrored primary's policy names deleted principals (KMS shows them by their
     /// unique ids, and refuses any write of a document that carries one): nothing was
     /// written; the primary's policy must be fixed.
@@ -241,6 +259,8 @@ impl Failure {
             Failure::VerificationFailed { .. }
             | Failure::VerificationFailedEarlier { .. }
             | Failure::PrimaryNamesDeletedPrincipals { .. }
+            | Failure::PrincipalsRefused { .. }
+            | Failure::LockoutRefused { .. }
             | Failure::InvalidBaseline { .. } => Retry::NonRetryable,
         }
     }
@@ -384,6 +404,21 @@ impl fmt::Display for Failure {
                 f,
                 "verification failed earlier ({at}, event {event_name} {}): KMS stores this baseline as something it is not equivalent to, so it is not written again; fix the baseline to match what KMS stores (see the diff), and the next event or sweep writes it",
                 event_id.as_deref().unwrap_or("-"),
+            ),
+            Failure::PrincipalsRefused {
+                principals,
+                attempts,
+                error,
+            } => write!(
+                f,
+                "KMS refused the policy {attempts} times because a principal it names does not exist or is not visible yet ({}); nothing was written: create the missing principal, or remove it from the baseline. The policy names: {}",
+                error.message,
+                principals.join(", ")
+            ),
+            Failure::LockoutRefused { cause, error } => write!(
+                f,
+                "KMS's lockout safety check refused the policy ({}): it would not let the function's role update the key policy again, so {cause} would lock the remediator out of this key; nothing was written: fix the baseline so it allows the role (REMEDIATOR_ROLE_ARN) kms:PutKeyPolicy",
+                error.message
             ),
             Failure::PrimaryNamesDeletedPrincipals { primary, ids } => write!(
                 f,

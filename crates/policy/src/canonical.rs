@@ -99,6 +99,22 @@ impl CanonicalPolicy {
         }
     }
 
+    /// Every `AWS` principal the policy names (in Principal or NotPrincipal), sorted: the
+    /// principals KMS checks exist when the policy is written.
+    pub fn aws_principals(&self) -> BTreeSet<&str> {
+        self.statements
+            .iter()
+            .flat_map(|s| [&s.principal, &s.not_principal])
+            .filter_map(|p| match p {
+                Some(Principal::Typed(types)) => types.get("AWS"),
+                _ => None,
+            })
+            .flatten()
+            .map(String::as_str)
+            .filter(|p| *p != "*")
+            .collect()
+    }
+
     /// Deterministic canonical JSON (sorted keys/lists, normalised values) for logs and diffs.
     ///
     /// Every list is written as an array and every account root as the bare account id,

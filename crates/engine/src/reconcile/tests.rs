@@ -1057,3 +1057,70 @@ async fn a_backup_that_names_a_deleted_principal_is_not_restored() {
     assert!(reason.contains("s3://b/backup.json"), "{reason}");
     assert_eq!(fake.count("PutKeyPolicy"), 0);
 }
+
+#[tokio::test]
+async fn a_principal_that_becomes_visible_after_two_refusals_is_written_once() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail(
+        "PutKeyPolicy",
+        &[ErrorKind::InvalidPrincipals, ErrorKind::InvalidPrincipals],
+    );
+    let r = enforce(&fake, "us-west-2").await;
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    assert_eq!(fake.count("PutKeyPolicy"), 3, "two refused, one accepted");
+    assert_eq!(fake.policy(&arn("us-west-2")), rendered());
+}
+
+#[tokio::test]
+async fn a_principal_that_does_not_exist_fails_bounded_and_names_the_principals() {
+    use super::verify::PRINCIPAL_ATTEMPTS;
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail("PutKeyPolicy", &[ErrorKind::InvalidPrincipals; 10]);
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
+    let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+    let o = only(&r);
+    assert_eq!(
+        (o.action(), o.retry()),
+        (Action::Failed, Some(Retry::NonRetryable)),
+        "{o:#?}"
+    );
+    let reason = o.reason().unwrap();
+    assert!(
+        reason.contains("arn:aws:iam::111122223333:role/app"),
+        "{reason}"
+    );
+    assert!(reason.contains("create the missing principal"), "{reason}");
+    assert_eq!(fake.count("PutKeyPolicy") as u32, PRINCIPAL_ATTEMPTS);
+    assert_eq!(
+        fake.policy(&arn("us-west-2")),
+        DEFAULT_POLICY,
+        "nothing written"
+    );
+    // Redelivered: the same bounded attempts, never a flap-guard trip (refusals are not writes).
+    for _ in 0..6 {
+        fake.fail("PutKeyPolicy", &[ErrorKind::InvalidPrincipals; 10]);
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(only(&r).action(), Action::Failed, "{r:#?}");
+        assert!(!only(&r).is_flap_suppressed());
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_by_kms_lockout_check_is_a_configuration_failure() {
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    fake.fail("PutKeyPolicy", &[ErrorKind::LockoutRefused]);
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(
+        (o.action(), o.retry()),
+        (Action::Failed, Some(Retry::NonRetryable)),
+        "{o:#?}"
+    );
+    let reason = o.reason().unwrap();
+    assert!(reason.contains("lockout safety check"), "{reason}");
+    assert!(
+        reason.contains("drift from literal"),
+        "names the baseline: {reason}"
+    );
+    assert_eq!(fake.count("PutKeyPolicy"), 1, "never retried");
+}

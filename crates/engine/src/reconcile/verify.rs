@@ -7,12 +7,37 @@ use std::time::SystemTime;
 use krg_policy::{CanonicalPolicy, Verdict, compare};
 
 use super::Reconciler;
-use crate::error::CallError;
+use crate::error::{CallError, ErrorKind};
 use crate::key::KeyArn;
 use crate::outcome::{Failure, Outcome, Remediation, Status, WriteCause};
 use crate::ports::{Backup, BackupStore, KeyDirectory, PolicyStore, WriteRecord};
-use crate::retry::{Step, retry};
+use crate::retry::{Backoff, Step, retry};
 use crate::trigger::EventInfo;
+
+/// PutKeyPolicy attempts while KMS refuses a principal as invalid (0.5 + 1 + 2 s of waiting
+/// with the default backoff): a principal created seconds ago becomes visible; one that does
+/// not exist never does, and the failure says which principals the document names.
+pub const PRINCIPAL_ATTEMPTS: u32 = 4;
+
+/// The failure of a refused PutKeyPolicy, typed by why KMS refused it.
+fn refusal(e: CallError, desired: &CanonicalPolicy, cause: &WriteCause) -> Failure {
+    match e.kind {
+        ErrorKind::InvalidPrincipals => Failure::PrincipalsRefused {
+            principals: desired
+                .aws_principals()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            attempts: PRINCIPAL_ATTEMPTS,
+            error: e,
+        },
+        ErrorKind::LockoutRefused => Failure::LockoutRefused {
+            cause: cause.clone(),
+            error: e,
+        },
+        _ => Failure::Call(e),
+    }
+}
 
 /// What the re-read after a write found.
 pub(super) enum Reread {
@@ -69,8 +94,8 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             reason = %reason,
             "overwriting a key policy; the previous policy is in this line and in the backup"
         );
-        if let Err(e) = self.policies.put_policy(key, text).await {
-            return Outcome::call_failed(key, &e);
+        if let Err(e) = self.put_policy(key, text).await {
+            return Outcome::failed(key, refusal(e, desired, &cause));
         }
         let reread = self.reread(key, live, desired).await;
         let mut write = WriteRecord {
@@ -103,6 +128,22 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             tracing::error!(key_arn = %key, error = %e, "the write could not be recorded; the flap guard will not count it");
         }
         outcome
+    }
+
+    /// PutKeyPolicy, retried a few times while KMS refuses a principal of the document: one
+    /// created seconds ago may not be visible to KMS yet (IAM propagation).
+    async fn put_policy(&self, key: &KeyArn, text: &str) -> Result<(), CallError> {
+        let backoff = Backoff {
+            attempts: PRINCIPAL_ATTEMPTS,
+            ..self.settings.consistency
+        };
+        retry(&backoff, |_| async move {
+            match self.policies.put_policy(key, text).await {
+                Err(e) if e.kind == ErrorKind::InvalidPrincipals => Step::Again(e),
+                done => Step::Done(done),
+            }
+        })
+        .await
     }
 
     /// Re-reads a policy just written, until it is no longer the previous one (a stale read
