@@ -57,11 +57,11 @@ demo: setup ## heal a default-policy and a hand-drifted replica on the emulator
 bench: ## criterion: CPU of the per-event policy work for a 32 KB policy
 	cargo bench -p krg-engine --bench policy
 
-bench-sweep: setup ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
-	bench/sweep.sh
+bench-sweep: ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
+	cargo xtask bench-sweep
 
-bench-coldstart: setup ## cold start and peak RSS of bootstrap vs a hello-world lambda_runtime (COLDSTART_RUNS=20)
-	bench/coldstart.sh
+bench-coldstart: ## cold start and peak RSS of bootstrap vs a hello-world lambda_runtime (COLDSTART_RUNS=20)
+	cargo xtask bench-coldstart
 
 fuzz: ## cargo-fuzz the event parser and the policy canonicaliser, FUZZ_SECONDS=60 per target
 	@cargo xtask fuzz

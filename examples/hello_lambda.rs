@@ -1,6 +1,6 @@
 //! The minimal lambda_runtime function, written as lambda_runtime's own examples write it
 //! (`#[tokio::main]`, the multi-thread runtime): it echoes the event. The cold-start
-//! benchmark (`make bench-coldstart`, bench/coldstart.py) runs it beside `bootstrap`, built
+//! benchmark (`make bench-coldstart`, xtask/src/coldstart.rs) runs it beside `bootstrap`, built
 //! with the same release profile, as the reference for the init budget and for memory.
 //!
 //! cargo build --release --example hello_lambda

@@ -1,10 +1,550 @@
-//! Not written yet: the task of this module is being ported from its shell/Python original.
+//! `cargo xtask bench-sweep` (`make bench-sweep`): a sweep of a seeded fleet, measured.
+//!
+//! 1. A fresh emulator on its own port (`--port`, default 4599; `cargo xtask emulator
+//!    fresh`), stopped at the end.
+//! 2. `cargo build --release --bin kms-replica-guard --example emulator_ceiling`.
+//! 3. [`crate::seed`] in-process: `--primaries` (default 1000) multi-Region primaries in
+//!    us-east-1, each with replicas in us-west-2 and eu-west-1 (40 % in sync, 30 %
+//!    reformatted-equivalent, 25 % drifted, 5 % drifted and excluded), and 9 single-Region
+//!    keys per primary.
+//! 4. The release CLI sweeps the three Regions, first as a dry-run and then with `--apply`
+//!    (`--baseline file:baselines/example.json sweep --regions ... --output json`), its peak
+//!    RSS read by `/usr/bin/time -f %M`.
+//! 5. The emulator's ceiling, measured the way the sweep calls it: the same SDK client and
+//!    adapter, the same concurrency, no client-side rate limit
+//!    (`examples/emulator_ceiling.rs`, `--ceiling-seconds` per operation).
+//!
+//! It fails unless each sweep found exactly the drifted replicas (the dry-run reports
+//! `drift-detected`, `--apply` reports `remediated`, for exactly the manifest's
+//! `expected.remediate`, and `skipped` for exactly `expected.skip_excluded`). The report
+//! (replicas/s, KMS calls per replica by operation, the sweep's call rate as a fraction of
+//! the ceiling, peak RSS) goes to stdout and `target/bench/bench-sweep/report.json`, with
+//! the CLI's output, logs and the manifest beside it; then the task writes its section of
+//! `BENCHMARKS.md` ([`crate::report`]). `--check` only re-renders that section from the last
+//! report and fails if the document differs; `--render` writes it from there.
 
-/// Arguments of the task.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, anyhow, ensure};
+use serde_json::{Map, Value, json};
+
+use crate::{env, report, seed};
+
+const NAME: &str = "bench-sweep";
+const REGIONS: &str = "us-east-1,us-west-2,eu-west-1";
+const OPERATIONS: [&str; 5] = [
+    "DescribeKey",
+    "GetKeyPolicy",
+    "ListKeys",
+    "ListResourceTags",
+    "PutKeyPolicy",
+];
+
+/// Arguments of `cargo xtask bench-sweep`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Multi-Region primaries to seed (two replicas and nine single-Region keys each).
+    #[arg(long, env = "BENCH_PRIMARIES", default_value_t = 1000)]
+    primaries: usize,
+    /// Port of the benchmark's own emulator.
+    #[arg(long, env = "BENCH_PORT", default_value_t = 4599)]
+    port: u16,
+    /// Requests in flight when measuring the emulator's ceiling (the CLI's default concurrency).
+    #[arg(long, default_value_t = 16)]
+    ceiling_concurrency: usize,
+    /// Seconds per operation when measuring the emulator's ceiling.
+    #[arg(long, default_value_t = 10)]
+    ceiling_seconds: u64,
+    /// Do not run: re-render the BENCHMARKS.md section from the last report and fail if
+    /// the document differs.
+    #[arg(long)]
+    check: bool,
+    /// Do not run: write the BENCHMARKS.md section from the last report (after a change of its
+    /// format).
+    #[arg(long, conflicts_with = "check")]
+    render: bool,
+    /// Run, but leave BENCHMARKS.md alone.
+    #[arg(long)]
+    no_write: bool,
+}
 
-/// Runs the task.
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not ported yet")
+/// Runs `cargo xtask bench-sweep`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let out = report::out_dir(NAME);
+    let report_path = out.join("report.json");
+    if args.check || args.render {
+        let r: Value = read_json(&report_path)
+            .context("no report of an earlier run: run `cargo xtask bench-sweep` first")?;
+        return report::update(&report::benchmarks_md(), NAME, &section(&r)?, args.check);
+    }
+    std::fs::create_dir_all(&out)?;
+    let endpoint = format!("http://127.0.0.1:{}", args.port);
+    ensure!(
+        ![4566, 4577].contains(&args.port),
+        "port {} is the shared emulator's; the benchmark starts (and wipes) its own",
+        args.port
+    );
+
+    println!("==> cargo build --release --bin kms-replica-guard --example emulator_ceiling");
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "--bin",
+        "kms-replica-guard",
+        "--example",
+        "emulator_ceiling",
+    ])?;
+    let target = target_dir()?;
+    let cli = target.join("release/kms-replica-guard");
+    let ceiling_bin = target.join("release/examples/emulator_ceiling");
+
+    println!("==> fresh emulator on 127.0.0.1:{}", args.port);
+    let _emulator = Emulator::fresh(args.port)?;
+    let load_before = loadavg();
+
+    let n_single = args.primaries * 9;
+    println!(
+        "==> seeding {} primaries (+ {} replicas and {n_single} single-Region keys)",
+        args.primaries,
+        args.primaries * 2
+    );
+    let mut seed_args = seed::Args::with_primaries(args.primaries);
+    seed_args.endpoint = Some(endpoint.clone());
+    seed_args.manifest = Some(out.join("manifest.json"));
+    let (manifest, seeded) = seed::seed(&seed_args).await?;
+    std::fs::write(
+        out.join("seed.json"),
+        serde_json::to_string_pretty(&seeded)?,
+    )?;
+    println!(
+        "    {} s, {} calls/s",
+        seeded["elapsed_s"], seeded["calls_per_s"]
+    );
+
+    let mut runs = Map::new();
+    let mut ok = true;
+    for (name, extra, want) in [
+        ("dry-run", None, "drift-detected"),
+        ("apply", Some("--apply"), "remediated"),
+    ] {
+        println!(
+            "==> sweep{}",
+            extra.map_or(String::new(), |e| format!(" {e}"))
+        );
+        let (result, rss_kib, code) = sweep(&cli, &endpoint, &out, name, extra)?;
+        println!("    exit code {code}, peak RSS {rss_kib} KiB");
+        let r = judge(&manifest, &result, want, rss_kib, code)?;
+        ok &= r["found_exactly_the_drifted"] == json!(true);
+        runs.insert(name.to_owned(), r);
+    }
+
+    println!(
+        "==> emulator ceiling: the same Rust SDK client, {} in flight, no rate limit ({} s per operation)",
+        args.ceiling_concurrency, args.ceiling_seconds
+    );
+    let key = manifest
+        .replicas
+        .first()
+        .map(|r| r.arn.clone())
+        .ok_or_else(|| anyhow!("nothing was seeded"))?;
+    let output = Command::new(&ceiling_bin)
+        .args([
+            key,
+            args.ceiling_concurrency.to_string(),
+            args.ceiling_seconds.to_string(),
+        ])
+        .envs(function_vars(&endpoint))
+        .output()
+        .with_context(|| format!("running {}", ceiling_bin.display()))?;
+    ensure!(
+        output.status.success(),
+        "emulator_ceiling failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ceiling: Value =
+        serde_json::from_slice(&output.stdout).context("emulator_ceiling's output")?;
+    let ceiling_rps: Map<String, Value> = ceiling
+        .as_object()
+        .ok_or_else(|| anyhow!("emulator_ceiling printed no object"))?
+        .iter()
+        .map(|(op, v)| (op.clone(), v["rps"].clone()))
+        .collect();
+    let get_key_policy_rps = ceiling_rps
+        .get("GetKeyPolicy")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| anyhow!("no GetKeyPolicy ceiling"))?;
+    for r in runs.values_mut() {
+        let rate = r["kms_calls_per_s"].as_f64().unwrap_or(0.0);
+        r["fraction_of_emulator_ceiling"] = json!(round(rate / get_key_policy_rps, 2));
+    }
+
+    let report = json!({
+        "when": utc_now(),
+        "commit": git_commit(),
+        "command": format!("cargo xtask bench-sweep --primaries {}", args.primaries),
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+        "primaries": manifest.primaries.len(),
+        "replicas": manifest.replicas.len(),
+        "single_region_keys": manifest.single_region_keys.values().map(Vec::len).sum::<usize>(),
+        "seed": {"elapsed_s": seeded["elapsed_s"], "calls_per_s": seeded["calls_per_s"], "workers": seed_args.workers},
+        "emulator_ceiling_rps": ceiling_rps,
+        "emulator_ceiling": ceiling,
+        "dry-run": runs["dry-run"],
+        "apply": runs["apply"],
+    });
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("report: {}", report_path.display());
+    ensure!(
+        ok,
+        "the sweep did not find exactly the drifted replicas (see {})",
+        report_path.display()
+    );
+    if !args.no_write {
+        report::update(&report::benchmarks_md(), NAME, &section(&report)?, false)?;
+    }
+    Ok(())
+}
+
+/// One sweep of the three Regions by the release CLI: its JSON output, peak RSS (KiB) and
+/// exit code.
+fn sweep(
+    cli: &Path,
+    endpoint: &str,
+    out: &Path,
+    name: &str,
+    extra: Option<&str>,
+) -> anyhow::Result<(Value, u64, i32)> {
+    let (json_path, log_path, rss_path) = (
+        out.join(format!("{name}.json")),
+        out.join(format!("{name}.log")),
+        out.join(format!("{name}.rss-kb")),
+    );
+    // /usr/bin/time forks the CLI itself, so ru_maxrss is the CLI's own (a child started
+    // from this process would also count this process's image before exec).
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_path)
+        .arg(cli)
+        .args([
+            "--baseline",
+            &format!("file:{}", seed::BASELINE),
+            "sweep",
+            "--regions",
+            REGIONS,
+            "--output",
+            "json",
+        ])
+        .args(extra)
+        .current_dir(env::root())
+        .envs(function_vars(endpoint))
+        .stdout(std::fs::File::create(&json_path)?)
+        .stderr(std::fs::File::create(&log_path)?);
+    let status = cmd.status().context("running /usr/bin/time (GNU time)")?;
+    let code = status.code().unwrap_or(-1);
+    let result: Value = read_json(&json_path).with_context(|| {
+        format!(
+            "the sweep (exit code {code}) printed no JSON; its log: {}",
+            log_path.display()
+        )
+    })?;
+    let rss = std::fs::read_to_string(&rss_path)?
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no peak RSS in {}", rss_path.display()))?;
+    Ok((result, rss, code))
+}
+
+/// The figures of one sweep, and whether it found exactly what the manifest says.
+fn judge(
+    manifest: &seed::Manifest,
+    r: &Value,
+    want_action: &str,
+    rss_kib: u64,
+    code: i32,
+) -> anyhow::Result<Value> {
+    let summary = r["summary"]
+        .as_object()
+        .ok_or_else(|| anyhow!("the sweep's JSON has no summary: {r}"))?;
+    let swept: u64 = summary.values().filter_map(Value::as_u64).sum();
+    let outcomes = r["outcomes"].as_array().cloned().unwrap_or_default();
+    let arns = |action: &str| {
+        let mut v: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o["action"] == action)
+            .filter_map(|o| o["key_arn"].as_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    let found = arns(want_action);
+    let skipped = arns("skipped");
+    let exact = found == manifest.expected.remediate && skipped == manifest.expected.skip_excluded;
+    if !exact {
+        eprintln!(
+            "    expected {} {want_action} and {} skipped, found {} and {}",
+            manifest.expected.remediate.len(),
+            manifest.expected.skip_excluded.len(),
+            found.len(),
+            skipped.len()
+        );
+    }
+    let calls = r["kms_calls"]
+        .as_object()
+        .ok_or_else(|| anyhow!("the sweep's JSON has no kms_calls"))?;
+    let total: u64 = calls.values().filter_map(Value::as_u64).sum();
+    let secs = r["elapsed_seconds"]
+        .as_f64()
+        .ok_or_else(|| anyhow!("the sweep's JSON has no elapsed_seconds"))?;
+    ensure!(swept > 0 && secs > 0.0, "the sweep swept nothing");
+    let per_replica: Map<String, Value> = calls
+        .iter()
+        .filter_map(|(op, n)| {
+            let n = n.as_u64()?;
+            (n > 0).then(|| (op.clone(), json!(round(n as f64 / swept as f64, 3))))
+        })
+        .collect();
+    Ok(json!({
+        "exit_code": code,
+        "replicas_swept": swept,
+        "seconds": round(secs, 2),
+        "replicas_per_s": round(swept as f64 / secs, 1),
+        "summary": summary,
+        "found_exactly_the_drifted": exact,
+        "peak_rss_mib": round(rss_kib as f64 / 1024.0, 1),
+        "kms_calls": calls,
+        "kms_calls_per_replica": per_replica,
+        "kms_calls_per_s": round(total as f64 / secs, 1),
+    }))
+}
+
+/// The BENCHMARKS.md section of a report.
+fn section(r: &Value) -> anyhow::Result<String> {
+    let n = |v: &Value| v.as_u64().map_or("?".to_owned(), report::thousands);
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Last run: `{}`, {} (commit {}; load average before {}, after {}). {} primaries, {} \
+         replicas, {} single-Region keys, seeded in {} s ({} calls/s, {} in flight).\n\n",
+        r["command"].as_str().unwrap_or("?"),
+        r["when"].as_str().unwrap_or("?"),
+        r["commit"].as_str().unwrap_or("?"),
+        r["loadavg_before"].as_str().unwrap_or("?"),
+        r["loadavg_after"].as_str().unwrap_or("?"),
+        n(&r["primaries"]),
+        n(&r["replicas"]),
+        n(&r["single_region_keys"]),
+        r["seed"]["elapsed_s"],
+        r["seed"]["calls_per_s"],
+        r["seed"]["workers"],
+    ));
+    s.push_str(
+        "| sweep | replicas | seconds | replicas/s | KMS calls/s | of the ceiling | peak RSS | found exactly the drifted |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|\n");
+    for (name, label) in [("dry-run", "dry-run"), ("apply", "`--apply`")] {
+        let x = &r[name];
+        s.push_str(&format!(
+            "| {label} | {} | {} | {} | {} | {} | {} MiB | {} |\n",
+            n(&x["replicas_swept"]),
+            x["seconds"],
+            x["replicas_per_s"],
+            x["kms_calls_per_s"],
+            x["fraction_of_emulator_ceiling"],
+            x["peak_rss_mib"],
+            if x["found_exactly_the_drifted"] == json!(true) {
+                "yes"
+            } else {
+                "**no**"
+            },
+        ));
+    }
+    let c = &r["emulator_ceiling"];
+    s.push_str(&format!(
+        "\nEmulator ceiling (`examples/emulator_ceiling.rs`, {} in flight, {} s per operation): \
+         GetKeyPolicy {} req/s, DescribeKey {} req/s.\n\n",
+        c["GetKeyPolicy"]["concurrency"],
+        c["GetKeyPolicy"]["seconds"]
+            .as_f64()
+            .map_or(0.0, f64::round),
+        c["GetKeyPolicy"]["rps"],
+        c["DescribeKey"]["rps"],
+    ));
+    s.push_str("KMS calls per replica, by operation:\n\n| | ");
+    s.push_str(&OPERATIONS.join(" | "));
+    s.push_str(" |\n|---|");
+    s.push_str(&"---|".repeat(OPERATIONS.len()));
+    s.push('\n');
+    for (name, label) in [("dry-run", "dry-run"), ("apply", "`--apply`")] {
+        let per = &r[name]["kms_calls_per_replica"];
+        let cells: Vec<String> = OPERATIONS
+            .iter()
+            .map(|op| per.get(op).map_or("0".to_owned(), |v| v.to_string()))
+            .collect();
+        s.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    Ok(s)
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+// ---------------------------------------------------------------------------- shared by the benches
+
+/// The emulator variables for a child process, pointed at `endpoint`.
+pub fn function_vars(endpoint: &str) -> Vec<(&'static str, String)> {
+    env::emulator_vars()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AWS_ENDPOINT_URL" {
+                (k, endpoint.to_owned())
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
+}
+
+/// `cargo ARGS` in the repository root; fails if cargo does.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(env::root())
+        .status()
+        .context("running cargo")?;
+    ensure!(status.success(), "cargo {} failed", args.join(" "));
+    Ok(())
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` or the workspace's `target/`).
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(env::root())
+        .output()
+        .context("running cargo metadata")?;
+    ensure!(out.status.success(), "cargo metadata failed");
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(PathBuf::from(v["target_directory"].as_str().ok_or_else(
+        || anyhow!("cargo metadata: no target_directory"),
+    )?))
+}
+
+/// A fresh emulator of the benchmark's own on `port`, stopped when dropped. Started and
+/// stopped by `cargo xtask emulator fresh|stop` (this very binary) with `LOCALSTACK_PORT`.
+pub struct Emulator(u16);
+
+fn emulator_task(action: &str, port: u16) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe().context("locating the xtask binary")?);
+    cmd.args(["emulator", action])
+        .env("LOCALSTACK_PORT", port.to_string())
+        .env_remove("AWS_ENDPOINT_URL")
+        .current_dir(env::root());
+    Ok(cmd)
+}
+
+impl Emulator {
+    /// Stops any emulator this project runs on `port`, forgets its state, starts one.
+    pub fn fresh(port: u16) -> anyhow::Result<Self> {
+        let status = emulator_task("fresh", port)?
+            .status()
+            .context("running cargo xtask emulator fresh")?;
+        ensure!(
+            status.success(),
+            "the emulator did not start on port {port}"
+        );
+        Ok(Self(port))
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Ok(mut cmd) = emulator_task("stop", self.0) {
+            let _ = cmd.stdout(std::process::Stdio::null()).status();
+        }
+    }
+}
+
+/// The short commit of the work tree, `+dirty` with uncommitted changes.
+pub fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env::root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{commit}+dirty")
+    } else {
+        commit
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Now, UTC, to the minute.
+pub fn utc_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_renders_a_report() {
+        let run = json!({
+            "replicas_swept": 2000, "seconds": 11.13, "replicas_per_s": 179.6, "kms_calls_per_s": 388.0,
+            "fraction_of_emulator_ceiling": 0.9, "peak_rss_mib": 20.1, "found_exactly_the_drifted": true,
+            "kms_calls_per_replica": {"DescribeKey": 0.8, "GetKeyPolicy": 1.0},
+        });
+        let r = json!({
+            "command": "cargo xtask bench-sweep --primaries 1000", "when": "2026-12-02 07:00 UTC",
+            "commit": "abc", "loadavg_before": "0.1 0.2 0.3", "loadavg_after": "1 1 1",
+            "primaries": 1000, "replicas": 2000, "single_region_keys": 9000,
+            "seed": {"elapsed_s": 60.5, "calls_per_s": 200.0, "workers": 16},
+            "emulator_ceiling": {"GetKeyPolicy": {"rps": 240.0, "concurrency": 16, "seconds": 10.01}, "DescribeKey": {"rps": 250.0}},
+            "dry-run": run, "apply": run,
+        });
+        let s = section(&r).unwrap();
+        assert!(
+            s.contains("| dry-run | 2,000 | 11.13 | 179.6 | 388.0 | 0.9 | 20.1 MiB | yes |"),
+            "{s}"
+        );
+        assert!(s.contains("| dry-run | 0.8 | 1.0 | 0 | 0 | 0 |"), "{s}");
+        assert!(s.contains("GetKeyPolicy 240.0 req/s"), "{s}");
+    }
 }

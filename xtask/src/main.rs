@@ -9,6 +9,7 @@
 //! - [`fuzz`]: cargo-fuzz on the event parser and the policy canonicaliser, bounded.
 //! - [`seed`]: a fleet of keys on the emulator; [`bench_sweep`]: a sweep of it, measured.
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
+//! - [`report`]: the sections of BENCHMARKS.md the benchmarks write (figures in one place).
 
 mod bench_sweep;
 mod coldstart;
@@ -17,6 +18,7 @@ mod e2e;
 mod emulator;
 mod env;
 mod fuzz;
+mod report;
 mod seed;
 mod setup;
 

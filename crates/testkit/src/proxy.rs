@@ -1,10 +1,14 @@
 //! A fault-injecting HTTP proxy on 127.0.0.1 between the function's KMS client and the
 //! emulator. Tests queue faults per KMS operation (read from `X-Amz-Target`); requests
 //! without a queued fault are forwarded unchanged.
+//!
+//! On request ([`FaultProxy::record_calls`]) it also keeps a timed record of every request it
+//! forwards ([`CallRecord`]): the cold-start benchmark (`cargo xtask bench-coldstart`) splits
+//! an event's latency into time waiting on the emulator and the function's own time with it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -40,12 +44,26 @@ pub enum Fault {
 }
 
 type Plan = Arc<Mutex<HashMap<String, VecDeque<Fault>>>>;
+type Calls = Arc<Mutex<Option<Vec<CallRecord>>>>;
+
+/// One request the proxy forwarded, timed on this process's monotonic clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// `kms:DescribeKey`, `cloudwatch:PutMetricData`, ... (from `X-Amz-Target`, or the
+    /// operation of an rpc-v2-cbor path); else the method and path.
+    pub call: String,
+    /// When the request's head reached the proxy.
+    pub received: Instant,
+    /// When the emulator's whole answer had been read (and was handed back).
+    pub answered: Instant,
+}
 
 /// The running proxy.
 pub struct FaultProxy {
     pub endpoint: String,
     plan: Plan,
     forwarded: Arc<Mutex<HashMap<String, usize>>>,
+    calls: Calls,
 }
 
 impl FaultProxy {
@@ -55,22 +73,29 @@ impl FaultProxy {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let plan: Plan = Arc::default();
         let forwarded: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let calls: Calls = Arc::default();
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
-        let (p, f) = (plan.clone(), forwarded.clone());
+        let (p, f, c) = (plan.clone(), forwarded.clone(), calls.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (plan, forwarded, client, upstream) =
-                    (p.clone(), f.clone(), client.clone(), upstream.clone());
+                let (plan, forwarded, calls, client, upstream) = (
+                    p.clone(),
+                    f.clone(),
+                    c.clone(),
+                    client.clone(),
+                    upstream.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         handle(
                             req,
                             plan.clone(),
                             forwarded.clone(),
+                            calls.clone(),
                             client.clone(),
                             upstream.clone(),
                         )
@@ -85,7 +110,25 @@ impl FaultProxy {
             endpoint,
             plan,
             forwarded,
+            calls,
         }
+    }
+
+    /// Starts (or restarts, empty) a timed record of every forwarded request; off until
+    /// called.
+    pub fn record_calls(&self) {
+        *self.calls.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// The requests recorded since [`FaultProxy::record_calls`] or the last take, in the
+    /// order they were answered; recording goes on.
+    pub fn take_calls(&self) -> Vec<CallRecord> {
+        self.calls
+            .lock()
+            .unwrap()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Queues `fault` `times` times for `operation` (`GetKeyPolicy`, ...).
@@ -135,9 +178,11 @@ async fn handle(
     req: Request<Incoming>,
     plan: Plan,
     forwarded: Arc<Mutex<HashMap<String, usize>>>,
+    calls: Calls,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: String,
 ) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let received = Instant::now();
     let operation = req
         .headers()
         .get("x-amz-target")
@@ -165,6 +210,7 @@ async fn handle(
         Fault::Pass | Fault::Slow(_) | Fault::Creating | Fault::RewritePolicy(_) => {}
     }
     let (parts, body) = req.into_parts();
+    let call = calls.lock().unwrap().is_some().then(|| call_name(&parts));
     let body = body.collect().await?.to_bytes();
     let uri = format!(
         "{upstream}{}",
@@ -192,6 +238,13 @@ async fn handle(
         }
         _ => {}
     }
+    if let (Some(call), Some(record)) = (call, calls.lock().unwrap().as_mut()) {
+        record.push(CallRecord {
+            call,
+            received,
+            answered: Instant::now(),
+        });
+    }
     let mut out = Response::builder().status(parts.status);
     for (name, value) in &parts.headers {
         if name != "content-length" {
@@ -199,4 +252,27 @@ async fn handle(
         }
     }
     Ok(out.body(Full::new(body))?)
+}
+
+/// `kms:DescribeKey` (awsJson: `X-Amz-Target: TrentService.DescribeKey`),
+/// `cloudwatch:PutMetricData` (rpc-v2-cbor: `POST /service/GraniteServiceVersion20100801/operation/PutMetricData`).
+fn call_name(parts: &hyper::http::request::Parts) -> String {
+    if let Some(target) = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
+        let op = target.rsplit('.').next().unwrap_or(target);
+        return if target.starts_with("TrentService.") {
+            format!("kms:{op}")
+        } else {
+            op.to_owned()
+        };
+    }
+    let path = parts.uri.path();
+    match path.split_once("/operation/") {
+        Some((service, op)) if service.contains("Granite") => format!("cloudwatch:{op}"),
+        Some((_, op)) => op.to_owned(),
+        None => format!("{} {path}", parts.method),
+    }
 }
