@@ -25,7 +25,7 @@ pub struct Case {
 }
 
 /// SDK configuration whose calls go through `proxy`, with short retries and timeouts.
-async fn through(proxy: &FaultProxy) -> aws_config::SdkConfig {
+pub async fn through(proxy: &FaultProxy) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(SdkRegion::new("us-east-1"))
         .endpoint_url(&proxy.endpoint)
@@ -285,7 +285,7 @@ async fn cold_instance(sdk: &aws_config::SdkConfig, proxy: &FaultProxy, bucket: 
 
 /// The function as the wiring builds it, with KMS through the proxy (`kms_sdk`) and the
 /// bucket and CloudWatch straight to the emulator, so the proxy sees KMS calls only.
-fn kms_through(
+pub fn kms_through(
     sdk: &aws_config::SdkConfig,
     kms_sdk: &aws_config::SdkConfig,
     config: Result<Config, kms_replica_guard::config::ConfigError>,

@@ -315,15 +315,22 @@ pub fn vars(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
 
 /// Runs the CLI binary against the emulator; returns (exit code, stdout, stderr).
 pub fn cli(args: &[&str]) -> (i32, String, String) {
+    cli_at(&endpoint(), &[], args)
+}
+
+/// Runs the CLI binary against `endpoint` (the emulator, or a proxy in front of it) with
+/// `envs` over the test defaults; returns (exit code, stdout, stderr).
+pub fn cli_at(endpoint: &str, envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-replica-guard"))
         .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", ACCOUNT)
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env("REMEDIATOR_ROLE_ARN", REMEDIATOR)
         .env_remove("BASELINE_SOURCE")
         .env_remove("BACKUP_BUCKET")
+        .envs(envs.iter().copied())
         .output()
         .expect("the CLI binary runs");
     (

@@ -5,6 +5,7 @@ mod calls;
 mod faults;
 mod fleet;
 mod helpers;
+mod strict;
 
 use helpers::*;
 use krg_policy::equivalent;

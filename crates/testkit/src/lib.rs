@@ -1,7 +1,10 @@
 //! Test support for kms-replica-guard, shared by the integration tests and the developer
 //! tasks: [`proxy`], an HTTP proxy on 127.0.0.1 in front of the emulator that injects
-//! faults per KMS operation and counts what it forwards.
+//! faults per KMS operation and counts what it forwards, and [`strict`], the layer of it
+//! that answers as strictly as real KMS where the emulator is kind.
 
 pub mod proxy;
+pub mod strict;
 
 pub use proxy::{Fault, FaultProxy};
+pub use strict::StrictKms;

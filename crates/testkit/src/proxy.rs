@@ -20,6 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
+use crate::strict::{StrictKms, StrictState, Verdict};
+
 /// One injected behaviour.
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -44,6 +46,7 @@ pub enum Fault {
 }
 
 type Plan = Arc<Mutex<HashMap<String, VecDeque<Fault>>>>;
+type Strict = Arc<Mutex<Option<StrictState>>>;
 type Calls = Arc<Mutex<Option<Vec<CallRecord>>>>;
 
 /// One request the proxy forwarded, timed on this process's monotonic clock.
@@ -64,6 +67,7 @@ pub struct FaultProxy {
     plan: Plan,
     forwarded: Arc<Mutex<HashMap<String, usize>>>,
     calls: Calls,
+    strict: Strict,
 }
 
 impl FaultProxy {
@@ -74,18 +78,25 @@ impl FaultProxy {
         let plan: Plan = Arc::default();
         let forwarded: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let calls: Calls = Arc::default();
+        let strict: Strict = Arc::default();
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
-        let (p, f, c) = (plan.clone(), forwarded.clone(), calls.clone());
+        let (p, f, c, st) = (
+            plan.clone(),
+            forwarded.clone(),
+            calls.clone(),
+            strict.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (plan, forwarded, calls, client, upstream) = (
+                let (plan, forwarded, calls, strict, client, upstream) = (
                     p.clone(),
                     f.clone(),
                     c.clone(),
+                    st.clone(),
                     client.clone(),
                     upstream.clone(),
                 );
@@ -93,9 +104,12 @@ impl FaultProxy {
                     let service = service_fn(move |req| {
                         handle(
                             req,
-                            plan.clone(),
-                            forwarded.clone(),
-                            calls.clone(),
+                            Shared {
+                                plan: plan.clone(),
+                                forwarded: forwarded.clone(),
+                                calls: calls.clone(),
+                                strict: strict.clone(),
+                            },
                             client.clone(),
                             upstream.clone(),
                         )
@@ -111,7 +125,23 @@ impl FaultProxy {
             plan,
             forwarded,
             calls,
+            strict,
         }
+    }
+
+    /// Makes KMS's answers as strict as AWS's (see [`crate::strict`]) from now on.
+    pub fn strict(&self, config: StrictKms) {
+        *self.strict.lock().unwrap() = Some(StrictState::new(config));
+    }
+
+    /// PutKeyPolicy requests the strict layer refused with `message`.
+    pub fn refused(&self, message: &str) -> usize {
+        self.strict
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|s| s.refused.get(message).copied())
+            .unwrap_or(0)
     }
 
     /// Starts (or restarts, empty) a timed record of every forwarded request; off until
@@ -165,7 +195,11 @@ impl FaultProxy {
 }
 
 fn error(status: u16, code: &str) -> Response<Full<Bytes>> {
-    let body = format!(r#"{{"__type":"{code}","message":"injected by the fault proxy"}}"#);
+    error_with(status, code, "injected by the fault proxy")
+}
+
+fn error_with(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"__type": code, "message": message}).to_string();
     Response::builder()
         .status(status)
         .header("content-type", "application/x-amz-json-1.1")
@@ -174,14 +208,26 @@ fn error(status: u16, code: &str) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-async fn handle(
-    req: Request<Incoming>,
+/// What every connection of the proxy shares.
+struct Shared {
     plan: Plan,
     forwarded: Arc<Mutex<HashMap<String, usize>>>,
     calls: Calls,
+    strict: Strict,
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Shared,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: String,
 ) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let Shared {
+        plan,
+        forwarded,
+        calls,
+        strict,
+    } = shared;
     let received = Instant::now();
     let operation = req
         .headers()
@@ -212,6 +258,22 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let call = calls.lock().unwrap().is_some().then(|| call_name(&parts));
     let body = body.collect().await?.to_bytes();
+    let strict_on = strict.lock().unwrap().is_some();
+    let request: Value = if strict_on {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    if strict_on && operation == "PutKeyPolicy" {
+        let verdict = strict
+            .lock()
+            .unwrap()
+            .as_mut()
+            .map_or(Verdict::Forward, |s| s.put(&request));
+        if let Verdict::Refuse(message) = verdict {
+            return Ok(error_with(400, "MalformedPolicyDocumentException", message));
+        }
+    }
     let uri = format!(
         "{upstream}{}",
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
@@ -221,7 +283,11 @@ async fn handle(
         upstream_req = upstream_req.header(name, value);
     }
     let response = client.request(upstream_req.body(Full::new(body))?).await?;
-    *forwarded.lock().unwrap().entry(operation).or_default() += 1;
+    *forwarded
+        .lock()
+        .unwrap()
+        .entry(operation.clone())
+        .or_default() += 1;
     let (parts, body) = response.into_parts();
     let mut body = body.collect().await?.to_bytes();
     match fault {
@@ -237,6 +303,13 @@ async fn handle(
             body = Bytes::from(serde_json::to_vec(&v)?);
         }
         _ => {}
+    }
+    if strict_on && operation == "GetKeyPolicy" && parts.status.is_success() {
+        let mut v: Value = serde_json::from_slice(&body)?;
+        if let Some(s) = strict.lock().unwrap().as_mut() {
+            s.get(&request, &mut v);
+        }
+        body = Bytes::from(serde_json::to_vec(&v)?);
     }
     if let (Some(call), Some(record)) = (call, calls.lock().unwrap().as_mut()) {
         record.push(CallRecord {
