@@ -28,6 +28,7 @@ async fn main() {
         put_key_policy: 100_000,
         list_keys: 100_000,
         list_resource_tags: 100_000,
+        instances: 1,
     };
     let kms = Kms::with_limits(kms_clients(&load_sdk_config().await), unlimited);
     let mut report = serde_json::Map::new();

@@ -76,7 +76,8 @@ pub struct Options {
     /// `FLAP_WINDOW`.
     pub flap_window: Option<Duration>,
     /// `RATE_DESCRIBE_KEY`, `RATE_GET_KEY_POLICY`, `RATE_PUT_KEY_POLICY`, `RATE_LIST_KEYS`,
-    /// `RATE_LIST_RESOURCE_TAGS`.
+    /// `RATE_LIST_RESOURCE_TAGS`: the function's budgets per account and Region, shared by
+    /// `RATE_INSTANCES` execution environments.
     pub rates: RateOptions,
 }
 
@@ -93,6 +94,8 @@ pub struct RateOptions {
     pub list_keys: Option<u64>,
     /// ListResourceTags pages.
     pub list_resource_tags: Option<u64>,
+    /// `RATE_INSTANCES`: execution environments sharing these budgets (reserved concurrency).
+    pub instances: Option<u64>,
 }
 
 impl Options {
@@ -161,6 +164,7 @@ impl Options {
                 put_key_policy: number("RATE_PUT_KEY_POLICY")?,
                 list_keys: number("RATE_LIST_KEYS")?,
                 list_resource_tags: number("RATE_LIST_RESOURCE_TAGS")?,
+                instances: number("RATE_INSTANCES")?,
             },
         })
     }
@@ -393,6 +397,7 @@ impl Config {
             put_key_policy: rate(o.rates.put_key_policy, defaults.put_key_policy),
             list_keys: rate(o.rates.list_keys, defaults.list_keys),
             list_resource_tags: rate(o.rates.list_resource_tags, defaults.list_resource_tags),
+            instances: o.rates.instances.map_or(1, |n| n.clamp(1, 10_000) as u32),
         };
         Ok(Self {
             settings: Arc::new(settings),

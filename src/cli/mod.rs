@@ -104,6 +104,9 @@ struct ConfigArgs {
     /// ListResourceTags pages per second and Region.
     #[arg(long, env = "RATE_LIST_RESOURCE_TAGS", global = true, hide = true)]
     rate_list_resource_tags: Option<u64>,
+    /// Processes sharing those budgets (the CLI alone: 1).
+    #[arg(long, env = "RATE_INSTANCES", global = true, hide = true)]
+    rate_instances: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -132,6 +135,7 @@ impl ConfigArgs {
                 put_key_policy: self.rate_put_key_policy,
                 list_keys: self.rate_list_keys,
                 list_resource_tags: self.rate_list_resource_tags,
+                instances: self.rate_instances,
             },
         }
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_kms::Client;
 use aws_sdk_kms::types::MultiRegionKeyType;
@@ -21,10 +22,13 @@ use krg_engine::ports::{KeyDirectory, PolicyStore};
 /// The only policy name KMS supports; the emulator needs it sent explicitly.
 const POLICY_NAME: &str = "default";
 
-/// Client-side requests per second, per Region, for each KMS operation the tool calls.
-/// The defaults stay under the default KMS quotas (DescribeKey 2000/s, GetKeyPolicy 1000/s,
-/// PutKeyPolicy 15/s, ListKeys and ListResourceTags 100/s per account and Region), leaving
-/// headroom for everything else in the account. Accounts with lower quotas lower these.
+/// Client-side requests per second, per account and Region, for each KMS operation the tool
+/// calls: the whole function's budget, shared by the execution environments that can run at
+/// once (`instances`). KMS quotas are per account and Region while these limiters are per
+/// process, so each environment paces at `limit / instances`. The defaults stay under the
+/// default KMS quotas (DescribeKey 2000/s, GetKeyPolicy 1000/s, PutKeyPolicy 15/s, ListKeys
+/// and ListResourceTags 100/s per account and Region) with a fifth left for everything else
+/// in the account. Accounts with lower quotas lower these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     /// DescribeKey.
@@ -37,6 +41,9 @@ pub struct RateLimits {
     pub list_keys: u32,
     /// ListResourceTags pages.
     pub list_resource_tags: u32,
+    /// Execution environments that may call at once (the function's reserved concurrency;
+    /// the stacks pass it as `RATE_INSTANCES`), at least 1.
+    pub instances: u32,
 }
 
 impl Default for RateLimits {
@@ -47,7 +54,20 @@ impl Default for RateLimits {
             put_key_policy: 12,
             list_keys: 80,
             list_resource_tags: 80,
+            instances: 1,
         }
+    }
+}
+
+impl RateLimits {
+    /// This process's share of one operation's budget: one request every `period`, with
+    /// bursts of at most `burst` (the share of a second's requests, at least one).
+    fn share(&self, limit: u32) -> (Duration, NonZeroU32) {
+        let instances = self.instances.max(1);
+        let limit = limit.max(1);
+        let period = Duration::from_secs_f64(f64::from(instances) / f64::from(limit));
+        let burst = NonZeroU32::new((limit / instances).max(1)).expect("at least 1");
+        (period, burst)
     }
 }
 
@@ -105,7 +125,12 @@ struct Pacing {
 
 impl Pacing {
     fn new(limits: RateLimits) -> Self {
-        let quota = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("at least 1"));
+        let quota = |n: u32| {
+            let (period, burst) = limits.share(n);
+            Quota::with_period(period)
+                .expect("a positive period")
+                .allow_burst(burst)
+        };
         Self {
             limiters: Operation::ALL
                 .map(|op| DefaultKeyedRateLimiter::keyed(quota(op.limit(&limits)))),
@@ -609,5 +634,32 @@ mod tests {
             assert_eq!(e.kind, kind, "{message}: {e}");
             assert!(!e.kind.is_retryable(), "{message}");
         }
+    }
+
+    #[test]
+    fn each_execution_environment_paces_at_its_share_of_the_budget() {
+        let one = RateLimits::default();
+        assert_eq!(
+            one.share(12),
+            (
+                Duration::from_secs_f64(1.0 / 12.0),
+                NonZeroU32::new(12).unwrap()
+            )
+        );
+        let five = RateLimits {
+            instances: 5,
+            ..RateLimits::default()
+        };
+        // 12 PutKeyPolicy/s for the function: 2.4/s each, one every 417 ms, bursts of 2.
+        let (period, burst) = five.share(12);
+        assert_eq!(period.as_millis(), 416);
+        assert_eq!(burst.get(), 2);
+        // More environments than requests per second: less than one a second each.
+        let (period, burst) = RateLimits {
+            instances: 24,
+            ..one
+        }
+        .share(12);
+        assert_eq!((period, burst.get()), (Duration::from_secs(2), 1));
     }
 }
