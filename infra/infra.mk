@@ -63,8 +63,10 @@ deploy: ## cargo lambda build + deploy of the function alone (ROLE_ARN=...; need
 	  --output text --query LastUpdateStatus
 
 deploy-sam: infra-setup ## sam build + sam deploy (--guided the first time) of the hub stack
-	@echo "==> sam build infra/sam/template.yaml (cargo lambda, arm64) -> infra/sam/.aws-sam"
-	@cd infra/sam && PATH="$(INFRA_PATH)" sam build --template-file template.yaml
+	@echo "==> sam build --beta-features infra/sam/template.yaml (cargo lambda, arm64) -> infra/sam/.aws-sam"
+	@# BuildMethod rust-cargolambda is a SAM CLI beta feature: without the opt-in, sam build
+	@# stops at an interactive prompt.
+	@cd infra/sam && PATH="$(INFRA_PATH)" sam build --beta-features --template-file template.yaml
 	@if [ -f infra/sam/samconfig.toml ]; then \
 	  echo "==> sam deploy with infra/sam/samconfig.toml"; \
 	  cd infra/sam && PATH="$(INFRA_PATH)" sam deploy; \

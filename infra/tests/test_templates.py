@@ -216,6 +216,7 @@ class SamCdkParityTest(unittest.TestCase):
             "RATE_GET_KEY_POLICY": "800",
             "RATE_PUT_KEY_POLICY": "12",
             "RATE_DESCRIBE_KEY": "1600",
+            "RATE_INSTANCES": "2",
         }
         for name, env in (("SAM", sam_env), ("CDK", cdk_env)):
             norm = self.norm_sam if name == "SAM" else self.norm_cdk

@@ -227,6 +227,9 @@ export class HubStack extends Stack {
         RATE_GET_KEY_POLICY: String(cfg.rateGetKeyPolicy),
         RATE_PUT_KEY_POLICY: String(cfg.ratePutKeyPolicy),
         RATE_DESCRIBE_KEY: String(cfg.rateDescribeKey),
+        // The rate* limits are the function's per account and Region; each of its at most
+        // reservedConcurrency environments paces at its share (0, unreserved: no sharing).
+        RATE_INSTANCES: String(cfg.reservedConcurrency),
       },
       retryAttempts: cfg.maxRetryAttempts,
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),

@@ -1,4 +1,14 @@
-import { CfnOutput, Stack, StackProps, aws_events as events, aws_events_targets as targets, aws_iam as iam } from 'aws-cdk-lib';
+import {
+  Aws,
+  CfnOutput,
+  CfnRule,
+  Fn,
+  Stack,
+  StackProps,
+  aws_events as events,
+  aws_events_targets as targets,
+  aws_iam as iam,
+} from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { REGION_PATTERN } from './config';
 import { KMS_EVENT_PATTERN } from './event-pattern';
@@ -19,6 +29,18 @@ export class SpokeStack extends Stack {
     if (props.env?.region === props.hubRegion) {
       throw new Error(`a spoke stack cannot live in the hub Region (${props.hubRegion})`);
     }
+
+    // EventBridge routes events to a bus in another Region in the commercial, China and GovCloud
+    // partitions only: elsewhere refuse the stack rather than drop the Region's events silently.
+    new CfnRule(this, 'CrossRegionTargetsAvailable', {
+      assertions: [
+        {
+          assert: Fn.conditionContains(['aws', 'aws-cn', 'aws-us-gov'], Aws.PARTITION),
+          assertDescription:
+            'Cross-Region event bus targets are not available in this partition; deploy the hub stack in this Region instead of a spoke.',
+        },
+      ],
+    });
 
     const hubBusArn = `arn:${this.partition}:events:${props.hubRegion}:${this.account}:event-bus/default`;
     const role = new iam.Role(this, 'ForwardRole', {

@@ -85,6 +85,7 @@ describe('the hub stack', () => {
           RATE_GET_KEY_POLICY: '800',
           RATE_PUT_KEY_POLICY: '12',
           RATE_DESCRIBE_KEY: '1600',
+          RATE_INSTANCES: '2',
         },
       },
     });

@@ -46,4 +46,12 @@ describe('the spoke stack', () => {
   test('refuses to be deployed in the hub Region (it would forward to itself)', () => {
     expect(() => synth('us-east-1')).toThrow(/hub Region/);
   });
+  test('refuses to deploy in a partition without cross-Region bus targets', () => {
+    const rules = template.toJSON().Rules;
+    expect(rules.CrossRegionTargetsAvailable.Assertions).toEqual([
+      expect.objectContaining({
+        Assert: { 'Fn::Contains': [['aws', 'aws-cn', 'aws-us-gov'], { Ref: 'AWS::Partition' }] },
+      }),
+    ]);
+  });
 });
