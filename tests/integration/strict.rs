@@ -36,6 +36,33 @@ async fn function(proxy: &FaultProxy, settings: &[(&str, &str)]) -> AwsApp {
     kms_through(&sdk, &through(proxy).await, Config::from_lookup(vars(&all)))
 }
 
+/// A fresh replica in us-west-2 with the default policy, and the enforcing function (with
+/// `baseline`) invoked with its PutKeyPolicy event through a proxy as strict as `config`.
+async fn heal_through(
+    config: StrictKms,
+    baseline: &str,
+) -> (
+    krg_engine::key::KeyArn,
+    FaultProxy,
+    Result<Value, kms_replica_guard::lambda::InvocationError>,
+) {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let proxy = strict_proxy(config).await;
+    let app = function(
+        &proxy,
+        &[
+            ("REMEDIATION_MODE", "enforce"),
+            ("BASELINE_SOURCE", baseline),
+        ],
+    )
+    .await;
+    let response = app
+        .handle(event("put-key-policy-replica-id.json", family.key_id()))
+        .await;
+    (family.replica("us-west-2").clone(), proxy, response)
+}
+
 /// The engine, as the wiring builds it, with KMS through `proxy`.
 async fn engine(proxy: &FaultProxy, settings: &[(&str, &str)]) -> AwsEngine {
     let config = Config::from_lookup(vars(settings)).unwrap();
@@ -97,27 +124,17 @@ async fn a_write_is_verified_despite_stale_reads_and_never_called_a_verification
     // How many reads verification takes, measured: one read before the write, then the stale
     // ones, then the first that shows the write.
     for stale in 0..=3 {
-        let sdk = sdk().await;
-        let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
-        let replica = family.replica("us-west-2");
-        let proxy = strict_proxy(StrictKms {
-            reserialise: true,
-            stale_reads: stale,
-            ..StrictKms::default()
-        })
-        .await;
-        let app = function(
-            &proxy,
-            &[
-                ("REMEDIATION_MODE", "enforce"),
-                ("BASELINE_SOURCE", BASELINE),
-            ],
+        let (replica, proxy, response) = heal_through(
+            StrictKms {
+                reserialise: true,
+                stale_reads: stale,
+                ..StrictKms::default()
+            },
+            BASELINE,
         )
         .await;
-        let response = app
-            .handle(event("put-key-policy-replica-id.json", family.key_id()))
-            .await
-            .unwrap_or_else(|e| panic!("{stale} stale reads: {e}"));
+        let response = response.unwrap_or_else(|e| panic!("{stale} stale reads: {e}"));
+        let replica = &replica;
         assert_eq!(
             outcome_for(&response, replica)["action"],
             "remediated",
@@ -131,7 +148,7 @@ async fn a_write_is_verified_despite_stale_reads_and_never_called_a_verification
         );
         assert!(
             equivalent(
-                &get_policy(&sdk, replica).await,
+                &get_policy(&sdk().await, replica).await,
                 &rendered_baseline(replica)
             )
             .unwrap()
@@ -190,27 +207,17 @@ async fn a_baseline_naming_a_principal_that_does_not_exist_fails_bounded_with_ex
 
 #[tokio::test]
 async fn a_principal_that_becomes_visible_after_two_refusals_is_written_once() {
-    let sdk = sdk().await;
-    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
-    let replica = family.replica("us-west-2");
-    let proxy = strict_proxy(StrictKms {
-        existing: existing(&[REMEDIATOR]),
-        appearing: HashMap::from([(APP.to_owned(), 2)]),
-        ..StrictKms::default()
-    })
-    .await;
-    let app = function(
-        &proxy,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", BASELINE),
-        ],
+    let (replica, proxy, response) = heal_through(
+        StrictKms {
+            existing: existing(&[REMEDIATOR]),
+            appearing: HashMap::from([(APP.to_owned(), 2)]),
+            ..StrictKms::default()
+        },
+        BASELINE,
     )
     .await;
-    let response = app
-        .handle(event("put-key-policy-replica-id.json", family.key_id()))
-        .await
-        .unwrap();
+    let response = response.unwrap();
+    let replica = &replica;
     assert_eq!(outcome_for(&response, replica)["action"], "remediated");
     assert_eq!(proxy.refused(INVALID_PRINCIPALS), 2);
     assert_eq!(proxy.forwarded("PutKeyPolicy"), 1, "written once");
@@ -290,9 +297,6 @@ async fn restoring_a_backup_that_carries_a_deleted_principal_is_refused_naming_i
 async fn kms_lockout_answer_is_a_non_retryable_failure_naming_the_baseline() {
     // REMEDIATOR_ROLE_ARN names a role the baseline keeps in, but the function really runs as
     // another one: our check passes, KMS's own refuses.
-    let sdk = sdk().await;
-    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
-    let replica = family.replica("us-west-2");
     let without_root: Value = {
         let mut v: Value = serde_json::from_str(BASELINE).unwrap();
         v["Statement"]
@@ -301,24 +305,15 @@ async fn kms_lockout_answer_is_a_non_retryable_failure_naming_the_baseline() {
             .retain(|s| s["Sid"] != "EnableRootAccess");
         v
     };
-    let baseline = without_root.to_string();
-    let proxy = strict_proxy(StrictKms {
-        caller: Some("arn:aws:iam::111122223333:role/the-real-function-role".into()),
-        ..StrictKms::default()
-    })
-    .await;
-    let app = function(
-        &proxy,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-        ],
+    let (replica, proxy, response) = heal_through(
+        StrictKms {
+            caller: Some("arn:aws:iam::111122223333:role/the-real-function-role".into()),
+            ..StrictKms::default()
+        },
+        &without_root.to_string(),
     )
     .await;
-    let err = app
-        .handle(event("put-key-policy-replica-id.json", family.key_id()))
-        .await
-        .unwrap_err();
+    let err = response.unwrap_err();
     assert_eq!(err.error_type(), "NonRetryable.KeyFailure", "{err}");
     let text = err.to_string();
     assert!(text.contains("lockout safety check"), "{text}");
@@ -327,5 +322,8 @@ async fn kms_lockout_answer_is_a_non_retryable_failure_naming_the_baseline() {
         "names the baseline: {text}"
     );
     assert_eq!(proxy.refused(LOCKOUT), 1, "never retried");
-    assert_eq!(get_policy(&sdk, replica).await, DEFAULT_STYLE_POLICY);
+    assert_eq!(
+        get_policy(&sdk().await, &replica).await,
+        DEFAULT_STYLE_POLICY
+    );
 }
