@@ -574,6 +574,33 @@ mod tests {
     }
 
     #[test]
+    fn a_baseline_naming_a_deleted_principal_or_a_lowercase_effect_is_refused_at_start_up() {
+        let deleted = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:root"},"Action":"kms:*","Resource":"*"},{"Effect":"Allow","Principal":{"AWS":"AROA6QJX2M4TBCKL7WZNE"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+        let e = config(&[("BASELINE_SOURCE", deleted)]).unwrap_err();
+        assert!(e.problem.contains("AROA6QJX2M4TBCKL7WZNE"), "{e}");
+        let lower = r#"{"Version":"2012-10-17","Statement":[{"Effect":"allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:root"},"Action":"kms:*","Resource":"*"}]}"#;
+        let e = config(&[("BASELINE_SOURCE", lower)]).unwrap_err();
+        assert!(e.problem.contains("Effect"), "{e}");
+    }
+
+    #[test]
+    fn rate_limits_are_shared_by_the_reserved_concurrency() {
+        let c = config(&[("RATE_INSTANCES", "5"), ("RATE_PUT_KEY_POLICY", "10")]).unwrap();
+        assert_eq!(
+            (c.rate_limits.instances, c.rate_limits.put_key_policy),
+            (5, 10)
+        );
+        // 0 (unreserved concurrency) is no sharing.
+        assert_eq!(
+            config(&[("RATE_INSTANCES", "0")])
+                .unwrap()
+                .rate_limits
+                .instances,
+            1
+        );
+    }
+
+    #[test]
     fn flap_window_accepts_seconds_and_units() {
         for (v, secs) in [
             ("3600", 3600),
