@@ -3,7 +3,9 @@
 #
 #   make infra-setup   install .venv-infra (SAM CLI, cfn-lint, checkov) and infra/cdk/node_modules
 #   make infra-test    every offline check of infra/ (lint, validate, checkov, CDK tests, synth,
-#                      rule pattern on the emulator); no AWS credentials needed
+#                      rule pattern and the stacks' alarms on the emulator); no AWS credentials needed
+#   make demo-alarms   the SAM stack's AutoFixApplied spike alarm firing end to end on the local
+#                      emulator (the function under cargo lambda watch), as an operator sees it
 #   make synth         cdk synth of the hub + spoke stacks, offline, without building the Rust code
 #   make deploy        cargo lambda build + cargo lambda deploy (the function only; ROLE_ARN=...)
 #   make deploy-sam    sam build + sam deploy (--guided the first time) of infra/sam/template.yaml
@@ -33,15 +35,21 @@ CDK_SYNTH_CONTEXT ?= -c account=111122223333 -c hubRegion=us-east-1 -c spokeRegi
 
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: infra-setup infra-test synth deploy deploy-sam deploy-sam-spokes deploy-cdk
+.PHONY: infra-setup infra-test demo-alarms synth deploy deploy-sam deploy-sam-spokes deploy-cdk
 
 infra-setup: ## install .venv-infra (SAM CLI, cfn-lint, checkov) and infra/cdk/node_modules; idempotent
 	@echo "==> infra tooling: .venv-infra from requirements/infra.txt, npm ci in infra/cdk (skipped when up to date)"
 	@infra/scripts/setup.sh
 
-infra-test: ## offline infra checks: synth, cfn-lint, sam validate, checkov, CDK tests, rule pattern on the emulator
-	@echo "==> infra-test: cdk synth, SAM->CloudFormation, cfn-lint, sam validate (+ --lint), checkov, CDK jest, SAM/CDK parity, rule pattern on the emulator"
+infra-test: ## offline infra checks: synth, cfn-lint, sam validate, checkov, CDK tests, rule pattern and the alarms firing on the emulator
+	@echo "==> infra-test: cdk synth, SAM->CloudFormation, cfn-lint, sam validate (+ --lint), checkov, CDK jest, SAM/CDK parity, rule pattern on the emulator, alarms driven by the function on the emulator"
 	@VENV_PY=$(VENV_PY) CDK_SYNTH_CONTEXT="$(CDK_SYNTH_CONTEXT)" infra/scripts/infra-test.sh
+
+demo-alarms: setup infra-setup ## the spike alarm of the SAM stack firing end to end on the local emulator (about 2 min)
+	@echo "==> SAM -> CloudFormation (infra/.build/sam), emulator, the alarm from the template, the function under cargo lambda watch"
+	@$(INFRA_VENV_BIN)/python infra/scripts/sam_to_cfn.py infra/.build/sam infra/sam/template.yaml infra/sam/spoke.yaml >/dev/null
+	@cargo xtask emulator start
+	@$(VENV_PY) infra/tests/alarm_harness.py demo
 
 synth: infra-setup ## cdk synth of the hub + spoke stacks, offline, without building the Rust code
 	@echo "==> cdk synth (offline, no Rust build): $(CDK_SYNTH_CONTEXT) $(CDK_CONTEXT) -> infra/cdk/cdk.out"

@@ -52,6 +52,7 @@ summary() {
     cfn-lint) echo "$(templates | wc -w) templates, 0 errors/warnings" ;;
     cdk-jest) grep -m1 -E '^Tests:' "$log" | tr -s ' ' ;;
     event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): every rule x every events/*.json on the emulator" ;;
+    alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
     cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;
     sam-validate*) echo "$(ls infra/sam/*.yaml | wc -l) templates" ;;
@@ -94,6 +95,12 @@ event_pattern() {
   "$VENV_PY" -m unittest discover -s infra/tests -p 'test_event_pattern.py' -v
 }
 
+# The stacks' own alarms on the emulator, driven by the function (cargo lambda watch, dev build).
+alarms() {
+  cargo xtask emulator start || return 1
+  "$VENV_PY" -m unittest discover -s infra/tests -p 'test_alarms.py' -v
+}
+
 template_parity() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_templates.py' -v; }
 
 check setup infra/scripts/setup.sh
@@ -111,6 +118,7 @@ check checkov-cdk checkov_scan infra/cdk/cdk.out
 check cdk-jest cdk_jest
 check template-parity template_parity
 check event-pattern event_pattern
+check alarms alarms
 
 total=$(elapsed "$start_all")
 if ((failed)); then

@@ -77,7 +77,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The services started, and those that must report running before start returns.
-const SERVICES: &str = "kms,cloudwatch,events,sqs,s3,ssm,sts";
+const SERVICES: &str = "kms,cloudwatch,events,sqs,s3,ssm,sts,sns";
 const NEEDED: [&str; 4] = ["kms", "cloudwatch", "events", "sts"];
 /// How long start waits for health.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

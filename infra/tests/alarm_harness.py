@@ -1,0 +1,986 @@
+"""The stacks' own alarms, deployed for a test on the local emulator and driven by the real function.
+
+Why Python: the other infra checks (infra/tests) are Python unittest on boto3 and read the
+templates with infra/scripts/cfn_yaml.py; the harness reads the same synthesized templates,
+needs no Rust SDK code for CloudWatch/SNS/SQS that xtask does not have, and runs as one more
+check of infra/scripts/infra-test.sh. The function itself is run exactly as
+xtask/src/demo/kit.rs runs it: `cargo build --bin bootstrap` (dev profile), then
+`cargo lambda watch` from .venv/bin, invoked over
+http://127.0.0.1:PORT/2015-03-31/functions/bootstrap/invocations.
+
+What it does (`Run.execute`):
+
+1. Takes every AWS::CloudWatch::Alarm and AWS::CloudWatch::Dashboard from the synthesized
+   templates themselves: the SAM templates as translated by infra/scripts/sam_to_cfn.py
+   (infra/.build/sam/*.cfn.json) and the CDK synth output (infra/cdk/cdk.out/*.template.json).
+2. Resolves their references for one test deployment per (scenario, template): the stack
+   name, the metrics namespace (SAM: the MetricsNamespace parameter; CDK: the value the
+   stack was synthesized with, which must equal its function's METRICS_NAMESPACE, mapped to
+   the test namespace), the alarm topic (a test SNS topic with an SQS queue subscribed), the
+   function (its test name) and the on-failure queue (a test queue per scenario). Thresholds
+   and TreatMissingData stay as deployed (parameter defaults / synthesized values). Only the
+   Period is changed: LocalStack evaluates an alarm every Period x EvaluationPeriods seconds
+   and looks back (EvaluationPeriods + 2) periods, so the deployed 300 s would take 5-15 min
+   per transition; TEST_PERIOD = 60 s is the shortest period for the function's
+   standard-resolution metrics and for the SQS metrics LocalStack publishes every 60 s.
+3. Drives each scenario with the real function (enforce mode, one `cargo lambda watch` per
+   scenario, each with its own METRICS_NAMESPACE), all at once, then waits once:
+   - spike: more drifted replicas than the spike threshold, one ReplicateKey event each;
+   - failed: BASELINE_SOURCE=primary and a primary whose policy would lock the remediator
+     out: the mirrored baseline is refused (AutoFixFailed), the invocation fails; its error
+     goes to the scenario's DLQ as a Lambda on-failure record (AWS/SQS metrics published by
+     LocalStack itself), and the Lambda service's Errors datum is stood in for (below);
+   - flap: FLAP_MAX=1, a replica fixed, the drift put back, a second event: FlapSuppressed.
+4. Polls the alarms' states (transitions and their times), purges a DLQ once its alarm is in
+   ALARM, waits for every fired alarm to return to OK, reads the notifications from the
+   queue, PutDashboard's each resolved dashboard and reads the published metrics back with
+   ListMetrics.
+
+Alarms join automatically: every alarm in the templates is either in DRIVEN (which scenario
+must trip it) or in NOT_DRIVABLE (with the reason); the test fails for any other.
+
+    .venv/bin/python infra/tests/alarm_harness.py demo    # make demo-alarms
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+SAM_BUILD = ROOT / "infra" / ".build" / "sam"
+CDK_OUT = ROOT / "infra" / "cdk" / "cdk.out"
+OUT_DIR = ROOT / "infra" / ".build" / "alarms"
+EVENTS = ROOT / "events"
+BASELINE = ROOT / "baselines" / "example.json"
+ENDPOINT = (os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{os.environ.get('LOCALSTACK_PORT') or 4566}").rstrip("/")
+ACCOUNT = "111122223333"
+REGION = "us-east-1"
+# A Region no other test sweeps: this harness's replicas never show up in their sweeps.
+REPLICA_REGION = "ca-central-1"
+SAMPLE_KEY_ID = "mrk-1234abcd12ab34cd56ef1234567890ab"
+REMEDIATOR_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/kms-replica-guard-remediator"
+TEST_PERIOD = 60
+POLL_SECONDS = 2.0
+WATCH_PORT = int(os.environ.get("ALARMS_WATCH_PORT", "9050"))
+# The metrics the function publishes, each without dimensions and with Region.
+FUNCTION_METRICS = ("AutoFixApplied", "DriftDetected", "AutoFixFailed", "FlapSuppressed")
+
+SCENARIOS = ("spike", "failed", "flap")
+# Which scenario must trip each alarm (by its name without the stack prefix). In every other
+# scenario the alarm must never leave OK.
+DRIVEN = {
+    "AutoFixApplied-spike": "spike",
+    "AutoFixFailed": "failed",
+    "FlapSuppressed": "flap",
+    "FunctionErrors": "failed",
+    "DLQ-not-empty": "failed",
+}
+# Alarms whose metric comes from the Lambda service, which does not run the function here (it
+# runs under cargo lambda watch): the harness publishes the datum the service would publish,
+# with the value the real invocations give (Errors = the invocations that returned an error).
+STAND_IN = {
+    "FunctionErrors": "AWS/Lambda Errors is published by the Lambda service, which does not run the "
+    "function here (cargo lambda watch does): the harness publishes Errors = the number of the "
+    "scenario's invocations that really returned an error, with the FunctionName the alarm names",
+}
+# Alarms that cannot be driven on the emulator, with the reason (reported, not driven).
+NOT_DRIVABLE: dict[str, str] = {}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def client(service: str, region: str = REGION) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name=region,
+        aws_access_key_id=ACCOUNT,
+        aws_secret_access_key="test",
+    )
+
+
+def emulator_problem(needed: tuple[str, ...] = ("kms", "cloudwatch", "sns", "sqs")) -> str | None:
+    """None when the emulator answers with every needed service, else why not."""
+    try:
+        with urllib.request.urlopen(f"{ENDPOINT}/_localstack/health", timeout=5) as resp:
+            services = json.load(resp).get("services", {})
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return f"{ENDPOINT} does not answer ({err})"
+    missing = {s: services.get(s) for s in needed if services.get(s) not in ("running", "available")}
+    if missing:
+        return f"{ENDPOINT} answers but these services are not running: {missing} (SERVICES in xtask/src/emulator.rs)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+
+
+@dataclass
+class Source:
+    """One synthesized template that declares alarms."""
+
+    label: str  # e.g. "infra/.build/sam/template.cfn.json"
+    tool: str  # "sam" or "cdk"
+    template: dict[str, Any]
+    # CDK: the stack name the literals were synthesized with; SAM: None (${AWS::StackName}).
+    stack_name: str | None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.template.get("Parameters", {})
+
+    def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.template.get("Resources", {}).items() if v.get("Type") == type_}
+
+
+def _cdk_stack_names() -> dict[str, str]:
+    manifest = json.loads((CDK_OUT / "manifest.json").read_text(encoding="utf-8"))
+    names = {}
+    for artifact in manifest["artifacts"].values():
+        if artifact.get("type") != "aws:cloudformation:stack":
+            continue
+        props = artifact.get("properties", {})
+        name = props.get("stackName") or re.sub(r"^.*\((.*)\)$", r"\1", artifact.get("displayName", ""))
+        names[props["templateFile"]] = name
+    return names
+
+
+def sources(tools: tuple[str, ...] = ("sam", "cdk")) -> list[Source]:
+    """Every SAM (translated) and CDK template; fails when either set is missing."""
+    sam = sorted(SAM_BUILD.glob("*.cfn.json")) if "sam" in tools else []
+    cdk = sorted(CDK_OUT.glob("*.template.json")) if "cdk" in tools else []
+    if not sam and "sam" in tools:
+        raise AssertionError(f"no translated SAM templates in {SAM_BUILD}: run infra/scripts/sam_to_cfn.py (make infra-test)")
+    if not cdk and "cdk" in tools:
+        raise AssertionError(f"no synthesized CDK templates in {CDK_OUT}: run `make synth` (make infra-test)")
+    found = [Source(str(p.relative_to(ROOT)), "sam", json.loads(p.read_text(encoding="utf-8")), None) for p in sam]
+    names = _cdk_stack_names() if cdk else {}
+    for p in cdk:
+        found.append(Source(str(p.relative_to(ROOT)), "cdk", json.loads(p.read_text(encoding="utf-8")), names[p.name]))
+    return found
+
+
+@dataclass
+class TemplateAlarm:
+    source: Source
+    logical_id: str
+    props: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The alarm name without the stack name: `${AWS::StackName}-X` (SAM), `STACK-X` (CDK)."""
+        name = self.props.get("AlarmName")
+        if isinstance(name, dict) and isinstance(name.get("Fn::Sub"), str):
+            m = re.fullmatch(r"\$\{AWS::StackName\}-(.+)", name["Fn::Sub"])
+            if m:
+                return m.group(1)
+        if isinstance(name, str) and self.source.stack_name and name.startswith(self.source.stack_name + "-"):
+            return name[len(self.source.stack_name) + 1 :]
+        raise AssertionError(
+            f"{self.source.label}:{self.logical_id}: AlarmName {name!r} is not '<stack name>-<alarm>'; "
+            "the harness names test alarms after the stack"
+        )
+
+    @property
+    def where(self) -> str:
+        return f"{self.source.label}:{self.logical_id}"
+
+
+def template_alarms(srcs: list[Source]) -> list[TemplateAlarm]:
+    return [TemplateAlarm(s, lid, r.get("Properties", {})) for s in srcs for lid, r in s.of_type("AWS::CloudWatch::Alarm").items()]
+
+
+def template_dashboards(srcs: list[Source]) -> list[tuple[Source, str, dict[str, Any]]]:
+    return [(s, lid, r.get("Properties", {})) for s in srcs for lid, r in s.of_type("AWS::CloudWatch::Dashboard").items()]
+
+
+# ---------------------------------------------------------------------------------------------
+# One test deployment of a template: its references resolved
+
+
+class Unresolvable(AssertionError):
+    pass
+
+
+@dataclass
+class Deployment:
+    source: Source
+    stack: str  # the test stack name (alarm and dashboard names start with it)
+    namespace: str  # the test metrics namespace
+    topic_arn: str
+    function_name: str
+    queue: dict[str, str]  # the on-failure queue: name, url, arn
+    overrides: dict[str, Any] = field(default_factory=dict)  # SAM parameter values
+
+    def __post_init__(self) -> None:
+        # The namespace the template's function publishes to, as deployed (parameter default or
+        # synthesized literal): mapped to the test namespace wherever it appears as a literal.
+        fns = self.source.of_type("AWS::Lambda::Function")
+        if len(fns) != 1:
+            raise AssertionError(f"{self.source.label}: expected the function beside its alarms, found {len(fns)}")
+        env = next(iter(fns.values()))["Properties"]["Environment"]["Variables"]
+        self.deployed_namespace: str | None = None
+        self.sam_overrides: dict[str, Any] = {}
+        self.deployed_namespace = self.resolve(env["METRICS_NAMESPACE"])
+        self.sam_overrides = {"MetricsNamespace": self.namespace} if "MetricsNamespace" in self.source.params else {}
+
+    # -- references
+    def _param(self, name: str) -> Any:
+        values = {**self.sam_overrides, **self.overrides}
+        if name in values:
+            return values[name]
+        return self.source.params[name].get("Default")
+
+    def _pseudo(self, name: str) -> str:
+        return {
+            "AWS::StackName": self.stack,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }[name]
+
+    def _resource(self, name: str, attr: str | None) -> str:
+        resources = self.source.template.get("Resources", {})
+        if name not in resources:
+            raise Unresolvable(f"{self.source.label}: reference to unknown {name}")
+        type_ = resources[name]["Type"]
+        table: dict[tuple[str, str | None], str] = {
+            ("AWS::SNS::Topic", None): self.topic_arn,
+            ("AWS::SNS::Topic", "TopicArn"): self.topic_arn,
+            ("AWS::Lambda::Function", None): self.function_name,
+            ("AWS::Lambda::Function", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}",
+            ("AWS::SQS::Queue", None): self.queue.get("url", ""),
+            ("AWS::SQS::Queue", "QueueUrl"): self.queue.get("url", ""),
+            ("AWS::SQS::Queue", "QueueName"): self.queue.get("name", ""),
+            ("AWS::SQS::Queue", "Arn"): self.queue.get("arn", ""),
+        }
+        if (type_, attr) not in table:
+            raise Unresolvable(
+                f"{self.source.label}: the test deployment has no {type_}{'.' + attr if attr else ''} ({name}); "
+                "add it to Deployment._resource"
+            )
+        return table[(type_, attr)]
+
+    def _ref(self, name: str, attr: str | None = None) -> Any:
+        if attr is None and name.startswith("AWS::"):
+            return self._pseudo(name)
+        if attr is None and name in self.source.params:
+            return self._param(name)
+        return self._resource(name, attr)
+
+    def _sub(self, text: str, local: dict[str, Any]) -> str:
+        def one(m: re.Match[str]) -> str:
+            ref = m.group(1)
+            if ref in local:
+                return str(self.resolve(local[ref]))
+            name, _, attr = ref.partition(".")
+            return str(self._ref(name, attr or None))
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def resolve(self, value: Any) -> Any:
+        """The value with every intrinsic function resolved for this deployment."""
+        if isinstance(value, dict):
+            if set(value) == {"Ref"}:
+                return self._ref(value["Ref"])
+            if set(value) == {"Fn::GetAtt"}:
+                name, attr = value["Fn::GetAtt"] if isinstance(value["Fn::GetAtt"], list) else value["Fn::GetAtt"].split(".", 1)
+                return self._ref(name, attr)
+            if set(value) == {"Fn::Sub"}:
+                sub = value["Fn::Sub"]
+                text, local = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+                return self._sub(text, local)
+            if set(value) == {"Fn::Join"}:
+                sep, parts = value["Fn::Join"]
+                return sep.join(str(self.resolve(p)) for p in parts)
+            if len(value) == 1 and next(iter(value)).startswith("Fn::"):
+                raise Unresolvable(f"{self.source.label}: cannot resolve {value} for a test deployment")
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if isinstance(value, str) and self.deployed_namespace and value == self.deployed_namespace:
+            return self.namespace
+        return value
+
+    # -- what gets created
+    def alarm_request(self, alarm: TemplateAlarm) -> dict[str, Any]:
+        """PutMetricAlarm arguments: the template's properties resolved, Period = TEST_PERIOD."""
+        req = self.resolve(alarm.props)
+        req["AlarmName"] = f"{self.stack}-{alarm.key}"
+        for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if key in req:
+                req[key] = int(req[key])
+        if "Threshold" in req:
+            req["Threshold"] = float(req["Threshold"])
+        if "Period" in req:
+            req["Period"] = TEST_PERIOD
+        return req
+
+    def dashboard_body(self, props: dict[str, Any]) -> dict[str, Any]:
+        body = json.loads(self.resolve(props["DashboardBody"]))
+        ns = self.deployed_namespace
+
+        def walk(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: walk(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [walk(x) for x in v]
+            if isinstance(v, str):
+                if v == ns:
+                    return self.namespace
+                return v.replace("{" + ns + ",", "{" + self.namespace + ",")
+            return v
+
+        return walk(body)
+
+
+def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, frozenset[str]]]:
+    """(namespace, metric name, dimension names) of every metric a dashboard body shows."""
+    found = []
+    for widget in body.get("widgets", []):
+        for row in (widget.get("properties") or {}).get("metrics", []):
+            plain = [x for x in row if not isinstance(x, dict)]
+            exprs = [x["expression"] for x in row if isinstance(x, dict) and "expression" in x]
+            for expr in exprs:
+                for m in re.finditer(r"SEARCH\('\{([^,}]+)((?:,[^}]+)*)\}\s*MetricName=\"([^\"]+)\"", expr):
+                    dims = frozenset(d.strip() for d in m.group(2).split(",") if d.strip())
+                    found.append((m.group(1), m.group(3), dims))
+            if plain:
+                if plain[0] == "..." or plain[0] == ".":
+                    raise AssertionError(f"dashboard metric shorthand {row} is not supported by the check")
+                ns, name, rest = plain[0], plain[1], plain[2:]
+                found.append((ns, name, frozenset(rest[0::2])))
+            if not plain and not exprs:
+                raise AssertionError(f"dashboard metric row {row} names no metric")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The function under cargo lambda watch
+
+
+def build_function() -> None:
+    log("    cargo build --bin bootstrap")
+    subprocess.run(["cargo", "build", "--bin", "bootstrap"], cwd=ROOT, check=True)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Watch:
+    """`cargo lambda watch` of the dev `bootstrap` on 127.0.0.1:PORT, in its own process group."""
+
+    def __init__(self, name: str, env: dict[str, str], port: int) -> None:
+        self.name, self.port = name, port
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        self.env_file = OUT_DIR / f"{name}.env"
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
+        self.log_path = OUT_DIR / f"{name}.watch.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if _port_open(self.port):
+            raise AssertionError(f"127.0.0.1:{self.port} is already in use; set ALARMS_WATCH_PORT to a free base port")
+        path = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
+        out = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            ["cargo", "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(self.port), "--env-file", str(self.env_file)],
+            cwd=ROOT,
+            env={**os.environ, "PATH": path},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_listening(self, timeout: float = 120) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while not _port_open(self.port):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"cargo lambda watch ({self.name}) exited: {self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cargo lambda watch ({self.name}) not listening within {timeout} s: {self.tail()}")
+            time.sleep(0.5)
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def invoke(self, payload: str) -> tuple[bool, Any]:
+        url = f"http://127.0.0.1:{self.port}/2015-03-31/functions/bootstrap/invocations"
+        req = urllib.request.Request(url, data=payload.encode(), headers={"content-type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=600) as resp:
+                ok, raw = True, resp.read()
+        except urllib.error.HTTPError as err:
+            ok, raw = False, err.read()
+        try:
+            return ok, json.loads(raw)
+        except ValueError:
+            return ok, raw.decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+
+
+# ---------------------------------------------------------------------------------------------
+# KMS
+
+
+def default_policy() -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Id": "key-default-1",
+            "Statement": [
+                {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"}
+            ],
+        }
+    )
+
+
+# Would lock the remediator (and the account root) out: only role/app may administer the key.
+LOCKOUT_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "OnlyTheApp", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/app"}, "Action": "kms:*", "Resource": "*"}
+        ],
+    }
+)
+
+
+def create_family(key_id: str, primary_policy: str, bypass: bool = False) -> None:
+    """A multi-Region primary in REGION with a fixed id, and its replica (default policy) in REPLICA_REGION."""
+    kms = client("kms")
+    kms.create_key(
+        MultiRegion=True,
+        Description="kms-replica-guard alarm test key",
+        Policy=primary_policy,
+        BypassPolicyLockoutSafetyCheck=bypass,
+        Tags=[{"TagKey": "_custom_id_", "TagValue": key_id}],
+    )
+    kms.replicate_key(KeyId=key_id, ReplicaRegion=REPLICA_REGION)
+
+
+def event(name: str, key_id: str) -> str:
+    """A sample event from events/, rewritten to name key_id and REPLICA_REGION."""
+    text = (EVENTS / f"{name}.json").read_text(encoding="utf-8")
+    return text.replace(SAMPLE_KEY_ID, key_id).replace("us-west-2", REPLICA_REGION)
+
+
+def fresh_key_id() -> str:
+    return "mrk-" + secrets.token_hex(16)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class Invocation:
+    what: str
+    ok: bool
+    body: Any
+
+
+@dataclass
+class ScenarioRun:
+    name: str
+    namespace: str
+    function_name: str
+    queue: dict[str, str]
+    env: dict[str, str]
+    watch: Watch | None = None
+    invocations: list[Invocation] = field(default_factory=list)
+    data_sent_at: float | None = None  # monotonic time the last datum was sent
+    key_ids: list[str] = field(default_factory=list)
+    dlq_record: dict[str, Any] | None = None
+    dlq_purged_at: float | None = None
+
+
+@dataclass
+class TestAlarm:
+    scenario: str
+    alarm: TemplateAlarm
+    request: dict[str, Any]
+    expect_alarm: bool
+    history: list[tuple[str, float]] = field(default_factory=list)  # (state, monotonic time)
+    created_at: float = 0.0  # LocalStack evaluates it then and every Period x EvaluationPeriods s after
+
+    @property
+    def name(self) -> str:
+        return self.request["AlarmName"]
+
+    def first(self, state: str, after: float = 0.0) -> float | None:
+        return next((t for s, t in self.history if s == state and t >= after), None)
+
+
+class Run:
+    """One test run: every alarm of every template, per scenario, on the emulator."""
+
+    def __init__(self, scenarios: tuple[str, ...] = SCENARIOS, tools: tuple[str, ...] = ("sam", "cdk"), wait_ok: bool = True) -> None:
+        self.id = secrets.token_hex(3)
+        self.prefix = f"krg-alarms-{self.id}"
+        self.scenario_names = scenarios
+        self.wait_ok = wait_ok
+        self.sources = sources(tools)
+        self.alarms = template_alarms(self.sources)
+        self.dashboards = template_dashboards(self.sources)
+        self.cw, self.sns, self.sqs = client("cloudwatch"), client("sns"), client("sqs")
+        self.scenarios: dict[str, ScenarioRun] = {}
+        self.test_alarms: list[TestAlarm] = []
+        self.deployments: dict[tuple[str, str], Deployment] = {}
+        self.notifications: list[dict[str, Any]] = []
+        self.dashboard_results: list[dict[str, Any]] = []
+        self.listed_metrics: dict[str, list[dict[str, Any]]] = {}
+        self.t0 = time.monotonic()
+        self.topic_arn = ""
+        self.notify_queue_url = ""
+        self.created_dashboards: list[str] = []
+        self.created_queues: list[str] = []
+
+    def elapsed(self, t: float | None = None) -> float:
+        return (time.monotonic() if t is None else t) - self.t0
+
+    # -- set-up
+    def _queue(self, name: str) -> dict[str, str]:
+        url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        self.created_queues.append(url)
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return {"name": name, "url": url, "arn": arn}
+
+    def setup(self) -> None:
+        self.topic_arn = self.sns.create_topic(Name=f"{self.prefix}-topic")["TopicArn"]
+        notify = self._queue(f"{self.prefix}-subscriber")
+        self.notify_queue_url = notify["url"]
+        self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=notify["arn"])
+        log(f"==> {self.prefix}: SNS topic {self.topic_arn}, subscriber queue {notify['name']}")
+        spike_n = 1 + max(
+            (int(float(Deployment(a.source, "x", "x", "", "", {}).resolve(a.props["Threshold"]))) for a in self.alarms if a.key == "AutoFixApplied-spike"),
+            default=0,
+        )
+        self.spike_replicas = spike_n
+        for i, name in enumerate(self.scenario_names):
+            ns = f"KmsReplicaGuardAlarms/{self.id}/{name}"
+            fn = f"{self.prefix}-{name}-fn"
+            dlq = self._queue(f"{self.prefix}-{name}-dlq")
+            env = {
+                "AWS_ENDPOINT_URL": ENDPOINT,
+                "AWS_ACCESS_KEY_ID": ACCOUNT,
+                "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_LAMBDA_LOG_FORMAT": "JSON",
+                "AWS_LAMBDA_FUNCTION_NAME": fn,
+                "REMEDIATION_MODE": "enforce",
+                "BASELINE_SOURCE": f"file:{BASELINE}",
+                "REMEDIATOR_ROLE_ARN": REMEDIATOR_ROLE_ARN,
+                "METRICS_NAMESPACE": ns,
+                "SWEEP_REGIONS": REPLICA_REGION,
+            }
+            if name == "failed":
+                env["BASELINE_SOURCE"] = "primary"
+            if name == "flap":
+                env["FLAP_MAX"] = "1"
+            sc = ScenarioRun(name, ns, fn, dlq, env)
+            sc.watch = Watch(f"{self.prefix}-{name}", env, WATCH_PORT + i)
+            self.scenarios[name] = sc
+            for src in self.sources:
+                if not src.of_type("AWS::CloudWatch::Alarm") and not src.of_type("AWS::CloudWatch::Dashboard"):
+                    continue
+                dep = Deployment(src, f"{self.prefix}-{name}-{src.tool}", ns, self.topic_arn, fn, dlq)
+                self.deployments[(name, src.label)] = dep
+        # Every alarm of every template, once per scenario.
+        for name in self.scenario_names:
+            for alarm in self.alarms:
+                if alarm.key in NOT_DRIVABLE:
+                    continue
+                dep = self.deployments[(name, alarm.source.label)]
+                req = dep.alarm_request(alarm)
+                self.test_alarms.append(TestAlarm(name, alarm, req, DRIVEN.get(alarm.key) == name))
+        for ta in self.test_alarms:
+            self.cw.put_metric_alarm(**ta.request)
+            ta.created_at = time.monotonic()
+        log(f"==> {len(self.test_alarms)} alarms created ({len(self.alarms)} in the templates x {len(self.scenario_names)} scenarios), Period {TEST_PERIOD} s")
+
+    # -- driving
+    def start_functions(self) -> None:
+        build_function()
+        for sc in self.scenarios.values():
+            assert sc.watch
+            sc.watch.start()
+        for sc in self.scenarios.values():
+            assert sc.watch
+            sc.watch.wait_listening()
+        log("==> the function listens under cargo lambda watch: " + ", ".join(f"{s.name} :{s.watch.port}" for s in self.scenarios.values() if s.watch))
+
+    def _invoke(self, sc: ScenarioRun, what: str, payload: str) -> Invocation:
+        assert sc.watch
+        ok, body = sc.watch.invoke(payload)
+        inv = Invocation(what, ok, body)
+        sc.invocations.append(inv)
+        sc.data_sent_at = time.monotonic()
+        return inv
+
+    def drive_spike(self, sc: ScenarioRun) -> None:
+        ids = [fresh_key_id() for _ in range(self.spike_replicas)]
+        for key_id in ids:
+            create_family(key_id, default_policy())
+        sc.key_ids = ids
+        self.within_one_evaluation_window(sc, "AutoFixApplied-spike", needed=25)
+        for key_id in ids:
+            self._invoke(sc, f"replicate-key {key_id}", event("replicate-key", key_id))
+        log(f"    spike: {len(ids)} drifted replicas (threshold {self.spike_replicas - 1}), {sum(1 for i in sc.invocations for o in _outcomes(i) if o.get('action') == 'remediated')} remediated")
+
+    def within_one_evaluation_window(self, sc: ScenarioRun, key: str, needed: float) -> None:
+        """Waits, if needed, so that the next `needed` seconds hold no evaluation of the alarm.
+
+        Each evaluation sums one Period back from its own time, so data published across an
+        evaluation would be split between two windows and might cross the threshold in neither.
+        """
+        for ta in self.test_alarms:
+            if ta.scenario != sc.name or ta.alarm.key != key:
+                continue
+            every = ta.request["Period"] * ta.request["EvaluationPeriods"]
+            since = (time.monotonic() - ta.created_at) % every
+            if every - since < needed:
+                wait = every - since + 1.0
+                log(f"    {sc.name}: waiting {wait:.0f} s for {ta.name}'s evaluation to pass (the data must land in one window)")
+                time.sleep(wait)
+
+    def drive_failed(self, sc: ScenarioRun) -> None:
+        key_id = fresh_key_id()
+        create_family(key_id, LOCKOUT_POLICY, bypass=True)
+        sc.key_ids = [key_id]
+        payload = event("replicate-key", key_id)
+        inv = self._invoke(sc, f"replicate-key {key_id} (primary would lock the remediator out)", payload)
+        # What Lambda puts in the on-failure destination after the retries.
+        record = {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": secrets.token_hex(16),
+                "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{sc.function_name}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3,
+            },
+            "requestPayload": json.loads(payload),
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": inv.body,
+        }
+        sc.dlq_record = record
+        if not inv.ok:
+            self.sqs.send_message(QueueUrl=sc.queue["url"], MessageBody=json.dumps(record))
+            sc.data_sent_at = time.monotonic()
+        log(f"    failed: invocation {'failed' if not inv.ok else 'SUCCEEDED (unexpected)'}: {json.dumps(inv.body)[:300]}")
+
+    def drive_flap(self, sc: ScenarioRun) -> None:
+        key_id = fresh_key_id()
+        create_family(key_id, default_policy())
+        sc.key_ids = [key_id]
+        self._invoke(sc, "replicate-key (first fix)", event("replicate-key", key_id))
+        # The other writer puts its policy back.
+        client("kms", REPLICA_REGION).put_key_policy(KeyId=key_id, PolicyName="default", Policy=default_policy())
+        inv = self._invoke(sc, "put-key-policy (drift put back)", event("put-key-policy-replica-id", key_id))
+        log(f"    flap: second event -> {[o.get('action') for o in _outcomes(inv)]}")
+
+    def publish_lambda_errors(self) -> None:
+        """The Lambda service's Errors datum for each scenario (see STAND_IN)."""
+        for sc in self.scenarios.values():
+            failed = sum(1 for i in sc.invocations if not i.ok)
+            self.cw.put_metric_data(
+                Namespace="AWS/Lambda",
+                MetricData=[{"MetricName": "Errors", "Dimensions": [{"Name": "FunctionName", "Value": sc.function_name}], "Value": failed, "Unit": "Count"}],
+            )
+
+    def drive(self) -> None:
+        drivers: dict[str, Callable[[ScenarioRun], None]] = {"spike": self.drive_spike, "failed": self.drive_failed, "flap": self.drive_flap}
+        for sc in self.scenarios.values():
+            drivers[sc.name](sc)
+        self.publish_lambda_errors()
+        for sc in self.scenarios.values():
+            if sc.watch:
+                sc.watch.stop()
+        self.data_stopped_at = time.monotonic()
+        log(f"==> all scenarios driven at +{self.elapsed():.0f} s; the data stops now")
+
+    # -- waiting
+    def poll(self) -> None:
+        states = {}
+        for page in self.cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=self.prefix, AlarmTypes=["MetricAlarm"]):
+            for a in page["MetricAlarms"]:
+                states[a["AlarmName"]] = a["StateValue"]
+        now = time.monotonic()
+        for ta in self.test_alarms:
+            state = states.get(ta.name, "MISSING")
+            if not ta.history or ta.history[-1][0] != state:
+                ta.history.append((state, now))
+                if ta.history[-1][0] != "INSUFFICIENT_DATA":
+                    log(f"    +{self.elapsed(now):5.0f} s  {ta.name}: {state}")
+
+    def done(self) -> bool:
+        for ta in self.test_alarms:
+            if ta.expect_alarm:
+                t_alarm = ta.first("ALARM")
+                if t_alarm is None:
+                    return False
+                if self.wait_ok and ta.first("OK", after=t_alarm) is None:
+                    return False
+            elif ta.first("OK") is None:
+                return False
+        return True
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            for sc in self.scenarios.values():
+                if sc.dlq_purged_at is None and any(
+                    ta.scenario == sc.name and ta.alarm.key == "DLQ-not-empty" and ta.first("ALARM") for ta in self.test_alarms
+                ):
+                    self.sqs.purge_queue(QueueUrl=sc.queue["url"])
+                    sc.dlq_purged_at = time.monotonic()
+                    log(f"    +{self.elapsed():5.0f} s  {sc.queue['name']} purged (the operator redrove it)")
+            if self.done() or time.monotonic() > deadline:
+                return
+            time.sleep(POLL_SECONDS)
+
+    def read_notifications(self) -> None:
+        empty = 0
+        while empty < 2:
+            msgs = self.sqs.receive_message(QueueUrl=self.notify_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            if not msgs:
+                empty += 1
+                continue
+            for m in msgs:
+                envelope = json.loads(m["Body"])
+                try:
+                    alarm = json.loads(envelope.get("Message", ""))
+                except ValueError:
+                    alarm = {}
+                self.notifications.append({"envelope": envelope, "alarm": alarm})
+                self.sqs.delete_message(QueueUrl=self.notify_queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def check_dashboards(self) -> None:
+        for sc in self.scenarios.values():
+            metrics = []
+            for page in self.cw.get_paginator("list_metrics").paginate(Namespace=sc.namespace):
+                metrics.extend(page["Metrics"])
+            self.listed_metrics[sc.name] = metrics
+        for src, lid, props in self.dashboards:
+            dep = self.deployments[(self.scenario_names[0], src.label)]
+            body = dep.dashboard_body(props)
+            name = str(dep.resolve(props.get("DashboardName", f"{dep.stack}-{REGION}")))
+            if not name.startswith(dep.stack):
+                name = f"{dep.stack}-{REGION}"
+            out = self.cw.put_dashboard(DashboardName=name, DashboardBody=json.dumps(body))
+            self.created_dashboards.append(name)
+            back = json.loads(self.cw.get_dashboard(DashboardName=name)["DashboardBody"])
+            self.dashboard_results.append(
+                {"where": f"{src.label}:{lid}", "name": name, "validation": out.get("DashboardValidationMessages", []),
+                 "read_back_equal": back == body, "metrics": dashboard_metrics(body), "deployment": dep}
+            )
+
+    def cleanup(self) -> None:
+        for sc in self.scenarios.values():
+            if sc.watch:
+                sc.watch.stop()
+        names = [ta.name for ta in self.test_alarms]
+        for i in range(0, len(names), 100):
+            try:
+                self.cw.delete_alarms(AlarmNames=names[i : i + 100])
+            except Exception as err:  # noqa: BLE001 - clean-up is best effort, reported
+                log(f"    (clean-up: delete_alarms: {err})")
+        if self.created_dashboards:
+            try:
+                self.cw.delete_dashboards(DashboardNames=self.created_dashboards)
+            except Exception as err:  # noqa: BLE001
+                log(f"    (clean-up: delete_dashboards: {err})")
+        for url in self.created_queues:
+            try:
+                self.sqs.delete_queue(QueueUrl=url)
+            except Exception as err:  # noqa: BLE001
+                log(f"    (clean-up: delete_queue: {err})")
+        if self.topic_arn:
+            try:
+                self.sns.delete_topic(TopicArn=self.topic_arn)
+            except Exception as err:  # noqa: BLE001
+                log(f"    (clean-up: delete_topic: {err})")
+        # The keys: pending deletion, so that nothing sweeps them again.
+        for sc in self.scenarios.values():
+            for key_id in sc.key_ids:
+                for region in (REPLICA_REGION, REGION):
+                    try:
+                        client("kms", region).schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+                    except Exception:  # noqa: BLE001, S110 - best effort
+                        pass
+
+    def execute(self, timeout: float = 600) -> None:
+        try:
+            self.setup()
+            self.start_functions()
+            self.drive()
+            self.wait(timeout)
+            self.read_notifications()
+            self.check_dashboards()
+            self.write_report()
+        finally:
+            self.cleanup()
+
+    # -- results
+    def timings(self, ta: TestAlarm) -> dict[str, float | None]:
+        sc = self.scenarios[ta.scenario]
+        t_data = sc.data_sent_at
+        t_alarm = ta.first("ALARM")
+        t_ok = ta.first("OK", after=t_alarm) if t_alarm else None
+        # For the DLQ alarm the data stops when the queue is emptied.
+        t_stop = sc.dlq_purged_at if ta.alarm.key == "DLQ-not-empty" and sc.dlq_purged_at else self.data_stopped_at
+        return {
+            "to_alarm": (t_alarm - t_data) if t_alarm and t_data else None,
+            "to_ok": (t_ok - t_stop) if t_ok and t_stop else None,
+        }
+
+    def report_lines(self) -> list[str]:
+        lines = []
+        for ta in sorted(self.test_alarms, key=lambda x: (not x.expect_alarm, x.alarm.key, x.scenario, x.alarm.source.tool)):
+            states = " -> ".join(s for s, _ in ta.history)
+            t = self.timings(ta)
+            extra = ""
+            if ta.expect_alarm:
+                extra = f"  ALARM {t['to_alarm']:.0f} s after the data" if t["to_alarm"] is not None else "  never ALARM"
+                extra += f", OK {t['to_ok']:.0f} s after it stopped" if t["to_ok"] is not None else ", never back to OK"
+                if ta.alarm.key in STAND_IN:
+                    extra += "  (stand-in Lambda datum)"
+            lines.append(f"{'FIRE' if ta.expect_alarm else 'QUIET'} {ta.scenario:6} {ta.alarm.source.tool} {ta.alarm.key:22} {states}{extra}")
+        for key, why in NOT_DRIVABLE.items():
+            lines.append(f"NOT DRIVEN {key}: {why}")
+        return lines
+
+    def write_report(self) -> None:
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        lines = self.report_lines()
+        (OUT_DIR / "report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (OUT_DIR / "invocations.json").write_text(
+            json.dumps({s.name: [i.__dict__ for i in s.invocations] for s in self.scenarios.values()}, indent=2) + "\n", encoding="utf-8"
+        )
+        (OUT_DIR / "notifications.json").write_text(json.dumps([n["envelope"] for n in self.notifications], indent=2) + "\n", encoding="utf-8")
+        log("==> alarms (state changes observed):")
+        for line in lines:
+            log("    " + line)
+
+
+def _outcomes(inv: Invocation) -> list[dict[str, Any]]:
+    return inv.body.get("outcomes", []) if isinstance(inv.body, dict) else []
+
+
+def operator_view(note: dict[str, Any]) -> str:
+    """A notification as the person subscribed to the topic reads it (e-mail subject and body)."""
+    a, env = note["alarm"], note["envelope"]
+    trig = a.get("Trigger", {})
+    dims = ", ".join(f"{d.get('name')}={d.get('value')}" for d in trig.get("Dimensions", [])) or "none (fleet total)"
+    return "\n".join(
+        [
+            f"Subject: {env.get('Subject', '')}",
+            f"  Alarm:       {a.get('AlarmName')}",
+            f"  State:       {a.get('OldStateValue')} -> {a.get('NewStateValue')} at {a.get('StateChangeTime')}",
+            f"  Reason:      {a.get('NewStateReason')}",
+            f"  Description: {a.get('AlarmDescription')}",
+            f"  Metric:      {trig.get('Namespace')} {trig.get('MetricName')} ({trig.get('Statistic')} over {trig.get('Period')} s, "
+            f"{trig.get('ComparisonOperator')} {trig.get('Threshold')}), dimensions: {dims}",
+        ]
+    )
+
+
+def runbook_entry(anchor: str) -> str:
+    """The text of README's runbook entry with that anchor ('' if there is none)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for m in re.finditer(r"^#### ([^\n]+)\n(.*?)(?=^#{2,4} |\Z)", text, flags=re.M | re.S):
+        if re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-") == anchor:
+            return f"#### {m.group(1)}\n{m.group(2).strip()}"
+    return ""
+
+
+def demo() -> int:
+    """make demo-alarms: the SAM stack's spike alarm firing end to end, as an operator sees it."""
+    problem = emulator_problem()
+    if problem:
+        log(f"error: the local AWS emulator is not reachable: {problem}")
+        return 1
+    run = Run(scenarios=("spike",), tools=("sam",), wait_ok=False)
+    spike = [a for a in run.alarms if a.key == "AutoFixApplied-spike"]
+    if not spike:
+        log("error: no AutoFixApplied-spike alarm in the SAM template")
+        return 1
+    # Only the spike alarm (the others stay quiet in this scenario and would only add noise).
+    run.alarms = spike
+    try:
+        run.setup()
+        run.start_functions()
+        run.drive()
+        log("==> waiting for the alarm's next evaluation (every 60 s on the emulator)")
+        run.wait(240)
+        run.read_notifications()
+    finally:
+        run.cleanup()
+    fired = [n for n in run.notifications if n["alarm"].get("NewStateValue") == "ALARM"]
+    if not fired:
+        log("error: no ALARM notification arrived")
+        return 1
+    ta = run.test_alarms[0]
+    t = run.timings(ta)
+    print()
+    print(f"The alarm went to ALARM {t['to_alarm']:.0f} s after the function published AutoFixApplied; the topic delivered:")
+    print()
+    print(operator_view(fired[0]))
+    m = re.search(r"Runbook: README\.md#([a-z0-9-]+)", fired[0]["alarm"].get("AlarmDescription", ""))
+    if m:
+        entry = runbook_entry(m.group(1))
+        print()
+        print(f"The runbook entry it points to (README.md#{m.group(1)}):")
+        print("\n".join("  " + line for line in entry.splitlines()))
+    print()
+    print("Raw SNS message (as the SQS subscriber received it):")
+    print(json.dumps(fired[0]["envelope"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["demo"]:
+        sys.exit(demo())
+    print(__doc__)
+    sys.exit(2)

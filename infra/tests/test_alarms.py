@@ -1,0 +1,200 @@
+"""The operator's loop end to end: the stacks' own alarms fire on real metric data and reach a subscriber.
+
+The alarms and dashboards come from the synthesized templates (infra/.build/sam/*.cfn.json and
+infra/cdk/cdk.out), are created on the local emulator for a test deployment with an SNS topic
+and an SQS subscriber, and are driven by the real function under `cargo lambda watch`; see
+alarm_harness.py for how the references are resolved and why the Period is 60 s. All
+scenarios are driven at once and waited for once (about 5 minutes: LocalStack evaluates a
+60 s alarm every 60 s and looks back 3 periods before it returns to OK).
+
+Run (from the repository root, emulator started, templates synthesized):
+
+    .venv/bin/python -m unittest discover -s infra/tests -p 'test_alarms.py' -v
+
+Results: infra/.build/alarms/report.txt (each alarm's state changes and their times) and
+notifications.json (every notification the subscriber received).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import alarm_harness as h  # noqa: E402
+
+README = h.ROOT / "README.md"
+
+
+def github_anchor(heading: str) -> str:
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def runbook_anchors() -> set[str]:
+    """The anchors of the headings inside README's Runbook section."""
+    text = README.read_text(encoding="utf-8")
+    m = re.search(r"^### Runbook\n(.*?)(?=^### |\Z)", text, flags=re.M | re.S)
+    if not m:
+        raise AssertionError("README.md has no '### Runbook' section")
+    return {github_anchor(x) for x in re.findall(r"^#### (.+)$", m.group(1), flags=re.M)}
+
+
+class TemplateAlarmsTest(unittest.TestCase):
+    """Offline: every alarm of the templates is accounted for and points to its runbook entry."""
+
+    def test_every_alarm_in_the_templates_is_driven_or_listed_as_not_drivable(self) -> None:
+        alarms = h.template_alarms(h.sources())
+        tools = {a.source.tool for a in alarms}
+        self.assertEqual(tools, {"sam", "cdk"}, "alarms are expected in the SAM and the CDK templates")
+        for a in alarms:
+            with self.subTest(alarm=a.where):
+                self.assertFalse(a.key in h.DRIVEN and a.key in h.NOT_DRIVABLE, f"{a.key} is both driven and not drivable")
+                self.assertTrue(
+                    a.key in h.DRIVEN or a.key in h.NOT_DRIVABLE,
+                    f"{a.where} ({a.key}) is neither driven (DRIVEN in alarm_harness.py: which scenario trips it) "
+                    "nor listed in NOT_DRIVABLE with the reason",
+                )
+                if a.key in h.DRIVEN:
+                    self.assertIn(h.DRIVEN[a.key], h.SCENARIOS)
+                else:
+                    self.assertGreaterEqual(len(h.NOT_DRIVABLE[a.key]), 20, "say why it cannot be driven")
+
+    def test_every_alarm_points_to_a_runbook_entry_that_exists(self) -> None:
+        anchors = runbook_anchors()
+        for a in h.template_alarms(h.sources()):
+            with self.subTest(alarm=a.where):
+                desc = a.props.get("AlarmDescription", "")
+                self.assertIsInstance(desc, str)
+                m = re.search(r"Runbook: README\.md#([a-z0-9-]+)", desc)
+                self.assertIsNotNone(m, f"{a.where}: AlarmDescription does not point to its runbook entry: {desc!r}")
+                assert m is not None
+                self.assertIn(m.group(1), anchors, f"{a.where}: README.md has no runbook entry #{m.group(1)}")
+
+    def test_function_metric_alarms_watch_what_the_function_publishes(self) -> None:
+        # The template's alarms and its function agree on the namespace (before the harness maps it).
+        for a in h.template_alarms(h.sources()):
+            dep = h.Deployment(a.source, "s", "TEST/ns", "t", "f", {"name": "q", "url": "u", "arn": "a"})
+            plain = h.Deployment(a.source, "s", "TEST/ns", "t", "f", {})
+            plain.sam_overrides = {}
+            plain.deployed_namespace = None
+            ns = plain.resolve(a.props.get("Namespace"))
+            if a.props.get("MetricName") in h.FUNCTION_METRICS:
+                with self.subTest(alarm=a.where):
+                    self.assertEqual(ns, dep.deployed_namespace, "the alarm watches another namespace than the function publishes to")
+                    self.assertEqual(dep.alarm_request(a)["Namespace"], "TEST/ns")
+
+
+class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
+    harness: h.Run
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        problem = h.emulator_problem()
+        if problem:
+            raise AssertionError(
+                f"the local AWS emulator is not reachable: {problem}. Start it with `make emulator` "
+                "(or point AWS_ENDPOINT_URL at one)."
+            )
+        cls.harness = h.Run()
+        cls.harness.execute()
+
+    # -- the scenarios really happened
+    def test_the_function_did_what_each_scenario_needs(self) -> None:
+        sc = self.harness.scenarios
+        spike = [o for i in sc["spike"].invocations for o in h._outcomes(i)]
+        self.assertEqual(sum(o.get("action") == "remediated" for o in spike), self.harness.spike_replicas, spike)
+        failed = sc["failed"].invocations
+        self.assertEqual([i.ok for i in failed], [False], "the lockout baseline must fail the invocation")
+        # The mirrored primary policy would lock the remediator out: refused, nothing written.
+        self.assertEqual(failed[0].body.get("errorType"), "NonRetryable.KeyFailure", failed[0].body)
+        self.assertIn("the baseline for this key is invalid, nothing was written", failed[0].body.get("errorMessage", ""))
+        flap = [[o.get("action") for o in h._outcomes(i)] for i in sc["flap"].invocations]
+        self.assertEqual(flap[0], ["remediated"])
+        self.assertEqual(flap[1], ["skipped"])
+        self.assertIn("flapping", h._outcomes(sc["flap"].invocations[1])[0].get("reason", ""))
+
+    # -- alarms
+    def test_each_alarm_fires_in_its_scenario_and_returns_to_ok(self) -> None:
+        fired = [ta for ta in self.harness.test_alarms if ta.expect_alarm]
+        self.assertEqual(len(fired), 2 * len(h.DRIVEN), "one driven alarm per template and alarm")
+        for ta in fired:
+            with self.subTest(alarm=ta.name):
+                states = [s for s, _ in ta.history]
+                t_alarm = ta.first("ALARM")
+                self.assertIsNotNone(t_alarm, f"{ta.name} never went to ALARM: {states}")
+                assert t_alarm is not None
+                self.assertIsNotNone(ta.first("OK", after=t_alarm), f"{ta.name} did not return to OK: {states}")
+
+    def test_no_alarm_fires_outside_its_scenario(self) -> None:
+        for ta in self.harness.test_alarms:
+            if ta.expect_alarm:
+                continue
+            with self.subTest(alarm=ta.name):
+                states = [s for s, _ in ta.history]
+                self.assertNotIn("ALARM", states)
+                self.assertIn("OK", states, f"{ta.name} was never evaluated: {states}")
+
+    def test_every_state_change_reached_the_subscriber_naming_the_alarm_and_metric(self) -> None:
+        by_name: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for n in self.harness.notifications:
+            by_name.setdefault((n["alarm"].get("AlarmName", ""), n["alarm"].get("NewStateValue", "")), []).append(n)
+        for ta in self.harness.test_alarms:
+            if not ta.expect_alarm:
+                continue
+            for state in ("ALARM", "OK"):
+                with self.subTest(alarm=ta.name, state=state):
+                    got = by_name.get((ta.name, state), [])
+                    self.assertTrue(got, f"no {state} notification for {ta.name} in the subscriber queue")
+                    alarm, envelope = got[0]["alarm"], got[0]["envelope"]
+                    self.assertEqual(envelope.get("TopicArn"), self.harness.topic_arn)
+                    self.assertEqual(alarm["Trigger"]["MetricName"], ta.request["MetricName"])
+                    self.assertEqual(alarm["Trigger"]["Namespace"], ta.request["Namespace"])
+                    self.assertEqual(alarm.get("AlarmDescription"), ta.request["AlarmDescription"])
+                    self.assertIn(ta.name, envelope.get("Subject", ""))
+
+    # -- dashboard
+    def test_the_dashboards_are_accepted_and_name_metrics_the_function_published(self) -> None:
+        self.assertEqual({r["deployment"].source.tool for r in self.harness.dashboard_results}, {"sam", "cdk"})
+        published = set()
+        for sc in self.harness.scenarios.values():
+            for m in self.harness.listed_metrics[sc.name]:
+                ns = m["Namespace"].replace(sc.namespace, "<ns>")
+                published.add((ns, m["MetricName"], frozenset(d["Name"] for d in m.get("Dimensions", []))))
+        for name in h.FUNCTION_METRICS:
+            self.assertIn(("<ns>", name, frozenset()), published, "the fleet total")
+            self.assertIn(("<ns>", name, frozenset({"Region"})), published, "the per-Region datum")
+        for r in self.harness.dashboard_results:
+            with self.subTest(dashboard=r["where"]):
+                self.assertEqual(r["validation"], [], "PutDashboard validation messages")
+                self.assertTrue(r["read_back_equal"], "GetDashboard returned another body")
+                self.assertTrue(r["metrics"])
+                ns = r["deployment"].namespace
+                for m_ns, m_name, dims in r["metrics"]:
+                    self.assertEqual(m_ns, ns)
+                    self.assertIn(("<ns>", m_name, dims), published, f"the dashboard shows {m_name} {set(dims)}, never published")
+
+    # -- README
+    def test_the_readme_shows_a_notification_like_the_real_one(self) -> None:
+        text = README.read_text(encoding="utf-8")
+        m = re.search(r"^### Alarms\n(.*?)(?=^### )", text, flags=re.M | re.S)
+        self.assertIsNotNone(m, "README.md has no '### Alarms' section")
+        assert m is not None
+        blocks = re.findall(r"```json\n(.*?)```", m.group(1), flags=re.S)
+        self.assertGreaterEqual(len(blocks), 2, "the Alarms section shows the alarm message and its SNS envelope (```json)")
+        message, envelope = json.loads(blocks[0]), json.loads(blocks[1])
+        real = next(n for n in self.harness.notifications if n["alarm"].get("NewStateValue") == "ALARM")
+        self.assertEqual(sorted(message), sorted(real["alarm"]), "the alarm message fields")
+        self.assertEqual(sorted(message["Trigger"]), sorted(real["alarm"]["Trigger"]), "the Trigger fields")
+        self.assertEqual(sorted(envelope), sorted(real["envelope"]), "the SNS envelope fields")
+        self.assertEqual(message["NewStateValue"], "ALARM")
+        self.assertRegex(message["AlarmDescription"], r"Runbook: README\.md#[a-z-]+")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
