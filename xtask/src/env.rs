@@ -14,9 +14,13 @@ pub const REGION: &str = "us-east-1";
 /// The emulator's default port.
 pub const DEFAULT_PORT: u16 = 4566;
 
-/// The repository root (the parent of `xtask/`).
+/// The repository root (the parent of `xtask/`). `cargo run` tells the task where its
+/// manifest is at run time; the path compiled in is only the fallback, since one shared
+/// target dir may hold a binary built from another checkout.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .parent()
         .expect("xtask/ sits in the repository root")
         .to_path_buf()
