@@ -10,9 +10,10 @@ use std::time::Duration;
 use krg_aws::kms::RateLimits;
 use krg_engine::baseline::{Baseline, RenderContext, Template};
 use krg_engine::decide::lockout_guard;
-use krg_engine::key::{KeyArn, Region, RoleArn};
+use krg_engine::key::{AccountId, KeyArn, Region, RoleArn};
 use krg_engine::ports::RemoteText;
 use krg_engine::retry::Backoff;
+use krg_engine::tenancy::{Fleet, MemberRole, Members, Tenancy};
 use krg_engine::{FlapGuard, Mode, Settings};
 use krg_policy::{ValidationError, validate};
 
@@ -41,6 +42,9 @@ pub struct Config {
     pub backup_bucket: Option<String>,
     /// Key prefix of the backups in the bucket (`BACKUP_PREFIX`).
     pub backup_prefix: String,
+    /// Where a scheduled sweep sends its planned work items (`SWEEP_QUEUE_URL`); `None`:
+    /// the sweep runs inline.
+    pub sweep_queue_url: Option<String>,
 }
 
 /// The configuration as given, each value parsed into its type; `None` means "not set,
@@ -79,6 +83,14 @@ pub struct Options {
     /// `RATE_LIST_RESOURCE_TAGS`: the function's budgets per account and Region, shared by
     /// `RATE_INSTANCES` execution environments.
     pub rates: RateOptions,
+    /// `MEMBER_ROLE_NAME`: the role assumed in member accounts.
+    pub member_role: Option<String>,
+    /// `MEMBER_EXTERNAL_ID`.
+    pub member_external_id: Option<String>,
+    /// `MEMBER_ACCOUNTS`: listed ids or `organization`.
+    pub member_accounts: Option<Members>,
+    /// `SWEEP_QUEUE_URL`.
+    pub sweep_queue_url: Option<String>,
 }
 
 /// Client-side KMS rate limits as given (requests per second per Region).
@@ -166,6 +178,10 @@ impl Options {
                 list_resource_tags: number("RATE_LIST_RESOURCE_TAGS")?,
                 instances: number("RATE_INSTANCES")?,
             },
+            member_role: get("MEMBER_ROLE_NAME"),
+            member_external_id: get("MEMBER_EXTERNAL_ID"),
+            member_accounts: parsed(&get, "MEMBER_ACCOUNTS")?,
+            sweep_queue_url: get("SWEEP_QUEUE_URL"),
         })
     }
 }
@@ -305,21 +321,73 @@ impl Config {
     /// Reads configuration through `get` (the environment, or a map in tests). `ssm:` and
     /// `s3://` baselines need a call: use [`Config::load_from`] for them.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::build(Options::from_lookup(get)?, None)
+        Self::build(Options::from_lookup(get)?, None, None)
     }
 
     /// Checks `options` as a whole and applies the defaults, fetching an `ssm:` or `s3://`
-    /// baseline through `remote`.
+    /// baseline through `remote`, and the function's own account (GetCallerIdentity) when it
+    /// has member accounts and no `REMEDIATOR_ROLE_ARN` names it.
     pub async fn resolve(options: Options, remote: &impl RemoteText) -> Result<Self, ConfigError> {
         let fetched = match &options.baseline {
             Some(BaselineSource::Remote(spec)) => Some(spec.fetch(remote).await?),
             _ => None,
         };
-        Self::build(options, fetched)
+        let caller = match (&options.member_role, &options.remediator) {
+            (Some(_), None) => Some(remote.caller_account().await.map_err(|e| {
+                err(
+                    "MEMBER_ROLE_NAME",
+                    format!("the function's own account is needed to tell it from member accounts, and reading it failed: {e}; set REMEDIATOR_ROLE_ARN to the function's role ARN"),
+                )
+            })?),
+            _ => None,
+        };
+        Self::build(options, fetched, caller)
     }
 
-    fn build(o: Options, fetched: Option<Template>) -> Result<Self, ConfigError> {
+    /// The accounts worked in: the function's own (from `REMEDIATOR_ROLE_ARN`, else the
+    /// caller's) and, with `MEMBER_ROLE_NAME`, the members of `MEMBER_ACCOUNTS`.
+    fn tenancy(o: &Options, caller: Option<AccountId>) -> Result<Tenancy, ConfigError> {
+        let home = o
+            .remediator
+            .as_ref()
+            .map(|r| r.account().clone())
+            .or(caller);
+        let fleet = match (&o.member_role, &o.member_accounts) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(err(
+                    "MEMBER_ROLE_NAME",
+                    "MEMBER_ACCOUNTS is set but MEMBER_ROLE_NAME is not: set MEMBER_ROLE_NAME to the role the member stack creates in each account (e.g. kms-replica-guard-member), or unset MEMBER_ACCOUNTS to heal this account only",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(err(
+                    "MEMBER_ACCOUNTS",
+                    "MEMBER_ROLE_NAME is set, so the function may enter other accounts, but MEMBER_ACCOUNTS does not say which: set it to a comma-separated list of 12-digit account ids, or to `organization` for every active account of the organisation",
+                ));
+            }
+            (Some(name), Some(members)) => Some(Fleet {
+                role: MemberRole::new(name, o.member_external_id.clone())
+                    .map_err(|e| err("MEMBER_ROLE_NAME", e.to_string()))?,
+                members: members.clone(),
+            }),
+        };
+        if fleet.is_some() && home.is_none() {
+            return Err(err(
+                "REMEDIATOR_ROLE_ARN",
+                "with MEMBER_ROLE_NAME set, the function's own account must be known: set REMEDIATOR_ROLE_ARN to the function's role ARN (or load the configuration with Config::load, which asks STS)",
+            ));
+        }
+        Ok(Tenancy { home, fleet })
+    }
+
+    fn build(
+        o: Options,
+        fetched: Option<Template>,
+        caller: Option<AccountId>,
+    ) -> Result<Self, ConfigError> {
         const VAR: &str = "BASELINE_SOURCE";
+        let tenancy = Self::tenancy(&o, caller)?;
         let baseline = match (o.baseline.unwrap_or(BaselineSource::Primary), fetched) {
             (_, Some(t)) => Baseline::Template(t),
             (BaselineSource::Primary, None) => Baseline::Primary,
@@ -346,6 +414,9 @@ impl Config {
         };
         if let Baseline::Template(t) = &baseline {
             check_template(t, o.remediator.as_ref(), o.home.as_ref())?;
+            if let Some(fleet) = &tenancy.fleet {
+                check_member_template(t, fleet, o.remediator.as_ref(), o.home.as_ref())?;
+            }
         }
         let metrics_namespace = o
             .metrics_namespace
@@ -386,6 +457,7 @@ impl Config {
                 window: o.flap_window.unwrap_or(flap.window),
             },
             remediator: o.remediator,
+            tenancy,
         };
         let defaults = RateLimits::default();
         let rate = |given: Option<u64>, default: u32| {
@@ -407,6 +479,7 @@ impl Config {
             backup_prefix: o
                 .backup_prefix
                 .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_owned()),
+            sweep_queue_url: o.sweep_queue_url,
         })
     }
 }
@@ -441,6 +514,51 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     Ok(Duration::from_secs(secs))
+}
+
+/// The baseline as it renders for a member account's key: the member role must keep
+/// `kms:PutKeyPolicy` there (the lockout check of every write in that account).
+fn check_member_template(
+    t: &Template,
+    fleet: &Fleet,
+    remediator: Option<&RoleArn>,
+    home: Option<&Region>,
+) -> Result<(), ConfigError> {
+    let account: AccountId = match &fleet.members {
+        Members::Listed(ids) => ids.iter().next().cloned(),
+        Members::Organization => None,
+    }
+    .unwrap_or_else(|| "000000000000".parse().expect("12 digits"));
+    let partition = remediator
+        .map(RoleArn::partition)
+        .or(home.map(Region::partition))
+        .unwrap_or("aws");
+    let region = home.map_or("us-east-1", Region::as_str);
+    let sample: KeyArn =
+        format!("arn:{partition}:kms:{region}:{account}:key/mrk-00000000000000000000000000000000")
+            .parse()
+            .expect("a well-formed sample ARN");
+    let text = t.render(RenderContext {
+        key: &sample,
+        primary_region: sample.region(),
+    });
+    let role = fleet.role.arn_in(&account, partition);
+    validate(&text, &lockout_guard(&sample, Some(&role))).map_err(|errors| {
+        err(
+            "BASELINE_SOURCE",
+            format!(
+                "baseline {} would lock the member role out of member accounts' keys (rendered for account {account}, role {role}); allow it, or the account root via {{{{AccountId}}}}, kms:PutKeyPolicy:\n{}",
+                t.origin(),
+                errors
+                    .0
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        )
+    })?;
+    Ok(())
 }
 
 /// Renders the template for a sample key and validates it, so a bad baseline is caught at
@@ -676,5 +794,78 @@ mod tests {
             assert_eq!(e.variable, var, "{e}");
             assert!(e.to_string().contains(hint), "{var}={value}: {e}");
         }
+    }
+
+    const HUB_ROLE: &str = "arn:aws:iam::999999999999:role/hub";
+
+    #[test]
+    fn member_accounts_need_both_the_role_and_the_list_and_say_what_to_set() {
+        let e = config(&[("MEMBER_ROLE_NAME", "kms-replica-guard-member")]).unwrap_err();
+        assert_eq!(e.variable, "MEMBER_ACCOUNTS", "{e}");
+        assert!(e.problem.contains("organization"), "{e}");
+        let e = config(&[("MEMBER_ACCOUNTS", "222233334444")]).unwrap_err();
+        assert_eq!(e.variable, "MEMBER_ROLE_NAME", "{e}");
+        let e = config(&[
+            ("MEMBER_ROLE_NAME", "kms-replica-guard-member"),
+            ("MEMBER_ACCOUNTS", "222233334444"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "REMEDIATOR_ROLE_ARN", "{e}");
+        let e = config(&[
+            ("MEMBER_ROLE_NAME", "kms-replica-guard-member"),
+            ("MEMBER_ACCOUNTS", "2222,3333"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "MEMBER_ACCOUNTS", "{e}");
+        assert!(e.problem.contains("12 digits"), "{e}");
+    }
+
+    #[test]
+    fn a_hub_with_members_knows_its_own_account_and_the_member_role() {
+        let c = config(&[
+            ("REMEDIATOR_ROLE_ARN", HUB_ROLE),
+            ("MEMBER_ROLE_NAME", "kms-replica-guard-member"),
+            ("MEMBER_EXTERNAL_ID", "ext-42"),
+            ("MEMBER_ACCOUNTS", "organization"),
+            (
+                "SWEEP_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/999999999999/work",
+            ),
+        ])
+        .unwrap();
+        let t = &c.settings.tenancy;
+        assert_eq!(t.home.as_ref().unwrap().as_str(), "999999999999");
+        assert!(t.needs_organization());
+        assert_eq!(t.member_role().unwrap().external_id(), Some("ext-42"));
+        assert!(c.sweep_queue_url.is_some());
+    }
+
+    #[test]
+    fn a_baseline_that_locks_the_member_role_out_is_refused_at_start_up() {
+        // Allows the hub's role only: fine at home, a lockout in every member account.
+        let hub_only = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{HUB_ROLE}"}},"Action":"kms:*","Resource":"*"}}]}}"#
+        );
+        let e = config(&[
+            ("REMEDIATOR_ROLE_ARN", HUB_ROLE),
+            ("MEMBER_ROLE_NAME", "kms-replica-guard-member"),
+            ("MEMBER_ACCOUNTS", "222233334444"),
+            ("BASELINE_SOURCE", &hub_only),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "BASELINE_SOURCE");
+        assert!(
+            e.problem
+                .contains("arn:aws:iam::222233334444:role/kms-replica-guard-member"),
+            "{e}"
+        );
+        let root = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:root"},"Action":"kms:*","Resource":"*"}]}"#;
+        config(&[
+            ("REMEDIATOR_ROLE_ARN", HUB_ROLE),
+            ("MEMBER_ROLE_NAME", "kms-replica-guard-member"),
+            ("MEMBER_ACCOUNTS", "222233334444"),
+            ("BASELINE_SOURCE", root),
+        ])
+        .unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! The one place that assembles the application from its configuration: the AWS adapters
-//! (KMS with the configured rate limits, S3 backups when `BACKUP_BUCKET` is set, CloudWatch
-//! in the home Region) behind the engine. The Lambda, the CLI and the integration tests all
+//! (KMS with the configured rate limits, in member accounts through the member role; S3
+//! backups when `BACKUP_BUCKET` is set; CloudWatch in the home Region; the sweep's work queue
+//! when `SWEEP_QUEUE_URL` is set) behind the engine. The Lambda, the CLI and the integration tests all
 //! build through here, over whichever SDK configuration they are given (AWS, the emulator,
 //! the fault proxy).
 
@@ -8,15 +9,18 @@ use aws_config::SdkConfig;
 use krg_aws::backups::{Backups, S3Backups};
 use krg_aws::clients::{kms_clients, load_sdk_config};
 use krg_aws::cloudwatch::CloudWatch;
-use krg_aws::kms::Kms;
+use krg_aws::kms::{Kms, MemberKms};
+use krg_aws::members::{MemberAccess, Organization};
+use krg_aws::queue::Sqs;
 use krg_aws::remote::Remote;
 use krg_engine::Reconciler;
+use krg_engine::tenancy::Members;
 
 use crate::config::{Config, ConfigError};
 use crate::lambda::App;
 
 /// The function as it runs in Lambda: its ports are the AWS adapters.
-pub type AwsApp = App<Kms, Kms, CloudWatch, Backups>;
+pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs>;
 
 /// The engine over the AWS adapters.
 pub type AwsEngine = Reconciler<Kms, Kms, Backups>;
@@ -31,6 +35,8 @@ pub struct Adapters {
     pub bucket: Option<S3Backups>,
     /// CloudWatch in the home Region.
     pub metrics: CloudWatch,
+    /// The sweep's work queue (`SWEEP_QUEUE_URL`).
+    pub queue: Option<Sqs>,
 }
 
 impl Adapters {
@@ -43,11 +49,20 @@ impl Adapters {
                 S3Backups::new(aws_sdk_s3::Client::new(sdk), bucket, &c.backup_prefix)
             })
         });
+        let mut kms = Kms::with_limits(kms_clients(sdk), limits);
+        if let Some(members) = config.and_then(|c| member_kms(sdk, c)) {
+            kms = kms.with_members(members);
+        }
         Self {
-            kms: Kms::with_limits(kms_clients(sdk), limits),
+            kms,
             backups: bucket.clone().map_or_else(Backups::default, Backups::S3),
             bucket,
             metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk)),
+            queue: config.and_then(|c| {
+                c.sweep_queue_url
+                    .as_ref()
+                    .map(|url| Sqs::new(aws_sdk_sqs::Client::new(sdk), url))
+            }),
         }
     }
 
@@ -71,7 +86,39 @@ impl Adapters {
             self.backups,
             self.metrics,
         )
+        .with_queue(self.queue)
     }
+}
+
+/// Member accounts' KMS access, when the configuration has members: AssumeRole with the
+/// function's own credentials, the organisation listed for `MEMBER_ACCOUNTS=organization`.
+fn member_kms(sdk: &SdkConfig, config: &Config) -> Option<MemberKms> {
+    let settings = &config.settings;
+    let fleet = settings.tenancy.fleet.as_ref()?;
+    let home = settings.tenancy.home.clone()?;
+    let partition = settings
+        .remediator
+        .as_ref()
+        .map(|r| r.partition().to_owned())
+        .or_else(|| {
+            sdk.region()
+                .and_then(|r| r.as_ref().parse::<krg_engine::key::Region>().ok())
+                .map(|r| r.partition().to_owned())
+        })
+        .unwrap_or_else(|| "aws".to_owned());
+    let access = MemberAccess::new(
+        aws_sdk_sts::Client::new(sdk),
+        fleet.role.clone(),
+        &partition,
+    );
+    let organization = matches!(fleet.members, Members::Organization)
+        .then(|| Organization::new(aws_sdk_organizations::Client::new(sdk)));
+    Some(MemberKms::new(
+        home,
+        std::sync::Arc::new(access),
+        sdk,
+        organization,
+    ))
 }
 
 /// The function as Lambda runs it, from the process environment: the SDK configuration,

@@ -48,6 +48,7 @@ SHOULD_MATCH = {
     "put-key-policy-single-region.json",
     "update-primary-region.json",
     "update-primary-region-new-primary.json",
+    "put-key-policy-member-account.json",
 }
 SHOULD_NOT_MATCH = {
     "put-key-policy-error.json",
@@ -57,7 +58,7 @@ SHOULD_NOT_MATCH = {
     "synchronize-multi-region-key.json",
 }
 # Direct-invoke payloads, not EventBridge events: nothing to match.
-NOT_EVENTBRIDGE_EVENTS = {"manual-sweep.json"}
+NOT_EVENTBRIDGE_EVENTS = {"manual-sweep.json", "sqs-sweep-work-items.json"}
 
 
 def _rule_patterns(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -107,6 +107,21 @@ struct ConfigArgs {
     /// Processes sharing those budgets (the CLI alone: 1).
     #[arg(long, env = "RATE_INSTANCES", global = true, hide = true)]
     rate_instances: Option<u64>,
+    /// Member accounts to work in: comma-separated 12-digit ids, or `organization` (every
+    /// ACTIVE account Organizations lists). Needs --role-name.
+    #[arg(long, env = "MEMBER_ACCOUNTS", global = true)]
+    accounts: Option<krg_engine::tenancy::Members>,
+    /// The role assumed in member accounts (the member stack's MemberRoleName).
+    #[arg(long, env = "MEMBER_ROLE_NAME", global = true)]
+    role_name: Option<String>,
+    /// The external id the member role's trust policy asks for, if any.
+    #[arg(
+        long,
+        env = "MEMBER_EXTERNAL_ID",
+        global = true,
+        hide_env_values = true
+    )]
+    external_id: Option<String>,
 }
 
 impl ConfigArgs {
@@ -137,6 +152,11 @@ impl ConfigArgs {
                 list_resource_tags: self.rate_list_resource_tags,
                 instances: self.rate_instances,
             },
+            member_role: self.role_name,
+            member_external_id: self.external_id,
+            member_accounts: self.accounts,
+            // The CLI sweeps inline; planning onto a queue is the function's job.
+            sweep_queue_url: None,
         }
     }
 }

@@ -1,10 +1,13 @@
-//! `sweep --regions R,R [--apply]`: every multi-Region replica in some Regions, with a
-//! progress bar, a table of what was not in sync, the summary and the KMS calls made.
+//! `sweep --regions R,R [--accounts A,B|organization --role-name NAME] [--apply]`: every
+//! multi-Region replica in some Regions of the function's own account, or of the member
+//! accounts given, with a progress bar, a table of what was not in sync, the summary (per
+//! account when there are several) and the KMS calls made.
 
 use std::time::Instant;
 
 use console::style;
 use krg_engine::key::Region;
+use krg_engine::tenancy::Members;
 use serde_json::json;
 
 use super::output::{Bar, print_table};
@@ -37,7 +40,16 @@ pub async fn run(
     let engine = adapters.engine(config);
     let started = Instant::now();
     let bar = Bar::new(json);
-    let report = engine.sweep(&args.regions, &bar).await;
+    let tenancy = &engine.settings().tenancy;
+    let listed: Option<Vec<_>> = match tenancy.fleet.as_ref().map(|f| &f.members) {
+        Some(Members::Listed(ids)) => Some(ids.iter().cloned().collect()),
+        _ => None,
+    };
+    let (places, refused) = engine
+        .places(listed.as_deref(), Some(&args.regions))
+        .await?;
+    let mut report = engine.sweep(&places, &bar).await;
+    report.accounts_refused = refused;
     bar.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let calls = kms.call_counts();
@@ -56,8 +68,26 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ");
         let total: usize = report.summary.iter().flatten().map(|(_, n)| n).sum();
+        let accounts: std::collections::BTreeSet<_> = places.iter().map(|p| &p.account).collect();
+        for (account, counts) in &report.summary_by_account {
+            let line = counts
+                .iter()
+                .map(|(a, n)| format!("{} {n}", a.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("  account {account}: {line}");
+        }
+        for r in &report.accounts_refused {
+            eprintln!(
+                "{} account {}: {}",
+                style("skipped:").yellow().bold(),
+                r.account,
+                r.why
+            );
+        }
         println!(
-            "\nswept {total} replicas in {} Region(s) in {elapsed:.1} s: {summary}",
+            "\nswept {total} replicas in {} account(s) x {} Region(s) in {elapsed:.1} s: {summary}",
+            accounts.len(),
             args.regions.len()
         );
         let calls = calls

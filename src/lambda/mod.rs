@@ -1,15 +1,22 @@
 //! The Lambda entry point: payload → trigger → reconcile → metrics → response. Any failed
 //! key fails the invocation, so Lambda retries it and the on-failure destination keeps it.
+//!
+//! With a work queue (`SWEEP_QUEUE_URL`), a sweep of every account is planned instead of run:
+//! one item per (account, Region) goes to the queue, and the same function consumes it
+//! (`batch.rs`), answering with the items that failed so that only they are retried.
+
+mod batch;
 
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
 
 use crate::config::{Config, ConfigError};
 use krg_engine::Reconciler;
+use krg_engine::error::CallError;
 use krg_engine::ledger::MemoryLedger;
 use krg_engine::outcome::{Report, Retry};
-use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, PolicyStore};
-use krg_engine::trigger::{self, EventError};
+use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, PolicyStore, WorkQueue};
+use krg_engine::trigger::{self, EventError, Trigger};
 
 /// Why an invocation failed. The `error_type` Lambda records says whether a retry can help.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +27,10 @@ pub enum InvocationError {
     /// The payload could not be understood.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A sweep could not be planned onto the work queue (the organisation could not be
+    /// listed, or SQS did not take the items).
+    #[error("the sweep could not be planned: {0}")]
+    Plan(CallError),
     /// One or more keys failed.
     #[error("{failed} key(s) failed: {summary}")]
     Keys {
@@ -38,6 +49,8 @@ impl InvocationError {
         match self {
             InvocationError::Config(_) => "NonRetryable.ConfigurationError",
             InvocationError::Event(_) => "NonRetryable.MalformedEvent",
+            InvocationError::Plan(e) if e.kind.is_retryable() => "Retryable.PlanFailure",
+            InvocationError::Plan(_) => "NonRetryable.PlanFailure",
             InvocationError::Keys {
                 retry: Retry::Retryable,
                 ..
@@ -61,9 +74,19 @@ impl From<InvocationError> for Diagnostic {
 
 /// The function: configuration (or why it is invalid) and its ports, built once per
 /// execution environment and lent to every invocation.
-pub struct App<K, P, M, B = MemoryLedger> {
+pub struct App<K, P, M, B = MemoryLedger, Q = NoQueue> {
     engine: Result<(Reconciler<K, P, B>, String), ConfigError>,
     metrics: M,
+    queue: Option<Q>,
+}
+
+/// No work queue: sweeps run inline.
+pub struct NoQueue;
+
+impl WorkQueue for NoQueue {
+    async fn send(&self, _: &[krg_engine::key::Place]) -> Result<usize, CallError> {
+        unreachable!("an app without a queue never plans")
+    }
 }
 
 impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M, MemoryLedger> {
@@ -75,7 +98,7 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M, MemoryLedger>
     }
 }
 
-impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, M, B> {
+impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, M, B, NoQueue> {
     /// An app that backs up every policy before overwriting it.
     pub fn with_backups(
         config: Result<Config, ConfigError>,
@@ -93,35 +116,117 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
                 c.metrics_namespace,
             )
         });
-        Self { engine, metrics }
+        Self {
+            engine,
+            metrics,
+            queue: None,
+        }
     }
 
-    /// Handles one invocation payload.
+    /// The same app, planning sweeps of every account onto `queue`.
+    pub fn with_queue<Q: WorkQueue>(self, queue: Option<Q>) -> App<K, P, M, B, Q> {
+        App {
+            engine: self.engine,
+            metrics: self.metrics,
+            queue,
+        }
+    }
+}
+
+impl<K, P, M, B, Q> App<K, P, M, B, Q>
+where
+    K: KeyDirectory,
+    P: PolicyStore,
+    M: MetricsSink,
+    B: BackupStore,
+    Q: WorkQueue,
+{
+    /// Handles one invocation payload: an SQS batch of work items, or one trigger.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
         let (engine, namespace) = self.engine.as_ref().map_err(|e| e.clone())?;
-        let trigger =
-            trigger::parse(&payload, engine.settings().remediator.as_ref()).inspect_err(|e| {
-                tracing::error!(error = %e, "event rejected");
-            })?;
+        if let Some(batch) = batch::records(&payload) {
+            return Ok(self.handle_batch(engine, namespace, batch).await);
+        }
+        let trigger = self.trigger(engine, &payload)?;
+        if let (
+            Trigger::Sweep {
+                accounts: None,
+                regions,
+            },
+            Some(queue),
+        ) = (&trigger, &self.queue)
+        {
+            return self.plan(engine, queue, regions.as_deref()).await;
+        }
         // Boxed: the engine's nested futures are deep enough to hit the type-layout limit.
         let report = Box::pin(engine.run(&trigger)).await;
-        let metrics = report.metrics();
         let mut response = serde_json::to_value(&report).expect("a report always serialises");
-        if !metrics.is_empty() {
-            // A metrics failure is reported but never undoes or blocks a fix.
-            let published = match self.metrics.publish(namespace, &metrics).await {
-                Ok(()) => serde_json::json!({"published": metrics.len()}),
-                Err(e) => {
-                    tracing::error!(error = %e, "publishing metrics failed; the outcomes stand");
-                    serde_json::json!({"published": 0, "error": e.to_string()})
-                }
-            };
+        if let Some(published) = self.publish(namespace, &report).await {
             response["metrics"] = published;
         }
         match report.failure_class() {
             None => Ok(response),
             Some(retry) => Err(failure(&report, retry)),
         }
+    }
+
+    /// The trigger of a payload, events of the role acting in their account ignored.
+    fn trigger(
+        &self,
+        engine: &Reconciler<K, P, B>,
+        payload: &Value,
+    ) -> Result<Trigger, EventError> {
+        let settings = engine.settings();
+        trigger::parse_in(payload, &settings.tenancy, settings.remediator.as_ref()).inspect_err(
+            |e| {
+                tracing::error!(error = %e, "event rejected");
+            },
+        )
+    }
+
+    /// Plans a sweep: one work item per (account, Region) onto the queue.
+    async fn plan(
+        &self,
+        engine: &Reconciler<K, P, B>,
+        queue: &Q,
+        regions: Option<&[krg_engine::key::Region]>,
+    ) -> Result<Value, InvocationError> {
+        let (places, _) = engine
+            .places(None, regions)
+            .await
+            .map_err(InvocationError::Plan)?;
+        let sent = queue.send(&places).await.map_err(|e| {
+            tracing::error!(error = %e, "sweep not planned");
+            InvocationError::Plan(e)
+        })?;
+        let accounts: std::collections::BTreeSet<_> =
+            places.iter().map(|p| p.account.clone()).collect();
+        tracing::info!(
+            items = sent,
+            accounts = accounts.len(),
+            "sweep planned onto the work queue"
+        );
+        Ok(serde_json::json!({
+            "planned": sent,
+            "accounts": accounts.len(),
+            "places": places.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Publishes the report's metrics; a failure is reported but never undoes or blocks a
+    /// fix. `None` when there was nothing to publish.
+    async fn publish(&self, namespace: &str, report: &Report) -> Option<Value> {
+        let metrics = report.metrics();
+        if metrics.is_empty() {
+            return None;
+        }
+        Some(match self.metrics.publish(namespace, &metrics).await {
+            Ok(()) => serde_json::json!({"published": metrics.len()}),
+            Err(e) => {
+                tracing::error!(error = %e, "publishing metrics failed; the outcomes stand");
+                serde_json::json!({"published": 0, "error": e.to_string()})
+            }
+        })
     }
 }
 
@@ -199,6 +304,7 @@ mod tests {
     use crate::config::Config;
     use krg_engine::error::ErrorKind;
     use krg_engine::fake::{FakeAws, arn};
+    use serde_json::json;
     use std::collections::HashMap;
 
     const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
@@ -250,6 +356,123 @@ mod tests {
             data.iter().any(|d| d.metric.name() == "AutoFixApplied"
                 && d.region.is_none()
                 && d.value == 1.0)
+        );
+    }
+
+    const HUB: &[(&str, &str)] = &[
+        ("REMEDIATION_MODE", "enforce"),
+        ("REMEDIATOR_ROLE_ARN", "arn:aws:iam::999988887777:role/hub"),
+        ("MEMBER_ROLE_NAME", "kms-replica-guard-member"),
+        ("MEMBER_ACCOUNTS", "111122223333,444455556666"),
+        ("SWEEP_REGIONS", "us-west-2,eu-west-1"),
+    ];
+
+    #[tokio::test]
+    async fn with_a_work_queue_a_scheduled_sweep_is_planned_per_account_and_region() {
+        let fake = drifted();
+        let app = App::new(config(HUB), &fake, &fake, &fake).with_queue(Some(&fake));
+        let response = app.handle(sample("scheduled-sweep.json")).await.unwrap();
+        assert_eq!(response["planned"], 6, "{response:#}");
+        assert_eq!(response["accounts"], 3);
+        let queued: Vec<String> = fake
+            .queued
+            .lock()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(queued.len(), 6);
+        assert!(
+            queued.contains(&"444455556666/eu-west-1".to_owned()),
+            "{queued:?}"
+        );
+        assert!(
+            queued.contains(&"999988887777/us-west-2".to_owned()),
+            "{queued:?}"
+        );
+        assert_eq!(
+            fake.operations(),
+            ["SendMessageBatch"],
+            "planning calls no KMS and assumes no role"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_work_items_reports_only_the_item_that_failed() {
+        let fake = drifted();
+        // The second item's ListKeys fails; the first item is swept and fixed.
+        fake.fail("ListKeys", &[]);
+        let app = App::new(config(HUB), &fake, &fake, &fake).with_queue(Some(&fake));
+        let mut batch = sample("sqs-sweep-work-items.json");
+        let first = batch["Records"][0]["messageId"].clone();
+        let second = batch["Records"][1]["messageId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let answer = {
+            let ok = app.handle(batch.clone()).await.unwrap();
+            assert_eq!(
+                ok,
+                json!({"batchItemFailures": []}),
+                "both items fine: {ok:#}"
+            );
+            assert!(
+                krg_policy::equivalent(&fake.policy(&arn("us-west-2")), POLICY).unwrap(),
+                "the first item fixed its account's replica"
+            );
+            fake.fail("ListKeys", &[ErrorKind::Throttled]);
+            batch["Records"].as_array_mut().unwrap().swap(0, 1);
+            app.handle(batch).await.unwrap()
+        };
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": [{"itemIdentifier": second}]}),
+            "only the failed item ({second}, not {first}) is retried"
+        );
+        assert!(
+            fake.queued.lock().unwrap().is_empty(),
+            "items are never planned again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_member_event_from_an_account_outside_the_list_is_a_counted_no_op() {
+        let fake = drifted();
+        let vars: Vec<(&str, &str)> = HUB
+            .iter()
+            .copied()
+            .map(|(k, v)| {
+                if k == "MEMBER_ACCOUNTS" {
+                    (k, "111122223333")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        let app = app(&fake, &vars);
+        let response = app
+            .handle(sample("put-key-policy-member-account.json"))
+            .await
+            .unwrap();
+        assert_eq!(response["outcomes"][0]["action"], "skipped", "{response:#}");
+        assert_eq!(response["outcomes"][0]["account"], "444455556666");
+        assert!(
+            response["outcomes"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("MEMBER_ACCOUNTS")
+        );
+        assert_eq!(
+            fake.operations(),
+            ["PutMetricData"],
+            "no KMS call, no AssumeRole"
+        );
+        let published = fake.published.lock().unwrap();
+        assert!(
+            published[0]
+                .1
+                .iter()
+                .any(|d| d.metric.name() == "AccountNotAllowed" && d.value == 1.0)
         );
     }
 

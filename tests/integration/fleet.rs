@@ -6,6 +6,7 @@ use kms_replica_guard::config::Config;
 use kms_replica_guard::wiring::{Adapters, on_aws};
 use krg_aws::remote::Remote;
 use krg_engine::Quiet;
+use krg_engine::key::Place;
 use krg_engine::outcome::Action;
 use krg_policy::equivalent;
 
@@ -75,7 +76,9 @@ async fn a_sweep_fixes_exactly_the_drifted_replicas_backs_each_up_and_restore_br
     let store = adapters.bucket.clone().expect("BACKUP_BUCKET is set");
     let engine = adapters.engine(&config);
 
-    let report = engine.sweep(&[region.parse().unwrap()], &Quiet).await;
+    let report = engine
+        .sweep(&[Place::own(region.parse().unwrap())], &Quiet)
+        .await;
 
     let action_of = |f: &Family| {
         report

@@ -1,6 +1,7 @@
 //! The function against the local AWS emulator over real HTTP, with the real SDK clients.
 //! Needs the emulator (`make emulator`); fails loudly without it.
 
+mod accounts;
 mod calls;
 mod faults;
 mod fleet;

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use kms_replica_guard::config::Config;
 use kms_replica_guard::wiring::{Adapters, AwsApp, AwsEngine};
 use krg_engine::Quiet;
+use krg_engine::key::Place;
 use krg_engine::outcome::Action;
 use krg_policy::equivalent;
 use krg_testkit::strict::{INVALID_PRINCIPALS, LOCKOUT};
@@ -102,7 +103,9 @@ async fn a_sweep_reads_reserialised_reordered_policies_and_reports_exactly_the_d
     );
 
     let engine = engine(&proxy, &[("BASELINE_SOURCE", BASELINE)]).await;
-    let report = engine.sweep(&[region.parse().unwrap()], &Quiet).await;
+    let report = engine
+        .sweep(&[Place::own(region.parse().unwrap())], &Quiet)
+        .await;
     let response = serde_json::to_value(&report).unwrap();
     assert!(
         !response["outcomes"]

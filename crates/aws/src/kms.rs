@@ -1,11 +1,12 @@
 //! KMS adapter: DescribeKey, ListKeys, ListResourceTags, GetKeyPolicy, PutKeyPolicy on the
-//! client of the key's own Region, each call paced by a client-side rate limit per Region
-//! and operation (below the account's KMS quotas) and counted.
+//! client of the key's own account and Region (a member account's through the member role,
+//! [`crate::members`]), each call paced by a client-side rate limit per account, Region and
+//! operation (below the account's KMS quotas) and counted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_kms::Client;
@@ -14,9 +15,10 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::call_error;
 use super::clients::RegionalClients;
+use super::members::{AccountCredentials, MemberAccess, Organization};
 use krg_engine::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use krg_engine::error::{CallError, ErrorKind};
-use krg_engine::key::{KeyArn, Region};
+use krg_engine::key::{AccountId, KeyArn, Place, Region};
 use krg_engine::ports::{KeyDirectory, PolicyStore};
 
 /// The only policy name KMS supports; the emulator needs it sent explicitly.
@@ -118,8 +120,12 @@ impl Operation {
     }
 }
 
+/// Whose quota a call spends: the function's own account (`None`) or a member account, in
+/// a Region.
+type QuotaKey = (Option<AccountId>, Region);
+
 struct Pacing {
-    limiters: [DefaultKeyedRateLimiter<Region>; 5],
+    limiters: [DefaultKeyedRateLimiter<QuotaKey>; 5],
     calls: [AtomicU64; 5],
 }
 
@@ -138,18 +144,68 @@ impl Pacing {
         }
     }
 
-    /// Waits for the operation's budget in the Region, then counts the call.
-    async fn admit(&self, operation: Operation, region: &Region) {
+    /// Waits for the operation's budget in the account and Region, then counts the call.
+    async fn admit(&self, operation: Operation, quota: &QuotaKey) {
         let i = operation as usize;
-        self.limiters[i].until_key_ready(region).await;
+        self.limiters[i].until_key_ready(quota).await;
         self.calls[i].fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// KMS through per-Region SDK clients.
+/// Member accounts' KMS clients: one per account and Region, on that account's assumed
+/// credentials.
+pub struct MemberKms {
+    home: AccountId,
+    access: Arc<MemberAccess>,
+    sdk: aws_config::SdkConfig,
+    clients: Mutex<HashMap<(AccountId, Region), Client>>,
+    organization: Option<Organization>,
+}
+
+impl MemberKms {
+    /// Clients for accounts other than `home`, entered through `access`; `organization`
+    /// lists the accounts for `MEMBER_ACCOUNTS=organization`.
+    pub fn new(
+        home: AccountId,
+        access: Arc<MemberAccess>,
+        sdk: &aws_config::SdkConfig,
+        organization: Option<Organization>,
+    ) -> Self {
+        Self {
+            home,
+            access,
+            sdk: sdk.clone(),
+            clients: Mutex::new(HashMap::new()),
+            organization,
+        }
+    }
+
+    /// The member account's client, after making sure its credentials are good (a refused
+    /// AssumeRole is reported here, typed, naming the role and the account).
+    async fn client(&self, account: &AccountId, region: &Region) -> Result<Client, CallError> {
+        self.access.credentials(account).await?;
+        let mut clients = self.clients.lock().expect("no panics while held");
+        let client = clients
+            .entry((account.clone(), region.clone()))
+            .or_insert_with(|| {
+                let conf = aws_sdk_kms::config::Builder::from(&self.sdk)
+                    .region(aws_sdk_kms::config::Region::new(region.as_str().to_owned()))
+                    .credentials_provider(AccountCredentials::new(
+                        self.access.clone(),
+                        account.clone(),
+                    ))
+                    .build();
+                Client::from_conf(conf)
+            });
+        Ok(client.clone())
+    }
+}
+
+/// KMS through per-account, per-Region SDK clients.
 #[derive(Clone)]
 pub struct Kms {
     clients: Arc<RegionalClients<Client>>,
+    members: Option<Arc<MemberKms>>,
     pacing: Arc<Pacing>,
     page_size: Option<i32>,
 }
@@ -164,9 +220,16 @@ impl Kms {
     pub fn with_limits(clients: Arc<RegionalClients<Client>>, limits: RateLimits) -> Self {
         Self {
             clients,
+            members: None,
             pacing: Arc::new(Pacing::new(limits)),
             page_size: None,
         }
+    }
+
+    /// Also works in member accounts (every account but the function's own) through them.
+    pub fn with_members(mut self, members: MemberKms) -> Self {
+        self.members = Some(Arc::new(members));
+        self
     }
 
     /// Asks ListKeys for pages of at most `n` keys (the service default is 100).
@@ -184,9 +247,24 @@ impl Kms {
             .collect()
     }
 
-    async fn client(&self, operation: Operation, region: &Region) -> Client {
-        self.pacing.admit(operation, region).await;
-        self.clients.get(region)
+    /// The client for `region` of `account` (`None`: the function's own), once the call
+    /// fits the operation's budget there.
+    async fn client(
+        &self,
+        operation: Operation,
+        account: Option<&AccountId>,
+        region: &Region,
+    ) -> Result<Client, CallError> {
+        let member = match (&self.members, account) {
+            (Some(m), Some(a)) if *a != m.home => Some((m, a)),
+            _ => None,
+        };
+        let quota = (member.map(|(_, a)| a.clone()), region.clone());
+        self.pacing.admit(operation, &quota).await;
+        match member {
+            Some((m, account)) => m.client(account, region).await,
+            None => Ok(self.clients.get(region)),
+        }
     }
 }
 
@@ -207,8 +285,8 @@ impl KeyDirectory for Kms {
     async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
         const OP: Operation = Operation::DescribeKey;
         let out = self
-            .client(OP, key.region())
-            .await
+            .client(OP, Some(key.account()), key.region())
+            .await?
             .describe_key()
             .key_id(key.as_str())
             .send()
@@ -267,8 +345,8 @@ impl KeyDirectory for Kms {
         let mut marker = None;
         loop {
             let page = self
-                .client(OP, key.region())
-                .await
+                .client(OP, Some(key.account()), key.region())
+                .await?
                 .list_resource_tags()
                 .key_id(key.as_str())
                 .set_marker(marker.take())
@@ -283,20 +361,21 @@ impl KeyDirectory for Kms {
         }
     }
 
-    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
+    async fn list_multi_region_keys(&self, place: &Place) -> Result<Vec<KeyArn>, CallError> {
         const OP: Operation = Operation::ListKeys;
+        let region = &place.region;
         let mut keys = Vec::new();
         let mut marker = None;
         loop {
             let page = self
-                .client(OP, region)
-                .await
+                .client(OP, place.account.as_ref(), region)
+                .await?
                 .list_keys()
                 .set_limit(self.page_size)
                 .set_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| call_error(OP.name(), region, e))?;
+                .map_err(|e| call_error(OP.name(), place, e))?;
             for entry in page.keys() {
                 // Single-Region keys are dropped here: no further call is ever made for them.
                 if !entry.key_id().is_some_and(|id| id.starts_with("mrk-")) {
@@ -315,14 +394,26 @@ impl KeyDirectory for Kms {
             }
         }
     }
+
+    async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
+        match self.members.as_ref().and_then(|m| m.organization.as_ref()) {
+            Some(org) => org.accounts().await,
+            None => Err(CallError::new(
+                "ListAccounts",
+                "the organisation",
+                ErrorKind::Invalid,
+                "the organisation's accounts are only read with MEMBER_ROLE_NAME set and MEMBER_ACCOUNTS=organization",
+            )),
+        }
+    }
 }
 
 impl PolicyStore for Kms {
     async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
         const OP: Operation = Operation::GetKeyPolicy;
         let out = self
-            .client(OP, key.region())
-            .await
+            .client(OP, Some(key.account()), key.region())
+            .await?
             .get_key_policy()
             .key_id(key.as_str())
             .policy_name(POLICY_NAME)
@@ -338,8 +429,8 @@ impl PolicyStore for Kms {
         // BypassPolicyLockoutSafetyCheck is deliberately never set: KMS's own lockout check
         // stays on as a second guard behind ours.
         const OP: Operation = Operation::PutKeyPolicy;
-        self.client(OP, key.region())
-            .await
+        self.client(OP, Some(key.account()), key.region())
+            .await?
             .put_key_policy()
             .key_id(key.as_str())
             .policy_name(POLICY_NAME)
@@ -560,6 +651,7 @@ mod tests {
             concurrency: 1,
             sweep_regions: vec![],
             flap: krg_engine::FlapGuard::default(),
+            tenancy: Default::default(),
         });
         let tags = mock!(Client::list_resource_tags).then_output(|| {
             aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput::builder().build()
@@ -574,8 +666,11 @@ mod tests {
             async fn tag_keys(&self, k: &KeyArn) -> Result<Vec<String>, CallError> {
                 self.1.tag_keys(k).await
             }
-            async fn list_multi_region_keys(&self, r: &Region) -> Result<Vec<KeyArn>, CallError> {
-                self.0.list_multi_region_keys(r).await
+            async fn list_multi_region_keys(&self, p: &Place) -> Result<Vec<KeyArn>, CallError> {
+                self.0.list_multi_region_keys(p).await
+            }
+            async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
+                self.0.organization_accounts().await
             }
         }
         let engine = Reconciler::new(Split(kms.clone(), tag_client), kms, settings);

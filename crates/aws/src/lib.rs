@@ -5,6 +5,8 @@ pub mod backups;
 pub mod clients;
 pub mod cloudwatch;
 pub mod kms;
+pub mod members;
+pub mod queue;
 pub mod remote;
 
 use aws_sdk_kms::config::http::HttpResponse;

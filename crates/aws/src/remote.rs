@@ -1,4 +1,5 @@
-//! Reads baselines kept outside the function: SSM parameters and S3 objects.
+//! What the configuration reads at start-up: baselines kept outside the function (SSM
+//! parameters, S3 objects) and, for member accounts, the function's own account (STS).
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::Client as S3;
@@ -6,6 +7,7 @@ use aws_sdk_ssm::Client as Ssm;
 
 use super::{call_error, get_object};
 use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::key::AccountId;
 use krg_engine::ports::RemoteText;
 
 /// Reads through SSM and S3 in the home Region. The clients are made when a read needs
@@ -24,6 +26,22 @@ impl Remote {
 }
 
 impl RemoteText for Remote {
+    async fn caller_account(&self) -> Result<AccountId, CallError> {
+        let out = aws_sdk_sts::Client::new(&self.sdk)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| call_error("GetCallerIdentity", "the function's credentials", e))?;
+        out.account().and_then(|a| a.parse().ok()).ok_or_else(|| {
+            CallError::new(
+                "GetCallerIdentity",
+                "the function's credentials",
+                ErrorKind::Other,
+                "response has no usable Account",
+            )
+        })
+    }
+
     async fn ssm_parameter(&self, name: &str) -> Result<String, CallError> {
         let out = Ssm::new(&self.sdk)
             .get_parameter()

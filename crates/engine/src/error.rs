@@ -58,7 +58,7 @@ impl ErrorKind {
 /// A failed AWS call, with the context an operator needs: the operation, what it was
 /// called on, the failure class, the service's words, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{operation} on {resource} failed: {message}{}", kind.hint())]
+#[error("{operation} on {resource} failed: {message}{}", self.hint())]
 pub struct CallError {
     /// The API operation (`GetKeyPolicy`, ...).
     pub operation: &'static str,
@@ -71,6 +71,19 @@ pub struct CallError {
 }
 
 impl CallError {
+    /// The operator's next step after the message.
+    fn hint(&self) -> &'static str {
+        match (self.operation, self.kind) {
+            ("AssumeRole", ErrorKind::AccessDenied) => {
+                " (the hub cannot enter this account: deploy the member stack there, and check that the member role trusts the hub's function role and, when MEMBER_EXTERNAL_ID is set, that external id)"
+            }
+            ("AssumeRole", ErrorKind::Throttled) => {
+                " (STS throttled AssumeRole after retries; Lambda will retry)"
+            }
+            (_, kind) => kind.hint(),
+        }
+    }
+
     /// A call error.
     pub fn new(
         operation: &'static str,

@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use crate::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use crate::error::{CallError, ErrorKind};
-use crate::key::{KeyArn, Region};
+use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::MetricDatum;
 use crate::ports::{
-    Backup, BackupStore, Claimed, KeyDirectory, MetricsSink, PolicyStore, WriteClaim, WriteHistory,
-    WriteRecord,
+    Backup, BackupStore, Claimed, KeyDirectory, MetricsSink, PolicyStore, WorkQueue, WriteClaim,
+    WriteHistory, WriteRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -46,6 +46,10 @@ pub struct FakeAws {
     /// Each claim attempt first finds another invocation's claim of the same drift, taken at
     /// this time (one per attempt, oldest first).
     pub foreign_claims: Mutex<Vec<SystemTime>>,
+    /// What Organizations ListAccounts answers (ACTIVE accounts).
+    pub organization: Mutex<Vec<AccountId>>,
+    /// Work items sent to the queue.
+    pub queued: Mutex<Vec<Place>>,
 }
 
 pub const ACCOUNT: &str = "111122223333";
@@ -179,18 +183,27 @@ impl KeyDirectory for FakeAws {
         Ok(self.keys.lock().unwrap()[key].tags.clone())
     }
 
-    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
-        self.call("ListKeys", region)?;
+    async fn list_multi_region_keys(&self, place: &Place) -> Result<Vec<KeyArn>, CallError> {
+        self.call("ListKeys", place)?;
         let mut keys: Vec<KeyArn> = self
             .keys
             .lock()
             .unwrap()
             .keys()
-            .filter(|k| k.region() == region && k.is_multi_region())
+            .filter(|k| {
+                k.region() == &place.region
+                    && k.is_multi_region()
+                    && place.account.as_ref().is_none_or(|a| a == k.account())
+            })
             .cloned()
             .collect();
         keys.sort();
         Ok(keys)
+    }
+
+    async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
+        self.call("ListAccounts", &"organization")?;
+        Ok(self.organization.lock().unwrap().clone())
     }
 }
 
@@ -299,5 +312,13 @@ impl BackupStore for FakeAws {
             .unwrap()
             .remove(&(claim.key.clone(), claim.drift.clone()));
         Ok(())
+    }
+}
+
+impl WorkQueue for FakeAws {
+    async fn send(&self, items: &[Place]) -> Result<usize, CallError> {
+        self.call("SendMessageBatch", &"work queue")?;
+        self.queued.lock().unwrap().extend_from_slice(items);
+        Ok(items.len())
     }
 }

@@ -18,7 +18,7 @@ pub struct IdError {
 }
 
 impl IdError {
-    fn new(what: &'static str, value: &str, why: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str, value: &str, why: &'static str) -> Self {
         Self {
             what,
             value: value.to_owned(),
@@ -94,6 +94,37 @@ impl FromStr for AccountId {
             Ok(Self(s.to_owned()))
         } else {
             Err(IdError::new("account id", s, "expected 12 digits"))
+        }
+    }
+}
+
+/// Where keys live: an account and a Region. The account is `None` for a function that
+/// does not know its own account and has no members: its own credentials' account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Place {
+    /// The account, when known.
+    pub account: Option<AccountId>,
+    /// The Region.
+    pub region: Region,
+}
+
+impl Place {
+    /// `region` of `account`.
+    pub fn new(account: Option<AccountId>, region: Region) -> Self {
+        Self { account, region }
+    }
+
+    /// `region` of the caller's own account.
+    pub fn own(region: Region) -> Self {
+        Self::new(None, region)
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.account {
+            Some(a) => write!(f, "{a}/{}", self.region),
+            None => write!(f, "{}", self.region),
         }
     }
 }

@@ -43,6 +43,7 @@
 //! - [`ledger`]: the in-process write history and write claims (no backup bucket).
 //! - [`reconcile`]: the engine, one file per stage.
 //! - [`retry`]: the one backoff helper; [`settings`]: how the engine behaves.
+//! - [`tenancy`]: the accounts worked in (home, members through the member role, allow-list).
 //! - `fake` (feature `test-util`): in-memory ports that count calls.
 
 pub mod baseline;
@@ -57,6 +58,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod retry;
 pub mod settings;
+pub mod tenancy;
 pub mod trigger;
 
 pub use reconcile::{Progress, Quiet, Reconciler};

@@ -10,7 +10,8 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::error::CallError;
-use crate::key::{KeyArn, Region};
+use crate::key::{AccountId, KeyArn, Region};
+use crate::tenancy::NotAllowed;
 
 /// A time as records and reasons show it: RFC 3339 in UTC.
 pub fn rfc3339(t: SystemTime) -> String {
@@ -152,6 +153,8 @@ pub enum Skip {
         /// The tag key.
         tag: String,
     },
+    /// The key's account is not one the function may work in (no AssumeRole, no call).
+    AccountNotAllowed(NotAllowed),
     /// The flap guard: rewritten `writes` times within `window` already.
     Flapping {
         /// Writes within the window.
@@ -346,6 +349,7 @@ impl fmt::Display for Skip {
             }
             Skip::SingleRegion => f.write_str("single-Region key"),
             Skip::Excluded { tag } => write!(f, "excluded by tag {tag}; drift left in place"),
+            Skip::AccountNotAllowed(why) => why.fmt(f),
             Skip::Flapping { writes, window } => write!(
                 f,
                 "flapping: already rewritten {writes} times in the last {} s; another writer keeps changing this policy, so it is left alone (see the runbook)",
@@ -510,13 +514,14 @@ impl Outcome {
     }
 }
 
-/// The documented contract: `key_arn`, `region`, `action`, `reason` (text or null),
-/// `diff` (text or null), and `retry` for failures only.
+/// The documented contract: `key_arn`, `account`, `region`, `action`, `reason` (text or
+/// null), `diff` (text or null), and `retry` for failures only.
 impl Serialize for Outcome {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let retry = self.retry();
-        let mut s = serializer.serialize_struct("Outcome", 5 + usize::from(retry.is_some()))?;
+        let mut s = serializer.serialize_struct("Outcome", 6 + usize::from(retry.is_some()))?;
         s.serialize_field("key_arn", &self.key_arn)?;
+        s.serialize_field("account", self.key_arn.account())?;
         s.serialize_field("region", &self.region)?;
         s.serialize_field("action", &self.action())?;
         s.serialize_field("reason", &self.reason())?;
@@ -559,7 +564,50 @@ pub struct Report {
     /// Sweeps: how many replicas ended in each action (in-sync ones are only counted here).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<BTreeMap<Action, usize>>,
+    /// Sweeps of several accounts: the summary per account.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub summary_by_account: BTreeMap<AccountId, BTreeMap<Action, usize>>,
+    /// Accounts a sweep was asked for but may not work in (nothing was called there).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts_refused: Vec<Refused>,
 }
+
+/// An account left alone, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The account.
+    pub account: AccountId,
+    /// Why it is not worked in.
+    pub why: NotAllowed,
+}
+
+impl Serialize for Refused {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Refused", 2)?;
+        s.serialize_field("account", &self.account)?;
+        s.serialize_field("reason", &self.why.to_string())?;
+        s.end()
+    }
+}
+
+/// The accounts whose member role could not be assumed, in the failures of a report.
+fn accounts_not_entered<'a>(
+    failures: impl Iterator<Item = &'a CallError>,
+) -> std::collections::BTreeSet<String> {
+    failures
+        .filter(|e| e.operation == ASSUME_ROLE)
+        .map(|e| {
+            e.resource
+                .split(':')
+                .nth(4)
+                .unwrap_or(&e.resource)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The operation name of the call that enters a member account.
+pub const ASSUME_ROLE: &str = "AssumeRole";
 
 impl Report {
     /// How many outcomes have this action.
@@ -604,6 +652,33 @@ impl Report {
         }
         if !data.is_empty() {
             data.extend(total.data(None));
+        }
+        let call_errors = self
+            .outcomes
+            .iter()
+            .filter_map(|o| match &o.status {
+                Status::Failed(Failure::Call(e)) => Some(e),
+                _ => None,
+            })
+            .chain(self.errors.iter().map(|e| &e.0));
+        let not_entered = accounts_not_entered(call_errors).len();
+        let not_allowed = self.accounts_refused.len()
+            + self
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o.status, Status::Skipped(Skip::AccountNotAllowed(_))))
+                .count();
+        for (metric, n) in [
+            (Metric::AccountNotEntered, not_entered),
+            (Metric::AccountNotAllowed, not_allowed),
+        ] {
+            if n > 0 {
+                data.push(MetricDatum {
+                    metric,
+                    region: None,
+                    value: n as f64,
+                });
+            }
         }
         data
     }
@@ -668,6 +743,12 @@ pub enum Metric {
     AutoFixFailed,
     /// A drifting key was left alone by the flap guard.
     FlapSuppressed,
+    /// Accounts whose member role could not be assumed (refused, throttled, unreachable):
+    /// their keys were not checked. A fleet total only.
+    AccountNotEntered,
+    /// Events or sweep items from accounts outside `MEMBER_ACCOUNTS`: nothing was done.
+    /// A fleet total only.
+    AccountNotAllowed,
 }
 
 impl Metric {
@@ -678,6 +759,8 @@ impl Metric {
             Metric::DriftDetected => "DriftDetected",
             Metric::AutoFixFailed => "AutoFixFailed",
             Metric::FlapSuppressed => "FlapSuppressed",
+            Metric::AccountNotEntered => "AccountNotEntered",
+            Metric::AccountNotAllowed => "AccountNotAllowed",
         }
     }
 }
@@ -716,7 +799,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"outcomes": [{
-                "key_arn": key("us-west-2").as_str(),
+                "key_arn": key("us-west-2").as_str(), "account": "111122223333",
                 "region": "us-west-2", "action": "in-sync", "reason": null, "diff": "d"
             }]})
         );
@@ -728,7 +811,9 @@ mod tests {
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["key_arn", "region", "action", "reason", "diff", "retry"]
+            [
+                "key_arn", "account", "region", "action", "reason", "diff", "retry"
+            ]
         );
     }
 
@@ -773,10 +858,39 @@ mod tests {
     }
 
     #[test]
+    fn accounts_the_hub_could_not_enter_are_counted_once_each() {
+        let refused = |account: &str| {
+            CallError::new(
+                ASSUME_ROLE,
+                format!("arn:aws:iam::{account}:role/kms-replica-guard-member"),
+                ErrorKind::AccessDenied,
+                "AccessDenied: not authorized",
+            )
+        };
+        let r = Report {
+            outcomes: vec![Outcome::call_failed(
+                &key("us-west-2"),
+                &refused("222233334444"),
+            )],
+            errors: vec![
+                RunError(refused("222233334444")),
+                RunError(refused("333344445555")),
+            ],
+            ..Report::default()
+        };
+        let entered = r
+            .metrics()
+            .into_iter()
+            .find(|d| d.metric == Metric::AccountNotEntered)
+            .expect("published");
+        assert_eq!((entered.value, entered.region), (2.0, None));
+        assert!(refused("222233334444").to_string().contains("member stack"));
+        assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
+    }
+
+    #[test]
     fn metrics_count_per_region_and_in_total() {
         let r = Report {
-            errors: vec![],
-            summary: None,
             outcomes: vec![
                 Outcome::new(
                     &key("us-west-2"),
@@ -791,6 +905,7 @@ mod tests {
                 Outcome::failed(&key("eu-west-1"), Failure::Call(throttled())),
                 Outcome::in_sync(&key("eu-west-1")),
             ],
+            ..Report::default()
         };
         let get = |m: Metric, region: Option<&str>| {
             r.metrics()

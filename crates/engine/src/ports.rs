@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use crate::decide::KeyFacts;
 use crate::error::CallError;
-use crate::key::{KeyArn, Region};
+use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, rfc3339};
 
 /// Reads what a key is (DescribeKey, tags) and which keys exist (ListKeys).
@@ -20,11 +20,16 @@ pub trait KeyDirectory: Send + Sync {
     /// Tag keys of one key.
     fn tag_keys(&self, key: &KeyArn)
     -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
-    /// Every key in a Region (all pages).
+    /// Every multi-Region key in a Region of an account (all pages).
     fn list_multi_region_keys(
         &self,
-        region: &Region,
+        place: &Place,
     ) -> impl Future<Output = Result<Vec<KeyArn>, CallError>> + Send;
+    /// The organisation's ACTIVE accounts (`MEMBER_ACCOUNTS=organization`), cached by the
+    /// adapter.
+    fn organization_accounts(
+        &self,
+    ) -> impl Future<Output = Result<Vec<AccountId>, CallError>> + Send;
 }
 
 /// Reads and writes the `default` key policy.
@@ -160,8 +165,11 @@ pub trait BackupStore: Send + Sync {
     fn release(&self, claim: &WriteClaim) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
-/// Where a baseline kept outside the function is read from.
+/// What the configuration reads once at start-up: a baseline kept outside the function, and
+/// the function's own account when it has member accounts and no `REMEDIATOR_ROLE_ARN`.
 pub trait RemoteText {
+    /// The account of the function's own credentials (STS GetCallerIdentity).
+    fn caller_account(&self) -> impl Future<Output = Result<AccountId, CallError>> + Send;
     /// The value of an SSM parameter (decrypted).
     fn ssm_parameter(&self, name: &str) -> impl Future<Output = Result<String, CallError>> + Send;
     /// The body of an S3 object.
@@ -212,8 +220,11 @@ impl<T: KeyDirectory> KeyDirectory for &T {
     async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
         (**self).tag_keys(key).await
     }
-    async fn list_multi_region_keys(&self, region: &Region) -> Result<Vec<KeyArn>, CallError> {
-        (**self).list_multi_region_keys(region).await
+    async fn list_multi_region_keys(&self, place: &Place) -> Result<Vec<KeyArn>, CallError> {
+        (**self).list_multi_region_keys(place).await
+    }
+    async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
+        (**self).organization_accounts().await
     }
 }
 
@@ -229,5 +240,19 @@ impl<T: PolicyStore> PolicyStore for &T {
 impl<T: MetricsSink> MetricsSink for &T {
     async fn publish(&self, namespace: &str, data: &[MetricDatum]) -> Result<(), CallError> {
         (**self).publish(namespace, data).await
+    }
+}
+
+/// The queue of planned sweep work: one item per (account, Region), consumed by the same
+/// function ([`crate::trigger::work_item`] is the message body).
+pub trait WorkQueue: Send + Sync {
+    /// Sends every item (in as few calls as the service allows); returns how many were sent.
+    /// Fails when any item could not be sent.
+    fn send(&self, items: &[Place]) -> impl Future<Output = Result<usize, CallError>> + Send;
+}
+
+impl<T: WorkQueue> WorkQueue for &T {
+    async fn send(&self, items: &[Place]) -> Result<usize, CallError> {
+        (**self).send(items).await
     }
 }

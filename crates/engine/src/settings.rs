@@ -2,7 +2,8 @@
 //! waits and the flap guard. Built by the application's typed configuration.
 
 use crate::baseline::Baseline;
-use crate::key::{Region, RoleArn};
+use crate::key::{AccountId, Region, RoleArn};
+use crate::tenancy::Tenancy;
 use std::time::Duration;
 
 use crate::retry::Backoff;
@@ -51,8 +52,11 @@ pub struct Settings {
     /// Keys carrying this tag key are left alone; `None` (`EXCLUDE_TAG=off`) turns the
     /// check, and its ListResourceTags call before every write, off.
     pub exclude_tag: Option<String>,
-    /// The function's own role: its events are ignored and it must never be locked out.
+    /// The function's own role: its events are ignored and it must never be locked out
+    /// (in member accounts, the member role takes its place: [`Settings::actor_in`]).
     pub remediator: Option<RoleArn>,
+    /// The accounts worked in: the function's own, and members through the member role.
+    pub tenancy: Tenancy,
     /// Waiting for a replica that is still being created.
     pub consistency: Backoff,
     /// Keys reconciled at once.
@@ -61,6 +65,14 @@ pub struct Settings {
     pub sweep_regions: Vec<Region>,
     /// When to stop rewriting a key that keeps drifting back.
     pub flap: FlapGuard,
+}
+
+impl Settings {
+    /// The role that acts in `account` (see [`Tenancy::actor_in`]).
+    pub fn actor_in(&self, account: &AccountId, partition: &str) -> Option<RoleArn> {
+        self.tenancy
+            .actor_in(account, partition, self.remediator.as_ref())
+    }
 }
 
 /// A key rewritten `max` times within `window` is left alone: another writer is fighting

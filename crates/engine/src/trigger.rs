@@ -8,7 +8,8 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::key::{AccountId, IdError, KeyArn, Region, RoleArn};
+use super::key::{AccountId, IdError, KeyArn, Place, Region, RoleArn};
+use super::tenancy::Tenancy;
 
 /// What an invocation has to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,9 +21,12 @@ pub enum Trigger {
         /// The keys named by the event.
         targets: Vec<Target>,
     },
-    /// Sweep every multi-Region key in these Regions (`None`: the configured Regions).
+    /// Sweep every multi-Region key in these accounts and Regions (`None`: the configured
+    /// Regions, every account the function may enter).
     Sweep {
-        /// Regions asked for by a direct payload.
+        /// Accounts asked for by a direct payload or a planned work item.
+        accounts: Option<Vec<AccountId>>,
+        /// Regions asked for by a direct payload or a planned work item.
         regions: Option<Vec<Region>>,
     },
     /// Nothing to do; the reason is logged.
@@ -138,14 +142,30 @@ struct SessionIssuer {
 struct SweepRequest {
     #[serde(default)]
     regions: Option<Vec<String>>,
+    /// One account (a planned work item).
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    accounts: Option<Vec<String>>,
 }
 
 const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
 
-/// Reads the trigger out of an invocation payload. `remediator` is the function's own role:
-/// events it caused are ignored, so a fix never triggers another round.
+/// Reads the trigger out of an invocation payload of a single-account function.
+/// `remediator` is the function's own role: events it caused are ignored, so a fix never
+/// triggers another round.
 pub fn parse(payload: &Value, remediator: Option<&RoleArn>) -> Result<Trigger, EventError> {
+    parse_in(payload, &Tenancy::default(), remediator)
+}
+
+/// Reads the trigger out of an invocation payload. Events caused by the role that acts in
+/// their account (`remediator` at home, the member role in a member account) are ignored.
+pub fn parse_in(
+    payload: &Value,
+    tenancy: &Tenancy,
+    remediator: Option<&RoleArn>,
+) -> Result<Trigger, EventError> {
     let Some(obj) = payload.as_object() else {
         return Err(EventError::Unrecognised);
     };
@@ -161,16 +181,19 @@ pub fn parse(payload: &Value, remediator: Option<&RoleArn>) -> Result<Trigger, E
         name: name.to_owned(),
     };
     match envelope.detail_type.as_str() {
-        SCHEDULED_DETAIL_TYPE if envelope.source == "aws.events" => {
-            Ok(Trigger::Sweep { regions: None })
-        }
+        SCHEDULED_DETAIL_TYPE if envelope.source == "aws.events" => Ok(Trigger::Sweep {
+            accounts: None,
+            regions: None,
+        }),
         CLOUDTRAIL_DETAIL_TYPE => {
             let detail: CloudTrailDetail = from_value(&envelope.detail, "detail.")?;
             let mut event = info(&detail.event_name);
             if event.id.is_none() {
                 event.id = detail.event_id.clone();
             }
-            parse_cloudtrail(&envelope, detail, event, remediator)
+            parse_cloudtrail(&envelope, detail, event, &|issuer: &RoleArn| {
+                tenancy.actor_in(issuer.account(), issuer.partition(), remediator)
+            })
         }
         other => Ok(Trigger::Ignore {
             event: info(other),
@@ -186,7 +209,7 @@ fn parse_cloudtrail(
     envelope: &EventBridgeEvent<Value>,
     detail: CloudTrailDetail,
     event: EventInfo,
-    remediator: Option<&RoleArn>,
+    actor_in_account_of: &dyn Fn(&RoleArn) -> Option<RoleArn>,
 ) -> Result<Trigger, EventError> {
     let ignore = |reason: String| {
         Ok(Trigger::Ignore {
@@ -218,9 +241,10 @@ fn parse_cloudtrail(
         .and_then(|u| u.session_context.as_ref())
         .and_then(|s| s.session_issuer.as_ref())
         .and_then(|i| i.arn.as_deref());
-    if let (Some(issuer), Some(me)) = (issuer, remediator)
-        && issuer == me.as_str()
-    {
+    let own = issuer
+        .and_then(|i| i.parse::<RoleArn>().ok())
+        .and_then(|i| actor_in_account_of(&i).filter(|me| *me == i));
+    if let (Some(issuer), Some(_)) = (issuer, own) {
         return ignore(format!(
             "{} was made by the remediator itself ({issuer})",
             detail.event_name
@@ -328,7 +352,37 @@ fn parse_sweep(sweep: &Value) -> Result<Trigger, EventError> {
                 .collect::<Result<Vec<Region>, _>>()
         })
         .transpose()?;
-    Ok(Trigger::Sweep { regions })
+    let accounts: Option<Vec<&String>> = match (&req.account, &req.accounts) {
+        (None, None) => None,
+        (one, many) => Some(one.iter().chain(many.iter().flatten()).collect()),
+    };
+    let accounts = accounts
+        .map(|ids| {
+            ids.into_iter()
+                .map(|a| {
+                    a.parse().map_err(|source| EventError::BadId {
+                        field: "sweep.account",
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<AccountId>, _>>()
+        })
+        .transpose()?;
+    Ok(Trigger::Sweep { accounts, regions })
+}
+
+/// The payload of one planned sweep item: `{"sweep": {"account": ..., "regions": [...]}}`,
+/// which [`parse`] reads back as a [`Trigger::Sweep`] of that place.
+pub fn work_item(place: &Place) -> Value {
+    let mut sweep = serde_json::Map::new();
+    if let Some(account) = &place.account {
+        sweep.insert("account".into(), Value::String(account.to_string()));
+    }
+    sweep.insert(
+        "regions".into(),
+        Value::Array(vec![Value::String(place.region.to_string())]),
+    );
+    serde_json::json!({ "sweep": sweep })
 }
 
 fn parse_arn(arn: &str, field: &'static str) -> Result<KeyArn, EventError> {
@@ -417,7 +471,7 @@ mod tests {
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            if !name.ends_with(".json") {
+            if !name.ends_with(".json") || name == "sqs-sweep-work-items.json" {
                 continue;
             }
             seen += 1;
@@ -464,10 +518,17 @@ mod tests {
                 "unrelated-service.json" => {
                     assert!(ignored_because(&t).contains("not a KMS event"))
                 }
-                "scheduled-sweep.json" => assert_eq!(t, Trigger::Sweep { regions: None }),
+                "scheduled-sweep.json" => assert_eq!(
+                    t,
+                    Trigger::Sweep {
+                        accounts: None,
+                        regions: None
+                    }
+                ),
                 "manual-sweep.json" => assert_eq!(
                     t,
                     Trigger::Sweep {
+                        accounts: None,
                         regions: Some(
                             ["us-east-1", "us-west-2", "eu-west-1"]
                                 .map(|r| r.parse().unwrap())
@@ -475,10 +536,84 @@ mod tests {
                         )
                     }
                 ),
+                "put-key-policy-member-account.json" => assert_eq!(
+                    targets(&t),
+                    vec![(
+                        mrk("us-west-2")
+                            .to_string()
+                            .replace("111122223333", "444455556666"),
+                        Scope::Key
+                    )],
+                    "the member's key"
+                ),
                 other => panic!("events/{other} has no expectation in this test; add one"),
             }
         }
-        assert_eq!(seen, 19, "sample events found in {dir}");
+        // sqs-sweep-work-items.json is an SQS batch, read by the handler (src/lambda/batch.rs).
+        assert_eq!(seen, 20, "sample events found in {dir}");
+    }
+
+    #[test]
+    fn a_planned_work_item_reads_back_as_the_sweep_of_its_place() {
+        let place = Place::new(
+            Some("222233334444".parse().unwrap()),
+            "eu-west-1".parse().unwrap(),
+        );
+        let item = work_item(&place);
+        assert_eq!(
+            item,
+            json!({"sweep": {"account": "222233334444", "regions": ["eu-west-1"]}})
+        );
+        assert_eq!(
+            parse(&item, None).unwrap(),
+            Trigger::Sweep {
+                accounts: Some(vec![place.account.clone().unwrap()]),
+                regions: Some(vec![place.region.clone()]),
+            }
+        );
+        let bad = json!({"sweep": {"account": "2222", "regions": ["eu-west-1"]}});
+        assert!(
+            parse(&bad, None)
+                .unwrap_err()
+                .to_string()
+                .contains("sweep.account")
+        );
+    }
+
+    #[test]
+    fn the_member_roles_own_event_in_a_member_account_is_a_no_op() {
+        use crate::tenancy::{Fleet, MemberRole, Tenancy};
+        let tenancy = Tenancy {
+            home: Some("999999999999".parse().unwrap()),
+            fleet: Some(Fleet {
+                role: MemberRole::new("kms-replica-guard-remediator", None).unwrap(),
+                members: "111122223333".parse().unwrap(),
+            }),
+        };
+        let hub: RoleArn = "arn:aws:iam::999999999999:role/hub".parse().unwrap();
+        // The sample's session issuer is role/kms-replica-guard-remediator in 111122223333:
+        // here the member role, so the hub caused it.
+        let t = parse_in(
+            &sample("put-key-policy-by-remediator.json"),
+            &tenancy,
+            Some(&hub),
+        )
+        .unwrap();
+        assert!(ignored_because(&t).contains("remediator itself"), "{t:?}");
+        let other = Tenancy {
+            fleet: Some(Fleet {
+                role: MemberRole::new("another-role", None).unwrap(),
+                members: "111122223333".parse().unwrap(),
+            }),
+            ..tenancy
+        };
+        let t = parse_in(
+            &sample("put-key-policy-by-remediator.json"),
+            &other,
+            Some(&hub),
+        )
+        .unwrap();
+        assert!(matches!(t, Trigger::Keys { .. }), "{t:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP proxy on 127.0.0.1 between the function's KMS client and the
-//! emulator. Tests queue faults per KMS operation (read from `X-Amz-Target`); requests
-//! without a queued fault are forwarded unchanged.
+//! emulator. Tests queue faults per operation (read from `X-Amz-Target`, or from the
+//! `Action=` of a query-protocol request such as STS AssumeRole, whose faults are answered
+//! in that protocol's XML); requests without a queued fault are forwarded unchanged.
 //!
 //! On request ([`FaultProxy::record_calls`]) it also keeps a timed record of every request it
 //! forwards ([`CallRecord`]): the cold-start benchmark (`cargo xtask bench-coldstart`) splits
@@ -194,6 +195,26 @@ impl FaultProxy {
     }
 }
 
+/// The `Action` of a query-protocol (form-encoded) request body, e.g. `AssumeRole`.
+fn query_action(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .map(str::to_owned)
+}
+
+/// A query-protocol error (STS, ...), as AWS answers one.
+fn query_error(status: u16, code: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>injected by the fault proxy</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
 fn error(status: u16, code: &str) -> Response<Full<Bytes>> {
     error_with(status, code, "injected by the fault proxy")
 }
@@ -229,35 +250,49 @@ async fn handle(
         strict,
     } = shared;
     let received = Instant::now();
-    let operation = req
-        .headers()
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let target = parts
+        .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.rsplit('.').next())
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned);
+    let query_action = query_action(&body);
+    let query = target.is_none() && query_action.is_some();
+    let operation = target.or(query_action).unwrap_or_default();
     let fault = plan
         .lock()
         .unwrap()
         .get_mut(&operation)
         .and_then(VecDeque::pop_front)
         .unwrap_or(Fault::Pass);
+    let refuse = |status: u16, code: &str| {
+        if query {
+            query_error(status, code)
+        } else {
+            error(status, code)
+        }
+    };
     match fault {
-        Fault::Throttle => return Ok(error(400, "ThrottlingException")),
+        Fault::Throttle if query => return Ok(refuse(400, "Throttling")),
+        Fault::Throttle => return Ok(refuse(400, "ThrottlingException")),
         Fault::ServerError => {
             return Ok(Response::builder()
                 .status(StatusCode::INTERNAL_SERVER_ERROR)
                 .body(Full::new(Bytes::new()))
                 .unwrap());
         }
-        Fault::NotFound => return Ok(error(400, "NotFoundException")),
-        Fault::AccessDenied => return Ok(error(400, "AccessDeniedException")),
+        Fault::NotFound => return Ok(refuse(400, "NotFoundException")),
+        Fault::AccessDenied if query => return Ok(refuse(403, "AccessDenied")),
+        Fault::AccessDenied => return Ok(refuse(400, "AccessDeniedException")),
         Fault::Drop => return Err("dropped by the fault proxy".into()),
         Fault::Pass | Fault::Slow(_) | Fault::Creating | Fault::RewritePolicy(_) => {}
     }
-    let (parts, body) = req.into_parts();
-    let call = calls.lock().unwrap().is_some().then(|| call_name(&parts));
-    let body = body.collect().await?.to_bytes();
+    let call = calls.lock().unwrap().is_some().then(|| match query {
+        true => operation.clone(),
+        false => call_name(&parts),
+    });
     let strict_on = strict.lock().unwrap().is_some();
     let request: Value = if strict_on {
         serde_json::from_slice(&body).unwrap_or(Value::Null)

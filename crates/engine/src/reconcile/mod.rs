@@ -32,11 +32,12 @@ pub use replica::BaselineForError;
 
 use crate::decide::KeyFacts;
 use crate::error::{CallError, ErrorKind};
-use crate::key::KeyArn;
+use crate::key::{AccountId, KeyArn, Place, Region};
 use crate::ledger::MemoryLedger;
-use crate::outcome::{Outcome, Report};
+use crate::outcome::{Outcome, Refused, Report, RunError, Skip};
 use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
 use crate::settings::Settings;
+use crate::tenancy::{Admission, Members};
 use crate::trigger::{EventInfo, Scope, Target, Trigger};
 
 /// Reconciles replica key policies against the baseline, through the ports it is given.
@@ -104,16 +105,43 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 tracing::info!(event_name = %event.name, event_id = ?event.id, reason = %reason, "no-op");
                 Report::default()
             }
-            Trigger::Sweep { regions } => {
-                let regions = regions.as_deref().unwrap_or(&self.settings.sweep_regions);
-                self.sweep(regions, &Quiet).await
+            Trigger::Sweep { accounts, regions } => {
+                let (places, mut refused) =
+                    match self.places(accounts.as_deref(), regions.as_deref()).await {
+                        Ok(planned) => planned,
+                        Err(e) => {
+                            return Report {
+                                errors: vec![RunError(e)],
+                                ..Report::default()
+                            };
+                        }
+                    };
+                let mut report = self.sweep(&places, &Quiet).await;
+                report.accounts_refused.append(&mut refused);
+                report
             }
             Trigger::Keys { event, targets } => {
                 let cache = PrimaryPolicies::default();
                 let mut report = Report::default();
                 for target in targets {
-                    self.reconcile_target(event, target, &cache, &mut report)
-                        .await;
+                    let account = target.key.account();
+                    let refusal = match self.admit(account).await {
+                        Ok(Admission::Refused(why)) => {
+                            Some(Outcome::skipped(&target.key, Skip::AccountNotAllowed(why)))
+                        }
+                        Ok(_) => None,
+                        Err(e) => Some(Outcome::call_failed(&target.key, &e)),
+                    };
+                    match refusal {
+                        Some(o) => {
+                            log_outcome(event, &o);
+                            report.outcomes.push(o);
+                        }
+                        None => {
+                            self.reconcile_target(event, target, &cache, &mut report)
+                                .await
+                        }
+                    }
                 }
                 report
             }
@@ -137,6 +165,76 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     }
 }
 
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+    /// Whether the engine may work in `account` (the organisation's accounts are read only
+    /// for `MEMBER_ACCOUNTS=organization`, and cached by the adapter).
+    pub async fn admit(&self, account: &AccountId) -> Result<Admission, CallError> {
+        let tenancy = &self.settings.tenancy;
+        if tenancy.is_home(account) || !tenancy.needs_organization() {
+            return Ok(tenancy.admit(account, None));
+        }
+        let org = self.keys.organization_accounts().await?;
+        Ok(tenancy.admit(account, Some(&org.into_iter().collect())))
+    }
+
+    /// The accounts the engine may work in: its own and every member (`MEMBER_ACCOUNTS`,
+    /// or the organisation's ACTIVE accounts).
+    pub async fn accounts(&self) -> Result<Vec<Option<AccountId>>, CallError> {
+        let tenancy = &self.settings.tenancy;
+        let home = tenancy.home.clone();
+        let Some(fleet) = &tenancy.fleet else {
+            return Ok(vec![home]);
+        };
+        let mut all: std::collections::BTreeSet<AccountId> = match &fleet.members {
+            Members::Listed(ids) => ids.clone(),
+            Members::Organization => self
+                .keys
+                .organization_accounts()
+                .await?
+                .into_iter()
+                .collect(),
+        };
+        all.extend(home);
+        Ok(all.into_iter().map(Some).collect())
+    }
+
+    /// The (account, Region) places of a sweep: `accounts` (each admitted, the others
+    /// refused) or every account the engine may work in, times `regions` or the configured
+    /// sweep Regions.
+    pub async fn places(
+        &self,
+        accounts: Option<&[AccountId]>,
+        regions: Option<&[Region]>,
+    ) -> Result<(Vec<Place>, Vec<Refused>), CallError> {
+        let regions = regions.unwrap_or(&self.settings.sweep_regions);
+        let mut refused = Vec::new();
+        let accounts = match accounts {
+            None => self.accounts().await?,
+            Some(asked) => {
+                let mut admitted = Vec::new();
+                for account in asked {
+                    match self.admit(account).await? {
+                        Admission::Refused(why) => {
+                            tracing::warn!(account = %account, reason = %why, "account not swept");
+                            refused.push(Refused {
+                                account: account.clone(),
+                                why,
+                            });
+                        }
+                        _ => admitted.push(Some(account.clone())),
+                    }
+                }
+                admitted
+            }
+        };
+        let places = accounts
+            .iter()
+            .flat_map(|a| regions.iter().map(|r| Place::new(a.clone(), r.clone())))
+            .collect();
+        Ok((places, refused))
+    }
+}
+
 /// The failure while a primary Region change is in progress: which key is the primary is
 /// not known until it ends, so nothing is written.
 fn updating(key: &KeyArn, attempts: u32) -> CallError {
@@ -156,6 +254,7 @@ fn log_outcome(event: &EventInfo, o: &Outcome) {
         event_name = %event.name,
         event_id = event.id.as_deref().unwrap_or(""),
         key_arn = %o.key_arn,
+        account = %o.key_arn.account(),
         region = %o.region,
         action = o.action().as_str(),
         reason = o.reason().as_deref().unwrap_or(""),

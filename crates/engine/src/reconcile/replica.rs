@@ -143,9 +143,11 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             .map_err(BaselineForError::Desired)
     }
 
-    /// The lockout check for writes to `key`, with this engine's remediator.
+    /// The lockout check for writes to `key`, with the role that acts in its account (the
+    /// member role in a member account).
     pub(super) fn lockout_guard(&self, key: &KeyArn) -> LockoutGuard {
-        lockout_guard(key, self.settings.remediator.as_ref())
+        let actor = self.settings.actor_in(key.account(), key.partition());
+        lockout_guard(key, actor.as_ref())
     }
 
     /// The key's writes within the flap window: from the write records next to the backups

@@ -12,52 +12,73 @@ use tokio::sync::Semaphore;
 
 use super::{Known, PrimaryPolicies, Progress, Reconciler, log_outcome, updating};
 use crate::decide::{KeyFacts, KeyState};
-use crate::key::{KeyArn, Region};
+use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{Action, Outcome, Report, RunError};
 use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
 use crate::trigger::EventInfo;
 
 impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
-    /// Reconciles every multi-Region replica in these Regions.
-    pub async fn sweep(&self, regions: &[Region], progress: &dyn Progress) -> Report {
+    /// Reconciles every multi-Region replica in these places (accounts and Regions). The
+    /// caller decides which places may be swept ([`Reconciler::places`]).
+    pub async fn sweep(&self, places: &[Place], progress: &dyn Progress) -> Report {
         let event = sweep_event();
         let mut report = Report::default();
         let listings =
-            futures::future::join_all(regions.iter().map(|r| self.keys.list_multi_region_keys(r)))
+            futures::future::join_all(places.iter().map(|p| self.keys.list_multi_region_keys(p)))
                 .await;
-        let mut by_id: BTreeMap<String, Vec<KeyArn>> = BTreeMap::new();
+        let mut by_id: BTreeMap<(AccountId, String), Vec<KeyArn>> = BTreeMap::new();
         let mut copies = 0;
-        for listing in listings {
+        for (place, listing) in places.iter().zip(listings) {
             match listing {
                 Ok(found) => {
                     for key in found {
                         copies += 1;
-                        by_id.entry(key.key_id().to_owned()).or_default().push(key);
+                        by_id
+                            .entry((key.account().clone(), key.key_id().to_owned()))
+                            .or_default()
+                            .push(key);
                     }
                 }
-                Err(e) => report.errors.push(RunError(e)),
+                Err(e) => {
+                    tracing::error!(place = %place, error = %e, "place not swept");
+                    report.errors.push(RunError(e));
+                }
             }
         }
         progress.planned(copies);
-        let per_region: HashMap<&Region, Semaphore> = regions
+        // One slot pool per account and Region: KMS quotas are per account and Region.
+        let per_place: HashMap<&Place, Semaphore> = places
             .iter()
-            .map(|r| (r, Semaphore::new(self.settings.concurrency.max(1))))
+            .map(|p| (p, Semaphore::new(self.settings.concurrency.max(1))))
             .collect();
         let cache = PrimaryPolicies::default();
         let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
+        let mut by_account: BTreeMap<AccountId, BTreeMap<Action, usize>> = BTreeMap::new();
         let mut outcomes = stream::iter(by_id.into_values())
-            .map(|copies| self.sweep_key_id(copies, &per_region, &cache, progress))
-            .buffer_unordered(self.settings.concurrency.max(1) * regions.len().max(1));
+            .map(|copies| self.sweep_key_id(copies, &per_place, &cache, progress))
+            .buffer_unordered(self.settings.concurrency.max(1) * places.len().max(1));
         while let Some(batch) = outcomes.next().await {
             for o in batch {
                 log_outcome(&event, &o);
                 *counts.entry(o.action()).or_default() += 1;
+                *by_account
+                    .entry(o.key_arn.account().clone())
+                    .or_default()
+                    .entry(o.action())
+                    .or_default() += 1;
                 if o.action() != Action::InSync {
                     report.outcomes.push(o);
                 }
             }
         }
         report.outcomes.sort_by(|a, b| a.key_arn.cmp(&b.key_arn));
+        let accounts: std::collections::BTreeSet<_> = places.iter().map(|p| &p.account).collect();
+        if accounts.len() > 1 {
+            for (account, counts) in &by_account {
+                tracing::info!(account = %account, summary = ?counts, "account swept");
+            }
+            report.summary_by_account = by_account;
+        }
         report.summary = Some(counts);
         report
     }
@@ -66,14 +87,17 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     async fn sweep_key_id(
         &self,
         copies: Vec<KeyArn>,
-        per_region: &HashMap<&Region, Semaphore>,
+        per_place: &HashMap<&Place, Semaphore>,
         cache: &PrimaryPolicies,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
         let slot = |key: &KeyArn| {
-            per_region
-                .get(key.region())
-                .expect("listed in a swept Region")
+            let exact = Place::new(Some(key.account().clone()), key.region().clone());
+            let own = Place::new(None, key.region().clone());
+            per_place
+                .get(&exact)
+                .or_else(|| per_place.get(&own))
+                .expect("listed in a swept place")
         };
         // Any copy's DescribeKey lists them all: when one cannot be described, ask the next,
         // so one unreadable copy never hides its siblings.

@@ -8,11 +8,12 @@ use crate::baseline::{Baseline, Template};
 use crate::decide::{KeyState, MultiRegionRole, drift_name};
 use crate::error::ErrorKind;
 use crate::fake::{FakeAws, arn};
-use crate::key::Region;
+use crate::key::{Place, Region};
 use crate::outcome::{Action, Retry};
 use crate::ports::{Claimed, WriteClaim};
 use crate::retry::Backoff;
 use crate::settings::{FlapGuard, Mode, Settings};
+use crate::tenancy::Tenancy;
 use crate::trigger::{EventInfo, Scope, Target, Trigger};
 
 const BASELINE: &str = r#"{
@@ -43,7 +44,12 @@ fn settings(mode: Mode, baseline: Baseline) -> Arc<Settings> {
         concurrency: 4,
         sweep_regions: vec!["us-west-2".parse().unwrap()],
         flap: FlapGuard::default(),
+        tenancy: Tenancy::default(),
     })
+}
+
+fn own(regions: &[Region]) -> Vec<Place> {
+    regions.iter().cloned().map(Place::own).collect()
 }
 
 fn template() -> Baseline {
@@ -407,6 +413,7 @@ async fn a_sweep_checks_every_replica_in_its_regions_and_only_them() {
     k.facts.multi_region = None;
     fake.keys.lock().unwrap().insert(single.clone(), k);
     let trigger = Trigger::Sweep {
+        accounts: None,
         regions: Some(vec![
             "us-east-1".parse().unwrap(),
             "us-west-2".parse().unwrap(),
@@ -441,7 +448,10 @@ async fn a_region_that_cannot_be_listed_is_a_run_error() {
         &fake,
         Mode::DryRun,
         template(),
-        Trigger::Sweep { regions: None },
+        Trigger::Sweep {
+            accounts: None,
+            regions: None,
+        },
     )
     .await;
     assert_eq!(r.errors.len(), 1);
@@ -460,7 +470,7 @@ async fn a_sweep_describes_each_key_id_once_and_counts_in_sync_replicas_without_
         .map(|r| r.parse().unwrap())
         .to_vec();
     let engine = Reconciler::new(&fake, &fake, settings(Mode::DryRun, template()));
-    let r = engine.sweep(&regions, &Quiet).await;
+    let r = engine.sweep(&own(&regions), &Quiet).await;
     assert_eq!(only(&r).key_arn, arn("eu-west-1"), "{r:#?}");
     let summary = r.summary.clone().unwrap();
     assert_eq!(summary.get(&Action::InSync), Some(&1));
@@ -734,7 +744,7 @@ async fn nothing_is_written_while_a_primary_region_change_is_updating_the_keys()
             .map(|r| r.parse().unwrap())
             .to_vec();
         let r = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()))
-            .sweep(&regions, &Quiet)
+            .sweep(&own(&regions), &Quiet)
             .await;
         assert_eq!(r.outcomes.len(), 3, "{r:#?}");
         assert!(
@@ -775,7 +785,7 @@ async fn a_sweep_describes_the_next_copy_when_one_cannot_be_described() {
         .map(|r| r.parse().unwrap())
         .to_vec();
     let engine = Reconciler::new(&fake, &fake, settings(Mode::Enforce, template()));
-    let r = engine.sweep(&regions, &Quiet).await;
+    let r = engine.sweep(&own(&regions), &Quiet).await;
     let failed: Vec<_> = r.failures().map(|o| o.key_arn.clone()).collect();
     assert_eq!(failed.len(), 1, "{r:#?}");
     let remediated: Vec<_> = r
@@ -1123,4 +1133,122 @@ async fn a_refusal_by_kms_lockout_check_is_a_configuration_failure() {
         "names the baseline: {reason}"
     );
     assert_eq!(fake.count("PutKeyPolicy"), 1, "never retried");
+}
+
+mod member_accounts {
+    //! Member accounts: the fake's keys live in account 111122223333, here a member of a hub
+    //! whose own account is 999999999999.
+    use super::*;
+    use crate::outcome::{Metric, Skip};
+    use crate::tenancy::{Fleet, MemberRole};
+
+    const MEMBER_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Member","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::{{AccountId}}:role/kms-replica-guard-member"},"Action":"kms:*","Resource":"*"}]}"#;
+
+    fn hub(members: &str, baseline: Baseline) -> Arc<Settings> {
+        let mut s = (*settings(Mode::Enforce, baseline)).clone();
+        s.remediator = Some("arn:aws:iam::999999999999:role/hub".parse().unwrap());
+        s.tenancy = Tenancy {
+            home: Some("999999999999".parse().unwrap()),
+            fleet: Some(Fleet {
+                role: MemberRole::new("kms-replica-guard-member", None).unwrap(),
+                members: members.parse().unwrap(),
+            }),
+        };
+        Arc::new(s)
+    }
+
+    fn member_only() -> Baseline {
+        Baseline::Template(Template::new("literal", MEMBER_ONLY).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_member_accounts_replica_is_healed_with_the_member_role_kept_in_the_policy() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = Reconciler::new(&fake, &fake, hub("111122223333", member_only()));
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+        assert!(
+            fake.policy(&arn("us-west-2"))
+                .contains("role/kms-replica-guard-member")
+        );
+    }
+
+    #[tokio::test]
+    async fn at_home_the_lockout_check_wants_the_hubs_own_role_not_the_member_role() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let mut s = (*hub("222222222222", member_only())).clone();
+        s.tenancy.home = Some(ACCOUNT_OF_FAKE.parse().unwrap());
+        s.remediator = Some(
+            format!("arn:aws:iam::{ACCOUNT_OF_FAKE}:role/hub")
+                .parse()
+                .unwrap(),
+        );
+        let engine = Reconciler::new(&fake, &fake, Arc::new(s));
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(only(&r).action(), Action::Failed, "{r:#?}");
+        assert!(only(&r).reason().unwrap().contains("lock"), "{r:#?}");
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+    }
+
+    const ACCOUNT_OF_FAKE: &str = crate::fake::ACCOUNT;
+
+    #[tokio::test]
+    async fn an_event_from_an_account_outside_the_allow_list_calls_nothing() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = Reconciler::new(&fake, &fake, hub("222222222222", template()));
+        let r = engine.run(&event_on("us-west-2", Scope::Key)).await;
+        assert_eq!(
+            only(&r).status,
+            crate::outcome::Status::Skipped(Skip::AccountNotAllowed(
+                crate::tenancy::NotAllowed::NotListed
+            ))
+        );
+        assert!(fake.operations().is_empty(), "{:?}", fake.operations());
+        let m = r.metrics();
+        assert!(
+            m.iter()
+                .any(|d| d.metric == Metric::AccountNotAllowed && d.value == 1.0),
+            "{m:?}"
+        );
+        assert_eq!(
+            r.failure_class(),
+            None,
+            "a refused account is a no-op, not a failure"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_organisation_sweep_covers_every_listed_account_and_lists_it_once() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        *fake.organization.lock().unwrap() = vec![
+            ACCOUNT_OF_FAKE.parse().unwrap(),
+            "222222222222".parse().unwrap(),
+        ];
+        let engine = Reconciler::new(&fake, &fake, hub("organization", template()));
+        let (places, refused) = engine.places(None, None).await.unwrap();
+        let shown: Vec<String> = places.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "111122223333/us-west-2",
+                "222222222222/us-west-2",
+                "999999999999/us-west-2"
+            ]
+        );
+        assert!(refused.is_empty());
+        let asked = ["333333333333".parse().unwrap()];
+        let (places, refused) = engine.places(Some(&asked), None).await.unwrap();
+        assert!(places.is_empty());
+        assert_eq!(refused.len(), 1);
+        let r = engine
+            .run(&Trigger::Sweep {
+                accounts: None,
+                regions: None,
+            })
+            .await;
+        assert_eq!(only(&r).key_arn, arn("us-west-2"), "{r:#?}");
+        assert_eq!(only(&r).action(), Action::Remediated);
+        assert_eq!(r.summary_by_account.len(), 1, "{r:#?}");
+        assert_eq!(fake.count("ListKeys"), 3);
+    }
 }
