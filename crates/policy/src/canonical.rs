@@ -253,101 +253,10 @@ pub(super) struct Statement {
     pub(super) not_resource: Option<BTreeSet<String>>,
     pub(super) condition: Option<Conditions>,
     pub(super) other: BTreeMap<String, Json>,
-    /// Names as written, for display only: never part of `==` or the order.
-    pub(super) spelled: Spelling,
-}
-
-/// How a statement spelled the names its canonical form folds, for display only: action
-/// names and condition keys by their lower-case form, AWS principals by their canonical
-/// value (an account root by its bare account id). The first spelling seen wins.
-///
-/// Every `Spelling` equals every other and none orders before another, so keeping it
-/// inside [`Statement`] changes neither equivalence nor canonical order.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Spelling {
-    pub(super) actions: BTreeMap<String, String>,
-    pub(super) keys: BTreeMap<String, String>,
-    pub(super) principals: BTreeMap<String, String>,
-}
-
-impl PartialEq for Spelling {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Spelling {}
-
-impl PartialOrd for Spelling {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Spelling {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
-}
-
-impl Spelling {
-    /// An action name as written (`kms:GenerateDataKey*`), given its folded form.
-    pub(super) fn action<'a>(&'a self, folded: &'a str) -> &'a str {
-        self.actions.get(folded).map_or(folded, String::as_str)
-    }
-
-    /// A condition key as written (`kms:ViaService`), given its folded form.
-    pub(super) fn key<'a>(&'a self, folded: &'a str) -> &'a str {
-        self.keys.get(folded).map_or(folded, String::as_str)
-    }
-
-    /// An AWS principal as written, given its canonical value.
-    pub(super) fn principal<'a>(&'a self, canonical: &'a str) -> &'a str {
-        self.principals
-            .get(canonical)
-            .map_or(canonical, String::as_str)
-    }
-
-    fn record(map: &mut BTreeMap<String, String>, v: &Value, fold: impl Fn(&str) -> String) {
-        let mut put = |s: &str| {
-            map.entry(fold(s)).or_insert_with(|| s.to_owned());
-        };
-        match v {
-            Value::String(s) => put(s),
-            Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(put),
-            _ => {}
-        }
-    }
 }
 
 impl Statement {
-    /// Canonical JSON: action names folded, the same text for equivalent statements.
     pub(super) fn to_value(&self) -> Value {
-        self.render(None)
-    }
-
-    /// Like [`Statement::to_value`] but with action names as written: as `prefer` spells
-    /// them where it knows them (so that a paired statement does not show case changes as
-    /// differences), else as this statement spells them.
-    pub(super) fn display_value(&self, prefer: Option<&Spelling>) -> Value {
-        self.render(Some(prefer.unwrap_or(&self.spelled)))
-    }
-
-    fn render(&self, spelling: Option<&Spelling>) -> Value {
-        let actions = |v: &BTreeSet<String>| match spelling {
-            None => list(v),
-            Some(sp) => Value::Array(
-                v.iter()
-                    .map(|a| {
-                        let shown = sp
-                            .actions
-                            .get(a)
-                            .unwrap_or_else(|| self.spelled.actions.get(a).unwrap_or(a));
-                        Value::String(shown.clone())
-                    })
-                    .collect(),
-            ),
-        };
         let mut f: BTreeMap<String, Value> = BTreeMap::new();
         let mut put = |k: &str, v: Value| {
             f.insert(k.to_owned(), v);
@@ -364,12 +273,9 @@ impl Statement {
         if let Some(p) = &self.not_principal {
             put("NotPrincipal", p.to_value());
         }
-        for (k, v) in [("Action", &self.action), ("NotAction", &self.not_action)] {
-            if let Some(v) = v {
-                put(k, actions(v));
-            }
-        }
         for (k, v) in [
+            ("Action", &self.action),
+            ("NotAction", &self.not_action),
             ("Resource", &self.resource),
             ("NotResource", &self.not_resource),
         ] {
@@ -516,31 +422,9 @@ fn read_statement(path: Path<'_>, v: &Value, errors: &mut Vec<PolicyError>) -> O
         not_resource: None,
         condition: None,
         other: BTreeMap::new(),
-        spelled: Spelling::default(),
     };
     for (key, value) in obj {
         let at = Path::Key(&path, key);
-        let sp = &mut s.spelled;
-        match key.as_str() {
-            "Action" | "NotAction" => {
-                Spelling::record(&mut sp.actions, value, str::to_ascii_lowercase);
-            }
-            "Principal" | "NotPrincipal" => {
-                if let Some(aws) = value.get("AWS") {
-                    Spelling::record(&mut sp.principals, aws, account_principal);
-                }
-            }
-            "Condition" => {
-                let blocks = value.as_object().into_iter().flat_map(|o| o.values());
-                for keys in blocks.filter_map(Value::as_object) {
-                    for k in keys.keys() {
-                        let folded = k.to_ascii_lowercase();
-                        sp.keys.entry(folded).or_insert_with(|| k.clone());
-                    }
-                }
-            }
-            _ => {}
-        }
         match key.as_str() {
             "Sid" => match value {
                 // A missing Sid and an empty Sid both mean "no identifier".

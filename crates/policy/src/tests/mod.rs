@@ -3,7 +3,6 @@
 
 mod diff;
 mod equivalence;
-mod explain;
 mod properties;
 mod validate;
 
