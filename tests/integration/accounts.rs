@@ -337,7 +337,7 @@ async fn a_sweep_of_three_accounts_goes_through_a_real_queue_and_a_failed_item_i
     );
 
     // SQS redelivers the failed item alone after its visibility timeout; now it succeeds.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
     let again = receive(&sqs, &queue).await;
     assert_eq!(
         again.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(),
