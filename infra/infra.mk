@@ -31,7 +31,7 @@ INFRA_COMMA := ,
 # Extra `-c key=value` settings for the CDK app (see infra/cdk/lib/config.ts), e.g.
 #   CDK_CONTEXT='-c remediationMode=enforce -c alarmEmail=ops@example.com'
 CDK_CONTEXT ?=
-CDK_SYNTH_CONTEXT ?= -c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c bundle=false
+CDK_SYNTH_CONTEXT ?= -c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c bundle=false
 
 export SAM_CLI_TELEMETRY := 0
 
@@ -47,7 +47,7 @@ infra-test: ## offline infra checks: synth, cfn-lint, sam validate, checkov, CDK
 
 demo-alarms: setup infra-setup ## the spike alarm of the SAM stack firing end to end on the local emulator (about 2 min)
 	@echo "==> SAM -> CloudFormation (infra/.build/sam), emulator, the alarm from the template, the function under cargo lambda watch"
-	@$(INFRA_VENV_BIN)/python infra/scripts/sam_to_cfn.py infra/.build/sam infra/sam/template.yaml infra/sam/spoke.yaml >/dev/null
+	@$(INFRA_VENV_BIN)/python infra/scripts/sam_to_cfn.py infra/.build/sam infra/sam/*.yaml >/dev/null
 	@cargo xtask emulator start
 	@$(VENV_PY) infra/tests/alarm_harness.py demo
 

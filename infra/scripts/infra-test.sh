@@ -10,7 +10,7 @@ VENV_PY=${VENV_PY:-.venv/bin/python}
 INFRA_BIN=.venv-infra/bin
 BUILD=infra/.build
 LOGS=$BUILD/logs
-CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c bundle=false}
+CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c bundle=false}
 
 export SAM_CLI_TELEMETRY=0
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
@@ -109,7 +109,7 @@ if ((failed)); then
   exit 1
 fi
 check cdk-synth cdk_synth
-check sam-translate "$INFRA_BIN/python" infra/scripts/sam_to_cfn.py "$BUILD/sam" infra/sam/template.yaml infra/sam/spoke.yaml
+check sam-translate "$INFRA_BIN/python" infra/scripts/sam_to_cfn.py "$BUILD/sam" infra/sam/*.yaml
 check cfn-lint "$INFRA_BIN/cfn-lint" $(templates)
 check sam-validate sam_validate
 check sam-validate-lint sam_validate --lint

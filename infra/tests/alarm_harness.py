@@ -30,7 +30,14 @@ What it does (`Run.execute`):
      out: the mirrored baseline is refused (AutoFixFailed), the invocation fails; its error
      goes to the scenario's DLQ as a Lambda on-failure record (AWS/SQS metrics published by
      LocalStack itself), and the Lambda service's Errors datum is stood in for (below);
-   - flap: FLAP_MAX=1, a replica fixed, the drift put back, a second event: FlapSuppressed.
+   - flap: FLAP_MAX=1, a replica fixed, the drift put back, a second event: FlapSuppressed;
+   - member: organisation mode (MEMBER_ROLE_NAME, MEMBER_ACCOUNTS=MEMBER_ACCOUNT) with STS at a
+     closed loopback port, so that every AssumeRole fails: a PutKeyPolicy event from
+     MEMBER_ACCOUNT (AccountNotEntered), one from OTHER_ACCOUNT (AccountNotAllowed), and a sweep
+     work item for MEMBER_ACCOUNT on a real emulator queue with the template's redrive policy to
+     the scenario's sweep DLQ: the harness stands in for the SQS event source (receive, invoke
+     with an SQS event, delete what the function did not list in batchItemFailures) until SQS
+     itself moves the item to the sweep DLQ after maxReceiveCount receives.
 4. Polls the alarms' states (transitions and their times), purges a DLQ once its alarm is in
    ALARM, waits for every fired alarm to return to OK, reads the notifications from the
    queue, PutDashboard's each resolved dashboard and reads the published metrics back with
@@ -79,8 +86,13 @@ POLL_SECONDS = 2.0
 WATCH_PORT = int(os.environ.get("ALARMS_WATCH_PORT", "9050"))
 # The metrics the function publishes, each without dimensions and with Region.
 FUNCTION_METRICS = ("AutoFixApplied", "DriftDetected", "AutoFixFailed", "FlapSuppressed")
+# Organisation mode: the member account the function may enter (but cannot: STS is unreachable),
+# and an account outside MEMBER_ACCOUNTS.
+MEMBER_ACCOUNT = "444455556666"
+OTHER_ACCOUNT = "555566667777"
+MEMBER_ROLE_NAME = "kms-replica-guard-member"
 
-SCENARIOS = ("spike", "failed", "flap")
+SCENARIOS = ("spike", "failed", "flap", "member")
 # Which scenario must trip each alarm (by its name without the stack prefix). In every other
 # scenario the alarm must never leave OK.
 DRIVEN = {
@@ -89,6 +101,16 @@ DRIVEN = {
     "FlapSuppressed": "flap",
     "FunctionErrors": "failed",
     "DLQ-not-empty": "failed",
+    "AccountNotEntered": "member",
+    "sweep-DLQ-not-empty": "member",
+}
+# Alarms that may also fire in a scenario, from the same cause as the scenario's own alarm (not
+# required: that is the function's choice), with the reason. Any other alarm must stay OK.
+INCIDENTAL: dict[str, dict[str, str]] = {
+    "member": {
+        "AutoFixFailed": "a key in an account the hub could not enter was not checked: the function may count it as a failed fix too",
+        "FunctionErrors": "an event whose account could not be entered may fail the invocation (retryable), so that Lambda retries it",
+    },
 }
 # Alarms whose metric comes from the Lambda service, which does not run the function here (it
 # runs under cargo lambda watch): the harness publishes the datum the service would publish,
@@ -229,6 +251,8 @@ class Deployment:
     function_name: str
     queue: dict[str, str]  # the on-failure queue: name, url, arn
     overrides: dict[str, Any] = field(default_factory=dict)  # SAM parameter values
+    sweep_queue: dict[str, str] = field(default_factory=dict)  # the sweep work queue: name, url, arn
+    sweep_dlq: dict[str, str] = field(default_factory=dict)  # its dead-letter queue
 
     def __post_init__(self) -> None:
         # The namespace the template's function publishes to, as deployed (parameter default or
@@ -263,15 +287,18 @@ class Deployment:
         if name not in resources:
             raise Unresolvable(f"{self.source.label}: reference to unknown {name}")
         type_ = resources[name]["Type"]
+        queue = self.queue
+        if type_ == "AWS::SQS::Queue":
+            queue = {"async": self.queue, "sweep": self.sweep_queue, "sweep-dlq": self.sweep_dlq}[self._queue_role(name)]
         table: dict[tuple[str, str | None], str] = {
             ("AWS::SNS::Topic", None): self.topic_arn,
             ("AWS::SNS::Topic", "TopicArn"): self.topic_arn,
             ("AWS::Lambda::Function", None): self.function_name,
             ("AWS::Lambda::Function", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}",
-            ("AWS::SQS::Queue", None): self.queue.get("url", ""),
-            ("AWS::SQS::Queue", "QueueUrl"): self.queue.get("url", ""),
-            ("AWS::SQS::Queue", "QueueName"): self.queue.get("name", ""),
-            ("AWS::SQS::Queue", "Arn"): self.queue.get("arn", ""),
+            ("AWS::SQS::Queue", None): queue.get("url", ""),
+            ("AWS::SQS::Queue", "QueueUrl"): queue.get("url", ""),
+            ("AWS::SQS::Queue", "QueueName"): queue.get("name", ""),
+            ("AWS::SQS::Queue", "Arn"): queue.get("arn", ""),
         }
         if (type_, attr) not in table:
             raise Unresolvable(
@@ -279,6 +306,36 @@ class Deployment:
                 "add it to Deployment._resource"
             )
         return table[(type_, attr)]
+
+    def _queue_role(self, name: str) -> str:
+        """Which test queue a template queue is: `async` (the on-failure destination), `sweep`
+        (the queue of the SQS event source) or `sweep-dlq` (the sweep queue's redrive target)."""
+        resources = self.source.template.get("Resources", {})
+
+        def target(v: Any) -> str | None:
+            if isinstance(v, dict) and "Fn::GetAtt" in v:
+                ga = v["Fn::GetAtt"]
+                return (ga if isinstance(ga, list) else ga.split("."))[0]
+            return None
+
+        for r in resources.values():
+            props = r.get("Properties") or {}
+            if r.get("Type") == "AWS::Lambda::EventInvokeConfig":
+                if target(((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")) == name:
+                    return "async"
+            if r.get("Type") == "AWS::Lambda::EventSourceMapping" and target(props.get("EventSourceArn")) == name:
+                return "sweep"
+        for r in resources.values():
+            if r.get("Type") == "AWS::SQS::Queue" and target(((r.get("Properties") or {}).get("RedrivePolicy") or {}).get("deadLetterTargetArn")) == name:
+                return "sweep-dlq"
+        raise Unresolvable(f"{self.source.label}: the queue {name} is neither the on-failure queue, the sweep queue nor its DLQ")
+
+    def redrive(self) -> dict[str, Any]:
+        """The sweep queue's RedrivePolicy in the template, resolved (maxReceiveCount as deployed)."""
+        for name, r in self.source.template.get("Resources", {}).items():
+            if r.get("Type") == "AWS::SQS::Queue" and (r.get("Properties") or {}).get("RedrivePolicy"):
+                return self.resolve(r["Properties"]["RedrivePolicy"])
+        raise AssertionError(f"{self.source.label}: no queue with a RedrivePolicy (the sweep queue)")
 
     def _ref(self, name: str, attr: str | None = None) -> Any:
         if attr is None and name.startswith("AWS::"):
@@ -497,10 +554,18 @@ def create_family(key_id: str, primary_policy: str, bypass: bool = False) -> Non
     kms.replicate_key(KeyId=key_id, ReplicaRegion=REPLICA_REGION)
 
 
-def event(name: str, key_id: str) -> str:
-    """A sample event from events/, rewritten to name key_id and REPLICA_REGION."""
+def event(name: str, key_id: str, account: str = ACCOUNT) -> str:
+    """A sample event from events/, rewritten to name key_id, REPLICA_REGION and (its `account`,
+    recipientAccountId, caller and key ARN) `account`."""
     text = (EVENTS / f"{name}.json").read_text(encoding="utf-8")
-    return text.replace(SAMPLE_KEY_ID, key_id).replace("us-west-2", REPLICA_REGION)
+    return text.replace(SAMPLE_KEY_ID, key_id).replace("us-west-2", REPLICA_REGION).replace(ACCOUNT, account)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def fresh_key_id() -> str:
@@ -531,6 +596,10 @@ class ScenarioRun:
     key_ids: list[str] = field(default_factory=list)
     dlq_record: dict[str, Any] | None = None
     dlq_purged_at: float | None = None
+    sweep_queue: dict[str, str] = field(default_factory=dict)
+    sweep_dlq: dict[str, str] = field(default_factory=dict)
+    sweep_dlq_purged_at: float | None = None
+    sweep_receives: int = 0  # how often the harness (as the event source) received the work item
 
 
 @dataclass
@@ -578,8 +647,8 @@ class Run:
         return (time.monotonic() if t is None else t) - self.t0
 
     # -- set-up
-    def _queue(self, name: str) -> dict[str, str]:
-        url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+    def _queue(self, name: str, attributes: dict[str, str] | None = None) -> dict[str, str]:
+        url = self.sqs.create_queue(QueueName=name, Attributes=attributes or {})["QueueUrl"]
         self.created_queues.append(url)
         arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return {"name": name, "url": url, "arn": arn}
@@ -599,6 +668,10 @@ class Run:
             ns = f"KmsReplicaGuardAlarms/{self.id}/{name}"
             fn = f"{self.prefix}-{name}-fn"
             dlq = self._queue(f"{self.prefix}-{name}-dlq")
+            sweep_dlq = self._queue(f"{self.prefix}-{name}-sweep-dlq")
+            # The sweep queue with the redrive policy of the templates (maxReceiveCount as deployed).
+            redrive = {**next(Deployment(s, "x", "x", "", "", {}).redrive() for s in self.sources if s.of_type("AWS::CloudWatch::Alarm")), "deadLetterTargetArn": sweep_dlq["arn"]}
+            sweep_queue = self._queue(f"{self.prefix}-{name}-sweep", {"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "0"})
             env = {
                 "AWS_ENDPOINT_URL": ENDPOINT,
                 "AWS_ACCESS_KEY_ID": ACCOUNT,
@@ -617,13 +690,18 @@ class Run:
                 env["BASELINE_SOURCE"] = "primary"
             if name == "flap":
                 env["FLAP_MAX"] = "1"
-            sc = ScenarioRun(name, ns, fn, dlq, env)
+            if name == "member":
+                env["MEMBER_ROLE_NAME"] = MEMBER_ROLE_NAME
+                env["MEMBER_ACCOUNTS"] = MEMBER_ACCOUNT
+                # Nothing listens there: every AssumeRole fails (connection refused).
+                env["AWS_ENDPOINT_URL_STS"] = f"http://127.0.0.1:{closed_port()}"
+            sc = ScenarioRun(name, ns, fn, dlq, env, sweep_queue=sweep_queue, sweep_dlq=sweep_dlq)
             sc.watch = Watch(f"{self.prefix}-{name}", env, WATCH_PORT + i)
             self.scenarios[name] = sc
             for src in self.sources:
                 if not src.of_type("AWS::CloudWatch::Alarm") and not src.of_type("AWS::CloudWatch::Dashboard"):
                     continue
-                dep = Deployment(src, f"{self.prefix}-{name}-{src.tool}", ns, self.topic_arn, fn, dlq)
+                dep = Deployment(src, f"{self.prefix}-{name}-{src.tool}", ns, self.topic_arn, fn, dlq, sweep_queue=sweep_queue, sweep_dlq=sweep_dlq)
                 self.deployments[(name, src.label)] = dep
         # Every alarm of every template, once per scenario.
         for name in self.scenario_names:
@@ -719,6 +797,47 @@ class Run:
         inv = self._invoke(sc, "put-key-policy (drift put back)", event("put-key-policy-replica-id", key_id))
         log(f"    flap: second event -> {[o.get('action') for o in _outcomes(inv)]}")
 
+    def drive_member(self, sc: ScenarioRun) -> None:
+        key_id = fresh_key_id()
+        # The key is in the member account, which the function cannot enter.
+        inv = self._invoke(sc, f"put-key-policy from {MEMBER_ACCOUNT} (AssumeRole fails)", event("put-key-policy-replica-id", key_id, MEMBER_ACCOUNT))
+        log(f"    member: event from {MEMBER_ACCOUNT} -> {'ok' if inv.ok else 'error'}: {json.dumps(inv.body)[:300]}")
+        inv = self._invoke(sc, f"put-key-policy from {OTHER_ACCOUNT} (not in MEMBER_ACCOUNTS)", event("put-key-policy-replica-id", key_id, OTHER_ACCOUNT))
+        log(f"    member: event from {OTHER_ACCOUNT} -> {'ok' if inv.ok else 'error'}: {json.dumps(inv.body)[:300]}")
+        # A sweep work item for the member account, worked as the SQS event source would.
+        body = json.dumps({"sweep": {"account": MEMBER_ACCOUNT, "regions": [REPLICA_REGION]}})
+        self.sqs.send_message(QueueUrl=sc.sweep_queue["url"], MessageBody=body)
+        for _ in range(10):
+            msgs = self.sqs.receive_message(
+                QueueUrl=sc.sweep_queue["url"], MaxNumberOfMessages=5, WaitTimeSeconds=1, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not msgs:
+                # Gone: deleted after a success, or moved to the sweep DLQ after maxReceiveCount receives.
+                break
+            sc.sweep_receives += 1
+            records = [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": sc.sweep_queue["arn"],
+                    "awsRegion": REGION,
+                }
+                for m in msgs
+            ]
+            inv = self._invoke(sc, f"sweep work item, receive {sc.sweep_receives}", json.dumps({"Records": records}))
+            failed = {f.get("itemIdentifier") for f in (inv.body.get("batchItemFailures", []) if isinstance(inv.body, dict) else [])}
+            for m in msgs:
+                # A failed invocation fails the whole batch; listed items stay for a retry.
+                if inv.ok and m["MessageId"] not in failed:
+                    self.sqs.delete_message(QueueUrl=sc.sweep_queue["url"], ReceiptHandle=m["ReceiptHandle"])
+            log(f"    member: sweep work item receive {sc.sweep_receives} -> {'ok' if inv.ok else 'error'}, batchItemFailures {sorted(x for x in failed if x)}")
+        sc.data_sent_at = time.monotonic()
+
     def publish_lambda_errors(self) -> None:
         """The Lambda service's Errors datum for each scenario (see STAND_IN)."""
         for sc in self.scenarios.values():
@@ -729,7 +848,12 @@ class Run:
             )
 
     def drive(self) -> None:
-        drivers: dict[str, Callable[[ScenarioRun], None]] = {"spike": self.drive_spike, "failed": self.drive_failed, "flap": self.drive_flap}
+        drivers: dict[str, Callable[[ScenarioRun], None]] = {
+            "spike": self.drive_spike,
+            "failed": self.drive_failed,
+            "flap": self.drive_flap,
+            "member": self.drive_member,
+        }
         for sc in self.scenarios.values():
             drivers[sc.name](sc)
         self.publish_lambda_errors()
@@ -761,7 +885,7 @@ class Run:
                     return False
                 if self.wait_ok and ta.first("OK", after=t_alarm) is None:
                     return False
-            elif ta.first("OK") is None:
+            elif ta.first("OK") is None or (ta.history and ta.history[-1][0] == "ALARM"):
                 return False
         return True
 
@@ -776,6 +900,12 @@ class Run:
                     self.sqs.purge_queue(QueueUrl=sc.queue["url"])
                     sc.dlq_purged_at = time.monotonic()
                     log(f"    +{self.elapsed():5.0f} s  {sc.queue['name']} purged (the operator redrove it)")
+                if sc.sweep_dlq_purged_at is None and any(
+                    ta.scenario == sc.name and ta.alarm.key == "sweep-DLQ-not-empty" and ta.first("ALARM") for ta in self.test_alarms
+                ):
+                    self.sqs.purge_queue(QueueUrl=sc.sweep_dlq["url"])
+                    sc.sweep_dlq_purged_at = time.monotonic()
+                    log(f"    +{self.elapsed():5.0f} s  {sc.sweep_dlq['name']} purged (the operator redrove it)")
             if self.done() or time.monotonic() > deadline:
                 return
             time.sleep(POLL_SECONDS)
@@ -870,6 +1000,8 @@ class Run:
         t_ok = ta.first("OK", after=t_alarm) if t_alarm else None
         # For the DLQ alarm the data stops when the queue is emptied.
         t_stop = sc.dlq_purged_at if ta.alarm.key == "DLQ-not-empty" and sc.dlq_purged_at else self.data_stopped_at
+        if ta.alarm.key == "sweep-DLQ-not-empty" and sc.sweep_dlq_purged_at:
+            t_stop = sc.sweep_dlq_purged_at
         return {
             "to_alarm": (t_alarm - t_data) if t_alarm and t_data else None,
             "to_ok": (t_ok - t_stop) if t_ok and t_stop else None,

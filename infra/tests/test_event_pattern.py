@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "infra" / "scripts"))
 import cfn_yaml  # noqa: E402
 
 EVENTS_DIR = ROOT / "events"
-SAM_TEMPLATES = [ROOT / "infra" / "sam" / "template.yaml", ROOT / "infra" / "sam" / "spoke.yaml"]
+SAM_TEMPLATES = [ROOT / "infra" / "sam" / "template.yaml", ROOT / "infra" / "sam" / "spoke.yaml", ROOT / "infra" / "sam" / "member.yaml"]
 CDK_OUT = ROOT / "infra" / "cdk" / "cdk.out"
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:4566"
 
@@ -127,8 +127,10 @@ class KmsRulePatternTest(unittest.TestCase):
         sources = {where.split(":", 1)[0] for where in self.patterns}
         self.assertIn("infra/sam/template.yaml", sources)
         self.assertIn("infra/sam/spoke.yaml", sources)
+        self.assertIn("infra/sam/member.yaml", sources)
         cdk = [s for s in sources if s.startswith("infra/cdk/cdk.out/")]
-        self.assertGreaterEqual(len(cdk), 2, f"expected the CDK hub and a spoke template, found {cdk}")
+        self.assertGreaterEqual(len(cdk), 3, f"expected the CDK hub, a spoke and the member template, found {cdk}")
+        self.assertIn("infra/cdk/cdk.out/Member.template.json", cdk)
 
     def test_all_templates_use_one_and_the_same_pattern(self) -> None:
         canonical = {where: json.dumps(p, sort_keys=True) for where, p in self.patterns.items()}

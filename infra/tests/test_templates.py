@@ -32,7 +32,16 @@ CDK_OUT = ROOT / "infra" / "cdk" / "cdk.out"
 ALLOWED_CFN_LINT_IGNORES = {"W3005"}
 # Resources that exist in the SAM template only under a parameter condition (CDK adds them, or
 # the statements, only when the matching context value is set).
-SAM_CONDITIONAL = {"AlarmEmailSubscription", "BaselineParameterReadPolicy", "BaselineObjectReadPolicy"}
+SAM_CONDITIONAL = {
+    "AlarmEmailSubscription",
+    "BaselineParameterReadPolicy",
+    "BaselineObjectReadPolicy",
+    "AssumeMemberRolePolicy",
+    "ListOrganizationAccountsPolicy",
+    "OrganizationEventBusPolicy",
+}
+SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
+CDK_MEMBER = CDK_OUT / "Member.template.json"
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -275,6 +284,94 @@ class SamCdkParityTest(unittest.TestCase):
             return out
 
         self.assertEqual(alarms(self.sam), alarms(self.cdk))
+
+
+def _strip_cdk(value: Any) -> Any:
+    """The template without CDK's own Metadata (aws:cdk:path)."""
+    if isinstance(value, dict):
+        return {k: _strip_cdk(v) for k, v in value.items() if k != "Metadata"}
+    if isinstance(value, list):
+        return [_strip_cdk(v) for v in value]
+    return value
+
+
+class MemberParityTest(unittest.TestCase):
+    """infra/sam/member.yaml (plain CloudFormation) and the CDK Member stack declare the same stack.
+
+    Both are environment-agnostic StackSet templates: parameters and pseudo parameters stay Refs
+    (rendered `${Name}`), resources are compared by (type, condition) with their properties.
+    """
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = cfn_yaml.load(SAM_MEMBER)
+        cls.cdk = _strip_cdk(_load_json(CDK_MEMBER))
+
+    @staticmethod
+    def norm(template: dict[str, Any], value: Any) -> Any:
+        resources = template["Resources"]
+
+        def ref(name: str, attr: str | None = None) -> str:
+            if name in resources:
+                return f"<{resources[name]['Type']}{'.' + attr if attr else ''}>"
+            return "${" + name + "}"
+
+        def walk(v: Any) -> Any:
+            if isinstance(v, dict):
+                if set(v) == {"Ref"}:
+                    return ref(v["Ref"])
+                if set(v) == {"Fn::GetAtt"}:
+                    name, attr = v["Fn::GetAtt"] if isinstance(v["Fn::GetAtt"], list) else v["Fn::GetAtt"].split(".", 1)
+                    return ref(name, attr)
+                if set(v) == {"Fn::Sub"} and isinstance(v["Fn::Sub"], str):
+                    return re.sub(r"\$\{([^}!]+)\}", lambda m: ref(*m.group(1).split(".", 1)) if "." in m.group(1) else ref(m.group(1)), v["Fn::Sub"])
+                if set(v) == {"Fn::Join"}:
+                    sep, parts = v["Fn::Join"]
+                    return sep.join(str(walk(p)) for p in parts)
+                out = {k: walk(x) for k, x in v.items()}
+                if "Action" in out and not isinstance(out["Action"], dict):
+                    out["Action"] = sorted(out["Action"] if isinstance(out["Action"], list) else [out["Action"]])
+                return out
+            if isinstance(v, list):
+                return [walk(x) for x in v]
+            return str(v)
+
+        return walk(value)
+
+    def resources(self, template: dict[str, Any]) -> list[tuple[str, str, Any]]:
+        found = []
+        for r in template["Resources"].values():
+            props = dict(r.get("Properties") or {})
+            props.pop("Description", None)
+            found.append((r["Type"], r.get("Condition", ""), json.dumps(self.norm(template, props), sort_keys=True)))
+        return sorted(found)
+
+    def test_the_same_parameters_with_the_same_constraints(self) -> None:
+        sam, cdk = self.sam["Parameters"], self.cdk["Parameters"]
+        self.assertEqual(sorted(sam), sorted(cdk))
+        for name in sam:
+            with self.subTest(parameter=name):
+                for key in ("Type", "AllowedPattern", "NoEcho"):
+                    self.assertEqual(str(sam[name].get(key)), str(cdk[name].get(key)), key)
+        # The StackSet-wide defaults (the hub's account, Region and role come from the synth context in CDK).
+        for name in ("MemberRoleName", "ExternalId"):
+            self.assertEqual(sam[name].get("Default"), cdk[name].get("Default"), name)
+
+    def test_the_same_conditions_and_rules(self) -> None:
+        self.assertEqual(self.norm(self.sam, self.sam["Conditions"]), self.norm(self.cdk, self.cdk["Conditions"]))
+        self.assertEqual(
+            self.norm(self.sam, self.sam["Rules"]["CrossRegionTargetsAvailable"]["Assertions"][0]["Assert"]),
+            self.norm(self.cdk, self.cdk["Rules"]["CrossRegionTargetsAvailable"]["Assertions"][0]["Assert"]),
+        )
+
+    def test_the_same_resources_with_the_same_conditions_and_properties(self) -> None:
+        self.assertEqual(self.resources(self.sam), self.resources(self.cdk))
+
+    def test_the_same_outputs(self) -> None:
+        def outputs(t: dict[str, Any]) -> dict[str, Any]:
+            return {k: (v.get("Condition"), self.norm(t, v["Value"])) for k, v in t["Outputs"].items()}
+
+        self.assertEqual(outputs(self.sam), outputs(self.cdk))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,15 @@
 // forwarding spoke stack per Region in spokeRegions. Settings come from context:
 //   npx cdk deploy --all -c account=111122223333 -c hubRegion=us-east-1 \
 //     -c spokeRegions=us-west-2,eu-west-1 -c remediationMode=enforce -c alarmEmail=ops@example.com
+// `-c memberStack=true` also synthesizes the organisation member stack (cdk.out/Member.template.json,
+// environment-agnostic, for a service-managed StackSet, not for `cdk deploy`: leave memberStack
+// unset when deploying), with parameter defaults from -c account / hubRegion / hubRoleArn /
+// memberRoleName / roleRegion.
 // `-c bundle=false` skips the cargo-lambda build (synth checks and tests; never for deploy).
 import { App } from 'aws-cdk-lib';
 import { REGION_PATTERN, configFromContext } from '../lib/config';
 import { HubStack } from '../lib/hub-stack';
+import { MemberStack } from '../lib/member-stack';
 import { SpokeStack } from '../lib/spoke-stack';
 
 const app = new App();
@@ -45,5 +50,20 @@ for (const region of spokeRegions) {
     env: { account, region },
     analyticsReporting: false,
     hubRegion,
+  });
+}
+
+if (String(ctx('memberStack') ?? 'false') === 'true') {
+  const hubRoleArn = ctx('hubRoleArn');
+  const roleRegion = ctx('roleRegion');
+  new MemberStack(app, 'Member', {
+    stackName: 'kms-replica-guard-member',
+    description: 'kms-replica-guard member: the role the hub assumes here and the rule forwarding KMS events to the hub (StackSet)',
+    analyticsReporting: false,
+    hubAccountId: account,
+    hubRegion,
+    hubRoleArn: hubRoleArn ? String(hubRoleArn) : undefined,
+    memberRoleName: config.memberRoleName || undefined,
+    roleRegion: roleRegion ? String(roleRegion) : undefined,
   });
 }

@@ -46,6 +46,21 @@ export interface GuardConfig {
   readonly ratePutKeyPolicy: number;
   /** Client-side DescribeKey requests per second per Region (under the KMS quota). */
   readonly rateDescribeKey: number;
+  /**
+   * Name of the role the function assumes in member accounts (member stack's memberRoleName), or ''
+   * (single account). Requires memberAccounts.
+   */
+  readonly memberRoleName: string;
+  /** External id sent with AssumeRole, or ''. It is in the function's environment: not a secret. */
+  readonly memberExternalId: string;
+  /** `organization`, or comma-separated 12-digit account ids; '' when memberRoleName is ''. */
+  readonly memberAccounts: string;
+  /** `o-...`: the hub bus admits PutEvents from the organisation, AssumeRole stays inside it; or ''. */
+  readonly organizationId: string;
+  /** MaximumConcurrency of the sweep queue's event source (at least 2). */
+  readonly sweepWorkerConcurrency: number;
+  /** Visibility timeout of the sweep queue in seconds (at least functionTimeout; AWS recommends 6x). */
+  readonly sweepVisibilityTimeout: number;
 }
 
 /** Key prefix of the policy backups in the backups bucket (BACKUP_PREFIX); the IAM grants use it. */
@@ -76,7 +91,19 @@ export const DEFAULT_CONFIG: GuardConfig = {
   rateGetKeyPolicy: 800,
   ratePutKeyPolicy: 12,
   rateDescribeKey: 1600,
+  memberRoleName: '',
+  memberExternalId: '',
+  memberAccounts: '',
+  organizationId: '',
+  sweepWorkerConcurrency: 2,
+  sweepVisibilityTimeout: 1800,
 };
+
+/** The SAM template's AllowedPatterns of the organisation parameters. */
+export const MEMBER_ROLE_NAME_PATTERN = /^([\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
+export const EXTERNAL_ID_PATTERN = /^[\w+=,.@:/-]{2,1224}$/;
+export const MEMBER_ACCOUNTS_PATTERN = /^(organization|[0-9]{12}(,[0-9]{12})*)$/;
+export const ORGANIZATION_ID_PATTERN = /^o-[a-z0-9]{10,32}$/;
 
 /** The FlapWindow forms the function accepts (the SAM parameter's AllowedPattern). */
 export const DURATION_PATTERN = /^[1-9][0-9]{0,7}[smhd]?$/;
@@ -160,6 +187,33 @@ export function configFromContext(read: ContextReader): GuardConfig {
     throw new Error(`context metricsNamespace=${metricsNamespace}: invalid CloudWatch namespace`);
   }
 
+  const memberRoleName = str('memberRoleName');
+  if (memberRoleName && !MEMBER_ROLE_NAME_PATTERN.test(memberRoleName)) {
+    throw new Error(`context memberRoleName=${memberRoleName}: expected an IAM role name such as kms-replica-guard-member`);
+  }
+  const memberExternalId = str('memberExternalId');
+  if (memberExternalId && !EXTERNAL_ID_PATTERN.test(memberExternalId)) {
+    throw new Error('context memberExternalId: expected 2-1224 characters of letters, digits and +=,.@:/-_');
+  }
+  const memberAccounts = toList(get('memberAccounts') ?? []).join(',');
+  if (memberAccounts && !MEMBER_ACCOUNTS_PATTERN.test(memberAccounts)) {
+    throw new Error(`context memberAccounts=${memberAccounts}: expected organization or comma-separated 12-digit account ids`);
+  }
+  if (memberRoleName && !memberAccounts) {
+    throw new Error('context memberRoleName is set, so memberAccounts must say which accounts to enter (ids, or organization)');
+  }
+  const organizationId = str('organizationId');
+  if (organizationId && !ORGANIZATION_ID_PATTERN.test(organizationId)) {
+    throw new Error(`context organizationId=${organizationId}: expected an organization id such as o-a1b2c3d4e5`);
+  }
+  const functionTimeout = num('functionTimeout', 10, 900);
+  const sweepVisibilityTimeout = num('sweepVisibilityTimeout', 10, 43200);
+  if (sweepVisibilityTimeout < functionTimeout) {
+    throw new Error(
+      `context sweepVisibilityTimeout=${sweepVisibilityTimeout}: must be at least functionTimeout (${functionTimeout}); AWS recommends 6 x functionTimeout`,
+    );
+  }
+
   return {
     remediationMode: mode,
     baselineSource,
@@ -169,7 +223,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     sweepRegions,
     sweepSchedule: str('sweepSchedule'),
     memorySize: num('memorySize', 128, 10240),
-    functionTimeout: num('functionTimeout', 10, 900),
+    functionTimeout,
     reservedConcurrency: num('reservedConcurrency', 0, 1000),
     maxRetryAttempts: num('maxRetryAttempts', 0, 2),
     maxEventAgeSeconds: num('maxEventAgeSeconds', 60, 21600),
@@ -184,5 +238,11 @@ export function configFromContext(read: ContextReader): GuardConfig {
     rateGetKeyPolicy: num('rateGetKeyPolicy', 1, 100000),
     ratePutKeyPolicy: num('ratePutKeyPolicy', 1, 100000),
     rateDescribeKey: num('rateDescribeKey', 1, 100000),
+    memberRoleName,
+    memberExternalId,
+    memberAccounts,
+    organizationId,
+    sweepWorkerConcurrency: num('sweepWorkerConcurrency', 2, 1000),
+    sweepVisibilityTimeout,
   };
 }

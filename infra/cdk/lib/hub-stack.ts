@@ -16,6 +16,7 @@ import {
   aws_kms as kms,
   aws_lambda as lambda,
   aws_lambda_destinations as destinations,
+  aws_lambda_event_sources as event_sources,
   aws_logs as logs,
   aws_s3 as s3,
   aws_sns as sns,
@@ -33,6 +34,9 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 /** The four metrics the function publishes (each datum with no dimension and with `Region`). */
 export const METRIC_NAMES = ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed', 'FlapSuppressed'] as const;
+
+/** The organisation metrics (member accounts not entered, events from accounts not allowed). */
+export const MEMBER_METRIC_NAMES = ['AccountNotEntered', 'AccountNotAllowed'] as const;
 
 export interface HubStackProps extends StackProps {
   readonly config: GuardConfig;
@@ -77,6 +81,18 @@ export class HubStack extends Stack {
     const dlq = new sqs.Queue(this, 'DeadLetterQueue', {
       encryption: sqs.QueueEncryption.KMS_MANAGED,
       retentionPeriod: Duration.days(14),
+    });
+
+    // The sweep's work items (one per account and Region), consumed by the function itself; items
+    // that failed maxReceiveCount times are kept 14 days in the sweep DLQ for a redrive.
+    const sweepDlq = new sqs.Queue(this, 'SweepDeadLetterQueue', {
+      encryption: sqs.QueueEncryption.KMS_MANAGED,
+      retentionPeriod: Duration.days(14),
+    });
+    const sweepQueue = new sqs.Queue(this, 'SweepQueue', {
+      encryption: sqs.QueueEncryption.KMS_MANAGED,
+      visibilityTimeout: Duration.seconds(cfg.sweepVisibilityTimeout),
+      deadLetterQueue: { queue: sweepDlq, maxReceiveCount: 3 },
     });
 
     // Every key policy the function overwrites, saved before the write: the audit trail and the
@@ -142,6 +158,13 @@ export class HubStack extends Stack {
         actions: ['sqs:SendMessage'],
         resources: [dlq.queueArn],
       }),
+      // The scheduled sweep plans one work item per (account, Region) and sends them to the sweep
+      // queue; the same function consumes it through the SQS event source.
+      new iam.PolicyStatement({
+        sid: 'FeedAndWorkSweepQueue',
+        actions: ['sqs:SendMessage', 'sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ChangeMessageVisibility'],
+        resources: [sweepQueue.queueArn],
+      }),
       // Backups of the policies it overwrites (a failed backup blocks the write), read back as
       // the flap guard's write history: only under BACKUP_PREFIX.
       new iam.PolicyStatement({
@@ -182,6 +205,22 @@ export class HubStack extends Stack {
           resources: [`arn:${this.partition}:s3:::${cfg.baselineS3Object}`],
         }),
       );
+    }
+    // Organisation mode: the member role of every account, by name (its trust policy admits exactly
+    // this role); inside the organisation only when organizationId is set.
+    if (cfg.memberRoleName) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'EnterMemberAccounts',
+          actions: ['sts:AssumeRole'],
+          resources: [`arn:${this.partition}:iam::*:role/${cfg.memberRoleName}`],
+          conditions: cfg.organizationId ? { StringEquals: { 'aws:ResourceOrgID': cfg.organizationId } } : undefined,
+        }),
+      );
+    }
+    // memberAccounts=organization: ListAccounts has no resource-level permissions.
+    if (cfg.memberAccounts === 'organization') {
+      statements.push(new iam.PolicyStatement({ sid: 'ListOrganizationAccounts', actions: ['organizations:ListAccounts'], resources: ['*'] }));
     }
     const role = new iam.Role(this, 'RemediatorRole', {
       description: 'Execution role of kms-replica-guard (reads and rewrites multi-Region replica key policies)',
@@ -230,6 +269,12 @@ export class HubStack extends Stack {
         // The rate* limits are the function's per account and Region; each of its at most
         // reservedConcurrency environments paces at its share (0, unreserved: no sharing).
         RATE_INSTANCES: String(cfg.reservedConcurrency),
+        // Organisation mode (empty MEMBER_ROLE_NAME = this account only).
+        MEMBER_ROLE_NAME: cfg.memberRoleName,
+        MEMBER_EXTERNAL_ID: cfg.memberExternalId,
+        MEMBER_ACCOUNTS: cfg.memberAccounts,
+        // The scheduled sweep fans out to this queue: one work item per (account, Region).
+        SWEEP_QUEUE_URL: sweepQueue.queueUrl,
       },
       retryAttempts: cfg.maxRetryAttempts,
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
@@ -248,10 +293,35 @@ export class HubStack extends Stack {
       targets: [new targets.LambdaFunction(fn)],
     });
     new events.Rule(this, 'SweepRule', {
-      description: 'Full sweep of the multi-Region replica keys in SWEEP_REGIONS',
+      description: 'Full sweep of the multi-Region replica keys in SWEEP_REGIONS (fanned out to the sweep queue)',
       schedule: events.Schedule.expression(cfg.sweepSchedule),
       targets: [new targets.LambdaFunction(fn)],
     });
+    // The sweep's work items; failed items are reported one by one (batchItemFailures). The role
+    // already allows the polling (withoutPolicyUpdates: nothing is added to it here).
+    fn.addEventSource(
+      new event_sources.SqsEventSource(sweepQueue, {
+        batchSize: 5,
+        reportBatchItemFailures: true,
+        maxConcurrency: cfg.sweepWorkerConcurrency,
+      }),
+    );
+
+    // Organisation mode: the member accounts' forwarding rules put their KMS events on this
+    // default bus; only principals of the organisation may.
+    if (cfg.organizationId) {
+      new events.CfnEventBusPolicy(this, 'OrganizationEventBusPolicy', {
+        eventBusName: 'default',
+        statementId: 'kms-replica-guard-organization',
+        statement: {
+          Effect: 'Allow',
+          Principal: '*',
+          Action: 'events:PutEvents',
+          Resource: `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`,
+          Condition: { StringEquals: { 'aws:PrincipalOrgID': cfg.organizationId } },
+        },
+      });
+    }
 
     // CloudWatch can only publish to an encrypted topic whose key policy allows it, which the
     // AWS managed alias/aws/sns key cannot: hence a customer managed key.
@@ -328,6 +398,21 @@ export class HubStack extends Stack {
       ...atLeastOnce,
     });
 
+    alarm('AccountNotEnteredAlarm', {
+      alarmName: `${this.stackName}-AccountNotEntered`,
+      alarmDescription:
+        'The hub could not assume the member role in an account (refused, throttled, unreachable): its keys are not being checked. Runbook: README.md#accountnotentered',
+      metric: guardMetric('AccountNotEntered'),
+      ...atLeastOnce,
+    });
+    alarm('SweepDeadLetterQueueAlarm', {
+      alarmName: `${this.stackName}-sweep-DLQ-not-empty`,
+      alarmDescription:
+        'Sweep work items (one account and Region each) failed 3 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
+      metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
+      ...atLeastOnce,
+    });
+
     const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       // Dashboards are global to the account: the Region keeps per-Region stacks apart.
       dashboardName: `${this.stackName}-${this.region}`,
@@ -350,6 +435,13 @@ export class HubStack extends Stack {
         ],
       }),
     );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Member accounts (5 min sums)',
+        width: 12,
+        left: MEMBER_METRIC_NAMES.map((m) => guardMetric(m)),
+      }),
+    );
 
     new CfnOutput(this, 'FunctionName', { description: 'Name of the remediator function', value: fn.functionName });
     new CfnOutput(this, 'FunctionArn', { description: 'ARN of the remediator function', value: fn.functionArn });
@@ -367,10 +459,18 @@ export class HubStack extends Stack {
     new CfnOutput(this, 'AlarmTopicArn', { description: 'SNS topic of the alarms', value: topic.topicArn });
     new CfnOutput(this, 'HubEventBusArn', {
       description:
-        'The hub default event bus: the target of the spoke stacks. Events that spoke rules of the same account put here are accepted without a bus policy.',
+        'The hub default event bus: the target of the spoke and member stacks. Events that spoke rules of the same account put here are accepted without a bus policy; member accounts need organizationId (the organisation bus policy).',
       value: `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`,
     });
-    new CfnOutput(this, 'DashboardName', { description: 'CloudWatch dashboard of the four metrics', value: dashboard.dashboardName });
+    new CfnOutput(this, 'SweepQueueUrl', {
+      description: 'The sweep work queue (one item per account and Region, consumed by the function)',
+      value: sweepQueue.queueUrl,
+    });
+    new CfnOutput(this, 'SweepDeadLetterQueueUrl', {
+      description: 'Sweep work items that failed 3 times (redrive source of the sweep queue)',
+      value: sweepDlq.queueUrl,
+    });
+    new CfnOutput(this, 'DashboardName', { description: 'CloudWatch dashboard of the function metrics', value: dashboard.dashboardName });
   }
 
   /** Skips cargo-lambda bundling when the stack was created with `bundle: false`. */

@@ -25,6 +25,18 @@ function onlyResource(template: Template, type: string, props: object = {}): [st
   return [ids[0], found[ids[0]]];
 }
 
+/** The on-failure queue of the asynchronous invocations (the EventInvokeConfig destination). */
+function asyncDlqId(template: Template): string {
+  const [, config] = onlyResource(template, 'AWS::Lambda::EventInvokeConfig');
+  return config.Properties.DestinationConfig.OnFailure.Destination['Fn::GetAtt'][0];
+}
+
+/** The sweep work queue (the one with a redrive policy) and its dead-letter queue. */
+function sweepQueues(template: Template): { queueId: string; queue: any; dlqId: string } {
+  const [queueId, queue] = onlyResource(template, 'AWS::SQS::Queue', { Properties: { RedrivePolicy: Match.anyValue() } });
+  return { queueId, queue, dlqId: queue.Properties.RedrivePolicy.deadLetterTargetArn['Fn::GetAtt'][0] };
+}
+
 function roleStatements(template: Template): any[] {
   const [, role] = onlyResource(template, 'AWS::IAM::Role');
   return role.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
@@ -154,9 +166,8 @@ describe('the hub stack', () => {
   });
 
   test('failed async invocations go to an encrypted 14-day DLQ after the retries', () => {
-    const [queueId] = onlyResource(template, 'AWS::SQS::Queue', {
-      Properties: { KmsMasterKeyId: 'alias/aws/sqs', MessageRetentionPeriod: 1209600 },
-    });
+    const queueId = asyncDlqId(template);
+    template.hasResourceProperties('AWS::SQS::Queue', { KmsMasterKeyId: 'alias/aws/sqs', MessageRetentionPeriod: 1209600 });
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
       Qualifier: '$LATEST',
       MaximumRetryAttempts: 2,
@@ -202,18 +213,21 @@ describe('the hub stack', () => {
     });
   });
 
-  test('the five alarms watch the right metrics with the right thresholds and notify the topic', () => {
+  test('the seven alarms watch the right metrics with the right thresholds and notify the topic', () => {
     const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
-    const [queueId] = onlyResource(template, 'AWS::SQS::Queue');
+    const queueId = asyncDlqId(template);
+    const { dlqId: sweepDlqId } = sweepQueues(template);
     const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties);
     const byName = Object.fromEntries(alarms.map((a) => [a.AlarmName, a]));
     expect(Object.keys(byName).sort()).toEqual([
+      'kms-replica-guard-AccountNotEntered',
       'kms-replica-guard-AutoFixApplied-spike',
       'kms-replica-guard-AutoFixFailed',
       'kms-replica-guard-DLQ-not-empty',
       'kms-replica-guard-FlapSuppressed',
       'kms-replica-guard-FunctionErrors',
+      'kms-replica-guard-sweep-DLQ-not-empty',
     ]);
     const common = { Period: 300, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' };
     // The fleet totals: no dimensions at all (the function also publishes a Region-dimensioned copy).
@@ -221,13 +235,13 @@ describe('the hub stack', () => {
       ...common, Namespace: 'KmsReplicaGuard', MetricName: 'AutoFixApplied', Statistic: 'Sum',
       Threshold: 10, ComparisonOperator: 'GreaterThanThreshold',
     });
-    for (const metric of ['AutoFixFailed', 'FlapSuppressed']) {
+    for (const metric of ['AutoFixFailed', 'FlapSuppressed', 'AccountNotEntered']) {
       expect(byName[`kms-replica-guard-${metric}`]).toMatchObject({
         ...common, Namespace: 'KmsReplicaGuard', MetricName: metric, Statistic: 'Sum',
         Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       });
     }
-    for (const name of ['AutoFixApplied-spike', 'AutoFixFailed', 'FlapSuppressed']) {
+    for (const name of ['AutoFixApplied-spike', 'AutoFixFailed', 'FlapSuppressed', 'AccountNotEntered']) {
       expect(byName[`kms-replica-guard-${name}`].Dimensions).toBeUndefined();
     }
     expect(byName['kms-replica-guard-FunctionErrors']).toMatchObject({
@@ -239,6 +253,13 @@ describe('the hub stack', () => {
       Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
     });
+    expect(byName['kms-replica-guard-sweep-DLQ-not-empty']).toMatchObject({
+      ...common, Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Statistic: 'Maximum',
+      Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [sweepDlqId, 'QueueName'] } }],
+    });
+    expect(byName['kms-replica-guard-AccountNotEntered'].AlarmDescription).toMatch(/Runbook: README\.md#accountnotentered$/);
+    expect(byName['kms-replica-guard-sweep-DLQ-not-empty'].AlarmDescription).toMatch(/Runbook: README\.md#sweep-dlq-not-empty$/);
     for (const a of alarms) {
       expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
       expect(a.OKActions).toEqual([{ Ref: topicId }]);
@@ -257,10 +278,10 @@ describe('the hub stack', () => {
     template.resourceCountIs('AWS::SNS::Subscription', 0);
   });
 
-  test('the dashboard shows the four metrics', () => {
+  test('the dashboard shows the six metrics', () => {
     const [, dashboard] = onlyResource(template, 'AWS::CloudWatch::Dashboard');
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
-    for (const m of ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed', 'FlapSuppressed']) {
+    for (const m of ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed', 'FlapSuppressed', 'AccountNotEntered', 'AccountNotAllowed']) {
       expect(body).toContain(m);
     }
   });
@@ -269,7 +290,7 @@ describe('the hub stack', () => {
     const outputs = Object.keys(template.findOutputs('*')).sort();
     expect(outputs).toEqual([
       'AlarmTopicArn', 'BackupBucketName', 'DashboardName', 'DeadLetterQueueArn', 'DeadLetterQueueUrl', 'FunctionArn',
-      'FunctionName', 'HubEventBusArn', 'RemediatorRoleArn',
+      'FunctionName', 'HubEventBusArn', 'RemediatorRoleArn', 'SweepDeadLetterQueueUrl', 'SweepQueueUrl',
     ]);
   });
 
@@ -281,6 +302,105 @@ describe('the hub stack', () => {
         expect(skip.comment.length).toBeGreaterThan(40);
       }
     }
+  });
+});
+
+describe('the hub stack sweep queue and organisation mode', () => {
+  const template = synth();
+
+  test('the sweep fans out to an encrypted work queue with a redrive to its own 14-day DLQ', () => {
+    const { queueId, queue, dlqId } = sweepQueues(template);
+    expect(queue.Properties).toEqual({
+      KmsMasterKeyId: 'alias/aws/sqs',
+      VisibilityTimeout: 1800,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 3 },
+    });
+    expect(dlqId).not.toBe(asyncDlqId(template));
+    expect(template.toJSON().Resources[dlqId].Properties).toEqual({ KmsMasterKeyId: 'alias/aws/sqs', MessageRetentionPeriod: 1209600 });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ SWEEP_QUEUE_URL: { Ref: queueId }, MEMBER_ROLE_NAME: '', MEMBER_EXTERNAL_ID: '', MEMBER_ACCOUNTS: '' }) },
+    });
+    expect(template.findOutputs('SweepQueueUrl').SweepQueueUrl.Value).toEqual({ Ref: queueId });
+    expect(template.findOutputs('SweepDeadLetterQueueUrl').SweepDeadLetterQueueUrl.Value).toEqual({ Ref: dlqId });
+  });
+
+  test('the function consumes the work queue in batches of 5, reporting item failures, at most sweepWorkerConcurrency at once', () => {
+    const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    const { queueId } = sweepQueues(template);
+    const [, esm] = onlyResource(template, 'AWS::Lambda::EventSourceMapping');
+    expect(esm.Properties).toEqual({
+      BatchSize: 5,
+      EventSourceArn: { 'Fn::GetAtt': [queueId, 'Arn'] },
+      FunctionName: { Ref: fnId },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 2 },
+    });
+    expect(roleStatements(template)).toContainEqual({
+      Sid: 'FeedAndWorkSweepQueue',
+      Effect: 'Allow',
+      Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:SendMessage'],
+      Resource: { 'Fn::GetAtt': [queueId, 'Arn'] },
+    });
+    const other = synth({ sweepWorkerConcurrency: 5, sweepVisibilityTimeout: 3600 });
+    other.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 5 } });
+    other.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 3600 });
+  });
+
+  test('single account by default: no AssumeRole, no ListAccounts, no bus policy', () => {
+    const actions = roleStatements(template).flatMap((s) => [s.Action].flat());
+    expect(actions).not.toContain('sts:AssumeRole');
+    expect(actions).not.toContain('organizations:ListAccounts');
+    template.resourceCountIs('AWS::Events::EventBusPolicy', 0);
+  });
+
+  test('member accounts: AssumeRole on the member role name, inside the organisation; ListAccounts for organization', () => {
+    const t = synth({ memberRoleName: 'kms-replica-guard-member', memberAccounts: 'organization', memberExternalId: 'ext-1234', organizationId: 'o-a1b2c3d4e5' });
+    const statements = roleStatements(t);
+    expect(statements).toContainEqual({
+      Sid: 'EnterMemberAccounts',
+      Effect: 'Allow',
+      Action: 'sts:AssumeRole',
+      Resource: 'arn:aws:iam::*:role/kms-replica-guard-member',
+      Condition: { StringEquals: { 'aws:ResourceOrgID': 'o-a1b2c3d4e5' } },
+    });
+    expect(statements).toContainEqual({ Sid: 'ListOrganizationAccounts', Effect: 'Allow', Action: 'organizations:ListAccounts', Resource: '*' });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({ MEMBER_ROLE_NAME: 'kms-replica-guard-member', MEMBER_EXTERNAL_ID: 'ext-1234', MEMBER_ACCOUNTS: 'organization' }),
+      },
+    });
+    const listed = roleStatements(synth({ memberRoleName: 'kms-replica-guard-member', memberAccounts: '222233334444,444455556666' }));
+    expect(listed.find((s) => s.Sid === 'EnterMemberAccounts').Condition).toBeUndefined();
+    expect(listed.map((s) => s.Sid)).not.toContain('ListOrganizationAccounts');
+  });
+
+  test('organizationId: the default bus admits PutEvents from the organisation only', () => {
+    const t = synth({ organizationId: 'o-a1b2c3d4e5' });
+    const [, policy] = onlyResource(t, 'AWS::Events::EventBusPolicy');
+    expect(policy.Properties).toEqual({
+      EventBusName: 'default',
+      StatementId: 'kms-replica-guard-organization',
+      Statement: {
+        Effect: 'Allow',
+        Principal: '*',
+        Action: 'events:PutEvents',
+        Resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default`,
+        Condition: { StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' } },
+      },
+    });
+  });
+
+  test('bad organisation settings fail the synth with a message', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ memberRoleName: 'kms-replica-guard-member' }))).toThrow(/memberAccounts/);
+    expect(() => configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '1234' }))).toThrow(/memberAccounts/);
+    expect(() => configFromContext(ctx({ memberRoleName: 'bad name!', memberAccounts: 'organization' }))).toThrow(/memberRoleName/);
+    expect(() => configFromContext(ctx({ organizationId: 'org-1' }))).toThrow(/organizationId/);
+    expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '1' }))).toThrow(/sweepWorkerConcurrency/);
+    expect(() => configFromContext(ctx({ sweepVisibilityTimeout: '200' }))).toThrow(/at least functionTimeout/);
+    expect(configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '222233334444, 444455556666' })).memberAccounts).toBe(
+      '222233334444,444455556666',
+    );
   });
 });
 

@@ -1,0 +1,112 @@
+import { testApp } from './util';
+import { Template } from 'aws-cdk-lib/assertions';
+import { MemberStack } from '../lib/member-stack';
+
+const HUB_ACCOUNT = '111122223333';
+const HUB_ROLE = `arn:aws:iam::${HUB_ACCOUNT}:role/kms-replica-guard-RemediatorRole-ABC`;
+
+function synth(): Template {
+  const app = testApp();
+  return Template.fromStack(new MemberStack(app, 'Member', { hubAccountId: HUB_ACCOUNT, hubRegion: 'us-east-1', hubRoleArn: HUB_ROLE }));
+}
+
+describe('the member stack', () => {
+  const template = synth();
+  const json = template.toJSON();
+  const [memberRoleId, memberRole] = Object.entries(template.findResources('AWS::IAM::Role', { Properties: { RoleName: { Ref: 'MemberRoleName' } } }))[0] as [string, any];
+
+  test('is a StackSet template: environment-agnostic, no bootstrap parameter, the documented parameters', () => {
+    expect(Object.keys(json.Parameters).sort()).toEqual(['ExternalId', 'HubAccountId', 'HubRegion', 'HubRoleArn', 'MemberRoleName', 'RoleRegion']);
+    expect(json.Parameters.HubRoleArn.Default).toBe(HUB_ROLE);
+    expect(json.Parameters.MemberRoleName.Default).toBe('kms-replica-guard-member');
+    expect(json.Parameters.ExternalId).toMatchObject({ Default: '', NoEcho: true });
+    expect(json.Parameters.RoleRegion.Default).toBe('us-east-1');
+    expect(JSON.stringify(json)).not.toContain(`:${HUB_ACCOUNT}:key/`);
+  });
+
+  test('the member role is created in RoleRegion only and trusts exactly the hub function role', () => {
+    expect(memberRole.Condition).toBe('CreateMemberRole');
+    expect(json.Conditions.CreateMemberRole).toEqual({ 'Fn::Equals': [{ Ref: 'AWS::Region' }, { Ref: 'RoleRegion' }] });
+    expect(memberRole.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      {
+        Sid: 'HubFunctionOnly',
+        Effect: 'Allow',
+        Principal: { AWS: { Ref: 'HubRoleArn' } },
+        Action: 'sts:AssumeRole',
+        Condition: { 'Fn::If': ['HasExternalId', { StringEquals: { 'sts:ExternalId': { Ref: 'ExternalId' } } }, { Ref: 'AWS::NoValue' }] },
+      },
+    ]);
+    expect(json.Conditions.HasExternalId).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'ExternalId' }, ''] }] });
+    expect(template.findOutputs('MemberRoleArn').MemberRoleArn).toMatchObject({ Condition: 'CreateMemberRole', Value: { 'Fn::GetAtt': [memberRoleId, 'Arn'] } });
+  });
+
+  test('the member role may do exactly what the hub role does with KMS, and never bypass the lockout check', () => {
+    const statements = memberRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
+    expect(statements).toEqual([
+      {
+        Sid: 'ReconcileMultiRegionKeys',
+        Effect: 'Allow',
+        Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:*:', { Ref: 'AWS::AccountId' }, ':key/mrk-*']] },
+      },
+      { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
+      {
+        Sid: 'NeverBypassLockoutSafetyCheck',
+        Effect: 'Deny',
+        Action: 'kms:PutKeyPolicy',
+        Resource: '*',
+        Condition: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
+      },
+    ]);
+    template.resourceCountIs('AWS::IAM::Policy', 0);
+  });
+
+  test('the rule forwards the hub pattern to the hub bus with its role, except in the hub account hub Region', () => {
+    const hubBus = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:', { Ref: 'HubRegion' }, ':', { Ref: 'HubAccountId' }, ':event-bus/default']] };
+    const rules = Object.values(template.findResources('AWS::Events::Rule')) as any[];
+    expect(rules).toHaveLength(1);
+    expect(rules[0].Condition).toBe('ForwardEvents');
+    expect(rules[0].Properties.EventPattern).toStrictEqual({
+      source: ['aws.kms'],
+      'detail-type': ['AWS API Call via CloudTrail'],
+      detail: {
+        eventSource: ['kms.amazonaws.com'],
+        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion'],
+        errorCode: [{ exists: false }],
+      },
+    });
+    const [forwardRoleId, forwardRole] = Object.entries(template.findResources('AWS::IAM::Role')).find(([id]) => id !== memberRoleId) as [string, any];
+    expect(rules[0].Properties.Targets).toEqual([{ Id: 'HubEventBus', Arn: hubBus, RoleArn: { 'Fn::GetAtt': [forwardRoleId, 'Arn'] } }]);
+    expect(forwardRole.Condition).toBe('ForwardEvents');
+    expect(forwardRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement)).toEqual([
+      { Sid: 'PutEventsOnHubBus', Effect: 'Allow', Action: 'events:PutEvents', Resource: hubBus },
+    ]);
+    expect(forwardRole.Properties.AssumeRolePolicyDocument.Statement[0]).toMatchObject({
+      Principal: { Service: 'events.amazonaws.com' },
+      Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+    });
+    // No rule (and no forward role) in the hub account's hub Region: it would forward the bus to itself.
+    expect(json.Conditions.ForwardEvents).toEqual({
+      'Fn::Not': [
+        {
+          'Fn::And': [
+            { 'Fn::Equals': [{ Ref: 'AWS::AccountId' }, { Ref: 'HubAccountId' }] },
+            { 'Fn::Equals': [{ Ref: 'AWS::Region' }, { Ref: 'HubRegion' }] },
+          ],
+        },
+      ],
+    });
+    expect(template.findOutputs('ForwardRuleArn').ForwardRuleArn.Condition).toBe('ForwardEvents');
+    // The instance there still has a resource (a stack without any is refused).
+    const unconditional = Object.values(json.Resources).filter((r: any) => !r.Condition) as any[];
+    expect(unconditional.map((r) => r.Type)).toEqual(['AWS::CloudFormation::WaitConditionHandle']);
+  });
+
+  test('refuses a partition without cross-Region bus targets, and bad synth-time defaults', () => {
+    expect(json.Rules.CrossRegionTargetsAvailable.Assertions).toEqual([
+      expect.objectContaining({ Assert: { 'Fn::Contains': [['aws', 'aws-cn', 'aws-us-gov'], { Ref: 'AWS::Partition' }] } }),
+    ]);
+    expect(() => new MemberStack(testApp(), 'M', { hubAccountId: '123', hubRegion: 'us-east-1' })).toThrow(/hubAccountId/);
+    expect(() => new MemberStack(testApp(), 'M', { hubAccountId: HUB_ACCOUNT, hubRegion: 'nowhere' })).toThrow(/hubRegion/);
+  });
+});
