@@ -1,5 +1,6 @@
 //! CPU of what one event costs besides network calls, for a policy near the 32 KB KMS limit:
-//! render + validate the baseline, parse + compare the live policy, and the drift diff.
+//! render + validate the baseline, parse + compare the live policy, and on drift the diff
+//! and the access explanation (`assess`, what the replica stage runs).
 
 use std::hint::black_box;
 
@@ -7,7 +8,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use krg_engine::baseline::{RenderContext, Template};
 use krg_engine::decide::drift_name;
 use krg_engine::key::KeyArn;
-use krg_policy::{CanonicalPolicy, LockoutGuard, Verdict, compare, diff, validate};
+use krg_policy::{
+    CanonicalPolicy, LockoutGuard, Verdict, assess, compare, diff, explain, validate,
+};
 use serde_json::{Value, json};
 
 /// A baseline template of about 32 KB: the usual statements plus many application grants.
@@ -100,23 +103,24 @@ fn bench(c: &mut Criterion) {
             compare(black_box(&live_equal), &desired)
         })
     });
+    const OWN: &str = "arn:aws:iam::111122223333:root";
     c.bench_function(
-        "one event, drifted: render + validate + compare + diff",
+        "one event, drifted: render + validate + assess (compare + diff + explanation)",
         |b| {
             b.iter(|| {
                 let text = template.render(black_box(ctx));
                 let desired = validate(&text, &guard).unwrap();
-                compare(black_box(&live_drifted), &desired)
+                assess(black_box(&live_drifted), &desired, OWN)
             })
         },
     );
     c.bench_function(
-        "one event, drifted, enforce: render + validate + compare + diff + drift name",
+        "one event, drifted, enforce: render + validate + assess + drift name",
         |b| {
             b.iter(|| {
                 let text = template.render(black_box(ctx));
                 let desired = validate(&text, &guard).unwrap();
-                let verdict = compare(black_box(&live_drifted), &desired);
+                let verdict = assess(black_box(&live_drifted), &desired, OWN);
                 (verdict, drift_name(black_box(&live_drifted), &text))
             })
         },
@@ -128,6 +132,13 @@ fn bench(c: &mut Criterion) {
     c.bench_function("diff of a 32 KB policy with one changed statement", |b| {
         b.iter(|| diff(black_box(&live), &desired).to_string())
     });
+    c.bench_function(
+        "explanation of a 32 KB policy with one changed statement",
+        |b| b.iter(|| explain(&desired, black_box(&live), OWN)),
+    );
+    let e = explain(&desired, &live, OWN);
+    // One statement changed its condition: its two principals gain and lose, nobody else.
+    assert_eq!((e.gains.len(), e.losses.len()), (2, 2), "{e:?}");
 }
 
 criterion_group!(benches, bench);

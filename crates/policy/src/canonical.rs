@@ -237,7 +237,7 @@ impl Principal {
 }
 
 /// Operator (case-sensitive) to condition key (case-folded) to values (as strings).
-pub(super) type Conditions = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
+pub(super) type Conditions = BTreeMap<String, BTreeMap<Folded, BTreeSet<String>>>;
 
 /// One statement in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -247,16 +247,103 @@ pub(super) struct Statement {
     pub(super) effect: Option<Effect>,
     pub(super) principal: Option<Principal>,
     pub(super) not_principal: Option<Principal>,
-    pub(super) action: Option<BTreeSet<String>>,
-    pub(super) not_action: Option<BTreeSet<String>>,
+    pub(super) action: Option<BTreeSet<Folded>>,
+    pub(super) not_action: Option<BTreeSet<Folded>>,
     pub(super) resource: Option<BTreeSet<String>>,
     pub(super) not_resource: Option<BTreeSet<String>>,
     pub(super) condition: Option<Conditions>,
     pub(super) other: BTreeMap<String, Json>,
 }
 
+/// A name IAM matches ASCII-case-insensitively (an action name, a condition key), kept as
+/// first written: equal to and ordered like its lower-case form, shown as written. A set of
+/// them keeps the first spelling of each name (`BTreeSet::insert` never replaces an equal
+/// element), so reading a policy costs no lower-cased copies and display loses nothing.
+#[derive(Debug, Clone)]
+pub(super) struct Folded(String);
+
+impl Folded {
+    pub(super) fn new(s: &str) -> Self {
+        Folded(s.to_owned())
+    }
+
+    /// As first written (`kms:GenerateDataKey*`).
+    pub(super) fn as_written(&self) -> &str {
+        &self.0
+    }
+
+    /// The lower-case form, the same for every spelling (canonical text).
+    pub(super) fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl PartialEq for Folded {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for Folded {}
+
+impl PartialOrd for Folded {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Folded {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        // Most names compared are spelled the same: one memcmp.
+        if a == b {
+            return std::cmp::Ordering::Equal;
+        }
+        for (x, y) in a.iter().zip(b) {
+            match x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase()) {
+                std::cmp::Ordering::Equal => {}
+                unequal => return unequal,
+            }
+        }
+        a.len().cmp(&b.len())
+    }
+}
+
+/// How a statement renders its folded names.
+#[derive(Clone, Copy)]
+enum Names<'a> {
+    /// Lower-cased: the canonical text, the same for equivalent statements.
+    Folded,
+    /// As written; where the other side of a pair has an equal name, its spelling.
+    Written(Option<&'a Statement>),
+}
+
 impl Statement {
+    /// Canonical JSON: names folded, the same text for equivalent statements.
     pub(super) fn to_value(&self) -> Value {
+        self.render(Names::Folded)
+    }
+
+    /// Like [`Statement::to_value`] but with action names and condition keys as written:
+    /// as `prefer` (the other side of a pair) spells them where it has them too, so that a
+    /// re-casing alone is no difference, else as this statement spells them.
+    pub(super) fn display_value(&self, prefer: Option<&Statement>) -> Value {
+        self.render(Names::Written(prefer))
+    }
+
+    fn render(&self, names: Names<'_>) -> Value {
+        let shown = |n: &Folded, other: Option<&Folded>| match names {
+            Names::Folded => n.folded(),
+            Names::Written(_) => other.unwrap_or(n).as_written().to_owned(),
+        };
+        let prefer = match names {
+            Names::Written(p) => p,
+            Names::Folded => None,
+        };
+        let actions = |v: &BTreeSet<Folded>, theirs: Option<&BTreeSet<Folded>>| {
+            let names = v.iter().map(|a| shown(a, theirs.and_then(|t| t.get(a))));
+            Value::Array(names.map(Value::String).collect())
+        };
         let mut f: BTreeMap<String, Value> = BTreeMap::new();
         let mut put = |k: &str, v: Value| {
             f.insert(k.to_owned(), v);
@@ -273,9 +360,15 @@ impl Statement {
         if let Some(p) = &self.not_principal {
             put("NotPrincipal", p.to_value());
         }
+        let their =
+            |f: fn(&Statement) -> &Option<BTreeSet<Folded>>| prefer.and_then(|p| f(p).as_ref());
+        if let Some(v) = &self.action {
+            put("Action", actions(v, their(|s| &s.action)));
+        }
+        if let Some(v) = &self.not_action {
+            put("NotAction", actions(v, their(|s| &s.not_action)));
+        }
         for (k, v) in [
-            ("Action", &self.action),
-            ("NotAction", &self.not_action),
             ("Resource", &self.resource),
             ("NotResource", &self.not_resource),
         ] {
@@ -284,8 +377,13 @@ impl Statement {
             }
         }
         if let Some(c) = &self.condition {
+            let theirs = prefer.and_then(|p| p.condition.as_ref());
             let ops = c.iter().map(|(op, keys)| {
-                let keys = keys.iter().map(|(k, vals)| (k.clone(), list(vals)));
+                let other = theirs.and_then(|t| t.get(op));
+                let keys = keys.iter().map(|(k, vals)| {
+                    let spelled = other.and_then(|o| o.get_key_value(k)).map(|(k, _)| k);
+                    (shown(k, spelled), list(vals))
+                });
                 (op.clone(), sorted_object(keys))
             });
             put("Condition", sorted_object(ops));
@@ -461,28 +559,34 @@ fn read_strings(path: Path<'_>, v: &Value) -> Result<BTreeSet<String>, PolicyErr
 }
 
 /// A string or an array of strings, each mapped by `f`.
-fn read_strings_as(
+fn read_strings_as<T: Ord>(
     path: Path<'_>,
     v: &Value,
-    f: impl Fn(&str) -> String,
-) -> Result<BTreeSet<String>, PolicyError> {
+    f: impl Fn(&str) -> T,
+) -> Result<BTreeSet<T>, PolicyError> {
     match v {
         Value::String(s) => Ok(BTreeSet::from([f(s)])),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match item {
-                Value::String(s) => Ok(f(s)),
-                _ => Err(wrong_type(Path::Index(&path, i), "a string", item)),
-            })
-            .collect(),
+        Value::Array(items) => {
+            // `insert` keeps the first of equal elements (a `Folded` name's first spelling);
+            // collecting would keep the last.
+            let mut set = BTreeSet::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => {
+                        set.insert(f(s));
+                    }
+                    _ => return Err(wrong_type(Path::Index(&path, i), "a string", item)),
+                }
+            }
+            Ok(set)
+        }
         _ => Err(wrong_type(path, "a string or an array of strings", v)),
     }
 }
 
-fn read_actions(path: Path<'_>, v: &Value) -> Result<BTreeSet<String>, PolicyError> {
+fn read_actions(path: Path<'_>, v: &Value) -> Result<BTreeSet<Folded>, PolicyError> {
     // IAM matches action names case-insensitively.
-    read_strings_as(path, v, str::to_ascii_lowercase)
+    read_strings_as(path, v, Folded::new)
 }
 
 fn read_principal(path: Path<'_>, v: &Value) -> Result<Principal, PolicyError> {
@@ -549,22 +653,23 @@ fn read_conditions(path: Path<'_>, v: &Value, errors: &mut Vec<PolicyError>) -> 
             ));
             continue;
         };
-        let mut folded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
+        let mut folded: BTreeMap<Folded, BTreeSet<String>> = BTreeMap::new();
+        // The keys seen in this block (a few at most): a linear scan allocates nothing.
+        let mut seen: Vec<&String> = Vec::new();
         for (key, values) in keys {
-            let lower = key.to_ascii_lowercase();
-            if let Some(first) = spelled.insert(lower.clone(), key) {
+            if let Some(first) = seen.iter().find(|k| k.eq_ignore_ascii_case(key)) {
                 // Merging or picking one would guess at what IAM does with the clash.
                 errors.push(PolicyError::DuplicateConditionKey {
                     element: op_path.to_string(),
-                    first: first.to_owned(),
+                    first: (*first).clone(),
                     second: key.clone(),
                 });
                 continue;
             }
+            seen.push(key);
             match read_condition_values(Path::Key(&op_path, key), values) {
                 Ok(set) => {
-                    folded.insert(lower, set);
+                    folded.insert(Folded::new(key), set);
                 }
                 Err(e) => errors.push(e),
             }

@@ -1,7 +1,7 @@
 //! A live policy text against the desired canonical policy: the one verdict every reconcile
 //! stage acts on.
 
-use super::{CanonicalPolicy, diff};
+use super::{CanonicalPolicy, Exposure, diff, explain};
 
 /// In sync, or drifted with a readable diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,25 @@ pub fn compare(live: &str, desired: &CanonicalPolicy) -> Verdict {
     }
 }
 
+/// [`compare`] and, on drift, what the drift means as access ([`explain`]: from the
+/// desired policy to the live one, so gains are what the drift opened). The live policy is
+/// parsed once for both; an in-sync policy costs nothing more than [`compare`]. A live
+/// policy that does not parse has no explanation (`None`).
+pub fn assess(
+    live: &str,
+    desired: &CanonicalPolicy,
+    own_account: &str,
+) -> (Verdict, Option<Exposure>) {
+    match CanonicalPolicy::parse(live) {
+        Ok(parsed) if &parsed == desired => (Verdict::InSync, None),
+        Ok(parsed) => (
+            Verdict::Drift(diff(&parsed, desired).to_string()),
+            Some(explain(desired, &parsed, own_account)),
+        ),
+        Err(_) => (compare(live, desired), None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +58,30 @@ mod tests {
         );
         let reformatted = r#"{ "Statement": { "Resource": ["*"], "Action": "KMS:*", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Effect": "allow" }, "Version": "2012-10-17" }"#;
         assert_eq!(compare(reformatted, &desired), Verdict::InSync);
+        assert_eq!(
+            assess(reformatted, &desired, "111122223333"),
+            (Verdict::InSync, None)
+        );
+        assert_eq!(assess("nope", &desired, "111122223333").1, None);
+    }
+
+    #[test]
+    fn a_drift_is_assessed_with_what_the_live_policy_opened() {
+        let desired = CanonicalPolicy::parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        let live = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"},{"Sid":"Open","Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*"}]}"#;
+        let (verdict, exposure) = assess(live, &desired, "111122223333");
+        assert!(
+            matches!(&verdict, Verdict::Drift(d) if d.contains("Open")),
+            "{verdict:?}"
+        );
+        let exposure = exposure.expect("a parsed drift is explained");
+        assert_eq!(exposure.severity, crate::Severity::Public);
+        assert_eq!(
+            exposure.sentences(),
+            ["* gains kms:Decrypt (no condition) — public"]
+        );
     }
 }

@@ -13,6 +13,8 @@ use super::canonical::{CanonicalPolicy, Statement};
 /// `+` is what a write of `desired` would add, `-` what it would remove, `~` a change.
 /// Statements without a Sid are labelled `#N`, their 1-based position in canonical
 /// order (sorted), since the original document order is not part of the meaning.
+/// Action names are shown as written (a name only re-cased between a paired statement's
+/// two sides is shown in the desired spelling on both, so it is no line of the diff).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyDiff {
     entries: Vec<Entry>,
@@ -135,13 +137,19 @@ fn quoted(s: &str) -> String {
     Value::String(s.to_owned()).to_string()
 }
 
-fn pretty(s: &Statement) -> String {
+/// A statement as pretty JSON with its action names as written; where `prefer` (the other
+/// side of a pair) spells an action too, its spelling, so that case is never a difference.
+fn pretty_as(s: &Statement, prefer: Option<&Statement>) -> String {
     // A trailing newline on both sides keeps "no newline at end" noise out of the diff.
-    format!("{:#}\n", s.to_value())
+    format!("{:#}\n", s.display_value(prefer))
+}
+
+fn pretty(s: &Statement) -> String {
+    pretty_as(s, None)
 }
 
 fn unified(old: &Statement, new: &Statement) -> String {
-    let (old, new) = (pretty(old), pretty(new));
+    let (old, new) = (pretty_as(old, Some(new)), pretty(new));
     let text = TextDiff::from_lines(&old, &new);
     let mut udiff = text.unified_diff();
     udiff.context_radius(2).missing_newline_hint(false);

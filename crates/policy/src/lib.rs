@@ -2,7 +2,8 @@
 //! workspace, under krg-engine (which decides with it) and everything above. Parsing into a
 //! canonical form so that equivalence is judged on meaning rather than text
 //! ([`CanonicalPolicy`], [`equivalent`]), the verdict on a live policy ([`compare`]), a
-//! readable statement-level diff for drift reports ([`diff`]), and validation (grammar, KMS
+//! readable statement-level diff for drift reports ([`diff`]), the drift as access — who
+//! gains and loses what, and how serious it is ([`explain`]) — and validation (grammar, KMS
 //! limits, no remediator lockout) before any write ([`validate`]).
 //!
 //! Equivalence follows the Terraform provider's policy comparison but is stricter
@@ -12,14 +13,16 @@
 mod canonical;
 mod compare;
 mod diff;
+mod explain;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
 pub use canonical::{CanonicalPolicy, PolicyError, equivalent};
-pub use compare::{Verdict, compare};
+pub use compare::{Verdict, assess, compare};
 pub use diff::{PolicyDiff, diff};
+pub use explain::{Access, Exposure, Severity, UnknownSeverity, explain};
 pub use validate::{
     ACCEPTED_VERSIONS, LockoutGuard, MAX_POLICY_BYTES, Origin, UNIQUE_ID_PREFIXES, Validated,
     ValidationError, ValidationErrors, is_unique_id, validate, validate_as,

@@ -7,7 +7,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::canonical::{
-    CanonicalPolicy, Conditions, Effect, PolicyError, Principal, Statement, is_account_id,
+    CanonicalPolicy, Conditions, Effect, Folded, PolicyError, Principal, Statement, is_account_id,
     read_document, statement_values,
 };
 
@@ -599,8 +599,8 @@ impl<'a> Target<'a> {
 
     /// What the remediator's request carries for a (case-folded) condition key, one entry
     /// per possibility (`None`: the key is absent); `None` when the check does not know.
-    fn context(&self, key: &str) -> Option<Vec<Option<&str>>> {
-        match key {
+    fn context(&self, key: &Folded) -> Option<Vec<Option<&str>>> {
+        match key.folded().as_str() {
             // For a role session, the role's ARN (not the session's).
             "aws:principalarn" => self.role().map(|role| vec![Some(role)]),
             "aws:principalaccount" => Some(vec![Some(self.account.as_str())]),
@@ -613,7 +613,7 @@ impl<'a> Target<'a> {
         }
     }
 
-    fn block_holds(&self, operator: &str, key: &str, values: &BTreeSet<String>) -> Option<bool> {
+    fn block_holds(&self, operator: &str, key: &Folded, values: &BTreeSet<String>) -> Option<bool> {
         let mut outcome = None;
         for actual in self.context(key)? {
             let now = evaluate(operator, actual, values)?;
@@ -783,7 +783,7 @@ fn deny_covers(s: &Statement, written: &Written<'_>, t: &Target<'_>) -> bool {
 }
 
 fn action_covers(s: &Statement, when_missing: bool) -> bool {
-    let matches = |a: &String| glob(a, PUT_KEY_POLICY, true);
+    let matches = |a: &Folded| glob(a.as_written(), PUT_KEY_POLICY, true);
     match (&s.action, &s.not_action) {
         (Some(actions), _) => actions.iter().any(matches),
         (None, Some(not)) => !not.iter().any(matches),

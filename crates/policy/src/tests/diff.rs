@@ -29,9 +29,9 @@ fn a_changed_statement_is_paired_by_sid_and_shown_as_a_line_diff() {
     let expected = r#"~ statement "Use"
     @@ -2,5 +2,5 @@
        "Action": [
-         "kms:decrypt",
-    -    "kms:encrypt"
-    +    "kms:generatedatakey*"
+         "kms:Decrypt",
+    -    "kms:Encrypt"
+    +    "kms:GenerateDataKey*"
        ],
        "Effect": "Allow","#;
     assert_eq!(render(&live, &desired), expected);
@@ -43,7 +43,7 @@ fn statements_only_in_desired_are_added_and_only_in_live_removed() {
     let desired = policy(&format!("{ADMIN},{ANONYMOUS}"));
     let out = render(&live, &desired);
     assert!(out.starts_with("- statement \"Use\"\n    {\n"), "{out}");
-    let added = "\n+ statement #1\n    {\n      \"Action\": [\n        \"kms:schedulekeydeletion\"";
+    let added = "\n+ statement #1\n    {\n      \"Action\": [\n        \"kms:ScheduleKeyDeletion\"";
     assert!(out.contains(added), "{out}");
     assert_eq!(
         out.lines().filter(|l| !l.starts_with(' ')).count(),
@@ -111,4 +111,17 @@ fn the_diff_is_deterministic() {
             "+ statement \"Admin\""
         ]
     );
+}
+
+#[test]
+fn actions_are_shown_as_written_and_a_case_change_alone_is_no_line() {
+    // A real change (Encrypt dropped) next to a mere re-casing (KMS:DECRYPT).
+    let live = policy(&USE.replace("kms:Decrypt", "KMS:DECRYPT"));
+    let desired = policy(&USE.replace(r#","kms:Encrypt""#, ""));
+    let out = render(&live, &desired);
+    assert!(out.contains("-    \"kms:Encrypt\""), "{out}");
+    assert!(!out.contains("DECRYPT"), "{out}");
+    assert!(out.contains("+    \"kms:Decrypt\"\n"), "{out}");
+    // The canonical JSON stays folded: equivalent policies render to the same text.
+    assert_eq!(parse(&live).to_value(), parse(&policy(USE)).to_value());
 }

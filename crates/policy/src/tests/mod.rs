@@ -3,6 +3,7 @@
 
 mod diff;
 mod equivalence;
+mod explain;
 mod properties;
 mod validate;
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{Map, Value, json};
 
-use super::super::{CanonicalPolicy, diff};
+use super::super::{CanonicalPolicy, diff, explain};
 
 const ACTIONS: &[&str] = &[
     "kms:Decrypt",
@@ -514,5 +514,29 @@ proptest! {
         let again = CanonicalPolicy::parse(&text).expect("canonical JSON parses");
         prop_assert_eq!(&again, &original);
         prop_assert_eq!(again.to_value(), original.to_value());
+    }
+
+    #[test]
+    fn a_rewrite_that_keeps_the_meaning_explains_as_no_access_change(p in policy(), seed in any::<u64>()) {
+        let plain = canonical(&render(&p, None));
+        let rewritten = canonical(&render(&p, Some(&mut Rng(seed | 1))));
+        for (from, to) in [(&plain, &rewritten), (&rewritten, &plain), (&plain, &plain)] {
+            let e = explain(from, to, "111122223333");
+            prop_assert!(e.is_empty(), "{:?}", e);
+            prop_assert_eq!(e.severity, super::super::Severity::Cosmetic);
+        }
+    }
+
+    #[test]
+    fn swapping_the_policies_swaps_gains_and_losses(a in policy(), b in policy(), seed in any::<u64>()) {
+        let allow_only = |mut p: Policy| {
+            p.statements.iter_mut().for_each(|s| s.allow = true);
+            p
+        };
+        let a = canonical(&render(&allow_only(a), None));
+        let b = canonical(&render(&allow_only(b), Some(&mut Rng(seed | 1))));
+        let (ab, ba) = (explain(&a, &b, "111122223333"), explain(&b, &a, "111122223333"));
+        prop_assert_eq!(&ab.gains, &ba.losses);
+        prop_assert_eq!(&ab.losses, &ba.gains);
     }
 }

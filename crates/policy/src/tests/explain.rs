@@ -1,0 +1,458 @@
+//! The access explanation: one named test per rule of gains, losses, conditions and
+//! severity.
+
+use super::super::{Access, Exposure, Severity, explain};
+use super::{parse, policy};
+
+const OWN: &str = "111122223333";
+const ROOT: &str = r#"{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}"#;
+const USE: &str = r#"{"Sid":"Use","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/App"},"Action":["kms:Decrypt","kms:Encrypt"],"Resource":"*","Condition":{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}}"#;
+
+/// The explanation from a baseline of the given statements to a live policy of others.
+fn ex(from: &str, to: &str) -> Exposure {
+    explain(&parse(&policy(from)), &parse(&policy(to)), OWN)
+}
+
+/// The baseline (ROOT, USE) against the baseline plus one statement.
+fn added(statement: &str) -> Exposure {
+    ex(
+        &format!("{ROOT},{USE}"),
+        &format!("{ROOT},{USE},{statement}"),
+    )
+}
+
+fn access(principal: &str, actions: &[&str], when: Option<&str>) -> Access {
+    Access {
+        principal: principal.to_owned(),
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        when: when.map(str::to_owned),
+    }
+}
+
+#[test]
+fn everyone_as_a_bare_star_gaining_decrypt_is_public() {
+    let e = added(r#"{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*"}"#);
+    assert_eq!(e.severity, Severity::Public);
+    assert_eq!(e.gains, [access("*", &["kms:Decrypt"], None)]);
+    assert!(e.losses.is_empty());
+    assert_eq!(
+        e.sentences(),
+        ["* gains kms:Decrypt (no condition) — public"]
+    );
+}
+
+#[test]
+fn everyone_as_aws_star_gaining_decrypt_is_public() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:Decrypt","Resource":"*"}"#,
+    );
+    assert_eq!(e.severity, Severity::Public);
+    assert_eq!(e.gains, [access("*", &["kms:Decrypt"], None)]);
+}
+
+#[test]
+fn everyone_limited_to_an_organisation_is_cross_account_not_public() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-a1b2c3d4e5"}}}"#,
+    );
+    assert_eq!(e.severity, Severity::CrossAccount);
+    assert_eq!(
+        e.gains[0].when.as_deref(),
+        Some("aws:PrincipalOrgID = o-a1b2c3d4e5")
+    );
+}
+
+#[test]
+fn everyone_with_only_a_via_service_condition_is_public() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"},"Bool":{"aws:SecureTransport":"true"}}}"#,
+    );
+    assert_eq!(e.severity, Severity::Public);
+}
+
+#[test]
+fn everyone_with_an_if_exists_caller_account_condition_is_public() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEqualsIfExists":{"kms:CallerAccount":"111122223333"}}}"#,
+    );
+    assert_eq!(e.severity, Severity::Public);
+}
+
+#[test]
+fn everyone_with_a_wildcard_or_negated_account_condition_is_public() {
+    for condition in [
+        r#"{"StringLike":{"aws:PrincipalAccount":"*"}}"#,
+        r#"{"StringNotEquals":{"aws:PrincipalAccount":"999999999999"}}"#,
+        r#"{"ForAllValues:StringEquals":{"aws:PrincipalOrgID":"o-a1b2c3d4e5"}}"#,
+    ] {
+        let e = added(&format!(
+            r#"{{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{condition}}}"#
+        ));
+        assert_eq!(e.severity, Severity::Public, "{condition}");
+    }
+}
+
+#[test]
+fn everyone_limited_to_the_own_account_is_only_access() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}}"#,
+    );
+    assert_eq!(e.severity, Severity::Access);
+    let e = added(
+        r#"{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"444455556666"}}}"#,
+    );
+    assert_eq!(e.severity, Severity::CrossAccount);
+}
+
+#[test]
+fn a_foreign_account_root_or_role_is_cross_account() {
+    for principal in [
+        r#""444455556666""#,
+        r#""arn:aws:iam::444455556666:root""#,
+        r#""arn:aws:iam::444455556666:role/Reader""#,
+    ] {
+        let e = added(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":{principal}}},"Action":"kms:Decrypt","Resource":"*"}}"#
+        ));
+        assert_eq!(e.severity, Severity::CrossAccount, "{principal}");
+    }
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"AWS":"444455556666"},"Action":"kms:Decrypt","Resource":"*"}"#,
+    );
+    assert_eq!(
+        e.gains,
+        [access(
+            "arn:aws:iam::444455556666:root",
+            &["kms:Decrypt"],
+            None
+        )]
+    );
+}
+
+#[test]
+fn an_own_account_role_gaining_every_kms_action_is_admin() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/Ops"},"Action":"kms:*","Resource":"*"}"#,
+    );
+    assert_eq!(e.severity, Severity::Admin);
+    assert_eq!(
+        e.gains,
+        [access(
+            "arn:aws:iam::111122223333:role/Ops",
+            &["kms:*"],
+            None
+        )]
+    );
+    for action in ["*", "kms:Put*", "kms:Create*", "kms:ScheduleKeyDeletion"] {
+        let e = added(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/Ops"}},"Action":"{action}","Resource":"*"}}"#
+        ));
+        assert_eq!(e.severity, Severity::Admin, "{action}");
+    }
+}
+
+#[test]
+fn an_own_account_role_gaining_decrypt_is_access() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/Other"},"Action":"kms:Decrypt","Resource":"*"}"#,
+    );
+    assert_eq!(e.severity, Severity::Access);
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"Service":"logs.amazonaws.com"},"Action":"kms:Decrypt","Resource":"*"}"#,
+    );
+    assert_eq!(e.severity, Severity::Access);
+    assert_eq!(e.gains[0].principal, "logs.amazonaws.com");
+}
+
+#[test]
+fn a_removed_statement_is_narrowing() {
+    let e = ex(&format!("{ROOT},{USE}"), ROOT);
+    assert_eq!(e.severity, Severity::Narrowing);
+    assert!(e.gains.is_empty());
+    assert_eq!(
+        e.losses,
+        [access(
+            "arn:aws:iam::111122223333:role/App",
+            &["kms:Decrypt", "kms:Encrypt"],
+            Some("kms:ViaService = s3.eu-west-1.amazonaws.com"),
+        )]
+    );
+    assert_eq!(
+        e.sentences(),
+        [
+            "arn:aws:iam::111122223333:role/App loses kms:Decrypt, kms:Encrypt when kms:ViaService = s3.eu-west-1.amazonaws.com — narrowing"
+        ]
+    );
+}
+
+#[test]
+fn a_sid_rename_is_cosmetic() {
+    let e = ex(
+        &format!("{ROOT},{USE}"),
+        &format!("{ROOT},{}", USE.replace("\"Use\"", "\"Renamed\"")),
+    );
+    assert_eq!(e.severity, Severity::Cosmetic);
+    assert!(e.is_empty());
+    assert!(e.sentences().is_empty());
+}
+
+#[test]
+fn an_id_is_cosmetic() {
+    let from = parse(&policy(ROOT));
+    let to = parse(&format!(
+        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{ROOT}]}}"#
+    ));
+    assert_ne!(from, to);
+    let e = explain(&from, &to, OWN);
+    assert_eq!(e.severity, Severity::Cosmetic);
+    assert!(e.is_empty());
+}
+
+#[test]
+fn a_statement_split_into_two_is_cosmetic() {
+    let split = format!(
+        "{},{}",
+        USE.replace(r#"["kms:Decrypt","kms:Encrypt"]"#, r#""kms:Decrypt""#),
+        USE.replace(r#"["kms:Decrypt","kms:Encrypt"]"#, r#""kms:Encrypt""#)
+            .replace("\"Use\"", "\"Use2\"")
+    );
+    let e = ex(&format!("{ROOT},{USE}"), &format!("{ROOT},{split}"));
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(e.severity, Severity::Cosmetic);
+    // And merged back.
+    let e = ex(&format!("{ROOT},{split}"), &format!("{ROOT},{USE}"));
+    assert!(e.is_empty(), "{e:?}");
+}
+
+#[test]
+fn an_added_deny_is_a_loss_and_a_removed_deny_a_gain() {
+    let deny = r#"{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::111122223333:role/App"},"Action":"kms:Decrypt","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#;
+    let e = ex(&format!("{ROOT},{USE}"), &format!("{ROOT},{USE},{deny}"));
+    assert_eq!(e.severity, Severity::Narrowing);
+    assert!(e.gains.is_empty());
+    assert_eq!(
+        e.losses,
+        [access(
+            "arn:aws:iam::111122223333:role/App",
+            &["kms:Decrypt"],
+            Some("aws:SecureTransport = false"),
+        )]
+    );
+    let e = ex(&format!("{ROOT},{USE},{deny}"), &format!("{ROOT},{USE}"));
+    assert!(e.losses.is_empty());
+    assert_eq!(e.gains.len(), 1);
+    assert_eq!(e.severity, Severity::Access);
+}
+
+#[test]
+fn a_removed_deny_of_administration_is_admin() {
+    let deny = r#"{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::111122223333:role/App"},"Action":"kms:ScheduleKeyDeletion","Resource":"*"}"#;
+    let e = ex(&format!("{ROOT},{deny}"), ROOT);
+    assert_eq!(e.severity, Severity::Admin);
+    assert_eq!(
+        e.gains[0].sentence(true),
+        "arn:aws:iam::111122223333:role/App gains kms:ScheduleKeyDeletion (no condition)"
+    );
+}
+
+#[test]
+fn an_allow_a_deny_in_the_live_policy_cancels_is_not_a_gain() {
+    let allow = r#"{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}}"#;
+    let deny = r#"{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*"}"#;
+    let e = ex(
+        &format!("{ROOT},{USE},{deny}"),
+        &format!("{ROOT},{USE},{deny},{allow}"),
+    );
+    assert!(e.is_empty(), "{e:?}");
+    // A Deny under a condition the Allow does not imply does not cancel it.
+    let partial = r#"{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#;
+    let e = ex(
+        &format!("{ROOT},{USE},{partial}"),
+        &format!("{ROOT},{USE},{partial},{allow}"),
+    );
+    assert_eq!(e.severity, Severity::Public);
+}
+
+#[test]
+fn an_account_id_and_its_root_arn_are_no_change() {
+    let bare = ROOT.replace("arn:aws:iam::111122223333:root", "111122223333");
+    let e = ex(ROOT, &bare);
+    assert!(e.is_empty());
+    let e = ex(&bare, ROOT);
+    assert!(e.is_empty());
+}
+
+#[test]
+fn every_kms_action_in_the_baseline_covers_decrypt_in_the_live_policy() {
+    let decrypt = ROOT.replace("kms:*", "kms:Decrypt");
+    let e = ex(ROOT, &format!("{ROOT},{decrypt}"));
+    assert!(e.is_empty(), "{e:?}");
+    // Also a wider pattern over a narrower one, and `*` over everything.
+    let get = ROOT.replace("kms:*", "kms:Get*");
+    let get_key = ROOT.replace("kms:*", "kms:GetKey*");
+    assert!(ex(&get, &get_key).gains.is_empty());
+    assert_eq!(ex(&get_key, &get).gains[0].actions, ["kms:Get*"]);
+    assert!(ex(&ROOT.replace("kms:*", "*"), ROOT).gains.is_empty());
+    // The reverse is a loss of everything but Decrypt, shown as the pattern it was.
+    let e = ex(ROOT, &decrypt);
+    assert_eq!(e.severity, Severity::Narrowing);
+    assert_eq!(e.losses[0].actions, ["kms:*"]);
+}
+
+#[test]
+fn a_wider_condition_in_the_baseline_covers_a_stricter_live_one() {
+    let wide = USE.replace(
+        r#""s3.eu-west-1.amazonaws.com""#,
+        r#"["s3.eu-west-1.amazonaws.com","ec2.eu-west-1.amazonaws.com"]"#,
+    );
+    assert!(ex(&wide, USE).gains.is_empty());
+    let e = ex(USE, &wide);
+    assert_eq!(e.severity, Severity::Access);
+    assert_eq!(
+        e.gains[0].when.as_deref(),
+        Some("kms:ViaService in [ec2.eu-west-1.amazonaws.com, s3.eu-west-1.amazonaws.com]")
+    );
+    // Unconditional covers conditional; a negated operator covers a larger exclusion.
+    let unconditional = r#"{"Sid":"Use","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/App"},"Action":["kms:Decrypt","kms:Encrypt"],"Resource":"*"}"#;
+    assert!(ex(unconditional, USE).gains.is_empty());
+    let not = |v: &str| {
+        USE.replace("StringEquals", "StringNotEquals")
+            .replace(r#""s3.eu-west-1.amazonaws.com""#, v)
+    };
+    assert!(ex(&not(r#""a""#), &not(r#"["a","b"]"#)).gains.is_empty());
+    assert!(!ex(&not(r#"["a","b"]"#), &not(r#""a""#)).gains.is_empty());
+}
+
+#[test]
+fn actions_are_shown_as_written_with_wildcards_kept() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/Other"},"Action":["kms:GenerateDataKey*","KMS:ReEncrypt*","kms:Decrypt","kms:decrypt"],"Resource":"*"}"#,
+    );
+    assert_eq!(
+        e.gains,
+        [access(
+            "arn:aws:iam::111122223333:role/Other",
+            &["kms:Decrypt", "kms:GenerateDataKey*", "KMS:ReEncrypt*"],
+            None
+        )]
+    );
+}
+
+#[test]
+fn conditions_are_rendered_compactly_with_keys_as_written() {
+    let e = added(
+        r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/Other"},"Action":"kms:Decrypt","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"},"StringLike":{"kms:EncryptionContext:app":"app-*"},"Bool":{"aws:SecureTransport":false}}}"#,
+    );
+    assert_eq!(
+        e.gains[0].when.as_deref(),
+        Some(
+            "aws:SecureTransport = false and aws:SourceIp IpAddress 10.0.0.0/8 and kms:EncryptionContext:app like app-*"
+        )
+    );
+}
+
+#[test]
+fn not_action_and_not_principal_are_shown_as_exceptions() {
+    let e = added(
+        r#"{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:role/App"},"NotAction":"kms:Decrypt","Resource":"*"}"#,
+    );
+    assert_eq!(e.severity, Severity::Public);
+    assert_eq!(
+        e.gains[0].sentence(true),
+        "everyone except arn:aws:iam::111122223333:role/App gains every action except kms:Decrypt (no condition)"
+    );
+    // A NotAction that excludes Decrypt does not cover Decrypt; one that excludes
+    // something else does.
+    let not_encrypt = ROOT.replace(r#""Action":"kms:*""#, r#""NotAction":"kms:Encrypt""#);
+    let decrypt = ROOT.replace("kms:*", "kms:Decrypt");
+    assert!(ex(&not_encrypt, &decrypt).gains.is_empty());
+    let not_decrypt = ROOT.replace(r#""Action":"kms:*""#, r#""NotAction":"kms:Decrypt""#);
+    assert_eq!(ex(&not_decrypt, &decrypt).gains[0].actions, ["kms:Decrypt"]);
+    // Narrowing a NotAction's exclusions is a gain.
+    let not_both = ROOT.replace(
+        r#""Action":"kms:*""#,
+        r#""NotAction":["kms:Decrypt","kms:Encrypt"]"#,
+    );
+    assert!(ex(&not_decrypt, &not_both).gains.is_empty());
+    assert_eq!(
+        ex(&not_both, &not_decrypt).gains[0].actions,
+        ["every action except kms:Decrypt"]
+    );
+}
+
+#[test]
+fn severities_are_ordered_and_named() {
+    let names: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cosmetic",
+            "narrowing",
+            "access",
+            "admin",
+            "cross-account",
+            "public"
+        ]
+    );
+    assert!(Severity::Public > Severity::CrossAccount && Severity::Admin > Severity::Access);
+    for s in Severity::ALL {
+        assert_eq!(s.to_string().parse::<Severity>(), Ok(s));
+        assert_eq!(
+            serde_json::to_value(s).unwrap(),
+            serde_json::Value::String(s.as_str().to_owned())
+        );
+    }
+    assert!("severe".parse::<Severity>().is_err());
+}
+
+#[test]
+fn the_highest_severity_wins_and_several_lines_end_in_a_summary() {
+    let public = r#"{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*"}"#;
+    let admin = r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/Ops"},"Action":"kms:*","Resource":"*"}"#;
+    let e = ex(
+        &format!("{ROOT},{USE}"),
+        &format!("{ROOT},{admin},{public}"),
+    );
+    assert_eq!(e.severity, Severity::Public);
+    assert_eq!(
+        e.sentences(),
+        [
+            "* gains kms:Decrypt (no condition)",
+            "arn:aws:iam::111122223333:role/Ops gains kms:* (no condition)",
+            // Decrypt stays granted: the unconditional grant to everyone covers it.
+            "arn:aws:iam::111122223333:role/App loses kms:Encrypt when kms:ViaService = s3.eu-west-1.amazonaws.com",
+            "severity: public",
+        ]
+    );
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(json["severity"], "public");
+    assert_eq!(json["gains"][0]["when"], serde_json::Value::Null);
+}
+
+#[test]
+fn every_unit_of_a_large_policy_is_explained() {
+    // 100 statements of 20 actions and 10 principals each, on both sides.
+    let statement = |i: usize, extra: &str| {
+        let actions: Vec<String> = (0..20)
+            .map(|a| format!("\"kms:Action{a}{extra}\""))
+            .collect();
+        let principals: Vec<String> = (0..10)
+            .map(|p| format!("\"arn:aws:iam::111122223333:role/R{i}-{p}\""))
+            .collect();
+        format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":[{}]}},"Action":[{}],"Resource":"*","Condition":{{"StringEquals":{{"kms:ViaService":"s{i}"}}}}}}"#,
+            principals.join(","),
+            actions.join(",")
+        )
+    };
+    let from: Vec<String> = (0..100).map(|i| statement(i, "")).collect();
+    let to: Vec<String> = (0..100).map(|i| statement(i, "X")).collect();
+    let (from, to) = (
+        parse(&policy(&from.join(","))),
+        parse(&policy(&to.join(","))),
+    );
+    // Its cost belongs in a benchmark, not a timed test; here: every unit is accounted for.
+    let e = explain(&from, &to, OWN);
+    assert_eq!(e.gains.len(), 1000);
+    assert_eq!(e.losses.len(), 1000);
+}
