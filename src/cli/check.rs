@@ -4,7 +4,7 @@
 use console::style;
 use krg_engine::key::KeyArn;
 
-use super::output::{paint, print_report};
+use super::output::{explanation, paint, print_report};
 use super::{CliError, exit_code};
 use crate::config::Config;
 use crate::wiring::Adapters;
@@ -41,7 +41,13 @@ pub async fn diff(
     } else {
         for o in &report.outcomes {
             match &o.diff {
-                Some(d) => println!("{}\n{}", style(&o.key_arn).bold(), paint(d)),
+                Some(d) => {
+                    println!("{}", style(&o.key_arn).bold());
+                    for line in explanation(o) {
+                        println!("{line}");
+                    }
+                    println!("{}", paint(d));
+                }
                 None => println!(
                     "{} {}: {}",
                     style(&o.key_arn).bold(),

@@ -23,6 +23,9 @@ pub fn print_report(report: &Report, json: bool, with_diff: bool) {
             o.reason().as_deref().unwrap_or("")
         );
         if let (true, Some(d)) = (with_diff, &o.diff) {
+            for line in explanation(o) {
+                println!("{line}");
+            }
             println!("{}", paint(d));
         }
     }
@@ -116,5 +119,25 @@ impl Progress for Bar {
             self.0
                 .set_message(format!("{} {}", o.action().as_str(), o.key_arn.key_id()));
         }
+    }
+}
+
+/// The drift in sentences, each prefixed with the key's Region
+/// (`eu-west-1: * gains kms:Decrypt (no condition) — public`); with several, the severity
+/// line last; `eu-west-1: nobody gains or loses access — cosmetic` when the documents
+/// differ without changing access; nothing when the live policy did not parse.
+pub fn explanation(o: &Outcome) -> Vec<String> {
+    let region = o.region.as_str();
+    match &o.exposure {
+        None => Vec::new(),
+        Some(e) if e.is_empty() => vec![format!(
+            "{region}: nobody gains or loses access — {}",
+            e.severity
+        )],
+        Some(e) => e
+            .sentences()
+            .into_iter()
+            .map(|s| format!("{region}: {s}"))
+            .collect(),
     }
 }

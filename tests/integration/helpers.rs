@@ -246,7 +246,26 @@ pub async fn handle(app: &TestApp, event: Value) -> Result<Value, InvocationErro
 /// Sum of a metric (no dimensions) in a namespace over the last minutes, polled briefly
 /// because the emulator may need a moment.
 pub async fn metric_sum(sdk: &SdkConfig, namespace: &str, metric: &str) -> f64 {
+    metric_sum_with(sdk, namespace, metric, &[]).await
+}
+
+/// Like [`metric_sum`], for the series with exactly these dimensions.
+pub async fn metric_sum_with(
+    sdk: &SdkConfig,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+) -> f64 {
     let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    let dimensions: Vec<aws_sdk_cloudwatch::types::Dimension> = dimensions
+        .iter()
+        .map(|(n, v)| {
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name(*n)
+                .value(*v)
+                .build()
+        })
+        .collect();
     let now = std::time::SystemTime::now();
     let mut sum = 0.0;
     for _ in 0..10 {
@@ -254,6 +273,7 @@ pub async fn metric_sum(sdk: &SdkConfig, namespace: &str, metric: &str) -> f64 {
             .get_metric_statistics()
             .namespace(namespace)
             .metric_name(metric)
+            .set_dimensions((!dimensions.is_empty()).then(|| dimensions.clone()))
             .start_time((now - Duration::from_secs(600)).into())
             .end_time((now + Duration::from_secs(600)).into())
             .period(60)

@@ -394,3 +394,62 @@ async fn fifty_replays_write_once_and_ten_concurrent_invocations_converge() {
         "every write is reported as a remediation"
     );
 }
+
+#[tokio::test]
+async fn a_drift_that_opens_the_key_is_explained_with_its_actor_in_the_outcome_metric_and_cli() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
+    let replica = family.replica("us-west-2");
+    // The baseline, plus someone's "temporary" grant to everyone.
+    let mut live: serde_json::Value = serde_json::from_str(&rendered_baseline(replica)).unwrap();
+    live["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "Sid": "TemporaryDebugAccess", "Effect": "Allow",
+            "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*"
+        }));
+    put_policy(&sdk, replica, &live.to_string()).await;
+    let ns = namespace("exposure");
+    let (app, kms) = lambda(
+        &sdk,
+        &[("BASELINE_SOURCE", BASELINE), ("METRICS_NAMESPACE", &ns)],
+    );
+    let ev = event("put-key-policy-replica-id.json", family.key_id());
+
+    let response = handle(&app, ev.clone()).await.unwrap();
+
+    let o = &response["outcomes"][0];
+    assert_eq!(o["action"], "drift-detected", "{response:#}");
+    assert_eq!(o["exposure"]["severity"], "public", "{o:#}");
+    assert_eq!(
+        o["exposure"]["gains"],
+        serde_json::json!([{"principal": "*", "actions": ["kms:Decrypt"], "when": null}])
+    );
+    assert_eq!(o["exposure"]["losses"], serde_json::json!([]));
+    let record = &ev["detail"];
+    assert_eq!(o["actor"]["arn"], record["userIdentity"]["arn"]);
+    assert_eq!(
+        o["actor"]["role"],
+        record["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"]
+    );
+    assert_eq!(o["actor"]["source_ip_address"], record["sourceIPAddress"]);
+    assert_eq!(o["actor"]["event_time"], record["eventTime"]);
+    assert_eq!(o["actor"]["event_id"], record["eventID"]);
+    assert_eq!(kms.puts(), 0, "dry-run");
+    // Counted by severity in dry-run, read back from CloudWatch.
+    assert_eq!(
+        metric_sum_with(&sdk, &ns, "ExposureDrift", &[("Severity", "public")]).await,
+        1.0
+    );
+
+    // The operator CLI says it in a sentence above the statement diff.
+    let (code, stdout, _) = cli(&[&format!("--baseline={BASELINE}"), "diff", replica.as_str()]);
+    assert_eq!(code, 1, "{stdout}");
+    let sentence = "us-west-2: * gains kms:Decrypt (no condition) — public";
+    let at = stdout.find(sentence).unwrap_or_else(|| panic!("{stdout}"));
+    let diff_at = stdout
+        .find("- statement \"TemporaryDebugAccess\"")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(at < diff_at, "the sentence comes first: {stdout}");
+}

@@ -103,6 +103,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     println!("listening on 127.0.0.1:{}", args.watch_port);
 
     let mut drift_diff = None;
+    let mut drift_outcome = Value::Null;
     for ev in EVENTS {
         bold(&format!(
             "4. POST events/{ev}.json to /2015-03-31/functions/bootstrap/invocations"
@@ -133,9 +134,13 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         }
         if ev == "put-key-policy-replica-arn" {
             drift_diff = shown["outcomes"][0]["diff"].as_str().map(str::to_owned);
+            drift_outcome = shown["outcomes"][0].clone();
         }
     }
-    bold("   the drift diff reported for eu-west-1");
+    bold("   the drift reported for eu-west-1: what it meant, who caused it, the statement diff");
+    for line in explained(&drift_outcome) {
+        println!("{line}");
+    }
     println!("{}", drift_diff.as_deref().unwrap_or("(none reported)"));
 
     bold("5. After");
@@ -155,6 +160,45 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     drop(watch);
     drop(work);
     Ok(())
+}
+
+/// The outcome's `exposure` as sentences and its `actor`, as an operator reads them.
+fn explained(outcome: &Value) -> Vec<String> {
+    let region = outcome["region"].as_str().unwrap_or("?");
+    let exposure = &outcome["exposure"];
+    let mut lines = Vec::new();
+    for (list, verb) in [("gains", "gains"), ("losses", "loses")] {
+        for a in exposure[list].as_array().into_iter().flatten() {
+            let actions: Vec<&str> = a["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let when = a["when"]
+                .as_str()
+                .map_or("(no condition)".to_owned(), |w| format!("when {w}"));
+            lines.push(format!(
+                "{region}: {} {verb} {} {when}",
+                a["principal"].as_str().unwrap_or("?"),
+                actions.join(", ")
+            ));
+        }
+    }
+    lines.push(format!(
+        "severity: {}",
+        exposure["severity"].as_str().unwrap_or("(not explained)")
+    ));
+    let actor = &outcome["actor"];
+    lines.push(format!(
+        "caused by: {} (role {}) from {} at {}, CloudTrail event {}",
+        actor["arn"].as_str().unwrap_or("?"),
+        actor["role"].as_str().unwrap_or("-"),
+        actor["source_ip_address"].as_str().unwrap_or("?"),
+        actor["event_time"].as_str().unwrap_or("?"),
+        actor["event_id"].as_str().unwrap_or("?"),
+    ));
+    lines
 }
 
 async fn print_sids(aws: &Aws) -> anyhow::Result<()> {

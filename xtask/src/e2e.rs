@@ -172,6 +172,37 @@ async fn e2e(args: Args) -> anyhow::Result<Checks> {
             .to_string(),
         "true",
     );
+    c.check(
+        "the drift is explained: * gained kms:Decrypt, public",
+        r2["outcomes"][0]["exposure"]["severity"].to_string(),
+        "\"public\"",
+    );
+    c.check(
+        "the outcome names who made the call",
+        r2["outcomes"][0]["actor"]["arn"].to_string(),
+        "\"arn:aws:sts::111122223333:assumed-role/Admin/alice\"",
+    );
+    // The function's JSON log line for that fix carries the same explanation and actor.
+    let line = kit::key_log_lines(watch.log())
+        .into_iter()
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .find(|l| l["key_arn"] == arn("eu-west-1").as_str() && l["action"] == "remediated");
+    let logged = |field: &str| {
+        line.as_ref()
+            .and_then(|l| l[field].as_str())
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .unwrap_or(Value::Null)
+    };
+    c.check(
+        "the log line carries the outcome's exposure",
+        logged("exposure").to_string(),
+        r2["outcomes"][0]["exposure"].to_string(),
+    );
+    c.check(
+        "the log line carries the outcome's actor",
+        logged("actor").to_string(),
+        r2["outcomes"][0]["actor"].to_string(),
+    );
     let live = aws.get_policy("eu-west-1", &key_id).await?;
     c.check(
         "eu-west-1 no longer grants kms:Decrypt to *",

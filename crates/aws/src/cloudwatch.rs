@@ -35,14 +35,17 @@ impl MetricsSink for CloudWatch {
                         .metric_name(d.metric.name())
                         .unit(StandardUnit::Count)
                         .value(d.value)
-                        .set_dimensions(d.region.as_ref().map(|r| {
-                            vec![
-                                Dimension::builder()
-                                    .name("Region")
-                                    .value(r.as_str())
-                                    .build(),
-                            ]
-                        }))
+                        .set_dimensions({
+                            // The fleet total has none: no Dimensions element at all.
+                            let dims: Vec<Dimension> = d
+                                .dimensions()
+                                .into_iter()
+                                .map(|(name, value)| {
+                                    Dimension::builder().name(name).value(value).build()
+                                })
+                                .collect();
+                            (!dims.is_empty()).then_some(dims)
+                        })
                         .build()
                 })
                 .collect();

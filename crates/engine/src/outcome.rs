@@ -12,6 +12,8 @@ use serde::{Serialize, Serializer};
 use crate::error::CallError;
 use crate::key::{AccountId, KeyArn, Region};
 use crate::tenancy::NotAllowed;
+use crate::trigger::Actor;
+pub use krg_policy::{Access, Exposure, Severity};
 
 /// A time as records and reasons show it: RFC 3339 in UTC.
 pub fn rfc3339(t: SystemTime) -> String {
@@ -448,6 +450,11 @@ pub struct Outcome {
     pub status: Status,
     /// Statement-level diff of live vs baseline, when there was drift.
     pub diff: Option<String>,
+    /// The drift as access gained and lost, with its severity, when there was drift (and
+    /// the live policy parsed).
+    pub exposure: Option<Exposure>,
+    /// Who made the change the event records (event-driven outcomes with a drift only).
+    pub actor: Option<Actor>,
 }
 
 impl Outcome {
@@ -458,6 +465,8 @@ impl Outcome {
             region: key.region().clone(),
             status,
             diff: None,
+            exposure: None,
+            actor: None,
         }
     }
 
@@ -512,20 +521,30 @@ impl Outcome {
         self.diff = Some(diff);
         self
     }
+
+    /// The drift's diff and, when known, its explanation.
+    pub fn with_drift(mut self, diff: String, exposure: Option<Exposure>) -> Self {
+        self.diff = Some(diff);
+        self.exposure = exposure;
+        self
+    }
 }
 
 /// The documented contract: `key_arn`, `account`, `region`, `action`, `reason` (text or
-/// null), `diff` (text or null), and `retry` for failures only.
+/// null), `diff` (text or null), `exposure` and `actor` (objects or null), and `retry` for
+/// failures only.
 impl Serialize for Outcome {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let retry = self.retry();
-        let mut s = serializer.serialize_struct("Outcome", 6 + usize::from(retry.is_some()))?;
+        let mut s = serializer.serialize_struct("Outcome", 8 + usize::from(retry.is_some()))?;
         s.serialize_field("key_arn", &self.key_arn)?;
         s.serialize_field("account", self.key_arn.account())?;
         s.serialize_field("region", &self.region)?;
         s.serialize_field("action", &self.action())?;
         s.serialize_field("reason", &self.reason())?;
         s.serialize_field("diff", &self.diff)?;
+        s.serialize_field("exposure", &self.exposure)?;
+        s.serialize_field("actor", &self.actor)?;
         if let Some(retry) = retry {
             s.serialize_field("retry", &retry)?;
         }
@@ -676,9 +695,28 @@ impl Report {
                 data.push(MetricDatum {
                     metric,
                     region: None,
+                    severity: None,
                     value: n as f64,
                 });
             }
+        }
+        // Drifts by what they mean, in dry-run too: a drift the guard leaves alone on
+        // purpose (excluded, another account's) is not counted, a flapping or failed one is.
+        let mut by_severity: BTreeMap<Severity, usize> = BTreeMap::new();
+        for o in &self.outcomes {
+            let left_alone =
+                matches!(&o.status, Status::Skipped(s) if !matches!(s, Skip::Flapping { .. }));
+            if let (Some(e), false) = (&o.exposure, left_alone) {
+                *by_severity.entry(e.severity).or_default() += 1;
+            }
+        }
+        for (severity, n) in by_severity {
+            data.push(MetricDatum {
+                metric: Metric::ExposureDrift,
+                region: None,
+                severity: Some(severity),
+                value: n as f64,
+            });
         }
         data
     }
@@ -721,6 +759,7 @@ impl Counts {
         let datum = |metric, value| MetricDatum {
             metric,
             region: region.cloned(),
+            severity: None,
             value,
         };
         [
@@ -749,6 +788,8 @@ pub enum Metric {
     /// Events or sweep items from accounts outside `MEMBER_ACCOUNTS`: nothing was done.
     /// A fleet total only.
     AccountNotAllowed,
+    /// Drifts by their access severity (dimension `Severity` only): dry-run included.
+    ExposureDrift,
 }
 
 impl Metric {
@@ -761,6 +802,7 @@ impl Metric {
             Metric::FlapSuppressed => "FlapSuppressed",
             Metric::AccountNotEntered => "AccountNotEntered",
             Metric::AccountNotAllowed => "AccountNotAllowed",
+            Metric::ExposureDrift => "ExposureDrift",
         }
     }
 }
@@ -773,8 +815,19 @@ pub struct MetricDatum {
     pub metric: Metric,
     /// The `Region` dimension, or none for the total.
     pub region: Option<Region>,
+    /// The `Severity` dimension (`ExposureDrift` only).
+    pub severity: Option<Severity>,
     /// The count.
     pub value: f64,
+}
+
+impl MetricDatum {
+    /// The datum's dimensions as (name, value).
+    pub fn dimensions(&self) -> Vec<(&'static str, &str)> {
+        let region = self.region.as_ref().map(|r| ("Region", r.as_str()));
+        let severity = self.severity.map(|s| ("Severity", s.as_str()));
+        region.into_iter().chain(severity).collect()
+    }
 }
 
 #[cfg(test)]
@@ -800,7 +853,8 @@ mod tests {
             v,
             serde_json::json!({"outcomes": [{
                 "key_arn": key("us-west-2").as_str(), "account": "111122223333",
-                "region": "us-west-2", "action": "in-sync", "reason": null, "diff": "d"
+                "region": "us-west-2", "action": "in-sync", "reason": null, "diff": "d",
+                "exposure": null, "actor": null
             }]})
         );
         let failed = Outcome::failed(&key("us-west-2"), Failure::StaleAfterWrite { attempts: 3 });
@@ -812,7 +866,8 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "key_arn", "account", "region", "action", "reason", "diff", "retry"
+                "key_arn", "account", "region", "action", "reason", "diff", "exposure", "actor",
+                "retry"
             ]
         );
     }

@@ -64,6 +64,25 @@ pub struct EventInfo {
     pub id: Option<String>,
     /// CloudTrail eventName, or the kind of request (`Scheduled Event`, `sweep`).
     pub name: String,
+    /// Who made the call, from the CloudTrail record (CloudTrail events only).
+    pub actor: Option<Actor>,
+}
+
+/// Who made a KMS call, as its CloudTrail record says: what an operator asks first about a
+/// drift. Every field is as CloudTrail wrote it, or absent when the record had none.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Actor {
+    /// `userIdentity.arn`: the user, the root, or for a role the session
+    /// (`arn:aws:sts::111122223333:assumed-role/Admin/alice`).
+    pub arn: Option<String>,
+    /// For an assumed-role session, the role (`userIdentity.sessionContext.sessionIssuer.arn`).
+    pub role: Option<String>,
+    /// `sourceIPAddress` (an address, or a service name such as `kms.amazonaws.com`).
+    pub source_ip_address: Option<String>,
+    /// `eventTime`.
+    pub event_time: Option<String>,
+    /// `eventID`, to find the record in CloudTrail.
+    pub event_id: Option<String>,
 }
 
 /// An event that cannot be understood. Not retryable: the same bytes fail the same way.
@@ -106,11 +125,15 @@ pub enum EventError {
 struct CloudTrailDetail {
     event_source: Option<String>,
     event_name: String,
+    #[serde(rename = "eventID")]
     event_id: Option<String>,
     aws_region: Option<String>,
     error_code: Option<String>,
     recipient_account_id: Option<String>,
     user_identity: Option<UserIdentity>,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: Option<String>,
+    event_time: Option<String>,
     #[serde(default)]
     request_parameters: Value,
     #[serde(default)]
@@ -120,9 +143,26 @@ struct CloudTrailDetail {
     resources: Value,
 }
 
+impl CloudTrailDetail {
+    fn actor(&self) -> Actor {
+        let identity = self.user_identity.as_ref();
+        Actor {
+            arn: identity.and_then(|u| u.arn.clone()),
+            role: identity
+                .and_then(|u| u.session_context.as_ref())
+                .and_then(|s| s.session_issuer.as_ref())
+                .and_then(|i| i.arn.clone()),
+            source_ip_address: self.source_ip_address.clone(),
+            event_time: self.event_time.clone(),
+            event_id: self.event_id.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserIdentity {
+    arn: Option<String>,
     session_context: Option<SessionContext>,
 }
 
@@ -179,6 +219,7 @@ pub fn parse_in(
     let info = |name: &str| EventInfo {
         id: envelope.id.clone(),
         name: name.to_owned(),
+        actor: None,
     };
     match envelope.detail_type.as_str() {
         SCHEDULED_DETAIL_TYPE if envelope.source == "aws.events" => Ok(Trigger::Sweep {
@@ -191,6 +232,7 @@ pub fn parse_in(
             if event.id.is_none() {
                 event.id = detail.event_id.clone();
             }
+            event.actor = Some(detail.actor());
             parse_cloudtrail(&envelope, detail, event, &|issuer: &RoleArn| {
                 tenancy.actor_in(issuer.account(), issuer.partition(), remediator)
             })
@@ -578,6 +620,39 @@ mod tests {
                 .to_string()
                 .contains("sweep.account")
         );
+    }
+
+    #[test]
+    fn the_actor_of_a_cloudtrail_event_is_read_from_its_record() {
+        let Trigger::Keys { event, .. } =
+            parse(&sample("put-key-policy-primary.json"), None).unwrap()
+        else {
+            panic!("a key trigger");
+        };
+        assert_eq!(
+            event.actor,
+            Some(Actor {
+                arn: Some("arn:aws:sts::111122223333:assumed-role/Admin/alice".into()),
+                role: Some("arn:aws:iam::111122223333:role/Admin".into()),
+                source_ip_address: Some("203.0.113.24".into()),
+                event_time: Some("2026-11-06T10:44:19Z".into()),
+                event_id: Some("5a3c8e1f-6d2b-4f97-a0e4-9b7d1c5f3a26".into()),
+            })
+        );
+        // An IAM user has no session issuer: the user's ARN alone.
+        let Trigger::Keys { event, .. } =
+            parse(&sample("put-key-policy-iam-user.json"), None).unwrap()
+        else {
+            panic!("a key trigger");
+        };
+        let actor = event.actor.unwrap();
+        assert!(actor.arn.unwrap().contains(":user/"));
+        assert_eq!(actor.role, None);
+        assert_eq!(actor.source_ip_address.as_deref(), Some("198.51.100.77"));
+        // A sweep has no actor.
+        let Trigger::Sweep { .. } = parse(&sample("scheduled-sweep.json"), None).unwrap() else {
+            panic!("a sweep");
+        };
     }
 
     #[test]

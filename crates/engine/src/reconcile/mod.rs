@@ -153,6 +153,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         let event = EventInfo {
             id: None,
             name: "check".into(),
+            actor: None,
         };
         let target = Target {
             key: key.clone(),
@@ -248,6 +249,14 @@ fn updating(key: &KeyArn, attempts: u32) -> CallError {
     )
 }
 
+/// A log field holding an outcome's object as compact JSON (as the response has it), or
+/// empty when there is none.
+fn json_or_empty<T: serde::Serialize>(v: &Option<T>) -> String {
+    v.as_ref()
+        .and_then(|v| serde_json::to_string(v).ok())
+        .unwrap_or_default()
+}
+
 /// The per-key log line: the outcome as the response has it, with the event.
 fn log_outcome(event: &EventInfo, o: &Outcome) {
     tracing::info!(
@@ -259,6 +268,10 @@ fn log_outcome(event: &EventInfo, o: &Outcome) {
         action = o.action().as_str(),
         reason = o.reason().as_deref().unwrap_or(""),
         diff = o.diff.as_deref().unwrap_or(""),
+        severity = o.exposure.as_ref().map_or("", |e| e.severity.as_str()),
+        exposure = json_or_empty(&o.exposure),
+        actor_arn = o.actor.as_ref().and_then(|a| a.arn.as_deref()).unwrap_or(""),
+        actor = json_or_empty(&o.actor),
         "key reconciled"
     );
 }

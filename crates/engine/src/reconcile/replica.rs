@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Origin, ValidationError, Verdict, compare, validate_as,
+    CanonicalPolicy, LockoutGuard, Origin, ValidationError, Verdict, assess, compare, validate_as,
 };
 
 use super::{Known, PrimaryPolicies, Reconciler, updating};
@@ -59,13 +59,22 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             Ok(p) => p,
             Err(e) => return Outcome::call_failed(replica, &e),
         };
-        let drift = match compare(&live, &desired) {
-            Verdict::InSync => return Outcome::in_sync(replica),
-            Verdict::Drift(diff) => diff,
+        // The explanation judges principals against the key's own account.
+        let own = format!(
+            "arn:{}:iam::{}:root",
+            replica.partition(),
+            replica.account()
+        );
+        let (drift, exposure) = match assess(&live, &desired, &own) {
+            (Verdict::InSync, _) => return Outcome::in_sync(replica),
+            (Verdict::Drift(diff), exposure) => (diff, exposure),
         };
-        self.before_write(event, replica, &known, &live, &desired_text, &desired)
+        let mut outcome = self
+            .before_write(event, replica, &known, &live, &desired_text, &desired)
             .await
-            .with_diff(drift)
+            .with_drift(drift, exposure);
+        outcome.actor = event.actor.clone();
+        outcome
     }
 
     /// The guards between a drift and its write, then the claimed write.

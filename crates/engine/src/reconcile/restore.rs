@@ -48,6 +48,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         let event = EventInfo {
             id: None,
             name: "restore".into(),
+            actor: None,
         };
         self.write_verified(
             &event,

@@ -164,5 +164,6 @@ fn sweep_event() -> EventInfo {
     EventInfo {
         id: None,
         name: "sweep".into(),
+        actor: None,
     }
 }

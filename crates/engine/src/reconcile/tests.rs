@@ -61,6 +61,7 @@ fn event_on(region: &str, scope: Scope) -> Trigger {
         event: EventInfo {
             id: Some("e-1".into()),
             name: "PutKeyPolicy".into(),
+            actor: None,
         },
         targets: vec![Target {
             key: arn(region),
@@ -1251,4 +1252,65 @@ mod member_accounts {
         assert_eq!(r.summary_by_account.len(), 1, "{r:#?}");
         assert_eq!(fake.count("ListKeys"), 3);
     }
+}
+
+#[tokio::test]
+async fn a_drift_is_explained_with_its_actor_and_counted_by_severity_even_in_dry_run() {
+    // Someone opened the replica to everyone; the baseline does not have that statement.
+    let opened = rendered().replace(
+        r#"{"Sid": "App","#,
+        r#"{"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"},
+    {"Sid": "App","#,
+    );
+    let fake = FakeAws::family(&opened, &["us-west-2"]);
+    let actor = crate::trigger::Actor {
+        arn: Some("arn:aws:sts::111122223333:assumed-role/Admin/alice".into()),
+        role: Some("arn:aws:iam::111122223333:role/Admin".into()),
+        source_ip_address: Some("198.51.100.7".into()),
+        event_time: Some("2026-12-02T10:00:00Z".into()),
+        event_id: Some("c0ffee00-0000-4000-8000-000000000001".into()),
+    };
+    let mut trigger = event_on("us-west-2", Scope::Key);
+    if let Trigger::Keys { event, .. } = &mut trigger {
+        event.actor = Some(actor.clone());
+    }
+    let r = run(&fake, Mode::DryRun, template(), trigger).await;
+    let o = only(&r);
+    assert_eq!(o.action(), Action::DriftDetected, "{o:#?}");
+    let exposure = o.exposure.as_ref().expect("a drift is explained");
+    assert_eq!(exposure.severity, crate::outcome::Severity::Public);
+    assert_eq!(
+        exposure.sentences(),
+        ["* gains kms:Decrypt (no condition) — public"]
+    );
+    assert!(exposure.losses.is_empty(), "{exposure:#?}");
+    assert_eq!(o.actor.as_ref(), Some(&actor));
+    let v = serde_json::to_value(o).unwrap();
+    assert_eq!(v["exposure"]["severity"], "public");
+    assert_eq!(v["exposure"]["gains"][0]["principal"], "*");
+    assert_eq!(v["exposure"]["gains"][0]["actions"][0], "kms:Decrypt");
+    assert_eq!(v["actor"]["role"], "arn:aws:iam::111122223333:role/Admin");
+    let exposure_data: Vec<_> = r
+        .metrics()
+        .into_iter()
+        .filter(|d| d.metric == crate::outcome::Metric::ExposureDrift)
+        .collect();
+    assert_eq!(exposure_data.len(), 1, "{exposure_data:#?}");
+    assert_eq!(exposure_data[0].dimensions(), [("Severity", "public")]);
+    assert_eq!(exposure_data[0].value, 1.0);
+    assert_eq!(fake.count("PutKeyPolicy"), 0, "dry-run writes nothing");
+}
+
+#[tokio::test]
+async fn an_in_sync_replica_has_no_explanation_and_no_exposure_metric() {
+    let fake = FakeAws::family(&rendered(), &["us-west-2"]);
+    let r = enforce(&fake, "us-west-2").await;
+    let o = only(&r);
+    assert_eq!(o.action(), Action::InSync, "{o:#?}");
+    assert!(o.exposure.is_none() && o.actor.is_none(), "{o:#?}");
+    assert!(
+        r.metrics()
+            .iter()
+            .all(|d| d.metric != crate::outcome::Metric::ExposureDrift)
+    );
 }
