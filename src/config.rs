@@ -45,6 +45,9 @@ pub struct Config {
     /// Where a scheduled sweep sends its planned work items (`SWEEP_QUEUE_URL`); `None`:
     /// the sweep runs inline.
     pub sweep_queue_url: Option<String>,
+    /// The EventBridge bus every drift is published to (`EVENT_BUS`, default `default`);
+    /// `None` (`off`): no notifications.
+    pub event_bus: Option<String>,
 }
 
 /// The configuration as given, each value parsed into its type; `None` means "not set,
@@ -91,6 +94,8 @@ pub struct Options {
     pub member_accounts: Option<Members>,
     /// `SWEEP_QUEUE_URL`.
     pub sweep_queue_url: Option<String>,
+    /// `EVENT_BUS` (`off` turns notifications off).
+    pub event_bus: Option<String>,
 }
 
 /// Client-side KMS rate limits as given (requests per second per Region).
@@ -182,6 +187,7 @@ impl Options {
             member_external_id: get("MEMBER_EXTERNAL_ID"),
             member_accounts: parsed(&get, "MEMBER_ACCOUNTS")?,
             sweep_queue_url: get("SWEEP_QUEUE_URL"),
+            event_bus: get("EVENT_BUS"),
         })
     }
 }
@@ -427,6 +433,17 @@ impl Config {
                 "must not start with AWS/ and must be at most 255 characters",
             ));
         }
+        let event_bus = match o.event_bus.as_deref().map(str::trim) {
+            None => Some(DEFAULT_EVENT_BUS.to_owned()),
+            Some(off) if off.eq_ignore_ascii_case(EVENT_BUS_OFF) => None,
+            Some(bus) if valid_event_bus(bus) => Some(bus.to_owned()),
+            Some(_) => {
+                return Err(err(
+                    "EVENT_BUS",
+                    "must be an event bus name (letters, digits, . - _ /, at most 256 characters), an event bus ARN, or off",
+                ));
+            }
+        };
         let backoff = Backoff::default();
         let consistency = Backoff {
             attempts: o
@@ -480,8 +497,26 @@ impl Config {
                 .backup_prefix
                 .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_owned()),
             sweep_queue_url: o.sweep_queue_url,
+            event_bus,
         })
     }
+}
+
+/// The bus drifts are published to unless `EVENT_BUS` says otherwise.
+pub const DEFAULT_EVENT_BUS: &str = "default";
+
+/// `EVENT_BUS=off`: no notifications.
+pub const EVENT_BUS_OFF: &str = "off";
+
+/// An event bus name as EventBridge allows it, or an event bus ARN.
+fn valid_event_bus(bus: &str) -> bool {
+    if bus.starts_with("arn:") {
+        return bus.contains(":event-bus/") && bus.len() <= 1600;
+    }
+    (1..=256).contains(&bus.len())
+        && bus
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
 }
 
 /// A comma-separated list of Regions (`SWEEP_REGIONS`, `--regions`).
@@ -818,6 +853,20 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.variable, "MEMBER_ACCOUNTS", "{e}");
         assert!(e.problem.contains("12 digits"), "{e}");
+    }
+
+    #[test]
+    fn drifts_go_to_the_default_bus_unless_event_bus_says_otherwise() {
+        assert_eq!(config(&[]).unwrap().event_bus.as_deref(), Some("default"));
+        assert_eq!(config(&[("EVENT_BUS", "off")]).unwrap().event_bus, None);
+        let arn = "arn:aws:events:us-east-1:111122223333:event-bus/security";
+        assert_eq!(
+            config(&[("EVENT_BUS", arn)]).unwrap().event_bus.as_deref(),
+            Some(arn)
+        );
+        let e = config(&[("EVENT_BUS", "no spaces please")]).unwrap_err();
+        assert_eq!(e.variable, "EVENT_BUS", "{e}");
+        assert!(e.problem.contains("off"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The one place that assembles the application from its configuration: the AWS adapters
 //! (KMS with the configured rate limits, in member accounts through the member role; S3
-//! backups when `BACKUP_BUCKET` is set; CloudWatch in the home Region; the sweep's work queue
-//! when `SWEEP_QUEUE_URL` is set) behind the engine. The Lambda, the CLI and the integration tests all
+//! backups when `BACKUP_BUCKET` is set; CloudWatch and the EventBridge bus of `EVENT_BUS` in
+//! the home Region; the sweep's work queue when `SWEEP_QUEUE_URL` is set) behind the engine. The Lambda, the CLI and the integration tests all
 //! build through here, over whichever SDK configuration they are given (AWS, the emulator,
 //! the fault proxy).
 
@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use krg_aws::backups::{Backups, S3Backups};
 use krg_aws::clients::{kms_clients, load_sdk_config};
 use krg_aws::cloudwatch::CloudWatch;
+use krg_aws::events::EventBus;
 use krg_aws::kms::{Kms, MemberKms};
 use krg_aws::members::{MemberAccess, Organization};
 use krg_aws::queue::Sqs;
@@ -20,7 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::lambda::App;
 
 /// The function as it runs in Lambda: its ports are the AWS adapters.
-pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs>;
+pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs, EventBus>;
 
 /// The engine over the AWS adapters.
 pub type AwsEngine = Reconciler<Kms, Kms, Backups>;
@@ -37,6 +38,8 @@ pub struct Adapters {
     pub metrics: CloudWatch,
     /// The sweep's work queue (`SWEEP_QUEUE_URL`).
     pub queue: Option<Sqs>,
+    /// Where drifts are published (`EVENT_BUS`), in the home Region.
+    pub notifier: Option<EventBus>,
 }
 
 impl Adapters {
@@ -63,6 +66,11 @@ impl Adapters {
                     .as_ref()
                     .map(|url| Sqs::new(aws_sdk_sqs::Client::new(sdk), url))
             }),
+            notifier: config.and_then(|c| {
+                c.event_bus
+                    .as_ref()
+                    .map(|bus| EventBus::new(aws_sdk_eventbridge::Client::new(sdk), bus))
+            }),
         }
     }
 
@@ -87,6 +95,7 @@ impl Adapters {
             self.metrics,
         )
         .with_queue(self.queue)
+        .with_notifier(self.notifier)
     }
 }
 

@@ -157,6 +157,8 @@ impl ConfigArgs {
             member_accounts: self.accounts,
             // The CLI sweeps inline; planning onto a queue is the function's job.
             sweep_queue_url: None,
+            // The CLI prints what it finds; notifying is the function's job.
+            event_bus: Some(crate::config::EVENT_BUS_OFF.to_owned()),
         }
     }
 }

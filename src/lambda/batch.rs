@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::App;
 use krg_engine::Reconciler;
 use krg_engine::outcome::Report;
-use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, PolicyStore, WorkQueue};
+use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
 
 /// One SQS message of the batch.
 #[derive(Debug, Deserialize)]
@@ -59,13 +59,14 @@ pub(super) fn records(payload: &Value) -> Option<Vec<Record>> {
     )
 }
 
-impl<K, P, M, B, Q> App<K, P, M, B, Q>
+impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N>
 where
     K: KeyDirectory,
     P: PolicyStore,
     M: MetricsSink,
     B: BackupStore,
     Q: WorkQueue,
+    N: Notifier,
 {
     /// Runs each record inline (a work item is never planned again) and answers with the
     /// ones that failed.
@@ -102,6 +103,7 @@ where
             }
         }
         self.publish(namespace, &all).await;
+        self.notify(&all).await;
         let failures: Vec<Value> = failed
             .iter()
             .map(|id| serde_json::json!({ "itemIdentifier": id }))

@@ -14,8 +14,9 @@ use crate::config::{Config, ConfigError};
 use krg_engine::Reconciler;
 use krg_engine::error::CallError;
 use krg_engine::ledger::MemoryLedger;
+use krg_engine::outcome::Notification;
 use krg_engine::outcome::{Report, Retry};
-use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, PolicyStore, WorkQueue};
+use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
 use krg_engine::trigger::{self, EventError, Trigger};
 
 /// Why an invocation failed. The `error_type` Lambda records says whether a retry can help.
@@ -74,10 +75,20 @@ impl From<InvocationError> for Diagnostic {
 
 /// The function: configuration (or why it is invalid) and its ports, built once per
 /// execution environment and lent to every invocation.
-pub struct App<K, P, M, B = MemoryLedger, Q = NoQueue> {
+pub struct App<K, P, M, B = MemoryLedger, Q = NoQueue, N = NoNotifier> {
     engine: Result<(Reconciler<K, P, B>, String), ConfigError>,
     metrics: M,
     queue: Option<Q>,
+    notifier: Option<N>,
+}
+
+/// No notifications.
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    async fn notify(&self, _: &[Notification]) -> Result<usize, CallError> {
+        unreachable!("an app without a notifier never notifies")
+    }
 }
 
 /// No work queue: sweeps run inline.
@@ -120,6 +131,7 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
             engine,
             metrics,
             queue: None,
+            notifier: None,
         }
     }
 
@@ -129,17 +141,31 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
             engine: self.engine,
             metrics: self.metrics,
             queue,
+            notifier: None,
         }
     }
 }
 
-impl<K, P, M, B, Q> App<K, P, M, B, Q>
+impl<K, P, M, B, Q> App<K, P, M, B, Q> {
+    /// The same app, publishing every drift it finds through `notifier`.
+    pub fn with_notifier<N: Notifier>(self, notifier: Option<N>) -> App<K, P, M, B, Q, N> {
+        App {
+            engine: self.engine,
+            metrics: self.metrics,
+            queue: self.queue,
+            notifier,
+        }
+    }
+}
+
+impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N>
 where
     K: KeyDirectory,
     P: PolicyStore,
     M: MetricsSink,
     B: BackupStore,
     Q: WorkQueue,
+    N: Notifier,
 {
     /// Handles one invocation payload: an SQS batch of work items, or one trigger.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
@@ -163,6 +189,9 @@ where
         let mut response = serde_json::to_value(&report).expect("a report always serialises");
         if let Some(published) = self.publish(namespace, &report).await {
             response["metrics"] = published;
+        }
+        if let Some(notified) = self.notify(&report).await {
+            response["notifications"] = notified;
         }
         match report.failure_class() {
             None => Ok(response),
@@ -211,6 +240,24 @@ where
             "accounts": accounts.len(),
             "places": places.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))
+    }
+
+    /// Publishes one notification per drift of the report; like metrics, a failure is
+    /// logged and reported but never undoes or blocks a fix. `None` without a notifier or
+    /// a drift.
+    async fn notify(&self, report: &Report) -> Option<Value> {
+        let notifier = self.notifier.as_ref()?;
+        let notes = report.notifications();
+        if notes.is_empty() {
+            return None;
+        }
+        Some(match notifier.notify(&notes).await {
+            Ok(n) => serde_json::json!({"published": n}),
+            Err(e) => {
+                tracing::error!(error = %e, "publishing drift notifications failed; the outcomes stand");
+                serde_json::json!({"published": 0, "error": e.to_string()})
+            }
+        })
     }
 
     /// Publishes the report's metrics; a failure is reported but never undoes or blocks a
@@ -495,6 +542,81 @@ mod tests {
         );
         let now = fake.policy(&arn("us-west-2"));
         assert!(krg_policy::equivalent(&now, POLICY).unwrap(), "{now}");
+    }
+
+    #[tokio::test]
+    async fn every_drift_is_published_and_a_publishing_failure_never_blocks_the_fix() {
+        let fake = drifted();
+        let notifying =
+            |fake| app(fake, &[("REMEDIATION_MODE", "enforce")]).with_notifier(Some(fake));
+        let response = notifying(&fake)
+            .handle(sample("put-key-policy-replica-id.json"))
+            .await
+            .unwrap();
+        assert_eq!(
+            response["notifications"],
+            json!({"published": 1}),
+            "{response:#}"
+        );
+        {
+            let notes = fake.notified.lock().unwrap();
+            assert_eq!(notes.len(), 1);
+            assert_eq!(notes[0].news.detail_type(), "Replica Key Policy Remediated");
+            assert_eq!(notes[0].key_arn, arn("us-west-2"));
+            assert_eq!(
+                notes[0].detail, response["outcomes"][0],
+                "the detail is the outcome"
+            );
+            assert_eq!(notes[0].detail["exposure"]["severity"], "narrowing");
+            assert_eq!(
+                notes[0].detail["actor"]["arn"],
+                "arn:aws:sts::111122223333:assumed-role/Admin/alice"
+            );
+        }
+        // In sync now: nothing to tell.
+        let again = notifying(&fake)
+            .handle(sample("put-key-policy-replica-id.json"))
+            .await
+            .unwrap();
+        assert_eq!(again["outcomes"][0]["action"], "in-sync");
+        assert!(again.get("notifications").is_none(), "{again:#}");
+        assert_eq!(fake.count("PutEvents"), 1);
+
+        // EventBridge refuses: reported, and the fix stands.
+        let fake = drifted();
+        fake.fail("PutEvents", &[ErrorKind::AccessDenied]);
+        let response = notifying(&fake)
+            .handle(sample("put-key-policy-replica-id.json"))
+            .await
+            .unwrap();
+        assert_eq!(response["outcomes"][0]["action"], "remediated");
+        assert_eq!(response["notifications"]["published"], 0);
+        assert!(
+            response["notifications"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("PutEvents"),
+            "{response:#}"
+        );
+        let now = fake.policy(&arn("us-west-2"));
+        assert!(krg_policy::equivalent(&now, POLICY).unwrap(), "{now}");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_drift_is_published_as_detected() {
+        let fake = drifted();
+        let response = app(&fake, &[])
+            .with_notifier(Some(&fake))
+            .handle(sample("put-key-policy-replica-id.json"))
+            .await
+            .unwrap();
+        assert_eq!(response["outcomes"][0]["action"], "drift-detected");
+        let notes = fake.notified.lock().unwrap();
+        assert_eq!(notes.len(), 1, "{response:#}");
+        assert_eq!(
+            notes[0].news.detail_type(),
+            "Replica Key Policy Drift Detected"
+        );
     }
 
     #[tokio::test]

@@ -8,10 +8,10 @@ use std::time::SystemTime;
 use crate::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use crate::error::{CallError, ErrorKind};
 use crate::key::{AccountId, KeyArn, Place};
-use crate::outcome::MetricDatum;
+use crate::outcome::{MetricDatum, Notification};
 use crate::ports::{
-    Backup, BackupStore, Claimed, KeyDirectory, MetricsSink, PolicyStore, WorkQueue, WriteClaim,
-    WriteHistory, WriteRecord,
+    Backup, BackupStore, Claimed, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue,
+    WriteClaim, WriteHistory, WriteRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct FakeAws {
     /// Errors injected per operation, consumed one per call.
     pub failures: Mutex<HashMap<&'static str, Vec<ErrorKind>>>,
     pub published: Mutex<Vec<(String, Vec<MetricDatum>)>>,
+    /// Every notification taken (`PutEvents`).
+    pub notified: Mutex<Vec<Notification>>,
     pub backups: Mutex<Vec<Backup>>,
     pub writes: Mutex<Vec<WriteRecord>>,
     /// After a PutKeyPolicy, GetKeyPolicy returns the previous policy this many more times
@@ -255,6 +257,14 @@ impl MetricsSink for FakeAws {
             .unwrap()
             .push((namespace.to_owned(), data.to_vec()));
         Ok(())
+    }
+}
+
+impl Notifier for FakeAws {
+    async fn notify(&self, notes: &[Notification]) -> Result<usize, CallError> {
+        self.call("PutEvents", &"default")?;
+        self.notified.lock().unwrap().extend(notes.iter().cloned());
+        Ok(notes.len())
     }
 }
 

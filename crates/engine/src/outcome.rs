@@ -722,6 +722,70 @@ impl Report {
     }
 }
 
+/// The `source` of every notification event.
+pub const NOTIFICATION_SOURCE: &str = "kms-replica-guard";
+
+/// What a notification says happened to a drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftNews {
+    /// Found and left as it is (dry-run, or the flap guard).
+    Detected,
+    /// Rewritten and verified.
+    Remediated,
+    /// Found, and could not be fixed.
+    RemediationFailed,
+}
+
+impl DriftNews {
+    /// The EventBridge `detail-type`.
+    pub fn detail_type(self) -> &'static str {
+        match self {
+            DriftNews::Detected => "Replica Key Policy Drift Detected",
+            DriftNews::Remediated => "Replica Key Policy Remediated",
+            DriftNews::RemediationFailed => "Replica Key Policy Remediation Failed",
+        }
+    }
+}
+
+/// One drift, told to whoever listens (an EventBridge event: `source`
+/// [`NOTIFICATION_SOURCE`], `detail-type` from [`DriftNews`], `detail` the outcome).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    /// What happened.
+    pub news: DriftNews,
+    /// The key (the event's `resources`).
+    pub key_arn: KeyArn,
+    /// The outcome as the response has it, exposure and actor included.
+    pub detail: serde_json::Value,
+}
+
+impl Report {
+    /// One notification per drift found: remediated, detected (dry-run or flapping) or
+    /// failed after it was found. Keys left alone on purpose (excluded, another account's)
+    /// and outcomes without a drift are not news.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.diff.is_some())
+            .filter_map(|o| {
+                let news = match &o.status {
+                    Status::Remediated(_) => DriftNews::Remediated,
+                    Status::DriftDetected(_) | Status::Skipped(Skip::Flapping { .. }) => {
+                        DriftNews::Detected
+                    }
+                    Status::Failed(_) => DriftNews::RemediationFailed,
+                    Status::InSync(_) | Status::Skipped(_) => return None,
+                };
+                Some(Notification {
+                    news,
+                    key_arn: o.key_arn.clone(),
+                    detail: serde_json::to_value(o).expect("an outcome serialises"),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Metric counts of some outcomes.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::decide::KeyFacts;
 use crate::error::CallError;
 use crate::key::{AccountId, KeyArn, Place};
-use crate::outcome::{MetricDatum, rfc3339};
+use crate::outcome::{MetricDatum, Notification, rfc3339};
 
 /// Reads what a key is (DescribeKey, tags) and which keys exist (ListKeys).
 pub trait KeyDirectory: Send + Sync {
@@ -180,6 +180,16 @@ pub trait RemoteText {
     ) -> impl Future<Output = Result<String, CallError>> + Send;
 }
 
+/// Publishes drift notifications (EventBridge events in the function).
+pub trait Notifier: Send + Sync {
+    /// Publishes every notification in as few calls as the service allows; how many were
+    /// taken.
+    fn notify(
+        &self,
+        notes: &[Notification],
+    ) -> impl Future<Output = Result<usize, CallError>> + Send;
+}
+
 /// Publishes metric data.
 pub trait MetricsSink: Send + Sync {
     /// Publishes all data in as few calls as the service allows.
@@ -240,6 +250,12 @@ impl<T: PolicyStore> PolicyStore for &T {
 impl<T: MetricsSink> MetricsSink for &T {
     async fn publish(&self, namespace: &str, data: &[MetricDatum]) -> Result<(), CallError> {
         (**self).publish(namespace, data).await
+    }
+}
+
+impl<T: Notifier> Notifier for &T {
+    async fn notify(&self, notes: &[Notification]) -> Result<usize, CallError> {
+        (**self).notify(notes).await
     }
 }
 
