@@ -51,7 +51,7 @@ summary() {
     checkov-*) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" ;;
     cfn-lint) echo "$(templates | wc -w) templates, 0 errors/warnings" ;;
     cdk-jest) grep -m1 -E '^Tests:' "$log" | tr -s ' ' ;;
-    event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): every rule x every events/*.json on the emulator" ;;
+    event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): KMS rules x events/*.json, exposure rule x infra/tests/fixtures/*.json (+ its SNS message) on the emulator" ;;
     alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
     cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;

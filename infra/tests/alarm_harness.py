@@ -37,11 +37,23 @@ What it does (`Run.execute`):
      work item for MEMBER_ACCOUNT on a real emulator queue with the template's redrive policy to
      the scenario's sweep DLQ: the harness stands in for the SQS event source (receive, invoke
      with an SQS event, delete what the function did not list in batchItemFailures) until SQS
-     itself moves the item to the sweep DLQ after maxReceiveCount receives.
+     itself moves the item to the sweep DLQ after maxReceiveCount receives;
+   - exposure: dry-run (REMEDIATION_MODE=dry-run), a replica whose policy someone opened to
+     `*` (kms:Decrypt without a condition) and the PutKeyPolicy event: the function reports the
+     drift, writes nothing and publishes ExposureDrift{Severity=public} = 1, and puts the
+     drift on the emulator's default bus (EVENT_BUS=default, as deployed).
+   The hubs' exposure notification rules (source kms-replica-guard; pattern and InputTransformer
+   from the templates, the target resolved to the test topic) are created on that default bus
+   for the run, with a capture rule that copies every event of the function to a queue: the
+   drift events the function really published and the messages the rules made of them are
+   both recorded.
 4. Polls the alarms' states (transitions and their times), purges a DLQ once its alarm is in
    ALARM, waits for every fired alarm to return to OK, reads the notifications from the
    queue, PutDashboard's each resolved dashboard and reads the published metrics back with
-   ListMetrics.
+   ListMetrics. LocalStack evaluates single-metric alarms only; a metric-math alarm
+   (ExposureDrift) is evaluated by the harness instead, on LocalStack's schedule and with its
+   rules, from the data the function published (see STAND_IN_EVALUATION), and its state set
+   with SetAlarmState: the actions, the SNS notification and the subscriber are LocalStack's.
 
 Alarms join automatically: every alarm in the templates is either in DRIVEN (which scenario
 must trip it) or in NOT_DRIVABLE (with the reason); the test fails for any other.
@@ -59,6 +71,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,7 +105,7 @@ MEMBER_ACCOUNT = "444455556666"
 OTHER_ACCOUNT = "555566667777"
 MEMBER_ROLE_NAME = "kms-replica-guard-member"
 
-SCENARIOS = ("spike", "failed", "flap", "member")
+SCENARIOS = ("spike", "failed", "flap", "member", "exposure")
 # Which scenario must trip each alarm (by its name without the stack prefix). In every other
 # scenario the alarm must never leave OK.
 DRIVEN = {
@@ -103,6 +116,7 @@ DRIVEN = {
     "DLQ-not-empty": "failed",
     "AccountNotEntered": "member",
     "sweep-DLQ-not-empty": "member",
+    "ExposureDrift": "exposure",
 }
 # Alarms that may also fire in a scenario, from the same cause as the scenario's own alarm (not
 # required: that is the function's choice), with the reason. Any other alarm must stay OK.
@@ -120,8 +134,22 @@ STAND_IN = {
     "function here (cargo lambda watch does): the harness publishes Errors = the number of the "
     "scenario's invocations that really returned an error, with the FunctionName the alarm names",
 }
+# Alarms that LocalStack stores but does not evaluate, with the reason: the harness evaluates
+# them itself (evaluate_metric_math), every Period x EvaluationPeriods from their creation as
+# LocalStack's scheduler would, and sets the state with SetAlarmState.
+STAND_IN_EVALUATION = {
+    "ExposureDrift": "metric math (ExposureDrift{Severity=public} + ExposureDrift{Severity=cross-account}): "
+    "LocalStack's alarm scheduler evaluates single-metric alarms only ('Currently only simple MetricAlarm "
+    "are supported'), so the harness reads each series the alarm names with GetMetricData (the data the "
+    "function published), sums them as the expression says, applies the alarm's threshold, "
+    "TreatMissingData and look-back exactly as LocalStack does for other alarms, and calls SetAlarmState; "
+    "LocalStack sends the notification",
+}
 # Alarms that cannot be driven on the emulator, with the reason (reported, not driven).
 NOT_DRIVABLE: dict[str, str] = {}
+# The function's drift events on the bus (source and detail-types), and the severities the
+# exposure rule passes.
+GUARD_EVENT_SOURCE = "kms-replica-guard"
 
 
 def log(msg: str) -> None:
@@ -390,7 +418,16 @@ class Deployment:
             req["Threshold"] = float(req["Threshold"])
         if "Period" in req:
             req["Period"] = TEST_PERIOD
+        for m in req.get("Metrics", []):
+            if "MetricStat" in m:
+                m["MetricStat"]["Period"] = TEST_PERIOD
+            if "ReturnData" in m:
+                m["ReturnData"] = m["ReturnData"] in (True, "true", "True")
         return req
+
+    def rule_targets(self, props: dict[str, Any]) -> list[dict[str, Any]]:
+        """A rule's targets resolved (the alarm topic is the test topic)."""
+        return [self.resolve(t) for t in props.get("Targets", [])]
 
     def dashboard_body(self, props: dict[str, Any]) -> dict[str, Any]:
         body = json.loads(self.resolve(props["DashboardBody"]))
@@ -408,6 +445,82 @@ class Deployment:
             return v
 
         return walk(body)
+
+
+def alarm_period(req: dict[str, Any]) -> int:
+    """The alarm's Period, or for metric math the Period of its series."""
+    if "Period" in req:
+        return int(req["Period"])
+    periods = {int(m["MetricStat"]["Period"]) for m in req.get("Metrics", []) if "MetricStat" in m}
+    if len(periods) != 1:
+        raise Unresolvable(f"{req.get('AlarmName')}: series with different periods {periods}")
+    return periods.pop()
+
+
+def alarm_metric_names(req: dict[str, Any]) -> list[str]:
+    """The metric names an alarm watches (one, or those of its metric math)."""
+    if "MetricName" in req:
+        return [req["MetricName"]]
+    return sorted({m["MetricStat"]["Metric"]["MetricName"] for m in req.get("Metrics", []) if "MetricStat" in m})
+
+
+def alarm_namespaces(req: dict[str, Any]) -> set[str]:
+    if "Namespace" in req:
+        return {req["Namespace"]}
+    return {m["MetricStat"]["Metric"]["Namespace"] for m in req.get("Metrics", []) if "MetricStat" in m}
+
+
+_COMPARE = {
+    "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
+    "GreaterThanThreshold": lambda v, t: v > t,
+    "LessThanThreshold": lambda v, t: v < t,
+    "LessThanOrEqualToThreshold": lambda v, t: v <= t,
+}
+
+
+def evaluate_metric_math(cw: Any, req: dict[str, Any]) -> tuple[str, list[float | None]]:
+    """The state a metric-math alarm goes to now, and the datapoints it was decided on.
+
+    As LocalStack's alarm scheduler does for a single-metric alarm: EvaluationPeriods + max(EP // 3, 2)
+    windows of one Period each back from now, oldest first; a window's value is the expression over
+    the Sum of each series in it. Only sums of series (`a + b`) are supported: in CloudWatch metric
+    math a missing value counts as 0 in arithmetic, and a window where every series is missing has
+    no datapoint.
+    """
+    series = {m["Id"]: m for m in req["Metrics"] if "MetricStat" in m}
+    (expr,) = [m["Expression"] for m in req["Metrics"] if "Expression" in m and m.get("ReturnData", True)]
+    ids = [t.strip() for t in expr.split("+")]
+    if not ids or any(i not in series for i in ids):
+        raise Unresolvable(f"{req['AlarmName']}: the harness evaluates sums of series only, not {expr!r}")
+    period = alarm_period(req)
+    ep = int(req["EvaluationPeriods"])
+    now = time.time()
+    values: list[float | None] = []
+    for _ in range(ep + max(ep // 3, 2)):
+        start = now - period
+        window = []
+        for i in ids:
+            out = cw.get_metric_data(
+                MetricDataQueries=[{"Id": i, "MetricStat": series[i]["MetricStat"], "ReturnData": True}],
+                StartTime=start,
+                EndTime=now,
+            )["MetricDataResults"][0]["Values"]
+            window.append(out[0] if out else None)
+        values.insert(0, None if all(v is None for v in window) else sum(v or 0.0 for v in window))
+        now = start
+    treat = req.get("TreatMissingData", "missing")
+    breaching = []
+    for v in values:
+        if v is None:
+            if treat in ("breaching", "notBreaching"):
+                breaching.append(treat == "breaching")
+        else:
+            breaching.append(_COMPARE[req["ComparisonOperator"]](v, float(req["Threshold"])))
+    if breaching.count(True) >= int(req.get("DatapointsToAlarm", ep)):
+        return "ALARM", values
+    if not breaching and treat == "missing":
+        return "INSUFFICIENT_DATA", values
+    return "OK", values
 
 
 def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, frozenset[str]]]:
@@ -541,6 +654,13 @@ LOCKOUT_POLICY = json.dumps(
 )
 
 
+def opened_to_everyone(policy: str) -> str:
+    """The policy with one more statement: anyone may decrypt, unconditionally (a public drift)."""
+    doc = json.loads(policy)
+    doc["Statement"].append({"Sid": "ShareWithEveryone", "Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"})
+    return json.dumps(doc)
+
+
 def create_family(key_id: str, primary_policy: str, bypass: bool = False) -> None:
     """A multi-Region primary in REGION with a fixed id, and its replica (default policy) in REPLICA_REGION."""
     kms = client("kms")
@@ -610,6 +730,17 @@ class TestAlarm:
     expect_alarm: bool
     history: list[tuple[str, float]] = field(default_factory=list)  # (state, monotonic time)
     created_at: float = 0.0  # LocalStack evaluates it then and every Period x EvaluationPeriods s after
+    stand_in_evaluations: list[dict[str, Any]] = field(default_factory=list)  # metric math: the harness's evaluations
+    next_evaluation: float = 0.0  # metric math: when the harness evaluates it next (monotonic)
+
+    @property
+    def stand_in(self) -> bool:
+        """A metric-math alarm: LocalStack does not evaluate it, the harness does."""
+        return "Metrics" in self.request
+
+    @property
+    def every(self) -> float:
+        return alarm_period(self.request) * int(self.request["EvaluationPeriods"])
 
     @property
     def name(self) -> str:
@@ -642,6 +773,14 @@ class Run:
         self.notify_queue_url = ""
         self.created_dashboards: list[str] = []
         self.created_queues: list[str] = []
+        self.events = client("events")
+        self.created_rules: list[str] = []
+        self.capture_queue_url = ""
+        self.guard_events: list[dict[str, Any]] = []  # every event the function put on the bus
+        self.rule_messages: list[dict[str, Any]] = []  # what the exposure rules sent to the topic (SNS envelopes)
+        self.exposure_rules: list[tuple[Source, str]] = []  # (template, test rule name)
+        self.stand_in_stop = threading.Event()
+        self.stand_in_thread: threading.Thread | None = None
 
     def elapsed(self, t: float | None = None) -> float:
         return (time.monotonic() if t is None else t) - self.t0
@@ -685,6 +824,7 @@ class Run:
                 "REMEDIATOR_ROLE_ARN": REMEDIATOR_ROLE_ARN,
                 "METRICS_NAMESPACE": ns,
                 "SWEEP_REGIONS": REPLICA_REGION,
+                "EVENT_BUS": "default",
             }
             if name == "failed":
                 env["BASELINE_SOURCE"] = "primary"
@@ -695,6 +835,8 @@ class Run:
                 env["MEMBER_ACCOUNTS"] = MEMBER_ACCOUNT
                 # Nothing listens there: every AssumeRole fails (connection refused).
                 env["AWS_ENDPOINT_URL_STS"] = f"http://127.0.0.1:{closed_port()}"
+            if name == "exposure":
+                env["REMEDIATION_MODE"] = "dry-run"
             sc = ScenarioRun(name, ns, fn, dlq, env, sweep_queue=sweep_queue, sweep_dlq=sweep_dlq)
             sc.watch = Watch(f"{self.prefix}-{name}", env, WATCH_PORT + i)
             self.scenarios[name] = sc
@@ -714,7 +856,35 @@ class Run:
         for ta in self.test_alarms:
             self.cw.put_metric_alarm(**ta.request)
             ta.created_at = time.monotonic()
+            ta.next_evaluation = ta.created_at
+        if any(ta.stand_in for ta in self.test_alarms):
+            self.stand_in_thread = threading.Thread(target=self.evaluate_stand_ins, name="stand-in-evaluation", daemon=True)
+            self.stand_in_thread.start()
         log(f"==> {len(self.test_alarms)} alarms created ({len(self.alarms)} in the templates x {len(self.scenario_names)} scenarios), Period {TEST_PERIOD} s")
+        self.create_exposure_rules()
+
+    def create_exposure_rules(self) -> None:
+        """The templates' exposure notification rules on the emulator's default bus, targeting the
+        test topic, and a capture rule copying every event of the function to a queue."""
+        capture = self._queue(f"{self.prefix}-guard-events")
+        self.capture_queue_url = capture["url"]
+        name = f"{self.prefix}-capture"
+        self.events.put_rule(Name=name, EventPattern=json.dumps({"source": [GUARD_EVENT_SOURCE]}))
+        self.created_rules.append(name)
+        self.events.put_targets(Rule=name, Targets=[{"Id": "capture", "Arn": capture["arn"]}])
+        first = self.scenario_names[0]
+        for src in self.sources:
+            for lid, r in src.of_type("AWS::Events::Rule").items():
+                props = r.get("Properties") or {}
+                if GUARD_EVENT_SOURCE not in ((props.get("EventPattern") or {}).get("source") or []):
+                    continue
+                dep = self.deployments[(first, src.label)]
+                name = f"{self.prefix}-{src.tool}-{lid}"[:64]
+                self.events.put_rule(Name=name, EventPattern=json.dumps(props["EventPattern"]), EventBusName=props.get("EventBusName", "default"))
+                self.created_rules.append(name)
+                self.events.put_targets(Rule=name, Targets=dep.rule_targets(props))
+                self.exposure_rules.append((src, name))
+        log(f"==> exposure rules on the default bus: {', '.join(n for _, n in self.exposure_rules)}; capture rule -> {capture['name']}")
 
     # -- driving
     def start_functions(self) -> None:
@@ -754,7 +924,7 @@ class Run:
         for ta in self.test_alarms:
             if ta.scenario != sc.name or ta.alarm.key != key:
                 continue
-            every = ta.request["Period"] * ta.request["EvaluationPeriods"]
+            every = ta.every
             since = (time.monotonic() - ta.created_at) % every
             if every - since < needed:
                 wait = every - since + 1.0
@@ -838,6 +1008,18 @@ class Run:
             log(f"    member: sweep work item receive {sc.sweep_receives} -> {'ok' if inv.ok else 'error'}, batchItemFailures {sorted(x for x in failed if x)}")
         sc.data_sent_at = time.monotonic()
 
+    def drive_exposure(self, sc: ScenarioRun) -> None:
+        key_id = fresh_key_id()
+        create_family(key_id, default_policy())
+        sc.key_ids = [key_id]
+        # Someone opens the replica to everyone; CloudTrail's PutKeyPolicy event reaches the function.
+        client("kms", REPLICA_REGION).put_key_policy(KeyId=key_id, PolicyName="default", Policy=opened_to_everyone(default_policy()))
+        inv = self._invoke(sc, "put-key-policy (replica opened to *, dry-run)", event("put-key-policy-replica-id", key_id))
+        log(
+            f"    exposure: {[(o.get('action'), (o.get('exposure') or {}).get('severity')) for o in _outcomes(inv)]}, "
+            f"notifications {inv.body.get('notifications') if isinstance(inv.body, dict) else None}"
+        )
+
     def publish_lambda_errors(self) -> None:
         """The Lambda service's Errors datum for each scenario (see STAND_IN)."""
         for sc in self.scenarios.values():
@@ -853,6 +1035,7 @@ class Run:
             "failed": self.drive_failed,
             "flap": self.drive_flap,
             "member": self.drive_member,
+            "exposure": self.drive_exposure,
         }
         for sc in self.scenarios.values():
             drivers[sc.name](sc)
@@ -876,6 +1059,49 @@ class Run:
                 ta.history.append((state, now))
                 if ta.history[-1][0] != "INSUFFICIENT_DATA":
                     log(f"    +{self.elapsed(now):5.0f} s  {ta.name}: {state}")
+
+    def evaluate_stand_ins(self) -> None:
+        """The metric-math alarms' scheduler (see STAND_IN_EVALUATION), in a thread from their creation
+        to the clean-up, as LocalStack's runs for the others: each alarm when it was created and then
+        every Period x EvaluationPeriods."""
+        cw = client("cloudwatch")  # its own client: boto3 clients are not shared across threads here
+        last: dict[str, str] = {}
+        while not self.stand_in_stop.wait(0.5):
+            now = time.monotonic()
+            for ta in self.test_alarms:
+                if not ta.stand_in or now < ta.next_evaluation:
+                    continue
+                try:
+                    self.evaluate_stand_in(cw, ta, last)
+                except Exception as err:  # noqa: BLE001 - reported; the alarm then never changes state
+                    log(f"    (stand-in evaluation of {ta.name} failed: {err})")
+                    ta.stand_in_evaluations.append({"at": self.elapsed(), "error": str(err)})
+                while ta.next_evaluation <= now:
+                    ta.next_evaluation += ta.every
+
+    def evaluate_stand_in(self, cw: Any, ta: TestAlarm, last: dict[str, str]) -> None:
+        """One evaluation of a metric-math alarm."""
+        state, values = evaluate_metric_math(cw, ta.request)
+        ta.stand_in_evaluations.append({"at": self.elapsed(), "state": state, "datapoints": values})
+        if last.get(ta.name, "INSUFFICIENT_DATA") == state:
+            return
+        shown = ", ".join("-" if v is None else f"{v:g}" for v in values)
+        breaching = [v for v in values if v is not None and _COMPARE[ta.request["ComparisonOperator"]](v, ta.request["Threshold"])]
+        reason = (
+            f"Threshold Crossed: {len(breaching)} datapoint [{', '.join(f'{v:g}' for v in breaching)}] was "
+            f"{ta.request['ComparisonOperator']} the threshold ({ta.request['Threshold']:g})"
+            if state == "ALARM"
+            else f"Threshold Crossed: no datapoint breached the threshold ({ta.request['Threshold']:g}) in [{shown}]"
+        )
+        cw.set_alarm_state(
+            AlarmName=ta.name,
+            StateValue=state,
+            StateReason=reason + " (metric math evaluated by infra/tests/alarm_harness.py)",
+            StateReasonData=json.dumps({"version": "1.0", "queryDate": time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime()),
+                                        "evaluatedDatapoints": [{"value": v} for v in values if v is not None],
+                                        "threshold": ta.request["Threshold"]}),
+        )
+        last[ta.name] = state
 
     def done(self) -> bool:
         for ta in self.test_alarms:
@@ -923,8 +1149,20 @@ class Run:
                     alarm = json.loads(envelope.get("Message", ""))
                 except ValueError:
                     alarm = {}
-                self.notifications.append({"envelope": envelope, "alarm": alarm})
+                if isinstance(alarm, dict):
+                    self.notifications.append({"envelope": envelope, "alarm": alarm})
+                else:
+                    # Not an alarm: a message of an exposure rule (a JSON string).
+                    self.rule_messages.append(envelope)
                 self.sqs.delete_message(QueueUrl=self.notify_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        if self.capture_queue_url:
+            empty = 0
+            while empty < 2:
+                msgs = self.sqs.receive_message(QueueUrl=self.capture_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+                empty = 0 if msgs else empty + 1
+                for m in msgs:
+                    self.guard_events.append(json.loads(m["Body"]))
+                    self.sqs.delete_message(QueueUrl=self.capture_queue_url, ReceiptHandle=m["ReceiptHandle"])
 
     def check_dashboards(self) -> None:
         for sc in self.scenarios.values():
@@ -947,9 +1185,20 @@ class Run:
             )
 
     def cleanup(self) -> None:
+        self.stand_in_stop.set()
+        if self.stand_in_thread:
+            self.stand_in_thread.join(30)
         for sc in self.scenarios.values():
             if sc.watch:
                 sc.watch.stop()
+        for name in self.created_rules:
+            try:
+                ids = [t["Id"] for t in self.events.list_targets_by_rule(Rule=name).get("Targets", [])]
+                if ids:
+                    self.events.remove_targets(Rule=name, Ids=ids)
+                self.events.delete_rule(Name=name)
+            except Exception as err:  # noqa: BLE001 - clean-up is best effort, reported
+                log(f"    (clean-up: delete_rule {name}: {err})")
         names = [ta.name for ta in self.test_alarms]
         for i in range(0, len(names), 100):
             try:
@@ -1018,6 +1267,8 @@ class Run:
                 extra += f", OK {t['to_ok']:.0f} s after it stopped" if t["to_ok"] is not None else ", never back to OK"
                 if ta.alarm.key in STAND_IN:
                     extra += "  (stand-in Lambda datum)"
+                if ta.stand_in:
+                    extra += "  (metric math evaluated by the harness)"
             lines.append(f"{'FIRE' if ta.expect_alarm else 'QUIET'} {ta.scenario:6} {ta.alarm.source.tool} {ta.alarm.key:22} {states}{extra}")
         for key, why in NOT_DRIVABLE.items():
             lines.append(f"NOT DRIVEN {key}: {why}")
@@ -1030,7 +1281,10 @@ class Run:
         (OUT_DIR / "invocations.json").write_text(
             json.dumps({s.name: [i.__dict__ for i in s.invocations] for s in self.scenarios.values()}, indent=2) + "\n", encoding="utf-8"
         )
-        (OUT_DIR / "notifications.json").write_text(json.dumps([n["envelope"] for n in self.notifications], indent=2) + "\n", encoding="utf-8")
+        (OUT_DIR / "notifications.json").write_text(
+            json.dumps([n["envelope"] for n in self.notifications] + self.rule_messages, indent=2) + "\n", encoding="utf-8"
+        )
+        (OUT_DIR / "guard-events.json").write_text(json.dumps(self.guard_events, indent=2) + "\n", encoding="utf-8")
         log("==> alarms (state changes observed):")
         for line in lines:
             log("    " + line)

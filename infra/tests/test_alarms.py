@@ -11,8 +11,13 @@ Run (from the repository root, emulator started, templates synthesized):
 
     .venv/bin/python -m unittest discover -s infra/tests -p 'test_alarms.py' -v
 
-Results: infra/.build/alarms/report.txt (each alarm's state changes and their times) and
-notifications.json (every notification the subscriber received).
+The exposure scenario also follows a drift the function found to the operator: the drift event
+it put on the emulator's default bus, and the message the hubs' exposure notification rules
+(from the templates) made of it on the alarm topic.
+
+Results: infra/.build/alarms/report.txt (each alarm's state changes and their times),
+notifications.json (every notification the subscriber received: the alarms', then the rules'
+messages) and guard-events.json (every event the function put on the bus).
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ class TemplateAlarmsTest(unittest.TestCase):
                     self.assertIn(h.DRIVEN[a.key], h.SCENARIOS)
                 else:
                     self.assertGreaterEqual(len(h.NOT_DRIVABLE[a.key]), 20, "say why it cannot be driven")
+                # LocalStack evaluates single-metric alarms only: metric math needs the harness's evaluation.
+                if "Metrics" in a.props:
+                    self.assertIn(a.key, h.STAND_IN_EVALUATION, f"{a.where} is metric math: add it to STAND_IN_EVALUATION with the reason")
+                else:
+                    self.assertNotIn(a.key, h.STAND_IN_EVALUATION, f"{a.where} is a single-metric alarm: LocalStack evaluates it itself")
 
     def test_incidental_alarms_are_justified(self) -> None:
         for scenario, tolerated in h.INCIDENTAL.items():
@@ -90,11 +100,18 @@ class TemplateAlarmsTest(unittest.TestCase):
             plain = h.Deployment(a.source, "s", "TEST/ns", "t", "f", {})
             plain.sam_overrides = {}
             plain.deployed_namespace = None
-            ns = plain.resolve(a.props.get("Namespace"))
             if a.props.get("MetricName") in h.FUNCTION_METRICS:
                 with self.subTest(alarm=a.where):
+                    ns = plain.resolve(a.props.get("Namespace"))
                     self.assertEqual(ns, dep.deployed_namespace, "the alarm watches another namespace than the function publishes to")
                     self.assertEqual(dep.alarm_request(a)["Namespace"], "TEST/ns")
+            for m in a.props.get("Metrics", []):
+                if "MetricStat" not in m:
+                    continue
+                with self.subTest(alarm=a.where, series=m["Id"]):
+                    ns = plain.resolve(m["MetricStat"]["Metric"]["Namespace"])
+                    self.assertEqual(ns, dep.deployed_namespace, "the alarm watches another namespace than the function publishes to")
+                    self.assertEqual(h.alarm_namespaces(dep.alarm_request(a)), {"TEST/ns"})
 
 
 class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
@@ -134,6 +151,25 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         published = {m["MetricName"] for m in self.harness.listed_metrics.get("member", [])}
         self.assertIn("AccountNotEntered", published, "the function did not publish AccountNotEntered (AssumeRole into the member account failed)")
         self.assertIn("AccountNotAllowed", published, "the function did not publish AccountNotAllowed (an event from an account outside MEMBER_ACCOUNTS)")
+        # Dry-run: the replica opened to everyone is reported as a public drift and left as it is.
+        (exposure,) = sc["exposure"].invocations
+        self.assertTrue(exposure.ok, exposure.body)
+        outcomes = h._outcomes(exposure)
+        self.assertEqual([o.get("action") for o in outcomes], ["drift-detected"], outcomes)
+        self.assertEqual(outcomes[0]["exposure"]["severity"], "public", outcomes[0])
+        self.assertIn({"principal": "*", "actions": ["kms:Decrypt"], "when": None}, outcomes[0]["exposure"]["gains"])
+        self.assertEqual(exposure.body.get("notifications"), {"published": 1}, exposure.body)
+        self.assertIn(
+            {"MetricName": "ExposureDrift", "Dimensions": [{"Name": "Severity", "Value": "public"}]},
+            [{"MetricName": m["MetricName"], "Dimensions": m.get("Dimensions", [])} for m in self.harness.listed_metrics["exposure"]],
+            "the function did not publish ExposureDrift{Severity=public}",
+        )
+        # No dimensionless total of ExposureDrift, and never a Region dimension.
+        for scenario, metrics in self.harness.listed_metrics.items():
+            for m in metrics:
+                if m["MetricName"] == "ExposureDrift":
+                    with self.subTest(scenario=scenario, metric=m):
+                        self.assertEqual([d["Name"] for d in m.get("Dimensions", [])], ["Severity"])
 
     # -- alarms
     def test_each_alarm_fires_in_its_scenario_and_returns_to_ok(self) -> None:
@@ -169,10 +205,55 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
                     self.assertTrue(got, f"no {state} notification for {ta.name} in the subscriber queue")
                     alarm, envelope = got[0]["alarm"], got[0]["envelope"]
                     self.assertEqual(envelope.get("TopicArn"), self.harness.topic_arn)
-                    self.assertEqual(alarm["Trigger"]["MetricName"], ta.request["MetricName"])
-                    self.assertEqual(alarm["Trigger"]["Namespace"], ta.request["Namespace"])
+                    if not ta.stand_in:
+                        self.assertEqual(alarm["Trigger"]["MetricName"], ta.request["MetricName"])
+                        self.assertEqual(alarm["Trigger"]["Namespace"], ta.request["Namespace"])
+                    # (A metric-math alarm: LocalStack renders only single-metric Triggers, where AWS
+                    # lists the alarm's Metrics; the name and description below identify it.)
                     self.assertEqual(alarm.get("AlarmDescription"), ta.request["AlarmDescription"])
                     self.assertIn(ta.name, envelope.get("Subject", ""))
+
+    def test_metric_math_alarms_were_evaluated_on_the_published_data(self) -> None:
+        for ta in self.harness.test_alarms:
+            if not ta.stand_in:
+                continue
+            with self.subTest(alarm=ta.name):
+                self.assertTrue(ta.stand_in_evaluations, f"{ta.name} was never evaluated")
+                self.assertFalse([e for e in ta.stand_in_evaluations if "error" in e], ta.stand_in_evaluations)
+                alarmed = [e for e in ta.stand_in_evaluations if e["state"] == "ALARM"]
+                if ta.expect_alarm:
+                    self.assertTrue(alarmed, ta.stand_in_evaluations)
+                    self.assertIn(1.0, alarmed[0]["datapoints"], "one public drift: the sum is 1")
+                else:
+                    self.assertFalse(alarmed, ta.stand_in_evaluations)
+
+    # -- the exposure notification rule
+    def test_the_drift_event_and_the_readable_message_reached_the_operator(self) -> None:
+        key_id = self.harness.scenarios["exposure"].key_ids[0]
+        key_arn = f"arn:aws:kms:{h.REPLICA_REGION}:{h.ACCOUNT}:key/{key_id}"
+        (outcome,) = h._outcomes(self.harness.scenarios["exposure"].invocations[0])
+        events = [e for e in self.harness.guard_events if e.get("resources") == [key_arn]]
+        self.assertEqual(len(events), 1, self.harness.guard_events)
+        ev = events[0]
+        self.assertEqual((ev["source"], ev["detail-type"]), ("kms-replica-guard", "Replica Key Policy Drift Detected"))
+        self.assertEqual((ev["account"], ev["region"]), (h.ACCOUNT, h.REGION), "the hub's default bus in the function's Region")
+        self.assertEqual(ev["detail"], outcome, "the event's detail is the outcome")
+        self.assertEqual(ev["detail"]["actor"]["arn"], "arn:aws:sts::111122223333:assumed-role/Admin/alice")
+        # Every other scenario's drifts were published too (narrowing, admin): the rules pass none of them.
+        self.assertTrue(any(e.get("resources") != [key_arn] for e in self.harness.guard_events), "only the exposure drift was published")
+        tools = sorted(src.tool for src, _ in self.harness.exposure_rules)
+        self.assertEqual(tools, ["cdk", "sam"], "an exposure rule in each hub template")
+        texts = sorted(json.loads(m["Message"]) for m in self.harness.rule_messages)
+        self.assertEqual(len(texts), 2, f"one message per template's rule, for the public drift only: {texts}")
+        for text in texts:
+            self.assertEqual(
+                text,
+                f"kms-replica-guard: public drift on {key_arn} ({h.REPLICA_REGION}, account {h.ACCOUNT}): drift-detected. "
+                f"Caused by arn:aws:sts::111122223333:assumed-role/Admin/alice from 203.0.113.24 at 2026-11-05T16:20:03Z "
+                f"(CloudTrail event 93e6c1a8-5f2d-4b07-8c4e-1a7d3b9f5e62). Runbook: README.md#exposuredrift",
+            )
+        for m in self.harness.rule_messages:
+            self.assertEqual(m.get("TopicArn"), self.harness.topic_arn)
 
     # -- dashboard
     def test_the_dashboards_are_accepted_and_name_metrics_the_function_published(self) -> None:
@@ -204,7 +285,11 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         blocks = re.findall(r"```json\n(.*?)```", m.group(1), flags=re.S)
         self.assertGreaterEqual(len(blocks), 2, "the Alarms section shows the alarm message and its SNS envelope (```json)")
         message, envelope = json.loads(blocks[0]), json.loads(blocks[1])
-        real = next(n for n in self.harness.notifications if n["alarm"].get("NewStateValue") == "ALARM")
+        # A single-metric alarm's notification (LocalStack's Trigger of a metric-math alarm lacks its Metrics).
+        real = next(
+            n for n in self.harness.notifications
+            if n["alarm"].get("NewStateValue") == "ALARM" and n["alarm"].get("Trigger", {}).get("MetricName")
+        )
         self.assertEqual(sorted(message), sorted(real["alarm"]), "the alarm message fields")
         self.assertEqual(sorted(message["Trigger"]), sorted(real["alarm"]["Trigger"]), "the Trigger fields")
         self.assertEqual(sorted(envelope), sorted(real["envelope"]), "the SNS envelope fields")

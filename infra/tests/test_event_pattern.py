@@ -1,9 +1,16 @@
-"""The KMS rule pattern of every template, tested with EventBridge TestEventPattern on the emulator.
+"""The rule patterns of every template, tested with EventBridge TestEventPattern on the emulator.
 
 The patterns are read from the templates themselves (the SAM hub and spoke templates, and the
-synthesized CDK templates in infra/cdk/cdk.out), never copied, and each one is tested against
-every sample event in events/. Every events/*.json file needs an expectation below: a new file
-fails the test until someone decides whether the rule must match it.
+synthesized CDK templates in infra/cdk/cdk.out), never copied.
+
+- The KMS rule (source aws.kms) of every template is tested against every sample event in
+  events/. Every events/*.json file needs an expectation below: a new file fails the test until
+  someone decides whether the rule must match it.
+- The hub's exposure notification rule (source kms-replica-guard, SAM and CDK) is tested
+  against every sample notification in infra/tests/fixtures/ (the events the function puts on
+  the bus; never in events/, which holds what the function receives), with the same rule for
+  new files; and, on a test bus of the emulator, the message its InputTransformer sends to an
+  SNS topic is checked against the same template rendered independently (missing paths empty).
 
 Run (from the repository root, emulator started with `make emulator`, CDK synthesized
 with `make synth`):
@@ -15,7 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import sys
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -29,6 +39,9 @@ sys.path.insert(0, str(ROOT / "infra" / "scripts"))
 import cfn_yaml  # noqa: E402
 
 EVENTS_DIR = ROOT / "events"
+FIXTURES_DIR = ROOT / "infra" / "tests" / "fixtures"
+KMS_SOURCE = "aws.kms"
+GUARD_SOURCE = "kms-replica-guard"
 SAM_TEMPLATES = [ROOT / "infra" / "sam" / "template.yaml", ROOT / "infra" / "sam" / "spoke.yaml", ROOT / "infra" / "sam" / "member.yaml"]
 CDK_OUT = ROOT / "infra" / "cdk" / "cdk.out"
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:4566"
@@ -60,6 +73,16 @@ SHOULD_NOT_MATCH = {
 # Direct-invoke payloads, not EventBridge events: nothing to match.
 NOT_EVENTBRIDGE_EVENTS = {"manual-sweep.json", "sqs-sweep-work-items.json"}
 
+# Which sample notifications (infra/tests/fixtures/) the exposure rule must deliver.
+EXPOSURE_SHOULD_MATCH = {
+    "drift-public-detected.json",
+    "drift-cross-account-remediated-by-sweep.json",
+}
+EXPOSURE_SHOULD_NOT_MATCH = {
+    "drift-access-remediated.json",
+    "drift-unparsed-failed.json",
+}
+
 
 def _rule_patterns(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(resource path, pattern) of every EventBridge rule with an event pattern in a template."""
@@ -76,31 +99,74 @@ def _rule_patterns(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
     return found
 
 
-def collect_patterns() -> dict[str, dict[str, Any]]:
-    """Every KMS rule pattern, keyed by where it comes from."""
-    patterns: dict[str, dict[str, Any]] = {}
-    for path in SAM_TEMPLATES:
-        for where, pattern in _rule_patterns(cfn_yaml.load(path)):
-            patterns[f"{path.relative_to(ROOT)}:{where}"] = pattern
+def collect_rules(source: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """(pattern, rule properties) of every rule on `source`, keyed by where it comes from."""
+    rules: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    templates = [(path, cfn_yaml.load(path)) for path in SAM_TEMPLATES]
     cdk_templates = sorted(CDK_OUT.glob("*.template.json"))
     if not cdk_templates:
         raise AssertionError(f"no synthesized CDK templates in {CDK_OUT}: run `make synth` first")
-    for path in cdk_templates:
-        for where, pattern in _rule_patterns(json.loads(path.read_text(encoding="utf-8"))):
-            patterns[f"{path.relative_to(ROOT)}:{where}"] = pattern
-    return patterns
+    templates += [(path, json.loads(path.read_text(encoding="utf-8"))) for path in cdk_templates]
+    for path, template in templates:
+        for where, pattern in _rule_patterns(template):
+            if source in (pattern.get("source") or []):
+                name = where.split(".", 1)[0]
+                props = (template["Resources"][name].get("Properties") or {}) if "." not in where else {}
+                rules[f"{path.relative_to(ROOT)}:{where}"] = (pattern, props)
+    return rules
 
 
-def _emulator_ready() -> str | None:
-    """None when the emulator answers, else why not."""
+def collect_patterns(source: str = KMS_SOURCE) -> dict[str, dict[str, Any]]:
+    """Every rule pattern on `source` (default: the KMS rule), keyed by where it comes from."""
+    return {where: pattern for where, (pattern, _) in collect_rules(source).items()}
+
+
+def _emulator_ready(needed: tuple[str, ...] = ("events",)) -> str | None:
+    """None when the emulator answers with every needed service, else why not."""
     try:
         with urllib.request.urlopen(f"{ENDPOINT}/_localstack/health", timeout=5) as resp:
             services = json.load(resp).get("services", {})
     except (urllib.error.URLError, OSError, ValueError) as err:
         return f"{ENDPOINT} does not answer ({err})"
-    if services.get("events") not in ("running", "available"):
-        return f"{ENDPOINT} answers but EventBridge is {services.get('events')!r}"
+    missing = {s: services.get(s) for s in needed if services.get(s) not in ("running", "available")}
+    if missing:
+        return f"{ENDPOINT} answers but these services are not running: {missing}"
     return None
+
+
+def _client(service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def _json_path(event: dict[str, Any], path: str) -> Any:
+    """The value at a scalar path ($.a.b), None when any step is missing or null."""
+    value: Any = event
+    for step in path.removeprefix("$.").split("."):
+        if not isinstance(value, dict) or value.get(step) is None:
+            return None
+        value = value[step]
+    return value
+
+
+def render_input_template(transformer: dict[str, Any], event: dict[str, Any]) -> str:
+    """What EventBridge makes of a string InputTemplate (a quoted JSON string): each <name>
+    replaced with the value at its path, a missing path with nothing."""
+    template = transformer["InputTemplate"]
+    if not (template.startswith('"') and template.endswith('"')):
+        raise AssertionError(f"the InputTemplate is not a quoted string: {template!r}")
+    paths = transformer["InputPathsMap"]
+
+    def one(m: re.Match[str]) -> str:
+        value = _json_path(event, paths[m.group(1)])
+        return "" if value is None else str(value)
+
+    return re.sub(r"<([^>]+)>", one, template[1:-1])
 
 
 class KmsRulePatternTest(unittest.TestCase):
@@ -168,6 +234,110 @@ class KmsRulePatternTest(unittest.TestCase):
                     )
                     checked += 1
         self.assertGreater(checked, 0)
+
+
+
+class ExposureRulePatternTest(unittest.TestCase):
+    """The hub's exposure notification rule against the sample notifications, and its message."""
+
+    rules: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        problem = _emulator_ready(("events", "sns", "sqs"))
+        if problem:
+            raise AssertionError(
+                f"the local AWS emulator is not reachable: {problem}. "
+                "Start it with `make emulator` (or point AWS_ENDPOINT_URL at one)."
+            )
+        cls.events, cls.sns, cls.sqs = _client("events"), _client("sns"), _client("sqs")
+        cls.rules = collect_rules(GUARD_SOURCE)
+
+    def fixtures(self) -> dict[str, dict[str, Any]]:
+        return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(FIXTURES_DIR.glob("*.json"))}
+
+    def test_the_hub_templates_have_the_rule_and_the_same_one(self) -> None:
+        sources = sorted(where.split(":", 1)[0] for where in self.rules)
+        self.assertEqual(sources, ["infra/cdk/cdk.out/Hub.template.json", "infra/sam/template.yaml"])
+        distinct = {json.dumps(p, sort_keys=True) for p, _ in self.rules.values()}
+        self.assertEqual(len(distinct), 1, "SAM and CDK have different exposure rule patterns")
+
+    def test_every_sample_notification_has_an_expectation(self) -> None:
+        files = set(self.fixtures())
+        self.assertTrue(files, f"no sample notifications in {FIXTURES_DIR}")
+        unknown = files - EXPOSURE_SHOULD_MATCH - EXPOSURE_SHOULD_NOT_MATCH
+        self.assertFalse(unknown, f"fixtures without an expectation in {Path(__file__).name}: {sorted(unknown)}")
+        missing = (EXPOSURE_SHOULD_MATCH | EXPOSURE_SHOULD_NOT_MATCH) - files
+        self.assertFalse(missing, f"expected sample notifications are missing: {sorted(missing)}")
+        for name, event in self.fixtures().items():
+            with self.subTest(fixture=name):
+                self.assertEqual(event["source"], GUARD_SOURCE)
+                self.assertEqual(event["resources"], [event["detail"]["key_arn"]])
+
+    def test_the_rule_matches_exactly_the_notifications_it_should(self) -> None:
+        checked = 0
+        for name, event in self.fixtures().items():
+            if name not in EXPOSURE_SHOULD_MATCH | EXPOSURE_SHOULD_NOT_MATCH:
+                continue
+            expected = name in EXPOSURE_SHOULD_MATCH
+            for where, (pattern, _) in self.rules.items():
+                with self.subTest(fixture=name, rule=where):
+                    result = self.events.test_event_pattern(EventPattern=json.dumps(pattern), Event=json.dumps(event))["Result"]
+                    self.assertIs(result, expected, f"{name} {'should' if expected else 'should not'} match the rule in {where}")
+                    checked += 1
+        self.assertGreater(checked, 0)
+
+    def test_the_topic_gets_the_readable_message(self) -> None:
+        """Each template's rule (pattern, InputTransformer) on a test bus with an SNS topic and an SQS
+        subscriber: every sample notification put on the bus, the matching ones arrive as the text."""
+        run = f"krg-pattern-{secrets.token_hex(3)}"
+        bus = self.events.create_event_bus(Name=run)["EventBusArn"]
+        topic = self.sns.create_topic(Name=run)["TopicArn"]
+        queue = self.sqs.create_queue(QueueName=run)["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "false"})
+        fixtures = self.fixtures()
+        try:
+            for where, (pattern, props) in self.rules.items():
+                with self.subTest(rule=where):
+                    (target,) = props["Targets"]
+                    transformer = target["InputTransformer"]
+                    rule = f"{run}-{'sam' if where.startswith('infra/sam') else 'cdk'}"
+                    self.events.put_rule(Name=rule, EventBusName=run, EventPattern=json.dumps(pattern))
+                    self.events.put_targets(
+                        Rule=rule, EventBusName=run,
+                        Targets=[{"Id": "topic", "Arn": topic, "InputTransformer": transformer}],
+                    )
+                    for event in fixtures.values():
+                        self.events.put_events(Entries=[{
+                            "EventBusName": run, "Source": event["source"], "DetailType": event["detail-type"],
+                            "Resources": event["resources"], "Detail": json.dumps(event["detail"]),
+                        }])
+                    expected = sorted(render_input_template(transformer, fixtures[n]) for n in EXPOSURE_SHOULD_MATCH)
+                    got = sorted(json.loads(m["Message"]) for m in self._drain(queue, len(expected)))
+                    self.assertEqual(got, expected)
+                    for text in got:
+                        self.assertTrue(text.startswith("kms-replica-guard: "), text)
+                        self.assertTrue(text.endswith(" Runbook: README.md#exposuredrift"), text)
+                    self.events.remove_targets(Rule=rule, EventBusName=run, Ids=["topic"])
+                    self.events.delete_rule(Name=rule, EventBusName=run)
+        finally:
+            self.sqs.delete_queue(QueueUrl=queue)
+            self.sns.delete_topic(TopicArn=topic)
+            self.events.delete_event_bus(Name=run)
+        self.assertTrue(bus)
+
+    def _drain(self, queue: str, expected: int, timeout: float = 20) -> list[dict[str, Any]]:
+        """The SNS envelopes the queue receives: until `expected` arrived and two empty polls follow."""
+        got: list[dict[str, Any]] = []
+        empty, deadline = 0, time.monotonic() + timeout
+        while time.monotonic() < deadline and (len(got) < expected or empty < 2):
+            msgs = self.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            empty = 0 if msgs else empty + 1
+            for m in msgs:
+                got.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        return got
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@
   justified in infra/cdk/lib/hub-stack.ts (W3005 on the CDK function);
 - the SAM hub template (as translated to CloudFormation by infra/scripts/sam_to_cfn.py) and the
   synthesized CDK hub template declare the same stack: resource types, environment (names, and
-  the values of the backup, flap guard and rate limit settings), IAM statements (actions,
-  resources, conditions), the backups bucket and its policy, alarms, outputs. SAM parameters
-  are compared at their defaults, logical ids by the resource type they name.
+  the values of the backup, flap guard, rate limit and event bus settings), IAM statements
+  (actions, resources, conditions), the backups bucket and its policy, alarms (metric math
+  included), the exposure notification rule (pattern, target, message), the alarm topic's
+  access policy and its key's policy, outputs. SAM parameters are compared at their defaults,
+  logical ids by the resource type they name.
 
 Needs infra/.build/sam (sam_to_cfn.py) and infra/cdk/cdk.out (`make synth`); `make infra-test`
 produces both before it runs this.
@@ -96,6 +98,16 @@ def cdk_hub_environment() -> tuple[str, str]:
     return account, region
 
 
+def cdk_hub_stack_name() -> str:
+    """The stack name the CDK hub was synthesized with (its literals carry it), from manifest.json."""
+    manifest = _load_json(CDK_OUT / "manifest.json")
+    return _one_value(
+        [a.get("properties", {}).get("stackName") for a in manifest["artifacts"].values()
+         if a.get("type") == "aws:cloudformation:stack" and a.get("displayName", "").startswith("Hub")],
+        "CDK hub stack name in manifest.json",
+    )
+
+
 def _one_value(values: list[Any], what: str) -> Any:
     if len(values) != 1:
         raise AssertionError(f"expected one {what}, found {len(values)}")
@@ -105,18 +117,19 @@ def _one_value(values: list[Any], what: str) -> Any:
 class Normalizer:
     """Renders a template value in a form both tools agree on.
 
-    Parameter Refs become the parameter's default, pseudo parameters the CDK hub's account and
-    Region, Refs and GetAtts of resources `<TYPE>` / `<TYPE.Attr>` (logical ids differ between the
+    Parameter Refs become the parameter's default, pseudo parameters the CDK hub's account,
+    Region and stack name, Refs and GetAtts of resources `<TYPE>` / `<TYPE.Attr>` (logical ids differ between the
     tools), Fn::Sub and Fn::Join their joined text, every scalar a string, Action a sorted list.
     """
 
-    def __init__(self, template: dict[str, Any], account: str, region: str) -> None:
+    def __init__(self, template: dict[str, Any], account: str, region: str, stack_name: str = "kms-replica-guard") -> None:
         self.resources = template["Resources"]
         self.params = template.get("Parameters", {})
         self.pseudo = {
             "AWS::Partition": "aws",
             "AWS::AccountId": account,
             "AWS::Region": region,
+            "AWS::StackName": stack_name,
             "AWS::URLSuffix": "amazonaws.com",
         }
 
@@ -160,11 +173,43 @@ class Normalizer:
         return str(value)
 
 
+def exposure_rule(template: dict[str, Any]) -> dict[str, Any]:
+    """The exposure notification rule: the one rule on the function's own events."""
+    rules = [
+        r for r in _of_type(template, "AWS::Events::Rule").values()
+        if "kms-replica-guard" in ((r["Properties"].get("EventPattern") or {}).get("source") or [])
+    ]
+    return _one_value(rules, "rule on source kms-replica-guard")
+
+
 def _resolve(value: Any, params: dict[str, Any]) -> Any:
     """Replaces a {"Ref": Parameter} with the parameter's default."""
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in params:
         return params[value["Ref"]].get("Default")
     return value
+
+
+def _metric_math(metrics: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """An alarm's Metrics: its one returned expression (its Id is a name only: CDK numbers it) and
+    each series by Id as [namespace, metric, dimensions, period, stat, returned]."""
+    expressions = [m for m in metrics if "Expression" in m]
+    if len(expressions) != 1:
+        raise AssertionError(f"expected one expression in the alarm's Metrics, found {len(expressions)}")
+    series = {}
+    for m in metrics:
+        if "MetricStat" not in m:
+            continue
+        stat, metric = m["MetricStat"], m["MetricStat"]["Metric"]
+        series[m["Id"]] = [
+            _resolve(metric["Namespace"], params),
+            metric["MetricName"],
+            {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])},
+            int(stat["Period"]),
+            stat["Stat"],
+            bool(m.get("ReturnData", True)),
+        ]
+    e = expressions[0]
+    return {"expression": {k: e.get(k) for k in ("Expression", "Label", "ReturnData")}, "series": series}
 
 
 class TemplateHygieneTest(unittest.TestCase):
@@ -196,8 +241,9 @@ class SamCdkParityTest(unittest.TestCase):
         cls.cdk = cdk_hub()
         cls.params = cls.sam.get("Parameters", {})
         account, region = cdk_hub_environment()
-        cls.norm_sam = Normalizer(cls.sam, account, region)
-        cls.norm_cdk = Normalizer(cls.cdk, account, region)
+        stack_name = cdk_hub_stack_name()
+        cls.norm_sam = Normalizer(cls.sam, account, region, stack_name)
+        cls.norm_cdk = Normalizer(cls.cdk, account, region, stack_name)
 
     def test_both_declare_the_same_resource_types(self) -> None:
         sam_types = Counter(r["Type"] for n, r in self.sam["Resources"].items() if n not in SAM_CONDITIONAL)
@@ -226,6 +272,7 @@ class SamCdkParityTest(unittest.TestCase):
             "RATE_PUT_KEY_POLICY": "12",
             "RATE_DESCRIBE_KEY": "1600",
             "RATE_INSTANCES": "2",
+            "EVENT_BUS": "default",
         }
         for name, env in (("SAM", sam_env), ("CDK", cdk_env)):
             norm = self.norm_sam if name == "SAM" else self.norm_cdk
@@ -271,19 +318,92 @@ class SamCdkParityTest(unittest.TestCase):
             out = {}
             for alarm in _of_type(template, "AWS::CloudWatch::Alarm").values():
                 p = alarm["Properties"]
+                common = {
+                    "EvaluationPeriods": int(p["EvaluationPeriods"]),
+                    "Threshold": float(_resolve(p["Threshold"], self.params)),
+                    "ComparisonOperator": p["ComparisonOperator"],
+                    "TreatMissingData": p["TreatMissingData"],
+                }
+                if "Metrics" in p:
+                    out[_alarm_key(template, alarm)] = {**common, "Metrics": _metric_math(p["Metrics"], self.params)}
+                    continue
                 out[_alarm_key(template, alarm)] = {
+                    **common,
                     "MetricName": p["MetricName"],
                     "Namespace": _resolve(p["Namespace"], self.params),
                     "Statistic": p["Statistic"],
                     "Period": p["Period"],
-                    "Threshold": float(_resolve(p["Threshold"], self.params)),
-                    "ComparisonOperator": p["ComparisonOperator"],
-                    "TreatMissingData": p["TreatMissingData"],
                     "Dimensions": [d["Name"] for d in p.get("Dimensions", [])],
                 }
             return out
 
         self.assertEqual(alarms(self.sam), alarms(self.cdk))
+
+    def test_the_exposure_alarm_sums_the_public_and_cross_account_series(self) -> None:
+        for name, template in (("SAM", self.sam), ("CDK", self.cdk)):
+            with self.subTest(tool=name):
+                alarm = _one_value(
+                    [a for a in _of_type(template, "AWS::CloudWatch::Alarm").values() if _alarm_key(template, a) == "ExposureDrift"],
+                    "ExposureDrift alarm",
+                )
+                p = alarm["Properties"]
+                self.assertNotIn("MetricName", p, "ExposureDrift has no dimensionless total: metric math over its Severity series")
+                math = _metric_math(p["Metrics"], self.params)
+                self.assertEqual(
+                    math["series"],
+                    {
+                        "public": ["KmsReplicaGuard", "ExposureDrift", {"Severity": "public"}, 300, "Sum", False],
+                        "cross_account": ["KmsReplicaGuard", "ExposureDrift", {"Severity": "cross-account"}, 300, "Sum", False],
+                    },
+                )
+                self.assertEqual(math["expression"]["Expression"], "public + cross_account")
+                self.assertEqual((float(p["Threshold"]), p["ComparisonOperator"], p["TreatMissingData"]), (1.0, "GreaterThanOrEqualToThreshold", "notBreaching"))
+                self.assertRegex(p["AlarmDescription"], r"dry-run.*Runbook: README\.md#exposuredrift$")
+
+    def test_the_exposure_notification_rule_is_the_same(self) -> None:
+        sam, cdk = exposure_rule(self.sam)["Properties"], exposure_rule(self.cdk)["Properties"]
+        self.assertEqual(sam["EventPattern"], cdk["EventPattern"])
+        self.assertEqual(sam["EventPattern"]["detail"], {"exposure": {"severity": ["public", "cross-account"]}})
+        self.assertEqual(sam.get("EventBusName"), "default")
+        self.assertEqual(cdk.get("EventBusName"), "default")
+
+        def targets(norm: Normalizer, props: dict[str, Any]) -> list[Any]:
+            # Target ids are names only (CDK numbers them).
+            return [norm({k: v for k, v in t.items() if k != "Id"}) for t in props["Targets"]]
+
+        sam_targets, cdk_targets = targets(self.norm_sam, sam), targets(self.norm_cdk, cdk)
+        self.assertEqual(sam_targets, cdk_targets)
+        self.assertEqual([t["Arn"] for t in sam_targets], ["<AWS::SNS::Topic>"])
+        transformer = sam_targets[0]["InputTransformer"]
+        # InputTransformer cannot index arrays (gains/losses): scalar paths of the event only.
+        for var, path in transformer["InputPathsMap"].items():
+            with self.subTest(variable=var):
+                self.assertRegex(path, r"^\$(\.[A-Za-z0-9_-]+)+$")
+        placeholders = set(re.findall(r"<([^>]+)>", transformer["InputTemplate"]))
+        self.assertEqual(placeholders, set(transformer["InputPathsMap"]), "every placeholder has a path, every path is used")
+        self.assertRegex(transformer["InputTemplate"], r'^".*Runbook: README\.md#exposuredrift"$')
+
+    def test_the_alarm_topic_and_its_key_admit_cloudwatch_and_the_rule_only(self) -> None:
+        for type_, prop in (("AWS::SNS::TopicPolicy", "PolicyDocument"), ("AWS::KMS::Key", "KeyPolicy")):
+            with self.subTest(type=type_):
+                sam = self.norm_sam(_one(self.sam, type_)["Properties"][prop])
+                cdk = self.norm_cdk(_one(self.cdk, type_)["Properties"][prop])
+                # The service statements (the key's account statement is CDK's default, without a Sid).
+                def services(doc: dict[str, Any]) -> dict[str, Any]:
+                    return {s["Sid"]: s for s in doc["Statement"] if "Service" in (s.get("Principal") or {})}
+
+                self.assertEqual(services(sam), services(cdk))
+                self.assertEqual(
+                    sorted(s["Principal"]["Service"] for s in services(sam).values()),
+                    ["cloudwatch.amazonaws.com", "events.amazonaws.com"],
+                )
+                if type_ == "AWS::SNS::TopicPolicy":
+                    self.assertEqual(len(sam["Statement"]), 2, "the topic admits the alarms and the rule, nothing else")
+                    self.assertEqual(len(cdk["Statement"]), 2, "the topic admits the alarms and the rule, nothing else")
+        topic_policy = self.norm_sam(_one(self.sam, "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"])
+        events = next(s for s in topic_policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"})
+        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": "<AWS::Events::Rule.Arn>"}})
+        self.assertEqual(events["Action"], ["sns:Publish"])
 
 
 def _strip_cdk(value: Any) -> Any:

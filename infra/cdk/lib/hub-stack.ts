@@ -27,7 +27,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
 import { BACKUP_PREFIX, GuardConfig } from './config';
-import { KMS_EVENT_PATTERN } from './event-pattern';
+import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, KMS_EVENT_PATTERN } from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -37,6 +37,23 @@ export const METRIC_NAMES = ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed',
 
 /** The organisation metrics (member accounts not entered, events from accounts not allowed). */
 export const MEMBER_METRIC_NAMES = ['AccountNotEntered', 'AccountNotAllowed'] as const;
+
+/** Drifts by severity (dimension `Severity` only, no dimensionless total): the alarm's two series. */
+export const EXPOSURE_ALARM_SEVERITIES = ['public', 'cross-account'] as const;
+
+/** An InputTransformer written out (InputPathsMap + InputTemplate), exactly as the SAM template has it. */
+class TransformedInput extends events.RuleTargetInput {
+  constructor(
+    private readonly pathsMap: Record<string, string>,
+    private readonly template: string,
+  ) {
+    super();
+  }
+
+  public bind(): events.RuleTargetInputProperties {
+    return { inputPathsMap: this.pathsMap, inputTemplate: this.template };
+  }
+}
 
 export interface HubStackProps extends StackProps {
   readonly config: GuardConfig;
@@ -187,6 +204,14 @@ export class HubStack extends Stack {
         actions: ['s3:DeleteObject'],
         resources: [`arn:${this.partition}:s3:::${backupBucket.bucketName}/${BACKUP_PREFIX}claims/*`],
       }),
+      // Every drift found is put on this Region's default bus (source kms-replica-guard,
+      // EVENT_BUS): the exposure notification rule and the operator's own rules read it there.
+      // The default bus only; a failed publish never blocks a fix.
+      new iam.PolicyStatement({
+        sid: 'PublishDriftEvents',
+        actions: ['events:PutEvents'],
+        resources: [`arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`],
+      }),
     ];
     if (cfg.baselineSsmParameter) {
       statements.push(
@@ -275,6 +300,8 @@ export class HubStack extends Stack {
         MEMBER_ACCOUNTS: cfg.memberAccounts,
         // The scheduled sweep fans out to this queue: one work item per (account, Region).
         SWEEP_QUEUE_URL: sweepQueue.queueUrl,
+        // Each drift found is published here as an event (source kms-replica-guard).
+        EVENT_BUS: 'default',
       },
       retryAttempts: cfg.maxRetryAttempts,
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
@@ -339,10 +366,61 @@ export class HubStack extends Stack {
         resources: ['*'],
       }),
     );
+    // The same for EventBridge (the exposure notification rule's target). No aws:SourceArn /
+    // aws:SourceAccount condition: EventBridge does not send them on this KMS request.
+    topicKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'EventBridgeRulesPublish',
+        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+      }),
+    );
     const topic = new sns.Topic(this, 'AlarmTopic', { displayName: 'kms-replica-guard alarms', masterKey: topicKey });
     if (cfg.alarmEmail) {
       topic.addSubscription(new subscriptions.EmailSubscription(cfg.alarmEmail));
     }
+
+    // Public and cross-account drifts, as one readable paragraph on the alarm topic, as soon as
+    // the function publishes them (dry-run included). The function puts every drift on the bus;
+    // route the others (or these, elsewhere) with rules of your own on source kms-replica-guard.
+    // The target is bound by hand (not targets.SnsTopic, which would add Sid-less, unconditioned
+    // grants to the topic and key policies) so that both policies say exactly what SAM says.
+    const exposureRule = new events.Rule(this, 'ExposureNotificationRule', {
+      description: 'Public and cross-account replica key policy drifts found by kms-replica-guard, as a readable message to the alarm topic',
+      eventPattern: EXPOSURE_EVENT_PATTERN,
+    });
+    (exposureRule.node.defaultChild as events.CfnRule).eventBusName = 'default';
+    exposureRule.addTarget({
+      bind: () => ({
+        arn: topic.topicArn,
+        input: new TransformedInput(EXPOSURE_MESSAGE.inputPathsMap, EXPOSURE_MESSAGE.inputTemplate),
+      }),
+    });
+    // The topic's access policy (it replaces SNS's default one): this stack's alarms and its
+    // notification rule may publish, nothing else; the account's IAM principals keep what IAM
+    // grants them.
+    topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [topic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': this.account },
+          ArnLike: { 'aws:SourceArn': `arn:${this.partition}:cloudwatch:${this.region}:${this.account}:alarm:${this.stackName}-*` },
+        },
+      }),
+    );
+    topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'EventBridgeRulesPublish',
+        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [topic.topicArn],
+        conditions: { ArnEquals: { 'aws:SourceArn': exposureRule.ruleArn } },
+      }),
+    );
 
     // Alarms watch the dimensionless fleet totals; the function also publishes each datum per Region.
     const guardMetric = (metricName: string) =>
@@ -410,6 +488,29 @@ export class HubStack extends Stack {
       alarmDescription:
         'Sweep work items (one account and Region each) failed 3 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
       metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
+      ...atLeastOnce,
+    });
+
+    // Metric math: ExposureDrift has no dimensionless total, only one series per Severity.
+    // Missing values count as 0 in the sum, so either severity alone fires it.
+    const exposureDrift = (severity: string) =>
+      new cloudwatch.Metric({
+        namespace: cfg.metricsNamespace,
+        metricName: 'ExposureDrift',
+        dimensionsMap: { Severity: severity },
+        statistic: 'Sum',
+        period,
+      });
+    alarm('ExposureDriftAlarm', {
+      alarmName: `${this.stackName}-ExposureDrift`,
+      alarmDescription:
+        'A replica key policy drifted to grant access to anyone (public) or to another account (cross-account); counted in dry-run too, where nothing is rewritten. Runbook: README.md#exposuredrift',
+      metric: new cloudwatch.MathExpression({
+        expression: 'public + cross_account',
+        label: 'public + cross-account drifts',
+        usingMetrics: { public: exposureDrift('public'), cross_account: exposureDrift('cross-account') },
+        period,
+      }),
       ...atLeastOnce,
     });
 

@@ -47,7 +47,7 @@ describe('the hub stack', () => {
 
   test('the KMS rule pattern is exactly the documented one and targets the function', () => {
     const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
-    const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { EventPattern: Match.anyValue() } });
+    const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { EventPattern: Match.objectLike({ source: ['aws.kms'] }) } });
     expect(rule.Properties.EventPattern).toStrictEqual({
       source: ['aws.kms'],
       'detail-type': ['AWS API Call via CloudTrail'],
@@ -98,6 +98,7 @@ describe('the hub stack', () => {
           RATE_PUT_KEY_POLICY: '12',
           RATE_DESCRIBE_KEY: '1600',
           RATE_INSTANCES: '2',
+          EVENT_BUS: 'default',
         },
       },
     });
@@ -213,7 +214,7 @@ describe('the hub stack', () => {
     });
   });
 
-  test('the seven alarms watch the right metrics with the right thresholds and notify the topic', () => {
+  test('the eight alarms watch the right metrics with the right thresholds and notify the topic', () => {
     const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
     const queueId = asyncDlqId(template);
     const { dlqId: sweepDlqId } = sweepQueues(template);
@@ -225,6 +226,7 @@ describe('the hub stack', () => {
       'kms-replica-guard-AutoFixApplied-spike',
       'kms-replica-guard-AutoFixFailed',
       'kms-replica-guard-DLQ-not-empty',
+      'kms-replica-guard-ExposureDrift',
       'kms-replica-guard-FlapSuppressed',
       'kms-replica-guard-FunctionErrors',
       'kms-replica-guard-sweep-DLQ-not-empty',
@@ -258,6 +260,24 @@ describe('the hub stack', () => {
       Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [sweepDlqId, 'QueueName'] } }],
     });
+    // ExposureDrift has no dimensionless total: metric math over the public and cross-account series.
+    const exposure = byName['kms-replica-guard-ExposureDrift'];
+    expect(exposure).toMatchObject({ EvaluationPeriods: 1, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
+    expect(exposure.MetricName).toBeUndefined();
+    const series = (severity: string) => ({
+      Metric: { Namespace: 'KmsReplicaGuard', MetricName: 'ExposureDrift', Dimensions: [{ Name: 'Severity', Value: severity }] },
+      Period: 300,
+      Stat: 'Sum',
+    });
+    expect(exposure.Metrics).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Expression: 'public + cross_account', ReturnData: true }),
+        { Id: 'public', MetricStat: series('public'), ReturnData: false },
+        { Id: 'cross_account', MetricStat: series('cross-account'), ReturnData: false },
+      ]),
+    );
+    expect(exposure.Metrics).toHaveLength(3);
+    expect(exposure.AlarmDescription).toMatch(/dry-run.*Runbook: README\.md#exposuredrift$/);
     expect(byName['kms-replica-guard-AccountNotEntered'].AlarmDescription).toMatch(/Runbook: README\.md#accountnotentered$/);
     expect(byName['kms-replica-guard-sweep-DLQ-not-empty'].AlarmDescription).toMatch(/Runbook: README\.md#sweep-dlq-not-empty$/);
     for (const a of alarms) {
@@ -266,16 +286,70 @@ describe('the hub stack', () => {
     }
   });
 
-  test('the alarm topic is encrypted with a rotated key that CloudWatch may use', () => {
+  test('the alarm topic is encrypted with a rotated key that CloudWatch and EventBridge may use', () => {
     const [keyId, key] = onlyResource(template, 'AWS::KMS::Key', { Properties: { EnableKeyRotation: true } });
     template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
-    expect(key.Properties.KeyPolicy.Statement).toContainEqual(
-      expect.objectContaining({
-        Principal: { Service: 'cloudwatch.amazonaws.com' },
+    for (const [sid, service] of [['CloudWatchAlarmsPublish', 'cloudwatch.amazonaws.com'], ['EventBridgeRulesPublish', 'events.amazonaws.com']]) {
+      expect(key.Properties.KeyPolicy.Statement).toContainEqual({
+        Sid: sid,
+        Effect: 'Allow',
+        Principal: { Service: service },
         Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
-      }),
-    );
+        Resource: '*',
+      });
+    }
     template.resourceCountIs('AWS::SNS::Subscription', 0);
+  });
+
+  test('the exposure rule sends public and cross-account drifts of the default bus to the topic as a readable message', () => {
+    const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
+    const [ruleId, rule] = onlyResource(template, 'AWS::Events::Rule', {
+      Properties: { EventPattern: Match.objectLike({ source: ['kms-replica-guard'] }) },
+    });
+    expect(rule.Properties.EventBusName).toBe('default');
+    expect(rule.Properties.EventPattern).toStrictEqual({
+      source: ['kms-replica-guard'],
+      'detail-type': ['Replica Key Policy Drift Detected', 'Replica Key Policy Remediated', 'Replica Key Policy Remediation Failed'],
+      detail: { exposure: { severity: ['public', 'cross-account'] } },
+    });
+    expect(rule.Properties.Targets).toHaveLength(1);
+    const [target] = rule.Properties.Targets;
+    expect(target.Arn).toEqual({ Ref: topicId });
+    const { InputPathsMap: paths, InputTemplate: text } = target.InputTransformer;
+    // Scalar paths only (InputTransformer cannot index arrays); every placeholder has one.
+    for (const path of Object.values(paths) as string[]) expect(path).toMatch(/^\$(\.[A-Za-z0-9_-]+)+$/);
+    expect(new Set([...text.matchAll(/<([^>]+)>/g)].map((m: RegExpMatchArray) => m[1]))).toEqual(new Set(Object.keys(paths)));
+    expect(paths).toMatchObject({ severity: '$.detail.exposure.severity', key_arn: '$.detail.key_arn', actor_arn: '$.detail.actor.arn' });
+    expect(text).toMatch(/^"kms-replica-guard: <severity> drift on <key_arn> .*Runbook: README\.md#exposuredrift"$/);
+    // The topic admits this stack's alarms and this rule only.
+    const [, policy] = onlyResource(template, 'AWS::SNS::TopicPolicy');
+    expect(policy.Properties.Topics).toEqual([{ Ref: topicId }]);
+    expect(policy.Properties.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'CloudWatchAlarmsPublish',
+        Effect: 'Allow',
+        Principal: { Service: 'cloudwatch.amazonaws.com' },
+        Action: 'sns:Publish',
+        Resource: { Ref: topicId },
+        Condition: {
+          StringEquals: { 'aws:SourceAccount': ACCOUNT },
+          ArnLike: { 'aws:SourceArn': `arn:aws:cloudwatch:${REGION}:${ACCOUNT}:alarm:kms-replica-guard-*` },
+        },
+      },
+      {
+        Sid: 'EventBridgeRulesPublish',
+        Effect: 'Allow',
+        Principal: { Service: 'events.amazonaws.com' },
+        Action: 'sns:Publish',
+        Resource: { Ref: topicId },
+        Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [ruleId, 'Arn'] } } },
+      },
+    ]);
+    // The function may publish its drift events to the default bus, and nowhere else.
+    const publish = roleStatements(template).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('events:')));
+    expect(publish).toEqual([
+      { Sid: 'PublishDriftEvents', Effect: 'Allow', Action: 'events:PutEvents', Resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default` },
+    ]);
   });
 
   test('the dashboard shows the six metrics', () => {
