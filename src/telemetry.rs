@@ -6,6 +6,7 @@
 //! `tracing_subscriber`'s `Targets`: the regex-based `EnvFilter` would add its regex engine
 //! to the Lambda package for span and field filters nobody sets on a function.
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
@@ -33,8 +34,16 @@ fn targets(spec: Option<String>, fallback: &str) -> (Targets, Option<String>) {
             None => level(d),
         })
         .collect();
+    let most_detailed = directives
+        .iter()
+        .flatten()
+        .filter_map(|d| d.rsplit('=').next()?.parse::<LevelFilter>().ok())
+        .max();
     match directives.map(|d| d.join(",").parse::<Targets>()) {
-        Some(Ok(t)) => (t, None),
+        Some(Ok(t)) => (
+            t,
+            most_detailed.and_then(|l| compiled_out(l, tracing::level_filters::STATIC_MAX_LEVEL)),
+        ),
         _ => (
             default(),
             Some(format!(
@@ -42,6 +51,18 @@ fn targets(spec: Option<String>, fallback: &str) -> (Targets, Option<String>) {
             )),
         ),
     }
+}
+
+/// Why lines of `asked` will not appear, when this build compiled them out (`kept` is its
+/// static maximum): release builds
+/// keep info as their most detailed level (`release_max_level_info`: 116 KB of the Lambda
+/// package, BENCHMARKS.md, "Package"); debug and trace lines exist in debug builds only.
+fn compiled_out(asked: LevelFilter, kept: LevelFilter) -> Option<String> {
+    (asked > kept).then(|| {
+        format!(
+            "{asked} lines are compiled out of this build (release builds keep {kept} as their most detailed level, for package size); {kept} is logged"
+        )
+    })
 }
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -93,7 +114,7 @@ pub fn init_cli() {
 
 #[cfg(test)]
 mod tests {
-    use super::targets;
+    use super::{LevelFilter, compiled_out, targets};
     use tracing::Level;
 
     #[test]
@@ -113,5 +134,13 @@ mod tests {
             assert!(t.would_enable("x", &Level::WARN) && !t.would_enable("x", &Level::INFO));
             assert!(problem.unwrap().contains(&format!("{bad:?}")));
         }
+    }
+
+    #[test]
+    fn asking_for_lines_a_build_compiled_out_is_explained() {
+        let note = compiled_out(LevelFilter::DEBUG, LevelFilter::INFO).unwrap();
+        assert!(note.starts_with("debug lines are compiled out"), "{note}");
+        assert_eq!(compiled_out(LevelFilter::INFO, LevelFilter::INFO), None);
+        assert_eq!(compiled_out(LevelFilter::TRACE, LevelFilter::TRACE), None);
     }
 }

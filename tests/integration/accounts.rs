@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
+use aws_config::{Region as SdkRegion, SdkConfig};
 use aws_sdk_kms::config::Credentials;
 use kms_replica_guard::config::Config;
 use kms_replica_guard::wiring::{Adapters, AwsApp};
@@ -24,7 +24,7 @@ const MEMBER_ROLE: &str = "kms-replica-guard-member";
 /// The emulator as another account sees it.
 async fn sdk_as(account: &str) -> SdkConfig {
     sdk().await;
-    aws_config::defaults(BehaviorVersion::latest())
+    krg_aws::clients::sdk_defaults()
         .region(SdkRegion::new("us-east-1"))
         .endpoint_url(endpoint())
         .credentials_provider(Credentials::new(account, "test", None, None, "test"))
@@ -192,9 +192,13 @@ async fn a_refused_assume_role_is_a_non_retryable_failure_naming_the_role_and_ac
         DEFAULT_STYLE_POLICY.replace(ACCOUNT, MEMBER),
         "nothing written"
     );
+    // One AccountNotEntered per PutMetricData that reached CloudWatch: exactly one unless
+    // the SDK retried a put whose answer was lost (PutMetricData is not idempotent).
+    let puts = proxy.forwarded("PutMetricData");
+    assert!(puts >= 1, "the metric was published");
     assert_eq!(
         metric_sum(&sdk().await, &ns, "AccountNotEntered").await,
-        1.0
+        puts as f64
     );
 
     // Throttled: retryable (the SDK's own retries are used up first).

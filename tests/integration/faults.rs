@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use aws_config::Region as SdkRegion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region as SdkRegion};
 use kms_replica_guard::config::Config;
 use kms_replica_guard::wiring::{Adapters, AwsApp};
 use krg_policy::equivalent;
@@ -26,7 +26,7 @@ pub struct Case {
 
 /// SDK configuration whose calls go through `proxy`, with short retries and timeouts.
 pub async fn through(proxy: &FaultProxy) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    krg_aws::clients::sdk_defaults()
         .region(SdkRegion::new("us-east-1"))
         .endpoint_url(&proxy.endpoint)
         .retry_config(

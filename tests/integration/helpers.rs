@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
+use aws_config::{Region as SdkRegion, SdkConfig};
 use aws_sdk_kms::Client as KmsClient;
 use kms_replica_guard::config::Config;
 use kms_replica_guard::lambda::InvocationError;
@@ -43,7 +43,7 @@ pub async fn sdk() -> SdkConfig {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
         std::env::set_var("AWS_ENDPOINT_URL", endpoint());
     }
-    aws_config::defaults(BehaviorVersion::latest())
+    krg_aws::clients::sdk_defaults()
         .region(SdkRegion::new("us-east-1"))
         .endpoint_url(endpoint())
         .load()

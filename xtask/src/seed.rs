@@ -659,7 +659,7 @@ impl Clients {
     /// Clients for `regions` at `endpoint`; `attempts`, if given, counts every attempt
     /// (retries included).
     pub async fn new(endpoint: &str, regions: &[String], attempts: Option<Arc<AtomicU64>>) -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let sdk = krg_aws::clients::sdk_defaults()
             .endpoint_url(endpoint)
             .region(Region::new(env::REGION))
             .credentials_provider(Credentials::new(

@@ -9,24 +9,38 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_smithy_http_client::tls::Provider;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use krg_engine::key::Region;
+
+/// The HTTPS client every SDK client shares: rustls with *ring*, the platform's root
+/// certificates, HTTP/1.1 and HTTP/2 as the SDK's own client negotiates them.
+///
+/// *ring* rather than aws-lc: the same TLS 1.2/1.3 suites to AWS endpoints for 166 KB less
+/// package (BENCHMARKS.md, "Package"); what it does not offer is the post-quantum hybrid key
+/// exchange aws-lc prefers.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// `aws_config::defaults` with [`https_client`]: the SDK crates are built without their own
+/// default client, so every configuration (the function's, the CLI's, the tests') starts here.
+pub fn sdk_defaults() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https_client())
+}
 
 /// Loads the shared SDK configuration (credentials, home Region, `AWS_ENDPOINT_URL`) with
 /// bounded timeouts and standard retries (throttling and 5xx are retried with backoff).
 ///
-/// Every client made from it shares one HTTPS client (rustls with aws-lc, the platform's
-/// root certificates). Without it each SDK client would build its own and load the root
-/// store again.
+/// Every client made from it shares one HTTPS client ([`https_client`]): one connection
+/// pool, one root store loaded once.
 pub async fn load_sdk_config() -> SdkConfig {
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https)
+    sdk_defaults()
         .retry_config(RetryConfig::standard().with_max_attempts(4))
         .timeout_config(
             TimeoutConfig::builder()

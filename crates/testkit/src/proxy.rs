@@ -260,7 +260,15 @@ async fn handle(
         .map(str::to_owned);
     let query_action = query_action(&body);
     let query = target.is_none() && query_action.is_some();
-    let operation = target.or(query_action).unwrap_or_default();
+    // rpc-v2-cbor (CloudWatch) names the operation in the path.
+    let rpc_v2 = || {
+        parts
+            .uri
+            .path()
+            .split_once("/operation/")
+            .map(|(_, op)| op.to_owned())
+    };
+    let operation = target.or(query_action).or_else(rpc_v2).unwrap_or_default();
     let fault = plan
         .lock()
         .unwrap()

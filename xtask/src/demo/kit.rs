@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::Statistic;
 use aws_sdk_kms::types::Tag;
@@ -68,7 +68,7 @@ impl Aws {
     /// Points this process at the emulator ([`env::use_emulator`]) and loads the SDK config.
     pub async fn connect() -> Self {
         env::use_emulator();
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let config = krg_aws::clients::sdk_defaults().load().await;
         Self { config }
     }
 
