@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use krg_aws::kms::RateLimits;
+use std::collections::BTreeMap;
+
 use krg_engine::baseline::{Baseline, RenderContext, Template};
+use krg_engine::catalogue::{Catalogue, Choice, DEFAULT_BASELINE_TAG, valid_name};
 use krg_engine::decide::lockout_guard;
 use krg_engine::key::{AccountId, KeyArn, Region, RoleArn};
 use krg_engine::ports::RemoteText;
 use krg_engine::retry::Backoff;
 use krg_engine::tenancy::{Fleet, MemberRole, Members, Tenancy};
-use krg_engine::{FlapGuard, Mode, Settings};
+use krg_engine::{BaselineMatch, FlapGuard, Mode, Settings};
 use krg_policy::{ValidationError, validate};
 
 /// Default CloudWatch namespace.
@@ -96,6 +99,15 @@ pub struct Options {
     pub sweep_queue_url: Option<String>,
     /// `EVENT_BUS` (`off` turns notifications off).
     pub event_bus: Option<String>,
+    /// `BASELINE_TAG`: the tag a key names its catalogue baseline with.
+    pub baseline_tag: Option<String>,
+    /// `BASELINE_DEFAULT`: the catalogue baseline of untagged keys (a name, or `primary`).
+    pub baseline_default: Option<String>,
+    /// `BASELINE_MATCH`: `exact` or `contains`.
+    pub baseline_match: Option<BaselineMatch>,
+    /// `MIRROR_REWRITE`: mirroring also rewrites the key's own account and Region's ARNs in
+    /// conditions.
+    pub mirror_rewrite: Option<bool>,
 }
 
 /// Client-side KMS rate limits as given (requests per second per Region).
@@ -188,6 +200,13 @@ impl Options {
             member_accounts: parsed(&get, "MEMBER_ACCOUNTS")?,
             sweep_queue_url: get("SWEEP_QUEUE_URL"),
             event_bus: get("EVENT_BUS"),
+            baseline_tag: get("BASELINE_TAG"),
+            baseline_default: get("BASELINE_DEFAULT"),
+            baseline_match: parsed(&get, "BASELINE_MATCH")?,
+            mirror_rewrite: get("MIRROR_REWRITE")
+                .map(|v| parse_switch(&v))
+                .transpose()
+                .map_err(|problem| err("MIRROR_REWRITE", problem))?,
         })
     }
 }
@@ -201,7 +220,10 @@ pub enum BaselineSource {
     File(String),
     /// A literal JSON document (starts with `{`).
     Literal(String),
-    /// `ssm:NAME` or `s3://BUCKET/KEY`: read with a call at start-up.
+    /// `dir:PATH`: a catalogue, one `NAME.json` template per baseline.
+    Dir(String),
+    /// `ssm:NAME` or `s3://BUCKET/KEY` (one baseline), `ssm:/PATH/` or `s3://BUCKET/PREFIX/`
+    /// (a catalogue): read with calls at start-up.
     Remote(RemoteBaseline),
 }
 
@@ -214,13 +236,19 @@ impl FromStr for BaselineSource {
             Ok(Self::Primary)
         } else if let Some(path) = source.strip_prefix("file:") {
             Ok(Self::File(path.to_owned()))
+        } else if let Some(path) = source.strip_prefix("dir:") {
+            if path.is_empty() {
+                Err("dir: needs a directory, e.g. dir:baselines".into())
+            } else {
+                Ok(Self::Dir(path.to_owned()))
+            }
         } else if source.starts_with('{') {
             Ok(Self::Literal(source.to_owned()))
         } else if let Some(remote) = RemoteBaseline::parse(source) {
             remote.map(Self::Remote)
         } else {
             Err(format!(
-                "{source:?} is not a baseline source; use primary, file:PATH, ssm:NAME, s3://BUCKET/KEY or a literal JSON policy document"
+                "{source:?} is not a baseline source; use primary, file:PATH, ssm:NAME, s3://BUCKET/KEY, a literal JSON policy document, or a catalogue: dir:PATH, ssm:/PATH/, s3://BUCKET/PREFIX/"
             ))
         }
     }
@@ -238,6 +266,40 @@ pub enum RemoteBaseline {
         /// The object key.
         key: String,
     },
+    /// `ssm:/path/`: a catalogue, one parameter per baseline (named by its last segment).
+    SsmPath(String),
+    /// `s3://bucket/prefix/`: a catalogue, one `NAME.json` object per baseline.
+    S3Prefix {
+        /// The bucket.
+        bucket: String,
+        /// The prefix, ending in `/` (or empty: the bucket's top level).
+        prefix: String,
+    },
+}
+
+/// A baseline source as read: one template, or the catalogue's (name, origin, text).
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// `ssm:NAME`, `s3://BUCKET/KEY`.
+    One(Template),
+    /// `ssm:/PATH/`, `s3://BUCKET/PREFIX/`, `dir:PATH`.
+    Catalogue {
+        /// Where the catalogue is.
+        origin: String,
+        /// Each baseline.
+        entries: Vec<Entry>,
+    },
+}
+
+/// One baseline of a catalogue as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its name (what a key's tag says).
+    pub name: String,
+    /// Where it came from (`file:…`, `ssm:…`, `s3://…`), for messages.
+    pub origin: String,
+    /// The template text.
+    pub text: String,
 }
 
 impl RemoteBaseline {
@@ -246,12 +308,32 @@ impl RemoteBaseline {
         if let Some(name) = source.strip_prefix("ssm:") {
             return Some(if name.is_empty() {
                 Err("ssm: needs a parameter name, e.g. ssm:/kms-replica-guard/baseline".into())
+            } else if name.ends_with('/') {
+                if name.starts_with('/') {
+                    Ok(Self::SsmPath(name.to_owned()))
+                } else {
+                    Err(format!(
+                        "ssm:{name}: a catalogue path starts and ends with /, e.g. ssm:/kms-replica-guard/baselines/"
+                    ))
+                }
             } else {
                 Ok(Self::Ssm(name.to_owned()))
             });
         }
         if !source.starts_with("s3://") {
             return None;
+        }
+        if source.ends_with('/') {
+            let rest = &source["s3://".len()..];
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            return Some(if bucket.is_empty() {
+                Err(format!("{source:?}: use s3://BUCKET/PREFIX/"))
+            } else {
+                Ok(Self::S3Prefix {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.to_owned(),
+                })
+            });
         }
         Some(match krg_aws::split_s3_url(source) {
             Some((bucket, key)) => Ok(Self::S3 {
@@ -262,20 +344,60 @@ impl RemoteBaseline {
         })
     }
 
-    /// Reads the template text.
-    pub async fn fetch(&self, remote: &impl RemoteText) -> Result<Template, ConfigError> {
+    /// Reads the template text, or every template of a catalogue.
+    pub async fn fetch(&self, remote: &impl RemoteText) -> Result<Fetched, ConfigError> {
         let origin = self.to_string();
-        let text = match self {
-            Self::Ssm(name) => remote.ssm_parameter(name).await,
-            Self::S3 { bucket, key } => remote.s3_object(bucket, key).await,
-        };
-        let text = text.map_err(|e| {
+        let unreadable = |e| {
             err(
                 "BASELINE_SOURCE",
-                format!("cannot read the baseline {origin}: {e}; create it, or fix the name and the function's read permission"),
+                format!(
+                    "cannot read the baseline {origin}: {e}; create it, or fix the name and the function's read permission"
+                ),
             )
-        })?;
-        Template::new(origin, text).map_err(|e| err("BASELINE_SOURCE", e.to_string()))
+        };
+        let entries = match self {
+            Self::Ssm(name) => {
+                let text = remote.ssm_parameter(name).await.map_err(unreadable)?;
+                return Template::new(origin.clone(), text)
+                    .map(Fetched::One)
+                    .map_err(|e| err("BASELINE_SOURCE", e.to_string()));
+            }
+            Self::S3 { bucket, key } => {
+                let text = remote.s3_object(bucket, key).await.map_err(unreadable)?;
+                return Template::new(origin.clone(), text)
+                    .map(Fetched::One)
+                    .map_err(|e| err("BASELINE_SOURCE", e.to_string()));
+            }
+            Self::SsmPath(path) => remote
+                .ssm_parameters(path)
+                .await
+                .map_err(unreadable)?
+                .into_iter()
+                .map(|(name, text)| {
+                    let short = name.strip_prefix(path.as_str()).unwrap_or(&name).to_owned();
+                    Entry {
+                        name: short,
+                        origin: format!("ssm:{name}"),
+                        text,
+                    }
+                })
+                .collect(),
+            Self::S3Prefix { bucket, prefix } => remote
+                .s3_objects(bucket, prefix)
+                .await
+                .map_err(unreadable)?
+                .into_iter()
+                .filter_map(|(key, text)| {
+                    let short = key.strip_prefix(prefix.as_str())?.strip_suffix(".json")?;
+                    Some(Entry {
+                        name: short.to_owned(),
+                        origin: format!("s3://{bucket}/{key}"),
+                        text,
+                    })
+                })
+                .collect(),
+        };
+        Ok(Fetched::Catalogue { origin, entries })
     }
 }
 
@@ -284,6 +406,8 @@ impl std::fmt::Display for RemoteBaseline {
         match self {
             Self::Ssm(name) => write!(f, "ssm:{name}"),
             Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            Self::SsmPath(path) => write!(f, "ssm:{path}"),
+            Self::S3Prefix { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
         }
     }
 }
@@ -389,13 +513,23 @@ impl Config {
 
     fn build(
         o: Options,
-        fetched: Option<Template>,
+        fetched: Option<Fetched>,
         caller: Option<AccountId>,
     ) -> Result<Self, ConfigError> {
         const VAR: &str = "BASELINE_SOURCE";
         let tenancy = Self::tenancy(&o, caller)?;
-        let baseline = match (o.baseline.unwrap_or(BaselineSource::Primary), fetched) {
-            (_, Some(t)) => Baseline::Template(t),
+        let baseline = match (
+            o.baseline.clone().unwrap_or(BaselineSource::Primary),
+            fetched,
+        ) {
+            (_, Some(Fetched::One(t))) => Baseline::Template(t),
+            (_, Some(Fetched::Catalogue { origin, entries })) => {
+                Baseline::Catalogue(catalogue(&o, &tenancy, origin, entries)?)
+            }
+            (BaselineSource::Dir(path), None) => {
+                let (origin, entries) = read_dir(&path)?;
+                Baseline::Catalogue(catalogue(&o, &tenancy, origin, entries)?)
+            }
             (BaselineSource::Primary, None) => Baseline::Primary,
             (BaselineSource::File(path), None) => {
                 let text = std::fs::read_to_string(&path)
@@ -422,6 +556,19 @@ impl Config {
             check_template(t, o.remediator.as_ref(), o.home.as_ref())?;
             if let Some(fleet) = &tenancy.fleet {
                 check_member_template(t, fleet, o.remediator.as_ref(), o.home.as_ref())?;
+            }
+        }
+        if !matches!(baseline, Baseline::Catalogue(_)) {
+            for (var, set) in [
+                ("BASELINE_TAG", o.baseline_tag.is_some()),
+                ("BASELINE_DEFAULT", o.baseline_default.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        var,
+                        "applies to a baseline catalogue only (BASELINE_SOURCE=dir:PATH, ssm:/PATH/ or s3://BUCKET/PREFIX/); unset it, or point BASELINE_SOURCE at a catalogue",
+                    ));
+                }
             }
         }
         let metrics_namespace = o
@@ -459,6 +606,8 @@ impl Config {
         let settings = Settings {
             mode: o.mode.unwrap_or_default(),
             baseline,
+            baseline_match: o.baseline_match.unwrap_or_default(),
+            mirror_rewrite: o.mirror_rewrite.unwrap_or(false),
             exclude_tag: match o.exclude_tag {
                 Some(off) if off == EXCLUDE_TAG_OFF => None,
                 Some(tag) => Some(tag),
@@ -500,6 +649,130 @@ impl Config {
             event_bus,
         })
     }
+}
+
+/// `on`/`off` (also `true`/`false`), for switches such as `MIRROR_REWRITE`.
+pub fn parse_switch(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(format!("{other:?} is not a switch; use on or off")),
+    }
+}
+
+/// The `NAME.json` files of a catalogue directory (`dir:PATH`), sorted by name; other
+/// files and subdirectories are not baselines.
+fn read_dir(path: &str) -> Result<(String, Vec<Entry>), ConfigError> {
+    const VAR: &str = "BASELINE_SOURCE";
+    let dir = std::fs::read_dir(path).map_err(|e| {
+        err(
+            VAR,
+            format!("cannot read the baseline catalogue directory {path}: {e}"),
+        )
+    })?;
+    let mut entries = Vec::new();
+    for entry in dir {
+        let entry = entry.map_err(|e| err(VAR, format!("cannot list {path}: {e}")))?;
+        let file = entry.path();
+        let Some(name) = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if name.starts_with('.') || !file.is_file() {
+            continue;
+        }
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| err(VAR, format!("cannot read baseline file {shown}: {e}")))?;
+        entries.push(Entry {
+            name: name.to_owned(),
+            origin: format!("file:{shown}"),
+            text,
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((format!("dir:{path}"), entries))
+}
+
+/// Every baseline of a catalogue rendered and validated (grammar, limits, the lockout check
+/// for the function's role and the member role), every problem reported at once naming its
+/// file; then the catalogue with its tag and default.
+fn catalogue(
+    o: &Options,
+    tenancy: &Tenancy,
+    origin: String,
+    entries: Vec<Entry>,
+) -> Result<Catalogue, ConfigError> {
+    const VAR: &str = "BASELINE_SOURCE";
+    let tag = o
+        .baseline_tag
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BASELINE_TAG.to_owned());
+    let mut problems = Vec::new();
+    let mut templates = BTreeMap::new();
+    for Entry {
+        name,
+        origin: from,
+        text,
+    } in entries
+    {
+        if !valid_name(&name) {
+            problems.push(format!(
+                "{from}: {name:?} cannot name a baseline (1 to 128 letters, digits, '.', '_' or '-'; `primary` is reserved); rename it"
+            ));
+            continue;
+        }
+        let checked = Template::new(from.clone(), text)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                check_template(&t, o.remediator.as_ref(), o.home.as_ref())
+                    .map_err(|e| e.problem)?;
+                if let Some(fleet) = &tenancy.fleet {
+                    check_member_template(&t, fleet, o.remediator.as_ref(), o.home.as_ref())
+                        .map_err(|e| e.problem)?;
+                }
+                Ok(t)
+            });
+        match checked {
+            Ok(t) => {
+                templates.insert(name, t);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(err(
+            VAR,
+            format!(
+                "the baseline catalogue {origin} has {} invalid baseline(s); nothing is written until every one is fixed:\n{}",
+                problems.len(),
+                problems.join("\n")
+            ),
+        ));
+    }
+    let default = match &o.baseline_default {
+        Some(name) => Choice::parse(name),
+        None if templates.contains_key("default") => Choice::Named("default".into()),
+        None => {
+            return Err(err(
+                "BASELINE_DEFAULT",
+                format!(
+                    "the catalogue {origin} has no baseline named default, so keys without the tag {tag} have none: set BASELINE_DEFAULT to one of {}, or to primary (mirror the primary)",
+                    templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    };
+    Catalogue::new(origin, templates, tag, default).map_err(|e| {
+        let var = match e {
+            krg_engine::catalogue::CatalogueError::UnknownDefault { .. } => "BASELINE_DEFAULT",
+            _ => VAR,
+        };
+        err(var, e.to_string())
+    })
 }
 
 /// The bus drifts are published to unless `EVENT_BUS` says otherwise.
@@ -916,5 +1189,117 @@ mod tests {
             ("BASELINE_SOURCE", root),
         ])
         .unwrap();
+    }
+
+    /// The catalogue this repository ships (`baselines/`), as `dir:` reads it.
+    fn shipped() -> String {
+        format!("dir:{}/baselines", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn the_shipped_catalogue_loads_with_its_two_baselines() {
+        let source = shipped();
+        let c = config(&[
+            ("BASELINE_SOURCE", &source),
+            ("BASELINE_DEFAULT", "example"),
+            ("BASELINE_MATCH", "contains"),
+            ("REMEDIATOR_ROLE_ARN", ROLE),
+        ])
+        .unwrap();
+        let Baseline::Catalogue(cat) = &c.settings.baseline else {
+            panic!("{:?}", c.settings.baseline);
+        };
+        let names: Vec<&str> = cat.templates().map(|(n, _)| n).collect();
+        assert_eq!(names, ["example", "logs"]);
+        assert_eq!(cat.tag(), "kms-replica-guard:baseline");
+        assert_eq!(cat.default(), &Choice::Named("example".into()));
+        assert_eq!(c.settings.baseline_match, BaselineMatch::Contains);
+    }
+
+    #[test]
+    fn a_catalogue_directory_with_broken_files_is_refused_naming_each() {
+        let dir = std::env::temp_dir().join(format!("krg-catalogue-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = std::fs::read_to_string(format!(
+            "{}/baselines/example.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        std::fs::write(dir.join("good.json"), &good).unwrap();
+        std::fs::write(
+            dir.join("typo.json"),
+            good.replace("{{Region}}", "{{Regon}}"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("not-json.json"), "{").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a baseline").unwrap();
+        let source = format!("dir:{}", dir.display());
+        let e = config(&[
+            ("BASELINE_SOURCE", &source),
+            ("BASELINE_DEFAULT", "good"),
+            ("REMEDIATOR_ROLE_ARN", ROLE),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("2 invalid baseline(s)")
+                && text.contains("typo.json")
+                && text.contains("Regon")
+                && text.contains("not-json.json")
+                && !text.contains("good.json")
+                && !text.contains("notes.txt"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_catalogue_needs_a_default_and_its_settings_need_a_catalogue() {
+        let source = shipped();
+        let e = config(&[("BASELINE_SOURCE", &source)]).unwrap_err();
+        assert_eq!(e.variable, "BASELINE_DEFAULT");
+        assert!(e.problem.contains("example, logs"), "{e}");
+        let e = config(&[("BASELINE_SOURCE", &source), ("BASELINE_DEFAULT", "nope")]).unwrap_err();
+        assert_eq!(e.variable, "BASELINE_DEFAULT");
+        let c = config(&[
+            ("BASELINE_SOURCE", &source),
+            ("BASELINE_DEFAULT", "primary"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(&c.settings.baseline, Baseline::Catalogue(cat) if cat.default() == &Choice::Primary)
+        );
+        for var in ["BASELINE_TAG", "BASELINE_DEFAULT"] {
+            let e = config(&[("BASELINE_SOURCE", "primary"), (var, "x")]).unwrap_err();
+            assert_eq!(e.variable, var);
+            assert!(e.problem.contains("catalogue"), "{e}");
+        }
+        let e = config(&[("BASELINE_MATCH", "superset")]).unwrap_err();
+        assert!(
+            e.problem.contains("exact") && e.problem.contains("contains"),
+            "{e}"
+        );
+        let e = config(&[("MIRROR_REWRITE", "maybe")]).unwrap_err();
+        assert_eq!(e.variable, "MIRROR_REWRITE");
+    }
+
+    #[test]
+    fn catalogue_sources_are_told_from_single_baselines_by_the_trailing_slash() {
+        assert_eq!(
+            RemoteBaseline::parse("ssm:/krg/baselines/"),
+            Some(Ok(RemoteBaseline::SsmPath("/krg/baselines/".into())))
+        );
+        assert!(matches!(RemoteBaseline::parse("ssm:krg/"), Some(Err(_))));
+        assert_eq!(
+            RemoteBaseline::parse("s3://bucket/baselines/"),
+            Some(Ok(RemoteBaseline::S3Prefix {
+                bucket: "bucket".into(),
+                prefix: "baselines/".into()
+            }))
+        );
+        assert_eq!(
+            "dir:baselines".parse::<BaselineSource>(),
+            Ok(BaselineSource::Dir("baselines".into()))
+        );
     }
 }

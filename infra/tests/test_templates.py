@@ -8,7 +8,10 @@
   (actions, resources, conditions), the backups bucket and its policy, alarms (metric math
   included), the exposure notification rule (pattern, target, message), the alarm topic's
   access policy and its key's policy, outputs. SAM parameters are compared at their defaults,
-  logical ids by the resource type they name.
+  logical ids by the resource type they name;
+- the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
+  the s3:prefix it computes from BaselineSsmPath / BaselineS3Prefix), give what the CDK stack
+  gives for the same context (infra/cdk/test/hub-stack.test.ts).
 
 Needs infra/.build/sam (sam_to_cfn.py) and infra/cdk/cdk.out (`make synth`); `make infra-test`
 produces both before it runs this.
@@ -38,6 +41,8 @@ SAM_CONDITIONAL = {
     "AlarmEmailSubscription",
     "BaselineParameterReadPolicy",
     "BaselineObjectReadPolicy",
+    "BaselineCatalogueParametersReadPolicy",
+    "BaselineCatalogueObjectsReadPolicy",
     "AssumeMemberRolePolicy",
     "ListOrganizationAccountsPolicy",
     "OrganizationEventBusPolicy",
@@ -273,6 +278,8 @@ class SamCdkParityTest(unittest.TestCase):
             "RATE_DESCRIBE_KEY": "1600",
             "RATE_INSTANCES": "2",
             "EVENT_BUS": "default",
+            "BASELINE_MATCH": "exact",
+            "MIRROR_REWRITE": "off",
         }
         for name, env in (("SAM", sam_env), ("CDK", cdk_env)):
             norm = self.norm_sam if name == "SAM" else self.norm_cdk
@@ -404,6 +411,156 @@ class SamCdkParityTest(unittest.TestCase):
         events = next(s for s in topic_policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"})
         self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": "<AWS::Events::Rule.Arn>"}})
         self.assertEqual(events["Action"], ["sns:Publish"])
+
+
+class SamEvaluator:
+    """The SAM hub template (translated) evaluated for given parameter values, as CloudFormation
+    would: conditions, Ref, Fn::If, Fn::Sub, Fn::Join, Fn::Select and Fn::Split. For the values
+    the template computes from its parameters (the catalogue's ARNs and s3:prefix), which the
+    CDK stack computes at synth time and the parity tests (at the defaults) never reach."""
+
+    PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "111122223333", "AWS::StackName": "s"}
+
+    def __init__(self, template: dict[str, Any], **values: str) -> None:
+        self.template = template
+        params = template["Parameters"]
+        unknown = set(values) - set(params)
+        if unknown:
+            raise AssertionError(f"no such parameters: {unknown}")
+        self.values = {**self.PSEUDO, **{k: str(p.get("Default", "")) for k, p in params.items()}, **values}
+
+    def condition(self, name: str) -> bool:
+        return bool(self(self.template["Conditions"][name]))
+
+    def __call__(self, v: Any) -> Any:
+        if isinstance(v, list):
+            return [self(x) for x in v]
+        if not isinstance(v, dict):
+            return v
+        if set(v) == {"Ref"}:
+            return self.values[v["Ref"]]
+        if set(v) == {"Condition"} and isinstance(v["Condition"], str):
+            return self.condition(v["Condition"])
+        if len(v) == 1 and next(iter(v)).startswith("Fn::"):
+            fn, arg = next(iter(v.items()))
+            if fn == "Fn::Sub":
+                text, names = (arg, {}) if isinstance(arg, str) else (arg[0], {k: self(x) for k, x in arg[1].items()})
+                return re.sub(r"\$\{([^}!]+)\}", lambda m: names.get(m.group(1), self.values.get(m.group(1))), text)
+            if fn == "Fn::Join":
+                return arg[0].join(self(arg[1]))
+            if fn == "Fn::Select":
+                return self(arg[1])[int(arg[0])]
+            if fn == "Fn::Split":
+                return self(arg[1]).split(arg[0])
+            if fn == "Fn::If":
+                return self(arg[1]) if self.condition(arg[0]) else self(arg[2])
+            if fn == "Fn::Equals":
+                return self(arg[0]) == self(arg[1])
+            if fn == "Fn::Not":
+                return not self(arg[0])
+            if fn == "Fn::And":
+                return all(self(x) for x in arg)
+            if fn == "Fn::Or":
+                return any(self(x) for x in arg)
+            raise AssertionError(f"cannot evaluate {fn}")
+        return {k: self(x) for k, x in v.items()}
+
+    def environment(self, *names: str) -> dict[str, Any]:
+        env = _one(self.template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+        return {n: self(env[n]) for n in names}
+
+    def statements(self) -> dict[str, Any]:
+        """The statements of the conditional baseline policies that these values create, by Sid."""
+        out = {}
+        for r in _of_type(self.template, "AWS::IAM::Policy").values():
+            if r.get("Condition") and not self.condition(r["Condition"]):
+                continue
+            for s in self(r["Properties"]["PolicyDocument"]["Statement"]):
+                out[s["Sid"]] = s
+        return out
+
+
+class SamBaselineCatalogueTest(unittest.TestCase):
+    """The SAM hub's baseline catalogue settings resolve as the CDK stack's (infra/cdk/test)."""
+
+    ENV = ("BASELINE_SOURCE", "BASELINE_TAG", "BASELINE_DEFAULT", "BASELINE_MATCH", "MIRROR_REWRITE")
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+
+    def at(self, **values: str) -> SamEvaluator:
+        return SamEvaluator(self.sam, **values)
+
+    def test_without_a_catalogue_the_tag_and_default_stay_unset(self) -> None:
+        for values in ({}, {"BaselineSource": "file:/var/task/b.json"}, {"BaselineSource": '{"Statement": "dir:"}'},
+                       {"BaselineSsmParameter": "/kms/baseline", "BaselineSource": "dir:/var/task/baselines"},
+                       {"BaselineS3Object": "bucket/b.json", "BaselineDefault": "strict"}):
+            with self.subTest(**values):
+                env = self.at(**values).environment(*self.ENV)
+                self.assertEqual((env["BASELINE_TAG"], env["BASELINE_DEFAULT"]), ("", ""))
+                self.assertEqual((env["BASELINE_MATCH"], env["MIRROR_REWRITE"]), ("exact", "off"))
+
+    def test_a_directory_catalogue(self) -> None:
+        env = self.at(BaselineSource="dir:/var/task/baselines", BaselineDefault="primary", BaselineMatch="contains", MirrorRewrite="on").environment(*self.ENV)
+        self.assertEqual(env, {
+            "BASELINE_SOURCE": "dir:/var/task/baselines",
+            "BASELINE_TAG": "kms-replica-guard:baseline",
+            "BASELINE_DEFAULT": "primary",
+            "BASELINE_MATCH": "contains",
+            "MIRROR_REWRITE": "on",
+        })
+        self.assertEqual(set(self.at(BaselineSource="dir:/var/task/baselines").statements()), set())
+
+    def test_an_ssm_catalogue_is_read_by_path(self) -> None:
+        sam = self.at(BaselineSsmPath="/kms-replica-guard/baselines/", BaselineTag="team:baseline", BaselineDefault="strict")
+        self.assertEqual(sam.environment(*self.ENV)["BASELINE_SOURCE"], "ssm:/kms-replica-guard/baselines/")
+        self.assertEqual(sam.environment("BASELINE_TAG", "BASELINE_DEFAULT"), {"BASELINE_TAG": "team:baseline", "BASELINE_DEFAULT": "strict"})
+        self.assertEqual(sam.statements(), {
+            "ReadBaselineCatalogueParameters": {
+                "Sid": "ReadBaselineCatalogueParameters",
+                "Effect": "Allow",
+                "Action": "ssm:GetParametersByPath",
+                "Resource": "arn:aws:ssm:us-east-1:111122223333:parameter/kms-replica-guard/baselines",
+            },
+        })
+
+    def test_an_s3_catalogue_is_listed_under_its_prefix_only(self) -> None:
+        for prefix in ("a/", "kms-replica-guard/baselines/", "1/2/3/4/5/6/7/8/"):
+            with self.subTest(prefix=prefix):
+                sam = self.at(BaselineS3Prefix=f"baseline-bucket/{prefix}")
+                self.assertEqual(sam.environment("BASELINE_SOURCE", "BASELINE_TAG"), {
+                    "BASELINE_SOURCE": f"s3://baseline-bucket/{prefix}",
+                    "BASELINE_TAG": "kms-replica-guard:baseline",
+                })
+                self.assertEqual(sam.statements(), {
+                    "ListBaselineCatalogueObjects": {
+                        "Sid": "ListBaselineCatalogueObjects",
+                        "Effect": "Allow",
+                        "Action": "s3:ListBucket",
+                        "Resource": "arn:aws:s3:::baseline-bucket",
+                        "Condition": {"StringLike": {"s3:prefix": f"{prefix}*"}},
+                    },
+                    "ReadBaselineCatalogueObjects": {
+                        "Sid": "ReadBaselineCatalogueObjects",
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::baseline-bucket/{prefix}*",
+                    },
+                })
+
+    def test_the_patterns_match_what_the_policies_can_express(self) -> None:
+        params = self.sam["Parameters"]
+        ssm, s3 = re.compile(params["BaselineSsmPath"]["AllowedPattern"]), re.compile(params["BaselineS3Prefix"]["AllowedPattern"])
+        for ok in ("", "/kms/", "/a/b.c/d_e-f/"):
+            self.assertRegex(ok, ssm)
+        for bad in ("/kms", "kms/", "/", "/a//b/", "/a/*/"):
+            self.assertNotRegex(bad, ssm)
+        for ok in ("", "bucket/a/", "my.bucket/env=prod/kms/", "b-k/1/2/3/4/5/6/7/8/"):
+            self.assertRegex(ok, s3)
+        # No wildcard or policy variable in an ARN or s3:prefix; no more levels than the template joins.
+        for bad in ("bucket/", "bucket/a", "bucket//a/", "bucket/a*/", "bucket/${aws:username}/", "s3://bucket/a/", "b/1/2/3/4/5/6/7/8/9/"):
+            self.assertNotRegex(bad, s3)
 
 
 def _strip_cdk(value: Any) -> Any:

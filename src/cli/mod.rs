@@ -56,9 +56,24 @@ pub struct Cli {
 /// The configuration flags, typed as the Lambda's [`Options`].
 #[derive(Debug, Args)]
 struct ConfigArgs {
-    /// Baseline: `primary`, `file:PATH`, `ssm:NAME`, `s3://BUCKET/KEY` or a JSON document.
+    /// Baseline: `primary`, `file:PATH`, `ssm:NAME`, `s3://BUCKET/KEY` or a JSON document;
+    /// or a catalogue of named baselines: `dir:PATH`, `ssm:/PATH/`, `s3://BUCKET/PREFIX/`.
     #[arg(long, env = "BASELINE_SOURCE", global = true)]
     baseline: Option<BaselineSource>,
+    /// Catalogue: the tag a key names its baseline with.
+    #[arg(long, env = "BASELINE_TAG", global = true)]
+    baseline_tag: Option<String>,
+    /// Catalogue: the baseline of keys without that tag (a name, or `primary`).
+    #[arg(long, env = "BASELINE_DEFAULT", global = true)]
+    baseline_default: Option<String>,
+    /// `exact` (the policy is the baseline) or `contains` (the baseline's statements must be
+    /// present; extra statements that grant nothing public, cross-account or administrative
+    /// are kept).
+    #[arg(long = "match", env = "BASELINE_MATCH", global = true)]
+    baseline_match: Option<krg_engine::BaselineMatch>,
+    /// Mirroring also rewrites ARNs of the key's own account and Region in conditions.
+    #[arg(long, env = "MIRROR_REWRITE", value_parser = crate::config::parse_switch, global = true)]
+    mirror_rewrite: Option<bool>,
     /// The remediator's role ARN, which the lockout check keeps able to manage policies.
     #[arg(long, env = "REMEDIATOR_ROLE_ARN", global = true)]
     remediator_role: Option<RoleArn>,
@@ -159,6 +174,10 @@ impl ConfigArgs {
             sweep_queue_url: None,
             // The CLI prints what it finds; notifying is the function's job.
             event_bus: Some(crate::config::EVENT_BUS_OFF.to_owned()),
+            baseline_tag: self.baseline_tag,
+            baseline_default: self.baseline_default,
+            baseline_match: self.baseline_match,
+            mirror_rewrite: self.mirror_rewrite,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! key (the configuration already refused an invalid template at start-up); with `--key`,
 //! render it for that key (needed to check a `primary` baseline).
 
+use krg_engine::baseline::Baseline;
 use krg_engine::key::KeyArn;
 use serde_json::json;
 
@@ -26,6 +27,35 @@ pub async fn run(
 ) -> Result<u8, CliError> {
     let baseline = &config.settings.baseline;
     let origin = baseline.describe();
+    if let (Baseline::Catalogue(c), None) = (baseline, &args.key) {
+        // Every baseline was rendered and validated when the configuration was read.
+        let names: Vec<(&str, &str)> = c.templates().map(|(n, t)| (n, t.origin())).collect();
+        if json {
+            let list: Vec<_> = names
+                .iter()
+                .map(|(name, from)| json!({"name": name, "origin": from}))
+                .collect();
+            println!(
+                "{}",
+                json!({"baseline": origin, "valid": true, "tag": c.tag(), "default": c.default().name(), "baselines": list})
+            );
+        } else {
+            println!(
+                "baseline catalogue {}: {} baselines valid (each rendered for a sample key; nothing was called)",
+                c.origin(),
+                names.len()
+            );
+            for (name, from) in &names {
+                println!("  {name:<24} {from}");
+            }
+            println!(
+                "keys pick one with the tag {}; untagged keys: {}",
+                c.tag(),
+                c.default().name()
+            );
+        }
+        return Ok(0);
+    }
     let Some(key) = args.key else {
         let what = if baseline.mirrors_primary() {
             "mirrors each key's primary; pass --key KEY_ARN to render and check it for a key"

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod calls;
+mod catalogue;
 mod faults;
 mod fleet;
 mod helpers;

@@ -19,7 +19,7 @@ use super::members::{AccountCredentials, MemberAccess, Organization};
 use krg_engine::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use krg_engine::error::{CallError, ErrorKind};
 use krg_engine::key::{AccountId, KeyArn, Place, Region};
-use krg_engine::ports::{KeyDirectory, PolicyStore};
+use krg_engine::ports::{KeyDirectory, PolicyStore, Tags};
 
 /// The only policy name KMS supports; the emulator needs it sent explicitly.
 const POLICY_NAME: &str = "default";
@@ -339,9 +339,9 @@ impl KeyDirectory for Kms {
         })
     }
 
-    async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
+    async fn tags(&self, key: &KeyArn) -> Result<Tags, CallError> {
         const OP: Operation = Operation::ListResourceTags;
-        let mut keys = Vec::new();
+        let mut tags = Tags::new();
         let mut marker = None;
         loop {
             let page = self
@@ -353,10 +353,14 @@ impl KeyDirectory for Kms {
                 .send()
                 .await
                 .map_err(|e| call_error(OP.name(), key, e))?;
-            keys.extend(page.tags().iter().map(|t| t.tag_key().to_owned()));
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned())),
+            );
             match page.next_marker {
                 Some(m) if page.truncated => marker = Some(m),
-                _ => return Ok(keys),
+                _ => return Ok(tags),
             }
         }
     }
@@ -641,6 +645,8 @@ mod tests {
         let settings = Arc::new(Settings {
             mode: Mode::Enforce,
             baseline: Baseline::Template(Template::new("literal", POLICY).unwrap()),
+            baseline_match: Default::default(),
+            mirror_rewrite: false,
             exclude_tag: Some("x".into()),
             remediator: None,
             consistency: Backoff {
@@ -663,8 +669,8 @@ mod tests {
             async fn describe_key(&self, k: &KeyArn) -> Result<KeyFacts, CallError> {
                 self.0.describe_key(k).await
             }
-            async fn tag_keys(&self, k: &KeyArn) -> Result<Vec<String>, CallError> {
-                self.1.tag_keys(k).await
+            async fn tags(&self, k: &KeyArn) -> Result<Tags, CallError> {
+                self.1.tags(k).await
             }
             async fn list_multi_region_keys(&self, p: &Place) -> Result<Vec<KeyArn>, CallError> {
                 self.0.list_multi_region_keys(p).await

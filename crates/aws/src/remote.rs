@@ -60,6 +60,70 @@ impl RemoteText for Remote {
         })
     }
 
+    async fn ssm_parameters(&self, path: &str) -> Result<Vec<(String, String)>, CallError> {
+        let ssm = Ssm::new(&self.sdk);
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = ssm
+                .get_parameters_by_path()
+                .path(path)
+                .recursive(false)
+                .with_decryption(true)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| call_error("GetParametersByPath", path, e))?;
+            all.extend(
+                page.parameters()
+                    .iter()
+                    .filter_map(|p| Some((p.name()?.to_owned(), p.value()?.to_owned()))),
+            );
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn s3_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, CallError> {
+        let s3 = S3::new(&self.sdk);
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| call_error("ListObjectsV2", format!("s3://{bucket}/{prefix}"), e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| k.ends_with(".json"))
+                    .map(str::to_owned),
+            );
+            match (page.is_truncated, page.next_continuation_token) {
+                (Some(true), Some(t)) => token = Some(t),
+                _ => break,
+            }
+        }
+        let mut all = Vec::with_capacity(keys.len());
+        for key in keys {
+            let text = self.s3_object(bucket, &key).await?;
+            all.push((key, text));
+        }
+        Ok(all)
+    }
+
     async fn s3_object(&self, bucket: &str, key: &str) -> Result<String, CallError> {
         let bytes = get_object(&S3::new(&self.sdk), bucket, key).await?;
         String::from_utf8(bytes).map_err(|_| {

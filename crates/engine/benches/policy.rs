@@ -1,6 +1,7 @@
 //! CPU of what one event costs besides network calls, for a policy near the 32 KB KMS limit:
 //! render + validate the baseline, parse + compare the live policy, and on drift the diff
-//! and the access explanation (`assess`, what the replica stage runs).
+//! and the access explanation (`assess`, what the replica stage runs); in `contains` mode,
+//! the extras judged and the merged document validated.
 
 use std::hint::black_box;
 
@@ -9,7 +10,8 @@ use krg_engine::baseline::{RenderContext, Template};
 use krg_engine::decide::drift_name;
 use krg_engine::key::KeyArn;
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Verdict, assess, compare, diff, explain, validate,
+    CanonicalPolicy, LockoutGuard, Origin, Verdict, assess, compare, contain_with, diff, explain,
+    validate, validate_as,
 };
 use serde_json::{Value, json};
 
@@ -135,6 +137,52 @@ fn bench(c: &mut Criterion) {
     c.bench_function(
         "explanation of a 32 KB policy with one changed statement",
         |b| b.iter(|| explain(&desired, black_box(&live), OWN)),
+    );
+    // BASELINE_MATCH=contains: the live policy is the baseline plus four same-account DR
+    // statements (kept), and in the drifted case two public grants as well (removed).
+    let extras = |public: usize| {
+        let mut v: Value = serde_json::from_str(&live_equal).unwrap();
+        let list = v["Statement"].as_array_mut().unwrap();
+        for i in 0..4 {
+            list.push(json!({"Sid": format!("DrRestore{i}"), "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::111122223333:role/dr-restore-{i}")},
+                "Action": ["kms:Decrypt", "kms:DescribeKey"], "Resource": "*"}));
+        }
+        for i in 0..public {
+            list.push(json!({"Sid": format!("Open{i}"), "Effect": "Allow",
+                "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*"}));
+        }
+        serde_json::to_string(&v).unwrap()
+    };
+    let (kept, opened) = (extras(0), extras(2));
+    eprintln!(
+        "contains mode: live {} bytes (4 extras), {} bytes (4 + 2 public)",
+        kept.len(),
+        opened.len()
+    );
+    assert!(opened.len() <= krg_policy::MAX_POLICY_BYTES);
+    assert!(contain_with(&kept, &rendered, &desired, OWN).satisfied());
+    c.bench_function(
+        "one event, contains, in sync: render + validate + contain (4 extras kept)",
+        |b| {
+            b.iter(|| {
+                let text = template.render(black_box(ctx));
+                let desired = validate(&text, &guard).unwrap();
+                contain_with(black_box(&kept), &text, &desired, OWN).satisfied()
+            })
+        },
+    );
+    c.bench_function(
+        "one event, contains, drifted: render + validate + contain + validate merged + assess",
+        |b| {
+            b.iter(|| {
+                let text = template.render(black_box(ctx));
+                let desired = validate(&text, &guard).unwrap();
+                let c = contain_with(black_box(&opened), &text, &desired, OWN);
+                let merged = validate_as(&c.merged, &guard, Origin::Mirrored).unwrap();
+                assess(black_box(&opened), &merged.policy, OWN)
+            })
+        },
     );
     let e = explain(&desired, &live, OWN);
     // One statement changed its condition: its two principals gain and lose, nobody else.

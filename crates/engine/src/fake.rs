@@ -10,15 +10,15 @@ use crate::error::{CallError, ErrorKind};
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, Notification};
 use crate::ports::{
-    Backup, BackupStore, Claimed, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue,
-    WriteClaim, WriteHistory, WriteRecord,
+    Backup, BackupStore, Claimed, KeyDirectory, MetricsSink, Notifier, PolicyStore, Tags,
+    WorkQueue, WriteClaim, WriteHistory, WriteRecord,
 };
 
 #[derive(Debug, Clone)]
 pub struct FakeKey {
     pub facts: KeyFacts,
     pub policy: String,
-    pub tags: Vec<String>,
+    pub tags: Tags,
     /// DescribeKey answers Creating this many more times.
     pub creating_for: u32,
     /// DescribeKey answers NotFound this many more times.
@@ -84,7 +84,7 @@ impl FakeAws {
                         }),
                     },
                     policy: policy.to_owned(),
-                    tags: vec![],
+                    tags: Tags::new(),
                     creating_for: 0,
                     invisible_for: 0,
                 },
@@ -180,7 +180,7 @@ impl KeyDirectory for FakeAws {
         Ok(facts)
     }
 
-    async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
+    async fn tags(&self, key: &KeyArn) -> Result<Tags, CallError> {
         self.call("ListResourceTags", key)?;
         Ok(self.keys.lock().unwrap()[key].tags.clone())
     }

@@ -37,6 +37,7 @@
 //! - [`key`]: validated identifiers (key ARN, Region, account, role ARN).
 //! - [`trigger`]: CloudTrail/EventBridge payloads and sweep requests into a [`trigger::Trigger`].
 //! - [`baseline`]: the desired policy: a template rendered per key, or the primary mirrored.
+//! - [`catalogue`]: named baselines, picked per key by a tag.
 //! - [`decide`]: pure decisions on live key facts (reach, skip, drift name).
 //! - [`outcome`]: the one result type, with typed reasons rendered only at the edge.
 //! - [`ports`]: one small trait per capability the engine needs from AWS.
@@ -47,8 +48,10 @@
 //! - `fake` (feature `test-util`): in-memory ports that count calls.
 
 pub mod baseline;
+pub mod catalogue;
 pub mod decide;
 pub mod error;
+pub mod exemption;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod key;
@@ -62,4 +65,4 @@ pub mod tenancy;
 pub mod trigger;
 
 pub use reconcile::{Progress, Quiet, Reconciler};
-pub use settings::{FlapGuard, Mode, Settings};
+pub use settings::{BaselineMatch, FlapGuard, Mode, Settings};

@@ -9,11 +9,13 @@ use std::time::{Duration, SystemTime};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use crate::baseline::Rewrite;
+use crate::catalogue::UnknownBaseline;
 use crate::error::CallError;
 use crate::key::{AccountId, KeyArn, Region};
 use crate::tenancy::NotAllowed;
 use crate::trigger::Actor;
-pub use krg_policy::{Access, Exposure, Severity};
+pub use krg_policy::{Access, Exposure, Extra, Severity};
 
 /// A time as records and reasons show it: RFC 3339 in UTC.
 pub fn rfc3339(t: SystemTime) -> String {
@@ -150,10 +152,22 @@ pub enum Skip {
     NowPrimary,
     /// Listed as a replica, but DescribeKey shows a single-Region key.
     SingleRegion,
-    /// The key carries the exclude tag.
+    /// The key carries the exclude tag, and its exemption has not ended.
     Excluded {
         /// The tag key.
         tag: String,
+        /// When the exemption ends (RFC 3339), if the tag's value says (`until=...`).
+        until: Option<String>,
+    },
+    /// The exclude tag's value carries an end that cannot be read: the key stays excluded
+    /// (fail safe) until the value is fixed.
+    ExemptionUnreadable {
+        /// The tag key.
+        tag: String,
+        /// The value as tagged.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
     },
     /// The key's account is not one the function may work in (no AssumeRole, no call).
     AccountNotAllowed(NotAllowed),
@@ -247,6 +261,8 @@ pub enum Failure {
         /// What is wrong.
         problem: String,
     },
+    /// The key's tag names a baseline the catalogue does not have: nothing was written.
+    UnknownBaseline(UnknownBaseline),
 }
 
 impl Failure {
@@ -266,7 +282,8 @@ impl Failure {
             | Failure::PrimaryNamesDeletedPrincipals { .. }
             | Failure::PrincipalsRefused { .. }
             | Failure::LockoutRefused { .. }
-            | Failure::InvalidBaseline { .. } => Retry::NonRetryable,
+            | Failure::InvalidBaseline { .. }
+            | Failure::UnknownBaseline(_) => Retry::NonRetryable,
         }
     }
 }
@@ -350,7 +367,24 @@ impl fmt::Display for Skip {
                 f.write_str("the key is now the primary (the primary Region moved)")
             }
             Skip::SingleRegion => f.write_str("single-Region key"),
-            Skip::Excluded { tag } => write!(f, "excluded by tag {tag}; drift left in place"),
+            Skip::Excluded { tag, until: None } => {
+                write!(f, "excluded by tag {tag}; drift left in place")
+            }
+            Skip::Excluded {
+                tag,
+                until: Some(until),
+            } => write!(
+                f,
+                "excluded by tag {tag} until {until}; drift left in place, reconciled after that"
+            ),
+            Skip::ExemptionUnreadable {
+                tag,
+                value,
+                problem,
+            } => write!(
+                f,
+                "excluded by tag {tag}, whose value {value:?} cannot be read ({problem}); left alone until the tag is fixed"
+            ),
             Skip::AccountNotAllowed(why) => why.fmt(f),
             Skip::Flapping { writes, window } => write!(
                 f,
@@ -435,6 +469,7 @@ impl fmt::Display for Failure {
                 f,
                 "the baseline for this key is invalid, nothing was written: {problem}"
             ),
+            Failure::UnknownBaseline(e) => e.fmt(f),
         }
     }
 }
@@ -455,6 +490,27 @@ pub struct Outcome {
     pub exposure: Option<Exposure>,
     /// Who made the change the event records (event-driven outcomes with a drift only).
     pub actor: Option<Actor>,
+    /// The baseline the key was compared with: its catalogue name, `primary`, or the
+    /// single baseline's origin (`None` when the key was left before one was chosen).
+    pub baseline: Option<String>,
+    /// What mirroring rewrote for this replica's Region (primary mode).
+    pub rewrites: Vec<Rewrite>,
+    /// `BASELINE_MATCH=contains`: the live policy's statements beyond the baseline, kept or
+    /// removed, with why.
+    pub extras: Option<Extras>,
+    /// The key's exemption (the exclude tag's `until=`) ended then (RFC 3339), so it was
+    /// reconciled again.
+    pub exemption_ended: Option<String>,
+}
+
+/// The live policy's statements beyond the baseline (`BASELINE_MATCH=contains`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Extras {
+    /// Kept: they grant nothing public, cross-account or administrative, and take nothing
+    /// away from the baseline.
+    pub kept: Vec<Extra>,
+    /// Removed by the rewrite (or, in dry-run, that would be), with why.
+    pub removed: Vec<Extra>,
 }
 
 impl Outcome {
@@ -467,6 +523,10 @@ impl Outcome {
             diff: None,
             exposure: None,
             actor: None,
+            baseline: None,
+            rewrites: Vec::new(),
+            extras: None,
+            exemption_ended: None,
         }
     }
 
@@ -531,12 +591,18 @@ impl Outcome {
 }
 
 /// The documented contract: `key_arn`, `account`, `region`, `action`, `reason` (text or
-/// null), `diff` (text or null), `exposure` and `actor` (objects or null), and `retry` for
-/// failures only.
+/// null), `diff` (text or null), `exposure` and `actor` (objects or null), and only when
+/// they apply: `retry` (failures), `baseline` (the baseline compared with), `rewrites`
+/// (mirroring), `extras` (`contains` mode), `exemption_ended`.
 impl Serialize for Outcome {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let retry = self.retry();
-        let mut s = serializer.serialize_struct("Outcome", 8 + usize::from(retry.is_some()))?;
+        let optional = usize::from(retry.is_some())
+            + usize::from(self.baseline.is_some())
+            + usize::from(!self.rewrites.is_empty())
+            + usize::from(self.extras.is_some())
+            + usize::from(self.exemption_ended.is_some());
+        let mut s = serializer.serialize_struct("Outcome", 8 + optional)?;
         s.serialize_field("key_arn", &self.key_arn)?;
         s.serialize_field("account", self.key_arn.account())?;
         s.serialize_field("region", &self.region)?;
@@ -547,6 +613,18 @@ impl Serialize for Outcome {
         s.serialize_field("actor", &self.actor)?;
         if let Some(retry) = retry {
             s.serialize_field("retry", &retry)?;
+        }
+        if let Some(baseline) = &self.baseline {
+            s.serialize_field("baseline", baseline)?;
+        }
+        if !self.rewrites.is_empty() {
+            s.serialize_field("rewrites", &self.rewrites)?;
+        }
+        if let Some(extras) = &self.extras {
+            s.serialize_field("extras", extras)?;
+        }
+        if let Some(ended) = &self.exemption_ended {
+            s.serialize_field("exemption_ended", ended)?;
         }
         s.end()
     }
@@ -687,9 +765,15 @@ impl Report {
                 .iter()
                 .filter(|o| matches!(o.status, Status::Skipped(Skip::AccountNotAllowed(_))))
                 .count();
+        let exemptions_ended = self
+            .outcomes
+            .iter()
+            .filter(|o| o.exemption_ended.is_some())
+            .count();
         for (metric, n) in [
             (Metric::AccountNotEntered, not_entered),
             (Metric::AccountNotAllowed, not_allowed),
+            (Metric::ExemptionExpired, exemptions_ended),
         ] {
             if n > 0 {
                 data.push(MetricDatum {
@@ -854,6 +938,9 @@ pub enum Metric {
     AccountNotAllowed,
     /// Drifts by their access severity (dimension `Severity` only): dry-run included.
     ExposureDrift,
+    /// Keys whose exemption (the exclude tag's `until=`) has ended and that were reconciled
+    /// again: the tag can be removed. A fleet total only.
+    ExemptionExpired,
 }
 
 impl Metric {
@@ -867,6 +954,7 @@ impl Metric {
             Metric::AccountNotEntered => "AccountNotEntered",
             Metric::AccountNotAllowed => "AccountNotAllowed",
             Metric::ExposureDrift => "ExposureDrift",
+            Metric::ExemptionExpired => "ExemptionExpired",
         }
     }
 }
@@ -971,6 +1059,7 @@ mod tests {
             &key("us-west-2"),
             Skip::Excluded {
                 tag: "flapping".into(),
+                until: None,
             },
         );
         assert!(!excluded.is_flap_suppressed());

@@ -10,6 +10,9 @@ use crate::error::CallError;
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, Notification, rfc3339};
 
+/// A key's tags: tag key to value.
+pub type Tags = std::collections::BTreeMap<String, String>;
+
 /// Reads what a key is (DescribeKey, tags) and which keys exist (ListKeys).
 pub trait KeyDirectory: Send + Sync {
     /// Live facts about one key.
@@ -17,9 +20,8 @@ pub trait KeyDirectory: Send + Sync {
         &self,
         key: &KeyArn,
     ) -> impl Future<Output = Result<KeyFacts, CallError>> + Send;
-    /// Tag keys of one key.
-    fn tag_keys(&self, key: &KeyArn)
-    -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
+    /// The tags of one key (tag key to value).
+    fn tags(&self, key: &KeyArn) -> impl Future<Output = Result<Tags, CallError>> + Send;
     /// Every multi-Region key in a Region of an account (all pages).
     fn list_multi_region_keys(
         &self,
@@ -178,6 +180,18 @@ pub trait RemoteText {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<String, CallError>> + Send;
+    /// The parameters directly under an SSM path (`/a/b/`), as (full name, decrypted value),
+    /// every page.
+    fn ssm_parameters(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, CallError>> + Send;
+    /// The `.json` objects directly under an S3 prefix, as (key, body), every page.
+    fn s3_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, CallError>> + Send;
 }
 
 /// Publishes drift notifications (EventBridge events in the function).
@@ -227,8 +241,8 @@ impl<T: KeyDirectory> KeyDirectory for &T {
     async fn describe_key(&self, key: &KeyArn) -> Result<KeyFacts, CallError> {
         (**self).describe_key(key).await
     }
-    async fn tag_keys(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
-        (**self).tag_keys(key).await
+    async fn tags(&self, key: &KeyArn) -> Result<Tags, CallError> {
+        (**self).tags(key).await
     }
     async fn list_multi_region_keys(&self, place: &Place) -> Result<Vec<KeyArn>, CallError> {
         (**self).list_multi_region_keys(place).await

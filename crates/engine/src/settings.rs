@@ -42,6 +42,41 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// How a live policy must match its baseline (`BASELINE_MATCH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BaselineMatch {
+    /// Equivalent to the baseline, nothing more or less.
+    #[default]
+    Exact,
+    /// Every baseline statement present; extra statements kept unless they grant anything
+    /// public, cross-account or administrative, or take away what the baseline allows.
+    Contains,
+}
+
+impl BaselineMatch {
+    /// The configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaselineMatch::Exact => "exact",
+            BaselineMatch::Contains => "contains",
+        }
+    }
+}
+
+impl std::str::FromStr for BaselineMatch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "exact" => Ok(BaselineMatch::Exact),
+            "contains" => Ok(BaselineMatch::Contains),
+            other => Err(format!(
+                "{other:?} is not a match mode; use exact (the policy is the baseline, the default) or contains (the baseline's statements must be present; harmless extra statements are kept)"
+            )),
+        }
+    }
+}
+
 /// How the engine behaves; built by the application's configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,6 +84,11 @@ pub struct Settings {
     pub mode: Mode,
     /// Where the desired policy comes from.
     pub baseline: Baseline,
+    /// Exact, or must-contain.
+    pub baseline_match: BaselineMatch,
+    /// Mirroring also rewrites ARNs of the key's own account and Region in conditions
+    /// (`MIRROR_REWRITE`).
+    pub mirror_rewrite: bool,
     /// Keys carrying this tag key are left alone; `None` (`EXCLUDE_TAG=off`) turns the
     /// check, and its ListResourceTags call before every write, off.
     pub exclude_tag: Option<String>,

@@ -715,10 +715,19 @@ const ADMIN_ACTIONS: &[&str] = &[
 ];
 
 fn is_admin(act: &Item<'_>) -> bool {
-    ADMIN_ACTIONS.iter().any(|admin| match act {
-        Item::One(p) => glob_covers(p, admin, true),
-        Item::AllBut(n) => !n.iter().any(|n| glob_covers(n, admin, true)),
-    })
+    match act {
+        // A literal action (the usual case) covers only itself: no pattern matching, and the
+        // wildcard scan is made once rather than once per administrative action.
+        Item::One(p) if !p.contains(['*', '?']) => ADMIN_ACTIONS
+            .iter()
+            .any(|admin| admin.eq_ignore_ascii_case(p)),
+        Item::One(p) => ADMIN_ACTIONS
+            .iter()
+            .any(|admin| glob_covers(p, admin, true)),
+        Item::AllBut(n) => ADMIN_ACTIONS
+            .iter()
+            .any(|admin| !n.iter().any(|n| glob_covers(n, admin, true))),
+    }
 }
 
 /// Whom a condition limits the caller to.

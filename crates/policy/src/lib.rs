@@ -12,6 +12,7 @@
 
 mod canonical;
 mod compare;
+mod contains;
 mod diff;
 mod explain;
 mod validate;
@@ -21,6 +22,7 @@ mod tests;
 
 pub use canonical::{CanonicalPolicy, PolicyError, equivalent};
 pub use compare::{Verdict, assess, compare};
+pub use contains::{Containment, Extra, contain, contain_with};
 pub use diff::{PolicyDiff, diff};
 pub use explain::{Access, Exposure, Severity, UnknownSeverity, explain};
 pub use validate::{

@@ -5,7 +5,10 @@
 export interface GuardConfig {
   /** `dry-run` reports drift only; `enforce` rewrites drifted replica key policies. */
   readonly remediationMode: 'dry-run' | 'enforce';
-  /** `primary`, `file:PATH` or a literal JSON document (SSM / S3: use the two fields below). */
+  /**
+   * `primary`, `file:PATH`, `dir:PATH` (a catalogue of NAME.json files shipped with the function)
+   * or a literal JSON document (SSM / S3: use the four fields below). Ignored when one of them is set.
+   */
   readonly baselineSource: string;
   /**
    * Full path (starting with `/`) of an SSM parameter holding the baseline, or ''. A SecureString
@@ -14,6 +17,21 @@ export interface GuardConfig {
   readonly baselineSsmParameter: string;
   /** `BUCKET/KEY` of an S3 object holding the baseline, or ''. */
   readonly baselineS3Object: string;
+  /**
+   * A catalogue in SSM: a path ending in `/` (every parameter directly under it is a baseline named
+   * by its last segment), or ''. SecureStrings under a customer managed key also need kms:Decrypt.
+   */
+  readonly baselineSsmPath: string;
+  /** A catalogue in S3: `BUCKET/PREFIX/` (every `NAME.json` object directly under it), or ''. */
+  readonly baselineS3Prefix: string;
+  /** Catalogue only: the tag key whose value names a key's baseline. */
+  readonly baselineTag: string;
+  /** Catalogue only: the baseline of untagged keys (a name, or `primary`); '' = the one named default. */
+  readonly baselineDefault: string;
+  /** `exact`: the policy is the baseline; `contains`: the baseline's statements must be present. */
+  readonly baselineMatch: 'exact' | 'contains';
+  /** `on`: mirroring also rewrites ARNs of the key's own account and Region in conditions. */
+  readonly mirrorRewrite: 'on' | 'off';
   /** Keys carrying this tag key are never changed. */
   readonly excludeTag: string;
   /** Regions the scheduled sweep covers; empty = the hub Region. */
@@ -72,6 +90,12 @@ export const DEFAULT_CONFIG: GuardConfig = {
   baselineSource: 'primary',
   baselineSsmParameter: '',
   baselineS3Object: '',
+  baselineSsmPath: '',
+  baselineS3Prefix: '',
+  baselineTag: 'kms-replica-guard:baseline',
+  baselineDefault: '',
+  baselineMatch: 'exact',
+  mirrorRewrite: 'off',
   excludeTag: 'kms-replica-guard:exclude',
   sweepRegions: [],
   sweepSchedule: 'rate(6 hours)',
@@ -104,6 +128,22 @@ export const MEMBER_ROLE_NAME_PATTERN = /^([\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 export const EXTERNAL_ID_PATTERN = /^[\w+=,.@:/-]{2,1224}$/;
 export const MEMBER_ACCOUNTS_PATTERN = /^(organization|[0-9]{12}(,[0-9]{12})*)$/;
 export const ORGANIZATION_ID_PATTERN = /^o-[a-z0-9]{10,32}$/;
+
+/** The SAM template's AllowedPatterns of the baseline catalogue parameters. */
+export const SSM_CATALOGUE_PATTERN = /^(\/[a-zA-Z0-9_.-]+)+\/$/;
+export const S3_CATALOGUE_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/([a-zA-Z0-9_.!=-]+\/){1,8}$/;
+export const BASELINE_NAME_PATTERN = /^[a-zA-Z0-9._-]{1,128}$/;
+
+/**
+ * Whether the function gets a baseline catalogue (BASELINE_SOURCE dir:PATH, ssm:/PATH/ or
+ * s3://BUCKET/PREFIX/): BASELINE_TAG and BASELINE_DEFAULT are a configuration error otherwise.
+ */
+export function usesCatalogue(
+  cfg: Pick<GuardConfig, 'baselineSource' | 'baselineSsmParameter' | 'baselineS3Object' | 'baselineSsmPath' | 'baselineS3Prefix'>,
+): boolean {
+  if (cfg.baselineSsmPath || cfg.baselineS3Prefix) return true;
+  return !cfg.baselineSsmParameter && !cfg.baselineS3Object && cfg.baselineSource.startsWith('dir:');
+}
 
 /** The FlapWindow forms the function accepts (the SAM parameter's AllowedPattern). */
 export const DURATION_PATTERN = /^[1-9][0-9]{0,7}[smhd]?$/;
@@ -145,8 +185,11 @@ export function configFromContext(read: ContextReader): GuardConfig {
   const baselineSource = str('baselineSource');
   if (/^(ssm:|s3:\/\/)/.test(baselineSource)) {
     throw new Error(
-      `context baselineSource=${baselineSource}: use baselineSsmParameter / baselineS3Object for SSM and S3, so that the stack grants read access`,
+      `context baselineSource=${baselineSource}: use baselineSsmParameter / baselineS3Object (one baseline) or baselineSsmPath / baselineS3Prefix (a catalogue) for SSM and S3, so that the stack grants read access`,
     );
+  }
+  if (baselineSource === 'dir:') {
+    throw new Error('context baselineSource=dir:: expected dir:PATH, a directory of NAME.json baselines shipped with the function');
   }
   const ssm = str('baselineSsmParameter');
   if (ssm && !/^(\/[a-zA-Z0-9_.-]+)+$/.test(ssm)) {
@@ -156,8 +199,46 @@ export function configFromContext(read: ContextReader): GuardConfig {
   if (s3 && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/.test(s3)) {
     throw new Error(`context baselineS3Object=${s3}: expected BUCKET/KEY (without s3://)`);
   }
-  if (ssm && s3) {
-    throw new Error('context: set baselineSsmParameter or baselineS3Object, not both');
+  const ssmPath = str('baselineSsmPath');
+  if (ssmPath && !SSM_CATALOGUE_PATTERN.test(ssmPath)) {
+    throw new Error(`context baselineSsmPath=${ssmPath}: expected a parameter path ending in /, such as /kms-replica-guard/baselines/`);
+  }
+  const s3Prefix = str('baselineS3Prefix');
+  if (s3Prefix && !S3_CATALOGUE_PATTERN.test(s3Prefix)) {
+    throw new Error(
+      `context baselineS3Prefix=${s3Prefix}: expected BUCKET/PREFIX/ (without s3://, ending in /, 1 to 8 levels of letters, digits and _.!=-)`,
+    );
+  }
+  if ([ssm, s3, ssmPath, s3Prefix].filter(Boolean).length > 1) {
+    throw new Error('context: set one of baselineSsmParameter, baselineS3Object, baselineSsmPath and baselineS3Prefix, not several');
+  }
+  const catalogue = usesCatalogue({
+    baselineSource,
+    baselineSsmParameter: ssm,
+    baselineS3Object: s3,
+    baselineSsmPath: ssmPath,
+    baselineS3Prefix: s3Prefix,
+  });
+  const baselineTag = str('baselineTag');
+  if (baselineTag.length > 128) {
+    throw new Error(`context baselineTag=${baselineTag}: a tag key has at most 128 characters`);
+  }
+  const baselineDefault = str('baselineDefault');
+  if (baselineDefault && !BASELINE_NAME_PATTERN.test(baselineDefault)) {
+    throw new Error(`context baselineDefault=${baselineDefault}: expected primary or a baseline name (1 to 128 letters, digits, '.', '_' or '-')`);
+  }
+  if (!catalogue && (baselineDefault || baselineTag !== DEFAULT_CONFIG.baselineTag)) {
+    throw new Error(
+      'context baselineTag / baselineDefault apply to a baseline catalogue only (baselineSsmPath, baselineS3Prefix or baselineSource=dir:PATH)',
+    );
+  }
+  const baselineMatch = str('baselineMatch');
+  if (baselineMatch !== 'exact' && baselineMatch !== 'contains') {
+    throw new Error(`context baselineMatch=${baselineMatch}: expected exact or contains`);
+  }
+  const mirrorRewrite = ({ true: 'on', false: 'off' } as Record<string, string>)[str('mirrorRewrite')] ?? str('mirrorRewrite');
+  if (mirrorRewrite !== 'on' && mirrorRewrite !== 'off') {
+    throw new Error(`context mirrorRewrite=${mirrorRewrite}: expected on or off`);
   }
   const sweepRegions = toList(get('sweepRegions') ?? []);
   for (const r of sweepRegions) {
@@ -219,6 +300,12 @@ export function configFromContext(read: ContextReader): GuardConfig {
     baselineSource,
     baselineSsmParameter: ssm,
     baselineS3Object: s3,
+    baselineSsmPath: ssmPath,
+    baselineS3Prefix: s3Prefix,
+    baselineTag,
+    baselineDefault,
+    baselineMatch,
+    mirrorRewrite,
     excludeTag,
     sweepRegions,
     sweepSchedule: str('sweepSchedule'),

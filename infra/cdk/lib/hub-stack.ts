@@ -26,7 +26,7 @@ import {
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
-import { BACKUP_PREFIX, GuardConfig } from './config';
+import { BACKUP_PREFIX, GuardConfig, usesCatalogue } from './config';
 import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, KMS_EVENT_PATTERN } from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
@@ -231,6 +231,35 @@ export class HubStack extends Stack {
         }),
       );
     }
+    // A catalogue in SSM: GetParametersByPath is authorized against the path of the request (the
+    // path's own parameter ARN, without the trailing /), not against the parameters it returns.
+    if (cfg.baselineSsmPath) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ReadBaselineCatalogueParameters',
+          actions: ['ssm:GetParametersByPath'],
+          resources: [`arn:${this.partition}:ssm:${this.region}:${this.account}:parameter${cfg.baselineSsmPath.replace(/\/$/, '')}`],
+        }),
+      );
+    }
+    // A catalogue in S3: ListObjectsV2 of the prefix (delimiter /), listing allowed for that prefix
+    // only, then GetObject of each NAME.json under it.
+    if (cfg.baselineS3Prefix) {
+      const [bucket, ...levels] = cfg.baselineS3Prefix.split('/');
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ListBaselineCatalogueObjects',
+          actions: ['s3:ListBucket'],
+          resources: [`arn:${this.partition}:s3:::${bucket}`],
+          conditions: { StringLike: { 's3:prefix': `${levels.join('/')}*` } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadBaselineCatalogueObjects',
+          actions: ['s3:GetObject'],
+          resources: [`arn:${this.partition}:s3:::${cfg.baselineS3Prefix}*`],
+        }),
+      );
+    }
     // Organisation mode: the member role of every account, by name (its trust policy admits exactly
     // this role); inside the organisation only when organizationId is set.
     if (cfg.memberRoleName) {
@@ -255,11 +284,17 @@ export class HubStack extends Stack {
       inlinePolicies: { 'kms-replica-guard': new iam.PolicyDocument({ statements }) },
     });
 
+    // At most one location is set (configFromContext); without one, baselineSource.
     const baselineSource = cfg.baselineSsmParameter
       ? `ssm:${cfg.baselineSsmParameter}`
       : cfg.baselineS3Object
         ? `s3://${cfg.baselineS3Object}`
-        : cfg.baselineSource;
+        : cfg.baselineSsmPath
+          ? `ssm:${cfg.baselineSsmPath}`
+          : cfg.baselineS3Prefix
+            ? `s3://${cfg.baselineS3Prefix}`
+            : cfg.baselineSource;
+    const catalogue = usesCatalogue(cfg);
 
     const fn = new RustFunction(this, 'Function', {
       manifestPath: path.join(REPO_ROOT, 'Cargo.toml'),
@@ -280,6 +315,11 @@ export class HubStack extends Stack {
       environment: {
         REMEDIATION_MODE: cfg.remediationMode,
         BASELINE_SOURCE: baselineSource,
+        // Catalogue only (an empty value is unset, to the function).
+        BASELINE_TAG: catalogue ? cfg.baselineTag : '',
+        BASELINE_DEFAULT: catalogue ? cfg.baselineDefault : '',
+        BASELINE_MATCH: cfg.baselineMatch,
+        MIRROR_REWRITE: cfg.mirrorRewrite,
         METRICS_NAMESPACE: cfg.metricsNamespace,
         EXCLUDE_TAG: cfg.excludeTag,
         REMEDIATOR_ROLE_ARN: role.roleArn,

@@ -86,6 +86,11 @@ describe('the hub stack', () => {
         Variables: {
           REMEDIATION_MODE: 'dry-run',
           BASELINE_SOURCE: 'primary',
+          // No catalogue: the tag and default stay empty (unset, to the function).
+          BASELINE_TAG: '',
+          BASELINE_DEFAULT: '',
+          BASELINE_MATCH: 'exact',
+          MIRROR_REWRITE: 'off',
           METRICS_NAMESPACE: 'KmsReplicaGuard',
           EXCLUDE_TAG: 'kms-replica-guard:exclude',
           REMEDIATOR_ROLE_ARN: { 'Fn::GetAtt': [roleId, 'Arn'] },
@@ -537,6 +542,119 @@ describe('the hub stack settings', () => {
     ]);
   });
 
+  /** The statements that read a baseline (SSM, or S3 outside the backups bucket). */
+  const baselineReads = (template: Template) =>
+    roleStatements(template).filter(
+      (s) =>
+        [s.Action].flat().some((a: string) => a.startsWith('ssm:') || a === 'kms:Decrypt') ||
+        (String(s.Sid).includes('Baseline') && [s.Action].flat().some((a: string) => a.startsWith('s3:'))),
+    );
+
+  test('an SSM catalogue is read with ssm:GetParametersByPath on exactly its path', () => {
+    const template = synth({ baselineSsmPath: '/kms-replica-guard/baselines/', baselineTag: 'team:baseline', baselineDefault: 'strict' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          BASELINE_SOURCE: 'ssm:/kms-replica-guard/baselines/',
+          BASELINE_TAG: 'team:baseline',
+          BASELINE_DEFAULT: 'strict',
+          BASELINE_MATCH: 'exact',
+          MIRROR_REWRITE: 'off',
+        }),
+      },
+    });
+    // The path's own parameter ARN (GetParametersByPath is authorized against the requested path).
+    expect(baselineReads(template)).toEqual([
+      {
+        Sid: 'ReadBaselineCatalogueParameters',
+        Effect: 'Allow',
+        Action: 'ssm:GetParametersByPath',
+        Resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/kms-replica-guard/baselines`,
+      },
+    ]);
+  });
+
+  test('an S3 catalogue is listed under its prefix only and read below it', () => {
+    const template = synth({ baselineS3Prefix: 'baseline-bucket/kms/baselines/', baselineMatch: 'contains', mirrorRewrite: 'on' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          BASELINE_SOURCE: 's3://baseline-bucket/kms/baselines/',
+          BASELINE_TAG: 'kms-replica-guard:baseline',
+          BASELINE_DEFAULT: '',
+          BASELINE_MATCH: 'contains',
+          MIRROR_REWRITE: 'on',
+        }),
+      },
+    });
+    expect(baselineReads(template)).toEqual([
+      {
+        Sid: 'ListBaselineCatalogueObjects',
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: 'arn:aws:s3:::baseline-bucket',
+        Condition: { StringLike: { 's3:prefix': 'kms/baselines/*' } },
+      },
+      {
+        Sid: 'ReadBaselineCatalogueObjects',
+        Effect: 'Allow',
+        Action: 's3:GetObject',
+        Resource: 'arn:aws:s3:::baseline-bucket/kms/baselines/*',
+      },
+    ]);
+  });
+
+  test('a directory catalogue sets the tag and default and grants nothing', () => {
+    const template = synth({ baselineSource: 'dir:/var/task/baselines', baselineDefault: 'primary' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          BASELINE_SOURCE: 'dir:/var/task/baselines',
+          BASELINE_TAG: 'kms-replica-guard:baseline',
+          BASELINE_DEFAULT: 'primary',
+        }),
+      },
+    });
+    expect(baselineReads(template)).toEqual([]);
+  });
+
+  test('one baseline (SSM or S3) leaves the catalogue tag and default unset', () => {
+    for (const overrides of [{ baselineSsmParameter: '/kms/baseline' }, { baselineS3Object: 'bucket/baseline.json' }]) {
+      const template = synth(overrides);
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        Environment: { Variables: Match.objectLike({ BASELINE_TAG: '', BASELINE_DEFAULT: '' }) },
+      });
+      expect(baselineReads(template).map((s) => s.Sid)).not.toContain('ReadBaselineCatalogueParameters');
+      expect(baselineReads(template).map((s) => s.Sid)).not.toContain('ListBaselineCatalogueObjects');
+    }
+  });
+
+  test('bad baseline catalogue settings fail the synth with a message', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ baselineSsmPath: '/kms/baselines' }))).toThrow(/baselineSsmPath.*ending in \//);
+    expect(() => configFromContext(ctx({ baselineSsmPath: 'kms/baselines/' }))).toThrow(/baselineSsmPath/);
+    for (const prefix of ['bucket/', 'bucket/a', 's3://bucket/a/', 'bucket/a*/', 'bucket/${aws:username}/', 'b/1/2/3/4/5/6/7/8/9/']) {
+      expect(() => configFromContext(ctx({ baselineS3Prefix: prefix }))).toThrow(/baselineS3Prefix/);
+    }
+    expect(() => configFromContext(ctx({ baselineSsmPath: '/a/', baselineS3Prefix: 'bucket/a/' }))).toThrow(/not several/);
+    expect(() => configFromContext(ctx({ baselineSsmParameter: '/a', baselineS3Prefix: 'bucket/a/' }))).toThrow(/not several/);
+    expect(() => configFromContext(ctx({ baselineS3Object: 'bucket/k', baselineSsmPath: '/a/' }))).toThrow(/not several/);
+    expect(() => configFromContext(ctx({ baselineSource: 'dir:' }))).toThrow(/dir:PATH/);
+    expect(() => configFromContext(ctx({ baselineDefault: 'strict' }))).toThrow(/catalogue only/);
+    expect(() => configFromContext(ctx({ baselineTag: 'team:baseline' }))).toThrow(/catalogue only/);
+    expect(() => configFromContext(ctx({ baselineSsmParameter: '/a', baselineSource: 'dir:/x', baselineDefault: 'x' }))).toThrow(
+      /catalogue only/,
+    );
+    expect(() => configFromContext(ctx({ baselineSsmPath: '/a/', baselineDefault: 'no spaces' }))).toThrow(/baselineDefault/);
+    expect(() => configFromContext(ctx({ baselineMatch: 'subset' }))).toThrow(/exact or contains/);
+    expect(() => configFromContext(ctx({ mirrorRewrite: 'yes' }))).toThrow(/on or off/);
+    expect(configFromContext(ctx({ mirrorRewrite: true })).mirrorRewrite).toBe('on');
+    expect(
+      configFromContext(ctx({ baselineS3Prefix: 'my.bucket/env=prod/kms/', baselineTag: 'team:baseline', baselineDefault: 'primary' })),
+    ).toMatchObject({ baselineS3Prefix: 'my.bucket/env=prod/kms/', baselineTag: 'team:baseline', baselineDefault: 'primary' });
+    expect(configFromContext(ctx({ baselineSource: 'dir:/var/task/baselines', baselineDefault: 'strict' })).baselineDefault).toBe('strict');
+  });
+
   test('backup retention, flap guard and rate limits reach the bucket and the environment', () => {
     const template = synth({
       backupRetentionDays: 90,
@@ -573,7 +691,7 @@ describe('the hub stack settings', () => {
     expect(() => configFromContext(ctx({ baselineSource: 'ssm:/x' }))).toThrow(/baselineSsmParameter/);
     expect(() =>
       configFromContext(ctx({ baselineSsmParameter: '/a', baselineS3Object: 'bucket/key' })),
-    ).toThrow(/not both/);
+    ).toThrow(/not several/);
     expect(() => configFromContext(ctx({ logRetentionDays: '10' }))).toThrow(/logRetentionDays/);
     expect(() => configFromContext(ctx({ sweepRegions: 'us-east-1,nowhere' }))).toThrow(/nowhere/);
     for (const w of ['0', '1w', 'an hour', '-5m', '1.5h']) {

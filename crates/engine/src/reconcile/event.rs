@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use futures::stream;
 
-use super::{Known, PrimaryPolicies, Reconciler, log_outcome, updating};
+use super::{Known, Reconciler, RunCache, log_outcome, updating};
 use crate::decide::{KeyFacts, KeyState, Reach, reach};
 use crate::error::{CallError, ErrorKind};
 use crate::key::KeyArn;
@@ -20,7 +20,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         &self,
         event: &EventInfo,
         target: &Target,
-        cache: &PrimaryPolicies,
+        cache: &RunCache,
         report: &mut Report,
     ) {
         let facts = match self.describe_ready(&target.key).await {

@@ -21,6 +21,8 @@ mod verify;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fleet;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,7 +37,7 @@ use crate::error::{CallError, ErrorKind};
 use crate::key::{AccountId, KeyArn, Place, Region};
 use crate::ledger::MemoryLedger;
 use crate::outcome::{Outcome, Refused, Report, RunError, Skip};
-use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
+use crate::ports::{BackupStore, KeyDirectory, PolicyStore, Tags};
 use crate::settings::Settings;
 use crate::tenancy::{Admission, Members};
 use crate::trigger::{EventInfo, Scope, Target, Trigger};
@@ -69,11 +71,28 @@ enum Known {
     Replica,
 }
 
-/// Primary policies read once per run, however many replicas mirror them.
+/// What one run reads once however many replicas need it: primary policies (mirrored by
+/// every replica) and key tags (a catalogue pick, the exclude check, a primary's tag read
+/// for each of its replicas).
 #[derive(Default)]
-struct PrimaryPolicies(Mutex<HashMap<KeyArn, Arc<PolicyCell>>>);
+struct RunCache {
+    policies: Mutex<HashMap<KeyArn, Arc<PolicyCell>>>,
+    tags: Mutex<HashMap<KeyArn, Arc<TagsCell>>>,
+}
 
 type PolicyCell = OnceCell<Result<String, CallError>>;
+type TagsCell = OnceCell<Result<Tags, CallError>>;
+
+impl RunCache {
+    /// The cell of `key` in `map`, made on first use.
+    fn cell<T>(map: &Mutex<HashMap<KeyArn, Arc<OnceCell<T>>>>, key: &KeyArn) -> Arc<OnceCell<T>> {
+        map.lock()
+            .expect("no panics while held")
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+}
 
 impl<K: KeyDirectory, P: PolicyStore> Reconciler<K, P, MemoryLedger> {
     /// An engine over these ports, keeping no backups (the previous policy is logged).
@@ -121,7 +140,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 report
             }
             Trigger::Keys { event, targets } => {
-                let cache = PrimaryPolicies::default();
+                let cache = RunCache::default();
                 let mut report = Report::default();
                 for target in targets {
                     let account = target.key.account();
@@ -160,7 +179,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             scope: Scope::Key,
         };
         let mut report = Report::default();
-        self.reconcile_target(&event, &target, &PrimaryPolicies::default(), &mut report)
+        self.reconcile_target(&event, &target, &RunCache::default(), &mut report)
             .await;
         report
     }

@@ -4,21 +4,27 @@
 //! the exclude tag, dry-run, the flap guard and an earlier verification failure — and only
 //! then the claimed write.
 
+use std::ops::ControlFlow;
 use std::time::SystemTime;
 
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Origin, ValidationError, Verdict, assess, compare, validate_as,
+    CanonicalPolicy, LockoutGuard, Origin, ValidationError, Verdict, assess, compare, contain_with,
+    validate_as,
 };
 
-use super::{Known, PrimaryPolicies, Reconciler, updating};
-use crate::baseline::{Baseline, RenderContext, mirror_primary};
-use crate::decide::{
-    KeyFacts, KeyState, MultiRegionRole, is_excluded, lockout_guard, skip_for_state,
+use super::{Known, Reconciler, RunCache, updating};
+use crate::baseline::{
+    Baseline, MirrorOptions, RenderContext, Rewrite, Template, mirror_for_replica,
 };
+use crate::catalogue::{PRIMARY, Pick};
+use crate::decide::{KeyFacts, KeyState, MultiRegionRole, lockout_guard, skip_for_state};
 use crate::error::CallError;
+use crate::exemption::{Exemption, exemption};
 use crate::key::KeyArn;
-use crate::outcome::{DriftNote, Failure, Outcome, Skip, Status, rfc3339};
+use crate::outcome::{DriftNote, Extras, Failure, Outcome, Skip, Status, rfc3339};
+use crate::ports::Tags;
 use crate::ports::{BackupStore, KeyDirectory, PolicyStore, WriteHistory, WriteRecord};
+use crate::settings::BaselineMatch;
 use crate::settings::Mode;
 use crate::trigger::EventInfo;
 
@@ -44,20 +50,24 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         replica: &KeyArn,
         primary: &KeyArn,
         known: Known,
-        cache: &PrimaryPolicies,
+        cache: &RunCache,
     ) -> Outcome {
         if let Known::Facts(facts) = &known
             && let Some(skip) = unmanaged(replica, facts)
         {
             return skip;
         }
-        let (desired_text, desired) = match self.desired_policy(replica, primary, cache).await {
+        let wanted = match self.desired_policy(replica, primary, cache).await {
             Ok(d) => d,
-            Err(failure) => return Outcome::failed(replica, failure),
+            Err((failure, baseline)) => {
+                let mut o = Outcome::failed(replica, failure);
+                o.baseline = baseline;
+                return o;
+            }
         };
         let live = match self.policies.get_policy(replica).await {
             Ok(p) => p,
-            Err(e) => return Outcome::call_failed(replica, &e),
+            Err(e) => return wanted.name(Outcome::call_failed(replica, &e)),
         };
         // The explanation judges principals against the key's own account.
         let own = format!(
@@ -65,48 +75,133 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             replica.partition(),
             replica.account()
         );
+        let (desired_text, desired, extras) = match self.settings.baseline_match {
+            BaselineMatch::Exact => (wanted.text.clone(), wanted.policy.clone(), None),
+            BaselineMatch::Contains => match self.merged(replica, &live, &wanted, &own) {
+                Ok(merged) => merged,
+                Err(problem) => {
+                    let failure = Failure::InvalidBaseline { problem };
+                    return wanted.name(Outcome::failed(replica, failure));
+                }
+            },
+        };
         let (drift, exposure) = match assess(&live, &desired, &own) {
-            (Verdict::InSync, _) => return Outcome::in_sync(replica),
+            (Verdict::InSync, _) => {
+                let mut o = wanted.name(Outcome::in_sync(replica));
+                o.extras = extras;
+                return o;
+            }
             (Verdict::Drift(diff), exposure) => (diff, exposure),
         };
-        let mut outcome = self
-            .before_write(event, replica, &known, &live, &desired_text, &desired)
-            .await
-            .with_drift(drift, exposure);
+        let mut outcome = match self.left_alone(replica, &known, cache).await {
+            ControlFlow::Break(left) => left,
+            ControlFlow::Continue(exemption_ended) => {
+                let mut o = self
+                    .guarded_write(event, replica, &live, &desired_text, &desired)
+                    .await;
+                o.exemption_ended = exemption_ended;
+                o
+            }
+        }
+        .with_drift(drift, exposure);
         outcome.actor = event.actor.clone();
-        outcome
+        outcome.extras = extras;
+        wanted.name(outcome)
     }
 
-    /// The guards between a drift and its write, then the claimed write.
-    async fn before_write(
+    /// `contains` mode: the baseline with the live policy's allowed extras, validated (the
+    /// lockout check included) as the document to hold.
+    fn merged(
         &self,
-        event: &EventInfo,
+        replica: &KeyArn,
+        live: &str,
+        wanted: &Desired,
+        own: &str,
+    ) -> Result<(String, CanonicalPolicy, Option<Extras>), String> {
+        // A live policy that does not parse has no statements to keep: the baseline alone.
+        let c = contain_with(live, &wanted.text, &wanted.policy, own);
+        let extras = Extras {
+            kept: c.kept,
+            removed: c.removed,
+        };
+        let extras = (!extras.kept.is_empty() || !extras.removed.is_empty()).then_some(extras);
+        if extras.as_ref().is_none_or(|e| e.kept.is_empty()) {
+            return Ok((wanted.text.clone(), wanted.policy.clone(), extras));
+        }
+        let validated =
+            // The kept extras come from a policy KMS accepted: tolerate what KMS tolerates
+            // (as for a mirrored primary); the lockout check is as strict as ever.
+            validate_as(&c.merged, &self.lockout_guard(replica), Origin::Mirrored).map_err(|e| {
+                format!(
+                    "the baseline with the live policy's kept extra statements is not a policy KMS would accept: {e}"
+                )
+            })?;
+        Ok((c.merged, validated.policy, extras))
+    }
+
+    /// The guards that leave a drifted key alone: its own state (when not yet described)
+    /// and the exclude tag. Continues with when the key's exemption ended, if it had one
+    /// that has.
+    async fn left_alone(
+        &self,
         replica: &KeyArn,
         known: &Known,
-        live: &str,
-        desired_text: &str,
-        desired: &CanonicalPolicy,
-    ) -> Outcome {
+        cache: &RunCache,
+    ) -> ControlFlow<Outcome, Option<String>> {
         // Found through a related key: its own state is read only now that it drifted.
         if let Known::Replica = known {
             match self.keys.describe_key(replica).await {
                 Ok(facts) => {
                     if let Some(skip) = unmanaged(replica, &facts) {
-                        return skip;
+                        return ControlFlow::Break(skip);
                     }
                 }
-                Err(e) => return Outcome::call_failed(replica, &e),
+                Err(e) => return ControlFlow::Break(Outcome::call_failed(replica, &e)),
             }
         }
-        if let Some(tag) = &self.settings.exclude_tag {
-            match self.keys.tag_keys(replica).await {
-                Ok(tags) if is_excluded(tags.iter().map(String::as_str), tag) => {
-                    return Outcome::skipped(replica, Skip::Excluded { tag: tag.clone() });
-                }
-                Ok(_) => {}
-                Err(e) => return Outcome::call_failed(replica, &e),
+        let Some(tag) = &self.settings.exclude_tag else {
+            return ControlFlow::Continue(None);
+        };
+        let tags = match self.tags(replica, cache).await {
+            Ok(tags) => tags,
+            Err(e) => return ControlFlow::Break(Outcome::call_failed(replica, &e)),
+        };
+        let Some(value) = tags.get(tag) else {
+            return ControlFlow::Continue(None);
+        };
+        let skip = match exemption(value, SystemTime::now()) {
+            Exemption::Forever => Skip::Excluded {
+                tag: tag.clone(),
+                until: None,
+            },
+            e @ Exemption::Until(_) => Skip::Excluded {
+                tag: tag.clone(),
+                until: e.ends(),
+            },
+            Exemption::Unreadable { value, problem } => Skip::ExemptionUnreadable {
+                tag: tag.clone(),
+                value,
+                problem,
+            },
+            e @ Exemption::Expired { .. } => {
+                let ended = e.ends().unwrap_or_default();
+                tracing::warn!(key_arn = %replica, tag = %tag, ended = %ended, "the key's exemption has ended; reconciled again (remove the tag)");
+                return ControlFlow::Continue(Some(ended));
             }
-        }
+        };
+        ControlFlow::Break(Outcome::skipped(replica, skip))
+    }
+
+    /// The guards after the exclude tag: dry-run, the flap guard, an earlier verification
+    /// failure; then the claimed write.
+    async fn guarded_write(
+        &self,
+        event: &EventInfo,
+        replica: &KeyArn,
+        live: &str,
+        desired_text: &str,
+        desired: &CanonicalPolicy,
+    ) -> Outcome {
         if self.settings.mode == Mode::DryRun {
             return Outcome::new(replica, Status::DriftDetected(DriftNote::DryRun));
         }
@@ -146,10 +241,10 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             .multi_region
             .map(|m| m.primary)
             .ok_or_else(|| BaselineForError::NotMultiRegion(key.clone()))?;
-        self.desired_policy(key, &primary, &PrimaryPolicies::default())
+        self.desired_policy(key, &primary, &RunCache::default())
             .await
-            .map(|(text, _)| text)
-            .map_err(BaselineForError::Desired)
+            .map(|d| d.text)
+            .map_err(|(f, _)| BaselineForError::Desired(f))
     }
 
     /// The lockout check for writes to `key`, with the role that acts in its account (the
@@ -168,40 +263,84 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         self.backups.writes_since(key, since).await
     }
 
-    /// The rendered, validated baseline for one replica.
+    /// A key's tags, read once per run.
+    async fn tags(&self, key: &KeyArn, cache: &RunCache) -> Result<Tags, CallError> {
+        RunCache::cell(&cache.tags, key)
+            .get_or_init(|| self.keys.tags(key))
+            .await
+            .clone()
+    }
+
+    /// The baseline this replica is held to: the one configured, or its catalogue pick (the
+    /// replica's tag, else its primary's, else the default).
+    async fn pick(
+        &self,
+        replica: &KeyArn,
+        primary: &KeyArn,
+        cache: &RunCache,
+    ) -> Result<(String, Option<&Template>), Failure> {
+        let catalogue = match &self.settings.baseline {
+            Baseline::Template(t) => return Ok((t.origin().to_owned(), Some(t))),
+            Baseline::Primary => return Ok((PRIMARY.to_owned(), None)),
+            Baseline::Catalogue(c) => c,
+        };
+        let tags = self.tags(replica, cache).await.map_err(Failure::Call)?;
+        let own = tags.get(catalogue.tag());
+        let inherited = match own {
+            Some(_) => None,
+            None => self
+                .tags(primary, cache)
+                .await
+                .map_err(Failure::Call)?
+                .get(catalogue.tag())
+                .cloned(),
+        };
+        match catalogue.pick(own.map(String::as_str), inherited.as_deref()) {
+            Ok((Pick::Template { name, template }, _)) => Ok((name.to_owned(), Some(template))),
+            Ok((Pick::Primary, _)) => Ok((PRIMARY.to_owned(), None)),
+            Err(unknown) => Err(Failure::UnknownBaseline(unknown)),
+        }
+    }
+
+    /// The rendered (or mirrored), validated baseline for one replica; on failure, the
+    /// baseline's name when one was picked.
     async fn desired_policy(
         &self,
         replica: &KeyArn,
         primary: &KeyArn,
-        cache: &PrimaryPolicies,
-    ) -> Result<(String, CanonicalPolicy), Failure> {
-        let (text, origin) = match &self.settings.baseline {
-            Baseline::Template(t) => (
+        cache: &RunCache,
+    ) -> Result<Desired, (Failure, Option<String>)> {
+        let (name, template) = self
+            .pick(replica, primary, cache)
+            .await
+            .map_err(|f| (f, None))?;
+        let named = |f: Failure| (f, Some(name.clone()));
+        let (text, origin, rewrites) = match template {
+            Some(t) => (
                 t.render(RenderContext {
                     key: replica,
                     primary_region: primary.region(),
                 }),
                 Origin::Configured,
+                Vec::new(),
             ),
-            Baseline::Primary => {
-                let cell = cache
-                    .0
-                    .lock()
-                    .expect("no panics while held")
-                    .entry(primary.clone())
-                    .or_default()
-                    .clone();
+            None => {
+                let cell = RunCache::cell(&cache.policies, primary);
                 let primary_policy = cell
                     .get_or_init(|| self.policies.get_policy(primary))
                     .await
                     .as_ref()
-                    .map_err(|e| Failure::Call(e.clone()))?;
-                let text = mirror_primary(primary_policy, primary, replica).map_err(|e| {
-                    Failure::InvalidBaseline {
-                        problem: e.to_string(),
-                    }
-                })?;
-                (text, Origin::Mirrored)
+                    .map_err(|e| named(Failure::Call(e.clone())))?;
+                let options = MirrorOptions {
+                    rewrite_own_arns: self.settings.mirror_rewrite,
+                };
+                let mirrored = mirror_for_replica(primary_policy, primary, replica, options)
+                    .map_err(|e| {
+                        named(Failure::InvalidBaseline {
+                            problem: e.to_string(),
+                        })
+                    })?;
+                (mirrored.text, Origin::Mirrored, mirrored.rewrites)
             }
         };
         let validated = validate_as(&text, &self.lockout_guard(replica), origin).map_err(|e| {
@@ -212,7 +351,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                         _ => None,
                     })
                     .collect();
-            if origin == Origin::Mirrored && !deleted.is_empty() {
+            named(if origin == Origin::Mirrored && !deleted.is_empty() {
                 Failure::PrimaryNamesDeletedPrincipals {
                     primary: primary.clone(),
                     ids: deleted,
@@ -221,12 +360,38 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 Failure::InvalidBaseline {
                     problem: e.to_string(),
                 }
-            }
+            })
         })?;
         for warning in &validated.warnings {
             tracing::warn!(key_arn = %replica, primary = %primary, warning = %warning, "the primary's policy has a statement KMS accepts but ignores; mirrored as it is");
         }
-        Ok((text, validated.policy))
+        Ok(Desired {
+            text,
+            policy: validated.policy,
+            baseline: name,
+            rewrites,
+        })
+    }
+}
+
+/// The desired policy of one replica, and what went into it.
+pub(super) struct Desired {
+    /// As written.
+    text: String,
+    /// Its canonical form.
+    policy: CanonicalPolicy,
+    /// The baseline's name (catalogue), `primary`, or the single baseline's origin.
+    baseline: String,
+    /// What mirroring rewrote.
+    rewrites: Vec<Rewrite>,
+}
+
+impl Desired {
+    /// `o`, naming this baseline and its rewrites.
+    fn name(&self, mut o: Outcome) -> Outcome {
+        o.baseline = Some(self.baseline.clone());
+        o.rewrites = self.rewrites.clone();
+        o
     }
 }
 

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::stream;
 use tokio::sync::Semaphore;
 
-use super::{Known, PrimaryPolicies, Progress, Reconciler, log_outcome, updating};
+use super::{Known, Progress, Reconciler, RunCache, log_outcome, updating};
 use crate::decide::{KeyFacts, KeyState};
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{Action, Outcome, Report, RunError};
@@ -51,7 +51,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             .iter()
             .map(|p| (p, Semaphore::new(self.settings.concurrency.max(1))))
             .collect();
-        let cache = PrimaryPolicies::default();
+        let cache = RunCache::default();
         let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
         let mut by_account: BTreeMap<AccountId, BTreeMap<Action, usize>> = BTreeMap::new();
         let mut outcomes = stream::iter(by_id.into_values())
@@ -88,7 +88,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         &self,
         copies: Vec<KeyArn>,
         per_place: &HashMap<&Place, Semaphore>,
-        cache: &PrimaryPolicies,
+        cache: &RunCache,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
         let slot = |key: &KeyArn| {

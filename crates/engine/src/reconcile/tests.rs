@@ -28,12 +28,14 @@ fn rendered() -> String {
     BASELINE.replace("{{AccountId}}", "111122223333")
 }
 
-const DEFAULT_POLICY: &str = r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+pub(super) const DEFAULT_POLICY: &str = r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
 
-fn settings(mode: Mode, baseline: Baseline) -> Arc<Settings> {
+pub(super) fn settings(mode: Mode, baseline: Baseline) -> Arc<Settings> {
     Arc::new(Settings {
         mode,
         baseline,
+        baseline_match: Default::default(),
+        mirror_rewrite: false,
         exclude_tag: Some("kms-replica-guard:exclude".into()),
         remediator: None,
         consistency: Backoff {
@@ -216,7 +218,7 @@ async fn a_moved_primary_reconciles_all_related_replicas() {
 async fn an_excluded_replica_is_skipped_with_its_drift_shown() {
     let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
     fake.with_key(&arn("us-west-2"), |k| {
-        k.tags = vec!["kms-replica-guard:exclude".into()]
+        k.tags = [("kms-replica-guard:exclude".into(), String::new())].into()
     });
     let r = enforce(&fake, "us-west-2").await;
     let o = only(&r);
@@ -230,7 +232,7 @@ async fn an_excluded_replica_is_skipped_with_its_drift_shown() {
 async fn with_exclusion_by_tag_off_a_fix_costs_four_calls_and_tags_are_not_read() {
     let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
     fake.with_key(&arn("us-west-2"), |k| {
-        k.tags = vec!["kms-replica-guard:exclude".into()]
+        k.tags = [("kms-replica-guard:exclude".into(), String::new())].into()
     });
     let mut s = (*settings(Mode::Enforce, template())).clone();
     s.exclude_tag = None;

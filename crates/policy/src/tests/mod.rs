@@ -1,6 +1,7 @@
 //! Tests for the policy module; one named test per equivalence and validation rule,
 //! plus property tests over generated policies.
 
+mod contains;
 mod diff;
 mod equivalence;
 mod explain;
