@@ -309,3 +309,44 @@ async fn a_garbled_exemption_skips_with_a_reason() {
     );
     assert_eq!(fake.count("PutKeyPolicy"), 0);
 }
+
+#[tokio::test]
+async fn a_catalogue_pick_costs_one_tags_call_more_and_the_primarys_tag_one_more_again() {
+    let in_sync = |fake: &FakeAws, region: &str| {
+        fake.with_key(&arn(region), |k| k.policy = rendered("S3Data", "app"));
+    };
+    let s = settings(
+        Mode::Enforce,
+        catalogue(Choice::Named("logs".into())),
+        BaselineMatch::Exact,
+    );
+
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    in_sync(&fake, "us-west-2");
+    tag(&fake, "us-west-2", DEFAULT_BASELINE_TAG, "s3-data");
+    let r = Reconciler::new(&fake, &fake, s.clone())
+        .run(&on("us-west-2"))
+        .await;
+    assert_eq!(r.outcomes[0].action(), Action::InSync, "{r:#?}");
+    assert_eq!(
+        fake.operations(),
+        ["DescribeKey", "ListResourceTags", "GetKeyPolicy"],
+        "the replica's tag names the baseline"
+    );
+
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    in_sync(&fake, "us-west-2");
+    tag(&fake, "us-east-1", DEFAULT_BASELINE_TAG, "s3-data");
+    let r = Reconciler::new(&fake, &fake, s).run(&on("us-west-2")).await;
+    assert_eq!(r.outcomes[0].action(), Action::InSync, "{r:#?}");
+    assert_eq!(
+        fake.operations(),
+        [
+            "DescribeKey",
+            "ListResourceTags",
+            "ListResourceTags",
+            "GetKeyPolicy"
+        ],
+        "the replica has no tag: its primary's is read"
+    );
+}
