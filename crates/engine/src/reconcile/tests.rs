@@ -58,7 +58,7 @@ fn template() -> Baseline {
     Baseline::Template(Template::new("literal", BASELINE).unwrap())
 }
 
-fn event_on(region: &str, scope: Scope) -> Trigger {
+pub(super) fn event_on(region: &str, scope: Scope) -> Trigger {
     Trigger::Keys {
         event: EventInfo {
             id: Some("e-1".into()),

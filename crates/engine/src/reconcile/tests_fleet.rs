@@ -10,7 +10,7 @@ use crate::catalogue::{Catalogue, Choice, DEFAULT_BASELINE_TAG};
 use crate::fake::{FakeAws, arn};
 use crate::outcome::{Action, Failure, Metric, Status};
 use crate::settings::{BaselineMatch, Mode, Settings};
-use crate::trigger::{EventInfo, Scope, Target, Trigger};
+use crate::trigger::{Scope, Trigger};
 
 use super::tests::DEFAULT_POLICY;
 
@@ -61,18 +61,9 @@ fn tag(fake: &FakeAws, region: &str, key: &str, value: &str) {
     });
 }
 
+/// A replica-scoped event on the replica in `region`.
 fn on(region: &str) -> Trigger {
-    Trigger::Keys {
-        event: EventInfo {
-            id: Some("e-1".into()),
-            name: "PutKeyPolicy".into(),
-            actor: None,
-        },
-        targets: vec![Target {
-            key: arn(region),
-            scope: Scope::Key,
-        }],
-    }
+    super::tests::event_on(region, Scope::Key)
 }
 
 fn outcome_in<'r>(r: &'r Report, region: &str) -> &'r Outcome {
