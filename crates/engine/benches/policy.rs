@@ -10,8 +10,8 @@ use krg_engine::baseline::{RenderContext, Template};
 use krg_engine::decide::drift_name;
 use krg_engine::key::KeyArn;
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Origin, Verdict, assess, compare, contain_with, diff, explain,
-    validate, validate_as,
+    CanonicalPolicy, LockoutGuard, Origin, Trust, Verdict, assess, compare, contain_with, diff,
+    explain, validate, validate_as,
 };
 use serde_json::{Value, json};
 
@@ -105,14 +105,15 @@ fn bench(c: &mut Criterion) {
             compare(black_box(&live_equal), &desired)
         })
     });
-    const OWN: &str = "arn:aws:iam::111122223333:root";
+    let own = Trust::own("arn:aws:iam::111122223333:root");
+    let own = &own;
     c.bench_function(
         "one event, drifted: render + validate + assess (compare + diff + explanation)",
         |b| {
             b.iter(|| {
                 let text = template.render(black_box(ctx));
                 let desired = validate(&text, &guard).unwrap();
-                assess(black_box(&live_drifted), &desired, OWN)
+                assess(black_box(&live_drifted), &desired, own)
             })
         },
     );
@@ -122,7 +123,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let text = template.render(black_box(ctx));
                 let desired = validate(&text, &guard).unwrap();
-                let verdict = assess(black_box(&live_drifted), &desired, OWN);
+                let verdict = assess(black_box(&live_drifted), &desired, own);
                 (verdict, drift_name(black_box(&live_drifted), &text))
             })
         },
@@ -136,7 +137,7 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function(
         "explanation of a 32 KB policy with one changed statement",
-        |b| b.iter(|| explain(&desired, black_box(&live), OWN)),
+        |b| b.iter(|| explain(&desired, black_box(&live), own)),
     );
     // BASELINE_MATCH=contains: the live policy is the baseline plus four same-account DR
     // statements (kept), and in the drifted case two public grants as well (removed).
@@ -161,14 +162,14 @@ fn bench(c: &mut Criterion) {
         opened.len()
     );
     assert!(opened.len() <= krg_policy::MAX_POLICY_BYTES);
-    assert!(contain_with(&kept, &rendered, &desired, OWN).satisfied());
+    assert!(contain_with(&kept, &rendered, &desired, own).satisfied());
     c.bench_function(
         "one event, contains, in sync: render + validate + contain (4 extras kept)",
         |b| {
             b.iter(|| {
                 let text = template.render(black_box(ctx));
                 let desired = validate(&text, &guard).unwrap();
-                contain_with(black_box(&kept), &text, &desired, OWN).satisfied()
+                contain_with(black_box(&kept), &text, &desired, own).satisfied()
             })
         },
     );
@@ -178,13 +179,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let text = template.render(black_box(ctx));
                 let desired = validate(&text, &guard).unwrap();
-                let c = contain_with(black_box(&opened), &text, &desired, OWN);
+                let c = contain_with(black_box(&opened), &text, &desired, own);
                 let merged = validate_as(&c.merged, &guard, Origin::Mirrored).unwrap();
-                assess(black_box(&opened), &merged.policy, OWN)
+                assess(black_box(&opened), &merged.policy, own)
             })
         },
     );
-    let e = explain(&desired, &live, OWN);
+    let e = explain(&desired, &live, own);
     // One statement changed its condition: its two principals gain and lose, nobody else.
     assert_eq!((e.gains.len(), e.losses.len()), (2, 2), "{e:?}");
 }

@@ -236,6 +236,108 @@ impl Principal {
     }
 }
 
+/// The base condition operators of the IAM policy language, in their documented spelling.
+const OPERATORS: [&str; 27] = [
+    "StringEquals",
+    "StringNotEquals",
+    "StringEqualsIgnoreCase",
+    "StringNotEqualsIgnoreCase",
+    "StringLike",
+    "StringNotLike",
+    "NumericEquals",
+    "NumericNotEquals",
+    "NumericLessThan",
+    "NumericLessThanEquals",
+    "NumericGreaterThan",
+    "NumericGreaterThanEquals",
+    "DateEquals",
+    "DateNotEquals",
+    "DateLessThan",
+    "DateLessThanEquals",
+    "DateGreaterThan",
+    "DateGreaterThanEquals",
+    "Bool",
+    "BinaryEquals",
+    "IpAddress",
+    "NotIpAddress",
+    "ArnEquals",
+    "ArnLike",
+    "ArnNotEquals",
+    "ArnNotLike",
+    "Null",
+];
+
+/// A condition operator name as IAM reads it, for judging what a block means (the
+/// canonical form keeps operator names as written: a re-cased operator is still drift).
+///
+/// IAM's User Guide documents each operator in one spelling ("IAM JSON policy elements:
+/// Condition operators") and context key names as not case-sensitive ("IAM JSON policy
+/// elements: Condition"), but says nothing of the case of operator names; IAM refuses
+/// `stringEquals` in a role policy ("Invalid Condition type"), so a re-cased operator is
+/// either refused, or matches nothing, or means its documented twin. Reading it as the
+/// twin is therefore never wrong about access a policy KMS stored can grant: an Allow
+/// under an operator IAM does not know grants nothing at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Operator<'a> {
+    /// `ForAnyValue`, `ForAllValues` (any case) or another prefix before a `:`, as written.
+    qualifier: Option<&'a str>,
+    /// The base operator in its documented spelling when IAM has it, else as written.
+    pub(super) base: &'a str,
+    /// The `...IfExists` form (any case): it also holds when the key is absent.
+    pub(super) if_exists: bool,
+}
+
+impl<'a> Operator<'a> {
+    /// Reads `ForAnyValue:StringEqualsIfExists`, `ARNLike`, `stringequals`, ...
+    pub(super) fn read(op: &'a str) -> Self {
+        // IAM operator names are ASCII: matching ignores ASCII case (see the type's doc).
+        let (qualifier, rest) = match op.split_once(':') {
+            Some((q, rest)) => (Some(q), rest),
+            None => (None, op),
+        };
+        let cut = rest.len().checked_sub("IfExists".len());
+        let (rest, if_exists) = match cut.and_then(|at| rest.split_at_checked(at)) {
+            Some((base, suffix)) if suffix.eq_ignore_ascii_case("IfExists") => (base, true),
+            _ => (rest, false),
+        };
+        let base = OPERATORS
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(rest))
+            .map_or(rest, |known| *known);
+        Operator {
+            qualifier,
+            base,
+            if_exists,
+        }
+    }
+
+    /// No set qualifier and no `IfExists`: the plain operator.
+    pub(super) fn is_plain(&self) -> bool {
+        self.qualifier.is_none() && !self.if_exists
+    }
+
+    /// `ForAnyValue:` (any case).
+    pub(super) fn is_for_any_value(&self) -> bool {
+        self.qualifier
+            .is_some_and(|q| q.eq_ignore_ascii_case("ForAnyValue"))
+    }
+
+    /// Whether both carry the same set qualifier (or none).
+    pub(super) fn same_qualifier(&self, other: &Operator<'_>) -> bool {
+        match (self.qualifier, other.qualifier) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
+    }
+
+    /// StringNotEquals, StringNotLike, NumericNotEquals, DateNotEquals, ArnNotEquals,
+    /// ArnNotLike, NotIpAddress: the values are NORed, and a missing key satisfies it.
+    pub(super) fn is_negated(&self) -> bool {
+        self.base.contains("Not")
+    }
+}
+
 /// Operator (case-sensitive) to condition key (case-folded) to values (as strings).
 pub(super) type Conditions = BTreeMap<String, BTreeMap<Folded, BTreeSet<String>>>;
 
@@ -253,6 +355,35 @@ pub(super) struct Statement {
     pub(super) not_resource: Option<BTreeSet<String>>,
     pub(super) condition: Option<Conditions>,
     pub(super) other: BTreeMap<String, Json>,
+    /// Where it was first written; not part of its meaning.
+    pub(super) at: Position,
+}
+
+/// The 1-based position of a statement in the document it was read from, for messages
+/// that name a statement without a Sid. Every position equals every other, so that it
+/// never takes part in equivalence or canonical order: a set of equal statements keeps
+/// the first one read, and with it the first position.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Position(pub(super) Option<usize>);
+
+impl PartialEq for Position {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Position {}
+
+impl PartialOrd for Position {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Position {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
 }
 
 /// A name IAM matches ASCII-case-insensitively (an action name, a condition key), kept as
@@ -482,7 +613,7 @@ pub(super) fn read_document(v: &Value) -> Result<Document, PolicyError> {
                 let root = Path::Root("Statement");
                 for (i, item) in items.into_iter().enumerate() {
                     let path = if single { root } else { Path::Index(&root, i) };
-                    if let Some(s) = read_statement(path, item, &mut errors) {
+                    if let Some(s) = read_statement(path, item, i + 1, &mut errors) {
                         indexed.push((i, s));
                     }
                 }
@@ -503,7 +634,13 @@ pub(super) fn read_document(v: &Value) -> Result<Document, PolicyError> {
     })
 }
 
-fn read_statement(path: Path<'_>, v: &Value, errors: &mut Vec<PolicyError>) -> Option<Statement> {
+/// One statement; `position` is its 1-based place in the document.
+fn read_statement(
+    path: Path<'_>,
+    v: &Value,
+    position: usize,
+    errors: &mut Vec<PolicyError>,
+) -> Option<Statement> {
     let Some(obj) = v.as_object() else {
         errors.push(wrong_type(path, "an object", v));
         return None;
@@ -520,6 +657,7 @@ fn read_statement(path: Path<'_>, v: &Value, errors: &mut Vec<PolicyError>) -> O
         not_resource: None,
         condition: None,
         other: BTreeMap::new(),
+        at: Position(Some(position)),
     };
     for (key, value) in obj {
         let at = Path::Key(&path, key);

@@ -1,7 +1,7 @@
 //! A live policy text against the desired canonical policy: the one verdict every reconcile
 //! stage acts on.
 
-use super::{CanonicalPolicy, Exposure, diff, explain};
+use super::{CanonicalPolicy, Exposure, Trust, diff, explain};
 
 /// In sync, or drifted with a readable diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,16 +28,12 @@ pub fn compare(live: &str, desired: &CanonicalPolicy) -> Verdict {
 /// desired policy to the live one, so gains are what the drift opened). The live policy is
 /// parsed once for both; an in-sync policy costs nothing more than [`compare`]. A live
 /// policy that does not parse has no explanation (`None`).
-pub fn assess(
-    live: &str,
-    desired: &CanonicalPolicy,
-    own_account: &str,
-) -> (Verdict, Option<Exposure>) {
+pub fn assess(live: &str, desired: &CanonicalPolicy, trust: &Trust) -> (Verdict, Option<Exposure>) {
     match CanonicalPolicy::parse(live) {
         Ok(parsed) if &parsed == desired => (Verdict::InSync, None),
         Ok(parsed) => (
             Verdict::Drift(diff(&parsed, desired).to_string()),
-            Some(explain(desired, &parsed, own_account)),
+            Some(explain(desired, &parsed, trust)),
         ),
         Err(_) => (compare(live, desired), None),
     }
@@ -59,10 +55,13 @@ mod tests {
         let reformatted = r#"{ "Statement": { "Resource": ["*"], "Action": "KMS:*", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Effect": "allow" }, "Version": "2012-10-17" }"#;
         assert_eq!(compare(reformatted, &desired), Verdict::InSync);
         assert_eq!(
-            assess(reformatted, &desired, "111122223333"),
+            assess(reformatted, &desired, &Trust::own("111122223333")),
             (Verdict::InSync, None)
         );
-        assert_eq!(assess("nope", &desired, "111122223333").1, None);
+        assert_eq!(
+            assess("nope", &desired, &Trust::own("111122223333")).1,
+            None
+        );
     }
 
     #[test]
@@ -72,7 +71,7 @@ mod tests {
         )
         .unwrap();
         let live = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"},{"Sid":"Open","Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*"}]}"#;
-        let (verdict, exposure) = assess(live, &desired, "111122223333");
+        let (verdict, exposure) = assess(live, &desired, &Trust::own("111122223333"));
         assert!(
             matches!(&verdict, Verdict::Drift(d) if d.contains("Open")),
             "{verdict:?}"

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use super::canonical::{
     CanonicalPolicy, Json, PolicyError, Principal, Statement, read_document, statement_values,
 };
-use super::{Exposure, MAX_POLICY_BYTES, Severity, explain, is_unique_id};
+use super::{Exposure, MAX_POLICY_BYTES, Severity, Trust, explain, is_unique_id};
 
 /// One live statement the baseline does not have, and what contains matching made of it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -93,16 +93,16 @@ impl Containment {
 /// documentation for the rules): the baseline statements it lacks, the extras it may keep
 /// and must lose (each with its severity and why), and the merged document to write.
 ///
-/// `own_account` is the key's account, a bare id or its root ARN, as [`explain`] takes it.
+/// `trust` is the key's own account and the trusted ones, as [`explain`] takes it.
 /// The baseline must parse ([`CanonicalPolicy::parse`]); a live policy that does not parse
 /// is reported in [`Containment::unreadable`] and replaced by the baseline. Each text is
 /// parsed once; each distinct extra costs one [`explain`] of that statement. A caller that
 /// already holds the baseline's canonical form (from [`validate`](crate::validate)) uses
 /// [`contain_with`] and saves a parse of the baseline.
-pub fn contain(live: &str, baseline: &str, own_account: &str) -> Result<Containment, PolicyError> {
+pub fn contain(live: &str, baseline: &str, trust: &Trust) -> Result<Containment, PolicyError> {
     let value: Value = serde_json::from_str(baseline)?;
     let policy = CanonicalPolicy::from_value(&value)?;
-    Ok(measure(live, baseline, Some(&value), &policy, own_account))
+    Ok(measure(live, baseline, Some(&value), &policy, trust))
 }
 
 /// [`contain`] for a baseline already parsed: `baseline` must be the canonical form of
@@ -115,9 +115,9 @@ pub fn contain_with(
     live: &str,
     baseline_text: &str,
     baseline: &CanonicalPolicy,
-    own_account: &str,
+    trust: &Trust,
 ) -> Containment {
-    measure(live, baseline_text, None, baseline, own_account)
+    measure(live, baseline_text, None, baseline, trust)
 }
 
 /// [`contain`]; `value` is `text` parsed, when the caller has it.
@@ -126,7 +126,7 @@ fn measure(
     text: &str,
     value: Option<&Value>,
     base: &CanonicalPolicy,
-    own_account: &str,
+    trust: &Trust,
 ) -> Containment {
     let unreadable = |e: PolicyError| Containment {
         merged: text.to_owned(),
@@ -181,7 +181,7 @@ fn measure(
         let from = covers_of(base, s);
         let mut to = from.clone();
         to.statements.insert(s.clone());
-        let exposure = explain(&from, &to, own_account);
+        let exposure = explain(&from, &to, trust);
         let reused_sid = s.sid.as_deref().filter(|sid| base_sids.contains(sid));
         let (keep, why) = judge(&exposure, reused_sid, deleted_principal(s));
         let extra = Extra {

@@ -15,8 +15,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::canonical::{
-    CanonicalPolicy, Conditions, Effect, Folded, Principal, Statement, is_account_id,
+    CanonicalPolicy, Conditions, Effect, Folded, Operator, Principal, Statement, is_account_id,
 };
+use super::guardrail::BreachReason;
+use super::trust::Trust;
 
 /// How serious a drift is, ordered from harmless to worst.
 #[derive(
@@ -33,7 +35,9 @@ pub enum Severity {
     Access,
     /// Someone gained key administration (policy, grants, deletion, state, aliases...).
     Admin,
-    /// A principal of another account, or an organisation, gained access.
+    /// A principal outside the trusted accounts and organisations ([`Trust`]) gained
+    /// access: an account or organisation not trusted, or a service principal that no
+    /// condition ties to a trusted one.
     CrossAccount,
     /// Everyone gained access, with no condition that limits the caller to an account or
     /// an organisation.
@@ -164,11 +168,11 @@ impl Exposure {
 }
 
 /// What `to` grants that `from` does not (gains) and the reverse (losses), per principal
-/// and conditions, with a severity judged from `own_account` (the key's account: a bare
-/// id, or its root ARN). In use `from` is the baseline and `to` the live policy.
-pub fn explain(from: &CanonicalPolicy, to: &CanonicalPolicy, own_account: &str) -> Exposure {
-    let own = own_account_id(own_account);
-    let partition = partition_of(own_account);
+/// and conditions, with a severity judged against `trust` (the key's own account and the
+/// trusted accounts and organisations). In use `from` is the baseline and `to` the live
+/// policy, or the live policy and what is about to be written.
+pub fn explain(from: &CanonicalPolicy, to: &CanonicalPolicy, trust: &Trust) -> Exposure {
+    let partition = trust.partition();
     // Statements both have cancel out (each covers its twin); only the others can gain or
     // lose anything, and only statements naming their principals (or anyone) can cover them.
     let from_only: Vec<&Statement> = from.statements.difference(&to.statements).collect();
@@ -189,9 +193,9 @@ pub fn explain(from: &CanonicalPolicy, to: &CanonicalPolicy, own_account: &str) 
         .into_iter()
         .chain(uncovered(&from_deny, &to_deny, &[]));
     for hit in gained {
-        let pins = pins(hit.rule.conditions, &own);
+        let pins = pins(hit.rule.conditions, trust);
         for &(p, a) in &hit.units {
-            let s = rate(&hit.rule.who[p], &pins, &hit.rule.action_items[a], &own);
+            let (s, _) = rate(&hit.rule.who[p], &pins, &hit.rule.action_items[a], trust);
             severity = severity.max(Some(s));
         }
         gains.add(&hit);
@@ -215,31 +219,12 @@ pub fn explain(from: &CanonicalPolicy, to: &CanonicalPolicy, own_account: &str) 
     }
 }
 
-/// The partition of an ARN given as the own account (`arn:aws-cn:iam::...:root`), else `aws`:
-/// account principals are shown as root ARNs of the key's partition.
-fn partition_of(own: &str) -> &str {
-    own.trim()
-        .strip_prefix("arn:")
-        .and_then(|r| r.split(':').next())
-        .filter(|p| !p.is_empty())
-        .unwrap_or("aws")
-}
-
-fn own_account_id(own: &str) -> String {
-    let own = own.trim();
-    own.split(':')
-        .nth(4)
-        .filter(|id| is_account_id(id))
-        .unwrap_or(own)
-        .to_owned()
-}
-
 // ---------------------------------------------------------------------------------------
 // Statements as rules.
 
 /// One principal as the explanation sees it; `*` and `{"AWS": "*"}` are both `Everyone`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Atom {
+pub(super) enum Atom {
     Everyone,
     /// A bare account id (an account root, in any form).
     Account(String),
@@ -261,7 +246,7 @@ enum Whom {
 
 /// The principal of one unit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Who {
+pub(super) enum Who {
     One(Atom),
     AllBut(BTreeSet<Atom>),
 }
@@ -275,7 +260,7 @@ enum Set<'a> {
 
 /// One action or resource of a unit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Item<'a> {
+pub(super) enum Item<'a> {
     One(&'a str),
     AllBut(Vec<&'a str>),
 }
@@ -283,16 +268,18 @@ enum Item<'a> {
 static NO_CONDITIONS: Conditions = Conditions::new();
 
 /// An effective Allow or Deny statement, compiled for coverage checks.
-struct Rule<'a> {
+pub(super) struct Rule<'a> {
+    /// The statement it was compiled from.
+    pub(super) statement: &'a Statement,
     /// The other policy has the same statement: none of its units is a gain or a loss
     /// (its twin covers each of them), so it is only checked against, never checked.
     shared: bool,
     whom: Whom,
     actions: Set<'a>,
     resources: Set<'a>,
-    conditions: &'a Conditions,
-    who: Vec<Who>,
-    action_items: Vec<Item<'a>>,
+    pub(super) conditions: &'a Conditions,
+    pub(super) who: Vec<Who>,
+    pub(super) action_items: Vec<Item<'a>>,
     resource_items: Vec<Item<'a>>,
 }
 
@@ -346,7 +333,7 @@ fn may_cover(s: &Statement, wanted: &BTreeSet<(&str, &str)>) -> bool {
     }
 }
 
-fn compile(s: &Statement) -> Option<Rule<'_>> {
+pub(super) fn compile(s: &Statement) -> Option<Rule<'_>> {
     let whom = match (&s.principal, &s.not_principal) {
         (Some(p), _) => Whom::Listed(atoms(p)),
         (None, Some(p)) => Whom::AllBut(atoms(p)),
@@ -362,6 +349,7 @@ fn compile(s: &Statement) -> Option<Rule<'_>> {
     };
     let (action_items, resource_items) = (items(&actions), items(&resources));
     Some(Rule {
+        statement: s,
         shared: false,
         whom,
         actions,
@@ -415,16 +403,16 @@ fn atoms(p: &Principal) -> BTreeSet<Atom> {
 
 /// The units of one rule that no rule of `covering` covers and no rule of `cancelling`
 /// cancels, as (principal, action) indexes into the rule's `who` and `action_items`.
-struct Hit<'a> {
-    rule: &'a Rule<'a>,
-    units: Vec<(usize, usize)>,
+pub(super) struct Hit<'a> {
+    pub(super) rule: &'a Rule<'a>,
+    pub(super) units: Vec<(usize, usize)>,
 }
 
 /// The units of `subject` (principal × action, over every resource) that are not covered.
 /// A unit is covered when one rule of `covering` covers its principal, action and
 /// resource under conditions no stricter than its own; cancelled likewise by a rule of
 /// `cancelling` (a Deny that applies whenever the unit's Allow does).
-fn uncovered<'a>(
+pub(super) fn uncovered<'a>(
     subject: &'a [Rule<'a>],
     covering: &[Rule<'_>],
     cancelling: &[Rule<'_>],
@@ -533,33 +521,32 @@ fn implies(covered: &Conditions, covering: &Conditions) -> bool {
 }
 
 fn block_implies(op1: &str, v1: &BTreeSet<String>, op2: &str, v2: &BTreeSet<String>) -> bool {
-    let (b1, if_exists1) = split_if_exists(op1);
-    let (b2, if_exists2) = split_if_exists(op2);
-    if if_exists1 && !if_exists2 {
+    let (o1, o2) = (Operator::read(op1), Operator::read(op2));
+    if o1.if_exists && !o2.if_exists {
         // The covered one also holds when the key is absent; the covering one does not.
         return false;
     }
-    let negated = is_negated(b1);
+    let negated = o1.is_negated();
     let like_covers = || {
         v1.iter()
             .all(|x| v2.iter().any(|y| glob_covers(y, x, false)))
     };
-    if b1 == b2 {
+    if !o1.same_qualifier(&o2) {
+        return false;
+    }
+    if o1.base == o2.base {
         if negated {
             v1.is_superset(v2)
-        } else if is_like(b1) {
+        } else if is_like(&o1) {
             like_covers()
         } else {
             v1.is_subset(v2)
         }
     } else {
         // An exact match implies the pattern match of a pattern that covers the value.
-        let pair = (unqualified(b1), unqualified(b2));
-        let same_qualifier = qualifier(b1) == qualifier(b2);
-        same_qualifier
-            && !negated
+        !negated
             && matches!(
-                pair,
+                (o1.base, o2.base),
                 ("StringEquals", "StringLike")
                     | ("ArnEquals", "ArnLike")
                     | ("ArnLike", "ArnEquals")
@@ -568,29 +555,8 @@ fn block_implies(op1: &str, v1: &BTreeSet<String>, op2: &str, v2: &BTreeSet<Stri
     }
 }
 
-fn split_if_exists(op: &str) -> (&str, bool) {
-    match op.strip_suffix("IfExists") {
-        Some(base) => (base, true),
-        None => (op, false),
-    }
-}
-
-fn qualifier(op: &str) -> &str {
-    op.split_once(':').map_or("", |(q, _)| q)
-}
-
-fn unqualified(op: &str) -> &str {
-    op.split_once(':').map_or(op, |(_, o)| o)
-}
-
-/// StringNotEquals, StringNotLike, NumericNotEquals, DateNotEquals, ArnNotEquals,
-/// ArnNotLike, NotIpAddress (and their set-qualified forms): values are NORed.
-fn is_negated(op: &str) -> bool {
-    unqualified(op).contains("Not")
-}
-
-fn is_like(op: &str) -> bool {
-    matches!(unqualified(op), "StringLike" | "ArnLike" | "ArnEquals")
+fn is_like(op: &Operator<'_>) -> bool {
+    matches!(op.base, "StringLike" | "ArnLike" | "ArnEquals")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -732,37 +698,100 @@ fn is_admin(act: &Item<'_>) -> bool {
 
 /// Whom a condition limits the caller to.
 #[derive(Debug)]
-enum Pin {
-    /// One of these accounts.
+pub(super) enum Pin {
+    /// A caller of one of these accounts.
     Accounts(BTreeSet<String>),
-    /// An organisation, an organisational unit, or a principal of an unknown account.
-    Spans,
+    /// A caller of one of these organisations.
+    Orgs(BTreeSet<String>),
+    /// A request whose encryption context names a resource of one of these accounts. The
+    /// caller chooses the encryption context, so this ties only a service principal (which
+    /// sets it from the resource it acts for), never a caller who may be anyone.
+    Context(BTreeSet<String>),
+    /// An account or organisation this reading cannot name (an S3 bucket ARN, a user id).
+    Unknown,
 }
 
-fn rate(who: &Who, pins: &[Pin], act: &Item<'_>, own: &str) -> Severity {
-    let everyone = matches!(who, Who::One(Atom::Everyone) | Who::AllBut(_));
-    if everyone && pins.is_empty() {
-        return Severity::Public;
+impl Pin {
+    /// Whether the pin ties the caller (`service`: a service principal) to the trust.
+    fn ties(&self, trust: &Trust, service: bool) -> bool {
+        let all = |set: &BTreeSet<String>, f: &dyn Fn(&str) -> bool| {
+            !set.is_empty() && set.iter().all(|x| f(x))
+        };
+        match self {
+            Pin::Accounts(a) => all(a, &|x| trust.trusts_account(x)),
+            Pin::Orgs(o) => all(o, &|x| trust.trusts_org(x)),
+            Pin::Context(a) => service && all(a, &|x| trust.trusts_account(x)),
+            Pin::Unknown => false,
+        }
     }
-    let foreign = match who {
-        Who::One(Atom::Account(id)) => id != own,
-        Who::One(Atom::Arn(arn)) => arn_account(arn) != Some(own),
-        Who::One(Atom::Service(_) | Atom::Other(..)) => false,
-        Who::One(Atom::Everyone) | Who::AllBut(_) => !pins
-            .iter()
-            .any(|p| matches!(p, Pin::Accounts(a) if a.iter().all(|x| x == own))),
-    };
-    if foreign {
-        Severity::CrossAccount
-    } else if is_admin(act) {
-        Severity::Admin
+}
+
+/// The severity of one unit (principal, action) under its statement's pins, and why it is
+/// public or cross-account. The one set of rules both the explanation's severity and the
+/// guardrail ([`guardrails`](crate::guardrails)) apply: conditions are ANDed, so one pin
+/// that ties the caller to the trust is enough.
+pub(super) fn rate(
+    who: &Who,
+    pins: &[Pin],
+    act: &Item<'_>,
+    trust: &Trust,
+) -> (Severity, Option<BreachReason>) {
+    let service = matches!(who, Who::One(Atom::Service(_)));
+    let tied = pins.iter().any(|p| p.ties(trust, service));
+    let foreign = if tied {
+        None
     } else {
-        Severity::Access
+        match who {
+            Who::One(Atom::Everyone) | Who::AllBut(_) => {
+                // An encryption context limits nothing when the caller is anyone.
+                let limited = pins.iter().any(|p| !matches!(p, Pin::Context(_)));
+                Some(if limited {
+                    BreachReason::UntrustedLimit
+                } else {
+                    BreachReason::Unlimited
+                })
+            }
+            Who::One(Atom::Account(id)) => {
+                (!trust.trusts_account(id)).then(|| BreachReason::ForeignAccount {
+                    account: id.clone(),
+                })
+            }
+            Who::One(Atom::Arn(arn)) => foreign_arn(arn, trust),
+            Who::One(Atom::Service(name)) => Some(BreachReason::UnpinnedService {
+                service: name.clone(),
+            }),
+            Who::One(Atom::Other(kind, value)) => match arn_account(value) {
+                Some(_) => foreign_arn(value, trust),
+                None => Some(BreachReason::UnpinnedFederation {
+                    principal: format!("{kind}:{value}"),
+                }),
+            },
+        }
+    };
+    let severity = match &foreign {
+        Some(BreachReason::Unlimited) => Severity::Public,
+        Some(_) => Severity::CrossAccount,
+        None if is_admin(act) => Severity::Admin,
+        None => Severity::Access,
+    };
+    (severity, foreign)
+}
+
+/// Why an ARN principal is foreign: its account is not trusted, or it names none.
+fn foreign_arn(arn: &str, trust: &Trust) -> Option<BreachReason> {
+    match arn_account(arn) {
+        Some(account) if trust.trusts_account(account) => None,
+        Some(account) => Some(BreachReason::ForeignAccount {
+            account: account.to_owned(),
+        }),
+        None => Some(BreachReason::NoAccount {
+            principal: arn.to_owned(),
+        }),
     }
 }
 
 /// The account of an ARN (`arn:aws:iam::111122223333:role/App`); `None` for a value
-/// that names none (a unique id of a deleted principal).
+/// that names none (a unique id of a deleted principal, an S3 bucket ARN).
 fn arn_account(arn: &str) -> Option<&str> {
     let mut parts = arn.split(':');
     (parts.next() == Some("arn"))
@@ -772,20 +801,24 @@ fn arn_account(arn: &str) -> Option<&str> {
 }
 
 /// The positive conditions that limit the caller to an account or an organisation. Not
-/// the `...IfExists` forms (they hold when the key is absent), not the negated ones, not
-/// `ForAllValues:` (it holds when the key is absent), not values with wildcards.
-fn pins(conditions: &Conditions, own: &str) -> Vec<Pin> {
+/// the `...IfExists` forms nor `ForAllValues:` (they hold when the key is absent), not
+/// the negated operators, not values with wildcards.
+pub(super) fn pins(conditions: &Conditions, trust: &Trust) -> Vec<Pin> {
     let mut out = Vec::new();
     for (op, keys) in conditions {
-        let base = op.strip_prefix("ForAnyValue:").unwrap_or(op);
-        if !matches!(
-            base,
-            "StringEquals" | "StringEqualsIgnoreCase" | "StringLike" | "ArnEquals" | "ArnLike"
-        ) {
+        let op = Operator::read(op);
+        let positive = !op.if_exists && (op.is_plain() || op.is_for_any_value());
+        if !positive
+            || !matches!(
+                op.base,
+                "StringEquals" | "StringEqualsIgnoreCase" | "StringLike" | "ArnEquals" | "ArnLike"
+            )
+        {
             continue;
         }
+        let arn_operator = op.base.starts_with("Arn");
         for (key, values) in keys {
-            if let Some(pin) = pin(&key.folded(), values, own) {
+            if let Some(pin) = pin(&key.folded(), values, arn_operator, trust) {
                 out.push(pin);
             }
         }
@@ -797,7 +830,29 @@ fn literal(v: &str) -> bool {
     !v.is_empty() && !v.contains(['*', '?'])
 }
 
-fn pin(key: &str, values: &BTreeSet<String>, own: &str) -> Option<Pin> {
+/// The account an ARN value pins: its account field, when no wildcard can make it match
+/// another account. The ARN operators match each of the six fields on its own, so only the
+/// account field must be literal; under a string operator a `*` before it could span
+/// colons, so the fields before it must be literal too. `None` when it pins no account.
+fn pinned_account(v: &str, arn_operator: bool) -> Option<&str> {
+    let fields: Vec<&str> = v.splitn(6, ':').collect();
+    let [head @ .., account, _] = fields.as_slice() else {
+        return None;
+    };
+    let fixed = if arn_operator { &[][..] } else { head };
+    (fields.len() == 6
+        && fields[0] == "arn"
+        && literal(account)
+        && fixed.iter().all(|f| !f.contains(['*', '?'])))
+    .then_some(*account)
+}
+
+/// The organisation of an organisation path (`o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/`).
+fn org_of_path(path: &str) -> &str {
+    path.split('/').next().unwrap_or_default()
+}
+
+fn pin(key: &str, values: &BTreeSet<String>, arn_operator: bool, trust: &Trust) -> Option<Pin> {
     if values.is_empty() {
         return None;
     }
@@ -808,38 +863,50 @@ fn pin(key: &str, values: &BTreeSet<String>, own: &str) -> Option<Pin> {
                 Pin::Accounts(
                     values
                         .iter()
-                        .map(|v| match v.as_str() {
-                            "${aws:ResourceAccount}" | "${aws:resourceaccount}" => own.to_owned(),
-                            _ => v.clone(),
+                        .map(|v| {
+                            if v.eq_ignore_ascii_case("${aws:ResourceAccount}") {
+                                trust.own_account().to_owned()
+                            } else {
+                                v.clone()
+                            }
                         })
                         .collect(),
                 )
             })
         }
-        "aws:principalorgid" | "aws:sourceorgid" => all(&literal).then_some(Pin::Spans),
-        "aws:principalorgpaths" | "aws:sourceorgpaths" => {
-            all(&|v: &str| literal(v.split('/').next().unwrap_or_default())).then_some(Pin::Spans)
+        "aws:principalorgid" | "aws:sourceorgid" => {
+            all(&literal).then(|| Pin::Orgs(values.iter().cloned().collect()))
         }
+        "aws:principalorgpaths" | "aws:sourceorgpaths" => all(&|v: &str| literal(org_of_path(v)))
+            .then(|| Pin::Orgs(values.iter().map(|v| org_of_path(v).to_owned()).collect())),
         "aws:principalarn" | "aws:sourcearn" => {
             let mut accounts = BTreeSet::new();
             let mut unknown = false;
             for v in values {
-                match v.split(':').nth(4).filter(|a| literal(a)) {
+                match pinned_account(v, arn_operator) {
                     Some(a) => {
                         accounts.insert(a.to_owned());
                     }
+                    // A literal that names no account (an S3 bucket ARN): some caller.
                     None if literal(v) => unknown = true,
                     None => return None,
                 }
             }
             Some(if unknown {
-                Pin::Spans
+                Pin::Unknown
             } else {
                 Pin::Accounts(accounts)
             })
         }
         "aws:userid" | "aws:username" => {
-            all(&|v: &str| !v.is_empty() && !v.starts_with(['*', '?'])).then_some(Pin::Spans)
+            all(&|v: &str| !v.is_empty() && !v.starts_with(['*', '?'])).then_some(Pin::Unknown)
+        }
+        _ if key.starts_with("kms:encryptioncontext:") => {
+            let accounts: Option<BTreeSet<String>> = values
+                .iter()
+                .map(|v| pinned_account(v, arn_operator).map(str::to_owned))
+                .collect();
+            accounts.map(Pin::Context)
         }
         _ => None,
     }
@@ -881,13 +948,7 @@ impl<'p> Grouped<'p> {
                 .groups
                 .entry((who.clone(), when.clone()))
                 .or_insert_with(|| (principal.clone(), BTreeMap::new()));
-            let (folded, shown) = match &rule.action_items[a] {
-                Item::One(a) => (a.to_ascii_lowercase(), (*a).to_owned()),
-                Item::AllBut(n) => (
-                    format!("~{}", n.join(", ").to_ascii_lowercase()),
-                    format!("every action except {}", n.join(", ")),
-                ),
-            };
+            let (folded, shown) = shown_action(&rule.action_items[a]);
             entry.1.entry(folded).or_insert(shown);
         }
     }
@@ -909,6 +970,18 @@ impl<'p> Grouped<'p> {
     }
 }
 
+/// An action as shown (`kms:Decrypt`, `every action except kms:Decrypt`) and its key for
+/// de-duplication (case-folded).
+pub(super) fn shown_action(item: &Item<'_>) -> (String, String) {
+    match item {
+        Item::One(a) => (a.to_ascii_lowercase(), (*a).to_owned()),
+        Item::AllBut(n) => (
+            format!("~{}", n.join(", ").to_ascii_lowercase()),
+            format!("every action except {}", n.join(", ")),
+        ),
+    }
+}
+
 fn show_atom(a: &Atom, partition: &str) -> String {
     match a {
         Atom::Everyone => "*".to_owned(),
@@ -919,7 +992,7 @@ fn show_atom(a: &Atom, partition: &str) -> String {
     }
 }
 
-fn show_who(who: &Who, partition: &str) -> String {
+pub(super) fn show_who(who: &Who, partition: &str) -> String {
     match who {
         Who::One(a) => show_atom(a, partition),
         Who::AllBut(x) => {
@@ -932,7 +1005,7 @@ fn show_who(who: &Who, partition: &str) -> String {
 /// `kms:ViaService = s3.eu-west-1.amazonaws.com`, `kms:ViaService in [a, b]`,
 /// `aws:SecureTransport = false`, `kms:EncryptionContext:app like app-*`,
 /// `aws:SourceIp IpAddress 10.0.0.0/8`; several joined by ` and `.
-fn render_when(conditions: &Conditions) -> Option<String> {
+pub(super) fn render_when(conditions: &Conditions) -> Option<String> {
     let mut clauses = Vec::new();
     for (op, keys) in conditions {
         for (key, values) in keys {
@@ -940,11 +1013,13 @@ fn render_when(conditions: &Conditions) -> Option<String> {
             let vals: Vec<&str> = values.iter().map(String::as_str).collect();
             let one = vals.len() == 1;
             let list = || format!("[{}]", vals.join(", "));
-            let clause = match op.as_str() {
-                "StringEquals" | "Bool" if one => format!("{key} = {}", vals[0]),
-                "StringEquals" | "Bool" => format!("{key} in {}", list()),
-                "StringLike" if one => format!("{key} like {}", vals[0]),
-                "StringLike" => format!("{key} like {}", list()),
+            let read = Operator::read(op);
+            let plain = read.is_plain().then_some(read.base);
+            let clause = match plain {
+                Some("StringEquals" | "Bool") if one => format!("{key} = {}", vals[0]),
+                Some("StringEquals" | "Bool") => format!("{key} in {}", list()),
+                Some("StringLike") if one => format!("{key} like {}", vals[0]),
+                Some("StringLike") => format!("{key} like {}", list()),
                 _ if one => format!("{key} {op} {}", vals[0]),
                 _ => format!("{key} {op} {}", list()),
             };

@@ -8,8 +8,8 @@ use std::ops::ControlFlow;
 use std::time::SystemTime;
 
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Origin, ValidationError, Verdict, assess, compare, contain_with,
-    validate_as,
+    CanonicalPolicy, LockoutGuard, Origin, Trust, ValidationError, Verdict, assess, compare,
+    contain_with, validate_as,
 };
 
 use super::{Known, Reconciler, RunCache, updating};
@@ -70,11 +70,11 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             Err(e) => return wanted.name(Outcome::call_failed(replica, &e)),
         };
         // The explanation judges principals against the key's own account.
-        let own = format!(
+        let own = Trust::own(&format!(
             "arn:{}:iam::{}:root",
             replica.partition(),
             replica.account()
-        );
+        ));
         let (desired_text, desired, extras) = match self.settings.baseline_match {
             BaselineMatch::Exact => (wanted.text.clone(), wanted.policy.clone(), None),
             BaselineMatch::Contains => match self.merged(replica, &live, &wanted, &own) {
@@ -116,7 +116,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         replica: &KeyArn,
         live: &str,
         wanted: &Desired,
-        own: &str,
+        own: &Trust,
     ) -> Result<(String, CanonicalPolicy, Option<Extras>), String> {
         // A live policy that does not parse has no statements to keep: the baseline alone.
         let c = contain_with(live, &wanted.text, &wanted.policy, own);

@@ -7,8 +7,8 @@ use proptest::sample::{select, subsequence};
 use serde_json::{Map, Value, json};
 
 use super::super::{
-    CanonicalPolicy, Containment, PolicyError, Severity, Verdict, compare, contain, contain_with,
-    explain,
+    CanonicalPolicy, Containment, PolicyError, Severity, Trust, Verdict, compare, contain,
+    contain_with, explain,
 };
 use super::{parse, policy, same};
 
@@ -32,7 +32,7 @@ fn live(statements: &[&str]) -> String {
 
 /// Contains matching of a live policy of these statements against [`baseline`].
 fn run(statements: &[&str]) -> Containment {
-    contain(&live(statements), &baseline(), OWN).expect("the baseline parses")
+    contain(&live(statements), &baseline(), &Trust::own(OWN)).expect("the baseline parses")
 }
 
 fn value(text: &str) -> Value {
@@ -50,7 +50,7 @@ fn merged_statements(c: &Containment) -> Vec<Value> {
 #[test]
 fn an_extra_same_account_dr_role_is_kept_and_satisfies_the_baseline() {
     let text = live(&[ROOT, GUARD, USE, DR]);
-    let c = contain(&text, &baseline(), OWN).unwrap();
+    let c = contain(&text, &baseline(), &Trust::own(OWN)).unwrap();
     assert!(c.satisfied(), "{c:#?}");
     assert!(c.missing.is_empty() && c.removed.is_empty() && c.elements.is_empty());
     assert_eq!(c.kept.len(), 1);
@@ -179,7 +179,7 @@ fn an_extra_deny_a_baseline_deny_already_covers_is_kept_as_granting_nothing() {
     let narrow = r#"{"Sid":"TlsOnlyDecrypt","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::111122223333:role/App"},"Action":"kms:Decrypt","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#;
     let base = policy(&format!("{ROOT},{GUARD},{wide}"));
     let text = live(&[ROOT, GUARD, wide, narrow]);
-    let c = contain(&text, &base, OWN).unwrap();
+    let c = contain(&text, &base, &Trust::own(OWN)).unwrap();
     assert!(c.satisfied(), "{c:#?}");
     assert_eq!(c.kept.len(), 1);
     assert_eq!(c.kept[0].severity, Severity::Cosmetic);
@@ -200,7 +200,7 @@ fn a_missing_baseline_statement_is_listed_and_present_in_merged() {
     // A baseline statement without a Sid is described by its effect, principal and actions.
     let anonymous = USE.replace(r#""Sid":"Use","#, "");
     let base = policy(&format!("{ROOT},{anonymous}"));
-    let c = contain(&live(&[ROOT]), &base, OWN).unwrap();
+    let c = contain(&live(&[ROOT]), &base, &Trust::own(OWN)).unwrap();
     assert_eq!(
         c.missing,
         [
@@ -355,7 +355,12 @@ fn a_merged_document_over_the_size_limit_when_pretty_is_compact() {
     let mut statements = vec![ROOT, GUARD];
     statements.extend(extras.iter().map(String::as_str));
     let text = live(&statements);
-    let c = contain(&text, &policy(&format!("{ROOT},{GUARD},{USE}")), OWN).unwrap();
+    let c = contain(
+        &text,
+        &policy(&format!("{ROOT},{GUARD},{USE}")),
+        &Trust::own(OWN),
+    )
+    .unwrap();
     assert_eq!(c.kept.len(), 180);
     assert!(
         c.merged.len() <= crate::MAX_POLICY_BYTES,
@@ -373,7 +378,7 @@ fn a_different_version_or_id_is_set_back_to_the_baseline() {
     let text = format!(
         r#"{{"Version":"2008-10-17","Id":"key-consolepolicy-3","Statement":[{ROOT},{GUARD},{USE}]}}"#
     );
-    let c = contain(&text, &baseline(), OWN).unwrap();
+    let c = contain(&text, &baseline(), &Trust::own(OWN)).unwrap();
     assert!(!c.satisfied());
     assert!(c.missing.is_empty() && c.kept.is_empty() && c.removed.is_empty());
     assert_eq!(
@@ -401,7 +406,7 @@ fn an_unreadable_live_policy_is_replaced_by_the_baseline() {
             r#"{"Effect":"Allow","Principal":"*","Action":5,"Resource":"*"}"#,
         ]),
     ] {
-        let c = contain(&text, &baseline(), OWN).unwrap();
+        let c = contain(&text, &baseline(), &Trust::own(OWN)).unwrap();
         assert!(!c.satisfied(), "{text}");
         let why = c.unreadable.as_deref().expect("unreadable");
         assert!(
@@ -421,11 +426,11 @@ fn an_unreadable_live_policy_is_replaced_by_the_baseline() {
 #[test]
 fn an_unreadable_baseline_is_an_error() {
     assert!(matches!(
-        contain(&live(&[ROOT]), "{", OWN),
+        contain(&live(&[ROOT]), "{", &Trust::own(OWN)),
         Err(PolicyError::NotJson { .. })
     ));
     let bad = policy(r#"{"Effect":"Allow","Principal":"*","Action":5,"Resource":"*"}"#);
-    let e = contain(&live(&[ROOT]), &bad, OWN).unwrap_err();
+    let e = contain(&live(&[ROOT]), &bad, &Trust::own(OWN)).unwrap_err();
     assert_eq!(
         e.to_string(),
         "Statement[0].Action must be a string or an array of strings, found the number 5"
@@ -479,17 +484,17 @@ fn contain_with_a_parsed_baseline_answers_like_contain() {
     ] {
         let text = live(statements);
         assert_eq!(
-            contain_with(&text, &base, &canonical, OWN),
-            contain(&text, &base, OWN).unwrap()
+            contain_with(&text, &base, &canonical, &Trust::own(OWN)),
+            contain(&text, &base, &Trust::own(OWN)).unwrap()
         );
     }
     assert_eq!(
-        contain_with("nope", &base, &canonical, OWN),
-        contain("nope", &base, OWN).unwrap()
+        contain_with("nope", &base, &canonical, &Trust::own(OWN)),
+        contain("nope", &base, &Trust::own(OWN)).unwrap()
     );
     // A text that is not the baseline's after all: the merged document is written from the
     // canonical form, still the baseline plus the kept extras.
-    let c = contain_with(&live(&[ROOT, DR]), "not JSON", &canonical, OWN);
+    let c = contain_with(&live(&[ROOT, DR]), "not JSON", &canonical, &Trust::own(OWN));
     assert_eq!(c.kept.len(), 1);
     assert!(same(&c.merged, &live(&[ROOT, GUARD, USE, DR])));
 }
@@ -536,13 +541,16 @@ fn a_policy_near_the_size_limit_is_judged_statement_by_statement() {
         "{}",
         text.len()
     );
-    let c = contain(&text, &base, OWN).unwrap();
+    let c = contain(&text, &base, &Trust::own(OWN)).unwrap();
     assert_eq!(c.kept.len(), 24);
     assert_eq!(c.removed.len(), 6);
     assert!(c.removed.iter().all(|e| e.severity == Severity::Public));
     assert!(c.kept.iter().all(|e| e.severity == Severity::Access));
     assert!(c.missing.is_empty());
-    assert_eq!(contain(&c.merged, &base, OWN).unwrap().kept, c.kept);
+    assert_eq!(
+        contain(&c.merged, &base, &Trust::own(OWN)).unwrap().kept,
+        c.kept
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -745,7 +753,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let (live, baseline) = texts(&base, &pick, &[], version, seed);
-        let c = contain(&live, &baseline, OWN).expect("the baseline parses");
+        let c = contain(&live, &baseline, &Trust::own(OWN)).expect("the baseline parses");
         prop_assert!(c.kept.is_empty() && c.removed.is_empty(), "{:#?}", c);
         let exact = compare(&live, &parse(&baseline)) == Verdict::InSync;
         prop_assert_eq!(c.satisfied(), exact, "{}\n{:#?}", live, c);
@@ -763,8 +771,8 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let (live, baseline) = texts(&base, &pick, &extras, Some("2012-10-17"), seed);
-        let first = contain(&live, &baseline, OWN).expect("the baseline parses");
-        let again = contain(&first.merged, &baseline, OWN).expect("the baseline parses");
+        let first = contain(&live, &baseline, &Trust::own(OWN)).expect("the baseline parses");
+        let again = contain(&first.merged, &baseline, &Trust::own(OWN)).expect("the baseline parses");
         prop_assert!(again.satisfied(), "{}\n{:#?}\n{:#?}", live, first, again);
         prop_assert!(same(&again.merged, &first.merged));
         prop_assert_eq!(&again.kept, &first.kept);
@@ -782,9 +790,9 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let (live, baseline) = texts(&base, &pick, &extras, Some("2012-10-17"), seed);
-        let c = contain(&live, &baseline, OWN).expect("the baseline parses");
+        let c = contain(&live, &baseline, &Trust::own(OWN)).expect("the baseline parses");
         let base_policy: CanonicalPolicy = parse(&baseline);
-        let e = explain(&base_policy, &parse(&c.merged), OWN);
+        let e = explain(&base_policy, &parse(&c.merged), &Trust::own(OWN));
         prop_assert!(e.losses.is_empty(), "{:#?}\n{:#?}", c, e);
         prop_assert!(e.severity <= Severity::Access, "{:#?}\n{:#?}", c, e);
         let base_sid = |sid: &Option<String>| {
@@ -807,7 +815,7 @@ proptest! {
                 .expect("a live statement parses");
             let mut with = base_policy.clone();
             with.statements.extend(one.statements);
-            let full = explain(&base_policy, &with, OWN);
+            let full = explain(&base_policy, &with, &Trust::own(OWN));
             prop_assert_eq!(full.severity, extra.severity, "{:#?}", extra);
             let keep = full.severity <= Severity::Access
                 && full.losses.is_empty()

@@ -1,7 +1,7 @@
 //! The access explanation: one named test per rule of gains, losses, conditions and
 //! severity.
 
-use super::super::{Access, Exposure, Severity, explain};
+use super::super::{Access, Exposure, Severity, Trust, explain};
 use super::{parse, policy};
 
 const OWN: &str = "111122223333";
@@ -10,7 +10,7 @@ const USE: &str = r#"{"Sid":"Use","Effect":"Allow","Principal":{"AWS":"arn:aws:i
 
 /// The explanation from a baseline of the given statements to a live policy of others.
 fn ex(from: &str, to: &str) -> Exposure {
-    explain(&parse(&policy(from)), &parse(&policy(to)), OWN)
+    explain(&parse(&policy(from)), &parse(&policy(to)), &Trust::own(OWN))
 }
 
 /// The baseline (ROOT, USE) against the baseline plus one statement.
@@ -157,11 +157,6 @@ fn an_own_account_role_gaining_decrypt_is_access() {
         r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/Other"},"Action":"kms:Decrypt","Resource":"*"}"#,
     );
     assert_eq!(e.severity, Severity::Access);
-    let e = added(
-        r#"{"Effect":"Allow","Principal":{"Service":"logs.amazonaws.com"},"Action":"kms:Decrypt","Resource":"*"}"#,
-    );
-    assert_eq!(e.severity, Severity::Access);
-    assert_eq!(e.gains[0].principal, "logs.amazonaws.com");
 }
 
 #[test]
@@ -203,7 +198,7 @@ fn an_id_is_cosmetic() {
         r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{ROOT}]}}"#
     ));
     assert_ne!(from, to);
-    let e = explain(&from, &to, OWN);
+    let e = explain(&from, &to, &Trust::own(OWN));
     assert_eq!(e.severity, Severity::Cosmetic);
     assert!(e.is_empty());
 }
@@ -452,7 +447,352 @@ fn every_unit_of_a_large_policy_is_explained() {
         parse(&policy(&to.join(","))),
     );
     // Its cost belongs in a benchmark, not a timed test; here: every unit is accounted for.
-    let e = explain(&from, &to, OWN);
+    let e = explain(&from, &to, &Trust::own(OWN));
     assert_eq!(e.gains.len(), 1000);
     assert_eq!(e.losses.len(), 1000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Trust: which accounts and organisations a grant may reach, and which conditions pin the
+// caller to them.
+
+const PARTNER: &str = "444455556666";
+const STRANGER: &str = "999988887777";
+const ORG: &str = "o-a1b2c3d4e5";
+
+/// The severity of the baseline (ROOT, USE) plus one statement, judged against `trust`.
+fn rated(statement: &str, trust: &Trust) -> Severity {
+    let from = parse(&policy(&format!("{ROOT},{USE}")));
+    let to = parse(&policy(&format!("{ROOT},{USE},{statement}")));
+    explain(&from, &to, trust).severity
+}
+
+/// `principal` (JSON) gaining kms:Decrypt under `condition` (JSON, or empty).
+fn grant(principal: &str, condition: &str) -> String {
+    let condition = if condition.is_empty() {
+        String::new()
+    } else {
+        format!(r#","Condition":{condition}"#)
+    };
+    format!(
+        r#"{{"Effect":"Allow","Principal":{principal},"Action":"kms:Decrypt","Resource":"*"{condition}}}"#
+    )
+}
+
+fn partner_trust() -> Trust {
+    Trust::new(OWN, [PARTNER.to_owned()], [ORG.to_owned()])
+}
+
+#[test]
+fn an_unpinned_service_principal_is_cross_account() {
+    let e = added(&grant(r#"{"Service":"logs.amazonaws.com"}"#, ""));
+    assert_eq!(e.severity, Severity::CrossAccount);
+    assert_eq!(e.gains[0].principal, "logs.amazonaws.com");
+    // Trusting more accounts does not help: nothing ties the service to any of them.
+    assert_eq!(
+        rated(
+            &grant(r#"{"Service":"logs.amazonaws.com"}"#, ""),
+            &partner_trust()
+        ),
+        Severity::CrossAccount
+    );
+}
+
+#[test]
+fn a_service_principal_pinned_to_the_own_account_is_only_access() {
+    let pinned = grant(
+        r#"{"Service":"logs.amazonaws.com"}"#,
+        r#"{"StringEquals":{"aws:SourceAccount":"111122223333"}}"#,
+    );
+    assert_eq!(added(&pinned).severity, Severity::Access);
+    let elsewhere = pinned.replace(OWN, STRANGER);
+    assert_eq!(added(&elsewhere).severity, Severity::CrossAccount);
+}
+
+#[test]
+fn a_service_principal_pinned_by_a_bucket_arn_is_cross_account() {
+    // An S3 bucket ARN names no account: whoever owns a bucket of that name is the caller.
+    let bucket = grant(
+        r#"{"Service":"s3.amazonaws.com"}"#,
+        r#"{"ArnEquals":{"aws:SourceArn":"arn:aws:s3:::reports"}}"#,
+    );
+    assert_eq!(added(&bucket).severity, Severity::CrossAccount);
+}
+
+#[test]
+fn every_pin_ties_everyone_to_the_account_or_organisation_it_names() {
+    // (operator, key, value pinning the partner account or the organisation)
+    let pins = [
+        ("StringEquals", "aws:PrincipalAccount", PARTNER.to_owned()),
+        ("StringEquals", "aws:SourceAccount", PARTNER.to_owned()),
+        ("StringEquals", "kms:CallerAccount", PARTNER.to_owned()),
+        ("StringEquals", "aws:SourceOwner", PARTNER.to_owned()),
+        ("StringEquals", "aws:PrincipalOrgID", ORG.to_owned()),
+        ("StringEquals", "aws:SourceOrgID", ORG.to_owned()),
+        (
+            "ForAnyValue:StringLike",
+            "aws:PrincipalOrgPaths",
+            format!("{ORG}/r-ab12/ou-ab12-11111111/*"),
+        ),
+        (
+            "ForAnyValue:StringLike",
+            "aws:SourceOrgPaths",
+            format!("{ORG}/*"),
+        ),
+        (
+            "ArnLike",
+            "aws:PrincipalArn",
+            format!("arn:aws:iam::{PARTNER}:role/*"),
+        ),
+        (
+            "ArnLike",
+            "aws:SourceArn",
+            format!("arn:aws:logs:*:{PARTNER}:*"),
+        ),
+        (
+            "StringLike",
+            "aws:SourceArn",
+            format!("arn:aws:logs:us-east-1:{PARTNER}:*"),
+        ),
+    ];
+    for (op, key, value) in pins {
+        let statement = grant(r#""*""#, &format!(r#"{{"{op}":{{"{key}":"{value}"}}}}"#));
+        assert_eq!(
+            rated(&statement, &partner_trust()),
+            Severity::Access,
+            "{op} {key} trusted"
+        );
+        // Pinned, so not public; but to someone the default trust does not know.
+        assert_eq!(
+            rated(&statement, &Trust::own(OWN)),
+            Severity::CrossAccount,
+            "{op} {key} untrusted"
+        );
+    }
+}
+
+#[test]
+fn one_trusted_pin_among_several_is_enough() {
+    // Conditions are ANDed: the caller must satisfy the trusted pin whatever the others say.
+    let statement = grant(
+        r#""*""#,
+        &format!(
+            r#"{{"StringEquals":{{"aws:PrincipalOrgID":"o-zzzzzzzzzz","aws:PrincipalAccount":"{OWN}"}}}}"#
+        ),
+    );
+    assert_eq!(rated(&statement, &Trust::own(OWN)), Severity::Access);
+}
+
+#[test]
+fn a_pin_with_one_untrusted_value_does_not_tie_the_caller() {
+    let statement = grant(
+        r#""*""#,
+        &format!(r#"{{"StringEquals":{{"aws:PrincipalAccount":["{OWN}","{STRANGER}"]}}}}"#),
+    );
+    assert_eq!(rated(&statement, &Trust::own(OWN)), Severity::CrossAccount);
+}
+
+#[test]
+fn a_resource_account_variable_pins_the_own_account() {
+    let statement = grant(
+        r#""*""#,
+        r#"{"StringEquals":{"aws:PrincipalAccount":"${aws:ResourceAccount}"}}"#,
+    );
+    assert_eq!(rated(&statement, &Trust::own(OWN)), Severity::Access);
+}
+
+#[test]
+fn an_encryption_context_of_trusted_resources_pins_a_service_principal_only() {
+    let context = format!(
+        r#"{{"ArnLike":{{"kms:EncryptionContext:aws:logs:arn":"arn:aws:logs:eu-west-1:{OWN}:log-group:*"}}}}"#
+    );
+    let service = grant(r#"{"Service":"logs.eu-west-1.amazonaws.com"}"#, &context);
+    assert_eq!(rated(&service, &Trust::own(OWN)), Severity::Access);
+    let foreign = service.replace(OWN, STRANGER);
+    assert_eq!(rated(&foreign, &Trust::own(OWN)), Severity::CrossAccount);
+    // Anyone may send any encryption context: for everyone it limits nothing.
+    let everyone = grant(r#""*""#, &context);
+    assert_eq!(rated(&everyone, &Trust::own(OWN)), Severity::Public);
+    // A context value that is not an ARN pins no account.
+    let plain = grant(
+        r#"{"Service":"logs.eu-west-1.amazonaws.com"}"#,
+        r#"{"StringEquals":{"kms:EncryptionContext:app":"billing"}}"#,
+    );
+    assert_eq!(rated(&plain, &Trust::own(OWN)), Severity::CrossAccount);
+}
+
+#[test]
+fn conditions_that_hold_without_the_key_are_not_pins() {
+    for condition in [
+        format!(r#"{{"StringEqualsIfExists":{{"aws:PrincipalAccount":"{OWN}"}}}}"#),
+        format!(r#"{{"ArnLikeIfExists":{{"aws:PrincipalArn":"arn:aws:iam::{OWN}:role/*"}}}}"#),
+        format!(r#"{{"ForAllValues:StringEquals":{{"aws:PrincipalOrgID":"{ORG}"}}}}"#),
+    ] {
+        let e = added(&grant(r#""*""#, &condition));
+        assert_eq!(e.severity, Severity::Public, "{condition}");
+    }
+}
+
+#[test]
+fn negated_conditions_are_not_pins() {
+    for condition in [
+        format!(r#"{{"StringNotEquals":{{"aws:PrincipalAccount":"{STRANGER}"}}}}"#),
+        format!(r#"{{"ArnNotLike":{{"aws:PrincipalArn":"arn:aws:iam::{STRANGER}:*"}}}}"#),
+        format!(r#"{{"StringNotEqualsIgnoreCase":{{"aws:PrincipalOrgID":"{ORG}"}}}}"#),
+    ] {
+        let e = added(&grant(r#""*""#, &condition));
+        assert_eq!(e.severity, Severity::Public, "{condition}");
+    }
+}
+
+#[test]
+fn wildcard_values_are_not_pins() {
+    for condition in [
+        r#"{"StringLike":{"aws:PrincipalAccount":"1111222233*"}}"#.to_owned(),
+        r#"{"StringLike":{"aws:PrincipalOrgID":"o-*"}}"#.to_owned(),
+        r#"{"ForAnyValue:StringLike":{"aws:PrincipalOrgPaths":"o-*/r-ab12/*"}}"#.to_owned(),
+        r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:role/Admin"}}"#.to_owned(),
+        // Under a string operator a `*` before the account may span colons.
+        format!(r#"{{"StringLike":{{"aws:SourceArn":"arn:aws:logs:*:{OWN}:*"}}}}"#),
+    ] {
+        let e = added(&grant(r#""*""#, &condition));
+        assert_eq!(e.severity, Severity::Public, "{condition}");
+    }
+}
+
+#[test]
+fn operator_names_are_read_whatever_their_case() {
+    for condition in [
+        format!(r#"{{"ARNLike":{{"aws:PrincipalArn":"arn:aws:iam::{OWN}:role/*"}}}}"#),
+        format!(
+            r#"{{"ARNEquals":{{"aws:SourceArn":"arn:aws:logs:eu-west-1:{OWN}:log-group:x"}}}}"#
+        ),
+        format!(r#"{{"stringequals":{{"aws:PrincipalAccount":"{OWN}"}}}}"#),
+        format!(r#"{{"forAnyValue:StringEquals":{{"aws:PrincipalAccount":"{OWN}"}}}}"#),
+    ] {
+        let e = added(&grant(r#""*""#, &condition));
+        assert_eq!(e.severity, Severity::Access, "{condition}");
+    }
+    // ...and so are their IfExists forms, which are no pins in any case.
+    let e = added(&grant(
+        r#""*""#,
+        &format!(r#"{{"StringEqualsIFEXISTS":{{"aws:PrincipalAccount":"{OWN}"}}}}"#),
+    ));
+    assert_eq!(e.severity, Severity::Public);
+}
+
+#[test]
+fn a_re_cased_operator_covers_what_its_documented_spelling_grants() {
+    let documented = grant(
+        r#"{"AWS":"arn:aws:iam::111122223333:role/App"}"#,
+        r#"{"ArnLike":{"aws:SourceArn":"arn:aws:logs:*:111122223333:*"}}"#,
+    );
+    let recased = documented.replace("ArnLike", "ARNLIKE");
+    let e = ex(
+        &format!("{ROOT},{documented}"),
+        &format!("{ROOT},{recased}"),
+    );
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(
+        added(&recased).gains[0].when.as_deref(),
+        Some("aws:SourceArn ARNLIKE arn:aws:logs:*:111122223333:*")
+    );
+    // The baseline's USE grants the same under `StringEquals`: nothing is gained.
+    let stringy = grant(
+        r#"{"AWS":"arn:aws:iam::111122223333:role/App"}"#,
+        r#"{"stringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+    );
+    assert!(added(&stringy).is_empty());
+    let other = stringy.replace("role/App", "role/Other");
+    assert_eq!(
+        added(&other).gains[0].when.as_deref(),
+        Some("kms:ViaService = s3.eu-west-1.amazonaws.com")
+    );
+}
+
+#[test]
+fn a_trusted_account_is_not_cross_account() {
+    for principal in [
+        format!(r#"{{"AWS":"{PARTNER}"}}"#),
+        format!(r#"{{"AWS":"arn:aws:iam::{PARTNER}:role/Reader"}}"#),
+    ] {
+        let statement = grant(&principal, "");
+        assert_eq!(rated(&statement, &Trust::own(OWN)), Severity::CrossAccount);
+        assert_eq!(rated(&statement, &partner_trust()), Severity::Access);
+    }
+}
+
+#[test]
+fn a_trusted_organisation_is_not_cross_account() {
+    let statement = grant(
+        r#""*""#,
+        &format!(r#"{{"StringEquals":{{"aws:PrincipalOrgID":"{ORG}"}}}}"#),
+    );
+    assert_eq!(rated(&statement, &Trust::own(OWN)), Severity::CrossAccount);
+    assert_eq!(
+        rated(&statement, &Trust::new(OWN, [], [ORG.to_owned()])),
+        Severity::Access
+    );
+}
+
+#[test]
+fn an_untrusted_account_pinned_to_a_trusted_organisation_is_not_cross_account() {
+    // The caller must be of that account and of the organisation: inside the trust.
+    let statement = grant(
+        &format!(r#"{{"AWS":"{STRANGER}"}}"#),
+        &format!(r#"{{"StringEquals":{{"aws:PrincipalOrgID":"{ORG}"}}}}"#),
+    );
+    assert_eq!(rated(&statement, &partner_trust()), Severity::Access);
+}
+
+#[test]
+fn a_deleted_principal_is_cross_account() {
+    let statement = grant(r#"{"AWS":"AROAEXAMPLEEXAMPLE123"}"#, "");
+    assert_eq!(rated(&statement, &partner_trust()), Severity::CrossAccount);
+}
+
+#[test]
+fn a_federated_principal_is_cross_account_unless_its_provider_is_trusted() {
+    let web = grant(r#"{"Federated":"cognito-identity.amazonaws.com"}"#, "");
+    assert_eq!(rated(&web, &Trust::own(OWN)), Severity::CrossAccount);
+    let saml = grant(
+        r#"{"Federated":"arn:aws:iam::111122223333:saml-provider/Corp"}"#,
+        "",
+    );
+    assert_eq!(rated(&saml, &Trust::own(OWN)), Severity::Access);
+    assert_eq!(
+        rated(&saml.replace(OWN, STRANGER), &Trust::own(OWN)),
+        Severity::CrossAccount
+    );
+}
+
+#[test]
+fn not_principal_is_public_unless_pinned() {
+    let everyone_but = r#"{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:role/Blocked"},"Action":"kms:Decrypt","Resource":"*"}"#;
+    assert_eq!(added(everyone_but).severity, Severity::Public);
+    let pinned = everyone_but.replace(
+        r#""Resource":"*""#,
+        r#""Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}"#,
+    );
+    assert_eq!(added(&pinned).severity, Severity::Access);
+    assert_eq!(
+        added(&pinned.replace(
+            r#""kms:CallerAccount":"111122223333""#,
+            r#""kms:CallerAccount":"999988887777""#
+        ))
+        .severity,
+        Severity::CrossAccount
+    );
+}
+
+#[test]
+fn account_principals_are_shown_in_the_partition_of_the_own_account() {
+    let from = parse(&policy(ROOT));
+    let to = parse(&policy(&format!(
+        "{ROOT},{}",
+        grant(&format!(r#"{{"AWS":"{PARTNER}"}}"#), "")
+    )));
+    let e = explain(&from, &to, &Trust::own("arn:aws-cn:iam::111122223333:root"));
+    assert_eq!(e.gains[0].principal, "arn:aws-cn:iam::444455556666:root");
+    assert_eq!(e.severity, Severity::CrossAccount);
 }

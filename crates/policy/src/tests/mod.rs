@@ -5,7 +5,9 @@ mod contains;
 mod diff;
 mod equivalence;
 mod explain;
+mod guardrail;
 mod properties;
+mod trust;
 mod validate;
 
 use super::{CanonicalPolicy, equivalent};

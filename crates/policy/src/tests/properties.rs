@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{Map, Value, json};
 
-use super::super::{CanonicalPolicy, diff, explain};
+use super::super::{CanonicalPolicy, Severity, Trust, diff, explain, guardrails};
 
 const ACTIONS: &[&str] = &[
     "kms:Decrypt",
@@ -46,6 +46,9 @@ const OPERATORS: &[&str] = &[
     "NumericLessThan",
     "ForAnyValue:StringEquals",
     "StringEqualsIfExists",
+    "ArnLike",
+    "ForAllValues:StringEquals",
+    "StringNotEquals",
 ];
 const CONDITION_KEYS: &[&str] = &[
     "kms:CallerAccount",
@@ -54,8 +57,40 @@ const CONDITION_KEYS: &[&str] = &[
     "kms:GrantIsForAWSResource",
     "aws:MultiFactorAuthAge",
     "kms:EncryptionContext:app",
+    "aws:PrincipalAccount",
+    "aws:SourceAccount",
+    "aws:PrincipalOrgID",
+    "aws:SourceArn",
 ];
 const PARTITIONS: &[&str] = &["aws", "aws-cn", "aws-us-gov"];
+/// Condition values that pin a caller (or fail to) when under a pinning key.
+const PIN_VALUES: &[&str] = &[
+    "111122223333",
+    "444455556666",
+    "o-a1b2c3d4e5",
+    "arn:aws:logs:us-east-1:444455556666:log-group:x",
+    "arn:aws:iam::111122223333:role/*",
+    "arn:aws:s3:::reports",
+];
+
+/// The trust sets the severity properties are checked under.
+fn trusts() -> [Trust; 4] {
+    let own = "111122223333";
+    [
+        Trust::own(own),
+        Trust::new(own, ["444455556666".to_owned()], []),
+        Trust::new(
+            "arn:aws:iam::111122223333:root",
+            [],
+            ["o-a1b2c3d4e5".to_owned()],
+        ),
+        Trust::new(
+            own,
+            ["444455556666".to_owned(), "777788889999".to_owned()],
+            ["o-a1b2c3d4e5".to_owned()],
+        ),
+    ]
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum CondValue {
@@ -106,6 +141,7 @@ fn cond_value() -> impl Strategy<Value = CondValue> {
     prop_oneof![
         "[a-z0-9.:/-]{1,10}".prop_map(CondValue::Str),
         Just(CondValue::Str("${aws:PrincipalTag/team}".into())),
+        select(PIN_VALUES).prop_map(|v| CondValue::Str(v.to_owned())),
         any::<bool>().prop_map(CondValue::Bool),
         (0i64..100_000).prop_map(CondValue::Num),
     ]
@@ -520,10 +556,12 @@ proptest! {
     fn a_rewrite_that_keeps_the_meaning_explains_as_no_access_change(p in policy(), seed in any::<u64>()) {
         let plain = canonical(&render(&p, None));
         let rewritten = canonical(&render(&p, Some(&mut Rng(seed | 1))));
-        for (from, to) in [(&plain, &rewritten), (&rewritten, &plain), (&plain, &plain)] {
-            let e = explain(from, to, "111122223333");
-            prop_assert!(e.is_empty(), "{:?}", e);
-            prop_assert_eq!(e.severity, super::super::Severity::Cosmetic);
+        for trust in &trusts() {
+            for (from, to) in [(&plain, &rewritten), (&rewritten, &plain), (&plain, &plain)] {
+                let e = explain(from, to, trust);
+                prop_assert!(e.is_empty(), "{:?}", e);
+                prop_assert_eq!(e.severity, Severity::Cosmetic);
+            }
         }
     }
 
@@ -535,8 +573,40 @@ proptest! {
         };
         let a = canonical(&render(&allow_only(a), None));
         let b = canonical(&render(&allow_only(b), Some(&mut Rng(seed | 1))));
-        let (ab, ba) = (explain(&a, &b, "111122223333"), explain(&b, &a, "111122223333"));
+        let trust = Trust::own("111122223333");
+        let (ab, ba) = (explain(&a, &b, &trust), explain(&b, &a, &trust));
         prop_assert_eq!(&ab.gains, &ba.losses);
         prop_assert_eq!(&ab.losses, &ba.gains);
+    }
+
+    #[test]
+    fn the_guardrail_breaches_exactly_when_the_severity_is_public_or_cross_account(
+        p in policy(),
+        pick in any::<usize>(),
+        seed in any::<u64>(),
+    ) {
+        let empty = canonical(&json!({"Version": "2012-10-17", "Statement": []}));
+        let single = Policy {
+            version: p.version.clone(),
+            statements: vec![p.statements[pick % p.statements.len()].clone()],
+        };
+        let policies = [
+            canonical(&render(&single, None)),
+            canonical(&render(&p, Some(&mut Rng(seed | 1)))),
+        ];
+        for written in &policies {
+            for trust in &trusts() {
+                let breaches = guardrails(written, trust);
+                let severity = explain(&empty, written, trust).severity;
+                prop_assert_eq!(
+                    !breaches.is_empty(),
+                    matches!(severity, Severity::Public | Severity::CrossAccount),
+                    "{:?} under {:?}: {:?}", severity, trust, breaches
+                );
+                if let Some(worst) = breaches.iter().map(|b| b.severity).max() {
+                    prop_assert_eq!(worst, severity);
+                }
+            }
+        }
     }
 }
