@@ -316,6 +316,11 @@ impl<'a> Operator<'a> {
         self.qualifier.is_none() && !self.if_exists
     }
 
+    /// Whether a set qualifier (`ForAnyValue:`, `ForAllValues:`) precedes the operator.
+    pub(super) fn is_qualified(&self) -> bool {
+        self.qualifier.is_some()
+    }
+
     /// `ForAnyValue:` (any case).
     pub(super) fn is_for_any_value(&self) -> bool {
         self.qualifier

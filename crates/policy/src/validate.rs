@@ -7,8 +7,8 @@ use std::fmt;
 use serde_json::Value;
 
 use super::canonical::{
-    CanonicalPolicy, Conditions, Effect, Folded, PolicyError, Principal, Statement, is_account_id,
-    read_document, statement_values,
+    CanonicalPolicy, Conditions, Effect, Folded, Operator, PolicyError, Principal, Statement,
+    is_account_id, read_document, statement_values,
 };
 
 /// Largest key policy KMS accepts, in bytes.
@@ -630,10 +630,11 @@ impl<'a> Target<'a> {
 /// (`None`: the key is absent). Values are ORed; a negated operator holds when none
 /// matches. `None` for operators the check does not know and values it cannot judge.
 fn evaluate(operator: &str, actual: Option<&str>, values: &BTreeSet<String>) -> Option<bool> {
-    let (base, if_exists) = match operator.strip_suffix("IfExists") {
-        Some(base) => (base, true),
-        None => (operator, false),
-    };
+    let op = Operator::read(operator);
+    if op.is_qualified() {
+        return None;
+    }
+    let (base, if_exists) = (op.base, op.if_exists);
     let (matches, negated): (fn(&str, &str) -> bool, bool) = match base {
         "StringEquals" => (|v, a| v == a, false),
         "StringNotEquals" => (|v, a| v == a, true),

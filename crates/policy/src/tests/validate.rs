@@ -600,6 +600,38 @@ fn a_deny_whose_condition_holds_for_the_remediator_is_a_lockout() {
 }
 
 #[test]
+fn a_deny_under_a_re_cased_operator_is_judged_as_its_documented_spelling() {
+    for (condition, lockout) in [
+        (
+            format!(r#"{{"stringequals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"ARNEquals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"arnLIKEifexists":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
+            true,
+        ),
+        (
+            r#"{"STRINGNOTEQUALS":{"aws:PrincipalAccount":"111122223333"}}"#.to_owned(),
+            false,
+        ),
+        (
+            r#"{"bool":{"aws:SecureTransport":"false"}}"#.to_owned(),
+            false,
+        ),
+    ] {
+        assert_eq!(
+            locks_out(&deny_when(&condition), &role_guard()),
+            lockout,
+            "{condition}"
+        );
+    }
+}
+
+#[test]
 fn a_deny_whose_condition_cannot_hold_for_the_remediator_is_not_a_lockout() {
     for condition in [
         r#"{"Bool":{"aws:SecureTransport":"false"}}"#.to_owned(),
