@@ -1,7 +1,8 @@
 //! CPU of what one event costs besides network calls, for a policy near the 32 KB KMS limit:
 //! render + validate the baseline, parse + compare the live policy, and on drift the diff
 //! and the access explanation (`assess`, what the replica stage runs); in `contains` mode,
-//! the extras judged and the merged document validated.
+//! the extras judged and what they add to the merged document validated; the write's own
+//! exposure (the explanation from the live policy to what is written) and the guardrails.
 
 use std::hint::black_box;
 
@@ -10,8 +11,8 @@ use krg_engine::baseline::{RenderContext, Template};
 use krg_engine::decide::drift_name;
 use krg_engine::key::KeyArn;
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Origin, Trust, Verdict, assess, compare, contain_with, diff,
-    explain, validate, validate_as,
+    CanonicalPolicy, LockoutGuard, Origin, Trust, Verdict, assess, assess_parsed, compare,
+    contain_with, diff, explain, guardrails, validate, validate_as, validate_merged,
 };
 use serde_json::{Value, json};
 
@@ -139,6 +140,14 @@ fn bench(c: &mut Criterion) {
         "explanation of a 32 KB policy with one changed statement",
         |b| b.iter(|| explain(&desired, black_box(&live), own)),
     );
+    // Every write judged both ways: what the write grants beyond the live policy.
+    c.bench_function(
+        "write exposure: explanation from the live 32 KB policy to what is written",
+        |b| b.iter(|| explain(black_box(&live), &desired, own)),
+    );
+    c.bench_function("guardrails of a 32 KB policy", |b| {
+        b.iter(|| guardrails(black_box(&desired), own))
+    });
     // BASELINE_MATCH=contains: the live policy is the baseline plus four same-account DR
     // statements (kept), and in the drifted case two public grants as well (removed).
     let extras = |public: usize| {
@@ -163,27 +172,32 @@ fn bench(c: &mut Criterion) {
     );
     assert!(opened.len() <= krg_policy::MAX_POLICY_BYTES);
     assert!(contain_with(&kept, &rendered, &desired, own).satisfied());
+    // What the replica stage runs in contains mode: the live policy parsed once (by
+    // contain_with, for assess_parsed), and of the merged document only what the kept
+    // extras add validated (validate_merged).
+    let contains_event = |live: &str| {
+        let text = template.render(black_box(ctx));
+        let desired = validate(&text, &guard).unwrap();
+        let c = contain_with(black_box(live), &text, &desired, own);
+        let merged = validate_merged(&c, &desired, &guard).unwrap();
+        assess_parsed(black_box(live), c.live.as_ref(), &merged.policy, own)
+    };
+    assert_eq!(contains_event(&kept).0, Verdict::InSync);
+    assert!(matches!(contains_event(&opened).0, Verdict::Drift(_)));
+    {
+        // The shortcut is the same as validating and assessing the whole merged document.
+        let c = contain_with(&opened, &rendered, &desired, own);
+        let whole = validate_as(&c.merged, &guard, Origin::Mirrored).unwrap();
+        assert_eq!(validate_merged(&c, &desired, &guard).unwrap(), whole);
+        assert_eq!(contains_event(&opened), assess(&opened, &whole.policy, own));
+    }
     c.bench_function(
-        "one event, contains, in sync: render + validate + contain (4 extras kept)",
-        |b| {
-            b.iter(|| {
-                let text = template.render(black_box(ctx));
-                let desired = validate(&text, &guard).unwrap();
-                contain_with(black_box(&kept), &text, &desired, own).satisfied()
-            })
-        },
+        "one event, contains, in sync: render + validate + contain + validate extras + assess (4 extras kept)",
+        |b| b.iter(|| contains_event(&kept)),
     );
     c.bench_function(
-        "one event, contains, drifted: render + validate + contain + validate merged + assess",
-        |b| {
-            b.iter(|| {
-                let text = template.render(black_box(ctx));
-                let desired = validate(&text, &guard).unwrap();
-                let c = contain_with(black_box(&opened), &text, &desired, own);
-                let merged = validate_as(&c.merged, &guard, Origin::Mirrored).unwrap();
-                assess(black_box(&opened), &merged.policy, own)
-            })
-        },
+        "one event, contains, drifted: render + validate + contain + validate extras + assess",
+        |b| b.iter(|| contains_event(&opened)),
     );
     let e = explain(&desired, &live, own);
     // One statement changed its condition: its two principals gain and lose, nobody else.

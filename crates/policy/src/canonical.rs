@@ -640,7 +640,7 @@ pub(super) fn read_document(v: &Value) -> Result<Document, PolicyError> {
 }
 
 /// One statement; `position` is its 1-based place in the document.
-fn read_statement(
+pub(super) fn read_statement(
     path: Path<'_>,
     v: &Value,
     position: usize,

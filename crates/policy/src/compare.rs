@@ -29,13 +29,31 @@ pub fn compare(live: &str, desired: &CanonicalPolicy) -> Verdict {
 /// parsed once for both; an in-sync policy costs nothing more than [`compare`]. A live
 /// policy that does not parse has no explanation (`None`).
 pub fn assess(live: &str, desired: &CanonicalPolicy, trust: &Trust) -> (Verdict, Option<Exposure>) {
-    match CanonicalPolicy::parse(live) {
-        Ok(parsed) if &parsed == desired => (Verdict::InSync, None),
-        Ok(parsed) => (
-            Verdict::Drift(diff(&parsed, desired).to_string()),
-            Some(explain(desired, &parsed, trust)),
+    assess_parsed(
+        live,
+        CanonicalPolicy::parse(live).ok().as_ref(),
+        desired,
+        trust,
+    )
+}
+
+/// [`assess`] of a live policy already parsed: `parsed` is `live` in canonical form, or
+/// `None` when it does not parse (as [`Containment::live`](crate::Containment::live)
+/// has it), so that an event parses its live policy once.
+pub fn assess_parsed(
+    live: &str,
+    parsed: Option<&CanonicalPolicy>,
+    desired: &CanonicalPolicy,
+    trust: &Trust,
+) -> (Verdict, Option<Exposure>) {
+    match parsed {
+        Some(parsed) if parsed == desired => (Verdict::InSync, None),
+        Some(parsed) => (
+            Verdict::Drift(diff(parsed, desired).to_string()),
+            Some(explain(desired, parsed, trust)),
         ),
-        Err(_) => (compare(live, desired), None),
+        // Only to say why it does not parse: the rare path.
+        None => (compare(live, desired), None),
     }
 }
 

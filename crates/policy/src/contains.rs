@@ -74,6 +74,11 @@ pub struct Containment {
     /// kept, every baseline statement is missing and `merged` is the baseline (a live
     /// policy that does not parse is drift, never an error that blocks the fix).
     pub unreadable: Option<String>,
+    /// The live policy in canonical form, when it could be read: what
+    /// [`assess_parsed`](crate::assess_parsed) takes, so that an event parses its live
+    /// policy once. Not serialised.
+    #[serde(skip)]
+    pub live: Option<CanonicalPolicy>,
 }
 
 impl Containment {
@@ -137,6 +142,7 @@ fn measure(
         unreadable: Some(format!(
             "live policy does not parse ({e}); the baseline replaces it"
         )),
+        live: None,
     };
     let live_value: Value = match serde_json::from_str(live) {
         Ok(v) => v,
@@ -205,6 +211,7 @@ fn measure(
         removed,
         elements,
         unreadable: None,
+        live: None,
     };
     // Satisfied (the steady state): nothing to write, nothing to build.
     c.merged = if c.satisfied() {
@@ -214,6 +221,7 @@ fn measure(
     } else {
         write_merged(text, value, base, &c.kept)
     };
+    c.live = Some(live_doc.into_policy());
     c
 }
 

@@ -25,7 +25,7 @@ mod validate;
 mod tests;
 
 pub use canonical::{CanonicalPolicy, PolicyError, equivalent};
-pub use compare::{Verdict, assess, compare};
+pub use compare::{Verdict, assess, assess_parsed, compare};
 pub use contains::{Containment, Extra, contain, contain_with};
 pub use diff::{PolicyDiff, diff};
 pub use explain::{Access, Exposure, Severity, UnknownSeverity, explain};
@@ -33,5 +33,5 @@ pub use guardrail::{Breach, BreachReason, guardrails};
 pub use trust::Trust;
 pub use validate::{
     ACCEPTED_VERSIONS, LockoutGuard, MAX_POLICY_BYTES, Origin, UNIQUE_ID_PREFIXES, Validated,
-    ValidationError, ValidationErrors, is_unique_id, validate, validate_as,
+    ValidationError, ValidationErrors, is_unique_id, validate, validate_as, validate_merged,
 };

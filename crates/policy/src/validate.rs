@@ -6,9 +6,10 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::Containment;
 use super::canonical::{
-    CanonicalPolicy, Conditions, Effect, Folded, Operator, PolicyError, Principal, Statement,
-    is_account_id, read_document, statement_values,
+    CanonicalPolicy, Conditions, Effect, Folded, Operator, Path, PolicyError, Principal, Statement,
+    is_account_id, read_document, read_statement, statement_values,
 };
 
 /// Largest key policy KMS accepts, in bytes.
@@ -314,6 +315,67 @@ pub fn validate_as(
             policy: doc.into_policy(),
             warnings,
         })
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}
+
+/// Validates the document contains matching writes ([`Containment::merged`]): `baseline`,
+/// already validated, plus the extras it keeps from a live policy KMS accepted.
+///
+/// As [`validate_as`] with [`Origin::Mirrored`] on the whole merged document would, but
+/// checking only what the kept extras add: the size and characters of the merged text,
+/// each extra's structure, and whether a kept Deny locks the remediator out (the
+/// baseline's Allow that keeps it able to call kms:PutKeyPolicy is still there). The
+/// canonical form returned is the merged document's, built without parsing it again.
+/// Error indexes count the baseline's statements as written first, then the extras.
+pub fn validate_merged(
+    c: &Containment,
+    baseline: &CanonicalPolicy,
+    guard: &LockoutGuard,
+) -> Result<Validated, ValidationErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if c.merged.len() > MAX_POLICY_BYTES {
+        errors.push(ValidationError::TooLarge {
+            bytes: c.merged.len(),
+        });
+    }
+    if let Some((offset, character)) = first_rejected(&c.merged) {
+        errors.push(ValidationError::InvalidCharacter { character, offset });
+    }
+    // Statements keep the first position of each distinct one: the last of those is at
+    // least as far as the baseline goes.
+    let before = baseline
+        .statements
+        .iter()
+        .filter_map(|s| s.at.0)
+        .max()
+        .unwrap_or(baseline.statements.len());
+    let target = Target::new(guard);
+    let mut policy = baseline.clone();
+    for (k, extra) in c.kept.iter().enumerate() {
+        let index = before + k;
+        let raw = &extra.statement;
+        if let Some(obj) = raw.as_object() {
+            check_structure(index, obj, Origin::Mirrored, &mut errors, &mut warnings);
+        }
+        let mut grammar = Vec::new();
+        let root = Path::Root("Statement");
+        let at = Path::Index(&root, index);
+        let Some(s) = read_statement(at, raw, index + 1, &mut grammar) else {
+            errors.extend(grammar.into_iter().map(ValidationError::Grammar));
+            continue;
+        };
+        let written = Written {
+            principal: written_aws(Some(raw), "Principal"),
+            not_principal: written_aws(Some(raw), "NotPrincipal"),
+        };
+        errors.extend(denial(index, &s, &written, &target));
+        policy.statements.insert(s);
+    }
+    if errors.is_empty() {
+        Ok(Validated { policy, warnings })
     } else {
         Err(ValidationErrors(errors))
     }
@@ -723,20 +785,28 @@ fn lockout(
         });
     }
     for ((index, s), w) in statements.iter().zip(&written) {
-        if deny_covers(s, w, &target) {
-            errors.push(ValidationError::LockoutDenied {
-                index: *index,
-                sid: s.sid.clone(),
-                who: target.who(),
-                exemption: target.exemption(),
-                conditional: s
-                    .condition
-                    .as_ref()
-                    .is_some_and(|c| c.values().any(|keys| !keys.is_empty())),
-            });
-        }
+        errors.extend(denial(*index, s, w, &target));
     }
     errors
+}
+
+/// The lockout a Deny statement at `index` causes, if it covers the target.
+fn denial(
+    index: usize,
+    s: &Statement,
+    written: &Written<'_>,
+    target: &Target<'_>,
+) -> Option<ValidationError> {
+    deny_covers(s, written, target).then(|| ValidationError::LockoutDenied {
+        index,
+        sid: s.sid.clone(),
+        who: target.who(),
+        exemption: target.exemption(),
+        conditional: s
+            .condition
+            .as_ref()
+            .is_some_and(|c| c.values().any(|keys| !keys.is_empty())),
+    })
 }
 
 /// Counts only what certainly grants access to this key: NotPrincipal and NotResource

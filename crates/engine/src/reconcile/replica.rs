@@ -8,8 +8,8 @@ use std::ops::ControlFlow;
 use std::time::SystemTime;
 
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Origin, Trust, ValidationError, Verdict, assess, compare,
-    contain_with, validate_as,
+    CanonicalPolicy, LockoutGuard, Origin, Trust, ValidationError, Verdict, assess_parsed, compare,
+    contain_with, validate_as, validate_merged,
 };
 
 use super::{Known, Reconciler, RunCache, updating};
@@ -75,8 +75,14 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             replica.partition(),
             replica.account()
         ));
-        let (desired_text, desired, extras) = match self.settings.baseline_match {
-            BaselineMatch::Exact => (wanted.text.clone(), wanted.policy.clone(), None),
+        // The live policy is parsed once: here, or by contains matching.
+        let (desired_text, desired, extras, parsed) = match self.settings.baseline_match {
+            BaselineMatch::Exact => (
+                wanted.text.clone(),
+                wanted.policy.clone(),
+                None,
+                CanonicalPolicy::parse(&live).ok(),
+            ),
             BaselineMatch::Contains => match self.merged(replica, &live, &wanted, &own) {
                 Ok(merged) => merged,
                 Err(problem) => {
@@ -85,7 +91,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 }
             },
         };
-        let (drift, exposure) = match assess(&live, &desired, &own) {
+        let (drift, exposure) = match assess_parsed(&live, parsed.as_ref(), &desired, &own) {
             (Verdict::InSync, _) => {
                 let mut o = wanted.name(Outcome::in_sync(replica));
                 o.extras = extras;
@@ -110,33 +116,46 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     }
 
     /// `contains` mode: the baseline with the live policy's allowed extras, validated (the
-    /// lockout check included) as the document to hold.
+    /// lockout check included) as the document to hold, and the live policy parsed.
     fn merged(
         &self,
         replica: &KeyArn,
         live: &str,
         wanted: &Desired,
         own: &Trust,
-    ) -> Result<(String, CanonicalPolicy, Option<Extras>), String> {
+    ) -> Result<
+        (
+            String,
+            CanonicalPolicy,
+            Option<Extras>,
+            Option<CanonicalPolicy>,
+        ),
+        String,
+    > {
         // A live policy that does not parse has no statements to keep: the baseline alone.
         let c = contain_with(live, &wanted.text, &wanted.policy, own);
+        let validated = if c.kept.is_empty() {
+            None
+        } else {
+            // The kept extras come from a policy KMS accepted: tolerate what KMS tolerates
+            // (as for a mirrored primary); the lockout check is as strict as ever. The
+            // baseline is validated already: only what the extras add is checked.
+            let v = validate_merged(&c, &wanted.policy, &self.lockout_guard(replica)).map_err(|e| {
+                format!(
+                    "the baseline with the live policy's kept extra statements is not a policy KMS would accept: {e}"
+                )
+            })?;
+            Some(v.policy)
+        };
         let extras = Extras {
             kept: c.kept,
             removed: c.removed,
         };
         let extras = (!extras.kept.is_empty() || !extras.removed.is_empty()).then_some(extras);
-        if extras.as_ref().is_none_or(|e| e.kept.is_empty()) {
-            return Ok((wanted.text.clone(), wanted.policy.clone(), extras));
-        }
-        let validated =
-            // The kept extras come from a policy KMS accepted: tolerate what KMS tolerates
-            // (as for a mirrored primary); the lockout check is as strict as ever.
-            validate_as(&c.merged, &self.lockout_guard(replica), Origin::Mirrored).map_err(|e| {
-                format!(
-                    "the baseline with the live policy's kept extra statements is not a policy KMS would accept: {e}"
-                )
-            })?;
-        Ok((c.merged, validated.policy, extras))
+        Ok(match validated {
+            Some(policy) => (c.merged, policy, extras, c.live),
+            None => (wanted.text.clone(), wanted.policy.clone(), extras, c.live),
+        })
     }
 
     /// The guards that leave a drifted key alone: its own state (when not yet described)

@@ -7,8 +7,9 @@ use proptest::sample::{select, subsequence};
 use serde_json::{Map, Value, json};
 
 use super::super::{
-    CanonicalPolicy, Containment, PolicyError, Severity, Trust, Verdict, compare, contain,
-    contain_with, explain,
+    CanonicalPolicy, Containment, Extra, LockoutGuard, Origin, PolicyError, Severity, Trust,
+    ValidationError, Verdict, assess, assess_parsed, compare, contain, contain_with, explain,
+    validate, validate_as, validate_merged,
 };
 use super::{parse, policy, same};
 
@@ -33,6 +34,19 @@ fn live(statements: &[&str]) -> String {
 /// Contains matching of a live policy of these statements against [`baseline`].
 fn run(statements: &[&str]) -> Containment {
     contain(&live(statements), &baseline(), &Trust::own(OWN)).expect("the baseline parses")
+}
+
+/// The lockout guard of the named tests: the remediator role of GUARD.
+fn guard() -> LockoutGuard {
+    LockoutGuard {
+        key_arn: "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+            .to_owned(),
+        account_id: "111122223333".to_owned(),
+        partition: "aws".to_owned(),
+        remediator_role_arn: Some(
+            "arn:aws:iam::111122223333:role/kms-replica-guard-remediator".to_owned(),
+        ),
+    }
 }
 
 fn value(text: &str) -> Value {
@@ -553,6 +567,115 @@ fn a_policy_near_the_size_limit_is_judged_statement_by_statement() {
     );
 }
 
+#[test]
+fn the_merged_document_validates_as_a_whole_validation_would() {
+    let text = live(&[ROOT, GUARD, USE, DR, PUBLIC]);
+    let c = contain(&text, &baseline(), &Trust::own(OWN)).unwrap();
+    let base = parse(&baseline());
+    let v = validate_merged(&c, &base, &guard()).expect("valid");
+    let whole = validate_as(&c.merged, &guard(), Origin::Mirrored).expect("valid");
+    assert_eq!(v, whole);
+    assert_eq!(v.policy, parse(&c.merged));
+}
+
+#[test]
+fn a_kept_deny_that_locks_the_remediator_out_fails_validation_of_the_merged_document() {
+    // Contains matching removes an added Deny as a contradiction unless the baseline has
+    // one that covers it; whatever it keeps, the lockout check still judges it.
+    let deny = r#"{"Sid":"HttpsOnlyPolicyChanges","Effect":"Deny","Principal":"*","Action":"kms:PutKeyPolicy","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}"#;
+    let mut c = contain(
+        &live(&[ROOT, GUARD, USE, DR]),
+        &baseline(),
+        &Trust::own(OWN),
+    )
+    .unwrap();
+    c.kept.push(Extra {
+        sid: Some("HttpsOnlyPolicyChanges".to_owned()),
+        statement: value(deny),
+        severity: Severity::Narrowing,
+        why: String::new(),
+    });
+    c.merged = live(&[ROOT, GUARD, USE, DR, deny]);
+    let errors = validate_merged(&c, &parse(&baseline()), &guard())
+        .expect_err("a lockout")
+        .0;
+    assert!(
+        matches!(
+            errors.as_slice(),
+            [ValidationError::LockoutDenied { index: 4, sid: Some(sid), conditional: true, .. }]
+                if sid == "HttpsOnlyPolicyChanges"
+        ),
+        "{errors:?}"
+    );
+    let whole = validate_as(&c.merged, &guard(), Origin::Mirrored).expect_err("a lockout");
+    assert_eq!(errors, whole.0);
+}
+
+#[test]
+fn a_kept_extra_ignored_by_kms_is_a_warning_and_an_oversized_merge_an_error() {
+    let no_resource = r#"{"Sid":"NoResource","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/dr-restore"},"Action":"kms:Decrypt"}"#;
+    let c = contain(
+        &live(&[ROOT, GUARD, USE, no_resource]),
+        &baseline(),
+        &Trust::own(OWN),
+    )
+    .unwrap();
+    let v = validate_merged(&c, &parse(&baseline()), &guard()).expect("a warning only");
+    assert!(
+        matches!(
+            v.warnings.as_slice(),
+            [ValidationError::MissingElement {
+                index: 3,
+                element: "Resource",
+                ..
+            }]
+        ),
+        "{:?}",
+        v.warnings
+    );
+    let mut big = c.clone();
+    big.merged.push_str(&" ".repeat(32_768));
+    big.merged.push('\u{100}');
+    let errors = validate_merged(&big, &parse(&baseline()), &guard())
+        .expect_err("too large")
+        .0;
+    assert!(
+        matches!(
+            errors.as_slice(),
+            [
+                ValidationError::TooLarge { .. },
+                ValidationError::InvalidCharacter {
+                    character: '\u{100}',
+                    ..
+                }
+            ]
+        ),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_live_policy_is_parsed_once_for_the_assessment() {
+    let text = live(&[ROOT, GUARD, USE, DR, PUBLIC]);
+    let c = contain(&text, &baseline(), &Trust::own(OWN)).unwrap();
+    assert_eq!(c.live.as_ref(), Some(&parse(&text)));
+    let merged = validate_merged(&c, &parse(&baseline()), &guard()).unwrap();
+    let trust = Trust::own(OWN);
+    assert_eq!(
+        assess_parsed(&text, c.live.as_ref(), &merged.policy, &trust),
+        assess(&text, &merged.policy, &trust)
+    );
+    let (verdict, exposure) = assess_parsed(&text, c.live.as_ref(), &merged.policy, &trust);
+    assert!(matches!(verdict, Verdict::Drift(_)));
+    assert_eq!(exposure.expect("explained").severity, Severity::Public);
+    // Unreadable: no canonical form, and the verdict says why.
+    let c = contain("nope", &baseline(), &trust).unwrap();
+    assert_eq!(c.live, None);
+    let (verdict, exposure) = assess_parsed("nope", c.live.as_ref(), &merged.policy, &trust);
+    assert!(matches!(verdict, Verdict::Drift(d) if d.contains("does not parse")));
+    assert_eq!(exposure, None);
+}
+
 // ---------------------------------------------------------------------------------------
 // Properties.
 
@@ -826,5 +949,37 @@ proptest! {
         let live_policy = parse(&live);
         let distinct = live_policy.statements.difference(&base_policy.statements).count();
         prop_assert_eq!(c.kept.len() + c.removed.len(), distinct);
+    }
+
+    #[test]
+    fn validating_the_kept_extras_is_validating_the_merged_document(
+        base in baseline_statements(),
+        pick in prop::collection::vec(any::<bool>(), 5),
+        extras in extra_statements(),
+        seed in any::<u64>(),
+    ) {
+        let (live, baseline) = texts(&base, &pick, &extras, Some("2012-10-17"), seed);
+        let root = r#"{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"}"#;
+        let mut with_root = value(&baseline);
+        with_root["Statement"].as_array_mut().expect("an array").push(value(root));
+        let baseline = with_root.to_string();
+        // Only a baseline that passes validation is ever merged.
+        let guard = guard();
+        let Ok(base_policy) = validate(&baseline, &guard) else {
+            return Ok(());
+        };
+        let c = contain(&live, &baseline, &Trust::own(OWN)).expect("the baseline parses");
+        let whole = validate_as(&c.merged, &guard, Origin::Mirrored);
+        match validate_merged(&c, &base_policy, &guard) {
+            Ok(v) => {
+                let whole = whole.expect("valid as a whole too");
+                prop_assert_eq!(&v.policy, &whole.policy);
+                prop_assert_eq!(v.warnings.len(), whole.warnings.len());
+            }
+            Err(e) => {
+                let whole = whole.expect_err("invalid as a whole too");
+                prop_assert_eq!(e.0.len(), whole.0.len(), "{}\n{}", e, whole);
+            }
+        }
     }
 }
