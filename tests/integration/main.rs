@@ -8,6 +8,7 @@ mod faults;
 mod fleet;
 mod helpers;
 mod strict;
+mod work_items;
 
 use helpers::*;
 use krg_policy::equivalent;
