@@ -7,6 +7,7 @@ mod catalogue;
 mod faults;
 mod fleet;
 mod helpers;
+mod history;
 mod strict;
 mod work_items;
 
