@@ -1,6 +1,6 @@
 //! `restore KEY --from BACKUP [--apply]`: put a backed-up policy back — from `s3://...`, a
-//! local backup file, or `latest` in the backup bucket — validated and verified like any
-//! write, dry-run unless `--apply`.
+//! local backup file, or `latest` in the backup bucket (the newest by S3's `LastModified`)
+//! — validated and verified like any write, dry-run unless `--apply`.
 
 use aws_config::SdkConfig;
 use console::style;
@@ -20,7 +20,8 @@ use crate::wiring::Adapters;
 pub struct Args {
     /// The key ARN.
     key: KeyArn,
-    /// `s3://BUCKET/KEY` of a backup, a local backup file, or `latest` (BACKUP_BUCKET).
+    /// `s3://BUCKET/KEY` of a backup, a local backup file, or `latest` (BACKUP_BUCKET; the
+    /// newest by S3's LastModified).
     #[arg(long = "from", value_name = "BACKUP")]
     from: String,
     /// Write it (default: show what would change).
@@ -76,13 +77,13 @@ async fn find(
     sdk: &SdkConfig,
 ) -> Result<(Backup, String), CliError> {
     if from == "latest" {
+        // The newest by S3's LastModified: names and bodies can be chosen by whoever can
+        // put an object in the bucket.
         let store = bucket.ok_or(CliError::LatestNeedsBucket)?;
-        let latest = store
-            .list(key)
+        store
+            .latest(key)
             .await?
-            .pop()
-            .ok_or_else(|| CliError::NoBackup(key.clone()))?;
-        Ok((store.load(&latest).await?, latest))
+            .ok_or_else(|| CliError::NoBackup(key.clone()))
     } else if from.starts_with("s3://") {
         let reader = bucket
             .cloned()

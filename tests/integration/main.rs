@@ -7,7 +7,9 @@ mod catalogue;
 mod faults;
 mod fleet;
 mod helpers;
+mod history;
 mod strict;
+mod work_items;
 
 use helpers::*;
 use krg_policy::equivalent;

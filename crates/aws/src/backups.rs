@@ -10,12 +10,21 @@
 //! - claims: `s3://BUCKET/PREFIX/claims/ACCOUNT/REGION/KEY_ID/DRIFT.json`, created only when
 //!   absent (`If-None-Match: *`) and deleted when the write is done, so that of concurrent
 //!   invocations that find the same drift only one writes.
+//!
+//! History is dated by S3, not by names or bodies: anyone who can put an object under the
+//! prefix can choose both. Flap counting, a claim's age and "the latest backup" use the
+//! object's `LastModified`; a name or body that dates an object after S3 stored it (beyond
+//! [`CLOCK_SKEW`]), a name the guard does not give, or a body that is not the guard's
+//! document for this key is ignored and logged as suspicious. Names still bound a listing
+//! (`StartAfter`), so the calls stay one ListObjectsV2 per flap check.
 
-use std::time::SystemTime;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use chrono::{DateTime, Utc};
+use aws_sdk_s3::primitives::DateTime as S3Time;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use krg_engine::error::{CallError, ErrorKind};
@@ -24,7 +33,7 @@ use krg_engine::ledger::MemoryLedger;
 use krg_engine::outcome::rfc3339;
 use krg_engine::ports::{Backup, BackupStore, Claimed, WriteClaim, WriteHistory, WriteRecord};
 
-use super::{call_error, get_object, split_s3_url};
+use super::{call_error, split_s3_url};
 
 /// Backups in one S3 bucket.
 #[derive(Clone)]
@@ -67,7 +76,98 @@ struct StoredClaim {
     event_name: String,
 }
 
+const OK_SUFFIX: &str = ".ok.json";
 const MISMATCH_SUFFIX: &str = ".mismatch.json";
+const BACKUP_SUFFIX: &str = ".json";
+const STAMP_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
+
+/// How much later than S3's `LastModified` a document may date itself (in its name or body)
+/// and still be taken as the guard's: the guard stamps a document just before it puts it,
+/// and Lambda's and S3's clocks agree within seconds. A document dated later was not put
+/// when it says: it is ignored and logged as suspicious.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// An object of the bucket, dated by S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listed {
+    key: String,
+    modified: SystemTime,
+}
+
+/// A GetObject's body with S3's facts about it.
+struct Fetched {
+    bytes: Vec<u8>,
+    modified: SystemTime,
+    etag: Option<String>,
+}
+
+/// Why an object under the guard's prefix is not taken as the guard's own document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Suspicion {
+    /// Its name or body dates it after S3 stored it.
+    FutureDated { claimed: SystemTime },
+    /// Its name is not one the guard gives (`STAMP.json`, `STAMP.ok.json`, ...).
+    ForeignName,
+    /// Its body is not the guard's document, or is about another key or drift.
+    ForeignBody(String),
+}
+
+impl fmt::Display for Suspicion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Suspicion::FutureDated { claimed } => write!(
+                f,
+                "it is dated {} but S3 stored it earlier, by more than the {} s clock skew allowed",
+                rfc3339(*claimed),
+                CLOCK_SKEW.as_secs()
+            ),
+            Suspicion::ForeignName => f.write_str("its name is not one the guard gives"),
+            Suspicion::ForeignBody(why) => write!(f, "its body is not the guard's: {why}"),
+        }
+    }
+}
+
+/// Whether a document that S3 stored at `modified` dates itself `claimed` too late to have
+/// been put by the guard.
+fn future_dated(claimed: SystemTime, modified: SystemTime) -> bool {
+    claimed > modified + CLOCK_SKEW
+}
+
+/// Logs an object that is ignored because it does not look like the guard's own.
+fn suspicious(key: &KeyArn, kind: &str, location: &str, modified: SystemTime, why: &Suspicion) {
+    let claimed = match why {
+        Suspicion::FutureDated { claimed } => rfc3339(*claimed),
+        _ => "-".to_owned(),
+    };
+    tracing::warn!(
+        key_arn = %key,
+        kind,
+        object = %location,
+        claimed_at = %claimed,
+        last_modified = %rfc3339(modified),
+        reason = %why,
+        "suspicious object in the backup bucket ignored: forged or tampered with (only the guard should write under its prefix)"
+    );
+}
+
+/// The time a name gives (`STAMP` and one of `suffixes`, directly under `prefix`), when it
+/// is exactly a stamp the guard writes.
+fn named_time(object: &str, prefix: &str, suffixes: &[&str]) -> Option<SystemTime> {
+    let name = object.strip_prefix(prefix)?;
+    let text = suffixes.iter().find_map(|s| name.strip_suffix(s))?;
+    let time: SystemTime = NaiveDateTime::parse_from_str(text, STAMP_FORMAT)
+        .ok()?
+        .and_utc()
+        .into();
+    (stamp(time) == text).then_some(time)
+}
+
+/// S3's date of an object; the epoch when S3 gave none (never, in practice), so that such
+/// an object is the oldest and outside every window.
+fn s3_time(t: Option<&S3Time>) -> SystemTime {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(UNIX_EPOCH)
+}
 
 fn key_path(key: &KeyArn) -> String {
     format!("{}/{}/{}/", key.account(), key.region(), key.key_id())
@@ -81,9 +181,17 @@ fn parse_time(text: &str, what: &str) -> Result<SystemTime, BackupFormatError> {
 }
 
 fn stamp(t: SystemTime) -> String {
-    DateTime::<Utc>::from(t)
-        .format("%Y%m%dT%H%M%S%.3fZ")
-        .to_string()
+    DateTime::<Utc>::from(t).format(STAMP_FORMAT).to_string()
+}
+
+/// The condition of a PutObject.
+enum Put<'a> {
+    /// Whatever is there.
+    Always,
+    /// Only when no object of that name exists (`If-None-Match: *`).
+    IfAbsent,
+    /// Only over the object with this ETag (`If-Match`).
+    IfMatch(&'a str),
 }
 
 impl S3Backups {
@@ -124,22 +232,29 @@ impl S3Backups {
         format!("s3://{}/{object}", self.bucket)
     }
 
-    /// Puts `doc` as pretty JSON at `object`; returns its `s3://` location. `if_absent`:
-    /// only when no object of that name exists (else a [`ErrorKind::Conflict`]).
+    /// Puts `doc` as pretty JSON at `object`; returns its `s3://` location. A condition that
+    /// does not hold is a [`ErrorKind::Conflict`] (or [`ErrorKind::NotFound`] for `IfMatch`
+    /// of a missing object).
     async fn put_json(
         &self,
         object: String,
         doc: &impl Serialize,
-        if_absent: bool,
+        condition: Put<'_>,
     ) -> Result<String, CallError> {
         let location = self.location(&object);
         let body = serde_json::to_vec_pretty(doc).expect("a stored document always serialises");
+        let (if_none_match, if_match) = match condition {
+            Put::Always => (None, None),
+            Put::IfAbsent => (Some("*".to_owned()), None),
+            Put::IfMatch(etag) => (None, Some(etag.to_owned())),
+        };
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(object)
             .content_type("application/json")
-            .set_if_none_match(if_absent.then(|| "*".to_owned()))
+            .set_if_none_match(if_none_match)
+            .set_if_match(if_match)
             .body(ByteStream::from(body))
             .send()
             .await
@@ -147,36 +262,101 @@ impl S3Backups {
         Ok(location)
     }
 
-    /// The backups of one key, oldest first, as `s3://` locations.
+    /// The backups of one key, oldest first by S3's `LastModified`, as `s3://` locations;
+    /// an object whose name is not one the guard gives, or dates it after S3 stored it, is
+    /// left out and logged.
     pub async fn list(&self, key: &KeyArn) -> Result<Vec<String>, CallError> {
-        self.keys_after(self.key_prefix(key), None)
-            .await
-            .map(|keys| keys.iter().map(|k| self.location(k)).collect())
+        Ok(self
+            .backups_of(key)
+            .await?
+            .iter()
+            .map(|o| self.location(&o.key))
+            .collect())
     }
 
-    async fn keys_after(
+    /// The newest backup of one key by S3's `LastModified`, with its location. One
+    /// ListObjectsV2 (per page) and one GetObject, plus one GetObject per newer object
+    /// skipped because its body is not the guard's backup of this key or dates it after S3
+    /// stored it (each logged).
+    pub async fn latest(&self, key: &KeyArn) -> Result<Option<(Backup, String)>, CallError> {
+        let mut backups = self.backups_of(key).await?;
+        while let Some(newest) = backups.pop() {
+            let location = self.location(&newest.key);
+            let fetched = self.fetch(&newest.key).await?;
+            match judge_backup(key, &fetched) {
+                Ok(backup) => return Ok(Some((backup, location))),
+                Err(why) => suspicious(key, "backup", &location, fetched.modified, &why),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The key's backups with names the guard gives, oldest first by `LastModified`.
+    async fn backups_of(&self, key: &KeyArn) -> Result<Vec<Listed>, CallError> {
+        let prefix = self.key_prefix(key);
+        let mut listed = self.objects_after(&prefix, None).await?;
+        listed.retain(|o| self.named_fairly(key, "backup", o, &prefix, &[BACKUP_SUFFIX]));
+        listed.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+        Ok(listed)
+    }
+
+    /// Whether `object`'s name is one the guard gives and does not date it after S3 stored
+    /// it; logs it when not.
+    fn named_fairly(
         &self,
-        prefix: String,
+        key: &KeyArn,
+        kind: &str,
+        object: &Listed,
+        prefix: &str,
+        suffixes: &[&str],
+    ) -> bool {
+        let why = match named_time(&object.key, prefix, suffixes) {
+            None => Suspicion::ForeignName,
+            Some(claimed) if future_dated(claimed, object.modified) => {
+                Suspicion::FutureDated { claimed }
+            }
+            Some(_) => return true,
+        };
+        suspicious(
+            key,
+            kind,
+            &self.location(&object.key),
+            object.modified,
+            &why,
+        );
+        false
+    }
+
+    /// The objects under `prefix` whose names sort after `after`, with S3's dates.
+    async fn objects_after(
+        &self,
+        prefix: &str,
         after: Option<String>,
-    ) -> Result<Vec<String>, CallError> {
+    ) -> Result<Vec<Listed>, CallError> {
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
-            .prefix(&prefix)
+            .prefix(prefix)
             .set_start_after(after)
             .into_paginator()
             .send();
-        let mut keys = Vec::new();
+        let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| call_error("ListObjectsV2", self.location(&prefix), e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
+            let page = page.map_err(|e| call_error("ListObjectsV2", self.location(prefix), e))?;
+            objects.extend(page.contents().iter().filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_owned(),
+                    modified: s3_time(o.last_modified()),
+                })
+            }));
         }
-        Ok(keys)
+        Ok(objects)
+    }
+
+    /// GetObject of one object of the bucket, with its date and ETag.
+    async fn fetch(&self, object: &str) -> Result<Fetched, CallError> {
+        fetch(&self.client, &self.bucket, object).await
     }
 
     /// Reads a backup from `s3://bucket/key` (any bucket the caller may read).
@@ -189,10 +369,99 @@ impl S3Backups {
                 "expected s3://BUCKET/KEY",
             )
         })?;
-        let bytes = get_object(&self.client, bucket, key).await?;
-        parse_backup(&bytes)
-            .map_err(|e| CallError::new("GetObject", location, ErrorKind::Invalid, e.to_string()))
+        let fetched = fetch(&self.client, bucket, key).await?;
+        let backup = parse_backup(&fetched.bytes).map_err(|e| {
+            CallError::new("GetObject", location, ErrorKind::Invalid, e.to_string())
+        })?;
+        // The operator named this one: loaded, but a date S3 contradicts is said.
+        if future_dated(backup.taken_at, fetched.modified) {
+            let why = Suspicion::FutureDated {
+                claimed: backup.taken_at,
+            };
+            suspicious(&backup.key, "backup", location, fetched.modified, &why);
+        }
+        Ok(backup)
     }
+}
+
+/// GetObject of `s3://bucket/key`, with S3's date and the ETag.
+async fn fetch(client: &Client, bucket: &str, key: &str) -> Result<Fetched, CallError> {
+    let location = format!("s3://{bucket}/{key}");
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| call_error("GetObject", &location, e))?;
+    let modified = s3_time(out.last_modified());
+    let etag = out.e_tag().map(str::to_owned);
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| CallError::new("GetObject", &location, ErrorKind::Transient, e.to_string()))?
+        .to_vec();
+    Ok(Fetched {
+        bytes,
+        modified,
+        etag,
+    })
+}
+
+/// A backup read from the bucket, when it is the guard's backup of `key`, dated no later
+/// than S3 stored it.
+fn judge_backup(key: &KeyArn, fetched: &Fetched) -> Result<Backup, Suspicion> {
+    let backup = parse_backup(&fetched.bytes).map_err(|e| Suspicion::ForeignBody(e.to_string()))?;
+    if backup.key != *key {
+        return Err(Suspicion::ForeignBody(format!(
+            "it is a backup of {}",
+            backup.key
+        )));
+    }
+    if future_dated(backup.taken_at, fetched.modified) {
+        return Err(Suspicion::FutureDated {
+            claimed: backup.taken_at,
+        });
+    }
+    Ok(backup)
+}
+
+/// A write record read from the bucket, when it is the guard's record of a write to `key`
+/// dated no later than S3 stored it; its time is then S3's.
+fn judge_write(key: &KeyArn, fetched: &Fetched) -> Result<WriteRecord, Suspicion> {
+    let record = parse_write(&fetched.bytes).map_err(|e| Suspicion::ForeignBody(e.to_string()))?;
+    if record.key != *key {
+        return Err(Suspicion::ForeignBody(format!(
+            "it records a write to {}",
+            record.key
+        )));
+    }
+    if future_dated(record.at, fetched.modified) {
+        return Err(Suspicion::FutureDated { claimed: record.at });
+    }
+    Ok(WriteRecord {
+        at: fetched.modified,
+        ..record
+    })
+}
+
+/// A claim read from the bucket, when it is the guard's claim named `claim` dated no later
+/// than S3 stored it; its time is then S3's (the engine ages it from there).
+fn judge_claim(claim: &WriteClaim, fetched: &Fetched) -> Result<WriteClaim, Suspicion> {
+    let held = parse_claim(&fetched.bytes).map_err(|e| Suspicion::ForeignBody(e.to_string()))?;
+    if held.key != claim.key || held.drift != claim.drift {
+        return Err(Suspicion::ForeignBody(
+            "it names another key or drift than its object name".into(),
+        ));
+    }
+    if future_dated(held.at, fetched.modified) {
+        return Err(Suspicion::FutureDated { claimed: held.at });
+    }
+    Ok(WriteClaim {
+        at: fetched.modified,
+        ..held
+    })
 }
 
 /// Why a document in the backup bucket (a backup, a write record, a claim) is not readable.
@@ -234,14 +503,14 @@ impl BackupStore for S3Backups {
             event_name: backup.event_name.clone(),
             policy: backup.policy.clone(),
         };
-        self.put_json(object, &doc, false).await
+        self.put_json(object, &doc, Put::Always).await
     }
 
     async fn record_write(&self, write: &WriteRecord) -> Result<(), CallError> {
         let status = if write.mismatch.is_some() {
             MISMATCH_SUFFIX
         } else {
-            ".ok.json"
+            OK_SUFFIX
         };
         let object = format!(
             "{}{}{status}",
@@ -257,35 +526,62 @@ impl BackupStore for S3Backups {
             written: write.written.clone(),
             mismatch: write.mismatch.clone(),
         };
-        self.put_json(object, &doc, false).await.map(drop)
+        self.put_json(object, &doc, Put::Always).await.map(drop)
     }
 
-    /// One ListObjectsV2; one GetObject more only when the latest write failed verification.
+    /// One ListObjectsV2 (per page); one GetObject more only when the latest write failed
+    /// verification. Records count by S3's `LastModified` within the window; the names only
+    /// start the listing, [`CLOCK_SKEW`] early. Only the latest record's body is read: when
+    /// it is not the guard's (or dates itself after S3 stored it), it is not counted and
+    /// there is no earlier verification failure to honour, which costs at most one more
+    /// write that fails its verification again.
     async fn writes_since(
         &self,
         key: &KeyArn,
         since: SystemTime,
     ) -> Result<WriteHistory, CallError> {
         let prefix = self.writes_prefix(key);
-        let after = format!("{prefix}{}", stamp(since));
-        let records = self.keys_after(prefix, Some(after)).await?;
-        let last_mismatch = match records.last() {
-            Some(last) if last.ends_with(MISMATCH_SUFFIX) => {
-                let location = self.location(last);
-                let bytes = get_object(&self.client, &self.bucket, last).await?;
-                Some(parse_write(&bytes).map_err(|m| {
-                    CallError::new("GetObject", &location, ErrorKind::Invalid, m.to_string())
-                })?)
+        let from = since.checked_sub(CLOCK_SKEW).unwrap_or(UNIX_EPOCH);
+        let after = format!("{prefix}{}", stamp(from));
+        let mut recent = self.objects_after(&prefix, Some(after)).await?;
+        recent.retain(|o| {
+            o.modified >= since
+                && self.named_fairly(
+                    key,
+                    "write record",
+                    o,
+                    &prefix,
+                    &[OK_SUFFIX, MISMATCH_SUFFIX],
+                )
+        });
+        recent.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+        let mut last_mismatch = None;
+        if let Some(last) = recent.last().filter(|o| o.key.ends_with(MISMATCH_SUFFIX)) {
+            let fetched = self.fetch(&last.key).await?;
+            match judge_write(key, &fetched) {
+                Ok(record) => last_mismatch = Some(record),
+                Err(why) => {
+                    suspicious(
+                        key,
+                        "write record",
+                        &self.location(&last.key),
+                        fetched.modified,
+                        &why,
+                    );
+                    recent.pop();
+                }
             }
-            _ => None,
-        };
+        }
         Ok(WriteHistory {
-            writes: records.len(),
+            writes: recent.len(),
             last_mismatch,
         })
     }
 
-    /// One conditional PutObject; one GetObject more when another invocation holds it.
+    /// One conditional PutObject; one GetObject more when another invocation holds it, and
+    /// one PutObject more (`If-Match` its ETag, so that of several invocations only one takes
+    /// it) when the claim found is not the guard's or dates itself after S3 stored it. A
+    /// held claim is dated by S3, so the engine ages it from `LastModified`.
     async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
         let doc = StoredClaim {
             key_arn: claim.key.to_string(),
@@ -296,13 +592,28 @@ impl BackupStore for S3Backups {
         };
         // Twice: the holder may release it between the refused put and the read.
         for _ in 0..2 {
-            match self.put_json(self.claim_object(claim), &doc, true).await {
+            match self
+                .put_json(self.claim_object(claim), &doc, Put::IfAbsent)
+                .await
+            {
                 Ok(_) => return Ok(Claimed::Won),
                 Err(e) if e.kind == ErrorKind::Conflict => {}
                 Err(e) => return Err(e),
             }
-            if let Some(holder) = self.holder(claim).await? {
-                return Ok(Claimed::Held(Box::new(holder)));
+            match self.holder(claim).await? {
+                Holder::Released => {}
+                Holder::Held(holder) => return Ok(Claimed::Held(Box::new(holder))),
+                Holder::Suspicious { etag } => {
+                    let taken = self
+                        .put_json(self.claim_object(claim), &doc, Put::IfMatch(&etag))
+                        .await;
+                    match taken {
+                        Ok(_) => return Ok(Claimed::Won),
+                        // Replaced or removed since it was read: claim anew.
+                        Err(e) if matches!(e.kind, ErrorKind::Conflict | ErrorKind::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
         Err(CallError::new(
@@ -327,28 +638,47 @@ impl BackupStore for S3Backups {
     }
 }
 
+/// What holds a claim's name.
+enum Holder {
+    /// Nothing any more (released).
+    Released,
+    /// Another invocation's claim, dated by S3.
+    Held(WriteClaim),
+    /// An object that is not the guard's claim, or dates itself after S3 stored it: taken
+    /// over as abandoned (it has this ETag).
+    Suspicious { etag: String },
+}
+
 impl S3Backups {
-    /// Reads the claim that holds `claim`'s name; `None` when it is gone (released). S3
-    /// answers a read of a missing object with 404 only to a caller allowed to list the
-    /// bucket, and with 403 (AccessDenied) otherwise: both mean "released" here. The
-    /// caller's two attempts bound what a real denial costs, and its error names both causes.
-    async fn holder(&self, claim: &WriteClaim) -> Result<Option<WriteClaim>, CallError> {
+    /// Reads what holds `claim`'s name. S3 answers a read of a missing object with 404 only
+    /// to a caller allowed to list the bucket, and with 403 (AccessDenied) otherwise: both
+    /// mean "released" here. The caller's two attempts bound what a real denial costs, and
+    /// its error names both causes.
+    async fn holder(&self, claim: &WriteClaim) -> Result<Holder, CallError> {
         let object = self.claim_object(claim);
-        let bytes = match get_object(&self.client, &self.bucket, &object).await {
-            Ok(bytes) => bytes,
+        let fetched = match self.fetch(&object).await {
+            Ok(fetched) => fetched,
             Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::AccessDenied) => {
-                return Ok(None);
+                return Ok(Holder::Released);
             }
             Err(e) => return Err(e),
         };
-        parse_claim(&bytes).map(Some).map_err(|m| {
-            CallError::new(
-                "GetObject",
-                self.location(&object),
-                ErrorKind::Invalid,
-                m.to_string(),
-            )
-        })
+        match judge_claim(claim, &fetched) {
+            Ok(held) => Ok(Holder::Held(held)),
+            Err(why) => {
+                let location = self.location(&object);
+                suspicious(&claim.key, "write claim", &location, fetched.modified, &why);
+                let etag = fetched.etag.ok_or_else(|| {
+                    CallError::new(
+                        "GetObject",
+                        &location,
+                        ErrorKind::Other,
+                        "S3 gave no ETag for the claim, so it cannot be taken over safely",
+                    )
+                })?;
+                Ok(Holder::Suspicious { etag })
+            }
+        }
     }
 }
 
@@ -439,9 +769,12 @@ impl BackupStore for Backups {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
     use aws_sdk_s3::operation::put_object::PutObjectOutput;
-    use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use std::time::{Duration, UNIX_EPOCH};
+    use aws_sdk_s3::types::Object;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use std::time::Duration;
 
     fn claim() -> WriteClaim {
         WriteClaim {
@@ -523,5 +856,375 @@ mod tests {
                 .to_string()
                 .contains("not a kms-replica-guard backup")
         );
+    }
+
+    const WRITES: &str = "kms-replica-guard/writes/111122223333/us-west-2/mrk-1/";
+    const BACKUPS: &str = "kms-replica-guard/111122223333/us-west-2/mrk-1/";
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn key() -> KeyArn {
+        claim().key
+    }
+
+    fn store(rules: &[&Rule]) -> S3Backups {
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules);
+        S3Backups::new(client, "bucket", "kms-replica-guard/")
+    }
+
+    fn object(key: String, modified: SystemTime) -> Object {
+        Object::builder()
+            .key(key)
+            .last_modified(S3Time::from(modified))
+            .build()
+    }
+
+    /// A ListObjectsV2 that answers `objects`, when asked after `start_after` (any when
+    /// `None`).
+    fn listing(objects: Vec<Object>, start_after: Option<String>) -> Rule {
+        mock!(Client::list_objects_v2)
+            .match_requests(move |r| {
+                start_after.is_none() || r.start_after() == start_after.as_deref()
+            })
+            .then_output(move || {
+                ListObjectsV2Output::builder()
+                    .set_contents(Some(objects.clone()))
+                    .build()
+            })
+    }
+
+    /// A GetObject of `object` that answers `body`, stored at `modified` with `etag`.
+    fn stored(object: String, body: String, modified: SystemTime, etag: &'static str) -> Rule {
+        mock!(Client::get_object)
+            .match_requests(move |r| r.key() == Some(object.as_str()))
+            .then_output(move || {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from(body.clone().into_bytes()))
+                    .last_modified(S3Time::from(modified))
+                    .e_tag(etag)
+                    .build()
+            })
+    }
+
+    fn write_body(key: &str, at: SystemTime, mismatch: bool) -> String {
+        serde_json::json!({
+            "key_arn": key, "written_at": rfc3339(at), "event_id": null,
+            "event_name": "sweep", "backup": "s3://bucket/b.json", "written": "{}",
+            "mismatch": mismatch.then_some("{}"),
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn five_write_records_dated_in_the_year_9999_are_not_counted_and_not_read() {
+        let now = SystemTime::now();
+        let mut objects: Vec<Object> = (0..5)
+            .map(|i| object(format!("{WRITES}99991231T23595{i}.000Z.ok.json"), now))
+            .collect();
+        // A name the guard never gives, and one genuine write ten minutes ago.
+        objects.push(object(format!("{WRITES}zzz.ok.json"), now));
+        let genuine = now - Duration::from_secs(600);
+        objects.push(object(
+            format!("{WRITES}{}.ok.json", stamp(genuine)),
+            genuine,
+        ));
+        // The listing starts CLOCK_SKEW before the window by name.
+        let since = now - HOUR;
+        let list = listing(
+            objects,
+            Some(format!("{WRITES}{}", stamp(since - CLOCK_SKEW))),
+        );
+        let history = store(&[&list]).writes_since(&key(), since).await.unwrap();
+        assert_eq!(
+            history,
+            WriteHistory {
+                writes: 1,
+                last_mismatch: None
+            }
+        );
+        assert_eq!(list.num_calls(), 1, "one ListObjectsV2, no GetObject");
+    }
+
+    #[tokio::test]
+    async fn write_records_are_counted_by_when_s3_stored_them_not_by_their_names() {
+        let now = SystemTime::now();
+        let objects = vec![
+            // Named within the window, stored two hours ago: outside it.
+            object(
+                format!("{WRITES}{}.ok.json", stamp(now - Duration::from_secs(60))),
+                now - 2 * HOUR,
+            ),
+            // Named two hours ago, stored now: inside it.
+            object(format!("{WRITES}{}.ok.json", stamp(now - 2 * HOUR)), now),
+        ];
+        let list = listing(objects, None);
+        let history = store(&[&list])
+            .writes_since(&key(), now - HOUR)
+            .await
+            .unwrap();
+        assert_eq!(history.writes, 1);
+    }
+
+    #[tokio::test]
+    async fn a_planted_mismatch_record_dated_ahead_of_s3_or_unreadable_neither_blocks_nor_counts() {
+        let now = SystemTime::now();
+        let genuine = now - Duration::from_secs(60);
+        let planted = format!(
+            "{WRITES}{}.mismatch.json",
+            stamp(now - Duration::from_secs(1))
+        );
+        let k = key().to_string();
+        for body in [
+            write_body(&k, now + 30 * 24 * HOUR, true),
+            write_body("arn:aws:kms:us-west-2:111122223333:key/mrk-2", now, true),
+            "not json".to_owned(),
+        ] {
+            let list = listing(
+                vec![
+                    object(format!("{WRITES}{}.ok.json", stamp(genuine)), genuine),
+                    object(planted.clone(), now),
+                ],
+                None,
+            );
+            let get = stored(planted.clone(), body.clone(), now, "\"e\"");
+            let history = store(&[&list, &get])
+                .writes_since(&key(), now - HOUR)
+                .await
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(
+                history,
+                WriteHistory {
+                    writes: 1,
+                    last_mismatch: None
+                },
+                "{body}"
+            );
+            assert_eq!(get.num_calls(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_latest_mismatch_is_the_newest_by_s3_and_dated_by_s3() {
+        let now = SystemTime::now();
+        let mismatch = now - Duration::from_secs(120);
+        let name = format!("{WRITES}{}.mismatch.json", stamp(mismatch));
+        // An ok record whose name sorts after the mismatch but that S3 stored before it.
+        let earlier = now - Duration::from_secs(300);
+        let list = listing(
+            vec![
+                object(
+                    format!("{WRITES}{}.ok.json", stamp(now - Duration::from_secs(60))),
+                    earlier,
+                ),
+                object(name.clone(), mismatch + Duration::from_secs(1)),
+            ],
+            None,
+        );
+        let get = stored(
+            name,
+            write_body(key().as_str(), mismatch, true),
+            mismatch + Duration::from_secs(1),
+            "\"e\"",
+        );
+        let history = store(&[&list, &get])
+            .writes_since(&key(), now - HOUR)
+            .await
+            .unwrap();
+        assert_eq!(history.writes, 2);
+        let last = history.last_mismatch.expect("the mismatch is the latest");
+        assert_eq!(last.at, mismatch + Duration::from_secs(1), "S3's date");
+    }
+
+    fn claim_body(claim: &WriteClaim, claimed_at: SystemTime) -> String {
+        serde_json::json!({
+            "key_arn": claim.key.to_string(), "drift": claim.drift, "claimed_at": rfc3339(claimed_at),
+            "event_id": "e-0", "event_name": "PutKeyPolicy",
+        })
+        .to_string()
+    }
+
+    fn claim_object() -> String {
+        format!(
+            "kms-replica-guard/claims/111122223333/us-west-2/mrk-1/{}.json",
+            claim().drift
+        )
+    }
+
+    #[tokio::test]
+    async fn a_planted_claim_dated_in_the_future_or_unreadable_is_taken_over_with_if_match() {
+        let now = SystemTime::now();
+        for body in [
+            claim_body(&claim(), now + 365 * 24 * HOUR),
+            "{}".to_owned(),
+            claim_body(
+                &WriteClaim {
+                    drift: "e".repeat(64),
+                    ..claim()
+                },
+                now,
+            ),
+        ] {
+            let refused = mock!(Client::put_object)
+                .match_requests(|r| r.if_none_match() == Some("*"))
+                .sequence()
+                .http_status(412, Some(REFUSED.into()))
+                .build();
+            let planted = stored(claim_object(), body.clone(), now, "\"planted\"");
+            let taken = mock!(Client::put_object)
+                .match_requests(|r| {
+                    r.if_match() == Some("\"planted\"") && r.if_none_match().is_none()
+                })
+                .then_output(|| PutObjectOutput::builder().build());
+            let store = store(&[&refused, &planted, &taken]);
+            assert_eq!(store.claim(&claim()).await, Ok(Claimed::Won), "{body}");
+            assert_eq!(
+                (refused.num_calls(), planted.num_calls(), taken.num_calls()),
+                (1, 1, 1),
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_planted_claim_taken_over_by_another_invocation_first_is_held_by_it() {
+        let now = SystemTime::now();
+        let refused = mock!(Client::put_object)
+            .match_requests(|r| r.if_none_match() == Some("*") || r.if_match().is_some())
+            .sequence()
+            .http_status(412, Some(REFUSED.into()))
+            .times(3)
+            .build();
+        let reads = mock!(Client::get_object)
+            .sequence()
+            .output(move || {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from(
+                        claim_body(&claim(), now + 365 * 24 * HOUR).into_bytes(),
+                    ))
+                    .last_modified(S3Time::from(now))
+                    .e_tag("\"planted\"")
+                    .build()
+            })
+            .output(move || {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from(claim_body(&claim(), now).into_bytes()))
+                    .last_modified(S3Time::from(now))
+                    .e_tag("\"theirs\"")
+                    .build()
+            })
+            .build();
+        let answer = store(&[&refused, &reads]).claim(&claim()).await.unwrap();
+        let Claimed::Held(holder) = answer else {
+            panic!("{answer:?}")
+        };
+        assert_eq!(holder.at, now);
+        assert_eq!((refused.num_calls(), reads.num_calls()), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_held_claim_is_aged_from_when_s3_stored_it_not_from_its_body() {
+        let now = SystemTime::now();
+        let refused = mock!(Client::put_object)
+            .sequence()
+            .http_status(412, Some(REFUSED.into()))
+            .build();
+        // The body says an hour ago (abandoned, if believed); S3 stored it just now.
+        let held = stored(
+            claim_object(),
+            claim_body(&claim(), now - HOUR),
+            now,
+            "\"e\"",
+        );
+        let answer = store(&[&refused, &held]).claim(&claim()).await.unwrap();
+        let Claimed::Held(holder) = answer else {
+            panic!("{answer:?}")
+        };
+        assert_eq!(holder.at, now, "S3's date");
+        assert_eq!(holder.event_id.as_deref(), Some("e-0"));
+    }
+
+    fn backup_body(key: &str, taken_at: SystemTime, policy: &str) -> String {
+        serde_json::json!({
+            "key_arn": key, "taken_at": rfc3339(taken_at), "reason": "drift",
+            "event_id": null, "event_name": "sweep", "policy": policy,
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_latest_backup_is_the_newest_stored_not_the_last_name_nor_a_forged_body() {
+        let now = SystemTime::now();
+        let genuine = format!("{BACKUPS}{}.json", stamp(now - Duration::from_secs(10)));
+        let later_name = format!("{BACKUPS}{}.json", stamp(now + Duration::from_secs(60)));
+        let other_key = format!("{BACKUPS}{}.json", stamp(now - Duration::from_secs(2)));
+        let list = listing(
+            vec![
+                // Sorts last among plausible names, but S3 stored it first.
+                object(later_name, now - Duration::from_secs(20)),
+                object(genuine.clone(), now - Duration::from_secs(10)),
+                // Newest, but its body is another key's backup.
+                object(other_key.clone(), now - Duration::from_secs(2)),
+                // Newest of all, but dated in the year 9999 or not named by the guard.
+                object(format!("{BACKUPS}99991231T235959.000Z.json"), now),
+                object(format!("{BACKUPS}latest.json"), now),
+            ],
+            None,
+        );
+        let forged = stored(
+            other_key,
+            backup_body("arn:aws:kms:us-west-2:111122223333:key/mrk-2", now, "{}"),
+            now - Duration::from_secs(2),
+            "\"f\"",
+        );
+        let real = stored(
+            genuine.clone(),
+            backup_body(
+                key().as_str(),
+                now - Duration::from_secs(10),
+                "{\"genuine\":1}",
+            ),
+            now - Duration::from_secs(10),
+            "\"g\"",
+        );
+        let store = store(&[&list, &forged, &real]);
+        let (backup, location) = store.latest(&key()).await.unwrap().expect("a backup");
+        assert_eq!(location, format!("s3://bucket/{genuine}"));
+        assert_eq!(backup.policy, "{\"genuine\":1}");
+        assert_eq!((forged.num_calls(), real.num_calls()), (1, 1));
+        assert_eq!(
+            store.list(&key()).await.unwrap().len(),
+            3,
+            "the two with names the guard would not give are not listed"
+        );
+    }
+
+    #[test]
+    fn a_name_or_body_may_run_ahead_of_s3_by_the_clock_skew_only() {
+        let stored = SystemTime::now();
+        assert!(!future_dated(stored + CLOCK_SKEW, stored));
+        assert!(future_dated(
+            stored + CLOCK_SKEW + Duration::from_secs(1),
+            stored
+        ));
+        assert!(!future_dated(stored - HOUR, stored), "older is fine");
+        let name = format!("{WRITES}20261122T143015.123Z.mismatch.json");
+        assert_eq!(
+            named_time(&name, WRITES, &[OK_SUFFIX, MISMATCH_SUFFIX]).map(stamp),
+            Some("20261122T143015.123Z".to_owned())
+        );
+        for foreign in [
+            "x/20261122T143015.123Z.ok.json",
+            "20261122T143015Z.ok.json",
+            "20261122T143015.123Z.json",
+        ] {
+            assert_eq!(
+                named_time(
+                    &format!("{WRITES}{foreign}"),
+                    WRITES,
+                    &[OK_SUFFIX, MISMATCH_SUFFIX]
+                ),
+                None,
+                "{foreign}"
+            );
+        }
     }
 }

@@ -45,6 +45,7 @@
 //! - [`reconcile`]: the engine, one file per stage.
 //! - [`retry`]: the one backoff helper; [`settings`]: how the engine behaves.
 //! - [`tenancy`]: the accounts worked in (home, members through the member role, allow-list).
+//! - [`work_item`]: a sweep queue message, read strictly as one planned (account, Region).
 //! - `fake` (feature `test-util`): in-memory ports that count calls.
 
 pub mod baseline;
@@ -63,6 +64,7 @@ pub mod retry;
 pub mod settings;
 pub mod tenancy;
 pub mod trigger;
+pub mod work_item;
 
 pub use reconcile::{Progress, Quiet, Reconciler};
 pub use settings::{BaselineMatch, FlapGuard, Mode, Settings};
