@@ -8,17 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use krg_aws::kms::RateLimits;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use krg_engine::baseline::{Baseline, RenderContext, Template};
-use krg_engine::catalogue::{Catalogue, Choice, DEFAULT_BASELINE_TAG, valid_name};
+use krg_engine::catalogue::{Catalogue, CatalogueError, Choice, DEFAULT_BASELINE_TAG, valid_name};
 use krg_engine::decide::lockout_guard;
 use krg_engine::key::{AccountId, KeyArn, Region, RoleArn};
 use krg_engine::ports::RemoteText;
 use krg_engine::retry::Backoff;
 use krg_engine::tenancy::{Fleet, MemberRole, Members, Tenancy};
-use krg_engine::{BaselineMatch, FlapGuard, Mode, Settings};
-use krg_policy::{ValidationError, validate};
+use krg_engine::{BaselineMatch, FlapGuard, Mode, Settings, Trusted};
+use krg_policy::{
+    Breach, BreachReason, CanonicalPolicy, Trust, ValidationError, guardrails, validate,
+};
 
 /// Default CloudWatch namespace.
 pub const DEFAULT_NAMESPACE: &str = "KmsReplicaGuard";
@@ -108,6 +110,25 @@ pub struct Options {
     /// `MIRROR_REWRITE`: mirroring also rewrites the key's own account and Region's ARNs in
     /// conditions.
     pub mirror_rewrite: Option<bool>,
+    /// `TRUSTED_ACCOUNTS`: accounts besides the key's own that a written policy may grant.
+    pub trusted_accounts: Option<BTreeSet<AccountId>>,
+    /// `TRUSTED_ORGS`: organisations a written policy may grant.
+    pub trusted_orgs: Option<BTreeSet<String>>,
+    /// `EXEMPTION_MAX_DAYS`: the longest exemption honoured.
+    pub exemption_max_days: Option<u64>,
+    /// `BASELINE_SHA256`: the digest(s) the baseline(s) must have.
+    pub baseline_sha256: Option<Digests>,
+    /// `BASELINE_SCOPE`: the accounts whose keys may select each catalogue baseline by tag.
+    pub baseline_scope: Option<BTreeMap<String, BTreeSet<AccountId>>>,
+}
+
+/// `BASELINE_SHA256` as given: one digest (a single baseline), or one per catalogue name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Digests {
+    /// 64 hex digits, lower case.
+    One(String),
+    /// `NAME=HEX` pairs.
+    Named(BTreeMap<String, String>),
 }
 
 /// Client-side KMS rate limits as given (requests per second per Region).
@@ -207,8 +228,122 @@ impl Options {
                 .map(|v| parse_switch(&v))
                 .transpose()
                 .map_err(|problem| err("MIRROR_REWRITE", problem))?,
+            trusted_accounts: with(&get, "TRUSTED_ACCOUNTS", parse_accounts)?,
+            trusted_orgs: with(&get, "TRUSTED_ORGS", parse_orgs)?,
+            exemption_max_days: with(&get, "EXEMPTION_MAX_DAYS", parse_days)?,
+            baseline_sha256: with(&get, "BASELINE_SHA256", parse_digests)?,
+            baseline_scope: with(&get, "BASELINE_SCOPE", parse_scope)?,
         })
     }
+}
+
+/// The variable `var` read through `get` and parsed by `parse`; an error names the variable.
+fn with<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    get(var)
+        .map(|v| parse(&v).map_err(|problem| err(var, problem)))
+        .transpose()
+}
+
+/// A comma-separated list of 12-digit account ids (`TRUSTED_ACCOUNTS`).
+pub fn parse_accounts(list: &str) -> Result<BTreeSet<AccountId>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<AccountId>()
+                .map_err(|e| format!("{e}; use a comma-separated list of 12-digit account ids"))
+        })
+        .collect()
+}
+
+/// A comma-separated list of organisation ids, `o-` and 10 to 32 lower-case letters or
+/// digits (`TRUSTED_ORGS`).
+pub fn parse_orgs(list: &str) -> Result<BTreeSet<String>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let id = o.strip_prefix("o-").unwrap_or_default();
+            let ok = (10..=32).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if ok {
+                Ok(o.to_owned())
+            } else {
+                Err(format!(
+                    "{o:?} is not an organisation id; use o- and 10 to 32 lower-case letters or digits, as Organizations shows it (o-a1b2c3d4e5)"
+                ))
+            }
+        })
+        .collect()
+}
+
+/// A whole number of days from 1 to 3,650 (`EXEMPTION_MAX_DAYS`).
+pub fn parse_days(days: &str) -> Result<u64, String> {
+    match days.trim().parse::<u64>() {
+        Ok(n @ 1..=3650) => Ok(n),
+        _ => Err(format!(
+            "{days:?} is not a number of days from 1 to 3650; unset it to honour exemptions of any length"
+        )),
+    }
+}
+
+/// 64 hex digits (a single baseline) or comma-separated `NAME=HEX` pairs (a catalogue)
+/// (`BASELINE_SHA256`).
+pub fn parse_digests(given: &str) -> Result<Digests, String> {
+    fn hex(h: &str) -> Result<String, String> {
+        let h = h.trim();
+        if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(h.to_ascii_lowercase())
+        } else {
+            Err(format!(
+                "{h:?} is not a SHA-256 digest (64 hex digits, as `sha256sum FILE` prints it)"
+            ))
+        }
+    }
+    if !given.contains('=') {
+        return hex(given).map(Digests::One);
+    }
+    let mut named = BTreeMap::new();
+    for pair in given.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, digest) = pair.split_once('=').ok_or_else(|| {
+            format!(
+                "{pair:?} is not NAME=HEX; a catalogue's digests are comma-separated NAME=HEX pairs"
+            )
+        })?;
+        if named.insert(name.trim().to_owned(), hex(digest)?).is_some() {
+            return Err(format!("{name:?} has two digests; keep one"));
+        }
+    }
+    Ok(Digests::Named(named))
+}
+
+/// Comma-separated `NAME=ACCOUNT|ACCOUNT...` (`BASELINE_SCOPE`): the accounts whose keys may
+/// select the catalogue baseline NAME by tag.
+pub fn parse_scope(given: &str) -> Result<BTreeMap<String, BTreeSet<AccountId>>, String> {
+    let mut scope = BTreeMap::new();
+    for pair in given.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, accounts) = pair.split_once('=').ok_or_else(|| {
+            format!(
+                "{pair:?} is not NAME=ACCOUNT|ACCOUNT; e.g. partner-share=111122223333|444455556666"
+            )
+        })?;
+        let accounts = accounts
+            .split('|')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse::<AccountId>().map_err(|e| format!("{name}: {e}")))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        if scope.insert(name.trim().to_owned(), accounts).is_some() {
+            return Err(format!("{name:?} is scoped twice; keep one"));
+        }
+    }
+    Ok(scope)
 }
 
 /// Where the desired policy comes from (`BASELINE_SOURCE`).
@@ -435,6 +570,19 @@ pub fn env_var(name: &str) -> Option<String> {
 }
 
 impl Config {
+    /// The guardrail breaches of a template rendered for a sample key of the function's own
+    /// account (`validate-baseline`); empty when it is within the guardrails.
+    pub fn breaches(&self, t: &Template) -> Vec<Breach> {
+        let settings = &self.settings;
+        let home = settings.tenancy.home.as_ref();
+        let sample = sample_key(
+            settings.remediator.as_ref(),
+            settings.sweep_regions.first(),
+            home,
+        );
+        breaches_of(t, &sample, &settings.trusted, home.is_some())
+    }
+
     /// Reads the process environment, fetching an `ssm:` or `s3://` baseline through `remote`.
     pub async fn load(remote: &impl RemoteText) -> Result<Self, ConfigError> {
         Self::load_from(env_var, remote).await
@@ -518,17 +666,21 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         const VAR: &str = "BASELINE_SOURCE";
         let tenancy = Self::tenancy(&o, caller)?;
+        let trusted = Trusted {
+            accounts: o.trusted_accounts.clone().unwrap_or_default(),
+            orgs: o.trusted_orgs.clone().unwrap_or_default(),
+        };
         let baseline = match (
             o.baseline.clone().unwrap_or(BaselineSource::Primary),
             fetched,
         ) {
             (_, Some(Fetched::One(t))) => Baseline::Template(t),
             (_, Some(Fetched::Catalogue { origin, entries })) => {
-                Baseline::Catalogue(catalogue(&o, &tenancy, origin, entries)?)
+                Baseline::Catalogue(catalogue(&o, &tenancy, &trusted, origin, entries)?)
             }
             (BaselineSource::Dir(path), None) => {
                 let (origin, entries) = read_dir(&path)?;
-                Baseline::Catalogue(catalogue(&o, &tenancy, origin, entries)?)
+                Baseline::Catalogue(catalogue(&o, &tenancy, &trusted, origin, entries)?)
             }
             (BaselineSource::Primary, None) => Baseline::Primary,
             (BaselineSource::File(path), None) => {
@@ -552,16 +704,26 @@ impl Config {
                 ));
             }
         };
+        verify_digests(&baseline, o.baseline_sha256.as_ref())?;
         if let Baseline::Template(t) = &baseline {
             check_template(t, o.remediator.as_ref(), o.home.as_ref())?;
+            let home_key = sample_key(
+                o.remediator.as_ref(),
+                o.home.as_ref(),
+                tenancy.home.as_ref(),
+            );
+            refuse_breaches(t, &home_key, &trusted, tenancy.home.is_some())?;
             if let Some(fleet) = &tenancy.fleet {
                 check_member_template(t, fleet, o.remediator.as_ref(), o.home.as_ref())?;
+                let member = member_sample(fleet, o.remediator.as_ref(), o.home.as_ref());
+                refuse_breaches(t, &member, &trusted, true)?;
             }
         }
         if !matches!(baseline, Baseline::Catalogue(_)) {
             for (var, set) in [
                 ("BASELINE_TAG", o.baseline_tag.is_some()),
                 ("BASELINE_DEFAULT", o.baseline_default.is_some()),
+                ("BASELINE_SCOPE", o.baseline_scope.is_some()),
             ] {
                 if set {
                     return Err(err(
@@ -624,6 +786,10 @@ impl Config {
             },
             remediator: o.remediator,
             tenancy,
+            trusted,
+            exemption_max: o
+                .exemption_max_days
+                .map(|days| Duration::from_secs(days * 86_400)),
         };
         let defaults = RateLimits::default();
         let rate = |given: Option<u64>, default: u32| {
@@ -703,6 +869,7 @@ fn read_dir(path: &str) -> Result<(String, Vec<Entry>), ConfigError> {
 fn catalogue(
     o: &Options,
     tenancy: &Tenancy,
+    trusted: &Trusted,
     origin: String,
     entries: Vec<Entry>,
 ) -> Result<Catalogue, ConfigError> {
@@ -738,6 +905,16 @@ fn catalogue(
             });
         match checked {
             Ok(t) => {
+                // A breach fails the keys that pick this baseline, not the whole catalogue
+                // (one planted entry must not stop the guard everywhere).
+                let sample = sample_key(
+                    o.remediator.as_ref(),
+                    o.home.as_ref(),
+                    tenancy.home.as_ref(),
+                );
+                if let Err(e) = refuse_breaches(&t, &sample, trusted, tenancy.home.is_some()) {
+                    tracing::warn!(baseline = %name, origin = %t.origin(), problem = %e.problem, "a catalogue baseline breaks the guardrails; keys that pick it fail and nothing is written to them");
+                }
                 templates.insert(name, t);
             }
             Err(problem) => problems.push(problem),
@@ -766,13 +943,16 @@ fn catalogue(
             ));
         }
     };
-    Catalogue::new(origin, templates, tag, default).map_err(|e| {
-        let var = match e {
-            krg_engine::catalogue::CatalogueError::UnknownDefault { .. } => "BASELINE_DEFAULT",
-            _ => VAR,
-        };
-        err(var, e.to_string())
-    })
+    Catalogue::new(origin, templates, tag, default)
+        .and_then(|c| c.with_scope(o.baseline_scope.clone().unwrap_or_default()))
+        .map_err(|e| {
+            let var = match e {
+                CatalogueError::UnknownDefault { .. } => "BASELINE_DEFAULT",
+                CatalogueError::UnknownScoped { .. } => "BASELINE_SCOPE",
+                _ => VAR,
+            };
+            err(var, e.to_string())
+        })
 }
 
 /// The bus drifts are published to unless `EVENT_BUS` says otherwise.
@@ -824,6 +1004,180 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Each baseline's SHA-256 logged (every cold start says what it holds keys to) and, with
+/// `BASELINE_SHA256`, checked: a mismatch, a catalogue entry without a pair, or a pair for
+/// no entry is a configuration error, and nothing is written.
+fn verify_digests(baseline: &Baseline, pinned: Option<&Digests>) -> Result<(), ConfigError> {
+    const VAR: &str = "BASELINE_SHA256";
+    let mismatch = |t: &Template, expected: &str| {
+        format!(
+            "{} has SHA-256 {}, but BASELINE_SHA256 pins {expected}: it changed since it was pinned; nothing is written until they agree (if the change is yours, pin the new digest)",
+            t.origin(),
+            t.sha256()
+        )
+    };
+    match (baseline, pinned) {
+        (Baseline::Primary, None) => Ok(()),
+        (Baseline::Primary, Some(_)) => Err(err(
+            VAR,
+            "pins a baseline read from a source, and BASELINE_SOURCE=primary reads none (a mirrored primary is held to the guardrails instead); unset it, or point BASELINE_SOURCE at a baseline",
+        )),
+        (Baseline::Template(t), pinned) => {
+            tracing::info!(baseline = %t.origin(), sha256 = %t.sha256(), "baseline loaded");
+            match pinned {
+                None => Ok(()),
+                Some(Digests::One(expected)) if expected == t.sha256() => Ok(()),
+                Some(Digests::One(expected)) => Err(err(VAR, mismatch(t, expected))),
+                Some(Digests::Named(_)) => Err(err(
+                    VAR,
+                    format!(
+                        "NAME=HEX pairs pin a catalogue, and {} is a single baseline; set BASELINE_SHA256={}",
+                        t.origin(),
+                        t.sha256()
+                    ),
+                )),
+            }
+        }
+        (Baseline::Catalogue(c), pinned) => {
+            for (name, t) in c.templates() {
+                tracing::info!(baseline = %name, origin = %t.origin(), sha256 = %t.sha256(), "baseline loaded");
+            }
+            let named = match pinned {
+                None => return Ok(()),
+                Some(Digests::Named(named)) => named,
+                Some(Digests::One(_)) => {
+                    return Err(err(
+                        VAR,
+                        format!(
+                            "{} is a catalogue: pin each baseline as NAME=HEX, comma-separated",
+                            c.origin()
+                        ),
+                    ));
+                }
+            };
+            let mut problems = Vec::new();
+            for (name, t) in c.templates() {
+                match named.get(name) {
+                    None => problems.push(format!(
+                        "{name} ({}) has no NAME=HEX pair, so it is not trusted (a baseline nobody pinned may have been planted); pin it as {name}={} or remove it",
+                        t.origin(),
+                        t.sha256()
+                    )),
+                    Some(expected) if expected != t.sha256() => {
+                        problems.push(mismatch(t, expected))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for name in named.keys() {
+                if !c.templates().any(|(n, _)| n == name) {
+                    problems.push(format!(
+                        "{name} is pinned but the catalogue {} has no baseline of that name",
+                        c.origin()
+                    ));
+                }
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(err(VAR, problems.join("\n")))
+            }
+        }
+    }
+}
+
+/// The guardrails on a template rendered for `sample`. When the function's account is not
+/// known yet (`account_known` false), grants to named accounts wait for the first real key.
+fn breaches_of(
+    t: &Template,
+    sample: &KeyArn,
+    trusted: &Trusted,
+    account_known: bool,
+) -> Vec<Breach> {
+    let text = t.render(RenderContext {
+        key: sample,
+        primary_region: sample.region(),
+    });
+    let Ok(policy) = CanonicalPolicy::parse(&text) else {
+        // Grammar is the validation's to report.
+        return Vec::new();
+    };
+    let trust = Trust::new(
+        &format!("arn:{}:iam::{}:root", sample.partition(), sample.account()),
+        trusted.accounts.iter().map(ToString::to_string),
+        trusted.orgs.iter().cloned(),
+    );
+    guardrails(&policy, &trust)
+        .into_iter()
+        .filter(|b| {
+            account_known
+                || !matches!(
+                    b.reason,
+                    BreachReason::ForeignAccount { .. } | BreachReason::UntrustedLimit
+                )
+        })
+        .collect()
+}
+
+/// [`breaches_of`] as a configuration error listing each statement and why.
+fn refuse_breaches(
+    t: &Template,
+    sample: &KeyArn,
+    trusted: &Trusted,
+    account_known: bool,
+) -> Result<(), ConfigError> {
+    let breaches = breaches_of(t, sample, trusted, account_known);
+    if breaches.is_empty() {
+        return Ok(());
+    }
+    Err(err(
+        "BASELINE_SOURCE",
+        format!(
+            "baseline {} grants what the guard never writes (rendered for account {}); fix it, or trust the account or organisation (TRUSTED_ACCOUNTS, TRUSTED_ORGS) if the access is meant:\n{}",
+            t.origin(),
+            sample.account(),
+            breaches
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    ))
+}
+
+/// A key to check a baseline with before any real key is seen: in the function's own
+/// account (or `account`), home Region and partition.
+fn sample_key(
+    remediator: Option<&RoleArn>,
+    home: Option<&Region>,
+    account: Option<&AccountId>,
+) -> KeyArn {
+    let account = account
+        .map(AccountId::as_str)
+        .or(remediator.map(|r| r.account().as_str()))
+        .unwrap_or("123456789012");
+    let region = home.map_or("us-east-1", Region::as_str);
+    // The role's partition (else the home Region's): the lockout check compares principal
+    // ARNs with their partition, so the sample key must live where the role does.
+    let partition = remediator
+        .map(RoleArn::partition)
+        .or(home.map(Region::partition))
+        .unwrap_or("aws");
+    format!("arn:{partition}:kms:{region}:{account}:key/mrk-00000000000000000000000000000000")
+        .parse()
+        .expect("a well-formed sample ARN")
+}
+
+/// The sample key of a member account: the first listed, else a stand-in.
+fn member_sample(fleet: &Fleet, remediator: Option<&RoleArn>, home: Option<&Region>) -> KeyArn {
+    let account: AccountId = match &fleet.members {
+        Members::Listed(ids) => ids.iter().next().cloned(),
+        Members::Organization => None,
+    }
+    .unwrap_or_else(|| "000000000000".parse().expect("12 digits"));
+    sample_key(remediator, home, Some(&account))
+}
+
 /// The baseline as it renders for a member account's key: the member role must keep
 /// `kms:PutKeyPolicy` there (the lockout check of every write in that account).
 fn check_member_template(
@@ -832,25 +1186,13 @@ fn check_member_template(
     remediator: Option<&RoleArn>,
     home: Option<&Region>,
 ) -> Result<(), ConfigError> {
-    let account: AccountId = match &fleet.members {
-        Members::Listed(ids) => ids.iter().next().cloned(),
-        Members::Organization => None,
-    }
-    .unwrap_or_else(|| "000000000000".parse().expect("12 digits"));
-    let partition = remediator
-        .map(RoleArn::partition)
-        .or(home.map(Region::partition))
-        .unwrap_or("aws");
-    let region = home.map_or("us-east-1", Region::as_str);
-    let sample: KeyArn =
-        format!("arn:{partition}:kms:{region}:{account}:key/mrk-00000000000000000000000000000000")
-            .parse()
-            .expect("a well-formed sample ARN");
+    let sample = member_sample(fleet, remediator, home);
+    let account = sample.account();
     let text = t.render(RenderContext {
         key: &sample,
         primary_region: sample.region(),
     });
-    let role = fleet.role.arn_in(&account, partition);
+    let role = fleet.role.arn_in(account, sample.partition());
     validate(&text, &lockout_guard(&sample, Some(&role))).map_err(|errors| {
         err(
             "BASELINE_SOURCE",
@@ -877,18 +1219,7 @@ fn check_template(
     remediator: Option<&RoleArn>,
     home: Option<&Region>,
 ) -> Result<(), ConfigError> {
-    let account = remediator.map_or("123456789012", |r| r.account().as_str());
-    let region = home.map_or("us-east-1", Region::as_str);
-    // The role's partition (else the home Region's): the lockout check compares principal
-    // ARNs with their partition, so the sample key must live where the role does.
-    let partition = remediator
-        .map(RoleArn::partition)
-        .or(home.map(Region::partition))
-        .unwrap_or("aws");
-    let sample: KeyArn =
-        format!("arn:{partition}:kms:{region}:{account}:key/mrk-00000000000000000000000000000000")
-            .parse()
-            .expect("a well-formed sample ARN");
+    let sample = sample_key(remediator, home, None);
     let text = t.render(RenderContext {
         key: &sample,
         primary_region: sample.region(),

@@ -137,6 +137,23 @@ struct ConfigArgs {
         hide_env_values = true
     )]
     external_id: Option<String>,
+    /// Accounts besides the key's own that a written policy may grant (comma-separated).
+    #[arg(long, env = "TRUSTED_ACCOUNTS", value_parser = crate::config::parse_accounts, global = true)]
+    trusted_accounts: Option<std::collections::BTreeSet<krg_engine::key::AccountId>>,
+    /// Organisations (o-...) a written policy may grant (comma-separated).
+    #[arg(long, env = "TRUSTED_ORGS", value_parser = crate::config::parse_orgs, global = true)]
+    trusted_orgs: Option<std::collections::BTreeSet<String>>,
+    /// Exemptions without an end, or longer than this many days, are not honoured.
+    #[arg(long, env = "EXEMPTION_MAX_DAYS", value_parser = crate::config::parse_days, global = true)]
+    exemption_max_days: Option<u64>,
+    /// The SHA-256 the baseline must have (64 hex digits), or NAME=HEX pairs for a catalogue.
+    #[arg(long, env = "BASELINE_SHA256", value_parser = crate::config::parse_digests, global = true)]
+    baseline_sha256: Option<crate::config::Digests>,
+    /// Catalogue: the accounts whose keys may pick a baseline by tag (NAME=ACCOUNT|ACCOUNT,...).
+    #[arg(long, env = "BASELINE_SCOPE", value_parser = crate::config::parse_scope, global = true)]
+    baseline_scope: Option<
+        std::collections::BTreeMap<String, std::collections::BTreeSet<krg_engine::key::AccountId>>,
+    >,
 }
 
 impl ConfigArgs {
@@ -178,6 +195,11 @@ impl ConfigArgs {
             baseline_default: self.baseline_default,
             baseline_match: self.baseline_match,
             mirror_rewrite: self.mirror_rewrite,
+            trusted_accounts: self.trusted_accounts,
+            trusted_orgs: self.trusted_orgs,
+            exemption_max_days: self.exemption_max_days,
+            baseline_sha256: self.baseline_sha256,
+            baseline_scope: self.baseline_scope,
         }
     }
 }

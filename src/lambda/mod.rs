@@ -553,15 +553,22 @@ mod tests {
             .handle(sample("put-key-policy-replica-id.json"))
             .await
             .unwrap();
+        // The drift, and the write's own news: it gave the account root kms:* back, which
+        // is key administration.
         assert_eq!(
             response["notifications"],
-            json!({"published": 1}),
+            json!({"published": 2}),
             "{response:#}"
         );
         {
             let notes = fake.notified.lock().unwrap();
-            assert_eq!(notes.len(), 1);
+            assert_eq!(notes.len(), 2);
             assert_eq!(notes[0].news.detail_type(), "Replica Key Policy Remediated");
+            assert_eq!(
+                notes[1].news.detail_type(),
+                "Replica Key Policy Write Grants Access"
+            );
+            assert_eq!(notes[1].detail["write_exposure"]["severity"], "admin");
             assert_eq!(notes[0].key_arn, arn("us-west-2"));
             assert_eq!(
                 notes[0].detail, response["outcomes"][0],
@@ -633,14 +640,55 @@ mod tests {
             ],
         );
         for name in [
-            "put-key-policy-by-remediator.json",
             "put-key-policy-error.json",
             "unrelated-service.json",
+            "tag-resource-other-tag.json",
         ] {
             let response = app.handle(sample(name)).await.unwrap();
             assert_eq!(response, serde_json::json!({"outcomes": []}), "{name}");
         }
         assert_eq!(fake.calls.lock().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_guards_own_write_is_a_no_op_only_when_it_wrote_what_the_guard_writes() {
+        let event = sample("put-key-policy-by-remediator.json");
+        let written = event["detail"]["requestParameters"]["policy"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let role = "arn:aws:iam::111122223333:role/kms-replica-guard-remediator";
+        // The baseline is what the record wrote: the guard's own fix, decided without a call.
+        let fake = drifted();
+        let own = app(
+            &fake,
+            &[
+                ("REMEDIATION_MODE", "enforce"),
+                ("REMEDIATOR_ROLE_ARN", role),
+                ("BASELINE_SOURCE", &written),
+            ],
+        );
+        let response = own.handle(event.clone()).await.unwrap();
+        assert_eq!(response, json!({"outcomes": []}));
+        assert_eq!(fake.calls.lock().unwrap().len(), 0);
+        // Any other policy under the same role is someone using it: reconciled.
+        let fake = drifted();
+        let other = app(
+            &fake,
+            &[
+                ("REMEDIATION_MODE", "enforce"),
+                ("REMEDIATOR_ROLE_ARN", role),
+                (
+                    "BASELINE_SOURCE",
+                    &written.replace("kms:Get*", "kms:GetKeyPolicy"),
+                ),
+            ],
+        );
+        let response = other.handle(event).await.unwrap();
+        assert_eq!(
+            response["outcomes"][0]["action"], "remediated",
+            "{response:#}"
+        );
     }
 
     #[tokio::test]

@@ -119,10 +119,11 @@ async fn a_member_accounts_event_heals_its_replica_through_the_member_role_and_n
         );
     }
     // The member role's own write, as the member account's CloudTrail records it, is the
-    // function's own event: a no-op.
+    // function's own event: what it wrote is what the guard writes there, so a no-op.
     let mut own = member_event(MEMBER, member.key_id());
     own["detail"]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] =
         json!(format!("arn:aws:iam::{MEMBER}:role/{MEMBER_ROLE}"));
+    own["detail"]["requestParameters"]["policy"] = json!(rendered_baseline(replica));
     let response = handle(&app, own).await.unwrap();
     assert_eq!(response["outcomes"], json!([]), "{response:#}");
     // A second event in the same account reuses the cached credentials.

@@ -293,6 +293,8 @@ async fn a_mirrored_logs_key_policy_gets_the_replicas_region() {
             ("REMEDIATION_MODE", "enforce"),
             ("BASELINE_SOURCE", "primary"),
             ("MIRROR_REWRITE", "on"),
+            // The partner whose log groups may use the key (else the guardrails refuse it).
+            ("TRUSTED_ACCOUNTS", "999988887777"),
         ],
     );
     let response = handle(
@@ -331,7 +333,7 @@ async fn a_mirrored_logs_key_policy_gets_the_replicas_region() {
 }
 
 #[tokio::test]
-async fn an_exemption_skips_until_it_ends_then_reconciles_and_a_garbled_one_skips_with_a_reason() {
+async fn an_exemption_skips_until_it_ends_then_reconciles_and_a_garbled_one_excludes_nothing() {
     let sdk = sdk().await;
     let ns = namespace("exemptions");
     let (app, kms) = lambda(
@@ -371,12 +373,13 @@ async fn an_exemption_skips_until_it_ends_then_reconciles_and_a_garbled_one_skip
     assert_eq!(kms.puts(), 1);
     assert_eq!(metric_sum(&sdk, &ns, "ExemptionExpired").await, 1.0);
 
+    // Fail closed: an exemption nobody can read excludes nothing.
     let garbled = outcome("until=31/12/2026").await;
-    assert_eq!(garbled["action"], "skipped", "{garbled:#}");
-    let reason = garbled["reason"].as_str().unwrap();
+    assert_eq!(garbled["action"], "remediated", "{garbled:#}");
+    let why = garbled["exemption_ignored"].as_str().unwrap();
     assert!(
-        reason.contains("31/12/2026") && reason.contains("cannot be read"),
-        "{reason}"
+        why.contains("31/12/2026") && why.contains("cannot be read"),
+        "{why}"
     );
-    assert_eq!(kms.puts(), 1, "nothing written for the garbled one");
+    assert_eq!(kms.puts(), 2, "the garbled one is written too");
 }

@@ -253,10 +253,16 @@ async fn a_policy_kms_stores_differently_is_a_verification_failure_and_its_own_e
     );
     assert_eq!(case.proxy.pending(), 0, "the rewritten read was served");
 
-    // The remediator's own PutKeyPolicy event that follows is a no-op: no second write.
+    // The remediator's own PutKeyPolicy event that follows, recording the baseline it wrote,
+    // is a no-op: no second write.
     let sdk = sdk().await;
     let (app, kms) = lambda(&sdk, &enforce_with_baseline_vars());
-    let own = event("put-key-policy-by-remediator.json", &case.key_id);
+    let mut own = event("put-key-policy-by-remediator.json", &case.key_id);
+    let key: krg_engine::key::KeyArn =
+        format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/{}", case.key_id)
+            .parse()
+            .unwrap();
+    own["detail"]["requestParameters"]["policy"] = serde_json::json!(rendered_baseline(&key));
     assert_eq!(
         app.handle(own).await.unwrap()["outcomes"],
         serde_json::json!([])

@@ -2,6 +2,7 @@
 //! Needs the emulator (`make emulator`); fails loudly without it.
 
 mod accounts;
+mod attacks;
 mod calls;
 mod catalogue;
 mod faults;
@@ -147,7 +148,11 @@ async fn the_remediators_own_event_and_a_failed_call_change_nothing() {
         "put-key-policy-by-remediator.json",
         "put-key-policy-error.json",
     ] {
-        let response = handle(&app, event(name, family.key_id())).await.unwrap();
+        let mut event = event(name, family.key_id());
+        // The guard's own fix records the baseline it wrote.
+        event["detail"]["requestParameters"]["policy"] =
+            serde_json::json!(rendered_baseline(replica));
+        let response = handle(&app, event).await.unwrap();
         assert_eq!(
             response["outcomes"],
             serde_json::json!([]),

@@ -657,6 +657,8 @@ mod tests {
             concurrency: 1,
             sweep_regions: vec![],
             flap: krg_engine::FlapGuard::default(),
+            trusted: Default::default(),
+            exemption_max: None,
             tenancy: Default::default(),
         });
         let tags = mock!(Client::list_resource_tags).then_output(|| {

@@ -48,6 +48,7 @@ pub struct Template {
     origin: String,
     text: String,
     segments: Vec<Segment>,
+    sha256: String,
 }
 
 /// A run of the template: literal text (a byte range of it) or a placeholder.
@@ -56,6 +57,15 @@ enum Segment {
     Literal(usize, usize),
     /// Index into [`PLACEHOLDERS`].
     Placeholder(usize),
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The per-key values placeholders are rendered from.
@@ -118,16 +128,33 @@ impl Template {
         let origin = origin.into();
         let text = text.into();
         let segments = split(&origin, &text)?;
+        let sha256 = sha256_hex(text.as_bytes());
         Ok(Self {
             origin,
             text,
             segments,
+            sha256,
         })
     }
 
     /// Where the template came from.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The hex SHA-256 of the bytes read from its source (`BASELINE_SHA256` pins it).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Whether rendering needs the key's primary Region (`{{PrimaryRegion}}`), which only a
+    /// DescribeKey tells.
+    pub fn needs_primary_region(&self) -> bool {
+        const PRIMARY_REGION: usize = 5;
+        debug_assert_eq!(PLACEHOLDERS[PRIMARY_REGION], "PrimaryRegion");
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Placeholder(PRIMARY_REGION)))
     }
 
     /// Renders the template for one key.
@@ -480,6 +507,21 @@ mod tests {
         format!("arn:aws:kms:{region}:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab")
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn a_template_knows_the_digest_of_its_bytes_and_whether_it_needs_the_primary_region() {
+        let t = Template::new("literal", "{}").unwrap();
+        // sha256("{}"), as `printf '{}' | sha256sum` prints it.
+        assert_eq!(
+            t.sha256(),
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert!(!t.needs_primary_region());
+        let t = Template::new("literal", r#"{"x": "{{PrimaryRegion}}"}"#).unwrap();
+        assert!(t.needs_primary_region());
+        let t = Template::new("literal", r#"{"x": "{{Region}}"}"#).unwrap();
+        assert!(!t.needs_primary_region());
     }
 
     #[test]

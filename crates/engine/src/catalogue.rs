@@ -6,10 +6,11 @@
 //! Picking is pure: the reconcile stage reads the tags (once per key and run) and asks
 //! [`Catalogue::pick`]. An unknown name is a failure of that key only, never a write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::baseline::Template;
+use crate::key::AccountId;
 
 /// The tag a key names its baseline with, unless `BASELINE_TAG` says otherwise.
 pub const DEFAULT_BASELINE_TAG: &str = "kms-replica-guard:baseline";
@@ -99,6 +100,36 @@ pub struct UnknownBaseline {
     pub known: String,
 }
 
+/// A key's tag names a baseline that its account may not select (`BASELINE_SCOPE`): that key
+/// fails, nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{by} names baseline {name:?} (tag {tag}), which only accounts {allowed} may select (BASELINE_SCOPE), and this key is in account {account}; nothing was written: tag the key with a baseline its account may use, or add {account} to {name:?}'s scope"
+)]
+pub struct OutOfScope {
+    /// The name asked for.
+    pub name: String,
+    /// The tag that named it.
+    pub tag: String,
+    /// Where the name came from.
+    pub by: ChosenBy,
+    /// The key's account.
+    pub account: AccountId,
+    /// The accounts that may select it, comma-separated.
+    pub allowed: String,
+}
+
+/// Why a key's tag picks no baseline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickError {
+    /// The catalogue has no baseline of that name.
+    #[error(transparent)]
+    Unknown(UnknownBaseline),
+    /// The key's account may not select it.
+    #[error(transparent)]
+    OutOfScope(OutOfScope),
+}
+
 /// A catalogue that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogueError {
@@ -122,6 +153,14 @@ pub enum CatalogueError {
     },
     /// `BASELINE_DEFAULT` names a baseline the catalogue does not have.
     #[error(
+        "BASELINE_SCOPE names {name:?}, which the catalogue {origin} does not have; use one of {known}"
+    )]
+    UnknownScoped {
+        origin: String,
+        name: String,
+        known: String,
+    },
+    #[error(
         "BASELINE_DEFAULT names {name:?}, which the catalogue {origin} does not have; use one of {known}"
     )]
     UnknownDefault {
@@ -141,6 +180,9 @@ pub struct Catalogue {
     templates: BTreeMap<String, Template>,
     tag: String,
     default: Choice,
+    /// Baselines a tag may select only in these accounts (`BASELINE_SCOPE`); a name not
+    /// listed may be selected in any account.
+    scope: BTreeMap<String, BTreeSet<AccountId>>,
 }
 
 /// Whether `name` can be a baseline's name: what a tag value can carry, without spaces or
@@ -178,6 +220,7 @@ impl Catalogue {
             templates,
             tag,
             default,
+            scope: BTreeMap::new(),
         };
         if let Choice::Named(name) = &catalogue.default
             && !catalogue.templates.contains_key(name)
@@ -194,6 +237,23 @@ impl Catalogue {
     /// Where the catalogue was read from (`dir:baselines`, `s3://bucket/prefix/`, ...).
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Limits which accounts' keys may select each named baseline by tag; a name the
+    /// catalogue lacks is an error naming it.
+    pub fn with_scope(
+        mut self,
+        scope: BTreeMap<String, BTreeSet<AccountId>>,
+    ) -> Result<Self, CatalogueError> {
+        if let Some(name) = scope.keys().find(|n| !self.templates.contains_key(*n)) {
+            return Err(CatalogueError::UnknownScoped {
+                origin: self.origin.clone(),
+                name: name.clone(),
+                known: self.known(),
+            });
+        }
+        self.scope = scope;
+        Ok(self)
     }
 
     /// The tag keys pick their baseline with.
@@ -225,9 +285,10 @@ impl Catalogue {
     /// `primary_tag` (values of [`Catalogue::tag`]); the replica's tag wins.
     pub fn pick(
         &self,
+        account: &AccountId,
         replica_tag: Option<&str>,
         primary_tag: Option<&str>,
-    ) -> Result<(Pick<'_>, ChosenBy), UnknownBaseline> {
+    ) -> Result<(Pick<'_>, ChosenBy), PickError> {
         let (choice, by) = match (replica_tag, primary_tag) {
             (Some(v), _) => (Choice::parse(v), ChosenBy::ReplicaTag),
             (None, Some(v)) => (Choice::parse(v), ChosenBy::PrimaryTag),
@@ -236,14 +297,30 @@ impl Catalogue {
         match choice {
             Choice::Primary => Ok((Pick::Primary, by)),
             Choice::Named(name) => match self.templates.get_key_value(&name) {
+                Some((name, _))
+                    if by != ChosenBy::Default
+                        && self.scope.get(name).is_some_and(|a| !a.contains(account)) =>
+                {
+                    Err(PickError::OutOfScope(OutOfScope {
+                        name: name.clone(),
+                        tag: self.tag.clone(),
+                        by,
+                        account: account.clone(),
+                        allowed: self.scope[name]
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }))
+                }
                 Some((name, template)) => Ok((Pick::Template { name, template }, by)),
-                None => Err(UnknownBaseline {
+                None => Err(PickError::Unknown(UnknownBaseline {
                     name,
                     tag: self.tag.clone(),
                     by,
                     origin: self.origin.clone(),
                     known: self.known(),
-                }),
+                })),
             },
         }
     }
@@ -252,6 +329,10 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account() -> AccountId {
+        "111122223333".parse().unwrap()
+    }
 
     fn catalogue(default: Choice) -> Result<Catalogue, CatalogueError> {
         let mut t = BTreeMap::new();
@@ -271,20 +352,22 @@ mod tests {
             Pick::Template { name, .. } => name.to_owned(),
             Pick::Primary => PRIMARY.to_owned(),
         };
-        let (p, by) = c.pick(Some("s3-data"), Some("logs")).unwrap();
+        let (p, by) = c.pick(&account(), Some("s3-data"), Some("logs")).unwrap();
         assert_eq!((name(p), by), ("s3-data".into(), ChosenBy::ReplicaTag));
-        let (p, by) = c.pick(None, Some(" s3-data ")).unwrap();
+        let (p, by) = c.pick(&account(), None, Some(" s3-data ")).unwrap();
         assert_eq!((name(p), by), ("s3-data".into(), ChosenBy::PrimaryTag));
-        let (p, by) = c.pick(None, None).unwrap();
+        let (p, by) = c.pick(&account(), None, None).unwrap();
         assert_eq!((name(p), by), ("logs".into(), ChosenBy::Default));
-        let (p, by) = c.pick(Some("primary"), None).unwrap();
+        let (p, by) = c.pick(&account(), Some("primary"), None).unwrap();
         assert_eq!((p, by), (Pick::Primary, ChosenBy::ReplicaTag));
     }
 
     #[test]
     fn an_unknown_name_says_which_tag_named_it_and_what_exists() {
         let c = catalogue(Choice::Primary).unwrap();
-        let e = c.pick(None, Some("s3-dta")).unwrap_err();
+        let Err(PickError::Unknown(e)) = c.pick(&account(), None, Some("s3-dta")) else {
+            panic!("an unknown name")
+        };
         assert_eq!(e.by, ChosenBy::PrimaryTag);
         let text = e.to_string();
         assert!(
@@ -315,5 +398,48 @@ mod tests {
             );
         }
         assert!(valid_name("s3-data.v2_eu"));
+    }
+
+    #[test]
+    fn a_scoped_baseline_is_selected_by_tag_only_in_its_accounts() {
+        let scope = BTreeMap::from([(
+            "s3-data".to_owned(),
+            BTreeSet::from(["444455556666".parse().unwrap()]),
+        )]);
+        let c = catalogue(Choice::Named("s3-data".into()))
+            .unwrap()
+            .with_scope(scope)
+            .unwrap();
+        let Err(PickError::OutOfScope(e)) = c.pick(&account(), Some("s3-data"), None) else {
+            panic!("out of scope")
+        };
+        assert_eq!(e.by, ChosenBy::ReplicaTag);
+        let text = e.to_string();
+        assert!(
+            text.contains("444455556666")
+                && text.contains("111122223333")
+                && text.contains("nothing was written"),
+            "{text}"
+        );
+        assert!(matches!(
+            c.pick(&account(), None, Some("s3-data")),
+            Err(PickError::OutOfScope(_))
+        ));
+        let other: AccountId = "444455556666".parse().unwrap();
+        assert!(c.pick(&other, Some("s3-data"), None).is_ok());
+        // The default is the operator's choice, not a tagger's: scope limits tags only.
+        assert!(c.pick(&account(), None, None).is_ok());
+        // Unscoped names stay open to every account.
+        assert!(c.pick(&account(), Some("logs"), None).is_ok());
+    }
+
+    #[test]
+    fn a_scope_naming_a_baseline_the_catalogue_lacks_is_refused() {
+        let scope = BTreeMap::from([("nope".to_owned(), BTreeSet::new())]);
+        let e = catalogue(Choice::Primary)
+            .unwrap()
+            .with_scope(scope)
+            .unwrap_err();
+        assert!(matches!(e, CatalogueError::UnknownScoped { .. }), "{e}");
     }
 }

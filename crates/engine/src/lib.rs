@@ -67,4 +67,4 @@ pub mod trigger;
 pub mod work_item;
 
 pub use reconcile::{Progress, Quiet, Reconciler};
-pub use settings::{BaselineMatch, FlapGuard, Mode, Settings};
+pub use settings::{BaselineMatch, FlapGuard, Mode, Settings, Trusted};

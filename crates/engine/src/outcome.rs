@@ -10,12 +10,12 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::baseline::Rewrite;
-use crate::catalogue::UnknownBaseline;
+use crate::catalogue::{OutOfScope, UnknownBaseline};
 use crate::error::CallError;
 use crate::key::{AccountId, KeyArn, Region};
 use crate::tenancy::NotAllowed;
 use crate::trigger::Actor;
-pub use krg_policy::{Access, Exposure, Extra, Severity};
+pub use krg_policy::{Access, Breach, Exposure, Extra, Severity};
 
 /// A time as records and reasons show it: RFC 3339 in UTC.
 pub fn rfc3339(t: SystemTime) -> String {
@@ -159,16 +159,6 @@ pub enum Skip {
         /// When the exemption ends (RFC 3339), if the tag's value says (`until=...`).
         until: Option<String>,
     },
-    /// The exclude tag's value carries an end that cannot be read: the key stays excluded
-    /// (fail safe) until the value is fixed.
-    ExemptionUnreadable {
-        /// The tag key.
-        tag: String,
-        /// The value as tagged.
-        value: String,
-        /// What is wrong with it.
-        problem: String,
-    },
     /// The key's account is not one the function may work in (no AssumeRole, no call).
     AccountNotAllowed(NotAllowed),
     /// The flap guard: rewritten `writes` times within `window` already.
@@ -263,6 +253,17 @@ pub enum Failure {
     },
     /// The key's tag names a baseline the catalogue does not have: nothing was written.
     UnknownBaseline(UnknownBaseline),
+    /// The key's tag names a baseline its account may not select: nothing was written.
+    BaselineOutOfScope(OutOfScope),
+    /// The policy the guard would write grants public access, access outside the trusted
+    /// accounts and organisations, or access to an unpinned service principal: nothing was
+    /// written (in dry-run, the same refusal shows what enforce would refuse).
+    GuardrailRefused {
+        /// What would have been written: the baseline, the primary's policy, a restore.
+        source: String,
+        /// Each grant that breaks a guardrail.
+        breaches: Vec<Breach>,
+    },
 }
 
 impl Failure {
@@ -283,7 +284,9 @@ impl Failure {
             | Failure::PrincipalsRefused { .. }
             | Failure::LockoutRefused { .. }
             | Failure::InvalidBaseline { .. }
-            | Failure::UnknownBaseline(_) => Retry::NonRetryable,
+            | Failure::UnknownBaseline(_)
+            | Failure::BaselineOutOfScope(_)
+            | Failure::GuardrailRefused { .. } => Retry::NonRetryable,
         }
     }
 }
@@ -377,14 +380,6 @@ impl fmt::Display for Skip {
                 f,
                 "excluded by tag {tag} until {until}; drift left in place, reconciled after that"
             ),
-            Skip::ExemptionUnreadable {
-                tag,
-                value,
-                problem,
-            } => write!(
-                f,
-                "excluded by tag {tag}, whose value {value:?} cannot be read ({problem}); left alone until the tag is fixed"
-            ),
             Skip::AccountNotAllowed(why) => why.fmt(f),
             Skip::Flapping { writes, window } => write!(
                 f,
@@ -470,6 +465,18 @@ impl fmt::Display for Failure {
                 "the baseline for this key is invalid, nothing was written: {problem}"
             ),
             Failure::UnknownBaseline(e) => e.fmt(f),
+            Failure::BaselineOutOfScope(e) => e.fmt(f),
+            Failure::GuardrailRefused { source, breaches } => {
+                write!(
+                    f,
+                    "refused by the guardrails, nothing was written: {source} grants what the guard never writes ({} breach(es)); fix it, or trust the account or organisation (TRUSTED_ACCOUNTS, TRUSTED_ORGS) if the access is meant:",
+                    breaches.len()
+                )?;
+                for b in breaches {
+                    write!(f, "\n{b}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -501,6 +508,15 @@ pub struct Outcome {
     /// The key's exemption (the exclude tag's `until=`) ended then (RFC 3339), so it was
     /// reconciled again.
     pub exemption_ended: Option<String>,
+    /// The key carries the exclude tag but the exemption is not honoured (its end cannot be
+    /// read, or it lasts longer than `EXEMPTION_MAX_DAYS`): why, so it was reconciled.
+    pub exemption_ignored: Option<String>,
+    /// The hex SHA-256 of the baseline template the key was compared with (not for a
+    /// mirrored primary).
+    pub baseline_sha256: Option<String>,
+    /// What the policy written (or, in dry-run, to be written) grants that the live policy
+    /// did not: the write judged the other way round from `exposure`.
+    pub write_exposure: Option<Exposure>,
 }
 
 /// The live policy's statements beyond the baseline (`BASELINE_MATCH=contains`).
@@ -527,6 +543,9 @@ impl Outcome {
             rewrites: Vec::new(),
             extras: None,
             exemption_ended: None,
+            exemption_ignored: None,
+            baseline_sha256: None,
+            write_exposure: None,
         }
     }
 
@@ -583,6 +602,30 @@ impl Outcome {
     }
 
     /// The drift's diff and, when known, its explanation.
+    /// The grants the guardrails refused, when they refused this key's write.
+    pub fn guardrail_breaches(&self) -> Option<&[Breach]> {
+        match &self.status {
+            Status::Failed(Failure::GuardrailRefused { breaches, .. }) => Some(breaches),
+            _ => None,
+        }
+    }
+
+    /// Whether this outcome's exposure counts in `ExposureDrift` and is published: every
+    /// drift looked at, and a key an exemption leaves in place when its exposure is public or
+    /// cross-account (the exemption stops the write, never the alarm); not keys left alone
+    /// for other reasons.
+    pub fn exposure_alarms(&self) -> bool {
+        let Some(exposure) = &self.exposure else {
+            return false;
+        };
+        match &self.status {
+            Status::Skipped(Skip::Flapping { .. }) => true,
+            Status::Skipped(Skip::Excluded { .. }) => exposure.severity >= Severity::CrossAccount,
+            Status::Skipped(_) => false,
+            _ => true,
+        }
+    }
+
     pub fn with_drift(mut self, diff: String, exposure: Option<Exposure>) -> Self {
         self.diff = Some(diff);
         self.exposure = exposure;
@@ -601,7 +644,11 @@ impl Serialize for Outcome {
             + usize::from(self.baseline.is_some())
             + usize::from(!self.rewrites.is_empty())
             + usize::from(self.extras.is_some())
-            + usize::from(self.exemption_ended.is_some());
+            + usize::from(self.exemption_ended.is_some())
+            + usize::from(self.exemption_ignored.is_some())
+            + usize::from(self.baseline_sha256.is_some())
+            + usize::from(self.write_exposure.is_some())
+            + usize::from(self.guardrail_breaches().is_some());
         let mut s = serializer.serialize_struct("Outcome", 8 + optional)?;
         s.serialize_field("key_arn", &self.key_arn)?;
         s.serialize_field("account", self.key_arn.account())?;
@@ -625,6 +672,18 @@ impl Serialize for Outcome {
         }
         if let Some(ended) = &self.exemption_ended {
             s.serialize_field("exemption_ended", ended)?;
+        }
+        if let Some(ignored) = &self.exemption_ignored {
+            s.serialize_field("exemption_ignored", ignored)?;
+        }
+        if let Some(digest) = &self.baseline_sha256 {
+            s.serialize_field("baseline_sha256", digest)?;
+        }
+        if let Some(write) = &self.write_exposure {
+            s.serialize_field("write_exposure", write)?;
+        }
+        if let Some(breaches) = self.guardrail_breaches() {
+            s.serialize_field("guardrail", breaches)?;
         }
         s.end()
     }
@@ -667,6 +726,40 @@ pub struct Report {
     /// Accounts a sweep was asked for but may not work in (nothing was called there).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub accounts_refused: Vec<Refused>,
+    /// Sweeps: how many drifted keys an exemption left in place (the `KeysExcluded` metric).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<usize>,
+    /// Tag events: the exemptions granted and removed, and the baselines switched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tag_changes: Vec<TagNews>,
+}
+
+/// A change of the exclude or baseline tag: itself news, whoever made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagNews {
+    /// The key tagged or untagged.
+    pub key_arn: KeyArn,
+    /// What the change means.
+    pub change: TagNewsKind,
+    /// The tag key.
+    pub tag: String,
+    /// The value set (`None`: removed).
+    pub value: Option<String>,
+    /// Who made the call.
+    pub actor: Option<Actor>,
+}
+
+/// What a tag change means to the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagNewsKind {
+    /// The exclude tag was set: the guard stops writing to the key (never alarming on it).
+    ExemptionGranted,
+    /// The exclude tag was removed.
+    ExemptionRemoved,
+    /// The baseline tag was set or removed: the key (or a primary's replicas) may now be
+    /// held to another baseline.
+    BaselineSwitched,
 }
 
 /// An account left alone, with why.
@@ -770,10 +863,19 @@ impl Report {
             .iter()
             .filter(|o| o.exemption_ended.is_some())
             .count();
+        let tag_news = |kind| self.tag_changes.iter().filter(|t| t.change == kind).count();
         for (metric, n) in [
             (Metric::AccountNotEntered, not_entered),
             (Metric::AccountNotAllowed, not_allowed),
             (Metric::ExemptionExpired, exemptions_ended),
+            (
+                Metric::ExemptionGranted,
+                tag_news(TagNewsKind::ExemptionGranted),
+            ),
+            (
+                Metric::BaselineSwitched,
+                tag_news(TagNewsKind::BaselineSwitched),
+            ),
         ] {
             if n > 0 {
                 data.push(MetricDatum {
@@ -786,21 +888,47 @@ impl Report {
         }
         // Drifts by what they mean, in dry-run too: a drift the guard leaves alone on
         // purpose (excluded, another account's) is not counted, a flapping or failed one is.
-        let mut by_severity: BTreeMap<Severity, usize> = BTreeMap::new();
-        for o in &self.outcomes {
-            let left_alone =
-                matches!(&o.status, Status::Skipped(s) if !matches!(s, Skip::Flapping { .. }));
-            if let (Some(e), false) = (&o.exposure, left_alone) {
-                *by_severity.entry(e.severity).or_default() += 1;
-            }
-        }
-        for (severity, n) in by_severity {
+        if let Some(n) = self.excluded {
+            // Every sweep, zero included: "how many drifts are exempt" is one graph.
             data.push(MetricDatum {
-                metric: Metric::ExposureDrift,
+                metric: Metric::KeysExcluded,
                 region: None,
-                severity: Some(severity),
+                severity: None,
                 value: n as f64,
             });
+        }
+        let exposures = self
+            .outcomes
+            .iter()
+            .filter(|o| o.exposure_alarms())
+            .filter_map(|o| o.exposure.as_ref().map(|e| e.severity));
+        let writes = self
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.status, Status::Remediated(_)))
+            .filter_map(|o| o.write_exposure.as_ref().map(|e| e.severity))
+            .filter(|s| *s >= Severity::Admin);
+        let refused = self.outcomes.iter().filter_map(|o| {
+            o.guardrail_breaches()
+                .and_then(|b| b.iter().map(|b| b.severity).max())
+        });
+        for (metric, severities) in [
+            (Metric::ExposureDrift, exposures.collect::<Vec<_>>()),
+            (Metric::WriteExposure, writes.collect()),
+            (Metric::GuardrailRefused, refused.collect()),
+        ] {
+            let mut by_severity: BTreeMap<Severity, usize> = BTreeMap::new();
+            for s in severities {
+                *by_severity.entry(s).or_default() += 1;
+            }
+            for (severity, n) in by_severity {
+                data.push(MetricDatum {
+                    metric,
+                    region: None,
+                    severity: Some(severity),
+                    value: n as f64,
+                });
+            }
         }
         data
     }
@@ -818,6 +946,14 @@ pub enum DriftNews {
     Remediated,
     /// Found, and could not be fixed.
     RemediationFailed,
+    /// The guardrails refused the policy the guard would write (dry-run too).
+    WriteRefused,
+    /// A write granted key administration (or more).
+    WriteGrantsAccess,
+    /// The exclude tag was set on a key.
+    ExemptionGranted,
+    /// The baseline tag of a key was set or removed.
+    BaselineSwitched,
 }
 
 impl DriftNews {
@@ -827,6 +963,10 @@ impl DriftNews {
             DriftNews::Detected => "Replica Key Policy Drift Detected",
             DriftNews::Remediated => "Replica Key Policy Remediated",
             DriftNews::RemediationFailed => "Replica Key Policy Remediation Failed",
+            DriftNews::WriteRefused => "Replica Key Policy Write Refused",
+            DriftNews::WriteGrantsAccess => "Replica Key Policy Write Grants Access",
+            DriftNews::ExemptionGranted => "Replica Key Exemption Granted",
+            DriftNews::BaselineSwitched => "Replica Key Baseline Switched",
         }
     }
 }
@@ -848,25 +988,50 @@ impl Report {
     /// failed after it was found. Keys left alone on purpose (excluded, another account's)
     /// and outcomes without a drift are not news.
     pub fn notifications(&self) -> Vec<Notification> {
-        self.outcomes
-            .iter()
-            .filter(|o| o.diff.is_some())
-            .filter_map(|o| {
-                let news = match &o.status {
-                    Status::Remediated(_) => DriftNews::Remediated,
-                    Status::DriftDetected(_) | Status::Skipped(Skip::Flapping { .. }) => {
-                        DriftNews::Detected
-                    }
-                    Status::Failed(_) => DriftNews::RemediationFailed,
-                    Status::InSync(_) | Status::Skipped(_) => return None,
-                };
-                Some(Notification {
-                    news,
+        let detail = |o: &Outcome| serde_json::to_value(o).expect("an outcome serialises");
+        let mut out = Vec::new();
+        for o in &self.outcomes {
+            let news = match &o.status {
+                Status::Failed(Failure::GuardrailRefused { .. }) => Some(DriftNews::WriteRefused),
+                _ if o.diff.is_none() => None,
+                Status::Remediated(_) => Some(DriftNews::Remediated),
+                Status::DriftDetected(_) | Status::Skipped(Skip::Flapping { .. }) => {
+                    Some(DriftNews::Detected)
+                }
+                Status::Skipped(Skip::Excluded { .. }) if o.exposure_alarms() => {
+                    Some(DriftNews::Detected)
+                }
+                Status::Failed(_) => Some(DriftNews::RemediationFailed),
+                Status::InSync(_) | Status::Skipped(_) => None,
+            };
+            let Some(news) = news else { continue };
+            out.push(Notification {
+                news,
+                key_arn: o.key_arn.clone(),
+                detail: detail(o),
+            });
+            let granted = o.write_exposure.as_ref().map(|e| e.severity);
+            if matches!(o.status, Status::Remediated(_)) && granted >= Some(Severity::Admin) {
+                out.push(Notification {
+                    news: DriftNews::WriteGrantsAccess,
                     key_arn: o.key_arn.clone(),
-                    detail: serde_json::to_value(o).expect("an outcome serialises"),
-                })
-            })
-            .collect()
+                    detail: detail(o),
+                });
+            }
+        }
+        for t in &self.tag_changes {
+            let news = match t.change {
+                TagNewsKind::ExemptionGranted => DriftNews::ExemptionGranted,
+                TagNewsKind::BaselineSwitched => DriftNews::BaselineSwitched,
+                TagNewsKind::ExemptionRemoved => continue,
+            };
+            out.push(Notification {
+                news,
+                key_arn: t.key_arn.clone(),
+                detail: serde_json::to_value(t).expect("tag news serialises"),
+            });
+        }
+        out
     }
 }
 
@@ -941,6 +1106,17 @@ pub enum Metric {
     /// Keys whose exemption (the exclude tag's `until=`) has ended and that were reconciled
     /// again: the tag can be removed. A fleet total only.
     ExemptionExpired,
+    /// Policies the guardrails refused to write, by the worst breach (dimension `Severity`):
+    /// dry-run included.
+    GuardrailRefused,
+    /// Writes that granted key administration or more (dimension `Severity`).
+    WriteExposure,
+    /// Exclude tags set (TagResource events). A fleet total only.
+    ExemptionGranted,
+    /// Baseline tags set or removed (TagResource, UntagResource events). A fleet total only.
+    BaselineSwitched,
+    /// Drifted keys an exemption left in place, every sweep (zero included).
+    KeysExcluded,
 }
 
 impl Metric {
@@ -955,6 +1131,11 @@ impl Metric {
             Metric::AccountNotAllowed => "AccountNotAllowed",
             Metric::ExposureDrift => "ExposureDrift",
             Metric::ExemptionExpired => "ExemptionExpired",
+            Metric::GuardrailRefused => "GuardrailRefused",
+            Metric::WriteExposure => "WriteExposure",
+            Metric::ExemptionGranted => "ExemptionGranted",
+            Metric::BaselineSwitched => "BaselineSwitched",
+            Metric::KeysExcluded => "KeysExcluded",
         }
     }
 }

@@ -1,8 +1,10 @@
 //! How the engine behaves: the mode, the baseline, the exclude tag, the remediator, the
 //! waits and the flap guard. Built by the application's typed configuration.
 
+use std::collections::BTreeSet;
+
 use crate::baseline::Baseline;
-use crate::key::{AccountId, Region, RoleArn};
+use crate::key::{AccountId, KeyArn, Region, RoleArn};
 use crate::tenancy::Tenancy;
 use std::time::Duration;
 
@@ -105,9 +107,35 @@ pub struct Settings {
     pub sweep_regions: Vec<Region>,
     /// When to stop rewriting a key that keeps drifting back.
     pub flap: FlapGuard,
+    /// Whom a written policy may grant access besides the key's own account.
+    pub trusted: Trusted,
+    /// `EXEMPTION_MAX_DAYS`: an exemption without an end, or ending later than this from
+    /// now, is not honoured.
+    pub exemption_max: Option<Duration>,
+}
+
+/// The accounts and organisations besides the key's own that a policy the guard writes may
+/// grant access to (`TRUSTED_ACCOUNTS`, `TRUSTED_ORGS`). Empty by default: only the key's
+/// own account, and member accounts do not trust each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trusted {
+    /// 12-digit account ids.
+    pub accounts: BTreeSet<AccountId>,
+    /// Organisation ids (`o-...`).
+    pub orgs: BTreeSet<String>,
 }
 
 impl Settings {
+    /// Whom a policy written to `key` may grant access: its own account and the trusted
+    /// set. The guardrails and every severity are judged against it.
+    pub fn trust_for(&self, key: &KeyArn) -> krg_policy::Trust {
+        krg_policy::Trust::new(
+            &format!("arn:{}:iam::{}:root", key.partition(), key.account()),
+            self.trusted.accounts.iter().map(ToString::to_string),
+            self.trusted.orgs.iter().cloned(),
+        )
+    }
+
     /// The role that acts in `account` (see [`Tenancy::actor_in`]).
     pub fn actor_in(&self, account: &AccountId, partition: &str) -> Option<RoleArn> {
         self.tenancy

@@ -66,6 +66,58 @@ pub struct EventInfo {
     pub name: String,
     /// Who made the call, from the CloudTrail record (CloudTrail events only).
     pub actor: Option<Actor>,
+    /// The tags a TagResource or UntagResource call changed (tag events only).
+    pub tags: Option<TagChange>,
+    /// The call was made by the role that acts for the guard in the key's account; what
+    /// it wrote decides whether the event is the guard's own fix or someone else using
+    /// that role.
+    pub own_role: Option<OwnRoleCall>,
+}
+
+impl EventInfo {
+    /// An event known only by its name (a sweep, the CLI's `check`, a restore).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The tags one TagResource or UntagResource call changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagChange {
+    /// TagResource: these keys set to these values.
+    Set(Vec<(String, String)>),
+    /// UntagResource: these keys removed.
+    Removed(Vec<String>),
+}
+
+impl TagChange {
+    /// Whether the call set or removed `tag`.
+    pub fn touches(&self, tag: &str) -> bool {
+        match self {
+            TagChange::Set(tags) => tags.iter().any(|(k, _)| k == tag),
+            TagChange::Removed(keys) => keys.iter().any(|k| k == tag),
+        }
+    }
+
+    /// The value `tag` was set to (`None`: not set by this call, or removed).
+    pub fn value_of(&self, tag: &str) -> Option<&str> {
+        match self {
+            TagChange::Set(tags) => tags.iter().find(|(k, _)| k == tag).map(|(_, v)| v.as_str()),
+            TagChange::Removed(_) => None,
+        }
+    }
+}
+
+/// A call made under the role that acts for the guard in the key's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRoleCall {
+    /// The role (the session issuer).
+    pub role: RoleArn,
+    /// The policy a PutKeyPolicy wrote (`requestParameters.policy`), when the record has it.
+    pub policy: Option<String>,
 }
 
 /// Who made a KMS call, as its CloudTrail record says: what an operator asks first about a
@@ -218,8 +270,7 @@ pub fn parse_in(
     let envelope: EventBridgeEvent<Value> = from_value(payload, "")?;
     let info = |name: &str| EventInfo {
         id: envelope.id.clone(),
-        name: name.to_owned(),
-        actor: None,
+        ..EventInfo::named(name)
     };
     match envelope.detail_type.as_str() {
         SCHEDULED_DETAIL_TYPE if envelope.source == "aws.events" => Ok(Trigger::Sweep {
@@ -250,9 +301,24 @@ pub fn parse_in(
 fn parse_cloudtrail(
     envelope: &EventBridgeEvent<Value>,
     detail: CloudTrailDetail,
-    event: EventInfo,
+    mut event: EventInfo,
     actor_in_account_of: &dyn Fn(&RoleArn) -> Option<RoleArn>,
 ) -> Result<Trigger, EventError> {
+    // The guard's own role is not trusted to have made the guard's fix: whoever can assume
+    // it could write anything. The reconcile stage decides by what was written.
+    event.own_role = detail
+        .user_identity
+        .as_ref()
+        .and_then(|u| u.session_context.as_ref())
+        .and_then(|s| s.session_issuer.as_ref())
+        .and_then(|i| i.arn.as_deref())
+        .and_then(|i| i.parse::<RoleArn>().ok())
+        .filter(|i| actor_in_account_of(i).is_some_and(|me| me == *i))
+        .map(|role| OwnRoleCall {
+            role,
+            policy: str_at(&detail.request_parameters, &["policy"]).map(str::to_owned),
+        });
+
     let ignore = |reason: String| {
         Ok(Trigger::Ignore {
             event: event.clone(),
@@ -277,22 +343,6 @@ fn parse_cloudtrail(
             detail.event_name
         ));
     }
-    let issuer = detail
-        .user_identity
-        .as_ref()
-        .and_then(|u| u.session_context.as_ref())
-        .and_then(|s| s.session_issuer.as_ref())
-        .and_then(|i| i.arn.as_deref());
-    let own = issuer
-        .and_then(|i| i.parse::<RoleArn>().ok())
-        .and_then(|i| actor_in_account_of(&i).filter(|me| *me == i));
-    if let (Some(issuer), Some(_)) = (issuer, own) {
-        return ignore(format!(
-            "{} was made by the remediator itself ({issuer})",
-            detail.event_name
-        ));
-    }
-
     let name = detail.event_name.as_str();
     let missing = |field| EventError::Missing {
         event_name: name.to_owned(),
@@ -345,7 +395,7 @@ fn parse_cloudtrail(
             }
             key_target(key, Scope::Key)
         }
-        "PutKeyPolicy" | "UpdatePrimaryRegion" => {
+        "PutKeyPolicy" | "UpdatePrimaryRegion" | "TagResource" | "UntagResource" => {
             const F: &str = "detail.requestParameters.keyId";
             let id = str_at(&detail.request_parameters, &["keyId"]).ok_or_else(|| missing(F))?;
             let region = detail
@@ -368,14 +418,52 @@ fn parse_cloudtrail(
             })?;
             let key = KeyArn::from_id_or_arn(id, &region, &account)
                 .map_err(|source| EventError::BadId { field: F, source })?;
-            let scope = if name == "UpdatePrimaryRegion" {
-                Scope::AllRelated
-            } else {
-                Scope::Key
+            let scope = match name {
+                "UpdatePrimaryRegion" => Scope::AllRelated,
+                // A primary's baseline tag is inherited by its replicas.
+                "TagResource" | "UntagResource" => Scope::AllRelated,
+                _ => Scope::Key,
             };
-            key_target(key, scope)
+            let tags = match name {
+                "TagResource" | "UntagResource" => {
+                    Some(tag_change(name, &detail.request_parameters)?)
+                }
+                _ => None,
+            };
+            let mut trigger = key_target(key, scope)?;
+            if let Trigger::Keys { event, .. } = &mut trigger {
+                event.tags = tags;
+            }
+            Ok(trigger)
         }
         other => ignore(format!("{other} is not a trigger")),
+    }
+}
+
+/// The tags a TagResource (`requestParameters.tags[].tagKey/tagValue`) or UntagResource
+/// (`requestParameters.tagKeys[]`) call changed.
+fn tag_change(name: &str, params: &Value) -> Result<TagChange, EventError> {
+    let missing = |field| EventError::Missing {
+        event_name: name.to_owned(),
+        field,
+    };
+    if name == "TagResource" {
+        const F: &str = "detail.requestParameters.tags";
+        let tags = params["tags"].as_array().ok_or_else(|| missing(F))?;
+        tags.iter()
+            .map(|t| match (t["tagKey"].as_str(), t["tagValue"].as_str()) {
+                (Some(k), Some(v)) => Ok((k.to_owned(), v.to_owned())),
+                _ => Err(missing("detail.requestParameters.tags[].tagKey/tagValue")),
+            })
+            .collect::<Result<_, _>>()
+            .map(TagChange::Set)
+    } else {
+        const F: &str = "detail.requestParameters.tagKeys";
+        let keys = params["tagKeys"].as_array().ok_or_else(|| missing(F))?;
+        keys.iter()
+            .map(|k| k.as_str().map(str::to_owned).ok_or_else(|| missing(F)))
+            .collect::<Result<_, _>>()
+            .map(TagChange::Removed)
     }
 }
 
@@ -499,6 +587,20 @@ mod tests {
         }
     }
 
+    fn own_role(t: &Trigger) -> Option<OwnRoleCall> {
+        match t {
+            Trigger::Keys { event, .. } => event.own_role.clone(),
+            other => panic!("expected keys, got {other:?}"),
+        }
+    }
+
+    fn tags(t: &Trigger) -> Option<TagChange> {
+        match t {
+            Trigger::Keys { event, .. } => event.tags.clone(),
+            other => panic!("expected keys, got {other:?}"),
+        }
+    }
+
     fn ignored_because(t: &Trigger) -> &str {
         match t {
             Trigger::Ignore { reason, .. } => reason,
@@ -549,7 +651,20 @@ mod tests {
                     assert!(ignored_because(&t).contains("single-Region"), "{name}")
                 }
                 "put-key-policy-by-remediator.json" => {
-                    assert!(ignored_because(&t).contains("remediator itself"))
+                    assert_eq!(targets(&t), key("us-west-2"), "{name}");
+                    let own = own_role(&t).expect("made under the guard's role");
+                    assert_eq!(own.role, remediator());
+                    assert!(own.policy.unwrap().contains("kms-replica-guard-remediator"));
+                }
+                "tag-resource-exclude.json"
+                | "untag-resource-baseline.json"
+                | "tag-resource-other-tag.json" => {
+                    assert_eq!(
+                        targets(&t),
+                        vec![(mrk("us-west-2").to_string(), Scope::AllRelated)],
+                        "{name}"
+                    );
+                    assert!(tags(&t).is_some(), "{name}");
                 }
                 "put-key-policy-error.json" => {
                     assert!(ignored_because(&t).contains("MalformedPolicyDocumentException"))
@@ -592,7 +707,7 @@ mod tests {
             }
         }
         // sqs-sweep-work-items.json is an SQS batch, read by the handler (src/lambda/batch.rs).
-        assert_eq!(seen, 20, "sample events found in {dir}");
+        assert_eq!(seen, 23, "sample events found in {dir}");
     }
 
     #[test]
@@ -656,7 +771,7 @@ mod tests {
     }
 
     #[test]
-    fn the_member_roles_own_event_in_a_member_account_is_a_no_op() {
+    fn the_member_roles_own_event_in_a_member_account_is_marked_as_the_guards_role() {
         use crate::tenancy::{Fleet, MemberRole, Tenancy};
         let tenancy = Tenancy {
             home: Some("999999999999".parse().unwrap()),
@@ -674,7 +789,11 @@ mod tests {
             Some(&hub),
         )
         .unwrap();
-        assert!(ignored_because(&t).contains("remediator itself"), "{t:?}");
+        let own = own_role(&t).expect("the member role's call");
+        assert_eq!(
+            own.role.to_string(),
+            "arn:aws:iam::111122223333:role/kms-replica-guard-remediator"
+        );
         let other = Tenancy {
             fleet: Some(Fleet {
                 role: MemberRole::new("another-role", None).unwrap(),
@@ -688,7 +807,7 @@ mod tests {
             Some(&hub),
         )
         .unwrap();
-        assert!(matches!(t, Trigger::Keys { .. }), "{t:?}");
+        assert_eq!(own_role(&t), None, "{t:?}");
     }
 
     #[test]
@@ -720,6 +839,65 @@ mod tests {
             targets(&t),
             vec![(mrk("us-west-2").to_string(), Scope::Key)]
         );
+        assert_eq!(own_role(&t), None);
+    }
+
+    #[test]
+    fn a_put_key_policy_under_the_guards_role_is_a_target_not_a_no_op() {
+        // Whoever can assume the role must not write unseen: the record is reconciled, and
+        // what it wrote travels with it.
+        let mut e = sample("put-key-policy-by-remediator.json");
+        let t = parse(&e, Some(&remediator())).unwrap();
+        assert_eq!(
+            targets(&t),
+            vec![(mrk("us-west-2").to_string(), Scope::Key)]
+        );
+        e["detail"]["requestParameters"]
+            .as_object_mut()
+            .unwrap()
+            .remove("policy");
+        let t = parse(&e, Some(&remediator())).unwrap();
+        let own = own_role(&t).unwrap();
+        assert_eq!(own.policy, None, "a record without the policy says so");
+    }
+
+    #[test]
+    fn tag_events_carry_what_they_changed() {
+        let t = parse_sample("tag-resource-exclude.json");
+        let change = tags(&t).unwrap();
+        assert!(change.touches("kms-replica-guard:exclude"));
+        assert_eq!(
+            change.value_of("kms-replica-guard:exclude"),
+            Some("until=2027-01-31 ticket OPS-4711")
+        );
+        assert!(!change.touches("team"));
+        let t = parse_sample("untag-resource-baseline.json");
+        let change = tags(&t).unwrap();
+        assert_eq!(
+            change,
+            TagChange::Removed(vec!["kms-replica-guard:baseline".into()])
+        );
+        assert!(change.touches("kms-replica-guard:baseline"));
+        assert_eq!(change.value_of("kms-replica-guard:baseline"), None);
+        let Trigger::Keys { event, .. } = t else {
+            panic!()
+        };
+        assert_eq!(
+            event.actor.unwrap().arn.as_deref(),
+            Some("arn:aws:sts::111122223333:assumed-role/Admin/alice")
+        );
+    }
+
+    #[test]
+    fn a_tag_event_without_its_tags_is_an_error_naming_the_field() {
+        let mut e = sample("tag-resource-exclude.json");
+        e["detail"]["requestParameters"]["tags"] = json!("kms-replica-guard:exclude");
+        let err = parse(&e, None).unwrap_err().to_string();
+        assert!(err.contains("detail.requestParameters.tags"), "{err}");
+        let mut e = sample("untag-resource-baseline.json");
+        e["detail"]["requestParameters"]["tagKeys"] = json!([7]);
+        let err = parse(&e, None).unwrap_err().to_string();
+        assert!(err.contains("detail.requestParameters.tagKeys"), "{err}");
     }
 
     #[test]
@@ -729,6 +907,7 @@ mod tests {
             .unwrap();
         let t = parse(&sample("put-key-policy-by-remediator.json"), Some(&other)).unwrap();
         assert!(matches!(t, Trigger::Keys { .. }));
+        assert_eq!(own_role(&t), None);
     }
 
     #[test]

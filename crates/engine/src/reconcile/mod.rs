@@ -36,11 +36,15 @@ use crate::decide::KeyFacts;
 use crate::error::{CallError, ErrorKind};
 use crate::key::{AccountId, KeyArn, Place, Region};
 use crate::ledger::MemoryLedger;
-use crate::outcome::{Outcome, Refused, Report, RunError, Skip};
+use krg_policy::{CanonicalPolicy, Verdict, compare};
+
+use crate::baseline::{Baseline, RenderContext};
+use crate::outcome::{Outcome, Refused, Report, RunError, Skip, TagNews, TagNewsKind};
 use crate::ports::{BackupStore, KeyDirectory, PolicyStore, Tags};
+use crate::settings::BaselineMatch;
 use crate::settings::Settings;
 use crate::tenancy::{Admission, Members};
-use crate::trigger::{EventInfo, Scope, Target, Trigger};
+use crate::trigger::{EventInfo, Scope, TagChange, Target, Trigger};
 
 /// Reconciles replica key policies against the baseline, through the ports it is given.
 pub struct Reconciler<K, P, B = MemoryLedger> {
@@ -140,8 +144,15 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 report
             }
             Trigger::Keys { event, targets } => {
+                if let Some(reason) = self.not_news(event, targets) {
+                    tracing::info!(event_name = %event.name, event_id = ?event.id, reason = %reason, "no-op");
+                    return Report::default();
+                }
                 let cache = RunCache::default();
-                let mut report = Report::default();
+                let mut report = Report {
+                    tag_changes: self.tag_news(event, targets),
+                    ..Report::default()
+                };
                 for target in targets {
                     let account = target.key.account();
                     let refusal = match self.admit(account).await {
@@ -169,11 +180,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
 
     /// Reconciles one key by ARN (the CLI's `check` and `diff`).
     pub async fn check(&self, key: &KeyArn) -> Report {
-        let event = EventInfo {
-            id: None,
-            name: "check".into(),
-            actor: None,
-        };
+        let event = EventInfo::named("check");
         let target = Target {
             key: key.clone(),
             scope: Scope::Key,
@@ -186,6 +193,112 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
 }
 
 impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+    /// Why an event needs no call at all: a tag change of tags the guard does not read, or
+    /// a PutKeyPolicy under the guard's own role that wrote exactly what the guard writes
+    /// for that key (decided on CPU alone; when that cannot be decided without a call, the
+    /// event is reconciled like any other and finds the key in sync).
+    fn not_news(&self, event: &EventInfo, targets: &[Target]) -> Option<String> {
+        if let Some(change) = &event.tags {
+            let read = self.read_tags();
+            return (!read.iter().any(|t| change.touches(t))).then(|| {
+                format!(
+                    "{} changed no tag the guard reads ({})",
+                    event.name,
+                    if read.is_empty() {
+                        "none: EXCLUDE_TAG is off and there is no catalogue".to_owned()
+                    } else {
+                        read.join(", ")
+                    }
+                )
+            });
+        }
+        let own = event.own_role.as_ref()?;
+        let written = own.policy.as_deref();
+        let ours = match (written, targets) {
+            (Some(written), [target]) => self.is_what_the_guard_writes(&target.key, written),
+            _ => false,
+        };
+        if ours {
+            return Some(format!(
+                "{} by the guard's role ({}) wrote what the guard writes for this key",
+                event.name, own.role
+            ));
+        }
+        tracing::warn!(event_name = %event.name, event_id = ?event.id, role = %own.role, "a call under the guard's own role did not write (or does not show) what the guard writes for this key; reconciled like any other");
+        None
+    }
+
+    /// The tag keys the guard reads: the exclude tag and the catalogue's baseline tag.
+    fn read_tags(&self) -> Vec<&str> {
+        let catalogue = match &self.settings.baseline {
+            Baseline::Catalogue(c) => Some(c.tag()),
+            _ => None,
+        };
+        self.settings
+            .exclude_tag
+            .as_deref()
+            .into_iter()
+            .chain(catalogue)
+            .collect()
+    }
+
+    /// Whether `written` is equivalent to the single baseline template rendered for `key`,
+    /// without a call: only in exact mode, for a template that needs no DescribeKey.
+    fn is_what_the_guard_writes(&self, key: &KeyArn, written: &str) -> bool {
+        let Baseline::Template(t) = &self.settings.baseline else {
+            return false;
+        };
+        if self.settings.baseline_match != BaselineMatch::Exact || t.needs_primary_region() {
+            return false;
+        }
+        let rendered = t.render(RenderContext {
+            key,
+            primary_region: key.region(),
+        });
+        CanonicalPolicy::parse(&rendered)
+            .is_ok_and(|desired| compare(written, &desired) == Verdict::InSync)
+    }
+
+    /// What a tag event changed of the tags the guard reads, as news naming the actor.
+    fn tag_news(&self, event: &EventInfo, targets: &[Target]) -> Vec<TagNews> {
+        let Some(change) = &event.tags else {
+            return Vec::new();
+        };
+        let catalogue_tag = match &self.settings.baseline {
+            Baseline::Catalogue(c) => Some(c.tag()),
+            _ => None,
+        };
+        let mut news = Vec::new();
+        for target in targets {
+            let mut add = |tag: &str, kind| {
+                let value = change.value_of(tag).map(str::to_owned);
+                tracing::warn!(key_arn = %target.key, tag = %tag, value = ?value, change = ?kind, actor = ?event.actor.as_ref().and_then(|a| a.arn.as_deref()), "a tag the guard reads changed");
+                news.push(TagNews {
+                    key_arn: target.key.clone(),
+                    change: kind,
+                    tag: tag.to_owned(),
+                    value,
+                    actor: event.actor.clone(),
+                });
+            };
+            if let Some(tag) = self.settings.exclude_tag.as_deref()
+                && change.touches(tag)
+            {
+                let kind = match change {
+                    TagChange::Set(_) => TagNewsKind::ExemptionGranted,
+                    TagChange::Removed(_) => TagNewsKind::ExemptionRemoved,
+                };
+                add(tag, kind);
+            }
+            if let Some(tag) = catalogue_tag
+                && change.touches(tag)
+            {
+                add(tag, TagNewsKind::BaselineSwitched);
+            }
+        }
+        news
+    }
+
     /// Whether the engine may work in `account` (the organisation's accounts are read only
     /// for `MEMBER_ACCOUNTS=organization`, and cached by the adapter).
     pub async fn admit(&self, account: &AccountId) -> Result<Admission, CallError> {

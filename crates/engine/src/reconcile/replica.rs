@@ -8,15 +8,15 @@ use std::ops::ControlFlow;
 use std::time::SystemTime;
 
 use krg_policy::{
-    CanonicalPolicy, LockoutGuard, Origin, Trust, ValidationError, Verdict, assess_parsed, compare,
-    contain_with, validate_as, validate_merged,
+    CanonicalPolicy, LockoutGuard, Origin, Trust, ValidationError, Verdict, assess, assess_parsed,
+    compare, contain_with, explain, guardrails, validate_as, validate_merged,
 };
 
 use super::{Known, Reconciler, RunCache, updating};
 use crate::baseline::{
     Baseline, MirrorOptions, RenderContext, Rewrite, Template, mirror_for_replica,
 };
-use crate::catalogue::{PRIMARY, Pick};
+use crate::catalogue::{PRIMARY, Pick, PickError};
 use crate::decide::{KeyFacts, KeyState, MultiRegionRole, lockout_guard, skip_for_state};
 use crate::error::CallError;
 use crate::exemption::{Exemption, exemption};
@@ -57,11 +57,20 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         {
             return skip;
         }
+        let trust = self.settings.trust_for(replica);
         let wanted = match self.desired_policy(replica, primary, cache).await {
             Ok(d) => d,
-            Err((failure, baseline)) => {
+            Err(Refusal {
+                failure,
+                baseline,
+                assess_default,
+            }) => {
                 let mut o = Outcome::failed(replica, failure);
                 o.baseline = baseline;
+                if assess_default {
+                    self.assess_against_default(replica, primary, cache, &mut o)
+                        .await;
+                }
                 return o;
             }
         };
@@ -69,12 +78,6 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             Ok(p) => p,
             Err(e) => return wanted.name(Outcome::call_failed(replica, &e)),
         };
-        // The explanation judges principals against the key's own account.
-        let own = Trust::own(&format!(
-            "arn:{}:iam::{}:root",
-            replica.partition(),
-            replica.account()
-        ));
         // The live policy is parsed once: here, or by contains matching.
         let (desired_text, desired, extras, parsed) = match self.settings.baseline_match {
             BaselineMatch::Exact => (
@@ -83,15 +86,12 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 None,
                 CanonicalPolicy::parse(&live).ok(),
             ),
-            BaselineMatch::Contains => match self.merged(replica, &live, &wanted, &own) {
+            BaselineMatch::Contains => match self.merged(replica, &live, &wanted, &trust) {
                 Ok(merged) => merged,
-                Err(problem) => {
-                    let failure = Failure::InvalidBaseline { problem };
-                    return wanted.name(Outcome::failed(replica, failure));
-                }
+                Err(failure) => return wanted.name(Outcome::failed(replica, *failure)),
             },
         };
-        let (drift, exposure) = match assess_parsed(&live, parsed.as_ref(), &desired, &own) {
+        let (drift, exposure) = match assess_parsed(&live, parsed.as_ref(), &desired, &trust) {
             (Verdict::InSync, _) => {
                 let mut o = wanted.name(Outcome::in_sync(replica));
                 o.extras = extras;
@@ -101,18 +101,67 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         };
         let mut outcome = match self.left_alone(replica, &known, cache).await {
             ControlFlow::Break(left) => left,
-            ControlFlow::Continue(exemption_ended) => {
+            ControlFlow::Continue(note) => {
                 let mut o = self
                     .guarded_write(event, replica, &live, &desired_text, &desired)
                     .await;
-                o.exemption_ended = exemption_ended;
+                match note {
+                    ExemptionNote::None => {}
+                    ExemptionNote::Ended(ended) => o.exemption_ended = Some(ended),
+                    ExemptionNote::Ignored(why) => o.exemption_ignored = Some(why),
+                }
                 o
             }
         }
         .with_drift(drift, exposure);
+        if matches!(
+            outcome.status,
+            Status::Remediated(_) | Status::DriftDetected(_)
+        ) {
+            // The write judged the other way round: what it gives that the key did not have.
+            outcome.write_exposure = parsed.as_ref().map(|l| explain(l, &desired, &trust));
+        }
         outcome.actor = event.actor.clone();
         outcome.extras = extras;
         wanted.name(outcome)
+    }
+
+    /// A key whose tag picks no baseline it may have is still judged: its live policy
+    /// against the default baseline, so an exposure behind a bad tag is reported (never
+    /// written).
+    async fn assess_against_default(
+        &self,
+        replica: &KeyArn,
+        primary: &KeyArn,
+        cache: &RunCache,
+        outcome: &mut Outcome,
+    ) {
+        let Baseline::Catalogue(catalogue) = &self.settings.baseline else {
+            return;
+        };
+        let template = match catalogue.pick(replica.account(), None, None) {
+            Ok((Pick::Template { template, .. }, _)) => Some(template),
+            Ok((Pick::Primary, _)) => None,
+            Err(_) => return,
+        };
+        let Ok((text, _, _)) = self
+            .render_or_mirror(replica, primary, template, cache)
+            .await
+        else {
+            return;
+        };
+        let (Ok(default), Ok(live)) = (
+            CanonicalPolicy::parse(&text),
+            self.policies.get_policy(replica).await,
+        ) else {
+            return;
+        };
+        if let (Verdict::Drift(diff), exposure) =
+            assess(&live, &default, &self.settings.trust_for(replica))
+        {
+            outcome.diff = Some(diff);
+            outcome.exposure = exposure;
+        }
     }
 
     /// `contains` mode: the baseline with the live policy's allowed extras, validated (the
@@ -122,18 +171,10 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         replica: &KeyArn,
         live: &str,
         wanted: &Desired,
-        own: &Trust,
-    ) -> Result<
-        (
-            String,
-            CanonicalPolicy,
-            Option<Extras>,
-            Option<CanonicalPolicy>,
-        ),
-        String,
-    > {
+        trust: &Trust,
+    ) -> Result<Merged, Box<Failure>> {
         // A live policy that does not parse has no statements to keep: the baseline alone.
-        let c = contain_with(live, &wanted.text, &wanted.policy, own);
+        let c = contain_with(live, &wanted.text, &wanted.policy, trust);
         let validated = if c.kept.is_empty() {
             None
         } else {
@@ -141,10 +182,17 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             // (as for a mirrored primary); the lockout check is as strict as ever. The
             // baseline is validated already: only what the extras add is checked.
             let v = validate_merged(&c, &wanted.policy, &self.lockout_guard(replica)).map_err(|e| {
-                format!(
+                Box::new(Failure::InvalidBaseline { problem: format!(
                     "the baseline with the live policy's kept extra statements is not a policy KMS would accept: {e}"
-                )
+                )})
             })?;
+            // The extras were judged harmless one by one; the document written is judged
+            // whole.
+            refuse_breaches(
+                &v.policy,
+                trust,
+                "the baseline with the live policy's kept extra statements",
+            )?;
             Some(v.policy)
         };
         let extras = Extras {
@@ -159,14 +207,14 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     }
 
     /// The guards that leave a drifted key alone: its own state (when not yet described)
-    /// and the exclude tag. Continues with when the key's exemption ended, if it had one
-    /// that has.
+    /// and the exclude tag. Continues with what became of the key's exemption, if it has
+    /// one that does not hold: ended, or not honoured (fail closed).
     async fn left_alone(
         &self,
         replica: &KeyArn,
         known: &Known,
         cache: &RunCache,
-    ) -> ControlFlow<Outcome, Option<String>> {
+    ) -> ControlFlow<Outcome, ExemptionNote> {
         // Found through a related key: its own state is read only now that it drifted.
         if let Known::Replica = known {
             match self.keys.describe_key(replica).await {
@@ -179,36 +227,60 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             }
         }
         let Some(tag) = &self.settings.exclude_tag else {
-            return ControlFlow::Continue(None);
+            return ControlFlow::Continue(ExemptionNote::None);
         };
         let tags = match self.tags(replica, cache).await {
             Ok(tags) => tags,
             Err(e) => return ControlFlow::Break(Outcome::call_failed(replica, &e)),
         };
         let Some(value) = tags.get(tag) else {
-            return ControlFlow::Continue(None);
+            return ControlFlow::Continue(ExemptionNote::None);
         };
-        let skip = match exemption(value, SystemTime::now()) {
-            Exemption::Forever => Skip::Excluded {
-                tag: tag.clone(),
-                until: None,
-            },
-            e @ Exemption::Until(_) => Skip::Excluded {
-                tag: tag.clone(),
-                until: e.ends(),
-            },
-            Exemption::Unreadable { value, problem } => Skip::ExemptionUnreadable {
-                tag: tag.clone(),
-                value,
-                problem,
-            },
+        let now = SystemTime::now();
+        let exemption = exemption(value, now);
+        let ignored = |why: String| {
+            tracing::warn!(key_arn = %replica, tag = %tag, value = %value, reason = %why, "the key's exemption is not honoured; reconciled");
+            ControlFlow::Continue(ExemptionNote::Ignored(why))
+        };
+        let too_long = |end: Option<SystemTime>| {
+            let max = self.settings.exemption_max?;
+            let limit = now.checked_add(max)?;
+            end.is_none_or(|end| end > limit).then(|| {
+                format!(
+                    "the exemption {} lasts longer than EXEMPTION_MAX_DAYS={} allows; set until= within {} days",
+                    match end {
+                        Some(end) => format!("until {}", rfc3339(end)),
+                        None => "has no end and".to_owned(),
+                    },
+                    max.as_secs() / 86_400,
+                    max.as_secs() / 86_400,
+                )
+            })
+        };
+        let until = match exemption {
+            Exemption::Forever => None,
+            Exemption::Until(end) => Some(end),
+            Exemption::Unreadable { value, problem } => {
+                return ignored(format!(
+                    "the exclude tag {tag}'s value {value:?} cannot be read ({problem}), and an exemption that cannot be read does not exclude"
+                ));
+            }
             e @ Exemption::Expired { .. } => {
                 let ended = e.ends().unwrap_or_default();
                 tracing::warn!(key_arn = %replica, tag = %tag, ended = %ended, "the key's exemption has ended; reconciled again (remove the tag)");
-                return ControlFlow::Continue(Some(ended));
+                return ControlFlow::Continue(ExemptionNote::Ended(ended));
             }
         };
-        ControlFlow::Break(Outcome::skipped(replica, skip))
+        if let Some(why) = too_long(until) {
+            return ignored(why);
+        }
+        ControlFlow::Break(Outcome::skipped(
+            replica,
+            Skip::Excluded {
+                tag: tag.clone(),
+                until: until.map(rfc3339),
+            },
+        ))
     }
 
     /// The guards after the exclude tag: dry-run, the flap guard, an earlier verification
@@ -263,7 +335,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         self.desired_policy(key, &primary, &RunCache::default())
             .await
             .map(|d| d.text)
-            .map_err(|(f, _)| BaselineForError::Desired(f))
+            .map_err(|r| BaselineForError::Desired(r.failure))
     }
 
     /// The lockout check for writes to `key`, with the role that acts in its account (the
@@ -297,71 +369,94 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         replica: &KeyArn,
         primary: &KeyArn,
         cache: &RunCache,
-    ) -> Result<(String, Option<&Template>), Failure> {
+    ) -> Result<(String, Option<&Template>), Refusal> {
         let catalogue = match &self.settings.baseline {
             Baseline::Template(t) => return Ok((t.origin().to_owned(), Some(t))),
             Baseline::Primary => return Ok((PRIMARY.to_owned(), None)),
             Baseline::Catalogue(c) => c,
         };
-        let tags = self.tags(replica, cache).await.map_err(Failure::Call)?;
+        let call = |e| Refusal::new(Failure::Call(e), None);
+        let tags = self.tags(replica, cache).await.map_err(call)?;
         let own = tags.get(catalogue.tag());
         let inherited = match own {
             Some(_) => None,
             None => self
                 .tags(primary, cache)
                 .await
-                .map_err(Failure::Call)?
+                .map_err(call)?
                 .get(catalogue.tag())
                 .cloned(),
         };
-        match catalogue.pick(own.map(String::as_str), inherited.as_deref()) {
+        let picked = catalogue.pick(
+            replica.account(),
+            own.map(String::as_str),
+            inherited.as_deref(),
+        );
+        match picked {
             Ok((Pick::Template { name, template }, _)) => Ok((name.to_owned(), Some(template))),
             Ok((Pick::Primary, _)) => Ok((PRIMARY.to_owned(), None)),
-            Err(unknown) => Err(Failure::UnknownBaseline(unknown)),
+            Err(e) => {
+                let failure = match e {
+                    PickError::Unknown(e) => Failure::UnknownBaseline(e),
+                    PickError::OutOfScope(e) => Failure::BaselineOutOfScope(e),
+                };
+                Err(Refusal {
+                    failure,
+                    baseline: None,
+                    assess_default: true,
+                })
+            }
         }
     }
 
-    /// The rendered (or mirrored), validated baseline for one replica; on failure, the
-    /// baseline's name when one was picked.
+    /// The policy text for one replica: the template rendered, or the primary's policy
+    /// mirrored (read once per run), with where it came from and what mirroring rewrote.
+    async fn render_or_mirror(
+        &self,
+        replica: &KeyArn,
+        primary: &KeyArn,
+        template: Option<&Template>,
+        cache: &RunCache,
+    ) -> Result<(String, Origin, Vec<Rewrite>), Failure> {
+        if let Some(t) = template {
+            let text = t.render(RenderContext {
+                key: replica,
+                primary_region: primary.region(),
+            });
+            return Ok((text, Origin::Configured, Vec::new()));
+        }
+        let cell = RunCache::cell(&cache.policies, primary);
+        let primary_policy = cell
+            .get_or_init(|| self.policies.get_policy(primary))
+            .await
+            .as_ref()
+            .map_err(|e| Failure::Call(e.clone()))?;
+        let options = MirrorOptions {
+            rewrite_own_arns: self.settings.mirror_rewrite,
+        };
+        let mirrored =
+            mirror_for_replica(primary_policy, primary, replica, options).map_err(|e| {
+                Failure::InvalidBaseline {
+                    problem: e.to_string(),
+                }
+            })?;
+        Ok((mirrored.text, Origin::Mirrored, mirrored.rewrites))
+    }
+
+    /// The rendered (or mirrored), validated baseline for one replica, within the
+    /// guardrails; on failure, the baseline's name when one was picked.
     async fn desired_policy(
         &self,
         replica: &KeyArn,
         primary: &KeyArn,
         cache: &RunCache,
-    ) -> Result<Desired, (Failure, Option<String>)> {
-        let (name, template) = self
-            .pick(replica, primary, cache)
+    ) -> Result<Desired, Refusal> {
+        let (name, template) = self.pick(replica, primary, cache).await?;
+        let named = |f: Failure| Refusal::new(f, Some(name.clone()));
+        let (text, origin, rewrites) = self
+            .render_or_mirror(replica, primary, template, cache)
             .await
-            .map_err(|f| (f, None))?;
-        let named = |f: Failure| (f, Some(name.clone()));
-        let (text, origin, rewrites) = match template {
-            Some(t) => (
-                t.render(RenderContext {
-                    key: replica,
-                    primary_region: primary.region(),
-                }),
-                Origin::Configured,
-                Vec::new(),
-            ),
-            None => {
-                let cell = RunCache::cell(&cache.policies, primary);
-                let primary_policy = cell
-                    .get_or_init(|| self.policies.get_policy(primary))
-                    .await
-                    .as_ref()
-                    .map_err(|e| named(Failure::Call(e.clone())))?;
-                let options = MirrorOptions {
-                    rewrite_own_arns: self.settings.mirror_rewrite,
-                };
-                let mirrored = mirror_for_replica(primary_policy, primary, replica, options)
-                    .map_err(|e| {
-                        named(Failure::InvalidBaseline {
-                            problem: e.to_string(),
-                        })
-                    })?;
-                (mirrored.text, Origin::Mirrored, mirrored.rewrites)
-            }
-        };
+            .map_err(named)?;
         let validated = validate_as(&text, &self.lockout_guard(replica), origin).map_err(|e| {
             let deleted: Vec<String> =
                 e.0.iter()
@@ -381,6 +476,17 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 }
             })
         })?;
+        let source = match template {
+            Some(t) if t.origin() == name => format!("baseline {name}"),
+            Some(t) => format!("baseline {name} ({})", t.origin()),
+            None => format!("the primary {primary}'s policy, mirrored"),
+        };
+        refuse_breaches(
+            &validated.policy,
+            &self.settings.trust_for(replica),
+            &source,
+        )
+        .map_err(|f| named(*f))?;
         for warning in &validated.warnings {
             tracing::warn!(key_arn = %replica, primary = %primary, warning = %warning, "the primary's policy has a statement KMS accepts but ignores; mirrored as it is");
         }
@@ -388,9 +494,67 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             text,
             policy: validated.policy,
             baseline: name,
+            sha256: template.map(|t| t.sha256().to_owned()),
             rewrites,
         })
     }
+}
+
+/// Why a replica has no desired policy.
+pub(super) struct Refusal {
+    /// The failure reported.
+    failure: Failure,
+    /// The baseline's name, when one was picked.
+    baseline: Option<String>,
+    /// The key's tag picked no baseline it may have: its live policy is still judged
+    /// against the default baseline.
+    assess_default: bool,
+}
+
+impl Refusal {
+    fn new(failure: Failure, baseline: Option<String>) -> Self {
+        Self {
+            failure,
+            baseline,
+            assess_default: false,
+        }
+    }
+}
+
+/// The guardrails on a policy about to be written (or, in dry-run, that would be): any
+/// breach refuses it whole.
+pub(super) fn refuse_breaches(
+    policy: &CanonicalPolicy,
+    trust: &Trust,
+    source: &str,
+) -> Result<(), Box<Failure>> {
+    let breaches = guardrails(policy, trust);
+    if breaches.is_empty() {
+        return Ok(());
+    }
+    Err(Box::new(Failure::GuardrailRefused {
+        source: source.to_owned(),
+        breaches,
+    }))
+}
+
+/// Contains matching's document to hold: its text, its canonical form, the extras kept and
+/// removed, and the live policy parsed (when it parses).
+type Merged = (
+    String,
+    CanonicalPolicy,
+    Option<Extras>,
+    Option<CanonicalPolicy>,
+);
+
+/// What became of a key's exemption when it does not leave the key alone.
+enum ExemptionNote {
+    /// No exclude tag.
+    None,
+    /// It ended then (RFC 3339).
+    Ended(String),
+    /// It is not honoured: why.
+    Ignored(String),
 }
 
 /// The desired policy of one replica, and what went into it.
@@ -401,6 +565,8 @@ pub(super) struct Desired {
     policy: CanonicalPolicy,
     /// The baseline's name (catalogue), `primary`, or the single baseline's origin.
     baseline: String,
+    /// The template's SHA-256 (not for a mirrored primary).
+    sha256: Option<String>,
     /// What mirroring rewrote.
     rewrites: Vec<Rewrite>,
 }
@@ -409,6 +575,7 @@ impl Desired {
     /// `o`, naming this baseline and its rewrites.
     fn name(&self, mut o: Outcome) -> Outcome {
         o.baseline = Some(self.baseline.clone());
+        o.baseline_sha256 = self.sha256.clone();
         o.rewrites = self.rewrites.clone();
         o
     }

@@ -1,10 +1,12 @@
 //! The restore stage (the CLI's `restore`): a previously backed-up policy put back,
-//! validated like any baseline (never a lockout), skipped when already equivalent, dry-run
+//! validated like any baseline (never a lockout) and held to the same guardrails (a backup
+//! is in a bucket, and a bucket can be written to), skipped when already equivalent, dry-run
 //! unless the mode is enforce, backed up and verified like any write.
 
-use krg_policy::{Verdict, compare, validate};
+use krg_policy::{CanonicalPolicy, Verdict, compare, explain, validate};
 
 use super::Reconciler;
+use super::replica::refuse_breaches;
 use crate::key::KeyArn;
 use crate::outcome::{DriftNote, Failure, InSyncNote, Outcome, Status, WriteCause};
 use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
@@ -25,10 +27,17 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 );
             }
         };
+        let trust = self.settings.trust_for(key);
+        if let Err(refused) = refuse_breaches(&desired, &trust, &format!("the backup {from}")) {
+            return Outcome::failed(key, *refused);
+        }
         let live = match self.policies.get_policy(key).await {
             Ok(p) => p,
             Err(e) => return Outcome::call_failed(key, &e),
         };
+        let write_exposure = CanonicalPolicy::parse(&live)
+            .ok()
+            .map(|l| explain(&l, &desired, &trust));
         let drift = match compare(&live, &desired) {
             Verdict::InSync => {
                 return Outcome::new(
@@ -38,27 +47,38 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             }
             Verdict::Drift(d) => d,
         };
-        if self.settings.mode == Mode::DryRun {
-            return Outcome::new(
+        let mut outcome = if self.settings.mode == Mode::DryRun {
+            Outcome::new(
                 key,
                 Status::DriftDetected(DriftNote::RestoreWouldChange { from: from.into() }),
             )
-            .with_diff(drift);
-        }
-        let event = EventInfo {
-            id: None,
-            name: "restore".into(),
-            actor: None,
+            .with_diff(drift)
+        } else {
+            self.write(key, &live, policy, &desired, from)
+                .await
+                .with_diff(drift)
         };
+        outcome.write_exposure = write_exposure;
+        outcome
+    }
+
+    async fn write(
+        &self,
+        key: &KeyArn,
+        live: &str,
+        policy: &str,
+        desired: &CanonicalPolicy,
+        from: &str,
+    ) -> Outcome {
+        let event = EventInfo::named("restore");
         self.write_verified(
             &event,
             key,
-            &live,
+            live,
             policy,
-            &desired,
+            desired,
             WriteCause::Restore { from: from.into() },
         )
         .await
-        .with_diff(drift)
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use super::{Known, Progress, Reconciler, RunCache, log_outcome, updating};
 use crate::decide::{KeyFacts, KeyState};
 use crate::key::{AccountId, KeyArn, Place};
-use crate::outcome::{Action, Outcome, Report, RunError};
+use crate::outcome::{Action, Outcome, Report, RunError, Skip, Status};
 use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
 use crate::trigger::EventInfo;
 
@@ -80,6 +80,13 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             report.summary_by_account = by_account;
         }
         report.summary = Some(counts);
+        report.excluded = Some(
+            report
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o.status, Status::Skipped(Skip::Excluded { .. })))
+                .count(),
+        );
         report
     }
 
@@ -161,9 +168,5 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
 }
 
 fn sweep_event() -> EventInfo {
-    EventInfo {
-        id: None,
-        name: "sweep".into(),
-        actor: None,
-    }
+    EventInfo::named("sweep")
 }

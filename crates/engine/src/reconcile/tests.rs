@@ -46,6 +46,8 @@ pub(super) fn settings(mode: Mode, baseline: Baseline) -> Arc<Settings> {
         concurrency: 4,
         sweep_regions: vec!["us-west-2".parse().unwrap()],
         flap: FlapGuard::default(),
+        trusted: Default::default(),
+        exemption_max: None,
         tenancy: Tenancy::default(),
     })
 }
@@ -62,8 +64,7 @@ pub(super) fn event_on(region: &str, scope: Scope) -> Trigger {
     Trigger::Keys {
         event: EventInfo {
             id: Some("e-1".into()),
-            name: "PutKeyPolicy".into(),
-            actor: None,
+            ..EventInfo::named("PutKeyPolicy")
         },
         targets: vec![Target {
             key: arn(region),

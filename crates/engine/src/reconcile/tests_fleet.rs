@@ -288,17 +288,20 @@ async fn an_exemption_in_the_past_reconciles_and_is_counted() {
 }
 
 #[tokio::test]
-async fn a_garbled_exemption_skips_with_a_reason() {
+async fn a_garbled_exemption_does_not_exclude_and_says_why() {
+    // Fail closed: an exemption nobody can read is no exemption.
     let fake = exempted("until=31/12/2026");
     let r = enforce_template(&fake).await;
     let o = &r.outcomes[0];
-    assert_eq!(o.action(), Action::Skipped, "{o:#?}");
-    let reason = o.reason().unwrap();
+    assert_eq!(o.action(), Action::Remediated, "{o:#?}");
+    let why = o.exemption_ignored.as_deref().unwrap();
     assert!(
-        reason.contains("31/12/2026") && reason.contains("cannot be read"),
-        "{reason}"
+        why.contains("31/12/2026") && why.contains("cannot be read"),
+        "{why}"
     );
-    assert_eq!(fake.count("PutKeyPolicy"), 0);
+    let json = serde_json::to_value(o).unwrap();
+    assert_eq!(json["exemption_ignored"], why);
+    assert_eq!(fake.count("PutKeyPolicy"), 1);
 }
 
 #[tokio::test]
