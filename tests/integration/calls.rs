@@ -79,3 +79,47 @@ async fn mirroring_the_primary_adds_one_read_of_its_policy() {
         expect(&[("DescribeKey", 1), ("GetKeyPolicy", 2)])
     );
 }
+
+#[tokio::test]
+async fn a_change_of_the_exclude_tag_costs_what_an_event_on_its_replicas_costs() {
+    // TagResource reaches every replica related to the key: one DescribeKey lists them, one
+    // GetKeyPolicy each (here one replica, in sync).
+    let in_us_west_2 = format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/{SAMPLE_KEY_ID}")
+        .parse()
+        .unwrap();
+    let baseline_for_the_replica = rendered_baseline(&in_us_west_2);
+    let case = run_with(
+        &[],
+        "tag-resource-exclude.json",
+        Some(&baseline_for_the_replica),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        calls(&case, "in-sync"),
+        expect(&[("DescribeKey", 1), ("GetKeyPolicy", 1)])
+    );
+    let response = case.response.as_ref().unwrap();
+    assert_eq!(response["tag_changes"][0]["change"], "exemption-granted");
+}
+
+#[tokio::test]
+async fn a_put_key_policy_under_the_guards_role_that_wrote_something_else_costs_an_ordinary_event()
+{
+    let in_us_west_2 = format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/{SAMPLE_KEY_ID}")
+        .parse()
+        .unwrap();
+    let baseline_for_the_replica = rendered_baseline(&in_us_west_2);
+    // The sample record's policy is not the baseline: someone else used the role.
+    let case = run_with(
+        &[],
+        "put-key-policy-by-remediator.json",
+        Some(&baseline_for_the_replica),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        calls(&case, "in-sync"),
+        expect(&[("DescribeKey", 1), ("GetKeyPolicy", 1)])
+    );
+}

@@ -115,6 +115,23 @@ async fn e2e(args: Args) -> anyhow::Result<Checks> {
         }
     }
     let event = |name: &str| work.join(&format!("{name}.json"));
+    // The guard's own fix as CloudTrail records it: the record carries what it wrote, the
+    // baseline rendered for the us-west-2 replica.
+    {
+        let template = krg_engine::baseline::Template::new(
+            "baselines/example.json",
+            std::fs::read_to_string(root.join("baselines/example.json"))?,
+        )?;
+        let replica: krg_engine::key::KeyArn = arn("us-west-2").parse()?;
+        let written = template.render(krg_engine::baseline::RenderContext {
+            key: &replica,
+            primary_region: &"us-east-1".parse()?,
+        });
+        let path = event("put-key-policy-by-remediator");
+        let mut own: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        own["detail"]["requestParameters"]["policy"] = Value::String(written);
+        std::fs::write(&path, own.to_string())?;
+    }
 
     println!("==> keys: {key_id} (primary us-east-1, replicas us-west-2, eu-west-1)");
     let aws = Aws::connect().await;

@@ -23,7 +23,8 @@
 //! Anything else that looks like an end is [`Exemption::Unreadable`]: an end that is not one
 //! of the two forms, an empty `until=`, two different ends, a date and a time separated by a
 //! space instead of `T`, and `until` followed by `:` or by a space and a digit instead of
-//! `=`. An unreadable value keeps the key excluded (fail safe) and says what to write.
+//! `=`. An unreadable value excludes nothing (fail closed: the reconcile stage manages the
+//! key and says why) and says what to write.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -44,7 +45,7 @@ pub enum Exemption {
         /// When it ended.
         ended: SystemTime,
     },
-    /// The value names an end that cannot be read; the key stays excluded.
+    /// The value names an end that cannot be read: not honoured (fail closed).
     Unreadable {
         /// The tag value as found.
         value: String,
@@ -57,10 +58,10 @@ pub enum Exemption {
 const FORMS: &str = "write until=YYYY-MM-DD (excluded through that day, UTC) or until=<RFC 3339 time> such as until=2026-12-31T18:00:00Z";
 
 impl Exemption {
-    /// Whether the key is left alone: while the exemption holds, and when its value cannot be
-    /// read (fail safe). Only an expired exemption lets the key be managed.
+    /// Whether the key is left alone: while the exemption holds. An expired one, and one
+    /// whose value cannot be read (fail closed), let the key be managed.
     pub fn excludes(&self) -> bool {
-        !matches!(self, Exemption::Expired { .. })
+        matches!(self, Exemption::Forever | Exemption::Until(_))
     }
 
     /// When the exemption ends or ended, in RFC 3339 (UTC); `None` without an end.
@@ -84,7 +85,7 @@ impl fmt::Display for Exemption {
             ),
             Exemption::Unreadable { value, problem } => write!(
                 f,
-                "excluded, but the tag value {value:?} cannot be read: {problem}"
+                "not an exemption: the tag value {value:?} cannot be read: {problem}"
             ),
         }
     }
@@ -247,7 +248,7 @@ mod tests {
     fn problem(value: &str) -> String {
         match exemption(value, now()) {
             e @ Exemption::Unreadable { .. } => {
-                assert!(e.excludes(), "an unreadable value keeps the key excluded");
+                assert!(!e.excludes(), "an unreadable value excludes nothing");
                 assert_eq!(e.ends(), None);
                 let Exemption::Unreadable {
                     value: kept,
