@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use krg_engine::baseline::{Baseline, RenderContext, Template};
 use krg_engine::catalogue::{Catalogue, CatalogueError, Choice, DEFAULT_BASELINE_TAG, valid_name};
 use krg_engine::decide::lockout_guard;
+use krg_engine::error::{CallError, ErrorKind};
 use krg_engine::key::{AccountId, KeyArn, Region, RoleArn};
 use krg_engine::ports::RemoteText;
 use krg_engine::retry::Backoff;
@@ -482,12 +483,13 @@ impl RemoteBaseline {
     /// Reads the template text, or every template of a catalogue.
     pub async fn fetch(&self, remote: &impl RemoteText) -> Result<Fetched, ConfigError> {
         let origin = self.to_string();
-        let unreadable = |e| {
-            err(
+        let unreadable = |e: CallError| {
+            read_failed(
                 "BASELINE_SOURCE",
                 format!(
                     "cannot read the baseline {origin}: {e}; create it, or fix the name and the function's read permission"
                 ),
+                &e,
             )
         };
         let entries = match self {
@@ -555,12 +557,30 @@ pub struct ConfigError {
     pub variable: &'static str,
     /// What is wrong and what to do.
     pub problem: String,
+    /// A read at start-up failed for a reason that may pass (throttling, a timeout, a grant
+    /// not yet visible to IAM): the invocation fails retryably and the next one reads again,
+    /// instead of the execution environment keeping the error for its life.
+    pub transient: bool,
 }
 
 fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
         problem: problem.into(),
+        transient: false,
+    }
+}
+
+/// A start-up read that failed: transient when retrying may help (throttled, timed out,
+/// unreachable) or when access was denied (IAM grants take a while to be seen after a
+/// deployment); a missing parameter or object, or a bad value, is final.
+fn read_failed(variable: &'static str, problem: String, e: &CallError) -> ConfigError {
+    ConfigError {
+        transient: matches!(
+            e.kind,
+            ErrorKind::Throttled | ErrorKind::Transient | ErrorKind::AccessDenied
+        ),
+        ..err(variable, problem)
     }
 }
 
@@ -612,9 +632,10 @@ impl Config {
         };
         let caller = match (&options.member_role, &options.remediator) {
             (Some(_), None) => Some(remote.caller_account().await.map_err(|e| {
-                err(
+                read_failed(
                     "MEMBER_ROLE_NAME",
                     format!("the function's own account is needed to tell it from member accounts, and reading it failed: {e}; set REMEDIATOR_ROLE_ARN to the function's role ARN"),
+                    &e,
                 )
             })?),
             _ => None,
@@ -1370,6 +1391,53 @@ mod tests {
             assert_eq!(c.settings.flap.window.as_secs(), secs, "{v}");
         }
         assert!(config(&[("FLAP_WINDOW", "0")]).is_err());
+    }
+
+    /// Start-up reads that all fail the same way.
+    struct Failing(ErrorKind);
+
+    impl RemoteText for Failing {
+        async fn caller_account(&self) -> Result<AccountId, CallError> {
+            Err(CallError::new("GetCallerIdentity", "creds", self.0, "no"))
+        }
+        async fn ssm_parameter(&self, name: &str) -> Result<String, CallError> {
+            Err(CallError::new("GetParameter", name, self.0, "no"))
+        }
+        async fn s3_object(&self, bucket: &str, _: &str) -> Result<String, CallError> {
+            Err(CallError::new("GetObject", bucket, self.0, "no"))
+        }
+        async fn ssm_parameters(&self, path: &str) -> Result<Vec<(String, String)>, CallError> {
+            Err(CallError::new("GetParametersByPath", path, self.0, "no"))
+        }
+        async fn s3_objects(
+            &self,
+            bucket: &str,
+            _: &str,
+        ) -> Result<Vec<(String, String)>, CallError> {
+            Err(CallError::new("ListObjectsV2", bucket, self.0, "no"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_up_read_that_may_pass_is_transient_and_a_missing_baseline_is_final() {
+        let load = |kind: ErrorKind, source: &'static str| async move {
+            let map: HashMap<String, String> = [("BASELINE_SOURCE", source)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            Config::load_from(|k| map.get(k).cloned(), &Failing(kind))
+                .await
+                .unwrap_err()
+        };
+        for kind in [ErrorKind::Throttled, ErrorKind::AccessDenied] {
+            for source in ["ssm:/kms-replica-guard/baseline", "s3://b/baselines/"] {
+                let e = load(kind, source).await;
+                assert!(e.transient, "{kind:?} {source}: {e}");
+                assert_eq!(e.variable, "BASELINE_SOURCE");
+            }
+        }
+        let e = load(ErrorKind::NotFound, "ssm:/kms-replica-guard/baseline").await;
+        assert!(!e.transient, "{e}");
     }
 
     #[test]

@@ -17,8 +17,12 @@ use krg_aws::remote::Remote;
 use krg_engine::Reconciler;
 use krg_engine::tenancy::Members;
 
+use std::future::Future;
+
+use tokio::sync::OnceCell;
+
 use crate::config::{Config, ConfigError};
-use crate::lambda::App;
+use crate::lambda::{App, InvocationError};
 
 /// The function as it runs in Lambda: its ports are the AWS adapters.
 pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs, EventBus>;
@@ -133,13 +137,93 @@ fn member_kms(sdk: &SdkConfig, config: &Config) -> Option<MemberKms> {
 /// The function as Lambda runs it, from the process environment: the SDK configuration,
 /// the function's configuration (an `ssm:` or `s3://` baseline is read here; a problem is
 /// kept and returned by every invocation) and the AWS adapters.
-pub async fn from_environment() -> AwsApp {
+///
+/// A configuration that could not be read for a reason that may pass is an `Err`: the
+/// caller fails that invocation (retryably) and tries again on the next, rather than
+/// keeping the error for the execution environment's life. A final configuration error is
+/// kept in the app, which answers every invocation with it.
+pub async fn from_environment() -> Result<AwsApp, ConfigError> {
     let sdk = load_sdk_config().await;
-    let config = Config::load(&Remote::new(&sdk)).await;
-    on_aws(&sdk, config)
+    match Config::load(&Remote::new(&sdk)).await {
+        Err(e) if e.transient => {
+            tracing::error!(error = %e, "the configuration could not be read; this invocation fails and the next one reads it again");
+            Err(e)
+        }
+        config => Ok(on_aws(&sdk, config)),
+    }
+}
+
+/// The app an execution environment keeps, made by `load` on the first event that gets one:
+/// a transient failure to make it fails that event and leaves the cell empty.
+pub async fn kept<A, F, Fut>(cell: &OnceCell<A>, load: F) -> Result<&A, InvocationError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<A, ConfigError>>,
+{
+    cell.get_or_try_init(load)
+        .await
+        .map_err(InvocationError::Config)
 }
 
 /// The function wired to AWS (or the emulator, or a proxy) from its configuration.
 pub fn on_aws(sdk: &SdkConfig, config: Result<Config, ConfigError>) -> AwsApp {
     Adapters::new(sdk, config.as_ref().ok()).app(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn failure(transient: bool) -> ConfigError {
+        ConfigError {
+            variable: "BASELINE_SOURCE",
+            problem: "cannot read the baseline".into(),
+            transient,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_start_up_failure_fails_that_invocation_and_the_next_one_reads_again() {
+        let cell: OnceCell<Result<&str, ConfigError>> = OnceCell::new();
+        let loads = AtomicUsize::new(0);
+        let load = |transient: bool| {
+            loads.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if transient {
+                    Err(failure(true))
+                } else {
+                    Ok(Ok("the app"))
+                }
+            }
+        };
+        let first = kept(&cell, || load(true)).await.unwrap_err();
+        assert_eq!(first.error_type(), "Retryable.ConfigurationUnavailable");
+        assert!(cell.get().is_none(), "nothing kept");
+        let second = kept(&cell, || load(false)).await.unwrap();
+        assert_eq!(second, &Ok("the app"));
+        let third = kept(&cell, || load(true)).await.unwrap();
+        assert_eq!(third, &Ok("the app"), "kept for the environment's life");
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_final_configuration_error_is_kept_and_answered_every_time() {
+        let cell: OnceCell<Result<&str, ConfigError>> = OnceCell::new();
+        let loads = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let app = kept(&cell, || {
+                loads.fetch_add(1, Ordering::SeqCst);
+                async { Ok(Err(failure(false))) }
+            })
+            .await
+            .unwrap();
+            let e = app.clone().unwrap_err();
+            assert_eq!(
+                InvocationError::Config(e).error_type(),
+                "NonRetryable.ConfigurationError"
+            );
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
 }

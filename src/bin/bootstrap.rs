@@ -1,7 +1,8 @@
 //! The Lambda function binary. Init only sets up logging and the runtime; the SDK (its
 //! configuration, the shared HTTPS client with its root certificates) and the function's
 //! configuration (which may read an `ssm:` or `s3://` baseline) are built on the first
-//! event and kept for the life of the execution environment. Measured in BENCHMARKS.md
+//! event and kept for the life of the execution environment (unless a read it needs failed
+//! for a reason that may pass: then that event fails retryably and the next one reads again). Measured in BENCHMARKS.md
 //! ("Cold start"): built in init they made init 4x a hello-world function's, for no gain —
 //! the same work would only move from event 1 to init.
 //!
@@ -10,7 +11,7 @@
 //! BENCHMARKS.md), and a sweep's concurrency is concurrent requests, not threads: worker
 //! threads would only be spawned at start-up (about 0.6 ms of init, measured) to sit idle.
 
-use kms_replica_guard::wiring::{AwsApp, from_environment};
+use kms_replica_guard::wiring::{AwsApp, from_environment, kept};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -21,9 +22,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let app: OnceCell<AwsApp> = OnceCell::new();
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        // Boxed: the SDK set-up future is too deep to lay out inline.
-        app.get_or_init(|| Box::pin(from_environment()))
-            .await
+        // Boxed: the SDK set-up future is too deep to lay out inline. A configuration that
+        // could not be read for a passing reason fails this event and is read again.
+        kept(app, || Box::pin(from_environment()))
+            .await?
             .handle(event.payload)
             .await
     }))

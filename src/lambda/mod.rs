@@ -48,6 +48,7 @@ impl InvocationError {
     /// The `errorType` Lambda records: `Retryable.*` or `NonRetryable.*`.
     pub fn error_type(&self) -> &'static str {
         match self {
+            InvocationError::Config(e) if e.transient => "Retryable.ConfigurationUnavailable",
             InvocationError::Config(_) => "NonRetryable.ConfigurationError",
             InvocationError::Event(_) => "NonRetryable.MalformedEvent",
             InvocationError::Plan(e) if e.kind.is_retryable() => "Retryable.PlanFailure",

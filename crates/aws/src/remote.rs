@@ -61,29 +61,7 @@ impl RemoteText for Remote {
     }
 
     async fn ssm_parameters(&self, path: &str) -> Result<Vec<(String, String)>, CallError> {
-        let ssm = Ssm::new(&self.sdk);
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let page = ssm
-                .get_parameters_by_path()
-                .path(path)
-                .recursive(false)
-                .with_decryption(true)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("GetParametersByPath", path, e))?;
-            all.extend(
-                page.parameters()
-                    .iter()
-                    .filter_map(|p| Some((p.name()?.to_owned(), p.value()?.to_owned()))),
-            );
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => return Ok(all),
-            }
-        }
+        parameters_by_path(&Ssm::new(&self.sdk), path).await
     }
 
     async fn s3_objects(
@@ -134,5 +112,86 @@ impl RemoteText for Remote {
                 "the object is not UTF-8 text",
             )
         })
+    }
+}
+
+/// Every parameter directly under `path` (`/a/b/`), every page. IAM authorises
+/// GetParametersByPath against the path as requested (`parameter/a/b`), which is what the
+/// stacks grant: the request names the path without its trailing slash, and SSM answers
+/// with the same parameters (`/a/b/NAME`).
+async fn parameters_by_path(ssm: &Ssm, path: &str) -> Result<Vec<(String, String)>, CallError> {
+    let requested = match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let page = ssm
+            .get_parameters_by_path()
+            .path(requested)
+            .recursive(false)
+            .with_decryption(true)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| call_error("GetParametersByPath", requested, e))?;
+        all.extend(
+            page.parameters()
+                .iter()
+                .filter_map(|p| Some((p.name()?.to_owned(), p.value()?.to_owned()))),
+        );
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(all),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ssm::operation::get_parameters_by_path::GetParametersByPathOutput;
+    use aws_sdk_ssm::types::Parameter;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[tokio::test]
+    async fn a_catalogue_path_is_requested_as_the_stacks_grant_it_without_the_trailing_slash() {
+        let parameter = |name: &str| Parameter::builder().name(name).value("{}").build();
+        let first = mock!(aws_sdk_ssm::Client::get_parameters_by_path)
+            .match_requests(|r| {
+                r.path() == Some("/kms-replica-guard/baselines") && r.next_token().is_none()
+            })
+            .then_output(move || {
+                GetParametersByPathOutput::builder()
+                    .parameters(parameter("/kms-replica-guard/baselines/app"))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_ssm::Client::get_parameters_by_path)
+            .match_requests(|r| {
+                r.path() == Some("/kms-replica-guard/baselines")
+                    && r.next_token() == Some("page-2")
+                    && r.recursive() == Some(false)
+            })
+            .then_output(move || {
+                GetParametersByPathOutput::builder()
+                    .parameters(parameter("/kms-replica-guard/baselines/logs"))
+                    .build()
+            });
+        let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&first, &second]);
+        let all = parameters_by_path(&ssm, "/kms-replica-guard/baselines/")
+            .await
+            .unwrap();
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "/kms-replica-guard/baselines/app",
+                "/kms-replica-guard/baselines/logs"
+            ]
+        );
+        assert_eq!(first.num_calls(), 1);
+        assert_eq!(second.num_calls(), 1);
     }
 }
