@@ -99,7 +99,7 @@ where
                     if !ok {
                         tracing::error!(message_id = %record.message_id, failed = report.failures().count(), errors = report.errors.len(), "work item failed; SQS retries it alone");
                     }
-                    merge(&mut all, report);
+                    all.merge(report);
                     ok
                 }
             };
@@ -107,7 +107,7 @@ where
                 failed.push(record.message_id);
             }
         }
-        self.publish(namespace, &all).await;
+        self.publish(namespace, engine.settings().mode, &all).await;
         self.notify(&all).await;
         let failures: Vec<Value> = failed
             .iter()
@@ -115,13 +115,6 @@ where
             .collect();
         serde_json::json!({ "batchItemFailures": failures })
     }
-}
-
-/// Adds `report` to the batch's (for one metrics call).
-fn merge(all: &mut Report, report: Report) {
-    all.outcomes.extend(report.outcomes);
-    all.errors.extend(report.errors);
-    all.accounts_refused.extend(report.accounts_refused);
 }
 
 #[cfg(test)]

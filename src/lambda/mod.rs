@@ -11,11 +11,12 @@ use lambda_runtime::Diagnostic;
 use serde_json::Value;
 
 use crate::config::{Config, ConfigError};
+use krg_engine::Mode;
 use krg_engine::Reconciler;
 use krg_engine::error::CallError;
 use krg_engine::ledger::MemoryLedger;
 use krg_engine::outcome::Notification;
-use krg_engine::outcome::{Report, Retry};
+use krg_engine::outcome::{Metric, MetricDatum, Report, Retry};
 use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
 use krg_engine::trigger::{self, EventError, Trigger};
 
@@ -188,7 +189,8 @@ where
         // Boxed: the engine's nested futures are deep enough to hit the type-layout limit.
         let report = Box::pin(engine.run(&trigger)).await;
         let mut response = serde_json::to_value(&report).expect("a report always serialises");
-        if let Some(published) = self.publish(namespace, &report).await {
+        let mode = engine.settings().mode;
+        if let Some(published) = self.publish(namespace, mode, &report).await {
             response["metrics"] = published;
         }
         if let Some(notified) = self.notify(&report).await {
@@ -263,11 +265,19 @@ where
 
     /// Publishes the report's metrics; a failure is reported but never undoes or blocks a
     /// fix. `None` when there was nothing to publish.
-    async fn publish(&self, namespace: &str, report: &Report) -> Option<Value> {
-        let metrics = report.metrics();
+    async fn publish(&self, namespace: &str, mode: Mode, report: &Report) -> Option<Value> {
+        let mut metrics = report.metrics();
         if metrics.is_empty() {
             return None;
         }
+        // The mode rides along with every batch (a sweep's at least): switching the guard to
+        // dry-run shows on a graph and can be alarmed on.
+        metrics.push(MetricDatum {
+            metric: Metric::EnforceMode,
+            region: None,
+            severity: None,
+            value: if mode == Mode::Enforce { 1.0 } else { 0.0 },
+        });
         Some(match self.metrics.publish(namespace, &metrics).await {
             Ok(()) => serde_json::json!({"published": metrics.len()}),
             Err(e) => {
@@ -481,6 +491,43 @@ mod tests {
             fake.queued.lock().unwrap().is_empty(),
             "items are never planned again"
         );
+    }
+
+    #[tokio::test]
+    async fn every_completed_sweep_beats_the_heartbeat_with_the_keys_it_covered_and_the_mode() {
+        let datum = |fake: &FakeAws, name: &str| -> Vec<f64> {
+            let published = fake.published.lock().unwrap();
+            published
+                .iter()
+                .flat_map(|(_, data)| data.iter())
+                .filter(|d| d.metric.name() == name)
+                .map(|d| d.value)
+                .collect()
+        };
+        // A scheduled sweep, inline: one beat, two replicas covered, dry-run.
+        let fake = drifted();
+        app(&fake, &[("SWEEP_REGIONS", "us-west-2,eu-west-1")])
+            .handle(sample("scheduled-sweep.json"))
+            .await
+            .unwrap();
+        assert_eq!(datum(&fake, "SweepCompleted"), [1.0]);
+        assert_eq!(datum(&fake, "SweepKeysCovered"), [2.0]);
+        assert_eq!(datum(&fake, "EnforceMode"), [0.0]);
+        assert_eq!(datum(&fake, "KeysExcluded"), [0.0]);
+        // Planned work items: one beat per item that ran through, in enforce mode; an item
+        // whose listing failed does not beat.
+        let fake = drifted();
+        let app = App::new(config(HUB), &fake, &fake, &fake).with_queue(Some(&fake));
+        fake.fail("ListKeys", &[ErrorKind::Throttled]);
+        app.handle(sample("sqs-sweep-work-items.json"))
+            .await
+            .unwrap();
+        assert_eq!(
+            datum(&fake, "SweepCompleted"),
+            [1.0],
+            "two items, one listed"
+        );
+        assert_eq!(datum(&fake, "EnforceMode"), [1.0]);
     }
 
     #[tokio::test]

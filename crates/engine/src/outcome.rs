@@ -732,6 +732,9 @@ pub struct Report {
     /// Tag events: the exemptions granted and removed, and the baselines switched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tag_changes: Vec<TagNews>,
+    /// Sweeps that ran through without a run error (the heartbeat, `SweepCompleted`).
+    #[serde(skip)]
+    pub sweeps_completed: usize,
 }
 
 /// A change of the exclude or baseline tag: itself news, whoever made it.
@@ -800,6 +803,31 @@ fn accounts_not_entered<'a>(
 pub const ASSUME_ROLE: &str = "AssumeRole";
 
 impl Report {
+    /// Adds another report's outcomes, errors and counts to this one (an SQS batch of
+    /// planned sweep items answers as one).
+    pub fn merge(&mut self, other: Report) {
+        self.outcomes.extend(other.outcomes);
+        self.errors.extend(other.errors);
+        self.accounts_refused.extend(other.accounts_refused);
+        self.tag_changes.extend(other.tag_changes);
+        if let Some(counts) = other.summary {
+            let summary = self.summary.get_or_insert_with(BTreeMap::new);
+            for (action, n) in counts {
+                *summary.entry(action).or_default() += n;
+            }
+        }
+        for (account, counts) in other.summary_by_account {
+            let mine = self.summary_by_account.entry(account).or_default();
+            for (action, n) in counts {
+                *mine.entry(action).or_default() += n;
+            }
+        }
+        if let Some(n) = other.excluded {
+            *self.excluded.get_or_insert(0) += n;
+        }
+        self.sweeps_completed += other.sweeps_completed;
+    }
+
     /// How many outcomes have this action.
     pub fn count(&self, action: Action) -> usize {
         self.outcomes
@@ -888,6 +916,22 @@ impl Report {
         }
         // Drifts by what they mean, in dry-run too: a drift the guard leaves alone on
         // purpose (excluded, another account's) is not counted, a flapping or failed one is.
+        if let Some(summary) = &self.summary {
+            // The heartbeat: a sweep that ran through, and how many keys it covered. An
+            // alarm on missing data sees a stopped schedule, rule, mapping or role.
+            data.push(MetricDatum {
+                metric: Metric::SweepCompleted,
+                region: None,
+                severity: None,
+                value: self.sweeps_completed as f64,
+            });
+            data.push(MetricDatum {
+                metric: Metric::SweepKeysCovered,
+                region: None,
+                severity: None,
+                value: summary.values().sum::<usize>() as f64,
+            });
+        }
         if let Some(n) = self.excluded {
             // Every sweep, zero included: "how many drifts are exempt" is one graph.
             data.push(MetricDatum {
@@ -1117,6 +1161,13 @@ pub enum Metric {
     BaselineSwitched,
     /// Drifted keys an exemption left in place, every sweep (zero included).
     KeysExcluded,
+    /// A sweep (scheduled, or one planned work item) that ran through without a run error:
+    /// the heartbeat an alarm on missing data watches.
+    SweepCompleted,
+    /// The replicas a sweep looked at, every sweep (zero included).
+    SweepKeysCovered,
+    /// The function's mode, with every batch of metrics: 1 enforce, 0 dry-run.
+    EnforceMode,
 }
 
 impl Metric {
@@ -1136,6 +1187,9 @@ impl Metric {
             Metric::ExemptionGranted => "ExemptionGranted",
             Metric::BaselineSwitched => "BaselineSwitched",
             Metric::KeysExcluded => "KeysExcluded",
+            Metric::SweepCompleted => "SweepCompleted",
+            Metric::SweepKeysCovered => "SweepKeysCovered",
+            Metric::EnforceMode => "EnforceMode",
         }
     }
 }

@@ -80,6 +80,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             report.summary_by_account = by_account;
         }
         report.summary = Some(counts);
+        report.sweeps_completed = usize::from(report.errors.is_empty());
         report.excluded = Some(
             report
                 .outcomes
