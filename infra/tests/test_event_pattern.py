@@ -62,6 +62,11 @@ SHOULD_MATCH = {
     "update-primary-region.json",
     "update-primary-region-new-primary.json",
     "put-key-policy-member-account.json",
+    # Tag changes: the exclude or baseline tag of a replica (or its primary) may have changed.
+    # Any tag key matches; the function reads the live tags, not the event.
+    "tag-resource-exclude.json",
+    "untag-resource-baseline.json",
+    "tag-resource-other-tag.json",
 }
 SHOULD_NOT_MATCH = {
     "put-key-policy-error.json",

@@ -258,7 +258,10 @@ class SamCdkParityTest(unittest.TestCase):
     def test_the_function_gets_the_same_environment_and_settings(self) -> None:
         sam_fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
         cdk_fn = _one(self.cdk, "AWS::Lambda::Function")["Properties"]
-        self.assertEqual(sorted(sam_fn["Environment"]["Variables"]), sorted(cdk_fn["Environment"]["Variables"]))
+        # SAM's optional variables (Fn::If ... AWS::NoValue) are absent at the defaults, as in CDK.
+        sam_env = SamEvaluator(self.sam).environment()
+        self.assertEqual(sorted(sam_env), sorted(cdk_fn["Environment"]["Variables"]))
+        self.assertNotIn("TRUSTED_ACCOUNTS", sam_env)
         for key in ("Runtime", "Architectures", "Handler"):
             self.assertEqual(sam_fn[key], cdk_fn[key], key)
         for key in ("MemorySize", "Timeout"):
@@ -429,6 +432,8 @@ class SamEvaluator:
             raise AssertionError(f"no such parameters: {unknown}")
         self.values = {**self.PSEUDO, **{k: str(p.get("Default", "")) for k, p in params.items()}, **values}
 
+    NO_VALUE = object()
+
     def condition(self, name: str) -> bool:
         return bool(self(self.template["Conditions"][name]))
 
@@ -438,7 +443,11 @@ class SamEvaluator:
         if not isinstance(v, dict):
             return v
         if set(v) == {"Ref"}:
-            return self.values[v["Ref"]]
+            if v["Ref"] == "AWS::NoValue":
+                return self.NO_VALUE
+            return self.values[v["Ref"]] if v["Ref"] in self.values else f"<{v['Ref']}>"
+        if set(v) == {"Fn::GetAtt"}:
+            return "<{}.{}>".format(*v["Fn::GetAtt"])
         if set(v) == {"Condition"} and isinstance(v["Condition"], str):
             return self.condition(v["Condition"])
         if len(v) == 1 and next(iter(v)).startswith("Fn::"):
@@ -466,8 +475,10 @@ class SamEvaluator:
         return {k: self(x) for k, x in v.items()}
 
     def environment(self, *names: str) -> dict[str, Any]:
+        """The named variables (all by default) as these values set them; an omitted one is absent."""
         env = _one(self.template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
-        return {n: self(env[n]) for n in names}
+        values = {n: self(env[n]) for n in (names or env) if n in env}
+        return {n: v for n, v in values.items() if v is not self.NO_VALUE}
 
     def statements(self) -> dict[str, Any]:
         """The statements of the conditional baseline policies that these values create, by Sid."""
@@ -561,6 +572,53 @@ class SamBaselineCatalogueTest(unittest.TestCase):
         # No wildcard or policy variable in an ARN or s3:prefix; no more levels than the template joins.
         for bad in ("bucket/", "bucket/a", "bucket//a/", "bucket/a*/", "bucket/${aws:username}/", "s3://bucket/a/", "b/1/2/3/4/5/6/7/8/9/"):
             self.assertNotRegex(bad, s3)
+
+
+class SamGuardrailSettingsTest(unittest.TestCase):
+    """The guardrail parameters reach the environment only when set (infra/cdk/test: the same)."""
+
+    NAMES = {
+        "TrustedAccounts": "TRUSTED_ACCOUNTS",
+        "TrustedOrgs": "TRUSTED_ORGS",
+        "ExemptionMaxDays": "EXEMPTION_MAX_DAYS",
+        "BaselineSha256": "BASELINE_SHA256",
+    }
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+
+    def test_unset_they_are_absent_and_set_they_pass_through(self) -> None:
+        self.assertFalse(set(SamEvaluator(self.sam).environment()) & set(self.NAMES.values()))
+        values = {
+            "TrustedAccounts": "444455556666,777788889999",
+            "TrustedOrgs": "o-a1b2c3d4e5",
+            "ExemptionMaxDays": "90",
+            "BaselineSha256": f"strict={'a' * 64},default={'0' * 64}",
+        }
+        env = SamEvaluator(self.sam, **values).environment(*self.NAMES.values())
+        self.assertEqual(env, {self.NAMES[k]: v for k, v in values.items()})
+
+    def test_the_patterns_take_what_the_function_reads_and_nothing_else(self) -> None:
+        params = self.sam["Parameters"]
+        pattern = {name: re.compile(params[name]["AllowedPattern"]) for name in self.NAMES}
+        digest = "0123456789abcdef" * 4
+        cases = {
+            "TrustedAccounts": (["", "444455556666", "444455556666,777788889999"],
+                                ["12345678901", "444455556666,", "444455556666 ,777788889999", "organization"]),
+            "TrustedOrgs": (["", "o-a1b2c3d4e5", "o-a1b2c3d4e5,o-zzzzzzzzzzzzzzzzzzzz"],
+                            ["o-short", "O-A1B2C3D4E5", "o-a1b2c3d4e5,", "r-a1b2"]),
+            "ExemptionMaxDays": (["", "1", "90", "99999"], ["0", "-1", "1.5", "30d", "100000"]),
+            "BaselineSha256": (["", digest, digest.upper(), f"strict={digest}", f"strict={digest},default.v2={digest}"],
+                               [digest[:-1], "g" * 64, f"={digest}", f"strict:{digest}", f"strict={digest},", f"a b={digest}"]),
+        }
+        for name, (good, bad) in cases.items():
+            for value in good:
+                with self.subTest(parameter=name, value=value):
+                    self.assertRegex(value, pattern[name])
+            for value in bad:
+                with self.subTest(parameter=name, value=value):
+                    self.assertNotRegex(value, pattern[name])
 
 
 def _strip_cdk(value: Any) -> Any:

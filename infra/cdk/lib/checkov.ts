@@ -24,7 +24,7 @@ export const FUNCTION_SKIPS: CheckovSkip[] = [
   {
     id: 'CKV_AWS_173',
     comment:
-      'The environment holds configuration only (mode, baseline location, tag keys and matching, namespace, role ARN, Regions, backup bucket name, flap guard and rate limits, member role name, accounts and external id, sweep queue URL, event bus name); no secrets, Lambda encrypts it at rest with its service key.',
+      'The environment holds configuration only (mode, baseline location and digests, tag keys and matching, trusted accounts and organizations, exemption limit, namespace, role ARN, Regions, backup bucket name, flap guard and rate limits, member role name, accounts and external id, sweep queue URL, event bus name); no secrets, Lambda encrypts it at rest with its service key.',
   },
 ];
 

@@ -34,6 +34,14 @@ export interface GuardConfig {
   readonly mirrorRewrite: 'on' | 'off';
   /** Keys carrying this tag key are never changed. */
   readonly excludeTag: string;
+  /** Comma-separated 12-digit accounts a written policy may grant (TRUSTED_ACCOUNTS); '' = the key's own only. */
+  readonly trustedAccounts: string;
+  /** Comma-separated organization ids (`o-...`) a written policy may grant (TRUSTED_ORGS); '' = none. */
+  readonly trustedOrgs: string;
+  /** Longest exemption the exclude tag may grant, in days (EXEMPTION_MAX_DAYS); '' = no limit. */
+  readonly exemptionMaxDays: string;
+  /** The baseline's SHA-256, or `NAME=HEX` pairs for a catalogue (BASELINE_SHA256); '' = not pinned. */
+  readonly baselineSha256: string;
   /** Regions the scheduled sweep covers; empty = the hub Region. */
   readonly sweepRegions: string[];
   /** EventBridge schedule expression of the sweep. */
@@ -97,6 +105,10 @@ export const DEFAULT_CONFIG: GuardConfig = {
   baselineMatch: 'exact',
   mirrorRewrite: 'off',
   excludeTag: 'kms-replica-guard:exclude',
+  trustedAccounts: '',
+  trustedOrgs: '',
+  exemptionMaxDays: '',
+  baselineSha256: '',
   sweepRegions: [],
   sweepSchedule: 'rate(6 hours)',
   memorySize: 256,
@@ -128,6 +140,13 @@ export const MEMBER_ROLE_NAME_PATTERN = /^([\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 export const EXTERNAL_ID_PATTERN = /^[\w+=,.@:/-]{2,1224}$/;
 export const MEMBER_ACCOUNTS_PATTERN = /^(organization|[0-9]{12}(,[0-9]{12})*)$/;
 export const ORGANIZATION_ID_PATTERN = /^o-[a-z0-9]{10,32}$/;
+
+/** The SAM template's AllowedPatterns of the guardrail parameters (without their `^$|` alternative). */
+export const TRUSTED_ACCOUNTS_PATTERN = /^[0-9]{12}(,[0-9]{12})*$/;
+export const TRUSTED_ORGS_PATTERN = /^o-[a-z0-9]{10,32}(,o-[a-z0-9]{10,32})*$/;
+export const EXEMPTION_MAX_DAYS_PATTERN = /^[1-9][0-9]{0,4}$/;
+export const BASELINE_SHA256_PATTERN =
+  /^[0-9a-fA-F]{64}$|^[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64}(,[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64})*$/;
 
 /** The SAM template's AllowedPatterns of the baseline catalogue parameters. */
 export const SSM_CATALOGUE_PATTERN = /^(\/[a-zA-Z0-9_.-]+)+\/$/;
@@ -257,6 +276,24 @@ export function configFromContext(read: ContextReader): GuardConfig {
     throw new Error(`context alarmEmail=${alarmEmail}: expected an e-mail address`);
   }
   const excludeTag = str('excludeTag');
+  const trustedAccounts = toList(get('trustedAccounts') ?? []).join(',');
+  if (trustedAccounts && !TRUSTED_ACCOUNTS_PATTERN.test(trustedAccounts)) {
+    throw new Error(`context trustedAccounts=${trustedAccounts}: expected comma-separated 12-digit account ids`);
+  }
+  const trustedOrgs = toList(get('trustedOrgs') ?? []).join(',');
+  if (trustedOrgs && !TRUSTED_ORGS_PATTERN.test(trustedOrgs)) {
+    throw new Error(`context trustedOrgs=${trustedOrgs}: expected comma-separated organization ids such as o-a1b2c3d4e5`);
+  }
+  const exemptionMaxDays = str('exemptionMaxDays');
+  if (exemptionMaxDays && !EXEMPTION_MAX_DAYS_PATTERN.test(exemptionMaxDays)) {
+    throw new Error(`context exemptionMaxDays=${exemptionMaxDays}: expected a positive whole number of days (at most 99999), or nothing for no limit`);
+  }
+  const baselineSha256 = toList(get('baselineSha256') ?? []).join(',');
+  if (baselineSha256 && !BASELINE_SHA256_PATTERN.test(baselineSha256)) {
+    throw new Error(
+      'context baselineSha256: expected a SHA-256 digest (64 hex digits) or comma-separated NAME=DIGEST pairs (one per baseline of a catalogue)',
+    );
+  }
   const flapWindow = str('flapWindow');
   if (!DURATION_PATTERN.test(flapWindow)) {
     throw new Error(
@@ -307,6 +344,10 @@ export function configFromContext(read: ContextReader): GuardConfig {
     baselineMatch,
     mirrorRewrite,
     excludeTag,
+    trustedAccounts,
+    trustedOrgs,
+    exemptionMaxDays,
+    baselineSha256,
     sweepRegions,
     sweepSchedule: str('sweepSchedule'),
     memorySize: num('memorySize', 128, 10240),

@@ -322,6 +322,11 @@ export class HubStack extends Stack {
         MIRROR_REWRITE: cfg.mirrorRewrite,
         METRICS_NAMESPACE: cfg.metricsNamespace,
         EXCLUDE_TAG: cfg.excludeTag,
+        // Guardrails: set only when given (absent = the function's default).
+        ...(cfg.trustedAccounts ? { TRUSTED_ACCOUNTS: cfg.trustedAccounts } : {}),
+        ...(cfg.trustedOrgs ? { TRUSTED_ORGS: cfg.trustedOrgs } : {}),
+        ...(cfg.exemptionMaxDays ? { EXEMPTION_MAX_DAYS: cfg.exemptionMaxDays } : {}),
+        ...(cfg.baselineSha256 ? { BASELINE_SHA256: cfg.baselineSha256 } : {}),
         REMEDIATOR_ROLE_ARN: role.roleArn,
         SWEEP_REGIONS: cfg.sweepRegions.length > 0 ? cfg.sweepRegions.join(',') : this.region,
         BACKUP_BUCKET: backupBucket.bucketName,

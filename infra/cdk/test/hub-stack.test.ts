@@ -53,7 +53,7 @@ describe('the hub stack', () => {
       'detail-type': ['AWS API Call via CloudTrail'],
       detail: {
         eventSource: ['kms.amazonaws.com'],
-        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion'],
+        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion', 'TagResource', 'UntagResource'],
         errorCode: [{ exists: false }],
       },
     });
@@ -678,6 +678,51 @@ describe('the hub stack settings', () => {
         }),
       },
     });
+  });
+
+  test('the guardrail settings reach the environment only when set', () => {
+    const unset = (synth().findResources('AWS::Lambda::Function') as any);
+    const vars = Object.values(unset).map((f: any) => f.Properties.Environment.Variables)[0];
+    for (const name of ['TRUSTED_ACCOUNTS', 'TRUSTED_ORGS', 'EXEMPTION_MAX_DAYS', 'BASELINE_SHA256']) {
+      expect(vars).not.toHaveProperty(name);
+    }
+    const digest = 'a'.repeat(64);
+    synth({
+      trustedAccounts: '444455556666,777788889999',
+      trustedOrgs: 'o-a1b2c3d4e5',
+      exemptionMaxDays: '90',
+      baselineSha256: `strict=${digest},default=${'0'.repeat(64)}`,
+    }).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          TRUSTED_ACCOUNTS: '444455556666,777788889999',
+          TRUSTED_ORGS: 'o-a1b2c3d4e5',
+          EXEMPTION_MAX_DAYS: '90',
+          BASELINE_SHA256: `strict=${digest},default=${'0'.repeat(64)}`,
+        }),
+      },
+    });
+  });
+
+  test('bad guardrail settings fail the synth with a message', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    for (const bad of ['12345678901', '444455556666;777788889999', 'organization']) {
+      expect(() => configFromContext(ctx({ trustedAccounts: bad }))).toThrow(/trustedAccounts/);
+    }
+    for (const bad of ['o-short', 'O-A1B2C3D4E5', 'r-a1b2']) {
+      expect(() => configFromContext(ctx({ trustedOrgs: bad }))).toThrow(/trustedOrgs/);
+    }
+    for (const bad of ['0', '-1', '1.5', '30d', '100000']) {
+      expect(() => configFromContext(ctx({ exemptionMaxDays: bad }))).toThrow(/exemptionMaxDays/);
+    }
+    for (const bad of ['a'.repeat(63), 'g'.repeat(64), `=${'a'.repeat(64)}`, `strict:${'a'.repeat(64)}`, `a b=${'a'.repeat(64)}`]) {
+      expect(() => configFromContext(ctx({ baselineSha256: bad }))).toThrow(/baselineSha256/);
+    }
+    expect(configFromContext(ctx({ trustedAccounts: '444455556666, 777788889999', exemptionMaxDays: 30 }))).toMatchObject({
+      trustedAccounts: '444455556666,777788889999',
+      exemptionMaxDays: '30',
+    });
+    expect(configFromContext(ctx({ baselineSha256: 'B'.repeat(64) })).baselineSha256).toBe('B'.repeat(64));
   });
 
   test('reserved concurrency 0 means no reservation', () => {

@@ -71,7 +71,7 @@ describe('the member stack', () => {
       'detail-type': ['AWS API Call via CloudTrail'],
       detail: {
         eventSource: ['kms.amazonaws.com'],
-        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion'],
+        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion', 'TagResource', 'UntagResource'],
         errorCode: [{ exists: false }],
       },
     });
