@@ -128,8 +128,10 @@ class Normalizer:
     """
 
     def __init__(self, template: dict[str, Any], account: str, region: str, stack_name: str = "kms-replica-guard") -> None:
+        self.template = template
         self.resources = template["Resources"]
         self.params = template.get("Parameters", {})
+        self.conditions = template.get("Conditions", {})
         self.pseudo = {
             "AWS::Partition": "aws",
             "AWS::AccountId": account,
@@ -167,6 +169,10 @@ class Normalizer:
             if set(value) == {"Fn::Join"}:
                 sep, parts = value["Fn::Join"]
                 return sep.join(self(p) for p in parts)
+            if set(value) == {"Fn::If"} and self.conditions:
+                # A branch chosen at the parameter defaults, as CloudFormation would.
+                name, yes, no = value["Fn::If"]
+                return self(yes if SamEvaluator(self.template).condition(name) else no)
             if len(value) == 1 and next(iter(value)).startswith("Fn::"):
                 raise AssertionError(f"cannot normalize {value}")
             out = {k: self(v) for k, v in value.items()}
@@ -464,15 +470,28 @@ class SamEvaluator:
             if fn == "Fn::If":
                 return self(arg[1]) if self.condition(arg[0]) else self(arg[2])
             if fn == "Fn::Equals":
-                return self(arg[0]) == self(arg[1])
+                # CloudFormation compares the values as strings (a Number parameter equals 0 and '0').
+                return str(self(arg[0])) == str(self(arg[1]))
             if fn == "Fn::Not":
                 return not self(arg[0])
             if fn == "Fn::And":
                 return all(self(x) for x in arg)
             if fn == "Fn::Or":
                 return any(self(x) for x in arg)
+            if fn == "Fn::Contains":
+                return str(self(arg[1])) in [str(x) for x in self(arg[0])]
             raise AssertionError(f"cannot evaluate {fn}")
         return {k: self(x) for k, x in v.items()}
+
+    def refused_by(self) -> list[str]:
+        """The template's Rules whose assertions these values fail (CloudFormation refuses the stack)."""
+        refused = []
+        for name, rule in (self.template.get("Rules") or {}).items():
+            if "RuleCondition" in rule and not self(rule["RuleCondition"]):
+                continue
+            if not all(self(a["Assert"]) for a in rule["Assertions"]):
+                refused.append(name)
+        return refused
 
     def environment(self, *names: str) -> dict[str, Any]:
         """The named variables (all by default) as these values set them; an omitted one is absent."""
@@ -572,6 +591,51 @@ class SamBaselineCatalogueTest(unittest.TestCase):
         # No wildcard or policy variable in an ARN or s3:prefix; no more levels than the template joins.
         for bad in ("bucket/", "bucket/a", "bucket//a/", "bucket/a*/", "bucket/${aws:username}/", "s3://bucket/a/", "b/1/2/3/4/5/6/7/8/9/"):
             self.assertNotRegex(bad, s3)
+
+
+class SamConcurrencyTest(unittest.TestCase):
+    """No reservation by default; a reservation below SweepWorkerConcurrency + 2 is refused (SAM
+    Rules, by equality only, checked here against the arithmetic for every value they can see);
+    RATE_INSTANCES is the reservation, or unreserved the sweep's workers."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+        cls.params = cls.sam["Parameters"]
+
+    def test_no_reservation_by_default(self) -> None:
+        self.assertEqual(str(self.params["ReservedConcurrency"]["Default"]), "0")
+        fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+        self.assertIs(SamEvaluator(self.sam)(fn["ReservedConcurrentExecutions"]), SamEvaluator.NO_VALUE)
+
+    def test_a_reservation_below_the_sweep_workers_plus_two_is_refused(self) -> None:
+        workers = [str(v) for v in self.params["SweepWorkerConcurrency"]["AllowedValues"]]
+        self.assertEqual(str(self.params["SweepWorkerConcurrency"]["Default"]), "2")
+        checked = 0
+        for s in workers:
+            for r in range(0, int(s) + 40):
+                refused = SamEvaluator(self.sam, SweepWorkerConcurrency=s, ReservedConcurrency=str(r)).refused_by()
+                expected = 0 < r < int(s) + 2
+                self.assertEqual(bool(refused), expected, f"SweepWorkerConcurrency={s} ReservedConcurrency={r}: {refused}")
+                checked += 1
+        self.assertGreater(checked, 1000)
+
+    def test_the_cdk_app_allows_the_same_sweep_worker_counts(self) -> None:
+        text = (ROOT / "infra" / "cdk" / "lib" / "config.ts").read_text(encoding="utf-8")
+        found = re.search(r"SWEEP_WORKER_CONCURRENCY_VALUES = \[([0-9, ]+)\]", text)
+        assert found, "SWEEP_WORKER_CONCURRENCY_VALUES not found in infra/cdk/lib/config.ts"
+        cdk = [int(v) for v in found.group(1).split(",")]
+        self.assertEqual(cdk, [int(v) for v in self.params["SweepWorkerConcurrency"]["AllowedValues"]])
+
+    def test_rate_instances_is_the_reservation_or_the_sweep_workers(self) -> None:
+        for values, expected in (({}, "2"), ({"SweepWorkerConcurrency": "10"}, "10"),
+                                 ({"SweepWorkerConcurrency": "10", "ReservedConcurrency": "12"}, "12")):
+            with self.subTest(**values):
+                sam = SamEvaluator(self.sam, **values)
+                self.assertEqual(sam.environment("RATE_INSTANCES"), {"RATE_INSTANCES": expected})
+                fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+                reserved = sam(fn["ReservedConcurrentExecutions"])
+                self.assertEqual(reserved if reserved is not SamEvaluator.NO_VALUE else "0", values.get("ReservedConcurrency", "0"))
 
 
 class SamGuardrailSettingsTest(unittest.TestCase):

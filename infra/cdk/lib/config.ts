@@ -49,7 +49,7 @@ export interface GuardConfig {
   readonly memorySize: number;
   /** Function timeout in seconds. */
   readonly functionTimeout: number;
-  /** Reserved concurrency; 0 = do not reserve. */
+  /** Reserved concurrency; 0 = do not reserve (the default), else at least sweepWorkerConcurrency + 2. */
   readonly reservedConcurrency: number;
   readonly maxRetryAttempts: number;
   readonly maxEventAgeSeconds: number;
@@ -83,7 +83,7 @@ export interface GuardConfig {
   readonly memberAccounts: string;
   /** `o-...`: the hub bus admits PutEvents from the organisation, AssumeRole stays inside it; or ''. */
   readonly organizationId: string;
-  /** MaximumConcurrency of the sweep queue's event source (at least 2). */
+  /** MaximumConcurrency of the sweep queue's event source: one of SWEEP_WORKER_CONCURRENCY_VALUES. */
   readonly sweepWorkerConcurrency: number;
   /** Visibility timeout of the sweep queue in seconds (at least functionTimeout; AWS recommends 6x). */
   readonly sweepVisibilityTimeout: number;
@@ -113,7 +113,7 @@ export const DEFAULT_CONFIG: GuardConfig = {
   sweepSchedule: 'rate(6 hours)',
   memorySize: 256,
   functionTimeout: 300,
-  reservedConcurrency: 2,
+  reservedConcurrency: 0,
   maxRetryAttempts: 2,
   maxEventAgeSeconds: 3600,
   logLevel: 'INFO',
@@ -140,6 +140,34 @@ export const MEMBER_ROLE_NAME_PATTERN = /^([\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 export const EXTERNAL_ID_PATTERN = /^[\w+=,.@:/-]{2,1224}$/;
 export const MEMBER_ACCOUNTS_PATTERN = /^(organization|[0-9]{12}(,[0-9]{12})*)$/;
 export const ORGANIZATION_ID_PATTERN = /^o-[a-z0-9]{10,32}$/;
+
+/**
+ * The SAM template's AllowedValues of SweepWorkerConcurrency: its rules compare by equality only,
+ * one rule per value lists the reservations that value refuses.
+ */
+export const SWEEP_WORKER_CONCURRENCY_VALUES = [2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200];
+
+/**
+ * Refuses a reservation that would let the sweep take every slot: KMS events need two beside the
+ * sweep's workers (the SAM template's ReservationLeavesRoomForEvents rules).
+ */
+export function checkConcurrency(cfg: Pick<GuardConfig, 'reservedConcurrency' | 'sweepWorkerConcurrency'>): void {
+  if (!SWEEP_WORKER_CONCURRENCY_VALUES.includes(cfg.sweepWorkerConcurrency)) {
+    throw new Error(
+      `sweepWorkerConcurrency=${cfg.sweepWorkerConcurrency}: expected one of ${SWEEP_WORKER_CONCURRENCY_VALUES.join(', ')}`,
+    );
+  }
+  if (cfg.reservedConcurrency !== 0 && cfg.reservedConcurrency < cfg.sweepWorkerConcurrency + 2) {
+    throw new Error(
+      `reservedConcurrency=${cfg.reservedConcurrency}: must be 0 (no reservation) or at least sweepWorkerConcurrency + 2 (${cfg.sweepWorkerConcurrency + 2}), so that KMS events are not starved by the sweep`,
+    );
+  }
+}
+
+/** RATE_INSTANCES: the reservation, or unreserved the sweep's workers (whose concurrency is bounded). */
+export function rateInstances(cfg: Pick<GuardConfig, 'reservedConcurrency' | 'sweepWorkerConcurrency'>): number {
+  return cfg.reservedConcurrency > 0 ? cfg.reservedConcurrency : cfg.sweepWorkerConcurrency;
+}
 
 /** The SAM template's AllowedPatterns of the guardrail parameters (without their `^$|` alternative). */
 export const TRUSTED_ACCOUNTS_PATTERN = /^[0-9]{12}(,[0-9]{12})*$/;
@@ -332,6 +360,12 @@ export function configFromContext(read: ContextReader): GuardConfig {
     );
   }
 
+  const concurrency = {
+    reservedConcurrency: num('reservedConcurrency', 0, 1000),
+    sweepWorkerConcurrency: num('sweepWorkerConcurrency', 2, 1000),
+  };
+  checkConcurrency(concurrency);
+
   return {
     remediationMode: mode,
     baselineSource,
@@ -352,7 +386,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     sweepSchedule: str('sweepSchedule'),
     memorySize: num('memorySize', 128, 10240),
     functionTimeout,
-    reservedConcurrency: num('reservedConcurrency', 0, 1000),
+    reservedConcurrency: concurrency.reservedConcurrency,
     maxRetryAttempts: num('maxRetryAttempts', 0, 2),
     maxEventAgeSeconds: num('maxEventAgeSeconds', 60, 21600),
     logLevel: logLevel as GuardConfig['logLevel'],
@@ -370,7 +404,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     memberExternalId,
     memberAccounts,
     organizationId,
-    sweepWorkerConcurrency: num('sweepWorkerConcurrency', 2, 1000),
+    sweepWorkerConcurrency: concurrency.sweepWorkerConcurrency,
     sweepVisibilityTimeout,
   };
 }

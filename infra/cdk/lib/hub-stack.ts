@@ -26,7 +26,7 @@ import {
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
-import { BACKUP_PREFIX, GuardConfig, usesCatalogue } from './config';
+import { BACKUP_PREFIX, GuardConfig, checkConcurrency, rateInstances, usesCatalogue } from './config';
 import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, KMS_EVENT_PATTERN } from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
@@ -72,6 +72,7 @@ export class HubStack extends Stack {
     super(scope, id, props);
     this.bundle = props.bundle;
     const cfg = props.config;
+    checkConcurrency(cfg);
     if (!props.bundle) {
       // Without bundling the code asset is the source tree, not a function: make CloudFormation
       // refuse such a template before it changes anything.
@@ -337,8 +338,9 @@ export class HubStack extends Stack {
         RATE_PUT_KEY_POLICY: String(cfg.ratePutKeyPolicy),
         RATE_DESCRIBE_KEY: String(cfg.rateDescribeKey),
         // The rate* limits are the function's per account and Region; each of its at most
-        // reservedConcurrency environments paces at its share (0, unreserved: no sharing).
-        RATE_INSTANCES: String(cfg.reservedConcurrency),
+        // reservedConcurrency environments paces at its share. Unreserved, the sweep's workers
+        // share them (its concurrency is bounded; events use the headroom under the quota).
+        RATE_INSTANCES: String(rateInstances(cfg)),
         // Organisation mode (empty MEMBER_ROLE_NAME = this account only).
         MEMBER_ROLE_NAME: cfg.memberRoleName,
         MEMBER_EXTERNAL_ID: cfg.memberExternalId,

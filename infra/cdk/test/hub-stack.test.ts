@@ -79,7 +79,8 @@ describe('the hub stack', () => {
       Runtime: 'provided.al2023',
       Architectures: ['arm64'],
       Handler: 'bootstrap',
-      ReservedConcurrentExecutions: 2,
+      // No reservation by default: Lambda refuses one that leaves fewer than 100 unreserved.
+      ReservedConcurrentExecutions: Match.absent(),
       Role: { 'Fn::GetAtt': [roleId, 'Arn'] },
       LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'INFO', LogGroup: { Ref: logGroupId } },
       Environment: {
@@ -725,9 +726,25 @@ describe('the hub stack settings', () => {
     expect(configFromContext(ctx({ baselineSha256: 'B'.repeat(64) })).baselineSha256).toBe('B'.repeat(64));
   });
 
-  test('reserved concurrency 0 means no reservation', () => {
-    const template = synth({ reservedConcurrency: 0 });
-    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.absent() });
+  test('reserved concurrency 0 means no reservation; the sweep workers then share the rate limits', () => {
+    const template = synth({ reservedConcurrency: 0, sweepWorkerConcurrency: 5 });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: Match.absent(),
+      Environment: { Variables: Match.objectLike({ RATE_INSTANCES: '5' }) },
+    });
+  });
+
+  test('a reservation leaves two slots to KMS events beside the sweep workers, and shares the rate limits', () => {
+    synth({ reservedConcurrency: 7, sweepWorkerConcurrency: 5 }).hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: 7,
+      Environment: { Variables: Match.objectLike({ RATE_INSTANCES: '7' }) },
+    });
+    expect(() => synth({ reservedConcurrency: 6, sweepWorkerConcurrency: 5 })).toThrow(/at least sweepWorkerConcurrency \+ 2 \(7\)/);
+    expect(() => synth({ reservedConcurrency: 2 })).toThrow(/reservedConcurrency=2/);
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ reservedConcurrency: '3' }))).toThrow(/reservedConcurrency=3/);
+    expect(configFromContext(ctx({ reservedConcurrency: '4' })).reservedConcurrency).toBe(4);
+    expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '7' }))).toThrow(/expected one of 2, 3, 4, 5, 6, 8/);
   });
 
   test('bad context values fail the synth with a message', () => {
