@@ -31,9 +31,23 @@ describe('the member stack', () => {
       {
         Sid: 'HubFunctionOnly',
         Effect: 'Allow',
-        Principal: { AWS: { Ref: 'HubRoleArn' } },
+        // The hub role's account, narrowed to the hub role: survives a recreated hub role.
+        Principal: {
+          AWS: {
+            'Fn::Sub': [
+              'arn:${AWS::Partition}:iam::${HubRoleAccount}:root',
+              { HubRoleAccount: { 'Fn::Select': [4, { 'Fn::Split': [':', { Ref: 'HubRoleArn' }] }] } },
+            ],
+          },
+        },
         Action: 'sts:AssumeRole',
-        Condition: { 'Fn::If': ['HasExternalId', { StringEquals: { 'sts:ExternalId': { Ref: 'ExternalId' } } }, { Ref: 'AWS::NoValue' }] },
+        Condition: {
+          'Fn::If': [
+            'HasExternalId',
+            { ArnEquals: { 'aws:PrincipalArn': { Ref: 'HubRoleArn' } }, StringEquals: { 'sts:ExternalId': { Ref: 'ExternalId' } } },
+            { ArnEquals: { 'aws:PrincipalArn': { Ref: 'HubRoleArn' } } },
+          ],
+        },
       },
     ]);
     expect(json.Conditions.HasExternalId).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'ExternalId' }, ''] }] });
