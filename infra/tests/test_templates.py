@@ -638,6 +638,19 @@ class SamConcurrencyTest(unittest.TestCase):
                 self.assertEqual(reserved if reserved is not SamEvaluator.NO_VALUE else "0", values.get("ReservedConcurrency", "0"))
 
 
+class SamOrganisationRuleTest(unittest.TestCase):
+    """Member accounts need OrganizationId: the hub bus admits their events by organisation only."""
+
+    def test_member_accounts_without_an_organization_id_are_refused(self) -> None:
+        sam = _load_json(SAM_TRANSLATED)
+        refused = lambda **v: SamEvaluator(sam, **v).refused_by()  # noqa: E731
+        self.assertEqual(refused(), [])
+        self.assertIn("OrganizationWithMemberAccounts", refused(MemberRoleName="m", MemberAccounts="222233334444"))
+        self.assertIn("OrganizationWithMemberAccounts", refused(MemberRoleName="m", MemberAccounts="organization"))
+        self.assertEqual(refused(MemberRoleName="m", MemberAccounts="222233334444", OrganizationId="o-a1b2c3d4e5"), [])
+        self.assertEqual(refused(OrganizationId="o-a1b2c3d4e5"), [])
+
+
 class SamGuardrailSettingsTest(unittest.TestCase):
     """The guardrail parameters reach the environment only when set (infra/cdk/test: the same)."""
 

@@ -164,6 +164,18 @@ export function checkConcurrency(cfg: Pick<GuardConfig, 'reservedConcurrency' | 
   }
 }
 
+/**
+ * Member accounts need the organisation: the hub's default bus admits their forwarded events by
+ * aws:PrincipalOrgID only (the SAM template's OrganizationWithMemberAccounts rule).
+ */
+export function checkOrganization(cfg: Pick<GuardConfig, 'memberAccounts' | 'organizationId'>): void {
+  if (cfg.memberAccounts && !cfg.organizationId) {
+    throw new Error(
+      'context memberAccounts is set, so organizationId must be too (the hub bus admits member accounts events by organisation only)',
+    );
+  }
+}
+
 /** RATE_INSTANCES: the reservation, or unreserved the sweep's workers (whose concurrency is bounded). */
 export function rateInstances(cfg: Pick<GuardConfig, 'reservedConcurrency' | 'sweepWorkerConcurrency'>): number {
   return cfg.reservedConcurrency > 0 ? cfg.reservedConcurrency : cfg.sweepWorkerConcurrency;
@@ -352,6 +364,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
   if (organizationId && !ORGANIZATION_ID_PATTERN.test(organizationId)) {
     throw new Error(`context organizationId=${organizationId}: expected an organization id such as o-a1b2c3d4e5`);
   }
+  checkOrganization({ memberAccounts, organizationId });
   const functionTimeout = num('functionTimeout', 10, 900);
   const sweepVisibilityTimeout = num('sweepVisibilityTimeout', 10, 43200);
   if (sweepVisibilityTimeout < functionTimeout) {

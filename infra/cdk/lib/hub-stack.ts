@@ -26,7 +26,7 @@ import {
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
-import { BACKUP_PREFIX, GuardConfig, checkConcurrency, rateInstances, usesCatalogue } from './config';
+import { BACKUP_PREFIX, GuardConfig, checkConcurrency, checkOrganization, rateInstances, usesCatalogue } from './config';
 import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, KMS_EVENT_PATTERN } from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
@@ -73,6 +73,7 @@ export class HubStack extends Stack {
     this.bundle = props.bundle;
     const cfg = props.config;
     checkConcurrency(cfg);
+    checkOrganization(cfg);
     if (!props.bundle) {
       // Without bundling the code asset is the source tree, not a function: make CloudFormation
       // refuse such a template before it changes anything.

@@ -449,8 +449,10 @@ describe('the hub stack sweep queue and organisation mode', () => {
         Variables: Match.objectLike({ MEMBER_ROLE_NAME: 'kms-replica-guard-member', MEMBER_EXTERNAL_ID: 'ext-1234', MEMBER_ACCOUNTS: 'organization' }),
       },
     });
-    const listed = roleStatements(synth({ memberRoleName: 'kms-replica-guard-member', memberAccounts: '222233334444,444455556666' }));
-    expect(listed.find((s) => s.Sid === 'EnterMemberAccounts').Condition).toBeUndefined();
+    const listed = roleStatements(
+      synth({ memberRoleName: 'kms-replica-guard-member', memberAccounts: '222233334444,444455556666', organizationId: 'o-a1b2c3d4e5' }),
+    );
+    expect(listed.find((s) => s.Sid === 'EnterMemberAccounts').Condition).toEqual({ StringEquals: { 'aws:ResourceOrgID': 'o-a1b2c3d4e5' } });
     expect(listed.map((s) => s.Sid)).not.toContain('ListOrganizationAccounts');
   });
 
@@ -478,9 +480,12 @@ describe('the hub stack sweep queue and organisation mode', () => {
     expect(() => configFromContext(ctx({ organizationId: 'org-1' }))).toThrow(/organizationId/);
     expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '1' }))).toThrow(/sweepWorkerConcurrency/);
     expect(() => configFromContext(ctx({ sweepVisibilityTimeout: '200' }))).toThrow(/at least functionTimeout/);
-    expect(configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '222233334444, 444455556666' })).memberAccounts).toBe(
-      '222233334444,444455556666',
-    );
+    // Member accounts' events reach the hub bus through the organisation's bus policy only.
+    expect(() => configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '222233334444' }))).toThrow(/organizationId must be too/);
+    expect(() => synth({ memberRoleName: 'r', memberAccounts: 'organization' })).toThrow(/organizationId must be too/);
+    expect(
+      configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '222233334444, 444455556666', organizationId: 'o-a1b2c3d4e5' })).memberAccounts,
+    ).toBe('222233334444,444455556666');
   });
 });
 
