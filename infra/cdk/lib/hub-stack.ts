@@ -103,7 +103,8 @@ export class HubStack extends Stack {
     });
 
     // The sweep's work items (one per account and Region), consumed by the function itself; items
-    // that failed maxReceiveCount times are kept 14 days in the sweep DLQ for a redrive.
+    // that failed maxReceiveCount times are kept 14 days in the sweep DLQ for a redrive. 5 receives,
+    // as AWS advises for a Lambda event source: a throttled receive counts too.
     const sweepDlq = new sqs.Queue(this, 'SweepDeadLetterQueue', {
       encryption: sqs.QueueEncryption.KMS_MANAGED,
       retentionPeriod: Duration.days(14),
@@ -111,7 +112,7 @@ export class HubStack extends Stack {
     const sweepQueue = new sqs.Queue(this, 'SweepQueue', {
       encryption: sqs.QueueEncryption.KMS_MANAGED,
       visibilityTimeout: Duration.seconds(cfg.sweepVisibilityTimeout),
-      deadLetterQueue: { queue: sweepDlq, maxReceiveCount: 3 },
+      deadLetterQueue: { queue: sweepDlq, maxReceiveCount: 5 },
     });
 
     // Every key policy the function overwrites, saved before the write: the audit trail and the
@@ -534,7 +535,7 @@ export class HubStack extends Stack {
     alarm('SweepDeadLetterQueueAlarm', {
       alarmName: `${this.stackName}-sweep-DLQ-not-empty`,
       alarmDescription:
-        'Sweep work items (one account and Region each) failed 3 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
+        'Sweep work items (one account and Region each) failed 5 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
       metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
     });
@@ -616,7 +617,7 @@ export class HubStack extends Stack {
       value: sweepQueue.queueUrl,
     });
     new CfnOutput(this, 'SweepDeadLetterQueueUrl', {
-      description: 'Sweep work items that failed 3 times (redrive source of the sweep queue)',
+      description: 'Sweep work items that failed 5 times (redrive source of the sweep queue)',
       value: sweepDlq.queueUrl,
     });
     new CfnOutput(this, 'DashboardName', { description: 'CloudWatch dashboard of the function metrics', value: dashboard.dashboardName });

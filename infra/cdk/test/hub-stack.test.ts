@@ -393,7 +393,7 @@ describe('the hub stack sweep queue and organisation mode', () => {
     expect(queue.Properties).toEqual({
       KmsMasterKeyId: 'alias/aws/sqs',
       VisibilityTimeout: 1800,
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 3 },
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 5 },
     });
     expect(dlqId).not.toBe(asyncDlqId(template));
     expect(template.toJSON().Resources[dlqId].Properties).toEqual({ KmsMasterKeyId: 'alias/aws/sqs', MessageRetentionPeriod: 1209600 });
