@@ -150,9 +150,17 @@ export class HubStack extends Stack {
     // must allow it (lockout check).
     const statements = [
       new iam.PolicyStatement({
-        sid: 'ReconcileMultiRegionKeys',
-        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+        sid: 'ReadMultiRegionKeys',
+        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
         resources: [`arn:${this.partition}:kms:*:${this.account}:key/mrk-*`],
+      }),
+      // Writes only replicas (kms:MultiRegionKeyType, a KMS key resource condition): a primary is
+      // never written, only read as the mirror source.
+      new iam.PolicyStatement({
+        sid: 'RewriteReplicaKeyPolicies',
+        actions: ['kms:PutKeyPolicy'],
+        resources: [`arn:${this.partition}:kms:*:${this.account}:key/mrk-*`],
+        conditions: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
       }),
       new iam.PolicyStatement({ sid: 'ListKeysForSweep', actions: ['kms:ListKeys'], resources: ['*'] }),
       new iam.PolicyStatement({

@@ -154,10 +154,18 @@ export class MemberStack extends Stack {
             Version: '2012-10-17',
             Statement: [
               {
-                Sid: 'ReconcileMultiRegionKeys',
+                Sid: 'ReadMultiRegionKeys',
                 Effect: 'Allow',
-                Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+                Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
                 Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
+              },
+              // Writes only replicas: a primary is never written, only read as the mirror source.
+              {
+                Sid: 'RewriteReplicaKeyPolicies',
+                Effect: 'Allow',
+                Action: 'kms:PutKeyPolicy',
+                Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
+                Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
               },
               { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
               {

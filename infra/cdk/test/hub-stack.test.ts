@@ -188,10 +188,20 @@ describe('the hub stack', () => {
 
   test('the role may only touch multi-Region keys of this account, and never bypass the lockout check', () => {
     const statements = roleStatements(template);
-    const reconcile = statements.find((s) => s.Sid === 'ReconcileMultiRegionKeys');
-    expect(reconcile.Effect).toBe('Allow');
-    expect([...reconcile.Action].sort()).toEqual(['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags', 'kms:PutKeyPolicy']);
-    expect(reconcile.Resource).toBe(`arn:aws:kms:*:${ACCOUNT}:key/mrk-*`);
+    const read = statements.find((s) => s.Sid === 'ReadMultiRegionKeys');
+    expect(read.Effect).toBe('Allow');
+    expect([...read.Action].sort()).toEqual(['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags']);
+    expect(read.Resource).toBe(`arn:aws:kms:*:${ACCOUNT}:key/mrk-*`);
+    // PutKeyPolicy on replicas only: never on a primary, never on a single-Region key.
+    expect(statements).toContainEqual({
+      Sid: 'RewriteReplicaKeyPolicies',
+      Effect: 'Allow',
+      Action: 'kms:PutKeyPolicy',
+      Resource: `arn:aws:kms:*:${ACCOUNT}:key/mrk-*`,
+      Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
+    });
+    const puts = statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().includes('kms:PutKeyPolicy'));
+    expect(puts.map((s) => s.Sid)).toEqual(['RewriteReplicaKeyPolicies']);
     expect(statements).toContainEqual({
       Sid: 'NeverBypassLockoutSafetyCheck',
       Effect: 'Deny',

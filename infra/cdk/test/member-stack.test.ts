@@ -58,10 +58,17 @@ describe('the member stack', () => {
     const statements = memberRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
     expect(statements).toEqual([
       {
-        Sid: 'ReconcileMultiRegionKeys',
+        Sid: 'ReadMultiRegionKeys',
         Effect: 'Allow',
-        Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+        Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
         Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:*:', { Ref: 'AWS::AccountId' }, ':key/mrk-*']] },
+      },
+      {
+        Sid: 'RewriteReplicaKeyPolicies',
+        Effect: 'Allow',
+        Action: 'kms:PutKeyPolicy',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:*:', { Ref: 'AWS::AccountId' }, ':key/mrk-*']] },
+        Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
       },
       { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
       {
