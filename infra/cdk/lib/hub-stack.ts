@@ -294,6 +294,29 @@ export class HubStack extends Stack {
       }),
       inlinePolicies: { 'kms-replica-guard': new iam.PolicyDocument({ statements }) },
     });
+    // Backups, write records and claims are the guard's memory (flap guard, verification failures,
+    // who is writing a fix): nobody else may plant or remove one, whatever IAM grants them.
+    backupBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyTheGuardWritesUnderItsPrefix',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:PutObject', 's3:DeleteObject'],
+        resources: [backupBucket.arnForObjects(`${BACKUP_PREFIX}*`)],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+      }),
+    );
+    // Versioning keeps every overwritten or deleted object until the lifecycle expires it; no one,
+    // the guard included, deletes a version.
+    backupBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'NoOneDeletesHistory',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:DeleteObjectVersion'],
+        resources: [backupBucket.arnForObjects(`${BACKUP_PREFIX}*`)],
+      }),
+    );
 
     // At most one location is set (configFromContext); without one, baselineSource.
     const baselineSource = cfg.baselineSsmParameter

@@ -110,7 +110,7 @@ describe('the hub stack', () => {
     });
   });
 
-  test('the backups bucket is encrypted, versioned, private, TLS-only, expires backups and is retained', () => {
+  test('the backups bucket is encrypted, versioned, private, TLS-only, written by the guard only, expires backups and is retained', () => {
     const [bucketId, bucket] = onlyResource(template, 'AWS::S3::Bucket');
     expect(bucket.DeletionPolicy).toBe('Retain');
     expect(bucket.UpdateReplacePolicy).toBe('Retain');
@@ -142,6 +142,21 @@ describe('the hub stack', () => {
           { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/*']] },
         ],
         Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      },
+      {
+        Sid: 'OnlyTheGuardWritesUnderItsPrefix',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: ['s3:DeleteObject', 's3:PutObject'],
+        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/kms-replica-guard/*']] },
+        Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [onlyResource(template, 'AWS::IAM::Role')[0], 'Arn'] } } },
+      },
+      {
+        Sid: 'NoOneDeletesHistory',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: 's3:DeleteObjectVersion',
+        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/kms-replica-guard/*']] },
       },
     ]);
     expect(template.findOutputs('BackupBucketName').BackupBucketName.Value).toEqual({ Ref: bucketId });
