@@ -294,6 +294,18 @@ export class HubStack extends Stack {
       }),
       inlinePolicies: { 'kms-replica-guard': new iam.PolicyDocument({ statements }) },
     });
+    // The sweep's work items are planned and worked by the function alone: a planted item would
+    // steer a sweep, a deleted or hidden one would skip an account and Region silently.
+    sweepQueue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyTheGuardPlansAndWorksSweepItems',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:PurgeQueue', 'sqs:ReceiveMessage', 'sqs:SendMessage'],
+        resources: [sweepQueue.queueArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+      }),
+    );
     // Backups, write records and claims are the guard's memory (flap guard, verification failures,
     // who is writing a fix): nobody else may plant or remove one, whatever IAM grants them.
     backupBucket.addToResourcePolicy(
@@ -425,7 +437,11 @@ export class HubStack extends Stack {
           Principal: '*',
           Action: 'events:PutEvents',
           Resource: `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`,
-          Condition: { StringEquals: { 'aws:PrincipalOrgID': cfg.organizationId } },
+          // KMS CloudTrail events only: a member account cannot put the guard's own events here.
+          Condition: {
+            StringEquals: { 'aws:PrincipalOrgID': cfg.organizationId },
+            'ForAllValues:StringEquals': { 'events:source': ['aws.kms'], 'events:detail-type': ['AWS API Call via CloudTrail'] },
+          },
         },
       });
     }
@@ -468,7 +484,8 @@ export class HubStack extends Stack {
     // grants to the topic and key policies) so that both policies say exactly what SAM says.
     const exposureRule = new events.Rule(this, 'ExposureNotificationRule', {
       description: 'Public and cross-account replica key policy drifts found by kms-replica-guard, as a readable message to the alarm topic',
-      eventPattern: EXPOSURE_EVENT_PATTERN,
+      // The guard's own events only: put on this bus by this account.
+      eventPattern: { ...EXPOSURE_EVENT_PATTERN, account: [Aws.ACCOUNT_ID] },
     });
     (exposureRule.node.defaultChild as events.CfnRule).eventBusName = 'default';
     exposureRule.addTarget({

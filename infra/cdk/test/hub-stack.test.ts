@@ -342,6 +342,8 @@ describe('the hub stack', () => {
       source: ['kms-replica-guard'],
       'detail-type': ['Replica Key Policy Drift Detected', 'Replica Key Policy Remediated', 'Replica Key Policy Remediation Failed'],
       detail: { exposure: { severity: ['public', 'cross-account'] } },
+      // The guard's own events only: put on the bus by this account.
+      account: [{ Ref: 'AWS::AccountId' }],
     });
     expect(rule.Properties.Targets).toHaveLength(1);
     const [target] = rule.Properties.Targets;
@@ -481,7 +483,7 @@ describe('the hub stack sweep queue and organisation mode', () => {
     expect(listed.map((s) => s.Sid)).not.toContain('ListOrganizationAccounts');
   });
 
-  test('organizationId: the default bus admits PutEvents from the organisation only', () => {
+  test('organizationId: the default bus admits KMS CloudTrail events from the organisation only', () => {
     const t = synth({ organizationId: 'o-a1b2c3d4e5' });
     const [, policy] = onlyResource(t, 'AWS::Events::EventBusPolicy');
     expect(policy.Properties).toEqual({
@@ -492,9 +494,30 @@ describe('the hub stack sweep queue and organisation mode', () => {
         Principal: '*',
         Action: 'events:PutEvents',
         Resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default`,
-        Condition: { StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' } },
+        Condition: {
+          StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' },
+          'ForAllValues:StringEquals': { 'events:source': ['aws.kms'], 'events:detail-type': ['AWS API Call via CloudTrail'] },
+        },
       },
     });
+  });
+
+  test('only the function role may send, receive, delete or hide sweep work items', () => {
+    const t = synth();
+    const [roleId] = onlyResource(t, 'AWS::IAM::Role');
+    const { queueId } = sweepQueues(t);
+    const [, policy] = onlyResource(t, 'AWS::SQS::QueuePolicy');
+    expect(policy.Properties.Queues).toEqual([{ Ref: queueId }]);
+    expect(policy.Properties.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'OnlyTheGuardPlansAndWorksSweepItems',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:PurgeQueue', 'sqs:ReceiveMessage', 'sqs:SendMessage'],
+        Resource: { 'Fn::GetAtt': [queueId, 'Arn'] },
+        Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [roleId, 'Arn'] } } },
+      },
+    ]);
   });
 
   test('bad organisation settings fail the synth with a message', () => {
