@@ -48,6 +48,7 @@ check() {
 summary() {
   local name=$1 log=$2
   case $name in
+    checkov-guardrails) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" || echo "no checkov check applies to AWS::Organizations::Policy" ;;
     checkov-*) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" ;;
     cfn-lint) echo "$(templates | wc -w) templates, 0 errors/warnings" ;;
     cdk-jest) grep -m1 -E '^Tests:' "$log" | tr -s ' ' ;;
@@ -55,7 +56,6 @@ summary() {
     alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
     guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation = CDK, tag keys, roles and actions = the stacks' and the function's" ;;
-    checkov-guardrails) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" || echo "no checkov check applies to AWS::Organizations::Policy" ;;
     cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;
     sam-validate*) echo "$(ls infra/sam/*.yaml | wc -l) templates" ;;
     sam-translate) echo "$(ls "$BUILD"/sam/*.cfn.json | wc -l) templates -> $BUILD/sam" ;;
