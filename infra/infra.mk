@@ -6,7 +6,7 @@
 #                      rule pattern and the stacks' alarms on the emulator); no AWS credentials needed
 #   make demo-alarms   the SAM stack's AutoFixApplied spike alarm firing end to end on the local
 #                      emulator (the function under cargo lambda watch), as an operator sees it
-#   make synth         cdk synth of the hub + spoke stacks, offline, without building the Rust code
+#   make synth         cdk synth of the hub + spoke (+ member, guardrails) stacks, offline, without building the Rust code
 #   make deploy        cargo lambda build + cargo lambda deploy (the function only; ROLE_ARN=...)
 #   make deploy-sam    sam build + sam deploy (--guided the first time) of infra/sam/template.yaml
 #   make deploy-sam-spokes  spoke.yaml in every SPOKE_REGIONS Region (HUB_REGION=...)
@@ -31,7 +31,7 @@ INFRA_COMMA := ,
 # Extra `-c key=value` settings for the CDK app (see infra/cdk/lib/config.ts), e.g.
 #   CDK_CONTEXT='-c remediationMode=enforce -c alarmEmail=ops@example.com'
 CDK_CONTEXT ?=
-CDK_SYNTH_CONTEXT ?= -c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c bundle=false
+CDK_SYNTH_CONTEXT ?= -c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false
 
 export SAM_CLI_TELEMETRY := 0
 
@@ -42,7 +42,7 @@ infra-setup: ## install .venv-infra (SAM CLI, cfn-lint, checkov) and infra/cdk/n
 	@infra/scripts/setup.sh
 
 infra-test: ## offline infra checks: synth, cfn-lint, sam validate, checkov, CDK tests, rule pattern and the alarms firing on the emulator
-	@echo "==> infra-test: cdk synth, SAM->CloudFormation, cfn-lint, sam validate (+ --lint), checkov, CDK jest, SAM/CDK parity, rule pattern on the emulator, alarms driven by the function on the emulator"
+	@echo "==> infra-test: cdk synth, SAM->CloudFormation, cfn-lint, sam validate (+ --lint), checkov, CDK jest, SAM/CDK parity, guardrails, rule pattern on the emulator, alarms driven by the function on the emulator"
 	@VENV_PY=$(VENV_PY) CDK_SYNTH_CONTEXT="$(CDK_SYNTH_CONTEXT)" infra/scripts/infra-test.sh
 
 demo-alarms: setup infra-setup ## the spike alarm of the SAM stack firing end to end on the local emulator (about 2 min)

@@ -10,7 +10,7 @@ VENV_PY=${VENV_PY:-.venv/bin/python}
 INFRA_BIN=.venv-infra/bin
 BUILD=infra/.build
 LOGS=$BUILD/logs
-CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c bundle=false}
+CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false}
 
 export SAM_CLI_TELEMETRY=0
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
@@ -48,12 +48,14 @@ check() {
 summary() {
   local name=$1 log=$2
   case $name in
+    checkov-guardrails) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" || echo "no checkov check applies to AWS::Organizations::Policy" ;;
     checkov-*) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" ;;
     cfn-lint) echo "$(templates | wc -w) templates, 0 errors/warnings" ;;
     cdk-jest) grep -m1 -E '^Tests:' "$log" | tr -s ' ' ;;
     event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): KMS rules x events/*.json, exposure rule x infra/tests/fixtures/*.json (+ its SNS message) on the emulator" ;;
     alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
+    guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation = CDK, tag keys, roles and actions = the stacks' and the function's" ;;
     cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;
     sam-validate*) echo "$(ls infra/sam/*.yaml | wc -l) templates" ;;
     sam-translate) echo "$(ls "$BUILD"/sam/*.cfn.json | wc -l) templates -> $BUILD/sam" ;;
@@ -63,7 +65,7 @@ summary() {
 }
 
 # The SAM templates, their offline translation (checks sam_to_cfn.py's fidelity) and the CDK output.
-templates() { echo infra/sam/*.yaml "$BUILD"/sam/*.cfn.json infra/cdk/cdk.out/*.template.json; }
+templates() { echo infra/sam/*.yaml "$BUILD"/sam/*.cfn.json infra/guardrails/*.yaml infra/cdk/cdk.out/*.template.json; }
 
 cdk_synth() {
   rm -rf infra/cdk/cdk.out
@@ -103,6 +105,11 @@ alarms() {
 
 template_parity() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_templates.py' -v; }
 
+guardrails() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_guardrails.py' -v; }
+
+# checkov exits 0 with no output when no check applies; a failed check still fails this.
+checkov_guardrails() { "$INFRA_BIN/checkov" -f infra/guardrails/guardrails.yaml --framework cloudformation --compact --skip-download; }
+
 check setup infra/scripts/setup.sh
 if ((failed)); then
   echo "infra-test: setup failed, nothing else can run" >&2
@@ -115,8 +122,10 @@ check sam-validate sam_validate
 check sam-validate-lint sam_validate --lint
 check checkov-sam checkov_scan "$BUILD/sam"
 check checkov-cdk checkov_scan infra/cdk/cdk.out
+check checkov-guardrails checkov_guardrails
 check cdk-jest cdk_jest
 check template-parity template_parity
+check guardrails guardrails
 check event-pattern event_pattern
 check alarms alarms
 

@@ -880,7 +880,9 @@ class Run:
                     continue
                 dep = self.deployments[(first, src.label)]
                 name = f"{self.prefix}-{src.tool}-{lid}"[:64]
-                self.events.put_rule(Name=name, EventPattern=json.dumps(props["EventPattern"]), EventBusName=props.get("EventBusName", "default"))
+                # Resolved for the deployment: the rule names the stack's own account.
+                pattern = dep.resolve(props["EventPattern"])
+                self.events.put_rule(Name=name, EventPattern=json.dumps(pattern), EventBusName=props.get("EventBusName", "default"))
                 self.created_rules.append(name)
                 self.events.put_targets(Rule=name, Targets=dep.rule_targets(props))
                 self.exposure_rules.append((src, name))

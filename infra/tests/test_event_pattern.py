@@ -62,6 +62,11 @@ SHOULD_MATCH = {
     "update-primary-region.json",
     "update-primary-region-new-primary.json",
     "put-key-policy-member-account.json",
+    # Tag changes: the exclude or baseline tag of a replica (or its primary) may have changed.
+    # Any tag key matches; the function reads the live tags, not the event.
+    "tag-resource-exclude.json",
+    "untag-resource-baseline.json",
+    "tag-resource-other-tag.json",
 }
 SHOULD_NOT_MATCH = {
     "put-key-policy-error.json",
@@ -154,6 +159,17 @@ def _json_path(event: dict[str, Any], path: str) -> Any:
     return value
 
 
+def with_account(pattern: Any, account: str) -> Any:
+    """The pattern with {"Ref": "AWS::AccountId"} (the exposure rule's `account`) as `account`."""
+    if isinstance(pattern, dict):
+        if pattern == {"Ref": "AWS::AccountId"}:
+            return account
+        return {k: with_account(v, account) for k, v in pattern.items()}
+    if isinstance(pattern, list):
+        return [with_account(v, account) for v in pattern]
+    return pattern
+
+
 def render_input_template(transformer: dict[str, Any], event: dict[str, Any]) -> str:
     """What EventBridge makes of a string InputTemplate (a quoted JSON string): each <name>
     replaced with the value at its path, a missing path with nothing."""
@@ -244,13 +260,14 @@ class ExposureRulePatternTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        problem = _emulator_ready(("events", "sns", "sqs"))
+        problem = _emulator_ready(("events", "sns", "sqs", "sts"))
         if problem:
             raise AssertionError(
                 f"the local AWS emulator is not reachable: {problem}. "
                 "Start it with `make emulator` (or point AWS_ENDPOINT_URL at one)."
             )
         cls.events, cls.sns, cls.sqs = _client("events"), _client("sns"), _client("sqs")
+        cls.account = _client("sts").get_caller_identity()["Account"]
         cls.rules = collect_rules(GUARD_SOURCE)
 
     def fixtures(self) -> dict[str, dict[str, Any]]:
@@ -282,10 +299,22 @@ class ExposureRulePatternTest(unittest.TestCase):
             expected = name in EXPOSURE_SHOULD_MATCH
             for where, (pattern, _) in self.rules.items():
                 with self.subTest(fixture=name, rule=where):
-                    result = self.events.test_event_pattern(EventPattern=json.dumps(pattern), Event=json.dumps(event))["Result"]
+                    # The hub is the fixtures' account (the rule names the stack's own account).
+                    hub = json.dumps(with_account(pattern, event["account"]))
+                    result = self.events.test_event_pattern(EventPattern=hub, Event=json.dumps(event))["Result"]
                     self.assertIs(result, expected, f"{name} {'should' if expected else 'should not'} match the rule in {where}")
                     checked += 1
         self.assertGreater(checked, 0)
+
+    def test_the_rule_ignores_the_guards_events_put_by_another_account(self) -> None:
+        for name in sorted(EXPOSURE_SHOULD_MATCH):
+            event = self.fixtures()[name]
+            forged = {**event, "account": "444455556666"}
+            for where, (pattern, _) in self.rules.items():
+                with self.subTest(fixture=name, rule=where):
+                    self.assertEqual(pattern.get("account"), [{"Ref": "AWS::AccountId"}], "the rule names the stack's own account")
+                    hub = json.dumps(with_account(pattern, event["account"]))
+                    self.assertIs(self.events.test_event_pattern(EventPattern=hub, Event=json.dumps(forged))["Result"], False)
 
     def test_the_topic_gets_the_readable_message(self) -> None:
         """Each template's rule (pattern, InputTransformer) on a test bus with an SNS topic and an SQS
@@ -303,7 +332,8 @@ class ExposureRulePatternTest(unittest.TestCase):
                     (target,) = props["Targets"]
                     transformer = target["InputTransformer"]
                     rule = f"{run}-{'sam' if where.startswith('infra/sam') else 'cdk'}"
-                    self.events.put_rule(Name=rule, EventBusName=run, EventPattern=json.dumps(pattern))
+                    # The test bus's account stands in for the hub's.
+                    self.events.put_rule(Name=rule, EventBusName=run, EventPattern=json.dumps(with_account(pattern, self.account)))
                     self.events.put_targets(
                         Rule=rule, EventBusName=run,
                         Targets=[{"Id": "topic", "Arn": topic, "InputTransformer": transformer}],

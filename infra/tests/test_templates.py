@@ -128,8 +128,10 @@ class Normalizer:
     """
 
     def __init__(self, template: dict[str, Any], account: str, region: str, stack_name: str = "kms-replica-guard") -> None:
+        self.template = template
         self.resources = template["Resources"]
         self.params = template.get("Parameters", {})
+        self.conditions = template.get("Conditions", {})
         self.pseudo = {
             "AWS::Partition": "aws",
             "AWS::AccountId": account,
@@ -167,6 +169,10 @@ class Normalizer:
             if set(value) == {"Fn::Join"}:
                 sep, parts = value["Fn::Join"]
                 return sep.join(self(p) for p in parts)
+            if set(value) == {"Fn::If"} and self.conditions:
+                # A branch chosen at the parameter defaults, as CloudFormation would.
+                name, yes, no = value["Fn::If"]
+                return self(yes if SamEvaluator(self.template).condition(name) else no)
             if len(value) == 1 and next(iter(value)).startswith("Fn::"):
                 raise AssertionError(f"cannot normalize {value}")
             out = {k: self(v) for k, v in value.items()}
@@ -258,7 +264,10 @@ class SamCdkParityTest(unittest.TestCase):
     def test_the_function_gets_the_same_environment_and_settings(self) -> None:
         sam_fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
         cdk_fn = _one(self.cdk, "AWS::Lambda::Function")["Properties"]
-        self.assertEqual(sorted(sam_fn["Environment"]["Variables"]), sorted(cdk_fn["Environment"]["Variables"]))
+        # SAM's optional variables (Fn::If ... AWS::NoValue) are absent at the defaults, as in CDK.
+        sam_env = SamEvaluator(self.sam).environment()
+        self.assertEqual(sorted(sam_env), sorted(cdk_fn["Environment"]["Variables"]))
+        self.assertNotIn("TRUSTED_ACCOUNTS", sam_env)
         for key in ("Runtime", "Architectures", "Handler"):
             self.assertEqual(sam_fn[key], cdk_fn[key], key)
         for key in ("MemorySize", "Timeout"):
@@ -429,6 +438,8 @@ class SamEvaluator:
             raise AssertionError(f"no such parameters: {unknown}")
         self.values = {**self.PSEUDO, **{k: str(p.get("Default", "")) for k, p in params.items()}, **values}
 
+    NO_VALUE = object()
+
     def condition(self, name: str) -> bool:
         return bool(self(self.template["Conditions"][name]))
 
@@ -438,7 +449,11 @@ class SamEvaluator:
         if not isinstance(v, dict):
             return v
         if set(v) == {"Ref"}:
-            return self.values[v["Ref"]]
+            if v["Ref"] == "AWS::NoValue":
+                return self.NO_VALUE
+            return self.values[v["Ref"]] if v["Ref"] in self.values else f"<{v['Ref']}>"
+        if set(v) == {"Fn::GetAtt"}:
+            return "<{}.{}>".format(*v["Fn::GetAtt"])
         if set(v) == {"Condition"} and isinstance(v["Condition"], str):
             return self.condition(v["Condition"])
         if len(v) == 1 and next(iter(v)).startswith("Fn::"):
@@ -455,19 +470,34 @@ class SamEvaluator:
             if fn == "Fn::If":
                 return self(arg[1]) if self.condition(arg[0]) else self(arg[2])
             if fn == "Fn::Equals":
-                return self(arg[0]) == self(arg[1])
+                # CloudFormation compares the values as strings (a Number parameter equals 0 and '0').
+                return str(self(arg[0])) == str(self(arg[1]))
             if fn == "Fn::Not":
                 return not self(arg[0])
             if fn == "Fn::And":
                 return all(self(x) for x in arg)
             if fn == "Fn::Or":
                 return any(self(x) for x in arg)
+            if fn == "Fn::Contains":
+                return str(self(arg[1])) in [str(x) for x in self(arg[0])]
             raise AssertionError(f"cannot evaluate {fn}")
         return {k: self(x) for k, x in v.items()}
 
+    def refused_by(self) -> list[str]:
+        """The template's Rules whose assertions these values fail (CloudFormation refuses the stack)."""
+        refused = []
+        for name, rule in (self.template.get("Rules") or {}).items():
+            if "RuleCondition" in rule and not self(rule["RuleCondition"]):
+                continue
+            if not all(self(a["Assert"]) for a in rule["Assertions"]):
+                refused.append(name)
+        return refused
+
     def environment(self, *names: str) -> dict[str, Any]:
+        """The named variables (all by default) as these values set them; an omitted one is absent."""
         env = _one(self.template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
-        return {n: self(env[n]) for n in names}
+        values = {n: self(env[n]) for n in (names or env) if n in env}
+        return {n: v for n, v in values.items() if v is not self.NO_VALUE}
 
     def statements(self) -> dict[str, Any]:
         """The statements of the conditional baseline policies that these values create, by Sid."""
@@ -561,6 +591,111 @@ class SamBaselineCatalogueTest(unittest.TestCase):
         # No wildcard or policy variable in an ARN or s3:prefix; no more levels than the template joins.
         for bad in ("bucket/", "bucket/a", "bucket//a/", "bucket/a*/", "bucket/${aws:username}/", "s3://bucket/a/", "b/1/2/3/4/5/6/7/8/9/"):
             self.assertNotRegex(bad, s3)
+
+
+class SamConcurrencyTest(unittest.TestCase):
+    """No reservation by default; a reservation below SweepWorkerConcurrency + 2 is refused (SAM
+    Rules, by equality only, checked here against the arithmetic for every value they can see);
+    RATE_INSTANCES is the reservation, or unreserved the sweep's workers."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+        cls.params = cls.sam["Parameters"]
+
+    def test_no_reservation_by_default(self) -> None:
+        self.assertEqual(str(self.params["ReservedConcurrency"]["Default"]), "0")
+        fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+        self.assertIs(SamEvaluator(self.sam)(fn["ReservedConcurrentExecutions"]), SamEvaluator.NO_VALUE)
+
+    def test_a_reservation_below_the_sweep_workers_plus_two_is_refused(self) -> None:
+        workers = [str(v) for v in self.params["SweepWorkerConcurrency"]["AllowedValues"]]
+        self.assertEqual(str(self.params["SweepWorkerConcurrency"]["Default"]), "2")
+        checked = 0
+        for s in workers:
+            for r in range(0, int(s) + 40):
+                refused = SamEvaluator(self.sam, SweepWorkerConcurrency=s, ReservedConcurrency=str(r)).refused_by()
+                expected = 0 < r < int(s) + 2
+                self.assertEqual(bool(refused), expected, f"SweepWorkerConcurrency={s} ReservedConcurrency={r}: {refused}")
+                checked += 1
+        self.assertGreater(checked, 1000)
+
+    def test_the_cdk_app_allows_the_same_sweep_worker_counts(self) -> None:
+        text = (ROOT / "infra" / "cdk" / "lib" / "config.ts").read_text(encoding="utf-8")
+        found = re.search(r"SWEEP_WORKER_CONCURRENCY_VALUES = \[([0-9, ]+)\]", text)
+        assert found, "SWEEP_WORKER_CONCURRENCY_VALUES not found in infra/cdk/lib/config.ts"
+        cdk = [int(v) for v in found.group(1).split(",")]
+        self.assertEqual(cdk, [int(v) for v in self.params["SweepWorkerConcurrency"]["AllowedValues"]])
+
+    def test_rate_instances_is_the_reservation_or_the_sweep_workers(self) -> None:
+        for values, expected in (({}, "2"), ({"SweepWorkerConcurrency": "10"}, "10"),
+                                 ({"SweepWorkerConcurrency": "10", "ReservedConcurrency": "12"}, "12")):
+            with self.subTest(**values):
+                sam = SamEvaluator(self.sam, **values)
+                self.assertEqual(sam.environment("RATE_INSTANCES"), {"RATE_INSTANCES": expected})
+                fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+                reserved = sam(fn["ReservedConcurrentExecutions"])
+                self.assertEqual(reserved if reserved is not SamEvaluator.NO_VALUE else "0", values.get("ReservedConcurrency", "0"))
+
+
+class SamOrganisationRuleTest(unittest.TestCase):
+    """Member accounts need OrganizationId: the hub bus admits their events by organisation only."""
+
+    def test_member_accounts_without_an_organization_id_are_refused(self) -> None:
+        sam = _load_json(SAM_TRANSLATED)
+        refused = lambda **v: SamEvaluator(sam, **v).refused_by()  # noqa: E731
+        self.assertEqual(refused(), [])
+        self.assertIn("OrganizationWithMemberAccounts", refused(MemberRoleName="m", MemberAccounts="222233334444"))
+        self.assertIn("OrganizationWithMemberAccounts", refused(MemberRoleName="m", MemberAccounts="organization"))
+        self.assertEqual(refused(MemberRoleName="m", MemberAccounts="222233334444", OrganizationId="o-a1b2c3d4e5"), [])
+        self.assertEqual(refused(OrganizationId="o-a1b2c3d4e5"), [])
+
+
+class SamGuardrailSettingsTest(unittest.TestCase):
+    """The guardrail parameters reach the environment only when set (infra/cdk/test: the same)."""
+
+    NAMES = {
+        "TrustedAccounts": "TRUSTED_ACCOUNTS",
+        "TrustedOrgs": "TRUSTED_ORGS",
+        "ExemptionMaxDays": "EXEMPTION_MAX_DAYS",
+        "BaselineSha256": "BASELINE_SHA256",
+    }
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+
+    def test_unset_they_are_absent_and_set_they_pass_through(self) -> None:
+        self.assertFalse(set(SamEvaluator(self.sam).environment()) & set(self.NAMES.values()))
+        values = {
+            "TrustedAccounts": "444455556666,777788889999",
+            "TrustedOrgs": "o-a1b2c3d4e5",
+            "ExemptionMaxDays": "90",
+            "BaselineSha256": f"strict={'a' * 64},default={'0' * 64}",
+        }
+        env = SamEvaluator(self.sam, **values).environment(*self.NAMES.values())
+        self.assertEqual(env, {self.NAMES[k]: v for k, v in values.items()})
+
+    def test_the_patterns_take_what_the_function_reads_and_nothing_else(self) -> None:
+        params = self.sam["Parameters"]
+        pattern = {name: re.compile(params[name]["AllowedPattern"]) for name in self.NAMES}
+        digest = "0123456789abcdef" * 4
+        cases = {
+            "TrustedAccounts": (["", "444455556666", "444455556666,777788889999"],
+                                ["12345678901", "444455556666,", "444455556666 ,777788889999", "organization"]),
+            "TrustedOrgs": (["", "o-a1b2c3d4e5", "o-a1b2c3d4e5,o-zzzzzzzzzzzzzzzzzzzz"],
+                            ["o-short", "O-A1B2C3D4E5", "o-a1b2c3d4e5,", "r-a1b2"]),
+            "ExemptionMaxDays": (["", "1", "90", "99999"], ["0", "-1", "1.5", "30d", "100000"]),
+            "BaselineSha256": (["", digest, digest.upper(), f"strict={digest}", f"strict={digest},default.v2={digest}"],
+                               [digest[:-1], "g" * 64, f"={digest}", f"strict:{digest}", f"strict={digest},", f"a b={digest}"]),
+        }
+        for name, (good, bad) in cases.items():
+            for value in good:
+                with self.subTest(parameter=name, value=value):
+                    self.assertRegex(value, pattern[name])
+            for value in bad:
+                with self.subTest(parameter=name, value=value):
+                    self.assertNotRegex(value, pattern[name])
 
 
 def _strip_cdk(value: Any) -> Any:

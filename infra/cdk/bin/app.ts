@@ -7,10 +7,13 @@
 // environment-agnostic, for a service-managed StackSet, not for `cdk deploy`: leave memberStack
 // unset when deploying), with parameter defaults from -c account / hubRegion / hubRoleArn /
 // memberRoleName / roleRegion.
+// `-c guardrails=true` also synthesizes the organisation policies (cdk.out/Guardrails.template.json,
+// environment-agnostic, for the management account: infra/guardrails/guardrails.yaml's twin).
 // `-c bundle=false` skips the cargo-lambda build (synth checks and tests; never for deploy).
 import { App } from 'aws-cdk-lib';
 import { REGION_PATTERN, configFromContext } from '../lib/config';
 import { HubStack } from '../lib/hub-stack';
+import { GuardrailsStack } from '../lib/guardrails-stack';
 import { MemberStack } from '../lib/member-stack';
 import { SpokeStack } from '../lib/spoke-stack';
 
@@ -65,5 +68,13 @@ if (String(ctx('memberStack') ?? 'false') === 'true') {
     hubRoleArn: hubRoleArn ? String(hubRoleArn) : undefined,
     memberRoleName: config.memberRoleName || undefined,
     roleRegion: roleRegion ? String(roleRegion) : undefined,
+  });
+}
+
+if (String(ctx('guardrails') ?? 'false') === 'true') {
+  new GuardrailsStack(app, 'Guardrails', {
+    stackName: 'kms-replica-guard-guardrails',
+    description: 'kms-replica-guard guardrails: SCPs reserving replica key policies and the guard tags, protecting the guard; an optional KMS RCP',
+    analyticsReporting: false,
   });
 }

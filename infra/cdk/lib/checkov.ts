@@ -22,9 +22,14 @@ export const FUNCTION_SKIPS: CheckovSkip[] = [
     comment: 'The function only calls public AWS APIs (KMS, CloudWatch, SSM/S3); a VPC would add NAT or endpoints and no isolation benefit.',
   },
   {
+    id: 'CKV_AWS_115',
+    comment:
+      'No reservation by default: Lambda refuses one that leaves the account fewer than 100 unreserved executions, which fails a first deploy on accounts with a low quota. ReservedConcurrency (at least SweepWorkerConcurrency + 2) caps it when set; the sweep is capped by its event source MaximumConcurrency either way.',
+  },
+  {
     id: 'CKV_AWS_173',
     comment:
-      'The environment holds configuration only (mode, baseline location, tag keys and matching, namespace, role ARN, Regions, backup bucket name, flap guard and rate limits, member role name, accounts and external id, sweep queue URL, event bus name); no secrets, Lambda encrypts it at rest with its service key.',
+      'The environment holds configuration only (mode, baseline location and digests, tag keys and matching, trusted accounts and organizations, exemption limit, namespace, role ARN, Regions, backup bucket name, flap guard and rate limits, member role name, accounts and external id, sweep queue URL, event bus name); no secrets, Lambda encrypts it at rest with its service key.',
   },
 ];
 

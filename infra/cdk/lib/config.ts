@@ -34,6 +34,14 @@ export interface GuardConfig {
   readonly mirrorRewrite: 'on' | 'off';
   /** Keys carrying this tag key are never changed. */
   readonly excludeTag: string;
+  /** Comma-separated 12-digit accounts a written policy may grant (TRUSTED_ACCOUNTS); '' = the key's own only. */
+  readonly trustedAccounts: string;
+  /** Comma-separated organization ids (`o-...`) a written policy may grant (TRUSTED_ORGS); '' = none. */
+  readonly trustedOrgs: string;
+  /** Longest exemption the exclude tag may grant, in days (EXEMPTION_MAX_DAYS); '' = no limit. */
+  readonly exemptionMaxDays: string;
+  /** The baseline's SHA-256, or `NAME=HEX` pairs for a catalogue (BASELINE_SHA256); '' = not pinned. */
+  readonly baselineSha256: string;
   /** Regions the scheduled sweep covers; empty = the hub Region. */
   readonly sweepRegions: string[];
   /** EventBridge schedule expression of the sweep. */
@@ -41,7 +49,7 @@ export interface GuardConfig {
   readonly memorySize: number;
   /** Function timeout in seconds. */
   readonly functionTimeout: number;
-  /** Reserved concurrency; 0 = do not reserve. */
+  /** Reserved concurrency; 0 = do not reserve (the default), else at least sweepWorkerConcurrency + 2. */
   readonly reservedConcurrency: number;
   readonly maxRetryAttempts: number;
   readonly maxEventAgeSeconds: number;
@@ -75,7 +83,7 @@ export interface GuardConfig {
   readonly memberAccounts: string;
   /** `o-...`: the hub bus admits PutEvents from the organisation, AssumeRole stays inside it; or ''. */
   readonly organizationId: string;
-  /** MaximumConcurrency of the sweep queue's event source (at least 2). */
+  /** MaximumConcurrency of the sweep queue's event source: one of SWEEP_WORKER_CONCURRENCY_VALUES. */
   readonly sweepWorkerConcurrency: number;
   /** Visibility timeout of the sweep queue in seconds (at least functionTimeout; AWS recommends 6x). */
   readonly sweepVisibilityTimeout: number;
@@ -97,11 +105,15 @@ export const DEFAULT_CONFIG: GuardConfig = {
   baselineMatch: 'exact',
   mirrorRewrite: 'off',
   excludeTag: 'kms-replica-guard:exclude',
+  trustedAccounts: '',
+  trustedOrgs: '',
+  exemptionMaxDays: '',
+  baselineSha256: '',
   sweepRegions: [],
   sweepSchedule: 'rate(6 hours)',
   memorySize: 256,
   functionTimeout: 300,
-  reservedConcurrency: 2,
+  reservedConcurrency: 0,
   maxRetryAttempts: 2,
   maxEventAgeSeconds: 3600,
   logLevel: 'INFO',
@@ -128,6 +140,53 @@ export const MEMBER_ROLE_NAME_PATTERN = /^([\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 export const EXTERNAL_ID_PATTERN = /^[\w+=,.@:/-]{2,1224}$/;
 export const MEMBER_ACCOUNTS_PATTERN = /^(organization|[0-9]{12}(,[0-9]{12})*)$/;
 export const ORGANIZATION_ID_PATTERN = /^o-[a-z0-9]{10,32}$/;
+
+/**
+ * The SAM template's AllowedValues of SweepWorkerConcurrency: its rules compare by equality only,
+ * one rule per value lists the reservations that value refuses.
+ */
+export const SWEEP_WORKER_CONCURRENCY_VALUES = [2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200];
+
+/**
+ * Refuses a reservation that would let the sweep take every slot: KMS events need two beside the
+ * sweep's workers (the SAM template's ReservationLeavesRoomForEvents rules).
+ */
+export function checkConcurrency(cfg: Pick<GuardConfig, 'reservedConcurrency' | 'sweepWorkerConcurrency'>): void {
+  if (!SWEEP_WORKER_CONCURRENCY_VALUES.includes(cfg.sweepWorkerConcurrency)) {
+    throw new Error(
+      `sweepWorkerConcurrency=${cfg.sweepWorkerConcurrency}: expected one of ${SWEEP_WORKER_CONCURRENCY_VALUES.join(', ')}`,
+    );
+  }
+  if (cfg.reservedConcurrency !== 0 && cfg.reservedConcurrency < cfg.sweepWorkerConcurrency + 2) {
+    throw new Error(
+      `reservedConcurrency=${cfg.reservedConcurrency}: must be 0 (no reservation) or at least sweepWorkerConcurrency + 2 (${cfg.sweepWorkerConcurrency + 2}), so that KMS events are not starved by the sweep`,
+    );
+  }
+}
+
+/**
+ * Member accounts need the organisation: the hub's default bus admits their forwarded events by
+ * aws:PrincipalOrgID only (the SAM template's OrganizationWithMemberAccounts rule).
+ */
+export function checkOrganization(cfg: Pick<GuardConfig, 'memberAccounts' | 'organizationId'>): void {
+  if (cfg.memberAccounts && !cfg.organizationId) {
+    throw new Error(
+      'context memberAccounts is set, so organizationId must be too (the hub bus admits member accounts events by organisation only)',
+    );
+  }
+}
+
+/** RATE_INSTANCES: the reservation, or unreserved the sweep's workers (whose concurrency is bounded). */
+export function rateInstances(cfg: Pick<GuardConfig, 'reservedConcurrency' | 'sweepWorkerConcurrency'>): number {
+  return cfg.reservedConcurrency > 0 ? cfg.reservedConcurrency : cfg.sweepWorkerConcurrency;
+}
+
+/** The SAM template's AllowedPatterns of the guardrail parameters (without their `^$|` alternative). */
+export const TRUSTED_ACCOUNTS_PATTERN = /^[0-9]{12}(,[0-9]{12})*$/;
+export const TRUSTED_ORGS_PATTERN = /^o-[a-z0-9]{10,32}(,o-[a-z0-9]{10,32})*$/;
+export const EXEMPTION_MAX_DAYS_PATTERN = /^[1-9][0-9]{0,4}$/;
+export const BASELINE_SHA256_PATTERN =
+  /^[0-9a-fA-F]{64}$|^[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64}(,[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64})*$/;
 
 /** The SAM template's AllowedPatterns of the baseline catalogue parameters. */
 export const SSM_CATALOGUE_PATTERN = /^(\/[a-zA-Z0-9_.-]+)+\/$/;
@@ -257,6 +316,24 @@ export function configFromContext(read: ContextReader): GuardConfig {
     throw new Error(`context alarmEmail=${alarmEmail}: expected an e-mail address`);
   }
   const excludeTag = str('excludeTag');
+  const trustedAccounts = toList(get('trustedAccounts') ?? []).join(',');
+  if (trustedAccounts && !TRUSTED_ACCOUNTS_PATTERN.test(trustedAccounts)) {
+    throw new Error(`context trustedAccounts=${trustedAccounts}: expected comma-separated 12-digit account ids`);
+  }
+  const trustedOrgs = toList(get('trustedOrgs') ?? []).join(',');
+  if (trustedOrgs && !TRUSTED_ORGS_PATTERN.test(trustedOrgs)) {
+    throw new Error(`context trustedOrgs=${trustedOrgs}: expected comma-separated organization ids such as o-a1b2c3d4e5`);
+  }
+  const exemptionMaxDays = str('exemptionMaxDays');
+  if (exemptionMaxDays && !EXEMPTION_MAX_DAYS_PATTERN.test(exemptionMaxDays)) {
+    throw new Error(`context exemptionMaxDays=${exemptionMaxDays}: expected a positive whole number of days (at most 99999), or nothing for no limit`);
+  }
+  const baselineSha256 = toList(get('baselineSha256') ?? []).join(',');
+  if (baselineSha256 && !BASELINE_SHA256_PATTERN.test(baselineSha256)) {
+    throw new Error(
+      'context baselineSha256: expected a SHA-256 digest (64 hex digits) or comma-separated NAME=DIGEST pairs (one per baseline of a catalogue)',
+    );
+  }
   const flapWindow = str('flapWindow');
   if (!DURATION_PATTERN.test(flapWindow)) {
     throw new Error(
@@ -287,6 +364,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
   if (organizationId && !ORGANIZATION_ID_PATTERN.test(organizationId)) {
     throw new Error(`context organizationId=${organizationId}: expected an organization id such as o-a1b2c3d4e5`);
   }
+  checkOrganization({ memberAccounts, organizationId });
   const functionTimeout = num('functionTimeout', 10, 900);
   const sweepVisibilityTimeout = num('sweepVisibilityTimeout', 10, 43200);
   if (sweepVisibilityTimeout < functionTimeout) {
@@ -294,6 +372,12 @@ export function configFromContext(read: ContextReader): GuardConfig {
       `context sweepVisibilityTimeout=${sweepVisibilityTimeout}: must be at least functionTimeout (${functionTimeout}); AWS recommends 6 x functionTimeout`,
     );
   }
+
+  const concurrency = {
+    reservedConcurrency: num('reservedConcurrency', 0, 1000),
+    sweepWorkerConcurrency: num('sweepWorkerConcurrency', 2, 1000),
+  };
+  checkConcurrency(concurrency);
 
   return {
     remediationMode: mode,
@@ -307,11 +391,15 @@ export function configFromContext(read: ContextReader): GuardConfig {
     baselineMatch,
     mirrorRewrite,
     excludeTag,
+    trustedAccounts,
+    trustedOrgs,
+    exemptionMaxDays,
+    baselineSha256,
     sweepRegions,
     sweepSchedule: str('sweepSchedule'),
     memorySize: num('memorySize', 128, 10240),
     functionTimeout,
-    reservedConcurrency: num('reservedConcurrency', 0, 1000),
+    reservedConcurrency: concurrency.reservedConcurrency,
     maxRetryAttempts: num('maxRetryAttempts', 0, 2),
     maxEventAgeSeconds: num('maxEventAgeSeconds', 60, 21600),
     logLevel: logLevel as GuardConfig['logLevel'],
@@ -329,7 +417,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     memberExternalId,
     memberAccounts,
     organizationId,
-    sweepWorkerConcurrency: num('sweepWorkerConcurrency', 2, 1000),
+    sweepWorkerConcurrency: concurrency.sweepWorkerConcurrency,
     sweepVisibilityTimeout,
   };
 }

@@ -1,7 +1,11 @@
 import { aws_events as events } from 'aws-cdk-lib';
 
-/** KMS API calls that can change which policy a multi-Region replica key has. */
-export const KMS_EVENT_NAMES = ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion'];
+/**
+ * KMS API calls that can change which policy a multi-Region replica key has, or which policy it
+ * should have: a tag change may add or end an exemption (EXCLUDE_TAG) or pick another baseline
+ * (BASELINE_TAG).
+ */
+export const KMS_EVENT_NAMES = ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion', 'TagResource', 'UntagResource'];
 
 /**
  * The KMS rule pattern of the hub and the spoke stacks (identical to infra/sam; infra/tests

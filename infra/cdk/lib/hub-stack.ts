@@ -26,7 +26,7 @@ import {
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
-import { BACKUP_PREFIX, GuardConfig, usesCatalogue } from './config';
+import { BACKUP_PREFIX, GuardConfig, checkConcurrency, checkOrganization, rateInstances, usesCatalogue } from './config';
 import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, KMS_EVENT_PATTERN } from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
@@ -72,6 +72,8 @@ export class HubStack extends Stack {
     super(scope, id, props);
     this.bundle = props.bundle;
     const cfg = props.config;
+    checkConcurrency(cfg);
+    checkOrganization(cfg);
     if (!props.bundle) {
       // Without bundling the code asset is the source tree, not a function: make CloudFormation
       // refuse such a template before it changes anything.
@@ -101,7 +103,8 @@ export class HubStack extends Stack {
     });
 
     // The sweep's work items (one per account and Region), consumed by the function itself; items
-    // that failed maxReceiveCount times are kept 14 days in the sweep DLQ for a redrive.
+    // that failed maxReceiveCount times are kept 14 days in the sweep DLQ for a redrive. 5 receives,
+    // as AWS advises for a Lambda event source: a throttled receive counts too.
     const sweepDlq = new sqs.Queue(this, 'SweepDeadLetterQueue', {
       encryption: sqs.QueueEncryption.KMS_MANAGED,
       retentionPeriod: Duration.days(14),
@@ -109,7 +112,7 @@ export class HubStack extends Stack {
     const sweepQueue = new sqs.Queue(this, 'SweepQueue', {
       encryption: sqs.QueueEncryption.KMS_MANAGED,
       visibilityTimeout: Duration.seconds(cfg.sweepVisibilityTimeout),
-      deadLetterQueue: { queue: sweepDlq, maxReceiveCount: 3 },
+      deadLetterQueue: { queue: sweepDlq, maxReceiveCount: 5 },
     });
 
     // Every key policy the function overwrites, saved before the write: the audit trail and the
@@ -147,9 +150,17 @@ export class HubStack extends Stack {
     // must allow it (lockout check).
     const statements = [
       new iam.PolicyStatement({
-        sid: 'ReconcileMultiRegionKeys',
-        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+        sid: 'ReadMultiRegionKeys',
+        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
         resources: [`arn:${this.partition}:kms:*:${this.account}:key/mrk-*`],
+      }),
+      // Writes only replicas (kms:MultiRegionKeyType, a KMS key resource condition): a primary is
+      // never written, only read as the mirror source.
+      new iam.PolicyStatement({
+        sid: 'RewriteReplicaKeyPolicies',
+        actions: ['kms:PutKeyPolicy'],
+        resources: [`arn:${this.partition}:kms:*:${this.account}:key/mrk-*`],
+        conditions: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
       }),
       new iam.PolicyStatement({ sid: 'ListKeysForSweep', actions: ['kms:ListKeys'], resources: ['*'] }),
       new iam.PolicyStatement({
@@ -283,6 +294,41 @@ export class HubStack extends Stack {
       }),
       inlinePolicies: { 'kms-replica-guard': new iam.PolicyDocument({ statements }) },
     });
+    // The sweep's work items are planned and worked by the function alone: a planted item would
+    // steer a sweep, a deleted or hidden one would skip an account and Region silently.
+    sweepQueue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyTheGuardPlansAndWorksSweepItems',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:PurgeQueue', 'sqs:ReceiveMessage', 'sqs:SendMessage'],
+        resources: [sweepQueue.queueArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+      }),
+    );
+    // Backups, write records and claims are the guard's memory (flap guard, verification failures,
+    // who is writing a fix): nobody else may plant or remove one, whatever IAM grants them.
+    backupBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyTheGuardWritesUnderItsPrefix',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:PutObject', 's3:DeleteObject'],
+        resources: [backupBucket.arnForObjects(`${BACKUP_PREFIX}*`)],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+      }),
+    );
+    // Versioning keeps every overwritten or deleted object until the lifecycle expires it; no one,
+    // the guard included, deletes a version.
+    backupBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'NoOneDeletesHistory',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:DeleteObjectVersion'],
+        resources: [backupBucket.arnForObjects(`${BACKUP_PREFIX}*`)],
+      }),
+    );
 
     // At most one location is set (configFromContext); without one, baselineSource.
     const baselineSource = cfg.baselineSsmParameter
@@ -322,6 +368,11 @@ export class HubStack extends Stack {
         MIRROR_REWRITE: cfg.mirrorRewrite,
         METRICS_NAMESPACE: cfg.metricsNamespace,
         EXCLUDE_TAG: cfg.excludeTag,
+        // Guardrails: set only when given (absent = the function's default).
+        ...(cfg.trustedAccounts ? { TRUSTED_ACCOUNTS: cfg.trustedAccounts } : {}),
+        ...(cfg.trustedOrgs ? { TRUSTED_ORGS: cfg.trustedOrgs } : {}),
+        ...(cfg.exemptionMaxDays ? { EXEMPTION_MAX_DAYS: cfg.exemptionMaxDays } : {}),
+        ...(cfg.baselineSha256 ? { BASELINE_SHA256: cfg.baselineSha256 } : {}),
         REMEDIATOR_ROLE_ARN: role.roleArn,
         SWEEP_REGIONS: cfg.sweepRegions.length > 0 ? cfg.sweepRegions.join(',') : this.region,
         BACKUP_BUCKET: backupBucket.bucketName,
@@ -332,8 +383,9 @@ export class HubStack extends Stack {
         RATE_PUT_KEY_POLICY: String(cfg.ratePutKeyPolicy),
         RATE_DESCRIBE_KEY: String(cfg.rateDescribeKey),
         // The rate* limits are the function's per account and Region; each of its at most
-        // reservedConcurrency environments paces at its share (0, unreserved: no sharing).
-        RATE_INSTANCES: String(cfg.reservedConcurrency),
+        // reservedConcurrency environments paces at its share. Unreserved, the sweep's workers
+        // share them (its concurrency is bounded; events use the headroom under the quota).
+        RATE_INSTANCES: String(rateInstances(cfg)),
         // Organisation mode (empty MEMBER_ROLE_NAME = this account only).
         MEMBER_ROLE_NAME: cfg.memberRoleName,
         MEMBER_EXTERNAL_ID: cfg.memberExternalId,
@@ -385,7 +437,11 @@ export class HubStack extends Stack {
           Principal: '*',
           Action: 'events:PutEvents',
           Resource: `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`,
-          Condition: { StringEquals: { 'aws:PrincipalOrgID': cfg.organizationId } },
+          // KMS CloudTrail events only: a member account cannot put the guard's own events here.
+          Condition: {
+            StringEquals: { 'aws:PrincipalOrgID': cfg.organizationId },
+            'ForAllValues:StringEquals': { 'events:source': ['aws.kms'], 'events:detail-type': ['AWS API Call via CloudTrail'] },
+          },
         },
       });
     }
@@ -428,7 +484,8 @@ export class HubStack extends Stack {
     // grants to the topic and key policies) so that both policies say exactly what SAM says.
     const exposureRule = new events.Rule(this, 'ExposureNotificationRule', {
       description: 'Public and cross-account replica key policy drifts found by kms-replica-guard, as a readable message to the alarm topic',
-      eventPattern: EXPOSURE_EVENT_PATTERN,
+      // The guard's own events only: put on this bus by this account.
+      eventPattern: { ...EXPOSURE_EVENT_PATTERN, account: [Aws.ACCOUNT_ID] },
     });
     (exposureRule.node.defaultChild as events.CfnRule).eventBusName = 'default';
     exposureRule.addTarget({
@@ -526,7 +583,7 @@ export class HubStack extends Stack {
     alarm('SweepDeadLetterQueueAlarm', {
       alarmName: `${this.stackName}-sweep-DLQ-not-empty`,
       alarmDescription:
-        'Sweep work items (one account and Region each) failed 3 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
+        'Sweep work items (one account and Region each) failed 5 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
       metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
     });
@@ -608,7 +665,7 @@ export class HubStack extends Stack {
       value: sweepQueue.queueUrl,
     });
     new CfnOutput(this, 'SweepDeadLetterQueueUrl', {
-      description: 'Sweep work items that failed 3 times (redrive source of the sweep queue)',
+      description: 'Sweep work items that failed 5 times (redrive source of the sweep queue)',
       value: sweepDlq.queueUrl,
     });
     new CfnOutput(this, 'DashboardName', { description: 'CloudWatch dashboard of the function metrics', value: dashboard.dashboardName });

@@ -63,7 +63,8 @@ export class MemberStack extends Stack {
       default: props.hubRoleArn,
       allowedPattern: '^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$',
       constraintDescription: 'must be an IAM role ARN (the hub stack RemediatorRoleArn output)',
-      description: 'The hub function execution role (the hub stack RemediatorRoleArn output): the only principal the member role trusts.',
+      description:
+        'The hub function execution role (the hub stack RemediatorRoleArn output): the only principal the member role trusts (its account root as Principal, with aws:PrincipalArn equal to this ARN).',
     });
     const memberRoleName = new CfnParameter(this, 'MemberRoleName', {
       type: 'String',
@@ -122,12 +123,26 @@ export class MemberStack extends Stack {
       assumeRolePolicyDocument: {
         Version: '2012-10-17',
         Statement: [
+          // The hub account, narrowed to the hub role by aws:PrincipalArn: a role ARN as Principal is
+          // stored as the role's unique id (a recreated hub role would not match, and the policy is
+          // refused while the hub role does not exist). The account is taken from HubRoleArn.
           {
             Sid: 'HubFunctionOnly',
             Effect: 'Allow',
-            Principal: { AWS: hubRoleArn.valueAsString },
+            Principal: {
+              AWS: Fn.sub('arn:${AWS::Partition}:iam::${HubRoleAccount}:root', {
+                HubRoleAccount: Fn.select(4, Fn.split(':', hubRoleArn.valueAsString)),
+              }),
+            },
             Action: 'sts:AssumeRole',
-            Condition: Fn.conditionIf('HasExternalId', { StringEquals: { 'sts:ExternalId': externalId.valueAsString } }, Aws.NO_VALUE),
+            Condition: Fn.conditionIf(
+              'HasExternalId',
+              {
+                ArnEquals: { 'aws:PrincipalArn': hubRoleArn.valueAsString },
+                StringEquals: { 'sts:ExternalId': externalId.valueAsString },
+              },
+              { ArnEquals: { 'aws:PrincipalArn': hubRoleArn.valueAsString } },
+            ),
           },
         ],
       },
@@ -139,10 +154,18 @@ export class MemberStack extends Stack {
             Version: '2012-10-17',
             Statement: [
               {
-                Sid: 'ReconcileMultiRegionKeys',
+                Sid: 'ReadMultiRegionKeys',
                 Effect: 'Allow',
-                Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+                Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
                 Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
+              },
+              // Writes only replicas: a primary is never written, only read as the mirror source.
+              {
+                Sid: 'RewriteReplicaKeyPolicies',
+                Effect: 'Allow',
+                Action: 'kms:PutKeyPolicy',
+                Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
+                Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
               },
               { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
               {

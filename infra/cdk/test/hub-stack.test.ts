@@ -53,7 +53,7 @@ describe('the hub stack', () => {
       'detail-type': ['AWS API Call via CloudTrail'],
       detail: {
         eventSource: ['kms.amazonaws.com'],
-        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion'],
+        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion', 'TagResource', 'UntagResource'],
         errorCode: [{ exists: false }],
       },
     });
@@ -79,7 +79,8 @@ describe('the hub stack', () => {
       Runtime: 'provided.al2023',
       Architectures: ['arm64'],
       Handler: 'bootstrap',
-      ReservedConcurrentExecutions: 2,
+      // No reservation by default: Lambda refuses one that leaves fewer than 100 unreserved.
+      ReservedConcurrentExecutions: Match.absent(),
       Role: { 'Fn::GetAtt': [roleId, 'Arn'] },
       LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'INFO', LogGroup: { Ref: logGroupId } },
       Environment: {
@@ -109,7 +110,7 @@ describe('the hub stack', () => {
     });
   });
 
-  test('the backups bucket is encrypted, versioned, private, TLS-only, expires backups and is retained', () => {
+  test('the backups bucket is encrypted, versioned, private, TLS-only, written by the guard only, expires backups and is retained', () => {
     const [bucketId, bucket] = onlyResource(template, 'AWS::S3::Bucket');
     expect(bucket.DeletionPolicy).toBe('Retain');
     expect(bucket.UpdateReplacePolicy).toBe('Retain');
@@ -141,6 +142,21 @@ describe('the hub stack', () => {
           { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/*']] },
         ],
         Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      },
+      {
+        Sid: 'OnlyTheGuardWritesUnderItsPrefix',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: ['s3:DeleteObject', 's3:PutObject'],
+        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/kms-replica-guard/*']] },
+        Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [onlyResource(template, 'AWS::IAM::Role')[0], 'Arn'] } } },
+      },
+      {
+        Sid: 'NoOneDeletesHistory',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: 's3:DeleteObjectVersion',
+        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/kms-replica-guard/*']] },
       },
     ]);
     expect(template.findOutputs('BackupBucketName').BackupBucketName.Value).toEqual({ Ref: bucketId });
@@ -187,10 +203,20 @@ describe('the hub stack', () => {
 
   test('the role may only touch multi-Region keys of this account, and never bypass the lockout check', () => {
     const statements = roleStatements(template);
-    const reconcile = statements.find((s) => s.Sid === 'ReconcileMultiRegionKeys');
-    expect(reconcile.Effect).toBe('Allow');
-    expect([...reconcile.Action].sort()).toEqual(['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags', 'kms:PutKeyPolicy']);
-    expect(reconcile.Resource).toBe(`arn:aws:kms:*:${ACCOUNT}:key/mrk-*`);
+    const read = statements.find((s) => s.Sid === 'ReadMultiRegionKeys');
+    expect(read.Effect).toBe('Allow');
+    expect([...read.Action].sort()).toEqual(['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags']);
+    expect(read.Resource).toBe(`arn:aws:kms:*:${ACCOUNT}:key/mrk-*`);
+    // PutKeyPolicy on replicas only: never on a primary, never on a single-Region key.
+    expect(statements).toContainEqual({
+      Sid: 'RewriteReplicaKeyPolicies',
+      Effect: 'Allow',
+      Action: 'kms:PutKeyPolicy',
+      Resource: `arn:aws:kms:*:${ACCOUNT}:key/mrk-*`,
+      Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
+    });
+    const puts = statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().includes('kms:PutKeyPolicy'));
+    expect(puts.map((s) => s.Sid)).toEqual(['RewriteReplicaKeyPolicies']);
     expect(statements).toContainEqual({
       Sid: 'NeverBypassLockoutSafetyCheck',
       Effect: 'Deny',
@@ -316,6 +342,8 @@ describe('the hub stack', () => {
       source: ['kms-replica-guard'],
       'detail-type': ['Replica Key Policy Drift Detected', 'Replica Key Policy Remediated', 'Replica Key Policy Remediation Failed'],
       detail: { exposure: { severity: ['public', 'cross-account'] } },
+      // The guard's own events only: put on the bus by this account.
+      account: [{ Ref: 'AWS::AccountId' }],
     });
     expect(rule.Properties.Targets).toHaveLength(1);
     const [target] = rule.Properties.Targets;
@@ -392,7 +420,7 @@ describe('the hub stack sweep queue and organisation mode', () => {
     expect(queue.Properties).toEqual({
       KmsMasterKeyId: 'alias/aws/sqs',
       VisibilityTimeout: 1800,
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 3 },
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 5 },
     });
     expect(dlqId).not.toBe(asyncDlqId(template));
     expect(template.toJSON().Resources[dlqId].Properties).toEqual({ KmsMasterKeyId: 'alias/aws/sqs', MessageRetentionPeriod: 1209600 });
@@ -448,12 +476,14 @@ describe('the hub stack sweep queue and organisation mode', () => {
         Variables: Match.objectLike({ MEMBER_ROLE_NAME: 'kms-replica-guard-member', MEMBER_EXTERNAL_ID: 'ext-1234', MEMBER_ACCOUNTS: 'organization' }),
       },
     });
-    const listed = roleStatements(synth({ memberRoleName: 'kms-replica-guard-member', memberAccounts: '222233334444,444455556666' }));
-    expect(listed.find((s) => s.Sid === 'EnterMemberAccounts').Condition).toBeUndefined();
+    const listed = roleStatements(
+      synth({ memberRoleName: 'kms-replica-guard-member', memberAccounts: '222233334444,444455556666', organizationId: 'o-a1b2c3d4e5' }),
+    );
+    expect(listed.find((s) => s.Sid === 'EnterMemberAccounts').Condition).toEqual({ StringEquals: { 'aws:ResourceOrgID': 'o-a1b2c3d4e5' } });
     expect(listed.map((s) => s.Sid)).not.toContain('ListOrganizationAccounts');
   });
 
-  test('organizationId: the default bus admits PutEvents from the organisation only', () => {
+  test('organizationId: the default bus admits KMS CloudTrail events from the organisation only', () => {
     const t = synth({ organizationId: 'o-a1b2c3d4e5' });
     const [, policy] = onlyResource(t, 'AWS::Events::EventBusPolicy');
     expect(policy.Properties).toEqual({
@@ -464,9 +494,30 @@ describe('the hub stack sweep queue and organisation mode', () => {
         Principal: '*',
         Action: 'events:PutEvents',
         Resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default`,
-        Condition: { StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' } },
+        Condition: {
+          StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' },
+          'ForAllValues:StringEquals': { 'events:source': ['aws.kms'], 'events:detail-type': ['AWS API Call via CloudTrail'] },
+        },
       },
     });
+  });
+
+  test('only the function role may send, receive, delete or hide sweep work items', () => {
+    const t = synth();
+    const [roleId] = onlyResource(t, 'AWS::IAM::Role');
+    const { queueId } = sweepQueues(t);
+    const [, policy] = onlyResource(t, 'AWS::SQS::QueuePolicy');
+    expect(policy.Properties.Queues).toEqual([{ Ref: queueId }]);
+    expect(policy.Properties.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'OnlyTheGuardPlansAndWorksSweepItems',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:PurgeQueue', 'sqs:ReceiveMessage', 'sqs:SendMessage'],
+        Resource: { 'Fn::GetAtt': [queueId, 'Arn'] },
+        Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [roleId, 'Arn'] } } },
+      },
+    ]);
   });
 
   test('bad organisation settings fail the synth with a message', () => {
@@ -477,9 +528,12 @@ describe('the hub stack sweep queue and organisation mode', () => {
     expect(() => configFromContext(ctx({ organizationId: 'org-1' }))).toThrow(/organizationId/);
     expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '1' }))).toThrow(/sweepWorkerConcurrency/);
     expect(() => configFromContext(ctx({ sweepVisibilityTimeout: '200' }))).toThrow(/at least functionTimeout/);
-    expect(configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '222233334444, 444455556666' })).memberAccounts).toBe(
-      '222233334444,444455556666',
-    );
+    // Member accounts' events reach the hub bus through the organisation's bus policy only.
+    expect(() => configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '222233334444' }))).toThrow(/organizationId must be too/);
+    expect(() => synth({ memberRoleName: 'r', memberAccounts: 'organization' })).toThrow(/organizationId must be too/);
+    expect(
+      configFromContext(ctx({ memberRoleName: 'r', memberAccounts: '222233334444, 444455556666', organizationId: 'o-a1b2c3d4e5' })).memberAccounts,
+    ).toBe('222233334444,444455556666');
   });
 });
 
@@ -680,9 +734,70 @@ describe('the hub stack settings', () => {
     });
   });
 
-  test('reserved concurrency 0 means no reservation', () => {
-    const template = synth({ reservedConcurrency: 0 });
-    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.absent() });
+  test('the guardrail settings reach the environment only when set', () => {
+    const unset = (synth().findResources('AWS::Lambda::Function') as any);
+    const vars = Object.values(unset).map((f: any) => f.Properties.Environment.Variables)[0];
+    for (const name of ['TRUSTED_ACCOUNTS', 'TRUSTED_ORGS', 'EXEMPTION_MAX_DAYS', 'BASELINE_SHA256']) {
+      expect(vars).not.toHaveProperty(name);
+    }
+    const digest = 'a'.repeat(64);
+    synth({
+      trustedAccounts: '444455556666,777788889999',
+      trustedOrgs: 'o-a1b2c3d4e5',
+      exemptionMaxDays: '90',
+      baselineSha256: `strict=${digest},default=${'0'.repeat(64)}`,
+    }).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          TRUSTED_ACCOUNTS: '444455556666,777788889999',
+          TRUSTED_ORGS: 'o-a1b2c3d4e5',
+          EXEMPTION_MAX_DAYS: '90',
+          BASELINE_SHA256: `strict=${digest},default=${'0'.repeat(64)}`,
+        }),
+      },
+    });
+  });
+
+  test('bad guardrail settings fail the synth with a message', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    for (const bad of ['12345678901', '444455556666;777788889999', 'organization']) {
+      expect(() => configFromContext(ctx({ trustedAccounts: bad }))).toThrow(/trustedAccounts/);
+    }
+    for (const bad of ['o-short', 'O-A1B2C3D4E5', 'r-a1b2']) {
+      expect(() => configFromContext(ctx({ trustedOrgs: bad }))).toThrow(/trustedOrgs/);
+    }
+    for (const bad of ['0', '-1', '1.5', '30d', '100000']) {
+      expect(() => configFromContext(ctx({ exemptionMaxDays: bad }))).toThrow(/exemptionMaxDays/);
+    }
+    for (const bad of ['a'.repeat(63), 'g'.repeat(64), `=${'a'.repeat(64)}`, `strict:${'a'.repeat(64)}`, `a b=${'a'.repeat(64)}`]) {
+      expect(() => configFromContext(ctx({ baselineSha256: bad }))).toThrow(/baselineSha256/);
+    }
+    expect(configFromContext(ctx({ trustedAccounts: '444455556666, 777788889999', exemptionMaxDays: 30 }))).toMatchObject({
+      trustedAccounts: '444455556666,777788889999',
+      exemptionMaxDays: '30',
+    });
+    expect(configFromContext(ctx({ baselineSha256: 'B'.repeat(64) })).baselineSha256).toBe('B'.repeat(64));
+  });
+
+  test('reserved concurrency 0 means no reservation; the sweep workers then share the rate limits', () => {
+    const template = synth({ reservedConcurrency: 0, sweepWorkerConcurrency: 5 });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: Match.absent(),
+      Environment: { Variables: Match.objectLike({ RATE_INSTANCES: '5' }) },
+    });
+  });
+
+  test('a reservation leaves two slots to KMS events beside the sweep workers, and shares the rate limits', () => {
+    synth({ reservedConcurrency: 7, sweepWorkerConcurrency: 5 }).hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: 7,
+      Environment: { Variables: Match.objectLike({ RATE_INSTANCES: '7' }) },
+    });
+    expect(() => synth({ reservedConcurrency: 6, sweepWorkerConcurrency: 5 })).toThrow(/at least sweepWorkerConcurrency \+ 2 \(7\)/);
+    expect(() => synth({ reservedConcurrency: 2 })).toThrow(/reservedConcurrency=2/);
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ reservedConcurrency: '3' }))).toThrow(/reservedConcurrency=3/);
+    expect(configFromContext(ctx({ reservedConcurrency: '4' })).reservedConcurrency).toBe(4);
+    expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '7' }))).toThrow(/expected one of 2, 3, 4, 5, 6, 8/);
   });
 
   test('bad context values fail the synth with a message', () => {

@@ -31,9 +31,23 @@ describe('the member stack', () => {
       {
         Sid: 'HubFunctionOnly',
         Effect: 'Allow',
-        Principal: { AWS: { Ref: 'HubRoleArn' } },
+        // The hub role's account, narrowed to the hub role: survives a recreated hub role.
+        Principal: {
+          AWS: {
+            'Fn::Sub': [
+              'arn:${AWS::Partition}:iam::${HubRoleAccount}:root',
+              { HubRoleAccount: { 'Fn::Select': [4, { 'Fn::Split': [':', { Ref: 'HubRoleArn' }] }] } },
+            ],
+          },
+        },
         Action: 'sts:AssumeRole',
-        Condition: { 'Fn::If': ['HasExternalId', { StringEquals: { 'sts:ExternalId': { Ref: 'ExternalId' } } }, { Ref: 'AWS::NoValue' }] },
+        Condition: {
+          'Fn::If': [
+            'HasExternalId',
+            { ArnEquals: { 'aws:PrincipalArn': { Ref: 'HubRoleArn' } }, StringEquals: { 'sts:ExternalId': { Ref: 'ExternalId' } } },
+            { ArnEquals: { 'aws:PrincipalArn': { Ref: 'HubRoleArn' } } },
+          ],
+        },
       },
     ]);
     expect(json.Conditions.HasExternalId).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'ExternalId' }, ''] }] });
@@ -44,10 +58,17 @@ describe('the member stack', () => {
     const statements = memberRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
     expect(statements).toEqual([
       {
-        Sid: 'ReconcileMultiRegionKeys',
+        Sid: 'ReadMultiRegionKeys',
         Effect: 'Allow',
-        Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy', 'kms:ListResourceTags'],
+        Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
         Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:*:', { Ref: 'AWS::AccountId' }, ':key/mrk-*']] },
+      },
+      {
+        Sid: 'RewriteReplicaKeyPolicies',
+        Effect: 'Allow',
+        Action: 'kms:PutKeyPolicy',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:*:', { Ref: 'AWS::AccountId' }, ':key/mrk-*']] },
+        Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
       },
       { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
       {
@@ -71,7 +92,7 @@ describe('the member stack', () => {
       'detail-type': ['AWS API Call via CloudTrail'],
       detail: {
         eventSource: ['kms.amazonaws.com'],
-        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion'],
+        eventName: ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion', 'TagResource', 'UntagResource'],
         errorCode: [{ exists: false }],
       },
     });

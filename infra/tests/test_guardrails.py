@@ -1,0 +1,218 @@
+"""The organisation guardrails (infra/guardrails/) agree with the stacks and the function.
+
+- the JSON documents are the CloudFormation template's policies (infra/guardrails/guardrails.yaml)
+  evaluated for the README's example values, and the CDK Guardrails stack is the same template;
+- their tag keys are the function's defaults (EXCLUDE_TAG, BASELINE_TAG in src/ and crates/) and
+  the stacks' ExcludeTag/BaselineTag defaults; their role names are the member role's default name
+  and match the names CloudFormation gives the hub role (SAM and CDK logical ids); the write they
+  reserve is the stacks' own (kms:PutKeyPolicy where kms:MultiRegionKeyType is REPLICA); the hub
+  resources they protect match the names CloudFormation gives them;
+- each fits the 5,120-character limit of an organisation policy.
+
+Needs infra/cdk/cdk.out (`make synth`, with -c guardrails=true) and infra/.build/sam (sam_to_cfn.py).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "infra" / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cfn_yaml  # noqa: E402
+import test_templates as templates  # noqa: E402
+
+_load_json, _strip_cdk = templates._load_json, templates._strip_cdk
+
+GUARDRAILS = ROOT / "infra" / "guardrails"
+TEMPLATE = GUARDRAILS / "guardrails.yaml"
+CDK_GUARDRAILS = ROOT / "infra" / "cdk" / "cdk.out" / "Guardrails.template.json"
+SAM_HUB = ROOT / "infra" / ".build" / "sam" / "template.cfn.json"
+SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
+CDK_HUB = ROOT / "infra" / "cdk" / "cdk.out" / "Hub.template.json"
+CDK_MEMBER = ROOT / "infra" / "cdk" / "cdk.out" / "Member.template.json"
+
+# The README's example values (Prevention section).
+EXAMPLE = {
+    "HubAccountId": "999988887777",
+    "PipelineRoleArns": "arn:aws:iam::*:role/kms-key-pipeline",
+    "TargetIds": "ou-ab12-workloads",
+    "OrganizationId": "o-a1b2c3d4e5",
+}
+DOCUMENTS = {
+    "ReserveReplicaPolicies": "scp-reserve-replica-policies.json",
+    "ProtectTheGuard": "scp-protect-the-guard.json",
+    "KmsInsideTheOrganization": "rcp-kms-inside-organization.json",
+}
+POLICY_SIZE_LIMIT = 5120
+
+
+class Evaluator(templates.SamEvaluator):
+    """SamEvaluator that knows CommaDelimitedList parameters (a Ref is a list)."""
+
+    def __call__(self, v: Any) -> Any:
+        if isinstance(v, dict) and set(v) == {"Ref"}:
+            param = self.template["Parameters"].get(v["Ref"], {})
+            if param.get("Type") == "CommaDelimitedList":
+                return self.values[v["Ref"]].split(",")
+        return super().__call__(v)
+
+
+def statements(policy: dict[str, Any]) -> dict[str, Any]:
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def role_statements(template: dict[str, Any], resource_type: str = "AWS::IAM::Role") -> dict[str, Any]:
+    found = {}
+    for r in template["Resources"].values():
+        if r["Type"] == resource_type:
+            for p in r["Properties"].get("Policies", []):
+                found.update(statements(p["PolicyDocument"]))
+    return found
+
+
+def logical_id(template: dict[str, Any], type_: str, prefix: str) -> str:
+    ids = [k for k, r in template["Resources"].items() if r["Type"] == type_ and k.startswith(prefix)]
+    if len(ids) != 1:
+        raise AssertionError(f"expected one {type_} named {prefix}*, found {ids}")
+    return ids[0]
+
+
+def generated_name(stack: str, lid: str, lower: bool = False) -> str:
+    """The name CloudFormation gives a resource without one: <stack>-<logical id>-<suffix>."""
+    name = f"{stack}-{lid}-1A2B3C4D5E6F"
+    return name.lower() if lower else name
+
+
+class GuardrailDocumentsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.template = cfn_yaml.load(TEMPLATE)
+        cls.docs = {k: json.loads((GUARDRAILS / f).read_text(encoding="utf-8")) for k, f in DOCUMENTS.items()}
+        cls.evaluated = Evaluator(cls.template, **EXAMPLE)
+
+    def policy(self, name: str) -> dict[str, Any]:
+        return self.evaluated(self.template["Resources"][name]["Properties"]["Content"])
+
+    def test_the_json_documents_are_the_templates_policies(self) -> None:
+        for name, doc in self.docs.items():
+            with self.subTest(policy=name):
+                self.assertEqual(self.policy(name), doc)
+        self.assertEqual(
+            {n: r["Properties"]["Type"] for n, r in self.template["Resources"].items()},
+            {"ReserveReplicaPolicies": "SERVICE_CONTROL_POLICY", "ProtectTheGuard": "SERVICE_CONTROL_POLICY",
+             "KmsInsideTheOrganization": "RESOURCE_CONTROL_POLICY"},
+        )
+
+    def test_each_fits_an_organisation_policy(self) -> None:
+        for name, doc in self.docs.items():
+            with self.subTest(policy=name):
+                self.assertLessEqual(len(json.dumps(doc, separators=(",", ":"))), POLICY_SIZE_LIMIT)
+
+    def test_the_tag_keys_are_the_functions_and_the_stacks(self) -> None:
+        tags = statements(self.docs["ReserveReplicaPolicies"])["OnlyPipelinesSetTheGuardsTags"]
+        keys = tags["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"]
+        self.assertEqual(keys, ["kms-replica-guard:exclude", "kms-replica-guard:baseline"])
+        rust = (ROOT / "src" / "config.rs").read_text(encoding="utf-8") + (ROOT / "crates" / "engine" / "src" / "catalogue.rs").read_text(encoding="utf-8")
+        self.assertIn(f'DEFAULT_EXCLUDE_TAG: &str = "{keys[0]}"', rust)
+        self.assertIn(f'DEFAULT_BASELINE_TAG: &str = "{keys[1]}"', rust)
+        sam = _load_json(SAM_HUB)["Parameters"]
+        self.assertEqual([sam["ExcludeTag"]["Default"], sam["BaselineTag"]["Default"]], keys)
+        config = (ROOT / "infra" / "cdk" / "lib" / "config.ts").read_text(encoding="utf-8")
+        self.assertIn(f"excludeTag: '{keys[0]}'", config)
+        self.assertIn(f"baselineTag: '{keys[1]}'", config)
+        params = self.template["Parameters"]
+        self.assertEqual([params["ExcludeTag"]["Default"], params["BaselineTag"]["Default"]], keys)
+        # The guard never tags (its roles have no kms:TagResource): only pipelines are exempted.
+        self.assertEqual(tags["Condition"]["ArnNotLike"]["aws:PrincipalArn"], [EXAMPLE["PipelineRoleArns"]])
+        for where, roles in (("SAM hub", role_statements(_load_json(SAM_HUB))), ("member", role_statements(cfn_yaml.load(SAM_MEMBER)))):
+            actions = {a for s in roles.values() for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+            self.assertFalse(actions & {"kms:TagResource", "kms:UntagResource"}, where)
+
+    def test_the_reserved_write_is_the_stacks_own(self) -> None:
+        deny = statements(self.docs["ReserveReplicaPolicies"])["OnlyTheGuardWritesReplicaKeyPolicies"]
+        self.assertEqual(deny["Condition"]["StringEquals"], {"kms:MultiRegionKeyType": "REPLICA"})
+        for where, roles in (
+            ("SAM hub", role_statements(_load_json(SAM_HUB))),
+            ("CDK hub", role_statements(_load_json(CDK_HUB))),
+            ("SAM member", role_statements(cfn_yaml.load(SAM_MEMBER))),
+            ("CDK member", role_statements(_load_json(CDK_MEMBER))),
+        ):
+            with self.subTest(stack=where):
+                write = roles["RewriteReplicaKeyPolicies"]
+                self.assertEqual(write["Action"], deny["Action"])
+                self.assertEqual(write["Condition"]["StringEquals"], deny["Condition"]["StringEquals"])
+
+    def test_the_exempted_roles_are_the_guards(self) -> None:
+        exempt = statements(self.docs["ReserveReplicaPolicies"])["OnlyTheGuardWritesReplicaKeyPolicies"]["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+        hub, member, *pipelines = exempt
+        self.assertEqual(pipelines, [EXAMPLE["PipelineRoleArns"]])
+        member_default = cfn_yaml.load(SAM_MEMBER)["Parameters"]["MemberRoleName"]["Default"]
+        self.assertEqual(member, f"arn:aws:iam::*:role/{member_default}")
+        self.assertEqual(_load_json(CDK_MEMBER)["Parameters"]["MemberRoleName"]["Default"], member_default)
+        hub_pattern = hub.removeprefix(f"arn:aws:iam::{EXAMPLE['HubAccountId']}:role/")
+        for where, template in (("SAM", _load_json(SAM_HUB)), ("CDK", _load_json(CDK_HUB))):
+            with self.subTest(tool=where):
+                role = generated_name("kms-replica-guard", logical_id(template, "AWS::IAM::Role", "RemediatorRole"))[:64]
+                self.assertTrue(fnmatch.fnmatchcase(role, hub_pattern), f"{role} !~ {hub_pattern}")
+
+    def test_the_protected_resources_are_named_as_cloudformation_names_them(self) -> None:
+        protect = statements(self.docs["ProtectTheGuard"])
+        resources = protect["ProtectTheGuardsHubResources"]["Resource"]
+        patterns = {r.split(":")[2]: r for r in resources if "StackSet-" not in r}
+        for where, template in (("SAM", _load_json(SAM_HUB)), ("CDK", _load_json(CDK_HUB))):
+            with self.subTest(tool=where):
+                fn = generated_name("kms-replica-guard", logical_id(template, "AWS::Lambda::Function", "Function"))
+                self.assertTrue(fnmatch.fnmatchcase(f"arn:aws:lambda:us-east-1:111122223333:function:{fn}"[:200], patterns["lambda"]))
+                bucket = generated_name("kms-replica-guard", logical_id(template, "AWS::S3::Bucket", "BackupBucket"), lower=True)
+                self.assertTrue(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}", patterns["s3"]))
+                for lid, r in template["Resources"].items():
+                    if r["Type"] == "AWS::SQS::Queue":
+                        self.assertTrue(fnmatch.fnmatchcase(f"arn:aws:sqs:us-east-1:111122223333:{generated_name('kms-replica-guard', lid)}", patterns["sqs"]), lid)
+                    if r["Type"] == "AWS::CloudWatch::Alarm":
+                        name = r["Properties"]["AlarmName"]
+                        name = name.get("Fn::Sub", name) if isinstance(name, dict) else name
+                        name = re.sub(r"^\$\{AWS::StackName\}", "kms-replica-guard", name)
+                        self.assertTrue(fnmatch.fnmatchcase(f"arn:aws:cloudwatch:us-east-1:111122223333:alarm:{name}", patterns["cloudwatch"]), name)
+        roles = protect["ProtectTheGuardsRoles"]["Resource"]
+        self.assertIn("arn:aws:iam::*:role/kms-replica-guard-member", roles)
+
+
+class GuardrailsParityTest(unittest.TestCase):
+    """infra/guardrails/guardrails.yaml and the CDK Guardrails stack declare the same template."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.cfn = cfn_yaml.load(TEMPLATE)
+        cls.cdk = _strip_cdk(_load_json(CDK_GUARDRAILS))
+
+    def test_the_same_parameters(self) -> None:
+        cfn, cdk = self.cfn["Parameters"], self.cdk["Parameters"]
+        self.assertEqual(sorted(cfn), sorted(cdk))
+        for name in cfn:
+            with self.subTest(parameter=name):
+                for key in ("Type", "AllowedPattern", "Default"):
+                    self.assertEqual(str(cfn[name].get(key)), str(cdk[name].get(key)), key)
+
+    def test_the_same_policies_conditions_and_outputs(self) -> None:
+        norm = templates.MemberParityTest.norm
+        for name in self.cfn["Resources"]:
+            with self.subTest(resource=name):
+                cfn, cdk = self.cfn["Resources"][name], self.cdk["Resources"][name]
+                self.assertEqual(cfn.get("Condition"), cdk.get("Condition"))
+                strip = lambda r: {k: v for k, v in r["Properties"].items() if k != "Description"}  # noqa: E731
+                self.assertEqual(json.dumps(norm(self.cfn, strip(cfn)), sort_keys=True), json.dumps(norm(self.cdk, strip(cdk)), sort_keys=True))
+        self.assertEqual(sorted(self.cfn["Resources"]), sorted(self.cdk["Resources"]))
+        self.assertEqual(norm(self.cfn, self.cfn["Conditions"]), norm(self.cdk, self.cdk["Conditions"]))
+        outputs = lambda t: {k: (v.get("Condition"), norm(t, v["Value"])) for k, v in t["Outputs"].items()}  # noqa: E731
+        self.assertEqual(outputs(self.cfn), outputs(self.cdk))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
