@@ -56,6 +56,7 @@ summary() {
     alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
     guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation = CDK, tag keys, roles and actions = the stacks' and the function's" ;;
+    permissions) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): the roles' actions = the AWS calls in the code (+ what Lambda needs)" ;;
     cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;
     sam-validate*) echo "$(ls infra/sam/*.yaml | wc -l) templates" ;;
     sam-translate) echo "$(ls "$BUILD"/sam/*.cfn.json | wc -l) templates -> $BUILD/sam" ;;
@@ -106,6 +107,7 @@ alarms() {
 template_parity() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_templates.py' -v; }
 
 guardrails() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_guardrails.py' -v; }
+permissions() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_permissions.py' -v; }
 
 # checkov exits 0 with no output when no check applies; a failed check still fails this.
 checkov_guardrails() { "$INFRA_BIN/checkov" -f infra/guardrails/guardrails.yaml --framework cloudformation --compact --skip-download; }
@@ -126,6 +128,7 @@ check checkov-guardrails checkov_guardrails
 check cdk-jest cdk_jest
 check template-parity template_parity
 check guardrails guardrails
+check permissions permissions
 check event-pattern event_pattern
 check alarms alarms
 

@@ -1,0 +1,181 @@
+"""The roles hold no permission the function never uses, and every permission it uses.
+
+The AWS calls are read from the Rust adapters themselves (every `.send()` chain in the non-test
+code of crates/aws/src and src/), so a new call without its grant, or a grant whose call was
+removed, fails here rather than on a first deployment. Compared by action, for the hub's function
+role (SAM and CDK) and the member role (SAM and CDK); resources and conditions are the templates'
+own tests' business.
+
+Needs infra/cdk/cdk.out (`make synth`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "infra" / "scripts"))
+import cfn_yaml  # noqa: E402
+
+SOURCES = sorted((ROOT / "crates" / "aws" / "src").glob("*.rs")) + sorted((ROOT / "src").rglob("*.rs"))
+SAM_HUB = ROOT / "infra" / "sam" / "template.yaml"
+SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
+CDK_HUB = ROOT / "infra" / "cdk" / "cdk.out" / "Hub.template.json"
+CDK_MEMBER = ROOT / "infra" / "cdk" / "cdk.out" / "Member.template.json"
+
+# Each SDK operation the code may call (the Rust SDK's fluent method) and the IAM action that
+# authorises it (None: it needs none). An operation not listed fails the test: decide its action.
+OPERATIONS: dict[str, str | None] = {
+    "describe_key": "kms:DescribeKey",
+    "get_key_policy": "kms:GetKeyPolicy",
+    "put_key_policy": "kms:PutKeyPolicy",
+    "list_keys": "kms:ListKeys",
+    "list_resource_tags": "kms:ListResourceTags",
+    "get_object": "s3:GetObject",
+    "put_object": "s3:PutObject",
+    "delete_object": "s3:DeleteObject",
+    "list_objects_v2": "s3:ListBucket",
+    "get_parameter": "ssm:GetParameter",
+    "get_parameters_by_path": "ssm:GetParametersByPath",
+    "assume_role": "sts:AssumeRole",
+    "get_caller_identity": None,
+    "list_accounts": "organizations:ListAccounts",
+    "put_metric_data": "cloudwatch:PutMetricData",
+    "put_events": "events:PutEvents",
+    "send_message_batch": "sqs:SendMessage",
+}
+# Zero-argument methods of a call chain that are not the operation.
+NOT_OPERATIONS = {"send", "into_paginator", "items", "customize", "build"}
+# Granted though the code never calls them, each for a reason outside the code.
+NEEDED_OUTSIDE_THE_CODE = {
+    "logs:CreateLogStream": "the Lambda service writes the function's log with its role",
+    "logs:PutLogEvents": "the Lambda service writes the function's log with its role",
+    "sqs:ReceiveMessage": "the SQS event source mapping polls the sweep queue with the function's role",
+    "sqs:DeleteMessage": "the SQS event source mapping deletes the items the function took",
+    "sqs:GetQueueAttributes": "the SQS event source mapping reads the queue's attributes",
+    "sqs:ChangeMessageVisibility": "part of the consume grant an SQS event source gets (CDK's grantConsumeMessages)",
+    "sqs:SendMessage": "Lambda sends a failed asynchronous event to the on-failure queue with the function's role",
+}
+# Granted only when the stack setting that needs them is set (SAM keeps them behind Conditions,
+# so its template has them all; the CDK app synthesised for the checks leaves them out).
+OPTIONAL = {
+    "ssm:GetParameter": "BaselineSsmParameter",
+    "ssm:GetParametersByPath": "BaselineSsmPath",
+    "organizations:ListAccounts": "MemberAccounts=organization",
+    "sts:AssumeRole": "MemberRoleName",
+}
+# The calls made in member accounts: KMS only, through the member role.
+MEMBER_CALLS = {"kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListKeys", "kms:ListResourceTags"}
+
+
+def called_operations() -> dict[str, set[str]]:
+    """Every SDK operation of a `.send()` chain in the non-test code, with the files calling it."""
+    found: dict[str, set[str]] = {}
+    for path in SOURCES:
+        text = path.read_text(encoding="utf-8")
+        text = text.split("#[cfg(test)]", 1)[0]
+        for send in re.finditer(r"\.send\(\)", text):
+            chain = text[max(0, send.start() - 2000) : send.start()]
+            start = max(chain.rfind(";"), chain.rfind("{\n"), chain.rfind("=>"))
+            names = [
+                n
+                # A chain as rustfmt lays it out, one call a line; or `.op().send()` on one line.
+                for n in re.findall(r"(?m)^\s*\.([a-z][a-z0-9_]*)\(\)\s*$", chain[start + 1 :])
+                + re.findall(r"\.([a-z][a-z0-9_]*)\(\)\s*$", chain[start + 1 :])
+                if n not in NOT_OPERATIONS
+            ]
+            if not names:
+                continue
+            found.setdefault(names[-1], set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def role_actions(template: dict[str, Any], is_role) -> set[str]:
+    """The Allow actions of the identity policies of the roles `is_role` picks (inline, and
+    AWS::IAM::Policy resources attached to them)."""
+    resources = template["Resources"]
+    roles = {lid for lid, r in resources.items() if r["Type"] == "AWS::IAM::Role" and is_role(lid, r)}
+    assert roles, "no role found"
+    documents = []
+    for lid in roles:
+        for p in resources[lid]["Properties"].get("Policies", []):
+            documents.append(p["PolicyDocument"])
+    for r in resources.values():
+        if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            attached = {x.get("Ref") if isinstance(x, dict) else x for x in r["Properties"].get("Roles", [])}
+            if attached & roles:
+                documents.append(r["Properties"]["PolicyDocument"])
+    actions: set[str] = set()
+    for doc in documents:
+        for s in doc["Statement"]:
+            if s["Effect"] != "Allow":
+                continue
+            a = s["Action"]
+            actions.update([a] if isinstance(a, str) else a)
+    return actions
+
+
+def lambda_role(_: str, r: dict[str, Any]) -> bool:
+    doc = json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    return "lambda.amazonaws.com" in doc
+
+
+def member_role(_: str, r: dict[str, Any]) -> bool:
+    """The role the hub assumes: trusted by an AWS principal, not by a service."""
+    statements = r["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    return all("AWS" in s.get("Principal", {}) for s in statements)
+
+
+class Permissions(unittest.TestCase):
+    def setUp(self) -> None:
+        self.calls = called_operations()
+
+    def test_every_call_the_code_makes_has_a_known_action(self) -> None:
+        unknown = {op: sorted(files) for op, files in self.calls.items() if op not in OPERATIONS}
+        self.assertEqual(unknown, {}, "add these operations and their IAM actions to OPERATIONS")
+        for op in ("describe_key", "put_key_policy", "put_metric_data", "assume_role"):
+            self.assertIn(op, self.calls, "the reading of the sources found the calls")
+
+    def called_actions(self) -> set[str]:
+        return {OPERATIONS[op] for op in self.calls if OPERATIONS.get(op)}
+
+    def check(
+        self, granted: set[str], needed: set[str], allowed: set[str], what: str, optional: set[str] = frozenset()
+    ) -> None:
+        unused = {g for g in granted if not any(fnmatch.fnmatchcase(n, g) for n in needed | allowed)}
+        self.assertEqual(unused, set(), f"{what} grants actions nothing calls")
+        missing = {n for n in needed - optional if not any(fnmatch.fnmatchcase(n, g) for g in granted)}
+        self.assertEqual(missing, set(), f"{what} lacks actions the code calls")
+
+    def test_the_function_role_allows_what_the_code_calls_and_nothing_else(self) -> None:
+        needed = self.called_actions()
+        for path in (SAM_HUB, CDK_HUB):
+            template = cfn_yaml.load(path) if path.suffix == ".yaml" else json.loads(path.read_text())
+            optional = set(OPTIONAL) if path == CDK_HUB else set()
+            with self.subTest(template=path.name):
+                self.check(
+                    role_actions(template, lambda_role), needed, set(NEEDED_OUTSIDE_THE_CODE), path.name, optional
+                )
+
+    def test_the_member_role_allows_the_kms_calls_and_nothing_else(self) -> None:
+        self.assertTrue(MEMBER_CALLS <= self.called_actions())
+        for path in (SAM_MEMBER, CDK_MEMBER):
+            template = cfn_yaml.load(path) if path.suffix == ".yaml" else json.loads(path.read_text())
+            with self.subTest(template=path.name):
+                self.check(role_actions(template, member_role), MEMBER_CALLS, set(), path.name)
+
+    def test_a_grant_nothing_calls_is_caught(self) -> None:
+        with self.assertRaises(AssertionError):
+            self.check({"kms:CreateGrant", "kms:DescribeKey"}, {"kms:DescribeKey"}, set(), "a role")
+        with self.assertRaises(AssertionError):
+            self.check({"kms:DescribeKey"}, {"kms:DescribeKey", "kms:PutKeyPolicy"}, set(), "a role")
+
+
+if __name__ == "__main__":
+    unittest.main()
