@@ -687,6 +687,19 @@ fn is_admin(act: &Item<'_>) -> bool {
         Item::One(p) if !p.contains(['*', '?']) => ADMIN_ACTIONS
             .iter()
             .any(|admin| admin.eq_ignore_ascii_case(p)),
+        // A literal prefix and one trailing `*` (`kms:GenerateDataKey*`): a prefix test.
+        Item::One(p)
+            if p.strip_suffix('*')
+                .is_some_and(|prefix| !prefix.contains(['*', '?'])) =>
+        {
+            let prefix = &p.as_bytes()[..p.len() - 1];
+            ADMIN_ACTIONS.iter().any(|admin| {
+                admin
+                    .as_bytes()
+                    .get(..prefix.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+            })
+        }
         Item::One(p) => ADMIN_ACTIONS
             .iter()
             .any(|admin| glob_covers(p, admin, true)),
@@ -727,18 +740,35 @@ impl Pin {
 }
 
 /// The severity of one unit (principal, action) under its statement's pins, and why it is
-/// public or cross-account. The one set of rules both the explanation's severity and the
-/// guardrail ([`guardrails`](crate::guardrails)) apply: conditions are ANDed, so one pin
-/// that ties the caller to the trust is enough.
+/// public or cross-account: [`outside`], then [`severity`]. The one set of rules both the
+/// explanation's severity and the guardrail ([`guardrails`](crate::guardrails), through
+/// the same two functions) apply: conditions are ANDed, so one pin that ties the caller to
+/// the trust is enough.
 pub(super) fn rate(
     who: &Who,
     pins: &[Pin],
     act: &Item<'_>,
     trust: &Trust,
 ) -> (Severity, Option<BreachReason>) {
+    let foreign = outside(who, pins, trust);
+    (severity(foreign.as_ref(), act), foreign)
+}
+
+/// The severity of a unit whose principal is `foreign` (or inside the trust: `None`).
+pub(super) fn severity(foreign: Option<&BreachReason>, act: &Item<'_>) -> Severity {
+    match foreign {
+        Some(BreachReason::Unlimited) => Severity::Public,
+        Some(_) => Severity::CrossAccount,
+        None if is_admin(act) => Severity::Admin,
+        None => Severity::Access,
+    }
+}
+
+/// Why a principal under these pins is outside the trust; `None` when inside. What
+/// [`rate`] judges first, and all the guardrail needs.
+pub(super) fn outside(who: &Who, pins: &[Pin], trust: &Trust) -> Option<BreachReason> {
     let service = matches!(who, Who::One(Atom::Service(_)));
-    let tied = pins.iter().any(|p| p.ties(trust, service));
-    let foreign = if tied {
+    if pins.iter().any(|p| p.ties(trust, service)) {
         None
     } else {
         match who {
@@ -767,14 +797,7 @@ pub(super) fn rate(
                 }),
             },
         }
-    };
-    let severity = match &foreign {
-        Some(BreachReason::Unlimited) => Severity::Public,
-        Some(_) => Severity::CrossAccount,
-        None if is_admin(act) => Severity::Admin,
-        None => Severity::Access,
-    };
-    (severity, foreign)
+    }
 }
 
 /// Why an ARN principal is foreign: its account is not trusted, or it names none.

@@ -357,8 +357,7 @@ fn merged_keeps_the_baseline_as_written_then_the_extras_in_canonical_order() {
 }
 
 #[test]
-fn a_merged_document_over_the_size_limit_when_pretty_is_compact() {
-    // Many small extras: pretty JSON of them is over 32 KB, compact is not.
+fn a_merged_document_is_one_statement_a_line_or_compact_when_that_is_over_the_limit() {
     let extras: Vec<String> = (0..180)
         .map(|i| {
             format!(
@@ -367,14 +366,21 @@ fn a_merged_document_over_the_size_limit_when_pretty_is_compact() {
         })
         .collect();
     let mut statements = vec![ROOT, GUARD];
-    statements.extend(extras.iter().map(String::as_str));
-    let text = live(&statements);
-    let c = contain(
-        &text,
-        &policy(&format!("{ROOT},{GUARD},{USE}")),
-        &Trust::own(OWN),
-    )
-    .unwrap();
+    statements.extend(extras.iter().take(100).map(String::as_str));
+    // One statement a line: the baseline's as written, the extras compact.
+    let c = contain(&live(&statements), &baseline(), &Trust::own(OWN)).unwrap();
+    let lines: Vec<&str> = c.merged.lines().collect();
+    assert_eq!(lines.len(), 3 + 3 + 100 + 2, "{}", c.merged);
+    assert_eq!(lines[3], format!("    {ROOT},"));
+    assert_eq!(lines[6], format!("    {},", extras[0]));
+    assert!(same(&c.merged, &format!("{}", value(&c.merged))));
+
+    // A baseline statement carrying 25 KB of blanks, and many small extras: one a line,
+    // or pretty, is over 32 KB; compact is not.
+    statements.extend(extras.iter().skip(100).map(String::as_str));
+    let padded_root = ROOT.replacen('{', &format!("{{{}", " ".repeat(25_000)), 1);
+    let padded = policy(&format!("{padded_root},{GUARD},{USE}"));
+    let c = contain(&live(&statements), &padded, &Trust::own(OWN)).unwrap();
     assert_eq!(c.kept.len(), 180);
     assert!(
         c.merged.len() <= crate::MAX_POLICY_BYTES,
