@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::super::{
     CanonicalPolicy, Containment, Extra, LockoutGuard, Origin, PolicyError, Severity, Trust,
     ValidationError, Verdict, assess, assess_parsed, compare, contain, contain_with, explain,
-    validate, validate_as, validate_merged,
+    guardrails, validate, validate_as, validate_merged,
 };
 use super::{parse, policy, same};
 
@@ -575,13 +575,26 @@ fn a_policy_near_the_size_limit_is_judged_statement_by_statement() {
 
 #[test]
 fn the_merged_document_validates_as_a_whole_validation_would() {
-    let text = live(&[ROOT, GUARD, USE, DR, PUBLIC]);
+    let anonymous = r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/batch"},"Action":"kms:Encrypt","Resource":"*"}"#;
+    let text = live(&[ROOT, GUARD, USE, DR, PUBLIC, anonymous]);
     let c = contain(&text, &baseline(), &Trust::own(OWN)).unwrap();
+    assert_eq!(c.kept.len(), 2);
     let base = parse(&baseline());
     let v = validate_merged(&c, &base, &guard()).expect("valid");
     let whole = validate_as(&c.merged, &guard(), Origin::Mirrored).expect("valid");
     assert_eq!(v, whole);
     assert_eq!(v.policy, parse(&c.merged));
+    // Statements without a Sid keep their place in the merged document: judged against
+    // another account, every grant breaches, named by Sid or by that place.
+    let elsewhere = Trust::own("444455556666");
+    let breaches = guardrails(&v.policy, &elsewhere);
+    assert_eq!(breaches, guardrails(&parse(&c.merged), &elsewhere));
+    assert!(
+        breaches
+            .iter()
+            .any(|b| b.sid.is_none() && b.position == Some(4)),
+        "{breaches:#?}"
+    );
 }
 
 #[test]
@@ -639,6 +652,14 @@ fn a_kept_extra_ignored_by_kms_is_a_warning_and_an_oversized_merge_an_error() {
         "{:?}",
         v.warnings
     );
+    // KMS's limit is inclusive.
+    let mut exact = c.clone();
+    let pad = crate::MAX_POLICY_BYTES - exact.merged.len();
+    exact.merged = exact
+        .merged
+        .replacen('{', &format!("{{{}", " ".repeat(pad)), 1);
+    assert_eq!(exact.merged.len(), crate::MAX_POLICY_BYTES);
+    assert!(validate_merged(&exact, &parse(&baseline()), &guard()).is_ok());
     let mut big = c.clone();
     big.merged.push_str(&" ".repeat(32_768));
     big.merged.push('\u{100}');

@@ -35,6 +35,7 @@ fn everyone_as_a_bare_star_gaining_decrypt_is_public() {
     assert_eq!(e.severity, Severity::Public);
     assert_eq!(e.gains, [access("*", &["kms:Decrypt"], None)]);
     assert!(e.losses.is_empty());
+    assert!(!e.is_empty(), "a gain alone is a change of access");
     assert_eq!(
         e.sentences(),
         ["* gains kms:Decrypt (no condition) — public"]
@@ -164,6 +165,7 @@ fn a_removed_statement_is_narrowing() {
     let e = ex(&format!("{ROOT},{USE}"), ROOT);
     assert_eq!(e.severity, Severity::Narrowing);
     assert!(e.gains.is_empty());
+    assert!(!e.is_empty(), "a loss alone is a change of access");
     assert_eq!(
         e.losses,
         [access(
@@ -292,6 +294,63 @@ fn every_kms_action_in_the_baseline_covers_decrypt_in_the_live_policy() {
     let e = ex(ROOT, &decrypt);
     assert_eq!(e.severity, Severity::Narrowing);
     assert_eq!(e.losses[0].actions, ["kms:*"]);
+}
+
+#[test]
+fn a_grant_to_everyone_both_policies_have_covers_what_a_role_gains_under_it() {
+    // The shared statement names no principal of the changed one, only everyone.
+    for everyone in [r#"{"AWS":"*"}"#, r#""*""#] {
+        let anyone = format!(
+            r#"{{"Sid":"AnyoneInAccount","Effect":"Allow","Principal":{everyone},"Action":"kms:*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"111122223333"}}}}}}"#
+        );
+        let app = r#"{"Sid":"App","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/App"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}}"#;
+        let e = ex(
+            &format!("{ROOT},{anyone}"),
+            &format!("{ROOT},{anyone},{app}"),
+        );
+        assert!(e.is_empty(), "{everyone}: {e:?}");
+        // Without it, the role's grant is a gain.
+        assert!(!ex(ROOT, &format!("{ROOT},{app}")).is_empty());
+    }
+}
+
+#[test]
+fn coverage_is_judged_per_principal_action_and_resource() {
+    const KEY1: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1";
+    const KEY2: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-2";
+    let a = "arn:aws:iam::111122223333:role/A";
+    let b = "arn:aws:iam::111122223333:role/B";
+    let both = format!(
+        r#"{{"Sid":"Both","Effect":"Allow","Principal":{{"AWS":["{a}","{b}"]}},"Action":["kms:Decrypt","kms:Encrypt"],"Resource":["{KEY1}","{KEY2}"]}}"#
+    );
+    let b_encrypts = |resource: &str| {
+        format!(
+            r#"{{"Sid":"BEncrypts","Effect":"Allow","Principal":{{"AWS":"{b}"}},"Action":"kms:Encrypt","Resource":"{resource}"}}"#
+        )
+    };
+    // B may already encrypt with every key: of the new grant, that alone is not gained.
+    let every = b_encrypts("*");
+    let e = ex(
+        &format!("{ROOT},{every}"),
+        &format!("{ROOT},{every},{both}"),
+    );
+    assert_eq!(
+        e.gains,
+        [
+            access(a, &["kms:Decrypt", "kms:Encrypt"], None),
+            access(b, &["kms:Decrypt"], None),
+        ]
+    );
+    // With one key only, B still gains encryption with the other.
+    let one = b_encrypts(KEY2);
+    let e = ex(&format!("{ROOT},{one}"), &format!("{ROOT},{one},{both}"));
+    assert_eq!(
+        e.gains,
+        [
+            access(a, &["kms:Decrypt", "kms:Encrypt"], None),
+            access(b, &["kms:Decrypt", "kms:Encrypt"], None),
+        ]
+    );
 }
 
 #[test]
