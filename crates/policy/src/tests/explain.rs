@@ -354,6 +354,156 @@ fn coverage_is_judged_per_principal_action_and_resource() {
 }
 
 #[test]
+fn a_not_principal_grant_covers_everyone_it_does_not_exclude() {
+    let all_but_blocked = r#"{"Sid":"AllButBlocked","Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:role/Blocked"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}}"#;
+    let to = |principal: &str| {
+        format!(
+            r#"{all_but_blocked},{{"Sid":"New","Effect":"Allow","Principal":{principal},"Action":"kms:Decrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"111122223333"}}}}}}"#
+        )
+    };
+    // Another role is covered; the excluded role, and everyone, are not.
+    assert!(
+        ex(
+            all_but_blocked,
+            &to(r#"{"AWS":"arn:aws:iam::111122223333:role/App"}"#)
+        )
+        .is_empty()
+    );
+    let e = ex(
+        all_but_blocked,
+        &to(r#"{"AWS":"arn:aws:iam::111122223333:role/Blocked"}"#),
+    );
+    assert_eq!(
+        e.gains[0].principal,
+        "arn:aws:iam::111122223333:role/Blocked"
+    );
+    let e = ex(all_but_blocked, &to(r#"{"AWS":"*"}"#));
+    assert_eq!(e.gains[0].principal, "*");
+    // Excluding everyone covers nobody.
+    let nobody = all_but_blocked.replace(
+        r#"{"AWS":"arn:aws:iam::111122223333:role/Blocked"}"#,
+        r#""*""#,
+    );
+    let e = ex(
+        &nobody,
+        &to(r#"{"AWS":"arn:aws:iam::111122223333:role/App"}"#),
+    );
+    assert_eq!(e.gains[0].principal, "arn:aws:iam::111122223333:role/App");
+}
+
+#[test]
+fn every_action_covers_every_action_but_some() {
+    let every = ROOT.replace(r#""Action":"kms:*""#, r#""Action":"*""#);
+    let all_but = ROOT.replace(r#""Action":"kms:*""#, r#""NotAction":"kms:Decrypt""#);
+    assert!(ex(&every, &all_but).gains.is_empty());
+    assert!(
+        ex(
+            &every.replace(r#""*","Resource""#, r#""**","Resource""#),
+            &all_but
+        )
+        .gains
+        .is_empty()
+    );
+    // A pattern short of everything does not.
+    assert!(!ex(ROOT, &all_but).gains.is_empty());
+}
+
+/// The explanation from App gaining Decrypt under `baseline` to it under `live` (each a
+/// Condition block, JSON).
+fn app_under(baseline: &str, live: &str) -> Exposure {
+    let app = |condition: &str| {
+        format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/App"}},"Action":"kms:Decrypt","Resource":"*","Condition":{condition}}}"#
+        )
+    };
+    ex(
+        &format!("{ROOT},{}", app(baseline)),
+        &format!("{ROOT},{}", app(live)),
+    )
+}
+
+#[test]
+fn a_condition_covers_the_same_condition_and_those_it_implies() {
+    let covered = [
+        // The same IfExists condition.
+        (
+            r#"{"StringEqualsIfExists":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+            r#"{"StringEqualsIfExists":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        // A wider pattern over a narrower one.
+        (
+            r#"{"StringLike":{"kms:ViaService":"s3.*"}}"#,
+            r#"{"StringLike":{"kms:ViaService":"s3.eu-*"}}"#,
+        ),
+        // A pattern over an exact value it matches.
+        (
+            r#"{"StringLike":{"kms:ViaService":"s3.*"}}"#,
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        (
+            r#"{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::logs-*"}}"#,
+            r#"{"ArnEquals":{"aws:SourceArn":"arn:aws:s3:::logs-eu"}}"#,
+        ),
+        (
+            r#"{"ArnEquals":{"aws:SourceArn":"arn:aws:s3:::logs-*"}}"#,
+            r#"{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::logs-eu"}}"#,
+        ),
+        // A negated condition over one that excludes more.
+        (
+            r#"{"StringNotEquals":{"kms:ViaService":"ec2.eu-west-1.amazonaws.com"}}"#,
+            r#"{"StringNotEquals":{"kms:ViaService":["ec2.eu-west-1.amazonaws.com","rds.eu-west-1.amazonaws.com"]}}"#,
+        ),
+    ];
+    for (baseline, live) in covered {
+        let e = app_under(baseline, live);
+        assert!(e.gains.is_empty(), "{baseline} should cover {live}: {e:?}");
+    }
+    let not_covered = [
+        // IfExists also holds without the key: wider than the plain form.
+        (
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+            r#"{"StringEqualsIfExists":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        // StringEquals compares literally: its `*` is no wildcard.
+        (
+            r#"{"StringEquals":{"kms:ViaService":"s3.*"}}"#,
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        (
+            r#"{"StringLike":{"kms:ViaService":"s3.eu-*"}}"#,
+            r#"{"StringLike":{"kms:ViaService":"s3.*"}}"#,
+        ),
+        // Different operators on the same values imply nothing.
+        (
+            r#"{"NumericGreaterThan":{"aws:MultiFactorAuthAge":"3600"}}"#,
+            r#"{"NumericLessThan":{"aws:MultiFactorAuthAge":"3600"}}"#,
+        ),
+        (
+            r#"{"StringNotLike":{"kms:ViaService":"ec2.*"}}"#,
+            r#"{"StringNotEquals":{"kms:ViaService":"ec2.*"}}"#,
+        ),
+        // A negated condition over one that excludes less.
+        (
+            r#"{"StringNotEquals":{"kms:ViaService":["ec2.eu-west-1.amazonaws.com","rds.eu-west-1.amazonaws.com"]}}"#,
+            r#"{"StringNotEquals":{"kms:ViaService":"ec2.eu-west-1.amazonaws.com"}}"#,
+        ),
+        // A set qualifier changes the meaning.
+        (
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+            r#"{"ForAllValues:StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+    ];
+    for (baseline, live) in not_covered {
+        let e = app_under(baseline, live);
+        assert_eq!(
+            e.gains.len(),
+            1,
+            "{baseline} should not cover {live}: {e:?}"
+        );
+    }
+}
+
+#[test]
 fn a_wider_condition_in_the_baseline_covers_a_stricter_live_one() {
     let wide = USE.replace(
         r#""s3.eu-west-1.amazonaws.com""#,
