@@ -144,11 +144,37 @@ fn an_own_account_role_gaining_every_kms_action_is_admin() {
             None
         )]
     );
-    for action in ["*", "kms:Put*", "kms:Create*", "kms:ScheduleKeyDeletion"] {
+    for action in [
+        "*",
+        "kms:Put*",
+        "kms:Create*",
+        "kms:ScheduleKeyDeletion",
+        "kms:*KeyPolicy",
+        "kms:*Key*",
+    ] {
         let e = added(&format!(
             r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/Ops"}},"Action":"{action}","Resource":"*"}}"#
         ));
         assert_eq!(e.severity, Severity::Admin, "{action}");
+    }
+}
+
+#[test]
+fn every_action_but_some_is_admin_unless_it_excludes_administration() {
+    let but = |excluded: &str| {
+        added(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/Ops"}},"NotAction":{excluded},"Resource":"*"}}"#
+        ))
+        .severity
+    };
+    assert_eq!(but(r#""kms:Decrypt""#), Severity::Admin);
+    assert_eq!(but(r#""kms:*""#), Severity::Access);
+    // Usage patterns only: access.
+    for action in ["kms:*crypt", "kms:GenerateDataKey*"] {
+        let e = added(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/Ops"}},"Action":"{action}","Resource":"*"}}"#
+        ));
+        assert_eq!(e.severity, Severity::Access, "{action}");
     }
 }
 
@@ -828,6 +854,58 @@ fn an_encryption_context_of_trusted_resources_pins_a_service_principal_only() {
         r#"{"StringEquals":{"kms:EncryptionContext:app":"billing"}}"#,
     );
     assert_eq!(rated(&plain, &Trust::own(OWN)), Severity::CrossAccount);
+}
+
+#[test]
+fn a_pin_to_a_caller_of_unknown_account_is_cross_account_not_public() {
+    for condition in [
+        r#"{"StringLike":{"aws:userid":"AROAEXAMPLEEXAMPLE:*"}}"#,
+        r#"{"StringEquals":{"aws:username":"alice"}}"#,
+        r#"{"ArnEquals":{"aws:SourceArn":"arn:aws:s3:::reports"}}"#,
+    ] {
+        let e = added(&grant(r#""*""#, condition));
+        assert_eq!(e.severity, Severity::CrossAccount, "{condition}");
+    }
+    // A user id pattern that starts with a wildcard limits nothing.
+    let e = added(&grant(
+        r#""*""#,
+        r#"{"StringLike":{"aws:userid":"*:alice"}}"#,
+    ));
+    assert_eq!(e.severity, Severity::Public);
+}
+
+#[test]
+fn several_values_are_shown_as_a_list_whatever_the_operator() {
+    let when = |condition: &str| {
+        added(&grant(
+            r#"{"AWS":"arn:aws:iam::111122223333:role/Other"}"#,
+            condition,
+        ))
+        .gains[0]
+            .when
+            .clone()
+    };
+    assert_eq!(
+        when(r#"{"StringLike":{"kms:ViaService":["s3.*","ec2.*"]}}"#).as_deref(),
+        Some("kms:ViaService like [ec2.*, s3.*]")
+    );
+    assert_eq!(
+        when(r#"{"NumericLessThan":{"aws:MultiFactorAuthAge":["600","3600"]}}"#).as_deref(),
+        Some("aws:MultiFactorAuthAge NumericLessThan [3600, 600]")
+    );
+    assert_eq!(
+        when(r#"{"NumericLessThan":{"aws:MultiFactorAuthAge":"600"}}"#).as_deref(),
+        Some("aws:MultiFactorAuthAge NumericLessThan 600")
+    );
+}
+
+#[test]
+fn a_key_that_names_no_account_pins_nothing_even_with_arn_values() {
+    let statement = grant(
+        r#"{"Service":"logs.amazonaws.com"}"#,
+        r#"{"StringEquals":{"kms:GranteePrincipal":"arn:aws:iam::111122223333:role/App"}}"#,
+    );
+    assert_eq!(added(&statement).severity, Severity::CrossAccount);
 }
 
 #[test]
