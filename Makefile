@@ -11,7 +11,7 @@ VENV_PY := .venv/bin/python
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 NEXTEST := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 
-.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-coldstart fuzz clean
+.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-coldstart fuzz mutants clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,18 @@ bench-coldstart: ## cold start and peak RSS of bootstrap vs a hello-world lambda
 
 fuzz: ## cargo-fuzz the event parser and the policy canonicaliser, FUZZ_SECONDS=60 per target
 	@cargo xtask fuzz
+
+# cargo-mutants builds each mutant in a scratch copy of the tree, in its own target dir: a
+# shared CARGO_TARGET_DIR would keep mutated krg-policy artifacts that other checkouts of
+# the workspace then take as up to date.
+MUTANTS_VERSION := 27.1.0
+MUTANTS_FILES ?= crates/policy/src/explain.rs crates/policy/src/validate.rs \
+	crates/policy/src/guardrail.rs crates/policy/src/trust.rs
+mutants: ## mutation testing of krg-policy (.cargo/mutants.toml), one job; MUTANTS_FILES=... to narrow
+	@cargo mutants --version 2>/dev/null | grep -qx "cargo-mutants $(MUTANTS_VERSION)" \
+		|| cargo install cargo-mutants --version $(MUTANTS_VERSION) --locked
+	env -u CARGO_TARGET_DIR cargo mutants --package krg-policy --jobs $(or $(MUTANTS_JOBS),1) \
+		$(addprefix -f ,$(MUTANTS_FILES)) $(MUTANTS_ARGS)
 
 clean: emulator-stop ## remove build output and emulator state
 	cargo clean

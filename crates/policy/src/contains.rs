@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::canonical::{
@@ -55,8 +56,9 @@ pub struct Containment {
     /// text, what exact matching writes; else the baseline's top-level elements (`Version`,
     /// `Id`, ...) in its order, its statements as written, then the kept extras as written
     /// in the live policy, in canonical order (by Sid), so that live policies with the same
-    /// extras in another order merge to the same document: pretty JSON, or compact when
-    /// pretty would be over [`MAX_POLICY_BYTES`].
+    /// extras in another order merge to the same document: one element and one statement
+    /// a line (the baseline's as written, the extras compact), or compact throughout when
+    /// that would be over [`MAX_POLICY_BYTES`].
     pub merged: String,
     /// Baseline statements the live policy lacks, in canonical order (by Sid): their Sid,
     /// or when they have none a short description,
@@ -227,12 +229,22 @@ fn measure(
 
 /// The baseline's top-level elements with its statements as written followed by the kept
 /// extras; from the canonical form if the text does not read as a policy.
+///
+/// The text is not parsed into a tree: its elements and statements are copied verbatim,
+/// one per line, and each kept extra is written compact on a line of its own, which costs
+/// a scan of the text rather than a parse. Over [`MAX_POLICY_BYTES`] so, the document is
+/// parsed (`value`, when the caller has it) and written compact throughout.
 fn write_merged(
     text: &str,
     value: Option<&Value>,
     base: &CanonicalPolicy,
     kept: &[Extra],
 ) -> String {
+    if let Some(verbatim) = write_verbatim(text, kept)
+        && verbatim.len() <= MAX_POLICY_BYTES
+    {
+        return verbatim;
+    }
     let parsed;
     let value = match value {
         Some(v) => Some(v),
@@ -254,7 +266,7 @@ fn write_merged(
         }
     };
     let doc = Merged {
-        fields,
+        fields: fields.iter().map(|(k, v)| (k.as_str(), v)).collect(),
         statements: written
             .into_iter()
             .chain(kept.iter().map(|e| &e.statement))
@@ -268,6 +280,61 @@ fn write_merged(
     }
 }
 
+/// [`write_merged`] without parsing the baseline into a tree: `None` when its text is
+/// not an object with a Statement (then the tree path decides).
+fn write_verbatim(text: &str, kept: &[Extra]) -> Option<String> {
+    let RawFields(fields) = serde_json::from_str(text).ok()?;
+    let statement = fields.iter().find(|(k, _)| k == "Statement")?.1;
+    let written: Vec<&RawValue> = match statement.get().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(statement.get()).ok()?,
+        Some(b'{') => vec![statement],
+        _ => return None,
+    };
+    let extras: Vec<Box<RawValue>> = kept
+        .iter()
+        .map(|e| serde_json::value::to_raw_value(&e.statement))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let doc = Merged {
+        fields: fields.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        statements: written
+            .into_iter()
+            .chain(extras.iter().map(|e| &**e))
+            .collect(),
+    };
+    serde_json::to_string_pretty(&doc).ok()
+}
+
+/// A JSON object's members in document order, values unparsed; a repeated name keeps
+/// the last value at the first place, as a parsed `Value` (with `preserve_order`) does.
+struct RawFields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Members<'a> {
+            type Value = RawFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields: Vec<(String, &'a RawValue)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, &'a RawValue>()? {
+                    match fields.iter_mut().find(|(name, _)| *name == k) {
+                        Some(field) => field.1 = v,
+                        None => fields.push((k, v)),
+                    }
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Members(std::marker::PhantomData))
+    }
+}
+
 /// A document's elements and its statements, when it is an object with a Statement.
 fn parts(v: &Value) -> Option<(&Map<String, Value>, Vec<&Value>)> {
     Some((
@@ -277,18 +344,19 @@ fn parts(v: &Value) -> Option<(&Map<String, Value>, Vec<&Value>)> {
 }
 
 /// A document written from borrowed parts: `fields` in their order, with `Statement`
-/// replaced by `statements` (no copy of the baseline is made to write it).
-struct Merged<'a> {
-    fields: &'a Map<String, Value>,
-    statements: Vec<&'a Value>,
+/// replaced by `statements` (no copy of the baseline is made to write it). `V` is a parsed
+/// `Value` or an unparsed `RawValue`.
+struct Merged<'a, V: ?Sized> {
+    fields: Vec<(&'a str, &'a V)>,
+    statements: Vec<&'a V>,
 }
 
-impl serde::Serialize for Merged<'_> {
+impl<V: serde::Serialize + ?Sized> serde::Serialize for Merged<'_, V> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (k, v) in self.fields {
-            if k == "Statement" {
+        for (k, v) in &self.fields {
+            if *k == "Statement" {
                 map.serialize_entry(k, &self.statements)?;
             } else {
                 map.serialize_entry(k, v)?;

@@ -687,6 +687,19 @@ fn is_admin(act: &Item<'_>) -> bool {
         Item::One(p) if !p.contains(['*', '?']) => ADMIN_ACTIONS
             .iter()
             .any(|admin| admin.eq_ignore_ascii_case(p)),
+        // A literal prefix and one trailing `*` (`kms:GenerateDataKey*`): a prefix test.
+        Item::One(p)
+            if p.strip_suffix('*')
+                .is_some_and(|prefix| !prefix.contains(['*', '?'])) =>
+        {
+            let prefix = &p.as_bytes()[..p.len() - 1];
+            ADMIN_ACTIONS.iter().any(|admin| {
+                admin
+                    .as_bytes()
+                    .get(..prefix.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+            })
+        }
         Item::One(p) => ADMIN_ACTIONS
             .iter()
             .any(|admin| glob_covers(p, admin, true)),
@@ -727,18 +740,35 @@ impl Pin {
 }
 
 /// The severity of one unit (principal, action) under its statement's pins, and why it is
-/// public or cross-account. The one set of rules both the explanation's severity and the
-/// guardrail ([`guardrails`](crate::guardrails)) apply: conditions are ANDed, so one pin
-/// that ties the caller to the trust is enough.
+/// public or cross-account: [`outside`], then [`severity`]. The one set of rules both the
+/// explanation's severity and the guardrail ([`guardrails`](crate::guardrails), through
+/// the same two functions) apply: conditions are ANDed, so one pin that ties the caller to
+/// the trust is enough.
 pub(super) fn rate(
     who: &Who,
     pins: &[Pin],
     act: &Item<'_>,
     trust: &Trust,
 ) -> (Severity, Option<BreachReason>) {
+    let foreign = outside(who, pins, trust);
+    (severity(foreign.as_ref(), act), foreign)
+}
+
+/// The severity of a unit whose principal is `foreign` (or inside the trust: `None`).
+pub(super) fn severity(foreign: Option<&BreachReason>, act: &Item<'_>) -> Severity {
+    match foreign {
+        Some(BreachReason::Unlimited) => Severity::Public,
+        Some(_) => Severity::CrossAccount,
+        None if is_admin(act) => Severity::Admin,
+        None => Severity::Access,
+    }
+}
+
+/// Why a principal under these pins is outside the trust; `None` when inside. What
+/// [`rate`] judges first, and all the guardrail needs.
+pub(super) fn outside(who: &Who, pins: &[Pin], trust: &Trust) -> Option<BreachReason> {
     let service = matches!(who, Who::One(Atom::Service(_)));
-    let tied = pins.iter().any(|p| p.ties(trust, service));
-    let foreign = if tied {
+    if pins.iter().any(|p| p.ties(trust, service)) {
         None
     } else {
         match who {
@@ -767,14 +797,7 @@ pub(super) fn rate(
                 }),
             },
         }
-    };
-    let severity = match &foreign {
-        Some(BreachReason::Unlimited) => Severity::Public,
-        Some(_) => Severity::CrossAccount,
-        None if is_admin(act) => Severity::Admin,
-        None => Severity::Access,
-    };
-    (severity, foreign)
+    }
 }
 
 /// Why an ARN principal is foreign: its account is not trusted, or it names none.
@@ -1031,7 +1054,69 @@ pub(super) fn render_when(conditions: &Conditions) -> Option<String> {
 
 #[cfg(test)]
 mod globs {
+    use proptest::prelude::*;
+
     use super::{glob_covers, glob_intersects};
+
+    /// IAM's wildcard match of a text, by the definition: `*` any run, `?` one character.
+    fn matches(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.split_first(), text.split_first()) {
+            (None, _) => text.is_empty(),
+            (Some((b'*', rest)), _) => {
+                matches(rest, text) || (!text.is_empty() && matches(pattern, &text[1..]))
+            }
+            (Some((p, rest)), Some((t, more))) => (*p == b'?' || p == t) && matches(rest, more),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Every text over `ab` up to `len` characters.
+    fn texts(len: usize) -> Vec<Vec<u8>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|t: &Vec<u8>| {
+                    [b'a', b'b'].map(|c| {
+                        let mut t = t.clone();
+                        t.push(c);
+                        t
+                    })
+                })
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    proptest! {
+        #[test]
+        fn coverage_never_claims_what_the_definition_denies(p in "[ab*?]{0,4}", q in "[ab*?]{0,4}") {
+            let all = texts(p.len() + q.len() + 1);
+            let by_definition = all
+                .iter()
+                .all(|t| !matches(q.as_bytes(), t) || matches(p.as_bytes(), t));
+            // Sound, not complete: `?*` covers `*?`, unseen.
+            prop_assert!(!glob_covers(&p, &q, false) || by_definition, "{} covers {}", p, q);
+        }
+
+        #[test]
+        fn coverage_of_a_literal_is_a_match(p in "[ab*?]{0,5}", q in "[ab]{0,5}") {
+            prop_assert_eq!(glob_covers(&p, &q, false), matches(p.as_bytes(), q.as_bytes()), "{} covers {}", p, q);
+            let upper = q.to_ascii_uppercase();
+            prop_assert_eq!(glob_covers(&p, &upper, true), matches(p.as_bytes(), q.as_bytes()), "{} covers {} ignoring case", p, upper);
+        }
+
+        #[test]
+        fn intersection_is_what_the_definition_says(a in "[ab*?]{0,4}", b in "[ab*?]{0,4}") {
+            let all = texts(a.len() + b.len());
+            let by_definition = all
+                .iter()
+                .any(|t| matches(a.as_bytes(), t) && matches(b.as_bytes(), t));
+            prop_assert_eq!(glob_intersects(&a, &b, false), by_definition, "{} and {}", a, b);
+        }
+    }
 
     #[test]
     fn pattern_coverage_follows_iam_wildcards() {

@@ -13,7 +13,9 @@ use std::fmt;
 use serde_json::Value;
 
 use super::canonical::{CanonicalPolicy, Effect};
-use super::explain::{compile, pins, rate, render_when, show_who, shown_action, uncovered};
+use super::explain::{
+    compile, outside, pins, render_when, severity, show_who, shown_action, uncovered,
+};
 use super::{Access, Severity, Trust};
 
 /// Why a grant falls outside the trust.
@@ -144,17 +146,23 @@ pub fn guardrails(policy: &CanonicalPolicy, trust: &Trust) -> Vec<Breach> {
         // Per principal of the statement: folded action -> (action as shown), worst rating.
         let mut found: BTreeMap<usize, (BTreeMap<String, String>, Severity, BreachReason)> =
             BTreeMap::new();
+        // Whether a principal is outside the trust does not depend on the action: judged
+        // once per principal, with the rules `rate` applies for the explanation.
+        let reasons: Vec<Option<BreachReason>> =
+            rule.who.iter().map(|w| outside(w, &pins, trust)).collect();
         for &(p, a) in &hit.units {
+            let Some(reason) = &reasons[p] else { continue };
             let action = &rule.action_items[a];
-            let (severity, Some(reason)) = rate(&rule.who[p], &pins, action, trust) else {
-                continue;
-            };
+            let severity = severity(Some(reason), action);
             let entry = found
                 .entry(p)
-                .or_insert_with(|| (BTreeMap::new(), severity, reason));
+                .or_insert_with(|| (BTreeMap::new(), severity, reason.clone()));
             entry.1 = entry.1.max(severity);
             let (folded, shown) = shown_action(action);
             entry.0.entry(folded).or_insert(shown);
+        }
+        if found.is_empty() {
+            continue;
         }
         let when = render_when(rule.conditions);
         for (p, (actions, severity, reason)) in found {

@@ -884,9 +884,10 @@ fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
+            // The last `*` absorbs one more character; match again after it.
+            let st = st + 1;
+            star = Some((sp, st));
+            (pi, ti) = (sp + 1, st);
         } else {
             return false;
         }

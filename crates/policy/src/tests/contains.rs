@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::super::{
     CanonicalPolicy, Containment, Extra, LockoutGuard, Origin, PolicyError, Severity, Trust,
     ValidationError, Verdict, assess, assess_parsed, compare, contain, contain_with, explain,
-    validate, validate_as, validate_merged,
+    guardrails, validate, validate_as, validate_merged,
 };
 use super::{parse, policy, same};
 
@@ -357,8 +357,7 @@ fn merged_keeps_the_baseline_as_written_then_the_extras_in_canonical_order() {
 }
 
 #[test]
-fn a_merged_document_over_the_size_limit_when_pretty_is_compact() {
-    // Many small extras: pretty JSON of them is over 32 KB, compact is not.
+fn a_merged_document_is_one_statement_a_line_or_compact_when_that_is_over_the_limit() {
     let extras: Vec<String> = (0..180)
         .map(|i| {
             format!(
@@ -367,14 +366,21 @@ fn a_merged_document_over_the_size_limit_when_pretty_is_compact() {
         })
         .collect();
     let mut statements = vec![ROOT, GUARD];
-    statements.extend(extras.iter().map(String::as_str));
-    let text = live(&statements);
-    let c = contain(
-        &text,
-        &policy(&format!("{ROOT},{GUARD},{USE}")),
-        &Trust::own(OWN),
-    )
-    .unwrap();
+    statements.extend(extras.iter().take(100).map(String::as_str));
+    // One statement a line: the baseline's as written, the extras compact.
+    let c = contain(&live(&statements), &baseline(), &Trust::own(OWN)).unwrap();
+    let lines: Vec<&str> = c.merged.lines().collect();
+    assert_eq!(lines.len(), 3 + 3 + 100 + 2, "{}", c.merged);
+    assert_eq!(lines[3], format!("    {ROOT},"));
+    assert_eq!(lines[6], format!("    {},", extras[0]));
+    assert!(same(&c.merged, &format!("{}", value(&c.merged))));
+
+    // A baseline statement carrying 25 KB of blanks, and many small extras: one a line,
+    // or pretty, is over 32 KB; compact is not.
+    statements.extend(extras.iter().skip(100).map(String::as_str));
+    let padded_root = ROOT.replacen('{', &format!("{{{}", " ".repeat(25_000)), 1);
+    let padded = policy(&format!("{padded_root},{GUARD},{USE}"));
+    let c = contain(&live(&statements), &padded, &Trust::own(OWN)).unwrap();
     assert_eq!(c.kept.len(), 180);
     assert!(
         c.merged.len() <= crate::MAX_POLICY_BYTES,
@@ -569,13 +575,26 @@ fn a_policy_near_the_size_limit_is_judged_statement_by_statement() {
 
 #[test]
 fn the_merged_document_validates_as_a_whole_validation_would() {
-    let text = live(&[ROOT, GUARD, USE, DR, PUBLIC]);
+    let anonymous = r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/batch"},"Action":"kms:Encrypt","Resource":"*"}"#;
+    let text = live(&[ROOT, GUARD, USE, DR, PUBLIC, anonymous]);
     let c = contain(&text, &baseline(), &Trust::own(OWN)).unwrap();
+    assert_eq!(c.kept.len(), 2);
     let base = parse(&baseline());
     let v = validate_merged(&c, &base, &guard()).expect("valid");
     let whole = validate_as(&c.merged, &guard(), Origin::Mirrored).expect("valid");
     assert_eq!(v, whole);
     assert_eq!(v.policy, parse(&c.merged));
+    // Statements without a Sid keep their place in the merged document: judged against
+    // another account, every grant breaches, named by Sid or by that place.
+    let elsewhere = Trust::own("444455556666");
+    let breaches = guardrails(&v.policy, &elsewhere);
+    assert_eq!(breaches, guardrails(&parse(&c.merged), &elsewhere));
+    assert!(
+        breaches
+            .iter()
+            .any(|b| b.sid.is_none() && b.position == Some(4)),
+        "{breaches:#?}"
+    );
 }
 
 #[test]
@@ -633,6 +652,14 @@ fn a_kept_extra_ignored_by_kms_is_a_warning_and_an_oversized_merge_an_error() {
         "{:?}",
         v.warnings
     );
+    // KMS's limit is inclusive.
+    let mut exact = c.clone();
+    let pad = crate::MAX_POLICY_BYTES - exact.merged.len();
+    exact.merged = exact
+        .merged
+        .replacen('{', &format!("{{{}", " ".repeat(pad)), 1);
+    assert_eq!(exact.merged.len(), crate::MAX_POLICY_BYTES);
+    assert!(validate_merged(&exact, &parse(&baseline()), &guard()).is_ok());
     let mut big = c.clone();
     big.merged.push_str(&" ".repeat(32_768));
     big.merged.push('\u{100}');

@@ -35,6 +35,7 @@ fn everyone_as_a_bare_star_gaining_decrypt_is_public() {
     assert_eq!(e.severity, Severity::Public);
     assert_eq!(e.gains, [access("*", &["kms:Decrypt"], None)]);
     assert!(e.losses.is_empty());
+    assert!(!e.is_empty(), "a gain alone is a change of access");
     assert_eq!(
         e.sentences(),
         ["* gains kms:Decrypt (no condition) — public"]
@@ -143,11 +144,37 @@ fn an_own_account_role_gaining_every_kms_action_is_admin() {
             None
         )]
     );
-    for action in ["*", "kms:Put*", "kms:Create*", "kms:ScheduleKeyDeletion"] {
+    for action in [
+        "*",
+        "kms:Put*",
+        "kms:Create*",
+        "kms:ScheduleKeyDeletion",
+        "kms:*KeyPolicy",
+        "kms:*Key*",
+    ] {
         let e = added(&format!(
             r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/Ops"}},"Action":"{action}","Resource":"*"}}"#
         ));
         assert_eq!(e.severity, Severity::Admin, "{action}");
+    }
+}
+
+#[test]
+fn every_action_but_some_is_admin_unless_it_excludes_administration() {
+    let but = |excluded: &str| {
+        added(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/Ops"}},"NotAction":{excluded},"Resource":"*"}}"#
+        ))
+        .severity
+    };
+    assert_eq!(but(r#""kms:Decrypt""#), Severity::Admin);
+    assert_eq!(but(r#""kms:*""#), Severity::Access);
+    // Usage patterns only: access.
+    for action in ["kms:*crypt", "kms:GenerateDataKey*"] {
+        let e = added(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/Ops"}},"Action":"{action}","Resource":"*"}}"#
+        ));
+        assert_eq!(e.severity, Severity::Access, "{action}");
     }
 }
 
@@ -164,6 +191,7 @@ fn a_removed_statement_is_narrowing() {
     let e = ex(&format!("{ROOT},{USE}"), ROOT);
     assert_eq!(e.severity, Severity::Narrowing);
     assert!(e.gains.is_empty());
+    assert!(!e.is_empty(), "a loss alone is a change of access");
     assert_eq!(
         e.losses,
         [access(
@@ -292,6 +320,213 @@ fn every_kms_action_in_the_baseline_covers_decrypt_in_the_live_policy() {
     let e = ex(ROOT, &decrypt);
     assert_eq!(e.severity, Severity::Narrowing);
     assert_eq!(e.losses[0].actions, ["kms:*"]);
+}
+
+#[test]
+fn a_grant_to_everyone_both_policies_have_covers_what_a_role_gains_under_it() {
+    // The shared statement names no principal of the changed one, only everyone.
+    for everyone in [r#"{"AWS":"*"}"#, r#""*""#] {
+        let anyone = format!(
+            r#"{{"Sid":"AnyoneInAccount","Effect":"Allow","Principal":{everyone},"Action":"kms:*","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"111122223333"}}}}}}"#
+        );
+        let app = r#"{"Sid":"App","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/App"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}}"#;
+        let e = ex(
+            &format!("{ROOT},{anyone}"),
+            &format!("{ROOT},{anyone},{app}"),
+        );
+        assert!(e.is_empty(), "{everyone}: {e:?}");
+        // Without it, the role's grant is a gain.
+        assert!(!ex(ROOT, &format!("{ROOT},{app}")).is_empty());
+    }
+}
+
+#[test]
+fn coverage_is_judged_per_principal_action_and_resource() {
+    const KEY1: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1";
+    const KEY2: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-2";
+    let a = "arn:aws:iam::111122223333:role/A";
+    let b = "arn:aws:iam::111122223333:role/B";
+    let both = format!(
+        r#"{{"Sid":"Both","Effect":"Allow","Principal":{{"AWS":["{a}","{b}"]}},"Action":["kms:Decrypt","kms:Encrypt"],"Resource":["{KEY1}","{KEY2}"]}}"#
+    );
+    let b_encrypts = |resource: &str| {
+        format!(
+            r#"{{"Sid":"BEncrypts","Effect":"Allow","Principal":{{"AWS":"{b}"}},"Action":"kms:Encrypt","Resource":"{resource}"}}"#
+        )
+    };
+    // B may already encrypt with every key: of the new grant, that alone is not gained.
+    let every = b_encrypts("*");
+    let e = ex(
+        &format!("{ROOT},{every}"),
+        &format!("{ROOT},{every},{both}"),
+    );
+    assert_eq!(
+        e.gains,
+        [
+            access(a, &["kms:Decrypt", "kms:Encrypt"], None),
+            access(b, &["kms:Decrypt"], None),
+        ]
+    );
+    // With one key only, B still gains encryption with the other.
+    let one = b_encrypts(KEY2);
+    let e = ex(&format!("{ROOT},{one}"), &format!("{ROOT},{one},{both}"));
+    assert_eq!(
+        e.gains,
+        [
+            access(a, &["kms:Decrypt", "kms:Encrypt"], None),
+            access(b, &["kms:Decrypt", "kms:Encrypt"], None),
+        ]
+    );
+}
+
+#[test]
+fn a_not_principal_grant_covers_everyone_it_does_not_exclude() {
+    let all_but_blocked = r#"{"Sid":"AllButBlocked","Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:role/Blocked"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333"}}}"#;
+    let to = |principal: &str| {
+        format!(
+            r#"{all_but_blocked},{{"Sid":"New","Effect":"Allow","Principal":{principal},"Action":"kms:Decrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:CallerAccount":"111122223333"}}}}}}"#
+        )
+    };
+    // Another role is covered; the excluded role, and everyone, are not.
+    assert!(
+        ex(
+            all_but_blocked,
+            &to(r#"{"AWS":"arn:aws:iam::111122223333:role/App"}"#)
+        )
+        .is_empty()
+    );
+    let e = ex(
+        all_but_blocked,
+        &to(r#"{"AWS":"arn:aws:iam::111122223333:role/Blocked"}"#),
+    );
+    assert_eq!(
+        e.gains[0].principal,
+        "arn:aws:iam::111122223333:role/Blocked"
+    );
+    let e = ex(all_but_blocked, &to(r#"{"AWS":"*"}"#));
+    assert_eq!(e.gains[0].principal, "*");
+    // Excluding everyone covers nobody.
+    let nobody = all_but_blocked.replace(
+        r#"{"AWS":"arn:aws:iam::111122223333:role/Blocked"}"#,
+        r#""*""#,
+    );
+    let e = ex(
+        &nobody,
+        &to(r#"{"AWS":"arn:aws:iam::111122223333:role/App"}"#),
+    );
+    assert_eq!(e.gains[0].principal, "arn:aws:iam::111122223333:role/App");
+}
+
+#[test]
+fn every_action_covers_every_action_but_some() {
+    let every = ROOT.replace(r#""Action":"kms:*""#, r#""Action":"*""#);
+    let all_but = ROOT.replace(r#""Action":"kms:*""#, r#""NotAction":"kms:Decrypt""#);
+    assert!(ex(&every, &all_but).gains.is_empty());
+    assert!(
+        ex(
+            &every.replace(r#""*","Resource""#, r#""**","Resource""#),
+            &all_but
+        )
+        .gains
+        .is_empty()
+    );
+    // A pattern short of everything does not.
+    assert!(!ex(ROOT, &all_but).gains.is_empty());
+}
+
+/// The explanation from App gaining Decrypt under `baseline` to it under `live` (each a
+/// Condition block, JSON).
+fn app_under(baseline: &str, live: &str) -> Exposure {
+    let app = |condition: &str| {
+        format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:role/App"}},"Action":"kms:Decrypt","Resource":"*","Condition":{condition}}}"#
+        )
+    };
+    ex(
+        &format!("{ROOT},{}", app(baseline)),
+        &format!("{ROOT},{}", app(live)),
+    )
+}
+
+#[test]
+fn a_condition_covers_the_same_condition_and_those_it_implies() {
+    let covered = [
+        // The same IfExists condition.
+        (
+            r#"{"StringEqualsIfExists":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+            r#"{"StringEqualsIfExists":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        // A wider pattern over a narrower one.
+        (
+            r#"{"StringLike":{"kms:ViaService":"s3.*"}}"#,
+            r#"{"StringLike":{"kms:ViaService":"s3.eu-*"}}"#,
+        ),
+        // A pattern over an exact value it matches.
+        (
+            r#"{"StringLike":{"kms:ViaService":"s3.*"}}"#,
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        (
+            r#"{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::logs-*"}}"#,
+            r#"{"ArnEquals":{"aws:SourceArn":"arn:aws:s3:::logs-eu"}}"#,
+        ),
+        (
+            r#"{"ArnEquals":{"aws:SourceArn":"arn:aws:s3:::logs-*"}}"#,
+            r#"{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::logs-eu"}}"#,
+        ),
+        // A negated condition over one that excludes more.
+        (
+            r#"{"StringNotEquals":{"kms:ViaService":"ec2.eu-west-1.amazonaws.com"}}"#,
+            r#"{"StringNotEquals":{"kms:ViaService":["ec2.eu-west-1.amazonaws.com","rds.eu-west-1.amazonaws.com"]}}"#,
+        ),
+    ];
+    for (baseline, live) in covered {
+        let e = app_under(baseline, live);
+        assert!(e.gains.is_empty(), "{baseline} should cover {live}: {e:?}");
+    }
+    let not_covered = [
+        // IfExists also holds without the key: wider than the plain form.
+        (
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+            r#"{"StringEqualsIfExists":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        // StringEquals compares literally: its `*` is no wildcard.
+        (
+            r#"{"StringEquals":{"kms:ViaService":"s3.*"}}"#,
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+        (
+            r#"{"StringLike":{"kms:ViaService":"s3.eu-*"}}"#,
+            r#"{"StringLike":{"kms:ViaService":"s3.*"}}"#,
+        ),
+        // Different operators on the same values imply nothing.
+        (
+            r#"{"NumericGreaterThan":{"aws:MultiFactorAuthAge":"3600"}}"#,
+            r#"{"NumericLessThan":{"aws:MultiFactorAuthAge":"3600"}}"#,
+        ),
+        (
+            r#"{"StringNotLike":{"kms:ViaService":"ec2.*"}}"#,
+            r#"{"StringNotEquals":{"kms:ViaService":"ec2.*"}}"#,
+        ),
+        // A negated condition over one that excludes less.
+        (
+            r#"{"StringNotEquals":{"kms:ViaService":["ec2.eu-west-1.amazonaws.com","rds.eu-west-1.amazonaws.com"]}}"#,
+            r#"{"StringNotEquals":{"kms:ViaService":"ec2.eu-west-1.amazonaws.com"}}"#,
+        ),
+        // A set qualifier changes the meaning.
+        (
+            r#"{"StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+            r#"{"ForAllValues:StringEquals":{"kms:ViaService":"s3.eu-west-1.amazonaws.com"}}"#,
+        ),
+    ];
+    for (baseline, live) in not_covered {
+        let e = app_under(baseline, live);
+        assert_eq!(
+            e.gains.len(),
+            1,
+            "{baseline} should not cover {live}: {e:?}"
+        );
+    }
 }
 
 #[test]
@@ -619,6 +854,58 @@ fn an_encryption_context_of_trusted_resources_pins_a_service_principal_only() {
         r#"{"StringEquals":{"kms:EncryptionContext:app":"billing"}}"#,
     );
     assert_eq!(rated(&plain, &Trust::own(OWN)), Severity::CrossAccount);
+}
+
+#[test]
+fn a_pin_to_a_caller_of_unknown_account_is_cross_account_not_public() {
+    for condition in [
+        r#"{"StringLike":{"aws:userid":"AROAEXAMPLEEXAMPLE:*"}}"#,
+        r#"{"StringEquals":{"aws:username":"alice"}}"#,
+        r#"{"ArnEquals":{"aws:SourceArn":"arn:aws:s3:::reports"}}"#,
+    ] {
+        let e = added(&grant(r#""*""#, condition));
+        assert_eq!(e.severity, Severity::CrossAccount, "{condition}");
+    }
+    // A user id pattern that starts with a wildcard limits nothing.
+    let e = added(&grant(
+        r#""*""#,
+        r#"{"StringLike":{"aws:userid":"*:alice"}}"#,
+    ));
+    assert_eq!(e.severity, Severity::Public);
+}
+
+#[test]
+fn several_values_are_shown_as_a_list_whatever_the_operator() {
+    let when = |condition: &str| {
+        added(&grant(
+            r#"{"AWS":"arn:aws:iam::111122223333:role/Other"}"#,
+            condition,
+        ))
+        .gains[0]
+            .when
+            .clone()
+    };
+    assert_eq!(
+        when(r#"{"StringLike":{"kms:ViaService":["s3.*","ec2.*"]}}"#).as_deref(),
+        Some("kms:ViaService like [ec2.*, s3.*]")
+    );
+    assert_eq!(
+        when(r#"{"NumericLessThan":{"aws:MultiFactorAuthAge":["600","3600"]}}"#).as_deref(),
+        Some("aws:MultiFactorAuthAge NumericLessThan [3600, 600]")
+    );
+    assert_eq!(
+        when(r#"{"NumericLessThan":{"aws:MultiFactorAuthAge":"600"}}"#).as_deref(),
+        Some("aws:MultiFactorAuthAge NumericLessThan 600")
+    );
+}
+
+#[test]
+fn a_key_that_names_no_account_pins_nothing_even_with_arn_values() {
+    let statement = grant(
+        r#"{"Service":"logs.amazonaws.com"}"#,
+        r#"{"StringEquals":{"kms:GranteePrincipal":"arn:aws:iam::111122223333:role/App"}}"#,
+    );
+    assert_eq!(added(&statement).severity, Severity::CrossAccount);
 }
 
 #[test]

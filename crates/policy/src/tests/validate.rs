@@ -80,6 +80,25 @@ fn the_default_key_policy_is_valid_and_returned_in_canonical_form() {
 }
 
 #[test]
+fn a_policy_of_exactly_the_kms_limit_is_accepted() {
+    let text = policy(ROOT_ALLOW);
+    let padded = text.replacen(
+        '{',
+        &format!("{{{}", " ".repeat(MAX_POLICY_BYTES - text.len())),
+        1,
+    );
+    assert_eq!(padded.len(), MAX_POLICY_BYTES);
+    assert!(validate(&padded, &root_guard()).is_ok());
+    let over = padded.replacen('{', "{ ", 1);
+    assert_eq!(
+        errors(&over, &root_guard()),
+        [ValidationError::TooLarge {
+            bytes: MAX_POLICY_BYTES + 1
+        }]
+    );
+}
+
+#[test]
 fn an_oversized_policy_is_rejected() {
     let padding = "x".repeat(MAX_POLICY_BYTES);
     let text = policy(&ROOT_ALLOW.replace(r#""Sid":"Root""#, &format!(r#""Sid":"{padding}""#)));
@@ -214,6 +233,88 @@ fn a_policy_that_allows_neither_root_nor_the_role_is_a_lockout() {
         "{message}"
     );
     assert!(locks_out(&text, &root_guard()));
+    // For a role, allowing the account root instead is offered; for the root, nothing else.
+    assert!(
+        message.ends_with(
+            " (allowing the account root arn:aws:iam::111122223333:root instead also works, as the root delegates to IAM policies)"
+        ),
+        "{message}"
+    );
+    let root_message = errors(&text, &root_guard())[0].to_string();
+    assert!(
+        root_message.ends_with(r#""Resource": "*"}"#),
+        "{root_message}"
+    );
+}
+
+#[test]
+fn a_wildcard_that_must_skip_false_starts_still_matches_the_key() {
+    // `*` must pass over `12ab`, then `34cd...` before `ab` ends the key id.
+    for pattern in [
+        "arn:aws:kms:*:111122223333:key/mrk-1234abcd*ab",
+        "arn:aws:kms:eu-west-1:111122223333:key/*a*b",
+    ] {
+        let text = policy(&format!(
+            r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":"*","Action":"kms:PutKeyPolicy","Resource":"{pattern}"}}"#
+        ));
+        assert!(locks_out(&text, &root_guard()), "{pattern}");
+    }
+    let elsewhere = policy(&format!(
+        r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":"*","Action":"kms:PutKeyPolicy","Resource":"arn:aws:kms:*:111122223333:key/mrk-1234abcd*ac"}}"#
+    ));
+    assert!(!locks_out(&elsewhere, &root_guard()));
+}
+
+#[test]
+fn a_remediator_role_arn_that_does_not_parse_leaves_the_key_account_protected() {
+    // Without a role account to go by, the key's own account root must keep access.
+    for role in [
+        "arn:aws:iam::1111:role/kms-replica-guard",
+        "arn::iam::111122223333:role/kms-replica-guard",
+    ] {
+        let guard = LockoutGuard {
+            remediator_role_arn: Some(role.into()),
+            ..root_guard()
+        };
+        let deny_root = format!(
+            r#"{ROOT_ALLOW},{{"Effect":"Allow","Principal":{{"AWS":"{role}"}},"Action":"kms:PutKeyPolicy","Resource":"*"}},{{"Effect":"Deny","Principal":{{"AWS":"arn:aws:iam::111122223333:root"}},"Action":"kms:PutKeyPolicy","Resource":"*"}}"#
+        );
+        let errs = errors(&policy(&deny_root), &guard);
+        assert!(
+            matches!(
+                errs.as_slice(),
+                [ValidationError::LockoutDenied { index: 2, exemption, .. }]
+                    if exemption.contains("aws:PrincipalArn")
+            ),
+            "{role}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn a_deny_of_the_key_account_in_another_partition_is_counted() {
+    // The account id is what a Deny reaches; the partition of the root ARN is not trusted
+    // to keep it away.
+    for principal in [
+        "arn:aws-us-gov:iam::111122223333:root",
+        "arn:aws-cn:iam::111122223333:root",
+    ] {
+        let text = policy(&format!(
+            r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":{{"AWS":"{principal}"}},"Action":"kms:PutKeyPolicy","Resource":"*"}}"#
+        ));
+        assert!(locks_out(&text, &role_guard()), "{principal}");
+        assert!(locks_out(&text, &root_guard()), "{principal}");
+    }
+    // A pattern that matches the key account's root reaches it too.
+    let pattern = policy(&format!(
+        r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":{{"AWS":"arn:aws:iam::*:root"}},"Action":"kms:PutKeyPolicy","Resource":"*"}}"#
+    ));
+    assert!(locks_out(&pattern, &root_guard()));
+    // Another account's root, in any partition, is not the key's.
+    let other = policy(&format!(
+        r#"{ROOT_ALLOW},{{"Effect":"Deny","Principal":{{"AWS":["arn:aws-cn:iam::444455556666:root","444455556666"]}},"Action":"kms:PutKeyPolicy","Resource":"*"}}"#
+    ));
+    assert!(!locks_out(&other, &role_guard()));
 }
 
 #[test]
@@ -403,6 +504,13 @@ fn a_deny_with_not_principal_is_a_lockout_unless_it_certainly_exempts_the_caller
         format!(r#"["111122223333","{ROLE}"]"#),
         format!(r#"["arn:aws-cn:iam::111122223333:root","{ROLE}","{SESSION}"]"#),
         format!(r#"["444455556666","{ROLE}","{SESSION}"]"#),
+        // A session must be named: not a pattern of sessions, not the bare prefix.
+        format!(
+            r#"["111122223333","{ROLE}","arn:aws:sts::111122223333:assumed-role/kms-replica-guard/*"]"#
+        ),
+        format!(
+            r#"["111122223333","{ROLE}","arn:aws:sts::111122223333:assumed-role/kms-replica-guard/"]"#
+        ),
     ] {
         assert!(locks_out(&deny(&incomplete), &role_guard()), "{incomplete}");
     }
@@ -591,6 +699,13 @@ fn a_deny_whose_condition_holds_for_the_remediator_is_a_lockout() {
         r#"{"Bool":{"aws:SecureTransport":true}}"#.to_owned(),
         r#"{"BoolIfExists":{"kms:BypassPolicyLockoutSafetyCheck":"false"}}"#.to_owned(),
         r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"},"Bool":{"aws:SecureTransport":"true"}}"#.to_owned(),
+        // StringEqualsIgnoreCase ignores the case of the values.
+        format!(
+            r#"{{"StringEqualsIgnoreCase":{{"aws:PrincipalArn":"{}"}}}}"#,
+            ROLE.to_uppercase()
+        ),
+        r#"{"StringNotEqualsIgnoreCase":{"aws:PrincipalAccount":"444455556666"}}"#.to_owned(),
+        r#"{"StringNotLike":{"aws:PrincipalArn":"arn:aws:iam::*:role/Admin*"}}"#.to_owned(),
     ] {
         assert!(
             locks_out(&deny_when(&condition), &role_guard()),
@@ -649,6 +764,11 @@ fn a_deny_whose_condition_cannot_hold_for_the_remediator_is_not_a_lockout() {
             .to_owned(),
         r#"{"StringNotEquals":{"aws:PrincipalAccount":"111122223333"}}"#.to_owned(),
         r#"{"StringEquals":{"aws:PrincipalAccount":"444455556666"}}"#.to_owned(),
+        format!(
+            r#"{{"StringNotEqualsIgnoreCase":{{"aws:PrincipalArn":"{}"}}}}"#,
+            ROLE.to_uppercase()
+        ),
+        r#"{"StringEqualsIgnoreCase":{"aws:PrincipalAccount":"444455556666"}}"#.to_owned(),
         // One block that cannot hold is enough, whatever the others say.
         r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"},"Bool":{"aws:SecureTransport":"false"}}"#.to_owned(),
         r#"{"StringNotEquals":{"aws:PrincipalOrgID":"o-abc123"},"Bool":{"kms:BypassPolicyLockoutSafetyCheck":"true"}}"#.to_owned(),
@@ -668,6 +788,10 @@ fn a_deny_with_a_condition_the_check_cannot_judge_is_not_counted() {
             r#"{{"StringNotEquals":{{"aws:PrincipalOrgID":"o-abc123"}},"StringEquals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#
         ),
         r#"{"StringEquals":{"aws:PrincipalArn":"${aws:PrincipalTag/remediator}"}}"#.to_owned(),
+        // Negated, a policy variable would seem to hold for anyone: still not judged.
+        r#"{"StringNotEquals":{"aws:PrincipalArn":"${aws:PrincipalTag/remediator}"}}"#.to_owned(),
+        r#"{"StringNotEquals":{"aws:PrincipalAccount":["444455556666","${aws:ResourceAccount}"]}}"#
+            .to_owned(),
         format!(r#"{{"ForAnyValue:StringEquals":{{"aws:PrincipalArn":"{ROLE}"}}}}"#),
         // The remediator never sends the flag; whether KMS then sees `false` is not known.
         r#"{"Bool":{"kms:BypassPolicyLockoutSafetyCheck":"false"}}"#.to_owned(),
@@ -843,7 +967,23 @@ fn a_statement_that_names_no_principal_action_or_resource_is_rejected() {
             "{message}"
         );
         assert!(message.contains("at least one"), "{message}");
+        // Each element's hint names what to put there.
+        let hint = match element {
+            "Principal" | "NotPrincipal" => r#"{"AWS": "arn:aws:iam::ACCOUNT_ID:root"}"#,
+            "Action" => r#"e.g. "kms:Decrypt""#,
+            "NotAction" => "or use Action instead",
+            "Resource" => r#""*" (the key itself)"#,
+            _ => r#"or use "Resource": "*" instead"#,
+        };
+        assert!(message.contains(hint), "{element}: {message}");
     }
+    // An element of the wrong type is a grammar error only, not also an empty list.
+    let object = r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:Decrypt","Resource":{}}"#;
+    let errs = errors(&policy(&format!("{ROOT_ALLOW},{object}")), &role_guard());
+    assert!(
+        matches!(errs.as_slice(), [ValidationError::Grammar(PolicyError::WrongType { element, .. })] if element == "Statement[1].Resource"),
+        "{errs:?}"
+    );
     // An empty list for one principal type beside a non-empty one is fine.
     let mixed = r#"{"Effect":"Allow","Principal":{"AWS":[],"Service":"logs.amazonaws.com"},"Action":"kms:Decrypt","Resource":"*"}"#;
     assert!(errors(&policy(&format!("{ROOT_ALLOW},{mixed}")), &role_guard()).is_empty());
