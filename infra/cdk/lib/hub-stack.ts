@@ -88,6 +88,7 @@ export class HubStack extends Stack {
       });
     }
     const period = Duration.minutes(5);
+    const sweepInterval = Duration.hours(cfg.sweepIntervalHours);
 
     const logGroup = new logs.LogGroup(this, 'LogGroup', {
       logGroupName: `/kms-replica-guard/${this.stackName}`,
@@ -413,7 +414,7 @@ export class HubStack extends Stack {
     });
     new events.Rule(this, 'SweepRule', {
       description: 'Full sweep of the multi-Region replica keys in SWEEP_REGIONS (fanned out to the sweep queue)',
-      schedule: events.Schedule.expression(cfg.sweepSchedule),
+      schedule: events.Schedule.rate(sweepInterval),
       targets: [new targets.LambdaFunction(fn)],
     });
     // The sweep's work items; failed items are reported one by one (batchItemFailures). The role
@@ -586,6 +587,23 @@ export class HubStack extends Stack {
         'Sweep work items (one account and Region each) failed 5 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
       metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
+    });
+
+    // The heartbeat: every sweep that ran through publishes SweepCompleted (the scheduled inline
+    // sweep, or each organisation work item, which complete at the schedule's cadence). No datum
+    // for two intervals (missing data is breaching), or only zeros (sweeps with a run error), is
+    // an alarm: a disabled or deleted schedule, rule or queue mapping, a broken role or metrics
+    // permission, a function that no longer starts all end here.
+    alarm('SweepHeartbeatAlarm', {
+      alarmName: `${this.stackName}-SweepCompleted-heartbeat`,
+      alarmDescription:
+        'No sweep completed in two sweep intervals (SweepIntervalHours): the guard may be stopped (schedule, rule, queue mapping, role or function broken or disabled). Runbook: README.md#sweepcompleted-heartbeat',
+      metric: new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName: 'SweepCompleted', statistic: 'Sum', period: sweepInterval }),
+      threshold: 1,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 2,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
 
     // Metric math: ExposureDrift has no dimensionless total, only one series per Severity.

@@ -245,7 +245,7 @@ describe('the hub stack', () => {
     });
   });
 
-  test('the eight alarms watch the right metrics with the right thresholds and notify the topic', () => {
+  test('the alarms watch the right metrics with the right thresholds and notify the topic', () => {
     const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
     const queueId = asyncDlqId(template);
     const { dlqId: sweepDlqId } = sweepQueues(template);
@@ -260,6 +260,7 @@ describe('the hub stack', () => {
       'kms-replica-guard-ExposureDrift',
       'kms-replica-guard-FlapSuppressed',
       'kms-replica-guard-FunctionErrors',
+      'kms-replica-guard-SweepCompleted-heartbeat',
       'kms-replica-guard-sweep-DLQ-not-empty',
     ]);
     const common = { Period: 300, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' };
@@ -311,6 +312,13 @@ describe('the hub stack', () => {
     expect(exposure.AlarmDescription).toMatch(/dry-run.*Runbook: README\.md#exposuredrift$/);
     expect(byName['kms-replica-guard-AccountNotEntered'].AlarmDescription).toMatch(/Runbook: README\.md#accountnotentered$/);
     expect(byName['kms-replica-guard-sweep-DLQ-not-empty'].AlarmDescription).toMatch(/Runbook: README\.md#sweep-dlq-not-empty$/);
+    // The heartbeat: two sweep intervals (6 hours by default) without a completed sweep, missing data breaching.
+    expect(byName['kms-replica-guard-SweepCompleted-heartbeat']).toMatchObject({
+      Namespace: 'KmsReplicaGuard', MetricName: 'SweepCompleted', Statistic: 'Sum', Period: 21600,
+      EvaluationPeriods: 2, DatapointsToAlarm: 2, Threshold: 1, ComparisonOperator: 'LessThanThreshold',
+      TreatMissingData: 'breaching',
+    });
+    expect(byName['kms-replica-guard-SweepCompleted-heartbeat'].AlarmDescription).toMatch(/Runbook: README\.md#sweepcompleted-heartbeat$/);
     for (const a of alarms) {
       expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
       expect(a.OKActions).toEqual([{ Ref: topicId }]);
@@ -798,6 +806,17 @@ describe('the hub stack settings', () => {
     expect(() => configFromContext(ctx({ reservedConcurrency: '3' }))).toThrow(/reservedConcurrency=3/);
     expect(configFromContext(ctx({ reservedConcurrency: '4' })).reservedConcurrency).toBe(4);
     expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '7' }))).toThrow(/expected one of 2, 3, 4, 5, 6, 8/);
+  });
+
+  test('the sweep interval sets the schedule and the heartbeat period; other intervals are refused', () => {
+    for (const [hours, expression] of [[1, 'rate(1 hour)'], [12, 'rate(12 hours)']] as const) {
+      const t = synth({ sweepIntervalHours: hours });
+      t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: expression });
+      t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'SweepCompleted', Period: hours * 3600, EvaluationPeriods: 2 });
+    }
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ sweepIntervalHours: '5' }))).toThrow(/sweepIntervalHours=5: expected one of 1, 2, 3, 4, 6, 8, 12, 24/);
+    expect(configFromContext(ctx({ sweepIntervalHours: '24' })).sweepIntervalHours).toBe(24);
   });
 
   test('bad context values fail the synth with a message', () => {
