@@ -125,6 +125,9 @@ DRIVEN = {
     "sweep-DLQ-not-empty": "member",
     "ExposureDrift": "exposure",
     "SweepCompleted-heartbeat": "heartbeat",
+    # Only in a stack deployed in enforce mode (SAM: Condition Enforcing; the CDK app is synthesized
+    # with remediationMode=enforce by make infra-test); the exposure scenario runs in dry-run.
+    "EnforceMode-dry-run": "exposure",
 }
 # Alarms created in their own scenario only, with the reason. The heartbeat is breaching on missing
 # data by design: in a scenario where no sweep runs it must be in ALARM, which is what its own

@@ -423,7 +423,8 @@ class SamCdkParityTest(unittest.TestCase):
                     self.assertEqual(len(cdk["Statement"]), 2, "the topic admits the alarms and the rule, nothing else")
         topic_policy = self.norm_sam(_one(self.sam, "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"])
         events = next(s for s in topic_policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"})
-        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": "<AWS::Events::Rule.Arn>"}})
+        # The exposure rule and the guard change rule.
+        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": ["<AWS::Events::Rule.Arn>", "<AWS::Events::Rule.Arn>"]}})
         self.assertEqual(events["Action"], ["sns:Publish"])
 
 

@@ -362,7 +362,8 @@ describe('the hub stack', () => {
     expect(new Set([...text.matchAll(/<([^>]+)>/g)].map((m: RegExpMatchArray) => m[1]))).toEqual(new Set(Object.keys(paths)));
     expect(paths).toMatchObject({ severity: '$.detail.exposure.severity', key_arn: '$.detail.key_arn', actor_arn: '$.detail.actor.arn' });
     expect(text).toMatch(/^"kms-replica-guard: <severity> drift on <key_arn> .*Runbook: README\.md#exposuredrift"$/);
-    // The topic admits this stack's alarms and this rule only.
+    // The topic admits this stack's alarms, this rule and the guard change rule only.
+    const [changeRuleId] = onlyResource(template, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
     const [, policy] = onlyResource(template, 'AWS::SNS::TopicPolicy');
     expect(policy.Properties.Topics).toEqual([{ Ref: topicId }]);
     expect(policy.Properties.PolicyDocument.Statement).toEqual([
@@ -383,7 +384,7 @@ describe('the hub stack', () => {
         Principal: { Service: 'events.amazonaws.com' },
         Action: 'sns:Publish',
         Resource: { Ref: topicId },
-        Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [ruleId, 'Arn'] } } },
+        Condition: { ArnEquals: { 'aws:SourceArn': [{ 'Fn::GetAtt': [ruleId, 'Arn'] }, { 'Fn::GetAtt': [changeRuleId, 'Arn'] }] } },
       },
     ]);
     // The function may publish its drift events to the default bus, and nowhere else.
@@ -806,6 +807,42 @@ describe('the hub stack settings', () => {
     expect(() => configFromContext(ctx({ reservedConcurrency: '3' }))).toThrow(/reservedConcurrency=3/);
     expect(configFromContext(ctx({ reservedConcurrency: '4' })).reservedConcurrency).toBe(4);
     expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '7' }))).toThrow(/expected one of 2, 3, 4, 5, 6, 8/);
+  });
+
+  test('changes to the guard\'s own function, mapping, rules, alarms and role go to the topic as a readable message', () => {
+    const template = synth();
+    const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
+    const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    const [roleId] = onlyResource(template, 'AWS::IAM::Role');
+    const [mappingId] = onlyResource(template, 'AWS::Lambda::EventSourceMapping');
+    const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
+    expect(rule.Properties.EventBusName).toBe('default');
+    const p = rule.Properties.EventPattern;
+    expect(p.source).toEqual(['aws.lambda', 'aws.events', 'aws.monitoring', 'aws.iam']);
+    expect(p['detail-type']).toEqual(['AWS API Call via CloudTrail']);
+    const branches = p.detail.$or;
+    expect(branches).toHaveLength(7);
+    expect(branches[0].requestParameters.functionName).toEqual([{ Ref: fnId }, { 'Fn::GetAtt': [fnId, 'Arn'] }]);
+    expect(branches[1].requestParameters.uUID).toEqual([{ Ref: mappingId }]);
+    expect(branches[2].requestParameters.name).toHaveLength(4);
+    expect(branches[2].requestParameters.name).toContain('kms-replica-guard-guard-changes');
+    expect(branches[4].requestParameters.alarmNames).toEqual([{ prefix: 'kms-replica-guard-' }]);
+    expect(branches[6].requestParameters.roleName).toEqual([{ Ref: roleId }]);
+    const [target] = rule.Properties.Targets;
+    expect(target.Arn).toEqual({ Ref: topicId });
+    expect(target.InputTransformer.InputTemplate).toMatch(/^"kms-replica-guard: its own configuration changed: .*Runbook: README\.md#guard-configuration-changed"$/);
+  });
+
+  test('the dry-run alarm exists only in a stack deployed in enforce mode', () => {
+    const names = (t: Template) => Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties.AlarmName);
+    expect(names(synth())).not.toContain('kms-replica-guard-EnforceMode-dry-run');
+    const enforce = synth({ remediationMode: 'enforce' });
+    expect(names(enforce)).toContain('kms-replica-guard-EnforceMode-dry-run');
+    enforce.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'kms-replica-guard-EnforceMode-dry-run', Namespace: 'KmsReplicaGuard', MetricName: 'EnforceMode',
+      Statistic: 'Minimum', Period: 300, EvaluationPeriods: 1, Threshold: 1, ComparisonOperator: 'LessThanThreshold',
+      TreatMissingData: 'notBreaching', AlarmDescription: Match.stringLikeRegexp('Runbook: README\\.md#enforcemode-dry-run$'),
+    });
   });
 
   test('the sweep interval sets the schedule and the heartbeat period; other intervals are refused', () => {
