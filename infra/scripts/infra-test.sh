@@ -10,7 +10,7 @@ VENV_PY=${VENV_PY:-.venv/bin/python}
 INFRA_BIN=.venv-infra/bin
 BUILD=infra/.build
 LOGS=$BUILD/logs
-CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false}
+CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false -c remediationMode=enforce}
 
 export SAM_CLI_TELEMETRY=0
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
@@ -52,7 +52,7 @@ summary() {
     checkov-*) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" ;;
     cfn-lint) echo "$(templates | wc -w) templates, 0 errors/warnings" ;;
     cdk-jest) grep -m1 -E '^Tests:' "$log" | tr -s ' ' ;;
-    event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): KMS rules x events/*.json, exposure rule x infra/tests/fixtures/*.json (+ its SNS message) on the emulator" ;;
+    event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): KMS rules x events/*.json, exposure rule x infra/tests/fixtures/*.json (+ its SNS message), guard change rule x infra/tests/fixtures/guard-changes/*.json on the emulator" ;;
     alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
     guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation = CDK, tag keys, roles and actions = the stacks' and the function's" ;;
@@ -95,7 +95,7 @@ cdk_jest() { (cd infra/cdk && npx --no-install jest --ci --verbose); }
 
 event_pattern() {
   cargo xtask emulator start || return 1
-  "$VENV_PY" -m unittest discover -s infra/tests -p 'test_event_pattern.py' -v
+  "$VENV_PY" -m unittest discover -s infra/tests -p 'test_*_pattern.py' -v
 }
 
 # The stacks' own alarms on the emulator, driven by the function (cargo lambda watch, dev build).

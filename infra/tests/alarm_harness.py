@@ -105,7 +105,14 @@ MEMBER_ACCOUNT = "444455556666"
 OTHER_ACCOUNT = "555566667777"
 MEMBER_ROLE_NAME = "kms-replica-guard-member"
 
-SCENARIOS = ("spike", "failed", "flap", "member", "exposure")
+# The heartbeat scenario's sweeps cover a Region where no test creates keys: they complete (and
+# publish SweepCompleted) without touching the other scenarios' keys or publishing their drifts.
+HEARTBEAT_REGION = "eu-south-1"
+# How often the heartbeat scenario runs a scheduled sweep while the run waits (the alarm looks at
+# 60 s windows there).
+HEARTBEAT_SWEEP_EVERY = 45.0
+
+SCENARIOS = ("spike", "failed", "flap", "member", "exposure", "heartbeat")
 # Which scenario must trip each alarm (by its name without the stack prefix). In every other
 # scenario the alarm must never leave OK.
 DRIVEN = {
@@ -117,6 +124,17 @@ DRIVEN = {
     "AccountNotEntered": "member",
     "sweep-DLQ-not-empty": "member",
     "ExposureDrift": "exposure",
+    "SweepCompleted-heartbeat": "heartbeat",
+    # Only in a stack deployed in enforce mode (SAM: Condition Enforcing; the CDK app is synthesized
+    # with remediationMode=enforce by make infra-test); the exposure scenario runs in dry-run.
+    "EnforceMode-dry-run": "exposure",
+}
+# Alarms created in their own scenario only, with the reason. The heartbeat is breaching on missing
+# data by design: in a scenario where no sweep runs it must be in ALARM, which is what its own
+# scenario proves first (before any sweep), then that sweeps completing bring and keep it OK.
+ONLY_IN = {
+    "SweepCompleted-heartbeat": "missing data is breaching: every scenario without sweeps would (rightly) "
+    "keep it in ALARM; its own scenario shows both sides (no sweep yet: ALARM; sweeps completing: OK)",
 }
 # Alarms that may also fire in a scenario, from the same cause as the scenario's own alarm (not
 # required: that is the function's choice), with the reason. Any other alarm must stay OK.
@@ -397,6 +415,9 @@ class Deployment:
             if set(value) == {"Fn::Join"}:
                 sep, parts = value["Fn::Join"]
                 return sep.join(str(self.resolve(p)) for p in parts)
+            if set(value) == {"Fn::FindInMap"}:
+                name, key1, key2 = (str(self.resolve(v)) for v in value["Fn::FindInMap"])
+                return self.source.template["Mappings"][name][key1][key2]
             if len(value) == 1 and next(iter(value)).startswith("Fn::"):
                 raise Unresolvable(f"{self.source.label}: cannot resolve {value} for a test deployment")
             return {k: self.resolve(v) for k, v in value.items()}
@@ -720,6 +741,9 @@ class ScenarioRun:
     sweep_dlq: dict[str, str] = field(default_factory=dict)
     sweep_dlq_purged_at: float | None = None
     sweep_receives: int = 0  # how often the harness (as the event source) received the work item
+    first_data_at: float | None = None  # monotonic time the first datum was sent
+    alarm_reasons: dict[str, str] = field(default_factory=dict)  # heartbeat: the StateReason of its ALARM before any sweep
+    sweeper: threading.Thread | None = None  # heartbeat: the scheduled sweeps while the run waits
 
 
 @dataclass
@@ -837,6 +861,8 @@ class Run:
                 env["AWS_ENDPOINT_URL_STS"] = f"http://127.0.0.1:{closed_port()}"
             if name == "exposure":
                 env["REMEDIATION_MODE"] = "dry-run"
+            if name == "heartbeat":
+                env["SWEEP_REGIONS"] = HEARTBEAT_REGION
             sc = ScenarioRun(name, ns, fn, dlq, env, sweep_queue=sweep_queue, sweep_dlq=sweep_dlq)
             sc.watch = Watch(f"{self.prefix}-{name}", env, WATCH_PORT + i)
             self.scenarios[name] = sc
@@ -849,6 +875,8 @@ class Run:
         for name in self.scenario_names:
             for alarm in self.alarms:
                 if alarm.key in NOT_DRIVABLE:
+                    continue
+                if alarm.key in ONLY_IN and DRIVEN[alarm.key] != name:
                     continue
                 dep = self.deployments[(name, alarm.source.label)]
                 req = dep.alarm_request(alarm)
@@ -905,6 +933,8 @@ class Run:
         inv = Invocation(what, ok, body)
         sc.invocations.append(inv)
         sc.data_sent_at = time.monotonic()
+        if sc.first_data_at is None:
+            sc.first_data_at = sc.data_sent_at
         return inv
 
     def drive_spike(self, sc: ScenarioRun) -> None:
@@ -1022,6 +1052,35 @@ class Run:
             f"notifications {inv.body.get('notifications') if isinstance(inv.body, dict) else None}"
         )
 
+    def drive_heartbeat(self, sc: ScenarioRun) -> None:
+        """No sweep has completed yet: the heartbeat must be in ALARM (missing data is breaching).
+        Then the scheduled sweep runs every HEARTBEAT_SWEEP_EVERY s until the run ends: OK, and
+        it must stay OK."""
+        mine = [ta for ta in self.test_alarms if ta.scenario == sc.name and ta.alarm.key == "SweepCompleted-heartbeat"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = {}
+            for page in self.cw.get_paginator("describe_alarms").paginate(AlarmNames=[ta.name for ta in mine]):
+                found.update({a["AlarmName"]: a for a in page["MetricAlarms"]})
+            if all(found.get(ta.name, {}).get("StateValue") == "ALARM" for ta in mine):
+                sc.alarm_reasons = {ta.name: found[ta.name]["StateReason"] for ta in mine}
+                break
+            time.sleep(POLL_SECONDS)
+        self.poll()
+        log(f"    heartbeat: before any sweep: {sc.alarm_reasons or 'NOT in ALARM within 60 s'}")
+        payload = (EVENTS / "scheduled-sweep.json").read_text(encoding="utf-8")
+
+        def sweep_until_stopped() -> None:
+            while True:
+                inv = self._invoke(sc, "scheduled sweep", payload)
+                if not inv.ok:
+                    log(f"    heartbeat: sweep failed: {json.dumps(inv.body)[:300]}")
+                if self.stand_in_stop.wait(HEARTBEAT_SWEEP_EVERY):
+                    return
+
+        sc.sweeper = threading.Thread(target=sweep_until_stopped, name="heartbeat-sweeps", daemon=True)
+        sc.sweeper.start()
+
     def publish_lambda_errors(self) -> None:
         """The Lambda service's Errors datum for each scenario (see STAND_IN)."""
         for sc in self.scenarios.values():
@@ -1038,12 +1097,14 @@ class Run:
             "flap": self.drive_flap,
             "member": self.drive_member,
             "exposure": self.drive_exposure,
+            "heartbeat": self.drive_heartbeat,
         }
         for sc in self.scenarios.values():
             drivers[sc.name](sc)
         self.publish_lambda_errors()
         for sc in self.scenarios.values():
-            if sc.watch:
+            # The heartbeat's sweeps go on while the run waits (stopped in cleanup).
+            if sc.watch and sc.sweeper is None:
                 sc.watch.stop()
         self.data_stopped_at = time.monotonic()
         log(f"==> all scenarios driven at +{self.elapsed():.0f} s; the data stops now")
@@ -1111,7 +1172,11 @@ class Run:
                 t_alarm = ta.first("ALARM")
                 if t_alarm is None:
                     return False
-                if self.wait_ok and ta.first("OK", after=t_alarm) is None:
+                t_ok = ta.first("OK", after=t_alarm)
+                if self.wait_ok and t_ok is None:
+                    return False
+                # The heartbeat must also stay OK through a further evaluation while sweeps complete.
+                if self.wait_ok and ta.alarm.key in ONLY_IN and t_ok is not None and time.monotonic() - t_ok < ta.every + 10:
                     return False
             elif ta.first("OK") is None or (ta.history and ta.history[-1][0] == "ALARM"):
                 return False
@@ -1191,6 +1256,9 @@ class Run:
         if self.stand_in_thread:
             self.stand_in_thread.join(30)
         for sc in self.scenarios.values():
+            if sc.sweeper:
+                sc.sweeper.join(120)
+        for sc in self.scenarios.values():
             if sc.watch:
                 sc.watch.stop()
         for name in self.created_rules:
@@ -1253,6 +1321,12 @@ class Run:
         t_stop = sc.dlq_purged_at if ta.alarm.key == "DLQ-not-empty" and sc.dlq_purged_at else self.data_stopped_at
         if ta.alarm.key == "sweep-DLQ-not-empty" and sc.sweep_dlq_purged_at:
             t_stop = sc.sweep_dlq_purged_at
+        if ta.alarm.key == "SweepCompleted-heartbeat":
+            # Inverted: ALARM from the alarm's creation (no data), OK after the first sweep.
+            return {
+                "to_alarm": (t_alarm - ta.created_at) if t_alarm else None,
+                "to_ok": (t_ok - sc.first_data_at) if t_ok and sc.first_data_at else None,
+            }
         return {
             "to_alarm": (t_alarm - t_data) if t_alarm and t_data else None,
             "to_ok": (t_ok - t_stop) if t_ok and t_stop else None,
@@ -1265,8 +1339,15 @@ class Run:
             t = self.timings(ta)
             extra = ""
             if ta.expect_alarm:
-                extra = f"  ALARM {t['to_alarm']:.0f} s after the data" if t["to_alarm"] is not None else "  never ALARM"
-                extra += f", OK {t['to_ok']:.0f} s after it stopped" if t["to_ok"] is not None else ", never back to OK"
+                if ta.alarm.key == "SweepCompleted-heartbeat":
+                    extra = f"  ALARM {t['to_alarm']:.0f} s after its creation (no sweep)" if t["to_alarm"] is not None else "  never ALARM"
+                    extra += f", OK {t['to_ok']:.0f} s after the first sweep" if t["to_ok"] is not None else ", never OK"
+                    t_ok = ta.first("OK", after=ta.first("ALARM") or 0.0)
+                    if t_ok is not None and "ALARM" not in [s for s, t_ in ta.history if t_ > t_ok]:
+                        extra += ", stayed OK while sweeps completed"
+                else:
+                    extra = f"  ALARM {t['to_alarm']:.0f} s after the data" if t["to_alarm"] is not None else "  never ALARM"
+                    extra += f", OK {t['to_ok']:.0f} s after it stopped" if t["to_ok"] is not None else ", never back to OK"
                 if ta.alarm.key in STAND_IN:
                     extra += "  (stand-in Lambda datum)"
                 if ta.stand_in:

@@ -75,6 +75,31 @@ class TemplateAlarmsTest(unittest.TestCase):
                 else:
                     self.assertNotIn(a.key, h.STAND_IN_EVALUATION, f"{a.where} is a single-metric alarm: LocalStack evaluates it itself")
 
+    def test_alarms_of_one_scenario_only_are_driven_there_and_justified(self) -> None:
+        for key, why in h.ONLY_IN.items():
+            self.assertIn(key, h.DRIVEN)
+            self.assertGreaterEqual(len(why), 20, "say why it exists in its own scenario only")
+
+    def test_the_heartbeat_follows_the_sweep_interval(self) -> None:
+        # Two schedule periods of SweepCompleted, missing data breaching, in every template.
+        for a in h.template_alarms(h.sources()):
+            if a.key != "SweepCompleted-heartbeat":
+                continue
+            with self.subTest(alarm=a.where):
+                dep = h.Deployment(a.source, "s", "TEST/ns", "t", "f", {"name": "q", "url": "u", "arn": "a"})
+                props = dep.resolve(a.props)
+                rule = next(r for r in a.source.of_type("AWS::Events::Rule").values() if "ScheduleExpression" in (r.get("Properties") or {}))
+                schedule = dep.resolve(rule["Properties"]["ScheduleExpression"])
+                m = re.fullmatch(r"rate\((\d+) (hour|hours|day|days)\)", schedule)
+                self.assertIsNotNone(m, schedule)
+                assert m is not None
+                seconds = int(m.group(1)) * (86400 if m.group(2).startswith("day") else 3600)
+                self.assertEqual(int(props["Period"]), seconds, f"the alarm's period is the schedule's ({schedule})")
+                self.assertEqual((int(props["EvaluationPeriods"]), int(props["DatapointsToAlarm"])), (2, 2))
+                self.assertEqual((props["MetricName"], props["Statistic"], props["ComparisonOperator"], float(props["Threshold"])),
+                                 ("SweepCompleted", "Sum", "LessThanThreshold", 1.0))
+                self.assertEqual(props["TreatMissingData"], "breaching")
+
     def test_incidental_alarms_are_justified(self) -> None:
         for scenario, tolerated in h.INCIDENTAL.items():
             self.assertIn(scenario, h.SCENARIOS)
@@ -164,6 +189,11 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
             [{"MetricName": m["MetricName"], "Dimensions": m.get("Dimensions", [])} for m in self.harness.listed_metrics["exposure"]],
             "the function did not publish ExposureDrift{Severity=public}",
         )
+        # The heartbeat's sweeps ran through (a Region without keys) and published SweepCompleted.
+        sweeps = sc["heartbeat"].invocations
+        self.assertGreaterEqual(len(sweeps), 2, "the heartbeat scenario swept at least twice")
+        self.assertTrue(all(i.ok for i in sweeps), [i.body for i in sweeps if not i.ok])
+        self.assertIn(("SweepCompleted", ()), {(m["MetricName"], tuple(m.get("Dimensions", []))) for m in self.harness.listed_metrics["heartbeat"]})
         # No dimensionless total of ExposureDrift, and never a Region dimension.
         for scenario, metrics in self.harness.listed_metrics.items():
             for m in metrics:
@@ -182,6 +212,23 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
                 self.assertIsNotNone(t_alarm, f"{ta.name} never went to ALARM: {states}")
                 assert t_alarm is not None
                 self.assertIsNotNone(ta.first("OK", after=t_alarm), f"{ta.name} did not return to OK: {states}")
+
+    def test_the_heartbeat_fired_on_missing_data_and_stayed_ok_while_sweeps_completed(self) -> None:
+        hb = self.harness.scenarios["heartbeat"]
+        mine = [ta for ta in self.harness.test_alarms if ta.alarm.key == "SweepCompleted-heartbeat"]
+        self.assertEqual({ta.alarm.source.tool for ta in mine}, {"sam", "cdk"})
+        for ta in mine:
+            with self.subTest(alarm=ta.name):
+                self.assertEqual(ta.scenario, "heartbeat", "created in its own scenario only")
+                # Before any sweep: no datapoint at all, the missing ones treated as breaching.
+                self.assertRegex(hb.alarm_reasons.get(ta.name, ""), r"no datapoints were received.*\[Breaching\]")
+                t_alarm = ta.first("ALARM")
+                assert t_alarm is not None and hb.first_data_at is not None
+                self.assertLess(t_alarm, hb.first_data_at, "ALARM before the first sweep")
+                t_ok = ta.first("OK", after=t_alarm)
+                assert t_ok is not None
+                after = [s for s, t in ta.history if t > t_ok]
+                self.assertNotIn("ALARM", after, f"back to ALARM while sweeps completed: {ta.history}")
 
     def test_no_alarm_fires_outside_its_scenario(self) -> None:
         for ta in self.harness.test_alarms:
@@ -232,7 +279,13 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         key_id = self.harness.scenarios["exposure"].key_ids[0]
         key_arn = f"arn:aws:kms:{h.REPLICA_REGION}:{h.ACCOUNT}:key/{key_id}"
         (outcome,) = h._outcomes(self.harness.scenarios["exposure"].invocations[0])
-        events = [e for e in self.harness.guard_events if e.get("resources") == [key_arn]]
+        # The emulator's default bus is shared: another run's function may publish drifts there at the
+        # same time, and the rules (on that bus) pass them too. Only this run's keys count.
+        own = {
+            f"arn:aws:kms:{h.REPLICA_REGION}:{h.ACCOUNT}:key/{k}" for sc in self.harness.scenarios.values() for k in sc.key_ids
+        }
+        guard_events = [e for e in self.harness.guard_events if set(e.get("resources") or []) <= own and e.get("resources")]
+        events = [e for e in guard_events if e.get("resources") == [key_arn]]
         self.assertEqual(len(events), 1, self.harness.guard_events)
         ev = events[0]
         self.assertEqual((ev["source"], ev["detail-type"]), ("kms-replica-guard", "Replica Key Policy Drift Detected"))
@@ -240,10 +293,10 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         self.assertEqual(ev["detail"], outcome, "the event's detail is the outcome")
         self.assertEqual(ev["detail"]["actor"]["arn"], "arn:aws:sts::111122223333:assumed-role/Admin/alice")
         # Every other scenario's drifts were published too (narrowing, admin): the rules pass none of them.
-        self.assertTrue(any(e.get("resources") != [key_arn] for e in self.harness.guard_events), "only the exposure drift was published")
+        self.assertTrue(any(e.get("resources") != [key_arn] for e in guard_events), "only the exposure drift was published")
         tools = sorted(src.tool for src, _ in self.harness.exposure_rules)
         self.assertEqual(tools, ["cdk", "sam"], "an exposure rule in each hub template")
-        texts = sorted(json.loads(m["Message"]) for m in self.harness.rule_messages)
+        texts = sorted(t for t in (json.loads(m["Message"]) for m in self.harness.rule_messages) if any(arn in t for arn in own))
         self.assertEqual(len(texts), 2, f"one message per template's rule, for the public drift only: {texts}")
         for text in texts:
             self.assertEqual(

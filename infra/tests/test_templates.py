@@ -193,10 +193,14 @@ def exposure_rule(template: dict[str, Any]) -> dict[str, Any]:
     return _one_value(rules, "rule on source kms-replica-guard")
 
 
-def _resolve(value: Any, params: dict[str, Any]) -> Any:
-    """Replaces a {"Ref": Parameter} with the parameter's default."""
+def _resolve(value: Any, params: dict[str, Any], mappings: dict[str, Any] | None = None) -> Any:
+    """Replaces a {"Ref": Parameter} with the parameter's default, and a Fn::FindInMap (keys
+    literal or parameter Refs) with the mapped value at the defaults."""
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in params:
         return params[value["Ref"]].get("Default")
+    if isinstance(value, dict) and set(value) == {"Fn::FindInMap"} and mappings is not None:
+        name, key1, key2 = (str(_resolve(v, params)) for v in value["Fn::FindInMap"])
+        return mappings[name][key1][key2]
     return value
 
 
@@ -348,7 +352,8 @@ class SamCdkParityTest(unittest.TestCase):
                     "MetricName": p["MetricName"],
                     "Namespace": _resolve(p["Namespace"], self.params),
                     "Statistic": p["Statistic"],
-                    "Period": p["Period"],
+                    "Period": int(_resolve(p["Period"], self.params, template.get("Mappings", {}))),
+                    "DatapointsToAlarm": int(p.get("DatapointsToAlarm", p["EvaluationPeriods"])),
                     "Dimensions": [d["Name"] for d in p.get("Dimensions", [])],
                 }
             return out
@@ -418,7 +423,8 @@ class SamCdkParityTest(unittest.TestCase):
                     self.assertEqual(len(cdk["Statement"]), 2, "the topic admits the alarms and the rule, nothing else")
         topic_policy = self.norm_sam(_one(self.sam, "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"])
         events = next(s for s in topic_policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"})
-        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": "<AWS::Events::Rule.Arn>"}})
+        # The exposure rule and the guard change rule.
+        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": ["<AWS::Events::Rule.Arn>", "<AWS::Events::Rule.Arn>"]}})
         self.assertEqual(events["Action"], ["sns:Publish"])
 
 

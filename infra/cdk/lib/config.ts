@@ -44,8 +44,8 @@ export interface GuardConfig {
   readonly baselineSha256: string;
   /** Regions the scheduled sweep covers; empty = the hub Region. */
   readonly sweepRegions: string[];
-  /** EventBridge schedule expression of the sweep. */
-  readonly sweepSchedule: string;
+  /** Hours between two full sweeps (rate(N hours)), one of SWEEP_INTERVAL_HOURS_VALUES; the heartbeat alarm follows it. */
+  readonly sweepIntervalHours: number;
   readonly memorySize: number;
   /** Function timeout in seconds. */
   readonly functionTimeout: number;
@@ -110,7 +110,7 @@ export const DEFAULT_CONFIG: GuardConfig = {
   exemptionMaxDays: '',
   baselineSha256: '',
   sweepRegions: [],
-  sweepSchedule: 'rate(6 hours)',
+  sweepIntervalHours: 6,
   memorySize: 256,
   functionTimeout: 300,
   reservedConcurrency: 0,
@@ -145,6 +145,12 @@ export const ORGANIZATION_ID_PATTERN = /^o-[a-z0-9]{10,32}$/;
  * The SAM template's AllowedValues of SweepWorkerConcurrency: its rules compare by equality only,
  * one rule per value lists the reservations that value refuses.
  */
+/**
+ * The sweep intervals the SAM template allows (SweepIntervalHours): its SweepInterval mapping gives
+ * each one's schedule and the heartbeat alarm's period, which a free schedule expression could not.
+ */
+export const SWEEP_INTERVAL_HOURS_VALUES = [1, 2, 3, 4, 6, 8, 12, 24];
+
 export const SWEEP_WORKER_CONCURRENCY_VALUES = [2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200];
 
 /**
@@ -373,6 +379,11 @@ export function configFromContext(read: ContextReader): GuardConfig {
     );
   }
 
+  const sweepIntervalHours = num('sweepIntervalHours', 1, 24);
+  if (!SWEEP_INTERVAL_HOURS_VALUES.includes(sweepIntervalHours)) {
+    throw new Error(`context sweepIntervalHours=${sweepIntervalHours}: expected one of ${SWEEP_INTERVAL_HOURS_VALUES.join(', ')}`);
+  }
+
   const concurrency = {
     reservedConcurrency: num('reservedConcurrency', 0, 1000),
     sweepWorkerConcurrency: num('sweepWorkerConcurrency', 2, 1000),
@@ -396,7 +407,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     exemptionMaxDays,
     baselineSha256,
     sweepRegions,
-    sweepSchedule: str('sweepSchedule'),
+    sweepIntervalHours,
     memorySize: num('memorySize', 128, 10240),
     functionTimeout,
     reservedConcurrency: concurrency.reservedConcurrency,

@@ -65,3 +65,84 @@ export const EXPOSURE_MESSAGE = {
     '"kms-replica-guard: <severity> drift on <key_arn> (<region>, account <account>): <action>. ' +
     'Caused by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: README.md#exposuredrift"',
 };
+
+/** The guard's own resources, as CloudTrail names them in requestParameters. */
+export interface GuardResources {
+  readonly functionName: string;
+  readonly functionArn: string;
+  /** The sweep queue's event source mapping (its UUID). */
+  readonly mappingId: string;
+  readonly ruleNames: string[];
+  /** Every alarm of the stack is named `<stack>-...`. */
+  readonly alarmPrefix: string;
+  readonly roleName: string;
+}
+
+/**
+ * The hub's guard change rule (identical to infra/sam/template.yaml's GuardChangeNotificationRule;
+ * infra/tests checks it against infra/tests/fixtures/guard-changes/): CloudTrail records of calls that
+ * change the function, its queue mapping, its rules, its alarms or its role. Lambda's event names
+ * carry an API version (UpdateFunctionConfiguration20150331v2): prefixes. IAM events reach
+ * EventBridge in us-east-1 only.
+ */
+export function guardChangePattern(r: GuardResources): events.EventPattern {
+  const prefixes = (...names: string[]) => names.map((prefix) => ({ prefix }));
+  return {
+    source: ['aws.lambda', 'aws.events', 'aws.monitoring', 'aws.iam'],
+    detailType: ['AWS API Call via CloudTrail'],
+    detail: {
+      $or: [
+        {
+          eventSource: ['lambda.amazonaws.com'],
+          eventName: prefixes('UpdateFunctionConfiguration', 'UpdateFunctionCode', 'PutFunctionConcurrency', 'DeleteFunctionConcurrency'),
+          requestParameters: { functionName: [r.functionName, r.functionArn] },
+        },
+        {
+          eventSource: ['lambda.amazonaws.com'],
+          eventName: prefixes('UpdateEventSourceMapping', 'DeleteEventSourceMapping'),
+          requestParameters: { uUID: [r.mappingId] },
+        },
+        { eventSource: ['events.amazonaws.com'], eventName: ['DisableRule', 'DeleteRule', 'PutRule'], requestParameters: { name: r.ruleNames } },
+        { eventSource: ['events.amazonaws.com'], eventName: ['RemoveTargets', 'PutTargets'], requestParameters: { rule: r.ruleNames } },
+        {
+          eventSource: ['monitoring.amazonaws.com'],
+          eventName: ['DeleteAlarms', 'DisableAlarmActions'],
+          requestParameters: { alarmNames: [{ prefix: r.alarmPrefix }] },
+        },
+        {
+          eventSource: ['monitoring.amazonaws.com'],
+          eventName: ['SetAlarmState', 'PutMetricAlarm'],
+          requestParameters: { alarmName: [{ prefix: r.alarmPrefix }] },
+        },
+        {
+          eventSource: ['iam.amazonaws.com'],
+          eventName: ['PutRolePolicy', 'DeleteRolePolicy', 'AttachRolePolicy', 'DetachRolePolicy', 'UpdateAssumeRolePolicy'],
+          requestParameters: { roleName: [r.roleName] },
+        },
+      ],
+    },
+  };
+}
+
+/** The guard change rule's message: who did what to which of the guard's resources. */
+export const GUARD_CHANGE_MESSAGE = {
+  inputPathsMap: {
+    event_name: '$.detail.eventName',
+    event_source: '$.detail.eventSource',
+    function: '$.detail.requestParameters.functionName',
+    mapping: '$.detail.requestParameters.uUID',
+    rule_name: '$.detail.requestParameters.name',
+    rule: '$.detail.requestParameters.rule',
+    alarm: '$.detail.requestParameters.alarmName',
+    role: '$.detail.requestParameters.roleName',
+    actor_arn: '$.detail.userIdentity.arn',
+    actor_ip: '$.detail.sourceIPAddress',
+    event_time: '$.detail.eventTime',
+    account: '$.account',
+    region: '$.detail.awsRegion',
+    event_id: '$.detail.eventID',
+  },
+  inputTemplate:
+    '"kms-replica-guard: its own configuration changed: <event_name> (<event_source>) on <function><mapping><rule_name><rule><alarm><role> ' +
+    'by <actor_arn> from <actor_ip> at <event_time> (account <account>, <region>, CloudTrail event <event_id>). Runbook: README.md#guard-configuration-changed"',
+};

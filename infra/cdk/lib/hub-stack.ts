@@ -27,7 +27,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
 import { BACKUP_PREFIX, GuardConfig, checkConcurrency, checkOrganization, rateInstances, usesCatalogue } from './config';
-import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, KMS_EVENT_PATTERN } from './event-pattern';
+import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, GUARD_CHANGE_MESSAGE, KMS_EVENT_PATTERN, guardChangePattern } from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -88,6 +88,7 @@ export class HubStack extends Stack {
       });
     }
     const period = Duration.minutes(5);
+    const sweepInterval = Duration.hours(cfg.sweepIntervalHours);
 
     const logGroup = new logs.LogGroup(this, 'LogGroup', {
       logGroupName: `/kms-replica-guard/${this.stackName}`,
@@ -406,25 +407,24 @@ export class HubStack extends Stack {
     // from here because CDK turns construct dependencies into DependsOn after this code runs.
     cfnFunction.addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
 
-    new events.Rule(this, 'KmsApiCallRule', {
+    const kmsRule = new events.Rule(this, 'KmsApiCallRule', {
       description: 'KMS calls that can change a multi-Region replica key policy',
       eventPattern: KMS_EVENT_PATTERN,
       targets: [new targets.LambdaFunction(fn)],
     });
-    new events.Rule(this, 'SweepRule', {
+    const sweepRule = new events.Rule(this, 'SweepRule', {
       description: 'Full sweep of the multi-Region replica keys in SWEEP_REGIONS (fanned out to the sweep queue)',
-      schedule: events.Schedule.expression(cfg.sweepSchedule),
+      schedule: events.Schedule.rate(sweepInterval),
       targets: [new targets.LambdaFunction(fn)],
     });
     // The sweep's work items; failed items are reported one by one (batchItemFailures). The role
     // already allows the polling (withoutPolicyUpdates: nothing is added to it here).
-    fn.addEventSource(
-      new event_sources.SqsEventSource(sweepQueue, {
-        batchSize: 5,
-        reportBatchItemFailures: true,
-        maxConcurrency: cfg.sweepWorkerConcurrency,
-      }),
-    );
+    const sweepWork = new event_sources.SqsEventSource(sweepQueue, {
+      batchSize: 5,
+      reportBatchItemFailures: true,
+      maxConcurrency: cfg.sweepWorkerConcurrency,
+    });
+    fn.addEventSource(sweepWork);
 
     // Organisation mode: the member accounts' forwarding rules put their KMS events on this
     // default bus; only principals of the organisation may.
@@ -494,6 +494,29 @@ export class HubStack extends Stack {
         input: new TransformedInput(EXPOSURE_MESSAGE.inputPathsMap, EXPOSURE_MESSAGE.inputTemplate),
       }),
     });
+    // Changes to the guard's own resources (CloudTrail management events), as a readable message to
+    // the alarm topic at once; scoped to this stack's resources where CloudTrail names them (the
+    // same rule as infra/sam/template.yaml's GuardChangeNotificationRule; see guardChangePattern).
+    const changeRuleName = `${this.stackName}-guard-changes`;
+    const changeRule = new events.Rule(this, 'GuardChangeNotificationRule', {
+      ruleName: changeRuleName,
+      description: "Changes to the guard's own function, queue mapping, rules, alarms and role (CloudTrail), as a readable message to the alarm topic",
+      eventPattern: guardChangePattern({
+        functionName: fn.functionName,
+        functionArn: fn.functionArn,
+        mappingId: sweepWork.eventSourceMappingId,
+        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRule.ruleName, changeRuleName],
+        alarmPrefix: `${this.stackName}-`,
+        roleName: role.roleName,
+      }),
+    });
+    (changeRule.node.defaultChild as events.CfnRule).eventBusName = 'default';
+    changeRule.addTarget({
+      bind: () => ({
+        arn: topic.topicArn,
+        input: new TransformedInput(GUARD_CHANGE_MESSAGE.inputPathsMap, GUARD_CHANGE_MESSAGE.inputTemplate),
+      }),
+    });
     // The topic's access policy (it replaces SNS's default one): this stack's alarms and its
     // notification rule may publish, nothing else; the account's IAM principals keep what IAM
     // grants them.
@@ -515,7 +538,7 @@ export class HubStack extends Stack {
         principals: [new iam.ServicePrincipal('events.amazonaws.com')],
         actions: ['sns:Publish'],
         resources: [topic.topicArn],
-        conditions: { ArnEquals: { 'aws:SourceArn': exposureRule.ruleArn } },
+        conditions: { ArnEquals: { 'aws:SourceArn': [exposureRule.ruleArn, changeRule.ruleArn] } },
       }),
     );
 
@@ -587,6 +610,38 @@ export class HubStack extends Stack {
       metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
     });
+
+    // The heartbeat: every sweep that ran through publishes SweepCompleted (the scheduled inline
+    // sweep, or each organisation work item, which complete at the schedule's cadence). No datum
+    // for two intervals (missing data is breaching), or only zeros (sweeps with a run error), is
+    // an alarm: a disabled or deleted schedule, rule or queue mapping, a broken role or metrics
+    // permission, a function that no longer starts all end here.
+    alarm('SweepHeartbeatAlarm', {
+      alarmName: `${this.stackName}-SweepCompleted-heartbeat`,
+      alarmDescription:
+        'No sweep completed in two sweep intervals (SweepIntervalHours): the guard may be stopped (schedule, rule, queue mapping, role or function broken or disabled). Runbook: README.md#sweepcompleted-heartbeat',
+      metric: new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName: 'SweepCompleted', statistic: 'Sum', period: sweepInterval }),
+      threshold: 1,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 2,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+
+    // The mode as the function reports it (EnforceMode: 1 enforce, 0 dry-run). Only in a stack
+    // deployed in enforce mode (a dry-run stack must not page).
+    if (cfg.remediationMode === 'enforce') {
+      alarm('EnforceModeAlarm', {
+        alarmName: `${this.stackName}-EnforceMode-dry-run`,
+        alarmDescription:
+          'The function reports dry-run although this stack was deployed in enforce mode: drifts are no longer fixed (REMEDIATION_MODE changed outside the deployment?). Runbook: README.md#enforcemode-dry-run',
+        metric: new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName: 'EnforceMode', statistic: 'Minimum', period }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    }
 
     // Metric math: ExposureDrift has no dimensionless total, only one series per Severity.
     // Missing values count as 0 in the sum, so either severity alone fires it.

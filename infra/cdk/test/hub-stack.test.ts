@@ -245,7 +245,7 @@ describe('the hub stack', () => {
     });
   });
 
-  test('the eight alarms watch the right metrics with the right thresholds and notify the topic', () => {
+  test('the alarms watch the right metrics with the right thresholds and notify the topic', () => {
     const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
     const queueId = asyncDlqId(template);
     const { dlqId: sweepDlqId } = sweepQueues(template);
@@ -260,6 +260,7 @@ describe('the hub stack', () => {
       'kms-replica-guard-ExposureDrift',
       'kms-replica-guard-FlapSuppressed',
       'kms-replica-guard-FunctionErrors',
+      'kms-replica-guard-SweepCompleted-heartbeat',
       'kms-replica-guard-sweep-DLQ-not-empty',
     ]);
     const common = { Period: 300, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' };
@@ -311,6 +312,13 @@ describe('the hub stack', () => {
     expect(exposure.AlarmDescription).toMatch(/dry-run.*Runbook: README\.md#exposuredrift$/);
     expect(byName['kms-replica-guard-AccountNotEntered'].AlarmDescription).toMatch(/Runbook: README\.md#accountnotentered$/);
     expect(byName['kms-replica-guard-sweep-DLQ-not-empty'].AlarmDescription).toMatch(/Runbook: README\.md#sweep-dlq-not-empty$/);
+    // The heartbeat: two sweep intervals (6 hours by default) without a completed sweep, missing data breaching.
+    expect(byName['kms-replica-guard-SweepCompleted-heartbeat']).toMatchObject({
+      Namespace: 'KmsReplicaGuard', MetricName: 'SweepCompleted', Statistic: 'Sum', Period: 21600,
+      EvaluationPeriods: 2, DatapointsToAlarm: 2, Threshold: 1, ComparisonOperator: 'LessThanThreshold',
+      TreatMissingData: 'breaching',
+    });
+    expect(byName['kms-replica-guard-SweepCompleted-heartbeat'].AlarmDescription).toMatch(/Runbook: README\.md#sweepcompleted-heartbeat$/);
     for (const a of alarms) {
       expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
       expect(a.OKActions).toEqual([{ Ref: topicId }]);
@@ -354,7 +362,8 @@ describe('the hub stack', () => {
     expect(new Set([...text.matchAll(/<([^>]+)>/g)].map((m: RegExpMatchArray) => m[1]))).toEqual(new Set(Object.keys(paths)));
     expect(paths).toMatchObject({ severity: '$.detail.exposure.severity', key_arn: '$.detail.key_arn', actor_arn: '$.detail.actor.arn' });
     expect(text).toMatch(/^"kms-replica-guard: <severity> drift on <key_arn> .*Runbook: README\.md#exposuredrift"$/);
-    // The topic admits this stack's alarms and this rule only.
+    // The topic admits this stack's alarms, this rule and the guard change rule only.
+    const [changeRuleId] = onlyResource(template, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
     const [, policy] = onlyResource(template, 'AWS::SNS::TopicPolicy');
     expect(policy.Properties.Topics).toEqual([{ Ref: topicId }]);
     expect(policy.Properties.PolicyDocument.Statement).toEqual([
@@ -375,7 +384,7 @@ describe('the hub stack', () => {
         Principal: { Service: 'events.amazonaws.com' },
         Action: 'sns:Publish',
         Resource: { Ref: topicId },
-        Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [ruleId, 'Arn'] } } },
+        Condition: { ArnEquals: { 'aws:SourceArn': [{ 'Fn::GetAtt': [ruleId, 'Arn'] }, { 'Fn::GetAtt': [changeRuleId, 'Arn'] }] } },
       },
     ]);
     // The function may publish its drift events to the default bus, and nowhere else.
@@ -798,6 +807,53 @@ describe('the hub stack settings', () => {
     expect(() => configFromContext(ctx({ reservedConcurrency: '3' }))).toThrow(/reservedConcurrency=3/);
     expect(configFromContext(ctx({ reservedConcurrency: '4' })).reservedConcurrency).toBe(4);
     expect(() => configFromContext(ctx({ sweepWorkerConcurrency: '7' }))).toThrow(/expected one of 2, 3, 4, 5, 6, 8/);
+  });
+
+  test('changes to the guard\'s own function, mapping, rules, alarms and role go to the topic as a readable message', () => {
+    const template = synth();
+    const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
+    const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    const [roleId] = onlyResource(template, 'AWS::IAM::Role');
+    const [mappingId] = onlyResource(template, 'AWS::Lambda::EventSourceMapping');
+    const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
+    expect(rule.Properties.EventBusName).toBe('default');
+    const p = rule.Properties.EventPattern;
+    expect(p.source).toEqual(['aws.lambda', 'aws.events', 'aws.monitoring', 'aws.iam']);
+    expect(p['detail-type']).toEqual(['AWS API Call via CloudTrail']);
+    const branches = p.detail.$or;
+    expect(branches).toHaveLength(7);
+    expect(branches[0].requestParameters.functionName).toEqual([{ Ref: fnId }, { 'Fn::GetAtt': [fnId, 'Arn'] }]);
+    expect(branches[1].requestParameters.uUID).toEqual([{ Ref: mappingId }]);
+    expect(branches[2].requestParameters.name).toHaveLength(4);
+    expect(branches[2].requestParameters.name).toContain('kms-replica-guard-guard-changes');
+    expect(branches[4].requestParameters.alarmNames).toEqual([{ prefix: 'kms-replica-guard-' }]);
+    expect(branches[6].requestParameters.roleName).toEqual([{ Ref: roleId }]);
+    const [target] = rule.Properties.Targets;
+    expect(target.Arn).toEqual({ Ref: topicId });
+    expect(target.InputTransformer.InputTemplate).toMatch(/^"kms-replica-guard: its own configuration changed: .*Runbook: README\.md#guard-configuration-changed"$/);
+  });
+
+  test('the dry-run alarm exists only in a stack deployed in enforce mode', () => {
+    const names = (t: Template) => Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties.AlarmName);
+    expect(names(synth())).not.toContain('kms-replica-guard-EnforceMode-dry-run');
+    const enforce = synth({ remediationMode: 'enforce' });
+    expect(names(enforce)).toContain('kms-replica-guard-EnforceMode-dry-run');
+    enforce.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'kms-replica-guard-EnforceMode-dry-run', Namespace: 'KmsReplicaGuard', MetricName: 'EnforceMode',
+      Statistic: 'Minimum', Period: 300, EvaluationPeriods: 1, Threshold: 1, ComparisonOperator: 'LessThanThreshold',
+      TreatMissingData: 'notBreaching', AlarmDescription: Match.stringLikeRegexp('Runbook: README\\.md#enforcemode-dry-run$'),
+    });
+  });
+
+  test('the sweep interval sets the schedule and the heartbeat period; other intervals are refused', () => {
+    for (const [hours, expression] of [[1, 'rate(1 hour)'], [12, 'rate(12 hours)']] as const) {
+      const t = synth({ sweepIntervalHours: hours });
+      t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: expression });
+      t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'SweepCompleted', Period: hours * 3600, EvaluationPeriods: 2 });
+    }
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ sweepIntervalHours: '5' }))).toThrow(/sweepIntervalHours=5: expected one of 1, 2, 3, 4, 6, 8, 12, 24/);
+    expect(configFromContext(ctx({ sweepIntervalHours: '24' })).sweepIntervalHours).toBe(24);
   });
 
   test('bad context values fail the synth with a message', () => {

@@ -1,0 +1,177 @@
+"""The hub's guard change rule (CloudTrail records of changes to the guard's own resources), tested
+with EventBridge TestEventPattern on the emulator against infra/tests/fixtures/guard-changes/.
+
+The rule is read from the translated SAM hub (infra/.build/sam/template.cfn.json, where SAM's
+generated schedule rule, KMS rule and queue mapping exist) and the synthesized CDK hub. Its
+references are resolved to the physical names the fixtures use: the function, the queue mapping's
+UUID, the rules (by what they are: the schedule, the KMS rule, the exposure rule), the role, and
+the stack name `kms-replica-guard`. Every fixture needs an expectation: a new file fails the test.
+
+    .venv/bin/python -m unittest discover -s infra/tests -p 'test_guard_change_pattern.py' -v
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_event_pattern as tep  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "infra" / "tests" / "fixtures" / "guard-changes"
+SAM_HUB = ROOT / "infra" / ".build" / "sam" / "template.cfn.json"
+STACK = "kms-replica-guard"
+ACCOUNT = "111122223333"
+FUNCTION = f"{STACK}-Function-TESTFN"
+NAMES = {
+    "function": FUNCTION,
+    "function_arn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{FUNCTION}",
+    "mapping": "a1b2c3d4-5678-90ab-cdef-11111EXAMPLE",
+    "sweep_rule": f"{STACK}-FunctionSweep-TESTRULE",
+    "kms_rule": f"{STACK}-FunctionKmsApiCall-TESTRULE",
+    "exposure_rule": f"{STACK}-ExposureNotificationRule-TESTRULE",
+    "role": f"{STACK}-RemediatorRole-TESTROLE",
+}
+
+SHOULD_MATCH = {
+    "lambda-update-function-configuration-dry-run.json",
+    "lambda-put-function-concurrency-zero.json",
+    "lambda-update-function-code.json",
+    "lambda-disable-sweep-queue-mapping.json",
+    "events-disable-sweep-rule.json",
+    "events-remove-sweep-targets.json",
+    "monitoring-delete-heartbeat-alarm.json",
+    "monitoring-set-alarm-state-ok.json",
+    "iam-put-role-policy-remediator.json",
+}
+SHOULD_NOT_MATCH = {
+    "lambda-update-other-function.json",
+    "events-disable-other-rule.json",
+    "monitoring-delete-other-alarm.json",
+    "iam-put-role-policy-other-role.json",
+    "lambda-get-function-configuration.json",
+}
+
+
+def hub_templates() -> dict[str, dict[str, Any]]:
+    if not SAM_HUB.exists():
+        raise AssertionError(f"{SAM_HUB.relative_to(ROOT)} is missing: run infra/scripts/sam_to_cfn.py (make infra-test)")
+    found = {str(SAM_HUB.relative_to(ROOT)): json.loads(SAM_HUB.read_text(encoding="utf-8"))}
+    for p in sorted(tep.CDK_OUT.glob("*.template.json")):
+        t = json.loads(p.read_text(encoding="utf-8"))
+        if any(r["Type"] == "AWS::Lambda::Function" for r in t["Resources"].values()):
+            found[str(p.relative_to(ROOT))] = t
+    return found
+
+
+def change_rule(template: dict[str, Any]) -> dict[str, Any]:
+    rules = [r["Properties"] for r in template["Resources"].values()
+             if r["Type"] == "AWS::Events::Rule" and "aws.lambda" in ((r["Properties"].get("EventPattern") or {}).get("source") or [])]
+    if len(rules) != 1:
+        raise AssertionError(f"expected one guard change rule, found {len(rules)}")
+    return rules[0]
+
+
+def resolve(template: dict[str, Any], value: Any) -> Any:
+    """The value with the hub's references as the fixtures' physical names."""
+    resources = template["Resources"]
+
+    def rule_name(name: str) -> str:
+        props = resources[name].get("Properties") or {}
+        if "ScheduleExpression" in props:
+            return NAMES["sweep_rule"]
+        source = (props.get("EventPattern") or {}).get("source") or []
+        if "aws.kms" in source:
+            return NAMES["kms_rule"]
+        if "kms-replica-guard" in source:
+            return NAMES["exposure_rule"]
+        raise AssertionError(f"the change rule names an unexpected rule {name}")
+
+    def ref(name: str, attr: str | None = None) -> str:
+        if name == "AWS::StackName":
+            return STACK
+        type_ = resources[name]["Type"]
+        if type_ == "AWS::Lambda::Function":
+            return NAMES["function_arn"] if attr == "Arn" else NAMES["function"]
+        if type_ == "AWS::Lambda::EventSourceMapping":
+            return NAMES["mapping"]
+        if type_ == "AWS::Events::Rule":
+            return rule_name(name)
+        if type_ == "AWS::IAM::Role":
+            return NAMES["role"]
+        raise AssertionError(f"the change rule refers to {type_} {name}")
+
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return ref(value["Ref"])
+        if set(value) == {"Fn::GetAtt"}:
+            name, attr = value["Fn::GetAtt"] if isinstance(value["Fn::GetAtt"], list) else value["Fn::GetAtt"].split(".", 1)
+            return ref(name, attr)
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: ref(m.group(1)), value["Fn::Sub"])
+        if set(value) == {"Fn::Join"}:
+            sep, parts = value["Fn::Join"]
+            return sep.join(str(resolve(template, p)) for p in parts)
+        return {k: resolve(template, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(template, v) for v in value]
+    return value
+
+
+class GuardChangeRuleTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        problem = tep._emulator_ready(("events",))
+        if problem:
+            raise AssertionError(f"the local AWS emulator is not reachable: {problem}. Start it with `make emulator`.")
+        cls.events = tep._client("events")
+        cls.templates = hub_templates()
+
+    def fixtures(self) -> dict[str, str]:
+        return {p.name: p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.json"))}
+
+    def test_both_hubs_have_the_rule_with_the_same_pattern_and_message(self) -> None:
+        self.assertEqual(len(self.templates), 2, sorted(self.templates))
+        patterns = {json.dumps(resolve(t, change_rule(t)["EventPattern"]), sort_keys=True) for t in self.templates.values()}
+        self.assertEqual(len(patterns), 1, "SAM and CDK have different guard change patterns")
+        messages = {json.dumps(change_rule(t)["Targets"][0]["InputTransformer"], sort_keys=True) for t in self.templates.values()}
+        self.assertEqual(len(messages), 1, "SAM and CDK send different messages")
+        for t in self.templates.values():
+            self.assertEqual(resolve(t, change_rule(t)["Name"]), f"{STACK}-guard-changes")
+
+    def test_every_fixture_has_an_expectation(self) -> None:
+        files = set(self.fixtures())
+        self.assertFalse(files - SHOULD_MATCH - SHOULD_NOT_MATCH, "fixtures without an expectation")
+        self.assertFalse((SHOULD_MATCH | SHOULD_NOT_MATCH) - files, "expected fixtures are missing")
+
+    def test_the_rule_matches_changes_to_the_guards_own_resources_only(self) -> None:
+        checked = 0
+        for where, template in self.templates.items():
+            pattern = json.dumps(resolve(template, change_rule(template)["EventPattern"]))
+            for name, event in self.fixtures().items():
+                expected = name in SHOULD_MATCH
+                with self.subTest(fixture=name, rule=where):
+                    result = self.events.test_event_pattern(EventPattern=pattern, Event=event)["Result"]
+                    self.assertIs(result, expected, f"{name} {'should' if expected else 'should not'} match")
+                    checked += 1
+        self.assertEqual(checked, 2 * len(SHOULD_MATCH | SHOULD_NOT_MATCH))
+
+    def test_the_message_names_who_did_what_to_which_resource(self) -> None:
+        transformer = change_rule(next(iter(self.templates.values())))["Targets"][0]["InputTransformer"]
+        event = json.loads(self.fixtures()["lambda-update-function-configuration-dry-run.json"])
+        text = tep.render_input_template(transformer, event)
+        self.assertEqual(
+            text,
+            f"kms-replica-guard: its own configuration changed: UpdateFunctionConfiguration20150331v2 (lambda.amazonaws.com) on {FUNCTION} "
+            f"by arn:aws:sts::{ACCOUNT}:assumed-role/Admin/mallory from 198.51.100.7 at 2026-12-07T08:14:58Z "
+            f"(account {ACCOUNT}, us-east-1, CloudTrail event e7d6c5b4-a3f2-4e1d-8c9b-0a1b2c3d4e01). Runbook: README.md#guard-configuration-changed",
+        )
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
