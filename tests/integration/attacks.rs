@@ -7,7 +7,6 @@
 use kms_replica_guard::config::Config;
 use kms_replica_guard::lambda::InvocationError;
 use krg_aws::remote::Remote;
-use krg_engine::key::KeyArn;
 use krg_policy::equivalent;
 use serde_json::Value;
 
@@ -24,22 +23,6 @@ const OPEN_TO_ALL: &str = r#"{
     {"Sid": "OpenToAll", "Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}
   ]
 }"#;
-
-async fn tag(sdk: &aws_config::SdkConfig, key: &KeyArn, tag: &str, value: &str) {
-    kms_in(sdk, key.region().as_str())
-        .tag_resource()
-        .key_id(key.as_str())
-        .tags(
-            aws_sdk_kms::types::Tag::builder()
-                .tag_key(tag)
-                .tag_value(value)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("TagResource");
-}
 
 /// The outcomes of a handled event: from the response, or from the failure summary when
 /// the invocation failed.
@@ -58,6 +41,17 @@ fn literal_baseline() -> String {
     BASELINE.replace('\n', " ")
 }
 
+/// The function in enforce mode, holding keys to the test baseline, with `extra` settings.
+fn enforcing(sdk: &aws_config::SdkConfig, extra: &[(&str, &str)]) -> (TestApp, KmsCalls) {
+    let baseline = literal_baseline();
+    let mut vars = vec![
+        ("REMEDIATION_MODE", "enforce"),
+        ("BASELINE_SOURCE", baseline.as_str()),
+    ];
+    vars.extend_from_slice(extra);
+    lambda(sdk, &vars)
+}
+
 #[tokio::test]
 async fn an_excluded_key_opened_to_everyone_still_alarms_and_an_overlong_exemption_is_not_honoured()
 {
@@ -69,15 +63,7 @@ async fn an_excluded_key_opened_to_everyone_still_alarms_and_an_overlong_exempti
     put_policy(&sdk, replica, OPEN_TO_ALL).await;
 
     let ns = namespace("excluded-opened");
-    let baseline = literal_baseline();
-    let (app, calls) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-            ("METRICS_NAMESPACE", &ns),
-        ],
-    );
+    let (app, calls) = enforcing(&sdk, &[("METRICS_NAMESPACE", &ns)]);
     let event = event("put-key-policy-replica-arn.json", family.key_id());
     let result = handle(&app, event.clone()).await;
     let response = result.as_ref().expect("an exemption is not a failure");
@@ -93,14 +79,9 @@ async fn an_excluded_key_opened_to_everyone_still_alarms_and_an_overlong_exempti
     assert_eq!(response["notifications"]["published"], 1, "{response:#}");
 
     // An operator caps exemptions: one ending in 9999 is no longer honoured.
-    let (app, calls) = lambda(
+    let (app, calls) = enforcing(
         &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-            ("METRICS_NAMESPACE", &ns),
-            ("EXEMPTION_MAX_DAYS", "30"),
-        ],
+        &[("METRICS_NAMESPACE", &ns), ("EXEMPTION_MAX_DAYS", "30")],
     );
     let result = handle(&app, event).await;
     let o = &outcomes(&result)[0];
@@ -129,14 +110,7 @@ async fn an_exemption_whose_end_cannot_be_read_does_not_switch_the_guard_off() {
     let replica = family.replica("eu-west-1");
     tag(&sdk, replica, EXCLUDE_TAG, "until=31/12/2099").await;
     put_policy(&sdk, replica, OPEN_TO_ALL).await;
-    let baseline = literal_baseline();
-    let (app, calls) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-        ],
-    );
+    let (app, calls) = enforcing(&sdk, &[]);
     let result = handle(
         &app,
         event("put-key-policy-replica-arn.json", family.key_id()),
@@ -356,14 +330,7 @@ async fn a_policy_written_under_the_guards_role_that_differs_from_the_baseline_i
     let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
     let replica = family.replica("us-west-2");
     put_policy(&sdk, replica, OPEN_TO_ALL).await;
-    let baseline = literal_baseline();
-    let (app, calls) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-        ],
-    );
+    let (app, calls) = enforcing(&sdk, &[]);
     // Someone who can assume the guard's role writes an open policy under it.
     let mut forged = event("put-key-policy-by-remediator.json", family.key_id());
     forged["detail"]["requestParameters"]["policy"] = Value::String(OPEN_TO_ALL.to_owned());
@@ -376,13 +343,7 @@ async fn a_policy_written_under_the_guards_role_that_differs_from_the_baseline_i
     // The guard's own fix, as CloudTrail records it, is in sync by construction: no call.
     let mut own = event("put-key-policy-by-remediator.json", family.key_id());
     own["detail"]["requestParameters"]["policy"] = Value::String(rendered_baseline(replica));
-    let (app, calls) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-        ],
-    );
+    let (app, calls) = enforcing(&sdk, &[]);
     let response = handle(&app, own).await.unwrap();
     assert!(outcomes(&Ok(response)).is_empty());
     assert_eq!(
@@ -405,15 +366,7 @@ async fn a_tag_change_is_news_naming_its_actor_and_other_tags_cost_nothing() {
     )
     .await;
     let ns = namespace("tag-news");
-    let baseline = literal_baseline();
-    let (app, _) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-            ("METRICS_NAMESPACE", &ns),
-        ],
-    );
+    let (app, _) = enforcing(&sdk, &[("METRICS_NAMESPACE", &ns)]);
     let response = handle(&app, event("tag-resource-exclude.json", family.key_id()))
         .await
         .unwrap();
@@ -425,13 +378,7 @@ async fn a_tag_change_is_news_naming_its_actor_and_other_tags_cost_nothing() {
     );
     assert_eq!(metric_sum(&sdk, &ns, "ExemptionGranted").await, 1.0);
 
-    let (app, calls) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-        ],
-    );
+    let (app, calls) = enforcing(&sdk, &[]);
     let response = handle(&app, event("tag-resource-other-tag.json", family.key_id()))
         .await
         .unwrap();
@@ -460,15 +407,7 @@ async fn an_unpinned_service_principal_is_not_kept_in_contains_mode() {
     );
     assert!(with_deputy.contains("LogsAnyAccount"));
     put_policy(&sdk, replica, &with_deputy).await;
-    let baseline = literal_baseline();
-    let (app, calls) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-            ("BASELINE_MATCH", "contains"),
-        ],
-    );
+    let (app, calls) = enforcing(&sdk, &[("BASELINE_MATCH", "contains")]);
     let result = handle(
         &app,
         event("put-key-policy-replica-arn.json", family.key_id()),
@@ -490,15 +429,7 @@ async fn a_write_that_grants_administration_is_judged_and_reported() {
     let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &["us-west-2"]).await;
     let replica = family.replica("us-west-2");
     let ns = namespace("write-exposure");
-    let baseline = literal_baseline();
-    let (app, _) = lambda(
-        &sdk,
-        &[
-            ("REMEDIATION_MODE", "enforce"),
-            ("BASELINE_SOURCE", &baseline),
-            ("METRICS_NAMESPACE", &ns),
-        ],
-    );
+    let (app, _) = enforcing(&sdk, &[("METRICS_NAMESPACE", &ns)]);
     let response = handle(
         &app,
         event("put-key-policy-replica-id.json", family.key_id()),

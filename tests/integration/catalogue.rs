@@ -30,22 +30,6 @@ fn render(template: &str, key: &KeyArn) -> String {
         .replace("{{Region}}", key.region().as_str())
 }
 
-async fn tag(sdk: &aws_config::SdkConfig, key: &KeyArn, tag: &str, value: &str) {
-    kms_in(sdk, key.region().as_str())
-        .tag_resource()
-        .key_id(key.as_str())
-        .tags(
-            aws_sdk_kms::types::Tag::builder()
-                .tag_key(tag)
-                .tag_value(value)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("TagResource");
-}
-
 const BASELINE_TAG: &str = "kms-replica-guard:baseline";
 const EXCLUDE_TAG: &str = "kms-replica-guard:exclude";
 

@@ -194,6 +194,23 @@ pub async fn get_policy(sdk: &SdkConfig, key: &KeyArn) -> String {
         .unwrap()
 }
 
+/// Tags `key` with `tag` = `value` (TagResource).
+pub async fn tag(sdk: &SdkConfig, key: &KeyArn, tag: &str, value: &str) {
+    kms_in(sdk, key.region().as_str())
+        .tag_resource()
+        .key_id(key.as_str())
+        .tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key(tag)
+                .tag_value(value)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("TagResource");
+}
+
 /// A sample event from events/ rewritten to name this test's key.
 pub fn event(name: &str, key_id: &str) -> Value {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -386,26 +386,11 @@ impl S3Backups {
 
 /// GetObject of `s3://bucket/key`, with S3's date and the ETag.
 async fn fetch(client: &Client, bucket: &str, key: &str) -> Result<Fetched, CallError> {
-    let location = format!("s3://{bucket}/{key}");
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| call_error("GetObject", &location, e))?;
-    let modified = s3_time(out.last_modified());
-    let etag = out.e_tag().map(str::to_owned);
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| CallError::new("GetObject", &location, ErrorKind::Transient, e.to_string()))?
-        .to_vec();
+    let object = super::get_object(client, bucket, key).await?;
     Ok(Fetched {
-        bytes,
-        modified,
-        etag,
+        modified: s3_time(object.last_modified.as_ref()),
+        bytes: object.bytes,
+        etag: object.etag,
     })
 }
 

@@ -23,12 +23,22 @@ pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
         .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
 }
 
+/// An S3 object as read: its whole body, with S3's own date and ETag.
+pub(crate) struct S3Object {
+    /// The body.
+    pub bytes: Vec<u8>,
+    /// When S3 stored it (`LastModified`).
+    pub last_modified: Option<aws_sdk_s3::primitives::DateTime>,
+    /// Its ETag.
+    pub etag: Option<String>,
+}
+
 /// The whole body of an S3 object (GetObject), with errors naming `s3://bucket/key`.
 pub(crate) async fn get_object(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> Result<Vec<u8>, CallError> {
+) -> Result<S3Object, CallError> {
     let location = format!("s3://{bucket}/{key}");
     let out = client
         .get_object()
@@ -37,12 +47,19 @@ pub(crate) async fn get_object(
         .send()
         .await
         .map_err(|e| call_error("GetObject", &location, e))?;
-    Ok(out
+    let last_modified = out.last_modified;
+    let etag = out.e_tag;
+    let bytes = out
         .body
         .collect()
         .await
         .map_err(|e| CallError::new("GetObject", &location, ErrorKind::Transient, e.to_string()))?
-        .to_vec())
+        .to_vec();
+    Ok(S3Object {
+        bytes,
+        last_modified,
+        etag,
+    })
 }
 
 /// Maps any SDK error onto a [`CallError`] with a kind that decides retries.

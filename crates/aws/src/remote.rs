@@ -103,7 +103,7 @@ impl RemoteText for Remote {
     }
 
     async fn s3_object(&self, bucket: &str, key: &str) -> Result<String, CallError> {
-        let bytes = get_object(&S3::new(&self.sdk), bucket, key).await?;
+        let bytes = get_object(&S3::new(&self.sdk), bucket, key).await?.bytes;
         String::from_utf8(bytes).map_err(|_| {
             CallError::new(
                 "GetObject",
