@@ -494,6 +494,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_the_guardrails_refuse_is_published_and_counted_in_dry_run_too() {
+        let public = POLICY.replace(
+            r#"}]}"#,
+            r#"},{"Sid":"OpenToAll","Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*"}]}"#,
+        );
+        let fake = FakeAws::family(&public, &["us-west-2"]);
+        fake.with_key(&arn("us-west-2"), |k| k.policy = POLICY.to_owned());
+        let err = app(&fake, &[("BASELINE_SOURCE", "primary")])
+            .with_notifier(Some(&fake))
+            .handle(sample("put-key-policy-primary.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "NonRetryable.KeyFailure");
+        assert_eq!(fake.count("PutKeyPolicy"), 0);
+        let notes = fake.notified.lock().unwrap();
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert_eq!(
+            notes[0].news.detail_type(),
+            "Replica Key Policy Write Refused"
+        );
+        assert_eq!(notes[0].detail["guardrail"][0]["sid"], "OpenToAll");
+        assert_eq!(notes[0].detail["guardrail"][0]["severity"], "public");
+        let published = fake.published.lock().unwrap();
+        assert!(published.iter().flat_map(|(_, d)| d.iter()).any(|d| {
+            d.metric.name() == "GuardrailRefused"
+                && d.severity.map(|s| s.as_str()) == Some("public")
+                && d.value == 1.0
+        }));
+    }
+
+    #[tokio::test]
     async fn every_completed_sweep_beats_the_heartbeat_with_the_keys_it_covered_and_the_mode() {
         let datum = |fake: &FakeAws, name: &str| -> Vec<f64> {
             let published = fake.published.lock().unwrap();

@@ -197,6 +197,8 @@ async fn a_tag_selecting_a_wider_baseline_outside_its_scope_is_refused_and_the_k
         o["reason"].as_str().unwrap().contains("BASELINE_SCOPE"),
         "{o:#}"
     );
+    // Judged all the same, against the default baseline: the open statement shows.
+    assert_eq!(o["exposure"]["severity"], "public", "{o:#}");
     assert_eq!(calls.puts(), 0, "nothing is written");
     assert!(
         get_policy(&sdk, replica).await.contains("OpenToAll"),
