@@ -32,6 +32,7 @@ use krg_engine::key::KeyArn;
 use krg_engine::ledger::MemoryLedger;
 use krg_engine::outcome::rfc3339;
 use krg_engine::ports::{Backup, BackupStore, Claimed, WriteClaim, WriteHistory, WriteRecord};
+use krg_engine::reconcile::CLAIM_TTL;
 
 use super::{call_error, split_s3_url};
 
@@ -588,7 +589,7 @@ impl BackupStore for S3Backups {
             match self.holder(claim).await? {
                 Holder::Released => {}
                 Holder::Held(holder) => return Ok(Claimed::Held(Box::new(holder))),
-                Holder::Suspicious { etag } => {
+                Holder::Abandoned { etag } => {
                     let taken = self
                         .put_json(self.claim_object(claim), &doc, Put::IfMatch(&etag))
                         .await;
@@ -629,9 +630,10 @@ enum Holder {
     Released,
     /// Another invocation's claim, dated by S3.
     Held(WriteClaim),
-    /// An object that is not the guard's claim, or dates itself after S3 stored it: taken
-    /// over as abandoned (it has this ETag).
-    Suspicious { etag: String },
+    /// An object that is not the guard's claim, or dates itself after S3 stored it, or a
+    /// claim S3 stored longer than `CLAIM_TTL` ago: taken over as abandoned, only if it still
+    /// has this ETag (of several invocations taking it over, one wins).
+    Abandoned { etag: String },
 }
 
 impl S3Backups {
@@ -648,20 +650,36 @@ impl S3Backups {
             }
             Err(e) => return Err(e),
         };
+        let location = self.location(&object);
+        let etag = |fetched: Fetched| {
+            fetched.etag.ok_or_else(|| {
+                CallError::new(
+                    "GetObject",
+                    &location,
+                    ErrorKind::Other,
+                    "S3 gave no ETag for the claim, so it cannot be taken over safely",
+                )
+            })
+        };
         match judge_claim(claim, &fetched) {
+            // Abandoned by S3's own date: taken over here, conditionally, rather than
+            // deleted and claimed again (two invocations doing that could both win).
+            Ok(held)
+                if SystemTime::now()
+                    .duration_since(fetched.modified)
+                    .is_ok_and(|age| age > CLAIM_TTL) =>
+            {
+                tracing::warn!(key_arn = %claim.key, holder = %held.holder(), object = %location, "taking over a write claim abandoned for more than {} s", CLAIM_TTL.as_secs());
+                Ok(Holder::Abandoned {
+                    etag: etag(fetched)?,
+                })
+            }
             Ok(held) => Ok(Holder::Held(held)),
             Err(why) => {
-                let location = self.location(&object);
                 suspicious(&claim.key, "write claim", &location, fetched.modified, &why);
-                let etag = fetched.etag.ok_or_else(|| {
-                    CallError::new(
-                        "GetObject",
-                        &location,
-                        ErrorKind::Other,
-                        "S3 gave no ETag for the claim, so it cannot be taken over safely",
-                    )
-                })?;
-                Ok(Holder::Suspicious { etag })
+                Ok(Holder::Abandoned {
+                    etag: etag(fetched)?,
+                })
             }
         }
     }
@@ -1125,6 +1143,69 @@ mod tests {
         };
         assert_eq!(holder.at, now, "S3's date");
         assert_eq!(holder.event_id.as_deref(), Some("e-0"));
+    }
+
+    #[tokio::test]
+    async fn a_claim_abandoned_by_s3_s_date_is_taken_over_with_if_match_so_only_one_racer_wins() {
+        let now = SystemTime::now();
+        let long_ago = now - CLAIM_TTL - Duration::from_secs(60);
+        // Won: the abandoned claim still has its ETag when this invocation takes it over.
+        let refused = mock!(Client::put_object)
+            .match_requests(|r| r.if_none_match() == Some("*"))
+            .sequence()
+            .http_status(412, Some(REFUSED.into()))
+            .build();
+        let abandoned = stored(
+            claim_object(),
+            claim_body(&claim(), long_ago),
+            long_ago,
+            "\"old\"",
+        );
+        let taken = mock!(Client::put_object)
+            .match_requests(|r| r.if_match() == Some("\"old\""))
+            .then_output(|| PutObjectOutput::builder().build());
+        let deleted = mock!(Client::delete_object).then_output(|| {
+            aws_sdk_s3::operation::delete_object::DeleteObjectOutput::builder().build()
+        });
+        let store_won = store(&[&refused, &abandoned, &taken, &deleted]);
+        assert_eq!(store_won.claim(&claim()).await, Ok(Claimed::Won));
+        assert_eq!(
+            (taken.num_calls(), deleted.num_calls()),
+            (1, 0),
+            "never deleted"
+        );
+
+        // Lost: another invocation took it over first; this one waits for that one's write.
+        let refused = mock!(Client::put_object)
+            .match_requests(|r| r.if_none_match() == Some("*") || r.if_match().is_some())
+            .sequence()
+            .http_status(412, Some(REFUSED.into()))
+            .times(3)
+            .build();
+        let reads = mock!(Client::get_object)
+            .sequence()
+            .output(move || {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from(
+                        claim_body(&claim(), long_ago).into_bytes(),
+                    ))
+                    .last_modified(S3Time::from(long_ago))
+                    .e_tag("\"old\"")
+                    .build()
+            })
+            .output(move || {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from(claim_body(&claim(), now).into_bytes()))
+                    .last_modified(S3Time::from(now))
+                    .e_tag("\"theirs\"")
+                    .build()
+            })
+            .build();
+        let answer = store(&[&refused, &reads]).claim(&claim()).await.unwrap();
+        let Claimed::Held(holder) = answer else {
+            panic!("{answer:?}")
+        };
+        assert_eq!(holder.at, now, "the winner's fresh claim");
     }
 
     fn backup_body(key: &str, taken_at: SystemTime, policy: &str) -> String {

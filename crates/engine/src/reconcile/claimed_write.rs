@@ -60,7 +60,9 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     }
 
     /// Claims the write of one drift; a claim abandoned longer than [`CLAIM_TTL`] ago is
-    /// released and claimed anew.
+    /// released and claimed anew. (The bucket's store takes an abandoned claim over itself,
+    /// conditionally on its ETag, so that of several invocations only one wins; it never
+    /// answers with one. This is for stores without that, such as the in-process ledger.)
     pub(super) async fn claim(&self, claim: &WriteClaim) -> Result<Claimed, CallError> {
         match self.backups.claim(claim).await? {
             Claimed::Held(holder) if abandoned(&holder, claim.at) => {
