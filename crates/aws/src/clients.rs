@@ -16,15 +16,12 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use krg_engine::key::Region;
 
-/// The HTTPS client every SDK client shares: rustls with *ring*, the platform's root
+/// The HTTPS client every SDK client shares: rustls with aws-lc (the SDK's own default,
+/// with its post-quantum hybrid key exchange, X25519MLKEM768), the platform's root
 /// certificates, HTTP/1.1 and HTTP/2 as the SDK's own client negotiates them.
-///
-/// *ring* rather than aws-lc: the same TLS 1.2/1.3 suites to AWS endpoints for 166 KB less
-/// package (BENCHMARKS.md, "Package"); what it does not offer is the post-quantum hybrid key
-/// exchange aws-lc prefers.
 pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
         .build_https()
 }
 
