@@ -54,13 +54,12 @@ fn targets(spec: Option<String>, fallback: &str) -> (Targets, Option<String>) {
 }
 
 /// Why lines of `asked` will not appear, when this build compiled them out (`kept` is its
-/// static maximum): release builds
-/// keep info as their most detailed level (`release_max_level_info`: 116 KB of the Lambda
-/// package, BENCHMARKS.md, "Package"); debug and trace lines exist in debug builds only.
+/// static maximum, set by a `tracing` `max_level_*` feature; the function's builds compile
+/// every level in, so this speaks only for a build made with one).
 fn compiled_out(asked: LevelFilter, kept: LevelFilter) -> Option<String> {
     (asked > kept).then(|| {
         format!(
-            "{asked} lines are compiled out of this build (release builds keep {kept} as their most detailed level, for package size); {kept} is logged"
+            "{asked} lines are compiled out of this build (it keeps {kept} as its most detailed level); {kept} is logged"
         )
     })
 }
