@@ -42,7 +42,18 @@ What it does (`Run.execute`):
      `*` (kms:Decrypt without a condition) and the PutKeyPolicy event: the function reports the
      drift, writes nothing and publishes ExposureDrift{Severity=public} = 1, and puts the
      drift on the emulator's default bus (EVENT_BUS=default, as deployed).
-   The hubs' exposure notification rules (source kms-replica-guard; pattern and InputTransformer
+   - guardrail: BASELINE_SOURCE=primary, TRUSTED_ACCOUNTS=PARTNER_ACCOUNT: a primary opened to `*`
+     is mirrored and refused (GuardrailRefused{Severity=public}, a Write Refused event), a primary
+     shared with the trusted partner is mirrored and written (write_exposure `access`; the
+     WriteExposure{cross-account} datum is stood in, STAND_IN: the guardrails refuse such writes), and
+     the exclude tag set on a third replica gives an Exemption Granted event;
+   - throttled: a drifted replica's event, which the Lambda service (stood in) throttled before
+     it ran: Throttles and AsyncEventAge (below).
+   AWS/Lambda data (Errors, Throttles, AsyncEventsDropped, AsyncEventAge) come from the Lambda
+   service, which does not run the function here: the harness publishes them (STAND_IN says how
+   each value is obtained), in every scenario, so that the alarms are seen OK on ordinary values.
+   The hubs' notification rules on the guard's events (exposure, write refused, exemption;
+   source kms-replica-guard; pattern and InputTransformer
    from the templates, the target resolved to the test topic) are created on that default bus
    for the run, with a capture rule that copies every event of the function to a queue: the
    drift events the function really published and the messages the rules made of them are
@@ -51,7 +62,7 @@ What it does (`Run.execute`):
    ALARM, waits for every fired alarm to return to OK, reads the notifications from the
    queue, PutDashboard's each resolved dashboard and reads the published metrics back with
    ListMetrics. LocalStack evaluates single-metric alarms only; a metric-math alarm
-   (ExposureDrift) is evaluated by the harness instead, on LocalStack's schedule and with its
+   (ExposureDrift, GuardrailRefused, WriteExposure, AsyncEventAge) is evaluated by the harness instead, on LocalStack's schedule and with its
    rules, from the data the function published (see STAND_IN_EVALUATION), and its state set
    with SetAlarmState: the actions, the SNS notification and the subscriber are LocalStack's.
 
@@ -63,6 +74,8 @@ must trip it) or in NOT_DRIVABLE (with the reason); the test fails for any other
 
 from __future__ import annotations
 
+import ast
+import datetime
 import json
 import os
 import re
@@ -112,7 +125,15 @@ HEARTBEAT_REGION = "eu-south-1"
 # 60 s windows there).
 HEARTBEAT_SWEEP_EVERY = 45.0
 
-SCENARIOS = ("spike", "failed", "flap", "member", "exposure", "heartbeat")
+# The guardrail scenario's trusted partner: a mirrored primary may grant it access (WriteExposure).
+PARTNER_ACCOUNT = "777788889999"
+EXCLUDE_TAG = "kms-replica-guard:exclude"
+# The throttled scenario: how many times the Lambda service (stood in) throttled its event before
+# it ran, and how far the event had aged by then, as a share of the stack's MaximumEventAgeInSeconds.
+THROTTLED_ATTEMPTS = 3
+THROTTLED_AGE_FRACTION = 0.75
+
+SCENARIOS = ("spike", "failed", "flap", "member", "exposure", "heartbeat", "guardrail", "throttled")
 # Which scenario must trip each alarm (by its name without the stack prefix). In every other
 # scenario the alarm must never leave OK.
 DRIVEN = {
@@ -121,7 +142,13 @@ DRIVEN = {
     "FlapSuppressed": "flap",
     "FunctionErrors": "failed",
     "DLQ-not-empty": "failed",
+    "AsyncEventsDropped": "failed",
     "AccountNotEntered": "member",
+    "AccountNotAllowed": "member",
+    "GuardrailRefused": "guardrail",
+    "WriteExposure": "guardrail",
+    "Throttles": "throttled",
+    "AsyncEventAge": "throttled",
     "sweep-DLQ-not-empty": "member",
     "ExposureDrift": "exposure",
     "SweepCompleted-heartbeat": "heartbeat",
@@ -143,6 +170,10 @@ INCIDENTAL: dict[str, dict[str, str]] = {
         "AutoFixFailed": "a key in an account the hub could not enter was not checked: the function may count it as a failed fix too",
         "FunctionErrors": "an event whose account could not be entered may fail the invocation (retryable), so that Lambda retries it",
     },
+    "guardrail": {
+        "AutoFixFailed": "a write the guardrails refused is a key the guard could not fix: counted as a failed fix too",
+        "FunctionErrors": "a refused write fails its key NonRetryable, and so the invocation (the stood-in Errors datum counts it)",
+    },
 }
 # Alarms whose metric comes from the Lambda service, which does not run the function here (it
 # runs under cargo lambda watch): the harness publishes the datum the service would publish,
@@ -151,6 +182,20 @@ STAND_IN = {
     "FunctionErrors": "AWS/Lambda Errors is published by the Lambda service, which does not run the "
     "function here (cargo lambda watch does): the harness publishes Errors = the number of the "
     "scenario's invocations that really returned an error, with the FunctionName the alarm names",
+    "AsyncEventsDropped": "AWS/Lambda AsyncEventsDropped: the harness publishes the number of on-failure "
+    "records it put in the scenario's DLQ for invocations that really failed (the failed scenario: 1), "
+    "as Lambda counts an event it gives up on after its retries; 0 in every other scenario",
+    "Throttles": "AWS/Lambda Throttles: cargo lambda watch never throttles, so the harness plays the Lambda "
+    "service of a function without free concurrency: in the throttled scenario it publishes "
+    f"Throttles = {THROTTLED_ATTEMPTS} (refused attempts) before it invokes the real function with the event; 0 elsewhere",
+    "WriteExposure": "WriteExposure{Severity=public|cross-account} cannot come from the function: its guardrails "
+    "refuse exactly the writes that would have that severity (one set of rules; the guardrail scenario shows "
+    "the refusal, and that a trusted partner's grant is written as `access`). The alarm is the defence in "
+    "depth for a failed guardrail, so the harness publishes WriteExposure{Severity=cross-account} = 1 in the "
+    "guardrail scenario's namespace, as the function would after such a write",
+    "AsyncEventAge": "AWS/Lambda AsyncEventAge (ms, Maximum): no event waits under cargo lambda watch, so the "
+    "value is chosen, not measured: in the throttled scenario the age of an event that waited "
+    f"{THROTTLED_AGE_FRACTION:g} of the stack's MaximumEventAgeInSeconds before it ran; 0 (invoked at once) elsewhere",
 }
 # Alarms that LocalStack stores but does not evaluate, with the reason: the harness evaluates
 # them itself (evaluate_metric_math), every Period x EvaluationPeriods from their creation as
@@ -162,6 +207,12 @@ STAND_IN_EVALUATION = {
     "function published), sums them as the expression says, applies the alarm's threshold, "
     "TreatMissingData and look-back exactly as LocalStack does for other alarms, and calls SetAlarmState; "
     "LocalStack sends the notification",
+    "GuardrailRefused": "metric math (GuardrailRefused{Severity=public} + GuardrailRefused{Severity=cross-account}): "
+    "evaluated by the harness as ExposureDrift is, from the data the function published",
+    "WriteExposure": "metric math (WriteExposure{Severity=public} + WriteExposure{Severity=cross-account}): "
+    "evaluated by the harness as ExposureDrift is, from the data the function published",
+    "AsyncEventAge": "metric math (AsyncEventAge / (1000 x MaximumEventAgeInSeconds)): evaluated by the harness "
+    "as ExposureDrift is, from the stood-in AWS/Lambda datum (STAND_IN)",
 }
 # Alarms that cannot be driven on the emulator, with the reason (reported, not driven).
 NOT_DRIVABLE: dict[str, str] = {}
@@ -499,20 +550,44 @@ _COMPARE = {
 }
 
 
+def arithmetic(expr: str, values: dict[str, float]) -> float:
+    """An arithmetic metric-math expression (series ids, numbers, + - * / and parentheses) evaluated
+    for one window; anything else (functions such as SEARCH or FILL) is refused."""
+    def ev(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.Name) and node.id in values:
+            return values[node.id]
+        raise Unresolvable(f"the harness evaluates arithmetic over series only, not {ast.dump(node)} in {expr!r}")
+
+    return ev(ast.parse(expr, mode="eval"))
+
+
+_OPS: dict[type, Callable[[float, float], float]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
+
+
 def evaluate_metric_math(cw: Any, req: dict[str, Any]) -> tuple[str, list[float | None]]:
     """The state a metric-math alarm goes to now, and the datapoints it was decided on.
 
     As LocalStack's alarm scheduler does for a single-metric alarm: EvaluationPeriods + max(EP // 3, 2)
     windows of one Period each back from now, oldest first; a window's value is the expression over
-    the Sum of each series in it. Only sums of series (`a + b`) are supported: in CloudWatch metric
-    math a missing value counts as 0 in arithmetic, and a window where every series is missing has
-    no datapoint.
+    each series' statistic in it. Arithmetic only (`a + b`, `age / (1000 * 3600)`): in CloudWatch
+    metric math a missing value counts as 0 in arithmetic, and a window where every series is
+    missing has no datapoint.
     """
     series = {m["Id"]: m for m in req["Metrics"] if "MetricStat" in m}
     (expr,) = [m["Expression"] for m in req["Metrics"] if "Expression" in m and m.get("ReturnData", True)]
-    ids = [t.strip() for t in expr.split("+")]
-    if not ids or any(i not in series for i in ids):
-        raise Unresolvable(f"{req['AlarmName']}: the harness evaluates sums of series only, not {expr!r}")
+    ids = sorted(series)
+    arithmetic(expr, {i: 1.0 for i in ids})  # refuses what it cannot evaluate, before any window
     period = alarm_period(req)
     ep = int(req["EvaluationPeriods"])
     now = time.time()
@@ -527,7 +602,7 @@ def evaluate_metric_math(cw: Any, req: dict[str, Any]) -> tuple[str, list[float 
                 EndTime=now,
             )["MetricDataResults"][0]["Values"]
             window.append(out[0] if out else None)
-        values.insert(0, None if all(v is None for v in window) else sum(v or 0.0 for v in window))
+        values.insert(0, None if all(v is None for v in window) else arithmetic(expr, {i: v or 0.0 for i, v in zip(ids, window)}))
         now = start
     treat = req.get("TreatMissingData", "missing")
     breaching = []
@@ -682,6 +757,15 @@ def opened_to_everyone(policy: str) -> str:
     return json.dumps(doc)
 
 
+def shared_with(policy: str, account: str) -> str:
+    """The policy with one more statement: another account may decrypt (a cross-account grant)."""
+    doc = json.loads(policy)
+    doc["Statement"].append(
+        {"Sid": "ShareWithPartner", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:Decrypt", "Resource": "*"}
+    )
+    return json.dumps(doc)
+
+
 def create_family(key_id: str, primary_policy: str, bypass: bool = False) -> None:
     """A multi-Region primary in REGION with a fixed id, and its replica (default policy) in REPLICA_REGION."""
     kms = client("kms")
@@ -744,6 +828,8 @@ class ScenarioRun:
     first_data_at: float | None = None  # monotonic time the first datum was sent
     alarm_reasons: dict[str, str] = field(default_factory=dict)  # heartbeat: the StateReason of its ALARM before any sweep
     sweeper: threading.Thread | None = None  # heartbeat: the scheduled sweeps while the run waits
+    throttles: int = 0  # throttled: the attempts the (stood-in) Lambda service refused before the invocation
+    exemption: dict[str, str] = field(default_factory=dict)  # guardrail: the exclude tag set on a key
 
 
 @dataclass
@@ -801,6 +887,7 @@ class Run:
         self.created_rules: list[str] = []
         self.capture_queue_url = ""
         self.guard_events: list[dict[str, Any]] = []  # every event the function put on the bus
+        self.data_stopped_wall = float("inf")
         self.rule_messages: list[dict[str, Any]] = []  # what the exposure rules sent to the topic (SNS envelopes)
         self.exposure_rules: list[tuple[Source, str]] = []  # (template, test rule name)
         self.stand_in_stop = threading.Event()
@@ -863,6 +950,10 @@ class Run:
                 env["REMEDIATION_MODE"] = "dry-run"
             if name == "heartbeat":
                 env["SWEEP_REGIONS"] = HEARTBEAT_REGION
+            if name == "guardrail":
+                # Mirrors each primary: one opened to everyone (refused), one shared with the partner (written).
+                env["BASELINE_SOURCE"] = "primary"
+                env["TRUSTED_ACCOUNTS"] = PARTNER_ACCOUNT
             sc = ScenarioRun(name, ns, fn, dlq, env, sweep_queue=sweep_queue, sweep_dlq=sweep_dlq)
             sc.watch = Watch(f"{self.prefix}-{name}", env, WATCH_PORT + i)
             self.scenarios[name] = sc
@@ -1081,13 +1172,79 @@ class Run:
         sc.sweeper = threading.Thread(target=sweep_until_stopped, name="heartbeat-sweeps", daemon=True)
         sc.sweeper.start()
 
-    def publish_lambda_errors(self) -> None:
-        """The Lambda service's Errors datum for each scenario (see STAND_IN)."""
+    def drive_guardrail(self, sc: ScenarioRun) -> None:
+        """BASELINE_SOURCE=primary, TRUSTED_ACCOUNTS=PARTNER_ACCOUNT: a primary opened to everyone is
+        mirrored (the guardrails refuse it: GuardrailRefused{public}, a Write Refused event), a primary
+        shared with the partner is mirrored and written (a trusted grant: `access`); and the exclude
+        tag set on a third replica (an Exemption Granted event)."""
+        public, partner, exempt = fresh_key_id(), fresh_key_id(), fresh_key_id()
+        create_family(public, opened_to_everyone(default_policy()))
+        create_family(partner, shared_with(default_policy(), PARTNER_ACCOUNT))
+        create_family(exempt, default_policy())
+        # The replica as ReplicateKey may leave it (the emulator copies the primary's policy): without
+        # the partner's grant, so that mirroring the primary writes it.
+        client("kms", REPLICA_REGION).put_key_policy(KeyId=partner, PolicyName="default", Policy=default_policy())
+        sc.key_ids = [public, partner, exempt]
+        # alice's PutKeyPolicy on the primary (as events/put-key-policy-primary.json): mirrored to its replica.
+        inv = self._invoke(sc, "put-key-policy on the primary (opened to *, mirrored)", event("put-key-policy-primary", public))
+        log(f"    guardrail: public primary -> {'ok' if inv.ok else 'error'}: {json.dumps(inv.body)[:300]}")
+        inv = self._invoke(sc, "replicate-key (primary shared with the partner, mirrored)", event("replicate-key", partner))
+        log(f"    guardrail: partner primary -> {[(o.get('action'), (o.get('write_exposure') or {}).get('severity')) for o in _outcomes(inv)]}")
+        until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%d")
+        value = f"until={until} ticket OPS-4711"
+        client("kms", REPLICA_REGION).tag_resource(KeyId=exempt, Tags=[{"TagKey": EXCLUDE_TAG, "TagValue": value}])
+        sc.exemption = {"key_id": exempt, "value": value}
+        payload = event("tag-resource-exclude", exempt).replace("until=2027-01-31 ticket OPS-4711", value)
+        inv = self._invoke(sc, "tag-resource (exclude tag set)", payload)
+        log(f"    guardrail: exclude tag -> {'ok' if inv.ok else 'error'}: {json.dumps(inv.body)[:300]}")
+
+    def drive_throttled(self, sc: ScenarioRun) -> None:
+        """A KMS event that Lambda (stood in: STAND_IN) throttled THROTTLED_ATTEMPTS times, then ran:
+        the real function handles it (a drifted replica, remediated)."""
+        key_id = fresh_key_id()
+        create_family(key_id, default_policy())
+        sc.key_ids = [key_id]
+        sc.throttles = THROTTLED_ATTEMPTS
+        inv = self._invoke(sc, f"replicate-key after {THROTTLED_ATTEMPTS} throttled attempts", event("replicate-key", key_id))
+        log(f"    throttled: {[o.get('action') for o in _outcomes(inv)]}")
+
+    def max_event_age_seconds(self) -> int:
+        """The smallest MaximumEventAgeInSeconds the templates deploy (resolved at their defaults)."""
+        ages = []
+        for src in self.sources:
+            for r in src.of_type("AWS::Lambda::EventInvokeConfig").values():
+                ages.append(int(Deployment(src, "x", "x", "", "", {}).resolve(r["Properties"]["MaximumEventAgeInSeconds"])))
+        if not ages:
+            raise AssertionError("no AWS::Lambda::EventInvokeConfig in the templates (MaximumEventAgeInSeconds)")
+        return min(ages)
+
+    def publish_write_exposure(self) -> None:
+        """The WriteExposure datum the function cannot publish (see STAND_IN)."""
+        if "guardrail" in self.scenarios:
+            self.cw.put_metric_data(
+                Namespace=self.scenarios["guardrail"].namespace,
+                MetricData=[{"MetricName": "WriteExposure", "Dimensions": [{"Name": "Severity", "Value": "cross-account"}], "Value": 1.0, "Unit": "Count"}],
+            )
+
+    def publish_lambda_metrics(self) -> None:
+        """The Lambda service's data for each scenario (see STAND_IN): Errors, Throttles,
+        AsyncEventsDropped and AsyncEventAge, with the FunctionName the alarms name."""
+        age_ms = THROTTLED_AGE_FRACTION * self.max_event_age_seconds() * 1000
         for sc in self.scenarios.values():
             failed = sum(1 for i in sc.invocations if not i.ok)
+            dropped = 1 if sc.dlq_record is not None and sc.name == "failed" and failed else 0
+            values = {
+                "Errors": (failed, "Count"),
+                "Throttles": (sc.throttles, "Count"),
+                "AsyncEventsDropped": (dropped, "Count"),
+                "AsyncEventAge": (age_ms if sc.throttles else 0.0, "Milliseconds"),
+            }
             self.cw.put_metric_data(
                 Namespace="AWS/Lambda",
-                MetricData=[{"MetricName": "Errors", "Dimensions": [{"Name": "FunctionName", "Value": sc.function_name}], "Value": failed, "Unit": "Count"}],
+                MetricData=[
+                    {"MetricName": name, "Dimensions": [{"Name": "FunctionName", "Value": sc.function_name}], "Value": v, "Unit": unit}
+                    for name, (v, unit) in values.items()
+                ],
             )
 
     def drive(self) -> None:
@@ -1098,15 +1255,21 @@ class Run:
             "member": self.drive_member,
             "exposure": self.drive_exposure,
             "heartbeat": self.drive_heartbeat,
+            "guardrail": self.drive_guardrail,
+            "throttled": self.drive_throttled,
         }
         for sc in self.scenarios.values():
             drivers[sc.name](sc)
-        self.publish_lambda_errors()
+        self.publish_lambda_metrics()
+        self.publish_write_exposure()
         for sc in self.scenarios.values():
             # The heartbeat's sweeps go on while the run waits (stopped in cleanup).
             if sc.watch and sc.sweeper is None:
                 sc.watch.stop()
         self.data_stopped_at = time.monotonic()
+        # Wall-clock (the events' `time`): the function's events of this run are all older; an event
+        # about one of this run's keys that is newer came from another run's sweep on the shared emulator.
+        self.data_stopped_wall = time.time()
         log(f"==> all scenarios driven at +{self.elapsed():.0f} s; the data stops now")
 
     # -- waiting
@@ -1371,6 +1534,19 @@ class Run:
         log("==> alarms (state changes observed):")
         for line in lines:
             log("    " + line)
+
+
+def own_events(run: Run) -> list[dict[str, Any]]:
+    """The events this run's functions put on the bus about this run's keys (the default bus is
+    shared: another run's sweep of the same Region may publish about them later)."""
+    own = {f"arn:aws:kms:{REPLICA_REGION}:{ACCOUNT}:key/{k}" for sc in run.scenarios.values() for k in sc.key_ids}
+    found = []
+    for e in run.guard_events:
+        stamp = e.get("time")
+        when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp() if stamp else float("inf")
+        if e.get("resources") and set(e["resources"]) <= own and when <= run.data_stopped_wall + 1:
+            found.append(e)
+    return found
 
 
 def _outcomes(inv: Invocation) -> list[dict[str, Any]]:

@@ -131,7 +131,8 @@ class TemplateAlarmsTest(unittest.TestCase):
                     self.assertEqual(ns, dep.deployed_namespace, "the alarm watches another namespace than the function publishes to")
                     self.assertEqual(dep.alarm_request(a)["Namespace"], "TEST/ns")
             for m in a.props.get("Metrics", []):
-                if "MetricStat" not in m:
+                # The Lambda service's own metrics (AWS/Lambda) are not the function's.
+                if "MetricStat" not in m or str(m["MetricStat"]["Metric"]["Namespace"]).startswith("AWS/"):
                     continue
                 with self.subTest(alarm=a.where, series=m["Id"]):
                     ns = plain.resolve(m["MetricStat"]["Metric"]["Namespace"])
@@ -194,6 +195,24 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         self.assertGreaterEqual(len(sweeps), 2, "the heartbeat scenario swept at least twice")
         self.assertTrue(all(i.ok for i in sweeps), [i.body for i in sweeps if not i.ok])
         self.assertIn(("SweepCompleted", ()), {(m["MetricName"], tuple(m.get("Dimensions", []))) for m in self.harness.listed_metrics["heartbeat"]})
+        # The guardrails refused the mirrored public primary (nothing written), wrote the partner's share.
+        public, partner, exempt = sc["guardrail"].key_ids
+        refused, shared, tagged = sc["guardrail"].invocations
+        self.assertFalse(refused.ok, refused.body)
+        self.assertEqual(refused.body.get("errorType"), "NonRetryable.KeyFailure", refused.body)
+        self.assertIn("refused by the guardrails, nothing was written", refused.body.get("errorMessage", ""))
+        (written,) = h._outcomes(shared)
+        # A trusted partner's grant is written and is `access`: the guardrails and the severity are one
+        # set of rules, so WriteExposure{cross-account} never comes from the function (stood in).
+        self.assertEqual((written.get("action"), written["write_exposure"]["severity"]), ("remediated", "access"), written)
+        self.assertTrue(tagged.ok, tagged.body)
+        guardrail_metrics = {(m["MetricName"], tuple((d["Name"], d["Value"]) for d in m.get("Dimensions", [])))
+                             for m in self.harness.listed_metrics["guardrail"]}
+        self.assertIn(("GuardrailRefused", (("Severity", "public"),)), guardrail_metrics)
+        self.assertIn(("ExemptionGranted", ()), guardrail_metrics)
+        # The throttled event ran through once Lambda let it (the throttles are stood in).
+        (throttled,) = sc["throttled"].invocations
+        self.assertEqual([o.get("action") for o in h._outcomes(throttled)], ["remediated"], throttled.body)
         # No dimensionless total of ExposureDrift, and never a Region dimension.
         for scenario, metrics in self.harness.listed_metrics.items():
             for m in metrics:
@@ -270,7 +289,10 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
                 alarmed = [e for e in ta.stand_in_evaluations if e["state"] == "ALARM"]
                 if ta.expect_alarm:
                     self.assertTrue(alarmed, ta.stand_in_evaluations)
-                    self.assertIn(1.0, alarmed[0]["datapoints"], "one public drift: the sum is 1")
+                    # One public drift, one refused write, one cross-account write: a sum of 1; the
+                    # throttled event's age: THROTTLED_AGE_FRACTION of MaximumEventAgeInSeconds.
+                    expected = h.THROTTLED_AGE_FRACTION if ta.alarm.key == "AsyncEventAge" else 1.0
+                    self.assertIn(expected, alarmed[0]["datapoints"])
                 else:
                     self.assertFalse(alarmed, ta.stand_in_evaluations)
 
@@ -284,7 +306,7 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         own = {
             f"arn:aws:kms:{h.REPLICA_REGION}:{h.ACCOUNT}:key/{k}" for sc in self.harness.scenarios.values() for k in sc.key_ids
         }
-        guard_events = [e for e in self.harness.guard_events if set(e.get("resources") or []) <= own and e.get("resources")]
+        guard_events = h.own_events(self.harness)
         events = [e for e in guard_events if e.get("resources") == [key_arn]]
         self.assertEqual(len(events), 1, self.harness.guard_events)
         ev = events[0]
@@ -295,8 +317,9 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         # Every other scenario's drifts were published too (narrowing, admin): the rules pass none of them.
         self.assertTrue(any(e.get("resources") != [key_arn] for e in guard_events), "only the exposure drift was published")
         tools = sorted(src.tool for src, _ in self.harness.exposure_rules)
-        self.assertEqual(tools, ["cdk", "sam"], "an exposure rule in each hub template")
-        texts = sorted(t for t in (json.loads(m["Message"]) for m in self.harness.rule_messages) if any(arn in t for arn in own))
+        self.assertEqual(tools, ["cdk"] * 3 + ["sam"] * 3, "the exposure, write refused and exemption rules of each hub template")
+        texts = sorted(t for t in (json.loads(m["Message"]) for m in self.harness.rule_messages)
+                       if any(arn in t for arn in own) and " drift on " in t)
         self.assertEqual(len(texts), 2, f"one message per template's rule, for the public drift only: {texts}")
         for text in texts:
             self.assertEqual(
@@ -307,6 +330,39 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
             )
         for m in self.harness.rule_messages:
             self.assertEqual(m.get("TopicArn"), self.harness.topic_arn)
+
+    def test_the_refused_write_and_the_exemption_reached_the_operator_as_messages(self) -> None:
+        guardrail = self.harness.scenarios["guardrail"]
+        public, partner, exempt = (f"arn:aws:kms:{h.REPLICA_REGION}:{h.ACCOUNT}:key/{k}" for k in guardrail.key_ids)
+        own = [e for e in h.own_events(self.harness) if e["resources"][0] in (public, partner, exempt)]
+        kinds = sorted((e["detail-type"], e["resources"][0]) for e in own)
+        self.assertIn(("Replica Key Policy Write Refused", public), kinds)
+        self.assertIn(("Replica Key Exemption Granted", exempt), kinds)
+        refused = next(e for e in own if e["detail-type"] == "Replica Key Policy Write Refused")
+        self.assertEqual(refused["account"], h.ACCOUNT)
+        self.assertEqual([b["severity"] for b in refused["detail"]["guardrail"]], ["public"])
+        texts = [json.loads(m["Message"]) for m in self.harness.rule_messages]
+        refused_texts = [t for t in texts if t.startswith(f"kms-replica-guard: write refused on {public} ")]
+        exempt_texts = [t for t in texts if t.startswith(f"kms-replica-guard: exemption granted on {exempt}: ")]
+        # One per hub template's rule (SAM and CDK), and nothing else about these keys.
+        self.assertEqual(len(refused_texts), 2, texts)
+        self.assertEqual(len(exempt_texts), 2, texts)
+        self.assertEqual(len(set(refused_texts)), 1, "SAM and CDK render the same message")
+        self.assertEqual(len(set(exempt_texts)), 1, "SAM and CDK render the same message")
+        # The key, the reason (naming the breaching statement) and the trigger as the event has it
+        # (its actor is empty when the refusal came from mirroring the primary).
+        actor = refused["detail"].get("actor") or {}
+        self.assertEqual(
+            refused_texts[0],
+            f"kms-replica-guard: write refused on {public} ({h.REPLICA_REGION}, account {h.ACCOUNT}): {refused['detail']['reason']} "
+            f"Triggered by {actor.get('arn', '')} from {actor.get('source_ip_address', '')} at {actor.get('event_time', '')} "
+            f"(CloudTrail event {actor.get('event_id', '')}). Runbook: README.md#guardrailrefused",
+        )
+        self.assertIn('statement "ShareWithEveryone": * gains kms:Decrypt', refused_texts[0])
+        self.assertIn(f"tag kms-replica-guard:exclude={guardrail.exemption['value']} set by arn:aws:sts::111122223333:assumed-role/Admin/alice "
+                      "from 203.0.113.24 at 2026-11-08T14:02:11Z (CloudTrail event c3f7a9e2-4d1b-4e85-8a6c-2b9d5f0e7a14)", exempt_texts[0])
+        self.assertTrue(exempt_texts[0].endswith("Runbook: README.md#exemption-granted"), exempt_texts[0])
+        self.assertFalse([t for t in texts if partner in t], "a written share is news on WriteExposure, not on these rules")
 
     # -- dashboard
     def test_the_dashboards_are_accepted_and_name_metrics_the_function_published(self) -> None:

@@ -6,11 +6,12 @@ synthesized CDK templates in infra/cdk/cdk.out), never copied.
 - The KMS rule (source aws.kms) of every template is tested against every sample event in
   events/. Every events/*.json file needs an expectation below: a new file fails the test until
   someone decides whether the rule must match it.
-- The hub's exposure notification rule (source kms-replica-guard, SAM and CDK) is tested
-  against every sample notification in infra/tests/fixtures/ (the events the function puts on
-  the bus; never in events/, which holds what the function receives), with the same rule for
-  new files; and, on a test bus of the emulator, the message its InputTransformer sends to an
-  SNS topic is checked against the same template rendered independently (missing paths empty).
+- The hub's notification rules on the guard's own events (source kms-replica-guard, SAM and CDK:
+  exposure drifts, writes the guardrails refused, exemptions) are tested against every sample
+  notification in infra/tests/fixtures/ (the events the function puts on the bus; never in
+  events/, which holds what the function receives), with the same rule for new files; and, on a
+  test bus of the emulator, the message each InputTransformer sends to an SNS topic is checked
+  against the same template rendered independently (missing paths empty).
 
 Run (from the repository root, emulator started with `make emulator`, CDK synthesized
 with `make synth`):
@@ -78,14 +79,22 @@ SHOULD_NOT_MATCH = {
 # Direct-invoke payloads, not EventBridge events: nothing to match.
 NOT_EVENTBRIDGE_EVENTS = {"manual-sweep.json", "sqs-sweep-work-items.json"}
 
-# Which sample notifications (infra/tests/fixtures/) the exposure rule must deliver.
-EXPOSURE_SHOULD_MATCH = {
-    "drift-public-detected.json",
-    "drift-cross-account-remediated-by-sweep.json",
+# The hub's rules on the guard's own events, by the detail-type that names each, with its runbook entry.
+GUARD_RULES = {
+    "exposure": ("Replica Key Policy Drift Detected", "exposuredrift"),
+    "write-refused": ("Replica Key Policy Write Refused", "guardrailrefused"),
+    "exemption": ("Replica Key Exemption Granted", "exemption-granted"),
 }
-EXPOSURE_SHOULD_NOT_MATCH = {
-    "drift-access-remediated.json",
-    "drift-unparsed-failed.json",
+# Which rules each sample notification (infra/tests/fixtures/) must reach; every other rule must
+# not match it. A fixture without an entry fails the test.
+FIXTURE_RULES: dict[str, set[str]] = {
+    "drift-public-detected.json": {"exposure"},
+    "drift-cross-account-remediated-by-sweep.json": {"exposure"},
+    "drift-access-remediated.json": set(),
+    "drift-unparsed-failed.json": set(),
+    "write-refused-public.json": {"write-refused"},
+    "write-grants-access-admin.json": set(),
+    "exemption-granted.json": {"exemption"},
 }
 
 
@@ -253,8 +262,16 @@ class KmsRulePatternTest(unittest.TestCase):
 
 
 
-class ExposureRulePatternTest(unittest.TestCase):
-    """The hub's exposure notification rule against the sample notifications, and its message."""
+def rule_kind(pattern: dict[str, Any]) -> str:
+    """Which of GUARD_RULES a rule on the guard's events is (by its detail-type)."""
+    kinds = [k for k, (dt, _) in GUARD_RULES.items() if dt in (pattern.get("detail-type") or [])]
+    if len(kinds) != 1:
+        raise AssertionError(f"a rule on source {GUARD_SOURCE} that is none (or several) of {sorted(GUARD_RULES)}: {pattern}")
+    return kinds[0]
+
+
+class GuardEventRulesTest(unittest.TestCase):
+    """The hub's notification rules on the guard's own events against the sample notifications, and their messages."""
 
     rules: dict[str, tuple[dict[str, Any], dict[str, Any]]]
 
@@ -273,41 +290,49 @@ class ExposureRulePatternTest(unittest.TestCase):
     def fixtures(self) -> dict[str, dict[str, Any]]:
         return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(FIXTURES_DIR.glob("*.json"))}
 
-    def test_the_hub_templates_have_the_rule_and_the_same_one(self) -> None:
-        sources = sorted(where.split(":", 1)[0] for where in self.rules)
-        self.assertEqual(sources, ["infra/cdk/cdk.out/Hub.template.json", "infra/sam/template.yaml"])
-        distinct = {json.dumps(p, sort_keys=True) for p, _ in self.rules.values()}
-        self.assertEqual(len(distinct), 1, "SAM and CDK have different exposure rule patterns")
+    def test_the_hub_templates_have_each_rule_and_the_same_one(self) -> None:
+        by_kind: dict[str, dict[str, str]] = {}
+        for where, (pattern, _) in self.rules.items():
+            by_kind.setdefault(rule_kind(pattern), {})[where.split(":", 1)[0]] = json.dumps(pattern, sort_keys=True)
+        self.assertEqual(sorted(by_kind), sorted(GUARD_RULES))
+        for kind, found in by_kind.items():
+            with self.subTest(rule=kind):
+                self.assertEqual(sorted(found), ["infra/cdk/cdk.out/Hub.template.json", "infra/sam/template.yaml"])
+                self.assertEqual(len(set(found.values())), 1, f"SAM and CDK have different {kind} rule patterns")
 
     def test_every_sample_notification_has_an_expectation(self) -> None:
         files = set(self.fixtures())
         self.assertTrue(files, f"no sample notifications in {FIXTURES_DIR}")
-        unknown = files - EXPOSURE_SHOULD_MATCH - EXPOSURE_SHOULD_NOT_MATCH
+        unknown = files - set(FIXTURE_RULES)
         self.assertFalse(unknown, f"fixtures without an expectation in {Path(__file__).name}: {sorted(unknown)}")
-        missing = (EXPOSURE_SHOULD_MATCH | EXPOSURE_SHOULD_NOT_MATCH) - files
+        missing = set(FIXTURE_RULES) - files
         self.assertFalse(missing, f"expected sample notifications are missing: {sorted(missing)}")
+        for kind in GUARD_RULES:
+            self.assertTrue([f for f, kinds in FIXTURE_RULES.items() if kind in kinds], f"no fixture the {kind} rule must deliver")
         for name, event in self.fixtures().items():
             with self.subTest(fixture=name):
                 self.assertEqual(event["source"], GUARD_SOURCE)
                 self.assertEqual(event["resources"], [event["detail"]["key_arn"]])
 
-    def test_the_rule_matches_exactly_the_notifications_it_should(self) -> None:
+    def test_each_rule_matches_exactly_the_notifications_it_should(self) -> None:
         checked = 0
         for name, event in self.fixtures().items():
-            if name not in EXPOSURE_SHOULD_MATCH | EXPOSURE_SHOULD_NOT_MATCH:
+            if name not in FIXTURE_RULES:
                 continue
-            expected = name in EXPOSURE_SHOULD_MATCH
             for where, (pattern, _) in self.rules.items():
+                expected = rule_kind(pattern) in FIXTURE_RULES[name]
                 with self.subTest(fixture=name, rule=where):
-                    # The hub is the fixtures' account (the rule names the stack's own account).
+                    # The hub is the fixtures' account (the rules name the stack's own account).
                     hub = json.dumps(with_account(pattern, event["account"]))
                     result = self.events.test_event_pattern(EventPattern=hub, Event=json.dumps(event))["Result"]
                     self.assertIs(result, expected, f"{name} {'should' if expected else 'should not'} match the rule in {where}")
                     checked += 1
         self.assertGreater(checked, 0)
 
-    def test_the_rule_ignores_the_guards_events_put_by_another_account(self) -> None:
-        for name in sorted(EXPOSURE_SHOULD_MATCH):
+    def test_the_rules_ignore_the_guards_events_put_by_another_account(self) -> None:
+        for name, kinds in sorted(FIXTURE_RULES.items()):
+            if not kinds:
+                continue
             event = self.fixtures()[name]
             forged = {**event, "account": "444455556666"}
             for where, (pattern, _) in self.rules.items():
@@ -328,10 +353,11 @@ class ExposureRulePatternTest(unittest.TestCase):
         fixtures = self.fixtures()
         try:
             for where, (pattern, props) in self.rules.items():
+                kind = rule_kind(pattern)
                 with self.subTest(rule=where):
                     (target,) = props["Targets"]
                     transformer = target["InputTransformer"]
-                    rule = f"{run}-{'sam' if where.startswith('infra/sam') else 'cdk'}"
+                    rule = f"{run}-{'sam' if where.startswith('infra/sam') else 'cdk'}-{kind}"
                     # The test bus's account stands in for the hub's.
                     self.events.put_rule(Name=rule, EventBusName=run, EventPattern=json.dumps(with_account(pattern, self.account)))
                     self.events.put_targets(
@@ -343,12 +369,12 @@ class ExposureRulePatternTest(unittest.TestCase):
                             "EventBusName": run, "Source": event["source"], "DetailType": event["detail-type"],
                             "Resources": event["resources"], "Detail": json.dumps(event["detail"]),
                         }])
-                    expected = sorted(render_input_template(transformer, fixtures[n]) for n in EXPOSURE_SHOULD_MATCH)
+                    expected = sorted(render_input_template(transformer, fixtures[n]) for n, kinds in FIXTURE_RULES.items() if kind in kinds)
                     got = sorted(json.loads(m["Message"]) for m in self._drain(queue, len(expected)))
                     self.assertEqual(got, expected)
                     for text in got:
                         self.assertTrue(text.startswith("kms-replica-guard: "), text)
-                        self.assertTrue(text.endswith(" Runbook: README.md#exposuredrift"), text)
+                        self.assertTrue(text.endswith(f" Runbook: README.md#{GUARD_RULES[kind][1]}"), text)
                     self.events.remove_targets(Rule=rule, EventBusName=run, Ids=["topic"])
                     self.events.delete_rule(Name=rule, EventBusName=run)
         finally:

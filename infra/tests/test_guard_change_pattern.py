@@ -35,6 +35,8 @@ NAMES = {
     "sweep_rule": f"{STACK}-FunctionSweep-TESTRULE",
     "kms_rule": f"{STACK}-FunctionKmsApiCall-TESTRULE",
     "exposure_rule": f"{STACK}-ExposureNotificationRule-TESTRULE",
+    "refused_rule": f"{STACK}-WriteRefusedNotificationRule-TESTRULE",
+    "exemption_rule": f"{STACK}-ExemptionNotificationRule-TESTRULE",
     "role": f"{STACK}-RemediatorRole-TESTROLE",
 }
 
@@ -89,6 +91,11 @@ def resolve(template: dict[str, Any], value: Any) -> Any:
         if "aws.kms" in source:
             return NAMES["kms_rule"]
         if "kms-replica-guard" in source:
+            detail_types = (props.get("EventPattern") or {}).get("detail-type") or []
+            if "Replica Key Policy Write Refused" in detail_types:
+                return NAMES["refused_rule"]
+            if "Replica Key Exemption Granted" in detail_types:
+                return NAMES["exemption_rule"]
             return NAMES["exposure_rule"]
         raise AssertionError(f"the change rule names an unexpected rule {name}")
 

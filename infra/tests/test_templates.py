@@ -184,13 +184,19 @@ class Normalizer:
         return str(value)
 
 
-def exposure_rule(template: dict[str, Any]) -> dict[str, Any]:
-    """The exposure notification rule: the one rule on the function's own events."""
+def guard_event_rule(template: dict[str, Any], detail_type: str) -> dict[str, Any]:
+    """The notification rule on the function's own events of that detail-type."""
     rules = [
         r for r in _of_type(template, "AWS::Events::Rule").values()
         if "kms-replica-guard" in ((r["Properties"].get("EventPattern") or {}).get("source") or [])
+        and detail_type in (r["Properties"]["EventPattern"].get("detail-type") or [])
     ]
-    return _one_value(rules, "rule on source kms-replica-guard")
+    return _one_value(rules, f"rule on source kms-replica-guard for {detail_type!r}")
+
+
+def exposure_rule(template: dict[str, Any]) -> dict[str, Any]:
+    """The exposure notification rule: drifts that open a key."""
+    return guard_event_rule(template, "Replica Key Policy Drift Detected")
 
 
 def _resolve(value: Any, params: dict[str, Any], mappings: dict[str, Any] | None = None) -> Any:
@@ -204,9 +210,11 @@ def _resolve(value: Any, params: dict[str, Any], mappings: dict[str, Any] | None
     return value
 
 
-def _metric_math(metrics: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def _metric_math(metrics: list[dict[str, Any]], params: dict[str, Any], norm: Any = None) -> dict[str, Any]:
     """An alarm's Metrics: its one returned expression (its Id is a name only: CDK numbers it) and
-    each series by Id as [namespace, metric, dimensions, period, stat, returned]."""
+    each series by Id as [namespace, metric, dimensions, period, stat, returned]; with a Normalizer,
+    dimension values and the expression are normalized (a resource's Ref, a parameter in Fn::Sub)."""
+    norm = norm or (lambda v: v)
     expressions = [m for m in metrics if "Expression" in m]
     if len(expressions) != 1:
         raise AssertionError(f"expected one expression in the alarm's Metrics, found {len(expressions)}")
@@ -218,13 +226,13 @@ def _metric_math(metrics: list[dict[str, Any]], params: dict[str, Any]) -> dict[
         series[m["Id"]] = [
             _resolve(metric["Namespace"], params),
             metric["MetricName"],
-            {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])},
+            {d["Name"]: norm(d["Value"]) for d in metric.get("Dimensions", [])},
             int(stat["Period"]),
             stat["Stat"],
             bool(m.get("ReturnData", True)),
         ]
     e = expressions[0]
-    return {"expression": {k: e.get(k) for k in ("Expression", "Label", "ReturnData")}, "series": series}
+    return {"expression": {k: norm(e.get(k)) for k in ("Expression", "Label", "ReturnData")}, "series": series}
 
 
 class TemplateHygieneTest(unittest.TestCase):
@@ -335,6 +343,7 @@ class SamCdkParityTest(unittest.TestCase):
 
     def test_the_alarms_are_the_same(self) -> None:
         def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+            norm = self.norm_sam if template is self.sam else self.norm_cdk
             out = {}
             for alarm in _of_type(template, "AWS::CloudWatch::Alarm").values():
                 p = alarm["Properties"]
@@ -345,7 +354,7 @@ class SamCdkParityTest(unittest.TestCase):
                     "TreatMissingData": p["TreatMissingData"],
                 }
                 if "Metrics" in p:
-                    out[_alarm_key(template, alarm)] = {**common, "Metrics": _metric_math(p["Metrics"], self.params)}
+                    out[_alarm_key(template, alarm)] = {**common, "Metrics": _metric_math(p["Metrics"], self.params, norm)}
                     continue
                 out[_alarm_key(template, alarm)] = {
                     **common,
@@ -359,6 +368,19 @@ class SamCdkParityTest(unittest.TestCase):
             return out
 
         self.assertEqual(alarms(self.sam), alarms(self.cdk))
+
+    def test_the_async_event_age_alarm_is_half_of_the_maximum_event_age(self) -> None:
+        # AsyncEventAge is in milliseconds; MaximumEventAgeInSeconds in seconds (3600 at the defaults).
+        for name, template, norm in (("SAM", self.sam, self.norm_sam), ("CDK", self.cdk, self.norm_cdk)):
+            with self.subTest(tool=name):
+                (alarm,) = [a for a in _of_type(template, "AWS::CloudWatch::Alarm").values() if _alarm_key(template, a) == "AsyncEventAge"]
+                p = alarm["Properties"]
+                math = _metric_math(p["Metrics"], self.params, norm)
+                (config,) = _of_type(template, "AWS::Lambda::EventInvokeConfig").values()
+                max_age = norm(config["Properties"]["MaximumEventAgeInSeconds"])
+                self.assertEqual(math["expression"]["Expression"], f"age / (1000 * {max_age})")
+                self.assertEqual(math["series"], {"age": ["AWS/Lambda", "AsyncEventAge", {"FunctionName": "<AWS::Lambda::Function>"}, 300, "Maximum", False]})
+                self.assertEqual((float(p["Threshold"]), p["ComparisonOperator"]), (0.5, "GreaterThanOrEqualToThreshold"))
 
     def test_the_exposure_alarm_sums_the_public_and_cross_account_series(self) -> None:
         for name, template in (("SAM", self.sam), ("CDK", self.cdk)):
@@ -404,6 +426,27 @@ class SamCdkParityTest(unittest.TestCase):
         self.assertEqual(placeholders, set(transformer["InputPathsMap"]), "every placeholder has a path, every path is used")
         self.assertRegex(transformer["InputTemplate"], r'^".*Runbook: README\.md#exposuredrift"$')
 
+    def test_the_write_refused_and_exemption_rules_are_the_same(self) -> None:
+        for detail_type, runbook in (("Replica Key Policy Write Refused", "guardrailrefused"), ("Replica Key Exemption Granted", "exemption-granted")):
+            with self.subTest(rule=detail_type):
+                sam = guard_event_rule(self.sam, detail_type)["Properties"]
+                cdk = guard_event_rule(self.cdk, detail_type)["Properties"]
+                self.assertEqual(sam["EventPattern"], cdk["EventPattern"])
+                # The guard's own events, put on the bus by this account.
+                self.assertEqual(self.norm_sam(sam["EventPattern"]), {
+                    "source": ["kms-replica-guard"], "account": [self.norm_sam({"Ref": "AWS::AccountId"})], "detail-type": [detail_type],
+                })
+                self.assertEqual((sam.get("EventBusName"), cdk.get("EventBusName")), ("default", "default"))
+                strip = lambda norm, props: [norm({k: v for k, v in t.items() if k != "Id"}) for t in props["Targets"]]  # noqa: E731
+                self.assertEqual(strip(self.norm_sam, sam), strip(self.norm_cdk, cdk))
+                (target,) = strip(self.norm_sam, sam)
+                self.assertEqual(target["Arn"], "<AWS::SNS::Topic>")
+                transformer = target["InputTransformer"]
+                for var, path in transformer["InputPathsMap"].items():
+                    self.assertRegex(path, r"^\$(\.[A-Za-z0-9_-]+)+$", var)
+                self.assertEqual(set(re.findall(r"<([^>]+)>", transformer["InputTemplate"])), set(transformer["InputPathsMap"]))
+                self.assertRegex(transformer["InputTemplate"], rf'^"kms-replica-guard: .*Runbook: README\.md#{runbook}"$')
+
     def test_the_alarm_topic_and_its_key_admit_cloudwatch_and_the_rule_only(self) -> None:
         for type_, prop in (("AWS::SNS::TopicPolicy", "PolicyDocument"), ("AWS::KMS::Key", "KeyPolicy")):
             with self.subTest(type=type_):
@@ -423,8 +466,8 @@ class SamCdkParityTest(unittest.TestCase):
                     self.assertEqual(len(cdk["Statement"]), 2, "the topic admits the alarms and the rule, nothing else")
         topic_policy = self.norm_sam(_one(self.sam, "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"])
         events = next(s for s in topic_policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"})
-        # The exposure rule and the guard change rule.
-        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": ["<AWS::Events::Rule.Arn>", "<AWS::Events::Rule.Arn>"]}})
+        # The exposure, write refused, exemption and guard change rules.
+        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": ["<AWS::Events::Rule.Arn>"] * 4}})
         self.assertEqual(events["Action"], ["sns:Publish"])
 
 

@@ -66,6 +66,58 @@ export const EXPOSURE_MESSAGE = {
     'Caused by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: README.md#exposuredrift"',
 };
 
+/**
+ * The hub's write refused notification rule (identical to infra/sam/template.yaml's
+ * WriteRefusedNotificationRule; infra/tests checks it against infra/tests/fixtures/): writes the
+ * guardrails refused, dry-run included.
+ */
+export const WRITE_REFUSED_EVENT_PATTERN: events.EventPattern = {
+  source: [GUARD_EVENT_SOURCE],
+  detailType: ['Replica Key Policy Write Refused'],
+};
+
+/** Its message: the key, why (the outcome's reason, which names each breach) and the trigger. */
+export const WRITE_REFUSED_MESSAGE = {
+  inputPathsMap: {
+    key_arn: '$.detail.key_arn',
+    region: '$.detail.region',
+    account: '$.detail.account',
+    reason: '$.detail.reason',
+    actor_arn: '$.detail.actor.arn',
+    actor_ip: '$.detail.actor.source_ip_address',
+    actor_time: '$.detail.actor.event_time',
+    actor_event_id: '$.detail.actor.event_id',
+  },
+  inputTemplate:
+    '"kms-replica-guard: write refused on <key_arn> (<region>, account <account>): <reason> ' +
+    'Triggered by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: README.md#guardrailrefused"',
+};
+
+/**
+ * The hub's exemption notification rule (identical to infra/sam/template.yaml's
+ * ExemptionNotificationRule): the exclude tag set on a key.
+ */
+export const EXEMPTION_EVENT_PATTERN: events.EventPattern = {
+  source: [GUARD_EVENT_SOURCE],
+  detailType: ['Replica Key Exemption Granted'],
+};
+
+/** Its message: the key, the tag and its value, who set it. */
+export const EXEMPTION_MESSAGE = {
+  inputPathsMap: {
+    key_arn: '$.detail.key_arn',
+    tag: '$.detail.tag',
+    value: '$.detail.value',
+    actor_arn: '$.detail.actor.arn',
+    actor_ip: '$.detail.actor.source_ip_address',
+    actor_time: '$.detail.actor.event_time',
+    actor_event_id: '$.detail.actor.event_id',
+  },
+  inputTemplate:
+    '"kms-replica-guard: exemption granted on <key_arn>: tag <tag>=<value> set by <actor_arn> from <actor_ip> at <actor_time> ' +
+    '(CloudTrail event <actor_event_id>). The guard no longer fixes this key. Runbook: README.md#exemption-granted"',
+};
+
 /** The guard's own resources, as CloudTrail names them in requestParameters. */
 export interface GuardResources {
   readonly functionName: string;

@@ -27,7 +27,17 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
 import { BACKUP_PREFIX, GuardConfig, checkConcurrency, checkOrganization, rateInstances, usesCatalogue } from './config';
-import { EXPOSURE_EVENT_PATTERN, EXPOSURE_MESSAGE, GUARD_CHANGE_MESSAGE, KMS_EVENT_PATTERN, guardChangePattern } from './event-pattern';
+import {
+  EXEMPTION_EVENT_PATTERN,
+  EXEMPTION_MESSAGE,
+  EXPOSURE_EVENT_PATTERN,
+  EXPOSURE_MESSAGE,
+  GUARD_CHANGE_MESSAGE,
+  KMS_EVENT_PATTERN,
+  WRITE_REFUSED_EVENT_PATTERN,
+  WRITE_REFUSED_MESSAGE,
+  guardChangePattern,
+} from './event-pattern';
 
 /** The repository root: where Cargo.toml (binary `bootstrap`) lives. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -40,6 +50,9 @@ export const MEMBER_METRIC_NAMES = ['AccountNotEntered', 'AccountNotAllowed'] as
 
 /** Drifts by severity (dimension `Severity` only, no dimensionless total): the alarm's two series. */
 export const EXPOSURE_ALARM_SEVERITIES = ['public', 'cross-account'] as const;
+
+/** The share of maxEventAgeSeconds an event may wait in Lambda's asynchronous queue before the alarm. */
+export const ASYNC_EVENT_AGE_ALARM_FRACTION = 0.5;
 
 /** An InputTransformer written out (InputPathsMap + InputTemplate), exactly as the SAM template has it. */
 class TransformedInput extends events.RuleTargetInput {
@@ -494,6 +507,28 @@ export class HubStack extends Stack {
         input: new TransformedInput(EXPOSURE_MESSAGE.inputPathsMap, EXPOSURE_MESSAGE.inputTemplate),
       }),
     });
+    // A write the guardrails refused (dry-run included), and an exemption (the exclude tag set on a
+    // key): each as a readable message to the alarm topic, the guard's own events from this account
+    // only (the same rules as infra/sam/template.yaml's WriteRefusedNotificationRule and
+    // ExemptionNotificationRule).
+    const notificationRule = (id: string, description: string, pattern: events.EventPattern, message: { inputPathsMap: Record<string, string>; inputTemplate: string }) => {
+      const rule = new events.Rule(this, id, { description, eventPattern: { ...pattern, account: [Aws.ACCOUNT_ID] } });
+      (rule.node.defaultChild as events.CfnRule).eventBusName = 'default';
+      rule.addTarget({ bind: () => ({ arn: topic.topicArn, input: new TransformedInput(message.inputPathsMap, message.inputTemplate) }) });
+      return rule;
+    };
+    const refusedRule = notificationRule(
+      'WriteRefusedNotificationRule',
+      'Key policy writes the kms-replica-guard guardrails refused, as a readable message to the alarm topic',
+      WRITE_REFUSED_EVENT_PATTERN,
+      WRITE_REFUSED_MESSAGE,
+    );
+    const exemptionRule = notificationRule(
+      'ExemptionNotificationRule',
+      'Exemptions (the exclude tag set on a key) seen by kms-replica-guard, as a readable message to the alarm topic',
+      EXEMPTION_EVENT_PATTERN,
+      EXEMPTION_MESSAGE,
+    );
     // Changes to the guard's own resources (CloudTrail management events), as a readable message to
     // the alarm topic at once; scoped to this stack's resources where CloudTrail names them (the
     // same rule as infra/sam/template.yaml's GuardChangeNotificationRule; see guardChangePattern).
@@ -505,7 +540,7 @@ export class HubStack extends Stack {
         functionName: fn.functionName,
         functionArn: fn.functionArn,
         mappingId: sweepWork.eventSourceMappingId,
-        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRule.ruleName, changeRuleName],
+        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRule.ruleName, refusedRule.ruleName, exemptionRule.ruleName, changeRuleName],
         alarmPrefix: `${this.stackName}-`,
         roleName: role.roleName,
       }),
@@ -518,7 +553,7 @@ export class HubStack extends Stack {
       }),
     });
     // The topic's access policy (it replaces SNS's default one): this stack's alarms and its
-    // notification rule may publish, nothing else; the account's IAM principals keep what IAM
+    // notification rules may publish, nothing else; the account's IAM principals keep what IAM
     // grants them.
     topic.addToResourcePolicy(
       new iam.PolicyStatement({
@@ -538,7 +573,7 @@ export class HubStack extends Stack {
         principals: [new iam.ServicePrincipal('events.amazonaws.com')],
         actions: ['sns:Publish'],
         resources: [topic.topicArn],
-        conditions: { ArnEquals: { 'aws:SourceArn': [exposureRule.ruleArn, changeRule.ruleArn] } },
+        conditions: { ArnEquals: { 'aws:SourceArn': [exposureRule.ruleArn, refusedRule.ruleArn, exemptionRule.ruleArn, changeRule.ruleArn] } },
       }),
     );
 
@@ -661,6 +696,75 @@ export class HubStack extends Stack {
         expression: 'public + cross_account',
         label: 'public + cross-account drifts',
         usingMetrics: { public: exposureDrift('public'), cross_account: exposureDrift('cross-account') },
+        period,
+      }),
+      ...atLeastOnce,
+    });
+
+    // Lambda refused invocations for want of concurrency; a throttled asynchronous event goes back to
+    // Lambda's queue and is retried for up to maxEventAgeSeconds.
+    alarm('FunctionThrottlesAlarm', {
+      alarmName: `${this.stackName}-Throttles`,
+      alarmDescription:
+        'Lambda throttled the remediator (no concurrency left): KMS events wait in the asynchronous queue and age towards MaxEventAgeSeconds. Runbook: README.md#throttles',
+      metric: fn.metricThrottles({ statistic: 'Sum', period }),
+      ...atLeastOnce,
+    });
+    // AsyncEventAge (milliseconds, Maximum) as a fraction of maxEventAgeSeconds, the age at which
+    // Lambda gives an event up: written as the SAM template must write it (metric math), so that
+    // both stacks are one alarm.
+    alarm('AsyncEventAgeAlarm', {
+      alarmName: `${this.stackName}-AsyncEventAge`,
+      alarmDescription:
+        'A KMS event waited more than half of MaxEventAgeSeconds in the asynchronous queue before the remediator ran (throttling, a long sweep holding the concurrency, retries): past the maximum it is dropped to the DLQ unchecked. Runbook: README.md#asynceventage',
+      metric: new cloudwatch.MathExpression({
+        expression: `age / (1000 * ${cfg.maxEventAgeSeconds})`,
+        label: 'oldest event age / MaxEventAgeSeconds',
+        usingMetrics: { age: fn.metric('AsyncEventAge', { statistic: 'Maximum', period }) },
+        period,
+      }),
+      threshold: ASYNC_EVENT_AGE_ALARM_FRACTION,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm('AsyncEventsDroppedAlarm', {
+      alarmName: `${this.stackName}-AsyncEventsDropped`,
+      alarmDescription:
+        'Lambda dropped KMS events without a successful invocation of the remediator (retries exhausted or MaxEventAgeSeconds passed): those keys were not checked. Runbook: README.md#asynceventsdropped',
+      metric: fn.metric('AsyncEventsDropped', { statistic: 'Sum', period }),
+      ...atLeastOnce,
+    });
+    alarm('AccountNotAllowedAlarm', {
+      alarmName: `${this.stackName}-AccountNotAllowed`,
+      alarmDescription:
+        'A KMS event came from an account outside MemberAccounts (a forwarding rule or bus policy admits more than the guard may enter, or MemberAccounts is missing an account): the event was ignored. Runbook: README.md#accountnotallowed',
+      metric: guardMetric('AccountNotAllowed'),
+      ...atLeastOnce,
+    });
+    // GuardrailRefused and WriteExposure have one series per Severity, no total: metric math.
+    const bySeverity = (metricName: string, severity: string) =>
+      new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName, dimensionsMap: { Severity: severity }, statistic: 'Sum', period });
+    alarm('GuardrailRefusedAlarm', {
+      alarmName: `${this.stackName}-GuardrailRefused`,
+      alarmDescription:
+        'The guardrails refused a policy the guard would have written (public access, an untrusted account or organisation, an unpinned service principal): nothing was written; counted in dry-run too. Runbook: README.md#guardrailrefused',
+      metric: new cloudwatch.MathExpression({
+        expression: 'public + cross_account',
+        label: 'refused writes (public + cross-account)',
+        usingMetrics: { public: bySeverity('GuardrailRefused', 'public'), cross_account: bySeverity('GuardrailRefused', 'cross-account') },
+        period,
+      }),
+      ...atLeastOnce,
+    });
+    alarm('WriteExposureAlarm', {
+      alarmName: `${this.stackName}-WriteExposure`,
+      alarmDescription:
+        'The guard wrote a key policy granting an untrusted account or the public access the live policy did not: its guardrails refuse such writes, so this is a guardrail failure (stop, restore, report). Runbook: README.md#writeexposure',
+      metric: new cloudwatch.MathExpression({
+        expression: 'public + cross_account',
+        label: 'writes granting cross-account or public access',
+        usingMetrics: { public: bySeverity('WriteExposure', 'public'), cross_account: bySeverity('WriteExposure', 'cross-account') },
         period,
       }),
       ...atLeastOnce,

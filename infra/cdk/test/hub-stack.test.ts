@@ -253,14 +253,20 @@ describe('the hub stack', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a: any) => a.Properties);
     const byName = Object.fromEntries(alarms.map((a) => [a.AlarmName, a]));
     expect(Object.keys(byName).sort()).toEqual([
+      'kms-replica-guard-AccountNotAllowed',
       'kms-replica-guard-AccountNotEntered',
+      'kms-replica-guard-AsyncEventAge',
+      'kms-replica-guard-AsyncEventsDropped',
       'kms-replica-guard-AutoFixApplied-spike',
       'kms-replica-guard-AutoFixFailed',
       'kms-replica-guard-DLQ-not-empty',
       'kms-replica-guard-ExposureDrift',
       'kms-replica-guard-FlapSuppressed',
       'kms-replica-guard-FunctionErrors',
+      'kms-replica-guard-GuardrailRefused',
       'kms-replica-guard-SweepCompleted-heartbeat',
+      'kms-replica-guard-Throttles',
+      'kms-replica-guard-WriteExposure',
       'kms-replica-guard-sweep-DLQ-not-empty',
     ]);
     const common = { Period: 300, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' };
@@ -269,19 +275,40 @@ describe('the hub stack', () => {
       ...common, Namespace: 'KmsReplicaGuard', MetricName: 'AutoFixApplied', Statistic: 'Sum',
       Threshold: 10, ComparisonOperator: 'GreaterThanThreshold',
     });
-    for (const metric of ['AutoFixFailed', 'FlapSuppressed', 'AccountNotEntered']) {
+    for (const metric of ['AutoFixFailed', 'FlapSuppressed', 'AccountNotEntered', 'AccountNotAllowed']) {
       expect(byName[`kms-replica-guard-${metric}`]).toMatchObject({
         ...common, Namespace: 'KmsReplicaGuard', MetricName: metric, Statistic: 'Sum',
         Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       });
     }
-    for (const name of ['AutoFixApplied-spike', 'AutoFixFailed', 'FlapSuppressed', 'AccountNotEntered']) {
+    for (const name of ['AutoFixApplied-spike', 'AutoFixFailed', 'FlapSuppressed', 'AccountNotEntered', 'AccountNotAllowed']) {
       expect(byName[`kms-replica-guard-${name}`].Dimensions).toBeUndefined();
     }
     expect(byName['kms-replica-guard-FunctionErrors']).toMatchObject({
       ...common, Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold', Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId } }],
     });
+    // The Lambda service's own metrics of this function.
+    for (const metric of ['Throttles', 'AsyncEventsDropped']) {
+      expect(byName[`kms-replica-guard-${metric}`]).toMatchObject({
+        ...common, Namespace: 'AWS/Lambda', MetricName: metric, Statistic: 'Sum', Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold', Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId } }],
+      });
+    }
+    // AsyncEventAge is in milliseconds: half of maxEventAgeSeconds (3600 s by default) is the alarm.
+    const age = byName['kms-replica-guard-AsyncEventAge'];
+    expect(age).toMatchObject({ EvaluationPeriods: 1, Threshold: 0.5, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
+    expect(age.Metrics).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Expression: 'age / (1000 * 3600)', ReturnData: true }),
+        {
+          Id: 'age',
+          MetricStat: { Metric: { Namespace: 'AWS/Lambda', MetricName: 'AsyncEventAge', Dimensions: [{ Name: 'FunctionName', Value: { Ref: fnId } }] }, Period: 300, Stat: 'Maximum' },
+          ReturnData: false,
+        },
+      ]),
+    );
+    expect(age.Metrics).toHaveLength(2);
     expect(byName['kms-replica-guard-DLQ-not-empty']).toMatchObject({
       ...common, Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Statistic: 'Maximum',
       Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
@@ -310,6 +337,20 @@ describe('the hub stack', () => {
     );
     expect(exposure.Metrics).toHaveLength(3);
     expect(exposure.AlarmDescription).toMatch(/dry-run.*Runbook: README\.md#exposuredrift$/);
+    // GuardrailRefused and WriteExposure: the same sum over their public and cross-account series.
+    for (const metric of ['GuardrailRefused', 'WriteExposure']) {
+      const math = byName[`kms-replica-guard-${metric}`];
+      expect(math).toMatchObject({ EvaluationPeriods: 1, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
+      const of = (severity: string) => ({ ...series(severity), Metric: { ...series(severity).Metric, MetricName: metric } });
+      expect(math.Metrics).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ Expression: 'public + cross_account', ReturnData: true }),
+          { Id: 'public', MetricStat: of('public'), ReturnData: false },
+          { Id: 'cross_account', MetricStat: of('cross-account'), ReturnData: false },
+        ]),
+      );
+      expect(math.AlarmDescription).toMatch(new RegExp(`Runbook: README\\.md#${metric.toLowerCase()}$`));
+    }
     expect(byName['kms-replica-guard-AccountNotEntered'].AlarmDescription).toMatch(/Runbook: README\.md#accountnotentered$/);
     expect(byName['kms-replica-guard-sweep-DLQ-not-empty'].AlarmDescription).toMatch(/Runbook: README\.md#sweep-dlq-not-empty$/);
     // The heartbeat: two sweep intervals (6 hours by default) without a completed sweep, missing data breaching.
@@ -343,7 +384,13 @@ describe('the hub stack', () => {
   test('the exposure rule sends public and cross-account drifts of the default bus to the topic as a readable message', () => {
     const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
     const [ruleId, rule] = onlyResource(template, 'AWS::Events::Rule', {
-      Properties: { EventPattern: Match.objectLike({ source: ['kms-replica-guard'] }) },
+      Properties: { EventPattern: Match.objectLike({ source: ['kms-replica-guard'], 'detail-type': Match.arrayWith(['Replica Key Policy Drift Detected']) }) },
+    });
+    const [refusedId] = onlyResource(template, 'AWS::Events::Rule', {
+      Properties: { EventPattern: Match.objectLike({ 'detail-type': ['Replica Key Policy Write Refused'] }) },
+    });
+    const [exemptionId] = onlyResource(template, 'AWS::Events::Rule', {
+      Properties: { EventPattern: Match.objectLike({ 'detail-type': ['Replica Key Exemption Granted'] }) },
     });
     expect(rule.Properties.EventBusName).toBe('default');
     expect(rule.Properties.EventPattern).toStrictEqual({
@@ -384,7 +431,11 @@ describe('the hub stack', () => {
         Principal: { Service: 'events.amazonaws.com' },
         Action: 'sns:Publish',
         Resource: { Ref: topicId },
-        Condition: { ArnEquals: { 'aws:SourceArn': [{ 'Fn::GetAtt': [ruleId, 'Arn'] }, { 'Fn::GetAtt': [changeRuleId, 'Arn'] }] } },
+        Condition: {
+          ArnEquals: {
+            'aws:SourceArn': [ruleId, refusedId, exemptionId, changeRuleId].map((id) => ({ 'Fn::GetAtt': [id, 'Arn'] })),
+          },
+        },
       },
     ]);
     // The function may publish its drift events to the default bus, and nowhere else.
@@ -392,6 +443,25 @@ describe('the hub stack', () => {
     expect(publish).toEqual([
       { Sid: 'PublishDriftEvents', Effect: 'Allow', Action: 'events:PutEvents', Resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default` },
     ]);
+  });
+
+  test('refused writes and exemptions of the guard in this account go to the topic as readable messages', () => {
+    const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
+    for (const [detailType, runbook, words] of [
+      ['Replica Key Policy Write Refused', 'guardrailrefused', ['key_arn', 'reason', 'actor_arn']],
+      ['Replica Key Exemption Granted', 'exemption-granted', ['key_arn', 'tag', 'value', 'actor_arn']],
+    ] as const) {
+      const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { EventPattern: Match.objectLike({ 'detail-type': [detailType] }) } });
+      expect(rule.Properties.EventBusName).toBe('default');
+      expect(rule.Properties.EventPattern).toStrictEqual({ source: ['kms-replica-guard'], 'detail-type': [detailType], account: [{ Ref: 'AWS::AccountId' }] });
+      const [target] = rule.Properties.Targets;
+      expect(target.Arn).toEqual({ Ref: topicId });
+      const { InputPathsMap: paths, InputTemplate: text } = target.InputTransformer;
+      for (const path of Object.values(paths) as string[]) expect(path).toMatch(/^\$(\.[A-Za-z0-9_-]+)+$/);
+      expect(new Set([...text.matchAll(/<([^>]+)>/g)].map((m: RegExpMatchArray) => m[1]))).toEqual(new Set(Object.keys(paths)));
+      for (const w of words) expect(Object.keys(paths)).toContain(w);
+      expect(text).toMatch(new RegExp(`^"kms-replica-guard: .*Runbook: README\\.md#${runbook}"$`));
+    }
   });
 
   test('the dashboard shows the six metrics', () => {
@@ -824,7 +894,7 @@ describe('the hub stack settings', () => {
     expect(branches).toHaveLength(7);
     expect(branches[0].requestParameters.functionName).toEqual([{ Ref: fnId }, { 'Fn::GetAtt': [fnId, 'Arn'] }]);
     expect(branches[1].requestParameters.uUID).toEqual([{ Ref: mappingId }]);
-    expect(branches[2].requestParameters.name).toHaveLength(4);
+    expect(branches[2].requestParameters.name).toHaveLength(6);
     expect(branches[2].requestParameters.name).toContain('kms-replica-guard-guard-changes');
     expect(branches[4].requestParameters.alarmNames).toEqual([{ prefix: 'kms-replica-guard-' }]);
     expect(branches[6].requestParameters.roleName).toEqual([{ Ref: roleId }]);
