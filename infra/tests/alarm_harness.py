@@ -1549,6 +1549,17 @@ def own_events(run: Run) -> list[dict[str, Any]]:
     return found
 
 
+def own_messages(run: Run) -> list[str]:
+    """The rules' messages (SNS envelopes' text) sent while this run drove its functions: a later one
+    may come from another run's sweep of the same Region, about one of this run's keys."""
+    texts = []
+    for m in run.rule_messages:
+        stamp = datetime.datetime.strptime(m["Timestamp"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+        if stamp <= run.data_stopped_wall + 5:
+            texts.append(json.loads(m["Message"]))
+    return texts
+
+
 def _outcomes(inv: Invocation) -> list[dict[str, Any]]:
     return inv.body.get("outcomes", []) if isinstance(inv.body, dict) else []
 

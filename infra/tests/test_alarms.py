@@ -318,8 +318,7 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         self.assertTrue(any(e.get("resources") != [key_arn] for e in guard_events), "only the exposure drift was published")
         tools = sorted(src.tool for src, _ in self.harness.exposure_rules)
         self.assertEqual(tools, ["cdk"] * 3 + ["sam"] * 3, "the exposure, write refused and exemption rules of each hub template")
-        texts = sorted(t for t in (json.loads(m["Message"]) for m in self.harness.rule_messages)
-                       if any(arn in t for arn in own) and " drift on " in t)
+        texts = sorted(t for t in h.own_messages(self.harness) if any(arn in t for arn in own) and " drift on " in t)
         self.assertEqual(len(texts), 2, f"one message per template's rule, for the public drift only: {texts}")
         for text in texts:
             self.assertEqual(
@@ -341,7 +340,7 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         refused = next(e for e in own if e["detail-type"] == "Replica Key Policy Write Refused")
         self.assertEqual(refused["account"], h.ACCOUNT)
         self.assertEqual([b["severity"] for b in refused["detail"]["guardrail"]], ["public"])
-        texts = [json.loads(m["Message"]) for m in self.harness.rule_messages]
+        texts = h.own_messages(self.harness)
         refused_texts = [t for t in texts if t.startswith(f"kms-replica-guard: write refused on {public} ")]
         exempt_texts = [t for t in texts if t.startswith(f"kms-replica-guard: exemption granted on {exempt}: ")]
         # One per hub template's rule (SAM and CDK), and nothing else about these keys.

@@ -447,6 +447,69 @@ class SamCdkParityTest(unittest.TestCase):
                 self.assertEqual(set(re.findall(r"<([^>]+)>", transformer["InputTemplate"])), set(transformer["InputPathsMap"]))
                 self.assertRegex(transformer["InputTemplate"], rf'^"kms-replica-guard: .*Runbook: README\.md#{runbook}"$')
 
+    def test_the_function_starts_after_every_conditional_grant(self) -> None:
+        # SAM: the separately attached policies are conditional; DependsOn on one whose condition is
+        # false fails the stack, so the function's Metadata refers to each under its own condition.
+        fn = _one(self.sam, "AWS::Lambda::Function")
+        refs = {}
+        for item in fn["Metadata"]["GrantsAttachedFirst"]:
+            cond, yes, no = item["Fn::If"]
+            self.assertEqual(no, {"Ref": "AWS::NoValue"})
+            refs[yes["Ref"]] = cond
+        policies = {name: r["Condition"] for name, r in _of_type(self.sam, "AWS::IAM::Policy").items() if "Condition" in r}
+        self.assertTrue(policies)
+        self.assertEqual(refs, policies, "every separately attached policy, under its own condition")
+        self.assertNotIn("DependsOn", fn, "DependsOn on a conditional resource is an error when its condition is false")
+        # The only unconditional one denies (it names the function, so it follows it).
+        (deny,) = [r for r in _of_type(self.sam, "AWS::IAM::Policy").values() if "Condition" not in r]
+        self.assertEqual({s["Effect"] for s in deny["Properties"]["PolicyDocument"]["Statement"]}, {"Deny"})
+        # CDK: every grant is inline in the role (its only AWS::IAM::Policy is that Deny), and the
+        # function depends on the role.
+        self.assertEqual(
+            [{s["Effect"] for s in r["Properties"]["PolicyDocument"]["Statement"]} for r in _of_type(self.cdk, "AWS::IAM::Policy").values()],
+            [{"Deny"}],
+        )
+        (cdk_fn,) = _of_type(self.cdk, "AWS::Lambda::Function").values()
+        (role_id,) = _of_type(self.cdk, "AWS::IAM::Role")
+        self.assertIn(role_id, cdk_fn.get("DependsOn", []))
+
+    def test_the_role_works_only_from_the_function(self) -> None:
+        def deny(template: dict[str, Any], norm: Normalizer) -> dict[str, Any]:
+            (policy,) = [r for r in _of_type(template, "AWS::IAM::Policy").values() if "Condition" not in r]
+            (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+            self.assertEqual([norm(x) for x in policy["Properties"]["Roles"]], ["<AWS::IAM::Role>"])
+            return norm(statement)
+
+        sam, cdk = deny(self.sam, self.norm_sam), deny(self.cdk, self.norm_cdk)
+        self.assertEqual(sam, cdk)
+        self.assertEqual(sam["Effect"], "Deny")
+        self.assertEqual(sam["Resource"], "*")
+        # ArnNotEquals also matches a request without the key (credentials used outside Lambda).
+        self.assertEqual(sam["Condition"], {"ArnNotEquals": {"lambda:SourceFunctionArn": "<AWS::Lambda::Function.Arn>"}})
+        # Every action the role (and its conditional grants) allows, except what the Lambda service
+        # itself does with the role outside the execution environment, without the key: the SQS
+        # event source mapping and the on-failure destination (sqs:*), and the logs.
+        allowed = set()
+        for r in [*_of_type(self.sam, "AWS::IAM::Role").values(), *_of_type(self.sam, "AWS::IAM::Policy").values()]:
+            docs = [p["PolicyDocument"] for p in r["Properties"].get("Policies", [])] + ([r["Properties"]["PolicyDocument"]] if "PolicyDocument" in r["Properties"] else [])
+            for doc in docs:
+                for st in doc["Statement"]:
+                    if st["Effect"] == "Allow" and "Principal" not in st:
+                        allowed.update(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+        expected = {a for a in allowed if not a.startswith(("sqs:", "logs:"))}
+        self.assertEqual(set(sam["Action"]), expected)
+
+    def test_code_signing_is_optional(self) -> None:
+        fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+        self.assertIs(SamEvaluator(self.sam)(fn["CodeSigningConfigArn"]), SamEvaluator.NO_VALUE)
+        arn = "arn:aws:lambda:us-east-1:111122223333:code-signing-config:csc-0123456789abcdef0"
+        self.assertEqual(SamEvaluator(self.sam, CodeSigningConfigArn=arn)(fn["CodeSigningConfigArn"]), arn)
+        self.assertNotIn("CodeSigningConfigArn", _one(self.cdk, "AWS::Lambda::Function")["Properties"])
+        pattern = re.compile(self.params["CodeSigningConfigArn"]["AllowedPattern"])
+        self.assertRegex(arn, pattern)
+        for bad in ("csc-0123456789abcdef0", arn + "x", arn.replace("lambda", "signer")):
+            self.assertNotRegex(bad, pattern)
+
     def test_the_alarm_topic_and_its_key_admit_cloudwatch_and_the_rule_only(self) -> None:
         for type_, prop in (("AWS::SNS::TopicPolicy", "PolicyDocument"), ("AWS::KMS::Key", "KeyPolicy")):
             with self.subTest(type=type_):
@@ -552,7 +615,8 @@ class SamEvaluator:
         """The statements of the conditional baseline policies that these values create, by Sid."""
         out = {}
         for r in _of_type(self.template, "AWS::IAM::Policy").values():
-            if r.get("Condition") and not self.condition(r["Condition"]):
+            # The unconditional OnlyThisFunctionPolicy is no grant (a Deny, tested on its own).
+            if not r.get("Condition") or not self.condition(r["Condition"]):
                 continue
             for s in self(r["Properties"]["PolicyDocument"]["Statement"]):
                 out[s["Sid"]] = s
@@ -708,6 +772,7 @@ class SamGuardrailSettingsTest(unittest.TestCase):
         "TrustedOrgs": "TRUSTED_ORGS",
         "ExemptionMaxDays": "EXEMPTION_MAX_DAYS",
         "BaselineSha256": "BASELINE_SHA256",
+        "BaselineScope": "BASELINE_SCOPE",
     }
 
     @classmethod
@@ -721,6 +786,7 @@ class SamGuardrailSettingsTest(unittest.TestCase):
             "TrustedOrgs": "o-a1b2c3d4e5",
             "ExemptionMaxDays": "90",
             "BaselineSha256": f"strict={'a' * 64},default={'0' * 64}",
+            "BaselineScope": "partner-share=444455556666|777788889999,strict=111122223333",
         }
         env = SamEvaluator(self.sam, **values).environment(*self.NAMES.values())
         self.assertEqual(env, {self.NAMES[k]: v for k, v in values.items()})
@@ -737,6 +803,9 @@ class SamGuardrailSettingsTest(unittest.TestCase):
             "ExemptionMaxDays": (["", "1", "90", "99999"], ["0", "-1", "1.5", "30d", "100000"]),
             "BaselineSha256": (["", digest, digest.upper(), f"strict={digest}", f"strict={digest},default.v2={digest}"],
                                [digest[:-1], "g" * 64, f"={digest}", f"strict:{digest}", f"strict={digest},", f"a b={digest}"]),
+            "BaselineScope": (["", "partner-share=111122223333", "a=111122223333|444455556666,b.v2=777788889999"],
+                              ["partner-share", "a=", "a=12345678901", "a=111122223333,", "a=111122223333|", "a b=111122223333",
+                               "a=111122223333;444455556666", "=111122223333"]),
         }
         for name, (good, bad) in cases.items():
             for value in good:

@@ -42,6 +42,10 @@ export interface GuardConfig {
   readonly exemptionMaxDays: string;
   /** The baseline's SHA-256, or `NAME=HEX` pairs for a catalogue (BASELINE_SHA256); '' = not pinned. */
   readonly baselineSha256: string;
+  /** Catalogue only: `NAME=ACCOUNT|ACCOUNT,...`, the accounts that may select each baseline (BASELINE_SCOPE); '' = none. */
+  readonly baselineScope: string;
+  /** A Lambda code signing configuration ARN for the function; '' = no code signing. */
+  readonly codeSigningConfigArn: string;
   /** Regions the scheduled sweep covers; empty = the hub Region. */
   readonly sweepRegions: string[];
   /** Hours between two full sweeps (rate(N hours)), one of SWEEP_INTERVAL_HOURS_VALUES; the heartbeat alarm follows it. */
@@ -109,6 +113,8 @@ export const DEFAULT_CONFIG: GuardConfig = {
   trustedOrgs: '',
   exemptionMaxDays: '',
   baselineSha256: '',
+  baselineScope: '',
+  codeSigningConfigArn: '',
   sweepRegions: [],
   sweepIntervalHours: 6,
   memorySize: 256,
@@ -193,6 +199,8 @@ export const TRUSTED_ORGS_PATTERN = /^o-[a-z0-9]{10,32}(,o-[a-z0-9]{10,32})*$/;
 export const EXEMPTION_MAX_DAYS_PATTERN = /^[1-9][0-9]{0,4}$/;
 export const BASELINE_SHA256_PATTERN =
   /^[0-9a-fA-F]{64}$|^[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64}(,[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64})*$/;
+export const CODE_SIGNING_CONFIG_ARN_PATTERN = /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:code-signing-config:csc-[a-z0-9]{17}$/;
+export const BASELINE_SCOPE_PATTERN = /^[a-zA-Z0-9._-]{1,128}=[0-9]{12}(\|[0-9]{12})*(,[a-zA-Z0-9._-]{1,128}=[0-9]{12}(\|[0-9]{12})*)*$/;
 
 /** The SAM template's AllowedPatterns of the baseline catalogue parameters. */
 export const SSM_CATALOGUE_PATTERN = /^(\/[a-zA-Z0-9_.-]+)+\/$/;
@@ -340,6 +348,19 @@ export function configFromContext(read: ContextReader): GuardConfig {
       'context baselineSha256: expected a SHA-256 digest (64 hex digits) or comma-separated NAME=DIGEST pairs (one per baseline of a catalogue)',
     );
   }
+  const baselineScope = toList(get('baselineScope') ?? []).join(',');
+  if (baselineScope && !BASELINE_SCOPE_PATTERN.test(baselineScope)) {
+    throw new Error(
+      'context baselineScope: expected comma-separated NAME=ACCOUNT|ACCOUNT entries (a catalogue baseline, then the 12-digit accounts that may select it)',
+    );
+  }
+  if (baselineScope && !catalogue) {
+    throw new Error('context baselineScope applies to a baseline catalogue only (baselineSsmPath, baselineS3Prefix or baselineSource=dir:PATH)');
+  }
+  const codeSigningConfigArn = str('codeSigningConfigArn');
+  if (codeSigningConfigArn && !CODE_SIGNING_CONFIG_ARN_PATTERN.test(codeSigningConfigArn)) {
+    throw new Error(`context codeSigningConfigArn=${codeSigningConfigArn}: expected a Lambda code signing configuration ARN (arn:aws:lambda:REGION:ACCOUNT:code-signing-config:csc-...)`);
+  }
   const flapWindow = str('flapWindow');
   if (!DURATION_PATTERN.test(flapWindow)) {
     throw new Error(
@@ -406,6 +427,8 @@ export function configFromContext(read: ContextReader): GuardConfig {
     trustedOrgs,
     exemptionMaxDays,
     baselineSha256,
+    baselineScope,
+    codeSigningConfigArn,
     sweepRegions,
     sweepIntervalHours,
     memorySize: num('memorySize', 128, 10240),

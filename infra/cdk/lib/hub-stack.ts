@@ -51,6 +51,25 @@ export const MEMBER_METRIC_NAMES = ['AccountNotEntered', 'AccountNotAllowed'] as
 /** Drifts by severity (dimension `Severity` only, no dimensionless total): the alarm's two series. */
 export const EXPOSURE_ALARM_SEVERITIES = ['public', 'cross-account'] as const;
 
+/** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
+export const ONLY_THIS_FUNCTION_ACTIONS = [
+  'cloudwatch:PutMetricData',
+  'events:PutEvents',
+  'kms:DescribeKey',
+  'kms:GetKeyPolicy',
+  'kms:ListKeys',
+  'kms:ListResourceTags',
+  'kms:PutKeyPolicy',
+  'organizations:ListAccounts',
+  's3:DeleteObject',
+  's3:GetObject',
+  's3:ListBucket',
+  's3:PutObject',
+  'ssm:GetParameter',
+  'ssm:GetParametersByPath',
+  'sts:AssumeRole',
+];
+
 /** The share of maxEventAgeSeconds an event may wait in Lambda's asynchronous queue before the alarm. */
 export const ASYNC_EVENT_AGE_ALARM_FRACTION = 0.5;
 
@@ -367,6 +386,9 @@ export class HubStack extends Stack {
       // The inline policy above is complete (incl. sqs:SendMessage for the destination): no
       // generated DefaultPolicy, so the role stays exactly what the SAM template declares.
       role: role.withoutPolicyUpdates(),
+      codeSigningConfig: cfg.codeSigningConfigArn
+        ? lambda.CodeSigningConfig.fromCodeSigningConfigArn(this, 'CodeSigningConfig', cfg.codeSigningConfigArn)
+        : undefined,
       reservedConcurrentExecutions: cfg.reservedConcurrency > 0 ? cfg.reservedConcurrency : undefined,
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
@@ -387,6 +409,8 @@ export class HubStack extends Stack {
         ...(cfg.trustedOrgs ? { TRUSTED_ORGS: cfg.trustedOrgs } : {}),
         ...(cfg.exemptionMaxDays ? { EXEMPTION_MAX_DAYS: cfg.exemptionMaxDays } : {}),
         ...(cfg.baselineSha256 ? { BASELINE_SHA256: cfg.baselineSha256 } : {}),
+        // Catalogue only (configFromContext refuses it without one).
+        ...(cfg.baselineScope ? { BASELINE_SCOPE: cfg.baselineScope } : {}),
         REMEDIATOR_ROLE_ARN: role.roleArn,
         SWEEP_REGIONS: cfg.sweepRegions.length > 0 ? cfg.sweepRegions.join(',') : this.region,
         BACKUP_BUCKET: backupBucket.bucketName,
@@ -419,6 +443,24 @@ export class HubStack extends Stack {
     // on its role, rendered as DependsOn next to the Fn::GetAtt; harmless, and not removable
     // from here because CDK turns construct dependencies into DependsOn after this code runs.
     cfnFunction.addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
+
+    // The role's powers are this function's only (lambda:SourceFunctionArn, which Lambda puts in the
+    // request context of every call from the execution environment; identity policies and SCPs
+    // only): the same policy as infra/sam/template.yaml's OnlyThisFunctionPolicy, which says why
+    // the SQS and log actions are left out. Separate from the role's inline policy (a cycle).
+    new iam.Policy(this, 'OnlyThisFunctionPolicy', {
+      policyName: 'kms-replica-guard-only-this-function',
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'OnlyFromThisFunction',
+          effect: iam.Effect.DENY,
+          actions: ONLY_THIS_FUNCTION_ACTIONS,
+          resources: ['*'],
+          conditions: { ArnNotEquals: { 'lambda:SourceFunctionArn': fn.functionArn } },
+        }),
+      ],
+    });
 
     const kmsRule = new events.Rule(this, 'KmsApiCallRule', {
       description: 'KMS calls that can change a multi-Region replica key policy',

@@ -234,8 +234,23 @@ describe('the hub stack', () => {
     // Only ListKeys (no resource-level permissions) and the conditioned statements use "*".
     const unscoped = statements.filter((s) => s.Effect === 'Allow' && s.Resource === '*' && !s.Condition);
     expect(unscoped.map((s) => s.Action)).toEqual(['kms:ListKeys']);
-    // No generated DefaultPolicy: the inline policy is the whole grant, as in the SAM template.
-    template.resourceCountIs('AWS::IAM::Policy', 0);
+    // No generated DefaultPolicy: the inline policy is the whole grant, as in the SAM template. The
+    // one AWS::IAM::Policy denies: the role works only from this function (lambda:SourceFunctionArn).
+    const [, only] = onlyResource(template, 'AWS::IAM::Policy');
+    const [fnId] = onlyResource(template, 'AWS::Lambda::Function');
+    expect(only.Properties.PolicyDocument.Statement).toEqual([
+      expect.objectContaining({
+        Sid: 'OnlyFromThisFunction',
+        Effect: 'Deny',
+        Resource: '*',
+        Condition: { ArnNotEquals: { 'lambda:SourceFunctionArn': { 'Fn::GetAtt': [fnId, 'Arn'] } } },
+      }),
+    ]);
+    const denied: string[] = only.Properties.PolicyDocument.Statement[0].Action;
+    expect(denied).toContain('kms:PutKeyPolicy');
+    expect(denied).toContain('sts:AssumeRole');
+    // The Lambda service polls the sweep queue and sends to the DLQ with the role, without the key.
+    expect(denied.filter((a) => a.startsWith('sqs:') || a.startsWith('logs:'))).toEqual([]);
     template.hasResourceProperties('AWS::IAM::Role', {
       AssumeRolePolicyDocument: {
         Statement: [
@@ -813,12 +828,24 @@ describe('the hub stack settings', () => {
     });
   });
 
+  test('code signing is optional', () => {
+    synth().hasResourceProperties('AWS::Lambda::Function', { CodeSigningConfigArn: Match.absent() });
+    const arn = 'arn:aws:lambda:us-east-1:111122223333:code-signing-config:csc-0123456789abcdef0';
+    synth({ codeSigningConfigArn: arn }).hasResourceProperties('AWS::Lambda::Function', { CodeSigningConfigArn: arn });
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ codeSigningConfigArn: 'csc-0123456789abcdef0' }))).toThrow(/codeSigningConfigArn/);
+  });
+
   test('the guardrail settings reach the environment only when set', () => {
     const unset = (synth().findResources('AWS::Lambda::Function') as any);
     const vars = Object.values(unset).map((f: any) => f.Properties.Environment.Variables)[0];
-    for (const name of ['TRUSTED_ACCOUNTS', 'TRUSTED_ORGS', 'EXEMPTION_MAX_DAYS', 'BASELINE_SHA256']) {
+    for (const name of ['TRUSTED_ACCOUNTS', 'TRUSTED_ORGS', 'EXEMPTION_MAX_DAYS', 'BASELINE_SHA256', 'BASELINE_SCOPE']) {
       expect(vars).not.toHaveProperty(name);
     }
+    synth({ baselineSource: 'dir:/var/task/baselines', baselineScope: 'partner-share=444455556666|777788889999,strict=111122223333' })
+      .hasResourceProperties('AWS::Lambda::Function', {
+        Environment: { Variables: Match.objectLike({ BASELINE_SCOPE: 'partner-share=444455556666|777788889999,strict=111122223333' }) },
+      });
     const digest = 'a'.repeat(64);
     synth({
       trustedAccounts: '444455556666,777788889999',
@@ -856,6 +883,12 @@ describe('the hub stack settings', () => {
       exemptionMaxDays: '30',
     });
     expect(configFromContext(ctx({ baselineSha256: 'B'.repeat(64) })).baselineSha256).toBe('B'.repeat(64));
+    const dir = { baselineSource: 'dir:/var/task/baselines' };
+    for (const bad of ['partner-share', 'partner-share=', 'partner-share=12345678901', 'a b=111122223333', 'a=111122223333;444455556666']) {
+      expect(() => configFromContext(ctx({ ...dir, baselineScope: bad }))).toThrow(/baselineScope: expected/);
+    }
+    expect(() => configFromContext(ctx({ baselineScope: 'a=111122223333' }))).toThrow(/baselineScope applies to a baseline catalogue only/);
+    expect(configFromContext(ctx({ ...dir, baselineScope: 'a=111122223333|444455556666' })).baselineScope).toBe('a=111122223333|444455556666');
   });
 
   test('reserved concurrency 0 means no reservation; the sweep workers then share the rate limits', () => {
