@@ -27,15 +27,19 @@ fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(op, n)| (op.to_string(), *n)).collect()
 }
 
-#[tokio::test]
-async fn an_event_on_an_in_sync_replica_costs_two_kms_calls() {
-    // The replica is in us-west-2; its key id is not known before the family exists, and
-    // the baseline does not use it.
+/// `event_name` handled with the us-west-2 replica already holding the baseline. Its key id
+/// is not known before the family exists, and the baseline does not use it.
+async fn on_an_in_sync_replica(event_name: &str) -> Case {
     let in_us_west_2 = format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/{SAMPLE_KEY_ID}")
         .parse()
         .unwrap();
     let baseline_for_the_replica = rendered_baseline(&in_us_west_2);
-    let case = run_with(&[], EVENT, Some(&baseline_for_the_replica), &[]).await;
+    run_with(&[], event_name, Some(&baseline_for_the_replica), &[]).await
+}
+
+#[tokio::test]
+async fn an_event_on_an_in_sync_replica_costs_two_kms_calls() {
+    let case = on_an_in_sync_replica(EVENT).await;
     assert_eq!(
         calls(&case, "in-sync"),
         expect(&[("DescribeKey", 1), ("GetKeyPolicy", 1)])
@@ -84,17 +88,7 @@ async fn mirroring_the_primary_adds_one_read_of_its_policy() {
 async fn a_change_of_the_exclude_tag_costs_what_an_event_on_its_replicas_costs() {
     // TagResource reaches every replica related to the key: one DescribeKey lists them, one
     // GetKeyPolicy each (here one replica, in sync).
-    let in_us_west_2 = format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/{SAMPLE_KEY_ID}")
-        .parse()
-        .unwrap();
-    let baseline_for_the_replica = rendered_baseline(&in_us_west_2);
-    let case = run_with(
-        &[],
-        "tag-resource-exclude.json",
-        Some(&baseline_for_the_replica),
-        &[],
-    )
-    .await;
+    let case = on_an_in_sync_replica("tag-resource-exclude.json").await;
     assert_eq!(
         calls(&case, "in-sync"),
         expect(&[("DescribeKey", 1), ("GetKeyPolicy", 1)])
@@ -106,18 +100,8 @@ async fn a_change_of_the_exclude_tag_costs_what_an_event_on_its_replicas_costs()
 #[tokio::test]
 async fn a_put_key_policy_under_the_guards_role_that_wrote_something_else_costs_an_ordinary_event()
 {
-    let in_us_west_2 = format!("arn:aws:kms:us-west-2:{ACCOUNT}:key/{SAMPLE_KEY_ID}")
-        .parse()
-        .unwrap();
-    let baseline_for_the_replica = rendered_baseline(&in_us_west_2);
     // The sample record's policy is not the baseline: someone else used the role.
-    let case = run_with(
-        &[],
-        "put-key-policy-by-remediator.json",
-        Some(&baseline_for_the_replica),
-        &[],
-    )
-    .await;
+    let case = on_an_in_sync_replica("put-key-policy-by-remediator.json").await;
     assert_eq!(
         calls(&case, "in-sync"),
         expect(&[("DescribeKey", 1), ("GetKeyPolicy", 1)])
