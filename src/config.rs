@@ -603,6 +603,41 @@ impl Config {
         breaches_of(t, &sample, &settings.trusted, home.is_some())
     }
 
+    /// What is wrong with the baseline(s) rendered for a sample key of `account` (in the first
+    /// sweep Region): grammar, the lockout check for the role that writes there (the
+    /// remediator at home, the member role elsewhere), and the guardrails. Empty when every
+    /// template would be written there; `doctor` asks it of each account worked in.
+    pub fn problems_in(&self, account: &AccountId) -> Vec<String> {
+        let settings = &self.settings;
+        let sample = sample_key(
+            settings.remediator.as_ref(),
+            settings.sweep_regions.first(),
+            Some(account),
+        );
+        let role = settings.actor_in(account, sample.partition());
+        let templates: Vec<(&str, &Template)> = match &settings.baseline {
+            Baseline::Primary => Vec::new(),
+            Baseline::Template(t) => vec![(t.origin(), t)],
+            Baseline::Catalogue(c) => c.templates().collect(),
+        };
+        let mut problems = Vec::new();
+        for (name, t) in templates {
+            let text = t.render(RenderContext {
+                key: &sample,
+                primary_region: sample.region(),
+            });
+            if let Err(errors) = validate(&text, &lockout_guard(&sample, role.as_ref())) {
+                problems.extend(errors.0.iter().map(|e| format!("{name}: {e}")));
+            }
+            problems.extend(
+                breaches_of(t, &sample, &settings.trusted, true)
+                    .iter()
+                    .map(|b| format!("{name}: refused by the guardrails: {b}")),
+            );
+        }
+        problems
+    }
+
     /// Reads the process environment, fetching an `ssm:` or `s3://` baseline through `remote`.
     pub async fn load(remote: &impl RemoteText) -> Result<Self, ConfigError> {
         Self::load_from(env_var, remote).await

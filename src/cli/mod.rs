@@ -4,10 +4,12 @@
 //! Flags are parsed once, by clap, straight into the typed [`Options`] the Lambda reads
 //! from its environment (each flag falls back to the same environment variable), and the
 //! adapters come from [`crate::wiring`]. One module per subcommand: `check` (`check`,
-//! `diff`), `sweep`, `validate` (`validate-baseline`), `restore`; `output` renders
+//! `diff`), `sweep`, `validate` (`validate-baseline`), `restore`, `doctor` (a deployment checked
+//! from the outside); `output` renders
 //! outcomes for a terminal.
 
 mod check;
+pub mod doctor;
 mod output;
 mod restore;
 mod sweep;
@@ -212,6 +214,16 @@ enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Keys(KeyCommand),
+    /// Check a deployment: trails, rules, the function's settings and baseline, member roles,
+    /// the heartbeat alarm (read-only; exit 2 when something is wrong).
+    Doctor(doctor::Args),
+}
+
+/// The commands that work on keys with the configuration the flags give.
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
     /// Reconcile one key in dry-run and print its outcome.
     Check(check::Args),
     /// Show the statement-level diff between a key's live policy and its baseline.
@@ -242,6 +254,9 @@ pub enum CliError {
     /// `restore --from latest` found no backup.
     #[error("no backup of {0} in the backup bucket")]
     NoBackup(KeyArn),
+    /// `doctor` could not start.
+    #[error("{0}")]
+    Doctor(String),
     /// A local backup file could not be read.
     #[error("cannot read {path}: {source}")]
     ReadBackup {
@@ -282,29 +297,42 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(cli: Cli) -> Result<u8, CliError> {
-    let (apply, sweep_regions) = match &cli.command {
-        Command::Sweep(a) => (a.apply, Some(a.regions.clone())),
-        Command::Restore(a) => (a.apply, None),
+    let json = cli.output == Output::Json;
+    let sdk = load_sdk_config().await;
+    match cli.command {
+        Command::Keys(command) => on_keys(command, cli.config, &sdk, json).await,
+        // The deployment's own settings are read from the function, not from these flags.
+        Command::Doctor(args) => doctor::run(args, &sdk, cli.config.region, json).await,
+    }
+}
+
+async fn on_keys(
+    command: KeyCommand,
+    flags: ConfigArgs,
+    sdk: &aws_config::SdkConfig,
+    json: bool,
+) -> Result<u8, CliError> {
+    let (apply, sweep_regions) = match &command {
+        KeyCommand::Sweep(a) => (a.apply, Some(a.regions.clone())),
+        KeyCommand::Restore(a) => (a.apply, None),
         _ => (false, None),
     };
     let mode = if apply { Mode::Enforce } else { Mode::DryRun };
-    let options = cli.config.into_options(mode, sweep_regions);
-    let sdk = load_sdk_config().await;
-    let config = Config::resolve(options, &Remote::new(&sdk)).await?;
-    let mut adapters = Adapters::new(&sdk, Some(&config));
-    if let Command::Sweep(sweep::Args {
+    let options = flags.into_options(mode, sweep_regions);
+    let config = Config::resolve(options, &Remote::new(sdk)).await?;
+    let mut adapters = Adapters::new(sdk, Some(&config));
+    if let KeyCommand::Sweep(sweep::Args {
         page_size: Some(n), ..
-    }) = &cli.command
+    }) = &command
     {
         adapters.kms = adapters.kms.with_page_size(*n);
     }
-    let json = cli.output == Output::Json;
-    match cli.command {
-        Command::Check(args) => check::check(args, adapters, &config, json).await,
-        Command::Diff(args) => check::diff(args, adapters, &config, json).await,
-        Command::Sweep(args) => sweep::run(args, adapters, &config, json).await,
-        Command::ValidateBaseline(args) => validate::run(args, adapters, &config, json).await,
-        Command::Restore(args) => restore::run(args, adapters, &config, json, &sdk).await,
+    match command {
+        KeyCommand::Check(args) => check::check(args, adapters, &config, json).await,
+        KeyCommand::Diff(args) => check::diff(args, adapters, &config, json).await,
+        KeyCommand::Sweep(args) => sweep::run(args, adapters, &config, json).await,
+        KeyCommand::ValidateBaseline(args) => validate::run(args, adapters, &config, json).await,
+        KeyCommand::Restore(args) => restore::run(args, adapters, &config, json, sdk).await,
     }
 }
 
@@ -385,15 +413,37 @@ mod tests {
             "json",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Command::Sweep(ref a) if a.regions.len() == 2 && a.apply));
+        assert!(
+            matches!(cli.command, Command::Keys(KeyCommand::Sweep(ref a)) if a.regions.len() == 2 && a.apply)
+        );
         assert_eq!(cli.output, Output::Json);
         let cli =
             Cli::try_parse_from(["kms-replica-guard", "restore", KEY, "--from", "latest"]).unwrap();
-        assert!(matches!(cli.command, Command::Restore(ref a) if !a.apply));
+        assert!(matches!(cli.command, Command::Keys(KeyCommand::Restore(ref a)) if !a.apply));
         assert!(
             Cli::try_parse_from(["kms-replica-guard", "sweep"]).is_err(),
             "--regions is required"
         );
+        let cli = Cli::try_parse_from([
+            "kms-replica-guard",
+            "doctor",
+            "--function",
+            "guard",
+            "--skip",
+            "members,trail",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Doctor(_)));
+        let bad_skip = Cli::try_parse_from([
+            "kms-replica-guard",
+            "doctor",
+            "--function",
+            "g",
+            "--skip",
+            "dns",
+        ])
+        .unwrap_err();
+        assert!(bad_skip.to_string().contains("dns"), "{bad_skip}");
     }
 
     #[test]
@@ -421,7 +471,7 @@ mod tests {
             "3",
         ])
         .unwrap();
-        let Command::Sweep(sweep) = &cli.command else {
+        let Command::Keys(KeyCommand::Sweep(sweep)) = &cli.command else {
             unreachable!()
         };
         let options = cli

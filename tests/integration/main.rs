@@ -5,6 +5,7 @@ mod accounts;
 mod attacks;
 mod calls;
 mod catalogue;
+mod doctor;
 mod faults;
 mod fleet;
 mod helpers;

@@ -1,10 +1,11 @@
 //! AWS adapters: the only code that calls AWS (KMS, CloudWatch, EventBridge, S3, SSM, STS,
-//! Organizations, SQS). Each implements a port from [`krg_engine::ports`] and maps SDK
+//! Organizations, SQS; CloudTrail and Lambda for `doctor`'s reads of a deployment). Each implements a port from [`krg_engine::ports`] and maps SDK
 //! errors onto [`CallError`]s.
 
 pub mod backups;
 pub mod clients;
 pub mod cloudwatch;
+pub mod deployment;
 pub mod events;
 pub mod kms;
 pub mod members;
