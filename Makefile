@@ -11,7 +11,7 @@ VENV_PY := .venv/bin/python
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 NEXTEST := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 
-.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-coldstart fuzz mutants clean
+.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-coldstart bench-report fuzz mutants docs-setup docs docs-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,10 +25,11 @@ emulator: setup ## start LocalStack on 127.0.0.1:4566 and moto (Security Hub) on
 emulator-stop: ## stop the LocalStack and moto server this project started
 	@cargo xtask emulator stop
 
-build: setup ## cargo lambda build --release --arm64 (the deployable zip)
+build: setup ## cargo lambda build --release --arm64 (the deployable zip); writes its size row of BENCHMARKS.md
 	@echo "==> cargo lambda build --release --arm64 --bin bootstrap --output-format zip"
 	cargo lambda build --release --arm64 --bin bootstrap --output-format zip
 	@ls -l $(or $(CARGO_TARGET_DIR),target)/lambda/bootstrap/bootstrap.zip
+	@cargo xtask bench-report --package $(or $(CARGO_TARGET_DIR),target)/lambda/bootstrap/bootstrap.zip
 
 fmt: ## format the code
 	cargo fmt --all
@@ -46,7 +47,8 @@ integration: emulator ## tests against the emulator over real HTTP
 e2e: emulator ## the function under cargo lambda watch, driven with the sample events, asserted
 	cargo xtask e2e
 
-test: lint emulator ## every test: lint, unit, integration, end to end, infra checks
+test: lint docs-check emulator ## every test: lint, docs, unit, integration, end to end, infra checks
+	cargo xtask bench-report --check
 	$(NEXTEST) --workspace --all-targets
 	cargo xtask e2e
 	$(MAKE) --no-print-directory infra-test
@@ -54,8 +56,9 @@ test: lint emulator ## every test: lint, unit, integration, end to end, infra ch
 demo: setup ## heal a default-policy and a hand-drifted replica on the emulator
 	@cargo xtask demo
 
-bench: ## criterion: CPU of the per-event policy work for a 32 KB policy
+bench: ## criterion: CPU of the per-event policy work for a 32 KB policy; writes its row of BENCHMARKS.md
 	cargo bench -p krg-engine --bench policy
+	cargo xtask bench-report --criterion
 
 bench-sweep: ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
 	cargo xtask bench-sweep
@@ -77,6 +80,32 @@ mutants: ## mutation testing of krg-policy (.cargo/mutants.toml), one job; MUTAN
 		|| cargo install cargo-mutants --version $(MUTANTS_VERSION) --locked
 	env -u CARGO_TARGET_DIR cargo mutants --package krg-policy --jobs $(or $(MUTANTS_JOBS),1) \
 		$(addprefix -f ,$(MUTANTS_FILES)) $(MUTANTS_ARGS)
+
+# The book's tools, pinned, installed by cargo from crates.io when the pinned version is missing
+# (like cargo-mutants above). mdbook builds docs/ into docs/book; hyperlink checks every link and
+# anchor of the built pages. hyperlink never follows external links, so the check is offline.
+# A first install compiles both from source; later runs find the pinned versions and skip it.
+MDBOOK_VERSION := 0.4.52
+HYPERLINK_VERSION := 0.3.2
+docs-setup: ## install the pinned mdbook and hyperlink (cargo install, only when missing)
+	@mdbook --version 2>/dev/null | grep -qx "mdbook v$(MDBOOK_VERSION)" \
+		|| cargo install mdbook --version $(MDBOOK_VERSION) --locked --no-default-features --features search
+	@hyperlink --version 2>/dev/null | grep -qx "hyperlink $(HYPERLINK_VERSION)" \
+		|| cargo install hyperlink --version $(HYPERLINK_VERSION) --locked
+
+docs: docs-setup ## build the book (docs/, mdBook) into docs/book
+	mdbook build docs
+
+docs-check: docs ## build the book, check its links and anchors (offline), and the repository links of the top-level pages
+	hyperlink docs/book --check-anchors --sources docs/src
+	@for f in README.md BENCHMARKS.md CHANGELOG.md; do \
+	  for p in $$(grep -oE '\]\([^):#]+(#[^)]*)?\)' $$f | sed -E 's/^\]\(([^)#]*).*/\1/'); do \
+	    [ -e "$$p" ] || { echo "$$f: broken link to $$p" >&2; exit 1; }; \
+	  done; \
+	done; echo "README.md, BENCHMARKS.md, CHANGELOG.md: every link to a file of the repository resolves"
+
+bench-report: ## check that BENCHMARKS.md has one row per declared budget and figure (runs no benchmark)
+	cargo xtask bench-report --check
 
 clean: emulator-stop ## remove build output and emulator state
 	cargo clean

@@ -56,7 +56,7 @@ synth: infra-setup ## cdk synth of the hub + spoke stacks, offline, without buil
 	cd infra/cdk && npx --no-install cdk synth --no-notices -q $(CDK_SYNTH_CONTEXT) $(CDK_CONTEXT)
 
 deploy: ## cargo lambda build + deploy of the function alone (ROLE_ARN=...; needs AWS credentials)
-	@test -n "$(ROLE_ARN)" || { echo "error: set ROLE_ARN=arn:aws:iam::ACCOUNT:role/NAME, the execution role (the RemediatorRoleArn output of the SAM/CDK stack, or a role with the RemediatorRole policy of infra/sam/template.yaml; see README.md)" >&2; exit 1; }
+	@test -n "$(ROLE_ARN)" || { echo "error: set ROLE_ARN=arn:aws:iam::ACCOUNT:role/NAME, the execution role (the RemediatorRoleArn output of the SAM/CDK stack, or a role with the RemediatorRole policy of infra/sam/template.yaml; see docs/src/deployment.md)" >&2; exit 1; }
 	@echo "==> cargo lambda build --release --arm64 (-> $(LAMBDA_DIR)/bootstrap)"
 	@PATH="$(INFRA_PATH)" cargo lambda build --release --arm64
 	@echo "==> cargo lambda deploy $(FUNCTION_NAME): settings from [package.metadata.lambda.deploy] in Cargo.toml, role $(ROLE_ARN)"

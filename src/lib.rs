@@ -3,7 +3,7 @@
 //! engine to AWS, and runs it as a Lambda handler or as the operator CLI.
 //!
 //! The workspace, each crate depending only on the ones below it (the compiler enforces
-//! the direction; README, "Layout"):
+//! the direction; docs/src/architecture.md):
 //!
 //! ```text
 //! kms-replica-guard (src/)   config ─► wiring ─► lambda handler | cli     (this crate)

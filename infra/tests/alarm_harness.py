@@ -1582,13 +1582,10 @@ def operator_view(note: dict[str, Any]) -> str:
     )
 
 
-def runbook_entry(anchor: str) -> str:
-    """The text of README's runbook entry with that anchor ('' if there is none)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    for m in re.finditer(r"^#### ([^\n]+)\n(.*?)(?=^#{2,4} |\Z)", text, flags=re.M | re.S):
-        if re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-") == anchor:
-            return f"#### {m.group(1)}\n{m.group(2).strip()}"
-    return ""
+def runbook_page(name: str) -> str:
+    """The text of the runbook page docs/src/runbook/<name>.md ('' if there is none)."""
+    page = ROOT / "docs" / "src" / "runbook" / f"{name}.md"
+    return page.read_text(encoding="utf-8").strip() if page.is_file() else ""
 
 
 def demo() -> int:
@@ -1623,11 +1620,11 @@ def demo() -> int:
     print(f"The alarm went to ALARM {t['to_alarm']:.0f} s after the function published AutoFixApplied; the topic delivered:")
     print()
     print(operator_view(fired[0]))
-    m = re.search(r"Runbook: README\.md#([a-z0-9-]+)", fired[0]["alarm"].get("AlarmDescription", ""))
+    m = re.search(r"Runbook: docs/src/runbook/([a-z0-9-]+)\.md", fired[0]["alarm"].get("AlarmDescription", ""))
     if m:
-        entry = runbook_entry(m.group(1))
+        entry = runbook_page(m.group(1))
         print()
-        print(f"The runbook entry it points to (README.md#{m.group(1)}):")
+        print(f"The runbook page it points to (docs/src/runbook/{m.group(1)}.md):")
         print("\n".join("  " + line for line in entry.splitlines()))
     print()
     print("Raw SNS message (as the SQS subscriber received it):")

@@ -32,22 +32,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import alarm_harness as h  # noqa: E402
 
-README = h.ROOT / "README.md"
-
-
-def github_anchor(heading: str) -> str:
-    text = heading.strip().lower()
-    text = re.sub(r"[^\w\- ]", "", text)
-    return text.replace(" ", "-")
-
-
-def runbook_anchors() -> set[str]:
-    """The anchors of the headings inside README's Runbook section."""
-    text = README.read_text(encoding="utf-8")
-    m = re.search(r"^### Runbook\n(.*?)(?=^### |\Z)", text, flags=re.M | re.S)
-    if not m:
-        raise AssertionError("README.md has no '### Runbook' section")
-    return {github_anchor(x) for x in re.findall(r"^#### (.+)$", m.group(1), flags=re.M)}
+RUNBOOK = h.ROOT / "docs" / "src" / "runbook"
+ALARMS_PAGE = h.ROOT / "docs" / "src" / "alarms.md"
 
 
 class TemplateAlarmsTest(unittest.TestCase):
@@ -107,16 +93,19 @@ class TemplateAlarmsTest(unittest.TestCase):
                 self.assertNotEqual(h.DRIVEN.get(key), scenario, f"{key} is driven by {scenario}, not incidental there")
                 self.assertGreaterEqual(len(why), 20, "say why it may fire there")
 
-    def test_every_alarm_points_to_a_runbook_entry_that_exists(self) -> None:
-        anchors = runbook_anchors()
+    def test_every_alarm_points_to_its_runbook_page_and_the_page_exists(self) -> None:
         for a in h.template_alarms(h.sources()):
             with self.subTest(alarm=a.where):
                 desc = a.props.get("AlarmDescription", "")
                 self.assertIsInstance(desc, str)
-                m = re.search(r"Runbook: README\.md#([a-z0-9-]+)", desc)
-                self.assertIsNotNone(m, f"{a.where}: AlarmDescription does not point to its runbook entry: {desc!r}")
+                m = re.search(r"Runbook: docs/src/runbook/([a-z0-9-]+)\.md$", desc)
+                self.assertIsNotNone(m, f"{a.where}: AlarmDescription does not end with its runbook page: {desc!r}")
                 assert m is not None
-                self.assertIn(m.group(1), anchors, f"{a.where}: README.md has no runbook entry #{m.group(1)}")
+                # One page per alarm, named after it: the alarm's name after `<stack>-`, in lower case.
+                self.assertEqual(m.group(1), a.key.lower(), f"{a.where}: the runbook page is named after the alarm")
+                page = RUNBOOK / f"{m.group(1)}.md"
+                self.assertTrue(page.is_file(), f"{a.where}: no runbook page {page.relative_to(h.ROOT)}")
+                self.assertRegex(page.read_text(encoding="utf-8"), r"^# \S", f"{page}: a page starts with its title")
 
     def test_function_metric_alarms_watch_what_the_function_publishes(self) -> None:
         # The template's alarms and its function agree on the namespace (before the harness maps it).
@@ -325,7 +314,7 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
                 text,
                 f"kms-replica-guard: public drift on {key_arn} ({h.REPLICA_REGION}, account {h.ACCOUNT}): drift-detected. "
                 f"Caused by arn:aws:sts::111122223333:assumed-role/Admin/alice from 203.0.113.24 at 2026-11-05T16:20:03Z "
-                f"(CloudTrail event 93e6c1a8-5f2d-4b07-8c4e-1a7d3b9f5e62). Runbook: README.md#exposuredrift",
+                f"(CloudTrail event 93e6c1a8-5f2d-4b07-8c4e-1a7d3b9f5e62). Runbook: docs/src/runbook/exposuredrift.md",
             )
         for m in self.harness.rule_messages:
             self.assertEqual(m.get("TopicArn"), self.harness.topic_arn)
@@ -355,12 +344,12 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
             refused_texts[0],
             f"kms-replica-guard: write refused on {public} ({h.REPLICA_REGION}, account {h.ACCOUNT}): {refused['detail']['reason']} "
             f"Triggered by {actor.get('arn', '')} from {actor.get('source_ip_address', '')} at {actor.get('event_time', '')} "
-            f"(CloudTrail event {actor.get('event_id', '')}). Runbook: README.md#guardrailrefused",
+            f"(CloudTrail event {actor.get('event_id', '')}). Runbook: docs/src/runbook/guardrailrefused.md",
         )
         self.assertIn('statement "ShareWithEveryone": * gains kms:Decrypt', refused_texts[0])
         self.assertIn(f"tag kms-replica-guard:exclude={guardrail.exemption['value']} set by arn:aws:sts::111122223333:assumed-role/Admin/alice "
                       "from 203.0.113.24 at 2026-11-08T14:02:11Z (CloudTrail event c3f7a9e2-4d1b-4e85-8a6c-2b9d5f0e7a14)", exempt_texts[0])
-        self.assertTrue(exempt_texts[0].endswith("Runbook: README.md#exemption-granted"), exempt_texts[0])
+        self.assertTrue(exempt_texts[0].endswith("Runbook: docs/src/runbook/exemption-granted.md"), exempt_texts[0])
         self.assertFalse([t for t in texts if partner in t], "a written share is news on WriteExposure, not on these rules")
 
     # -- dashboard
@@ -384,11 +373,10 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
                     self.assertEqual(m_ns, ns)
                     self.assertIn(("<ns>", m_name, dims), published, f"the dashboard shows {m_name} {set(dims)}, never published")
 
-    # -- README
-    def test_the_readme_shows_a_notification_like_the_real_one(self) -> None:
-        text = README.read_text(encoding="utf-8")
-        m = re.search(r"^### Alarms\n(.*?)(?=^### )", text, flags=re.M | re.S)
-        self.assertIsNotNone(m, "README.md has no '### Alarms' section")
+    # -- the book's Alarms chapter
+    def test_the_alarms_chapter_shows_a_notification_like_the_real_one(self) -> None:
+        text = ALARMS_PAGE.read_text(encoding="utf-8")
+        m = re.search(r"\A(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
         assert m is not None
         blocks = re.findall(r"```json\n(.*?)```", m.group(1), flags=re.S)
         self.assertGreaterEqual(len(blocks), 2, "the Alarms section shows the alarm message and its SNS envelope (```json)")
@@ -402,7 +390,7 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         self.assertEqual(sorted(message["Trigger"]), sorted(real["alarm"]["Trigger"]), "the Trigger fields")
         self.assertEqual(sorted(envelope), sorted(real["envelope"]), "the SNS envelope fields")
         self.assertEqual(message["NewStateValue"], "ALARM")
-        self.assertRegex(message["AlarmDescription"], r"Runbook: README\.md#[a-z-]+")
+        self.assertRegex(message["AlarmDescription"], r"Runbook: docs/src/runbook/[a-z-]+\.md$")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ SHOULD_NOT_MATCH = {
 # Direct-invoke payloads, not EventBridge events: nothing to match.
 NOT_EVENTBRIDGE_EVENTS = {"manual-sweep.json", "sqs-sweep-work-items.json"}
 
-# The hub's rules on the guard's own events, by the detail-type that names each, with its runbook entry.
+# The hub's rules on the guard's own events, by the detail-type that names each, with its runbook page (docs/src/runbook/<name>.md).
 GUARD_RULES = {
     "exposure": ("Replica Key Policy Drift Detected", "exposuredrift"),
     "write-refused": ("Replica Key Policy Write Refused", "guardrailrefused"),
@@ -374,7 +374,7 @@ class GuardEventRulesTest(unittest.TestCase):
                     self.assertEqual(got, expected)
                     for text in got:
                         self.assertTrue(text.startswith("kms-replica-guard: "), text)
-                        self.assertTrue(text.endswith(f" Runbook: README.md#{GUARD_RULES[kind][1]}"), text)
+                        self.assertTrue(text.endswith(f" Runbook: docs/src/runbook/{GUARD_RULES[kind][1]}.md"), text)
                     self.events.remove_targets(Rule=rule, EventBusName=run, Ids=["topic"])
                     self.events.delete_rule(Name=rule, EventBusName=run)
         finally:

@@ -176,7 +176,7 @@ class GuardChangeRuleTest(unittest.TestCase):
             text,
             f"kms-replica-guard: its own configuration changed: UpdateFunctionConfiguration20150331v2 (lambda.amazonaws.com) on {FUNCTION} "
             f"by arn:aws:sts::{ACCOUNT}:assumed-role/Admin/mallory from 198.51.100.7 at 2026-12-07T08:14:58Z "
-            f"(account {ACCOUNT}, us-east-1, CloudTrail event e7d6c5b4-a3f2-4e1d-8c9b-0a1b2c3d4e01). Runbook: README.md#guard-configuration-changed",
+            f"(account {ACCOUNT}, us-east-1, CloudTrail event e7d6c5b4-a3f2-4e1d-8c9b-0a1b2c3d4e01). Runbook: docs/src/runbook/guard-configuration-changed.md",
         )
 
 

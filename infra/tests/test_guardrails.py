@@ -1,7 +1,7 @@
 """The organisation guardrails (infra/guardrails/) agree with the stacks and the function.
 
 - the JSON documents are the CloudFormation template's policies (infra/guardrails/guardrails.yaml)
-  evaluated for the README's example values, and the CDK Guardrails stack is the same template;
+  evaluated for the example values of docs/src/prevention.md, and the CDK Guardrails stack is the same template;
 - their tag keys are the function's defaults (EXCLUDE_TAG, BASELINE_TAG in src/ and crates/) and
   the stacks' ExcludeTag/BaselineTag defaults; their role names are the member role's default name
   and match the names CloudFormation gives the hub role (SAM and CDK logical ids); the write they
@@ -38,7 +38,7 @@ SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
 CDK_HUB = ROOT / "infra" / "cdk" / "cdk.out" / "Hub.template.json"
 CDK_MEMBER = ROOT / "infra" / "cdk" / "cdk.out" / "Member.template.json"
 
-# The README's example values (Prevention section).
+# The example values of docs/src/prevention.md.
 EXAMPLE = {
     "HubAccountId": "999988887777",
     "PipelineRoleArns": "arn:aws:iam::*:role/kms-key-pipeline",

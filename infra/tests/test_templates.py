@@ -6,7 +6,8 @@
   synthesized CDK hub template declare the same stack: resource types, environment (names, and
   the values of the backup, flap guard, rate limit and event bus settings), IAM statements
   (actions, resources, conditions), the backups bucket and its policy, alarms (metric math
-  included), the exposure notification rule (pattern, target, message), the alarm topic's
+  included, each linking to its own runbook page, docs/src/runbook/<alarm>.md), the exposure
+  notification rule (pattern, target, message), the alarm topic's
   access policy and its key's policy, outputs. SAM parameters are compared at their defaults,
   logical ids by the resource type they name;
 - the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
@@ -369,6 +370,19 @@ class SamCdkParityTest(unittest.TestCase):
 
         self.assertEqual(alarms(self.sam), alarms(self.cdk))
 
+    def test_every_alarm_links_to_its_own_runbook_page(self) -> None:
+        # One runbook page per alarm, named after it: `<stack>-X` -> docs/src/runbook/<x in lower case>.md.
+        for tool, template in (("SAM", self.sam), ("CDK", self.cdk)):
+            for alarm in _of_type(template, "AWS::CloudWatch::Alarm").values():
+                key = _alarm_key(template, alarm)
+                with self.subTest(tool=tool, alarm=key):
+                    description = alarm["Properties"]["AlarmDescription"]
+                    m = re.search(r"Runbook: (docs/src/runbook/([a-z0-9-]+)\.md)$", description)
+                    self.assertIsNotNone(m, f"{tool} {key}: AlarmDescription does not end with its runbook page: {description!r}")
+                    assert m is not None
+                    self.assertEqual(m.group(2), key.lower(), f"{tool} {key}: the runbook page is named after the alarm")
+                    self.assertTrue((ROOT / m.group(1)).is_file(), f"{tool} {key}: {m.group(1)} does not exist")
+
     def test_the_async_event_age_alarm_is_half_of_the_maximum_event_age(self) -> None:
         # AsyncEventAge is in milliseconds; MaximumEventAgeInSeconds in seconds (3600 at the defaults).
         for name, template, norm in (("SAM", self.sam, self.norm_sam), ("CDK", self.cdk, self.norm_cdk)):
@@ -401,7 +415,7 @@ class SamCdkParityTest(unittest.TestCase):
                 )
                 self.assertEqual(math["expression"]["Expression"], "public + cross_account")
                 self.assertEqual((float(p["Threshold"]), p["ComparisonOperator"], p["TreatMissingData"]), (1.0, "GreaterThanOrEqualToThreshold", "notBreaching"))
-                self.assertRegex(p["AlarmDescription"], r"dry-run.*Runbook: README\.md#exposuredrift$")
+                self.assertRegex(p["AlarmDescription"], r"dry-run.*Runbook: docs/src/runbook/exposuredrift\.md$")
 
     def test_the_exposure_notification_rule_is_the_same(self) -> None:
         sam, cdk = exposure_rule(self.sam)["Properties"], exposure_rule(self.cdk)["Properties"]
@@ -424,7 +438,7 @@ class SamCdkParityTest(unittest.TestCase):
                 self.assertRegex(path, r"^\$(\.[A-Za-z0-9_-]+)+$")
         placeholders = set(re.findall(r"<([^>]+)>", transformer["InputTemplate"]))
         self.assertEqual(placeholders, set(transformer["InputPathsMap"]), "every placeholder has a path, every path is used")
-        self.assertRegex(transformer["InputTemplate"], r'^".*Runbook: README\.md#exposuredrift"$')
+        self.assertRegex(transformer["InputTemplate"], r'^".*Runbook: docs/src/runbook/exposuredrift\.md"$')
 
     def test_the_write_refused_and_exemption_rules_are_the_same(self) -> None:
         for detail_type, runbook in (("Replica Key Policy Write Refused", "guardrailrefused"), ("Replica Key Exemption Granted", "exemption-granted")):
@@ -445,7 +459,7 @@ class SamCdkParityTest(unittest.TestCase):
                 for var, path in transformer["InputPathsMap"].items():
                     self.assertRegex(path, r"^\$(\.[A-Za-z0-9_-]+)+$", var)
                 self.assertEqual(set(re.findall(r"<([^>]+)>", transformer["InputTemplate"])), set(transformer["InputPathsMap"]))
-                self.assertRegex(transformer["InputTemplate"], rf'^"kms-replica-guard: .*Runbook: README\.md#{runbook}"$')
+                self.assertRegex(transformer["InputTemplate"], rf'^"kms-replica-guard: .*Runbook: docs/src/runbook/{runbook}\.md"$')
 
     def test_the_function_starts_after_every_conditional_grant(self) -> None:
         # SAM: the separately attached policies are conditional; DependsOn on one whose condition is

@@ -2,7 +2,7 @@
 //! someone with *some* permissions in an account (tagging, one key's PutKeyPolicy, write
 //! access to a baseline, the guard's own role) tries to steer the guard, make it amplify a
 //! change, or silence it. Each test reproduces the attack and checks what the guard does
-//! now (README, "Threat model").
+//! now (docs/src/threat-model.md).
 
 use kms_replica_guard::config::Config;
 use kms_replica_guard::lambda::InvocationError;

@@ -205,8 +205,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     if !args.no_write {
         report::update(&report::benchmarks_md(), NAME, &section(&report)?, false)?;
+        report::record(
+            "sweep",
+            &figure(&report),
+            report["command"].as_str().unwrap_or(NAME),
+        )?;
     }
     Ok(())
+}
+
+/// The sweep's row of the figures table.
+fn figure(r: &Value) -> String {
+    let (d, a) = (&r["dry-run"], &r["apply"]);
+    format!(
+        "dry-run {} s ({} replicas/s; {} KMS calls/s, {}× the emulator's GetKeyPolicy ceiling); apply {} s ({} replicas/s)",
+        d["seconds"],
+        d["replicas_per_s"],
+        d["kms_calls_per_s"],
+        d["fraction_of_emulator_ceiling"],
+        a["seconds"],
+        a["replicas_per_s"],
+    )
 }
 
 /// One sweep of the three Regions by the release CLI: its JSON output, peak RSS (KiB) and

@@ -299,6 +299,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&result)? + "\n")?;
     println!("\nJSON: {}", path.display());
     if !args.no_write {
+        record_rows(&result)?;
         if full {
             report::update(&report::benchmarks_md(), NAME, &section(&result), false)?;
         } else {
@@ -978,6 +979,41 @@ fn print_scenario(name: &str, r: &Value) {
         "  init ratio bootstrap/hello (context): {:.2}x (medians)",
         f(&r["init_ratio_median"])
     );
+}
+
+/// The init and peak RSS rows of the figures table, from whichever phases ran.
+fn record_rows(result: &Value) -> anyhow::Result<()> {
+    let command = result["info"]["command"].as_str().unwrap_or(NAME);
+    if let Some(io) = result.get("init_only") {
+        let median = |b: &str| f(&io["summary"][b]["median"]);
+        report::record(
+            "init",
+            &format!(
+                "{:.2}× ({:.2} ms / {:.2} ms)",
+                f(&io["ratio_median"]),
+                median("bootstrap"),
+                median("hello")
+            ),
+            command,
+        )?;
+    }
+    let peak = result["scenarios"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, r)| (name, f(&r["summary"]["bootstrap"]["ru_maxrss_kib"]["max"])))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((scenario, kib)) = peak {
+        report::record(
+            "rss",
+            &format!(
+                "{} KiB ({scenario} scenario)",
+                report::thousands(kib.round() as u64)
+            ),
+            command,
+        )?;
+    }
+    Ok(())
 }
 
 fn budgets(result: &Value) -> Value {

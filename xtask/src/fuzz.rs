@@ -53,12 +53,8 @@ enum Repro {
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const TARGETS: [&str; 2] = ["event", "policy"];
 const DEFAULT_SECONDS: u64 = 60;
-/// Sanitizer: none, by measurement on this crate (2 cores, shared with other builds; cold
-/// build of the whole instrumented dependency tree when the targets still built the AWS
-/// SDK, then 60 s per target from the same seeds with -seed=1):
-///   address: build 1447 s; event 10,813 exec/s (peak RSS 503 MB); policy 191 exec/s (510 MB)
-///   none:    build 1231 s; event 60,172 exec/s (peak RSS 33 MB);  policy 1,121 exec/s (54 MB)
-/// AddressSanitizer costs 5.6-5.9x the executions. The crates have no unsafe code, so all
+/// Sanitizer: none, by measurement (BENCHMARKS.md, "Measurements behind decisions":
+/// AddressSanitizer costs several times the executions). The crates have no unsafe code, so all
 /// it could add is memory errors in dependencies' unsafe code; what these targets look for
 /// (panics, failed invariants, integer overflow with -a, timeouts) is caught without it.
 /// FUZZ_SANITIZER=address runs the slower, wider check.

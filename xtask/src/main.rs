@@ -10,7 +10,8 @@
 //! - [`fuzz`]: cargo-fuzz on the event parser and the policy canonicaliser, bounded.
 //! - [`seed`]: a fleet of keys on the emulator; [`bench_sweep`]: a sweep of it, measured.
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
-//! - [`report`]: the sections of BENCHMARKS.md the benchmarks write (figures in one place).
+//! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
+//!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 
 mod bench_sweep;
 mod coldstart;
@@ -52,6 +53,8 @@ enum Task {
     BenchSweep(bench_sweep::Args),
     /// Cold start and peak RSS of the function against a hello-world binary.
     BenchColdstart(coldstart::Args),
+    /// The table of current figures in BENCHMARKS.md: check it, or write a row from a result.
+    BenchReport(report::Args),
 }
 
 #[tokio::main]
@@ -66,6 +69,7 @@ async fn main() -> std::process::ExitCode {
         Task::Seed(a) => seed::run(a).await,
         Task::BenchSweep(a) => bench_sweep::run(a).await,
         Task::BenchColdstart(a) => coldstart::run(a).await,
+        Task::BenchReport(a) => report::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -63,7 +63,7 @@ export const EXPOSURE_MESSAGE = {
   },
   inputTemplate:
     '"kms-replica-guard: <severity> drift on <key_arn> (<region>, account <account>): <action>. ' +
-    'Caused by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: README.md#exposuredrift"',
+    'Caused by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: docs/src/runbook/exposuredrift.md"',
 };
 
 /**
@@ -90,7 +90,7 @@ export const WRITE_REFUSED_MESSAGE = {
   },
   inputTemplate:
     '"kms-replica-guard: write refused on <key_arn> (<region>, account <account>): <reason> ' +
-    'Triggered by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: README.md#guardrailrefused"',
+    'Triggered by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: docs/src/runbook/guardrailrefused.md"',
 };
 
 /**
@@ -115,7 +115,7 @@ export const EXEMPTION_MESSAGE = {
   },
   inputTemplate:
     '"kms-replica-guard: exemption granted on <key_arn>: tag <tag>=<value> set by <actor_arn> from <actor_ip> at <actor_time> ' +
-    '(CloudTrail event <actor_event_id>). The guard no longer fixes this key. Runbook: README.md#exemption-granted"',
+    '(CloudTrail event <actor_event_id>). The guard no longer fixes this key. Runbook: docs/src/runbook/exemption-granted.md"',
 };
 
 /** The guard's own resources, as CloudTrail names them in requestParameters. */
@@ -196,5 +196,5 @@ export const GUARD_CHANGE_MESSAGE = {
   },
   inputTemplate:
     '"kms-replica-guard: its own configuration changed: <event_name> (<event_source>) on <function><mapping><rule_name><rule><alarm><role> ' +
-    'by <actor_arn> from <actor_ip> at <event_time> (account <account>, <region>, CloudTrail event <event_id>). Runbook: README.md#guard-configuration-changed"',
+    'by <actor_arn> from <actor_ip> at <event_time> (account <account>, <region>, CloudTrail event <event_id>). Runbook: docs/src/runbook/guard-configuration-changed.md"',
 };

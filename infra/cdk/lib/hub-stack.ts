@@ -637,7 +637,7 @@ export class HubStack extends Stack {
     alarm('AutoFixAppliedSpikeAlarm', {
       alarmName: `${this.stackName}-AutoFixApplied-spike`,
       alarmDescription:
-        'More key policies were rewritten in 5 minutes than AutoFixSpikeThreshold (mass drift, or something fighting the baseline). Runbook: README.md#autofixapplied-spike',
+        'More key policies were rewritten in 5 minutes than AutoFixSpikeThreshold (mass drift, or something fighting the baseline). Runbook: docs/src/runbook/autofixapplied-spike.md',
       metric: guardMetric('AutoFixApplied'),
       threshold: cfg.autoFixSpikeThreshold,
       evaluationPeriods: 1,
@@ -647,28 +647,28 @@ export class HubStack extends Stack {
     alarm('AutoFixFailedAlarm', {
       alarmName: `${this.stackName}-AutoFixFailed`,
       alarmDescription:
-        'A replica key policy could not be checked or rewritten (permissions, lockout check, verification mismatch). Runbook: README.md#autofixfailed',
+        'A replica key policy could not be checked or rewritten (permissions, lockout check, verification mismatch). Runbook: docs/src/runbook/autofixfailed.md',
       metric: guardMetric('AutoFixFailed'),
       ...atLeastOnce,
     });
     alarm('FlapSuppressedAlarm', {
       alarmName: `${this.stackName}-FlapSuppressed`,
       alarmDescription:
-        'A key was rewritten too often and is now left alone (another automation keeps changing its policy). Runbook: README.md#flapsuppressed-a-flapping-key',
+        'A key was rewritten too often and is now left alone (another automation keeps changing its policy). Runbook: docs/src/runbook/flapsuppressed.md',
       metric: guardMetric('FlapSuppressed'),
       ...atLeastOnce,
     });
     alarm('FunctionErrorsAlarm', {
       alarmName: `${this.stackName}-FunctionErrors`,
       alarmDescription:
-        'The remediator function failed an invocation (it is retried; after the retries the event goes to the DLQ). Runbook: README.md#functionerrors',
+        'The remediator function failed an invocation (it is retried; after the retries the event goes to the DLQ). Runbook: docs/src/runbook/functionerrors.md',
       metric: fn.metricErrors({ statistic: 'Sum', period }),
       ...atLeastOnce,
     });
     alarm('DeadLetterQueueAlarm', {
       alarmName: `${this.stackName}-DLQ-not-empty`,
       alarmDescription:
-        'Events the remediator gave up on are waiting in the on-failure queue (read them, fix the cause, redrive). Runbook: README.md#dlq-not-empty',
+        'Events the remediator gave up on are waiting in the on-failure queue (read them, fix the cause, redrive). Runbook: docs/src/runbook/dlq-not-empty.md',
       metric: dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
     });
@@ -676,14 +676,14 @@ export class HubStack extends Stack {
     alarm('AccountNotEnteredAlarm', {
       alarmName: `${this.stackName}-AccountNotEntered`,
       alarmDescription:
-        'The hub could not assume the member role in an account (refused, throttled, unreachable): its keys are not being checked. Runbook: README.md#accountnotentered',
+        'The hub could not assume the member role in an account (refused, throttled, unreachable): its keys are not being checked. Runbook: docs/src/runbook/accountnotentered.md',
       metric: guardMetric('AccountNotEntered'),
       ...atLeastOnce,
     });
     alarm('SweepDeadLetterQueueAlarm', {
       alarmName: `${this.stackName}-sweep-DLQ-not-empty`,
       alarmDescription:
-        'Sweep work items (one account and Region each) failed 5 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: README.md#sweep-dlq-not-empty',
+        'Sweep work items (one account and Region each) failed 5 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: docs/src/runbook/sweep-dlq-not-empty.md',
       metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
     });
@@ -696,7 +696,7 @@ export class HubStack extends Stack {
     alarm('SweepHeartbeatAlarm', {
       alarmName: `${this.stackName}-SweepCompleted-heartbeat`,
       alarmDescription:
-        'No sweep completed in two sweep intervals (SweepIntervalHours): the guard may be stopped (schedule, rule, queue mapping, role or function broken or disabled). Runbook: README.md#sweepcompleted-heartbeat',
+        'No sweep completed in two sweep intervals (SweepIntervalHours): the guard may be stopped (schedule, rule, queue mapping, role or function broken or disabled). Runbook: docs/src/runbook/sweepcompleted-heartbeat.md',
       metric: new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName: 'SweepCompleted', statistic: 'Sum', period: sweepInterval }),
       threshold: 1,
       evaluationPeriods: 2,
@@ -711,7 +711,7 @@ export class HubStack extends Stack {
       alarm('EnforceModeAlarm', {
         alarmName: `${this.stackName}-EnforceMode-dry-run`,
         alarmDescription:
-          'The function reports dry-run although this stack was deployed in enforce mode: drifts are no longer fixed (REMEDIATION_MODE changed outside the deployment?). Runbook: README.md#enforcemode-dry-run',
+          'The function reports dry-run although this stack was deployed in enforce mode: drifts are no longer fixed (REMEDIATION_MODE changed outside the deployment?). Runbook: docs/src/runbook/enforcemode-dry-run.md',
         metric: new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName: 'EnforceMode', statistic: 'Minimum', period }),
         threshold: 1,
         evaluationPeriods: 1,
@@ -733,7 +733,7 @@ export class HubStack extends Stack {
     alarm('ExposureDriftAlarm', {
       alarmName: `${this.stackName}-ExposureDrift`,
       alarmDescription:
-        'A replica key policy drifted to grant access to anyone (public) or to another account (cross-account); counted in dry-run too, where nothing is rewritten. Runbook: README.md#exposuredrift',
+        'A replica key policy drifted to grant access to anyone (public) or to another account (cross-account); counted in dry-run too, where nothing is rewritten. Runbook: docs/src/runbook/exposuredrift.md',
       metric: new cloudwatch.MathExpression({
         expression: 'public + cross_account',
         label: 'public + cross-account drifts',
@@ -748,7 +748,7 @@ export class HubStack extends Stack {
     alarm('FunctionThrottlesAlarm', {
       alarmName: `${this.stackName}-Throttles`,
       alarmDescription:
-        'Lambda throttled the remediator (no concurrency left): KMS events wait in the asynchronous queue and age towards MaxEventAgeSeconds. Runbook: README.md#throttles',
+        'Lambda throttled the remediator (no concurrency left): KMS events wait in the asynchronous queue and age towards MaxEventAgeSeconds. Runbook: docs/src/runbook/throttles.md',
       metric: fn.metricThrottles({ statistic: 'Sum', period }),
       ...atLeastOnce,
     });
@@ -758,7 +758,7 @@ export class HubStack extends Stack {
     alarm('AsyncEventAgeAlarm', {
       alarmName: `${this.stackName}-AsyncEventAge`,
       alarmDescription:
-        'A KMS event waited more than half of MaxEventAgeSeconds in the asynchronous queue before the remediator ran (throttling, a long sweep holding the concurrency, retries): past the maximum it is dropped to the DLQ unchecked. Runbook: README.md#asynceventage',
+        'A KMS event waited more than half of MaxEventAgeSeconds in the asynchronous queue before the remediator ran (throttling, a long sweep holding the concurrency, retries): past the maximum it is dropped to the DLQ unchecked. Runbook: docs/src/runbook/asynceventage.md',
       metric: new cloudwatch.MathExpression({
         expression: `age / (1000 * ${cfg.maxEventAgeSeconds})`,
         label: 'oldest event age / MaxEventAgeSeconds',
@@ -773,14 +773,14 @@ export class HubStack extends Stack {
     alarm('AsyncEventsDroppedAlarm', {
       alarmName: `${this.stackName}-AsyncEventsDropped`,
       alarmDescription:
-        'Lambda dropped KMS events without a successful invocation of the remediator (retries exhausted or MaxEventAgeSeconds passed): those keys were not checked. Runbook: README.md#asynceventsdropped',
+        'Lambda dropped KMS events without a successful invocation of the remediator (retries exhausted or MaxEventAgeSeconds passed): those keys were not checked. Runbook: docs/src/runbook/asynceventsdropped.md',
       metric: fn.metric('AsyncEventsDropped', { statistic: 'Sum', period }),
       ...atLeastOnce,
     });
     alarm('AccountNotAllowedAlarm', {
       alarmName: `${this.stackName}-AccountNotAllowed`,
       alarmDescription:
-        'A KMS event came from an account outside MemberAccounts (a forwarding rule or bus policy admits more than the guard may enter, or MemberAccounts is missing an account): the event was ignored. Runbook: README.md#accountnotallowed',
+        'A KMS event came from an account outside MemberAccounts (a forwarding rule or bus policy admits more than the guard may enter, or MemberAccounts is missing an account): the event was ignored. Runbook: docs/src/runbook/accountnotallowed.md',
       metric: guardMetric('AccountNotAllowed'),
       ...atLeastOnce,
     });
@@ -790,7 +790,7 @@ export class HubStack extends Stack {
     alarm('GuardrailRefusedAlarm', {
       alarmName: `${this.stackName}-GuardrailRefused`,
       alarmDescription:
-        'The guardrails refused a policy the guard would have written (public access, an untrusted account or organisation, an unpinned service principal): nothing was written; counted in dry-run too. Runbook: README.md#guardrailrefused',
+        'The guardrails refused a policy the guard would have written (public access, an untrusted account or organisation, an unpinned service principal): nothing was written; counted in dry-run too. Runbook: docs/src/runbook/guardrailrefused.md',
       metric: new cloudwatch.MathExpression({
         expression: 'public + cross_account',
         label: 'refused writes (public + cross-account)',
@@ -802,7 +802,7 @@ export class HubStack extends Stack {
     alarm('WriteExposureAlarm', {
       alarmName: `${this.stackName}-WriteExposure`,
       alarmDescription:
-        'The guard wrote a key policy granting an untrusted account or the public access the live policy did not: its guardrails refuse such writes, so this is a guardrail failure (stop, restore, report). Runbook: README.md#writeexposure',
+        'The guard wrote a key policy granting an untrusted account or the public access the live policy did not: its guardrails refuse such writes, so this is a guardrail failure (stop, restore, report). Runbook: docs/src/runbook/writeexposure.md',
       metric: new cloudwatch.MathExpression({
         expression: 'public + cross_account',
         label: 'writes granting cross-account or public access',

@@ -351,7 +351,7 @@ describe('the hub stack', () => {
       ]),
     );
     expect(exposure.Metrics).toHaveLength(3);
-    expect(exposure.AlarmDescription).toMatch(/dry-run.*Runbook: README\.md#exposuredrift$/);
+    expect(exposure.AlarmDescription).toMatch(/dry-run.*Runbook: docs\/src\/runbook\/exposuredrift\.md$/);
     // GuardrailRefused and WriteExposure: the same sum over their public and cross-account series.
     for (const metric of ['GuardrailRefused', 'WriteExposure']) {
       const math = byName[`kms-replica-guard-${metric}`];
@@ -364,17 +364,17 @@ describe('the hub stack', () => {
           { Id: 'cross_account', MetricStat: of('cross-account'), ReturnData: false },
         ]),
       );
-      expect(math.AlarmDescription).toMatch(new RegExp(`Runbook: README\\.md#${metric.toLowerCase()}$`));
+      expect(math.AlarmDescription).toMatch(new RegExp(`Runbook: docs/src/runbook/${metric.toLowerCase()}\\.md$`));
     }
-    expect(byName['kms-replica-guard-AccountNotEntered'].AlarmDescription).toMatch(/Runbook: README\.md#accountnotentered$/);
-    expect(byName['kms-replica-guard-sweep-DLQ-not-empty'].AlarmDescription).toMatch(/Runbook: README\.md#sweep-dlq-not-empty$/);
+    expect(byName['kms-replica-guard-AccountNotEntered'].AlarmDescription).toMatch(/Runbook: docs\/src\/runbook\/accountnotentered\.md$/);
+    expect(byName['kms-replica-guard-sweep-DLQ-not-empty'].AlarmDescription).toMatch(/Runbook: docs\/src\/runbook\/sweep-dlq-not-empty\.md$/);
     // The heartbeat: two sweep intervals (6 hours by default) without a completed sweep, missing data breaching.
     expect(byName['kms-replica-guard-SweepCompleted-heartbeat']).toMatchObject({
       Namespace: 'KmsReplicaGuard', MetricName: 'SweepCompleted', Statistic: 'Sum', Period: 21600,
       EvaluationPeriods: 2, DatapointsToAlarm: 2, Threshold: 1, ComparisonOperator: 'LessThanThreshold',
       TreatMissingData: 'breaching',
     });
-    expect(byName['kms-replica-guard-SweepCompleted-heartbeat'].AlarmDescription).toMatch(/Runbook: README\.md#sweepcompleted-heartbeat$/);
+    expect(byName['kms-replica-guard-SweepCompleted-heartbeat'].AlarmDescription).toMatch(/Runbook: docs\/src\/runbook\/sweepcompleted-heartbeat\.md$/);
     for (const a of alarms) {
       expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
       expect(a.OKActions).toEqual([{ Ref: topicId }]);
@@ -423,7 +423,7 @@ describe('the hub stack', () => {
     for (const path of Object.values(paths) as string[]) expect(path).toMatch(/^\$(\.[A-Za-z0-9_-]+)+$/);
     expect(new Set([...text.matchAll(/<([^>]+)>/g)].map((m: RegExpMatchArray) => m[1]))).toEqual(new Set(Object.keys(paths)));
     expect(paths).toMatchObject({ severity: '$.detail.exposure.severity', key_arn: '$.detail.key_arn', actor_arn: '$.detail.actor.arn' });
-    expect(text).toMatch(/^"kms-replica-guard: <severity> drift on <key_arn> .*Runbook: README\.md#exposuredrift"$/);
+    expect(text).toMatch(/^"kms-replica-guard: <severity> drift on <key_arn> .*Runbook: docs\/src\/runbook\/exposuredrift\.md"$/);
     // The topic admits this stack's alarms, this rule and the guard change rule only.
     const [changeRuleId] = onlyResource(template, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
     const [, policy] = onlyResource(template, 'AWS::SNS::TopicPolicy');
@@ -475,7 +475,7 @@ describe('the hub stack', () => {
       for (const path of Object.values(paths) as string[]) expect(path).toMatch(/^\$(\.[A-Za-z0-9_-]+)+$/);
       expect(new Set([...text.matchAll(/<([^>]+)>/g)].map((m: RegExpMatchArray) => m[1]))).toEqual(new Set(Object.keys(paths)));
       for (const w of words) expect(Object.keys(paths)).toContain(w);
-      expect(text).toMatch(new RegExp(`^"kms-replica-guard: .*Runbook: README\\.md#${runbook}"$`));
+      expect(text).toMatch(new RegExp(`^"kms-replica-guard: .*Runbook: docs/src/runbook/${runbook}\\.md"$`));
     }
   });
 
@@ -933,7 +933,7 @@ describe('the hub stack settings', () => {
     expect(branches[6].requestParameters.roleName).toEqual([{ Ref: roleId }]);
     const [target] = rule.Properties.Targets;
     expect(target.Arn).toEqual({ Ref: topicId });
-    expect(target.InputTransformer.InputTemplate).toMatch(/^"kms-replica-guard: its own configuration changed: .*Runbook: README\.md#guard-configuration-changed"$/);
+    expect(target.InputTransformer.InputTemplate).toMatch(/^"kms-replica-guard: its own configuration changed: .*Runbook: docs\/src\/runbook\/guard-configuration-changed\.md"$/);
   });
 
   test('the dry-run alarm exists only in a stack deployed in enforce mode', () => {
@@ -944,7 +944,7 @@ describe('the hub stack settings', () => {
     enforce.hasResourceProperties('AWS::CloudWatch::Alarm', {
       AlarmName: 'kms-replica-guard-EnforceMode-dry-run', Namespace: 'KmsReplicaGuard', MetricName: 'EnforceMode',
       Statistic: 'Minimum', Period: 300, EvaluationPeriods: 1, Threshold: 1, ComparisonOperator: 'LessThanThreshold',
-      TreatMissingData: 'notBreaching', AlarmDescription: Match.stringLikeRegexp('Runbook: README\\.md#enforcemode-dry-run$'),
+      TreatMissingData: 'notBreaching', AlarmDescription: Match.stringLikeRegexp('Runbook: docs/src/runbook/enforcemode-dry-run\\.md$'),
     });
   });
 
