@@ -343,7 +343,7 @@ pub fn heartbeat(region: &str, alarms: &[AlarmInfo]) -> Check {
             "heartbeat",
             region,
             format!("{} is {state}: no sweep completed in two intervals", a.name),
-            "the guard is stopped: follow the runbook of SweepCompleted-heartbeat",
+            "the guard is stopped: follow docs/src/runbook/sweepcompleted-heartbeat.md",
         ),
     }
 }
