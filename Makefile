@@ -96,7 +96,8 @@ docs-setup: ## install the pinned mdbook and hyperlink (cargo install, only when
 docs: docs-setup ## build the book (docs/, mdBook) into docs/book
 	mdbook build docs
 
-docs-check: docs ## build the book, check its links and anchors (offline), and the repository links of the top-level pages
+docs-check: docs ## the generated parts current (cargo xtask docs --check); the book's links and anchors (offline); the top-level pages' repository links
+	cargo xtask docs --check
 	hyperlink docs/book --check-anchors --sources docs/src
 	@for f in README.md BENCHMARKS.md CHANGELOG.md; do \
 	  for p in $$(grep -oE '\]\([^):#]+(#[^)]*)?\)' $$f | sed -E 's/^\]\(([^)#]*).*/\1/'); do \

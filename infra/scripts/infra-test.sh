@@ -108,6 +108,7 @@ template_parity() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_temp
 
 guardrails() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_guardrails.py' -v; }
 permissions() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_permissions.py' -v; }
+contract() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_contract.py' -v; }
 
 # checkov exits 0 with no output when no check applies; a failed check still fails this.
 checkov_guardrails() { "$INFRA_BIN/checkov" -f infra/guardrails/guardrails.yaml --framework cloudformation --compact --skip-download; }
@@ -129,6 +130,7 @@ check cdk-jest cdk_jest
 check template-parity template_parity
 check guardrails guardrails
 check permissions permissions
+check contract contract
 check event-pattern event_pattern
 check alarms alarms
 

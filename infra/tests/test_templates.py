@@ -814,7 +814,7 @@ class SamGuardrailSettingsTest(unittest.TestCase):
                                 ["12345678901", "444455556666,", "444455556666 ,777788889999", "organization"]),
             "TrustedOrgs": (["", "o-a1b2c3d4e5", "o-a1b2c3d4e5,o-zzzzzzzzzzzzzzzzzzzz"],
                             ["o-short", "O-A1B2C3D4E5", "o-a1b2c3d4e5,", "r-a1b2"]),
-            "ExemptionMaxDays": (["", "1", "90", "99999"], ["0", "-1", "1.5", "30d", "100000"]),
+            "ExemptionMaxDays": (["", "1", "90", "3650"], ["0", "-1", "1.5", "30d", "3651", "99999"]),
             "BaselineSha256": (["", digest, digest.upper(), f"strict={digest}", f"strict={digest},default.v2={digest}"],
                                [digest[:-1], "g" * 64, f"={digest}", f"strict:{digest}", f"strict={digest},", f"a b={digest}"]),
             "BaselineScope": (["", "partner-share=111122223333", "a=111122223333|444455556666,b.v2=777788889999"],

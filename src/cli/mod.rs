@@ -15,6 +15,7 @@ mod restore;
 mod sweep;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -24,13 +25,12 @@ use krg_aws::clients::load_sdk_config;
 use krg_aws::remote::Remote;
 use krg_engine::Mode;
 use krg_engine::error::CallError;
-use krg_engine::key::{KeyArn, Region, RoleArn};
+use krg_engine::key::{KeyArn, Region};
 use krg_engine::outcome::{Action, Report};
 use krg_engine::reconcile::BaselineForError;
 
-use crate::config::{
-    BaselineSource, Config, ConfigError, Options, RateOptions, env_var, parse_duration,
-};
+use crate::config::vars::{Cli as VarCli, VARS};
+use crate::config::{Config, ConfigError, Options, env_var};
 use crate::wiring::Adapters;
 
 /// Documented exit codes.
@@ -55,154 +55,94 @@ pub struct Cli {
     output: Output,
 }
 
-/// The configuration flags, typed as the Lambda's [`Options`].
-#[derive(Debug, Args)]
+/// The configuration flags: one per setting the CLI exposes ([`VARS`]), each falling back to
+/// its variable and checked by the setting's own parser as it is parsed.
+#[derive(Debug, Default)]
 struct ConfigArgs {
-    /// Baseline: `primary`, `file:PATH`, `ssm:NAME`, `s3://BUCKET/KEY` or a JSON document;
-    /// or a catalogue of named baselines: `dir:PATH`, `ssm:/PATH/`, `s3://BUCKET/PREFIX/`.
-    #[arg(long, env = "BASELINE_SOURCE", global = true)]
-    baseline: Option<BaselineSource>,
-    /// Catalogue: the tag a key names its baseline with.
-    #[arg(long, env = "BASELINE_TAG", global = true)]
-    baseline_tag: Option<String>,
-    /// Catalogue: the baseline of keys without that tag (a name, or `primary`).
-    #[arg(long, env = "BASELINE_DEFAULT", global = true)]
-    baseline_default: Option<String>,
-    /// `exact` (the policy is the baseline) or `contains` (the baseline's statements must be
-    /// present; extra statements that grant nothing public, cross-account or administrative
-    /// are kept).
-    #[arg(long = "match", env = "BASELINE_MATCH", global = true)]
-    baseline_match: Option<krg_engine::BaselineMatch>,
-    /// Mirroring also rewrites ARNs of the key's own account and Region in conditions.
-    #[arg(long, env = "MIRROR_REWRITE", value_parser = crate::config::parse_switch, global = true)]
-    mirror_rewrite: Option<bool>,
-    /// The remediator's role ARN, which the lockout check keeps able to manage policies.
-    #[arg(long, env = "REMEDIATOR_ROLE_ARN", global = true)]
-    remediator_role: Option<RoleArn>,
-    /// Keys carrying this tag key are left alone (`off`: no exclusion by tag).
-    #[arg(long, env = "EXCLUDE_TAG", global = true)]
-    exclude_tag: Option<String>,
-    /// S3 bucket for backups of every policy before it is overwritten (and `restore latest`).
-    #[arg(long, env = "BACKUP_BUCKET", global = true)]
-    backup_bucket: Option<String>,
-    /// Key prefix of backups, write records and claims in the bucket.
-    #[arg(long, env = "BACKUP_PREFIX", global = true, hide = true)]
-    backup_prefix: Option<String>,
-    /// The home Region (where a baseline is checked at start-up); else AWS_DEFAULT_REGION.
-    #[arg(long, env = "AWS_REGION", global = true)]
-    region: Option<Region>,
-    /// Replicas checked at once (per Region in a sweep).
-    #[arg(long, env = "CONCURRENCY", global = true)]
-    concurrency: Option<u64>,
-    /// The flap guard: writes of one key allowed within --flap-window.
-    #[arg(long, env = "FLAP_MAX", global = true, hide = true)]
-    flap_max: Option<u64>,
-    /// The flap guard's window (3600, 90m, 1h, 2d).
-    #[arg(long, env = "FLAP_WINDOW", value_parser = parse_duration, global = true, hide = true)]
-    flap_window: Option<std::time::Duration>,
-    /// Attempts while a fresh replica is still being created.
-    #[arg(long, env = "CREATING_RETRY_ATTEMPTS", global = true, hide = true)]
-    creating_retry_attempts: Option<u64>,
-    /// First delay of those attempts, in milliseconds.
-    #[arg(long, env = "CREATING_RETRY_BASE_MS", global = true, hide = true)]
-    creating_retry_base_ms: Option<u64>,
-    /// DescribeKey calls per second and Region.
-    #[arg(long, env = "RATE_DESCRIBE_KEY", global = true, hide = true)]
-    rate_describe_key: Option<u64>,
-    /// GetKeyPolicy calls per second and Region.
-    #[arg(long, env = "RATE_GET_KEY_POLICY", global = true, hide = true)]
-    rate_get_key_policy: Option<u64>,
-    /// PutKeyPolicy calls per second and Region.
-    #[arg(long, env = "RATE_PUT_KEY_POLICY", global = true, hide = true)]
-    rate_put_key_policy: Option<u64>,
-    /// ListKeys pages per second and Region.
-    #[arg(long, env = "RATE_LIST_KEYS", global = true, hide = true)]
-    rate_list_keys: Option<u64>,
-    /// ListResourceTags pages per second and Region.
-    #[arg(long, env = "RATE_LIST_RESOURCE_TAGS", global = true, hide = true)]
-    rate_list_resource_tags: Option<u64>,
-    /// Processes sharing those budgets (the CLI alone: 1).
-    #[arg(long, env = "RATE_INSTANCES", global = true, hide = true)]
-    rate_instances: Option<u64>,
-    /// Member accounts to work in: comma-separated 12-digit ids, or `organization` (every
-    /// ACTIVE account Organizations lists). Needs --role-name.
-    #[arg(long, env = "MEMBER_ACCOUNTS", global = true)]
-    accounts: Option<krg_engine::tenancy::Members>,
-    /// The role assumed in member accounts (the member stack's MemberRoleName).
-    #[arg(long, env = "MEMBER_ROLE_NAME", global = true)]
-    role_name: Option<String>,
-    /// The external id the member role's trust policy asks for, if any.
-    #[arg(
-        long,
-        env = "MEMBER_EXTERNAL_ID",
-        global = true,
-        hide_env_values = true
-    )]
-    external_id: Option<String>,
-    /// Accounts besides the key's own that a written policy may grant (comma-separated).
-    #[arg(long, env = "TRUSTED_ACCOUNTS", value_parser = crate::config::parse_accounts, global = true)]
-    trusted_accounts: Option<std::collections::BTreeSet<krg_engine::key::AccountId>>,
-    /// Organisations (o-...) a written policy may grant (comma-separated).
-    #[arg(long, env = "TRUSTED_ORGS", value_parser = crate::config::parse_orgs, global = true)]
-    trusted_orgs: Option<std::collections::BTreeSet<String>>,
-    /// Exemptions without an end, or longer than this many days, are not honoured.
-    #[arg(long, env = "EXEMPTION_MAX_DAYS", value_parser = crate::config::parse_days, global = true)]
-    exemption_max_days: Option<u64>,
-    /// The SHA-256 the baseline must have (64 hex digits), or NAME=HEX pairs for a catalogue.
-    #[arg(long, env = "BASELINE_SHA256", value_parser = crate::config::parse_digests, global = true)]
-    baseline_sha256: Option<crate::config::Digests>,
-    /// Catalogue: the accounts whose keys may pick a baseline by tag (NAME=ACCOUNT|ACCOUNT,...).
-    #[arg(long, env = "BASELINE_SCOPE", value_parser = crate::config::parse_scope, global = true)]
-    baseline_scope: Option<
-        std::collections::BTreeMap<String, std::collections::BTreeSet<krg_engine::key::AccountId>>,
-    >,
+    /// Each given flag (or its variable), by variable name.
+    values: BTreeMap<&'static str, String>,
+}
+
+impl clap::FromArgMatches for ConfigArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let values = VARS
+            .iter()
+            .filter(|v| matches!(v.cli, VarCli::Flag { .. }))
+            .filter_map(|v| {
+                matches
+                    .get_one::<String>(v.name)
+                    .map(|value| (v.name, value.clone()))
+            })
+            .collect();
+        Ok(Self { values })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for ConfigArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(VARS.iter().filter_map(|v| {
+            match v.cli {
+                VarCli::Flag { long, hidden, help } => Some(
+                    clap::Arg::new(v.name)
+                        .long(long)
+                        .env(v.name)
+                        .hide_env_values(true)
+                        .help(help)
+                        .hide(hidden)
+                        .global(true)
+                        .value_parser(move |given: &str| {
+                            (v.check)(given).map(|()| given.to_owned())
+                        }),
+                ),
+                VarCli::No => None,
+            }
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 impl ConfigArgs {
+    /// A variable as the CLI reads it: its flag (or the variable itself, through clap), or,
+    /// for an alias of a flag's variable (`AWS_DEFAULT_REGION`), the environment. Settings
+    /// the CLI does not expose are never read from the environment.
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned().or_else(|| {
+            VARS.iter()
+                .any(|v| matches!(v.cli, VarCli::Flag { .. }) && v.aliases.contains(&name))
+                .then(|| env_var(name))
+                .flatten()
+        })
+    }
+
     /// The options these flags give, in `mode` (the CLI writes only with `--apply`).
-    fn into_options(self, mode: Mode, sweep_regions: Option<Vec<Region>>) -> Options {
-        Options {
-            mode: Some(mode),
-            baseline: self.baseline,
-            remediator: self.remediator_role,
-            home: self
-                .region
-                .or_else(|| env_var("AWS_DEFAULT_REGION").and_then(|r| r.parse::<Region>().ok())),
-            sweep_regions,
-            metrics_namespace: None,
-            exclude_tag: self.exclude_tag,
-            backup_bucket: self.backup_bucket,
-            backup_prefix: self.backup_prefix,
-            concurrency: self.concurrency,
-            creating_retry_attempts: self.creating_retry_attempts,
-            creating_retry_base_ms: self.creating_retry_base_ms,
-            flap_max: self.flap_max,
-            flap_window: self.flap_window,
-            rates: RateOptions {
-                describe_key: self.rate_describe_key,
-                get_key_policy: self.rate_get_key_policy,
-                put_key_policy: self.rate_put_key_policy,
-                list_keys: self.rate_list_keys,
-                list_resource_tags: self.rate_list_resource_tags,
-                instances: self.rate_instances,
-            },
-            member_role: self.role_name,
-            member_external_id: self.external_id,
-            member_accounts: self.accounts,
-            // The CLI sweeps inline; planning onto a queue is the function's job.
-            sweep_queue_url: None,
-            // The CLI prints what it finds; notifying is the function's job.
-            event_bus: Some(crate::config::EVENT_BUS_OFF.to_owned()),
-            baseline_tag: self.baseline_tag,
-            baseline_default: self.baseline_default,
-            baseline_match: self.baseline_match,
-            mirror_rewrite: self.mirror_rewrite,
-            trusted_accounts: self.trusted_accounts,
-            trusted_orgs: self.trusted_orgs,
-            exemption_max_days: self.exemption_max_days,
-            baseline_sha256: self.baseline_sha256,
-            baseline_scope: self.baseline_scope,
-        }
+    fn into_options(
+        self,
+        mode: Mode,
+        sweep_regions: Option<Vec<Region>>,
+    ) -> Result<Options, ConfigError> {
+        let mut options = Options::from_lookup(|name| self.lookup(name))?;
+        options.mode = Some(mode);
+        options.sweep_regions = sweep_regions;
+        // The CLI prints what it finds; notifying is the function's job.
+        options.event_bus = Some(crate::config::EVENT_BUS_OFF.to_owned());
+        Ok(options)
+    }
+
+    /// `--region` (or `AWS_REGION`, else `AWS_DEFAULT_REGION`).
+    fn home(&self) -> Result<Option<Region>, ConfigError> {
+        Ok(Options::from_lookup(|name| match name {
+            "AWS_REGION" | "AWS_DEFAULT_REGION" => self.lookup(name),
+            _ => None,
+        })?
+        .home)
     }
 }
 
@@ -302,7 +242,7 @@ async fn execute(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Keys(command) => on_keys(command, cli.config, &sdk, json).await,
         // The deployment's own settings are read from the function, not from these flags.
-        Command::Doctor(args) => doctor::run(args, &sdk, cli.config.region, json).await,
+        Command::Doctor(args) => doctor::run(args, &sdk, cli.config.home()?, json).await,
     }
 }
 
@@ -318,7 +258,7 @@ async fn on_keys(
         _ => (false, None),
     };
     let mode = if apply { Mode::Enforce } else { Mode::DryRun };
-    let options = flags.into_options(mode, sweep_regions);
+    let options = flags.into_options(mode, sweep_regions)?;
     let config = Config::resolve(options, &Remote::new(sdk)).await?;
     let mut adapters = Adapters::new(sdk, Some(&config));
     if let KeyCommand::Sweep(sweep::Args {
@@ -476,8 +416,12 @@ mod tests {
         };
         let options = cli
             .config
-            .into_options(Mode::DryRun, Some(sweep.regions.clone()));
-        assert_eq!(options.baseline, Some(BaselineSource::Primary));
+            .into_options(Mode::DryRun, Some(sweep.regions.clone()))
+            .unwrap();
+        assert_eq!(
+            options.baseline,
+            Some(crate::config::BaselineSource::Primary)
+        );
         assert_eq!(options.concurrency, Some(3));
         assert_eq!(options.mode, Some(Mode::DryRun));
         assert_eq!(options.sweep_regions.unwrap()[0].as_str(), "us-west-2");

@@ -10,12 +10,15 @@
 //! - [`fuzz`]: cargo-fuzz on the event parser and the policy canonicaliser, bounded.
 //! - [`seed`]: a fleet of keys on the emulator; [`bench_sweep`]: a sweep of it, measured.
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
+//! - [`docs`]: the configuration table of the book and the stacks' contract, from the
+//!   settings declared in the code.
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 
 mod bench_sweep;
 mod coldstart;
 mod demo;
+mod docs;
 mod e2e;
 mod emulator;
 mod env;
@@ -55,6 +58,8 @@ enum Task {
     BenchColdstart(coldstart::Args),
     /// The table of current figures in BENCHMARKS.md: check it, or write a row from a result.
     BenchReport(report::Args),
+    /// The generated parts of the book and infra/contract.json: write them, or --check.
+    Docs(docs::Args),
 }
 
 #[tokio::main]
@@ -70,6 +75,7 @@ async fn main() -> std::process::ExitCode {
         Task::BenchSweep(a) => bench_sweep::run(a).await,
         Task::BenchColdstart(a) => coldstart::run(a).await,
         Task::BenchReport(a) => report::run(a),
+        Task::Docs(a) => docs::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

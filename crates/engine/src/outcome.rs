@@ -1171,6 +1171,26 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the order of [`Metric`] (the stacks' contract lists their names).
+    pub const ALL: [Metric; 16] = [
+        Metric::AutoFixApplied,
+        Metric::DriftDetected,
+        Metric::AutoFixFailed,
+        Metric::FlapSuppressed,
+        Metric::AccountNotEntered,
+        Metric::AccountNotAllowed,
+        Metric::ExposureDrift,
+        Metric::ExemptionExpired,
+        Metric::GuardrailRefused,
+        Metric::WriteExposure,
+        Metric::ExemptionGranted,
+        Metric::BaselineSwitched,
+        Metric::KeysExcluded,
+        Metric::SweepCompleted,
+        Metric::SweepKeysCovered,
+        Metric::EnforceMode,
+    ];
+
     /// The CloudWatch metric name.
     pub fn name(self) -> &'static str {
         match self {
@@ -1329,6 +1349,34 @@ mod tests {
         assert_eq!((entered.value, entered.region), (2.0, None));
         assert!(refused("222233334444").to_string().contains("member stack"));
         assert_eq!(r.failure_class(), Some(Retry::NonRetryable));
+    }
+
+    #[test]
+    fn every_metric_is_listed_once_in_all() {
+        // A new variant fails to compile here until it is listed in Metric::ALL too.
+        let position = |m: Metric| match m {
+            Metric::AutoFixApplied
+            | Metric::DriftDetected
+            | Metric::AutoFixFailed
+            | Metric::FlapSuppressed
+            | Metric::AccountNotEntered
+            | Metric::AccountNotAllowed
+            | Metric::ExposureDrift
+            | Metric::ExemptionExpired
+            | Metric::GuardrailRefused
+            | Metric::WriteExposure
+            | Metric::ExemptionGranted
+            | Metric::BaselineSwitched
+            | Metric::KeysExcluded
+            | Metric::SweepCompleted
+            | Metric::SweepKeysCovered
+            | Metric::EnforceMode => Metric::ALL.iter().position(|a| *a == m),
+        };
+        for m in Metric::ALL {
+            assert!(position(m).is_some());
+        }
+        let names: std::collections::BTreeSet<_> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Metric::ALL.len(), "names are unique");
     }
 
     #[test]

@@ -1,5 +1,12 @@
 // The stack settings: the same knobs as the SAM template's parameters, read from CDK context
 // (`-c remediationMode=enforce`, or the "context" block of cdk.json) and validated at synth time.
+// The function's own names (namespace, tag keys, metrics) come from infra/contract.json, which
+// `cargo xtask docs` writes from the code (test/contract.test.ts checks the validation against it).
+
+import contract from '../../contract.json';
+
+/** What the function declares: its settings with their parsers' verdicts, metrics, tag keys. */
+export const CONTRACT = contract;
 
 /** Settings of the hub stack (function, rules, alarms). */
 export interface GuardConfig {
@@ -104,11 +111,11 @@ export const DEFAULT_CONFIG: GuardConfig = {
   baselineS3Object: '',
   baselineSsmPath: '',
   baselineS3Prefix: '',
-  baselineTag: 'kms-replica-guard:baseline',
+  baselineTag: contract.tag_keys.baseline,
   baselineDefault: '',
   baselineMatch: 'exact',
   mirrorRewrite: 'off',
-  excludeTag: 'kms-replica-guard:exclude',
+  excludeTag: contract.tag_keys.exclude,
   trustedAccounts: '',
   trustedOrgs: '',
   exemptionMaxDays: '',
@@ -124,7 +131,7 @@ export const DEFAULT_CONFIG: GuardConfig = {
   maxEventAgeSeconds: 3600,
   logLevel: 'INFO',
   logRetentionDays: 365,
-  metricsNamespace: 'KmsReplicaGuard',
+  metricsNamespace: contract.metrics_namespace,
   alarmEmail: '',
   autoFixSpikeThreshold: 10,
   backupRetentionDays: 365,
@@ -196,7 +203,7 @@ export function rateInstances(cfg: Pick<GuardConfig, 'reservedConcurrency' | 'sw
 /** The SAM template's AllowedPatterns of the guardrail parameters (without their `^$|` alternative). */
 export const TRUSTED_ACCOUNTS_PATTERN = /^[0-9]{12}(,[0-9]{12})*$/;
 export const TRUSTED_ORGS_PATTERN = /^o-[a-z0-9]{10,32}(,o-[a-z0-9]{10,32})*$/;
-export const EXEMPTION_MAX_DAYS_PATTERN = /^[1-9][0-9]{0,4}$/;
+export const EXEMPTION_MAX_DAYS_PATTERN = /^([1-9][0-9]{0,2}|[1-2][0-9]{3}|3[0-5][0-9]{2}|36[0-4][0-9]|3650)$/;
 export const BASELINE_SHA256_PATTERN =
   /^[0-9a-fA-F]{64}$|^[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64}(,[a-zA-Z0-9._-]{1,128}=[0-9a-fA-F]{64})*$/;
 export const CODE_SIGNING_CONFIG_ARN_PATTERN = /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:code-signing-config:csc-[a-z0-9]{17}$/;
@@ -263,6 +270,11 @@ export function configFromContext(read: ContextReader): GuardConfig {
   }
   if (baselineSource === 'dir:') {
     throw new Error('context baselineSource=dir:: expected dir:PATH, a directory of NAME.json baselines shipped with the function');
+  }
+  if (!/^(primary|file:[\s\S]*|dir:[\s\S]+|\s*\{[\s\S]*)$/.test(baselineSource)) {
+    throw new Error(
+      `context baselineSource=${baselineSource}: expected primary, file:PATH, dir:PATH or a JSON policy document`,
+    );
   }
   const ssm = str('baselineSsmParameter');
   if (ssm && !/^(\/[a-zA-Z0-9_.-]+)+$/.test(ssm)) {
@@ -340,7 +352,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
   }
   const exemptionMaxDays = str('exemptionMaxDays');
   if (exemptionMaxDays && !EXEMPTION_MAX_DAYS_PATTERN.test(exemptionMaxDays)) {
-    throw new Error(`context exemptionMaxDays=${exemptionMaxDays}: expected a positive whole number of days (at most 99999), or nothing for no limit`);
+    throw new Error(`context exemptionMaxDays=${exemptionMaxDays}: expected a whole number of days from 1 to 3650, or nothing for no limit`);
   }
   const baselineSha256 = toList(get('baselineSha256') ?? []).join(',');
   if (baselineSha256 && !BASELINE_SHA256_PATTERN.test(baselineSha256)) {
@@ -368,7 +380,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     );
   }
   const metricsNamespace = str('metricsNamespace');
-  if (!/^[A-Za-z0-9._/#:-]+$/.test(metricsNamespace)) {
+  if (!/^(?!AWS\/)[A-Za-z0-9._/#:-]{1,255}$/.test(metricsNamespace)) {
     throw new Error(`context metricsNamespace=${metricsNamespace}: invalid CloudWatch namespace`);
   }
 

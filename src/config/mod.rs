@@ -3,12 +3,18 @@
 //! environment as clap's fallback. Every error names the variable, what was wrong and what
 //! to set instead.
 
+mod parse;
+pub mod vars;
+
+pub use parse::*;
+pub use vars::Options;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use krg_aws::kms::RateLimits;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use krg_engine::baseline::{Baseline, RenderContext, Template};
 use krg_engine::catalogue::{Catalogue, CatalogueError, Choice, DEFAULT_BASELINE_TAG, valid_name};
@@ -18,7 +24,7 @@ use krg_engine::key::{AccountId, KeyArn, Region, RoleArn};
 use krg_engine::ports::RemoteText;
 use krg_engine::retry::Backoff;
 use krg_engine::tenancy::{Fleet, MemberRole, Members, Tenancy};
-use krg_engine::{BaselineMatch, FlapGuard, Mode, Settings, Trusted};
+use krg_engine::{FlapGuard, Settings, Trusted};
 use krg_policy::{
     Breach, BreachReason, CanonicalPolicy, Trust, ValidationError, guardrails, validate,
 };
@@ -54,297 +60,6 @@ pub struct Config {
     /// The EventBridge bus every drift is published to (`EVENT_BUS`, default `default`);
     /// `None` (`off`): no notifications.
     pub event_bus: Option<String>,
-}
-
-/// The configuration as given, each value parsed into its type; `None` means "not set,
-/// use the default". [`Config::resolve`] checks the whole and applies the defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {
-    /// `REMEDIATION_MODE`.
-    pub mode: Option<Mode>,
-    /// `BASELINE_SOURCE`.
-    pub baseline: Option<BaselineSource>,
-    /// `REMEDIATOR_ROLE_ARN`.
-    pub remediator: Option<RoleArn>,
-    /// `AWS_REGION` (else `AWS_DEFAULT_REGION`): the home Region.
-    pub home: Option<Region>,
-    /// `SWEEP_REGIONS`.
-    pub sweep_regions: Option<Vec<Region>>,
-    /// `METRICS_NAMESPACE`.
-    pub metrics_namespace: Option<String>,
-    /// `EXCLUDE_TAG` (`off` turns exclusion off).
-    pub exclude_tag: Option<String>,
-    /// `BACKUP_BUCKET`.
-    pub backup_bucket: Option<String>,
-    /// `BACKUP_PREFIX`.
-    pub backup_prefix: Option<String>,
-    /// `CONCURRENCY`.
-    pub concurrency: Option<u64>,
-    /// `CREATING_RETRY_ATTEMPTS`.
-    pub creating_retry_attempts: Option<u64>,
-    /// `CREATING_RETRY_BASE_MS`.
-    pub creating_retry_base_ms: Option<u64>,
-    /// `FLAP_MAX`.
-    pub flap_max: Option<u64>,
-    /// `FLAP_WINDOW`.
-    pub flap_window: Option<Duration>,
-    /// `RATE_DESCRIBE_KEY`, `RATE_GET_KEY_POLICY`, `RATE_PUT_KEY_POLICY`, `RATE_LIST_KEYS`,
-    /// `RATE_LIST_RESOURCE_TAGS`: the function's budgets per account and Region, shared by
-    /// `RATE_INSTANCES` execution environments.
-    pub rates: RateOptions,
-    /// `MEMBER_ROLE_NAME`: the role assumed in member accounts.
-    pub member_role: Option<String>,
-    /// `MEMBER_EXTERNAL_ID`.
-    pub member_external_id: Option<String>,
-    /// `MEMBER_ACCOUNTS`: listed ids or `organization`.
-    pub member_accounts: Option<Members>,
-    /// `SWEEP_QUEUE_URL`.
-    pub sweep_queue_url: Option<String>,
-    /// `EVENT_BUS` (`off` turns notifications off).
-    pub event_bus: Option<String>,
-    /// `BASELINE_TAG`: the tag a key names its catalogue baseline with.
-    pub baseline_tag: Option<String>,
-    /// `BASELINE_DEFAULT`: the catalogue baseline of untagged keys (a name, or `primary`).
-    pub baseline_default: Option<String>,
-    /// `BASELINE_MATCH`: `exact` or `contains`.
-    pub baseline_match: Option<BaselineMatch>,
-    /// `MIRROR_REWRITE`: mirroring also rewrites the key's own account and Region's ARNs in
-    /// conditions.
-    pub mirror_rewrite: Option<bool>,
-    /// `TRUSTED_ACCOUNTS`: accounts besides the key's own that a written policy may grant.
-    pub trusted_accounts: Option<BTreeSet<AccountId>>,
-    /// `TRUSTED_ORGS`: organisations a written policy may grant.
-    pub trusted_orgs: Option<BTreeSet<String>>,
-    /// `EXEMPTION_MAX_DAYS`: the longest exemption honoured.
-    pub exemption_max_days: Option<u64>,
-    /// `BASELINE_SHA256`: the digest(s) the baseline(s) must have.
-    pub baseline_sha256: Option<Digests>,
-    /// `BASELINE_SCOPE`: the accounts whose keys may select each catalogue baseline by tag.
-    pub baseline_scope: Option<BTreeMap<String, BTreeSet<AccountId>>>,
-}
-
-/// `BASELINE_SHA256` as given: one digest (a single baseline), or one per catalogue name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Digests {
-    /// 64 hex digits, lower case.
-    One(String),
-    /// `NAME=HEX` pairs.
-    Named(BTreeMap<String, String>),
-}
-
-/// Client-side KMS rate limits as given (requests per second per Region).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RateOptions {
-    /// DescribeKey.
-    pub describe_key: Option<u64>,
-    /// GetKeyPolicy.
-    pub get_key_policy: Option<u64>,
-    /// PutKeyPolicy.
-    pub put_key_policy: Option<u64>,
-    /// ListKeys pages.
-    pub list_keys: Option<u64>,
-    /// ListResourceTags pages.
-    pub list_resource_tags: Option<u64>,
-    /// `RATE_INSTANCES`: execution environments sharing these budgets (reserved concurrency).
-    pub instances: Option<u64>,
-}
-
-impl Options {
-    /// Parses the environment variables read through `get` (the process environment, or a
-    /// map in tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        fn parsed<T: FromStr<Err = String>>(
-            get: &impl Fn(&str) -> Option<String>,
-            var: &'static str,
-        ) -> Result<Option<T>, ConfigError> {
-            get(var)
-                .map(|v| v.parse::<T>().map_err(|problem| err(var, problem)))
-                .transpose()
-        }
-        let number = |var: &'static str| -> Result<Option<u64>, ConfigError> {
-            get(var)
-                .map(|v| {
-                    v.parse()
-                        .map_err(|_| err(var, format!("{v:?} is not a whole number")))
-                })
-                .transpose()
-        };
-        let region = |var: &'static str| -> Result<Option<Region>, ConfigError> {
-            get(var)
-                .map(|r| {
-                    r.parse::<Region>()
-                        .map_err(|e| err("AWS_REGION", e.to_string()))
-                })
-                .transpose()
-        };
-        Ok(Self {
-            mode: parsed(&get, "REMEDIATION_MODE")?,
-            baseline: parsed(&get, "BASELINE_SOURCE")?,
-            remediator: get("REMEDIATOR_ROLE_ARN")
-                .map(|v| v.parse::<RoleArn>())
-                .transpose()
-                .map_err(|e| {
-                    err(
-                        "REMEDIATOR_ROLE_ARN",
-                        format!("{e}; set it to the function's execution role ARN"),
-                    )
-                })?,
-            home: match region("AWS_REGION")? {
-                Some(r) => Some(r),
-                None => region("AWS_DEFAULT_REGION")?,
-            },
-            sweep_regions: get("SWEEP_REGIONS")
-                .map(|list| parse_regions(&list))
-                .transpose()
-                .map_err(|problem| err("SWEEP_REGIONS", problem))?,
-            metrics_namespace: get("METRICS_NAMESPACE"),
-            exclude_tag: get("EXCLUDE_TAG"),
-            backup_bucket: get("BACKUP_BUCKET"),
-            backup_prefix: get("BACKUP_PREFIX"),
-            concurrency: number("CONCURRENCY")?,
-            creating_retry_attempts: number("CREATING_RETRY_ATTEMPTS")?,
-            creating_retry_base_ms: number("CREATING_RETRY_BASE_MS")?,
-            flap_max: number("FLAP_MAX")?,
-            flap_window: get("FLAP_WINDOW")
-                .map(|w| parse_duration(&w))
-                .transpose()
-                .map_err(|problem| err("FLAP_WINDOW", problem))?,
-            rates: RateOptions {
-                describe_key: number("RATE_DESCRIBE_KEY")?,
-                get_key_policy: number("RATE_GET_KEY_POLICY")?,
-                put_key_policy: number("RATE_PUT_KEY_POLICY")?,
-                list_keys: number("RATE_LIST_KEYS")?,
-                list_resource_tags: number("RATE_LIST_RESOURCE_TAGS")?,
-                instances: number("RATE_INSTANCES")?,
-            },
-            member_role: get("MEMBER_ROLE_NAME"),
-            member_external_id: get("MEMBER_EXTERNAL_ID"),
-            member_accounts: parsed(&get, "MEMBER_ACCOUNTS")?,
-            sweep_queue_url: get("SWEEP_QUEUE_URL"),
-            event_bus: get("EVENT_BUS"),
-            baseline_tag: get("BASELINE_TAG"),
-            baseline_default: get("BASELINE_DEFAULT"),
-            baseline_match: parsed(&get, "BASELINE_MATCH")?,
-            mirror_rewrite: get("MIRROR_REWRITE")
-                .map(|v| parse_switch(&v))
-                .transpose()
-                .map_err(|problem| err("MIRROR_REWRITE", problem))?,
-            trusted_accounts: with(&get, "TRUSTED_ACCOUNTS", parse_accounts)?,
-            trusted_orgs: with(&get, "TRUSTED_ORGS", parse_orgs)?,
-            exemption_max_days: with(&get, "EXEMPTION_MAX_DAYS", parse_days)?,
-            baseline_sha256: with(&get, "BASELINE_SHA256", parse_digests)?,
-            baseline_scope: with(&get, "BASELINE_SCOPE", parse_scope)?,
-        })
-    }
-}
-
-/// The variable `var` read through `get` and parsed by `parse`; an error names the variable.
-fn with<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, ConfigError> {
-    get(var)
-        .map(|v| parse(&v).map_err(|problem| err(var, problem)))
-        .transpose()
-}
-
-/// A comma-separated list of 12-digit account ids (`TRUSTED_ACCOUNTS`).
-pub fn parse_accounts(list: &str) -> Result<BTreeSet<AccountId>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(|a| {
-            a.parse::<AccountId>()
-                .map_err(|e| format!("{e}; use a comma-separated list of 12-digit account ids"))
-        })
-        .collect()
-}
-
-/// A comma-separated list of organisation ids, `o-` and 10 to 32 lower-case letters or
-/// digits (`TRUSTED_ORGS`).
-pub fn parse_orgs(list: &str) -> Result<BTreeSet<String>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|o| {
-            let id = o.strip_prefix("o-").unwrap_or_default();
-            let ok = (10..=32).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if ok {
-                Ok(o.to_owned())
-            } else {
-                Err(format!(
-                    "{o:?} is not an organisation id; use o- and 10 to 32 lower-case letters or digits, as Organizations shows it (o-a1b2c3d4e5)"
-                ))
-            }
-        })
-        .collect()
-}
-
-/// A whole number of days from 1 to 3,650 (`EXEMPTION_MAX_DAYS`).
-pub fn parse_days(days: &str) -> Result<u64, String> {
-    match days.trim().parse::<u64>() {
-        Ok(n @ 1..=3650) => Ok(n),
-        _ => Err(format!(
-            "{days:?} is not a number of days from 1 to 3650; unset it to honour exemptions of any length"
-        )),
-    }
-}
-
-/// 64 hex digits (a single baseline) or comma-separated `NAME=HEX` pairs (a catalogue)
-/// (`BASELINE_SHA256`).
-pub fn parse_digests(given: &str) -> Result<Digests, String> {
-    fn hex(h: &str) -> Result<String, String> {
-        let h = h.trim();
-        if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(h.to_ascii_lowercase())
-        } else {
-            Err(format!(
-                "{h:?} is not a SHA-256 digest (64 hex digits, as `sha256sum FILE` prints it)"
-            ))
-        }
-    }
-    if !given.contains('=') {
-        return hex(given).map(Digests::One);
-    }
-    let mut named = BTreeMap::new();
-    for pair in given.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, digest) = pair.split_once('=').ok_or_else(|| {
-            format!(
-                "{pair:?} is not NAME=HEX; a catalogue's digests are comma-separated NAME=HEX pairs"
-            )
-        })?;
-        if named.insert(name.trim().to_owned(), hex(digest)?).is_some() {
-            return Err(format!("{name:?} has two digests; keep one"));
-        }
-    }
-    Ok(Digests::Named(named))
-}
-
-/// Comma-separated `NAME=ACCOUNT|ACCOUNT...` (`BASELINE_SCOPE`): the accounts whose keys may
-/// select the catalogue baseline NAME by tag.
-pub fn parse_scope(given: &str) -> Result<BTreeMap<String, BTreeSet<AccountId>>, String> {
-    let mut scope = BTreeMap::new();
-    for pair in given.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, accounts) = pair.split_once('=').ok_or_else(|| {
-            format!(
-                "{pair:?} is not NAME=ACCOUNT|ACCOUNT; e.g. partner-share=111122223333|444455556666"
-            )
-        })?;
-        let accounts = accounts
-            .split('|')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(|a| a.parse::<AccountId>().map_err(|e| format!("{name}: {e}")))
-            .collect::<Result<BTreeSet<_>, _>>()?;
-        if scope.insert(name.trim().to_owned(), accounts).is_some() {
-            return Err(format!("{name:?} is scoped twice; keep one"));
-        }
-    }
-    Ok(scope)
 }
 
 /// Where the desired policy comes from (`BASELINE_SOURCE`).
@@ -792,29 +507,16 @@ impl Config {
         let metrics_namespace = o
             .metrics_namespace
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        if metrics_namespace.starts_with("AWS/") || metrics_namespace.len() > 255 {
-            return Err(err(
-                "METRICS_NAMESPACE",
-                "must not start with AWS/ and must be at most 255 characters",
-            ));
-        }
-        let event_bus = match o.event_bus.as_deref().map(str::trim) {
+        let event_bus = match o.event_bus {
             None => Some(DEFAULT_EVENT_BUS.to_owned()),
             Some(off) if off.eq_ignore_ascii_case(EVENT_BUS_OFF) => None,
-            Some(bus) if valid_event_bus(bus) => Some(bus.to_owned()),
-            Some(_) => {
-                return Err(err(
-                    "EVENT_BUS",
-                    "must be an event bus name (letters, digits, . - _ /, at most 256 characters), an event bus ARN, or off",
-                ));
-            }
+            Some(bus) => Some(bus),
         };
         let backoff = Backoff::default();
         let consistency = Backoff {
             attempts: o
                 .creating_retry_attempts
-                .unwrap_or(backoff.attempts.into())
-                .clamp(1, 20) as u32,
+                .map_or(backoff.attempts, |n| n as u32),
             base: o
                 .creating_retry_base_ms
                 .map_or(backoff.base, Duration::from_millis),
@@ -832,12 +534,12 @@ impl Config {
                 None => Some(DEFAULT_EXCLUDE_TAG.to_owned()),
             },
             consistency,
-            concurrency: o.concurrency.unwrap_or(DEFAULT_CONCURRENCY).clamp(1, 64) as usize,
+            concurrency: o.concurrency.unwrap_or(DEFAULT_CONCURRENCY) as usize,
             sweep_regions: o
                 .sweep_regions
                 .unwrap_or_else(|| o.home.iter().cloned().collect()),
             flap: FlapGuard {
-                max: o.flap_max.map_or(flap.max, |n| n.max(1) as usize),
+                max: o.flap_max.map_or(flap.max, |n| n as usize),
                 window: o.flap_window.unwrap_or(flap.window),
             },
             remediator: o.remediator,
@@ -847,17 +549,17 @@ impl Config {
                 .exemption_max_days
                 .map(|days| Duration::from_secs(days * 86_400)),
         };
+        // The ranges were checked when the values were read (vars.rs).
         let defaults = RateLimits::default();
-        let rate = |given: Option<u64>, default: u32| {
-            given.map_or(default, |n| n.clamp(1, 100_000) as u32)
-        };
+        let rate = |given: Option<u64>, default: u32| given.map_or(default, |n| n as u32);
         let rate_limits = RateLimits {
-            describe_key: rate(o.rates.describe_key, defaults.describe_key),
-            get_key_policy: rate(o.rates.get_key_policy, defaults.get_key_policy),
-            put_key_policy: rate(o.rates.put_key_policy, defaults.put_key_policy),
-            list_keys: rate(o.rates.list_keys, defaults.list_keys),
-            list_resource_tags: rate(o.rates.list_resource_tags, defaults.list_resource_tags),
-            instances: o.rates.instances.map_or(1, |n| n.clamp(1, 10_000) as u32),
+            describe_key: rate(o.rate_describe_key, defaults.describe_key),
+            get_key_policy: rate(o.rate_get_key_policy, defaults.get_key_policy),
+            put_key_policy: rate(o.rate_put_key_policy, defaults.put_key_policy),
+            list_keys: rate(o.rate_list_keys, defaults.list_keys),
+            list_resource_tags: rate(o.rate_list_resource_tags, defaults.list_resource_tags),
+            // 0: the function's concurrency is not reserved, so nothing is shared.
+            instances: o.rate_instances.map_or(1, |n| n.max(1) as u32),
         };
         Ok(Self {
             settings: Arc::new(settings),
@@ -870,15 +572,6 @@ impl Config {
             sweep_queue_url: o.sweep_queue_url,
             event_bus,
         })
-    }
-}
-
-/// `on`/`off` (also `true`/`false`), for switches such as `MIRROR_REWRITE`.
-pub fn parse_switch(v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" => Ok(true),
-        "off" | "false" => Ok(false),
-        other => Err(format!("{other:?} is not a switch; use on or off")),
     }
 }
 
@@ -1013,52 +706,6 @@ fn catalogue(
 
 /// The bus drifts are published to unless `EVENT_BUS` says otherwise.
 pub const DEFAULT_EVENT_BUS: &str = "default";
-
-/// `EVENT_BUS=off`: no notifications.
-pub const EVENT_BUS_OFF: &str = "off";
-
-/// An event bus name as EventBridge allows it, or an event bus ARN.
-fn valid_event_bus(bus: &str) -> bool {
-    if bus.starts_with("arn:") {
-        return bus.contains(":event-bus/") && bus.len() <= 1600;
-    }
-    (1..=256).contains(&bus.len())
-        && bus
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
-}
-
-/// A comma-separated list of Regions (`SWEEP_REGIONS`, `--regions`).
-pub fn parse_regions(list: &str) -> Result<Vec<Region>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::parse::<Region>)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{e}; use a comma-separated list such as us-east-1,eu-west-1"))
-}
-
-/// `3600`, `3600s`, `90m`, `1h`, `2d` (`FLAP_WINDOW`, `--flap-window`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration; use e.g. 3600, 90m or 1h");
-    let t = s.trim();
-    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(bad()),
-    };
-    if secs == 0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(secs))
-}
 
 /// Each baseline's SHA-256 logged (every cold start says what it holds keys to) and, with
 /// `BASELINE_SHA256`, checked: a mismatch, a catalogue entry without a pair, or a pair for
@@ -1316,6 +963,7 @@ fn check_template(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use krg_engine::{BaselineMatch, Mode};
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -1411,6 +1059,39 @@ mod tests {
                 .instances,
             1
         );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_naming_the_range_not_clamped() {
+        for (var, bad, range) in [
+            ("CONCURRENCY", "0", "from 1 to 64"),
+            ("CONCURRENCY", "65", "from 1 to 64"),
+            ("CREATING_RETRY_ATTEMPTS", "21", "from 1 to 20"),
+            ("RATE_PUT_KEY_POLICY", "0", "from 1 to 100000"),
+            ("RATE_INSTANCES", "10001", "from 0 to 10000"),
+            ("FLAP_MAX", "0", "from 1 to 1000"),
+        ] {
+            let e = config(&[(var, bad)]).unwrap_err();
+            assert_eq!(e.variable, var);
+            assert!(e.problem.contains(range), "{var}={bad}: {e}");
+        }
+        assert_eq!(
+            config(&[("CONCURRENCY", "64")])
+                .unwrap()
+                .settings
+                .concurrency,
+            64
+        );
+    }
+
+    #[test]
+    fn a_bad_region_is_reported_under_the_variable_it_was_read_from() {
+        let e = config(&[("AWS_DEFAULT_REGION", "moon")]);
+        let e = e.unwrap_err();
+        assert_eq!(e.variable, "AWS_DEFAULT_REGION", "{e}");
+        assert!(e.problem.contains("moon"), "{e}");
+        let e = config(&[("AWS_REGION", "mars")]).unwrap_err();
+        assert_eq!(e.variable, "AWS_REGION", "{e}");
     }
 
     #[test]

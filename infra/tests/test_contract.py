@@ -1,0 +1,139 @@
+"""The SAM templates against infra/contract.json, the stacks' contract that `cargo xtask docs`
+writes from the settings declared in the code (src/config/vars.rs) and the engine's names:
+
+- every setting with a SAM parameter: the parameter exists, the function's environment variable
+  of that setting is set from it, and the parameter accepts no probe value that the function's
+  own parser refuses (a value CloudFormation accepts but the function refuses deploys fine and
+  then fails every cold start). Stricter is allowed: a parameter may refuse what the function
+  would take. The empty string is the parameters' "unset" and is not judged;
+- every metric an alarm of the hub template watches is a metric the function publishes (or an
+  AWS/Lambda or AWS/SQS metric), and the default namespace and tag keys are the function's.
+
+The CDK app imports the contract itself (infra/cdk/lib/config.ts) and checks its context the same
+way (infra/cdk/test/contract.test.ts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "infra" / "scripts"))
+import cfn_yaml  # noqa: E402
+
+CONTRACT = json.loads((ROOT / "infra" / "contract.json").read_text(encoding="utf-8"))
+HUB = cfn_yaml.load(ROOT / "infra" / "sam" / "template.yaml")
+
+
+def sam_accepts(param: dict[str, Any], value: str) -> bool:
+    """Whether CloudFormation accepts `value` for the parameter (its type and constraints)."""
+    kind = param.get("Type", "String")
+    if kind == "Number":
+        try:
+            n = float(value)
+        except ValueError:
+            return False
+        if "MinValue" in param and n < float(param["MinValue"]):
+            return False
+        if "MaxValue" in param and n > float(param["MaxValue"]):
+            return False
+    if "AllowedValues" in param and value not in [str(v) for v in param["AllowedValues"]]:
+        return False
+    if "AllowedPattern" in param and re.fullmatch(param["AllowedPattern"], value) is None:
+        return False
+    if kind == "String":
+        if "MinLength" in param and len(value) < int(param["MinLength"]):
+            return False
+        if "MaxLength" in param and len(value) > int(param["MaxLength"]):
+            return False
+    return True
+
+
+def function_environment() -> dict[str, Any]:
+    fns = [r for r in HUB["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    assert len(fns) == 1, "one function in the hub template"
+    return fns[0]["Properties"]["Environment"]["Variables"]
+
+
+def refers_to(node: Any, name: str) -> bool:
+    """Whether a template value refers to parameter `name` (Ref, or inside Sub/If/Join...)."""
+    if isinstance(node, dict):
+        if node.get("Ref") == name:
+            return True
+        return any(refers_to(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(refers_to(v, name) for v in node)
+    if isinstance(node, str):
+        return f"${{{name}}}" in node
+    return False
+
+
+class SamAgainstTheContract(unittest.TestCase):
+    def test_every_stack_setting_is_a_parameter_that_sets_its_variable(self) -> None:
+        env = function_environment()
+        params = HUB["Parameters"]
+        for s in CONTRACT["settings"]:
+            name = s["sam_parameter"]
+            if not name:
+                continue
+            with self.subTest(setting=s["variable"]):
+                self.assertIn(name, params, f"{s['variable']}: SAM parameter {name} is missing")
+                self.assertIn(s["variable"], env, f"{s['variable']} is not in the function's environment")
+                self.assertTrue(
+                    refers_to(env[s["variable"]], name),
+                    f"{s['variable']} is not set from the parameter {name}: {env[s['variable']]}",
+                )
+
+    def test_no_parameter_accepts_what_the_function_refuses(self) -> None:
+        params = HUB["Parameters"]
+        checked = 0
+        for s in CONTRACT["settings"]:
+            name = s["sam_parameter"]
+            if not name:
+                continue
+            param = params[name]
+            accepted = set(s["accepts"])
+            if param.get("Type") == "CommaDelimitedList":
+                # Joined with commas into the variable: judge the whole list's text.
+                pass
+            for probe in CONTRACT["probes"]:
+                if sam_accepts(param, probe):
+                    checked += 1
+                    with self.subTest(parameter=name, value=probe):
+                        self.assertIn(
+                            probe,
+                            accepted,
+                            f"{name} accepts {probe!r}, which {s['variable']} refuses: the stack would deploy and the function fail at start-up",
+                        )
+        self.assertGreater(checked, 50, "the probes reached the parameters")
+
+    def test_the_alarms_watch_metrics_the_function_publishes(self) -> None:
+        published = set(CONTRACT["metrics"])
+        watched: set[str] = set()
+        for r in HUB["Resources"].values():
+            if r["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            props = r["Properties"]
+            if props.get("Namespace") == {"Ref": "MetricsNamespace"}:
+                watched.add(props["MetricName"])
+            for m in props.get("Metrics", []):
+                stat = m.get("MetricStat", {}).get("Metric", {})
+                if stat.get("Namespace") == {"Ref": "MetricsNamespace"}:
+                    watched.add(stat["MetricName"])
+        self.assertTrue(watched, "the hub's alarms watch the function's metrics")
+        self.assertLessEqual(watched, published, f"alarms on metrics the function never publishes: {watched - published}")
+
+    def test_defaults_are_the_functions(self) -> None:
+        params = HUB["Parameters"]
+        self.assertEqual(params["MetricsNamespace"]["Default"], CONTRACT["metrics_namespace"])
+        self.assertEqual(params["ExcludeTag"]["Default"], CONTRACT["tag_keys"]["exclude"])
+        self.assertEqual(params["BaselineTag"]["Default"], CONTRACT["tag_keys"]["baseline"])
+
+
+if __name__ == "__main__":
+    unittest.main()
