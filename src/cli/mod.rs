@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use console::style;
 use krg_aws::backups::BackupFormatError;
-use krg_aws::clients::load_sdk_config;
+use krg_aws::clients::{load_sdk_config_in, profile_region};
 use krg_aws::remote::Remote;
 use krg_engine::Mode;
 use krg_engine::error::CallError;
@@ -197,6 +197,9 @@ pub enum CliError {
     /// `doctor` could not start.
     #[error("{0}")]
     Doctor(String),
+    /// No Region anywhere the CLI looks.
+    #[error("no Region: set AWS_REGION or --region (or a region in your AWS profile)")]
+    NoRegion,
     /// A local backup file could not be read.
     #[error("cannot read {path}: {source}")]
     ReadBackup {
@@ -238,11 +241,27 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn execute(cli: Cli) -> Result<u8, CliError> {
     let json = cli.output == Output::Json;
-    let sdk = load_sdk_config().await;
+    // The Region: --region / AWS_REGION / AWS_DEFAULT_REGION, the profile's, or (doctor) the
+    // function ARN's; never instance metadata, which a terminal does not have.
+    let home = cli.config.home()?;
+    let region = match &home {
+        Some(r) => Some(r.to_string()),
+        None => match profile_region().await {
+            Some(r) => Some(r),
+            None => match &cli.command {
+                Command::Doctor(args) => args.function_region(),
+                Command::Keys(_) => None,
+            },
+        },
+    };
+    let Some(region) = region else {
+        return Err(CliError::NoRegion);
+    };
+    let sdk = load_sdk_config_in(&region).await;
     match cli.command {
         Command::Keys(command) => on_keys(command, cli.config, &sdk, json).await,
         // The deployment's own settings are read from the function, not from these flags.
-        Command::Doctor(args) => doctor::run(args, &sdk, cli.config.home()?, json).await,
+        Command::Doctor(args) => doctor::run(args, &sdk, home, json).await,
     }
 }
 

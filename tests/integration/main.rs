@@ -572,3 +572,22 @@ async fn each_drift_is_published_on_the_default_bus_where_a_rule_routes_it() {
         "arn:aws:sts::111122223333:assumed-role/Admin/alice"
     );
 }
+
+#[test]
+fn the_cli_without_a_region_says_so_in_one_line_and_probes_nothing() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kms-replica-guard"))
+        .args(["check", "arn:aws:kms:us-west-2:111122223333:key/mrk-1"])
+        .env_clear()
+        .env("HOME", "/nonexistent")
+        .env("AWS_ACCESS_KEY_ID", ACCOUNT)
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("the CLI binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: no Region: set AWS_REGION or --region (or a region in your AWS profile)"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -37,6 +37,29 @@ pub fn sdk_defaults() -> ConfigLoader {
 /// Every client made from it shares one HTTPS client ([`https_client`]): one connection
 /// pool, one root store loaded once.
 pub async fn load_sdk_config() -> SdkConfig {
+    loader().load().await
+}
+
+/// [`load_sdk_config`] in `region`: the Region chain (environment, profile, instance metadata)
+/// is not consulted.
+pub async fn load_sdk_config_in(region: &str) -> SdkConfig {
+    loader()
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await
+}
+
+/// The Region of the shared config and credentials files (`AWS_PROFILE`), if they name one;
+/// never instance metadata (a terminal tool has none, and probing it prints warnings).
+pub async fn profile_region() -> Option<String> {
+    use aws_config::meta::region::ProvideRegion;
+    aws_config::profile::ProfileFileRegionProvider::new()
+        .region()
+        .await
+        .map(|r| r.to_string())
+}
+
+fn loader() -> ConfigLoader {
     sdk_defaults()
         .retry_config(RetryConfig::standard().with_max_attempts(4))
         .timeout_config(
@@ -46,8 +69,6 @@ pub async fn load_sdk_config() -> SdkConfig {
                 .operation_timeout(Duration::from_secs(30))
                 .build(),
         )
-        .load()
-        .await
 }
 
 /// Clients of one service, one per Region, built on demand.

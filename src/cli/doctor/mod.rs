@@ -54,6 +54,17 @@ pub struct Args {
     skip: Vec<Part>,
 }
 
+impl Args {
+    /// The Region of `--function` when it is an ARN.
+    pub fn function_region(&self) -> Option<String> {
+        self.function
+            .strip_prefix("arn:")
+            .and_then(|rest| rest.split(':').nth(2))
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+    }
+}
+
 /// `doctor`: the checklist, printed; 0 when nothing failed, 2 otherwise.
 pub async fn run(
     args: Args,
