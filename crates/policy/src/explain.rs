@@ -14,10 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
+use super::arn::Arn;
 use super::canonical::{
     CanonicalPolicy, Conditions, Effect, Folded, Operator, Principal, Statement, is_account_id,
 };
 use super::guardrail::BreachReason;
+use super::pattern;
 use super::trust::Trust;
 
 /// How serious a drift is, ordered from harmless to worst.
@@ -493,17 +495,13 @@ fn whom_covers(whom: &Whom, who: &Who) -> bool {
 /// Whether a statement's actions (or resources) cover one item; `fold`: case-insensitive.
 fn set_covers(set: &Set<'_>, item: &Item<'_>, fold: bool) -> bool {
     match (set, item) {
-        (Set::Listed(p), Item::One(a)) => p.iter().any(|p| glob_covers(p, a, fold)),
-        (Set::AllBut(n), Item::One(a)) => !n.iter().any(|n| glob_intersects(n, a, fold)),
-        (Set::Listed(p), Item::AllBut(_)) => p.iter().any(|p| is_universal(p)),
-        (Set::AllBut(n), Item::AllBut(m)) => {
-            n.iter().all(|n| m.iter().any(|m| glob_covers(m, n, fold)))
-        }
+        (Set::Listed(p), Item::One(a)) => p.iter().any(|p| pattern::covers(p, a, fold)),
+        (Set::AllBut(n), Item::One(a)) => !n.iter().any(|n| pattern::intersects(n, a, fold)),
+        (Set::Listed(p), Item::AllBut(_)) => p.iter().any(|p| pattern::is_universal(p)),
+        (Set::AllBut(n), Item::AllBut(m)) => n
+            .iter()
+            .all(|n| m.iter().any(|m| pattern::covers(m, n, fold))),
     }
-}
-
-fn is_universal(p: &str) -> bool {
-    !p.is_empty() && p.bytes().all(|b| b == b'*')
 }
 
 /// Whether `covered`'s conditions imply `covering`'s: every block of `covering` is implied
@@ -529,7 +527,7 @@ fn block_implies(op1: &str, v1: &BTreeSet<String>, op2: &str, v2: &BTreeSet<Stri
     let negated = o1.is_negated();
     let like_covers = || {
         v1.iter()
-            .all(|x| v2.iter().any(|y| glob_covers(y, x, false)))
+            .all(|x| v2.iter().any(|y| pattern::covers(y, x, false)))
     };
     if !o1.same_qualifier(&o2) {
         return false;
@@ -557,99 +555,6 @@ fn block_implies(op1: &str, v1: &BTreeSet<String>, op2: &str, v2: &BTreeSet<Stri
 
 fn is_like(op: &Operator<'_>) -> bool {
     matches!(op.base, "StringLike" | "ArnLike" | "ArnEquals")
-}
-
-// ---------------------------------------------------------------------------------------
-// IAM wildcards (`*` any run, `?` one character), on patterns.
-
-fn chars(s: &str, fold: bool) -> Vec<char> {
-    if fold {
-        s.chars().map(|c| c.to_ascii_lowercase()).collect()
-    } else {
-        s.chars().collect()
-    }
-}
-
-/// Whether every text `covered` matches is matched by `covering` (sound: `false` when not
-/// sure). `kms:*` covers `kms:Decrypt` and `kms:Get*`; `*` covers everything.
-fn glob_covers(covering: &str, covered: &str, fold: bool) -> bool {
-    if covering == covered || is_universal(covering) {
-        return true;
-    }
-    if !covering.contains(['*', '?']) {
-        // A literal covers only the same literal.
-        return if fold {
-            covering.eq_ignore_ascii_case(covered)
-        } else {
-            covering == covered
-        };
-    }
-    // The usual pattern, a literal prefix and one trailing `*` (`kms:Get*`), covers what
-    // starts with that prefix, wildcards after it included: no table needed.
-    if let Some(prefix) = covering.strip_suffix('*')
-        && !prefix.contains(['*', '?'])
-    {
-        let head = covered.as_bytes().get(..prefix.len());
-        return head.is_some_and(|h| {
-            if fold {
-                h.eq_ignore_ascii_case(prefix.as_bytes())
-            } else {
-                h == prefix.as_bytes()
-            }
-        });
-    }
-    let (p, q) = (chars(covering, fold), chars(covered, fold));
-    let (lp, lq) = (p.len(), q.len());
-    let w = lq + 1;
-    // ok[i * w + j]: p[i..] covers q[j..].
-    let mut ok = vec![false; (lp + 1) * w];
-    ok[lp * w + lq] = true;
-    for i in (0..lp).rev() {
-        for j in (0..=lq).rev() {
-            ok[i * w + j] = if p[i] == '*' {
-                ok[(i + 1) * w + j] || (j < lq && ok[i * w + j + 1])
-            } else if j == lq || q[j] == '*' {
-                false
-            } else if p[i] == '?' || p[i] == q[j] {
-                ok[(i + 1) * w + j + 1]
-            } else {
-                false
-            };
-        }
-    }
-    ok[0]
-}
-
-/// Whether some text matches both patterns.
-fn glob_intersects(a: &str, b: &str, fold: bool) -> bool {
-    let wild = ['*', '?'];
-    if !a.contains(wild) && !b.contains(wild) {
-        return if fold {
-            a.eq_ignore_ascii_case(b)
-        } else {
-            a == b
-        };
-    }
-    let (p, q) = (chars(a, fold), chars(b, fold));
-    let (lp, lq) = (p.len(), q.len());
-    let w = lq + 1;
-    let mut ok = vec![false; (lp + 1) * w];
-    for i in (0..=lp).rev() {
-        for j in (0..=lq).rev() {
-            ok[i * w + j] = if i == lp && j == lq {
-                true
-            } else if i < lp && p[i] == '*' {
-                ok[(i + 1) * w + j] || (j < lq && ok[i * w + j + 1])
-            } else if j < lq && q[j] == '*' {
-                ok[i * w + j + 1] || (i < lp && ok[(i + 1) * w + j])
-            } else if i < lp && j < lq {
-                (p[i] == '?' || q[j] == '?' || p[i] == q[j]) && ok[(i + 1) * w + j + 1]
-            } else {
-                false
-            };
-        }
-    }
-    ok[0]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -702,10 +607,10 @@ fn is_admin(act: &Item<'_>) -> bool {
         }
         Item::One(p) => ADMIN_ACTIONS
             .iter()
-            .any(|admin| glob_covers(p, admin, true)),
+            .any(|admin| pattern::covers(p, admin, true)),
         Item::AllBut(n) => ADMIN_ACTIONS
             .iter()
-            .any(|admin| !n.iter().any(|n| glob_covers(n, admin, true))),
+            .any(|admin| !n.iter().any(|n| pattern::covers(n, admin, true))),
     }
 }
 
@@ -816,11 +721,7 @@ fn foreign_arn(arn: &str, trust: &Trust) -> Option<BreachReason> {
 /// The account of an ARN (`arn:aws:iam::111122223333:role/App`); `None` for a value
 /// that names none (a unique id of a deleted principal, an S3 bucket ARN).
 fn arn_account(arn: &str) -> Option<&str> {
-    let mut parts = arn.split(':');
-    (parts.next() == Some("arn"))
-        .then(|| parts.nth(3))
-        .flatten()
-        .filter(|a| !a.is_empty())
+    Arn::parse(arn)?.account()
 }
 
 /// The positive conditions that limit the caller to an account or an organisation. Not
@@ -1050,97 +951,4 @@ pub(super) fn render_when(conditions: &Conditions) -> Option<String> {
         }
     }
     (!clauses.is_empty()).then(|| clauses.join(" and "))
-}
-
-#[cfg(test)]
-mod globs {
-    use proptest::prelude::*;
-
-    use super::{glob_covers, glob_intersects};
-
-    /// IAM's wildcard match of a text, by the definition: `*` any run, `?` one character.
-    fn matches(pattern: &[u8], text: &[u8]) -> bool {
-        match (pattern.split_first(), text.split_first()) {
-            (None, _) => text.is_empty(),
-            (Some((b'*', rest)), _) => {
-                matches(rest, text) || (!text.is_empty() && matches(pattern, &text[1..]))
-            }
-            (Some((p, rest)), Some((t, more))) => (*p == b'?' || p == t) && matches(rest, more),
-            (Some(_), None) => false,
-        }
-    }
-
-    /// Every text over `ab` up to `len` characters.
-    fn texts(len: usize) -> Vec<Vec<u8>> {
-        let mut all = vec![Vec::new()];
-        let mut last = vec![Vec::new()];
-        for _ in 0..len {
-            last = last
-                .iter()
-                .flat_map(|t: &Vec<u8>| {
-                    [b'a', b'b'].map(|c| {
-                        let mut t = t.clone();
-                        t.push(c);
-                        t
-                    })
-                })
-                .collect();
-            all.extend(last.iter().cloned());
-        }
-        all
-    }
-
-    proptest! {
-        #[test]
-        fn coverage_never_claims_what_the_definition_denies(p in "[ab*?]{0,4}", q in "[ab*?]{0,4}") {
-            let all = texts(p.len() + q.len() + 1);
-            let by_definition = all
-                .iter()
-                .all(|t| !matches(q.as_bytes(), t) || matches(p.as_bytes(), t));
-            // Sound, not complete: `?*` covers `*?`, unseen.
-            prop_assert!(!glob_covers(&p, &q, false) || by_definition, "{} covers {}", p, q);
-        }
-
-        #[test]
-        fn coverage_of_a_literal_is_a_match(p in "[ab*?]{0,5}", q in "[ab]{0,5}") {
-            prop_assert_eq!(glob_covers(&p, &q, false), matches(p.as_bytes(), q.as_bytes()), "{} covers {}", p, q);
-            let upper = q.to_ascii_uppercase();
-            prop_assert_eq!(glob_covers(&p, &upper, true), matches(p.as_bytes(), q.as_bytes()), "{} covers {} ignoring case", p, upper);
-        }
-
-        #[test]
-        fn intersection_is_what_the_definition_says(a in "[ab*?]{0,4}", b in "[ab*?]{0,4}") {
-            let all = texts(a.len() + b.len());
-            let by_definition = all
-                .iter()
-                .any(|t| matches(a.as_bytes(), t) && matches(b.as_bytes(), t));
-            prop_assert_eq!(glob_intersects(&a, &b, false), by_definition, "{} and {}", a, b);
-        }
-    }
-
-    #[test]
-    fn pattern_coverage_follows_iam_wildcards() {
-        assert!(glob_covers("kms:*", "kms:decrypt", true));
-        assert!(glob_covers("kms:get*", "kms:getkey*", true));
-        assert!(glob_covers("*", "kms:get*", true));
-        assert!(glob_covers(
-            "kms:GenerateDataKey*",
-            "kms:generatedatakeypair",
-            true
-        ));
-        assert!(!glob_covers("kms:getkey*", "kms:get*", true));
-        assert!(!glob_covers("kms:decrypt", "kms:*", true));
-        assert!(glob_covers("kms:?ecrypt", "kms:decrypt", true));
-        assert!(!glob_covers("kms:?ecrypt", "kms:*crypt", true));
-        assert!(!glob_covers("Abc", "abc", false));
-    }
-
-    #[test]
-    fn pattern_intersection_finds_a_common_match() {
-        assert!(glob_intersects("kms:*", "kms:decrypt", true));
-        assert!(glob_intersects("kms:get*", "*policy", true));
-        assert!(!glob_intersects("kms:decrypt", "kms:encrypt", true));
-        assert!(!glob_intersects("kms:get*", "kms:put*", true));
-        assert!(glob_intersects("kms:?ecrypt", "kms:d*", true));
-    }
 }

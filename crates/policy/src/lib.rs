@@ -12,18 +12,22 @@
 //! where that has known gaps: lists are compared as sets after de-duplication, so
 //! `[a, a]` is not `[a, b]`.
 
+mod arn;
 mod canonical;
 mod compare;
 mod contains;
 mod diff;
 mod explain;
 mod guardrail;
+mod lockout;
+mod pattern;
 mod trust;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
+pub use arn::Arn;
 pub use canonical::{CanonicalPolicy, PolicyError, equivalent};
 pub use compare::{Verdict, assess, assess_parsed, compare};
 pub use contains::{Containment, Extra, contain, contain_with};

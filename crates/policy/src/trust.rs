@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use super::arn::Arn;
 use super::canonical::is_account_id;
 
 /// The accounts and organisations a key policy may grant access to.
@@ -88,19 +89,13 @@ impl Trust {
 /// given (trimmed), which then matches no principal's account.
 fn account_id(account: &str) -> &str {
     let account = account.trim();
-    account
-        .split(':')
-        .nth(4)
+    Arn::parse(account)
+        .and_then(|arn| arn.account())
         .filter(|id| is_account_id(id))
         .unwrap_or(account)
 }
 
 /// The partition of an ARN (`arn:aws-cn:iam::...:root`), else `aws`.
 fn partition_of(account: &str) -> &str {
-    account
-        .trim()
-        .strip_prefix("arn:")
-        .and_then(|r| r.split(':').next())
-        .filter(|p| !p.is_empty())
-        .unwrap_or("aws")
+    Arn::parse(account.trim()).map_or("aws", |arn| arn.partition)
 }
