@@ -963,6 +963,7 @@ fn check_template(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use krg_engine::error::Api;
     use krg_engine::{BaselineMatch, Mode};
     use std::collections::HashMap;
 
@@ -1114,23 +1115,28 @@ mod tests {
 
     impl RemoteText for Failing {
         async fn caller_account(&self) -> Result<AccountId, CallError> {
-            Err(CallError::new("GetCallerIdentity", "creds", self.0, "no"))
+            Err(CallError::new(
+                Api::GetCallerIdentity,
+                "creds",
+                self.0,
+                "no",
+            ))
         }
         async fn ssm_parameter(&self, name: &str) -> Result<String, CallError> {
-            Err(CallError::new("GetParameter", name, self.0, "no"))
+            Err(CallError::new(Api::GetParameter, name, self.0, "no"))
         }
         async fn s3_object(&self, bucket: &str, _: &str) -> Result<String, CallError> {
-            Err(CallError::new("GetObject", bucket, self.0, "no"))
+            Err(CallError::new(Api::GetObject, bucket, self.0, "no"))
         }
         async fn ssm_parameters(&self, path: &str) -> Result<Vec<(String, String)>, CallError> {
-            Err(CallError::new("GetParametersByPath", path, self.0, "no"))
+            Err(CallError::new(Api::GetParametersByPath, path, self.0, "no"))
         }
         async fn s3_objects(
             &self,
             bucket: &str,
             _: &str,
         ) -> Result<Vec<(String, String)>, CallError> {
-            Err(CallError::new("ListObjectsV2", bucket, self.0, "no"))
+            Err(CallError::new(Api::ListObjectsV2, bucket, self.0, "no"))
         }
     }
 

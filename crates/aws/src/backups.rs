@@ -27,7 +27,7 @@ use aws_sdk_s3::primitives::DateTime as S3Time;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::KeyArn;
 use krg_engine::ledger::MemoryLedger;
 use krg_engine::outcome::rfc3339;
@@ -259,7 +259,7 @@ impl S3Backups {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| call_error("PutObject", &location, e))?;
+            .map_err(|e| call_error(Api::PutObject, &location, e))?;
         Ok(location)
     }
 
@@ -344,7 +344,8 @@ impl S3Backups {
             .send();
         let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| call_error("ListObjectsV2", self.location(prefix), e))?;
+            let page =
+                page.map_err(|e| call_error(Api::ListObjectsV2, self.location(prefix), e))?;
             objects.extend(page.contents().iter().filter_map(|o| {
                 Some(Listed {
                     key: o.key()?.to_owned(),
@@ -364,7 +365,7 @@ impl S3Backups {
     pub async fn load(&self, location: &str) -> Result<Backup, CallError> {
         let (bucket, key) = split_s3_url(location).ok_or_else(|| {
             CallError::new(
-                "GetObject",
+                Api::GetObject,
                 location,
                 ErrorKind::Invalid,
                 "expected s3://BUCKET/KEY",
@@ -372,7 +373,7 @@ impl S3Backups {
         })?;
         let fetched = fetch(&self.client, bucket, key).await?;
         let backup = parse_backup(&fetched.bytes).map_err(|e| {
-            CallError::new("GetObject", location, ErrorKind::Invalid, e.to_string())
+            CallError::new(Api::GetObject, location, ErrorKind::Invalid, e.to_string())
         })?;
         // The operator named this one: loaded, but a date S3 contradicts is said.
         if future_dated(backup.taken_at, fetched.modified) {
@@ -603,7 +604,7 @@ impl BackupStore for S3Backups {
             }
         }
         Err(CallError::new(
-            "PutObject",
+            Api::PutObject,
             self.location(&self.claim_object(claim)),
             ErrorKind::Conflict,
             "the write claim was refused twice and its holder could not be read either time: taken and released by concurrent invocations, or the function's role cannot read claims (it needs s3:GetObject on the claims and s3:ListBucket on the bucket, else S3 answers 403 for a released claim)",
@@ -619,7 +620,7 @@ impl BackupStore for S3Backups {
             .key(object)
             .send()
             .await
-            .map_err(|e| call_error("DeleteObject", &location, e))?;
+            .map_err(|e| call_error(Api::DeleteObject, &location, e))?;
         Ok(())
     }
 }
@@ -654,7 +655,7 @@ impl S3Backups {
         let etag = |fetched: Fetched| {
             fetched.etag.ok_or_else(|| {
                 CallError::new(
-                    "GetObject",
+                    Api::GetObject,
                     &location,
                     ErrorKind::Other,
                     "S3 gave no ETag for the claim, so it cannot be taken over safely",

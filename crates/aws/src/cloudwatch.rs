@@ -5,7 +5,7 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum as CwDatum, StandardUnit};
 
 use super::call_error;
-use krg_engine::error::CallError;
+use krg_engine::error::{Api, CallError};
 use krg_engine::outcome::MetricDatum;
 use krg_engine::ports::MetricsSink;
 
@@ -55,7 +55,7 @@ impl MetricsSink for CloudWatch {
                 .set_metric_data(Some(data))
                 .send()
                 .await
-                .map_err(|e| call_error("PutMetricData", namespace, e))?;
+                .map_err(|e| call_error(Api::PutMetricData, namespace, e))?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use krg_engine::error::CallError;
+use krg_engine::error::{Api, CallError};
 use krg_engine::key::Region;
 
 use super::call_error;
@@ -144,7 +144,7 @@ impl Deployment {
             .include_shadow_trails(true)
             .send()
             .await
-            .map_err(|e| call_error("DescribeTrails", region, e))?;
+            .map_err(|e| call_error(Api::DescribeTrails, region, e))?;
         let mut trails = Vec::new();
         for t in listed.trail_list.unwrap_or_default() {
             let (Some(name), Some(arn)) = (t.name, t.trail_arn) else {
@@ -160,13 +160,13 @@ impl Deployment {
                 .name(&arn)
                 .send()
                 .await
-                .map_err(|e| call_error("GetTrailStatus", &arn, e))?;
+                .map_err(|e| call_error(Api::GetTrailStatus, &arn, e))?;
             let selected = client
                 .get_event_selectors()
                 .trail_name(&arn)
                 .send()
                 .await
-                .map_err(|e| call_error("GetEventSelectors", &arn, e))?;
+                .map_err(|e| call_error(Api::GetEventSelectors, &arn, e))?;
             let selectors = match selected.advanced_event_selectors {
                 Some(advanced) if !advanced.is_empty() => Selectors::Advanced(
                     advanced
@@ -225,7 +225,7 @@ impl Deployment {
             .function_name(name)
             .send()
             .await
-            .map_err(|e| call_error("GetFunctionConfiguration", name, e))?;
+            .map_err(|e| call_error(Api::GetFunctionConfiguration, name, e))?;
         Ok(FunctionInfo {
             name: out.function_name.unwrap_or_else(|| name.to_owned()),
             arn: out.function_arn.unwrap_or_else(|| name.to_owned()),
@@ -255,7 +255,7 @@ impl Deployment {
             .function_name(name)
             .send()
             .await
-            .map_err(|e| call_error("ListEventSourceMappings", name, e))?;
+            .map_err(|e| call_error(Api::ListEventSourceMappings, name, e))?;
         Ok(out
             .event_source_mappings
             .unwrap_or_default()
@@ -285,7 +285,7 @@ impl Deployment {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| call_error("ListRuleNamesByTarget", target, e))?;
+                .map_err(|e| call_error(Api::ListRuleNamesByTarget, target, e))?;
             names.extend(out.rule_names.unwrap_or_default());
             token = out.next_token;
             if token.is_none() {
@@ -299,7 +299,7 @@ impl Deployment {
                 .name(&name)
                 .send()
                 .await
-                .map_err(|e| call_error("DescribeRule", &name, e))?;
+                .map_err(|e| call_error(Api::DescribeRule, &name, e))?;
             rules.push(RuleInfo {
                 state: rule
                     .state
@@ -326,7 +326,7 @@ impl Deployment {
             .metric_name(metric)
             .send()
             .await
-            .map_err(|e| call_error("DescribeAlarmsForMetric", metric, e))?;
+            .map_err(|e| call_error(Api::DescribeAlarmsForMetric, metric, e))?;
         Ok(out
             .metric_alarms
             .unwrap_or_default()

@@ -7,7 +7,7 @@
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use super::call_error;
-use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::outcome::{NOTIFICATION_SOURCE, Notification};
 use krg_engine::ports::Notifier;
 
@@ -121,7 +121,7 @@ impl EventBus {
             .set_entries(Some(entries.clone()))
             .send()
             .await
-            .map_err(|e| call_error("PutEvents", &self.bus, e))?;
+            .map_err(|e| call_error(Api::PutEvents, &self.bus, e))?;
         // The result entries are in request order; a failed one has an error code.
         let results = out.entries();
         Ok(entries
@@ -174,7 +174,7 @@ impl Notifier for EventBus {
             };
             if !still.is_empty() {
                 return Err(CallError::new(
-                    "PutEvents",
+                    Api::PutEvents,
                     &self.bus,
                     ErrorKind::Transient,
                     format!(

@@ -17,7 +17,7 @@ use super::call_error;
 use super::clients::RegionalClients;
 use super::members::{AccountCredentials, MemberAccess, Organization};
 use krg_engine::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
-use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::{AccountId, KeyArn, Place, Region};
 use krg_engine::ports::{KeyDirectory, PolicyStore, Tags};
 
@@ -97,6 +97,17 @@ impl Operation {
         Operation::ListKeys,
         Operation::ListResourceTags,
     ];
+
+    /// The API operation, as a failed call names it.
+    pub fn api(self) -> Api {
+        match self {
+            Operation::DescribeKey => Api::DescribeKey,
+            Operation::GetKeyPolicy => Api::GetKeyPolicy,
+            Operation::PutKeyPolicy => Api::PutKeyPolicy,
+            Operation::ListKeys => Api::ListKeys,
+            Operation::ListResourceTags => Api::ListResourceTags,
+        }
+    }
 
     /// The API name.
     pub fn name(self) -> &'static str {
@@ -268,7 +279,7 @@ impl Kms {
     }
 }
 
-fn arn_of(operation: &'static str, key: &KeyArn, arn: Option<&str>) -> Result<KeyArn, CallError> {
+fn arn_of(operation: Api, key: &KeyArn, arn: Option<&str>) -> Result<KeyArn, CallError> {
     arn.ok_or("missing ARN")
         .and_then(|a| a.parse::<KeyArn>().map_err(|_| "malformed ARN"))
         .map_err(|why| {
@@ -291,10 +302,10 @@ impl KeyDirectory for Kms {
             .key_id(key.as_str())
             .send()
             .await
-            .map_err(|e| call_error(OP.name(), key, e))?;
+            .map_err(|e| call_error(OP.api(), key, e))?;
         let meta = out.key_metadata().ok_or_else(|| {
             CallError::new(
-                OP.name(),
+                OP.api(),
                 key,
                 ErrorKind::Other,
                 "response has no KeyMetadata",
@@ -311,18 +322,18 @@ impl KeyDirectory for Kms {
                     Some(MultiRegionKeyType::Replica) => MultiRegionRole::Replica,
                     other => {
                         return Err(CallError::new(
-                            OP.name(),
+                            OP.api(),
                             key,
                             ErrorKind::Other,
                             format!("unknown MultiRegionKeyType {other:?}"),
                         ));
                     }
                 };
-                let primary = arn_of(OP.name(), key, mrc.primary_key().and_then(|p| p.arn()))?;
+                let primary = arn_of(OP.api(), key, mrc.primary_key().and_then(|p| p.arn()))?;
                 let replicas = mrc
                     .replica_keys()
                     .iter()
-                    .map(|r| arn_of(OP.name(), key, r.arn()))
+                    .map(|r| arn_of(OP.api(), key, r.arn()))
                     .collect::<Result<Vec<_>, _>>()?;
                 Some(MultiRegion {
                     role,
@@ -352,7 +363,7 @@ impl KeyDirectory for Kms {
                 .set_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| call_error(OP.name(), key, e))?;
+                .map_err(|e| call_error(OP.api(), key, e))?;
             tags.extend(
                 page.tags()
                     .iter()
@@ -379,7 +390,7 @@ impl KeyDirectory for Kms {
                 .set_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| call_error(OP.name(), place, e))?;
+                .map_err(|e| call_error(OP.api(), place, e))?;
             for entry in page.keys() {
                 // Single-Region keys are dropped here: no further call is ever made for them.
                 if !entry.key_id().is_some_and(|id| id.starts_with("mrk-")) {
@@ -403,7 +414,7 @@ impl KeyDirectory for Kms {
         match self.members.as_ref().and_then(|m| m.organization.as_ref()) {
             Some(org) => org.accounts().await,
             None => Err(CallError::new(
-                "ListAccounts",
+                Api::ListAccounts,
                 "the organisation",
                 ErrorKind::Invalid,
                 "the organisation's accounts are only read with MEMBER_ROLE_NAME set and MEMBER_ACCOUNTS=organization",
@@ -423,9 +434,9 @@ impl PolicyStore for Kms {
             .policy_name(POLICY_NAME)
             .send()
             .await
-            .map_err(|e| call_error(OP.name(), key, e))?;
+            .map_err(|e| call_error(OP.api(), key, e))?;
         out.policy.ok_or_else(|| {
-            CallError::new(OP.name(), key, ErrorKind::Other, "response has no Policy")
+            CallError::new(OP.api(), key, ErrorKind::Other, "response has no Policy")
         })
     }
 
@@ -441,7 +452,7 @@ impl PolicyStore for Kms {
             .policy(policy)
             .send()
             .await
-            .map_err(|e| call_error(OP.name(), key, e))?;
+            .map_err(|e| call_error(OP.api(), key, e))?;
         Ok(())
     }
 }

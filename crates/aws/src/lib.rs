@@ -15,7 +15,7 @@ pub mod remote;
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 
-use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::error::{Api, CallError, ErrorKind};
 
 /// `s3://BUCKET/KEY` split into bucket and key, both non-empty.
 pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
@@ -47,14 +47,21 @@ pub(crate) async fn get_object(
         .key(key)
         .send()
         .await
-        .map_err(|e| call_error("GetObject", &location, e))?;
+        .map_err(|e| call_error(Api::GetObject, &location, e))?;
     let last_modified = out.last_modified;
     let etag = out.e_tag;
     let bytes = out
         .body
         .collect()
         .await
-        .map_err(|e| CallError::new("GetObject", &location, ErrorKind::Transient, e.to_string()))?
+        .map_err(|e| {
+            CallError::new(
+                Api::GetObject,
+                &location,
+                ErrorKind::Transient,
+                e.to_string(),
+            )
+        })?
         .to_vec();
     Ok(S3Object {
         bytes,
@@ -65,8 +72,8 @@ pub(crate) async fn get_object(
 
 /// Maps any SDK error onto a [`CallError`] with a kind that decides retries.
 pub(crate) fn call_error<E>(
-    operation: &'static str,
-    resource: impl std::fmt::Display,
+    operation: Api,
+    target: impl Into<krg_engine::error::Target>,
     err: SdkError<E, HttpResponse>,
 ) -> CallError
 where
@@ -136,5 +143,5 @@ where
         ),
         other => (ErrorKind::Other, format!("{other:?}")),
     };
-    CallError::new(operation, resource, kind, message)
+    CallError::new(operation, target, kind, message)
 }

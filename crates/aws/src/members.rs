@@ -13,9 +13,8 @@ use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_organizations::types::AccountStatus;
 
 use super::call_error;
-use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::AccountId;
-use krg_engine::outcome::ASSUME_ROLE;
 use krg_engine::tenancy::{MemberRole, SESSION_NAME};
 
 /// Credentials are renewed this long before they expire, so that no call starts with
@@ -103,21 +102,21 @@ impl MemberAccess {
             .send()
             .await
             .map_err(|e| {
-                let mut err = call_error(ASSUME_ROLE, &role, e);
+                let mut err = call_error(Api::AssumeRole, &role, e);
                 err.message = format!("account {account}: {}", err.message);
                 tracing::error!(account = %account, role = %role, error = %err, "could not enter the account");
                 err
             })?;
         let c = out.credentials().ok_or_else(|| {
             CallError::new(
-                ASSUME_ROLE,
+                Api::AssumeRole,
                 &role,
                 ErrorKind::Other,
                 "response has no Credentials",
             )
         })?;
         let expiry = SystemTime::try_from(*c.expiration())
-            .map_err(|e| CallError::new(ASSUME_ROLE, &role, ErrorKind::Other, e.to_string()))?;
+            .map_err(|e| CallError::new(Api::AssumeRole, &role, ErrorKind::Other, e.to_string()))?;
         Ok(Credentials::new(
             c.access_key_id(),
             c.secret_access_key(),
@@ -191,7 +190,7 @@ impl Organization {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| call_error("ListAccounts", "the organisation", e))?;
+                .map_err(|e| call_error(Api::ListAccounts, "the organisation", e))?;
             for a in page.accounts() {
                 if a.status() != Some(&AccountStatus::Active) {
                     continue;
@@ -368,6 +367,6 @@ mod tests {
         let client = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&denied]);
         let e = Organization::new(client).accounts().await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::AccessDenied);
-        assert_eq!(e.operation, "ListAccounts");
+        assert_eq!(e.operation, Api::ListAccounts);
     }
 }

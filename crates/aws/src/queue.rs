@@ -4,7 +4,7 @@
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use super::call_error;
-use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::Place;
 use krg_engine::ports::WorkQueue;
 use krg_engine::trigger::work_item;
@@ -39,7 +39,7 @@ impl Sqs {
             .set_entries(Some(entries.clone()))
             .send()
             .await
-            .map_err(|e| call_error("SendMessageBatch", &self.url, e))?;
+            .map_err(|e| call_error(Api::SendMessageBatch, &self.url, e))?;
         let failed: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
         for f in out.failed() {
             tracing::warn!(queue = %self.url, id = f.id(), code = f.code(), message = ?f.message(), sender_fault = f.sender_fault(), "work item not taken");
@@ -70,7 +70,7 @@ impl WorkQueue for Sqs {
                 let still = self.send_batch(left).await?;
                 if !still.is_empty() {
                     return Err(CallError::new(
-                        "SendMessageBatch",
+                        Api::SendMessageBatch,
                         &self.url,
                         ErrorKind::Transient,
                         format!(

@@ -6,7 +6,7 @@ use aws_sdk_s3::Client as S3;
 use aws_sdk_ssm::Client as Ssm;
 
 use super::{call_error, get_object};
-use krg_engine::error::{CallError, ErrorKind};
+use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::AccountId;
 use krg_engine::ports::RemoteText;
 
@@ -31,10 +31,10 @@ impl RemoteText for Remote {
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| call_error("GetCallerIdentity", "the function's credentials", e))?;
+            .map_err(|e| call_error(Api::GetCallerIdentity, "the function's credentials", e))?;
         out.account().and_then(|a| a.parse().ok()).ok_or_else(|| {
             CallError::new(
-                "GetCallerIdentity",
+                Api::GetCallerIdentity,
                 "the function's credentials",
                 ErrorKind::Other,
                 "response has no usable Account",
@@ -49,10 +49,10 @@ impl RemoteText for Remote {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| call_error("GetParameter", name, e))?;
+            .map_err(|e| call_error(Api::GetParameter, name, e))?;
         out.parameter.and_then(|p| p.value).ok_or_else(|| {
             CallError::new(
-                "GetParameter",
+                Api::GetParameter,
                 name,
                 ErrorKind::NotFound,
                 "the parameter has no value",
@@ -81,7 +81,9 @@ impl RemoteText for Remote {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| call_error("ListObjectsV2", format!("s3://{bucket}/{prefix}"), e))?;
+                .map_err(|e| {
+                    call_error(Api::ListObjectsV2, format!("s3://{bucket}/{prefix}"), e)
+                })?;
             keys.extend(
                 page.contents()
                     .iter()
@@ -106,7 +108,7 @@ impl RemoteText for Remote {
         let bytes = get_object(&S3::new(&self.sdk), bucket, key).await?.bytes;
         String::from_utf8(bytes).map_err(|_| {
             CallError::new(
-                "GetObject",
+                Api::GetObject,
                 format!("s3://{bucket}/{key}"),
                 ErrorKind::Invalid,
                 "the object is not UTF-8 text",
@@ -135,7 +137,7 @@ async fn parameters_by_path(ssm: &Ssm, path: &str) -> Result<Vec<(String, String
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| call_error("GetParametersByPath", requested, e))?;
+            .map_err(|e| call_error(Api::GetParametersByPath, requested, e))?;
         all.extend(
             page.parameters()
                 .iter()

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
-use crate::error::{CallError, ErrorKind};
+use crate::error::{Api, CallError, ErrorKind};
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, Notification};
 use crate::ports::{
@@ -146,14 +146,21 @@ impl FakeAws {
             && !kinds.is_empty()
         {
             let kind = kinds.remove(0);
-            return Err(CallError::new(op, on, kind, format!("injected {kind:?}")));
+            return Err(CallError::new(
+                // The fake's own names qualify some calls (`PutObject If-None-Match`).
+                Api::from_name(op.split(' ').next().unwrap_or(op))
+                    .expect("the fake names real operations"),
+                on.to_string(),
+                kind,
+                format!("injected {kind:?}"),
+            ));
         }
         Ok(())
     }
 
     fn not_found(op: &'static str, key: &KeyArn) -> CallError {
         CallError::new(
-            op,
+            Api::from_name(op).expect("the fake names real operations"),
             key,
             ErrorKind::NotFound,
             "NotFoundException: no such key",

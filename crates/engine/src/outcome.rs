@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::baseline::Rewrite;
 use crate::catalogue::{OutOfScope, UnknownBaseline};
-use crate::error::CallError;
+use crate::error::{Api, CallError, Target};
 use crate::key::{AccountId, KeyArn, Region};
 use crate::tenancy::NotAllowed;
 use crate::trigger::Actor;
@@ -786,21 +786,14 @@ impl Serialize for Refused {
 /// The accounts whose member role could not be assumed, in the failures of a report.
 fn accounts_not_entered<'a>(
     failures: impl Iterator<Item = &'a CallError>,
-) -> std::collections::BTreeSet<String> {
+) -> std::collections::BTreeSet<crate::key::AccountId> {
     failures
-        .filter(|e| e.operation == ASSUME_ROLE)
-        .map(|e| {
-            e.resource
-                .split(':')
-                .nth(4)
-                .unwrap_or(&e.resource)
-                .to_owned()
+        .filter_map(|e| match (e.operation, &*e.target) {
+            (Api::AssumeRole, Target::Role(role)) => Some(role.account().clone()),
+            _ => None,
         })
         .collect()
 }
-
-/// The operation name of the call that enters a member account.
-pub const ASSUME_ROLE: &str = "AssumeRole";
 
 impl Report {
     /// Adds another report's outcomes, errors and counts to this one (an SQS batch of
@@ -1245,7 +1238,7 @@ mod tests {
     use crate::fake::arn as key;
 
     fn throttled() -> CallError {
-        CallError::new("GetKeyPolicy", "k", ErrorKind::Throttled, "x")
+        CallError::new(Api::GetKeyPolicy, "k", ErrorKind::Throttled, "x")
     }
 
     #[test]
@@ -1281,7 +1274,7 @@ mod tests {
 
     #[test]
     fn every_failure_carries_its_retry_class() {
-        let denied = CallError::new("PutKeyPolicy", "k", ErrorKind::AccessDenied, "no");
+        let denied = CallError::new(Api::PutKeyPolicy, "k", ErrorKind::AccessDenied, "no");
         assert_eq!(Failure::Call(throttled()).retry(), Retry::Retryable);
         assert_eq!(Failure::BackupFailed(denied).retry(), Retry::NonRetryable);
         assert_eq!(
@@ -1324,8 +1317,10 @@ mod tests {
     fn accounts_the_hub_could_not_enter_are_counted_once_each() {
         let refused = |account: &str| {
             CallError::new(
-                ASSUME_ROLE,
-                format!("arn:aws:iam::{account}:role/kms-replica-guard-member"),
+                Api::AssumeRole,
+                &format!("arn:aws:iam::{account}:role/kms-replica-guard-member")
+                    .parse::<crate::key::RoleArn>()
+                    .unwrap(),
                 ErrorKind::AccessDenied,
                 "AccessDenied: not authorized",
             )

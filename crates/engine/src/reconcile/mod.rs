@@ -33,7 +33,7 @@ pub use claimed_write::CLAIM_TTL;
 pub use replica::BaselineForError;
 
 use crate::decide::KeyFacts;
-use crate::error::{CallError, ErrorKind};
+use crate::error::{Api, CallError, ErrorKind};
 use crate::key::{AccountId, KeyArn, Place, Region};
 use crate::ledger::MemoryLedger;
 use krg_policy::{CanonicalPolicy, Verdict, compare};
@@ -372,7 +372,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
 /// not known until it ends, so nothing is written.
 fn updating(key: &KeyArn, attempts: u32) -> CallError {
     CallError::new(
-        "DescribeKey",
+        Api::DescribeKey,
         key,
         ErrorKind::InvalidState,
         format!(
