@@ -73,7 +73,7 @@ fuzz: ## cargo-fuzz the event parser and the policy canonicaliser, FUZZ_SECONDS=
 # shared CARGO_TARGET_DIR would keep mutated krg-policy artifacts that other checkouts of
 # the workspace then take as up to date.
 MUTANTS_VERSION := 27.1.0
-MUTANTS_FILES ?= crates/policy/src/explain.rs crates/policy/src/validate.rs \
+MUTANTS_FILES ?= crates/policy/src/explain.rs crates/policy/src/validate.rs crates/policy/src/lockout.rs crates/policy/src/pattern.rs \
 	crates/policy/src/guardrail.rs crates/policy/src/trust.rs
 mutants: ## mutation testing of krg-policy (.cargo/mutants.toml), one job; MUTANTS_FILES=... to narrow
 	@cargo mutants --version 2>/dev/null | grep -qx "cargo-mutants $(MUTANTS_VERSION)" \
