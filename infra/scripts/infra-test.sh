@@ -52,7 +52,7 @@ summary() {
     checkov-*) grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$log" ;;
     cfn-lint) echo "$(templates | wc -w) templates, 0 errors/warnings" ;;
     cdk-jest) grep -m1 -E '^Tests:' "$log" | tr -s ' ' ;;
-    event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): KMS rules x events/*.json, guard event rules (exposure, write refused, exemption) x infra/tests/fixtures/*.json (+ their SNS messages), guard change rule x infra/tests/fixtures/guard-changes/*.json on the emulator" ;;
+    event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): KMS rules x events/*.json, guard event rules (exposure, write refused, exemption) x infra/tests/fixtures/*.json (+ their SNS messages), guard change rule (and the us-east-1 spoke forwarding its IAM branch to another Region) x infra/tests/fixtures/guard-changes/*.json on the emulator" ;;
     alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
     guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation = CDK, tag keys, roles and actions = the stacks' and the function's" ;;

@@ -41,7 +41,8 @@ What it does (`Run.execute`):
    - exposure: dry-run (REMEDIATION_MODE=dry-run), a replica whose policy someone opened to
      `*` (kms:Decrypt without a condition) and the PutKeyPolicy event: the function reports the
      drift, writes nothing and publishes ExposureDrift{Severity=public} = 1, and puts the
-     drift on the emulator's default bus (EVENT_BUS=default, as deployed).
+     drift on the drift bus (EVENT_BUS as deployed: the stack's own bus at the templates'
+     defaults, DriftEventBus / driftEventBus dedicated; a test bus of the run stands in for it).
    - guardrail: BASELINE_SOURCE=primary, TRUSTED_ACCOUNTS=PARTNER_ACCOUNT: a primary opened to `*`
      is mirrored and refused (GuardrailRefused{Severity=public}, a Write Refused event), a primary
      shared with the trusted partner is mirrored and written (write_exposure `access`; the
@@ -54,7 +55,8 @@ What it does (`Run.execute`):
    each value is obtained), in every scenario, so that the alarms are seen OK on ordinary values.
    The hubs' notification rules on the guard's events (exposure, write refused, exemption;
    source kms-replica-guard; pattern and InputTransformer
-   from the templates, the target resolved to the test topic) are created on that default bus
+   from the templates, the target resolved to the test topic) are created on that bus (the one
+   their EventBusName names: the run's test bus for the templates' drift bus, or default)
    for the run, with a capture rule that copies every event of the function to a queue: the
    drift events the function really published and the messages the rules made of them are
    both recorded.
@@ -350,6 +352,7 @@ class Deployment:
     overrides: dict[str, Any] = field(default_factory=dict)  # SAM parameter values
     sweep_queue: dict[str, str] = field(default_factory=dict)  # the sweep work queue: name, url, arn
     sweep_dlq: dict[str, str] = field(default_factory=dict)  # its dead-letter queue
+    drift_bus: dict[str, str] = field(default_factory=dict)  # the test bus standing in for the template's drift bus: name, arn
 
     def __post_init__(self) -> None:
         # The namespace the template's function publishes to, as deployed (parameter default or
@@ -396,6 +399,9 @@ class Deployment:
             ("AWS::SQS::Queue", "QueueUrl"): queue.get("url", ""),
             ("AWS::SQS::Queue", "QueueName"): queue.get("name", ""),
             ("AWS::SQS::Queue", "Arn"): queue.get("arn", ""),
+            ("AWS::Events::EventBus", None): self.drift_bus.get("name", ""),
+            ("AWS::Events::EventBus", "Name"): self.drift_bus.get("name", ""),
+            ("AWS::Events::EventBus", "Arn"): self.drift_bus.get("arn", ""),
         }
         if (type_, attr) not in table:
             raise Unresolvable(
@@ -451,9 +457,31 @@ class Deployment:
 
         return re.sub(r"\$\{([^}!]+)\}", one, text)
 
+    def condition(self, name: str) -> bool:
+        """A template condition at this deployment's parameter values."""
+        return bool(self._condition(self.source.template["Conditions"][name]))
+
+    def _condition(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (fn, arg), = value.items()
+            if fn == "Condition":
+                return self.condition(arg)
+            if fn == "Fn::Equals":
+                return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+            if fn == "Fn::Not":
+                return not self._condition(arg[0])
+            if fn == "Fn::And":
+                return all(self._condition(x) for x in arg)
+            if fn == "Fn::Or":
+                return any(self._condition(x) for x in arg)
+        raise Unresolvable(f"{self.source.label}: cannot evaluate the condition {value}")
+
     def resolve(self, value: Any) -> Any:
         """The value with every intrinsic function resolved for this deployment."""
         if isinstance(value, dict):
+            if set(value) == {"Fn::If"}:
+                name, yes, no = value["Fn::If"]
+                return self.resolve(yes if self.condition(name) else no)
             if set(value) == {"Ref"}:
                 return self._ref(value["Ref"])
             if set(value) == {"Fn::GetAtt"}:
@@ -884,7 +912,9 @@ class Run:
         self.created_dashboards: list[str] = []
         self.created_queues: list[str] = []
         self.events = client("events")
-        self.created_rules: list[str] = []
+        self.created_rules: list[tuple[str, str]] = []  # (rule name, event bus)
+        self.drift_bus: dict[str, str] = {}  # the run's test bus standing in for the templates' drift bus
+        self.event_bus = "default"  # EVENT_BUS of the test functions: the templates' drift bus, resolved
         self.capture_queue_url = ""
         self.guard_events: list[dict[str, Any]] = []  # every event the function put on the bus
         self.data_stopped_wall = float("inf")
@@ -914,6 +944,7 @@ class Run:
             default=0,
         )
         self.spike_replicas = spike_n
+        self.setup_drift_bus()
         for i, name in enumerate(self.scenario_names):
             ns = f"KmsReplicaGuardAlarms/{self.id}/{name}"
             fn = f"{self.prefix}-{name}-fn"
@@ -935,7 +966,7 @@ class Run:
                 "REMEDIATOR_ROLE_ARN": REMEDIATOR_ROLE_ARN,
                 "METRICS_NAMESPACE": ns,
                 "SWEEP_REGIONS": REPLICA_REGION,
-                "EVENT_BUS": "default",
+                "EVENT_BUS": self.event_bus,
             }
             if name == "failed":
                 env["BASELINE_SOURCE"] = "primary"
@@ -960,7 +991,10 @@ class Run:
             for src in self.sources:
                 if not src.of_type("AWS::CloudWatch::Alarm") and not src.of_type("AWS::CloudWatch::Dashboard"):
                     continue
-                dep = Deployment(src, f"{self.prefix}-{name}-{src.tool}", ns, self.topic_arn, fn, dlq, sweep_queue=sweep_queue, sweep_dlq=sweep_dlq)
+                dep = Deployment(
+                    src, f"{self.prefix}-{name}-{src.tool}", ns, self.topic_arn, fn, dlq,
+                    sweep_queue=sweep_queue, sweep_dlq=sweep_dlq, drift_bus=self.drift_bus,
+                )
                 self.deployments[(name, src.label)] = dep
         # Every alarm of every template, once per scenario.
         for name in self.scenario_names:
@@ -982,15 +1016,40 @@ class Run:
         log(f"==> {len(self.test_alarms)} alarms created ({len(self.alarms)} in the templates x {len(self.scenario_names)} scenarios), Period {TEST_PERIOD} s")
         self.create_exposure_rules()
 
+    def setup_drift_bus(self) -> None:
+        """The bus the templates' functions publish their drift events to (EVENT_BUS, resolved at the
+        templates' defaults): when it is the stack's own event bus (AWS::Events::EventBus), a test bus
+        of the run stands in for it; the test functions publish there. SAM and CDK must agree: one
+        function per scenario serves both."""
+        run_bus = f"{self.prefix}-drift"
+        arn = ""
+        buses = set()
+        for src in self.sources:
+            fns = src.of_type("AWS::Lambda::Function")
+            if not fns:
+                continue
+            env = next(iter(fns.values()))["Properties"]["Environment"]["Variables"]
+            dep = Deployment(src, "x", "x", "", "", {}, drift_bus={"name": run_bus, "arn": "<test bus>"})
+            buses.add(dep.resolve(env["EVENT_BUS"]))
+        if len(buses) != 1:
+            raise AssertionError(f"the templates' functions publish to different buses: {sorted(buses)}")
+        (bus,) = buses
+        if bus == run_bus:
+            arn = self.events.create_event_bus(Name=run_bus)["EventBusArn"]
+            self.drift_bus.update({"name": run_bus, "arn": arn})
+            log(f"==> the templates' drift bus: the run's test bus {run_bus}")
+        self.event_bus = bus
+
     def create_exposure_rules(self) -> None:
-        """The templates' exposure notification rules on the emulator's default bus, targeting the
-        test topic, and a capture rule copying every event of the function to a queue."""
+        """The templates' exposure notification rules on the bus each names (the run's test bus for the
+        templates' drift bus), targeting the test topic, and a capture rule copying every event of the
+        function on the function's bus (EVENT_BUS) to a queue."""
         capture = self._queue(f"{self.prefix}-guard-events")
         self.capture_queue_url = capture["url"]
         name = f"{self.prefix}-capture"
-        self.events.put_rule(Name=name, EventPattern=json.dumps({"source": [GUARD_EVENT_SOURCE]}))
-        self.created_rules.append(name)
-        self.events.put_targets(Rule=name, Targets=[{"Id": "capture", "Arn": capture["arn"]}])
+        self.events.put_rule(Name=name, EventPattern=json.dumps({"source": [GUARD_EVENT_SOURCE]}), EventBusName=self.event_bus)
+        self.created_rules.append((name, self.event_bus))
+        self.events.put_targets(Rule=name, EventBusName=self.event_bus, Targets=[{"Id": "capture", "Arn": capture["arn"]}])
         first = self.scenario_names[0]
         for src in self.sources:
             for lid, r in src.of_type("AWS::Events::Rule").items():
@@ -1001,11 +1060,14 @@ class Run:
                 name = f"{self.prefix}-{src.tool}-{lid}"[:64]
                 # Resolved for the deployment: the rule names the stack's own account.
                 pattern = dep.resolve(props["EventPattern"])
-                self.events.put_rule(Name=name, EventPattern=json.dumps(pattern), EventBusName=props.get("EventBusName", "default"))
-                self.created_rules.append(name)
-                self.events.put_targets(Rule=name, Targets=dep.rule_targets(props))
+                bus = dep.resolve(props.get("EventBusName", "default"))
+                if bus != self.event_bus:
+                    raise AssertionError(f"{src.label}:{lid} reads the guard's events on {bus}, the function publishes to {self.event_bus}")
+                self.events.put_rule(Name=name, EventPattern=json.dumps(pattern), EventBusName=bus)
+                self.created_rules.append((name, bus))
+                self.events.put_targets(Rule=name, EventBusName=bus, Targets=dep.rule_targets(props))
                 self.exposure_rules.append((src, name))
-        log(f"==> exposure rules on the default bus: {', '.join(n for _, n in self.exposure_rules)}; capture rule -> {capture['name']}")
+        log(f"==> exposure rules on the bus {self.event_bus}: {', '.join(n for _, n in self.exposure_rules)}; capture rule -> {capture['name']}")
 
     # -- driving
     def start_functions(self) -> None:
@@ -1424,14 +1486,19 @@ class Run:
         for sc in self.scenarios.values():
             if sc.watch:
                 sc.watch.stop()
-        for name in self.created_rules:
+        for name, bus in self.created_rules:
             try:
-                ids = [t["Id"] for t in self.events.list_targets_by_rule(Rule=name).get("Targets", [])]
+                ids = [t["Id"] for t in self.events.list_targets_by_rule(Rule=name, EventBusName=bus).get("Targets", [])]
                 if ids:
-                    self.events.remove_targets(Rule=name, Ids=ids)
-                self.events.delete_rule(Name=name)
+                    self.events.remove_targets(Rule=name, EventBusName=bus, Ids=ids)
+                self.events.delete_rule(Name=name, EventBusName=bus)
             except Exception as err:  # noqa: BLE001 - clean-up is best effort, reported
                 log(f"    (clean-up: delete_rule {name}: {err})")
+        if self.drift_bus:
+            try:
+                self.events.delete_event_bus(Name=self.drift_bus["name"])
+            except Exception as err:  # noqa: BLE001 - clean-up is best effort, reported
+                log(f"    (clean-up: delete_event_bus {self.drift_bus['name']}: {err})")
         names = [ta.name for ta in self.test_alarms]
         for i in range(0, len(names), 100):
             try:
@@ -1537,8 +1604,8 @@ class Run:
 
 
 def own_events(run: Run) -> list[dict[str, Any]]:
-    """The events this run's functions put on the bus about this run's keys (the default bus is
-    shared: another run's sweep of the same Region may publish about them later)."""
+    """The events this run's functions put on the drift bus about this run's keys (another run's sweep
+    of the same Region may publish about them later)."""
     own = {f"arn:aws:kms:{REPLICA_REGION}:{ACCOUNT}:key/{k}" for sc in run.scenarios.values() for k in sc.key_ids}
     found = []
     for e in run.guard_events:

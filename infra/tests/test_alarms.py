@@ -12,8 +12,9 @@ Run (from the repository root, emulator started, templates synthesized):
     .venv/bin/python -m unittest discover -s infra/tests -p 'test_alarms.py' -v
 
 The exposure scenario also follows a drift the function found to the operator: the drift event
-it put on the emulator's default bus, and the message the hubs' exposure notification rules
-(from the templates) made of it on the alarm topic.
+it put on the templates' drift bus (their own event bus at the defaults, stood in for by a test
+bus of the run), and the message the hubs' exposure notification rules (from the templates, on
+that bus) made of it on the alarm topic.
 
 Results: infra/.build/alarms/report.txt (each alarm's state changes and their times),
 notifications.json (every notification the subscriber received: the alarms', then the rules'
@@ -290,8 +291,12 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         key_id = self.harness.scenarios["exposure"].key_ids[0]
         key_arn = f"arn:aws:kms:{h.REPLICA_REGION}:{h.ACCOUNT}:key/{key_id}"
         (outcome,) = h._outcomes(self.harness.scenarios["exposure"].invocations[0])
-        # The emulator's default bus is shared: another run's function may publish drifts there at the
-        # same time, and the rules (on that bus) pass them too. Only this run's keys count.
+        # The templates publish drift events to the stack's own bus (DriftEventBus / driftEventBus
+        # dedicated, their default): the run's test bus stood in for it, and the function published there.
+        self.assertTrue(self.harness.drift_bus, "the templates' drift bus is their own event bus")
+        self.assertEqual(self.harness.event_bus, self.harness.drift_bus["name"])
+        # Another run's sweep of the same Region may still publish about this run's keys later (on its
+        # own bus or the default one): only this run's keys, while it drove them, count.
         own = {
             f"arn:aws:kms:{h.REPLICA_REGION}:{h.ACCOUNT}:key/{k}" for sc in self.harness.scenarios.values() for k in sc.key_ids
         }
@@ -300,7 +305,7 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         self.assertEqual(len(events), 1, self.harness.guard_events)
         ev = events[0]
         self.assertEqual((ev["source"], ev["detail-type"]), ("kms-replica-guard", "Replica Key Policy Drift Detected"))
-        self.assertEqual((ev["account"], ev["region"]), (h.ACCOUNT, h.REGION), "the hub's default bus in the function's Region")
+        self.assertEqual((ev["account"], ev["region"]), (h.ACCOUNT, h.REGION), "the hub's drift bus in the function's Region")
         self.assertEqual(ev["detail"], outcome, "the event's detail is the outcome")
         self.assertEqual(ev["detail"]["actor"]["arn"], "arn:aws:sts::111122223333:assumed-role/Admin/alice")
         # Every other scenario's drifts were published too (narrowing, admin): the rules pass none of them.

@@ -7,6 +7,15 @@ references are resolved to the physical names the fixtures use: the function, th
 UUID, the rules (by what they are: the schedule, the KMS rule, the exposure rule), the role, and
 the stack name `kms-replica-guard`. Every fixture needs an expectation: a new file fails the test.
 
+IAM is global: EventBridge delivers its CloudTrail events in us-east-1 only, so a hub elsewhere gets
+the changes to its role's policies from the spoke stack in us-east-1 (spoke.yaml's
+ForwardGuardRoleChanges, GuardRoleName = the hub's RemediatorRoleName). That rule is the hub rule's
+IAM branch (checked here for SAM; the CDK spoke is built from the same function as the CDK hub's
+branch, infra/cdk/test/spoke-stack.test.ts), matches exactly the fixtures the hub's IAM branch
+matches, and, on the emulator, forwards them from us-east-1's default bus to another Region's
+default bus, where the hub's whole guard change rule matches them as they arrive. (The emulator
+stands in for CloudTrail: it accepts PutEvents with source aws.iam, which AWS refuses.)
+
     .venv/bin/python -m unittest discover -s infra/tests -p 'test_guard_change_pattern.py' -v
 """
 
@@ -14,17 +23,25 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import sys
+import time
 import unittest
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_event_pattern as tep  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import cfn_yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "infra" / "tests" / "fixtures" / "guard-changes"
 SAM_HUB = ROOT / "infra" / ".build" / "sam" / "template.cfn.json"
+SAM_SPOKE = ROOT / "infra" / "sam" / "spoke.yaml"
 STACK = "kms-replica-guard"
 ACCOUNT = "111122223333"
 FUNCTION = f"{STACK}-Function-TESTFN"
@@ -50,6 +67,7 @@ SHOULD_MATCH = {
     "monitoring-delete-heartbeat-alarm.json",
     "monitoring-set-alarm-state-ok.json",
     "iam-put-role-policy-remediator.json",
+    "iam-attach-role-policy-remediator.json",
 }
 SHOULD_NOT_MATCH = {
     "lambda-update-other-function.json",
@@ -178,6 +196,132 @@ class GuardChangeRuleTest(unittest.TestCase):
             f"by arn:aws:sts::{ACCOUNT}:assumed-role/Admin/mallory from 198.51.100.7 at 2026-12-07T08:14:58Z "
             f"(account {ACCOUNT}, us-east-1, CloudTrail event e7d6c5b4-a3f2-4e1d-8c9b-0a1b2c3d4e01). Runbook: docs/src/runbook/guard-configuration-changed.md",
         )
+
+
+
+def spoke_role_rule() -> dict[str, Any]:
+    """spoke.yaml's rule forwarding the hub role's IAM changes (GuardRoleName set, in us-east-1)."""
+    spoke = cfn_yaml.load(SAM_SPOKE)
+    rules = [r for r in spoke["Resources"].values()
+             if r["Type"] == "AWS::Events::Rule" and "aws.iam" in ((r["Properties"].get("EventPattern") or {}).get("source") or [])]
+    if len(rules) != 1:
+        raise AssertionError(f"expected one IAM forwarding rule in {SAM_SPOKE.name}, found {len(rules)}")
+    return rules[0]
+
+
+def with_role(value: Any, role: str) -> Any:
+    """The spoke pattern with its GuardRoleName parameter as `role`."""
+    if value == {"Ref": "GuardRoleName"}:
+        return role
+    if isinstance(value, dict):
+        return {k: with_role(v, role) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_role(v, role) for v in value]
+    return value
+
+
+class GuardRoleForwardingTest(unittest.TestCase):
+    """The us-east-1 spoke's forwarding of the hub role's IAM changes to a hub in another Region."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        problem = tep._emulator_ready(("events", "sqs"))
+        if problem:
+            raise AssertionError(f"the local AWS emulator is not reachable: {problem}. Start it with `make emulator`.")
+        cls.events = tep._client("events")
+        cls.hub = json.loads(SAM_HUB.read_text(encoding="utf-8"))
+        cls.rule = spoke_role_rule()
+
+    def fixtures(self) -> dict[str, str]:
+        return {p.name: p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.json"))}
+
+    def test_the_spoke_rule_is_the_hub_rules_iam_branch_only_in_us_east_1(self) -> None:
+        spoke = cfn_yaml.load(SAM_SPOKE)
+        self.assertEqual(self.rule["Condition"], "ForwardGuardRoleChanges")
+        self.assertEqual(spoke["Conditions"]["ForwardGuardRoleChanges"], {"Fn::Not": [{"Fn::Equals": [{"Ref": "GuardRoleName"}, ""]}]})
+        self.assertEqual(spoke["Parameters"]["GuardRoleName"]["Default"], "", "no IAM forwarding unless asked")
+        rule = spoke["Rules"]["GuardRoleChangesOnlyInUsEast1"]
+        self.assertEqual(rule["Assertions"][0]["Assert"], {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]})
+        hub = resolve(self.hub, change_rule(self.hub)["EventPattern"])
+        (branch,) = [b for b in hub["detail"]["$or"] if b["eventSource"] == ["iam.amazonaws.com"]]
+        pattern = with_role(self.rule["Properties"]["EventPattern"], NAMES["role"])
+        self.assertEqual(pattern, {"source": ["aws.iam"], "detail-type": hub["detail-type"], "detail": branch})
+        # To the hub Region's default bus, with the spoke's forwarding role (as the KMS rule).
+        (target,) = self.rule["Properties"]["Targets"]
+        self.assertEqual(target["Arn"], {"Fn::Sub": "arn:${AWS::Partition}:events:${HubRegion}:${AWS::AccountId}:event-bus/default"})
+        self.assertEqual(target["RoleArn"], {"Fn::GetAtt": ["ForwardRole", "Arn"]})
+
+    def test_the_spoke_forwards_exactly_the_role_changes_the_hub_rule_reports(self) -> None:
+        pattern = json.dumps(with_role(self.rule["Properties"]["EventPattern"], NAMES["role"]))
+        hub = json.dumps(resolve(self.hub, change_rule(self.hub)["EventPattern"]))
+        forwarded = set()
+        for name, event in self.fixtures().items():
+            with self.subTest(fixture=name):
+                spoke_says = self.events.test_event_pattern(EventPattern=pattern, Event=event)["Result"]
+                if spoke_says:
+                    forwarded.add(name)
+                    self.assertIs(self.events.test_event_pattern(EventPattern=hub, Event=event)["Result"], True)
+        self.assertEqual(forwarded, {n for n in SHOULD_MATCH if n.startswith("iam-")})
+        self.assertGreaterEqual(len(forwarded), 2)
+
+    def test_a_forwarded_event_reaches_the_hub_rule_in_another_region(self) -> None:
+        """Spoke rule on us-east-1's default bus -> us-west-2's default bus (cross-Region target), where
+        the hub's guard change rule sends what it matches to a queue: the IAM fixtures arrive there with
+        their source, detail-type and detail unchanged; nothing else does."""
+        run = f"krg-iamfwd-{secrets.token_hex(3)}"
+        role = f"{run}-RemediatorRole"  # unique: the emulator's default buses are shared
+        hub_region = "us-west-2"
+        east = tep._client("events")
+        west = boto3.client("events", endpoint_url=tep.ENDPOINT, region_name=hub_region, aws_access_key_id="test", aws_secret_access_key="test")
+        sqs = boto3.client("sqs", endpoint_url=tep.ENDPOINT, region_name=hub_region, aws_access_key_id="test", aws_secret_access_key="test")
+        queue = sqs.create_queue(QueueName=run)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        hub_pattern = json.loads(json.dumps(resolve(self.hub, change_rule(self.hub)["EventPattern"])).replace(NAMES["role"], role))
+        spoke_pattern = with_role(self.rule["Properties"]["EventPattern"], role)
+        account = tep._client("sts").get_caller_identity()["Account"]
+        try:
+            west.put_rule(Name=run, EventPattern=json.dumps(hub_pattern))
+            west.put_targets(Rule=run, Targets=[{"Id": "hub", "Arn": queue_arn}])
+            east.put_rule(Name=run, EventPattern=json.dumps(spoke_pattern))
+            east.put_targets(Rule=run, Targets=[{
+                "Id": "HubEventBus", "Arn": f"arn:aws:events:{hub_region}:{account}:event-bus/default",
+                "RoleArn": f"arn:aws:iam::{account}:role/{run}-forward",
+            }])
+            sent = {}
+            for name, text in self.fixtures().items():
+                event = json.loads(text.replace(NAMES["role"], role))
+                east.put_events(Entries=[{"Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"])}])
+                sent[event["detail"]["eventID"]] = (name, event)
+            got = self._drain(sqs, queue, expected=2)
+        finally:
+            for client in (east, west):
+                try:
+                    ids = [t["Id"] for t in client.list_targets_by_rule(Rule=run).get("Targets", [])]
+                    if ids:
+                        client.remove_targets(Rule=run, Ids=ids)
+                    client.delete_rule(Name=run)
+                except Exception:  # noqa: BLE001, S110 - best effort clean-up
+                    pass
+            sqs.delete_queue(QueueUrl=queue)
+        arrived = {}
+        for e in got:
+            name, original = sent[e["detail"]["eventID"]]
+            arrived[name] = e
+            self.assertEqual((e["source"], e["detail-type"], e["detail"]), (original["source"], original["detail-type"], original["detail"]))
+            self.assertEqual(e["region"], "us-east-1", "the event keeps the Region it happened in")
+        self.assertEqual(set(arrived), {n for n in SHOULD_MATCH if n.startswith("iam-")})
+
+    @staticmethod
+    def _drain(sqs: Any, queue: str, expected: int, timeout: float = 20) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        empty, deadline = 0, time.monotonic() + timeout
+        while time.monotonic() < deadline and (len(got) < expected or empty < 2):
+            msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            empty = 0 if msgs else empty + 1
+            for m in msgs:
+                got.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        return got
 
 
 if __name__ == "__main__":

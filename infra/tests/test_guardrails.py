@@ -6,7 +6,10 @@
   the stacks' ExcludeTag/BaselineTag defaults; their role names are the member role's default name
   and match the names CloudFormation gives the hub role (SAM and CDK logical ids); the write they
   reserve is the stacks' own (kms:PutKeyPolicy where kms:MultiRegionKeyType is REPLICA); the hub
-  resources they protect match the names CloudFormation gives them;
+  resources they protect match the names CloudFormation gives them; the hub role is denied every
+  action outside the guard's function (lambda:SourceFunctionArn), except the SQS and kms:Decrypt
+  calls the Lambda service makes with it, and no one but the deployment roles may pass it or create
+  a function named like the guard's;
 - each fits the 5,120-character limit of an organisation policy.
 
 Needs infra/cdk/cdk.out (`make synth`, with -c guardrails=true) and infra/.build/sam (sam_to_cfn.py).
@@ -182,6 +185,38 @@ class GuardrailDocumentsTest(unittest.TestCase):
                         self.assertTrue(fnmatch.fnmatchcase(f"arn:aws:cloudwatch:us-east-1:111122223333:alarm:{name}", patterns["cloudwatch"]), name)
         roles = protect["ProtectTheGuardsRoles"]["Resource"]
         self.assertIn("arn:aws:iam::*:role/kms-replica-guard-member", roles)
+
+    def test_the_hub_role_works_in_the_guards_function_only(self) -> None:
+        protect = statements(self.docs["ProtectTheGuard"])
+        only = protect["TheHubRoleWorksInTheGuardsFunctionOnly"]
+        self.assertEqual((only["Effect"], only["Resource"]), ("Deny", "*"))
+        self.assertNotIn("Action", only, "every action but the Lambda service's own calls (NotAction)")
+        # The hub role, as the replica write reservation names it.
+        reserved = statements(self.docs["ReserveReplicaPolicies"])["OnlyTheGuardWritesReplicaKeyPolicies"]["Condition"]["ArnNotLike"]["aws:PrincipalArn"][0]
+        self.assertEqual(only["Condition"]["ArnLike"], {"aws:PrincipalArn": reserved})
+        # Requests an AWS service makes for the role (forward access sessions) are not the role's own.
+        self.assertEqual(only["Condition"]["BoolIfExists"], {"aws:ViaAWSService": "false"})
+        # A negated operator: it also matches a request without the key (credentials used outside Lambda).
+        (pattern,) = only["Condition"]["ArnNotLike"].values()
+        self.assertEqual(list(only["Condition"]["ArnNotLike"]), ["lambda:SourceFunctionArn"])
+        self.assertTrue(pattern.startswith(f"arn:aws:lambda:*:{EXAMPLE['HubAccountId']}:function:"), pattern)
+        for where, template in (("SAM", _load_json(SAM_HUB)), ("CDK", _load_json(CDK_HUB))):
+            with self.subTest(tool=where):
+                fn = generated_name("kms-replica-guard", logical_id(template, "AWS::Lambda::Function", "Function"))
+                self.assertTrue(fnmatch.fnmatchcase(f"arn:aws:lambda:eu-west-1:{EXAMPLE['HubAccountId']}:function:{fn}", pattern))
+                self.assertFalse(fnmatch.fnmatchcase(f"arn:aws:lambda:eu-west-1:{EXAMPLE['HubAccountId']}:function:other-{fn}", pattern))
+                # Left out: exactly what the Lambda service does with the role without the key. The SQS
+                # actions the role holds (event source polling, on-failure destination; the function's
+                # own sweep queue sends among them), and the decryption of the environment.
+                allowed = {a for s in role_statements(template).values() if s["Effect"] == "Allow"
+                           for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+                self.assertEqual(set(only["NotAction"]), {a for a in allowed if a.startswith("sqs:")} | {"kms:Decrypt"})
+                self.assertNotIn("kms:Decrypt", allowed, "the role itself is granted no kms:Decrypt")
+        # The pattern is the stack's functions: only the deployment roles create one or pass the hub role.
+        self.assertIn("lambda:CreateFunction", protect["ProtectTheGuardsHubResources"]["Action"])
+        self.assertIn(pattern.replace(f":{EXAMPLE['HubAccountId']}:", ":*:"), protect["ProtectTheGuardsHubResources"]["Resource"])
+        self.assertIn("iam:PassRole", protect["ProtectTheGuardsRoles"]["Action"])
+        self.assertIn(reserved.replace(f"::{EXAMPLE['HubAccountId']}:", "::*:"), protect["ProtectTheGuardsRoles"]["Resource"])
 
 
 class GuardrailsParityTest(unittest.TestCase):

@@ -299,7 +299,8 @@ class SamCdkParityTest(unittest.TestCase):
             "RATE_PUT_KEY_POLICY": "12",
             "RATE_DESCRIBE_KEY": "1600",
             "RATE_INSTANCES": "2",
-            "EVENT_BUS": "default",
+            # The stack's own drift bus (DriftEventBus / driftEventBus dedicated, the default).
+            "EVENT_BUS": "<AWS::Events::EventBus>",
             "BASELINE_MATCH": "exact",
             "MIRROR_REWRITE": "off",
         }
@@ -421,8 +422,10 @@ class SamCdkParityTest(unittest.TestCase):
         sam, cdk = exposure_rule(self.sam)["Properties"], exposure_rule(self.cdk)["Properties"]
         self.assertEqual(sam["EventPattern"], cdk["EventPattern"])
         self.assertEqual(sam["EventPattern"]["detail"], {"exposure": {"severity": ["public", "cross-account"]}})
-        self.assertEqual(sam.get("EventBusName"), "default")
-        self.assertEqual(cdk.get("EventBusName"), "default")
+        # On the drift bus, where the function publishes (DriftEventBus dedicated at the defaults).
+        self.assertEqual(self.norm_sam(sam.get("EventBusName")), "<AWS::Events::EventBus>")
+        self.assertEqual(self.norm_cdk(cdk.get("EventBusName")), "<AWS::Events::EventBus>")
+        self.assertEqual(self.norm_sam(sam["Name"]), self.norm_cdk(cdk["Name"]))
 
         def targets(norm: Normalizer, props: dict[str, Any]) -> list[Any]:
             # Target ids are names only (CDK numbers them).
@@ -450,7 +453,11 @@ class SamCdkParityTest(unittest.TestCase):
                 self.assertEqual(self.norm_sam(sam["EventPattern"]), {
                     "source": ["kms-replica-guard"], "account": [self.norm_sam({"Ref": "AWS::AccountId"})], "detail-type": [detail_type],
                 })
-                self.assertEqual((sam.get("EventBusName"), cdk.get("EventBusName")), ("default", "default"))
+                self.assertEqual(
+                    (self.norm_sam(sam.get("EventBusName")), self.norm_cdk(cdk.get("EventBusName"))),
+                    ("<AWS::Events::EventBus>", "<AWS::Events::EventBus>"),
+                )
+                self.assertEqual(self.norm_sam(sam["Name"]), self.norm_cdk(cdk["Name"]))
                 strip = lambda norm, props: [norm({k: v for k, v in t.items() if k != "Id"}) for t in props["Targets"]]  # noqa: E731
                 self.assertEqual(strip(self.norm_sam, sam), strip(self.norm_cdk, cdk))
                 (target,) = strip(self.norm_sam, sam)
@@ -460,6 +467,43 @@ class SamCdkParityTest(unittest.TestCase):
                     self.assertRegex(path, r"^\$(\.[A-Za-z0-9_-]+)+$", var)
                 self.assertEqual(set(re.findall(r"<([^>]+)>", transformer["InputTemplate"])), set(transformer["InputPathsMap"]))
                 self.assertRegex(transformer["InputTemplate"], rf'^"kms-replica-guard: .*Runbook: docs/src/runbook/{runbook}\.md"$')
+
+    def test_drift_events_go_to_the_stacks_own_bus_and_nowhere_else(self) -> None:
+        # At the defaults (DriftEventBus / driftEventBus dedicated): one custom bus, <stack>-drift, without
+        # a bus policy; the function publishes there, may put events there only, and the guard's
+        # notification rules read it there. The guard change rule stays on the default bus (CloudTrail).
+        for tool, template, norm in (("SAM", self.sam, self.norm_sam), ("CDK", self.cdk, self.norm_cdk)):
+            with self.subTest(tool=tool):
+                (bus,) = _of_type(template, "AWS::Events::EventBus").values()
+                self.assertEqual(norm(bus["Properties"]), {"Name": "kms-replica-guard-drift"})
+                # No bus policy on it (the only one, the organisation's, is the default bus's).
+                self.assertEqual({norm(p["Properties"]["EventBusName"]) for p in _of_type(template, "AWS::Events::EventBusPolicy").values()} - {"default"}, set())
+                env = _one(template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+                self.assertEqual(norm(env["EVENT_BUS"]), "<AWS::Events::EventBus>")
+                role = _one(template, "AWS::IAM::Role")["Properties"]
+                (publish,) = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if s["Sid"] == "PublishDriftEvents"]
+                self.assertEqual(norm(publish["Resource"]), "<AWS::Events::EventBus.Arn>")
+                buses = {}
+                for r in _of_type(template, "AWS::Events::Rule").values():
+                    p = r["Properties"]
+                    if "EventPattern" in p and "ScheduleExpression" not in p:
+                        sources = tuple(p["EventPattern"].get("source") or [])
+                        buses.setdefault(norm(p.get("EventBusName", "default")), set()).update(sources)
+                self.assertEqual(buses.get("<AWS::Events::EventBus>"), {"kms-replica-guard"})
+                self.assertNotIn("kms-replica-guard", buses.get("default", set()))
+                self.assertIn("aws.iam", buses.get("default", set()), "the guard change rule reads CloudTrail on the default bus")
+        # SAM: DriftEventBus default puts everything back on the default bus, without the custom one.
+        env = SamEvaluator(self.sam, DriftEventBus="default").environment()
+        self.assertEqual(env["EVENT_BUS"], "default")
+        self.assertEqual(self.params["DriftEventBus"]["AllowedValues"], ["dedicated", "default"])
+        self.assertEqual(self.params["DriftEventBus"]["Default"], "dedicated")
+        self.assertFalse(SamEvaluator(self.sam, DriftEventBus="default").condition(self.sam["Resources"]["DriftBus"]["Condition"]))
+        role = _one(self.sam, "AWS::IAM::Role")["Properties"]
+        (publish,) = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if s["Sid"] == "PublishDriftEvents"]
+        self.assertEqual(
+            SamEvaluator(self.sam, DriftEventBus="default")(publish["Resource"]),
+            "arn:aws:events:us-east-1:111122223333:event-bus/default",
+        )
 
     def test_the_function_starts_after_every_conditional_grant(self) -> None:
         # SAM: the separately attached policies are conditional; DependsOn on one whose condition is

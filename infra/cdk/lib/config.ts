@@ -71,6 +71,11 @@ export interface GuardConfig {
   readonly alarmEmail: string;
   /** The AutoFixApplied alarm fires when the 5-minute sum is above this. */
   readonly autoFixSpikeThreshold: number;
+  /**
+   * Where drift events go (EVENT_BUS): `dedicated`, a custom bus of the stack (`<stack>-drift`,
+   * no bus policy) that also holds the notification rules; or `default`, this Region's default bus.
+   */
+  readonly driftEventBus: 'dedicated' | 'default';
   /** Days the backups bucket keeps each policy backup (and each noncurrent version). */
   readonly backupRetentionDays: number;
   /** Flap guard: rewrites of one key within flapWindow before the function leaves it alone. */
@@ -134,6 +139,7 @@ export const DEFAULT_CONFIG: GuardConfig = {
   metricsNamespace: contract.metrics_namespace,
   alarmEmail: '',
   autoFixSpikeThreshold: 10,
+  driftEventBus: 'dedicated',
   backupRetentionDays: 365,
   flapMax: 5,
   flapWindow: '1h',
@@ -325,6 +331,10 @@ export function configFromContext(read: ContextReader): GuardConfig {
   if (mirrorRewrite !== 'on' && mirrorRewrite !== 'off') {
     throw new Error(`context mirrorRewrite=${mirrorRewrite}: expected on or off`);
   }
+  const driftEventBus = str('driftEventBus');
+  if (driftEventBus !== 'dedicated' && driftEventBus !== 'default') {
+    throw new Error(`context driftEventBus=${driftEventBus}: expected dedicated or default`);
+  }
   const sweepRegions = toList(get('sweepRegions') ?? []);
   for (const r of sweepRegions) {
     if (!REGION_PATTERN.test(r)) throw new Error(`context sweepRegions: ${r} is not a Region name`);
@@ -453,6 +463,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     metricsNamespace,
     alarmEmail,
     autoFixSpikeThreshold: num('autoFixSpikeThreshold', 0, 1000000),
+    driftEventBus,
     backupRetentionDays: num('backupRetentionDays', 1, 36500),
     flapMax: num('flapMax', 1, 1000),
     flapWindow,

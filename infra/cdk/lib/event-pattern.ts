@@ -118,6 +118,24 @@ export const EXEMPTION_MESSAGE = {
     '(CloudTrail event <actor_event_id>). The guard no longer fixes this key. Runbook: docs/src/runbook/exemption-granted.md"',
 };
 
+/** The IAM calls that change what the guard's role may do (the guard change rule's IAM branch). */
+export const GUARD_ROLE_EVENT_NAMES = ['PutRolePolicy', 'DeleteRolePolicy', 'AttachRolePolicy', 'DetachRolePolicy', 'UpdateAssumeRolePolicy'];
+
+/** The detail of a change to the guard role's policies, as CloudTrail records it. */
+function guardRoleChangeDetail(roleName: string): Record<string, unknown> {
+  return { eventSource: ['iam.amazonaws.com'], eventName: GUARD_ROLE_EVENT_NAMES, requestParameters: { roleName: [roleName] } };
+}
+
+/**
+ * The changes to the guard role's policies alone: the guard change rule's IAM branch as a pattern of its
+ * own, which the spoke stack in us-east-1 forwards to a hub elsewhere (IAM is global; EventBridge
+ * delivers its CloudTrail events in us-east-1 only). Identical to infra/sam/spoke.yaml's
+ * ForwardGuardRoleChanges (infra/tests checks both against the hub's IAM branch).
+ */
+export function guardRoleChangePattern(roleName: string): events.EventPattern {
+  return { source: ['aws.iam'], detailType: ['AWS API Call via CloudTrail'], detail: guardRoleChangeDetail(roleName) };
+}
+
 /** The guard's own resources, as CloudTrail names them in requestParameters. */
 export interface GuardResources {
   readonly functionName: string;
@@ -135,7 +153,7 @@ export interface GuardResources {
  * infra/tests checks it against infra/tests/fixtures/guard-changes/): CloudTrail records of calls that
  * change the function, its queue mapping, its rules, its alarms or its role. Lambda's event names
  * carry an API version (UpdateFunctionConfiguration20150331v2): prefixes. IAM events reach
- * EventBridge in us-east-1 only.
+ * EventBridge in us-east-1 only: a hub elsewhere gets them from the us-east-1 spoke (guardRoleChangePattern).
  */
 export function guardChangePattern(r: GuardResources): events.EventPattern {
   const prefixes = (...names: string[]) => names.map((prefix) => ({ prefix }));
@@ -166,11 +184,7 @@ export function guardChangePattern(r: GuardResources): events.EventPattern {
           eventName: ['SetAlarmState', 'PutMetricAlarm'],
           requestParameters: { alarmName: [{ prefix: r.alarmPrefix }] },
         },
-        {
-          eventSource: ['iam.amazonaws.com'],
-          eventName: ['PutRolePolicy', 'DeleteRolePolicy', 'AttachRolePolicy', 'DetachRolePolicy', 'UpdateAssumeRolePolicy'],
-          requestParameters: { roleName: [r.roleName] },
-        },
+        guardRoleChangeDetail(r.roleName),
       ],
     },
   };

@@ -15,7 +15,7 @@ import { DEFAULT_MEMBER_ROLE_NAME } from './member-stack';
 
 /** The actions that change the guard's hub resources (the ProtectTheGuard SCP). */
 const HUB_RESOURCE_ACTIONS = [
-  'lambda:DeleteFunction', 'lambda:DeleteFunctionConcurrency', 'lambda:DeleteFunctionEventInvokeConfig',
+  'lambda:CreateFunction', 'lambda:DeleteFunction', 'lambda:DeleteFunctionConcurrency', 'lambda:DeleteFunctionEventInvokeConfig',
   'lambda:PutFunctionConcurrency', 'lambda:PutFunctionEventInvokeConfig', 'lambda:UpdateFunctionCode',
   'lambda:UpdateFunctionConfiguration', 'lambda:UpdateFunctionEventInvokeConfig',
   'events:DeleteRule', 'events:DisableRule', 'events:PutRule', 'events:PutTargets', 'events:RemoveTargets',
@@ -26,8 +26,17 @@ const HUB_RESOURCE_ACTIONS = [
 
 const ROLE_ACTIONS = [
   'iam:AttachRolePolicy', 'iam:CreateRole', 'iam:DeleteRole', 'iam:DeleteRolePermissionsBoundary', 'iam:DeleteRolePolicy',
-  'iam:DetachRolePolicy', 'iam:PutRolePermissionsBoundary', 'iam:PutRolePolicy', 'iam:TagRole', 'iam:UntagRole',
+  'iam:DetachRolePolicy', 'iam:PassRole', 'iam:PutRolePermissionsBoundary', 'iam:PutRolePolicy', 'iam:TagRole', 'iam:UntagRole',
   'iam:UpdateAssumeRolePolicy', 'iam:UpdateRole', 'iam:UpdateRoleDescription',
+];
+
+/**
+ * What the Lambda service does with the hub role outside the execution environment, without
+ * lambda:SourceFunctionArn (the SQS event source's polling, the on-failure destination, the
+ * environment's decryption): left out of the hub-role-in-its-function-only statement.
+ */
+const SERVICE_ACTIONS_WITHOUT_SOURCE_FUNCTION = [
+  'kms:Decrypt', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:SendMessage',
 ];
 
 const STACK_ACTIONS = [
@@ -153,7 +162,7 @@ export class GuardrailsStack extends Stack {
 
     const protect = new organizations.CfnPolicy(this, 'ProtectTheGuard', {
       name: 'kms-replica-guard-protect-the-guard',
-      description: "Only the deployment roles change the guard's stacks, roles, function, rules, alarms, queues and bucket",
+      description: "Only the deployment roles change the guard's stacks, roles, function, rules, alarms, queues and bucket; the hub role works in the guard's function only",
       type: 'SERVICE_CONTROL_POLICY',
       targetIds: targetIds.valueAsList,
       content: {
@@ -201,6 +210,20 @@ export class GuardrailsStack extends Stack {
             Condition: {
               ArnLike: { 'lambda:FunctionArn': `arn:${Aws.PARTITION}:lambda:*:*:function:${stack}-*` },
               ...deployers,
+            },
+          },
+          // The hub role's credentials work inside the guard's function only (lambda:SourceFunctionArn,
+          // which Lambda puts into every request from the execution environment; an absent key matches
+          // ArnNotLike): guardrails.yaml says what is left out and why.
+          {
+            Sid: 'TheHubRoleWorksInTheGuardsFunctionOnly',
+            Effect: 'Deny',
+            NotAction: SERVICE_ACTIONS_WITHOUT_SOURCE_FUNCTION,
+            Resource: '*',
+            Condition: {
+              ArnLike: { 'aws:PrincipalArn': `arn:${Aws.PARTITION}:iam::${hubAccountId.valueAsString}:role/${hubRoleNamePattern.valueAsString}` },
+              ArnNotLike: { 'lambda:SourceFunctionArn': `arn:${Aws.PARTITION}:lambda:*:${hubAccountId.valueAsString}:function:${stack}-*` },
+              BoolIfExists: { 'aws:ViaAWSService': 'false' },
             },
           },
         ],

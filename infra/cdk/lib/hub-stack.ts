@@ -179,6 +179,14 @@ export class HubStack extends Stack {
     // Retained with the bucket, so that a bucket left behind by a stack deletion stays TLS-only.
     backupBucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
 
+    // The drift events' own bus (driftEventBus dedicated): each event carries a key's policy diff,
+    // which not every reader of the default bus should see. No bus policy: a custom bus without one
+    // admits no other account; in this account, whoever IAM allows events:PutEvents / PutRule on it.
+    const driftBus =
+      cfg.driftEventBus === 'dedicated' ? new events.EventBus(this, 'DriftBus', { eventBusName: `${this.stackName}-drift` }) : undefined;
+    const driftBusName = driftBus ? driftBus.eventBusName : 'default';
+    const driftBusArn = driftBus ? driftBus.eventBusArn : `arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`;
+
     // Explicit role: REMEDIATOR_ROLE_ARN is its ARN, and every replica's baseline key policy
     // must allow it (lockout check).
     const statements = [
@@ -248,13 +256,13 @@ export class HubStack extends Stack {
         actions: ['s3:DeleteObject'],
         resources: [`arn:${this.partition}:s3:::${backupBucket.bucketName}/${BACKUP_PREFIX}claims/*`],
       }),
-      // Every drift found is put on this Region's default bus (source kms-replica-guard,
-      // EVENT_BUS): the exposure notification rule and the operator's own rules read it there.
-      // The default bus only; a failed publish never blocks a fix.
+      // Every drift found is put on the drift bus (source kms-replica-guard, EVENT_BUS): the stack's
+      // own bus (driftEventBus dedicated) or this Region's default bus; the notification rules and
+      // the operator's own rules read it there. That bus only; a failed publish never blocks a fix.
       new iam.PolicyStatement({
         sid: 'PublishDriftEvents',
         actions: ['events:PutEvents'],
-        resources: [`arn:${this.partition}:events:${this.region}:${this.account}:event-bus/default`],
+        resources: [driftBusArn],
       }),
     ];
     if (cfg.baselineSsmParameter) {
@@ -431,7 +439,7 @@ export class HubStack extends Stack {
         // The scheduled sweep fans out to this queue: one work item per (account, Region).
         SWEEP_QUEUE_URL: sweepQueue.queueUrl,
         // Each drift found is published here as an event (source kms-replica-guard).
-        EVENT_BUS: 'default',
+        EVENT_BUS: driftBusName,
       },
       retryAttempts: cfg.maxRetryAttempts,
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
@@ -537,12 +545,16 @@ export class HubStack extends Stack {
     // route the others (or these, elsewhere) with rules of your own on source kms-replica-guard.
     // The target is bound by hand (not targets.SnsTopic, which would add Sid-less, unconditioned
     // grants to the topic and key policies) so that both policies say exactly what SAM says.
+    // The notification rules have fixed names: the guard change rule names them, and Ref of a rule on a
+    // custom bus is BUS|NAME, not the name CloudTrail records.
+    const exposureRuleName = `${this.stackName}-exposure`;
     const exposureRule = new events.Rule(this, 'ExposureNotificationRule', {
+      ruleName: exposureRuleName,
       description: 'Public and cross-account replica key policy drifts found by kms-replica-guard, as a readable message to the alarm topic',
       // The guard's own events only: put on this bus by this account.
       eventPattern: { ...EXPOSURE_EVENT_PATTERN, account: [Aws.ACCOUNT_ID] },
     });
-    (exposureRule.node.defaultChild as events.CfnRule).eventBusName = 'default';
+    (exposureRule.node.defaultChild as events.CfnRule).eventBusName = driftBusName;
     exposureRule.addTarget({
       bind: () => ({
         arn: topic.topicArn,
@@ -553,20 +565,24 @@ export class HubStack extends Stack {
     // key): each as a readable message to the alarm topic, the guard's own events from this account
     // only (the same rules as infra/sam/template.yaml's WriteRefusedNotificationRule and
     // ExemptionNotificationRule).
-    const notificationRule = (id: string, description: string, pattern: events.EventPattern, message: { inputPathsMap: Record<string, string>; inputTemplate: string }) => {
-      const rule = new events.Rule(this, id, { description, eventPattern: { ...pattern, account: [Aws.ACCOUNT_ID] } });
-      (rule.node.defaultChild as events.CfnRule).eventBusName = 'default';
+    const notificationRule = (id: string, ruleName: string, description: string, pattern: events.EventPattern, message: { inputPathsMap: Record<string, string>; inputTemplate: string }) => {
+      const rule = new events.Rule(this, id, { ruleName, description, eventPattern: { ...pattern, account: [Aws.ACCOUNT_ID] } });
+      (rule.node.defaultChild as events.CfnRule).eventBusName = driftBusName;
       rule.addTarget({ bind: () => ({ arn: topic.topicArn, input: new TransformedInput(message.inputPathsMap, message.inputTemplate) }) });
       return rule;
     };
+    const refusedRuleName = `${this.stackName}-write-refused`;
     const refusedRule = notificationRule(
       'WriteRefusedNotificationRule',
+      refusedRuleName,
       'Key policy writes the kms-replica-guard guardrails refused, as a readable message to the alarm topic',
       WRITE_REFUSED_EVENT_PATTERN,
       WRITE_REFUSED_MESSAGE,
     );
+    const exemptionRuleName = `${this.stackName}-exemption`;
     const exemptionRule = notificationRule(
       'ExemptionNotificationRule',
+      exemptionRuleName,
       'Exemptions (the exclude tag set on a key) seen by kms-replica-guard, as a readable message to the alarm topic',
       EXEMPTION_EVENT_PATTERN,
       EXEMPTION_MESSAGE,
@@ -582,7 +598,7 @@ export class HubStack extends Stack {
         functionName: fn.functionName,
         functionArn: fn.functionArn,
         mappingId: sweepWork.eventSourceMappingId,
-        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRule.ruleName, refusedRule.ruleName, exemptionRule.ruleName, changeRuleName],
+        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRuleName, refusedRuleName, exemptionRuleName, changeRuleName],
         alarmPrefix: `${this.stackName}-`,
         roleName: role.roleName,
       }),
@@ -848,6 +864,16 @@ export class HubStack extends Stack {
       description:
         'Execution role ARN; every replica baseline key policy must allow it kms:PutKeyPolicy, kms:GetKeyPolicy and kms:DescribeKey (or keep the account-root statement)',
       value: role.roleArn,
+    });
+    new CfnOutput(this, 'RemediatorRoleName', {
+      description:
+        'Name of the execution role. With the hub outside us-east-1, give it to the spoke stack in us-east-1 as guardRoleName: EventBridge delivers IAM CloudTrail events there only, and that spoke forwards the changes to this role policies to the hub guard change rule.',
+      value: role.roleName,
+    });
+    new CfnOutput(this, 'DriftEventBusName', {
+      description:
+        'The event bus the function publishes each drift to (source kms-replica-guard, EVENT_BUS): the stack own <stack>-drift bus (driftEventBus dedicated) or default. Route the events with rules of your own on this bus.',
+      value: driftBusName,
     });
     new CfnOutput(this, 'BackupBucketName', {
       description: `Bucket of the backups of every overwritten key policy (under ${BACKUP_PREFIX}); retained when the stack is deleted`,

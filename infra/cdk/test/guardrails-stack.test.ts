@@ -23,4 +23,17 @@ describe('the guardrails stack', () => {
     expect(template.toJSON().Parameters.ExcludeTag.Default).toBe('kms-replica-guard:exclude');
     expect(template.toJSON().Parameters.BaselineTag.Default).toBe('kms-replica-guard:baseline');
   });
+
+  test('the hub role works inside the guard function only (lambda:SourceFunctionArn), service-made calls aside', () => {
+    const [scp] = Object.values(template.findResources('AWS::Organizations::Policy', { Properties: { Name: 'kms-replica-guard-protect-the-guard' } })) as any[];
+    const only = scp.Properties.Content.Statement.find((s: any) => s.Sid === 'TheHubRoleWorksInTheGuardsFunctionOnly');
+    expect(only).toMatchObject({ Effect: 'Deny', Resource: '*' });
+    expect(only.Action).toBeUndefined();
+    expect(only.NotAction).toEqual(['kms:Decrypt', 'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:SendMessage']);
+    expect(Object.keys(only.Condition).sort()).toEqual(['ArnLike', 'ArnNotLike', 'BoolIfExists']);
+    expect(Object.keys(only.Condition.ArnLike)).toEqual(['aws:PrincipalArn']);
+    expect(Object.keys(only.Condition.ArnNotLike)).toEqual(['lambda:SourceFunctionArn']);
+    expect(only.Condition.BoolIfExists).toEqual({ 'aws:ViaAWSService': 'false' });
+  });
 });
+

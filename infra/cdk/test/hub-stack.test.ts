@@ -72,6 +72,7 @@ describe('the hub stack', () => {
   test('the function is the arm64 provided.al2023 bootstrap with its environment and JSON logs', () => {
     const [roleId] = onlyResource(template, 'AWS::IAM::Role');
     const [bucketId] = onlyResource(template, 'AWS::S3::Bucket');
+    const [busId] = onlyResource(template, 'AWS::Events::EventBus');
     const [logGroupId] = onlyResource(template, 'AWS::Logs::LogGroup', {
       Properties: { LogGroupName: '/kms-replica-guard/kms-replica-guard', RetentionInDays: 365 },
     });
@@ -104,7 +105,7 @@ describe('the hub stack', () => {
           RATE_PUT_KEY_POLICY: '12',
           RATE_DESCRIBE_KEY: '1600',
           RATE_INSTANCES: '2',
-          EVENT_BUS: 'default',
+          EVENT_BUS: { Ref: busId },
         },
       },
     });
@@ -396,8 +397,9 @@ describe('the hub stack', () => {
     template.resourceCountIs('AWS::SNS::Subscription', 0);
   });
 
-  test('the exposure rule sends public and cross-account drifts of the default bus to the topic as a readable message', () => {
+  test('the exposure rule sends public and cross-account drifts of the drift bus to the topic as a readable message', () => {
     const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
+    const [busId] = onlyResource(template, 'AWS::Events::EventBus');
     const [ruleId, rule] = onlyResource(template, 'AWS::Events::Rule', {
       Properties: { EventPattern: Match.objectLike({ source: ['kms-replica-guard'], 'detail-type': Match.arrayWith(['Replica Key Policy Drift Detected']) }) },
     });
@@ -407,7 +409,8 @@ describe('the hub stack', () => {
     const [exemptionId] = onlyResource(template, 'AWS::Events::Rule', {
       Properties: { EventPattern: Match.objectLike({ 'detail-type': ['Replica Key Exemption Granted'] }) },
     });
-    expect(rule.Properties.EventBusName).toBe('default');
+    expect(rule.Properties.EventBusName).toEqual({ Ref: busId });
+    expect(rule.Properties.Name).toBe('kms-replica-guard-exposure');
     expect(rule.Properties.EventPattern).toStrictEqual({
       source: ['kms-replica-guard'],
       'detail-type': ['Replica Key Policy Drift Detected', 'Replica Key Policy Remediated', 'Replica Key Policy Remediation Failed'],
@@ -453,11 +456,41 @@ describe('the hub stack', () => {
         },
       },
     ]);
-    // The function may publish its drift events to the default bus, and nowhere else.
+    // The function may publish its drift events to the drift bus, and nowhere else.
     const publish = roleStatements(template).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('events:')));
+    expect(publish).toEqual([
+      { Sid: 'PublishDriftEvents', Effect: 'Allow', Action: 'events:PutEvents', Resource: { 'Fn::GetAtt': [busId, 'Arn'] } },
+    ]);
+  });
+
+  test('drift events go to the stack own bus, <stack>-drift, without a bus policy (driftEventBus dedicated, the default)', () => {
+    const [busId, bus] = onlyResource(template, 'AWS::Events::EventBus');
+    expect(bus.Properties).toEqual({ Name: 'kms-replica-guard-drift' });
+    template.resourceCountIs('AWS::Events::EventBusPolicy', 0);
+    const guardRules = Object.values(template.findResources('AWS::Events::Rule', {
+      Properties: { EventPattern: Match.objectLike({ source: ['kms-replica-guard'] }) },
+    })) as any[];
+    expect(guardRules).toHaveLength(3);
+    for (const r of guardRules) expect(r.Properties.EventBusName).toEqual({ Ref: busId });
+    expect(template.findOutputs('DriftEventBusName').DriftEventBusName.Value).toEqual({ Ref: busId });
+  });
+
+  test('driftEventBus default puts the drift events and their rules back on the default bus', () => {
+    const t = synth({ driftEventBus: 'default' });
+    t.resourceCountIs('AWS::Events::EventBus', 0);
+    t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ EVENT_BUS: 'default' }) } });
+    const guardRules = Object.values(t.findResources('AWS::Events::Rule', {
+      Properties: { EventPattern: Match.objectLike({ source: ['kms-replica-guard'] }) },
+    })) as any[];
+    expect(guardRules).toHaveLength(3);
+    for (const r of guardRules) expect(r.Properties.EventBusName).toBe('default');
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    const publish = roleStatements(t).filter((s) => s.Sid === 'PublishDriftEvents');
     expect(publish).toEqual([
       { Sid: 'PublishDriftEvents', Effect: 'Allow', Action: 'events:PutEvents', Resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default` },
     ]);
+    expect(() => configFromContext(ctx({ driftEventBus: 'custom' }))).toThrow(/driftEventBus=custom/);
+    expect(configFromContext(ctx({})).driftEventBus).toBe('dedicated');
   });
 
   test('refused writes and exemptions of the guard in this account go to the topic as readable messages', () => {
@@ -467,7 +500,8 @@ describe('the hub stack', () => {
       ['Replica Key Exemption Granted', 'exemption-granted', ['key_arn', 'tag', 'value', 'actor_arn']],
     ] as const) {
       const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { EventPattern: Match.objectLike({ 'detail-type': [detailType] }) } });
-      expect(rule.Properties.EventBusName).toBe('default');
+      const [busId] = onlyResource(template, 'AWS::Events::EventBus');
+      expect(rule.Properties.EventBusName).toEqual({ Ref: busId });
       expect(rule.Properties.EventPattern).toStrictEqual({ source: ['kms-replica-guard'], 'detail-type': [detailType], account: [{ Ref: 'AWS::AccountId' }] });
       const [target] = rule.Properties.Targets;
       expect(target.Arn).toEqual({ Ref: topicId });
@@ -490,8 +524,8 @@ describe('the hub stack', () => {
   test('the outputs give the user what they need', () => {
     const outputs = Object.keys(template.findOutputs('*')).sort();
     expect(outputs).toEqual([
-      'AlarmTopicArn', 'BackupBucketName', 'DashboardName', 'DeadLetterQueueArn', 'DeadLetterQueueUrl', 'FunctionArn',
-      'FunctionName', 'HubEventBusArn', 'RemediatorRoleArn', 'SweepDeadLetterQueueUrl', 'SweepQueueUrl',
+      'AlarmTopicArn', 'BackupBucketName', 'DashboardName', 'DeadLetterQueueArn', 'DeadLetterQueueUrl', 'DriftEventBusName', 'FunctionArn',
+      'FunctionName', 'HubEventBusArn', 'RemediatorRoleArn', 'RemediatorRoleName', 'SweepDeadLetterQueueUrl', 'SweepQueueUrl',
     ]);
   });
 
@@ -929,6 +963,11 @@ describe('the hub stack settings', () => {
     expect(branches[1].requestParameters.uUID).toEqual([{ Ref: mappingId }]);
     expect(branches[2].requestParameters.name).toHaveLength(6);
     expect(branches[2].requestParameters.name).toContain('kms-replica-guard-guard-changes');
+    // The notification rules by their fixed names (Ref of a rule on a custom bus is BUS|NAME).
+    for (const name of ['kms-replica-guard-exposure', 'kms-replica-guard-write-refused', 'kms-replica-guard-exemption']) {
+      expect(branches[2].requestParameters.name).toContain(name);
+      expect(branches[3].requestParameters.rule).toContain(name);
+    }
     expect(branches[4].requestParameters.alarmNames).toEqual([{ prefix: 'kms-replica-guard-' }]);
     expect(branches[6].requestParameters.roleName).toEqual([{ Ref: roleId }]);
     const [target] = rule.Properties.Targets;

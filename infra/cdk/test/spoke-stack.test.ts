@@ -1,13 +1,14 @@
 import { testApp } from './util';
 import { Template } from 'aws-cdk-lib/assertions';
 import { SpokeStack } from '../lib/spoke-stack';
+import { guardChangePattern } from '../lib/event-pattern';
 
 const ACCOUNT = '111122223333';
 const HUB_BUS = `arn:aws:events:us-east-1:${ACCOUNT}:event-bus/default`;
 
-function synth(region: string): Template {
+function synth(region: string, hubRegion = 'us-east-1', guardRoleName?: string): Template {
   const app = testApp();
-  return Template.fromStack(new SpokeStack(app, `Spoke-${region}`, { env: { account: ACCOUNT, region }, hubRegion: 'us-east-1' }));
+  return Template.fromStack(new SpokeStack(app, `Spoke-${region}`, { env: { account: ACCOUNT, region }, hubRegion, guardRoleName }));
 }
 
 describe('the spoke stack', () => {
@@ -53,5 +54,40 @@ describe('the spoke stack', () => {
         Assert: { 'Fn::Contains': [['aws', 'aws-cn', 'aws-us-gov'], { Ref: 'AWS::Partition' }] },
       }),
     ]);
+  });
+
+  describe('in us-east-1 for a hub elsewhere, with the hub role name', () => {
+    const ROLE = 'kms-replica-guard-RemediatorRole-ABC123';
+    const west = synth('us-east-1', 'eu-west-1', ROLE);
+    const HUB_WEST = `arn:aws:events:eu-west-1:${ACCOUNT}:event-bus/default`;
+
+    test("forwards the changes to the hub role's policies, the hub guard change rule's IAM branch, to the hub bus", () => {
+      const rules = Object.values(west.findResources('AWS::Events::Rule')) as any[];
+      expect(rules).toHaveLength(2);
+      const [iam] = rules.filter((r) => r.Properties.EventPattern.source[0] === 'aws.iam');
+      expect(iam.Properties.EventPattern).toStrictEqual({
+        source: ['aws.iam'],
+        'detail-type': ['AWS API Call via CloudTrail'],
+        detail: {
+          eventSource: ['iam.amazonaws.com'],
+          eventName: ['PutRolePolicy', 'DeleteRolePolicy', 'AttachRolePolicy', 'DetachRolePolicy', 'UpdateAssumeRolePolicy'],
+          requestParameters: { roleName: [ROLE] },
+        },
+      });
+      // The hub's own guard change rule has the same branch for its role.
+      const hub = guardChangePattern({ functionName: 'f', functionArn: 'a', mappingId: 'm', ruleNames: [], alarmPrefix: 'p', roleName: ROLE }) as any;
+      const branch = hub.detail.$or.find((b: any) => b.eventSource[0] === 'iam.amazonaws.com');
+      expect(iam.Properties.EventPattern.detail).toStrictEqual(branch);
+      const [roleId] = Object.keys(west.findResources('AWS::IAM::Role'));
+      expect(iam.Properties.Targets).toEqual([expect.objectContaining({ Arn: HUB_WEST, RoleArn: { 'Fn::GetAtt': [roleId, 'Arn'] } })]);
+      expect(Object.keys(west.findOutputs('*'))).toContain('GuardRoleChangesRuleArn');
+    });
+
+    test('no IAM forwarding without the role name, and none outside us-east-1', () => {
+      const rules = Object.values(synth('us-east-1', 'eu-west-1').findResources('AWS::Events::Rule')) as any[];
+      expect(rules.map((r) => r.Properties.EventPattern.source)).toEqual([['aws.kms']]);
+      expect(() => synth('eu-west-2', 'eu-west-1', ROLE)).toThrow(/us-east-1 only/);
+      expect(() => synth('us-east-1', 'eu-west-1', 'bad name!')).toThrow(/not an IAM role name/);
+    });
   });
 });
