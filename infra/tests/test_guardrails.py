@@ -122,14 +122,15 @@ class GuardrailDocumentsTest(unittest.TestCase):
         tags = statements(self.docs["ReserveReplicaPolicies"])["OnlyPipelinesSetTheGuardsTags"]
         keys = tags["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"]
         self.assertEqual(keys, ["kms-replica-guard:exclude", "kms-replica-guard:baseline"])
-        rust = (ROOT / "src" / "config.rs").read_text(encoding="utf-8") + (ROOT / "crates" / "engine" / "src" / "catalogue.rs").read_text(encoding="utf-8")
-        self.assertIn(f'DEFAULT_EXCLUDE_TAG: &str = "{keys[0]}"', rust)
-        self.assertIn(f'DEFAULT_BASELINE_TAG: &str = "{keys[1]}"', rust)
+        # The function's tag keys, as the contract declares them (cargo xtask docs, from the code);
+        # the CDK app takes its defaults from the same contract.
+        contract = json.loads((ROOT / "infra" / "contract.json").read_text(encoding="utf-8"))
+        self.assertEqual([contract["tag_keys"]["exclude"], contract["tag_keys"]["baseline"]], keys)
         sam = _load_json(SAM_HUB)["Parameters"]
         self.assertEqual([sam["ExcludeTag"]["Default"], sam["BaselineTag"]["Default"]], keys)
         config = (ROOT / "infra" / "cdk" / "lib" / "config.ts").read_text(encoding="utf-8")
-        self.assertIn(f"excludeTag: '{keys[0]}'", config)
-        self.assertIn(f"baselineTag: '{keys[1]}'", config)
+        self.assertIn("excludeTag: contract.tag_keys.exclude", config)
+        self.assertIn("baselineTag: contract.tag_keys.baseline", config)
         params = self.template["Parameters"]
         self.assertEqual([params["ExcludeTag"]["Default"], params["BaselineTag"]["Default"]], keys)
         # The guard never tags (its roles have no kms:TagResource): only pipelines are exempted.
