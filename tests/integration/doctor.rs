@@ -31,6 +31,8 @@ struct Shape {
     mapping_enabled: bool,
     /// A sweep completed (SweepCompleted published) before the alarm was created.
     swept: bool,
+    /// us-east-1 forwards the IAM changes of the guard's role to the hub.
+    iam_forwarding: bool,
 }
 
 impl Shape {
@@ -62,6 +64,7 @@ impl Shape {
             forwarding: true,
             mapping_enabled: true,
             swept: true,
+            iam_forwarding: true,
         }
     }
 
@@ -306,6 +309,28 @@ async fn deploy(test: &str, shape: &Shape) -> String {
             .expect("PutTargets");
     }
 
+    if shape.iam_forwarding {
+        let east = aws_sdk_eventbridge::Client::new(&localstack_in(&sdk, "us-east-1"));
+        east.put_rule()
+            .name(format!("{run}-iam"))
+            .event_pattern(r#"{"source":["aws.iam"],"detail-type":["AWS API Call via CloudTrail"],"detail":{"eventSource":["iam.amazonaws.com"]}}"#)
+            .send()
+            .await
+            .expect("PutRule");
+        east.put_targets()
+            .rule(format!("{run}-iam"))
+            .targets(target(
+                "hub",
+                &format!(
+                    "arn:aws:events:{}:{HUB_ACCOUNT}:event-bus/default",
+                    shape.hub
+                ),
+            ))
+            .send()
+            .await
+            .expect("PutTargets");
+    }
+
     let cw = aws_sdk_cloudwatch::Client::new(&localstack_in(&sdk, shape.hub));
     let alarm = format!("{run}-SweepCompleted-heartbeat");
     if shape.swept {
@@ -426,6 +451,7 @@ async fn a_healthy_deployment_passes_every_check() {
         "schedule",
         "queue-mapping",
         "forwarding",
+        "iam-forwarding",
         "heartbeat",
     ] {
         let found = statuses(&report, check);
@@ -487,6 +513,7 @@ async fn a_broken_deployment_fails_each_check_with_its_fix() {
     shape.forwarding = false;
     shape.mapping_enabled = false;
     shape.swept = false;
+    shape.iam_forwarding = false;
     let function = deploy("doctor-broken", &shape).await;
     let proxy = FaultProxy::start(endpoint()).await;
     proxy.inject("AssumeRole", Fault::AccessDenied, 1);
@@ -526,6 +553,7 @@ async fn a_broken_deployment_fails_each_check_with_its_fix() {
     ] {
         assert_eq!(statuses(&report, check), ["fail"], "{check}\n{report:#}");
     }
+    assert_eq!(statuses(&report, "iam-forwarding"), ["warn"], "a hub outside us-east-1");
     // Every failure says what to do.
     for c in report["checks"].as_array().unwrap() {
         if c["status"] == "fail" || c["status"] == "warn" {

@@ -283,6 +283,42 @@ pub fn event_rule(check: &'static str, region: &str, rules: &[RuleInfo], fix: &s
     }
 }
 
+/// IAM delivers its CloudTrail events to EventBridge in us-east-1 only: for a hub elsewhere,
+/// changes to the guard's role reach its guard-changes rule only through a us-east-1 rule
+/// that forwards them (the spoke stack's `GuardRoleName`). A warning: the guard still works,
+/// but a change to its role's policies is not news.
+pub fn iam_forwarding(hub: &str, rules: &[RuleInfo]) -> Check {
+    let forwards_iam = |r: &&RuleInfo| {
+        r.state == "ENABLED"
+            && r.pattern
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .is_some_and(|p| {
+                    p["source"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|s| s == "aws.iam"))
+                })
+    };
+    match rules.iter().find(forwards_iam) {
+        Some(r) => Check::pass(
+            "iam-forwarding",
+            "us-east-1",
+            format!(
+                "{} forwards IAM changes of the guard's role to {hub}",
+                r.name
+            ),
+        ),
+        None => Check::warn(
+            "iam-forwarding",
+            "us-east-1",
+            "no rule forwards IAM events to the hub: a change to the guard's role policies raises no message",
+            format!(
+                "deploy infra/sam/spoke.yaml in us-east-1 with HubRegion={hub} and GuardRoleName set to the hub's RemediatorRoleName output"
+            ),
+        ),
+    }
+}
+
 /// An enabled schedule rule invokes the function's sweep.
 pub fn schedule(region: &str, rules: &[RuleInfo]) -> Check {
     let scheduled: Vec<&RuleInfo> = rules.iter().filter(|r| r.schedule.is_some()).collect();
@@ -504,6 +540,19 @@ mod tests {
         assert_eq!(narrow.fix.as_deref(), Some(fix));
         let none = event_rule("rule", "us-east-1", &[], fix);
         assert_eq!(none.status, Status::Fail);
+    }
+
+    #[test]
+    fn iam_changes_must_be_forwarded_from_us_east_1() {
+        let iam = r#"{"source":["aws.iam"],"detail":{"eventSource":["iam.amazonaws.com"]}}"#;
+        let on = [rule("f", "ENABLED", Some(iam), None)];
+        assert_eq!(iam_forwarding("eu-west-1", &on).status, Status::Pass);
+        let off = [rule("f", "DISABLED", Some(iam), None)];
+        assert_eq!(iam_forwarding("eu-west-1", &off).status, Status::Warn);
+        let kms_only = [rule("k", "ENABLED", Some(PATTERN), None)];
+        let c = iam_forwarding("eu-west-1", &kms_only);
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.fix.unwrap().contains("GuardRoleName"));
     }
 
     #[test]

@@ -491,6 +491,13 @@ async fn rules(
         return out;
     };
     let bus = format!("arn:{partition}:events:{hub}:{account}:event-bus/default");
+    if partition == "aws" && hub.as_str() != "us-east-1" {
+        let east: Region = "us-east-1".parse().expect("a Region name");
+        out.push(match d.rules_targeting(&east, &bus).await {
+            Ok(rules) => checks::iam_forwarding(hub.as_str(), &rules),
+            Err(e) => unreadable("iam-forwarding", &east, e.to_string()),
+        });
+    }
     for r in regions.iter().filter(|r| *r != hub) {
         out.push(match d.rules_targeting(r, &bus).await {
             Ok(rules) => checks::event_rule(
