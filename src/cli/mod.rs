@@ -379,6 +379,13 @@ mod tests {
         let cli =
             Cli::try_parse_from(["kms-replica-guard", "restore", KEY, "--from", "latest"]).unwrap();
         assert!(matches!(cli.command, Command::Keys(KeyCommand::Restore(ref a)) if !a.apply));
+        let bad_from =
+            Cli::try_parse_from(["kms-replica-guard", "restore", KEY, "--from", "s3://bucket"])
+                .unwrap_err();
+        assert!(
+            bad_from.to_string().contains("s3://BUCKET/KEY"),
+            "{bad_from}"
+        );
         assert!(
             Cli::try_parse_from(["kms-replica-guard", "sweep"]).is_err(),
             "--regions is required"

@@ -15,6 +15,32 @@ use super::{CliError, exit_code};
 use crate::config::Config;
 use crate::wiring::Adapters;
 
+/// Where the backup to restore is, parsed once, by clap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupSource {
+    /// `latest`: the newest backup of the key in the backup bucket (by S3's LastModified).
+    Latest,
+    /// `s3://BUCKET/KEY` of a backup.
+    S3(String),
+    /// A local backup file.
+    File(std::path::PathBuf),
+}
+
+impl std::str::FromStr for BackupSource {
+    type Err = String;
+
+    fn from_str(given: &str) -> Result<Self, String> {
+        match given {
+            "" => Err("empty: use latest, s3://BUCKET/KEY or a backup file".to_owned()),
+            "latest" => Ok(BackupSource::Latest),
+            s3 if s3.starts_with("s3://") => krg_aws::split_s3_url(s3)
+                .map(|_| BackupSource::S3(s3.to_owned()))
+                .ok_or_else(|| format!("{s3:?} is not s3://BUCKET/KEY")),
+            path => Ok(BackupSource::File(path.into())),
+        }
+    }
+}
+
 /// Arguments of `restore`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,7 +49,7 @@ pub struct Args {
     /// `s3://BUCKET/KEY` of a backup, a local backup file, or `latest` (BACKUP_BUCKET; the
     /// newest by S3's LastModified).
     #[arg(long = "from", value_name = "BACKUP")]
-    from: String,
+    from: BackupSource,
     /// Write it (default: show what would change).
     #[arg(long)]
     pub apply: bool,
@@ -71,33 +97,36 @@ pub async fn run(
 
 /// The backup `from` names, and where it is.
 async fn find(
-    from: &str,
+    from: &BackupSource,
     key: &KeyArn,
     bucket: Option<&S3Backups>,
     sdk: &SdkConfig,
 ) -> Result<(Backup, String), CliError> {
-    if from == "latest" {
+    match from {
         // The newest by S3's LastModified: names and bodies can be chosen by whoever can
         // put an object in the bucket.
-        let store = bucket.ok_or(CliError::LatestNeedsBucket)?;
-        store
+        BackupSource::Latest => bucket
+            .ok_or(CliError::LatestNeedsBucket)?
             .latest(key)
             .await?
-            .ok_or_else(|| CliError::NoBackup(key.clone()))
-    } else if from.starts_with("s3://") {
-        let reader = bucket
-            .cloned()
-            .unwrap_or_else(|| S3Backups::new(aws_sdk_s3::Client::new(sdk), "", ""));
-        Ok((reader.load(from).await?, from.to_owned()))
-    } else {
-        let bytes = std::fs::read(from).map_err(|source| CliError::ReadBackup {
-            path: from.to_owned(),
-            source,
-        })?;
-        let backup = parse_backup(&bytes).map_err(|source| CliError::BadBackup {
-            path: from.to_owned(),
-            source,
-        })?;
-        Ok((backup, from.to_owned()))
+            .ok_or_else(|| CliError::NoBackup(key.clone())),
+        BackupSource::S3(url) => {
+            let reader = bucket
+                .cloned()
+                .unwrap_or_else(|| S3Backups::new(aws_sdk_s3::Client::new(sdk), "", ""));
+            Ok((reader.load(url).await?, url.clone()))
+        }
+        BackupSource::File(path) => {
+            let shown = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|source| CliError::ReadBackup {
+                path: shown.clone(),
+                source,
+            })?;
+            let backup = parse_backup(&bytes).map_err(|source| CliError::BadBackup {
+                path: shown.clone(),
+                source,
+            })?;
+            Ok((backup, shown))
+        }
     }
 }

@@ -553,7 +553,11 @@ async fn a_broken_deployment_fails_each_check_with_its_fix() {
     ] {
         assert_eq!(statuses(&report, check), ["fail"], "{check}\n{report:#}");
     }
-    assert_eq!(statuses(&report, "iam-forwarding"), ["warn"], "a hub outside us-east-1");
+    assert_eq!(
+        statuses(&report, "iam-forwarding"),
+        ["warn"],
+        "a hub outside us-east-1"
+    );
     // Every failure says what to do.
     for c in report["checks"].as_array().unwrap() {
         if c["status"] == "fail" || c["status"] == "warn" {
