@@ -7,7 +7,11 @@
 //! answering `ThrottlingException` as KMS does beyond it, eventual consistency after
 //! PutKeyPolicy, and counters of every call.
 //!
-//! STS and SQS are not simulated: the benchmarks use the emulator for them.
+//! STS and SQS are not simulated: the benchmarks use the emulator for them. The function's
+//! metrics (CloudWatch PutMetricData) and notifications (EventBridge PutEvents) are taken
+//! and counted with a latency ([`SINK_LATENCY`]), not kept: the emulator's CloudWatch, under
+//! the load of an organisation sweep, took over a second a call, a third of the function's
+//! time, which would have measured the emulator rather than the guard.
 
 pub mod fleet;
 pub mod model;
@@ -22,7 +26,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{Value, json};
 
-pub use fleet::{Fleet, Kind};
+pub use fleet::{Fleet, Kind, default_policy, reformat};
 pub use model::{Latency, LatencyModel, Op, Quotas};
 
 use fleet::{RegionKeys, arn, generate};
@@ -99,7 +103,26 @@ struct State {
     start: Instant,
     accounts: Mutex<HashMap<String, HashMap<String, RegionKeys>>>,
     meters: Mutex<HashMap<(String, String, Op), Meter>>,
+    writes: Mutex<Vec<Written>>,
+    sunk: Mutex<BTreeMap<&'static str, u64>>,
     draws: Draws,
+}
+
+/// The latency of a taken PutMetricData or PutEvents: the reads' of the default model (an
+/// assumption, like it).
+pub const SINK_LATENCY: Latency = Latency {
+    median: Duration::from_millis(20),
+    p99: Duration::from_millis(60),
+};
+
+/// A PutKeyPolicy request the simulator accepted (the guard's writes, as CloudTrail would
+/// record them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The key's ARN.
+    pub arn: String,
+    /// The policy written.
+    pub policy: String,
 }
 
 /// The running simulator.
@@ -120,6 +143,8 @@ impl KmsSim {
             start: Instant::now(),
             accounts: Mutex::default(),
             meters: Mutex::default(),
+            writes: Mutex::default(),
+            sunk: Mutex::default(),
             draws: Draws::default(),
         });
         let (listener, endpoint) = crate::proxy::bind().await;
@@ -189,12 +214,23 @@ impl KmsSim {
         out
     }
 
+    /// The PutMetricData and PutEvents requests taken, by operation.
+    pub fn sunk(&self) -> BTreeMap<&'static str, u64> {
+        self.state.sunk.lock().unwrap().clone()
+    }
+
+    /// The PutKeyPolicy requests accepted since the last take, oldest first.
+    pub fn take_writes(&self) -> Vec<Written> {
+        std::mem::take(&mut self.state.writes.lock().unwrap())
+    }
+
     /// A PutKeyPolicy from outside the guard (a pipeline): it spends the same quota as the
-    /// guard's calls, waiting for a token as an SDK client's retries would.
+    /// guard's calls, waiting for a token as an SDK client's retries would, but is not
+    /// counted among the requests (nor its waits among the throttles).
     pub async fn put_policy_outside(&self, key_arn: &str, policy: &str) {
         let (account, region, id) = parse_arn(key_arn).expect("a key ARN");
         loop {
-            match self.state.admit(&account, &region, Op::PutKeyPolicy) {
+            match self.state.admit(&account, &region, Op::PutKeyPolicy, false) {
                 Ok(()) => break,
                 Err(wait) => tokio::time::sleep(wait).await,
             }
@@ -246,8 +282,8 @@ impl State {
             .or_insert_with(|| generate(&self.config.fleet, account))
     }
 
-    /// Counts the call and takes a token, or says how long until one is there.
-    fn admit(&self, account: &str, region: &str, op: Op) -> Result<(), Duration> {
+    /// Takes a token (counting the call, when `count`), or says how long until one is there.
+    fn admit(&self, account: &str, region: &str, op: Op, count: bool) -> Result<(), Duration> {
         let rate = self.config.quotas.of(op) * self.config.time_scale;
         let capacity = (rate * self.config.burst_seconds).max(1.0);
         let now = Instant::now();
@@ -261,7 +297,7 @@ impl State {
                 second,
                 in_second: 0,
             });
-        m.count.calls += 1;
+        m.count.calls += u64::from(count);
         if !rate.is_finite() || m.bucket.take(rate, capacity, now) {
             if m.second != second {
                 m.second = second;
@@ -271,7 +307,7 @@ impl State {
             m.count.peak_per_second = m.count.peak_per_second.max(m.in_second);
             Ok(())
         } else {
-            m.count.throttled += 1;
+            m.count.throttled += u64::from(count);
             Err(m.bucket.wait(rate))
         }
     }
@@ -340,6 +376,12 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
+    if let Some((name, answer)) = sink(&parts, &body) {
+        *state.sunk.lock().unwrap().entry(name).or_default() += 1;
+        let l = SINK_LATENCY.sample(state.draws.next(), state.draws.next());
+        tokio::time::sleep(state.scaled(l)).await;
+        return Ok(answer);
+    }
     let op = parts
         .headers
         .get("x-amz-target")
@@ -368,7 +410,7 @@ async fn handle(
         ));
     };
     let account = account_of_access_key(&key);
-    let admitted = state.admit(&account, &region, op);
+    let admitted = state.admit(&account, &region, op, true);
     tokio::time::sleep(state.latency(op)).await;
     if admitted.is_err() {
         return Ok(respond(
@@ -381,6 +423,40 @@ async fn handle(
         Ok(v) => respond(200, v),
         Err((code, message)) => respond(400, json!({"__type": code, "message": message})),
     })
+}
+
+/// The answer to a CloudWatch PutMetricData (rpc-v2-cbor: an empty map) or an EventBridge
+/// PutEvents (every entry accepted), if the request is one.
+fn sink(
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Option<(&'static str, Response<Full<Bytes>>)> {
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if target == "AWSEvents.PutEvents" {
+        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let n = request["Entries"].as_array().map_or(0, Vec::len);
+        let entries: Vec<Value> = (0..n)
+            .map(|i| json!({"EventId": format!("sim-{i}")}))
+            .collect();
+        return Some((
+            "PutEvents",
+            respond(200, json!({"FailedEntryCount": 0, "Entries": entries})),
+        ));
+    }
+    if parts.uri.path().ends_with("/operation/PutMetricData") {
+        let answer = Response::builder()
+            .status(200)
+            .header("content-type", "application/cbor")
+            .header("smithy-protocol", "rpc-v2-cbor")
+            .body(Full::new(Bytes::from_static(&[0xA0])))
+            .expect("a response");
+        return Some(("PutMetricData", answer));
+    }
+    None
 }
 
 /// Default and largest page of ListKeys and ListResourceTags.
@@ -512,6 +588,10 @@ fn serve(state: &State, op: Op, account: &str, region: &str, request: &Value) ->
             }
             let visible = Instant::now() + state.scaled(state.config.consistency);
             key.pending.push_back((visible, policy.to_owned()));
+            state.writes.lock().unwrap().push(Written {
+                arn: key.arn(account),
+                policy: policy.to_owned(),
+            });
             Ok(json!({}))
         }
         Op::ListResourceTags => Ok(json!({"Tags": [], "Truncated": false})),
