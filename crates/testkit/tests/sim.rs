@@ -363,3 +363,56 @@ async fn latency_is_paid_per_call_and_time_compression_divides_it() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn a_pipelines_writes_spend_the_quota_uncounted_and_the_guards_are_logged() {
+    let quotas = Quotas([(Op::PutKeyPolicy, 4.0)].into_iter().collect());
+    let sim = KmsSim::start(SimConfig {
+        quotas,
+        ..quiet(fleet())
+    })
+    .await;
+    let replica = sim
+        .keys("111122223333")
+        .into_iter()
+        .find(|k| k.replica)
+        .unwrap();
+    // The pipeline spends the whole burst (4 tokens)...
+    for _ in 0..4 {
+        sim.put_policy_outside(&replica.arn, BASELINE).await;
+    }
+    // ...so the guard's next write in that account and Region is throttled.
+    let c = client(&sim, "111122223333", &replica.region);
+    let e = c
+        .put_key_policy()
+        .key_id(&replica.arn)
+        .policy(BASELINE)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ThrottlingException"));
+    let put = sim.totals()[&Op::PutKeyPolicy];
+    assert_eq!(
+        (put.calls, put.throttled),
+        (1, 1),
+        "only the guard's call counted"
+    );
+    assert!(
+        sim.take_writes().is_empty(),
+        "a refused write is not logged"
+    );
+    tokio::time::sleep(Duration::from_millis(260)).await;
+    c.put_key_policy()
+        .key_id(&replica.arn)
+        .policy(BASELINE)
+        .send()
+        .await
+        .unwrap();
+    let logged = sim.take_writes();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(
+        (logged[0].arn.as_str(), logged[0].policy.as_str()),
+        (replica.arn.as_str(), BASELINE)
+    );
+    assert!(sim.take_writes().is_empty(), "taken once");
+}
