@@ -60,7 +60,7 @@ bench: ## criterion: CPU of the per-event policy work for a 32 KB policy
 bench-sweep: ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
 	cargo xtask bench-sweep
 
-bench-scale: emulator ## 1,000 accounts x 17 Regions, a 10,000-replica sweep and an event storm on the KMS simulator (~10 min)
+bench-scale: emulator ## 1,000 accounts x 17 Regions, a 10,000-replica sweep and an event storm on the KMS simulator (~15 min)
 	cargo xtask bench-scale
 
 bench-coldstart: ## cold start and peak RSS of bootstrap vs a hello-world lambda_runtime (COLDSTART_RUNS=20)
