@@ -11,7 +11,7 @@ VENV_PY := .venv/bin/python
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 NEXTEST := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 
-.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-coldstart bench-report fuzz mutants docs-setup docs docs-check clean
+.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-scale bench-coldstart bench-report fuzz mutants docs-setup docs docs-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: ## criterion: CPU of the per-event policy work for a 32 KB policy; writes
 
 bench-sweep: ## seed a fresh emulator with a fleet (BENCH_PRIMARIES=1000) and measure the sweep
 	cargo xtask bench-sweep
+
+bench-scale: emulator ## 1,000 accounts x 17 Regions, a 10,000-replica sweep and an event storm on the KMS simulator (~15 min)
+	cargo xtask bench-scale
 
 bench-coldstart: ## cold start and peak RSS of bootstrap vs a hello-world lambda_runtime (COLDSTART_RUNS=20)
 	cargo xtask bench-coldstart

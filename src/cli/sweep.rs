@@ -24,7 +24,7 @@ pub struct Args {
     /// Rewrite drifted replicas (default: report only).
     #[arg(long)]
     pub apply: bool,
-    /// ListKeys page size (the service default is 100).
+    /// ListKeys page size (default 1000, the largest KMS serves).
     #[arg(long, hide = true)]
     pub page_size: Option<i32>,
 }

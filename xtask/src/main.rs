@@ -9,12 +9,16 @@
 //! - [`demo`]: the main job end to end on the emulator; [`e2e`]: the same, asserted.
 //! - [`fuzz`]: cargo-fuzz on the event parser and the policy canonicaliser, bounded.
 //! - [`seed`]: a fleet of keys on the emulator; [`bench_sweep`]: a sweep of it, measured.
+//! - [`bench_scale`]: the guard at organisation scale on the KMS simulator of the test kit
+//!   (one account's 10,000 replicas, 1,000 accounts through the work queue, an event storm).
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
 //! - [`docs`]: the configuration table of the book and the stacks' contract, from the
 //!   settings declared in the code.
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
+//! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
 
+mod bench_scale;
 mod bench_sweep;
 mod coldstart;
 mod demo;
@@ -23,12 +27,16 @@ mod e2e;
 mod emulator;
 mod env;
 mod fuzz;
+mod heap;
 mod moto;
 mod report;
 mod seed;
 mod setup;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static HEAP: heap::Counting = heap::Counting;
 
 /// Developer tasks of kms-replica-guard.
 #[derive(Debug, Parser)]
@@ -54,6 +62,8 @@ enum Task {
     Seed(seed::Args),
     /// Seed a fresh emulator and measure a sweep of the fleet.
     BenchSweep(bench_sweep::Args),
+    /// The guard at organisation scale on the KMS simulator: sweeps, the work queue, a storm.
+    BenchScale(bench_scale::Args),
     /// Cold start and peak RSS of the function against a hello-world binary.
     BenchColdstart(coldstart::Args),
     /// The table of current figures in BENCHMARKS.md: check it, or write a row from a result.
@@ -73,6 +83,7 @@ async fn main() -> std::process::ExitCode {
         Task::Fuzz(a) => fuzz::run(a).await,
         Task::Seed(a) => seed::run(a).await,
         Task::BenchSweep(a) => bench_sweep::run(a).await,
+        Task::BenchScale(a) => bench_scale::run(a).await,
         Task::BenchColdstart(a) => coldstart::run(a).await,
         Task::BenchReport(a) => report::run(a),
         Task::Docs(a) => docs::run(a),

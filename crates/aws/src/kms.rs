@@ -24,6 +24,11 @@ use krg_engine::ports::{KeyDirectory, PolicyStore, Tags};
 /// The only policy name KMS supports; the emulator needs it sent explicitly.
 const POLICY_NAME: &str = "default";
 
+/// ListKeys' page size: the largest KMS serves. A sweep lists every Region before its first
+/// DescribeKey, one page after another; at the service default (100) a Region of 1,000 keys
+/// cost ten sequential round trips (BENCHMARKS.md, "Organisation scale").
+pub const LIST_KEYS_PAGE: i32 = 1000;
+
 /// Client-side requests per second, per account and Region, for each KMS operation the tool
 /// calls: the whole function's budget, shared by the execution environments that can run at
 /// once (`instances`). KMS quotas are per account and Region while these limiters are per
@@ -218,7 +223,7 @@ pub struct Kms {
     clients: Arc<RegionalClients<Client>>,
     members: Option<Arc<MemberKms>>,
     pacing: Arc<Pacing>,
-    page_size: Option<i32>,
+    page_size: i32,
 }
 
 impl Kms {
@@ -233,7 +238,7 @@ impl Kms {
             clients,
             members: None,
             pacing: Arc::new(Pacing::new(limits)),
-            page_size: None,
+            page_size: LIST_KEYS_PAGE,
         }
     }
 
@@ -243,9 +248,9 @@ impl Kms {
         self
     }
 
-    /// Asks ListKeys for pages of at most `n` keys (the service default is 100).
+    /// Asks ListKeys for pages of at most `n` keys (default [`LIST_KEYS_PAGE`]).
     pub fn with_page_size(mut self, n: i32) -> Self {
-        self.page_size = Some(n);
+        self.page_size = n;
         self
     }
 
@@ -386,7 +391,7 @@ impl KeyDirectory for Kms {
                 .client(OP, place.account.as_ref(), region)
                 .await?
                 .list_keys()
-                .set_limit(self.page_size)
+                .limit(self.page_size)
                 .set_marker(marker.take())
                 .send()
                 .await
@@ -614,6 +619,27 @@ mod tests {
             .then_output(|| PutKeyPolicyOutput::builder().build());
         kms(&[&put]).put_policy(&key(), POLICY).await.unwrap();
         assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_region_of_up_to_a_thousand_keys_is_listed_in_one_call() {
+        let list = mock!(Client::list_keys)
+            .match_requests(|r| r.limit() == Some(LIST_KEYS_PAGE) && r.marker().is_none())
+            .then_output(|| {
+                aws_sdk_kms::operation::list_keys::ListKeysOutput::builder()
+                    .keys(
+                        aws_sdk_kms::types::KeyListEntry::builder()
+                            .key_id("mrk-1234abcd12ab34cd56ef1234567890ab")
+                            .key_arn(REPLICA)
+                            .build(),
+                    )
+                    .truncated(false)
+                    .build()
+            });
+        let place = Place::new(None, "us-west-2".parse().unwrap());
+        let keys = kms(&[&list]).list_multi_region_keys(&place).await.unwrap();
+        assert_eq!(keys, vec![key()]);
+        assert_eq!(list.num_calls(), 1);
     }
 
     #[tokio::test]

@@ -74,8 +74,7 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy in front of `upstream` (e.g. http://127.0.0.1:4566).
     pub async fn start(upstream: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, endpoint) = bind().await;
         let plan: Plan = Arc::default();
         let forwarded: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let calls: Calls = Arc::default();
@@ -88,38 +87,18 @@ impl FaultProxy {
             calls.clone(),
             strict.clone(),
         );
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (plan, forwarded, calls, strict, client, upstream) = (
-                    p.clone(),
-                    f.clone(),
-                    c.clone(),
-                    st.clone(),
-                    client.clone(),
-                    upstream.clone(),
-                );
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        handle(
-                            req,
-                            Shared {
-                                plan: plan.clone(),
-                                forwarded: forwarded.clone(),
-                                calls: calls.clone(),
-                                strict: strict.clone(),
-                            },
-                            client.clone(),
-                            upstream.clone(),
-                        )
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        serve(listener, move |req| {
+            handle(
+                req,
+                Shared {
+                    plan: p.clone(),
+                    forwarded: f.clone(),
+                    calls: c.clone(),
+                    strict: st.clone(),
+                },
+                client.clone(),
+                upstream.clone(),
+            )
         });
         Self {
             endpoint,
@@ -195,6 +174,37 @@ impl FaultProxy {
     }
 }
 
+/// A listener on a free port of 127.0.0.1 and its `http://` endpoint.
+pub(crate) async fn bind() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    (listener, endpoint)
+}
+
+type Answer = Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Serves HTTP/1 on `listener` until the runtime ends, each request answered by `answer`
+/// (the proxy's and the KMS simulator's one server).
+pub(crate) fn serve<F, Fut>(listener: tokio::net::TcpListener, answer: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Answer> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(answer))
+                    .await;
+            });
+        }
+    });
+}
+
 /// The `Action` of a query-protocol (form-encoded) request body, e.g. `AssumeRole`.
 fn query_action(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
@@ -242,7 +252,7 @@ async fn handle(
     shared: Shared,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: String,
-) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Answer {
     let Shared {
         plan,
         forwarded,
