@@ -151,19 +151,26 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             }
             None => return outcomes,
         };
+        // The replicas of one key are in different Regions (or accounts): reconciled side by
+        // side, each in its own Region's slot pool, rather than one after another.
         let event = sweep_event();
-        for copy in rest {
-            if *copy == mr.primary {
-                progress.advanced(None);
-                continue;
+        let replicas = rest.iter().filter(|copy| **copy != mr.primary).map(|copy| {
+            let event = &event;
+            let primary = &mr.primary;
+            async move {
+                let _permit = slot(copy).acquire().await.expect("never closed");
+                let o = self
+                    .reconcile_replica(event, copy, primary, Known::Replica, cache)
+                    .await;
+                progress.advanced(Some(&o));
+                o
             }
-            let _permit = slot(copy).acquire().await.expect("never closed");
-            let o = self
-                .reconcile_replica(&event, copy, &mr.primary, Known::Replica, cache)
-                .await;
-            progress.advanced(Some(&o));
-            outcomes.push(o);
+        });
+        let reconciled = futures::future::join_all(replicas).await;
+        if rest.contains(&mr.primary) {
+            progress.advanced(None);
         }
+        outcomes.extend(reconciled);
         outcomes
     }
 }
