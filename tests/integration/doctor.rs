@@ -171,6 +171,43 @@ async fn trail(sdk: &SdkConfig, region: &str, name: &str, logging: bool) {
     }
 }
 
+/// What starts a rule.
+#[derive(Clone, Copy)]
+enum Rule<'a> {
+    Pattern(&'a str),
+    Schedule(&'a str),
+}
+
+/// A rule of `region`'s default bus on LocalStack with one target.
+async fn rule(
+    sdk: &SdkConfig,
+    region: &str,
+    name: &str,
+    on: Rule<'_>,
+    enabled: bool,
+    target: &str,
+) {
+    use aws_sdk_eventbridge::types::{RuleState, Target};
+    let events = aws_sdk_eventbridge::Client::new(&localstack_in(sdk, region));
+    let put = events.put_rule().name(name).state(if enabled {
+        RuleState::Enabled
+    } else {
+        RuleState::Disabled
+    });
+    let put = match on {
+        Rule::Pattern(p) => put.event_pattern(p),
+        Rule::Schedule(s) => put.schedule_expression(s),
+    };
+    put.send().await.expect("PutRule");
+    events
+        .put_targets()
+        .rule(name)
+        .targets(Target::builder().id("t").arn(target).build().unwrap())
+        .send()
+        .await
+        .expect("PutTargets");
+}
+
 /// Builds the deployment `shape` describes; returns the function's name.
 async fn deploy(test: &str, shape: &Shape) -> String {
     let sdk = sdk().await;
@@ -242,93 +279,48 @@ async fn deploy(test: &str, shape: &Shape) -> String {
         trail(&sdk, shape.spoke, &format!("{run}-spoke"), true).await;
     }
 
-    let events = aws_sdk_eventbridge::Client::new(&localstack_in(&sdk, shape.hub));
-    let target = |id: &str, arn: &str| {
-        aws_sdk_eventbridge::types::Target::builder()
-            .id(id)
-            .arn(arn)
-            .build()
-            .unwrap()
-    };
-    events
-        .put_rule()
-        .name(format!("{run}-kms"))
-        .event_pattern(PATTERN)
-        .state(if shape.rule_enabled {
-            aws_sdk_eventbridge::types::RuleState::Enabled
-        } else {
-            aws_sdk_eventbridge::types::RuleState::Disabled
-        })
-        .send()
-        .await
-        .expect("PutRule");
-    events
-        .put_targets()
-        .rule(format!("{run}-kms"))
-        .targets(target("guard", &arn))
-        .send()
-        .await
-        .expect("PutTargets");
+    let hub_bus = format!(
+        "arn:aws:events:{}:{HUB_ACCOUNT}:event-bus/default",
+        shape.hub
+    );
+    let kms = Rule::Pattern(PATTERN);
+    rule(
+        &sdk,
+        shape.hub,
+        &format!("{run}-kms"),
+        kms,
+        shape.rule_enabled,
+        &arn,
+    )
+    .await;
     if shape.schedule {
-        events
-            .put_rule()
-            .name(format!("{run}-sweep"))
-            .schedule_expression("rate(6 hours)")
-            .send()
-            .await
-            .expect("PutRule");
-        events
-            .put_targets()
-            .rule(format!("{run}-sweep"))
-            .targets(target("guard", &arn))
-            .send()
-            .await
-            .expect("PutTargets");
+        let every = Rule::Schedule("rate(6 hours)");
+        rule(&sdk, shape.hub, &format!("{run}-sweep"), every, true, &arn).await;
     }
     if shape.forwarding {
-        let spoke = aws_sdk_eventbridge::Client::new(&localstack_in(&sdk, shape.spoke));
-        spoke
-            .put_rule()
-            .name(format!("{run}-forward"))
-            .event_pattern(PATTERN)
-            .send()
-            .await
-            .expect("PutRule");
-        spoke
-            .put_targets()
-            .rule(format!("{run}-forward"))
-            .targets(target(
-                "hub",
-                &format!(
-                    "arn:aws:events:{}:{HUB_ACCOUNT}:event-bus/default",
-                    shape.hub
-                ),
-            ))
-            .send()
-            .await
-            .expect("PutTargets");
+        rule(
+            &sdk,
+            shape.spoke,
+            &format!("{run}-forward"),
+            kms,
+            true,
+            &hub_bus,
+        )
+        .await;
     }
-
     if shape.iam_forwarding {
-        let east = aws_sdk_eventbridge::Client::new(&localstack_in(&sdk, "us-east-1"));
-        east.put_rule()
-            .name(format!("{run}-iam"))
-            .event_pattern(r#"{"source":["aws.iam"],"detail-type":["AWS API Call via CloudTrail"],"detail":{"eventSource":["iam.amazonaws.com"]}}"#)
-            .send()
-            .await
-            .expect("PutRule");
-        east.put_targets()
-            .rule(format!("{run}-iam"))
-            .targets(target(
-                "hub",
-                &format!(
-                    "arn:aws:events:{}:{HUB_ACCOUNT}:event-bus/default",
-                    shape.hub
-                ),
-            ))
-            .send()
-            .await
-            .expect("PutTargets");
+        let iam = Rule::Pattern(
+            r#"{"source":["aws.iam"],"detail-type":["AWS API Call via CloudTrail"],"detail":{"eventSource":["iam.amazonaws.com"]}}"#,
+        );
+        rule(
+            &sdk,
+            "us-east-1",
+            &format!("{run}-iam"),
+            iam,
+            true,
+            &hub_bus,
+        )
+        .await;
     }
 
     let cw = aws_sdk_cloudwatch::Client::new(&localstack_in(&sdk, shape.hub));
