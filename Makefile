@@ -19,10 +19,10 @@ help: ## list the targets
 setup: ## create .venv (pinned LocalStack + cargo-lambda); idempotent
 	@cargo xtask setup
 
-emulator: setup ## start LocalStack on 127.0.0.1:4566 (idempotent)
+emulator: setup ## start LocalStack on 127.0.0.1:4566 and moto (Security Hub) on :4570 (idempotent)
 	@cargo xtask emulator start
 
-emulator-stop: ## stop the LocalStack this project started
+emulator-stop: ## stop the LocalStack and moto server this project started
 	@cargo xtask emulator stop
 
 build: setup ## cargo lambda build --release --arm64 (the deployable zip)
@@ -80,6 +80,6 @@ mutants: ## mutation testing of krg-policy (.cargo/mutants.toml), one job; MUTAN
 
 clean: emulator-stop ## remove build output and emulator state
 	cargo clean
-	rm -rf .localstack
+	rm -rf .localstack .moto
 
 include infra/infra.mk

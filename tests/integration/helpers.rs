@@ -24,6 +24,19 @@ pub fn endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
 }
 
+/// moto's server, the second emulator (Security Hub, CloudTrail):
+/// `AWS_ENDPOINT_URL_SECURITYHUB`, else 127.0.0.1:`MOTO_PORT` (default 4570), as
+/// `cargo xtask emulator start` runs it.
+pub fn moto_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL_SECURITYHUB")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let port = std::env::var("MOTO_PORT").unwrap_or_else(|_| "4570".to_owned());
+            format!("http://127.0.0.1:{port}")
+        })
+}
+
 /// SDK configuration for the emulator. Panics with instructions when it is not running:
 /// these tests never pass silently without it.
 pub async fn sdk() -> SdkConfig {
@@ -42,6 +55,8 @@ pub async fn sdk() -> SdkConfig {
         std::env::set_var("AWS_ACCESS_KEY_ID", ACCOUNT);
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
         std::env::set_var("AWS_ENDPOINT_URL", endpoint());
+        std::env::set_var("AWS_ENDPOINT_URL_SECURITYHUB", moto_endpoint());
+        std::env::set_var("AWS_ENDPOINT_URL_CLOUDTRAIL", moto_endpoint());
     }
     krg_aws::clients::sdk_defaults()
         .region(SdkRegion::new("us-east-1"))

@@ -1,5 +1,6 @@
 //! `cargo xtask emulator start|stop|fresh|status`: LocalStack community in host mode
-//! (`.venv/bin/python -m localstack.runtime.main`), listening on 127.0.0.1 only.
+//! (`.venv/bin/python -m localstack.runtime.main`), listening on 127.0.0.1 only, and beside
+//! it moto's server for Security Hub and CloudTrail ([`crate::moto`]); each verb acts on both.
 //!
 //! - Port: [`env::port`] (`LOCALSTACK_PORT`, default 4566). State, log and pid file live in
 //!   `.localstack/PORT/`, one directory per port, so a second emulator (the sweep benchmark)
@@ -38,13 +39,14 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
-    /// Start LocalStack on 127.0.0.1:$LOCALSTACK_PORT and wait until it is healthy (idempotent).
+    /// Start LocalStack on 127.0.0.1:$LOCALSTACK_PORT and moto's server on
+    /// 127.0.0.1:$MOTO_PORT, and wait until both are healthy (idempotent).
     Start,
-    /// Stop the LocalStack this project started on the port.
+    /// Stop the LocalStack and the moto server this project started on the ports.
     Stop,
-    /// Stop, forget all state of the port, start.
+    /// Stop, forget all state of the ports, start.
     Fresh,
-    /// Exit 0 if the emulator answers healthy, 1 if not.
+    /// Exit 0 if both emulators answer healthy, 1 if not.
     Status,
 }
 
@@ -52,26 +54,42 @@ enum Action {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let port = env::port();
     match args.action {
-        Action::Start => ensure_running().await,
-        Action::Stop => stop(port),
+        Action::Start => {
+            ensure_running().await?;
+            crate::moto::ensure_running().await
+        }
+        Action::Stop => {
+            crate::moto::stop(env::moto_port())?;
+            stop(port)
+        }
         Action::Fresh => {
+            crate::moto::stop(env::moto_port())?;
             stop(port)?;
             let dir = state_dir(port);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("removing {}", dir.display()))?;
             }
-            start(port, false).await
+            start(port, false).await?;
+            crate::moto::ensure_running().await
         }
         Action::Status => {
             let url = env::endpoint();
-            if healthy(&url).await {
-                println!("running at {url}");
-                Ok(())
-            } else {
-                println!("not running");
+            let moto = env::moto_endpoint();
+            let (localstack_up, moto_up) = (healthy(&url).await, crate::moto::healthy(&moto).await);
+            let say = |up: bool, what: &str, url: &str| {
+                if up {
+                    println!("{what} running at {url}");
+                } else {
+                    println!("{what} not running");
+                }
+            };
+            say(localstack_up, "LocalStack", &url);
+            say(moto_up, "moto server", &moto);
+            if !(localstack_up && moto_up) {
                 std::process::exit(1);
             }
+            Ok(())
         }
     }
 }
@@ -273,7 +291,7 @@ pub async fn healthy(url: &str) -> bool {
 }
 
 /// A plain-HTTP GET; the body when the status is 2xx.
-async fn get(url: &str) -> anyhow::Result<Bytes> {
+pub async fn get(url: &str) -> anyhow::Result<Bytes> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let resp = client.get(url.parse()?).await?;
     if !resp.status().is_success() {

@@ -13,6 +13,14 @@ pub const SECRET_ACCESS_KEY: &str = "test";
 pub const REGION: &str = "us-east-1";
 /// The emulator's default port.
 pub const DEFAULT_PORT: u16 = 4566;
+/// The default port of the second emulator, moto's server (Security Hub, CloudTrail).
+pub const DEFAULT_MOTO_PORT: u16 = 4570;
+/// The services the SDK reaches on moto's server rather than LocalStack, through the
+/// per-service endpoint variables (`AWS_ENDPOINT_URL_<SERVICE>` beats `AWS_ENDPOINT_URL`).
+pub const MOTO_ENDPOINT_VARS: [&str; 2] = [
+    "AWS_ENDPOINT_URL_SECURITYHUB",
+    "AWS_ENDPOINT_URL_CLOUDTRAIL",
+];
 
 /// The repository root (the parent of `xtask/`). `cargo run` tells the task where its
 /// manifest is at run time; the path compiled in is only the fallback, since one shared
@@ -34,16 +42,36 @@ pub fn port() -> u16 {
         .unwrap_or(DEFAULT_PORT)
 }
 
+/// moto's server port: `MOTO_PORT`, else 4570.
+pub fn moto_port() -> u16 {
+    std::env::var("MOTO_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(DEFAULT_MOTO_PORT)
+}
+
+/// moto's server endpoint: `AWS_ENDPOINT_URL_SECURITYHUB`, else the loopback server.
+pub fn moto_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL_SECURITYHUB")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", moto_port()))
+}
+
 /// The endpoint the tasks talk to: `AWS_ENDPOINT_URL`, else the loopback emulator.
 pub fn endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| format!("http://127.0.0.1:{}", port()))
 }
 
 /// The variables a child process (the function, the AWS CLI, cargo lambda) needs to reach
-/// the emulator as the sample account.
+/// the emulators as the sample account (Security Hub and CloudTrail on moto's server).
 pub fn emulator_vars() -> Vec<(&'static str, String)> {
+    let moto = moto_endpoint();
     vec![
         ("AWS_ENDPOINT_URL", endpoint()),
+        (MOTO_ENDPOINT_VARS[0], moto.clone()),
+        (MOTO_ENDPOINT_VARS[1], moto),
+        ("MOTO_PORT", moto_port().to_string()),
         ("AWS_ACCESS_KEY_ID", ACCOUNT.to_owned()),
         ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
         ("AWS_REGION", REGION.to_owned()),

@@ -4,7 +4,8 @@
 //!
 //! - [`env`]: the one set of emulator facts (endpoint, account, credentials).
 //! - [`setup`]: the project venv with the pinned emulator and cargo-lambda.
-//! - [`emulator`]: LocalStack on 127.0.0.1 (start, stop, fresh, status).
+//! - [`emulator`]: LocalStack on 127.0.0.1 (start, stop, fresh, status), and beside it
+//!   [`moto`]'s server for Security Hub and CloudTrail.
 //! - [`demo`]: the main job end to end on the emulator; [`e2e`]: the same, asserted.
 //! - [`fuzz`]: cargo-fuzz on the event parser and the policy canonicaliser, bounded.
 //! - [`seed`]: a fleet of keys on the emulator; [`bench_sweep`]: a sweep of it, measured.
@@ -18,6 +19,7 @@ mod e2e;
 mod emulator;
 mod env;
 mod fuzz;
+mod moto;
 mod report;
 mod seed;
 mod setup;

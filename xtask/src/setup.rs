@@ -1,9 +1,12 @@
-//! `cargo xtask setup`: the project venv `.venv` with the pinned emulator (LocalStack, host
-//! mode) and the build tooling (cargo-lambda and its zig), from `requirements/emulator.txt`
-//! and `requirements/build.txt`.
+//! `cargo xtask setup`: the project venvs.
+//! - `.venv`: the pinned emulator (LocalStack, host mode) and the build tooling (cargo-lambda
+//!   and its zig), from `requirements/emulator.txt` and `requirements/build.txt`;
+//! - `.venv-moto`: moto's standalone server (Security Hub, CloudTrail), from
+//!   `requirements/moto.txt`. A venv of its own because LocalStack's `moto-ext` installs the
+//!   same `moto` package at another version.
 //!
-//! Idempotent: the sha256 of the two requirement files (concatenated, as `cat a b |
-//! sha256sum` computes it) is stamped into `.venv/.requirements.sha256`; a venv whose stamp
+//! Idempotent: the sha256 of a venv's requirement files (concatenated, as `cat a b |
+//! sha256sum` computes it) is stamped into `VENV/.requirements.sha256`; a venv whose stamp
 //! matches is left as it is. Otherwise the venv is created afresh with a Python >= 3.13
 //! (LocalStack's floor), found as `PYTHON313`, `python3.13` on `PATH`, or a pyenv
 //! `~/.pyenv/versions/3.1[3-9]*` install, then `pip install` and `pip check`.
@@ -22,23 +25,39 @@ pub struct Args {}
 
 /// Runs the task.
 pub async fn run(_args: Args) -> anyhow::Result<()> {
-    ensure_venv()
+    ensure_venv()?;
+    ensure_moto_venv()
 }
 
-/// The requirement files the venv is built from, in stamp order.
+/// The requirement files `.venv` is built from, in stamp order.
 const REQUIREMENTS: [&str; 2] = ["requirements/emulator.txt", "requirements/build.txt"];
+/// The requirement file `.venv-moto` is built from.
+const MOTO_REQUIREMENTS: [&str; 1] = ["requirements/moto.txt"];
 
 /// The venv's directory.
 pub fn venv() -> PathBuf {
     env::root().join(".venv")
 }
 
+/// The moto server's venv.
+pub fn moto_venv() -> PathBuf {
+    env::root().join(".venv-moto")
+}
+
 /// Creates or refreshes `.venv` unless its stamp matches the requirement files.
 pub fn ensure_venv() -> anyhow::Result<()> {
+    ensure(&venv(), &REQUIREMENTS)
+}
+
+/// Creates or refreshes `.venv-moto` unless its stamp matches `requirements/moto.txt`.
+pub fn ensure_moto_venv() -> anyhow::Result<()> {
+    ensure(&moto_venv(), &MOTO_REQUIREMENTS)
+}
+
+fn ensure(venv: &Path, requirements: &[&str]) -> anyhow::Result<()> {
     let root = env::root();
-    let venv = venv();
     let stamp = venv.join(".requirements.sha256");
-    let want = requirements_digest(&root)?;
+    let want = requirements_digest(&root, requirements)?;
     let python = venv.join("bin/python");
     if python.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
         return Ok(());
@@ -59,14 +78,14 @@ pub fn ensure_venv() -> anyhow::Result<()> {
         version.trim()
     );
     if venv.exists() {
-        std::fs::remove_dir_all(&venv)
+        std::fs::remove_dir_all(venv)
             .with_context(|| format!("removing the old venv {}", venv.display()))?;
     }
-    run_cmd(Command::new(&py).args(["-m", "venv"]).arg(&venv))?;
+    run_cmd(Command::new(&py).args(["-m", "venv"]).arg(venv))?;
     let pip = venv.join("bin/pip");
     let mut install = Command::new(&pip);
     install.args(["install", "--quiet", "--disable-pip-version-check"]);
-    for r in REQUIREMENTS {
+    for r in requirements {
         install.arg("-r").arg(root.join(r));
     }
     run_cmd(&mut install)?;
@@ -77,9 +96,9 @@ pub fn ensure_venv() -> anyhow::Result<()> {
 }
 
 /// sha256 of the requirement files concatenated, lower-case hex (`sha256sum`'s digest).
-fn requirements_digest(root: &Path) -> anyhow::Result<String> {
+fn requirements_digest(root: &Path, requirements: &[&str]) -> anyhow::Result<String> {
     let mut hasher = Sha256::new();
-    for r in REQUIREMENTS {
+    for r in requirements {
         let path = root.join(r);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         hasher.update(&bytes);
