@@ -6,7 +6,9 @@
 //!
 //! Started and stopped with LocalStack by `cargo xtask emulator start|stop|fresh|status`, on
 //! 127.0.0.1:[`env::moto_port`] (`MOTO_PORT`, default 4570); log and pid file in
-//! `.moto/PORT/`. Healthy when `GET /moto-api/data.json` answers 200 with JSON. A server that
+//! `.moto/PORT/`. Healthy when `GET /moto-api/proxy/passthrough` answers with moto's JSON
+//! (`http_urls`): a light endpoint of moto's own (`/moto-api/data.json` walks every backend
+//! and fails once some hold state). A server that
 //! exits or is not healthy within 30 s fails the start with the last lines of its log (a port
 //! already taken by something else ends that way).
 
@@ -124,11 +126,11 @@ pub fn stop(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// moto's server answers `GET /moto-api/data.json` with a JSON object within 2 s.
+/// moto's server answers `GET /moto-api/proxy/passthrough` with its JSON within 2 s.
 pub async fn healthy(url: &str) -> bool {
-    let url = format!("{}/moto-api/data.json", url.trim_end_matches('/'));
+    let url = format!("{}/moto-api/proxy/passthrough", url.trim_end_matches('/'));
     let Ok(Ok(body)) = tokio::time::timeout(Duration::from_secs(2), get(&url)).await else {
         return false;
     };
-    serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object())
+    serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.get("http_urls").is_some())
 }
