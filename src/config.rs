@@ -54,6 +54,9 @@ pub struct Config {
     /// The EventBridge bus every drift is published to (`EVENT_BUS`, default `default`);
     /// `None` (`off`): no notifications.
     pub event_bus: Option<String>,
+    /// Every drift, and every heal, as a Security Hub finding in the key's own account and
+    /// Region (`SECURITY_HUB=on`; default off).
+    pub security_hub: bool,
 }
 
 /// The configuration as given, each value parsed into its type; `None` means "not set,
@@ -102,6 +105,8 @@ pub struct Options {
     pub sweep_queue_url: Option<String>,
     /// `EVENT_BUS` (`off` turns notifications off).
     pub event_bus: Option<String>,
+    /// `SECURITY_HUB`: `on` imports findings into Security Hub.
+    pub security_hub: Option<bool>,
     /// `BASELINE_TAG`: the tag a key names its catalogue baseline with.
     pub baseline_tag: Option<String>,
     /// `BASELINE_DEFAULT`: the catalogue baseline of untagged keys (a name, or `primary`).
@@ -222,6 +227,10 @@ impl Options {
             member_accounts: parsed(&get, "MEMBER_ACCOUNTS")?,
             sweep_queue_url: get("SWEEP_QUEUE_URL"),
             event_bus: get("EVENT_BUS"),
+            security_hub: get("SECURITY_HUB")
+                .map(|v| parse_switch(&v))
+                .transpose()
+                .map_err(|problem| err("SECURITY_HUB", problem))?,
             baseline_tag: get("BASELINE_TAG"),
             baseline_default: get("BASELINE_DEFAULT"),
             baseline_match: parsed(&get, "BASELINE_MATCH")?,
@@ -834,6 +843,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_owned()),
             sweep_queue_url: o.sweep_queue_url,
             event_bus,
+            security_hub: o.security_hub.unwrap_or(false),
         })
     }
 }

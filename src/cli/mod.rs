@@ -74,6 +74,10 @@ struct ConfigArgs {
     /// Mirroring also rewrites ARNs of the key's own account and Region in conditions.
     #[arg(long, env = "MIRROR_REWRITE", value_parser = crate::config::parse_switch, global = true)]
     mirror_rewrite: Option<bool>,
+    /// on: post each replica's finding to Security Hub in its own account and Region
+    /// (FAILED while drifted, PASSED once in sync); off (the default): print only.
+    #[arg(long, env = "SECURITY_HUB", value_parser = crate::config::parse_switch, global = true)]
+    security_hub: Option<bool>,
     /// The remediator's role ARN, which the lockout check keeps able to manage policies.
     #[arg(long, env = "REMEDIATOR_ROLE_ARN", global = true)]
     remediator_role: Option<RoleArn>,
@@ -191,6 +195,7 @@ impl ConfigArgs {
             sweep_queue_url: None,
             // The CLI prints what it finds; notifying is the function's job.
             event_bus: Some(crate::config::EVENT_BUS_OFF.to_owned()),
+            security_hub: self.security_hub,
             baseline_tag: self.baseline_tag,
             baseline_default: self.baseline_default,
             baseline_match: self.baseline_match,
@@ -305,6 +310,22 @@ async fn execute(cli: Cli) -> Result<u8, CliError> {
         Command::Sweep(args) => sweep::run(args, adapters, &config, json).await,
         Command::ValidateBaseline(args) => validate::run(args, adapters, &config, json).await,
         Command::Restore(args) => restore::run(args, adapters, &config, json, &sdk).await,
+    }
+}
+
+/// Imports the report's findings when `SECURITY_HUB` is on, and says so on stderr (stdout
+/// stays the report); a failure is told and counted in nothing else: it never changes the
+/// exit code, which is about the keys.
+pub async fn post_findings(findings: Option<krg_aws::securityhub::SecurityHub>, report: &Report) {
+    let Some(sink) = findings else { return };
+    match crate::lambda::import_findings(&sink, report).await {
+        None => {}
+        Some((v, 0)) => eprintln!("Security Hub: {} finding(s) imported", v["imported"]),
+        Some((v, n)) => eprintln!(
+            "{} Security Hub: {n} finding(s) not imported: {}",
+            style("warning:").yellow().bold(),
+            v["error"].as_str().unwrap_or("")
+        ),
     }
 }
 

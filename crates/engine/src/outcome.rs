@@ -735,6 +735,10 @@ pub struct Report {
     /// Sweeps that ran through without a run error (the heartbeat, `SweepCompleted`).
     #[serde(skip)]
     pub sweeps_completed: usize,
+    /// Sweeps: the in-sync replicas, left out of `outcomes` (and of the response) but kept
+    /// for what reports on every key (Security Hub findings, AWS Config evaluations).
+    #[serde(skip)]
+    pub in_sync: Vec<Outcome>,
 }
 
 /// A change of the exclude or baseline tag: itself news, whoever made it.
@@ -826,6 +830,7 @@ impl Report {
             *self.excluded.get_or_insert(0) += n;
         }
         self.sweeps_completed += other.sweeps_completed;
+        self.in_sync.extend(other.in_sync);
     }
 
     /// How many outcomes have this action.
@@ -1168,6 +1173,10 @@ pub enum Metric {
     SweepKeysCovered,
     /// The function's mode, with every batch of metrics: 1 enforce, 0 dry-run.
     EnforceMode,
+    /// Security Hub findings that could not be imported (the fixes stand). A fleet total.
+    FindingsNotImported,
+    /// AWS Config evaluations that could not be put (PutEvaluations failed). A fleet total.
+    EvaluationsNotPut,
 }
 
 impl Metric {
@@ -1190,6 +1199,8 @@ impl Metric {
             Metric::SweepCompleted => "SweepCompleted",
             Metric::SweepKeysCovered => "SweepKeysCovered",
             Metric::EnforceMode => "EnforceMode",
+            Metric::FindingsNotImported => "FindingsNotImported",
+            Metric::EvaluationsNotPut => "EvaluationsNotPut",
         }
     }
 }
