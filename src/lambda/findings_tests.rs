@@ -184,3 +184,32 @@ async fn an_evaluation_that_config_does_not_take_fails_the_invocation_and_is_cou
             .any(|d| d.metric.name() == "EvaluationsNotPut" && d.value == 1.0)
     );
 }
+
+#[tokio::test]
+async fn a_config_invocation_from_an_account_the_function_may_not_enter_is_refused_without_a_call()
+{
+    let fake = public_drift();
+    let app = App::new(
+        config(&[
+            ("AWS_REGION", "us-east-1"),
+            (
+                "REMEDIATOR_ROLE_ARN",
+                "arn:aws:iam::111122223333:role/guard",
+            ),
+        ]),
+        &fake,
+        &fake,
+        &fake,
+    )
+    .with_evaluations(Some(&fake));
+    let text = serde_json::to_string(&config_change("us-west-2"))
+        .unwrap()
+        .replace("111122223333", "999988887777");
+    let e = app
+        .handle(serde_json::from_str(&text).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "NonRetryable.MalformedEvent", "{e}");
+    assert!(e.to_string().contains("999988887777"), "{e}");
+    assert!(fake.operations().is_empty(), "{:?}", fake.operations());
+}

@@ -403,6 +403,22 @@ where
         namespace: &str,
         invocation: config_rule::Invocation,
     ) -> Result<Value, InvocationError> {
+        // Config in an account the function may not work in gets no answer, and no call is
+        // made there (no AssumeRole): the same admission as every event and sweep.
+        let (_, refused) = engine
+            .places(
+                Some(std::slice::from_ref(&invocation.account)),
+                Some(std::slice::from_ref(&invocation.region)),
+            )
+            .await
+            .map_err(InvocationError::Evaluate)?;
+        if let Some(r) = refused.first() {
+            tracing::error!(account = %r.account, reason = %r.why, "AWS Config invocation from an account the function may not work in");
+            return Err(InvocationError::Event(EventError::Malformed {
+                field: "accountId".to_owned(),
+                problem: format!("{}: {}", r.account, r.why),
+            }));
+        }
         let evaluations = Box::pin(self.evaluations_of(engine, &invocation)).await?;
         let Some(sink) = self.evaluations.as_ref() else {
             return Ok(serde_json::json!({"evaluations": evaluations.len(), "put": 0}));
