@@ -116,3 +116,84 @@ impl EvaluationSink for ConfigService {
         Ok(put)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_config::operation::put_evaluations::{PutEvaluationsInput, PutEvaluationsOutput};
+    use aws_sdk_config::types::Evaluation as Failed;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn service(client: Client) -> ConfigService {
+        let sdk = aws_config::SdkConfig::builder().build();
+        ConfigService::new(AccountClients::new(&sdk, None, move |_| client.clone()))
+    }
+
+    fn evaluations(n: usize) -> Vec<(Evaluation, SystemTime)> {
+        (0..n)
+            .map(|i| {
+                let e = Evaluation {
+                    resource_id: format!("mrk-{i:032x}"),
+                    compliance: ConfigCompliance::NonCompliant,
+                    annotation: Some("public: * gains kms:Decrypt".into()),
+                };
+                (e, SystemTime::UNIX_EPOCH)
+            })
+            .collect()
+    }
+
+    fn place() -> (AccountId, Region) {
+        (
+            "111122223333".parse().unwrap(),
+            "us-west-2".parse().unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_hundred_and_fifty_evaluations_go_in_two_calls_with_the_token() {
+        let token = |r: &PutEvaluationsInput| r.result_token() == Some("a-real-token");
+        let full = mock!(Client::put_evaluations)
+            .match_requests(move |r| {
+                token(r) && r.evaluations().len() == 100 && r.test_mode().is_none()
+            })
+            .then_output(|| PutEvaluationsOutput::builder().build());
+        let rest = mock!(Client::put_evaluations)
+            .match_requests(move |r| token(r) && r.evaluations().len() == 50)
+            .then_output(|| PutEvaluationsOutput::builder().build());
+        let client = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&full, &rest]);
+        let (account, region) = place();
+        let put = service(client)
+            .put_evaluations(&account, &region, "a-real-token", &evaluations(150))
+            .await
+            .unwrap();
+        assert_eq!(put, 150);
+        assert_eq!((full.num_calls(), rest.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn the_test_token_is_sent_in_test_mode_and_refused_evaluations_are_counted() {
+        let test = mock!(Client::put_evaluations)
+            .match_requests(|r| r.test_mode() == Some(true))
+            .then_output(|| {
+                PutEvaluationsOutput::builder()
+                    .failed_evaluations(
+                        Failed::builder()
+                            .compliance_resource_type(RESOURCE_TYPE)
+                            .compliance_resource_id("mrk-0")
+                            .compliance_type(ComplianceType::NonCompliant)
+                            .ordering_timestamp(DateTime::from_secs(0))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&test]);
+        let (account, region) = place();
+        let e = service(client)
+            .put_evaluations(&account, &region, TEST_MODE_TOKEN, &evaluations(3))
+            .await
+            .unwrap_err();
+        assert_eq!(e.count, 1, "{e:?}");
+        assert!(e.error.message.contains("did not take 1 of 3"), "{e:?}");
+    }
+}

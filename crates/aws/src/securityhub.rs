@@ -194,3 +194,87 @@ impl FindingsSink for SecurityHub {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_securityhub::operation::batch_import_findings::BatchImportFindingsOutput;
+    use aws_sdk_securityhub::types::ImportFindingsError;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use krg_engine::outcome::{DriftNote, Outcome, Report, Status};
+
+    fn hub(client: Client) -> SecurityHub {
+        let sdk = aws_config::SdkConfig::builder().build();
+        SecurityHub::new(AccountClients::new(&sdk, None, move |_| client.clone()))
+    }
+
+    /// Findings of `n` drifted keys, in two Regions.
+    fn findings(n: usize) -> Vec<Finding> {
+        let report = Report {
+            outcomes: (0..n)
+                .map(|i| {
+                    let region = if i % 2 == 0 { "eu-west-1" } else { "us-west-2" };
+                    let key = format!("arn:aws:kms:{region}:111122223333:key/mrk-{i:032x}")
+                        .parse()
+                        .unwrap();
+                    Outcome::new(&key, Status::DriftDetected(DriftNote::DryRun))
+                        .with_drift("d".into(), None)
+                })
+                .collect(),
+            ..Report::default()
+        };
+        report.findings(std::time::SystemTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn the_asff_document_names_the_key_in_its_own_account_and_region() {
+        let f = &findings(1)[0];
+        let doc = asff(f);
+        assert_eq!(doc.aws_account_id(), Some("111122223333"));
+        assert_eq!(doc.region(), Some("eu-west-1"));
+        assert_eq!(doc.schema_version(), Some(SCHEMA_VERSION));
+        assert_eq!(doc.generator_id(), Some(GENERATOR_ID));
+        assert_eq!(doc.created_at(), Some("1970-01-01T00:00:00+00:00"));
+        assert_eq!(doc.record_state(), Some(&RecordState::Active));
+        let r = &doc.resources()[0];
+        assert_eq!(
+            (r.r#type(), r.id()),
+            (Some("AwsKmsKey"), Some(f.key_arn.as_str()))
+        );
+        assert_eq!(
+            r.details()
+                .and_then(|d| d.aws_kms_key())
+                .and_then(|k| k.key_id()),
+            Some(f.key_arn.key_id())
+        );
+    }
+
+    #[tokio::test]
+    async fn findings_go_per_region_at_most_a_hundred_a_call_and_refusals_are_counted() {
+        let batch = mock!(Client::batch_import_findings)
+            .match_requests(|r| {
+                let findings = r.findings();
+                findings.len() <= BATCH
+                    && findings.iter().all(|f| f.region() == findings[0].region())
+            })
+            .then_output(|| {
+                BatchImportFindingsOutput::builder()
+                    .success_count(99)
+                    .failed_count(1)
+                    .failed_findings(
+                        ImportFindingsError::builder()
+                            .id("x")
+                            .error_code("InvalidInput")
+                            .error_message("no")
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_securityhub, RuleMode::MatchAny, [&batch]);
+        // 300 findings: 150 a Region, so two calls a Region.
+        let e = hub(client).import(&findings(300)).await.unwrap_err();
+        assert_eq!(batch.num_calls(), 4);
+        assert_eq!(e.count, 4, "one refused finding a call: {e:?}");
+        assert!(e.error.message.contains("4 of 300"), "{e:?}");
+    }
+}
