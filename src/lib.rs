@@ -25,7 +25,10 @@
 //! Lambda payload ─► lambda::App::handle
 //!   ─► krg_engine::trigger::parse ─► Trigger
 //!   ─► krg_engine::Reconciler::run (ports implemented by krg_aws)
-//!   ─► Report ─► response JSON, one log line per key, metrics (krg_aws::cloudwatch)
+//!   ─► Report ─► response JSON, one log line per key, metrics (krg_aws::cloudwatch),
+//!                notifications (krg_aws::events), findings (krg_aws::securityhub)
+//! AWS Config rule invocation ─► lambda::config_rule::parse ─► the engine in dry-run
+//!   ─► evaluations ─► PutEvaluations (krg_aws::configservice)
 //! ```
 //!
 //! Modules:

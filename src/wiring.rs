@@ -1,23 +1,28 @@
 //! The one place that assembles the application from its configuration: the AWS adapters
 //! (KMS with the configured rate limits, in member accounts through the member role; S3
 //! backups when `BACKUP_BUCKET` is set; CloudWatch and the EventBridge bus of `EVENT_BUS` in
-//! the home Region; the sweep's work queue when `SWEEP_QUEUE_URL` is set) behind the engine. The Lambda, the CLI and the integration tests all
+//! the home Region; the sweep's work queue when `SWEEP_QUEUE_URL` is set; Security Hub when
+//! `SECURITY_HUB=on` and AWS Config in each key's own account) behind the engine. The Lambda, the CLI and the integration tests all
 //! build through here, over whichever SDK configuration they are given (AWS, the emulator,
 //! the fault proxy).
 
 use aws_config::SdkConfig;
 use krg_aws::backups::{Backups, S3Backups};
-use krg_aws::clients::{kms_clients, load_sdk_config};
+use krg_aws::clients::{AccountClients, kms_clients, load_sdk_config};
 use krg_aws::cloudwatch::CloudWatch;
+use krg_aws::configservice::ConfigService;
 use krg_aws::events::EventBus;
 use krg_aws::kms::{Kms, MemberKms};
 use krg_aws::members::{MemberAccess, Organization};
 use krg_aws::queue::Sqs;
 use krg_aws::remote::Remote;
+use krg_aws::securityhub::SecurityHub;
 use krg_engine::Reconciler;
+use krg_engine::key::AccountId;
 use krg_engine::tenancy::Members;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
@@ -25,7 +30,7 @@ use crate::config::{Config, ConfigError};
 use crate::lambda::{App, InvocationError};
 
 /// The function as it runs in Lambda: its ports are the AWS adapters.
-pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs, EventBus>;
+pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs, EventBus, SecurityHub, ConfigService>;
 
 /// The engine over the AWS adapters.
 pub type AwsEngine = Reconciler<Kms, Kms, Backups>;
@@ -44,6 +49,11 @@ pub struct Adapters {
     pub queue: Option<Sqs>,
     /// Where drifts are published (`EVENT_BUS`), in the home Region.
     pub notifier: Option<EventBus>,
+    /// Security Hub in each key's own account and Region (`SECURITY_HUB=on`).
+    pub findings: Option<SecurityHub>,
+    /// AWS Config in the evaluated account and the rule's Region (answers Config rule
+    /// invocations).
+    pub evaluations: ConfigService,
 }
 
 impl Adapters {
@@ -57,8 +67,9 @@ impl Adapters {
             })
         });
         let mut kms = Kms::with_limits(kms_clients(sdk), limits);
-        if let Some(members) = config.and_then(|c| member_kms(sdk, c)) {
-            kms = kms.with_members(members);
+        let access = config.and_then(|c| member_access(sdk, c));
+        if let (Some(c), Some((home, access))) = (config, &access) {
+            kms = kms.with_members(member_kms(sdk, c, home.clone(), access.clone()));
         }
         Self {
             kms,
@@ -75,6 +86,18 @@ impl Adapters {
                     .as_ref()
                     .map(|bus| EventBus::new(aws_sdk_eventbridge::Client::new(sdk), bus))
             }),
+            findings: config.filter(|c| c.security_hub).map(|_| {
+                SecurityHub::new(AccountClients::new(
+                    sdk,
+                    access.clone(),
+                    aws_sdk_securityhub::Client::new,
+                ))
+            }),
+            evaluations: ConfigService::new(AccountClients::new(
+                sdk,
+                access,
+                aws_sdk_config::Client::new,
+            )),
         }
     }
 
@@ -100,12 +123,15 @@ impl Adapters {
         )
         .with_queue(self.queue)
         .with_notifier(self.notifier)
+        .with_findings(self.findings)
+        .with_evaluations(Some(self.evaluations))
     }
 }
 
-/// Member accounts' KMS access, when the configuration has members: AssumeRole with the
-/// function's own credentials, the organisation listed for `MEMBER_ACCOUNTS=organization`.
-fn member_kms(sdk: &SdkConfig, config: &Config) -> Option<MemberKms> {
+/// The way into member accounts, when the configuration has members: the home account, and
+/// AssumeRole with the function's own credentials (one credentials cache, shared by KMS,
+/// Security Hub and Config).
+fn member_access(sdk: &SdkConfig, config: &Config) -> Option<(AccountId, Arc<MemberAccess>)> {
     let settings = &config.settings;
     let fleet = settings.tenancy.fleet.as_ref()?;
     let home = settings.tenancy.home.clone()?;
@@ -124,14 +150,24 @@ fn member_kms(sdk: &SdkConfig, config: &Config) -> Option<MemberKms> {
         fleet.role.clone(),
         &partition,
     );
-    let organization = matches!(fleet.members, Members::Organization)
+    Some((home, Arc::new(access)))
+}
+
+/// Member accounts' KMS access: the organisation listed for `MEMBER_ACCOUNTS=organization`.
+fn member_kms(
+    sdk: &SdkConfig,
+    config: &Config,
+    home: AccountId,
+    access: Arc<MemberAccess>,
+) -> MemberKms {
+    let organization = config
+        .settings
+        .tenancy
+        .fleet
+        .as_ref()
+        .is_some_and(|f| matches!(f.members, Members::Organization))
         .then(|| Organization::new(aws_sdk_organizations::Client::new(sdk)));
-    Some(MemberKms::new(
-        home,
-        std::sync::Arc::new(access),
-        sdk,
-        organization,
-    ))
+    MemberKms::new(home, access, sdk, organization)
 }
 
 /// The function as Lambda runs it, from the process environment: the SDK configuration,

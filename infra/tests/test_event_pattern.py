@@ -76,8 +76,15 @@ SHOULD_NOT_MATCH = {
     "scheduled-sweep.json",
     "synchronize-multi-region-key.json",
 }
-# Direct-invoke payloads, not EventBridge events: nothing to match.
-NOT_EVENTBRIDGE_EVENTS = {"manual-sweep.json", "sqs-sweep-work-items.json"}
+# Direct-invoke payloads, not EventBridge events: nothing to match (AWS Config invokes the
+# function itself for its custom rule).
+NOT_EVENTBRIDGE_EVENTS = {
+    "manual-sweep.json",
+    "sqs-sweep-work-items.json",
+    "config-rule-change.json",
+    "config-rule-oversized.json",
+    "config-rule-scheduled.json",
+}
 
 # The hub's rules on the guard's own events, by the detail-type that names each, with its runbook page (docs/src/runbook/<name>.md).
 GUARD_RULES = {

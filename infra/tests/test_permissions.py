@@ -53,6 +53,8 @@ OPERATIONS: dict[str, str | None] = {
     "put_metric_data": "cloudwatch:PutMetricData",
     "put_events": "events:PutEvents",
     "send_message_batch": "sqs:SendMessage",
+    "batch_import_findings": "securityhub:BatchImportFindings",
+    "put_evaluations": "config:PutEvaluations",
 }
 # Zero-argument methods of a call chain that are not the operation.
 NOT_OPERATIONS = {"send", "into_paginator", "items", "customize", "build"}
@@ -73,9 +75,20 @@ OPTIONAL = {
     "ssm:GetParametersByPath": "BaselineSsmPath",
     "organizations:ListAccounts": "MemberAccounts=organization",
     "sts:AssumeRole": "MemberRoleName",
+    "securityhub:BatchImportFindings": "SecurityHub=on",
+    "config:PutEvaluations": "ConfigRule",
 }
-# The calls made in member accounts: KMS only, through the member role.
-MEMBER_CALLS = {"kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListKeys", "kms:ListResourceTags"}
+# The calls made in member accounts, through the member role: KMS, and the findings and Config
+# answers about the account's own keys (made in the account they concern).
+MEMBER_CALLS = {
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:ListKeys",
+    "kms:ListResourceTags",
+    "securityhub:BatchImportFindings",
+    "config:PutEvaluations",
+}
 
 
 def called_operations() -> dict[str, set[str]]:
@@ -167,7 +180,7 @@ class Permissions(unittest.TestCase):
                     role_actions(template, lambda_role), needed, set(NEEDED_OUTSIDE_THE_CODE), path.name, optional
                 )
 
-    def test_the_member_role_allows_the_kms_calls_and_nothing_else(self) -> None:
+    def test_the_member_role_allows_the_member_calls_and_nothing_else(self) -> None:
         self.assertTrue(MEMBER_CALLS <= self.called_actions())
         for path in (SAM_MEMBER, CDK_MEMBER):
             template = cfn_yaml.load(path) if path.suffix == ".yaml" else json.loads(path.read_text())

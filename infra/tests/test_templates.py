@@ -47,6 +47,12 @@ SAM_CONDITIONAL = {
     "AssumeMemberRolePolicy",
     "ListOrganizationAccountsPolicy",
     "OrganizationEventBusPolicy",
+    "ImportFindingsPolicy",
+    "PutEvaluationsPolicy",
+    "ConfigRuleInvokePermission",
+    "OrganizationConfigRuleInvokePermission",
+    "ReplicaKeyPolicyConfigRule",
+    "ReplicaKeyPolicyOrganizationConfigRule",
 }
 SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
 CDK_MEMBER = CDK_OUT / "Member.template.json"
@@ -762,6 +768,61 @@ class SamBaselineCatalogueTest(unittest.TestCase):
         # No wildcard or policy variable in an ARN or s3:prefix; no more levels than the template joins.
         for bad in ("bucket/", "bucket/a", "bucket//a/", "bucket/a*/", "bucket/${aws:username}/", "s3://bucket/a/", "b/1/2/3/4/5/6/7/8/9/"):
             self.assertNotRegex(bad, s3)
+
+
+class SamFindingsTest(unittest.TestCase):
+    """SecurityHub and ConfigRule resolve as the CDK stack's securityHub and configRule (infra/cdk/test)."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+
+    def resources(self, sam: SamEvaluator) -> dict[str, str]:
+        return {n: r["Type"] for n, r in self.sam["Resources"].items() if "Condition" not in r or sam.condition(r["Condition"])}
+
+    def test_off_by_default(self) -> None:
+        sam = SamEvaluator(self.sam)
+        self.assertEqual(sam.environment("SECURITY_HUB"), {"SECURITY_HUB": "off"})
+        self.assertNotIn("ImportFindings", sam.statements())
+        self.assertNotIn("AnswerConfigRule", sam.statements())
+        found = self.resources(sam)
+        self.assertFalse(set(found.values()) & {"AWS::Config::ConfigRule", "AWS::Config::OrganizationConfigRule"})
+        self.assertFalse(set(found) & {"ConfigRuleInvokePermission", "OrganizationConfigRuleInvokePermission"})
+
+    def test_security_hub_on_imports_into_this_accounts_default_product(self) -> None:
+        sam = SamEvaluator(self.sam, SecurityHub="on")
+        self.assertEqual(sam.environment("SECURITY_HUB"), {"SECURITY_HUB": "on"})
+        self.assertEqual(sam.statements()["ImportFindings"], {
+            "Sid": "ImportFindings",
+            "Effect": "Allow",
+            "Action": "securityhub:BatchImportFindings",
+            "Resource": "arn:aws:securityhub:*:111122223333:product/111122223333/default",
+        })
+
+    def test_a_config_rule_in_the_account_is_invoked_from_this_account_only(self) -> None:
+        sam = SamEvaluator(self.sam, ConfigRule="account", ConfigRuleFrequency="Six_Hours")
+        found = self.resources(sam)
+        self.assertEqual(found["ReplicaKeyPolicyConfigRule"], "AWS::Config::ConfigRule")
+        self.assertNotIn("ReplicaKeyPolicyOrganizationConfigRule", found)
+        permission = sam(self.sam["Resources"]["ConfigRuleInvokePermission"]["Properties"])
+        self.assertEqual((permission["Principal"], permission["SourceAccount"]), ("config.amazonaws.com", "111122223333"))
+        rule = sam(self.sam["Resources"]["ReplicaKeyPolicyConfigRule"]["Properties"])
+        self.assertEqual(rule["Scope"], {"ComplianceResourceTypes": ["AWS::KMS::Key"]})
+        self.assertEqual(
+            [(d["MessageType"], d.get("MaximumExecutionFrequency")) for d in rule["Source"]["SourceDetails"]],
+            [("ConfigurationItemChangeNotification", None), ("OversizedConfigurationItemChangeNotification", None), ("ScheduledNotification", "Six_Hours")],
+        )
+        self.assertEqual(sam.statements()["AnswerConfigRule"]["Action"], "config:PutEvaluations")
+
+    def test_an_organization_rule_names_the_function_for_every_member(self) -> None:
+        sam = SamEvaluator(self.sam, ConfigRule="organization")
+        found = self.resources(sam)
+        self.assertEqual(found["ReplicaKeyPolicyOrganizationConfigRule"], "AWS::Config::OrganizationConfigRule")
+        self.assertNotIn("ReplicaKeyPolicyConfigRule", found)
+        self.assertNotIn("SourceAccount", self.sam["Resources"]["OrganizationConfigRuleInvokePermission"]["Properties"])
+        meta = sam(self.sam["Resources"]["ReplicaKeyPolicyOrganizationConfigRule"]["Properties"]["OrganizationCustomRuleMetadata"])
+        self.assertEqual(meta["ResourceTypesScope"], ["AWS::KMS::Key"])
+        self.assertEqual(meta["LambdaFunctionArn"], "<Function.Arn>")
 
 
 class SamConcurrencyTest(unittest.TestCase):

@@ -19,12 +19,14 @@ pub struct Args {
 /// `check`.
 pub async fn check(
     args: Args,
-    adapters: Adapters,
+    mut adapters: Adapters,
     config: &Config,
     json: bool,
 ) -> Result<u8, CliError> {
+    let findings = adapters.findings.take();
     let report = adapters.engine(config).check(&args.key).await;
     print_report(&report, json, true);
+    super::post_findings(findings, &report).await;
     Ok(exit_code(&report))
 }
 

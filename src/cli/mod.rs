@@ -295,6 +295,22 @@ async fn on_keys(
     }
 }
 
+/// Imports the report's findings when `SECURITY_HUB` is on, and says so on stderr (stdout
+/// stays the report); a failure is told and counted in nothing else: it never changes the
+/// exit code, which is about the keys.
+pub async fn post_findings(findings: Option<krg_aws::securityhub::SecurityHub>, report: &Report) {
+    let Some(sink) = findings else { return };
+    match crate::lambda::import_findings(&sink, report).await {
+        None => {}
+        Some((v, 0)) => eprintln!("Security Hub: {} finding(s) imported", v["imported"]),
+        Some((v, n)) => eprintln!(
+            "{} Security Hub: {n} finding(s) not imported: {}",
+            style("warning:").yellow().bold(),
+            v["error"].as_str().unwrap_or("")
+        ),
+    }
+}
+
 /// 0 in sync, 1 drift left in place, 2 a failure.
 pub fn exit_code(report: &Report) -> u8 {
     if report.failure_class().is_some() {

@@ -32,11 +32,12 @@ pub struct Args {
 /// `sweep`.
 pub async fn run(
     args: Args,
-    adapters: Adapters,
+    mut adapters: Adapters,
     config: &Config,
     json: bool,
 ) -> Result<u8, CliError> {
     let kms = adapters.kms.clone();
+    let findings = adapters.findings.take();
     let engine = adapters.engine(config);
     let started = Instant::now();
     let bar = Bar::new(json);
@@ -51,6 +52,7 @@ pub async fn run(
     let mut report = engine.sweep(&places, &bar).await;
     report.accounts_refused = refused;
     bar.finish();
+    super::post_findings(findings, &report).await;
     let elapsed = started.elapsed().as_secs_f64();
     let calls = kms.call_counts();
     if json {

@@ -60,6 +60,9 @@ pub struct Config {
     /// The EventBridge bus every drift is published to (`EVENT_BUS`, default `default`);
     /// `None` (`off`): no notifications.
     pub event_bus: Option<String>,
+    /// Every drift, and every heal, as a Security Hub finding in the key's own account and
+    /// Region (`SECURITY_HUB=on`; default off).
+    pub security_hub: bool,
 }
 
 /// Where the desired policy comes from (`BASELINE_SOURCE`).
@@ -571,6 +574,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_owned()),
             sweep_queue_url: o.sweep_queue_url,
             event_bus,
+            security_hub: o.security_hub.unwrap_or(false),
         })
     }
 }

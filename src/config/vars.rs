@@ -271,6 +271,10 @@ settings! {
         Cli::No,
         stack: ("", ""),
         row: Row::Own { default: r#"`default`"#, doc: r#"Every drift found (dry-run or enforce) is put on this EventBridge bus (a name or ARN, in the function's Region): `source` `kms-replica-guard`, `detail-type` `Replica Key Policy Drift Detected` / `Replica Key Policy Remediated` / `Replica Key Policy Remediation Failed`, `resources` the key ARN, `detail` the outcome with `exposure` and `actor`; also `Replica Key Policy Write Refused` (the guardrails refused a write, dry-run too; `detail.guardrail` lists each breach), `Replica Key Policy Write Grants Access` (a write whose `write_exposure` is `admin` or worse), `Replica Key Exemption Granted` and `Replica Key Baseline Switched` (a tag event; `detail` is the tag change with its `actor`). Route them with a rule (SNS, Chatbot, a ticketing tool). `off`: none. A publishing failure is logged and reported, never blocks a fix. Needs `events:PutEvents` on the bus."# };
+    security_hub: bool = "SECURITY_HUB" => parse_switch;
+        Cli::Flag { long: "security-hub", hidden: false, help: r#"on: post each replica's finding to Security Hub in its own account and Region (FAILED while drifted, PASSED once in sync); off (the default): print only."# },
+        stack: ("SecurityHub", "securityHub"),
+        row: Row::Own { default: r#"`off`"#, doc: r#"`on`: every replica the function reports on becomes an AWS Security Hub finding (ASFF, `BatchImportFindings`) in the key's own account and Region — `FAILED` while drifted, refused or failed; `PASSED` and archived once healed or found in sync — in dry-run and enforce alike; member accounts' findings through the member role. A failed import is logged and counted (`FindingsNotImported`), never blocks a fix. See [Security Hub and AWS Config](security-hub-and-config.md)."# };
     home: Region = "AWS_REGION" | "AWS_DEFAULT_REGION" => parse_region;
         Cli::Flag { long: "region", hidden: false, help: r#"The home Region (where a baseline is checked at start-up); else AWS_DEFAULT_REGION."# },
         stack: ("", ""),

@@ -15,7 +15,10 @@ use serde_json::Value;
 use super::App;
 use krg_engine::Reconciler;
 use krg_engine::outcome::Report;
-use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
+use krg_engine::ports::{
+    BackupStore, EvaluationSink, FindingsSink, KeyDirectory, MetricsSink, Notifier, PolicyStore,
+    WorkQueue,
+};
 use krg_engine::trigger::Trigger;
 use krg_engine::work_item;
 
@@ -63,7 +66,7 @@ pub(super) fn records(payload: &Value) -> Option<Vec<Record>> {
     )
 }
 
-impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N>
+impl<K, P, M, B, Q, N, F, E> App<K, P, M, B, Q, N, F, E>
 where
     K: KeyDirectory,
     P: PolicyStore,
@@ -71,6 +74,8 @@ where
     B: BackupStore,
     Q: WorkQueue,
     N: Notifier,
+    F: FindingsSink,
+    E: EvaluationSink,
 {
     /// Runs each work item inline (a work item is never planned again) and answers with the
     /// ones that failed or were refused.
@@ -107,7 +112,9 @@ where
                 failed.push(record.message_id);
             }
         }
-        self.publish(namespace, engine.settings().mode, &all).await;
+        let not_imported = Box::pin(self.import(&all)).await.map_or(0, |(_, n)| n);
+        self.publish(namespace, engine.settings().mode, &all, not_imported)
+            .await;
         self.notify(&all).await;
         let failures: Vec<Value> = failed
             .iter()

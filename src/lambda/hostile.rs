@@ -82,6 +82,51 @@ async fn every_hostile_event_is_rejected_with_a_clear_error_and_writes_nothing()
     assert_eq!(fake.count("PutKeyPolicy"), 0);
 }
 
+/// What each hostile AWS Config invocation's error must name.
+fn config_expectation(name: &str) -> &'static str {
+    match name {
+        "invoking-event-is-an-object.json" => "field `invokingEvent`: invalid type: object",
+        "invoking-event-truncated.json" => "field `invokingEvent`: not JSON",
+        "no-result-token.json" => "field `resultToken`: missing",
+        "result-token-with-control-characters.json" => "field `resultToken`",
+        "rule-arn-not-a-config-rule.json" => "field `configRuleArn`",
+        "account-is-not-the-rules.json" => "field `accountId`",
+        "left-scope-is-a-string.json" => "field `eventLeftScope`: invalid type: string",
+        "rule-parameters-not-an-object.json" => "field `ruleParameters`",
+        "message-type-unknown.json" => "ConfigurationSnapshotDeliveryCompleted",
+        "resource-type-not-a-key.json" => "AWS::S3::Bucket",
+        "arn-is-an-alias.json" => "configurationItem.ARN",
+        "resource-id-is-another-key.json" => "configurationItem.resourceId",
+        "key-in-another-account.json" => "configurationItem.awsAccountId",
+        "key-in-another-region.json" => "configurationItem.awsRegion",
+        "item-status-unknown.json" => "configurationItem.configurationItemStatus",
+        "capture-time-not-a-time.json" => "configurationItem.configurationItemCaptureTime",
+        "configuration-item-is-a-list.json" => "invalid type: array",
+        "scheduled-for-another-account.json" => "invokingEvent.awsAccountId",
+        other => panic!("tests/hostile/config/{other} has no expectation; add one"),
+    }
+}
+
+#[tokio::test]
+async fn every_hostile_config_invocation_is_refused_by_name_and_nothing_is_called() {
+    let fake = family();
+    let config = Config::from_lookup(|k| (k == "REMEDIATION_MODE").then(|| "enforce".to_owned()));
+    let app = App::new(config, &fake, &fake, &fake).with_evaluations(Some(&fake));
+    let files = corpus("config");
+    assert!(files.len() >= 18, "corpus found: {}", files.len());
+    for (name, bytes) in files {
+        let want = config_expectation(&name);
+        let payload: Value = serde_json::from_slice(&bytes).unwrap();
+        let e = app
+            .handle(payload)
+            .await
+            .expect_err(&format!("{name} must be refused"));
+        assert_eq!(e.error_type(), "NonRetryable.MalformedEvent", "{name}: {e}");
+        assert!(e.to_string().contains(want), "{name}: {e}");
+    }
+    assert!(fake.operations().is_empty(), "{:?}", fake.operations());
+}
+
 #[tokio::test]
 async fn a_huge_event_is_handled_without_trouble() {
     let fake = family();

@@ -37,6 +37,28 @@ pub fn moto_endpoint() -> String {
         })
 }
 
+/// Panics with instructions when moto's server does not answer: the Security Hub tests
+/// never pass silently without it.
+pub fn assert_moto_running() {
+    let health = format!("{}/moto-api/proxy/passthrough", moto_endpoint_direct());
+    let reachable = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "3", &health])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        reachable,
+        "moto's server is not reachable at {health}. Start it with `cargo xtask emulator start` \
+         (or `make emulator`), or set MOTO_PORT to the port of a running one."
+    );
+}
+
+/// moto's server itself, whatever `AWS_ENDPOINT_URL_SECURITYHUB` says now (a test may point
+/// that at a proxy).
+pub fn moto_endpoint_direct() -> String {
+    let port = std::env::var("MOTO_PORT").unwrap_or_else(|_| "4570".to_owned());
+    format!("http://127.0.0.1:{port}")
+}
+
 /// SDK configuration for the emulator. Panics with instructions when it is not running:
 /// these tests never pass silently without it.
 pub async fn sdk() -> SdkConfig {

@@ -10,6 +10,7 @@ mod faults;
 mod fleet;
 mod helpers;
 mod history;
+mod security_hub;
 mod strict;
 mod work_items;
 

@@ -14,7 +14,11 @@ use aws_smithy_http_client::tls::Provider;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-use krg_engine::key::Region;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use krg_engine::error::CallError;
+use krg_engine::key::{AccountId, Region};
+
+use crate::members::{AccountCredentials, MemberAccess};
 
 /// The HTTPS client every SDK client shares: rustls with aws-lc (the SDK's own default,
 /// with its post-quantum hybrid key exchange, X25519MLKEM768), the platform's root
@@ -105,6 +109,62 @@ pub fn kms_clients(sdk: &SdkConfig) -> Arc<RegionalClients<aws_sdk_kms::Client>>
             .build();
         aws_sdk_kms::Client::from_conf(conf)
     }))
+}
+
+/// Clients of one service per (account, Region), for the calls made in the key's own account
+/// (Security Hub's BatchImportFindings, Config's PutEvaluations): the function's own
+/// credentials in its home account (or in any account without members), the member role's
+/// in the others.
+pub struct AccountClients<C> {
+    sdk: SdkConfig,
+    members: Option<(AccountId, Arc<MemberAccess>)>,
+    make: Box<dyn Fn(&SdkConfig) -> C + Send + Sync>,
+    cache: Mutex<HashMap<(AccountId, Region), C>>,
+}
+
+impl<C: Clone> AccountClients<C> {
+    /// Clients made by `make` from `sdk` with the Region (and credentials) of each place;
+    /// `members`: the home account and the way into the others.
+    pub fn new(
+        sdk: &SdkConfig,
+        members: Option<(AccountId, Arc<MemberAccess>)>,
+        make: impl Fn(&SdkConfig) -> C + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            sdk: sdk.clone(),
+            members,
+            make: Box::new(make),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client for `account` in `region`; a member account is entered first, so a
+    /// refused AssumeRole is reported here, typed.
+    pub async fn get(&self, account: &AccountId, region: &Region) -> Result<C, CallError> {
+        let member = match &self.members {
+            Some((home, access)) if home != account => {
+                access.credentials(account).await?;
+                Some(access.clone())
+            }
+            _ => None,
+        };
+        let mut cache = self.cache.lock().expect("no panics while held");
+        let client = cache
+            .entry((account.clone(), region.clone()))
+            .or_insert_with(|| {
+                let mut conf = self
+                    .sdk
+                    .to_builder()
+                    .region(aws_config::Region::new(region.as_str().to_owned()));
+                if let Some(access) = member {
+                    conf = conf.credentials_provider(SharedCredentialsProvider::new(
+                        AccountCredentials::new(access, account.clone()),
+                    ));
+                }
+                (self.make)(&conf.build())
+            });
+        Ok(client.clone())
+    }
 }
 
 #[cfg(test)]

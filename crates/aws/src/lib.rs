@@ -1,16 +1,19 @@
 //! AWS adapters: the only code that calls AWS (KMS, CloudWatch, EventBridge, S3, SSM, STS,
-//! Organizations, SQS; CloudTrail and Lambda for `doctor`'s reads of a deployment). Each implements a port from [`krg_engine::ports`] and maps SDK
+//! Organizations, SQS, Security Hub, Config; CloudTrail and Lambda for `doctor`'s reads of a
+//! deployment). Each implements a port from [`krg_engine::ports`] and maps SDK
 //! errors onto [`CallError`]s.
 
 pub mod backups;
 pub mod clients;
 pub mod cloudwatch;
+pub mod configservice;
 pub mod deployment;
 pub mod events;
 pub mod kms;
 pub mod members;
 pub mod queue;
 pub mod remote;
+pub mod securityhub;
 
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};

@@ -38,6 +38,7 @@ macro_rules! api {
 
 api!(
     AssumeRole,
+    BatchImportFindings,
     DeleteObject,
     DescribeAlarmsForMetric,
     DescribeKey,
@@ -57,6 +58,7 @@ api!(
     ListObjectsV2,
     ListResourceTags,
     ListRuleNamesByTarget,
+    PutEvaluations,
     PutEvents,
     PutKeyPolicy,
     PutMetricData,

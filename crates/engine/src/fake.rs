@@ -7,11 +7,13 @@ use std::time::SystemTime;
 
 use crate::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use crate::error::{Api, CallError, ErrorKind};
+use crate::findings::{Evaluation, Finding};
+use crate::key::Region;
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, Notification};
 use crate::ports::{
-    Backup, BackupStore, Claimed, KeyDirectory, MetricsSink, Notifier, PolicyStore, Tags,
-    WorkQueue, WriteClaim, WriteHistory, WriteRecord,
+    Backup, BackupStore, Claimed, EvaluationSink, FindingsSink, KeyDirectory, MetricsSink,
+    Notifier, PolicyStore, Tags, Undelivered, WorkQueue, WriteClaim, WriteHistory, WriteRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,10 @@ pub struct FakeAws {
     pub organization: Mutex<Vec<AccountId>>,
     /// Work items sent to the queue.
     pub queued: Mutex<Vec<Place>>,
+    /// Findings imported (`BatchImportFindings`), latest import of an id last.
+    pub findings: Mutex<Vec<Finding>>,
+    /// Evaluations put (`PutEvaluations`): account, Region, result token, evaluation.
+    pub evaluations: Mutex<Vec<(AccountId, Region, String, Evaluation)>>,
 }
 
 pub const ACCOUNT: &str = "111122223333";
@@ -272,6 +278,53 @@ impl Notifier for FakeAws {
         self.call("PutEvents", &"default")?;
         self.notified.lock().unwrap().extend(notes.iter().cloned());
         Ok(notes.len())
+    }
+}
+
+impl FindingsSink for FakeAws {
+    async fn import(&self, findings: &[Finding]) -> Result<usize, Undelivered> {
+        for batch in findings.chunks(100) {
+            self.call("BatchImportFindings", &batch.len())
+                .map_err(|error| Undelivered {
+                    count: findings.len(),
+                    error,
+                })?;
+        }
+        self.findings
+            .lock()
+            .unwrap()
+            .extend(findings.iter().cloned());
+        Ok(findings.len())
+    }
+}
+
+impl EvaluationSink for FakeAws {
+    async fn put_evaluations(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        result_token: &str,
+        evaluations: &[(Evaluation, SystemTime)],
+    ) -> Result<usize, Undelivered> {
+        for batch in evaluations.chunks(100) {
+            self.call("PutEvaluations", &batch.len())
+                .map_err(|error| Undelivered {
+                    count: evaluations.len(),
+                    error,
+                })?;
+        }
+        self.evaluations
+            .lock()
+            .unwrap()
+            .extend(evaluations.iter().map(|(e, _)| {
+                (
+                    account.clone(),
+                    region.clone(),
+                    result_token.to_owned(),
+                    e.clone(),
+                )
+            }));
+        Ok(evaluations.len())
     }
 }
 

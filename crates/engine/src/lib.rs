@@ -40,6 +40,7 @@
 //! - [`catalogue`]: named baselines, picked per key by a tag.
 //! - [`decide`]: pure decisions on live key facts (reach, skip, drift name).
 //! - [`outcome`]: the one result type, with typed reasons rendered only at the edge.
+//! - [`findings`]: outcomes as Security Hub findings (ASFF) and AWS Config evaluations.
 //! - [`ports`]: one small trait per capability the engine needs from AWS.
 //! - [`ledger`]: the in-process write history and write claims (no backup bucket).
 //! - [`reconcile`]: the engine, one file per stage.
@@ -55,6 +56,7 @@ pub mod error;
 pub mod exemption;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+pub mod findings;
 pub mod key;
 pub mod ledger;
 pub mod outcome;

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use crate::decide::KeyFacts;
 use crate::error::CallError;
+use crate::findings::{Evaluation, Finding};
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, Notification, rfc3339};
 
@@ -214,6 +215,38 @@ pub trait MetricsSink: Send + Sync {
     ) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
+/// Some of the items a call was given were not delivered: how many, and the first error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// Items not delivered.
+    pub count: usize,
+    /// Why (the first failure), with the count in its message.
+    pub error: CallError,
+}
+
+/// Imports findings into Security Hub, each in its key's own account and Region.
+pub trait FindingsSink: Send + Sync {
+    /// Imports every finding (at most 100 a call); how many Security Hub took. Every batch
+    /// is tried; any finding not taken makes it an [`Undelivered`].
+    fn import(
+        &self,
+        findings: &[Finding],
+    ) -> impl Future<Output = Result<usize, Undelivered>> + Send;
+}
+
+/// Answers an AWS Config rule invocation (PutEvaluations with its result token).
+pub trait EvaluationSink: Send + Sync {
+    /// Puts every evaluation (at most 100 a call) in `account`'s Config, in `region`; how
+    /// many Config took.
+    fn put_evaluations(
+        &self,
+        account: &AccountId,
+        region: &crate::key::Region,
+        result_token: &str,
+        evaluations: &[(Evaluation, SystemTime)],
+    ) -> impl Future<Output = Result<usize, Undelivered>> + Send;
+}
+
 // Borrowed ports work too, so one adapter value can serve several roles.
 impl<T: BackupStore> BackupStore for &T {
     async fn save(&self, backup: &Backup) -> Result<String, CallError> {
@@ -284,5 +317,25 @@ pub trait WorkQueue: Send + Sync {
 impl<T: WorkQueue> WorkQueue for &T {
     async fn send(&self, items: &[Place]) -> Result<usize, CallError> {
         (**self).send(items).await
+    }
+}
+
+impl<T: FindingsSink> FindingsSink for &T {
+    async fn import(&self, findings: &[Finding]) -> Result<usize, Undelivered> {
+        (**self).import(findings).await
+    }
+}
+
+impl<T: EvaluationSink> EvaluationSink for &T {
+    async fn put_evaluations(
+        &self,
+        account: &AccountId,
+        region: &crate::key::Region,
+        result_token: &str,
+        evaluations: &[(Evaluation, SystemTime)],
+    ) -> Result<usize, Undelivered> {
+        (**self)
+            .put_evaluations(account, region, result_token, evaluations)
+            .await
     }
 }

@@ -6,6 +6,17 @@
 //! On request ([`FaultProxy::record_calls`]) it also keeps a timed record of every request it
 //! forwards ([`CallRecord`]): the cold-start benchmark (`cargo xtask bench-coldstart`) splits
 //! an event's latency into time waiting on the emulator and the function's own time with it.
+//!
+//! A routed proxy ([`FaultProxy::start_routed`]) sends a service's requests (told by the
+//! SigV4 credential scope) to another emulator: Security Hub to moto's server, the rest to
+//! LocalStack. It can keep the bodies of an operation's requests ([`FaultProxy::keep_bodies`])
+//! and answer an operation itself ([`Fault::Respond`]), to show the exact request a service
+//! the emulators do not serve (Config's PutEvaluations with a real token) would receive.
+//!
+//! With [`FaultProxy::strict_security_hub`], BatchImportFindings is held to AWS's rule that
+//! moto does not check: the caller's account must be the `AwsAccountId` of every finding.
+//! The caller's account is its 12-digit access key id (the emulators' convention) or, for
+//! credentials an AssumeRole through this proxy returned, the account of the role assumed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -44,6 +55,8 @@ pub enum Fault {
     AccessDenied,
     /// Forward GetKeyPolicy and replace the returned policy (KMS "normalised" it).
     RewritePolicy(String),
+    /// Answer 200 with this JSON body, without forwarding.
+    Respond(String),
 }
 
 type Plan = Arc<Mutex<HashMap<String, VecDeque<Fault>>>>;
@@ -62,6 +75,17 @@ pub struct CallRecord {
     pub answered: Instant,
 }
 
+/// Security Hub's account rule, when on: access key id → account, learnt from AssumeRole.
+#[derive(Debug, Default)]
+struct HubRule {
+    keys: HashMap<String, String>,
+    refused: usize,
+    callers: Vec<String>,
+}
+
+type Bodies = Arc<Mutex<HashMap<String, Vec<Bytes>>>>;
+type Hub = Arc<Mutex<Option<HubRule>>>;
+
 /// The running proxy.
 pub struct FaultProxy {
     pub endpoint: String,
@@ -69,23 +93,36 @@ pub struct FaultProxy {
     forwarded: Arc<Mutex<HashMap<String, usize>>>,
     calls: Calls,
     strict: Strict,
+    bodies: Bodies,
+    hub: Hub,
 }
 
 impl FaultProxy {
     /// Starts a proxy in front of `upstream` (e.g. http://127.0.0.1:4566).
     pub async fn start(upstream: String) -> Self {
+        Self::start_routed(upstream, Vec::new()).await
+    }
+
+    /// Starts a proxy in front of `upstream`, sending the requests of each service named in
+    /// `routes` (its SigV4 signing name, `securityhub`) to that service's upstream.
+    pub async fn start_routed(upstream: String, routes: Vec<(String, String)>) -> Self {
+        let routes = Arc::new(routes);
         let (listener, endpoint) = bind().await;
         let plan: Plan = Arc::default();
         let forwarded: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let calls: Calls = Arc::default();
         let strict: Strict = Arc::default();
+        let bodies: Bodies = Arc::default();
+        let hub: Hub = Arc::default();
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
-        let (p, f, c, st) = (
+        let (p, f, c, st, bo, hb) = (
             plan.clone(),
             forwarded.clone(),
             calls.clone(),
             strict.clone(),
+            bodies.clone(),
+            hub.clone(),
         );
         serve(listener, move |req| {
             handle(
@@ -95,6 +132,9 @@ impl FaultProxy {
                     forwarded: f.clone(),
                     calls: c.clone(),
                     strict: st.clone(),
+                    bodies: bo.clone(),
+                    hub: hb.clone(),
+                    routes: routes.clone(),
                 },
                 client.clone(),
                 upstream.clone(),
@@ -106,7 +146,53 @@ impl FaultProxy {
             forwarded,
             calls,
             strict,
+            bodies,
+            hub,
         }
+    }
+
+    /// Holds BatchImportFindings to AWS's rule: every finding's `AwsAccountId` is the
+    /// caller's account, else 403 AccessDeniedException and nothing is imported.
+    pub fn strict_security_hub(&self) {
+        *self.hub.lock().unwrap() = Some(HubRule::default());
+    }
+
+    /// BatchImportFindings requests refused by that rule.
+    pub fn security_hub_refused(&self) -> usize {
+        self.hub.lock().unwrap().as_ref().map_or(0, |h| h.refused)
+    }
+
+    /// The caller's account of each BatchImportFindings the rule let through, in order.
+    pub fn security_hub_callers(&self) -> Vec<String> {
+        self.hub
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|h| h.callers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Keeps the body of every request of `operation` from now on.
+    pub fn keep_bodies(&self, operation: &str) {
+        self.bodies
+            .lock()
+            .unwrap()
+            .entry(operation.to_owned())
+            .or_default();
+    }
+
+    /// The bodies kept of `operation`'s requests, as JSON, in order.
+    pub fn bodies(&self, operation: &str) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .get(operation)
+            .map(|v| {
+                v.iter()
+                    .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Makes KMS's answers as strict as AWS's (see [`crate::strict`]) from now on.
@@ -245,6 +331,48 @@ struct Shared {
     forwarded: Arc<Mutex<HashMap<String, usize>>>,
     calls: Calls,
     strict: Strict,
+    bodies: Bodies,
+    hub: Hub,
+    routes: Arc<Vec<(String, String)>>,
+}
+
+/// The access key id and signing service of a SigV4 `Authorization` header
+/// (`... Credential=AKID/DATE/REGION/SERVICE/aws4_request, ...`).
+fn credential_scope(parts: &hyper::http::request::Parts) -> Option<(String, String)> {
+    let auth = parts.headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    let fields: Vec<&str> = scope.split('/').collect();
+    match fields[..] {
+        [key, _, _, service, _] => Some((key.to_owned(), service.to_owned())),
+        _ => None,
+    }
+}
+
+/// A REST-JSON operation named by its path (Security Hub).
+fn rest_operation(parts: &hyper::http::request::Parts) -> Option<String> {
+    let op = match (parts.method.as_str(), parts.uri.path()) {
+        ("POST", "/findings/import") => "BatchImportFindings",
+        ("POST", "/findings") => "GetFindings",
+        ("POST", "/accounts") => "EnableSecurityHub",
+        _ => return None,
+    };
+    Some(op.to_owned())
+}
+
+/// The account of a query-protocol AssumeRole's `RoleArn` parameter.
+fn assumed_account(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let arn = text.split('&').find_map(|p| p.strip_prefix("RoleArn="))?;
+    let arn = arn.replace("%3A", ":").replace("%2F", "/");
+    arn.split(':').nth(4).map(str::to_owned)
+}
+
+/// The `<AccessKeyId>` of an AssumeRole answer.
+fn issued_key(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<AccessKeyId>")? + "<AccessKeyId>".len();
+    let end = start + text[start..].find("</AccessKeyId>")?;
+    Some(text[start..end].to_owned())
 }
 
 async fn handle(
@@ -258,6 +386,9 @@ async fn handle(
         forwarded,
         calls,
         strict,
+        bodies,
+        hub,
+        routes,
     } = shared;
     let received = Instant::now();
     let (parts, body) = req.into_parts();
@@ -278,7 +409,15 @@ async fn handle(
             .split_once("/operation/")
             .map(|(_, op)| op.to_owned())
     };
-    let operation = target.or(query_action).or_else(rpc_v2).unwrap_or_default();
+    let operation = target
+        .or(query_action)
+        .or_else(rpc_v2)
+        .or_else(|| rest_operation(&parts))
+        .unwrap_or_default();
+    let scope = credential_scope(&parts);
+    if let Some(kept) = bodies.lock().unwrap().get_mut(&operation) {
+        kept.push(body.clone());
+    }
     let fault = plan
         .lock()
         .unwrap()
@@ -305,7 +444,45 @@ async fn handle(
         Fault::AccessDenied if query => return Ok(refuse(403, "AccessDenied")),
         Fault::AccessDenied => return Ok(refuse(400, "AccessDeniedException")),
         Fault::Drop => return Err("dropped by the fault proxy".into()),
+        Fault::Respond(answer) => {
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/x-amz-json-1.1")
+                .body(Full::new(Bytes::from(answer)))
+                .unwrap());
+        }
         Fault::Pass | Fault::Slow(_) | Fault::Creating | Fault::RewritePolicy(_) => {}
+    }
+    if operation == "BatchImportFindings"
+        && let Some(rule) = hub.lock().unwrap().as_mut()
+    {
+        let key = scope.as_ref().map(|(k, _)| k.clone()).unwrap_or_default();
+        let caller = if key.len() == 12 && key.bytes().all(|b| b.is_ascii_digit()) {
+            Some(key.clone())
+        } else {
+            rule.keys.get(&key).cloned()
+        };
+        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let named: Vec<&str> = request["Findings"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|f| f["AwsAccountId"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(other) = named.iter().find(|a| Some(**a) != caller.as_deref()) {
+            rule.refused += 1;
+            return Ok(error_with(
+                403,
+                "AccessDeniedException",
+                &format!(
+                    "the caller's account ({}) is not the finding's AwsAccountId ({other}): BatchImportFindings imports only into the caller's own account",
+                    caller.as_deref().unwrap_or("unknown")
+                ),
+            ));
+        }
+        rule.callers.push(caller.unwrap_or_default());
     }
     let call = calls.lock().unwrap().is_some().then(|| match query {
         true => operation.clone(),
@@ -327,10 +504,17 @@ async fn handle(
             return Ok(error_with(400, "MalformedPolicyDocumentException", message));
         }
     }
+    let upstream = scope
+        .as_ref()
+        .and_then(|(_, service)| routes.iter().find(|(s, _)| s == service))
+        .map_or(upstream.as_str(), |(_, u)| u.as_str());
     let uri = format!(
         "{upstream}{}",
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
+    let assumed = (operation == "AssumeRole")
+        .then(|| assumed_account(&body))
+        .flatten();
     let mut upstream_req = Request::builder().method(parts.method).uri(uri);
     for (name, value) in &parts.headers {
         upstream_req = upstream_req.header(name, value);
@@ -343,6 +527,11 @@ async fn handle(
         .or_default() += 1;
     let (parts, body) = response.into_parts();
     let mut body = body.collect().await?.to_bytes();
+    if let (Some(account), Some(key)) = (assumed, issued_key(&body))
+        && let Some(rule) = hub.lock().unwrap().as_mut()
+    {
+        rule.keys.insert(key, account);
+    }
     match fault {
         Fault::Slow(d) => tokio::time::sleep(d).await,
         Fault::Creating => {

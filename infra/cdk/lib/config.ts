@@ -103,7 +103,16 @@ export interface GuardConfig {
   readonly sweepWorkerConcurrency: number;
   /** Visibility timeout of the sweep queue in seconds (at least functionTimeout; AWS recommends 6x). */
   readonly sweepVisibilityTimeout: number;
+  /** `on`: each replica reported on is a Security Hub finding in its own account and Region (SECURITY_HUB). */
+  readonly securityHub: 'on' | 'off';
+  /** An AWS Config custom rule backed by the function: `account`, `organization` (management or delegated admin account), or `none`. */
+  readonly configRule: 'none' | 'account' | 'organization';
+  /** The rule's periodic evaluation (MaximumExecutionFrequency), one of CONFIG_RULE_FREQUENCIES. */
+  readonly configRuleFrequency: string;
 }
+
+/** The SAM template's AllowedValues of ConfigRuleFrequency. */
+export const CONFIG_RULE_FREQUENCIES = ['One_Hour', 'Three_Hours', 'Six_Hours', 'Twelve_Hours', 'TwentyFour_Hours'];
 
 /** Key prefix of the policy backups in the backups bucket (BACKUP_PREFIX); the IAM grants use it. */
 export const BACKUP_PREFIX = 'kms-replica-guard/';
@@ -152,6 +161,9 @@ export const DEFAULT_CONFIG: GuardConfig = {
   organizationId: '',
   sweepWorkerConcurrency: 2,
   sweepVisibilityTimeout: 1800,
+  securityHub: 'off',
+  configRule: 'none',
+  configRuleFrequency: 'TwentyFour_Hours',
 };
 
 /** The SAM template's AllowedPatterns of the organisation parameters. */
@@ -335,6 +347,18 @@ export function configFromContext(read: ContextReader): GuardConfig {
   if (driftEventBus !== 'dedicated' && driftEventBus !== 'default') {
     throw new Error(`context driftEventBus=${driftEventBus}: expected dedicated or default`);
   }
+  const securityHub = ({ true: 'on', false: 'off' } as Record<string, string>)[str('securityHub')] ?? str('securityHub');
+  if (securityHub !== 'on' && securityHub !== 'off') {
+    throw new Error(`context securityHub=${securityHub}: expected on or off`);
+  }
+  const configRule = str('configRule');
+  if (configRule !== 'none' && configRule !== 'account' && configRule !== 'organization') {
+    throw new Error(`context configRule=${configRule}: expected none, account or organization`);
+  }
+  const configRuleFrequency = str('configRuleFrequency');
+  if (!CONFIG_RULE_FREQUENCIES.includes(configRuleFrequency)) {
+    throw new Error(`context configRuleFrequency=${configRuleFrequency}: expected one of ${CONFIG_RULE_FREQUENCIES.join(', ')}`);
+  }
   const sweepRegions = toList(get('sweepRegions') ?? []);
   for (const r of sweepRegions) {
     if (!REGION_PATTERN.test(r)) throw new Error(`context sweepRegions: ${r} is not a Region name`);
@@ -476,5 +500,8 @@ export function configFromContext(read: ContextReader): GuardConfig {
     organizationId,
     sweepWorkerConcurrency: concurrency.sweepWorkerConcurrency,
     sweepVisibilityTimeout,
+    securityHub,
+    configRule,
+    configRuleFrequency,
   };
 }

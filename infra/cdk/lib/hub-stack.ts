@@ -10,6 +10,7 @@ import {
   StackProps,
   aws_cloudwatch as cloudwatch,
   aws_cloudwatch_actions as cw_actions,
+  aws_config as config,
   aws_events as events,
   aws_events_targets as targets,
   aws_iam as iam,
@@ -54,6 +55,7 @@ export const EXPOSURE_ALARM_SEVERITIES = ['public', 'cross-account'] as const;
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
 export const ONLY_THIS_FUNCTION_ACTIONS = [
   'cloudwatch:PutMetricData',
+  'config:PutEvaluations',
   'events:PutEvents',
   'kms:DescribeKey',
   'kms:GetKeyPolicy',
@@ -65,6 +67,7 @@ export const ONLY_THIS_FUNCTION_ACTIONS = [
   's3:GetObject',
   's3:ListBucket',
   's3:PutObject',
+  'securityhub:BatchImportFindings',
   'ssm:GetParameter',
   'ssm:GetParametersByPath',
   'sts:AssumeRole',
@@ -328,6 +331,21 @@ export class HubStack extends Stack {
     if (cfg.memberAccounts === 'organization') {
       statements.push(new iam.PolicyStatement({ sid: 'ListOrganizationAccounts', actions: ['organizations:ListAccounts'], resources: ['*'] }));
     }
+    // securityHub=on: findings in this account's default product (member accounts import through
+    // the member role: Security Hub takes a finding only from the account it names).
+    if (cfg.securityHub === 'on') {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ImportFindings',
+          actions: ['securityhub:BatchImportFindings'],
+          resources: [`arn:${this.partition}:securityhub:*:${this.account}:product/${this.account}/default`],
+        }),
+      );
+    }
+    // configRule: the rule's answer (PutEvaluations has no resource-level permissions).
+    if (cfg.configRule !== 'none') {
+      statements.push(new iam.PolicyStatement({ sid: 'AnswerConfigRule', actions: ['config:PutEvaluations'], resources: ['*'] }));
+    }
     const role = new iam.Role(this, 'RemediatorRole', {
       description: 'Execution role of kms-replica-guard (reads and rewrites multi-Region replica key policies)',
       assumedBy: new iam.PrincipalWithConditions(new iam.ServicePrincipal('lambda.amazonaws.com'), {
@@ -440,6 +458,8 @@ export class HubStack extends Stack {
         SWEEP_QUEUE_URL: sweepQueue.queueUrl,
         // Each drift found is published here as an event (source kms-replica-guard).
         EVENT_BUS: driftBusName,
+        // Each replica reported on is a Security Hub finding in its own account and Region.
+        SECURITY_HUB: cfg.securityHub,
       },
       retryAttempts: cfg.maxRetryAttempts,
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
@@ -469,6 +489,50 @@ export class HubStack extends Stack {
         }),
       ],
     });
+
+    // The AWS Config rule backed by the function (it evaluates and never writes): as the SAM
+    // template's ConfigRule parameter, with the same invoke permission (SourceAccount for a rule in
+    // this account; none for an organization rule, whose members' Config invokes it).
+    if (cfg.configRule !== 'none') {
+      const permission = new lambda.CfnPermission(this, cfg.configRule === 'account' ? 'ConfigRuleInvokePermission' : 'OrganizationConfigRuleInvokePermission', {
+        action: 'lambda:InvokeFunction',
+        functionName: fn.functionArn,
+        principal: 'config.amazonaws.com',
+        sourceAccount: cfg.configRule === 'account' ? this.account : undefined,
+      });
+      const description = 'kms-replica-guard - multi-Region replica key policies equal their baseline (detect only)';
+      const rule =
+        cfg.configRule === 'account'
+          ? new config.CfnConfigRule(this, 'ReplicaKeyPolicyConfigRule', {
+              configRuleName: `${this.stackName}-replica-key-policy`,
+              description,
+              scope: { complianceResourceTypes: ['AWS::KMS::Key'] },
+              source: {
+                owner: 'CUSTOM_LAMBDA',
+                sourceIdentifier: fn.functionArn,
+                sourceDetails: [
+                  { eventSource: 'aws.config', messageType: 'ConfigurationItemChangeNotification' },
+                  { eventSource: 'aws.config', messageType: 'OversizedConfigurationItemChangeNotification' },
+                  { eventSource: 'aws.config', messageType: 'ScheduledNotification', maximumExecutionFrequency: cfg.configRuleFrequency },
+                ],
+              },
+            })
+          : new config.CfnOrganizationConfigRule(this, 'ReplicaKeyPolicyOrganizationConfigRule', {
+              organizationConfigRuleName: `${this.stackName}-replica-key-policy`,
+              organizationCustomRuleMetadata: {
+                description,
+                lambdaFunctionArn: fn.functionArn,
+                organizationConfigRuleTriggerTypes: [
+                  'ConfigurationItemChangeNotification',
+                  'OversizedConfigurationItemChangeNotification',
+                  'ScheduledNotification',
+                ],
+                resourceTypesScope: ['AWS::KMS::Key'],
+                maximumExecutionFrequency: cfg.configRuleFrequency,
+              },
+            });
+      rule.addDependency(permission);
+    }
 
     const kmsRule = new events.Rule(this, 'KmsApiCallRule', {
       description: 'KMS calls that can change a multi-Region replica key policy',

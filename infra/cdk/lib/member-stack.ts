@@ -146,7 +146,8 @@ export class MemberStack extends Stack {
           },
         ],
       },
-      // Exactly the hub role's own KMS statements; backups, metrics and logs stay in the hub.
+      // Exactly the hub role's own KMS statements, and the findings and Config answers about this
+      // account's keys; backups, metrics and logs stay in the hub.
       policies: [
         {
           policyName: 'kms-replica-guard-member',
@@ -175,6 +176,15 @@ export class MemberStack extends Stack {
                 Resource: '*',
                 Condition: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
               },
+              // The hub's securityHub=on and configRule=organization: findings about this
+              // account's keys are imported here, and the rule's evaluations answered here.
+              {
+                Sid: 'ImportFindings',
+                Effect: 'Allow',
+                Action: 'securityhub:BatchImportFindings',
+                Resource: `arn:${Aws.PARTITION}:securityhub:*:${Aws.ACCOUNT_ID}:product/${Aws.ACCOUNT_ID}/default`,
+              },
+              { Sid: 'AnswerConfigRule', Effect: 'Allow', Action: 'config:PutEvaluations', Resource: '*' },
             ],
           },
         },

@@ -106,6 +106,7 @@ describe('the hub stack', () => {
           RATE_DESCRIBE_KEY: '1600',
           RATE_INSTANCES: '2',
           EVENT_BUS: { Ref: busId },
+          SECURITY_HUB: 'off',
         },
       },
     });
@@ -1023,5 +1024,75 @@ describe('the hub stack settings', () => {
       sweepRegions: ['us-east-1', 'eu-west-1'],
     });
     expect(configFromContext(ctx({}))).toEqual(DEFAULT_CONFIG);
+  });
+
+  test('securityHub=on grants BatchImportFindings in this account and sets SECURITY_HUB', () => {
+    const statements = (t: Template) =>
+      (Object.values(t.findResources('AWS::IAM::Role')) as any[]).flatMap((r) =>
+        (r.Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement),
+      );
+    expect(statements(synth()).map((s: any) => s.Sid)).not.toContain('ImportFindings');
+    const on = synth({ securityHub: 'on' });
+    expect(statements(on).find((s: any) => s.Sid === 'ImportFindings')).toEqual({
+      Sid: 'ImportFindings',
+      Effect: 'Allow',
+      Action: 'securityhub:BatchImportFindings',
+      Resource: `arn:aws:securityhub:*:${ACCOUNT}:product/${ACCOUNT}/default`,
+    });
+    const [, fn] = onlyResource(on, 'AWS::Lambda::Function');
+    expect(fn.Properties.Environment.Variables.SECURITY_HUB).toBe('on');
+  });
+
+  test('a Config rule in the account: the rule, its invoke permission from this account, and PutEvaluations', () => {
+    const none = synth();
+    none.resourceCountIs('AWS::Config::ConfigRule', 0);
+    expect(Object.keys(none.findResources('AWS::Lambda::Permission', { Properties: { Principal: 'config.amazonaws.com' } }))).toEqual([]);
+    const t = synth({ configRule: 'account', configRuleFrequency: 'Six_Hours' });
+    const [fnId] = onlyResource(t, 'AWS::Lambda::Function');
+    const [permissionId, permission] = onlyResource(t, 'AWS::Lambda::Permission', { Properties: { Principal: 'config.amazonaws.com' } });
+    expect(permission.Properties).toEqual({
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [fnId, 'Arn'] },
+      Principal: 'config.amazonaws.com',
+      SourceAccount: ACCOUNT,
+    });
+    const [, rule] = onlyResource(t, 'AWS::Config::ConfigRule');
+    expect(rule.DependsOn).toContain(permissionId);
+    expect(rule.Properties.Scope).toEqual({ ComplianceResourceTypes: ['AWS::KMS::Key'] });
+    expect(rule.Properties.Source.Owner).toBe('CUSTOM_LAMBDA');
+    expect(rule.Properties.Source.SourceDetails.map((d: any) => d.MessageType)).toEqual([
+      'ConfigurationItemChangeNotification',
+      'OversizedConfigurationItemChangeNotification',
+      'ScheduledNotification',
+    ]);
+    expect(rule.Properties.Source.SourceDetails[2].MaximumExecutionFrequency).toBe('Six_Hours');
+    const role = Object.values(t.findResources('AWS::IAM::Role')) as any[];
+    const sids = role.flatMap((r) => (r.Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement.map((s: any) => s.Sid)));
+    expect(sids).toContain('AnswerConfigRule');
+  });
+
+  test('an organization Config rule names the function for every member, without SourceAccount', () => {
+    const t = synth({ configRule: 'organization' });
+    t.resourceCountIs('AWS::Config::ConfigRule', 0);
+    const [, permission] = onlyResource(t, 'AWS::Lambda::Permission', { Properties: { Principal: 'config.amazonaws.com' } });
+    expect(permission.Properties.SourceAccount).toBeUndefined();
+    const [, rule] = onlyResource(t, 'AWS::Config::OrganizationConfigRule');
+    expect(rule.Properties.OrganizationCustomRuleMetadata).toMatchObject({
+      OrganizationConfigRuleTriggerTypes: [
+        'ConfigurationItemChangeNotification',
+        'OversizedConfigurationItemChangeNotification',
+        'ScheduledNotification',
+      ],
+      ResourceTypesScope: ['AWS::KMS::Key'],
+      MaximumExecutionFrequency: 'TwentyFour_Hours',
+    });
+  });
+
+  test('bad Security Hub and Config rule settings fail the synth with a message', () => {
+    const ctx = (values: Record<string, unknown>) => (key: string) => values[key];
+    expect(() => configFromContext(ctx({ securityHub: 'yes' }))).toThrow(/securityHub=yes: expected on or off/);
+    expect(configFromContext(ctx({ securityHub: true })).securityHub).toBe('on');
+    expect(() => configFromContext(ctx({ configRule: 'everywhere' }))).toThrow(/configRule=everywhere/);
+    expect(() => configFromContext(ctx({ configRuleFrequency: 'Hourly' }))).toThrow(/configRuleFrequency=Hourly/);
   });
 });

@@ -54,7 +54,7 @@ describe('the member stack', () => {
     expect(template.findOutputs('MemberRoleArn').MemberRoleArn).toMatchObject({ Condition: 'CreateMemberRole', Value: { 'Fn::GetAtt': [memberRoleId, 'Arn'] } });
   });
 
-  test('the member role may do exactly what the hub role does with KMS, and never bypass the lockout check', () => {
+  test('the member role may do what the hub role does with KMS, never bypass the lockout check, and report on its own keys', () => {
     const statements = memberRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
     expect(statements).toEqual([
       {
@@ -78,6 +78,15 @@ describe('the member stack', () => {
         Resource: '*',
         Condition: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
       },
+      {
+        Sid: 'ImportFindings',
+        Effect: 'Allow',
+        Action: 'securityhub:BatchImportFindings',
+        Resource: {
+          'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':securityhub:*:', { Ref: 'AWS::AccountId' }, ':product/', { Ref: 'AWS::AccountId' }, '/default']],
+        },
+      },
+      { Sid: 'AnswerConfigRule', Effect: 'Allow', Action: 'config:PutEvaluations', Resource: '*' },
     ]);
     template.resourceCountIs('AWS::IAM::Policy', 0);
   });

@@ -226,11 +226,15 @@ pub enum Metric {
     SweepKeysCovered,
     /// The function's mode, with every batch of metrics: 1 enforce, 0 dry-run.
     EnforceMode,
+    /// Security Hub findings that could not be imported (the fixes stand). A fleet total.
+    FindingsNotImported,
+    /// AWS Config evaluations that could not be put (PutEvaluations failed). A fleet total.
+    EvaluationsNotPut,
 }
 
 impl Metric {
     /// Every metric, in the order of [`Metric`] (the stacks' contract lists their names).
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 18] = [
         Metric::AutoFixApplied,
         Metric::DriftDetected,
         Metric::AutoFixFailed,
@@ -247,6 +251,8 @@ impl Metric {
         Metric::SweepCompleted,
         Metric::SweepKeysCovered,
         Metric::EnforceMode,
+        Metric::FindingsNotImported,
+        Metric::EvaluationsNotPut,
     ];
 
     /// The CloudWatch metric name.
@@ -268,6 +274,8 @@ impl Metric {
             Metric::SweepCompleted => "SweepCompleted",
             Metric::SweepKeysCovered => "SweepKeysCovered",
             Metric::EnforceMode => "EnforceMode",
+            Metric::FindingsNotImported => "FindingsNotImported",
+            Metric::EvaluationsNotPut => "EvaluationsNotPut",
         }
     }
 }

@@ -171,7 +171,9 @@ mod tests {
             | Metric::KeysExcluded
             | Metric::SweepCompleted
             | Metric::SweepKeysCovered
-            | Metric::EnforceMode => Metric::ALL.iter().position(|a| *a == m),
+            | Metric::EnforceMode
+            | Metric::FindingsNotImported
+            | Metric::EvaluationsNotPut => Metric::ALL.iter().position(|a| *a == m),
         };
         for m in Metric::ALL {
             assert!(position(m).is_some());

@@ -29,6 +29,10 @@ pub struct Report {
     /// Sweeps that ran through without a run error (the heartbeat, `SweepCompleted`).
     #[serde(skip)]
     pub sweeps_completed: usize,
+    /// Sweeps: the in-sync replicas, left out of `outcomes` (and of the response) but kept
+    /// for what reports on every key (Security Hub findings, AWS Config evaluations).
+    #[serde(skip)]
+    pub in_sync: Vec<Outcome>,
 }
 
 /// A change of the exclude or baseline tag: itself news, whoever made it.
@@ -101,6 +105,7 @@ impl Report {
             *self.excluded.get_or_insert(0) += n;
         }
         self.sweeps_completed += other.sweeps_completed;
+        self.in_sync.extend(other.in_sync);
     }
 
     /// How many outcomes have this action.

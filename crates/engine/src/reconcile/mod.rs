@@ -121,6 +121,19 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         &self.settings
     }
 
+    /// The same engine over the same ports, in dry-run whatever the configured mode: a
+    /// detector (an AWS Config rule's invocation never writes a key policy).
+    pub fn detector(&self) -> Reconciler<&K, &P, &B> {
+        let mut settings = (*self.settings).clone();
+        settings.mode = crate::Mode::DryRun;
+        Reconciler {
+            keys: &self.keys,
+            policies: &self.policies,
+            backups: &self.backups,
+            settings: Arc::new(settings),
+        }
+    }
+
     /// Carries out a trigger and reports every key it touched.
     pub async fn run(&self, trigger: &Trigger) -> Report {
         match trigger {

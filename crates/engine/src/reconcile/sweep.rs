@@ -66,7 +66,9 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                     .or_default()
                     .entry(o.action())
                     .or_default() += 1;
-                if o.action() != Action::InSync {
+                if o.action() == Action::InSync {
+                    report.in_sync.push(o);
+                } else {
                     report.outcomes.push(o);
                 }
             }

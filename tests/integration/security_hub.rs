@@ -1,0 +1,432 @@
+//! Findings where security teams look: Security Hub on moto's server (read back with
+//! GetFindings), KMS and STS on LocalStack, the function's calls through the routed proxy;
+//! and the AWS Config rule, whose PutEvaluations the proxy records and answers (LocalStack's
+//! Config, moto's, takes only `TestMode=true` and stores nothing). Keys live in
+//! ap-northeast-3, which no other test uses.
+//!
+//! moto keeps the findings of callers it did not issue credentials to in one account, and
+//! does not check `AwsAccountId` against the caller: the proxy holds BatchImportFindings to
+//! AWS's rule and says which account each import was made as.
+
+use aws_config::{Region as SdkRegion, SdkConfig};
+use aws_sdk_kms::config::Credentials;
+use aws_sdk_securityhub::types::AwsSecurityFinding;
+use kms_replica_guard::config::Config;
+use kms_replica_guard::wiring::{Adapters, AwsApp};
+use krg_engine::findings::GENERATOR_ID;
+use krg_engine::key::KeyArn;
+use krg_engine::outcome::{DriftNote, Outcome, Report, Severity, Status};
+use krg_policy::equivalent;
+use krg_testkit::proxy::{Fault, FaultProxy};
+use serde_json::{Value, json};
+
+use crate::faults::through;
+use crate::helpers::*;
+
+const REGION: &str = "ap-northeast-3";
+const MEMBER: &str = "222233334444";
+const MEMBER_ROLE: &str = "kms-replica-guard-member";
+
+/// A policy that lets everyone decrypt (a public drift).
+fn public(account: &str) -> String {
+    DEFAULT_STYLE_POLICY.replace(ACCOUNT, account).replace(
+        r#"    }
+  ]"#,
+        r#"    },
+    {"Sid": "Open", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*"}
+  ]"#,
+    )
+}
+
+/// A proxy in front of LocalStack that sends Security Hub to moto's server, and the
+/// function's Security Hub client pointed at it.
+async fn routed() -> FaultProxy {
+    let proxy = FaultProxy::start_routed(
+        endpoint(),
+        vec![("securityhub".to_owned(), moto_endpoint())],
+    )
+    .await;
+    // SAFETY: each test runs in its own process (nextest); set before any client is built.
+    unsafe { std::env::set_var("AWS_ENDPOINT_URL_SECURITYHUB", &proxy.endpoint) };
+    proxy.strict_security_hub();
+    proxy
+}
+
+/// The function (`vars` over enforce-or-not, Security Hub on), its calls through `proxy`.
+async fn function(proxy: &FaultProxy, vars_over: &[(&str, &str)]) -> AwsApp {
+    let mut all = vec![("BASELINE_SOURCE", BASELINE), ("SECURITY_HUB", "on")];
+    all.extend_from_slice(vars_over);
+    let config = Config::from_lookup(vars(&all));
+    let sdk = through(proxy).await;
+    Adapters::new(&sdk, config.as_ref().ok()).app(config)
+}
+
+/// Security Hub on moto's server itself (never through a proxy) as `account` sees it,
+/// Security Hub enabled.
+async fn hub_as(account: &str) -> aws_sdk_securityhub::Client {
+    assert_moto_running();
+    let conf = krg_aws::clients::sdk_defaults()
+        .region(SdkRegion::new(REGION))
+        .credentials_provider(Credentials::new(account, "test", None, None, "test"))
+        .load()
+        .await;
+    let client = aws_sdk_securityhub::Client::from_conf(
+        aws_sdk_securityhub::config::Builder::from(&conf)
+            .endpoint_url(moto_endpoint_direct())
+            .build(),
+    );
+    // Already enabled is fine: moto keeps one hub per account and Region.
+    let _ = client.enable_security_hub().send().await;
+    client
+}
+
+/// Every finding of the guard about `key` that `account` sees (all pages). Read on a thread
+/// with a large stack: a debug build's GetFindings deserialiser (every ASFF resource type)
+/// needs more than a test thread's 2 MiB.
+async fn findings_of(account: &str, key: &KeyArn) -> Vec<AwsSecurityFinding> {
+    let (account, key) = (account.to_owned(), key.clone());
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(read_findings(&account, &key))
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+async fn read_findings(account: &str, key: &KeyArn) -> Vec<AwsSecurityFinding> {
+    let client = hub_as(account).await;
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .get_findings()
+            .set_next_token(token.take())
+            .max_results(100)
+            .send()
+            .await
+            .expect("GetFindings");
+        out.extend(page.findings().iter().cloned());
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    out.into_iter()
+        .filter(|f| {
+            f.generator_id() == Some(GENERATOR_ID)
+                && f.resources().iter().any(|r| r.id() == Some(key.as_str()))
+        })
+        .collect()
+}
+
+/// The sample PutKeyPolicy event for `key_id`'s replica in [`REGION`].
+fn put_key_policy(key_id: &str) -> Value {
+    let text = event("put-key-policy-replica-id.json", key_id).to_string();
+    serde_json::from_str(&text.replace("us-west-2", REGION)).unwrap()
+}
+
+#[tokio::test]
+async fn a_public_drift_is_one_critical_failed_finding_updated_in_place_and_passed_once_healed() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &[REGION]).await;
+    let replica = family.replica(REGION).clone();
+    put_policy(&sdk, &replica, &public(ACCOUNT)).await;
+    let proxy = routed().await;
+    hub_as(ACCOUNT).await;
+
+    let dry = function(&proxy, &[]).await;
+    for _ in 0..2 {
+        let response = handle(&dry, put_key_policy(family.key_id()))
+            .await
+            .expect("dry-run");
+        assert_eq!(response["findings"]["imported"], 1, "{response:#}");
+    }
+    let found = findings_of(ACCOUNT, &replica).await;
+    assert_eq!(found.len(), 1, "a re-run updates the finding: {found:#?}");
+    let f = &found[0];
+    assert_eq!(f.aws_account_id(), Some(ACCOUNT));
+    assert_eq!(f.schema_version(), Some("2018-10-08"));
+    assert_eq!(
+        f.product_arn(),
+        Some(format!("arn:aws:securityhub:{REGION}:{ACCOUNT}:product/{ACCOUNT}/default").as_str())
+    );
+    assert_eq!(
+        f.severity().and_then(|s| s.label()).map(|l| l.as_str()),
+        Some("CRITICAL")
+    );
+    assert_eq!(
+        f.compliance().and_then(|c| c.status()).map(|s| s.as_str()),
+        Some("FAILED")
+    );
+    assert_eq!(f.record_state().map(|s| s.as_str()), Some("ACTIVE"));
+    let title = f.title().unwrap();
+    assert!(
+        title.starts_with(&format!(
+            "{REGION} replica of {}: * gains kms:Decrypt",
+            family.key_id()
+        )),
+        "{title}"
+    );
+    let resource = &f.resources()[0];
+    assert_eq!(resource.r#type(), Some("AwsKmsKey"));
+    assert_eq!(resource.region(), Some(REGION));
+    let details = resource.details().and_then(|d| d.aws_kms_key()).unwrap();
+    assert_eq!(details.key_id(), Some(family.key_id()));
+    assert_eq!(details.key_manager(), Some("CUSTOMER"));
+    let fields = f.product_fields().unwrap();
+    assert!(
+        fields["kms-replica-guard/actor"].contains("alice"),
+        "{fields:?}"
+    );
+    assert!(fields.contains_key("kms-replica-guard/diff"));
+
+    let enforce = function(&proxy, &[("REMEDIATION_MODE", "enforce")]).await;
+    let response = handle(&enforce, put_key_policy(family.key_id()))
+        .await
+        .expect("healed");
+    assert_eq!(
+        response["outcomes"][0]["action"], "remediated",
+        "{response:#}"
+    );
+    let found = findings_of(ACCOUNT, &replica).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0]
+            .compliance()
+            .and_then(|c| c.status())
+            .map(|s| s.as_str()),
+        Some("PASSED")
+    );
+    assert_eq!(
+        found[0].record_state().map(|s| s.as_str()),
+        Some("ARCHIVED")
+    );
+    assert_eq!(proxy.security_hub_refused(), 0);
+}
+
+#[tokio::test]
+async fn a_member_accounts_finding_is_imported_with_that_accounts_credentials() {
+    sdk().await;
+    let member_sdk: SdkConfig = krg_aws::clients::sdk_defaults()
+        .region(SdkRegion::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new(MEMBER, "test", None, None, "test"))
+        .load()
+        .await;
+    let family = create_family(
+        &member_sdk,
+        &DEFAULT_STYLE_POLICY.replace(ACCOUNT, MEMBER),
+        &[REGION],
+    )
+    .await;
+    let replica = family.replica(REGION).clone();
+    put_policy(&member_sdk, &replica, &public(MEMBER)).await;
+    let proxy = routed().await;
+    hub_as(MEMBER).await;
+
+    // The rule is real: the hub's own credentials may not import the member's finding.
+    let mut sneaky = Report::default();
+    sneaky.outcomes.push(
+        Outcome::new(&replica, Status::DriftDetected(DriftNote::DryRun))
+            .with_drift("d".into(), None),
+    );
+    let doc = krg_aws::securityhub::asff(&sneaky.findings(std::time::SystemTime::now())[0]);
+    let as_hub = krg_aws::clients::sdk_defaults()
+        .region(SdkRegion::new(REGION))
+        .endpoint_url(&proxy.endpoint)
+        .credentials_provider(Credentials::new(ACCOUNT, "test", None, None, "test"))
+        .load()
+        .await;
+    let refused = aws_sdk_securityhub::Client::new(&as_hub)
+        .batch_import_findings()
+        .findings(doc)
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(proxy.security_hub_refused(), 1);
+
+    let text = event("put-key-policy-member-account.json", family.key_id())
+        .to_string()
+        .replace("444455556666", MEMBER)
+        .replace("us-west-2", REGION);
+    let app = function(
+        &proxy,
+        &[
+            ("MEMBER_ROLE_NAME", MEMBER_ROLE),
+            ("MEMBER_ACCOUNTS", MEMBER),
+        ],
+    )
+    .await;
+    let response = handle(&app, serde_json::from_str(&text).unwrap())
+        .await
+        .expect("dry-run");
+    assert_eq!(response["findings"]["imported"], 1, "{response:#}");
+    assert_eq!(proxy.security_hub_refused(), 1, "no further refusal");
+    assert_eq!(
+        proxy.security_hub_callers(),
+        [MEMBER],
+        "imported as the member account, through the member role"
+    );
+    let found = findings_of(MEMBER, &replica).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].aws_account_id(), Some(MEMBER));
+}
+
+#[tokio::test]
+async fn a_hundred_and_fifty_findings_are_imported_in_two_calls() {
+    sdk().await;
+    let proxy = routed().await;
+    hub_as(ACCOUNT).await;
+    let conf = through(&proxy).await;
+    let sink = krg_aws::securityhub::SecurityHub::new(krg_aws::clients::AccountClients::new(
+        &conf,
+        None,
+        aws_sdk_securityhub::Client::new,
+    ));
+    let run = std::process::id();
+    let mut report = Report::default();
+    for i in 0..150 {
+        let key: KeyArn = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-{run:08x}{i:024x}")
+            .parse()
+            .unwrap();
+        let exposure = krg_engine::outcome::Exposure {
+            severity: Severity::Access,
+            gains: vec![krg_engine::outcome::Access {
+                principal: format!("arn:aws:iam::{ACCOUNT}:role/app"),
+                actions: vec!["kms:Decrypt".into()],
+                when: None,
+            }],
+            losses: Vec::new(),
+        };
+        report.outcomes.push(
+            Outcome::new(&key, Status::DriftDetected(DriftNote::DryRun))
+                .with_drift("d".into(), Some(exposure)),
+        );
+    }
+    let (answer, not_imported) = kms_replica_guard::lambda::import_findings(&sink, &report)
+        .await
+        .unwrap();
+    assert_eq!((answer["imported"].clone(), not_imported), (json!(150), 0));
+    assert_eq!(proxy.forwarded("BatchImportFindings"), 2);
+    let last = &report.outcomes[149].key_arn;
+    let found = findings_of(ACCOUNT, last).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0]
+            .severity()
+            .and_then(|s| s.label())
+            .map(|l| l.as_str()),
+        Some("MEDIUM")
+    );
+}
+
+#[tokio::test]
+async fn a_security_hub_outage_leaves_the_fix_done_and_the_failure_counted() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &[REGION]).await;
+    let replica = family.replica(REGION).clone();
+    put_policy(&sdk, &replica, &public(ACCOUNT)).await;
+    let proxy = routed().await;
+    proxy.inject("BatchImportFindings", Fault::ServerError, 10);
+    let ns = namespace("security-hub-outage");
+    let app = function(
+        &proxy,
+        &[("REMEDIATION_MODE", "enforce"), ("METRICS_NAMESPACE", &ns)],
+    )
+    .await;
+    let response = handle(&app, put_key_policy(family.key_id()))
+        .await
+        .expect("the fix stands: the invocation succeeds");
+    assert_eq!(
+        response["outcomes"][0]["action"], "remediated",
+        "{response:#}"
+    );
+    assert_eq!(response["findings"]["not_imported"], 1, "{response:#}");
+    assert!(
+        equivalent(
+            &get_policy(&sdk, &replica).await,
+            &rendered_baseline(&replica)
+        )
+        .unwrap(),
+        "healed whatever Security Hub said"
+    );
+    assert_eq!(metric_sum(&sdk, &ns, "FindingsNotImported").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_config_rule_invocation_evaluates_without_writing_and_answers_with_its_token() {
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &[REGION]).await;
+    let replica = family.replica(REGION).clone();
+    put_policy(&sdk, &replica, &public(ACCOUNT)).await;
+    let proxy = FaultProxy::start(endpoint()).await;
+    proxy.keep_bodies("PutEvaluations");
+    proxy.inject(
+        "PutEvaluations",
+        Fault::Respond(r#"{"FailedEvaluations":[]}"#.into()),
+        2,
+    );
+    // Enforce: a Config invocation still never writes.
+    let app = function(
+        &proxy,
+        &[("REMEDIATION_MODE", "enforce"), ("SECURITY_HUB", "off")],
+    )
+    .await;
+    let invocation = |key: &KeyArn, token: &str| -> Value {
+        let text = std::fs::read_to_string(format!(
+            "{}/events/config-rule-change.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .replace(SAMPLE_KEY_ID, key.key_id())
+        .replace("us-west-2", key.region().as_str())
+        .replace("TESTMODE", token);
+        serde_json::from_str(&text).unwrap()
+    };
+    let token = "eyJyZXN1bHRUb2tlbiI6ICJhIHJlYWwgb25lIn0=";
+    handle(&app, invocation(&replica, token))
+        .await
+        .expect("answered");
+    handle(&app, invocation(&family.primary, token))
+        .await
+        .expect("answered");
+    assert_eq!(
+        proxy.forwarded("PutKeyPolicy"),
+        0,
+        "a Config invocation never writes"
+    );
+    assert!(
+        !equivalent(
+            &get_policy(&sdk, &replica).await,
+            &rendered_baseline(&replica)
+        )
+        .unwrap(),
+        "still drifted"
+    );
+    let sent = proxy.bodies("PutEvaluations");
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    let replica_answer = &sent[0];
+    assert_eq!(replica_answer["ResultToken"], token);
+    assert!(replica_answer.get("TestMode").is_none(), "{replica_answer}");
+    let e = &replica_answer["Evaluations"][0];
+    assert_eq!(e["ComplianceResourceType"], "AWS::KMS::Key");
+    assert_eq!(e["ComplianceResourceId"], family.key_id());
+    assert_eq!(e["ComplianceType"], "NON_COMPLIANT");
+    let annotation = e["Annotation"].as_str().unwrap();
+    assert!(
+        annotation.starts_with("public: * gains kms:Decrypt"),
+        "{annotation}"
+    );
+    assert!(annotation.chars().count() <= 256);
+    assert!(e["OrderingTimestamp"].is_number(), "{e}");
+    assert_eq!(
+        sent[1]["Evaluations"][0]["ComplianceType"],
+        "NOT_APPLICABLE"
+    );
+}
