@@ -174,37 +174,70 @@ async fn start(port: u16, honour_endpoint_url: bool) -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    detach(&mut cmd);
-    let mut child = cmd.spawn().context("starting LocalStack")?;
-    let pid = child.id();
-    std::fs::write(pid_file(port), format!("{pid}\n"))?;
+    let polls = Duration::from_millis(500);
+    let ready = |url: String| async move { healthy(&url).await };
+    start_detached(
+        "LocalStack",
+        cmd,
+        &pid_file(port),
+        &log_path,
+        &own,
+        START_TIMEOUT,
+        polls,
+        ready,
+    )
+    .await
+}
 
-    let deadline = Instant::now() + START_TIMEOUT;
+/// Starts a server of this project's in the background (detached, its pid recorded) and
+/// waits until `ready` says it answers at `url`. An exit during start-up or no answer
+/// within `timeout` fails with the last lines of its log (the timed-out one left running
+/// for `cargo xtask emulator stop`). LocalStack and moto's server both start through here.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_detached<F, Fut>(
+    name: &str,
+    mut cmd: Command,
+    pid_path: &std::path::Path,
+    log_path: &std::path::Path,
+    url: &str,
+    timeout: Duration,
+    polls: Duration,
+    ready: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    detach(&mut cmd);
+    let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+    let pid = child.id();
+    std::fs::write(pid_path, format!("{pid}\n"))?;
+    let deadline = Instant::now() + timeout;
     loop {
-        if healthy(&own).await {
-            println!("LocalStack ready at {own}");
-            return Ok(());
-        }
         // try_wait, not kill(pid, 0): this process is the parent, so an exited child stays
         // a zombie that kill(2) still finds.
         if let Some(status) = child.try_wait()? {
-            let _ = std::fs::remove_file(pid_file(port));
+            let _ = std::fs::remove_file(pid_path);
             bail!(
-                "LocalStack exited during start-up ({status}); last lines of {}:\n{}",
+                "{name} exited during start-up ({status}); last lines of {}:\n{}",
                 log_path.display(),
-                tail(&log_path, LOG_TAIL)
+                tail(log_path, LOG_TAIL)
             );
+        }
+        if ready(url.to_owned()).await {
+            println!("{name} ready at {url}");
+            return Ok(());
         }
         if Instant::now() >= deadline {
             bail!(
-                "LocalStack did not become healthy within {} s (pid {pid} left running; \
+                "{name} did not become healthy within {} s (pid {pid} left running; \
                  `cargo xtask emulator stop` ends it); last lines of {}:\n{}",
-                START_TIMEOUT.as_secs(),
+                timeout.as_secs(),
                 log_path.display(),
-                tail(&log_path, LOG_TAIL)
+                tail(log_path, LOG_TAIL)
             );
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(polls).await;
     }
 }
 

@@ -15,11 +15,11 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::emulator::{detach, get, tail, terminate};
+use crate::emulator::{get, start_detached, terminate};
 use crate::env;
 
 /// How long start waits for health.
@@ -76,36 +76,19 @@ pub async fn ensure_running() -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    detach(&mut cmd);
-    let mut child = cmd.spawn().context("starting moto_server")?;
-    let pid = child.id();
-    std::fs::write(pid_file(port), format!("{pid}\n"))?;
-
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let _ = std::fs::remove_file(pid_file(port));
-            bail!(
-                "moto server exited during start-up ({status}); last lines of {}:\n{}",
-                log_path.display(),
-                tail(&log_path, 20)
-            );
-        }
-        if healthy(&own).await {
-            println!("moto server ready at {own}");
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "moto server did not become healthy within {} s (pid {pid} left running; \
-                 `cargo xtask emulator stop` ends it); last lines of {}:\n{}",
-                START_TIMEOUT.as_secs(),
-                log_path.display(),
-                tail(&log_path, 20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let polls = Duration::from_millis(250);
+    let ready = |url: String| async move { healthy(&url).await };
+    start_detached(
+        "moto server",
+        cmd,
+        &pid_file(port),
+        &log_path,
+        &own,
+        START_TIMEOUT,
+        polls,
+        ready,
+    )
+    .await
 }
 
 /// Stops the moto server this project started on the port (a no-op when none runs).
