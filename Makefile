@@ -25,11 +25,13 @@ emulator: setup ## start LocalStack on 127.0.0.1:4566 and moto (Security Hub) on
 emulator-stop: ## stop the LocalStack and moto server this project started
 	@cargo xtask emulator stop
 
-build: setup ## cargo lambda build --release --arm64 (the deployable zip); writes its size row of BENCHMARKS.md
-	@echo "==> cargo lambda build --release --arm64 --bin bootstrap --output-format zip"
-	cargo lambda build --release --arm64 --bin bootstrap --output-format zip
-	@ls -l $(or $(CARGO_TARGET_DIR),target)/lambda/bootstrap/bootstrap.zip
-	@cargo xtask bench-report --package $(or $(CARGO_TARGET_DIR),target)/lambda/bootstrap/bootstrap.zip
+LAMBDA_DIR = $(or $(CARGO_TARGET_DIR),target)/lambda
+
+build: setup ## cargo lambda build --release --arm64: the remediator's and the detector's zips; writes their size rows of BENCHMARKS.md
+	@echo "==> cargo lambda build --release --arm64 --bin bootstrap --bin detector --output-format zip"
+	cargo lambda build --release --arm64 --bin bootstrap --bin detector --output-format zip
+	@ls -l $(LAMBDA_DIR)/bootstrap/bootstrap.zip $(LAMBDA_DIR)/detector/bootstrap.zip
+	@cargo xtask bench-report --package $(LAMBDA_DIR)/bootstrap/bootstrap.zip --detector-package $(LAMBDA_DIR)/detector/bootstrap.zip
 
 fmt: ## format the code
 	cargo fmt --all

@@ -1,10 +1,12 @@
 //! The one place that assembles the application from its configuration: the AWS adapters
 //! (KMS with the configured rate limits, in member accounts through the member role; S3
 //! backups when `BACKUP_BUCKET` is set; CloudWatch and the EventBridge bus of `EVENT_BUS` in
-//! the home Region; the sweep's work queue when `SWEEP_QUEUE_URL` is set; Security Hub when
-//! `SECURITY_HUB=on` and AWS Config in each key's own account) behind the engine. The Lambda, the CLI and the integration tests all
-//! build through here, over whichever SDK configuration they are given (AWS, the emulator,
-//! the fault proxy).
+//! the home Region; the sweep's work queue when `SWEEP_QUEUE_URL` is set) behind the engine,
+//! and for the detector (and the CLI) Security Hub when `SECURITY_HUB=on` and AWS Config, in
+//! each key's own account. The remediator's wiring never names the Security Hub or Config
+//! clients, so its binary does not carry them. The Lambda functions, the CLI and the
+//! integration tests all build through here, over whichever SDK configuration they are given
+//! (AWS, the emulator, the fault proxy).
 
 use aws_config::SdkConfig;
 use krg_aws::backups::{Backups, S3Backups};
@@ -27,10 +29,14 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::config::{Config, ConfigError};
+use crate::lambda::detector::Detector;
 use crate::lambda::{App, InvocationError};
 
 /// The function as it runs in Lambda: its ports are the AWS adapters.
-pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs, EventBus, SecurityHub, ConfigService>;
+pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs, EventBus>;
+
+/// The detector function as it runs in Lambda.
+pub type AwsDetector = Detector<Kms, Kms, CloudWatch, SecurityHub, ConfigService>;
 
 /// The engine over the AWS adapters.
 pub type AwsEngine = Reconciler<Kms, Kms, Backups>;
@@ -49,11 +55,10 @@ pub struct Adapters {
     pub queue: Option<Sqs>,
     /// Where drifts are published (`EVENT_BUS`), in the home Region.
     pub notifier: Option<EventBus>,
-    /// Security Hub in each key's own account and Region (`SECURITY_HUB=on`).
-    pub findings: Option<SecurityHub>,
-    /// AWS Config in the evaluated account and the rule's Region (answers Config rule
-    /// invocations).
-    pub evaluations: ConfigService,
+    /// The SDK configuration, for the clients made on demand.
+    sdk: SdkConfig,
+    /// The way into member accounts, when there are members.
+    access: Option<(AccountId, Arc<MemberAccess>)>,
 }
 
 impl Adapters {
@@ -86,19 +91,45 @@ impl Adapters {
                     .as_ref()
                     .map(|bus| EventBus::new(aws_sdk_eventbridge::Client::new(sdk), bus))
             }),
-            findings: config.filter(|c| c.security_hub).map(|_| {
-                SecurityHub::new(AccountClients::new(
-                    sdk,
-                    access.clone(),
-                    aws_sdk_securityhub::Client::new,
-                ))
-            }),
-            evaluations: ConfigService::new(AccountClients::new(
-                sdk,
-                access,
-                aws_sdk_config::Client::new,
-            )),
+            sdk: sdk.clone(),
+            access,
         }
+    }
+
+    /// Security Hub in each key's own account and Region, when `config` has
+    /// `SECURITY_HUB=on` (the detector, the CLI).
+    pub fn security_hub(&self, config: &Config) -> Option<SecurityHub> {
+        config.security_hub.then(|| {
+            SecurityHub::new(AccountClients::new(
+                &self.sdk,
+                self.access.clone(),
+                aws_sdk_securityhub::Client::new,
+            ))
+        })
+    }
+
+    /// AWS Config in the evaluated account and the rule's Region (the detector).
+    pub fn config_service(&self) -> ConfigService {
+        ConfigService::new(AccountClients::new(
+            &self.sdk,
+            self.access.clone(),
+            aws_sdk_config::Client::new,
+        ))
+    }
+
+    /// The detector function over these adapters: KMS reads, Security Hub when `config`
+    /// has it on, AWS Config, CloudWatch for its failure counts.
+    pub fn detector(self, config: Result<Config, ConfigError>) -> AwsDetector {
+        let findings = config.as_ref().ok().and_then(|c| self.security_hub(c));
+        let evaluations = self.config_service();
+        Detector::new(
+            config,
+            self.kms.clone(),
+            self.kms,
+            self.metrics,
+            findings,
+            evaluations,
+        )
     }
 
     /// The engine over these adapters (the CLI; keep a clone of `kms` to read its call
@@ -123,8 +154,6 @@ impl Adapters {
         )
         .with_queue(self.queue)
         .with_notifier(self.notifier)
-        .with_findings(self.findings)
-        .with_evaluations(Some(self.evaluations))
     }
 }
 
@@ -180,12 +209,31 @@ fn member_kms(
 /// kept in the app, which answers every invocation with it.
 pub async fn from_environment() -> Result<AwsApp, ConfigError> {
     let sdk = load_sdk_config().await;
-    match Config::load(&Remote::new(&sdk)).await {
+    let config = configuration(&sdk).await?;
+    if config.as_ref().is_ok_and(|c| c.security_hub) {
+        tracing::warn!(
+            "SECURITY_HUB=on is read by the detector function and the CLI; this function imports no findings"
+        );
+    }
+    Ok(on_aws(&sdk, config))
+}
+
+/// The detector as Lambda runs it, from the process environment (as [`from_environment`]).
+pub async fn detector_from_environment() -> Result<AwsDetector, ConfigError> {
+    let sdk = load_sdk_config().await;
+    let config = configuration(&sdk).await?;
+    Ok(Adapters::new(&sdk, config.as_ref().ok()).detector(config))
+}
+
+/// The function's configuration: `Err` when it could not be read for a reason that may
+/// pass, `Ok(Err)` when it is invalid (kept and answered by every invocation).
+async fn configuration(sdk: &SdkConfig) -> Result<Result<Config, ConfigError>, ConfigError> {
+    match Config::load(&Remote::new(sdk)).await {
         Err(e) if e.transient => {
             tracing::error!(error = %e, "the configuration could not be read; this invocation fails and the next one reads it again");
             Err(e)
         }
-        config => Ok(on_aws(&sdk, config)),
+        config => Ok(config),
     }
 }
 

@@ -19,11 +19,11 @@ pub struct Args {
 /// `check`.
 pub async fn check(
     args: Args,
-    mut adapters: Adapters,
+    adapters: Adapters,
     config: &Config,
     json: bool,
 ) -> Result<u8, CliError> {
-    let findings = adapters.findings.take();
+    let findings = adapters.security_hub(config);
     let report = adapters.engine(config).check(&args.key).await;
     print_report(&report, json, true);
     super::post_findings(findings, &report).await;

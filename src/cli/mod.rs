@@ -300,13 +300,14 @@ async fn on_keys(
 /// exit code, which is about the keys.
 pub async fn post_findings(findings: Option<krg_aws::securityhub::SecurityHub>, report: &Report) {
     let Some(sink) = findings else { return };
-    match crate::lambda::import_findings(&sink, report).await {
+    match crate::lambda::detector::import_findings(&sink, report).await {
         None => {}
-        Some((v, 0)) => eprintln!("Security Hub: {} finding(s) imported", v["imported"]),
-        Some((v, n)) => eprintln!(
-            "{} Security Hub: {n} finding(s) not imported: {}",
+        Some((v, None)) => eprintln!("Security Hub: {} finding(s) imported", v["imported"]),
+        Some((_, Some(missed))) => eprintln!(
+            "{} Security Hub: {} finding(s) not imported: {}",
             style("warning:").yellow().bold(),
-            v["error"].as_str().unwrap_or("")
+            missed.count,
+            missed.error
         ),
     }
 }

@@ -32,12 +32,12 @@ pub struct Args {
 /// `sweep`.
 pub async fn run(
     args: Args,
-    mut adapters: Adapters,
+    adapters: Adapters,
     config: &Config,
     json: bool,
 ) -> Result<u8, CliError> {
     let kms = adapters.kms.clone();
-    let findings = adapters.findings.take();
+    let findings = adapters.security_hub(config);
     let engine = adapters.engine(config);
     let started = Instant::now();
     let bar = Bar::new(json);

@@ -274,7 +274,7 @@ settings! {
     security_hub: bool = "SECURITY_HUB" => parse_switch;
         Cli::Flag { long: "security-hub", hidden: false, help: r#"on: post each replica's finding to Security Hub in its own account and Region (FAILED while drifted, PASSED once in sync); off (the default): print only."# },
         stack: ("SecurityHub", "securityHub"),
-        row: Row::Own { default: r#"`off`"#, doc: r#"`on`: every replica the function reports on becomes an AWS Security Hub finding (ASFF, `BatchImportFindings`) in the key's own account and Region — `FAILED` while drifted, refused or failed; `PASSED` and archived once healed or found in sync — in dry-run and enforce alike; member accounts' findings through the member role. A failed import is logged and counted (`FindingsNotImported`), never blocks a fix. See [Security Hub and AWS Config](security-hub-and-config.md)."# };
+        row: Row::Own { default: r#"`off`"#, doc: r#"Read by the detector function and the CLI's `check` and `sweep` (the remediator ignores it, with a warning at start-up). `on`: every replica they evaluate becomes an AWS Security Hub finding (ASFF, `BatchImportFindings`) in the key's own account and Region — `FAILED` while drifted, `PASSED` and archived once healed or found in sync; member accounts' findings through the member role. A failed import is logged and counted (`FindingsNotImported`), never blocks a fix. See [Security Hub and AWS Config](security-hub-and-config.md)."# };
     home: Region = "AWS_REGION" | "AWS_DEFAULT_REGION" => parse_region;
         Cli::Flag { long: "region", hidden: false, help: r#"The home Region (where a baseline is checked at start-up); else AWS_DEFAULT_REGION."# },
         stack: ("", ""),

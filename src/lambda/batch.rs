@@ -15,10 +15,7 @@ use serde_json::Value;
 use super::App;
 use krg_engine::Reconciler;
 use krg_engine::outcome::Report;
-use krg_engine::ports::{
-    BackupStore, EvaluationSink, FindingsSink, KeyDirectory, MetricsSink, Notifier, PolicyStore,
-    WorkQueue,
-};
+use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
 use krg_engine::trigger::Trigger;
 use krg_engine::work_item;
 
@@ -66,7 +63,7 @@ pub(super) fn records(payload: &Value) -> Option<Vec<Record>> {
     )
 }
 
-impl<K, P, M, B, Q, N, F, E> App<K, P, M, B, Q, N, F, E>
+impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N>
 where
     K: KeyDirectory,
     P: PolicyStore,
@@ -74,8 +71,6 @@ where
     B: BackupStore,
     Q: WorkQueue,
     N: Notifier,
-    F: FindingsSink,
-    E: EvaluationSink,
 {
     /// Runs each work item inline (a work item is never planned again) and answers with the
     /// ones that failed or were refused.
@@ -112,9 +107,7 @@ where
                 failed.push(record.message_id);
             }
         }
-        let not_imported = Box::pin(self.import(&all)).await.map_or(0, |(_, n)| n);
-        self.publish(namespace, engine.settings().mode, &all, not_imported)
-            .await;
+        self.publish(namespace, engine.settings().mode, &all).await;
         self.notify(&all).await;
         let failures: Vec<Value> = failed
             .iter()

@@ -111,7 +111,7 @@ fn config_expectation(name: &str) -> &'static str {
 async fn every_hostile_config_invocation_is_refused_by_name_and_nothing_is_called() {
     let fake = family();
     let config = Config::from_lookup(|k| (k == "REMEDIATION_MODE").then(|| "enforce".to_owned()));
-    let app = App::new(config, &fake, &fake, &fake).with_evaluations(Some(&fake));
+    let app = super::detector::Detector::new(config, &fake, &fake, &fake, None::<&FakeAws>, &fake);
     let files = corpus("config");
     assert!(files.len() >= 18, "corpus found: {}", files.len());
     for (name, bytes) in files {

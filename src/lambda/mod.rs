@@ -5,14 +5,13 @@
 //! one item per (account, Region) goes to the queue, and the same function consumes it
 //! (`batch.rs`), answering with the items that failed so that only they are retried.
 //!
-//! With `SECURITY_HUB=on`, every key the report speaks of becomes a Security Hub finding
-//! (FAILED while drifted, PASSED once in sync), imported after the run: like metrics and
-//! notifications, a failure is logged and counted (`FindingsNotImported`), never blocking or
-//! undoing a fix. An AWS Config rule invocation (`config_rule.rs`) is answered by the same
-//! engine in dry-run whatever the mode: it evaluates, and never writes a key policy.
+//! Security Hub findings and AWS Config rule answers are the detector's (`detector.rs`, a
+//! second function that never writes): an AWS Config invocation that reaches this function
+//! is refused by name, so a rule pointed at the wrong function shows in its errors.
 
 mod batch;
 pub mod config_rule;
+pub mod detector;
 
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
@@ -21,15 +20,11 @@ use crate::config::{Config, ConfigError};
 use krg_engine::Mode;
 use krg_engine::Reconciler;
 use krg_engine::error::CallError;
-use krg_engine::findings::Evaluation;
 use krg_engine::ledger::MemoryLedger;
 use krg_engine::outcome::Notification;
 use krg_engine::outcome::{Metric, MetricDatum, Report, Retry};
-use krg_engine::ports::{
-    BackupStore, EvaluationSink, FindingsSink, KeyDirectory, MetricsSink, Notifier, PolicyStore,
-    Undelivered, WorkQueue,
-};
-use krg_engine::trigger::{self, EventError, EventInfo, Scope, Target, Trigger};
+use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
+use krg_engine::trigger::{self, EventError, Trigger};
 
 /// Why an invocation failed. The `error_type` Lambda records says whether a retry can help.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +43,13 @@ pub enum InvocationError {
     /// or PutEvaluations failed).
     #[error("the AWS Config rule could not be answered: {0}")]
     Evaluate(CallError),
+    /// Security Hub did not take findings, for a reason that may pass (the detector).
+    #[error("Security Hub findings were not imported: {0}")]
+    Findings(CallError),
+    /// An invocation meant for the other function (an AWS Config rule pointed at the
+    /// remediator).
+    #[error("{0}")]
+    Misrouted(&'static str),
     /// One or more keys failed.
     #[error("{failed} key(s) failed: {summary}")]
     Keys {
@@ -71,6 +73,8 @@ impl InvocationError {
             InvocationError::Plan(_) => "NonRetryable.PlanFailure",
             InvocationError::Evaluate(e) if e.kind.is_retryable() => "Retryable.EvaluationFailure",
             InvocationError::Evaluate(_) => "NonRetryable.EvaluationFailure",
+            InvocationError::Findings(_) => "Retryable.FindingsNotImported",
+            InvocationError::Misrouted(_) => "NonRetryable.Misrouted",
             InvocationError::Keys {
                 retry: Retry::Retryable,
                 ..
@@ -94,46 +98,11 @@ impl From<InvocationError> for Diagnostic {
 
 /// The function: configuration (or why it is invalid) and its ports, built once per
 /// execution environment and lent to every invocation.
-pub struct App<
-    K,
-    P,
-    M,
-    B = MemoryLedger,
-    Q = NoQueue,
-    N = NoNotifier,
-    F = NoFindings,
-    E = NoEvaluations,
-> {
+pub struct App<K, P, M, B = MemoryLedger, Q = NoQueue, N = NoNotifier> {
     engine: Result<(Reconciler<K, P, B>, String), ConfigError>,
     metrics: M,
     queue: Option<Q>,
     notifier: Option<N>,
-    findings: Option<F>,
-    evaluations: Option<E>,
-}
-
-/// No Security Hub findings.
-pub struct NoFindings;
-
-impl FindingsSink for NoFindings {
-    async fn import(&self, _: &[krg_engine::findings::Finding]) -> Result<usize, Undelivered> {
-        unreachable!("an app without a findings sink never imports")
-    }
-}
-
-/// No AWS Config answers.
-pub struct NoEvaluations;
-
-impl EvaluationSink for NoEvaluations {
-    async fn put_evaluations(
-        &self,
-        _: &krg_engine::key::AccountId,
-        _: &krg_engine::key::Region,
-        _: &str,
-        _: &[(Evaluation, std::time::SystemTime)],
-    ) -> Result<usize, Undelivered> {
-        unreachable!("an app without an evaluation sink never answers Config")
-    }
 }
 
 /// No notifications.
@@ -186,8 +155,6 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
             metrics,
             queue: None,
             notifier: None,
-            findings: None,
-            evaluations: None,
         }
     }
 
@@ -198,8 +165,6 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
             metrics: self.metrics,
             queue,
             notifier: None,
-            findings: None,
-            evaluations: None,
         }
     }
 }
@@ -212,65 +177,11 @@ impl<K, P, M, B, Q> App<K, P, M, B, Q> {
             metrics: self.metrics,
             queue: self.queue,
             notifier,
-            findings: None,
-            evaluations: None,
         }
     }
 }
 
-impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N> {
-    /// The same app, importing a finding for every key it reports on into Security Hub
-    /// (`SECURITY_HUB=on`).
-    pub fn with_findings<F: FindingsSink>(self, findings: Option<F>) -> App<K, P, M, B, Q, N, F> {
-        App {
-            engine: self.engine,
-            metrics: self.metrics,
-            queue: self.queue,
-            notifier: self.notifier,
-            findings,
-            evaluations: None,
-        }
-    }
-}
-
-impl<K, P, M, B, Q, N, F> App<K, P, M, B, Q, N, F> {
-    /// The same app, answering AWS Config rule invocations through `evaluations`.
-    pub fn with_evaluations<E: EvaluationSink>(
-        self,
-        evaluations: Option<E>,
-    ) -> App<K, P, M, B, Q, N, F, E> {
-        App {
-            engine: self.engine,
-            metrics: self.metrics,
-            queue: self.queue,
-            notifier: self.notifier,
-            findings: self.findings,
-            evaluations,
-        }
-    }
-}
-
-/// Imports the report's findings through `sink`; the response's `findings` entry and how
-/// many were not imported. `None` when there is nothing to import. A failure is logged and
-/// returned, never raised: the outcomes stand.
-pub async fn import_findings<F: FindingsSink>(sink: &F, report: &Report) -> Option<(Value, usize)> {
-    let findings = report.findings(std::time::SystemTime::now());
-    if findings.is_empty() {
-        return None;
-    }
-    Some(match Box::pin(sink.import(&findings)).await {
-        Ok(n) => (serde_json::json!({"imported": n}), 0),
-        Err(Undelivered { count, error }) => {
-            tracing::error!(error = %error, not_imported = count, "importing Security Hub findings failed; the outcomes stand");
-            (
-                serde_json::json!({"imported": findings.len() - count, "not_imported": count, "error": error.to_string()}),
-                count,
-            )
-        }
-    })
-}
-
-impl<K, P, M, B, Q, N, F, E> App<K, P, M, B, Q, N, F, E>
+impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N>
 where
     K: KeyDirectory,
     P: PolicyStore,
@@ -278,18 +189,13 @@ where
     B: BackupStore,
     Q: WorkQueue,
     N: Notifier,
-    F: FindingsSink,
-    E: EvaluationSink,
 {
-    /// Handles one invocation payload: an AWS Config rule invocation, an SQS batch of work
-    /// items, or one trigger.
+    /// Handles one invocation payload: an SQS batch of work items, or one trigger.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
         let (engine, namespace) = self.engine.as_ref().map_err(|e| e.clone())?;
         if config_rule::is_config_invocation(&payload) {
-            let invocation = config_rule::parse(&payload).inspect_err(|e| {
-                tracing::error!(error = %e, "AWS Config invocation rejected");
-            })?;
-            return Box::pin(self.evaluate(engine, namespace, invocation)).await;
+            tracing::error!("an AWS Config rule invocation reached the remediator");
+            return Err(InvocationError::Misrouted(MISROUTED_CONFIG));
         }
         if let Some(batch) = batch::records(&payload) {
             return Ok(self.handle_batch(engine, namespace, batch).await);
@@ -309,14 +215,7 @@ where
         let report = Box::pin(engine.run(&trigger)).await;
         let mut response = serde_json::to_value(&report).expect("a report always serialises");
         let mode = engine.settings().mode;
-        let not_imported = match Box::pin(self.import(&report)).await {
-            Some((findings, not_imported)) => {
-                response["findings"] = findings;
-                not_imported
-            }
-            None => 0,
-        };
-        if let Some(published) = self.publish(namespace, mode, &report, not_imported).await {
+        if let Some(published) = self.publish(namespace, mode, &report).await {
             response["metrics"] = published;
         }
         if let Some(notified) = self.notify(&report).await {
@@ -389,158 +288,10 @@ where
         })
     }
 
-    /// Imports the report's findings when Security Hub is on.
-    async fn import(&self, report: &Report) -> Option<(Value, usize)> {
-        import_findings(self.findings.as_ref()?, report).await
-    }
-
-    /// Answers an AWS Config rule invocation: the engine in dry-run evaluates the key (or,
-    /// scheduled, every key of the account and Region), and PutEvaluations carries the
-    /// answers back with the result token. Never writes a key policy.
-    async fn evaluate(
-        &self,
-        engine: &Reconciler<K, P, B>,
-        namespace: &str,
-        invocation: config_rule::Invocation,
-    ) -> Result<Value, InvocationError> {
-        // Config in an account the function may not work in gets no answer, and no call is
-        // made there (no AssumeRole): the same admission as every event and sweep.
-        let (_, refused) = engine
-            .places(
-                Some(std::slice::from_ref(&invocation.account)),
-                Some(std::slice::from_ref(&invocation.region)),
-            )
-            .await
-            .map_err(InvocationError::Evaluate)?;
-        if let Some(r) = refused.first() {
-            tracing::error!(account = %r.account, reason = %r.why, "AWS Config invocation from an account the function may not work in");
-            return Err(InvocationError::Event(EventError::Malformed {
-                field: "accountId".to_owned(),
-                problem: format!("{}: {}", r.account, r.why),
-            }));
-        }
-        let evaluations = Box::pin(self.evaluations_of(engine, &invocation)).await?;
-        let Some(sink) = self.evaluations.as_ref() else {
-            return Ok(serde_json::json!({"evaluations": evaluations.len(), "put": 0}));
-        };
-        let answers: Vec<(Evaluation, std::time::SystemTime)> = evaluations
-            .iter()
-            .map(|e| (e.clone(), invocation.ordering))
-            .collect();
-        let summary: Vec<Value> = evaluations
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "resource_id": e.resource_id,
-                    "compliance": e.compliance.as_str(),
-                    "annotation": e.annotation,
-                })
-            })
-            .collect();
-        match Box::pin(sink.put_evaluations(
-            &invocation.account,
-            &invocation.region,
-            &invocation.result_token,
-            &answers,
-        ))
-        .await
-        {
-            Ok(put) => {
-                tracing::info!(rule = %invocation.rule, account = %invocation.account, region = %invocation.region, put, "AWS Config rule answered");
-                Ok(serde_json::json!({"evaluations": summary, "put": put}))
-            }
-            Err(Undelivered { count, error }) => {
-                tracing::error!(rule = %invocation.rule, error = %error, not_put = count, "PutEvaluations failed");
-                let datum = MetricDatum {
-                    metric: Metric::EvaluationsNotPut,
-                    region: None,
-                    severity: None,
-                    value: count as f64,
-                };
-                if let Err(e) = self.metrics.publish(namespace, &[datum]).await {
-                    tracing::error!(error = %e, "publishing metrics failed");
-                }
-                Err(InvocationError::Evaluate(error))
-            }
-        }
-    }
-
-    /// The evaluations of an invocation, from the engine in dry-run.
-    async fn evaluations_of(
-        &self,
-        engine: &Reconciler<K, P, B>,
-        invocation: &config_rule::Invocation,
-    ) -> Result<Vec<Evaluation>, InvocationError> {
-        let detector = engine.detector();
-        match &invocation.subject {
-            config_rule::Subject::Key { key, gone: true } => Ok(vec![Evaluation::not_applicable(
-                key.key_id(),
-                "deleted, or out of the rule's scope",
-            )]),
-            config_rule::Subject::Key { key, gone: false } => {
-                let trigger = Trigger::Keys {
-                    event: EventInfo::named("AWS Config rule"),
-                    targets: vec![Target {
-                        key: key.clone(),
-                        scope: Scope::Key,
-                    }],
-                };
-                let report = Box::pin(detector.run(&trigger)).await;
-                if let Some(e) = report.errors.first() {
-                    return Err(InvocationError::Evaluate(e.0.clone()));
-                }
-                let Some(outcome) = report.outcomes.iter().find(|o| &o.key_arn == key) else {
-                    // A mirrored primary reaches its replicas: the key itself is not one the
-                    // guard manages.
-                    return Ok(vec![Evaluation::not_applicable(
-                        key.key_id(),
-                        "primary key; its replicas are evaluated on their own",
-                    )]);
-                };
-                match Evaluation::of(outcome) {
-                    Some(e) => Ok(vec![e]),
-                    None => Err(InvocationError::Evaluate(failed_call(outcome))),
-                }
-            }
-            config_rule::Subject::Scheduled => {
-                let trigger = Trigger::Sweep {
-                    accounts: Some(vec![invocation.account.clone()]),
-                    regions: Some(vec![invocation.region.clone()]),
-                };
-                let report = Box::pin(detector.run(&trigger)).await;
-                if let Some(e) = report.errors.first() {
-                    return Err(InvocationError::Evaluate(e.0.clone()));
-                }
-                let mut out = Vec::new();
-                for o in report.outcomes.iter().chain(&report.in_sync) {
-                    match Evaluation::of(o) {
-                        Some(e) => out.push(e),
-                        None => return Err(InvocationError::Evaluate(failed_call(o))),
-                    }
-                }
-                Ok(out)
-            }
-        }
-    }
-
-    /// Publishes the report's metrics (with how many findings were not imported); a failure
-    /// is reported but never undoes or blocks a fix. `None` when there was nothing to publish.
-    async fn publish(
-        &self,
-        namespace: &str,
-        mode: Mode,
-        report: &Report,
-        not_imported: usize,
-    ) -> Option<Value> {
+    /// Publishes the report's metrics; a failure is reported but never undoes or blocks a
+    /// fix. `None` when there was nothing to publish.
+    async fn publish(&self, namespace: &str, mode: Mode, report: &Report) -> Option<Value> {
         let mut metrics = report.metrics();
-        if not_imported > 0 {
-            metrics.push(MetricDatum {
-                metric: Metric::FindingsNotImported,
-                region: None,
-                severity: None,
-                value: not_imported as f64,
-            });
-        }
         if metrics.is_empty() {
             return None;
         }
@@ -562,19 +313,8 @@ where
     }
 }
 
-/// The call error of an outcome that could not be evaluated.
-fn failed_call(outcome: &krg_engine::outcome::Outcome) -> CallError {
-    match &outcome.status {
-        krg_engine::outcome::Status::Failed(krg_engine::outcome::Failure::Call(e)) => e.clone(),
-        // Not a call that failed: the key could not be judged, so no evaluation is put.
-        _ => CallError::new(
-            krg_engine::error::Api::PutEvaluations,
-            &outcome.key_arn,
-            krg_engine::error::ErrorKind::Other,
-            outcome.reason().unwrap_or_default(),
-        ),
-    }
-}
+/// What an AWS Config invocation of the remediator is told.
+const MISROUTED_CONFIG: &str = "an AWS Config rule invocation reached the remediator, which never answers Config: point the rule at the detector function (the stacks' ConfigRule parameter does)";
 
 /// The most an invocation error's summary carries. Lambda keeps the error message in the
 /// on-failure destination's record next to the event, within the record's size limit; every

@@ -1,8 +1,8 @@
-//! Findings where security teams look: Security Hub on moto's server (read back with
-//! GetFindings), KMS and STS on LocalStack, the function's calls through the routed proxy;
-//! and the AWS Config rule, whose PutEvaluations the proxy records and answers (LocalStack's
-//! Config, moto's, takes only `TestMode=true` and stores nothing). Keys live in
-//! ap-northeast-3, which no other test uses.
+//! Findings where security teams look, made by the detector function: Security Hub on moto's
+//! server (read back with GetFindings), KMS and STS on LocalStack, the functions' calls
+//! through the routed proxy; and the AWS Config rule, whose PutEvaluations the proxy records
+//! and answers (LocalStack's Config, moto's, takes only `TestMode=true` and stores nothing).
+//! Keys live in ap-northeast-3, which no other test uses.
 //!
 //! moto keeps the findings of callers it did not issue credentials to in one account, and
 //! does not check `AwsAccountId` against the caller: the proxy holds BatchImportFindings to
@@ -12,7 +12,8 @@ use aws_config::{Region as SdkRegion, SdkConfig};
 use aws_sdk_kms::config::Credentials;
 use aws_sdk_securityhub::types::AwsSecurityFinding;
 use kms_replica_guard::config::Config;
-use kms_replica_guard::wiring::{Adapters, AwsApp};
+use kms_replica_guard::lambda::InvocationError;
+use kms_replica_guard::wiring::{Adapters, AwsDetector};
 use krg_engine::findings::GENERATOR_ID;
 use krg_engine::key::KeyArn;
 use krg_engine::outcome::{DriftNote, Outcome, Report, Severity, Status};
@@ -52,13 +53,24 @@ async fn routed() -> FaultProxy {
     proxy
 }
 
-/// The function (`vars` over enforce-or-not, Security Hub on), its calls through `proxy`.
-async fn function(proxy: &FaultProxy, vars_over: &[(&str, &str)]) -> AwsApp {
+/// The configuration of `vars_over` over the baseline, Security Hub on.
+fn configured(
+    vars_over: &[(&str, &str)],
+) -> Result<Config, kms_replica_guard::config::ConfigError> {
     let mut all = vec![("BASELINE_SOURCE", BASELINE), ("SECURITY_HUB", "on")];
     all.extend_from_slice(vars_over);
-    let config = Config::from_lookup(vars(&all));
+    Config::from_lookup(vars(&all))
+}
+
+/// The detector function (`vars` over Security Hub on), its calls through `proxy`.
+async fn detector(proxy: &FaultProxy, vars_over: &[(&str, &str)]) -> AwsDetector {
+    let config = configured(vars_over);
     let sdk = through(proxy).await;
-    Adapters::new(&sdk, config.as_ref().ok()).app(config)
+    Adapters::new(&sdk, config.as_ref().ok()).detector(config)
+}
+
+async fn detect(detector: &AwsDetector, payload: Value) -> Result<Value, InvocationError> {
+    detector.handle(payload).await
 }
 
 /// Security Hub on moto's server itself (never through a proxy) as `account` sees it,
@@ -140,11 +152,11 @@ async fn a_public_drift_is_one_critical_failed_finding_updated_in_place_and_pass
     let proxy = routed().await;
     hub_as(ACCOUNT).await;
 
-    let dry = function(&proxy, &[]).await;
+    let detector = detector(&proxy, &[("REMEDIATION_MODE", "enforce")]).await;
     for _ in 0..2 {
-        let response = handle(&dry, put_key_policy(family.key_id()))
+        let response = detect(&detector, put_key_policy(family.key_id()))
             .await
-            .expect("dry-run");
+            .expect("evaluated");
         assert_eq!(response["findings"]["imported"], 1, "{response:#}");
     }
     let found = findings_of(ACCOUNT, &replica).await;
@@ -186,14 +198,30 @@ async fn a_public_drift_is_one_critical_failed_finding_updated_in_place_and_pass
     );
     assert!(fields.contains_key("kms-replica-guard/diff"));
 
-    let enforce = function(&proxy, &[("REMEDIATION_MODE", "enforce")]).await;
-    let response = handle(&enforce, put_key_policy(family.key_id()))
+    assert_eq!(
+        proxy.forwarded("PutKeyPolicy"),
+        0,
+        "the detector never writes"
+    );
+
+    // The remediator heals and publishes; the notification, as EventBridge routes it, makes
+    // the detector read the key again.
+    let routed = NotificationQueue::create(&sdk, &replica).await;
+    let config = configured(&[("REMEDIATION_MODE", "enforce"), ("SECURITY_HUB", "off")]);
+    let remediator = Adapters::new(&through(&proxy).await, config.as_ref().ok()).app(config);
+    let response = remediator
+        .handle(put_key_policy(family.key_id()))
         .await
         .expect("healed");
     assert_eq!(
         response["outcomes"][0]["action"], "remediated",
         "{response:#}"
     );
+    assert!(response.get("findings").is_none(), "{response:#}");
+    let delivered = routed.receive_one().await;
+    assert_eq!(delivered["detail-type"], "Replica Key Policy Remediated");
+    let response = detect(&detector, delivered).await.expect("evaluated");
+    assert_eq!(response["findings"]["imported"], 1, "{response:#}");
     let found = findings_of(ACCOUNT, &replica).await;
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(
@@ -255,7 +283,7 @@ async fn a_member_accounts_finding_is_imported_with_that_accounts_credentials() 
         .to_string()
         .replace("444455556666", MEMBER)
         .replace("us-west-2", REGION);
-    let app = function(
+    let app = detector(
         &proxy,
         &[
             ("MEMBER_ROLE_NAME", MEMBER_ROLE),
@@ -263,9 +291,9 @@ async fn a_member_accounts_finding_is_imported_with_that_accounts_credentials() 
         ],
     )
     .await;
-    let response = handle(&app, serde_json::from_str(&text).unwrap())
+    let response = detect(&app, serde_json::from_str(&text).unwrap())
         .await
-        .expect("dry-run");
+        .expect("evaluated");
     assert_eq!(response["findings"]["imported"], 1, "{response:#}");
     assert_eq!(proxy.security_hub_refused(), 1, "no further refusal");
     assert_eq!(
@@ -309,10 +337,12 @@ async fn a_hundred_and_fifty_findings_are_imported_in_two_calls() {
                 .with_drift("d".into(), Some(exposure)),
         );
     }
-    let (answer, not_imported) = kms_replica_guard::lambda::import_findings(&sink, &report)
-        .await
-        .unwrap();
-    assert_eq!((answer["imported"].clone(), not_imported), (json!(150), 0));
+    let (answer, not_imported) =
+        kms_replica_guard::lambda::detector::import_findings(&sink, &report)
+            .await
+            .unwrap();
+    assert!(not_imported.is_none(), "{answer}");
+    assert_eq!(answer["imported"], json!(150));
     assert_eq!(proxy.forwarded("BatchImportFindings"), 2);
     let last = &report.outcomes[149].key_arn;
     let found = findings_of(ACCOUNT, last).await;
@@ -327,7 +357,7 @@ async fn a_hundred_and_fifty_findings_are_imported_in_two_calls() {
 }
 
 #[tokio::test]
-async fn a_security_hub_outage_leaves_the_fix_done_and_the_failure_counted() {
+async fn a_security_hub_outage_is_counted_and_fails_the_detector_retryably_while_the_fix_stands() {
     let sdk = sdk().await;
     let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &[REGION]).await;
     let replica = family.replica(REGION).clone();
@@ -335,19 +365,26 @@ async fn a_security_hub_outage_leaves_the_fix_done_and_the_failure_counted() {
     let proxy = routed().await;
     proxy.inject("BatchImportFindings", Fault::ServerError, 10);
     let ns = namespace("security-hub-outage");
-    let app = function(
-        &proxy,
-        &[("REMEDIATION_MODE", "enforce"), ("METRICS_NAMESPACE", &ns)],
-    )
-    .await;
-    let response = handle(&app, put_key_policy(family.key_id()))
+    let config = configured(&[("REMEDIATION_MODE", "enforce"), ("METRICS_NAMESPACE", &ns)]);
+    let remediator = Adapters::new(&through(&proxy).await, config.as_ref().ok()).app(config);
+    let detector = detector(&proxy, &[("METRICS_NAMESPACE", &ns)]).await;
+
+    let drifted = detect(&detector, put_key_policy(family.key_id()))
         .await
-        .expect("the fix stands: the invocation succeeds");
+        .unwrap_err();
+    assert_eq!(
+        drifted.error_type(),
+        "Retryable.FindingsNotImported",
+        "{drifted}"
+    );
+    let response = remediator
+        .handle(put_key_policy(family.key_id()))
+        .await
+        .expect("the remediator never waits on Security Hub");
     assert_eq!(
         response["outcomes"][0]["action"], "remediated",
         "{response:#}"
     );
-    assert_eq!(response["findings"]["not_imported"], 1, "{response:#}");
     assert!(
         equivalent(
             &get_policy(&sdk, &replica).await,
@@ -372,8 +409,8 @@ async fn a_config_rule_invocation_evaluates_without_writing_and_answers_with_its
         Fault::Respond(r#"{"FailedEvaluations":[]}"#.into()),
         2,
     );
-    // Enforce: a Config invocation still never writes.
-    let app = function(
+    // Enforce configured: a Config invocation still never writes.
+    let app = detector(
         &proxy,
         &[("REMEDIATION_MODE", "enforce"), ("SECURITY_HUB", "off")],
     )
@@ -390,10 +427,10 @@ async fn a_config_rule_invocation_evaluates_without_writing_and_answers_with_its
         serde_json::from_str(&text).unwrap()
     };
     let token = "eyJyZXN1bHRUb2tlbiI6ICJhIHJlYWwgb25lIn0=";
-    handle(&app, invocation(&replica, token))
+    detect(&app, invocation(&replica, token))
         .await
         .expect("answered");
-    handle(&app, invocation(&family.primary, token))
+    detect(&app, invocation(&family.primary, token))
         .await
         .expect("answered");
     assert_eq!(
@@ -429,4 +466,95 @@ async fn a_config_rule_invocation_evaluates_without_writing_and_answers_with_its
         sent[1]["Evaluations"][0]["ComplianceType"],
         "NOT_APPLICABLE"
     );
+}
+
+/// A queue on LocalStack's default bus with a rule that routes the guard's `Remediated`
+/// notifications about one key to it, as a stack routes them to the detector (which takes
+/// every detail-type; the test waits for this one).
+struct NotificationQueue {
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+    name: String,
+    url: String,
+}
+
+impl NotificationQueue {
+    async fn create(sdk: &SdkConfig, key: &KeyArn) -> Self {
+        let name = format!("krg-detector-{}", key.key_id().replace("mrk-", ""));
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .unwrap();
+        let events = aws_sdk_eventbridge::Client::new(sdk);
+        let pattern = json!({
+            "source": ["kms-replica-guard"],
+            "detail-type": ["Replica Key Policy Remediated"],
+            "resources": [key.as_str()],
+        });
+        events
+            .put_rule()
+            .name(&name)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("PutRule");
+        events
+            .put_targets()
+            .rule(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("detector")
+                    .arn(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("PutTargets");
+        Self {
+            sqs,
+            events,
+            name,
+            url,
+        }
+    }
+
+    /// The one event routed (waits up to ten seconds), then the rule and queue are removed.
+    async fn receive_one(self) -> Value {
+        let mut bodies = Vec::new();
+        for _ in 0..10 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            bodies.extend(
+                out.messages()
+                    .iter()
+                    .filter_map(|m| m.body().map(str::to_owned)),
+            );
+            if !bodies.is_empty() {
+                break;
+            }
+        }
+        let _ = self
+            .events
+            .remove_targets()
+            .rule(&self.name)
+            .ids("detector")
+            .send()
+            .await;
+        let _ = self.events.delete_rule().name(&self.name).send().await;
+        let _ = self.sqs.delete_queue().queue_url(&self.url).send().await;
+        assert_eq!(bodies.len(), 1, "one notification routed: {bodies:?}");
+        serde_json::from_str(&bodies[0]).unwrap()
+    }
 }

@@ -130,6 +130,13 @@ pub const ROWS: &[Row] = &[
         writer: "`make build` (`cargo xtask bench-report --package ZIP`)",
     },
     Row {
+        id: "detector-package",
+        what: "arm64 package of the detector function (`detector/bootstrap.zip`)",
+        budget: "≤ 4 MB (4,194,304 B)",
+        command: "make build",
+        writer: "`make build` (`cargo xtask bench-report --detector-package ZIP`)",
+    },
+    Row {
         id: "init",
         what: "init, bootstrap / hello-world `lambda_runtime` (medians)",
         budget: "≤ 1.3×",
@@ -356,6 +363,9 @@ pub struct Args {
     /// Write the package row from this zip (what `make build` just built).
     #[arg(long, value_name = "ZIP")]
     package: Option<PathBuf>,
+    /// Write the detector's package row from this zip.
+    #[arg(long, value_name = "ZIP")]
+    detector_package: Option<PathBuf>,
 }
 
 /// The criterion benches of one whole event; the CPU row reports the slowest.
@@ -369,11 +379,16 @@ const EVENT_BENCHES: [&str; 5] = [
 
 /// Runs `cargo xtask bench-report`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(zip) = &args.package {
-        let bytes = std::fs::metadata(zip)
-            .with_context(|| format!("{} (run `make build`)", zip.display()))?
-            .len();
-        record("package", &format!("{} B", thousands(bytes)), "make build")?;
+    for (row, zip) in [
+        ("package", &args.package),
+        ("detector-package", &args.detector_package),
+    ] {
+        if let Some(zip) = zip {
+            let bytes = std::fs::metadata(zip)
+                .with_context(|| format!("{} (run `make build`)", zip.display()))?
+                .len();
+            record(row, &format!("{} B", thousands(bytes)), "make build")?;
+        }
     }
     if args.criterion {
         let dir = crate::bench_sweep::target_dir()?.join("criterion");

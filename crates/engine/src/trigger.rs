@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::key::{AccountId, IdError, KeyArn, Place, Region, RoleArn};
+use super::outcome::{DriftNews, NOTIFICATION_SOURCE};
 use super::tenancy::Tenancy;
 
 /// What an invocation has to do.
@@ -122,7 +123,7 @@ pub struct OwnRoleCall {
 
 /// Who made a KMS call, as its CloudTrail record says: what an operator asks first about a
 /// drift. Every field is as CloudTrail wrote it, or absent when the record had none.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Actor {
     /// `userIdentity.arn`: the user, the root, or for a role the session
     /// (`arn:aws:sts::111122223333:assumed-role/Admin/alice`).
@@ -296,6 +297,67 @@ pub fn parse_in(
             ),
         }),
     }
+}
+
+/// One of the guard's own drift notifications (`source` `kms-replica-guard`, as the
+/// remediator publishes them), read by the detector as "evaluate this key again": the key in
+/// `resources`, and the actor the notification tells of, for the finding (a label: whether
+/// the key drifted is read from KMS, never taken from the event). `None` when `payload` is
+/// not one; a notification whose detail-type is not news is ignored.
+pub fn parse_notification(payload: &Value) -> Option<Result<Trigger, EventError>> {
+    let obj = payload.as_object()?;
+    if obj.get("source").and_then(Value::as_str) != Some(NOTIFICATION_SOURCE)
+        || !obj.contains_key("detail-type")
+    {
+        return None;
+    }
+    Some(notification(payload))
+}
+
+fn notification(payload: &Value) -> Result<Trigger, EventError> {
+    let envelope: EventBridgeEvent<Value> = from_value(payload, "")?;
+    let mut event = EventInfo {
+        id: envelope.id.clone(),
+        ..EventInfo::named(&envelope.detail_type)
+    };
+    if !DriftNews::ALL
+        .iter()
+        .any(|n| n.detail_type() == envelope.detail_type)
+    {
+        return Ok(Trigger::Ignore {
+            reason: format!(
+                "detail-type {:?} is not one of the guard's notifications",
+                envelope.detail_type
+            ),
+            event,
+        });
+    }
+    let key = match envelope.resources.as_deref().unwrap_or_default() {
+        [key] => key.parse::<KeyArn>().map_err(|e| EventError::Malformed {
+            field: "resources[0]".to_owned(),
+            problem: e.to_string(),
+        })?,
+        other => {
+            return Err(EventError::Malformed {
+                field: "resources".to_owned(),
+                problem: format!(
+                    "a notification names exactly one key ARN; this one names {}",
+                    other.len()
+                ),
+            });
+        }
+    };
+    event.actor = match envelope.detail.get("actor") {
+        None | Some(Value::Null) => None,
+        Some(actor) => Some(from_value(actor, "detail.actor.")?),
+    };
+    Ok(Trigger::Keys {
+        event,
+        targets: vec![Target {
+            key,
+            scope: Scope::Key,
+        }],
+    })
 }
 
 fn parse_cloudtrail(
@@ -680,6 +742,27 @@ mod tests {
                 "unrelated-service.json" => {
                     assert!(ignored_because(&t).contains("not a KMS event"))
                 }
+                "drift-notification-remediated.json" => {
+                    // The remediator's own news is not a trigger for the remediator; the
+                    // detector reads it as "evaluate this key again".
+                    assert!(ignored_because(&t).contains("is not a trigger"), "{name}");
+                    let path = format!("{dir}/{name}");
+                    let payload =
+                        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+                    let again = parse_notification(&payload)
+                        .expect("a notification")
+                        .unwrap();
+                    assert_eq!(targets(&again), key("us-west-2"), "{name}");
+                    let Trigger::Keys { event, .. } = again else {
+                        panic!("a notification names keys")
+                    };
+                    assert_eq!(event.name, "Replica Key Policy Remediated");
+                    let actor = event.actor.expect("the actor the notification tells of");
+                    assert_eq!(
+                        actor.arn.as_deref(),
+                        Some("arn:aws:sts::111122223333:assumed-role/Admin/alice")
+                    );
+                }
                 "scheduled-sweep.json" => assert_eq!(
                     t,
                     Trigger::Sweep {
@@ -712,7 +795,7 @@ mod tests {
             }
         }
         // sqs-sweep-work-items.json is an SQS batch, read by the handler (src/lambda/batch.rs).
-        assert_eq!(seen, 23, "sample events found in {dir}");
+        assert_eq!(seen, 24, "sample events found in {dir}");
     }
 
     #[test]

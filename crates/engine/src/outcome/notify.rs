@@ -25,6 +25,17 @@ pub enum DriftNews {
 }
 
 impl DriftNews {
+    /// Every kind of news.
+    pub const ALL: [DriftNews; 7] = [
+        DriftNews::Detected,
+        DriftNews::Remediated,
+        DriftNews::RemediationFailed,
+        DriftNews::WriteRefused,
+        DriftNews::WriteGrantsAccess,
+        DriftNews::ExemptionGranted,
+        DriftNews::BaselineSwitched,
+    ];
+
     /// The EventBridge `detail-type`.
     pub fn detail_type(self) -> &'static str {
         match self {
