@@ -29,14 +29,37 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::config::{Config, ConfigError};
-use crate::lambda::detector::Detector;
-use crate::lambda::{App, InvocationError};
+use crate::lambda::detector::{Detector, DetectorPorts};
+use crate::lambda::{App, InvocationError, PortSet, Ports};
+
+/// The remediator's ports in Lambda: the AWS adapters.
+pub struct AwsPorts;
+
+impl Ports for AwsPorts {
+    type Keys = Kms;
+    type Policies = Kms;
+    type Backups = Backups;
+    type Metrics = CloudWatch;
+    type Queue = Sqs;
+    type Notifier = EventBus;
+}
 
 /// The function as it runs in Lambda: its ports are the AWS adapters.
-pub type AwsApp = App<Kms, Kms, CloudWatch, Backups, Sqs, EventBus>;
+pub type AwsApp = App<AwsPorts>;
+
+/// The detector's ports in Lambda: the AWS adapters.
+pub struct AwsDetectorPorts;
+
+impl DetectorPorts for AwsDetectorPorts {
+    type Keys = Kms;
+    type Policies = Kms;
+    type Metrics = CloudWatch;
+    type Findings = SecurityHub;
+    type Evaluations = ConfigService;
+}
 
 /// The detector function as it runs in Lambda.
-pub type AwsDetector = Detector<Kms, Kms, CloudWatch, SecurityHub, ConfigService>;
+pub type AwsDetector = Detector<AwsDetectorPorts>;
 
 /// The engine over the AWS adapters.
 pub type AwsEngine = Reconciler<Kms, Kms, Backups>;
@@ -145,15 +168,17 @@ impl Adapters {
 
     /// The Lambda function over these adapters.
     pub fn app(self, config: Result<Config, ConfigError>) -> AwsApp {
-        App::with_backups(
+        App::new(
             config,
-            self.kms.clone(),
-            self.kms,
-            self.backups,
-            self.metrics,
+            PortSet {
+                keys: self.kms.clone(),
+                policies: self.kms,
+                backups: self.backups,
+                metrics: self.metrics,
+                queue: self.queue,
+                notifier: self.notifier,
+            },
         )
-        .with_queue(self.queue)
-        .with_notifier(self.notifier)
     }
 }
 

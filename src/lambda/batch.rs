@@ -12,10 +12,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::App;
-use krg_engine::Reconciler;
+use super::{App, Ports};
 use krg_engine::outcome::Report;
-use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
 use krg_engine::trigger::Trigger;
 use krg_engine::work_item;
 
@@ -63,20 +61,12 @@ pub(super) fn records(payload: &Value) -> Option<Vec<Record>> {
     )
 }
 
-impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N>
-where
-    K: KeyDirectory,
-    P: PolicyStore,
-    M: MetricsSink,
-    B: BackupStore,
-    Q: WorkQueue,
-    N: Notifier,
-{
+impl<X: Ports> App<X> {
     /// Runs each work item inline (a work item is never planned again) and answers with the
     /// ones that failed or were refused.
     pub(super) async fn handle_batch(
         &self,
-        engine: &Reconciler<K, P, B>,
+        engine: &super::Engine<X>,
         namespace: &str,
         records: Vec<Record>,
     ) -> Value {
@@ -120,6 +110,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::super::App;
+    use super::super::PortSet;
+    use super::super::fakes::fakes;
     use crate::config::Config;
     use krg_engine::fake::FakeAws;
     use serde_json::{Value, json};
@@ -142,7 +134,13 @@ mod tests {
             "SWEEP_REGIONS" => Some("us-west-2,eu-west-1".into()),
             _ => None,
         });
-        let app = App::new(config, &fake, &fake, &fake).with_queue(Some(&fake));
+        let app = App::new(
+            config,
+            PortSet {
+                queue: Some(&fake),
+                ..fakes(&fake)
+            },
+        );
         let genuine = json!({"sweep": {"account": "111122223333", "regions": ["us-west-2"]}});
         let answer = app
             .handle(batch(&[

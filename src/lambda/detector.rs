@@ -38,32 +38,45 @@ use krg_engine::ports::{
 };
 use krg_engine::trigger::{self, EventError, EventInfo, Scope, Target, Trigger};
 
-/// The detector: configuration (or why it is invalid) and its ports, built once per
-/// execution environment.
-pub struct Detector<K, P, M, F, E> {
-    engine: Result<(Reconciler<K, P, MemoryLedger>, String), ConfigError>,
-    metrics: M,
-    findings: Option<F>,
-    evaluations: E,
+/// The detector's ports, as one bundle of types (the AWS adapters in Lambda, the fake in
+/// the unit tests). Policies are only read: the engine runs in dry-run.
+pub trait DetectorPorts {
+    /// What keys exist and what they are (KMS).
+    type Keys: KeyDirectory;
+    /// Key policies (KMS), read.
+    type Policies: PolicyStore;
+    /// Where its failure counts go (CloudWatch).
+    type Metrics: MetricsSink;
+    /// Security Hub, in each key's account and Region.
+    type Findings: FindingsSink;
+    /// AWS Config, in the evaluated account.
+    type Evaluations: EvaluationSink;
 }
 
-impl<K, P, M, F, E> Detector<K, P, M, F, E>
-where
-    K: KeyDirectory,
-    P: PolicyStore,
-    M: MetricsSink,
-    F: FindingsSink,
-    E: EvaluationSink,
-{
+/// The engine of the detector: no backups, it never writes.
+type Engine<X> =
+    Reconciler<<X as DetectorPorts>::Keys, <X as DetectorPorts>::Policies, MemoryLedger>;
+
+/// The detector: configuration (or why it is invalid) and its ports, built once per
+/// execution environment.
+pub struct Detector<X: DetectorPorts> {
+    /// The engine and the metrics namespace, or why the configuration is invalid.
+    engine: Result<(Engine<X>, String), ConfigError>,
+    metrics: X::Metrics,
+    findings: Option<X::Findings>,
+    evaluations: X::Evaluations,
+}
+
+impl<X: DetectorPorts> Detector<X> {
     /// A detector over these ports: `findings` when `SECURITY_HUB=on`, `evaluations` to
     /// answer Config. The configured mode is ignored: the detector runs in dry-run.
     pub fn new(
         config: Result<Config, ConfigError>,
-        keys: K,
-        policies: P,
-        metrics: M,
-        findings: Option<F>,
-        evaluations: E,
+        keys: X::Keys,
+        policies: X::Policies,
+        metrics: X::Metrics,
+        findings: Option<X::Findings>,
+        evaluations: X::Evaluations,
     ) -> Self {
         if let Err(e) = &config {
             tracing::error!(error = %e, "invalid configuration; every invocation will fail until it is fixed");
@@ -140,7 +153,7 @@ where
     /// the result token.
     async fn evaluate(
         &self,
-        engine: &Reconciler<K, P, MemoryLedger>,
+        engine: &Engine<X>,
         namespace: &str,
         invocation: config_rule::Invocation,
     ) -> Result<Value, InvocationError> {

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::App;
 use super::detector::Detector;
+use super::fakes::{Fakes, fakes};
 use crate::config::{Config, ConfigError};
 use krg_engine::error::ErrorKind;
 use krg_engine::fake::FakeAws as Fake;
@@ -48,7 +49,7 @@ fn config_change(region: &str) -> Value {
 
 const ENFORCE: &[(&str, &str)] = &[("REMEDIATION_MODE", "enforce"), ("SECURITY_HUB", "on")];
 
-type FakeDetector<'a> = Detector<&'a Fake, &'a Fake, &'a Fake, &'a Fake, &'a Fake>;
+type FakeDetector<'a> = Detector<Fakes<'a>>;
 
 /// The detector over `fake`, Security Hub on (`findings`) or off.
 fn detector<'a>(fake: &'a Fake, vars: &[(&str, &str)], findings: bool) -> FakeDetector<'a> {
@@ -64,7 +65,7 @@ fn detector<'a>(fake: &'a Fake, vars: &[(&str, &str)], findings: bool) -> FakeDe
 
 /// Each notification of the remediator's response as EventBridge delivers it to the
 /// detector's rule.
-fn delivered(app: &App<&Fake, &Fake, &Fake>, response: &Value) -> Vec<Value> {
+fn delivered(app: &App<Fakes<'_>>, response: &Value) -> Vec<Value> {
     let _ = app;
     response["outcomes"]
         .as_array()
@@ -111,7 +112,7 @@ async fn a_public_drift_is_a_critical_failed_finding_and_the_remediators_heal_tu
     );
 
     // The remediator heals and tells; the detector reads the key again.
-    let remediator = App::new(config(ENFORCE), &fake, &fake, &fake);
+    let remediator = App::new(config(ENFORCE), fakes(&fake));
     let fixed = remediator
         .handle(sample("put-key-policy-replica-id.json"))
         .await
@@ -333,7 +334,7 @@ async fn a_config_invocation_from_an_account_the_function_may_not_enter_is_refus
 #[tokio::test]
 async fn a_config_invocation_that_reaches_the_remediator_is_refused_by_name_without_a_call() {
     let fake = public_drift();
-    let app = App::new(config(ENFORCE), &fake, &fake, &fake);
+    let app = App::new(config(ENFORCE), fakes(&fake));
     let e = app.handle(config_change("us-west-2")).await.unwrap_err();
     assert_eq!(e.error_type(), "NonRetryable.Misrouted");
     assert!(e.to_string().contains("detector function"), "{e}");
@@ -344,7 +345,7 @@ async fn a_config_invocation_that_reaches_the_remediator_is_refused_by_name_with
 async fn the_sample_notification_is_evaluated_by_the_detector_and_ignored_by_the_remediator() {
     let fake = public_drift();
     let notification = sample("drift-notification-remediated.json");
-    let remediator = App::new(config(ENFORCE), &fake, &fake, &fake);
+    let remediator = App::new(config(ENFORCE), fakes(&fake));
     let response = remediator.handle(notification.clone()).await.unwrap();
     assert!(fake.operations().is_empty(), "{response:#}");
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::App;
+use super::fakes::fakes;
 use crate::config::Config;
 use krg_engine::fake::{FakeAws, arn};
 
@@ -55,7 +56,7 @@ fn expectation(name: &str) -> &'static str {
 async fn every_hostile_event_is_rejected_with_a_clear_error_and_writes_nothing() {
     let fake = family();
     let config = Config::from_lookup(|k| (k == "REMEDIATION_MODE").then(|| "enforce".to_owned()));
-    let app = App::new(config, &fake, &fake, &fake);
+    let app = App::new(config, fakes(&fake));
     let files = corpus("events");
     assert!(files.len() >= 12, "corpus found: {}", files.len());
     for (name, bytes) in files {
@@ -111,7 +112,8 @@ fn config_expectation(name: &str) -> &'static str {
 async fn every_hostile_config_invocation_is_refused_by_name_and_nothing_is_called() {
     let fake = family();
     let config = Config::from_lookup(|k| (k == "REMEDIATION_MODE").then(|| "enforce".to_owned()));
-    let app = super::detector::Detector::new(config, &fake, &fake, &fake, None::<&FakeAws>, &fake);
+    let app: super::detector::Detector<super::fakes::Fakes> =
+        super::detector::Detector::new(config, &fake, &fake, &fake, None, &fake);
     let files = corpus("config");
     assert!(files.len() >= 18, "corpus found: {}", files.len());
     for (name, bytes) in files {
@@ -130,7 +132,7 @@ async fn every_hostile_config_invocation_is_refused_by_name_and_nothing_is_calle
 #[tokio::test]
 async fn a_huge_event_is_handled_without_trouble() {
     let fake = family();
-    let app = App::new(Config::from_lookup(|_| None), &fake, &fake, &fake);
+    let app = App::new(Config::from_lookup(|_| None), fakes(&fake));
     let path = format!(
         "{}/events/put-key-policy-replica-id.json",
         env!("CARGO_MANIFEST_DIR")
@@ -182,7 +184,7 @@ async fn every_hostile_baseline_is_refused_at_start_up_and_nothing_is_called() {
             err.to_string().contains(want),
             "{name}: want {want:?} in {err}"
         );
-        let app = App::new(config, &fake, &fake, &fake);
+        let app = App::new(config, fakes(&fake));
         let path = format!("{}/events/replicate-key.json", env!("CARGO_MANIFEST_DIR"));
         let event = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let e = app.handle(event).await.unwrap_err();

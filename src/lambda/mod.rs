@@ -20,8 +20,6 @@ use crate::config::{Config, ConfigError};
 use krg_engine::Mode;
 use krg_engine::Reconciler;
 use krg_engine::error::CallError;
-use krg_engine::ledger::MemoryLedger;
-use krg_engine::outcome::Notification;
 use krg_engine::outcome::{Metric, MetricDatum, Report, Retry};
 use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
 use krg_engine::trigger::{self, EventError, Trigger};
@@ -96,54 +94,67 @@ impl From<InvocationError> for Diagnostic {
     }
 }
 
+/// The remediator's ports, as one bundle of types: the AWS adapters in Lambda
+/// ([`crate::wiring::AwsPorts`]), the in-memory fake in the unit tests.
+pub trait Ports {
+    /// What keys exist and what they are (KMS).
+    type Keys: KeyDirectory;
+    /// Key policies, read and written (KMS).
+    type Policies: PolicyStore;
+    /// Where a policy is kept before it is overwritten.
+    type Backups: BackupStore;
+    /// Where the metrics go (CloudWatch).
+    type Metrics: MetricsSink;
+    /// Where a sweep of every account is planned (SQS).
+    type Queue: WorkQueue;
+    /// Where drifts are published (EventBridge).
+    type Notifier: Notifier;
+}
+
+/// The remediator's ports: one value of each of [`Ports`]' types.
+pub struct PortSet<X: Ports> {
+    /// KMS keys.
+    pub keys: X::Keys,
+    /// KMS key policies.
+    pub policies: X::Policies,
+    /// Backups before each write.
+    pub backups: X::Backups,
+    /// Metrics.
+    pub metrics: X::Metrics,
+    /// The sweep's work queue (`SWEEP_QUEUE_URL`); without one, a sweep runs inline.
+    pub queue: Option<X::Queue>,
+    /// Where drifts are published (`EVENT_BUS`); without one, nowhere.
+    pub notifier: Option<X::Notifier>,
+}
+
+/// The reconcile engine over a bundle's ports.
+pub type Engine<X> = Reconciler<<X as Ports>::Keys, <X as Ports>::Policies, <X as Ports>::Backups>;
+
 /// The function: configuration (or why it is invalid) and its ports, built once per
 /// execution environment and lent to every invocation.
-pub struct App<K, P, M, B = MemoryLedger, Q = NoQueue, N = NoNotifier> {
-    engine: Result<(Reconciler<K, P, B>, String), ConfigError>,
-    metrics: M,
-    queue: Option<Q>,
-    notifier: Option<N>,
+pub struct App<X: Ports> {
+    /// The engine and the metrics namespace, or why the configuration is invalid.
+    engine: Result<(Engine<X>, String), ConfigError>,
+    metrics: X::Metrics,
+    queue: Option<X::Queue>,
+    notifier: Option<X::Notifier>,
 }
 
-/// No notifications.
-pub struct NoNotifier;
-
-impl Notifier for NoNotifier {
-    async fn notify(&self, _: &[Notification]) -> Result<usize, CallError> {
-        unreachable!("an app without a notifier never notifies")
-    }
-}
-
-/// No work queue: sweeps run inline.
-pub struct NoQueue;
-
-impl WorkQueue for NoQueue {
-    async fn send(&self, _: &[krg_engine::key::Place]) -> Result<usize, CallError> {
-        unreachable!("an app without a queue never plans")
-    }
-}
-
-impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink> App<K, P, M, MemoryLedger> {
-    /// An app over these ports that keeps no backups. A configuration error is kept and
-    /// returned by every invocation, so it shows in the function's errors instead of a
-    /// crash loop.
-    pub fn new(config: Result<Config, ConfigError>, keys: K, policies: P, metrics: M) -> Self {
-        Self::with_backups(config, keys, policies, MemoryLedger::default(), metrics)
-    }
-}
-
-impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, M, B, NoQueue> {
-    /// An app that backs up every policy before overwriting it.
-    pub fn with_backups(
-        config: Result<Config, ConfigError>,
-        keys: K,
-        policies: P,
-        backups: B,
-        metrics: M,
-    ) -> Self {
+impl<X: Ports> App<X> {
+    /// An app over these ports. A configuration error is kept and returned by every
+    /// invocation, so it shows in the function's errors instead of a crash loop.
+    pub fn new(config: Result<Config, ConfigError>, ports: PortSet<X>) -> Self {
         if let Err(e) = &config {
             tracing::error!(error = %e, "invalid configuration; every invocation will fail until it is fixed");
         }
+        let PortSet {
+            keys,
+            policies,
+            backups,
+            metrics,
+            queue,
+            notifier,
+        } = ports;
         let engine = config.map(|c| {
             (
                 Reconciler::with_backups(keys, policies, backups, c.settings),
@@ -153,43 +164,11 @@ impl<K: KeyDirectory, P: PolicyStore, M: MetricsSink, B: BackupStore> App<K, P, 
         Self {
             engine,
             metrics,
-            queue: None,
-            notifier: None,
-        }
-    }
-
-    /// The same app, planning sweeps of every account onto `queue`.
-    pub fn with_queue<Q: WorkQueue>(self, queue: Option<Q>) -> App<K, P, M, B, Q> {
-        App {
-            engine: self.engine,
-            metrics: self.metrics,
             queue,
-            notifier: None,
-        }
-    }
-}
-
-impl<K, P, M, B, Q> App<K, P, M, B, Q> {
-    /// The same app, publishing every drift it finds through `notifier`.
-    pub fn with_notifier<N: Notifier>(self, notifier: Option<N>) -> App<K, P, M, B, Q, N> {
-        App {
-            engine: self.engine,
-            metrics: self.metrics,
-            queue: self.queue,
             notifier,
         }
     }
-}
 
-impl<K, P, M, B, Q, N> App<K, P, M, B, Q, N>
-where
-    K: KeyDirectory,
-    P: PolicyStore,
-    M: MetricsSink,
-    B: BackupStore,
-    Q: WorkQueue,
-    N: Notifier,
-{
     /// Handles one invocation payload: an SQS batch of work items, or one trigger.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
         let (engine, namespace) = self.engine.as_ref().map_err(|e| e.clone())?;
@@ -228,11 +207,7 @@ where
     }
 
     /// The trigger of a payload, events of the role acting in their account ignored.
-    fn trigger(
-        &self,
-        engine: &Reconciler<K, P, B>,
-        payload: &Value,
-    ) -> Result<Trigger, EventError> {
+    fn trigger(&self, engine: &Engine<X>, payload: &Value) -> Result<Trigger, EventError> {
         let settings = engine.settings();
         trigger::parse_in(payload, &settings.tenancy, settings.remediator.as_ref()).inspect_err(
             |e| {
@@ -244,8 +219,8 @@ where
     /// Plans a sweep: one work item per (account, Region) onto the queue.
     async fn plan(
         &self,
-        engine: &Reconciler<K, P, B>,
-        queue: &Q,
+        engine: &Engine<X>,
+        queue: &X::Queue,
         regions: Option<&[krg_engine::key::Region]>,
     ) -> Result<Value, InvocationError> {
         let (places, _) = engine
@@ -382,6 +357,9 @@ fn bounded_summary(report: &Report) -> String {
 }
 
 #[cfg(test)]
+mod fakes;
+
+#[cfg(test)]
 mod hostile;
 
 #[cfg(test)]
@@ -389,6 +367,7 @@ mod findings_tests;
 
 #[cfg(test)]
 mod tests {
+    use super::fakes::{Fakes, fakes};
     use super::*;
     use crate::config::Config;
     use krg_engine::error::ErrorKind;
@@ -404,11 +383,17 @@ mod tests {
     }
 
     /// The app over the in-memory fake, configured with `vars`.
-    fn app<'a>(
-        fake: &'a FakeAws,
-        vars: &[(&str, &str)],
-    ) -> App<&'a FakeAws, &'a FakeAws, &'a FakeAws> {
-        App::new(config(vars), fake, fake, fake)
+    fn app<'a>(fake: &'a FakeAws, vars: &[(&str, &str)]) -> App<Fakes<'a>> {
+        App::new(config(vars), fakes(fake))
+    }
+
+    /// The same, publishing its drifts to the fake.
+    fn notifying<'a>(fake: &'a FakeAws, vars: &[(&str, &str)]) -> App<Fakes<'a>> {
+        let ports = PortSet {
+            notifier: Some(fake),
+            ..fakes(fake)
+        };
+        App::new(config(vars), ports)
     }
 
     fn sample(name: &str) -> Value {
@@ -459,7 +444,13 @@ mod tests {
     #[tokio::test]
     async fn with_a_work_queue_a_scheduled_sweep_is_planned_per_account_and_region() {
         let fake = drifted();
-        let app = App::new(config(HUB), &fake, &fake, &fake).with_queue(Some(&fake));
+        let app = App::new(
+            config(HUB),
+            PortSet {
+                queue: Some(&fake),
+                ..fakes(&fake)
+            },
+        );
         let response = app.handle(sample("scheduled-sweep.json")).await.unwrap();
         assert_eq!(response["planned"], 6, "{response:#}");
         assert_eq!(response["accounts"], 3);
@@ -491,7 +482,13 @@ mod tests {
         let fake = drifted();
         // The second item's ListKeys fails; the first item is swept and fixed.
         fake.fail("ListKeys", &[]);
-        let app = App::new(config(HUB), &fake, &fake, &fake).with_queue(Some(&fake));
+        let app = App::new(
+            config(HUB),
+            PortSet {
+                queue: Some(&fake),
+                ..fakes(&fake)
+            },
+        );
         let mut batch = sample("sqs-sweep-work-items.json");
         let first = batch["Records"][0]["messageId"].clone();
         let second = batch["Records"][1]["messageId"]
@@ -532,8 +529,7 @@ mod tests {
         );
         let fake = FakeAws::family(&public, &["us-west-2"]);
         fake.with_key(&arn("us-west-2"), |k| k.policy = POLICY.to_owned());
-        let err = app(&fake, &[("BASELINE_SOURCE", "primary")])
-            .with_notifier(Some(&fake))
+        let err = notifying(&fake, &[("BASELINE_SOURCE", "primary")])
             .handle(sample("put-key-policy-primary.json"))
             .await
             .unwrap_err();
@@ -579,7 +575,13 @@ mod tests {
         // Planned work items: one beat per item that ran through, in enforce mode; an item
         // whose listing failed does not beat.
         let fake = drifted();
-        let app = App::new(config(HUB), &fake, &fake, &fake).with_queue(Some(&fake));
+        let app = App::new(
+            config(HUB),
+            PortSet {
+                queue: Some(&fake),
+                ..fakes(&fake)
+            },
+        );
         fake.fail("ListKeys", &[ErrorKind::Throttled]);
         app.handle(sample("sqs-sweep-work-items.json"))
             .await
@@ -657,8 +659,7 @@ mod tests {
     #[tokio::test]
     async fn every_drift_is_published_and_a_publishing_failure_never_blocks_the_fix() {
         let fake = drifted();
-        let notifying =
-            |fake| app(fake, &[("REMEDIATION_MODE", "enforce")]).with_notifier(Some(fake));
+        let notifying = |fake| notifying(fake, &[("REMEDIATION_MODE", "enforce")]);
         let response = notifying(&fake)
             .handle(sample("put-key-policy-replica-id.json"))
             .await
@@ -722,8 +723,7 @@ mod tests {
     #[tokio::test]
     async fn a_dry_run_drift_is_published_as_detected() {
         let fake = drifted();
-        let response = app(&fake, &[])
-            .with_notifier(Some(&fake))
+        let response = notifying(&fake, &[])
             .handle(sample("put-key-policy-replica-id.json"))
             .await
             .unwrap();
