@@ -302,7 +302,7 @@ pub async fn post_findings(findings: Option<krg_aws::securityhub::SecurityHub>, 
     let Some(sink) = findings else { return };
     match crate::lambda::detector::import_findings(&sink, report).await {
         None => {}
-        Some((v, None)) => eprintln!("Security Hub: {} finding(s) imported", v["imported"]),
+        Some((v, None)) => eprintln!("Security Hub: {} finding(s) imported", v.imported),
         Some((_, Some(missed))) => eprintln!(
             "{} Security Hub: {} finding(s) not imported: {}",
             style("warning:").yellow().bold(),

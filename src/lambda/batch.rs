@@ -12,6 +12,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::response::{BatchItemFailure, Response};
 use super::{App, Ports};
 use krg_engine::outcome::Report;
 use krg_engine::trigger::Trigger;
@@ -69,7 +70,7 @@ impl<X: Ports> App<X> {
         engine: &super::Engine<X>,
         namespace: &str,
         records: Vec<Record>,
-    ) -> Value {
+    ) -> Response {
         let mut all = Report::default();
         let mut failed = Vec::new();
         for record in records {
@@ -99,11 +100,12 @@ impl<X: Ports> App<X> {
         }
         self.publish(namespace, engine.settings().mode, &all).await;
         self.notify(&all).await;
-        let failures: Vec<Value> = failed
-            .iter()
-            .map(|id| serde_json::json!({ "itemIdentifier": id }))
-            .collect();
-        serde_json::json!({ "batchItemFailures": failures })
+        Response::Batch {
+            failures: failed
+                .into_iter()
+                .map(|item_identifier| BatchItemFailure { item_identifier })
+                .collect(),
+        }
     }
 }
 

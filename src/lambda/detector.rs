@@ -25,6 +25,7 @@
 
 use serde_json::Value;
 
+use super::response::{EvaluationSummary, Imported, Response};
 use super::{InvocationError, config_rule, failure};
 use crate::config::{Config, ConfigError};
 use krg_engine::Mode;
@@ -99,7 +100,13 @@ impl<X: DetectorPorts> Detector<X> {
 
     /// Handles one invocation: an AWS Config rule invocation, one of the remediator's drift
     /// notifications, or anything the remediator takes as a trigger (evaluated in dry-run).
+    /// The answer as Lambda returns it.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
+        self.respond(payload).await.map(Response::into_value)
+    }
+
+    /// The typed answer to one invocation.
+    pub async fn respond(&self, payload: Value) -> Result<Response, InvocationError> {
         let (engine, namespace) = self.engine.as_ref().map_err(|e| e.clone())?;
         if config_rule::is_config_invocation(&payload) {
             let invocation = config_rule::parse(&payload).inspect_err(|e| {
@@ -114,14 +121,12 @@ impl<X: DetectorPorts> Detector<X> {
         }
         .inspect_err(|e| tracing::error!(error = %e, "event rejected"))?;
         let report = Box::pin(engine.run(&trigger)).await;
-        let mut response = serde_json::to_value(&report).expect("a report always serialises");
-        let mut not_imported = None;
-        if let Some(sink) = &self.findings
-            && let Some((findings, missed)) = Box::pin(import_findings(sink, &report)).await
-        {
-            response["findings"] = findings;
-            not_imported = missed;
-        }
+        let (findings, not_imported) = match &self.findings {
+            Some(sink) => Box::pin(import_findings(sink, &report))
+                .await
+                .map_or((None, None), |(f, missed)| (Some(f), missed)),
+            None => (None, None),
+        };
         if let Some(missed) = &not_imported {
             self.count(namespace, Metric::FindingsNotImported, missed.count)
                 .await;
@@ -131,7 +136,12 @@ impl<X: DetectorPorts> Detector<X> {
             (None, Some(missed)) if missed.error.kind.is_retryable() => {
                 Err(InvocationError::Findings(missed.error))
             }
-            _ => Ok(response),
+            _ => Ok(Response::Ran {
+                report: Box::new(report),
+                metrics: None,
+                notifications: None,
+                findings,
+            }),
         }
     }
 
@@ -156,7 +166,7 @@ impl<X: DetectorPorts> Detector<X> {
         engine: &Engine<X>,
         namespace: &str,
         invocation: config_rule::Invocation,
-    ) -> Result<Value, InvocationError> {
+    ) -> Result<Response, InvocationError> {
         // Config in an account the function may not work in gets no answer, and no call is
         // made there (no AssumeRole): the same admission as every event and sweep.
         let (_, refused) = engine
@@ -178,14 +188,12 @@ impl<X: DetectorPorts> Detector<X> {
             .iter()
             .map(|e| (e.clone(), invocation.ordering))
             .collect();
-        let summary: Vec<Value> = evaluations
+        let summary: Vec<EvaluationSummary> = evaluations
             .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "resource_id": e.resource_id,
-                    "compliance": e.compliance.as_str(),
-                    "annotation": e.annotation,
-                })
+            .map(|e| EvaluationSummary {
+                resource_id: e.resource_id.clone(),
+                compliance: e.compliance.as_str(),
+                annotation: e.annotation.clone(),
             })
             .collect();
         match Box::pin(self.evaluations.put_evaluations(
@@ -198,7 +206,10 @@ impl<X: DetectorPorts> Detector<X> {
         {
             Ok(put) => {
                 tracing::info!(rule = %invocation.rule, account = %invocation.account, region = %invocation.region, put, "AWS Config rule answered");
-                Ok(serde_json::json!({"evaluations": summary, "put": put}))
+                Ok(Response::Evaluated {
+                    evaluations: summary,
+                    put,
+                })
             }
             Err(Undelivered { count, error }) => {
                 tracing::error!(rule = %invocation.rule, error = %error, not_put = count, "PutEvaluations failed");
@@ -280,27 +291,34 @@ fn failed_call(outcome: &krg_engine::outcome::Outcome) -> CallError {
     }
 }
 
-/// Imports the report's findings through `sink`: the response's `findings` entry, and what
+/// Imports the report's findings through `sink`: what the response says of them, and what
 /// was not imported. `None` when there is nothing to import. A failure is logged and
 /// returned, never raised: the caller decides what it costs.
 pub async fn import_findings<F: FindingsSink>(
     sink: &F,
     report: &Report,
-) -> Option<(Value, Option<Undelivered>)> {
+) -> Option<(Imported, Option<Undelivered>)> {
     let findings = report.findings(std::time::SystemTime::now());
     if findings.is_empty() {
         return None;
     }
     Some(match Box::pin(sink.import(&findings)).await {
-        Ok(n) => (serde_json::json!({"imported": n}), None),
+        Ok(imported) => (
+            Imported {
+                imported,
+                not_imported: None,
+                error: None,
+            },
+            None,
+        ),
         Err(missed) => {
             tracing::error!(error = %missed.error, not_imported = missed.count, "importing Security Hub findings failed");
             (
-                serde_json::json!({
-                    "imported": findings.len() - missed.count,
-                    "not_imported": missed.count,
-                    "error": missed.error.to_string(),
-                }),
+                Imported {
+                    imported: findings.len() - missed.count,
+                    not_imported: Some(missed.count),
+                    error: Some(missed.error.to_string()),
+                },
                 Some(missed),
             )
         }

@@ -12,6 +12,9 @@
 mod batch;
 pub mod config_rule;
 pub mod detector;
+pub mod response;
+
+use response::{Published, Response};
 
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
@@ -169,8 +172,14 @@ impl<X: Ports> App<X> {
         }
     }
 
-    /// Handles one invocation payload: an SQS batch of work items, or one trigger.
+    /// Handles one invocation payload: an SQS batch of work items, or one trigger. The
+    /// answer as Lambda returns it.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
+        self.respond(payload).await.map(Response::into_value)
+    }
+
+    /// The typed answer to one invocation payload.
+    pub async fn respond(&self, payload: Value) -> Result<Response, InvocationError> {
         let (engine, namespace) = self.engine.as_ref().map_err(|e| e.clone())?;
         if config_rule::is_config_invocation(&payload) {
             tracing::error!("an AWS Config rule invocation reached the remediator");
@@ -192,16 +201,17 @@ impl<X: Ports> App<X> {
         }
         // Boxed: the engine's nested futures are deep enough to hit the type-layout limit.
         let report = Box::pin(engine.run(&trigger)).await;
-        let mut response = serde_json::to_value(&report).expect("a report always serialises");
-        let mode = engine.settings().mode;
-        if let Some(published) = self.publish(namespace, mode, &report).await {
-            response["metrics"] = published;
-        }
-        if let Some(notified) = self.notify(&report).await {
-            response["notifications"] = notified;
-        }
+        let metrics = self
+            .publish(namespace, engine.settings().mode, &report)
+            .await;
+        let notifications = self.notify(&report).await;
         match report.failure_class() {
-            None => Ok(response),
+            None => Ok(Response::Ran {
+                report: Box::new(report),
+                metrics,
+                notifications,
+                findings: None,
+            }),
             Some(retry) => Err(failure(&report, retry)),
         }
     }
@@ -222,7 +232,7 @@ impl<X: Ports> App<X> {
         engine: &Engine<X>,
         queue: &X::Queue,
         regions: Option<&[krg_engine::key::Region]>,
-    ) -> Result<Value, InvocationError> {
+    ) -> Result<Response, InvocationError> {
         let (places, _) = engine
             .places(None, regions)
             .await
@@ -238,34 +248,31 @@ impl<X: Ports> App<X> {
             accounts = accounts.len(),
             "sweep planned onto the work queue"
         );
-        Ok(serde_json::json!({
-            "planned": sent,
-            "accounts": accounts.len(),
-            "places": places.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }))
+        Ok(Response::Planned {
+            planned: sent,
+            accounts: accounts.len(),
+            places: places.iter().map(ToString::to_string).collect(),
+        })
     }
 
     /// Publishes one notification per drift of the report; like metrics, a failure is
     /// logged and reported but never undoes or blocks a fix. `None` without a notifier or
     /// a drift.
-    async fn notify(&self, report: &Report) -> Option<Value> {
+    async fn notify(&self, report: &Report) -> Option<Published> {
         let notifier = self.notifier.as_ref()?;
         let notes = report.notifications();
         if notes.is_empty() {
             return None;
         }
-        Some(match notifier.notify(&notes).await {
-            Ok(n) => serde_json::json!({"published": n}),
-            Err(e) => {
-                tracing::error!(error = %e, "publishing drift notifications failed; the outcomes stand");
-                serde_json::json!({"published": 0, "error": e.to_string()})
-            }
-        })
+        let result = notifier.notify(&notes).await.inspect_err(|e| {
+            tracing::error!(error = %e, "publishing drift notifications failed; the outcomes stand");
+        });
+        Some(Published::of(result))
     }
 
     /// Publishes the report's metrics; a failure is reported but never undoes or blocks a
     /// fix. `None` when there was nothing to publish.
-    async fn publish(&self, namespace: &str, mode: Mode, report: &Report) -> Option<Value> {
+    async fn publish(&self, namespace: &str, mode: Mode, report: &Report) -> Option<Published> {
         let mut metrics = report.metrics();
         if metrics.is_empty() {
             return None;
@@ -278,13 +285,12 @@ impl<X: Ports> App<X> {
             severity: None,
             value: if mode == Mode::Enforce { 1.0 } else { 0.0 },
         });
-        Some(match self.metrics.publish(namespace, &metrics).await {
-            Ok(()) => serde_json::json!({"published": metrics.len()}),
-            Err(e) => {
+        let result = self.metrics.publish(namespace, &metrics).await;
+        Some(Published::of(result.map(|()| metrics.len()).inspect_err(
+            |e| {
                 tracing::error!(error = %e, "publishing metrics failed; the outcomes stand");
-                serde_json::json!({"published": 0, "error": e.to_string()})
-            }
-        })
+            },
+        )))
     }
 }
 
