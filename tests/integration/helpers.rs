@@ -413,3 +413,90 @@ pub fn cli_at(endpoint: &str, envs: &[(&str, &str)], args: &[&str]) -> (i32, Str
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// An SQS queue on LocalStack with a rule on the default bus that routes the events matching
+/// a pattern to it: how a stack routes the guard's notifications (to the detector, SNS, a
+/// ticketing tool), observed from outside.
+pub struct RoutedQueue {
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+    name: String,
+    url: String,
+}
+
+impl RoutedQueue {
+    /// The queue and rule `name`, routing what `pattern` matches.
+    pub async fn create(sdk: &SdkConfig, name: &str, pattern: Value) -> Self {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let url = sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .unwrap();
+        let events = aws_sdk_eventbridge::Client::new(sdk);
+        events
+            .put_rule()
+            .name(name)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("PutRule");
+        events
+            .put_targets()
+            .rule(name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("PutTargets");
+        Self {
+            sqs,
+            events,
+            name: name.to_owned(),
+            url,
+        }
+    }
+
+    /// The one event routed (waiting up to ten seconds for it); the rule and the queue are
+    /// removed.
+    pub async fn receive_one(self) -> Value {
+        let mut bodies = Vec::new();
+        for _ in 0..10 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            bodies.extend(
+                out.messages()
+                    .iter()
+                    .filter_map(|m| m.body().map(str::to_owned)),
+            );
+            if !bodies.is_empty() {
+                break;
+            }
+        }
+        let _ = self
+            .events
+            .remove_targets()
+            .rule(&self.name)
+            .ids("queue")
+            .send()
+            .await;
+        let _ = self.events.delete_rule().name(&self.name).send().await;
+        let _ = self.sqs.delete_queue().queue_url(&self.url).send().await;
+        assert_eq!(bodies.len(), 1, "one event routed: {bodies:?}");
+        serde_json::from_str(&bodies[0]).unwrap()
+    }
+}

@@ -471,43 +471,17 @@ async fn each_drift_is_published_on_the_default_bus_where_a_rule_routes_it() {
     let replica = family.replica("us-west-2");
     // A queue and a rule on the default bus that routes this key's notifications to it, as
     // a user routes them to SNS, Chatbot or a ticketing tool.
-    let name = format!("krg-notifications-{}", family.key_id().replace("mrk-", ""));
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .unwrap();
-    let events = aws_sdk_eventbridge::Client::new(&sdk);
-    let pattern = serde_json::json!({
-        "source": ["kms-replica-guard"],
-        "detail-type": ["Replica Key Policy Drift Detected", "Replica Key Policy Remediated"],
-        "resources": [replica.as_str()],
-        "detail": {"exposure": {"severity": ["public", "cross-account"]}}
-    });
-    events
-        .put_rule()
-        .name(&name)
-        .event_pattern(pattern.to_string())
-        .send()
-        .await
-        .expect("PutRule");
-    events
-        .put_targets()
-        .rule(&name)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("PutTargets");
+    let routed = RoutedQueue::create(
+        &sdk,
+        &format!("krg-notifications-{}", family.key_id().replace("mrk-", "")),
+        serde_json::json!({
+            "source": ["kms-replica-guard"],
+            "detail-type": ["Replica Key Policy Drift Detected", "Replica Key Policy Remediated"],
+            "resources": [replica.as_str()],
+            "detail": {"exposure": {"severity": ["public", "cross-account"]}}
+        }),
+    )
+    .await;
     let mut live: serde_json::Value = serde_json::from_str(&rendered_baseline(replica)).unwrap();
     live["Statement"].as_array_mut().unwrap().push(serde_json::json!({
         "Sid": "Partner", "Effect": "Allow",
@@ -528,36 +502,7 @@ async fn each_drift_is_published_on_the_default_bus_where_a_rule_routes_it() {
         "{response:#}"
     );
     assert_eq!(response["notifications"]["published"], 1, "{response:#}");
-    let mut bodies = Vec::new();
-    for _ in 0..10 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        bodies.extend(
-            out.messages()
-                .iter()
-                .filter_map(|m| m.body().map(str::to_owned)),
-        );
-        if !bodies.is_empty() {
-            break;
-        }
-    }
-    events
-        .remove_targets()
-        .rule(&name)
-        .ids("queue")
-        .send()
-        .await
-        .ok();
-    events.delete_rule().name(&name).send().await.ok();
-    sqs.delete_queue().queue_url(&queue_url).send().await.ok();
-
-    assert_eq!(bodies.len(), 1, "one event routed: {bodies:?}");
-    let event: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let event = routed.receive_one().await;
     assert_eq!(event["source"], "kms-replica-guard");
     assert_eq!(event["detail-type"], "Replica Key Policy Remediated");
     assert_eq!(event["resources"], serde_json::json!([replica.as_str()]));

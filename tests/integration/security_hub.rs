@@ -206,7 +206,16 @@ async fn a_public_drift_is_one_critical_failed_finding_updated_in_place_and_pass
 
     // The remediator heals and publishes; the notification, as EventBridge routes it, makes
     // the detector read the key again.
-    let routed = NotificationQueue::create(&sdk, &replica).await;
+    let routed = RoutedQueue::create(
+        &sdk,
+        &format!("krg-detector-{}", family.key_id().replace("mrk-", "")),
+        json!({
+            "source": ["kms-replica-guard"],
+            "detail-type": ["Replica Key Policy Remediated"],
+            "resources": [replica.as_str()],
+        }),
+    )
+    .await;
     let config = configured(&[("REMEDIATION_MODE", "enforce"), ("SECURITY_HUB", "off")]);
     let remediator = Adapters::new(&through(&proxy).await, config.as_ref().ok()).app(config);
     let response = remediator
@@ -466,95 +475,4 @@ async fn a_config_rule_invocation_evaluates_without_writing_and_answers_with_its
         sent[1]["Evaluations"][0]["ComplianceType"],
         "NOT_APPLICABLE"
     );
-}
-
-/// A queue on LocalStack's default bus with a rule that routes the guard's `Remediated`
-/// notifications about one key to it, as a stack routes them to the detector (which takes
-/// every detail-type; the test waits for this one).
-struct NotificationQueue {
-    sqs: aws_sdk_sqs::Client,
-    events: aws_sdk_eventbridge::Client,
-    name: String,
-    url: String,
-}
-
-impl NotificationQueue {
-    async fn create(sdk: &SdkConfig, key: &KeyArn) -> Self {
-        let name = format!("krg-detector-{}", key.key_id().replace("mrk-", ""));
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        let url = sqs
-            .create_queue()
-            .queue_name(&name)
-            .send()
-            .await
-            .expect("CreateQueue")
-            .queue_url
-            .unwrap();
-        let events = aws_sdk_eventbridge::Client::new(sdk);
-        let pattern = json!({
-            "source": ["kms-replica-guard"],
-            "detail-type": ["Replica Key Policy Remediated"],
-            "resources": [key.as_str()],
-        });
-        events
-            .put_rule()
-            .name(&name)
-            .event_pattern(pattern.to_string())
-            .send()
-            .await
-            .expect("PutRule");
-        events
-            .put_targets()
-            .rule(&name)
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("detector")
-                    .arn(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"))
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("PutTargets");
-        Self {
-            sqs,
-            events,
-            name,
-            url,
-        }
-    }
-
-    /// The one event routed (waits up to ten seconds), then the rule and queue are removed.
-    async fn receive_one(self) -> Value {
-        let mut bodies = Vec::new();
-        for _ in 0..10 {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.url)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("ReceiveMessage");
-            bodies.extend(
-                out.messages()
-                    .iter()
-                    .filter_map(|m| m.body().map(str::to_owned)),
-            );
-            if !bodies.is_empty() {
-                break;
-            }
-        }
-        let _ = self
-            .events
-            .remove_targets()
-            .rule(&self.name)
-            .ids("detector")
-            .send()
-            .await;
-        let _ = self.events.delete_rule().name(&self.name).send().await;
-        let _ = self.sqs.delete_queue().queue_url(&self.url).send().await;
-        assert_eq!(bodies.len(), 1, "one notification routed: {bodies:?}");
-        serde_json::from_str(&bodies[0]).unwrap()
-    }
 }
