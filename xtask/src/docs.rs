@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use kms_replica_guard::config::vars::{Cli, EXTERNAL, Row, VARS};
 use kms_replica_guard::config::{DEFAULT_EXCLUDE_TAG, DEFAULT_NAMESPACE};
 use krg_engine::catalogue::DEFAULT_BASELINE_TAG;
+use krg_engine::error::Api;
 use krg_engine::outcome::Metric;
 use serde_json::{Value, json};
 
@@ -160,12 +161,28 @@ pub fn contract() -> Value {
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "operations": operations(),
         "metrics_namespace": DEFAULT_NAMESPACE,
         "tag_keys": {
             "exclude": DEFAULT_EXCLUDE_TAG,
             "baseline": DEFAULT_BASELINE_TAG,
         },
     })
+}
+
+/// Every AWS operation the code calls: its IAM action and who calls it, so that each role can
+/// be checked to grant exactly what its callers need.
+fn operations() -> Vec<Value> {
+    Api::ALL
+        .iter()
+        .map(|op| {
+            json!({
+                "operation": op.as_str(),
+                "iam_action": op.iam_action(),
+                "callers": op.callers().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@ use std::fmt;
 use crate::key::{KeyArn, Place, Region, RoleArn};
 
 macro_rules! api {
-    ($($op:ident),* $(,)?) => {
+    ($($op:ident => $action:expr, [$($caller:ident),*];)*) => {
         /// The AWS API operations the adapters call: a failed call names one, typed, so that
-        /// nothing decides on a spelled name.
+        /// nothing decides on a spelled name. Each is declared with the IAM action that
+        /// authorises it and who calls it (the stacks' roles are checked against both, through
+        /// `infra/contract.json`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Api {
             $(
@@ -18,6 +20,9 @@ macro_rules! api {
         }
 
         impl Api {
+            /// Every operation.
+            pub const ALL: &'static [Api] = &[$(Api::$op,)*];
+
             /// The operation's name as AWS spells it.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -32,38 +37,92 @@ macro_rules! api {
                     _ => None,
                 }
             }
+
+            /// The IAM action that authorises the call (`None`: it needs none).
+            pub fn iam_action(self) -> Option<&'static str> {
+                match self {
+                    $(Api::$op => $action,)*
+                }
+            }
+
+            /// Who makes the call, with whose credentials.
+            pub fn callers(self) -> &'static [Caller] {
+                match self {
+                    $(Api::$op => &[$(Caller::$caller),*],)*
+                }
+            }
         }
     };
 }
 
+/// Who calls an AWS operation, and so which role must grant it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// The remediator function, in its own account (the hub's function role).
+    Remediator,
+    /// The detector function, in its own account (its role).
+    Detector,
+    /// The remediator in a member account (the member role).
+    MemberRemediator,
+    /// The detector in a member account (the detector's member role).
+    MemberDetector,
+    /// The operator's CLI with the operator's credentials (`doctor`'s reads): no role's grant.
+    Operator,
+}
+
+impl Caller {
+    /// Every caller.
+    pub const ALL: [Caller; 5] = [
+        Caller::Remediator,
+        Caller::Detector,
+        Caller::MemberRemediator,
+        Caller::MemberDetector,
+        Caller::Operator,
+    ];
+
+    /// The name the contract uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Caller::Remediator => "remediator",
+            Caller::Detector => "detector",
+            Caller::MemberRemediator => "member-remediator",
+            Caller::MemberDetector => "member-detector",
+            Caller::Operator => "operator",
+        }
+    }
+}
+
+// KMS reads are everyone's; the one write is the remediator's. Baselines and catalogues are
+// read (SSM, S3) by both functions at start-up; backups, claims and write records (S3) are the
+// remediator's. GetCallerIdentity needs no grant.
 api!(
-    AssumeRole,
-    BatchImportFindings,
-    DeleteObject,
-    DescribeAlarmsForMetric,
-    DescribeKey,
-    DescribeRule,
-    DescribeTrails,
-    GetCallerIdentity,
-    GetEventSelectors,
-    GetFunctionConfiguration,
-    GetKeyPolicy,
-    GetObject,
-    GetParameter,
-    GetParametersByPath,
-    GetTrailStatus,
-    ListAccounts,
-    ListEventSourceMappings,
-    ListKeys,
-    ListObjectsV2,
-    ListResourceTags,
-    ListRuleNamesByTarget,
-    PutEvaluations,
-    PutEvents,
-    PutKeyPolicy,
-    PutMetricData,
-    PutObject,
-    SendMessageBatch,
+    AssumeRole => Some("sts:AssumeRole"), [Remediator, Detector];
+    BatchImportFindings => Some("securityhub:BatchImportFindings"), [Detector, MemberDetector];
+    DeleteObject => Some("s3:DeleteObject"), [Remediator];
+    DescribeAlarmsForMetric => Some("cloudwatch:DescribeAlarmsForMetric"), [Operator];
+    DescribeKey => Some("kms:DescribeKey"), [Remediator, Detector, MemberRemediator, MemberDetector];
+    DescribeRule => Some("events:DescribeRule"), [Operator];
+    DescribeTrails => Some("cloudtrail:DescribeTrails"), [Operator];
+    GetCallerIdentity => None, [Remediator, Detector];
+    GetEventSelectors => Some("cloudtrail:GetEventSelectors"), [Operator];
+    GetFunctionConfiguration => Some("lambda:GetFunctionConfiguration"), [Operator];
+    GetKeyPolicy => Some("kms:GetKeyPolicy"), [Remediator, Detector, MemberRemediator, MemberDetector];
+    GetObject => Some("s3:GetObject"), [Remediator, Detector];
+    GetParameter => Some("ssm:GetParameter"), [Remediator, Detector];
+    GetParametersByPath => Some("ssm:GetParametersByPath"), [Remediator, Detector];
+    GetTrailStatus => Some("cloudtrail:GetTrailStatus"), [Operator];
+    ListAccounts => Some("organizations:ListAccounts"), [Remediator, Detector];
+    ListEventSourceMappings => Some("lambda:ListEventSourceMappings"), [Operator];
+    ListKeys => Some("kms:ListKeys"), [Remediator, Detector, MemberRemediator, MemberDetector];
+    ListObjectsV2 => Some("s3:ListBucket"), [Remediator, Detector];
+    ListResourceTags => Some("kms:ListResourceTags"), [Remediator, Detector, MemberRemediator, MemberDetector];
+    ListRuleNamesByTarget => Some("events:ListRuleNamesByTarget"), [Operator];
+    PutEvaluations => Some("config:PutEvaluations"), [Detector, MemberDetector];
+    PutEvents => Some("events:PutEvents"), [Remediator];
+    PutKeyPolicy => Some("kms:PutKeyPolicy"), [Remediator, MemberRemediator];
+    PutMetricData => Some("cloudwatch:PutMetricData"), [Remediator, Detector];
+    PutObject => Some("s3:PutObject"), [Remediator];
+    SendMessageBatch => Some("sqs:SendMessage"), [Remediator];
 );
 
 impl fmt::Display for Api {
@@ -235,5 +294,51 @@ impl CallError {
             kind,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Api, Caller};
+
+    #[test]
+    fn every_operation_has_a_caller_and_the_detector_never_writes() {
+        for op in Api::ALL {
+            assert!(!op.callers().is_empty(), "{op}: who calls it?");
+            assert_eq!(Api::from_name(op.as_str()), Some(*op));
+            if op.iam_action().is_none() {
+                assert_eq!(*op, Api::GetCallerIdentity, "{op}: needs no grant?");
+            }
+        }
+        let writes = [
+            "kms:PutKeyPolicy",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "events:PutEvents",
+        ];
+        for op in Api::ALL {
+            let detector = op
+                .callers()
+                .iter()
+                .any(|c| matches!(c, Caller::Detector | Caller::MemberDetector));
+            if detector {
+                assert!(
+                    !writes.contains(&op.iam_action().unwrap_or("")),
+                    "the detector calls {op}"
+                );
+            }
+        }
+        let operator_only: Vec<_> = Api::ALL
+            .iter()
+            .filter(|op| op.callers().contains(&Caller::Operator))
+            .collect();
+        for op in operator_only {
+            assert_eq!(
+                op.callers(),
+                [Caller::Operator],
+                "{op}: doctor's reads only"
+            );
+        }
+        assert_eq!(Caller::ALL.len(), 5);
     }
 }
