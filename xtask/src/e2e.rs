@@ -140,6 +140,10 @@ async fn e2e(args: Args) -> anyhow::Result<Checks> {
 
     let env_file = work.join("env");
     kit::function_env(&env_file, &root.join("baselines/example.json"), &namespace)?;
+    // The detector imports findings (the remediator ignores the setting, and says so).
+    let mut vars = std::fs::read_to_string(&env_file)?;
+    vars.push_str("SECURITY_HUB=on\n");
+    std::fs::write(&env_file, vars)?;
     println!("==> cargo lambda watch (dev profile)");
     let watch = Watch::start(&env_file, &work.join("watch.log"), args.watch_port).await?;
 
@@ -294,6 +298,26 @@ async fn e2e(args: Args) -> anyhow::Result<Checks> {
             "1",
         );
     }
+
+    println!("==> the detector reads the remediator's news again: a PASSED Security Hub finding");
+    // The notification of the us-west-2 heal above, as the drift bus's rule delivers it.
+    let news = std::fs::read(event("drift-notification-remediated"))?;
+    let answer = watch.invoke_function("detector", news).await?;
+    c.check(
+        "the detector answers the notification",
+        answer.ok.to_string(),
+        "true",
+    );
+    c.check(
+        "the replica it names is read again and found in sync",
+        action_of(&answer.body, &arn("us-west-2")),
+        "in-sync",
+    );
+    c.check(
+        "its finding is imported (Security Hub on moto)",
+        answer.body["findings"].to_string(),
+        r#"{"imported":1}"#,
+    );
 
     println!("==> the auto-fix metric in CloudWatch");
     let now = SystemTime::now();

@@ -244,8 +244,9 @@ fn path_with_venv() -> std::ffi::OsString {
     std::env::join_paths(dirs).expect("PATH entries join")
 }
 
-/// The function (`bootstrap`, dev profile) under `cargo lambda watch` on 127.0.0.1:PORT.
-/// Dropping it ends the watcher and the function (their process group).
+/// The functions (`bootstrap`, the remediator, and `detector`; dev profile) under `cargo
+/// lambda watch` on 127.0.0.1:PORT. Dropping it ends the watcher and the functions (their
+/// process group).
 pub struct Watch {
     child: Child,
     port: u16,
@@ -263,14 +264,15 @@ pub struct Invocation {
 }
 
 impl Watch {
-    /// Builds the function visibly (`cargo build --bin bootstrap`: errors show, failing
-    /// fast), then runs it under `cargo lambda watch` and waits until the port accepts.
+    /// Builds the functions visibly (`cargo build --bin bootstrap --bin detector`: errors
+    /// show, failing fast), then runs them under `cargo lambda watch` and waits until the port
+    /// accepts.
     pub async fn start(env_file: &Path, log: &Path, port: u16) -> anyhow::Result<Self> {
         let root = env::root();
-        println!("    cargo build --bin bootstrap");
+        println!("    cargo build --bin bootstrap --bin detector");
         crate::setup::run_cmd(
             Command::new("cargo")
-                .args(["build", "--bin", "bootstrap"])
+                .args(["build", "--bin", "bootstrap", "--bin", "detector"])
                 .current_dir(&root),
         )?;
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -338,10 +340,19 @@ impl Watch {
         &self.log
     }
 
-    /// Invokes the function with `payload` through the watcher's invoke endpoint.
+    /// Invokes the remediator with `payload` through the watcher's invoke endpoint.
     pub async fn invoke(&self, payload: Vec<u8>) -> anyhow::Result<Invocation> {
+        self.invoke_function("bootstrap", payload).await
+    }
+
+    /// Invokes the function built from the binary `name` with `payload`.
+    pub async fn invoke_function(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> anyhow::Result<Invocation> {
         let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/bootstrap/invocations",
+            "http://127.0.0.1:{}/2015-03-31/functions/{name}/invocations",
             self.port
         );
         let req = hyper::Request::post(&url)
