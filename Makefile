@@ -71,7 +71,7 @@ bench-scale: emulator ## 1,000 accounts x 17 Regions, a 10,000-replica sweep and
 bench-coldstart: ## cold start and peak RSS of bootstrap vs a hello-world lambda_runtime (COLDSTART_RUNS=20)
 	cargo xtask bench-coldstart
 
-fuzz: ## cargo-fuzz the event parser and the policy canonicaliser, FUZZ_SECONDS=60 per target
+fuzz: ## cargo-fuzz the event parser, the policy canonicaliser and the Config invocation reader, FUZZ_SECONDS=60 per target
 	@cargo xtask fuzz
 
 # cargo-mutants builds each mutant in a scratch copy of the tree, in its own target dir: a

@@ -27,7 +27,7 @@
 //!   ─► krg_engine::Reconciler::run (ports implemented by krg_aws)
 //!   ─► Report ─► response JSON, one log line per key, metrics (krg_aws::cloudwatch),
 //!                notifications (krg_aws::events), findings (krg_aws::securityhub)
-//! AWS Config rule invocation ─► lambda::config_rule::parse ─► the engine in dry-run
+//! AWS Config rule invocation ─► krg_engine::config_rule::parse ─► the engine in dry-run
 //!   ─► evaluations ─► PutEvaluations (krg_aws::configservice)
 //! ```
 //!

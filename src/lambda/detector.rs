@@ -9,7 +9,7 @@
 //!   any CloudTrail event or `{"sweep": …}` payload the remediator would take. A notification
 //!   is never believed: the key it names is read again, so a forged one can only make the
 //!   detector tell the truth about a key it guards.
-//! - **AWS Config rule invocations** (`config_rule.rs`): the keys named are evaluated and the
+//! - **AWS Config rule invocations** (`krg_engine::config_rule`): the keys named are evaluated and the
 //!   answers go back with `PutEvaluations` and the invocation's result token.
 //!
 //! It publishes only its own failure counts (`FindingsNotImported`, `EvaluationsNotPut`):
@@ -26,10 +26,11 @@
 use serde_json::Value;
 
 use super::response::{EvaluationSummary, Imported, Response};
-use super::{InvocationError, config_rule, failure};
+use super::{InvocationError, failure};
 use crate::config::{Config, ConfigError};
 use krg_engine::Mode;
 use krg_engine::Reconciler;
+use krg_engine::config_rule;
 use krg_engine::error::CallError;
 use krg_engine::findings::Evaluation;
 use krg_engine::ledger::MemoryLedger;

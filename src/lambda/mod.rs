@@ -10,7 +10,6 @@
 //! is refused by name, so a rule pointed at the wrong function shows in its errors.
 
 mod batch;
-pub mod config_rule;
 pub mod detector;
 pub mod response;
 
@@ -22,6 +21,7 @@ use serde_json::Value;
 use crate::config::{Config, ConfigError};
 use krg_engine::Mode;
 use krg_engine::Reconciler;
+use krg_engine::config_rule;
 use krg_engine::error::CallError;
 use krg_engine::outcome::{Metric, MetricDatum, Report, Retry};
 use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};

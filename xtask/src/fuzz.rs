@@ -1,5 +1,6 @@
-//! `cargo xtask fuzz [TARGET...]`: fuzzes the event parser (`event`) and the key policy
-//! canonicaliser (`policy`) with cargo-fuzz (libFuzzer), each for a bounded time. Fails when
+//! `cargo xtask fuzz [TARGET...]`: fuzzes the event parser (`event`), the key policy
+//! canonicaliser (`policy`) and the AWS Config rule invocation reader (`config_rule`) with
+//! cargo-fuzz (libFuzzer), each for a bounded time. Fails when
 //! a target crashes, and prints the input and the command that reproduces it.
 //! `cargo xtask fuzz repro TARGET INPUT` runs one input through a target (a crash artifact,
 //! a file under fuzz/regressions/, ...).
@@ -51,7 +52,7 @@ enum Repro {
 }
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-const TARGETS: [&str; 2] = ["event", "policy"];
+const TARGETS: [&str; 3] = ["event", "policy", "config_rule"];
 const DEFAULT_SECONDS: u64 = 60;
 /// Sanitizer: none, by measurement (BENCHMARKS.md, "Measurements behind decisions":
 /// AddressSanitizer costs several times the executions). The crates have no unsafe code, so all
@@ -269,6 +270,15 @@ fn seed_dir(root: &Path, target: &str) -> anyhow::Result<PathBuf> {
                     dir.join(format!("pair-{name}")),
                     format!("{example}\0{text}"),
                 )?;
+            }
+        }
+        "config_rule" => {
+            for f in files_in("events", true)?
+                .into_iter()
+                .filter(|f| name_of(f).starts_with("config-rule-"))
+                .chain(files_in("tests/hostile/config", false)?)
+            {
+                fs::copy(&f, dir.join(name_of(&f)))?;
             }
         }
         other => bail!("no seeds for unknown target {other}"),

@@ -51,6 +51,7 @@
 
 pub mod baseline;
 pub mod catalogue;
+pub mod config_rule;
 pub mod decide;
 pub mod error;
 pub mod exemption;

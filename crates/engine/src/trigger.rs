@@ -678,7 +678,7 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             // AWS Config rule invocations are read by the function's own parser
-            // (src/lambda/config_rule.rs), never as triggers.
+            // (config_rule.rs), never as triggers.
             if !name.ends_with(".json")
                 || name == "sqs-sweep-work-items.json"
                 || name.starts_with("config-rule-")

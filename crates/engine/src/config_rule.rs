@@ -17,8 +17,8 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use krg_engine::key::{AccountId, KeyArn, Region};
-use krg_engine::trigger::EventError;
+use crate::key::{AccountId, KeyArn, Region};
+use crate::trigger::EventError;
 
 /// The most an `invokingEvent` string may hold (Lambda's own payload limit is 256 KB for an
 /// asynchronous invocation and 6 MB for a synchronous one; Config sends the oversized
@@ -341,7 +341,7 @@ mod tests {
     use super::*;
 
     fn sample(name: &str) -> Value {
-        let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(inv.account.as_str(), "111122223333");
         assert!(key.key_id().starts_with("mrk-"));
         assert_eq!(
-            krg_engine::outcome::rfc3339(inv.ordering),
+            crate::outcome::rfc3339(inv.ordering),
             "2026-12-07T10:15:30+00:00"
         );
     }
