@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(!inv.result_token.is_empty(), "an answer needs a token");
             assert!(inv.result_token.len() <= 64 * 1024, "a bounded token");
             if let Subject::Key { key, .. } = &inv.subject {
-                assert_eq!(key.account(), &inv.account, "the key is in the rule's account");
+                assert_eq!(
+                    key.account(),
+                    &inv.account,
+                    "the key is in the rule's account"
+                );
                 assert_eq!(key.region(), &inv.region, "the key is in the rule's Region");
                 let text = key.to_string();
                 let back: krg_engine::key::KeyArn = text.parse().expect("the ARN parses back");

@@ -40,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
         _ => None,
     };
     if let Some(own) = marked {
-        assert_eq!(own.role, *REMEDIATOR, "marked as the guard's own: {guarded:?}");
+        assert_eq!(
+            own.role, *REMEDIATOR,
+            "marked as the guard's own: {guarded:?}"
+        );
     }
     let unmarked = guarded.clone().map(|t| match t {
         Trigger::Keys { mut event, targets } => {
