@@ -271,6 +271,13 @@ class Source:
     def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.template.get("Resources", {}).items() if v.get("Type") == type_}
 
+    def remediator(self) -> dict[str, Any] | None:
+        """The remediator function (the detector's logical id starts with Detector, in SAM and CDK)."""
+        fns = [r for k, r in self.of_type("AWS::Lambda::Function").items() if not k.startswith("Detector")]
+        if len(fns) > 1:
+            raise AssertionError(f"{self.label}: expected one remediator function, found {len(fns)}")
+        return fns[0] if fns else None
+
 
 def _cdk_stack_names() -> dict[str, str]:
     manifest = json.loads((CDK_OUT / "manifest.json").read_text(encoding="utf-8"))
@@ -357,10 +364,10 @@ class Deployment:
     def __post_init__(self) -> None:
         # The namespace the template's function publishes to, as deployed (parameter default or
         # synthesized literal): mapped to the test namespace wherever it appears as a literal.
-        fns = self.source.of_type("AWS::Lambda::Function")
-        if len(fns) != 1:
-            raise AssertionError(f"{self.source.label}: expected the function beside its alarms, found {len(fns)}")
-        env = next(iter(fns.values()))["Properties"]["Environment"]["Variables"]
+        fn = self.source.remediator()
+        if fn is None:
+            raise AssertionError(f"{self.source.label}: expected the function beside its alarms")
+        env = fn["Properties"]["Environment"]["Variables"]
         self.deployed_namespace: str | None = None
         self.sam_overrides: dict[str, Any] = {}
         self.deployed_namespace = self.resolve(env["METRICS_NAMESPACE"])
@@ -1025,10 +1032,10 @@ class Run:
         arn = ""
         buses = set()
         for src in self.sources:
-            fns = src.of_type("AWS::Lambda::Function")
-            if not fns:
+            fn = src.remediator()
+            if fn is None:
                 continue
-            env = next(iter(fns.values()))["Properties"]["Environment"]["Variables"]
+            env = fn["Properties"]["Environment"]["Variables"]
             dep = Deployment(src, "x", "x", "", "", {}, drift_bus={"name": run_bus, "arn": "<test bus>"})
             buses.add(dep.resolve(env["EVENT_BUS"]))
         if len(buses) != 1:
@@ -1057,6 +1064,9 @@ class Run:
                 if GUARD_EVENT_SOURCE not in ((props.get("EventPattern") or {}).get("source") or []):
                     continue
                 dep = self.deployments[(first, src.label)]
+                # The notification rules (to the alarm topic); the detector's rule invokes a function.
+                if any(t.get("Arn") != self.topic_arn for t in dep.rule_targets(props)):
+                    continue
                 name = f"{self.prefix}-{src.tool}-{lid}"[:64]
                 # Resolved for the deployment: the rule names the stack's own account.
                 pattern = dep.resolve(props["EventPattern"])

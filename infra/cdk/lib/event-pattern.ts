@@ -34,6 +34,15 @@ export const DRIFT_DETAIL_TYPES = [
 ];
 
 /**
+ * The detector's notification rule (identical to infra/sam/template.yaml's DetectorNotificationRule;
+ * the stacks add `account`: this account's): every event of the guard, whatever its detail-type. The
+ * detector re-reads the key it names and never trusts the event.
+ */
+export const DETECTOR_EVENT_PATTERN: events.EventPattern = {
+  source: [GUARD_EVENT_SOURCE],
+};
+
+/**
  * The hub's exposure notification rule (identical to infra/sam/template.yaml's
  * ExposureNotificationRule; infra/tests checks it against infra/tests/fixtures/): drifts that
  * give anyone, or another account, access.
