@@ -896,6 +896,32 @@ export class HubStack extends Stack {
       metric: guardMetric('AccountNotAllowed'),
       ...atLeastOnce,
     });
+    // The detector's own metrics: a finding Security Hub did not take, an evaluation AWS Config did not
+    // take (the same alarms as infra/sam/template.yaml's, under the same settings).
+    const moreThanNone = {
+      threshold: 0,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+    if (cfg.securityHub === 'on') {
+      alarm('FindingsNotImportedAlarm', {
+        alarmName: `${this.stackName}-FindingsNotImported`,
+        alarmDescription:
+          "Security Hub did not take some of the detector's findings (not enabled in that account and Region, access denied, throttled): those findings may be stale until the next sweep. Runbook: docs/src/runbook/findingsnotimported.md",
+        metric: guardMetric('FindingsNotImported'),
+        ...moreThanNone,
+      });
+    }
+    if (cfg.configRule !== 'none') {
+      alarm('EvaluationsNotPutAlarm', {
+        alarmName: `${this.stackName}-EvaluationsNotPut`,
+        alarmDescription:
+          "AWS Config did not take the detector's answers for the replica key policy rule (access denied, expired result token, throttled): the rule shows a stale compliance until its next evaluation. Runbook: docs/src/runbook/evaluationsnotput.md",
+        metric: guardMetric('EvaluationsNotPut'),
+        ...moreThanNone,
+      });
+    }
     // GuardrailRefused and WriteExposure have one series per Severity, no total: metric math.
     const bySeverity = (metricName: string, severity: string) =>
       new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName, dimensionsMap: { Severity: severity }, statistic: 'Sum', period });

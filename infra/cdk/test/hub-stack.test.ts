@@ -1288,3 +1288,38 @@ describe('the detector (securityHub on, or a configRule): read-only findings and
     expect(on.findOutputs('DetectorRoleName').DetectorRoleName.Value).toEqual({ Ref: roleId });
   });
 });
+
+describe('the detector alarms', () => {
+  const alarmsOf = (t: Template) =>
+    Object.fromEntries((Object.values(t.findResources('AWS::CloudWatch::Alarm')) as any[]).map((a) => [a.Properties.AlarmName, a.Properties]));
+
+  test('FindingsNotImported (securityHub on) and EvaluationsNotPut (a configRule): > 0 in 5 min, to the topic, with their runbook pages', () => {
+    const none = alarmsOf(synth());
+    expect(none['kms-replica-guard-FindingsNotImported']).toBeUndefined();
+    expect(none['kms-replica-guard-EvaluationsNotPut']).toBeUndefined();
+    expect(alarmsOf(synth({ securityHub: 'on' }))['kms-replica-guard-EvaluationsNotPut']).toBeUndefined();
+    expect(alarmsOf(synth({ configRule: 'account' }))['kms-replica-guard-FindingsNotImported']).toBeUndefined();
+    const t = synth({ securityHub: 'on', configRule: 'organization', metricsNamespace: 'Guard/ns' });
+    const [topicId] = onlyResource(t, 'AWS::SNS::Topic');
+    const byName = alarmsOf(t);
+    for (const [metric, page] of [
+      ['FindingsNotImported', 'findingsnotimported'],
+      ['EvaluationsNotPut', 'evaluationsnotput'],
+    ]) {
+      expect(byName[`kms-replica-guard-${metric}`]).toMatchObject({
+        Namespace: 'Guard/ns',
+        MetricName: metric,
+        Statistic: 'Sum',
+        Period: 300,
+        EvaluationPeriods: 1,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [{ Ref: topicId }],
+        OKActions: [{ Ref: topicId }],
+      });
+      expect(byName[`kms-replica-guard-${metric}`].Dimensions).toBeUndefined();
+      expect(byName[`kms-replica-guard-${metric}`].AlarmDescription).toMatch(new RegExp(`Runbook: docs/src/runbook/${page}\\.md$`));
+    }
+  });
+});
