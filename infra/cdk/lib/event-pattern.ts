@@ -130,9 +130,9 @@ export const EXEMPTION_MESSAGE = {
 /** The IAM calls that change what the guard's role may do (the guard change rule's IAM branch). */
 export const GUARD_ROLE_EVENT_NAMES = ['PutRolePolicy', 'DeleteRolePolicy', 'AttachRolePolicy', 'DetachRolePolicy', 'UpdateAssumeRolePolicy'];
 
-/** The detail of a change to the guard role's policies, as CloudTrail records it. */
-function guardRoleChangeDetail(roleName: string): Record<string, unknown> {
-  return { eventSource: ['iam.amazonaws.com'], eventName: GUARD_ROLE_EVENT_NAMES, requestParameters: { roleName: [roleName] } };
+/** The detail of a change to the guard roles' policies, as CloudTrail records it. */
+function guardRoleChangeDetail(...roleNames: string[]): Record<string, unknown> {
+  return { eventSource: ['iam.amazonaws.com'], eventName: GUARD_ROLE_EVENT_NAMES, requestParameters: { roleName: roleNames } };
 }
 
 /**
@@ -155,6 +155,8 @@ export interface GuardResources {
   /** Every alarm of the stack is named `<stack>-...`. */
   readonly alarmPrefix: string;
   readonly roleName: string;
+  /** The detector (securityHub on, or a configRule), beside the remediator: its function and role. */
+  readonly detector?: { readonly functionName: string; readonly functionArn: string; readonly roleName: string };
 }
 
 /**
@@ -174,7 +176,9 @@ export function guardChangePattern(r: GuardResources): events.EventPattern {
         {
           eventSource: ['lambda.amazonaws.com'],
           eventName: prefixes('UpdateFunctionConfiguration', 'UpdateFunctionCode', 'PutFunctionConcurrency', 'DeleteFunctionConcurrency'),
-          requestParameters: { functionName: [r.functionName, r.functionArn] },
+          requestParameters: {
+            functionName: [r.functionName, r.functionArn, ...(r.detector ? [r.detector.functionName, r.detector.functionArn] : [])],
+          },
         },
         {
           eventSource: ['lambda.amazonaws.com'],
@@ -193,7 +197,7 @@ export function guardChangePattern(r: GuardResources): events.EventPattern {
           eventName: ['SetAlarmState', 'PutMetricAlarm'],
           requestParameters: { alarmName: [{ prefix: r.alarmPrefix }] },
         },
-        guardRoleChangeDetail(r.roleName),
+        guardRoleChangeDetail(r.roleName, ...(r.detector ? [r.detector.roleName] : [])),
       ],
     },
   };

@@ -520,7 +520,8 @@ export class HubStack extends Stack {
     // The detector (securityHub on, or a configRule): the same engine in dry-run, in a package of its
     // own (the findings and Config clients stay out of the remediator's cold start); read-only. As
     // infra/sam/template.yaml's DetectorFunction, DetectorRole and their rules.
-    const detector = hasDetector(cfg) ? this.detector(cfg, guarded, baselineReads, listAccounts, dlq, driftBusName) : undefined;
+    const detectorParts = hasDetector(cfg) ? this.detector(cfg, guarded, baselineReads, listAccounts, dlq, driftBusName) : undefined;
+    const detector = detectorParts?.fn;
 
     // The AWS Config rule backed by the detector (it evaluates and never writes): as the SAM
     // template's ConfigRule parameter, with the same invoke permission (SourceAccount for a rule in
@@ -694,9 +695,12 @@ export class HubStack extends Stack {
         functionName: fn.functionName,
         functionArn: fn.functionArn,
         mappingId: sweepWork.eventSourceMappingId,
-        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRuleName, refusedRuleName, exemptionRuleName, changeRuleName],
+        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRuleName, refusedRuleName, exemptionRuleName, changeRuleName, ...(detectorParts?.ruleNames ?? [])],
         alarmPrefix: `${this.stackName}-`,
         roleName: role.roleName,
+        detector: detectorParts
+          ? { functionName: detectorParts.fn.functionName, functionArn: detectorParts.fn.functionArn, roleName: detectorParts.roleName }
+          : undefined,
       }),
     });
     (changeRule.node.defaultChild as events.CfnRule).eventBusName = 'default';
@@ -1031,7 +1035,7 @@ export class HubStack extends Stack {
     listAccounts: iam.PolicyStatement[],
     dlq: sqs.Queue,
     driftBusName: string,
-  ): lambda.IFunction {
+  ): { fn: lambda.IFunction; roleName: string; ruleNames: string[] } {
     const logGroup = new logs.LogGroup(this, 'DetectorLogGroup', {
       logGroupName: `/kms-replica-guard/${this.stackName}-detector`,
       retention: cfg.logRetentionDays as logs.RetentionDays,
@@ -1139,22 +1143,27 @@ export class HubStack extends Stack {
         }),
       ],
     });
+    // The rules' names, for the guard change rule (a fixed name on the drift bus: Ref of a rule on a
+    // custom bus is BUS|NAME, not the name CloudTrail records).
+    const ruleNames: string[] = [];
     if (cfg.securityHub === 'on') {
       // Every event of the guard on its drift bus (any detail-type, put there by this account): the
       // detector re-reads the key itself and updates its finding.
+      const notificationsName = `${this.stackName}-detector-notifications`;
       const notifications = new events.Rule(this, 'DetectorNotificationRule', {
-        ruleName: `${this.stackName}-detector-notifications`,
+        ruleName: notificationsName,
         description: 'The guard own events on its drift bus, to the kms-replica-guard detector (Security Hub findings)',
         eventPattern: { ...DETECTOR_EVENT_PATTERN, account: [Aws.ACCOUNT_ID] },
         targets: [new targets.LambdaFunction(fn)],
       });
       (notifications.node.defaultChild as events.CfnRule).eventBusName = driftBusName;
       // A dry-run sweep at the remediator's sweep interval refreshes every finding.
-      new events.Rule(this, 'DetectorSweepRule', {
+      const sweep = new events.Rule(this, 'DetectorSweepRule', {
         description: 'Dry-run sweep of the kms-replica-guard detector (refreshes every Security Hub finding)',
         schedule: events.Schedule.rate(Duration.hours(cfg.sweepIntervalHours)),
         targets: [new targets.LambdaFunction(fn)],
       });
+      ruleNames.push(notificationsName, sweep.ruleName);
     }
     new CfnOutput(this, 'DetectorFunctionName', {
       description: 'Name of the detector function (Security Hub findings, AWS Config answers; read-only)',
@@ -1172,7 +1181,7 @@ export class HubStack extends Stack {
       description: 'Name of the detector execution role (it reads key policies and writes none)',
       value: role.roleName,
     });
-    return fn;
+    return { fn, roleName: role.roleName, ruleNames };
   }
 
   /** Skips cargo-lambda bundling when the stack was created with `bundle: false`. */

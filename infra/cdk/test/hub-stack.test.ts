@@ -1323,3 +1323,23 @@ describe('the detector alarms', () => {
     }
   });
 });
+
+describe('the guard change rule with the detector', () => {
+  test('names the detector function, its rules and its role beside the remediator ones', () => {
+    const t = synth({ securityHub: 'on' });
+    const [fnId] = detector(t);
+    const [roleId] = guard(t, 'AWS::IAM::Role', true);
+    const [remediatorRoleId] = guard(t, 'AWS::IAM::Role', false);
+    const [, rule] = onlyResource(t, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
+    const branches = rule.Properties.EventPattern.detail.$or;
+    expect(branches[0].requestParameters.functionName).toEqual(expect.arrayContaining([{ Ref: fnId }, { 'Fn::GetAtt': [fnId, 'Arn'] }]));
+    expect(branches[2].requestParameters.name).toContain('kms-replica-guard-detector-notifications');
+    expect(branches[3].requestParameters.rule).toContain('kms-replica-guard-detector-notifications');
+    const [sweepId] = Object.keys(t.findResources('AWS::Events::Rule')).filter((id) => id.startsWith('DetectorSweepRule'));
+    expect(branches[2].requestParameters.name).toContainEqual({ Ref: sweepId });
+    expect(branches[6].requestParameters.roleName).toEqual([{ Ref: remediatorRoleId }, { Ref: roleId }]);
+    // Without the detector: the remediator's alone.
+    const [, plain] = onlyResource(synth(), 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
+    expect(JSON.stringify(plain.Properties.EventPattern)).not.toContain('Detector');
+  });
+});
