@@ -31,7 +31,7 @@ INFRA_COMMA := ,
 # Extra `-c key=value` settings for the CDK app (see infra/cdk/lib/config.ts), e.g.
 #   CDK_CONTEXT='-c remediationMode=enforce -c alarmEmail=ops@example.com'
 CDK_CONTEXT ?=
-CDK_SYNTH_CONTEXT ?= -c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false -c remediationMode=enforce
+CDK_SYNTH_CONTEXT ?= -c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false -c remediationMode=enforce -c securityHub=on -c configRule=account
 
 export SAM_CLI_TELEMETRY := 0
 

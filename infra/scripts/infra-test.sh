@@ -10,7 +10,7 @@ VENV_PY=${VENV_PY:-.venv/bin/python}
 INFRA_BIN=.venv-infra/bin
 BUILD=infra/.build
 LOGS=$BUILD/logs
-CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false -c remediationMode=enforce}
+CDK_SYNTH_CONTEXT=${CDK_SYNTH_CONTEXT:--c account=111122223333 -c hubRegion=us-east-1 -c spokeRegions=us-west-2,eu-west-1 -c memberStack=true -c guardrails=true -c bundle=false -c remediationMode=enforce -c securityHub=on -c configRule=account}
 
 export SAM_CLI_TELEMETRY=0
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1

@@ -49,7 +49,13 @@ What it does (`Run.execute`):
      WriteExposure{cross-account} datum is stood in, STAND_IN: the guardrails refuse such writes), and
      the exclude tag set on a third replica gives an Exemption Granted event;
    - throttled: a drifted replica's event, which the Lambda service (stood in) throttled before
-     it ran: Throttles and AsyncEventAge (below).
+     it ran: Throttles and AsyncEventAge (below);
+   - findings: the detector (the `detector` binary; the `bootstrap` that served findings before it,
+     in a tree without one) with SECURITY_HUB=on and Security Hub and AWS Config at a closed
+     loopback port: the guard's drift event about a replica (`bootstrap`: the KMS event) reaches it
+     and the replica's finding is not imported (FindingsNotImported); an AWS Config rule
+     invocation for it is not answered (EvaluationsNotPut, and the invocation fails, counted in the
+     stood-in Errors of the detector, which the remediator's FunctionErrors does not watch).
    AWS/Lambda data (Errors, Throttles, AsyncEventsDropped, AsyncEventAge) come from the Lambda
    service, which does not run the function here: the harness publishes them (STAND_IN says how
    each value is obtained), in every scenario, so that the alarms are seen OK on ordinary values.
@@ -134,8 +140,12 @@ EXCLUDE_TAG = "kms-replica-guard:exclude"
 # it ran, and how far the event had aged by then, as a share of the stack's MaximumEventAgeInSeconds.
 THROTTLED_ATTEMPTS = 3
 THROTTLED_AGE_FRACTION = 0.75
+# The findings scenario: a Region of its own (no other scenario's keys in its sweep), and the binary
+# that serves findings and AWS Config answers.
+FINDINGS_REGION = "ap-northeast-3"
+DETECTOR_BINARY = "detector" if (Path(__file__).resolve().parents[2] / "src" / "bin" / "detector.rs").is_file() else "bootstrap"
 
-SCENARIOS = ("spike", "failed", "flap", "member", "exposure", "heartbeat", "guardrail", "throttled")
+SCENARIOS = ("spike", "failed", "flap", "member", "exposure", "heartbeat", "guardrail", "throttled", "findings")
 # Which scenario must trip each alarm (by its name without the stack prefix). In every other
 # scenario the alarm must never leave OK.
 DRIVEN = {
@@ -157,6 +167,10 @@ DRIVEN = {
     # Only in a stack deployed in enforce mode (SAM: Condition Enforcing; the CDK app is synthesized
     # with remediationMode=enforce by make infra-test); the exposure scenario runs in dry-run.
     "EnforceMode-dry-run": "exposure",
+    # The detector's (SAM: Conditions SecurityHubOn and HasConfigRule; the CDK app is synthesized
+    # with securityHub=on and configRule=account by make infra-test).
+    "FindingsNotImported": "findings",
+    "EvaluationsNotPut": "findings",
 }
 # Alarms created in their own scenario only, with the reason. The heartbeat is breaching on missing
 # data by design: in a scenario where no sweep runs it must be in ALARM, which is what its own
@@ -183,7 +197,8 @@ INCIDENTAL: dict[str, dict[str, str]] = {
 STAND_IN = {
     "FunctionErrors": "AWS/Lambda Errors is published by the Lambda service, which does not run the "
     "function here (cargo lambda watch does): the harness publishes Errors = the number of the "
-    "scenario's invocations that really returned an error, with the FunctionName the alarm names",
+    "scenario's invocations that really returned an error, with the FunctionName the alarm names "
+    "(in the findings scenario the detector's name: the remediator's alarm does not watch it)",
     "AsyncEventsDropped": "AWS/Lambda AsyncEventsDropped: the harness publishes the number of on-failure "
     "records it put in the scenario's DLQ for invocations that really failed (the failed scenario: 1), "
     "as Lambda counts an event it gives up on after its retries; 0 in every other scenario",
@@ -271,6 +286,13 @@ class Source:
     def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.template.get("Resources", {}).items() if v.get("Type") == type_}
 
+    def remediator(self) -> dict[str, Any] | None:
+        """The remediator function (the detector's logical id starts with Detector, in SAM and CDK)."""
+        fns = [r for k, r in self.of_type("AWS::Lambda::Function").items() if not k.startswith("Detector")]
+        if len(fns) > 1:
+            raise AssertionError(f"{self.label}: expected one remediator function, found {len(fns)}")
+        return fns[0] if fns else None
+
 
 def _cdk_stack_names() -> dict[str, str]:
     manifest = json.loads((CDK_OUT / "manifest.json").read_text(encoding="utf-8"))
@@ -357,10 +379,10 @@ class Deployment:
     def __post_init__(self) -> None:
         # The namespace the template's function publishes to, as deployed (parameter default or
         # synthesized literal): mapped to the test namespace wherever it appears as a literal.
-        fns = self.source.of_type("AWS::Lambda::Function")
-        if len(fns) != 1:
-            raise AssertionError(f"{self.source.label}: expected the function beside its alarms, found {len(fns)}")
-        env = next(iter(fns.values()))["Properties"]["Environment"]["Variables"]
+        fn = self.source.remediator()
+        if fn is None:
+            raise AssertionError(f"{self.source.label}: expected the function beside its alarms")
+        env = fn["Properties"]["Environment"]["Variables"]
         self.deployed_namespace: str | None = None
         self.sam_overrides: dict[str, Any] = {}
         self.deployed_namespace = self.resolve(env["METRICS_NAMESPACE"])
@@ -673,8 +695,9 @@ def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, frozenset[st
 
 
 def build_function() -> None:
-    log("    cargo build --bin bootstrap")
-    subprocess.run(["cargo", "build", "--bin", "bootstrap"], cwd=ROOT, check=True)
+    bins = sorted({"bootstrap", DETECTOR_BINARY})
+    log(f"    cargo build {' '.join('--bin ' + b for b in bins)}")
+    subprocess.run(["cargo", "build", *[a for b in bins for a in ("--bin", b)]], cwd=ROOT, check=True)
 
 
 def _port_open(port: int) -> bool:
@@ -684,10 +707,10 @@ def _port_open(port: int) -> bool:
 
 
 class Watch:
-    """`cargo lambda watch` of the dev `bootstrap` on 127.0.0.1:PORT, in its own process group."""
+    """`cargo lambda watch` of the dev `binary` (default `bootstrap`) on 127.0.0.1:PORT, in its own process group."""
 
-    def __init__(self, name: str, env: dict[str, str], port: int) -> None:
-        self.name, self.port = name, port
+    def __init__(self, name: str, env: dict[str, str], port: int, binary: str = "bootstrap") -> None:
+        self.name, self.port, self.binary = name, port, binary
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         self.env_file = OUT_DIR / f"{name}.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
@@ -726,7 +749,7 @@ class Watch:
             return ""
 
     def invoke(self, payload: str) -> tuple[bool, Any]:
-        url = f"http://127.0.0.1:{self.port}/2015-03-31/functions/bootstrap/invocations"
+        url = f"http://127.0.0.1:{self.port}/2015-03-31/functions/{self.binary}/invocations"
         req = urllib.request.Request(url, data=payload.encode(), headers={"content-type": "application/json"}, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=600) as resp:
@@ -794,8 +817,8 @@ def shared_with(policy: str, account: str) -> str:
     return json.dumps(doc)
 
 
-def create_family(key_id: str, primary_policy: str, bypass: bool = False) -> None:
-    """A multi-Region primary in REGION with a fixed id, and its replica (default policy) in REPLICA_REGION."""
+def create_family(key_id: str, primary_policy: str, bypass: bool = False, replica_region: str = REPLICA_REGION) -> None:
+    """A multi-Region primary in REGION with a fixed id, and its replica (default policy) in `replica_region`."""
     kms = client("kms")
     kms.create_key(
         MultiRegion=True,
@@ -804,7 +827,7 @@ def create_family(key_id: str, primary_policy: str, bypass: bool = False) -> Non
         BypassPolicyLockoutSafetyCheck=bypass,
         Tags=[{"TagKey": "_custom_id_", "TagValue": key_id}],
     )
-    kms.replicate_key(KeyId=key_id, ReplicaRegion=REPLICA_REGION)
+    kms.replicate_key(KeyId=key_id, ReplicaRegion=replica_region)
 
 
 def event(name: str, key_id: str, account: str = ACCOUNT) -> str:
@@ -985,8 +1008,21 @@ class Run:
                 # Mirrors each primary: one opened to everyone (refused), one shared with the partner (written).
                 env["BASELINE_SOURCE"] = "primary"
                 env["TRUSTED_ACCOUNTS"] = PARTNER_ACCOUNT
+            binary = "bootstrap"
+            if name == "findings":
+                binary = DETECTOR_BINARY
+                env["SWEEP_REGIONS"] = FINDINGS_REGION
+                env["SECURITY_HUB"] = "on"
+                # Nothing listens there: every import and every answer fails (connection refused).
+                env["AWS_ENDPOINT_URL_SECURITYHUB"] = f"http://127.0.0.1:{closed_port()}"
+                env["AWS_ENDPOINT_URL_CONFIG_SERVICE"] = f"http://127.0.0.1:{closed_port()}"
+                env["AWS_LAMBDA_FUNCTION_NAME"] = f"{self.prefix}-{name}-detector"
+                if binary == "detector":
+                    # The detector's environment as the stacks set it: no mode (always dry-run), no drift bus.
+                    for var in ("REMEDIATION_MODE", "EVENT_BUS"):
+                        env.pop(var)
             sc = ScenarioRun(name, ns, fn, dlq, env, sweep_queue=sweep_queue, sweep_dlq=sweep_dlq)
-            sc.watch = Watch(f"{self.prefix}-{name}", env, WATCH_PORT + i)
+            sc.watch = Watch(f"{self.prefix}-{name}", env, WATCH_PORT + i, binary)
             self.scenarios[name] = sc
             for src in self.sources:
                 if not src.of_type("AWS::CloudWatch::Alarm") and not src.of_type("AWS::CloudWatch::Dashboard"):
@@ -1025,10 +1061,10 @@ class Run:
         arn = ""
         buses = set()
         for src in self.sources:
-            fns = src.of_type("AWS::Lambda::Function")
-            if not fns:
+            fn = src.remediator()
+            if fn is None:
                 continue
-            env = next(iter(fns.values()))["Properties"]["Environment"]["Variables"]
+            env = fn["Properties"]["Environment"]["Variables"]
             dep = Deployment(src, "x", "x", "", "", {}, drift_bus={"name": run_bus, "arn": "<test bus>"})
             buses.add(dep.resolve(env["EVENT_BUS"]))
         if len(buses) != 1:
@@ -1057,6 +1093,9 @@ class Run:
                 if GUARD_EVENT_SOURCE not in ((props.get("EventPattern") or {}).get("source") or []):
                     continue
                 dep = self.deployments[(first, src.label)]
+                # The notification rules (to the alarm topic); the detector's rule invokes a function.
+                if any(t.get("Arn") != self.topic_arn for t in dep.rule_targets(props)):
+                    continue
                 name = f"{self.prefix}-{src.tool}-{lid}"[:64]
                 # Resolved for the deployment: the rule names the stack's own account.
                 pattern = dep.resolve(props["EventPattern"])
@@ -1270,6 +1309,25 @@ class Run:
         inv = self._invoke(sc, f"replicate-key after {THROTTLED_ATTEMPTS} throttled attempts", event("replicate-key", key_id))
         log(f"    throttled: {[o.get('action') for o in _outcomes(inv)]}")
 
+    def drive_findings(self, sc: ScenarioRun) -> None:
+        """The detector with Security Hub and AWS Config unreachable: the guard's event about a replica
+        (its finding is not imported) and a Config rule invocation for it (its answer is not put: the
+        invocation fails). One key, never a sweep: the shared emulator may hold other keys there."""
+        key_id = fresh_key_id()
+        create_family(key_id, default_policy(), replica_region=FINDINGS_REGION)
+        sc.key_ids = [key_id]
+        if DETECTOR_BINARY == "detector":
+            # A drift event of the guard names the key; the detector re-reads it.
+            notification = (ROOT / "infra" / "tests" / "fixtures" / "drift-access-remediated.json").read_text(encoding="utf-8")
+            payload = notification.replace(SAMPLE_KEY_ID, key_id).replace("eu-west-1", FINDINGS_REGION)
+        else:
+            payload = (EVENTS / "put-key-policy-replica-id.json").read_text(encoding="utf-8").replace(SAMPLE_KEY_ID, key_id).replace("us-west-2", FINDINGS_REGION)
+        inv = self._invoke(sc, "the replica's event (Security Hub unreachable)", payload)
+        log(f"    findings: event -> {'ok' if inv.ok else 'error'}: {json.dumps(inv.body)[:300]}")
+        config = (EVENTS / "config-rule-change.json").read_text(encoding="utf-8").replace(SAMPLE_KEY_ID, key_id).replace("us-west-2", FINDINGS_REGION)
+        inv = self._invoke(sc, "AWS Config rule invocation (Config unreachable)", config)
+        log(f"    findings: Config invocation -> {'ok' if inv.ok else 'error'}: {json.dumps(inv.body)[:300]}")
+
     def max_event_age_seconds(self) -> int:
         """The smallest MaximumEventAgeInSeconds the templates deploy (resolved at their defaults)."""
         ages = []
@@ -1294,6 +1352,14 @@ class Run:
         age_ms = THROTTLED_AGE_FRACTION * self.max_event_age_seconds() * 1000
         for sc in self.scenarios.values():
             failed = sum(1 for i in sc.invocations if not i.ok)
+            if sc.name == "findings":
+                # The detector's invocations: its own FunctionName, which no alarm of the stacks watches.
+                self.cw.put_metric_data(
+                    Namespace="AWS/Lambda",
+                    MetricData=[{"MetricName": "Errors", "Dimensions": [{"Name": "FunctionName", "Value": f"{self.prefix}-{sc.name}-detector"}],
+                                 "Value": failed, "Unit": "Count"}],
+                )
+                failed = 0
             dropped = 1 if sc.dlq_record is not None and sc.name == "failed" and failed else 0
             values = {
                 "Errors": (failed, "Count"),
@@ -1319,6 +1385,7 @@ class Run:
             "heartbeat": self.drive_heartbeat,
             "guardrail": self.drive_guardrail,
             "throttled": self.drive_throttled,
+            "findings": self.drive_findings,
         }
         for sc in self.scenarios.values():
             drivers[sc.name](sc)

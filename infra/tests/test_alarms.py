@@ -203,6 +203,13 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         # The throttled event ran through once Lambda let it (the throttles are stood in).
         (throttled,) = sc["throttled"].invocations
         self.assertEqual([o.get("action") for o in h._outcomes(throttled)], ["remediated"], throttled.body)
+        # The detector, Security Hub and AWS Config unreachable: the finding was not imported, the
+        # Config answer not put (that invocation fails); nothing about the key was written.
+        notified, config = sc["findings"].invocations
+        self.assertTrue(notified.ok, notified.body)
+        self.assertFalse(config.ok, config.body)
+        published = {m["MetricName"] for m in self.harness.listed_metrics["findings"]}
+        self.assertLessEqual({"FindingsNotImported", "EvaluationsNotPut"}, published)
         # No dimensionless total of ExposureDrift, and never a Region dimension.
         for scenario, metrics in self.harness.listed_metrics.items():
             for m in metrics:

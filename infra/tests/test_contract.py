@@ -1,8 +1,9 @@
 """The SAM templates against infra/contract.json, the stacks' contract that `cargo xtask docs`
 writes from the settings declared in the code (src/config/vars.rs) and the engine's names:
 
-- every setting with a SAM parameter: the parameter exists, the function's environment variable
-  of that setting is set from it, and the parameter accepts no probe value that the function's
+- every setting with a SAM parameter: the parameter exists, a function's environment variable of
+  that setting is set from it (the remediator's, or for SECURITY_HUB the detector's; a variable
+  both set from different parameters is the detector's MEMBER_ROLE_NAME, its read-only role), and the parameter accepts no probe value that the function's
   own parser refuses (a value CloudFormation accepts but the function refuses deploys fine and
   then fails every cold start). Stricter is allowed: a parameter may refuse what the function
   would take. The empty string is the parameters' "unset" and is not judged;
@@ -54,10 +55,12 @@ def sam_accepts(param: dict[str, Any], value: str) -> bool:
     return True
 
 
-def function_environment() -> dict[str, Any]:
-    fns = [r for r in HUB["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
-    assert len(fns) == 1, "one function in the hub template"
-    return fns[0]["Properties"]["Environment"]["Variables"]
+def function_environments() -> dict[str, dict[str, Any]]:
+    """The environment of each function of the hub template, by logical id (the remediator
+    `Function`, the detector `DetectorFunction`)."""
+    fns = {n: r for n, r in HUB["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(fns) == {"Function", "DetectorFunction"}, f"the remediator and the detector in the hub template: {sorted(fns)}"
+    return {n: r["Properties"]["Environment"]["Variables"] for n, r in fns.items()}
 
 
 def refers_to(node: Any, name: str) -> bool:
@@ -75,7 +78,7 @@ def refers_to(node: Any, name: str) -> bool:
 
 class SamAgainstTheContract(unittest.TestCase):
     def test_every_stack_setting_is_a_parameter_that_sets_its_variable(self) -> None:
-        env = function_environment()
+        envs = function_environments()
         params = HUB["Parameters"]
         for s in CONTRACT["settings"]:
             name = s["sam_parameter"]
@@ -83,11 +86,17 @@ class SamAgainstTheContract(unittest.TestCase):
                 continue
             with self.subTest(setting=s["variable"]):
                 self.assertIn(name, params, f"{s['variable']}: SAM parameter {name} is missing")
-                self.assertIn(s["variable"], env, f"{s['variable']} is not in the function's environment")
+                setting = {fn: env[s["variable"]] for fn, env in envs.items() if s["variable"] in env}
+                self.assertTrue(setting, f"{s['variable']} is in no function's environment")
                 self.assertTrue(
-                    refers_to(env[s["variable"]], name),
-                    f"{s['variable']} is not set from the parameter {name}: {env[s['variable']]}",
+                    any(refers_to(v, name) for v in setting.values()),
+                    f"{s['variable']} is not set from the parameter {name}: {setting}",
                 )
+                for fn, value in setting.items():
+                    if not refers_to(value, name):
+                        # The detector enters member accounts through its own read-only role.
+                        self.assertEqual((fn, s["variable"]), ("DetectorFunction", "MEMBER_ROLE_NAME"))
+                        self.assertTrue(refers_to(value, "DetectorMemberRoleName"), value)
 
     def test_no_parameter_accepts_what_the_function_refuses(self) -> None:
         params = HUB["Parameters"]

@@ -6,8 +6,9 @@ synthesized CDK templates in infra/cdk/cdk.out), never copied.
 - The KMS rule (source aws.kms) of every template is tested against every sample event in
   events/. Every events/*.json file needs an expectation below: a new file fails the test until
   someone decides whether the rule must match it.
-- The hub's notification rules on the guard's own events (source kms-replica-guard, SAM and CDK:
-  exposure drifts, writes the guardrails refused, exemptions) are tested against every sample
+- The hub's rules on the guard's own events (source kms-replica-guard, SAM and CDK: the
+  notification rules of exposure drifts, writes the guardrails refused and exemptions, and the
+  detector's rule, which takes every event of the guard from this account) are tested against every sample
   notification in infra/tests/fixtures/ (the events the function puts on the bus; never in
   events/, which holds what the function receives), with the same rule for new files; and, on a
   test bus of the emulator, the message each InputTransformer sends to an SNS topic is checked
@@ -92,16 +93,19 @@ GUARD_RULES = {
     "write-refused": ("Replica Key Policy Write Refused", "guardrailrefused"),
     "exemption": ("Replica Key Exemption Granted", "exemption-granted"),
 }
+# The detector's rule (SecurityHub on): every event of the guard, whatever its detail-type, to the
+# detector function (no message: the detector re-reads the key the event names).
+DETECTOR_RULE = "detector"
 # Which rules each sample notification (infra/tests/fixtures/) must reach; every other rule must
 # not match it. A fixture without an entry fails the test.
 FIXTURE_RULES: dict[str, set[str]] = {
-    "drift-public-detected.json": {"exposure"},
-    "drift-cross-account-remediated-by-sweep.json": {"exposure"},
-    "drift-access-remediated.json": set(),
-    "drift-unparsed-failed.json": set(),
-    "write-refused-public.json": {"write-refused"},
-    "write-grants-access-admin.json": set(),
-    "exemption-granted.json": {"exemption"},
+    "drift-public-detected.json": {"exposure", DETECTOR_RULE},
+    "drift-cross-account-remediated-by-sweep.json": {"exposure", DETECTOR_RULE},
+    "drift-access-remediated.json": {DETECTOR_RULE},
+    "drift-unparsed-failed.json": {DETECTOR_RULE},
+    "write-refused-public.json": {"write-refused", DETECTOR_RULE},
+    "write-grants-access-admin.json": {DETECTOR_RULE},
+    "exemption-granted.json": {"exemption", DETECTOR_RULE},
 }
 
 
@@ -270,7 +274,10 @@ class KmsRulePatternTest(unittest.TestCase):
 
 
 def rule_kind(pattern: dict[str, Any]) -> str:
-    """Which of GUARD_RULES a rule on the guard's events is (by its detail-type)."""
+    """Which of GUARD_RULES a rule on the guard's events is (by its detail-type), or the detector's
+    (no detail-type: every event of the guard)."""
+    if set(pattern) == {"source", "account"}:
+        return DETECTOR_RULE
     kinds = [k for k, (dt, _) in GUARD_RULES.items() if dt in (pattern.get("detail-type") or [])]
     if len(kinds) != 1:
         raise AssertionError(f"a rule on source {GUARD_SOURCE} that is none (or several) of {sorted(GUARD_RULES)}: {pattern}")
@@ -301,7 +308,7 @@ class GuardEventRulesTest(unittest.TestCase):
         by_kind: dict[str, dict[str, str]] = {}
         for where, (pattern, _) in self.rules.items():
             by_kind.setdefault(rule_kind(pattern), {})[where.split(":", 1)[0]] = json.dumps(pattern, sort_keys=True)
-        self.assertEqual(sorted(by_kind), sorted(GUARD_RULES))
+        self.assertEqual(sorted(by_kind), sorted([*GUARD_RULES, DETECTOR_RULE]))
         for kind, found in by_kind.items():
             with self.subTest(rule=kind):
                 self.assertEqual(sorted(found), ["infra/cdk/cdk.out/Hub.template.json", "infra/sam/template.yaml"])
@@ -314,7 +321,7 @@ class GuardEventRulesTest(unittest.TestCase):
         self.assertFalse(unknown, f"fixtures without an expectation in {Path(__file__).name}: {sorted(unknown)}")
         missing = set(FIXTURE_RULES) - files
         self.assertFalse(missing, f"expected sample notifications are missing: {sorted(missing)}")
-        for kind in GUARD_RULES:
+        for kind in [*GUARD_RULES, DETECTOR_RULE]:
             self.assertTrue([f for f, kinds in FIXTURE_RULES.items() if kind in kinds], f"no fixture the {kind} rule must deliver")
         for name, event in self.fixtures().items():
             with self.subTest(fixture=name):
@@ -361,6 +368,8 @@ class GuardEventRulesTest(unittest.TestCase):
         try:
             for where, (pattern, props) in self.rules.items():
                 kind = rule_kind(pattern)
+                if kind == DETECTOR_RULE:
+                    continue  # targets the detector function, not the topic (test_the_detector_rule_targets_the_detector)
                 with self.subTest(rule=where):
                     (target,) = props["Targets"]
                     transformer = target["InputTransformer"]
@@ -389,6 +398,29 @@ class GuardEventRulesTest(unittest.TestCase):
             self.sns.delete_topic(TopicArn=topic)
             self.events.delete_event_bus(Name=run)
         self.assertTrue(bus)
+
+    def test_the_detector_rule_gets_every_event_of_the_guard_on_the_drift_bus_and_targets_the_detector(self) -> None:
+        """Its pattern takes each sample notification (any detail-type, even one the function may add
+        later) from this account and no other source; it lives on the drift bus and invokes the detector."""
+        detector = {where: (p, props) for where, (p, props) in self.rules.items() if rule_kind(p) == DETECTOR_RULE}
+        self.assertEqual(sorted(w.split(":", 1)[0] for w in detector), ["infra/cdk/cdk.out/Hub.template.json", "infra/sam/template.yaml"])
+        probes = [
+            {**next(iter(self.fixtures().values())), "detail-type": "Replica Key Policy Something New"},
+            {**next(iter(self.fixtures().values())), "source": "aws.kms"},
+            {**next(iter(self.fixtures().values())), "source": "kms-replica-guard-forged"},
+        ]
+        for where, (pattern, props) in detector.items():
+            with self.subTest(rule=where):
+                hub = json.dumps(with_account(pattern, probes[0]["account"]))
+                results = [self.events.test_event_pattern(EventPattern=hub, Event=json.dumps(e))["Result"] for e in probes]
+                self.assertEqual(results, [True, False, False])
+                (target,) = props["Targets"]
+                self.assertEqual(set(target), {"Id", "Arn"}, "the event itself, unchanged")
+                self.assertTrue(target["Arn"]["Fn::GetAtt"][0].startswith("DetectorFunction"), target)
+                # The drift bus (SAM: DriftEventBus dedicated, the default; CDK: the stack's own bus).
+                bus = props["EventBusName"]
+                drift_bus = bus["Fn::If"][1] if "Fn::If" in bus else bus
+                self.assertTrue(drift_bus["Ref"].startswith("DriftBus"), bus)
 
     def _drain(self, queue: str, expected: int, timeout: float = 20) -> list[dict[str, Any]]:
         """The SNS envelopes the queue receives: until `expected` arrived and two empty polls follow."""

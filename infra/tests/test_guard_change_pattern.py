@@ -5,7 +5,10 @@ The rule is read from the translated SAM hub (infra/.build/sam/template.cfn.json
 generated schedule rule, KMS rule and queue mapping exist) and the synthesized CDK hub. Its
 references are resolved to the physical names the fixtures use: the function, the queue mapping's
 UUID, the rules (by what they are: the schedule, the KMS rule, the exposure rule), the role, and
-the stack name `kms-replica-guard`. Every fixture needs an expectation: a new file fails the test.
+the stack name `kms-replica-guard`; and the detector's function, rules and role, which the rule names
+too when the stack has the detector (the SAM hub evaluated with SecurityHub=on and ConfigRule=account,
+as the CDK app is synthesized for the checks). Every fixture needs an expectation: a new file fails
+the test.
 
 IAM is global: EventBridge delivers its CloudTrail events in us-east-1 only, so a hub elsewhere gets
 the changes to its role's policies from the spoke stack in us-east-1 (spoke.yaml's
@@ -14,7 +17,9 @@ IAM branch (checked here for SAM; the CDK spoke is built from the same function 
 branch, infra/cdk/test/spoke-stack.test.ts), matches exactly the fixtures the hub's IAM branch
 matches, and, on the emulator, forwards them from us-east-1's default bus to another Region's
 default bus, where the hub's whole guard change rule matches them as they arrive. (The emulator
-stands in for CloudTrail: it accepts PutEvents with source aws.iam, which AWS refuses.)
+stands in for CloudTrail: it accepts PutEvents with source aws.iam, which AWS refuses.) The spoke
+forwards the remediator role's changes only (GuardRoleName): those of the detector's role reach a
+hub in us-east-1 only; these checks use the SAM hub at its defaults, without the detector.
 
     .venv/bin/python -m unittest discover -s infra/tests -p 'test_guard_change_pattern.py' -v
 """
@@ -34,6 +39,7 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_event_pattern as tep  # noqa: E402
+import test_templates as tt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import cfn_yaml  # noqa: E402
@@ -55,6 +61,16 @@ NAMES = {
     "refused_rule": f"{STACK}-WriteRefusedNotificationRule-TESTRULE",
     "exemption_rule": f"{STACK}-ExemptionNotificationRule-TESTRULE",
     "role": f"{STACK}-RemediatorRole-TESTROLE",
+    "detector": f"{STACK}-DetectorFunction-TESTFN",
+    "detector_arn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{STACK}-DetectorFunction-TESTFN",
+    "detector_sweep_rule": f"{STACK}-DetectorSweepRule-TESTRULE",
+    "detector_role": f"{STACK}-DetectorRole-TESTROLE",
+}
+# The detector's resources (the rule names them when the stack has the detector).
+DETECTOR_FIXTURES = {
+    "lambda-update-detector-configuration.json",
+    "events-disable-detector-rule.json",
+    "iam-put-role-policy-detector.json",
 }
 
 SHOULD_MATCH = {
@@ -68,7 +84,7 @@ SHOULD_MATCH = {
     "monitoring-set-alarm-state-ok.json",
     "iam-put-role-policy-remediator.json",
     "iam-attach-role-policy-remediator.json",
-}
+} | DETECTOR_FIXTURES
 SHOULD_NOT_MATCH = {
     "lambda-update-other-function.json",
     "events-disable-other-rule.json",
@@ -97,12 +113,15 @@ def change_rule(template: dict[str, Any]) -> dict[str, Any]:
     return rules[0]
 
 
-def resolve(template: dict[str, Any], value: Any) -> Any:
-    """The value with the hub's references as the fixtures' physical names."""
+def resolve(template: dict[str, Any], value: Any, values: dict[str, str] = tt.CDK_SYNTH_VALUES) -> Any:
+    """The value with the hub's references as the fixtures' physical names (an Fn::If of the SAM hub
+    at these parameter values)."""
     resources = template["Resources"]
 
     def rule_name(name: str) -> str:
         props = resources[name].get("Properties") or {}
+        if name.startswith("Detector") and "ScheduleExpression" in props:
+            return NAMES["detector_sweep_rule"]
         if "ScheduleExpression" in props:
             return NAMES["sweep_rule"]
         source = (props.get("EventPattern") or {}).get("source") or []
@@ -121,6 +140,8 @@ def resolve(template: dict[str, Any], value: Any) -> Any:
         if name == "AWS::StackName":
             return STACK
         type_ = resources[name]["Type"]
+        if type_ == "AWS::Lambda::Function" and name.startswith("Detector"):
+            return NAMES["detector_arn"] if attr == "Arn" else NAMES["detector"]
         if type_ == "AWS::Lambda::Function":
             return NAMES["function_arn"] if attr == "Arn" else NAMES["function"]
         if type_ == "AWS::Lambda::EventSourceMapping":
@@ -128,7 +149,7 @@ def resolve(template: dict[str, Any], value: Any) -> Any:
         if type_ == "AWS::Events::Rule":
             return rule_name(name)
         if type_ == "AWS::IAM::Role":
-            return NAMES["role"]
+            return NAMES["detector_role"] if name.startswith("Detector") else NAMES["role"]
         raise AssertionError(f"the change rule refers to {type_} {name}")
 
     if isinstance(value, dict):
@@ -141,10 +162,13 @@ def resolve(template: dict[str, Any], value: Any) -> Any:
             return re.sub(r"\$\{([^}]+)\}", lambda m: ref(m.group(1)), value["Fn::Sub"])
         if set(value) == {"Fn::Join"}:
             sep, parts = value["Fn::Join"]
-            return sep.join(str(resolve(template, p)) for p in parts)
-        return {k: resolve(template, v) for k, v in value.items()}
+            return sep.join(str(resolve(template, p, values)) for p in parts)
+        if set(value) == {"Fn::If"}:
+            cond, yes, no = value["Fn::If"]
+            return resolve(template, yes if tt.SamEvaluator(template, **values).condition(cond) else no, values)
+        return {k: resolve(template, v, values) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(template, v) for v in value]
+        return [resolve(template, v, values) for v in value]
     return value
 
 
@@ -185,6 +209,14 @@ class GuardChangeRuleTest(unittest.TestCase):
                     self.assertIs(result, expected, f"{name} {'should' if expected else 'should not'} match")
                     checked += 1
         self.assertEqual(checked, 2 * len(SHOULD_MATCH | SHOULD_NOT_MATCH))
+
+    def test_without_the_detector_the_rule_names_none_of_its_resources(self) -> None:
+        sam = self.templates[str(SAM_HUB.relative_to(ROOT))]
+        pattern = json.dumps(resolve(sam, change_rule(sam)["EventPattern"], {}))
+        self.assertNotIn("Detector", pattern)
+        for name in sorted(DETECTOR_FIXTURES):
+            with self.subTest(fixture=name):
+                self.assertIs(self.events.test_event_pattern(EventPattern=pattern, Event=self.fixtures()[name])["Result"], False)
 
     def test_the_message_names_who_did_what_to_which_resource(self) -> None:
         transformer = change_rule(next(iter(self.templates.values())))["Targets"][0]["InputTransformer"]
@@ -242,7 +274,7 @@ class GuardRoleForwardingTest(unittest.TestCase):
         self.assertEqual(spoke["Parameters"]["GuardRoleName"]["Default"], "", "no IAM forwarding unless asked")
         rule = spoke["Rules"]["GuardRoleChangesOnlyInUsEast1"]
         self.assertEqual(rule["Assertions"][0]["Assert"], {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]})
-        hub = resolve(self.hub, change_rule(self.hub)["EventPattern"])
+        hub = resolve(self.hub, change_rule(self.hub)["EventPattern"], {})
         (branch,) = [b for b in hub["detail"]["$or"] if b["eventSource"] == ["iam.amazonaws.com"]]
         pattern = with_role(self.rule["Properties"]["EventPattern"], NAMES["role"])
         self.assertEqual(pattern, {"source": ["aws.iam"], "detail-type": hub["detail-type"], "detail": branch})
@@ -253,7 +285,7 @@ class GuardRoleForwardingTest(unittest.TestCase):
 
     def test_the_spoke_forwards_exactly_the_role_changes_the_hub_rule_reports(self) -> None:
         pattern = json.dumps(with_role(self.rule["Properties"]["EventPattern"], NAMES["role"]))
-        hub = json.dumps(resolve(self.hub, change_rule(self.hub)["EventPattern"]))
+        hub = json.dumps(resolve(self.hub, change_rule(self.hub)["EventPattern"], {}))
         forwarded = set()
         for name, event in self.fixtures().items():
             with self.subTest(fixture=name):
@@ -261,7 +293,7 @@ class GuardRoleForwardingTest(unittest.TestCase):
                 if spoke_says:
                     forwarded.add(name)
                     self.assertIs(self.events.test_event_pattern(EventPattern=hub, Event=event)["Result"], True)
-        self.assertEqual(forwarded, {n for n in SHOULD_MATCH if n.startswith("iam-")})
+        self.assertEqual(forwarded, {n for n in SHOULD_MATCH - DETECTOR_FIXTURES if n.startswith("iam-")})
         self.assertGreaterEqual(len(forwarded), 2)
 
     def test_a_forwarded_event_reaches_the_hub_rule_in_another_region(self) -> None:
@@ -276,7 +308,7 @@ class GuardRoleForwardingTest(unittest.TestCase):
         sqs = boto3.client("sqs", endpoint_url=tep.ENDPOINT, region_name=hub_region, aws_access_key_id="test", aws_secret_access_key="test")
         queue = sqs.create_queue(QueueName=run)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        hub_pattern = json.loads(json.dumps(resolve(self.hub, change_rule(self.hub)["EventPattern"])).replace(NAMES["role"], role))
+        hub_pattern = json.loads(json.dumps(resolve(self.hub, change_rule(self.hub)["EventPattern"], {})).replace(NAMES["role"], role))
         spoke_pattern = with_role(self.rule["Properties"]["EventPattern"], role)
         account = tep._client("sts").get_caller_identity()["Account"]
         try:
@@ -309,7 +341,7 @@ class GuardRoleForwardingTest(unittest.TestCase):
             arrived[name] = e
             self.assertEqual((e["source"], e["detail-type"], e["detail"]), (original["source"], original["detail-type"], original["detail"]))
             self.assertEqual(e["region"], "us-east-1", "the event keeps the Region it happened in")
-        self.assertEqual(set(arrived), {n for n in SHOULD_MATCH if n.startswith("iam-")})
+        self.assertEqual(set(arrived), {n for n in SHOULD_MATCH - DETECTOR_FIXTURES if n.startswith("iam-")})
 
     @staticmethod
     def _drain(sqs: Any, queue: str, expected: int, timeout: float = 20) -> list[dict[str, Any]]:

@@ -3,9 +3,10 @@
 The AWS calls are read from the Rust adapters themselves (every `.send()` chain in the non-test
 code of crates/aws/src and src/, but for doctor's adapter, which runs with the operator's
 credentials), so a new call without its grant, or a grant whose call was
-removed, fails here rather than on a first deployment. Compared by action, for the hub's function
-role (SAM and CDK) and the member role (SAM and CDK); resources and conditions are the templates'
-own tests' business.
+removed, fails here rather than on a first deployment. Compared by action, for the hub's two function
+roles (SAM and CDK: the remediator's, and the read-only detector's, which reports findings and
+answers AWS Config and may write no key) and the two member roles (the writer's and the detector's);
+resources and conditions are the templates' own tests' business.
 
 Needs infra/cdk/cdk.out (`make synth`).
 """
@@ -78,17 +79,36 @@ OPTIONAL = {
     "securityhub:BatchImportFindings": "SecurityHub=on",
     "config:PutEvaluations": "ConfigRule",
 }
-# The calls made in member accounts, through the member role: KMS, and the findings and Config
-# answers about the account's own keys (made in the account they concern).
+# The calls only the detector makes (the remediator reports no finding and answers no Config rule).
+DETECTOR_ONLY = {"securityhub:BatchImportFindings", "config:PutEvaluations"}
+# The calls the detector makes: the remediator's reads (keys, baselines, the organisation, member
+# accounts), its two metrics, findings and Config answers. Never a KMS write.
+DETECTOR_CALLS = {
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:ListKeys",
+    "kms:ListResourceTags",
+    "s3:GetObject",
+    "s3:ListBucket",
+    "ssm:GetParameter",
+    "ssm:GetParametersByPath",
+    "sts:AssumeRole",
+    "organizations:ListAccounts",
+    "cloudwatch:PutMetricData",
+} | DETECTOR_ONLY
+# What the Lambda service does with the detector's role: its log, its on-failure queue.
+DETECTOR_OUTSIDE_THE_CODE = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
+# The calls made in member accounts, through the member role: KMS.
 MEMBER_CALLS = {
     "kms:DescribeKey",
     "kms:GetKeyPolicy",
     "kms:PutKeyPolicy",
     "kms:ListKeys",
     "kms:ListResourceTags",
-    "securityhub:BatchImportFindings",
-    "config:PutEvaluations",
 }
+# Through the detector's member role: reads, and the findings and Config answers about the
+# account's own keys (made in the account they concern).
+DETECTOR_MEMBER_CALLS = {"kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListKeys", "kms:ListResourceTags"} | DETECTOR_ONLY
 
 
 def called_operations() -> dict[str, set[str]]:
@@ -125,7 +145,11 @@ def role_actions(template: dict[str, Any], is_role) -> set[str]:
             documents.append(p["PolicyDocument"])
     for r in resources.values():
         if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            attached = {x.get("Ref") if isinstance(x, dict) else x for x in r["Properties"].get("Roles", [])}
+            attached = set()
+            for x in r["Properties"].get("Roles", []):
+                # A role attached under a condition (Fn::If): either branch.
+                branches = x["Fn::If"][1:] if isinstance(x, dict) and "Fn::If" in x else [x]
+                attached.update(b.get("Ref") if isinstance(b, dict) else b for b in branches)
             if attached & roles:
                 documents.append(r["Properties"]["PolicyDocument"])
     actions: set[str] = set()
@@ -138,15 +162,25 @@ def role_actions(template: dict[str, Any], is_role) -> set[str]:
     return actions
 
 
-def lambda_role(_: str, r: dict[str, Any]) -> bool:
+def lambda_role(lid: str, r: dict[str, Any]) -> bool:
+    """The remediator's role (the detector's logical ids start with Detector, in SAM and CDK)."""
     doc = json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
-    return "lambda.amazonaws.com" in doc
+    return "lambda.amazonaws.com" in doc and not lid.startswith("Detector")
 
 
-def member_role(_: str, r: dict[str, Any]) -> bool:
-    """The role the hub assumes: trusted by an AWS principal, not by a service."""
-    statements = r["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    return all("AWS" in s.get("Principal", {}) for s in statements)
+def detector_role(lid: str, r: dict[str, Any]) -> bool:
+    doc = json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    return "lambda.amazonaws.com" in doc and lid.startswith("Detector")
+
+
+def trusted_by(sid: str):
+    """A member role, by the Sid of its trust statement (HubFunctionOnly, HubDetectorOnly)."""
+
+    def pick(_: str, r: dict[str, Any]) -> bool:
+        statements = r["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        return all("AWS" in s.get("Principal", {}) for s in statements) and [s.get("Sid") for s in statements] == [sid]
+
+    return pick
 
 
 class Permissions(unittest.TestCase):
@@ -171,7 +205,7 @@ class Permissions(unittest.TestCase):
         self.assertEqual(missing, set(), f"{what} lacks actions the code calls")
 
     def test_the_function_role_allows_what_the_code_calls_and_nothing_else(self) -> None:
-        needed = self.called_actions()
+        needed = self.called_actions() - DETECTOR_ONLY
         for path in (SAM_HUB, CDK_HUB):
             template = cfn_yaml.load(path) if path.suffix == ".yaml" else json.loads(path.read_text())
             optional = set(OPTIONAL) if path == CDK_HUB else set()
@@ -180,12 +214,30 @@ class Permissions(unittest.TestCase):
                     role_actions(template, lambda_role), needed, set(NEEDED_OUTSIDE_THE_CODE), path.name, optional
                 )
 
+    def test_the_detector_role_allows_what_the_detector_calls_and_no_kms_write(self) -> None:
+        self.assertTrue(DETECTOR_CALLS <= self.called_actions())
+        for path in (SAM_HUB, CDK_HUB):
+            template = cfn_yaml.load(path) if path.suffix == ".yaml" else json.loads(path.read_text())
+            # The CDK app is synthesized with securityHub=on and configRule=account (infra/infra.mk).
+            # S3 reads are the detector's for an S3 baseline only (the remediator's also for its backups).
+            optional = (set(OPTIONAL) | {"s3:GetObject", "s3:ListBucket"}) - DETECTOR_ONLY if path == CDK_HUB else set()
+            with self.subTest(template=path.name):
+                granted = role_actions(template, detector_role)
+                self.check(granted, DETECTOR_CALLS, DETECTOR_OUTSIDE_THE_CODE, path.name, optional)
+                writes = {g for g in granted if g.startswith("kms:") and g not in DETECTOR_CALLS}
+                self.assertEqual(writes, set(), "the detector's role may change no key")
+
     def test_the_member_role_allows_the_member_calls_and_nothing_else(self) -> None:
         self.assertTrue(MEMBER_CALLS <= self.called_actions())
+        self.assertTrue(DETECTOR_MEMBER_CALLS <= self.called_actions())
         for path in (SAM_MEMBER, CDK_MEMBER):
             template = cfn_yaml.load(path) if path.suffix == ".yaml" else json.loads(path.read_text())
-            with self.subTest(template=path.name):
-                self.check(role_actions(template, member_role), MEMBER_CALLS, set(), path.name)
+            with self.subTest(template=path.name, role="member"):
+                self.check(role_actions(template, trusted_by("HubFunctionOnly")), MEMBER_CALLS, set(), path.name)
+            with self.subTest(template=path.name, role="detector"):
+                granted = role_actions(template, trusted_by("HubDetectorOnly"))
+                self.check(granted, DETECTOR_MEMBER_CALLS, set(), path.name)
+                self.assertNotIn("kms:PutKeyPolicy", granted)
 
     def test_a_grant_nothing_calls_is_caught(self) -> None:
         with self.assertRaises(AssertionError):

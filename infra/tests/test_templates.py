@@ -49,11 +49,14 @@ SAM_CONDITIONAL = {
     "OrganizationEventBusPolicy",
     "ImportFindingsPolicy",
     "PutEvaluationsPolicy",
-    "ConfigRuleInvokePermission",
+    "AssumeDetectorMemberRolePolicy",
     "OrganizationConfigRuleInvokePermission",
-    "ReplicaKeyPolicyConfigRule",
     "ReplicaKeyPolicyOrganizationConfigRule",
 }
+# The SAM parameter values that match the context the CDK app is synthesized with for the checks
+# (CDK_SYNTH_CONTEXT in infra/infra.mk: securityHub=on, configRule=account): the detector and its
+# rules, Config rule and alarms exist in both.
+CDK_SYNTH_VALUES = {"SecurityHub": "on", "ConfigRule": "account"}
 SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
 CDK_MEMBER = CDK_OUT / "Member.template.json"
 
@@ -89,6 +92,50 @@ def _one(template: dict[str, Any], type_: str) -> dict[str, Any]:
     if len(found) != 1:
         raise AssertionError(f"expected one {type_}, found {len(found)}")
     return found[0]
+
+
+def _guard(template: dict[str, Any], type_: str, detector: bool = False) -> tuple[str, dict[str, Any]]:
+    """(logical id, resource) of the remediator's (or the detector's) function or role: the
+    detector's logical ids start with Detector in both tools (SAM DetectorFunction, CDK
+    DetectorFunctionXXXXXXXX)."""
+    found = [(k, v) for k, v in _of_type(template, type_).items() if k.startswith("Detector") == detector]
+    if len(found) != 1:
+        raise AssertionError(f"expected one {'detector' if detector else 'remediator'} {type_}, found {len(found)}")
+    return found[0]
+
+
+def remediator_fn(template: dict[str, Any]) -> dict[str, Any]:
+    return _guard(template, "AWS::Lambda::Function")[1]
+
+
+def detector_fn(template: dict[str, Any]) -> dict[str, Any]:
+    return _guard(template, "AWS::Lambda::Function", detector=True)[1]
+
+
+def remediator_role(template: dict[str, Any]) -> dict[str, Any]:
+    return _guard(template, "AWS::IAM::Role")[1]
+
+
+def detector_role(template: dict[str, Any]) -> dict[str, Any]:
+    return _guard(template, "AWS::IAM::Role", detector=True)[1]
+
+
+def attached_to(template: dict[str, Any], role_id: str, evaluate: Any = None) -> list[dict[str, Any]]:
+    """The AWS::IAM::Policy resources attached to a role (an Fn::If in Roles evaluated by
+    `evaluate`, else both of its branches), with their own Condition left to the caller."""
+    found = []
+    for r in _of_type(template, "AWS::IAM::Policy").values():
+        names = set()
+        for x in r["Properties"].get("Roles", []):
+            if isinstance(x, dict) and "Fn::If" in x:
+                cond, yes, no = x["Fn::If"]
+                branches = [yes if evaluate.condition(cond) else no] if evaluate else [yes, no]
+                names.update(b.get("Ref") for b in branches if isinstance(b, dict))
+            elif isinstance(x, dict):
+                names.add(x.get("Ref"))
+        if role_id in names:
+            found.append(r)
+    return found
 
 
 def _alarm_key(template: dict[str, Any], alarm: dict[str, Any]) -> str:
@@ -134,11 +181,12 @@ class Normalizer:
     tools), Fn::Sub and Fn::Join their joined text, every scalar a string, Action a sorted list.
     """
 
-    def __init__(self, template: dict[str, Any], account: str, region: str, stack_name: str = "kms-replica-guard") -> None:
+    def __init__(self, template: dict[str, Any], account: str, region: str, stack_name: str = "kms-replica-guard", **values: str) -> None:
         self.template = template
         self.resources = template["Resources"]
         self.params = template.get("Parameters", {})
         self.conditions = template.get("Conditions", {})
+        self.values = values
         self.pseudo = {
             "AWS::Partition": "aws",
             "AWS::AccountId": account,
@@ -151,7 +199,7 @@ class Normalizer:
         if attr is None and name in self.pseudo:
             return self.pseudo[name]
         if attr is None and name in self.params:
-            return str(self.params[name].get("Default"))
+            return str(self.values.get(name, self.params[name].get("Default")))
         if name in self.resources:
             type_ = self.resources[name]["Type"]
             return f"<{type_}.{attr}>" if attr else f"<{type_}>"
@@ -177,9 +225,9 @@ class Normalizer:
                 sep, parts = value["Fn::Join"]
                 return sep.join(self(p) for p in parts)
             if set(value) == {"Fn::If"} and self.conditions:
-                # A branch chosen at the parameter defaults, as CloudFormation would.
+                # A branch chosen at the parameter values (defaults), as CloudFormation would.
                 name, yes, no = value["Fn::If"]
-                return self(yes if SamEvaluator(self.template).condition(name) else no)
+                return self(yes if SamEvaluator(self.template, **self.values).condition(name) else no)
             if len(value) == 1 and next(iter(value)).startswith("Fn::"):
                 raise AssertionError(f"cannot normalize {value}")
             out = {k: self(v) for k, v in value.items()}
@@ -272,7 +320,7 @@ class SamCdkParityTest(unittest.TestCase):
         cls.params = cls.sam.get("Parameters", {})
         account, region = cdk_hub_environment()
         stack_name = cdk_hub_stack_name()
-        cls.norm_sam = Normalizer(cls.sam, account, region, stack_name)
+        cls.norm_sam = Normalizer(cls.sam, account, region, stack_name, **CDK_SYNTH_VALUES)
         cls.norm_cdk = Normalizer(cls.cdk, account, region, stack_name)
 
     def test_both_declare_the_same_resource_types(self) -> None:
@@ -281,8 +329,8 @@ class SamCdkParityTest(unittest.TestCase):
         self.assertEqual(sam_types, cdk_types)
 
     def test_the_function_gets_the_same_environment_and_settings(self) -> None:
-        sam_fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
-        cdk_fn = _one(self.cdk, "AWS::Lambda::Function")["Properties"]
+        sam_fn = remediator_fn(self.sam)["Properties"]
+        cdk_fn = remediator_fn(self.cdk)["Properties"]
         # SAM's optional variables (Fn::If ... AWS::NoValue) are absent at the defaults, as in CDK.
         sam_env = SamEvaluator(self.sam).environment()
         self.assertEqual(sorted(sam_env), sorted(cdk_fn["Environment"]["Variables"]))
@@ -294,8 +342,8 @@ class SamCdkParityTest(unittest.TestCase):
         self.assertEqual(sam_fn["LoggingConfig"]["LogFormat"], cdk_fn["LoggingConfig"]["LogFormat"])
 
     def test_backup_flap_and_rate_settings_are_the_same(self) -> None:
-        sam_env = _one(self.sam, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
-        cdk_env = _one(self.cdk, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+        sam_env = remediator_fn(self.sam)["Properties"]["Environment"]["Variables"]
+        cdk_env = remediator_fn(self.cdk)["Properties"]["Environment"]["Variables"]
         expected = {
             "BACKUP_BUCKET": "<AWS::S3::Bucket>",
             "BACKUP_PREFIX": "kms-replica-guard/",
@@ -337,7 +385,7 @@ class SamCdkParityTest(unittest.TestCase):
 
     def test_the_role_has_the_same_statements(self) -> None:
         def statements(template: dict[str, Any]) -> dict[str, Any]:
-            role = _one(template, "AWS::IAM::Role")["Properties"]
+            role = remediator_role(template)["Properties"]
             return {s["Sid"]: s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]}
 
         sam, cdk = statements(self.sam), statements(self.cdk)
@@ -397,8 +445,8 @@ class SamCdkParityTest(unittest.TestCase):
                 (alarm,) = [a for a in _of_type(template, "AWS::CloudWatch::Alarm").values() if _alarm_key(template, a) == "AsyncEventAge"]
                 p = alarm["Properties"]
                 math = _metric_math(p["Metrics"], self.params, norm)
-                (config,) = _of_type(template, "AWS::Lambda::EventInvokeConfig").values()
-                max_age = norm(config["Properties"]["MaximumEventAgeInSeconds"])
+                # The remediator's and the detector's: the same settings.
+                (max_age,) = {norm(c["Properties"]["MaximumEventAgeInSeconds"]) for c in _of_type(template, "AWS::Lambda::EventInvokeConfig").values()}
                 self.assertEqual(math["expression"]["Expression"], f"age / (1000 * {max_age})")
                 self.assertEqual(math["series"], {"age": ["AWS/Lambda", "AsyncEventAge", {"FunctionName": "<AWS::Lambda::Function>"}, 300, "Maximum", False]})
                 self.assertEqual((float(p["Threshold"]), p["ComparisonOperator"]), (0.5, "GreaterThanOrEqualToThreshold"))
@@ -484,9 +532,9 @@ class SamCdkParityTest(unittest.TestCase):
                 self.assertEqual(norm(bus["Properties"]), {"Name": "kms-replica-guard-drift"})
                 # No bus policy on it (the only one, the organisation's, is the default bus's).
                 self.assertEqual({norm(p["Properties"]["EventBusName"]) for p in _of_type(template, "AWS::Events::EventBusPolicy").values()} - {"default"}, set())
-                env = _one(template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+                env = remediator_fn(template)["Properties"]["Environment"]["Variables"]
                 self.assertEqual(norm(env["EVENT_BUS"]), "<AWS::Events::EventBus>")
-                role = _one(template, "AWS::IAM::Role")["Properties"]
+                role = remediator_role(template)["Properties"]
                 (publish,) = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if s["Sid"] == "PublishDriftEvents"]
                 self.assertEqual(norm(publish["Resource"]), "<AWS::Events::EventBus.Arn>")
                 buses = {}
@@ -504,7 +552,7 @@ class SamCdkParityTest(unittest.TestCase):
         self.assertEqual(self.params["DriftEventBus"]["AllowedValues"], ["dedicated", "default"])
         self.assertEqual(self.params["DriftEventBus"]["Default"], "dedicated")
         self.assertFalse(SamEvaluator(self.sam, DriftEventBus="default").condition(self.sam["Resources"]["DriftBus"]["Condition"]))
-        role = _one(self.sam, "AWS::IAM::Role")["Properties"]
+        role = remediator_role(self.sam)["Properties"]
         (publish,) = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if s["Sid"] == "PublishDriftEvents"]
         self.assertEqual(
             SamEvaluator(self.sam, DriftEventBus="default")(publish["Resource"]),
@@ -513,62 +561,80 @@ class SamCdkParityTest(unittest.TestCase):
 
     def test_the_function_starts_after_every_conditional_grant(self) -> None:
         # SAM: the separately attached policies are conditional; DependsOn on one whose condition is
-        # false fails the stack, so the function's Metadata refers to each under its own condition.
-        fn = _one(self.sam, "AWS::Lambda::Function")
-        refs = {}
-        for item in fn["Metadata"]["GrantsAttachedFirst"]:
-            cond, yes, no = item["Fn::If"]
-            self.assertEqual(no, {"Ref": "AWS::NoValue"})
-            refs[yes["Ref"]] = cond
-        policies = {name: r["Condition"] for name, r in _of_type(self.sam, "AWS::IAM::Policy").items() if "Condition" in r}
-        self.assertTrue(policies)
-        self.assertEqual(refs, policies, "every separately attached policy, under its own condition")
-        self.assertNotIn("DependsOn", fn, "DependsOn on a conditional resource is an error when its condition is false")
-        # The only unconditional one denies (it names the function, so it follows it).
-        (deny,) = [r for r in _of_type(self.sam, "AWS::IAM::Policy").values() if "Condition" not in r]
-        self.assertEqual({s["Effect"] for s in deny["Properties"]["PolicyDocument"]["Statement"]}, {"Deny"})
-        # CDK: every grant is inline in the role (its only AWS::IAM::Policy is that Deny), and the
-        # function depends on the role.
+        # false fails the stack, so each function's Metadata refers to each policy attached to its
+        # role, under that policy's own condition.
+        everything = SamEvaluator(self.sam, SecurityHub="on", ConfigRule="account", MemberRoleName="m")
+        for detector in (False, True):
+            fn_id, fn = _guard(self.sam, "AWS::Lambda::Function", detector)
+            role_id = _guard(self.sam, "AWS::IAM::Role", detector)[0]
+            with self.subTest(function=fn_id):
+                refs = {}
+                for item in fn["Metadata"]["GrantsAttachedFirst"]:
+                    cond, yes, no = item["Fn::If"]
+                    self.assertEqual(no, {"Ref": "AWS::NoValue"})
+                    refs[yes["Ref"]] = cond
+                policies = {
+                    name: r["Condition"] for name, r in _of_type(self.sam, "AWS::IAM::Policy").items()
+                    if "Condition" in r and r in attached_to(self.sam, role_id, everything) and "Deny" not in str(r["Properties"]["PolicyDocument"])
+                }
+                self.assertTrue(policies)
+                self.assertEqual(refs, policies, "every separately attached policy, under its own condition")
+                self.assertNotIn("DependsOn", fn, "DependsOn on a conditional resource is an error when its condition is false")
+        # The only other policies deny (each names its function, so it follows it).
+        deny = [r for r in _of_type(self.sam, "AWS::IAM::Policy").values() if "Deny" in str(r["Properties"]["PolicyDocument"])]
+        self.assertEqual(len(deny), 2)
+        for r in deny:
+            self.assertEqual({s["Effect"] for s in r["Properties"]["PolicyDocument"]["Statement"]}, {"Deny"})
+        # CDK: every grant is inline in its role (its only AWS::IAM::Policy resources are those Denies),
+        # and each function depends on its role.
         self.assertEqual(
             [{s["Effect"] for s in r["Properties"]["PolicyDocument"]["Statement"]} for r in _of_type(self.cdk, "AWS::IAM::Policy").values()],
-            [{"Deny"}],
+            [{"Deny"}, {"Deny"}],
         )
-        (cdk_fn,) = _of_type(self.cdk, "AWS::Lambda::Function").values()
-        (role_id,) = _of_type(self.cdk, "AWS::IAM::Role")
-        self.assertIn(role_id, cdk_fn.get("DependsOn", []))
+        for detector in (False, True):
+            _, cdk_fn = _guard(self.cdk, "AWS::Lambda::Function", detector)
+            role_id = _guard(self.cdk, "AWS::IAM::Role", detector)[0]
+            self.assertIn(role_id, cdk_fn.get("DependsOn", []))
 
     def test_the_role_works_only_from_the_function(self) -> None:
-        def deny(template: dict[str, Any], norm: Normalizer) -> dict[str, Any]:
-            (policy,) = [r for r in _of_type(template, "AWS::IAM::Policy").values() if "Condition" not in r]
+        def deny(template: dict[str, Any], norm: Normalizer, detector: bool) -> dict[str, Any]:
+            role_id = _guard(template, "AWS::IAM::Role", detector)[0]
+            (policy,) = [r for r in attached_to(template, role_id) if "Deny" in str(r["Properties"]["PolicyDocument"])]
             (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-            self.assertEqual([norm(x) for x in policy["Properties"]["Roles"]], ["<AWS::IAM::Role>"])
+            self.assertEqual(policy["Properties"]["Roles"], [{"Ref": role_id}])
             return norm(statement)
 
-        sam, cdk = deny(self.sam, self.norm_sam), deny(self.cdk, self.norm_cdk)
-        self.assertEqual(sam, cdk)
-        self.assertEqual(sam["Effect"], "Deny")
-        self.assertEqual(sam["Resource"], "*")
-        # ArnNotEquals also matches a request without the key (credentials used outside Lambda).
-        self.assertEqual(sam["Condition"], {"ArnNotEquals": {"lambda:SourceFunctionArn": "<AWS::Lambda::Function.Arn>"}})
-        # Every action the role (and its conditional grants) allows, except what the Lambda service
-        # itself does with the role outside the execution environment, without the key: the SQS
-        # event source mapping and the on-failure destination (sqs:*), and the logs.
-        allowed = set()
-        for r in [*_of_type(self.sam, "AWS::IAM::Role").values(), *_of_type(self.sam, "AWS::IAM::Policy").values()]:
-            docs = [p["PolicyDocument"] for p in r["Properties"].get("Policies", [])] + ([r["Properties"]["PolicyDocument"]] if "PolicyDocument" in r["Properties"] else [])
-            for doc in docs:
-                for st in doc["Statement"]:
-                    if st["Effect"] == "Allow" and "Principal" not in st:
-                        allowed.update(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
-        expected = {a for a in allowed if not a.startswith(("sqs:", "logs:"))}
-        self.assertEqual(set(sam["Action"]), expected)
+        for detector in (False, True):
+            with self.subTest(role="detector" if detector else "remediator"):
+                sam, cdk = deny(self.sam, self.norm_sam, detector), deny(self.cdk, self.norm_cdk, detector)
+                self.assertEqual(sam, cdk)
+                self.assertEqual(sam["Effect"], "Deny")
+                self.assertEqual(sam["Resource"], "*")
+                # ArnNotEquals also matches a request without the key (credentials used outside Lambda).
+                self.assertEqual(sam["Condition"], {"ArnNotEquals": {"lambda:SourceFunctionArn": "<AWS::Lambda::Function.Arn>"}})
+                fn_ref = _guard(self.sam, "AWS::Lambda::Function", detector)[0]
+                raw = next(r for r in attached_to(self.sam, _guard(self.sam, "AWS::IAM::Role", detector)[0]) if "Deny" in str(r["Properties"]["PolicyDocument"]))
+                self.assertEqual(raw["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]["ArnNotEquals"]["lambda:SourceFunctionArn"], {"Fn::GetAtt": [fn_ref, "Arn"]})
+                # Every action the role (and its conditional grants) allows, except what the Lambda service
+                # itself does with the role outside the execution environment, without the key: the SQS
+                # event source mapping and the on-failure destination (sqs:*), and the logs.
+                role_id, role = _guard(self.sam, "AWS::IAM::Role", detector)
+                docs = [p["PolicyDocument"] for p in role["Properties"]["Policies"]] + [r["Properties"]["PolicyDocument"] for r in attached_to(self.sam, role_id)]
+                allowed = set()
+                for doc in docs:
+                    for st in doc["Statement"]:
+                        if st["Effect"] == "Allow":
+                            allowed.update(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+                expected = {a for a in allowed if not a.startswith(("sqs:", "logs:"))}
+                self.assertEqual(set(sam["Action"]), expected)
 
     def test_code_signing_is_optional(self) -> None:
-        fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
-        self.assertIs(SamEvaluator(self.sam)(fn["CodeSigningConfigArn"]), SamEvaluator.NO_VALUE)
         arn = "arn:aws:lambda:us-east-1:111122223333:code-signing-config:csc-0123456789abcdef0"
-        self.assertEqual(SamEvaluator(self.sam, CodeSigningConfigArn=arn)(fn["CodeSigningConfigArn"]), arn)
-        self.assertNotIn("CodeSigningConfigArn", _one(self.cdk, "AWS::Lambda::Function")["Properties"])
+        for detector in (False, True):
+            fn = _guard(self.sam, "AWS::Lambda::Function", detector)[1]["Properties"]
+            self.assertIs(SamEvaluator(self.sam)(fn["CodeSigningConfigArn"]), SamEvaluator.NO_VALUE)
+            self.assertEqual(SamEvaluator(self.sam, CodeSigningConfigArn=arn)(fn["CodeSigningConfigArn"]), arn)
+            self.assertNotIn("CodeSigningConfigArn", _guard(self.cdk, "AWS::Lambda::Function", detector)[1]["Properties"])
         pattern = re.compile(self.params["CodeSigningConfigArn"]["AllowedPattern"])
         self.assertRegex(arn, pattern)
         for bad in ("csc-0123456789abcdef0", arn + "x", arn.replace("lambda", "signer")):
@@ -669,18 +735,21 @@ class SamEvaluator:
                 refused.append(name)
         return refused
 
-    def environment(self, *names: str) -> dict[str, Any]:
-        """The named variables (all by default) as these values set them; an omitted one is absent."""
-        env = _one(self.template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    def environment(self, *names: str, detector: bool = False) -> dict[str, Any]:
+        """The named variables (all by default) of the remediator (or the detector) as these values
+        set them; an omitted one is absent."""
+        env = _guard(self.template, "AWS::Lambda::Function", detector)[1]["Properties"]["Environment"]["Variables"]
         values = {n: self(env[n]) for n in (names or env) if n in env}
         return {n: v for n, v in values.items() if v is not self.NO_VALUE}
 
-    def statements(self) -> dict[str, Any]:
-        """The statements of the conditional baseline policies that these values create, by Sid."""
+    def statements(self, detector: bool = False) -> dict[str, Any]:
+        """The statements of the conditional policies that these values create and attach to the
+        remediator's (or the detector's) role, by Sid."""
         out = {}
-        for r in _of_type(self.template, "AWS::IAM::Policy").values():
-            # The unconditional OnlyThisFunctionPolicy is no grant (a Deny, tested on its own).
-            if not r.get("Condition") or not self.condition(r["Condition"]):
+        role_id = _guard(self.template, "AWS::IAM::Role", detector)[0]
+        for r in attached_to(self.template, role_id, self):
+            # The OnlyThisFunctionPolicy of each role is no grant (a Deny, tested on its own).
+            if not r.get("Condition") or not self.condition(r["Condition"]) or "Deny" in str(r["Properties"]["PolicyDocument"]):
                 continue
             for s in self(r["Properties"]["PolicyDocument"]["Statement"]):
                 out[s["Sid"]] = s
@@ -771,7 +840,8 @@ class SamBaselineCatalogueTest(unittest.TestCase):
 
 
 class SamFindingsTest(unittest.TestCase):
-    """SecurityHub and ConfigRule resolve as the CDK stack's securityHub and configRule (infra/cdk/test)."""
+    """SecurityHub and ConfigRule resolve as the CDK stack's securityHub and configRule (infra/cdk/test):
+    the detector function serves both, the remediator neither."""
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -780,49 +850,325 @@ class SamFindingsTest(unittest.TestCase):
     def resources(self, sam: SamEvaluator) -> dict[str, str]:
         return {n: r["Type"] for n, r in self.sam["Resources"].items() if "Condition" not in r or sam.condition(r["Condition"])}
 
-    def test_off_by_default(self) -> None:
+    def test_off_by_default_there_is_no_detector(self) -> None:
         sam = SamEvaluator(self.sam)
-        self.assertEqual(sam.environment("SECURITY_HUB"), {"SECURITY_HUB": "off"})
+        self.assertNotIn("SECURITY_HUB", sam.environment())
         self.assertNotIn("ImportFindings", sam.statements())
         self.assertNotIn("AnswerConfigRule", sam.statements())
         found = self.resources(sam)
         self.assertFalse(set(found.values()) & {"AWS::Config::ConfigRule", "AWS::Config::OrganizationConfigRule"})
+        self.assertFalse({n for n in found if n.startswith("Detector")}, "no detector resource by default")
         self.assertFalse(set(found) & {"ConfigRuleInvokePermission", "OrganizationConfigRuleInvokePermission"})
 
-    def test_security_hub_on_imports_into_this_accounts_default_product(self) -> None:
+    def test_the_detector_exists_for_either_setting_and_its_rules_with_security_hub_only(self) -> None:
+        rules = {"DetectorNotificationRule", "DetectorNotificationInvokePermission", "DetectorSweepRule", "DetectorSweepInvokePermission"}
+        for values, detector, with_rules in (({"SecurityHub": "on"}, True, True), ({"ConfigRule": "account"}, True, False),
+                                             ({"ConfigRule": "organization"}, True, False), ({}, False, False)):
+            with self.subTest(**values):
+                found = self.resources(SamEvaluator(self.sam, **values))
+                self.assertEqual({"DetectorFunction", "DetectorRole", "DetectorLogGroup"} <= set(found), detector)
+                self.assertEqual(rules <= set(found), with_rules)
+                if not with_rules:
+                    self.assertFalse(rules & set(found))
+
+    def test_security_hub_on_imports_into_this_accounts_default_product_from_the_detector(self) -> None:
         sam = SamEvaluator(self.sam, SecurityHub="on")
-        self.assertEqual(sam.environment("SECURITY_HUB"), {"SECURITY_HUB": "on"})
-        self.assertEqual(sam.statements()["ImportFindings"], {
+        self.assertEqual(sam.environment("SECURITY_HUB", detector=True), {"SECURITY_HUB": "on"})
+        self.assertNotIn("SECURITY_HUB", sam.environment(), "the remediator reports no finding")
+        self.assertEqual(sam.statements(detector=True)["ImportFindings"], {
             "Sid": "ImportFindings",
             "Effect": "Allow",
             "Action": "securityhub:BatchImportFindings",
             "Resource": "arn:aws:securityhub:*:111122223333:product/111122223333/default",
         })
+        self.assertNotIn("ImportFindings", sam.statements())
 
-    def test_a_config_rule_in_the_account_is_invoked_from_this_account_only(self) -> None:
+    def test_a_config_rule_in_the_account_invokes_the_detector_from_this_account_only(self) -> None:
         sam = SamEvaluator(self.sam, ConfigRule="account", ConfigRuleFrequency="Six_Hours")
         found = self.resources(sam)
         self.assertEqual(found["ReplicaKeyPolicyConfigRule"], "AWS::Config::ConfigRule")
         self.assertNotIn("ReplicaKeyPolicyOrganizationConfigRule", found)
         permission = sam(self.sam["Resources"]["ConfigRuleInvokePermission"]["Properties"])
         self.assertEqual((permission["Principal"], permission["SourceAccount"]), ("config.amazonaws.com", "111122223333"))
+        self.assertEqual(permission["FunctionName"], "<DetectorFunction.Arn>")
         rule = sam(self.sam["Resources"]["ReplicaKeyPolicyConfigRule"]["Properties"])
+        self.assertEqual(rule["Source"]["SourceIdentifier"], "<DetectorFunction.Arn>")
         self.assertEqual(rule["Scope"], {"ComplianceResourceTypes": ["AWS::KMS::Key"]})
         self.assertEqual(
             [(d["MessageType"], d.get("MaximumExecutionFrequency")) for d in rule["Source"]["SourceDetails"]],
             [("ConfigurationItemChangeNotification", None), ("OversizedConfigurationItemChangeNotification", None), ("ScheduledNotification", "Six_Hours")],
         )
-        self.assertEqual(sam.statements()["AnswerConfigRule"]["Action"], "config:PutEvaluations")
+        self.assertEqual(sam.statements(detector=True)["AnswerConfigRule"]["Action"], "config:PutEvaluations")
+        self.assertNotIn("AnswerConfigRule", sam.statements())
+        self.assertNotIn("SECURITY_HUB", sam.environment())
+        self.assertEqual(sam.environment("SECURITY_HUB", detector=True), {"SECURITY_HUB": "off"})
 
-    def test_an_organization_rule_names_the_function_for_every_member(self) -> None:
+    def test_an_organization_rule_names_the_detector_for_every_member(self) -> None:
         sam = SamEvaluator(self.sam, ConfigRule="organization")
         found = self.resources(sam)
         self.assertEqual(found["ReplicaKeyPolicyOrganizationConfigRule"], "AWS::Config::OrganizationConfigRule")
         self.assertNotIn("ReplicaKeyPolicyConfigRule", found)
         self.assertNotIn("SourceAccount", self.sam["Resources"]["OrganizationConfigRuleInvokePermission"]["Properties"])
+        self.assertEqual(sam(self.sam["Resources"]["OrganizationConfigRuleInvokePermission"]["Properties"]["FunctionName"]), "<DetectorFunction.Arn>")
         meta = sam(self.sam["Resources"]["ReplicaKeyPolicyOrganizationConfigRule"]["Properties"]["OrganizationCustomRuleMetadata"])
         self.assertEqual(meta["ResourceTypesScope"], ["AWS::KMS::Key"])
-        self.assertEqual(meta["LambdaFunctionArn"], "<Function.Arn>")
+        self.assertEqual(meta["LambdaFunctionArn"], "<DetectorFunction.Arn>")
+
+    def test_no_config_or_security_hub_resource_names_the_remediator(self) -> None:
+        for name, r in self.sam["Resources"].items():
+            if r["Type"] in ("AWS::Config::ConfigRule", "AWS::Config::OrganizationConfigRule") or name.startswith("Detector") and r["Type"] in ("AWS::Events::Rule", "AWS::Lambda::Permission"):
+                with self.subTest(resource=name):
+                    text = json.dumps(r)
+                    self.assertIn('"DetectorFunction"', text)
+                    self.assertNotIn('["Function", "Arn"]', text)
+        for name in ("ConfigRuleInvokePermission", "OrganizationConfigRuleInvokePermission"):
+            self.assertEqual(self.sam["Resources"][name]["Properties"]["FunctionName"], {"Fn::GetAtt": ["DetectorFunction", "Arn"]})
+
+
+# The detector's environment: what is guarded, as the remediator's; never what writes or publishes.
+DETECTOR_SHARED_ENV = {
+    "BASELINE_SOURCE", "BASELINE_TAG", "BASELINE_DEFAULT", "BASELINE_MATCH", "MIRROR_REWRITE", "METRICS_NAMESPACE", "EXCLUDE_TAG",
+    "TRUSTED_ACCOUNTS", "TRUSTED_ORGS", "EXEMPTION_MAX_DAYS", "BASELINE_SHA256", "BASELINE_SCOPE", "REMEDIATOR_ROLE_ARN",
+    "SWEEP_REGIONS", "RATE_GET_KEY_POLICY", "RATE_DESCRIBE_KEY", "RATE_INSTANCES", "MEMBER_EXTERNAL_ID", "MEMBER_ACCOUNTS",
+}
+DETECTOR_NEVER_ENV = {
+    "REMEDIATION_MODE", "EVENT_BUS", "SWEEP_QUEUE_URL", "BACKUP_BUCKET", "BACKUP_PREFIX", "FLAP_MAX", "FLAP_WINDOW", "RATE_PUT_KEY_POLICY",
+}
+# Every KMS action that changes a key, as the detector's roles deny them (and grant none).
+KMS_WRITES = ["kms:Cancel*", "kms:Create*", "kms:Delete*", "kms:Disable*", "kms:Enable*", "kms:Import*", "kms:Put*",
+              "kms:Replicate*", "kms:Retire*", "kms:Revoke*", "kms:Schedule*", "kms:Tag*", "kms:Untag*", "kms:Update*"]
+KMS_WRITE_PROBES = ["kms:PutKeyPolicy", "kms:CreateGrant", "kms:CreateKey", "kms:ReplicateKey", "kms:TagResource", "kms:UntagResource",
+                    "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:UpdatePrimaryRegion", "kms:UpdateAlias", "kms:DeleteAlias",
+                    "kms:CreateAlias", "kms:RevokeGrant", "kms:RetireGrant", "kms:ImportKeyMaterial", "kms:EnableKey", "kms:CancelKeyDeletion"]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    a = statement.get("Action", [])
+    return a if isinstance(a, list) else [a]
+
+
+def _allows(statements: list[dict[str, Any]], action: str) -> bool:
+    import fnmatch
+    return any(st["Effect"] == "Allow" and any(fnmatch.fnmatchcase(action.lower(), g.lower()) for g in _actions(st)) for st in statements)
+
+
+def _denies(statements: list[dict[str, Any]], action: str) -> bool:
+    import fnmatch
+    return any(st["Effect"] == "Deny" and not st.get("Condition") and st.get("Resource") == "*"
+               and any(fnmatch.fnmatchcase(action.lower(), g.lower()) for g in _actions(st)) for st in statements)
+
+
+class DetectorTest(unittest.TestCase):
+    """The detector (read-only): SAM and CDK declare the same one; its role writes no key anywhere;
+    the remediator no longer reports findings or answers Config; the rules that invoke it."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sam = _load_json(SAM_TRANSLATED)
+        cls.cdk = cdk_hub()
+        account, region = cdk_hub_environment()
+        stack_name = cdk_hub_stack_name()
+        cls.norm_sam = Normalizer(cls.sam, account, region, stack_name, **CDK_SYNTH_VALUES)
+        cls.norm_cdk = Normalizer(cls.cdk, account, region, stack_name)
+
+    def sam_statements(self, detector: bool, **values: str) -> list[dict[str, Any]]:
+        """Every statement of the role's identity policies (inline and attached) at these values."""
+        sam = SamEvaluator(self.sam, **values)
+        role = _guard(self.sam, "AWS::IAM::Role", detector)[1]["Properties"]
+        inline = [st for p in role["Policies"] for st in sam(p["PolicyDocument"]["Statement"])]
+        attached = [st for r in attached_to(self.sam, _guard(self.sam, "AWS::IAM::Role", detector)[0], sam)
+                    if "Condition" not in r or sam.condition(r["Condition"]) for st in sam(r["Properties"]["PolicyDocument"]["Statement"])]
+        return inline + attached
+
+    def cdk_statements(self, detector: bool, template: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        template = template or self.cdk
+        role_id, role = _guard(template, "AWS::IAM::Role", detector)
+        return [st for p in role["Properties"]["Policies"] for st in p["PolicyDocument"]["Statement"]] + [
+            st for r in attached_to(template, role_id) for st in r["Properties"]["PolicyDocument"]["Statement"]]
+
+    EVERYTHING = {"SecurityHub": "on", "ConfigRule": "organization", "MemberRoleName": "kms-replica-guard-member", "MemberAccounts": "organization",
+                  "OrganizationId": "o-a1b2c3d4e5", "BaselineSsmParameter": "/kms/baseline"}
+
+    def test_the_detector_role_may_write_no_key_and_denies_every_kms_write(self) -> None:
+        for values in ({"SecurityHub": "on"}, {"ConfigRule": "account"}, self.EVERYTHING, {**self.EVERYTHING, "BaselineSsmParameter": "", "BaselineS3Prefix": "b-k/a/"}):
+            statements = self.sam_statements(True, **values)
+            for action in KMS_WRITE_PROBES:
+                with self.subTest(template="SAM", action=action, **values):
+                    self.assertFalse(_allows(statements, action), f"the detector role allows {action}")
+                    self.assertTrue(_denies(statements, action), f"the detector role does not deny {action}")
+        statements = self.cdk_statements(True)
+        for action in KMS_WRITE_PROBES:
+            with self.subTest(template="CDK", action=action):
+                self.assertFalse(_allows(statements, action))
+                self.assertTrue(_denies(statements, action))
+        (never,) = [st for st in statements if st.get("Sid") == "NeverChangeKeys"]
+        self.assertEqual(sorted(_actions(never)), KMS_WRITES)
+        # Its KMS grants are exactly the remediator's reads.
+        kms = sorted(a for st in statements if st["Effect"] == "Allow" for a in _actions(st) if a.startswith("kms:"))
+        self.assertEqual(kms, ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListKeys", "kms:ListResourceTags"])
+        remediator_reads = sorted(a for st in self.cdk_statements(False) if st["Effect"] == "Allow" for a in _actions(st)
+                                  if a.startswith("kms:") and a != "kms:PutKeyPolicy")
+        self.assertEqual(kms, remediator_reads)
+
+    def test_the_remediator_role_no_longer_reports_findings_or_answers_config(self) -> None:
+        for values in ({}, self.EVERYTHING, {**self.EVERYTHING, "ConfigRule": "account"}):
+            with self.subTest(template="SAM", **values):
+                statements = self.sam_statements(False, **values)
+                for action in ("securityhub:BatchImportFindings", "config:PutEvaluations"):
+                    self.assertFalse(_allows(statements, action), action)
+        statements = self.cdk_statements(False)
+        self.assertFalse([a for st in statements if st["Effect"] == "Allow" for a in _actions(st) if a.startswith(("securityhub:", "config:"))])
+        self.assertFalse([a for st in statements for a in _actions(st) if a.startswith(("securityhub:", "config:"))], "not even in its Deny")
+        env = remediator_fn(self.cdk)["Properties"]["Environment"]["Variables"]
+        self.assertNotIn("SECURITY_HUB", env)
+
+    def test_sam_and_cdk_declare_the_same_detector_role(self) -> None:
+        def by_sid(statements: list[dict[str, Any]], norm: Normalizer) -> dict[str, Any]:
+            out = {}
+            for st in statements:
+                st = norm(st)
+                out[st.get("Sid", "")] = st
+            return out
+
+        sam = by_sid(self.sam_statements(True, **CDK_SYNTH_VALUES), lambda v: v)
+        cdk = by_sid(self.cdk_statements(True), self.norm_cdk)
+        account, region = cdk_hub_environment()
+        # SamEvaluator renders resources as <Name.Attr>, the Normalizer as <Type.Attr>: compare what both can.
+        self.assertEqual(sorted(sam), sorted(cdk))
+        for sid in sam:
+            with self.subTest(sid=sid):
+                self.assertEqual(sam[sid]["Effect"], cdk[sid]["Effect"])
+                self.assertEqual(sorted(_actions(sam[sid])), sorted(_actions(cdk[sid])))
+                if sid == "OnlyFromThisFunction":
+                    continue  # names the function: each tool's own logical id (test_the_role_works_only_from_the_function)
+                as_text = lambda v: json.dumps(v, sort_keys=True).replace("111122223333", account)  # noqa: E731
+                self.assertEqual(as_text(sam[sid].get("Condition")), as_text(cdk[sid].get("Condition")))
+                if not str(sam[sid]["Resource"]).startswith("<"):
+                    self.assertEqual(as_text(sam[sid]["Resource"]), as_text(cdk[sid]["Resource"]))
+        self.assertEqual(sorted(sam), sorted(["ReadMultiRegionKeys", "ListKeysForSweep", "NeverChangeKeys", "PublishOwnMetrics", "WriteOwnLogs",
+                                              "SendFailedEventsToQueue", "ImportFindings", "AnswerConfigRule", "OnlyFromThisFunction"]))
+        # The same trust: Lambda, from this account only.
+        self.assertEqual(self.norm_sam(detector_role(self.sam)["Properties"]["AssumeRolePolicyDocument"]),
+                         self.norm_cdk(detector_role(self.cdk)["Properties"]["AssumeRolePolicyDocument"]))
+
+    def test_sam_and_cdk_give_the_detector_the_same_function_settings_and_environment(self) -> None:
+        sam_fn, cdk_fn = detector_fn(self.sam)["Properties"], detector_fn(self.cdk)["Properties"]
+        sam_env = SamEvaluator(self.sam, **CDK_SYNTH_VALUES).environment(detector=True)
+        self.assertEqual(sorted(sam_env), sorted(cdk_fn["Environment"]["Variables"]))
+        for key in ("Runtime", "Architectures", "Handler"):
+            self.assertEqual(sam_fn[key], cdk_fn[key], key)
+        for key in ("MemorySize", "Timeout"):
+            self.assertEqual(int(_resolve(sam_fn[key], self.sam["Parameters"])), cdk_fn[key], key)
+        self.assertEqual(self.norm_sam(sam_fn["LoggingConfig"]), self.norm_cdk(cdk_fn["LoggingConfig"]))
+        self.assertNotIn("ReservedConcurrentExecutions", cdk_fn)
+        # Its own log group.
+        (sam_lg,) = [r for n, r in _of_type(self.sam, "AWS::Logs::LogGroup").items() if n.startswith("Detector")]
+        (cdk_lg,) = [r for n, r in _of_type(self.cdk, "AWS::Logs::LogGroup").items() if n.startswith("Detector")]
+        self.assertEqual(self.norm_sam(sam_lg["Properties"]), self.norm_cdk(cdk_lg["Properties"]))
+        self.assertEqual(self.norm_sam(sam_lg["Properties"])["LogGroupName"], "/kms-replica-guard/kms-replica-guard-detector")
+        # The binary: SAM's BuildProperties, CDK's asset (cargo-lambda-cdk builds binaryName detector).
+        self.assertEqual(detector_fn(self.sam)["Metadata"]["BuildProperties"], {"Binary": "detector"})
+        self.assertEqual(remediator_fn(self.sam)["Metadata"]["BuildProperties"], {"Binary": "bootstrap"})
+        text = (ROOT / "infra" / "cdk" / "lib" / "hub-stack.ts").read_text(encoding="utf-8")
+        self.assertIn("binaryName: 'detector'", text)
+        # Async invocations: the remediator's retry settings and its on-failure queue.
+        configs = {}
+        for tool, t, norm in (("SAM", self.sam, self.norm_sam), ("CDK", self.cdk, self.norm_cdk)):
+            for c in _of_type(t, "AWS::Lambda::EventInvokeConfig").values():
+                p = dict(c["Properties"])
+                fn = p.pop("FunctionName")
+                name = fn["Ref"] if isinstance(fn, dict) else fn
+                p.pop("Qualifier", None)
+                configs.setdefault(tool, {})["detector" if str(name).startswith("Detector") else "remediator"] = norm(p)
+        for tool, found in configs.items():
+            with self.subTest(tool=tool):
+                self.assertEqual(found["detector"], found["remediator"])
+        self.assertEqual(configs["SAM"]["detector"], configs["CDK"]["detector"])
+
+    def test_the_detector_environment_is_the_remediators_for_what_is_guarded(self) -> None:
+        for values in ({"SecurityHub": "on"}, {**TestValues.CATALOGUE, "ConfigRule": "account"}, self.EVERYTHING,
+                       {"SecurityHub": "on", "TrustedAccounts": "444455556666", "ExemptionMaxDays": "30", "SweepRegions": "us-east-1,eu-west-1",
+                        "ReservedConcurrency": "6", "RateGetKeyPolicy": "100", "MemberExternalId": "ext-1"}):
+            with self.subTest(**values):
+                sam = SamEvaluator(self.sam, **values)
+                remediator, detector = sam.environment(), sam.environment(detector=True)
+                self.assertEqual({k: v for k, v in detector.items() if k in DETECTOR_SHARED_ENV},
+                                 {k: v for k, v in remediator.items() if k in DETECTOR_SHARED_ENV})
+                self.assertEqual(set(detector) - DETECTOR_SHARED_ENV, {"MEMBER_ROLE_NAME", "SECURITY_HUB"})
+                self.assertFalse(set(detector) & DETECTOR_NEVER_ENV)
+                self.assertEqual(detector["REMEDIATOR_ROLE_ARN"], "<RemediatorRole.Arn>", "the lockout check judges for the writer")
+        cdk_r = remediator_fn(self.cdk)["Properties"]["Environment"]["Variables"]
+        cdk_d = detector_fn(self.cdk)["Properties"]["Environment"]["Variables"]
+        self.assertEqual({k: v for k, v in cdk_d.items() if k in DETECTOR_SHARED_ENV}, {k: v for k, v in cdk_r.items() if k in DETECTOR_SHARED_ENV})
+        self.assertFalse(set(cdk_d) & DETECTOR_NEVER_ENV)
+
+    def test_in_member_accounts_the_detector_assumes_its_read_only_role_only(self) -> None:
+        sam = SamEvaluator(self.sam, **self.EVERYTHING)
+        self.assertEqual(sam.environment("MEMBER_ROLE_NAME", detector=True), {"MEMBER_ROLE_NAME": "kms-replica-guard-detector"})
+        self.assertEqual(sam.environment("MEMBER_ROLE_NAME"), {"MEMBER_ROLE_NAME": "kms-replica-guard-member"})
+        assume = [st for st in self.sam_statements(True, **self.EVERYTHING) if "sts:AssumeRole" in _actions(st) and st["Effect"] == "Allow"]
+        self.assertEqual(assume, [{
+            "Sid": "EnterMemberAccountsReadOnly", "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Resource": "arn:aws:iam::*:role/kms-replica-guard-detector",
+            "Condition": {"StringEquals": {"aws:ResourceOrgID": "o-a1b2c3d4e5"}},
+        }])
+        self.assertEqual(SamEvaluator(self.sam, SecurityHub="on").environment("MEMBER_ROLE_NAME", detector=True), {"MEMBER_ROLE_NAME": ""})
+        self.assertFalse([st for st in self.sam_statements(True, SecurityHub="on") if "sts:AssumeRole" in _actions(st) and st["Effect"] == "Allow"])
+
+    def test_the_notification_rule_sends_the_guards_own_events_on_the_drift_bus_to_the_detector(self) -> None:
+        for tool, t, norm in (("SAM", self.sam, self.norm_sam), ("CDK", self.cdk, self.norm_cdk)):
+            with self.subTest(tool=tool):
+                (rule,) = [r for n, r in _of_type(t, "AWS::Events::Rule").items() if n.startswith("DetectorNotification")]
+                p = norm(rule["Properties"])
+                account, _ = cdk_hub_environment()
+                self.assertEqual(p["EventPattern"], {"source": ["kms-replica-guard"], "account": [account]}, "any detail-type, this account's only")
+                self.assertEqual(p["EventBusName"], "<AWS::Events::EventBus>", "the drift bus")
+                self.assertEqual([t_["Arn"] for t_ in p["Targets"]], ["<AWS::Lambda::Function.Arn>"])
+                fn_ref = rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+                self.assertTrue(fn_ref.startswith("DetectorFunction"), fn_ref)
+                (permission,) = [r for r in _of_type(t, "AWS::Lambda::Permission").values()
+                                 if r["Properties"].get("SourceArn", {}).get("Fn::GetAtt", [""])[0] in [n for n, x in _of_type(t, "AWS::Events::Rule").items() if x is rule]]
+                self.assertEqual(permission["Properties"]["FunctionName"]["Fn::GetAtt"][0], fn_ref)
+                self.assertEqual(permission["Properties"]["Principal"], "events.amazonaws.com")
+        sam = SamEvaluator(self.sam, SecurityHub="on", DriftEventBus="default")
+        self.assertEqual(sam(self.sam["Resources"]["DetectorNotificationRule"]["Properties"]["EventBusName"]), "default")
+
+    def test_the_detector_sweeps_at_the_remediators_sweep_interval(self) -> None:
+        for tool, t in (("SAM", self.sam), ("CDK", self.cdk)):
+            with self.subTest(tool=tool):
+                schedules = {}
+                for n, r in _of_type(t, "AWS::Events::Rule").items():
+                    if "ScheduleExpression" in r["Properties"]:
+                        (target,) = r["Properties"]["Targets"]
+                        schedules[target["Arn"]["Fn::GetAtt"][0].startswith("Detector")] = _resolve(r["Properties"]["ScheduleExpression"], t.get("Parameters", {}), t.get("Mappings", {}))
+                self.assertEqual(schedules, {False: "rate(6 hours)", True: "rate(6 hours)"})
+        for hours in ("1", "24"):
+            sam = SamEvaluator(self.sam, SecurityHub="on", SweepIntervalHours=hours)
+            mapping = self.sam["Mappings"]["SweepInterval"][hours]["Schedule"]
+            self.assertEqual(self.sam["Resources"]["DetectorSweepRule"]["Properties"]["ScheduleExpression"],
+                             {"Fn::FindInMap": ["SweepInterval", {"Ref": "SweepIntervalHours"}, "Schedule"]})
+            self.assertTrue(mapping.startswith("rate("), sam.values["SweepIntervalHours"])
+
+    def test_the_config_rule_targets_the_detector_in_both(self) -> None:
+        for tool, t in (("SAM", self.sam), ("CDK", self.cdk)):
+            with self.subTest(tool=tool):
+                (rule,) = _of_type(t, "AWS::Config::ConfigRule").values()
+                self.assertTrue(rule["Properties"]["Source"]["SourceIdentifier"]["Fn::GetAtt"][0].startswith("DetectorFunction"))
+                permissions = [r for r in _of_type(t, "AWS::Lambda::Permission").values() if r["Properties"]["Principal"] == "config.amazonaws.com"]
+                self.assertTrue(permissions)
+                for permission in permissions:
+                    self.assertTrue(permission["Properties"]["FunctionName"]["Fn::GetAtt"][0].startswith("DetectorFunction"))
+
+    def test_the_outputs_name_the_detector_role(self) -> None:
+        for tool, t in (("SAM", self.sam), ("CDK", self.cdk)):
+            with self.subTest(tool=tool):
+                for name in ("DetectorFunctionName", "DetectorRoleArn", "DetectorRoleName"):
+                    self.assertIn(name, t["Outputs"])
+        self.assertEqual(self.sam["Outputs"]["DetectorRoleName"]["Condition"], "HasDetector")
+
+
+class TestValues:
+    CATALOGUE = {"BaselineS3Prefix": "baseline-bucket/kms/", "BaselineDefault": "strict", "BaselineScope": "strict=111122223333"}
 
 
 class SamConcurrencyTest(unittest.TestCase):
@@ -837,8 +1183,9 @@ class SamConcurrencyTest(unittest.TestCase):
 
     def test_no_reservation_by_default(self) -> None:
         self.assertEqual(str(self.params["ReservedConcurrency"]["Default"]), "0")
-        fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+        fn = remediator_fn(self.sam)["Properties"]
         self.assertIs(SamEvaluator(self.sam)(fn["ReservedConcurrentExecutions"]), SamEvaluator.NO_VALUE)
+        self.assertNotIn("ReservedConcurrentExecutions", detector_fn(self.sam)["Properties"], "the detector is never reserved")
 
     def test_a_reservation_below_the_sweep_workers_plus_two_is_refused(self) -> None:
         workers = [str(v) for v in self.params["SweepWorkerConcurrency"]["AllowedValues"]]
@@ -865,7 +1212,7 @@ class SamConcurrencyTest(unittest.TestCase):
             with self.subTest(**values):
                 sam = SamEvaluator(self.sam, **values)
                 self.assertEqual(sam.environment("RATE_INSTANCES"), {"RATE_INSTANCES": expected})
-                fn = _one(self.sam, "AWS::Lambda::Function")["Properties"]
+                fn = remediator_fn(self.sam)["Properties"]
                 reserved = sam(fn["ReservedConcurrentExecutions"])
                 self.assertEqual(reserved if reserved is not SamEvaluator.NO_VALUE else "0", values.get("ReservedConcurrency", "0"))
 

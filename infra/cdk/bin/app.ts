@@ -6,7 +6,7 @@
 // `-c memberStack=true` also synthesizes the organisation member stack (cdk.out/Member.template.json,
 // environment-agnostic, for a service-managed StackSet, not for `cdk deploy`: leave memberStack
 // unset when deploying), with parameter defaults from -c account / hubRegion / hubRoleArn /
-// memberRoleName / roleRegion.
+// hubDetectorRoleArn / memberRoleName / detectorMemberRoleName / roleRegion.
 // `-c guardrails=true` also synthesizes the organisation policies (cdk.out/Guardrails.template.json,
 // environment-agnostic, for the management account: infra/guardrails/guardrails.yaml's twin).
 // `-c bundle=false` skips the cargo-lambda build (synth checks and tests; never for deploy).
@@ -72,6 +72,7 @@ for (const region of spokeRegions) {
 
 if (String(ctx('memberStack') ?? 'false') === 'true') {
   const hubRoleArn = ctx('hubRoleArn');
+  const hubDetectorRoleArn = ctx('hubDetectorRoleArn');
   const roleRegion = ctx('roleRegion');
   new MemberStack(app, 'Member', {
     stackName: 'kms-replica-guard-member',
@@ -80,7 +81,9 @@ if (String(ctx('memberStack') ?? 'false') === 'true') {
     hubAccountId: account,
     hubRegion,
     hubRoleArn: hubRoleArn ? String(hubRoleArn) : undefined,
+    hubDetectorRoleArn: hubDetectorRoleArn ? String(hubDetectorRoleArn) : undefined,
     memberRoleName: config.memberRoleName || undefined,
+    detectorRoleName: config.detectorMemberRoleName,
     roleRegion: roleRegion ? String(roleRegion) : undefined,
   });
 }

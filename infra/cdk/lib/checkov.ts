@@ -33,6 +33,28 @@ export const FUNCTION_SKIPS: CheckovSkip[] = [
   },
 ];
 
+export const DETECTOR_FUNCTION_SKIPS: CheckovSkip[] = [
+  {
+    id: 'CKV_AWS_116',
+    comment:
+      "Failed asynchronous invocations go to the on-failure destination (EventInvokeConfig -> DeadLetterQueue, the stack's one on-failure queue), the successor of the function-level DLQ, which would only duplicate it.",
+  },
+  {
+    id: 'CKV_AWS_117',
+    comment: 'The detector only calls public AWS APIs (KMS, CloudWatch, Security Hub, Config, SSM/S3); a VPC would add NAT or endpoints and no isolation benefit.',
+  },
+  {
+    id: 'CKV_AWS_115',
+    comment:
+      'No reservation: the detector only reads and reports, and a reservation that leaves the account fewer than 100 unreserved executions fails the deployment; its reads are paced by the same client-side rate limits as the remediator.',
+  },
+  {
+    id: 'CKV_AWS_173',
+    comment:
+      "The environment holds configuration only (baseline location and digests, tag keys and matching, trusted accounts and organizations, exemption limit, namespace, the remediator's role ARN, Regions, rate limits, the detector member role name, accounts and external id, the Security Hub switch); no secrets, Lambda encrypts it at rest with its service key.",
+  },
+];
+
 export const LOG_GROUP_SKIPS: CheckovSkip[] = [
   {
     id: 'CKV_AWS_158',

@@ -93,6 +93,11 @@ export interface GuardConfig {
    * (single account). Requires memberAccounts.
    */
   readonly memberRoleName: string;
+  /**
+   * Name of the read-only role the detector assumes in member accounts (member stack's
+   * detectorRoleName), used when memberRoleName is set and the detector exists.
+   */
+  readonly detectorMemberRoleName: string;
   /** External id sent with AssumeRole, or ''. It is in the function's environment: not a secret. */
   readonly memberExternalId: string;
   /** `organization`, or comma-separated 12-digit account ids; '' when memberRoleName is ''. */
@@ -103,9 +108,15 @@ export interface GuardConfig {
   readonly sweepWorkerConcurrency: number;
   /** Visibility timeout of the sweep queue in seconds (at least functionTimeout; AWS recommends 6x). */
   readonly sweepVisibilityTimeout: number;
-  /** `on`: each replica reported on is a Security Hub finding in its own account and Region (SECURITY_HUB). */
+  /**
+   * `on`: the detector function keeps a Security Hub finding for each replica in its own account and
+   * Region (SECURITY_HUB), on the guard's drift events and a dry-run sweep.
+   */
   readonly securityHub: 'on' | 'off';
-  /** An AWS Config custom rule backed by the function: `account`, `organization` (management or delegated admin account), or `none`. */
+  /**
+   * An AWS Config custom rule backed by the detector function: `account`, `organization` (management
+   * or delegated admin account), or `none`. The detector exists when this or securityHub is set.
+   */
   readonly configRule: 'none' | 'account' | 'organization';
   /** The rule's periodic evaluation (MaximumExecutionFrequency), one of CONFIG_RULE_FREQUENCIES. */
   readonly configRuleFrequency: string;
@@ -156,6 +167,7 @@ export const DEFAULT_CONFIG: GuardConfig = {
   ratePutKeyPolicy: 12,
   rateDescribeKey: 1600,
   memberRoleName: '',
+  detectorMemberRoleName: 'kms-replica-guard-detector',
   memberExternalId: '',
   memberAccounts: '',
   organizationId: '',
@@ -211,6 +223,11 @@ export function checkOrganization(cfg: Pick<GuardConfig, 'memberAccounts' | 'org
       'context memberAccounts is set, so organizationId must be too (the hub bus admits member accounts events by organisation only)',
     );
   }
+}
+
+/** Whether the stack has the detector function (findings and Config answers, read-only). */
+export function hasDetector(cfg: Pick<GuardConfig, 'securityHub' | 'configRule'>): boolean {
+  return cfg.securityHub === 'on' || cfg.configRule !== 'none';
 }
 
 /** RATE_INSTANCES: the reservation, or unreserved the sweep's workers (whose concurrency is bounded). */
@@ -422,6 +439,10 @@ export function configFromContext(read: ContextReader): GuardConfig {
   if (memberRoleName && !MEMBER_ROLE_NAME_PATTERN.test(memberRoleName)) {
     throw new Error(`context memberRoleName=${memberRoleName}: expected an IAM role name such as kms-replica-guard-member`);
   }
+  const detectorMemberRoleName = str('detectorMemberRoleName');
+  if (!MEMBER_ROLE_NAME_PATTERN.test(detectorMemberRoleName)) {
+    throw new Error(`context detectorMemberRoleName=${detectorMemberRoleName}: expected an IAM role name such as kms-replica-guard-detector`);
+  }
   const memberExternalId = str('memberExternalId');
   if (memberExternalId && !EXTERNAL_ID_PATTERN.test(memberExternalId)) {
     throw new Error('context memberExternalId: expected 2-1224 characters of letters, digits and +=,.@:/-_');
@@ -495,6 +516,7 @@ export function configFromContext(read: ContextReader): GuardConfig {
     ratePutKeyPolicy: num('ratePutKeyPolicy', 1, 100000),
     rateDescribeKey: num('rateDescribeKey', 1, 100000),
     memberRoleName,
+    detectorMemberRoleName,
     memberExternalId,
     memberAccounts,
     organizationId,

@@ -34,6 +34,15 @@ export const DRIFT_DETAIL_TYPES = [
 ];
 
 /**
+ * The detector's notification rule (identical to infra/sam/template.yaml's DetectorNotificationRule;
+ * the stacks add `account`: this account's): every event of the guard, whatever its detail-type. The
+ * detector re-reads the key it names and never trusts the event.
+ */
+export const DETECTOR_EVENT_PATTERN: events.EventPattern = {
+  source: [GUARD_EVENT_SOURCE],
+};
+
+/**
  * The hub's exposure notification rule (identical to infra/sam/template.yaml's
  * ExposureNotificationRule; infra/tests checks it against infra/tests/fixtures/): drifts that
  * give anyone, or another account, access.
@@ -121,9 +130,9 @@ export const EXEMPTION_MESSAGE = {
 /** The IAM calls that change what the guard's role may do (the guard change rule's IAM branch). */
 export const GUARD_ROLE_EVENT_NAMES = ['PutRolePolicy', 'DeleteRolePolicy', 'AttachRolePolicy', 'DetachRolePolicy', 'UpdateAssumeRolePolicy'];
 
-/** The detail of a change to the guard role's policies, as CloudTrail records it. */
-function guardRoleChangeDetail(roleName: string): Record<string, unknown> {
-  return { eventSource: ['iam.amazonaws.com'], eventName: GUARD_ROLE_EVENT_NAMES, requestParameters: { roleName: [roleName] } };
+/** The detail of a change to the guard roles' policies, as CloudTrail records it. */
+function guardRoleChangeDetail(...roleNames: string[]): Record<string, unknown> {
+  return { eventSource: ['iam.amazonaws.com'], eventName: GUARD_ROLE_EVENT_NAMES, requestParameters: { roleName: roleNames } };
 }
 
 /**
@@ -146,6 +155,8 @@ export interface GuardResources {
   /** Every alarm of the stack is named `<stack>-...`. */
   readonly alarmPrefix: string;
   readonly roleName: string;
+  /** The detector (securityHub on, or a configRule), beside the remediator: its function and role. */
+  readonly detector?: { readonly functionName: string; readonly functionArn: string; readonly roleName: string };
 }
 
 /**
@@ -165,7 +176,9 @@ export function guardChangePattern(r: GuardResources): events.EventPattern {
         {
           eventSource: ['lambda.amazonaws.com'],
           eventName: prefixes('UpdateFunctionConfiguration', 'UpdateFunctionCode', 'PutFunctionConcurrency', 'DeleteFunctionConcurrency'),
-          requestParameters: { functionName: [r.functionName, r.functionArn] },
+          requestParameters: {
+            functionName: [r.functionName, r.functionArn, ...(r.detector ? [r.detector.functionName, r.detector.functionArn] : [])],
+          },
         },
         {
           eventSource: ['lambda.amazonaws.com'],
@@ -184,7 +197,7 @@ export function guardChangePattern(r: GuardResources): events.EventPattern {
           eventName: ['SetAlarmState', 'PutMetricAlarm'],
           requestParameters: { alarmName: [{ prefix: r.alarmPrefix }] },
         },
-        guardRoleChangeDetail(r.roleName),
+        guardRoleChangeDetail(r.roleName, ...(r.detector ? [r.detector.roleName] : [])),
       ],
     },
   };

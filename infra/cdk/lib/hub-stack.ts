@@ -26,9 +26,10 @@ import {
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
-import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
-import { BACKUP_PREFIX, GuardConfig, checkConcurrency, checkOrganization, rateInstances, usesCatalogue } from './config';
+import { BACKUP_BUCKET_SKIPS, DETECTOR_FUNCTION_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from './checkov';
+import { BACKUP_PREFIX, GuardConfig, checkConcurrency, checkOrganization, hasDetector, rateInstances, usesCatalogue } from './config';
 import {
+  DETECTOR_EVENT_PATTERN,
   EXEMPTION_EVENT_PATTERN,
   EXEMPTION_MESSAGE,
   EXPOSURE_EVENT_PATTERN,
@@ -55,7 +56,6 @@ export const EXPOSURE_ALARM_SEVERITIES = ['public', 'cross-account'] as const;
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
 export const ONLY_THIS_FUNCTION_ACTIONS = [
   'cloudwatch:PutMetricData',
-  'config:PutEvaluations',
   'events:PutEvents',
   'kms:DescribeKey',
   'kms:GetKeyPolicy',
@@ -67,10 +67,44 @@ export const ONLY_THIS_FUNCTION_ACTIONS = [
   's3:GetObject',
   's3:ListBucket',
   's3:PutObject',
+  'ssm:GetParameter',
+  'ssm:GetParametersByPath',
+  'sts:AssumeRole',
+];
+
+/** The same for the detector's role (it reads and reports; it writes no key policy). */
+export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = [
+  'cloudwatch:PutMetricData',
+  'config:PutEvaluations',
+  'kms:DescribeKey',
+  'kms:GetKeyPolicy',
+  'kms:ListKeys',
+  'kms:ListResourceTags',
+  'organizations:ListAccounts',
+  's3:GetObject',
+  's3:ListBucket',
   'securityhub:BatchImportFindings',
   'ssm:GetParameter',
   'ssm:GetParametersByPath',
   'sts:AssumeRole',
+];
+
+/** KMS actions the detector's roles are denied whatever else they are granted: every change to a key. */
+export const KMS_WRITE_ACTIONS = [
+  'kms:Cancel*',
+  'kms:Create*',
+  'kms:Delete*',
+  'kms:Disable*',
+  'kms:Enable*',
+  'kms:Import*',
+  'kms:Put*',
+  'kms:Replicate*',
+  'kms:Retire*',
+  'kms:Revoke*',
+  'kms:Schedule*',
+  'kms:Tag*',
+  'kms:Untag*',
+  'kms:Update*',
 ];
 
 /** The share of maxEventAgeSeconds an event may wait in Lambda's asynchronous queue before the alarm. */
@@ -268,8 +302,10 @@ export class HubStack extends Stack {
         resources: [driftBusArn],
       }),
     ];
+    // The baseline's location, read by the remediator and, when it exists, the detector.
+    const baselineReads: iam.PolicyStatement[] = [];
     if (cfg.baselineSsmParameter) {
-      statements.push(
+      baselineReads.push(
         new iam.PolicyStatement({
           sid: 'ReadBaselineParameter',
           actions: ['ssm:GetParameter'],
@@ -278,7 +314,7 @@ export class HubStack extends Stack {
       );
     }
     if (cfg.baselineS3Object) {
-      statements.push(
+      baselineReads.push(
         new iam.PolicyStatement({
           sid: 'ReadBaselineObject',
           actions: ['s3:GetObject'],
@@ -289,7 +325,7 @@ export class HubStack extends Stack {
     // A catalogue in SSM: GetParametersByPath is authorized against the path of the request (the
     // path's own parameter ARN, without the trailing /), not against the parameters it returns.
     if (cfg.baselineSsmPath) {
-      statements.push(
+      baselineReads.push(
         new iam.PolicyStatement({
           sid: 'ReadBaselineCatalogueParameters',
           actions: ['ssm:GetParametersByPath'],
@@ -301,7 +337,7 @@ export class HubStack extends Stack {
     // only, then GetObject of each NAME.json under it.
     if (cfg.baselineS3Prefix) {
       const [bucket, ...levels] = cfg.baselineS3Prefix.split('/');
-      statements.push(
+      baselineReads.push(
         new iam.PolicyStatement({
           sid: 'ListBaselineCatalogueObjects',
           actions: ['s3:ListBucket'],
@@ -315,6 +351,7 @@ export class HubStack extends Stack {
         }),
       );
     }
+    statements.push(...baselineReads);
     // Organisation mode: the member role of every account, by name (its trust policy admits exactly
     // this role); inside the organisation only when organizationId is set.
     if (cfg.memberRoleName) {
@@ -328,24 +365,11 @@ export class HubStack extends Stack {
       );
     }
     // memberAccounts=organization: ListAccounts has no resource-level permissions.
-    if (cfg.memberAccounts === 'organization') {
-      statements.push(new iam.PolicyStatement({ sid: 'ListOrganizationAccounts', actions: ['organizations:ListAccounts'], resources: ['*'] }));
-    }
-    // securityHub=on: findings in this account's default product (member accounts import through
-    // the member role: Security Hub takes a finding only from the account it names).
-    if (cfg.securityHub === 'on') {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'ImportFindings',
-          actions: ['securityhub:BatchImportFindings'],
-          resources: [`arn:${this.partition}:securityhub:*:${this.account}:product/${this.account}/default`],
-        }),
-      );
-    }
-    // configRule: the rule's answer (PutEvaluations has no resource-level permissions).
-    if (cfg.configRule !== 'none') {
-      statements.push(new iam.PolicyStatement({ sid: 'AnswerConfigRule', actions: ['config:PutEvaluations'], resources: ['*'] }));
-    }
+    const listAccounts =
+      cfg.memberAccounts === 'organization'
+        ? [new iam.PolicyStatement({ sid: 'ListOrganizationAccounts', actions: ['organizations:ListAccounts'], resources: ['*'] })]
+        : [];
+    statements.push(...listAccounts);
     const role = new iam.Role(this, 'RemediatorRole', {
       description: 'Execution role of kms-replica-guard (reads and rewrites multi-Region replica key policies)',
       assumedBy: new iam.PrincipalWithConditions(new iam.ServicePrincipal('lambda.amazonaws.com'), {
@@ -400,6 +424,35 @@ export class HubStack extends Stack {
             ? `s3://${cfg.baselineS3Prefix}`
             : cfg.baselineSource;
     const catalogue = usesCatalogue(cfg);
+    // What is guarded and against which baseline: one object for the remediator and the detector.
+    const guarded: Record<string, string> = {
+      BASELINE_SOURCE: baselineSource,
+      // Catalogue only (an empty value is unset, to the function).
+      BASELINE_TAG: catalogue ? cfg.baselineTag : '',
+      BASELINE_DEFAULT: catalogue ? cfg.baselineDefault : '',
+      BASELINE_MATCH: cfg.baselineMatch,
+      MIRROR_REWRITE: cfg.mirrorRewrite,
+      METRICS_NAMESPACE: cfg.metricsNamespace,
+      EXCLUDE_TAG: cfg.excludeTag,
+      // Guardrails: set only when given (absent = the function's default).
+      ...(cfg.trustedAccounts ? { TRUSTED_ACCOUNTS: cfg.trustedAccounts } : {}),
+      ...(cfg.trustedOrgs ? { TRUSTED_ORGS: cfg.trustedOrgs } : {}),
+      ...(cfg.exemptionMaxDays ? { EXEMPTION_MAX_DAYS: cfg.exemptionMaxDays } : {}),
+      ...(cfg.baselineSha256 ? { BASELINE_SHA256: cfg.baselineSha256 } : {}),
+      // Catalogue only (configFromContext refuses it without one).
+      ...(cfg.baselineScope ? { BASELINE_SCOPE: cfg.baselineScope } : {}),
+      // The remediator's role (the detector's lockout check judges a baseline for the role that writes it).
+      REMEDIATOR_ROLE_ARN: role.roleArn,
+      SWEEP_REGIONS: cfg.sweepRegions.length > 0 ? cfg.sweepRegions.join(',') : this.region,
+      RATE_GET_KEY_POLICY: String(cfg.rateGetKeyPolicy),
+      RATE_DESCRIBE_KEY: String(cfg.rateDescribeKey),
+      // The rate* limits are the function's per account and Region; each of its at most
+      // reservedConcurrency environments paces at its share. Unreserved, the sweep's workers
+      // share them (its concurrency is bounded; events use the headroom under the quota).
+      RATE_INSTANCES: String(rateInstances(cfg)),
+      MEMBER_EXTERNAL_ID: cfg.memberExternalId,
+      MEMBER_ACCOUNTS: cfg.memberAccounts,
+    };
 
     const fn = new RustFunction(this, 'Function', {
       manifestPath: path.join(REPO_ROOT, 'Cargo.toml'),
@@ -422,44 +475,18 @@ export class HubStack extends Stack {
       systemLogLevelV2: lambda.SystemLogLevel.INFO,
       environment: {
         REMEDIATION_MODE: cfg.remediationMode,
-        BASELINE_SOURCE: baselineSource,
-        // Catalogue only (an empty value is unset, to the function).
-        BASELINE_TAG: catalogue ? cfg.baselineTag : '',
-        BASELINE_DEFAULT: catalogue ? cfg.baselineDefault : '',
-        BASELINE_MATCH: cfg.baselineMatch,
-        MIRROR_REWRITE: cfg.mirrorRewrite,
-        METRICS_NAMESPACE: cfg.metricsNamespace,
-        EXCLUDE_TAG: cfg.excludeTag,
-        // Guardrails: set only when given (absent = the function's default).
-        ...(cfg.trustedAccounts ? { TRUSTED_ACCOUNTS: cfg.trustedAccounts } : {}),
-        ...(cfg.trustedOrgs ? { TRUSTED_ORGS: cfg.trustedOrgs } : {}),
-        ...(cfg.exemptionMaxDays ? { EXEMPTION_MAX_DAYS: cfg.exemptionMaxDays } : {}),
-        ...(cfg.baselineSha256 ? { BASELINE_SHA256: cfg.baselineSha256 } : {}),
-        // Catalogue only (configFromContext refuses it without one).
-        ...(cfg.baselineScope ? { BASELINE_SCOPE: cfg.baselineScope } : {}),
-        REMEDIATOR_ROLE_ARN: role.roleArn,
-        SWEEP_REGIONS: cfg.sweepRegions.length > 0 ? cfg.sweepRegions.join(',') : this.region,
+        ...guarded,
         BACKUP_BUCKET: backupBucket.bucketName,
         BACKUP_PREFIX,
         FLAP_MAX: String(cfg.flapMax),
         FLAP_WINDOW: cfg.flapWindow,
-        RATE_GET_KEY_POLICY: String(cfg.rateGetKeyPolicy),
         RATE_PUT_KEY_POLICY: String(cfg.ratePutKeyPolicy),
-        RATE_DESCRIBE_KEY: String(cfg.rateDescribeKey),
-        // The rate* limits are the function's per account and Region; each of its at most
-        // reservedConcurrency environments paces at its share. Unreserved, the sweep's workers
-        // share them (its concurrency is bounded; events use the headroom under the quota).
-        RATE_INSTANCES: String(rateInstances(cfg)),
         // Organisation mode (empty MEMBER_ROLE_NAME = this account only).
         MEMBER_ROLE_NAME: cfg.memberRoleName,
-        MEMBER_EXTERNAL_ID: cfg.memberExternalId,
-        MEMBER_ACCOUNTS: cfg.memberAccounts,
         // The scheduled sweep fans out to this queue: one work item per (account, Region).
         SWEEP_QUEUE_URL: sweepQueue.queueUrl,
         // Each drift found is published here as an event (source kms-replica-guard).
         EVENT_BUS: driftBusName,
-        // Each replica reported on is a Security Hub finding in its own account and Region.
-        SECURITY_HUB: cfg.securityHub,
       },
       retryAttempts: cfg.maxRetryAttempts,
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
@@ -490,13 +517,19 @@ export class HubStack extends Stack {
       ],
     });
 
-    // The AWS Config rule backed by the function (it evaluates and never writes): as the SAM
+    // The detector (securityHub on, or a configRule): the same engine in dry-run, in a package of its
+    // own (the findings and Config clients stay out of the remediator's cold start); read-only. As
+    // infra/sam/template.yaml's DetectorFunction, DetectorRole and their rules.
+    const detectorParts = hasDetector(cfg) ? this.detector(cfg, guarded, baselineReads, listAccounts, dlq, driftBusName) : undefined;
+    const detector = detectorParts?.fn;
+
+    // The AWS Config rule backed by the detector (it evaluates and never writes): as the SAM
     // template's ConfigRule parameter, with the same invoke permission (SourceAccount for a rule in
     // this account; none for an organization rule, whose members' Config invokes it).
-    if (cfg.configRule !== 'none') {
+    if (detector && cfg.configRule !== 'none') {
       const permission = new lambda.CfnPermission(this, cfg.configRule === 'account' ? 'ConfigRuleInvokePermission' : 'OrganizationConfigRuleInvokePermission', {
         action: 'lambda:InvokeFunction',
-        functionName: fn.functionArn,
+        functionName: detector.functionArn,
         principal: 'config.amazonaws.com',
         sourceAccount: cfg.configRule === 'account' ? this.account : undefined,
       });
@@ -509,7 +542,7 @@ export class HubStack extends Stack {
               scope: { complianceResourceTypes: ['AWS::KMS::Key'] },
               source: {
                 owner: 'CUSTOM_LAMBDA',
-                sourceIdentifier: fn.functionArn,
+                sourceIdentifier: detector.functionArn,
                 sourceDetails: [
                   { eventSource: 'aws.config', messageType: 'ConfigurationItemChangeNotification' },
                   { eventSource: 'aws.config', messageType: 'OversizedConfigurationItemChangeNotification' },
@@ -521,7 +554,7 @@ export class HubStack extends Stack {
               organizationConfigRuleName: `${this.stackName}-replica-key-policy`,
               organizationCustomRuleMetadata: {
                 description,
-                lambdaFunctionArn: fn.functionArn,
+                lambdaFunctionArn: detector.functionArn,
                 organizationConfigRuleTriggerTypes: [
                   'ConfigurationItemChangeNotification',
                   'OversizedConfigurationItemChangeNotification',
@@ -662,9 +695,12 @@ export class HubStack extends Stack {
         functionName: fn.functionName,
         functionArn: fn.functionArn,
         mappingId: sweepWork.eventSourceMappingId,
-        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRuleName, refusedRuleName, exemptionRuleName, changeRuleName],
+        ruleNames: [kmsRule.ruleName, sweepRule.ruleName, exposureRuleName, refusedRuleName, exemptionRuleName, changeRuleName, ...(detectorParts?.ruleNames ?? [])],
         alarmPrefix: `${this.stackName}-`,
         roleName: role.roleName,
+        detector: detectorParts
+          ? { functionName: detectorParts.fn.functionName, functionArn: detectorParts.fn.functionArn, roleName: detectorParts.roleName }
+          : undefined,
       }),
     });
     (changeRule.node.defaultChild as events.CfnRule).eventBusName = 'default';
@@ -748,7 +784,7 @@ export class HubStack extends Stack {
     alarm('DeadLetterQueueAlarm', {
       alarmName: `${this.stackName}-DLQ-not-empty`,
       alarmDescription:
-        'Events the remediator gave up on are waiting in the on-failure queue (read them, fix the cause, redrive). Runbook: docs/src/runbook/dlq-not-empty.md',
+        'Events the remediator (or the detector) gave up on are waiting in the on-failure queue (read them, fix the cause, redrive). Runbook: docs/src/runbook/dlq-not-empty.md',
       metric: dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
       ...atLeastOnce,
     });
@@ -864,6 +900,32 @@ export class HubStack extends Stack {
       metric: guardMetric('AccountNotAllowed'),
       ...atLeastOnce,
     });
+    // The detector's own metrics: a finding Security Hub did not take, an evaluation AWS Config did not
+    // take (the same alarms as infra/sam/template.yaml's, under the same settings).
+    const moreThanNone = {
+      threshold: 0,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+    if (cfg.securityHub === 'on') {
+      alarm('FindingsNotImportedAlarm', {
+        alarmName: `${this.stackName}-FindingsNotImported`,
+        alarmDescription:
+          "Security Hub did not take some of the detector's findings (not enabled in that account and Region, access denied, throttled): those findings may be stale until the next sweep. Runbook: docs/src/runbook/findingsnotimported.md",
+        metric: guardMetric('FindingsNotImported'),
+        ...moreThanNone,
+      });
+    }
+    if (cfg.configRule !== 'none') {
+      alarm('EvaluationsNotPutAlarm', {
+        alarmName: `${this.stackName}-EvaluationsNotPut`,
+        alarmDescription:
+          "AWS Config did not take the detector's answers for the replica key policy rule (access denied, expired result token, throttled): the rule shows a stale compliance until its next evaluation. Runbook: docs/src/runbook/evaluationsnotput.md",
+        metric: guardMetric('EvaluationsNotPut'),
+        ...moreThanNone,
+      });
+    }
     // GuardrailRefused and WriteExposure have one series per Severity, no total: metric math.
     const bySeverity = (metricName: string, severity: string) =>
       new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName, dimensionsMap: { Severity: severity }, statistic: 'Sum', period });
@@ -960,6 +1022,166 @@ export class HubStack extends Stack {
       value: sweepDlq.queueUrl,
     });
     new CfnOutput(this, 'DashboardName', { description: 'CloudWatch dashboard of the function metrics', value: dashboard.dashboardName });
+  }
+
+  /**
+   * The detector function, its read-only role and log group, and (securityHub on) the rules that
+   * invoke it: the guard's own events on the drift bus, and a dry-run sweep at the sweep interval.
+   */
+  private detector(
+    cfg: GuardConfig,
+    guarded: Record<string, string>,
+    baselineReads: iam.PolicyStatement[],
+    listAccounts: iam.PolicyStatement[],
+    dlq: sqs.Queue,
+    driftBusName: string,
+  ): { fn: lambda.IFunction; roleName: string; ruleNames: string[] } {
+    const logGroup = new logs.LogGroup(this, 'DetectorLogGroup', {
+      logGroupName: `/kms-replica-guard/${this.stackName}-detector`,
+      retention: cfg.logRetentionDays as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    skipCheckov(logGroup.node.defaultChild as logs.CfnLogGroup, LOG_GROUP_SKIPS);
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'ReadMultiRegionKeys',
+        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
+        resources: [`arn:${this.partition}:kms:*:${this.account}:key/mrk-*`],
+      }),
+      new iam.PolicyStatement({ sid: 'ListKeysForSweep', actions: ['kms:ListKeys'], resources: ['*'] }),
+      // Nothing here allows a KMS write; the Deny keeps it so whatever else is attached later.
+      new iam.PolicyStatement({ sid: 'NeverChangeKeys', effect: iam.Effect.DENY, actions: KMS_WRITE_ACTIONS, resources: ['*'] }),
+      // FindingsNotImported and EvaluationsNotPut, in the guard's namespace.
+      new iam.PolicyStatement({
+        sid: 'PublishOwnMetrics',
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': cfg.metricsNamespace } },
+      }),
+      new iam.PolicyStatement({ sid: 'WriteOwnLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
+      // The stack's one on-failure queue: Lambda sends a failed asynchronous event there.
+      new iam.PolicyStatement({ sid: 'SendFailedEventsToQueue', actions: ['sqs:SendMessage'], resources: [dlq.queueArn] }),
+      ...baselineReads,
+      ...listAccounts,
+    ];
+    // Member accounts: their read-only detector role, never the writer's member role.
+    if (cfg.memberRoleName) {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'EnterMemberAccountsReadOnly',
+          actions: ['sts:AssumeRole'],
+          resources: [`arn:${this.partition}:iam::*:role/${cfg.detectorMemberRoleName}`],
+          conditions: cfg.organizationId ? { StringEquals: { 'aws:ResourceOrgID': cfg.organizationId } } : undefined,
+        }),
+      );
+    }
+    // securityHub=on: findings in this account's default product (member accounts import through
+    // their detector role: Security Hub takes a finding only from the account it names).
+    if (cfg.securityHub === 'on') {
+      statements.push(
+        new iam.PolicyStatement({
+          sid: 'ImportFindings',
+          actions: ['securityhub:BatchImportFindings'],
+          resources: [`arn:${this.partition}:securityhub:*:${this.account}:product/${this.account}/default`],
+        }),
+      );
+    }
+    // configRule: the rule's answer (PutEvaluations has no resource-level permissions).
+    if (cfg.configRule !== 'none') {
+      statements.push(new iam.PolicyStatement({ sid: 'AnswerConfigRule', actions: ['config:PutEvaluations'], resources: ['*'] }));
+    }
+    const role = new iam.Role(this, 'DetectorRole', {
+      description:
+        'Execution role of the kms-replica-guard detector (reads multi-Region key policies, reports findings and Config answers; writes no key policy)',
+      assumedBy: new iam.PrincipalWithConditions(new iam.ServicePrincipal('lambda.amazonaws.com'), {
+        StringEquals: { 'aws:SourceAccount': this.account },
+      }),
+      inlinePolicies: { 'kms-replica-guard-detector': new iam.PolicyDocument({ statements }) },
+    });
+    const fn = new RustFunction(this, 'DetectorFunction', {
+      manifestPath: path.join(REPO_ROOT, 'Cargo.toml'),
+      binaryName: 'detector',
+      runtime: 'provided.al2023',
+      architecture: lambda.Architecture.ARM_64,
+      description: 'kms-replica-guard detector - Security Hub findings and AWS Config answers for multi-Region replica key policies (read-only)',
+      memorySize: cfg.memorySize,
+      timeout: Duration.seconds(cfg.functionTimeout),
+      role: role.withoutPolicyUpdates(),
+      codeSigningConfig: cfg.codeSigningConfigArn
+        ? lambda.CodeSigningConfig.fromCodeSigningConfigArn(this, 'DetectorCodeSigningConfig', cfg.codeSigningConfigArn)
+        : undefined,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: cfg.logLevel as lambda.ApplicationLogLevel,
+      systemLogLevelV2: lambda.SystemLogLevel.INFO,
+      // What is guarded, as the remediator's; no mode (always dry-run), backups, flap guard, write
+      // rate, sweep queue or event bus: it writes nothing and publishes no drift event.
+      environment: {
+        ...guarded,
+        // Organisation mode: the read-only detector member role (empty = this account only).
+        MEMBER_ROLE_NAME: cfg.memberRoleName ? cfg.detectorMemberRoleName : '',
+        // Each replica reported on is a Security Hub finding in its own account and Region.
+        SECURITY_HUB: cfg.securityHub,
+      },
+      retryAttempts: cfg.maxRetryAttempts,
+      maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
+      onFailure: new destinations.SqsDestination(dlq),
+    });
+    const cfnFunction = fn.node.defaultChild as lambda.CfnFunction;
+    skipCheckov(cfnFunction, DETECTOR_FUNCTION_SKIPS);
+    cfnFunction.addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
+    new iam.Policy(this, 'DetectorOnlyThisFunctionPolicy', {
+      policyName: 'kms-replica-guard-detector-only-this-function',
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'OnlyFromThisFunction',
+          effect: iam.Effect.DENY,
+          actions: DETECTOR_ONLY_THIS_FUNCTION_ACTIONS,
+          resources: ['*'],
+          conditions: { ArnNotEquals: { 'lambda:SourceFunctionArn': fn.functionArn } },
+        }),
+      ],
+    });
+    // The rules' names, for the guard change rule (a fixed name on the drift bus: Ref of a rule on a
+    // custom bus is BUS|NAME, not the name CloudTrail records).
+    const ruleNames: string[] = [];
+    if (cfg.securityHub === 'on') {
+      // Every event of the guard on its drift bus (any detail-type, put there by this account): the
+      // detector re-reads the key itself and updates its finding.
+      const notificationsName = `${this.stackName}-detector-notifications`;
+      const notifications = new events.Rule(this, 'DetectorNotificationRule', {
+        ruleName: notificationsName,
+        description: 'The guard own events on its drift bus, to the kms-replica-guard detector (Security Hub findings)',
+        eventPattern: { ...DETECTOR_EVENT_PATTERN, account: [Aws.ACCOUNT_ID] },
+        targets: [new targets.LambdaFunction(fn)],
+      });
+      (notifications.node.defaultChild as events.CfnRule).eventBusName = driftBusName;
+      // A dry-run sweep at the remediator's sweep interval refreshes every finding.
+      const sweep = new events.Rule(this, 'DetectorSweepRule', {
+        description: 'Dry-run sweep of the kms-replica-guard detector (refreshes every Security Hub finding)',
+        schedule: events.Schedule.rate(Duration.hours(cfg.sweepIntervalHours)),
+        targets: [new targets.LambdaFunction(fn)],
+      });
+      ruleNames.push(notificationsName, sweep.ruleName);
+    }
+    new CfnOutput(this, 'DetectorFunctionName', {
+      description: 'Name of the detector function (Security Hub findings, AWS Config answers; read-only)',
+      value: fn.functionName,
+    });
+    new CfnOutput(this, 'DetectorFunctionArn', {
+      description: 'ARN of the detector function (the AWS Config rule function; infra/config/conformance-pack.yaml GuardFunctionArn)',
+      value: fn.functionArn,
+    });
+    new CfnOutput(this, 'DetectorRoleArn', {
+      description: 'The detector execution role: give it to the member stack as hubDetectorRoleArn, whose read-only detector role trusts exactly this role.',
+      value: role.roleArn,
+    });
+    new CfnOutput(this, 'DetectorRoleName', {
+      description: 'Name of the detector execution role (it reads key policies and writes none)',
+      value: role.roleName,
+    });
+    return { fn, roleName: role.roleName, ruleNames };
   }
 
   /** Skips cargo-lambda bundling when the stack was created with `bundle: false`. */

@@ -15,9 +15,13 @@ import {
 import { Construct } from 'constructs';
 import { EXTERNAL_ID_PATTERN, REGION_PATTERN } from './config';
 import { KMS_EVENT_NAMES } from './event-pattern';
+import { KMS_WRITE_ACTIONS } from './hub-stack';
 
 /** The default name of the member role (the hub's memberRoleName must be the same). */
 export const DEFAULT_MEMBER_ROLE_NAME = 'kms-replica-guard-member';
+
+/** The default name of the read-only detector role (the hub's detectorMemberRoleName must be the same). */
+export const DEFAULT_DETECTOR_ROLE_NAME = 'kms-replica-guard-detector';
 
 export interface MemberStackProps extends StackProps {
   /** Defaults of the template's parameters; each StackSet (instance) may override them. */
@@ -25,7 +29,10 @@ export interface MemberStackProps extends StackProps {
   readonly hubRegion: string;
   /** The hub's RemediatorRoleArn output, if known at synth time (else the parameter has no default). */
   readonly hubRoleArn?: string;
+  /** The hub's DetectorRoleArn output, if known at synth time (else '': no detector role). */
+  readonly hubDetectorRoleArn?: string;
   readonly memberRoleName?: string;
+  readonly detectorRoleName?: string;
   /** Default: hubRegion. */
   readonly roleRegion?: string;
 }
@@ -66,6 +73,14 @@ export class MemberStack extends Stack {
       description:
         'The hub function execution role (the hub stack RemediatorRoleArn output): the only principal the member role trusts (its account root as Principal, with aws:PrincipalArn equal to this ARN).',
     });
+    const hubDetectorRoleArn = new CfnParameter(this, 'HubDetectorRoleArn', {
+      type: 'String',
+      default: props.hubDetectorRoleArn ?? '',
+      allowedPattern: '^$|^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$',
+      constraintDescription: 'must be empty or an IAM role ARN (the hub stack DetectorRoleArn output)',
+      description:
+        'The hub detector execution role (the hub stack DetectorRoleArn output): the only principal the read-only detector role trusts. Empty = no detector role.',
+    });
     const memberRoleName = new CfnParameter(this, 'MemberRoleName', {
       type: 'String',
       default: props.memberRoleName || DEFAULT_MEMBER_ROLE_NAME,
@@ -73,13 +88,20 @@ export class MemberStack extends Stack {
       constraintDescription: 'must be an IAM role name',
       description: 'Name of the member role; the hub memberRoleName must be the same.',
     });
+    const detectorRoleName = new CfnParameter(this, 'DetectorRoleName', {
+      type: 'String',
+      default: props.detectorRoleName || DEFAULT_DETECTOR_ROLE_NAME,
+      allowedPattern: '^[\\w+=,.@-]{1,64}$',
+      constraintDescription: 'must be an IAM role name',
+      description: 'Name of the read-only detector role; the hub detectorMemberRoleName must be the same.',
+    });
     const externalId = new CfnParameter(this, 'ExternalId', {
       type: 'String',
       default: '',
       noEcho: true,
       allowedPattern: `^$|${EXTERNAL_ID_PATTERN.source}`,
       constraintDescription: 'must be empty or 2-1224 characters of letters, digits and +=,.@:/-_',
-      description: 'Optional external id the member role requires (sts:ExternalId); the hub memberExternalId.',
+      description: 'Optional external id the member and detector roles require (sts:ExternalId); the hub memberExternalId.',
     });
     const roleRegion = new CfnParameter(this, 'RoleRegion', {
       type: 'String',
@@ -103,6 +125,9 @@ export class MemberStack extends Stack {
 
     const createMemberRole = new CfnCondition(this, 'CreateMemberRole', {
       expression: Fn.conditionEquals(Aws.REGION, roleRegion.valueAsString),
+    });
+    const createDetectorRole = new CfnCondition(this, 'CreateDetectorRole', {
+      expression: Fn.conditionAnd(createMemberRole, Fn.conditionNot(Fn.conditionEquals(hubDetectorRoleArn.valueAsString, ''))),
     });
     new CfnCondition(this, 'HasExternalId', { expression: Fn.conditionNot(Fn.conditionEquals(externalId.valueAsString, '')) });
     // Not in the hub account's hub Region (the rule would put the bus's events back on itself): a
@@ -146,8 +171,8 @@ export class MemberStack extends Stack {
           },
         ],
       },
-      // Exactly the hub role's own KMS statements, and the findings and Config answers about this
-      // account's keys; backups, metrics and logs stay in the hub.
+      // Exactly the hub role's own KMS statements; findings and Config answers are the detector
+      // role's; backups, metrics and logs stay in the hub.
       policies: [
         {
           policyName: 'kms-replica-guard-member',
@@ -176,8 +201,57 @@ export class MemberStack extends Stack {
                 Resource: '*',
                 Condition: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
               },
-              // The hub's securityHub=on and configRule=organization: findings about this
-              // account's keys are imported here, and the rule's evaluations answered here.
+            ],
+          },
+        },
+      ],
+    });
+    memberRole.cfnOptions.condition = createMemberRole;
+
+    // The hub detector's read-only role (hubDetectorRoleArn set): it reads this account's keys and
+    // reports about them here (findings, the organization Config rule's answers); it changes no key.
+    // Trusted as the member role trusts the hub role, by the detector's role only.
+    const detectorRole = new iam.CfnRole(this, 'DetectorRole', {
+      roleName: detectorRoleName.valueAsString,
+      description:
+        "Assumed by the kms-replica-guard hub detector to read this account's multi-Region key policies and report findings and Config answers (read-only)",
+      assumeRolePolicyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'HubDetectorOnly',
+            Effect: 'Allow',
+            Principal: {
+              AWS: Fn.sub('arn:${AWS::Partition}:iam::${HubDetectorRoleAccount}:root', {
+                HubDetectorRoleAccount: Fn.select(4, Fn.split(':', hubDetectorRoleArn.valueAsString)),
+              }),
+            },
+            Action: 'sts:AssumeRole',
+            Condition: Fn.conditionIf(
+              'HasExternalId',
+              {
+                ArnEquals: { 'aws:PrincipalArn': hubDetectorRoleArn.valueAsString },
+                StringEquals: { 'sts:ExternalId': externalId.valueAsString },
+              },
+              { ArnEquals: { 'aws:PrincipalArn': hubDetectorRoleArn.valueAsString } },
+            ),
+          },
+        ],
+      },
+      policies: [
+        {
+          policyName: 'kms-replica-guard-detector',
+          policyDocument: {
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Sid: 'ReadMultiRegionKeys',
+                Effect: 'Allow',
+                Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
+                Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
+              },
+              { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
+              { Sid: 'NeverChangeKeys', Effect: 'Deny', Action: KMS_WRITE_ACTIONS, Resource: '*' },
               {
                 Sid: 'ImportFindings',
                 Effect: 'Allow',
@@ -190,7 +264,7 @@ export class MemberStack extends Stack {
         },
       ],
     });
-    memberRole.cfnOptions.condition = createMemberRole;
+    detectorRole.cfnOptions.condition = createDetectorRole;
 
     const hubBusArn = `arn:${Aws.PARTITION}:events:${hubRegion.valueAsString}:${hubAccountId.valueAsString}:event-bus/default`;
     // A rule targeting another account's bus needs a role (the hub bus admits the organisation).
@@ -234,6 +308,11 @@ export class MemberStack extends Stack {
 
     const roleOut = new CfnOutput(this, 'MemberRoleArn', { description: 'The role the hub function assumes in this account', value: memberRole.attrArn });
     roleOut.condition = createMemberRole;
+    const detectorOut = new CfnOutput(this, 'DetectorRoleArn', {
+      description: 'The read-only role the hub detector assumes in this account',
+      value: detectorRole.attrArn,
+    });
+    detectorOut.condition = createDetectorRole;
     const ruleOut = new CfnOutput(this, 'ForwardRuleArn', { description: 'ARN of the forwarding rule', value: rule.attrArn });
     ruleOut.condition = forwardEvents;
     new CfnOutput(this, 'HubEventBusArn', { description: 'The bus the events are forwarded to', value: hubBusArn });

@@ -42,6 +42,30 @@ function roleStatements(template: Template): any[] {
   return role.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
 }
 
+/** The remediator's or the detector's function or role: the detector's logical ids start with Detector. */
+function guard(template: Template, type: string, isDetector: boolean): [string, any] {
+  const found = Object.entries(template.findResources(type)).filter(([id]) => id.startsWith('Detector') === isDetector);
+  expect(found).toHaveLength(1);
+  return found[0] as [string, any];
+}
+const remediator = (t: Template) => guard(t, 'AWS::Lambda::Function', false);
+const detector = (t: Template) => guard(t, 'AWS::Lambda::Function', true);
+
+/** Every statement of the role's identity policies: inline, and the policies attached to it. */
+function statementsOfRole(template: Template, isDetector: boolean): any[] {
+  const [roleId, role] = guard(template, 'AWS::IAM::Role', isDetector);
+  const attached = (Object.values(template.findResources('AWS::IAM::Policy')) as any[]).filter((p) =>
+    p.Properties.Roles.some((r: any) => r.Ref === roleId),
+  );
+  return [...role.Properties.Policies, ...attached.map((p) => p.Properties)].flatMap((p: any) => p.PolicyDocument.Statement);
+}
+const remediatorStatements = (t: Template) => statementsOfRole(t, false);
+const detectorStatements = (t: Template) => statementsOfRole(t, true);
+
+function statementsOf(template: Template, type: string): any[] {
+  return (Object.values(template.findResources(type)) as any[]).flatMap((r) => (r.Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement));
+}
+
 describe('the hub stack', () => {
   const template = synth();
 
@@ -106,10 +130,12 @@ describe('the hub stack', () => {
           RATE_DESCRIBE_KEY: '1600',
           RATE_INSTANCES: '2',
           EVENT_BUS: { Ref: busId },
-          SECURITY_HUB: 'off',
         },
       },
     });
+    // The findings are the detector's (securityHub), not the remediator's.
+    const [, fn] = onlyResource(template, 'AWS::Lambda::Function');
+    expect(fn.Properties.Environment.Variables.SECURITY_HUB).toBeUndefined();
   });
 
   test('the backups bucket is encrypted, versioned, private, TLS-only, written by the guard only, expires backups and is retained', () => {
@@ -1026,29 +1052,26 @@ describe('the hub stack settings', () => {
     expect(configFromContext(ctx({}))).toEqual(DEFAULT_CONFIG);
   });
 
-  test('securityHub=on grants BatchImportFindings in this account and sets SECURITY_HUB', () => {
-    const statements = (t: Template) =>
-      (Object.values(t.findResources('AWS::IAM::Role')) as any[]).flatMap((r) =>
-        (r.Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement),
-      );
-    expect(statements(synth()).map((s: any) => s.Sid)).not.toContain('ImportFindings');
+  test('securityHub=on: the detector imports findings in this account (SECURITY_HUB); the remediator does not', () => {
+    expect(statementsOf(synth(), 'AWS::IAM::Role').map((s: any) => s.Sid)).not.toContain('ImportFindings');
     const on = synth({ securityHub: 'on' });
-    expect(statements(on).find((s: any) => s.Sid === 'ImportFindings')).toEqual({
+    expect(detectorStatements(on).find((s: any) => s.Sid === 'ImportFindings')).toEqual({
       Sid: 'ImportFindings',
       Effect: 'Allow',
       Action: 'securityhub:BatchImportFindings',
       Resource: `arn:aws:securityhub:*:${ACCOUNT}:product/${ACCOUNT}/default`,
     });
-    const [, fn] = onlyResource(on, 'AWS::Lambda::Function');
-    expect(fn.Properties.Environment.Variables.SECURITY_HUB).toBe('on');
+    expect(remediatorStatements(on).map((s: any) => s.Sid)).not.toContain('ImportFindings');
+    expect(detector(on)[1].Properties.Environment.Variables.SECURITY_HUB).toBe('on');
+    expect(remediator(on)[1].Properties.Environment.Variables.SECURITY_HUB).toBeUndefined();
   });
 
-  test('a Config rule in the account: the rule, its invoke permission from this account, and PutEvaluations', () => {
+  test('a Config rule in the account: the rule, its invoke permission from this account, and PutEvaluations, all the detector\'s', () => {
     const none = synth();
     none.resourceCountIs('AWS::Config::ConfigRule', 0);
     expect(Object.keys(none.findResources('AWS::Lambda::Permission', { Properties: { Principal: 'config.amazonaws.com' } }))).toEqual([]);
     const t = synth({ configRule: 'account', configRuleFrequency: 'Six_Hours' });
-    const [fnId] = onlyResource(t, 'AWS::Lambda::Function');
+    const [fnId] = detector(t);
     const [permissionId, permission] = onlyResource(t, 'AWS::Lambda::Permission', { Properties: { Principal: 'config.amazonaws.com' } });
     expect(permission.Properties).toEqual({
       Action: 'lambda:InvokeFunction',
@@ -1058,6 +1081,7 @@ describe('the hub stack settings', () => {
     });
     const [, rule] = onlyResource(t, 'AWS::Config::ConfigRule');
     expect(rule.DependsOn).toContain(permissionId);
+    expect(rule.Properties.Source.SourceIdentifier).toEqual({ 'Fn::GetAtt': [fnId, 'Arn'] });
     expect(rule.Properties.Scope).toEqual({ ComplianceResourceTypes: ['AWS::KMS::Key'] });
     expect(rule.Properties.Source.Owner).toBe('CUSTOM_LAMBDA');
     expect(rule.Properties.Source.SourceDetails.map((d: any) => d.MessageType)).toEqual([
@@ -1066,18 +1090,20 @@ describe('the hub stack settings', () => {
       'ScheduledNotification',
     ]);
     expect(rule.Properties.Source.SourceDetails[2].MaximumExecutionFrequency).toBe('Six_Hours');
-    const role = Object.values(t.findResources('AWS::IAM::Role')) as any[];
-    const sids = role.flatMap((r) => (r.Properties.Policies ?? []).flatMap((p: any) => p.PolicyDocument.Statement.map((s: any) => s.Sid)));
-    expect(sids).toContain('AnswerConfigRule');
+    expect(detectorStatements(t).map((s: any) => s.Sid)).toContain('AnswerConfigRule');
+    expect(remediatorStatements(t).map((s: any) => s.Sid)).not.toContain('AnswerConfigRule');
   });
 
-  test('an organization Config rule names the function for every member, without SourceAccount', () => {
+  test('an organization Config rule names the detector for every member, without SourceAccount', () => {
     const t = synth({ configRule: 'organization' });
     t.resourceCountIs('AWS::Config::ConfigRule', 0);
+    const [fnId] = detector(t);
     const [, permission] = onlyResource(t, 'AWS::Lambda::Permission', { Properties: { Principal: 'config.amazonaws.com' } });
     expect(permission.Properties.SourceAccount).toBeUndefined();
+    expect(permission.Properties.FunctionName).toEqual({ 'Fn::GetAtt': [fnId, 'Arn'] });
     const [, rule] = onlyResource(t, 'AWS::Config::OrganizationConfigRule');
     expect(rule.Properties.OrganizationCustomRuleMetadata).toMatchObject({
+      LambdaFunctionArn: { 'Fn::GetAtt': [fnId, 'Arn'] },
       OrganizationConfigRuleTriggerTypes: [
         'ConfigurationItemChangeNotification',
         'OversizedConfigurationItemChangeNotification',
@@ -1094,5 +1120,226 @@ describe('the hub stack settings', () => {
     expect(configFromContext(ctx({ securityHub: true })).securityHub).toBe('on');
     expect(() => configFromContext(ctx({ configRule: 'everywhere' }))).toThrow(/configRule=everywhere/);
     expect(() => configFromContext(ctx({ configRuleFrequency: 'Hourly' }))).toThrow(/configRuleFrequency=Hourly/);
+  });
+});
+
+describe('the detector (securityHub on, or a configRule): read-only findings and Config answers', () => {
+  const on = synth({ securityHub: 'on', configRule: 'account' });
+  // Every KMS action that changes a key, as concrete calls: none may be allowed, each is denied.
+  const KMS_WRITES = [
+    'kms:PutKeyPolicy',
+    'kms:CreateGrant',
+    'kms:CreateKey',
+    'kms:ReplicateKey',
+    'kms:TagResource',
+    'kms:UntagResource',
+    'kms:ScheduleKeyDeletion',
+    'kms:DisableKey',
+    'kms:EnableKey',
+    'kms:UpdatePrimaryRegion',
+    'kms:CreateAlias',
+    'kms:UpdateAlias',
+    'kms:DeleteAlias',
+    'kms:RevokeGrant',
+    'kms:RetireGrant',
+    'kms:ImportKeyMaterial',
+    'kms:CancelKeyDeletion',
+  ];
+  const matches = (action: string, pattern: string) =>
+    new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i').test(action);
+  const actionsOf = (s: any): string[] => [s.Action].flat();
+
+  test('exists for securityHub or a configRule only; its rules with securityHub only', () => {
+    for (const [overrides, exists, rules] of [
+      [{}, false, false],
+      [{ securityHub: 'on' }, true, true],
+      [{ configRule: 'account' }, true, false],
+      [{ configRule: 'organization' }, true, false],
+    ] as [Partial<GuardConfig>, boolean, boolean][]) {
+      const t = synth(overrides);
+      const ids = Object.keys(t.toJSON().Resources);
+      expect(ids.some((id) => id.startsWith('DetectorFunction'))).toBe(exists);
+      expect(ids.some((id) => id.startsWith('DetectorRole'))).toBe(exists);
+      expect(ids.filter((id) => id.startsWith('DetectorNotificationRule') || id.startsWith('DetectorSweepRule')).length > 0).toBe(rules);
+    }
+  });
+
+  test('its role may write no key anywhere: no KMS write allowed, every KMS write denied, the remediator KMS reads only', () => {
+    for (const t of [on, synth({ securityHub: 'on', memberRoleName: 'm', memberAccounts: 'organization', organizationId: 'o-a1b2c3d4e5', baselineS3Prefix: 'b-k/a/' })]) {
+      const statements = detectorStatements(t);
+      for (const action of KMS_WRITES) {
+        expect(statements.filter((s) => s.Effect === 'Allow' && actionsOf(s).some((a) => matches(action, a)))).toEqual([]);
+        expect(statements.some((s) => s.Effect === 'Deny' && !s.Condition && s.Resource === '*' && actionsOf(s).some((a) => matches(action, a)))).toBe(true);
+      }
+    }
+    const kms = (statements: any[]) =>
+      statements
+        .filter((s) => s.Effect === 'Allow')
+        .flatMap(actionsOf)
+        .filter((a) => a.startsWith('kms:') && a !== 'kms:PutKeyPolicy')
+        .sort();
+    expect(kms(detectorStatements(on))).toEqual(['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListKeys', 'kms:ListResourceTags']);
+    expect(kms(detectorStatements(on))).toEqual(kms(remediatorStatements(on)));
+    const [, role] = guard(on, 'AWS::IAM::Role', true);
+    expect(role.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole', Condition: { StringEquals: { 'aws:SourceAccount': ACCOUNT } } },
+    ]);
+  });
+
+  test('the remediator role no longer imports findings or answers Config', () => {
+    const actions = remediatorStatements(on).flatMap(actionsOf);
+    expect(actions.filter((a) => a.startsWith('securityhub:') || a.startsWith('config:'))).toEqual([]);
+  });
+
+  test('its environment is the remediator one for what is guarded, never the write settings', () => {
+    const [, fn] = detector(on);
+    const [, rem] = remediator(on);
+    const [remediatorRoleId] = guard(on, 'AWS::IAM::Role', false);
+    const d = fn.Properties.Environment.Variables;
+    const r = rem.Properties.Environment.Variables;
+    const shared = Object.keys(d).filter((k) => !['MEMBER_ROLE_NAME', 'SECURITY_HUB'].includes(k));
+    for (const k of shared) expect([k, d[k]]).toEqual([k, r[k]]);
+    for (const k of ['REMEDIATION_MODE', 'EVENT_BUS', 'SWEEP_QUEUE_URL', 'BACKUP_BUCKET', 'BACKUP_PREFIX', 'FLAP_MAX', 'FLAP_WINDOW', 'RATE_PUT_KEY_POLICY']) {
+      expect(d[k]).toBeUndefined();
+    }
+    expect(d.REMEDIATOR_ROLE_ARN).toEqual({ 'Fn::GetAtt': [remediatorRoleId, 'Arn'] });
+    expect(d).toMatchObject({ SECURITY_HUB: 'on', MEMBER_ROLE_NAME: '', RATE_GET_KEY_POLICY: '800', RATE_DESCRIBE_KEY: '1600', BASELINE_SOURCE: 'primary' });
+    expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  test('in member accounts it assumes the read-only detector role, never the writer member role', () => {
+    const t = synth({ securityHub: 'on', memberRoleName: 'kms-replica-guard-member', memberAccounts: 'organization', organizationId: 'o-a1b2c3d4e5' });
+    const assume = detectorStatements(t).filter((s) => s.Effect === 'Allow' && actionsOf(s).includes('sts:AssumeRole'));
+    expect(assume).toEqual([
+      {
+        Sid: 'EnterMemberAccountsReadOnly',
+        Effect: 'Allow',
+        Action: 'sts:AssumeRole',
+        Resource: 'arn:aws:iam::*:role/kms-replica-guard-detector',
+        Condition: { StringEquals: { 'aws:ResourceOrgID': 'o-a1b2c3d4e5' } },
+      },
+    ]);
+    expect(detector(t)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('kms-replica-guard-detector');
+    expect(remediator(t)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('kms-replica-guard-member');
+    expect(detectorStatements(t).find((s) => s.Sid === 'ListOrganizationAccounts')).toBeDefined();
+    const custom = synth({ securityHub: 'on', memberRoleName: 'm', detectorMemberRoleName: 'reader', memberAccounts: '222233334444', organizationId: 'o-a1b2c3d4e5' });
+    expect(detector(custom)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('reader');
+    expect(() => configFromContext((k: string) => ({ detectorMemberRoleName: 'bad name!' } as Record<string, unknown>)[k])).toThrow(/detectorMemberRoleName/);
+  });
+
+  test('the guard own events on the drift bus reach it, whatever their detail-type, from this account only', () => {
+    const [fnId] = detector(on);
+    const [busId] = onlyResource(on, 'AWS::Events::EventBus');
+    const [ruleId, rule] = Object.entries(on.findResources('AWS::Events::Rule')).find(([id]) => id.startsWith('DetectorNotificationRule')) as [string, any];
+    expect(rule.Properties).toMatchObject({
+      Name: 'kms-replica-guard-detector-notifications',
+      EventBusName: { Ref: busId },
+      EventPattern: { source: ['kms-replica-guard'], account: [{ Ref: 'AWS::AccountId' }] },
+      Targets: [expect.objectContaining({ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] } })],
+    });
+    expect(Object.keys(rule.Properties.EventPattern).sort()).toEqual(['account', 'source']);
+    on.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [fnId, 'Arn'] },
+      Principal: 'events.amazonaws.com',
+      SourceArn: { 'Fn::GetAtt': [ruleId, 'Arn'] },
+    });
+    const onDefault = synth({ securityHub: 'on', driftEventBus: 'default' });
+    const [, ruleOnDefault] = Object.entries(onDefault.findResources('AWS::Events::Rule')).find(([id]) => id.startsWith('DetectorNotificationRule')) as [string, any];
+    expect(ruleOnDefault.Properties.EventBusName).toBe('default');
+  });
+
+  test('a dry-run sweep at the remediator sweep interval refreshes every finding', () => {
+    const [fnId] = detector(on);
+    on.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(6 hours)', Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] } })] });
+    const t = synth({ securityHub: 'on', sweepIntervalHours: 12 });
+    const [id12] = detector(t);
+    t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(12 hours)', Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [id12, 'Arn'] } })] });
+  });
+
+  test('failed async invocations go to the stack on-failure queue with the remediator retry settings; its own log group', () => {
+    const [fnId, fn] = detector(on);
+    const [remId] = remediator(on);
+    const configs = Object.values(on.findResources('AWS::Lambda::EventInvokeConfig')) as any[];
+    const of = (id: string) => configs.find((c) => c.Properties.FunctionName.Ref === id).Properties;
+    const { FunctionName: _d, ...detectorConfig } = of(fnId);
+    const { FunctionName: _r, ...remediatorConfig } = of(remId);
+    expect(detectorConfig).toEqual(remediatorConfig);
+    expect(detectorConfig).toMatchObject({ MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 3600 });
+    expect(detectorStatements(on)).toContainEqual({
+      Sid: 'SendFailedEventsToQueue',
+      Effect: 'Allow',
+      Action: 'sqs:SendMessage',
+      Resource: detectorConfig.DestinationConfig.OnFailure.Destination,
+    });
+    const [logGroupId] = onlyResource(on, 'AWS::Logs::LogGroup', { Properties: { LogGroupName: '/kms-replica-guard/kms-replica-guard-detector' } });
+    expect(fn.Properties.LoggingConfig).toMatchObject({ LogFormat: 'JSON', LogGroup: { Ref: logGroupId } });
+    expect(fn.Properties.Timeout).toBe(300);
+  });
+
+  test('its role works from the detector function only, and the outputs name it', () => {
+    const [fnId] = detector(on);
+    const [roleId] = guard(on, 'AWS::IAM::Role', true);
+    const policy = (Object.values(on.findResources('AWS::IAM::Policy')) as any[]).find((p) => p.Properties.Roles[0].Ref === roleId);
+    expect(policy.Properties.PolicyDocument.Statement).toEqual([
+      expect.objectContaining({ Sid: 'OnlyFromThisFunction', Effect: 'Deny', Condition: { ArnNotEquals: { 'lambda:SourceFunctionArn': { 'Fn::GetAtt': [fnId, 'Arn'] } } } }),
+    ]);
+    expect(Object.keys(on.findOutputs('*'))).toEqual(expect.arrayContaining(['DetectorFunctionName', 'DetectorRoleArn', 'DetectorRoleName']));
+    expect(on.findOutputs('DetectorRoleName').DetectorRoleName.Value).toEqual({ Ref: roleId });
+  });
+});
+
+describe('the detector alarms', () => {
+  const alarmsOf = (t: Template) =>
+    Object.fromEntries((Object.values(t.findResources('AWS::CloudWatch::Alarm')) as any[]).map((a) => [a.Properties.AlarmName, a.Properties]));
+
+  test('FindingsNotImported (securityHub on) and EvaluationsNotPut (a configRule): > 0 in 5 min, to the topic, with their runbook pages', () => {
+    const none = alarmsOf(synth());
+    expect(none['kms-replica-guard-FindingsNotImported']).toBeUndefined();
+    expect(none['kms-replica-guard-EvaluationsNotPut']).toBeUndefined();
+    expect(alarmsOf(synth({ securityHub: 'on' }))['kms-replica-guard-EvaluationsNotPut']).toBeUndefined();
+    expect(alarmsOf(synth({ configRule: 'account' }))['kms-replica-guard-FindingsNotImported']).toBeUndefined();
+    const t = synth({ securityHub: 'on', configRule: 'organization', metricsNamespace: 'Guard/ns' });
+    const [topicId] = onlyResource(t, 'AWS::SNS::Topic');
+    const byName = alarmsOf(t);
+    for (const [metric, page] of [
+      ['FindingsNotImported', 'findingsnotimported'],
+      ['EvaluationsNotPut', 'evaluationsnotput'],
+    ]) {
+      expect(byName[`kms-replica-guard-${metric}`]).toMatchObject({
+        Namespace: 'Guard/ns',
+        MetricName: metric,
+        Statistic: 'Sum',
+        Period: 300,
+        EvaluationPeriods: 1,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [{ Ref: topicId }],
+        OKActions: [{ Ref: topicId }],
+      });
+      expect(byName[`kms-replica-guard-${metric}`].Dimensions).toBeUndefined();
+      expect(byName[`kms-replica-guard-${metric}`].AlarmDescription).toMatch(new RegExp(`Runbook: docs/src/runbook/${page}\\.md$`));
+    }
+  });
+});
+
+describe('the guard change rule with the detector', () => {
+  test('names the detector function, its rules and its role beside the remediator ones', () => {
+    const t = synth({ securityHub: 'on' });
+    const [fnId] = detector(t);
+    const [roleId] = guard(t, 'AWS::IAM::Role', true);
+    const [remediatorRoleId] = guard(t, 'AWS::IAM::Role', false);
+    const [, rule] = onlyResource(t, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
+    const branches = rule.Properties.EventPattern.detail.$or;
+    expect(branches[0].requestParameters.functionName).toEqual(expect.arrayContaining([{ Ref: fnId }, { 'Fn::GetAtt': [fnId, 'Arn'] }]));
+    expect(branches[2].requestParameters.name).toContain('kms-replica-guard-detector-notifications');
+    expect(branches[3].requestParameters.rule).toContain('kms-replica-guard-detector-notifications');
+    const [sweepId] = Object.keys(t.findResources('AWS::Events::Rule')).filter((id) => id.startsWith('DetectorSweepRule'));
+    expect(branches[2].requestParameters.name).toContainEqual({ Ref: sweepId });
+    expect(branches[6].requestParameters.roleName).toEqual([{ Ref: remediatorRoleId }, { Ref: roleId }]);
+    // Without the detector: the remediator's alone.
+    const [, plain] = onlyResource(synth(), 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
+    expect(JSON.stringify(plain.Properties.EventPattern)).not.toContain('Detector');
   });
 });

@@ -4,10 +4,11 @@ import { MemberStack } from '../lib/member-stack';
 
 const HUB_ACCOUNT = '111122223333';
 const HUB_ROLE = `arn:aws:iam::${HUB_ACCOUNT}:role/kms-replica-guard-RemediatorRole-ABC`;
+const HUB_DETECTOR_ROLE = `arn:aws:iam::${HUB_ACCOUNT}:role/kms-replica-guard-DetectorRole-DEF`;
 
-function synth(): Template {
+function synth(hubDetectorRoleArn?: string): Template {
   const app = testApp();
-  return Template.fromStack(new MemberStack(app, 'Member', { hubAccountId: HUB_ACCOUNT, hubRegion: 'us-east-1', hubRoleArn: HUB_ROLE }));
+  return Template.fromStack(new MemberStack(app, 'Member', { hubAccountId: HUB_ACCOUNT, hubRegion: 'us-east-1', hubRoleArn: HUB_ROLE, hubDetectorRoleArn }));
 }
 
 describe('the member stack', () => {
@@ -16,8 +17,19 @@ describe('the member stack', () => {
   const [memberRoleId, memberRole] = Object.entries(template.findResources('AWS::IAM::Role', { Properties: { RoleName: { Ref: 'MemberRoleName' } } }))[0] as [string, any];
 
   test('is a StackSet template: environment-agnostic, no bootstrap parameter, the documented parameters', () => {
-    expect(Object.keys(json.Parameters).sort()).toEqual(['ExternalId', 'HubAccountId', 'HubRegion', 'HubRoleArn', 'MemberRoleName', 'RoleRegion']);
+    expect(Object.keys(json.Parameters).sort()).toEqual([
+      'DetectorRoleName',
+      'ExternalId',
+      'HubAccountId',
+      'HubDetectorRoleArn',
+      'HubRegion',
+      'HubRoleArn',
+      'MemberRoleName',
+      'RoleRegion',
+    ]);
     expect(json.Parameters.HubRoleArn.Default).toBe(HUB_ROLE);
+    expect(json.Parameters.HubDetectorRoleArn.Default).toBe('');
+    expect(json.Parameters.DetectorRoleName.Default).toBe('kms-replica-guard-detector');
     expect(json.Parameters.MemberRoleName.Default).toBe('kms-replica-guard-member');
     expect(json.Parameters.ExternalId).toMatchObject({ Default: '', NoEcho: true });
     expect(json.Parameters.RoleRegion.Default).toBe('us-east-1');
@@ -54,7 +66,7 @@ describe('the member stack', () => {
     expect(template.findOutputs('MemberRoleArn').MemberRoleArn).toMatchObject({ Condition: 'CreateMemberRole', Value: { 'Fn::GetAtt': [memberRoleId, 'Arn'] } });
   });
 
-  test('the member role may do what the hub role does with KMS, never bypass the lockout check, and report on its own keys', () => {
+  test('the member role may do what the hub role does with KMS and never bypass the lockout check; findings and Config answers are not its', () => {
     const statements = memberRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
     expect(statements).toEqual([
       {
@@ -78,17 +90,57 @@ describe('the member stack', () => {
         Resource: '*',
         Condition: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
       },
-      {
-        Sid: 'ImportFindings',
-        Effect: 'Allow',
-        Action: 'securityhub:BatchImportFindings',
-        Resource: {
-          'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':securityhub:*:', { Ref: 'AWS::AccountId' }, ':product/', { Ref: 'AWS::AccountId' }, '/default']],
-        },
-      },
-      { Sid: 'AnswerConfigRule', Effect: 'Allow', Action: 'config:PutEvaluations', Resource: '*' },
     ]);
     template.resourceCountIs('AWS::IAM::Policy', 0);
+  });
+
+  test('with hubDetectorRoleArn, a read-only detector role trusted by the hub detector role only: reads, findings, Config answers, no KMS write', () => {
+    const t = synth(HUB_DETECTOR_ROLE);
+    const j = t.toJSON();
+    expect(j.Parameters.HubDetectorRoleArn.Default).toBe(HUB_DETECTOR_ROLE);
+    const [detectorRoleId, detectorRole] = Object.entries(t.findResources('AWS::IAM::Role', { Properties: { RoleName: { Ref: 'DetectorRoleName' } } }))[0] as [string, any];
+    expect(detectorRole.Condition).toBe('CreateDetectorRole');
+    expect(j.Conditions.CreateDetectorRole).toEqual({
+      'Fn::And': [{ Condition: 'CreateMemberRole' }, { 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'HubDetectorRoleArn' }, ''] }] }],
+    });
+    // Only the hub detector's role (ArnEquals aws:PrincipalArn), with the external id when there is one.
+    expect(detectorRole.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      {
+        Sid: 'HubDetectorOnly',
+        Effect: 'Allow',
+        Principal: {
+          AWS: {
+            'Fn::Sub': [
+              'arn:${AWS::Partition}:iam::${HubDetectorRoleAccount}:root',
+              { HubDetectorRoleAccount: { 'Fn::Select': [4, { 'Fn::Split': [':', { Ref: 'HubDetectorRoleArn' }] }] } },
+            ],
+          },
+        },
+        Action: 'sts:AssumeRole',
+        Condition: {
+          'Fn::If': [
+            'HasExternalId',
+            { ArnEquals: { 'aws:PrincipalArn': { Ref: 'HubDetectorRoleArn' } }, StringEquals: { 'sts:ExternalId': { Ref: 'ExternalId' } } },
+            { ArnEquals: { 'aws:PrincipalArn': { Ref: 'HubDetectorRoleArn' } } },
+          ],
+        },
+      },
+    ]);
+    expect(JSON.stringify(detectorRole.Properties.AssumeRolePolicyDocument)).not.toContain('HubRoleArn"');
+    const statements = detectorRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
+    const allowed = statements.filter((s: any) => s.Effect === 'Allow').flatMap((s: any) => [s.Action].flat()).sort();
+    expect(allowed).toEqual([
+      'config:PutEvaluations',
+      'kms:DescribeKey',
+      'kms:GetKeyPolicy',
+      'kms:ListKeys',
+      'kms:ListResourceTags',
+      'securityhub:BatchImportFindings',
+    ]);
+    const deny = statements.find((s: any) => s.Sid === 'NeverChangeKeys');
+    expect(deny).toMatchObject({ Effect: 'Deny', Resource: '*' });
+    expect(deny.Action).toEqual(expect.arrayContaining(['kms:Put*', 'kms:Create*', 'kms:Delete*', 'kms:Tag*', 'kms:Untag*', 'kms:Replicate*', 'kms:Update*']));
+    expect(t.findOutputs('DetectorRoleArn').DetectorRoleArn).toMatchObject({ Condition: 'CreateDetectorRole', Value: { 'Fn::GetAtt': [detectorRoleId, 'Arn'] } });
   });
 
   test('the rule forwards the hub pattern to the hub bus with its role, except in the hub account hub Region', () => {
@@ -105,7 +157,7 @@ describe('the member stack', () => {
         errorCode: [{ exists: false }],
       },
     });
-    const [forwardRoleId, forwardRole] = Object.entries(template.findResources('AWS::IAM::Role')).find(([id]) => id !== memberRoleId) as [string, any];
+    const [forwardRoleId, forwardRole] = Object.entries(template.findResources('AWS::IAM::Role')).find(([, r]) => (r as any).Condition === 'ForwardEvents') as [string, any];
     expect(rules[0].Properties.Targets).toEqual([{ Id: 'HubEventBus', Arn: hubBus, RoleArn: { 'Fn::GetAtt': [forwardRoleId, 'Arn'] } }]);
     expect(forwardRole.Condition).toBe('ForwardEvents');
     expect(forwardRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement)).toEqual([
