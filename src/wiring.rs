@@ -87,7 +87,18 @@ pub struct Adapters {
 impl Adapters {
     /// The adapters for `config` over `sdk`; without a configuration, the defaults (an
     /// invalid configuration still gets a function that reports it on every invocation).
+    /// Member accounts are entered through the member role, which writes.
     pub fn new(sdk: &SdkConfig, config: Option<&Config>) -> Self {
+        Self::entering(sdk, config, Entry::Writer)
+    }
+
+    /// The same, member accounts entered through the read-only role (`MEMBER_READ_ROLE_NAME`,
+    /// else the member role): the detector's.
+    pub fn reading(sdk: &SdkConfig, config: Option<&Config>) -> Self {
+        Self::entering(sdk, config, Entry::Reader)
+    }
+
+    fn entering(sdk: &SdkConfig, config: Option<&Config>, entry: Entry) -> Self {
         let limits = config.map(|c| c.rate_limits).unwrap_or_default();
         let bucket = config.and_then(|c| {
             c.backup_bucket.as_ref().map(|bucket| {
@@ -95,7 +106,7 @@ impl Adapters {
             })
         });
         let mut kms = Kms::with_limits(kms_clients(sdk), limits);
-        let access = config.and_then(|c| member_access(sdk, c));
+        let access = config.and_then(|c| member_access(sdk, c, entry));
         if let (Some(c), Some((home, access))) = (config, &access) {
             kms = kms.with_members(member_kms(sdk, c, home.clone(), access.clone()));
         }
@@ -140,9 +151,15 @@ impl Adapters {
         ))
     }
 
-    /// The detector function over these adapters: KMS reads, Security Hub when `config`
-    /// has it on, AWS Config, CloudWatch for its failure counts.
-    pub fn detector(self, config: Result<Config, ConfigError>) -> AwsDetector {
+    /// The detector function for `config` over `sdk`: KMS reads, Security Hub when `config`
+    /// has it on, AWS Config, CloudWatch for its failure counts; member accounts entered
+    /// through the read-only role.
+    pub fn detector(sdk: &SdkConfig, config: Result<Config, ConfigError>) -> AwsDetector {
+        let adapters = Self::reading(sdk, config.as_ref().ok());
+        adapters.into_detector(config)
+    }
+
+    fn into_detector(self, config: Result<Config, ConfigError>) -> AwsDetector {
         let findings = config.as_ref().ok().and_then(|c| self.security_hub(c));
         let evaluations = self.config_service();
         Detector::new(
@@ -182,12 +199,30 @@ impl Adapters {
     }
 }
 
+/// Which role enters member accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// The member role (`MEMBER_ROLE_NAME`), which may write key policies: the remediator, and
+    /// the CLI.
+    Writer,
+    /// The read-only role (`MEMBER_READ_ROLE_NAME`, else the member role): the detector.
+    Reader,
+}
+
 /// The way into member accounts, when the configuration has members: the home account, and
 /// AssumeRole with the function's own credentials (one credentials cache, shared by KMS,
 /// Security Hub and Config).
-fn member_access(sdk: &SdkConfig, config: &Config) -> Option<(AccountId, Arc<MemberAccess>)> {
+fn member_access(
+    sdk: &SdkConfig,
+    config: &Config,
+    entry: Entry,
+) -> Option<(AccountId, Arc<MemberAccess>)> {
     let settings = &config.settings;
     let fleet = settings.tenancy.fleet.as_ref()?;
+    let role = match (entry, &config.member_read_role) {
+        (Entry::Reader, Some(reader)) => reader.clone(),
+        _ => fleet.role.clone(),
+    };
     let home = settings.tenancy.home.clone()?;
     let partition = settings
         .remediator
@@ -199,11 +234,7 @@ fn member_access(sdk: &SdkConfig, config: &Config) -> Option<(AccountId, Arc<Mem
                 .map(|r| r.partition().to_owned())
         })
         .unwrap_or_else(|| "aws".to_owned());
-    let access = MemberAccess::new(
-        aws_sdk_sts::Client::new(sdk),
-        fleet.role.clone(),
-        &partition,
-    );
+    let access = MemberAccess::new(aws_sdk_sts::Client::new(sdk), role, &partition);
     Some((home, Arc::new(access)))
 }
 
@@ -247,7 +278,7 @@ pub async fn from_environment() -> Result<AwsApp, ConfigError> {
 pub async fn detector_from_environment() -> Result<AwsDetector, ConfigError> {
     let sdk = load_sdk_config().await;
     let config = configuration(&sdk).await?;
-    Ok(Adapters::new(&sdk, config.as_ref().ok()).detector(config))
+    Ok(Adapters::detector(&sdk, config))
 }
 
 /// The function's configuration: `Err` when it could not be read for a reason that may

@@ -721,16 +721,17 @@ class Watch:
         if _port_open(self.port):
             raise AssertionError(f"127.0.0.1:{self.port} is already in use; set ALARMS_WATCH_PORT to a free base port")
         path = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
-        out = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            ["cargo", "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(self.port), "--env-file", str(self.env_file)],
-            cwd=ROOT,
-            env={**os.environ, "PATH": path},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child writes through its own copy of the descriptor; ours is closed once it runs.
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["cargo", "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(self.port), "--env-file", str(self.env_file)],
+                cwd=ROOT,
+                env={**os.environ, "PATH": path},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_listening(self, timeout: float = 120) -> None:
         assert self.proc is not None

@@ -203,10 +203,12 @@ class AlarmsFireOnTheEmulatorTest(unittest.TestCase):
         # The throttled event ran through once Lambda let it (the throttles are stood in).
         (throttled,) = sc["throttled"].invocations
         self.assertEqual([o.get("action") for o in h._outcomes(throttled)], ["remediated"], throttled.body)
-        # The detector, Security Hub and AWS Config unreachable: the finding was not imported, the
-        # Config answer not put (that invocation fails); nothing about the key was written.
+        # The detector, Security Hub and AWS Config unreachable: the finding was not imported (a
+        # failure that may pass: the invocation fails retryably, so Lambda retries it), the Config
+        # answer not put (that invocation fails); nothing about the key was written.
         notified, config = sc["findings"].invocations
-        self.assertTrue(notified.ok, notified.body)
+        self.assertFalse(notified.ok, notified.body)
+        self.assertEqual(notified.body.get("errorType"), "Retryable.FindingsNotImported", notified.body)
         self.assertFalse(config.ok, config.body)
         published = {m["MetricName"] for m in self.harness.listed_metrics["findings"]}
         self.assertLessEqual({"FindingsNotImported", "EvaluationsNotPut"}, published)

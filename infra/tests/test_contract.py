@@ -3,7 +3,7 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
 
 - every setting with a SAM parameter: the parameter exists, a function's environment variable of
   that setting is set from it (the remediator's, or for SECURITY_HUB the detector's; a variable
-  both set from different parameters is the detector's MEMBER_ROLE_NAME, its read-only role), and the parameter accepts no probe value that the function's
+  both set from the same parameter: the detector's read-only member role is a setting of its own, MEMBER_READ_ROLE_NAME), and the parameter accepts no probe value that the function's
   own parser refuses (a value CloudFormation accepts but the function refuses deploys fine and
   then fails every cold start). Stricter is allowed: a parameter may refuse what the function
   would take. The empty string is the parameters' "unset" and is not judged;
@@ -93,10 +93,7 @@ class SamAgainstTheContract(unittest.TestCase):
                     f"{s['variable']} is not set from the parameter {name}: {setting}",
                 )
                 for fn, value in setting.items():
-                    if not refers_to(value, name):
-                        # The detector enters member accounts through its own read-only role.
-                        self.assertEqual((fn, s["variable"]), ("DetectorFunction", "MEMBER_ROLE_NAME"))
-                        self.assertTrue(refers_to(value, "DetectorMemberRoleName"), value)
+                    self.assertTrue(refers_to(value, name), f"{fn}: {s['variable']} is not set from {name}: {value}")
 
     def test_no_parameter_accepts_what_the_function_refuses(self) -> None:
         params = HUB["Parameters"]

@@ -85,6 +85,9 @@ NOT_EVENTBRIDGE_EVENTS = {
     "config-rule-change.json",
     "config-rule-oversized.json",
     "config-rule-scheduled.json",
+    # The guard's own notification (source kms-replica-guard), the detector's input: the KMS rule
+    # must never feed the remediator its own news.
+    "drift-notification-remediated.json",
 }
 
 # The hub's rules on the guard's own events, by the detail-type that names each, with its runbook page (docs/src/runbook/<name>.md).

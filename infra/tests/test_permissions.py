@@ -34,29 +34,24 @@ SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
 CDK_HUB = ROOT / "infra" / "cdk" / "cdk.out" / "Hub.template.json"
 CDK_MEMBER = ROOT / "infra" / "cdk" / "cdk.out" / "Member.template.json"
 
-# Each SDK operation the code may call (the Rust SDK's fluent method) and the IAM action that
-# authorises it (None: it needs none). An operation not listed fails the test: decide its action.
-OPERATIONS: dict[str, str | None] = {
-    "describe_key": "kms:DescribeKey",
-    "get_key_policy": "kms:GetKeyPolicy",
-    "put_key_policy": "kms:PutKeyPolicy",
-    "list_keys": "kms:ListKeys",
-    "list_resource_tags": "kms:ListResourceTags",
-    "get_object": "s3:GetObject",
-    "put_object": "s3:PutObject",
-    "delete_object": "s3:DeleteObject",
-    "list_objects_v2": "s3:ListBucket",
-    "get_parameter": "ssm:GetParameter",
-    "get_parameters_by_path": "ssm:GetParametersByPath",
-    "assume_role": "sts:AssumeRole",
-    "get_caller_identity": None,
-    "list_accounts": "organizations:ListAccounts",
-    "put_metric_data": "cloudwatch:PutMetricData",
-    "put_events": "events:PutEvents",
-    "send_message_batch": "sqs:SendMessage",
-    "batch_import_findings": "securityhub:BatchImportFindings",
-    "put_evaluations": "config:PutEvaluations",
-}
+# Each AWS operation the code may call, its IAM action (None: it needs none) and who calls it,
+# declared once in Rust (krg-engine's `api!`, error.rs) and carried by infra/contract.json. Keyed
+# here by the Rust SDK's fluent method (`ListObjectsV2` -> `list_objects_v2`).
+CONTRACT = json.loads((ROOT / "infra" / "contract.json").read_text(encoding="utf-8"))
+
+
+def snake(operation: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+
+
+OPERATIONS: dict[str, str | None] = {snake(o["operation"]): o["iam_action"] for o in CONTRACT["operations"]}
+
+
+def actions_of(caller: str) -> set[str]:
+    """The IAM actions of the operations `caller` makes, as the contract declares them."""
+    return {o["iam_action"] for o in CONTRACT["operations"] if caller in o["callers"] and o["iam_action"]}
+
+
 # Zero-argument methods of a call chain that are not the operation.
 NOT_OPERATIONS = {"send", "into_paginator", "items", "customize", "build"}
 # Granted though the code never calls them, each for a reason outside the code.
@@ -80,35 +75,17 @@ OPTIONAL = {
     "config:PutEvaluations": "ConfigRule",
 }
 # The calls only the detector makes (the remediator reports no finding and answers no Config rule).
-DETECTOR_ONLY = {"securityhub:BatchImportFindings", "config:PutEvaluations"}
+DETECTOR_ONLY = actions_of("detector") - actions_of("remediator")
 # The calls the detector makes: the remediator's reads (keys, baselines, the organisation, member
 # accounts), its two metrics, findings and Config answers. Never a KMS write.
-DETECTOR_CALLS = {
-    "kms:DescribeKey",
-    "kms:GetKeyPolicy",
-    "kms:ListKeys",
-    "kms:ListResourceTags",
-    "s3:GetObject",
-    "s3:ListBucket",
-    "ssm:GetParameter",
-    "ssm:GetParametersByPath",
-    "sts:AssumeRole",
-    "organizations:ListAccounts",
-    "cloudwatch:PutMetricData",
-} | DETECTOR_ONLY
+DETECTOR_CALLS = actions_of("detector")
 # What the Lambda service does with the detector's role: its log, its on-failure queue.
 DETECTOR_OUTSIDE_THE_CODE = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
 # The calls made in member accounts, through the member role: KMS.
-MEMBER_CALLS = {
-    "kms:DescribeKey",
-    "kms:GetKeyPolicy",
-    "kms:PutKeyPolicy",
-    "kms:ListKeys",
-    "kms:ListResourceTags",
-}
+MEMBER_CALLS = actions_of("member-remediator")
 # Through the detector's member role: reads, and the findings and Config answers about the
 # account's own keys (made in the account they concern).
-DETECTOR_MEMBER_CALLS = {"kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListKeys", "kms:ListResourceTags"} | DETECTOR_ONLY
+DETECTOR_MEMBER_CALLS = actions_of("member-detector")
 
 
 def called_operations() -> dict[str, set[str]]:
@@ -187,11 +164,16 @@ class Permissions(unittest.TestCase):
     def setUp(self) -> None:
         self.calls = called_operations()
 
-    def test_every_call_the_code_makes_has_a_known_action(self) -> None:
+    def test_every_call_the_code_makes_is_declared_and_every_declared_call_is_made(self) -> None:
         unknown = {op: sorted(files) for op, files in self.calls.items() if op not in OPERATIONS}
-        self.assertEqual(unknown, {}, "add these operations and their IAM actions to OPERATIONS")
+        self.assertEqual(unknown, {}, "declare these operations, their IAM actions and callers in api! (crates/engine/src/error.rs)")
         for op in ("describe_key", "put_key_policy", "put_metric_data", "assume_role"):
             self.assertIn(op, self.calls, "the reading of the sources found the calls")
+        role_calls = {snake(o["operation"]) for o in CONTRACT["operations"] if o["callers"] != ["operator"]}
+        self.assertEqual(role_calls - set(self.calls), set(), "declared for a role, called nowhere")
+
+    def test_the_remediators_declared_calls_are_the_ones_its_code_makes(self) -> None:
+        self.assertEqual(actions_of("remediator"), self.called_actions() - DETECTOR_ONLY)
 
     def called_actions(self) -> set[str]:
         return {OPERATIONS[op] for op in self.calls if OPERATIONS.get(op)}

@@ -1094,7 +1094,8 @@ class DetectorTest(unittest.TestCase):
                 remediator, detector = sam.environment(), sam.environment(detector=True)
                 self.assertEqual({k: v for k, v in detector.items() if k in DETECTOR_SHARED_ENV},
                                  {k: v for k, v in remediator.items() if k in DETECTOR_SHARED_ENV})
-                self.assertEqual(set(detector) - DETECTOR_SHARED_ENV, {"MEMBER_ROLE_NAME", "SECURITY_HUB"})
+                self.assertEqual(set(detector) - DETECTOR_SHARED_ENV, {"MEMBER_ROLE_NAME", "MEMBER_READ_ROLE_NAME", "SECURITY_HUB"})
+                self.assertEqual(detector["MEMBER_ROLE_NAME"], remediator["MEMBER_ROLE_NAME"], "the lockout check's member role is the writer")
                 self.assertFalse(set(detector) & DETECTOR_NEVER_ENV)
                 self.assertEqual(detector["REMEDIATOR_ROLE_ARN"], "<RemediatorRole.Arn>", "the lockout check judges for the writer")
         cdk_r = remediator_fn(self.cdk)["Properties"]["Environment"]["Variables"]
@@ -1104,7 +1105,8 @@ class DetectorTest(unittest.TestCase):
 
     def test_in_member_accounts_the_detector_assumes_its_read_only_role_only(self) -> None:
         sam = SamEvaluator(self.sam, **self.EVERYTHING)
-        self.assertEqual(sam.environment("MEMBER_ROLE_NAME", detector=True), {"MEMBER_ROLE_NAME": "kms-replica-guard-detector"})
+        self.assertEqual(sam.environment("MEMBER_READ_ROLE_NAME", detector=True), {"MEMBER_READ_ROLE_NAME": "kms-replica-guard-detector"})
+        self.assertEqual(sam.environment("MEMBER_ROLE_NAME", detector=True), {"MEMBER_ROLE_NAME": "kms-replica-guard-member"})
         self.assertEqual(sam.environment("MEMBER_ROLE_NAME"), {"MEMBER_ROLE_NAME": "kms-replica-guard-member"})
         assume = [st for st in self.sam_statements(True, **self.EVERYTHING) if "sts:AssumeRole" in _actions(st) and st["Effect"] == "Allow"]
         self.assertEqual(assume, [{
@@ -1112,7 +1114,7 @@ class DetectorTest(unittest.TestCase):
             "Resource": "arn:aws:iam::*:role/kms-replica-guard-detector",
             "Condition": {"StringEquals": {"aws:ResourceOrgID": "o-a1b2c3d4e5"}},
         }])
-        self.assertEqual(SamEvaluator(self.sam, SecurityHub="on").environment("MEMBER_ROLE_NAME", detector=True), {"MEMBER_ROLE_NAME": ""})
+        self.assertEqual(SamEvaluator(self.sam, SecurityHub="on").environment("MEMBER_READ_ROLE_NAME", detector=True), {"MEMBER_READ_ROLE_NAME": ""})
         self.assertFalse([st for st in self.sam_statements(True, SecurityHub="on") if "sts:AssumeRole" in _actions(st) and st["Effect"] == "Allow"])
 
     def test_the_notification_rule_sends_the_guards_own_events_on_the_drift_bus_to_the_detector(self) -> None:

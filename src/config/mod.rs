@@ -63,6 +63,9 @@ pub struct Config {
     /// Every drift, and every heal, as a Security Hub finding in the key's own account and
     /// Region (`SECURITY_HUB=on`; default off).
     pub security_hub: bool,
+    /// The role the detector assumes in member accounts (`MEMBER_READ_ROLE_NAME`); `None`:
+    /// the member role.
+    pub member_read_role: Option<MemberRole>,
 }
 
 /// Where the desired policy comes from (`BASELINE_SOURCE`).
@@ -440,6 +443,19 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         const VAR: &str = "BASELINE_SOURCE";
         let tenancy = Self::tenancy(&o, caller)?;
+        let member_read_role = match (&o.member_read_role, &o.member_role) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(err(
+                    "MEMBER_READ_ROLE_NAME",
+                    "MEMBER_READ_ROLE_NAME is set but MEMBER_ROLE_NAME is not: the read-only role is the detector's way into the member accounts MEMBER_ROLE_NAME and MEMBER_ACCOUNTS open; set both, or unset MEMBER_READ_ROLE_NAME",
+                ));
+            }
+            (Some(name), Some(_)) => Some(
+                MemberRole::new(name, o.member_external_id.clone())
+                    .map_err(|e| err("MEMBER_READ_ROLE_NAME", e.to_string()))?,
+            ),
+        };
         let trusted = Trusted {
             accounts: o.trusted_accounts.clone().unwrap_or_default(),
             orgs: o.trusted_orgs.clone().unwrap_or_default(),
@@ -575,6 +591,7 @@ impl Config {
             sweep_queue_url: o.sweep_queue_url,
             event_bus,
             security_hub: o.security_hub.unwrap_or(false),
+            member_read_role,
         })
     }
 }
@@ -1230,6 +1247,33 @@ mod tests {
     }
 
     const HUB_ROLE: &str = "arn:aws:iam::999999999999:role/hub";
+
+    #[test]
+    fn the_detectors_read_role_needs_the_member_role_and_leaves_it_the_lockout_checks_subject() {
+        let e = config(&[("MEMBER_READ_ROLE_NAME", "kms-replica-guard-detector")]).unwrap_err();
+        assert_eq!(e.variable, "MEMBER_READ_ROLE_NAME", "{e}");
+        assert!(e.problem.contains("MEMBER_ROLE_NAME"), "{e}");
+        let c = config(&[
+            ("REMEDIATOR_ROLE_ARN", HUB_ROLE),
+            ("MEMBER_ROLE_NAME", "kms-replica-guard-member"),
+            ("MEMBER_READ_ROLE_NAME", "kms-replica-guard-detector"),
+            ("MEMBER_ACCOUNTS", "222233334444"),
+            ("MEMBER_EXTERNAL_ID", "ext-42"),
+        ])
+        .unwrap();
+        let reader = c.member_read_role.expect("the read role");
+        let account: AccountId = "222233334444".parse().unwrap();
+        assert_eq!(
+            reader.arn_in(&account, "aws").as_str(),
+            "arn:aws:iam::222233334444:role/kms-replica-guard-detector"
+        );
+        assert_eq!(reader.external_id(), Some("ext-42"));
+        let writer = c.settings.tenancy.member_role().unwrap();
+        assert_eq!(
+            writer.arn_in(&account, "aws").as_str(),
+            "arn:aws:iam::222233334444:role/kms-replica-guard-member"
+        );
+    }
 
     #[test]
     fn member_accounts_need_both_the_role_and_the_list_and_say_what_to_set() {

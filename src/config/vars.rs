@@ -255,6 +255,10 @@ settings! {
         Cli::Flag { long: "role-name", hidden: false, help: r#"The role assumed in member accounts (the member stack's MemberRoleName)."# },
         stack: ("MemberRoleName", "memberRoleName"),
         row: Row::Own { default: r#"—"#, doc: r#"Heal other accounts too: the role (name, or `path/name`) the hub assumes in a member account (`arn:PARTITION:iam::ACCOUNT:role/NAME`, session name `kms-replica-guard`) for an event or sweep item of that account. Unset: this account only (an event from another account is `skipped`, counted in `AccountNotAllowed`). Everything account-specific is then the target account's: `{{AccountId}}`, the lockout check (the baseline must keep the **member role**, or the account root, able to call `kms:PutKeyPolicy` — checked at start-up for a member account), own-event detection (the member role's session is the function in that account), backup and claim paths, `account` in outcomes. Credentials are cached per account until 5 minutes before they expire and shared by that account's clients in every Region; clients and rate limits are per account and Region. A refused AssumeRole is a `NonRetryable` failure naming the role and the account; a throttled one is `Retryable`; both count in `AccountNotEntered`."# };
+    member_read_role: String = "MEMBER_READ_ROLE_NAME" => parse_text;
+        Cli::No,
+        stack: ("DetectorMemberRoleName", "detectorMemberRoleName"),
+        row: Row::Own { default: r#"`MEMBER_ROLE_NAME`"#, doc: r#"The detector function only: the role it assumes in member accounts to read keys and post findings and Config answers (the member stack's read-only detector role), so that the function that answers Config holds no write anywhere. `MEMBER_ROLE_NAME` still names the role that writes, which the lockout check and own-call detection are about. Needs `MEMBER_ROLE_NAME`; the remediator ignores it."# };
     member_external_id: String = "MEMBER_EXTERNAL_ID" => parse_text;
         Cli::Flag { long: "external-id", hidden: false, help: r#"The external id the member role's trust policy asks for, if any."# },
         stack: ("MemberExternalId", "memberExternalId"),

@@ -27,6 +27,7 @@ use crate::helpers::*;
 const REGION: &str = "ap-northeast-3";
 const MEMBER: &str = "222233334444";
 const MEMBER_ROLE: &str = "kms-replica-guard-member";
+const READ_ROLE: &str = "kms-replica-guard-detector";
 
 /// A policy that lets everyone decrypt (a public drift).
 fn public(account: &str) -> String {
@@ -66,7 +67,7 @@ fn configured(
 async fn detector(proxy: &FaultProxy, vars_over: &[(&str, &str)]) -> AwsDetector {
     let config = configured(vars_over);
     let sdk = through(proxy).await;
-    Adapters::new(&sdk, config.as_ref().ok()).detector(config)
+    Adapters::detector(&sdk, config)
 }
 
 async fn detect(detector: &AwsDetector, payload: Value) -> Result<Value, InvocationError> {
@@ -292,10 +293,14 @@ async fn a_member_accounts_finding_is_imported_with_that_accounts_credentials() 
         .to_string()
         .replace("444455556666", MEMBER)
         .replace("us-west-2", REGION);
+    // The detector enters the member account through the read-only role; the writer role
+    // stays the one the lockout check is about.
+    proxy.keep_bodies("AssumeRole");
     let app = detector(
         &proxy,
         &[
             ("MEMBER_ROLE_NAME", MEMBER_ROLE),
+            ("MEMBER_READ_ROLE_NAME", READ_ROLE),
             ("MEMBER_ACCOUNTS", MEMBER),
         ],
     )
@@ -313,6 +318,17 @@ async fn a_member_accounts_finding_is_imported_with_that_accounts_credentials() 
     let found = findings_of(MEMBER, &replica).await;
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].aws_account_id(), Some(MEMBER));
+    let assumed = proxy.bodies("AssumeRole");
+    assert!(!assumed.is_empty());
+    for body in &assumed {
+        let form = body.as_str().unwrap_or_default();
+        assert!(
+            form.contains(&format!(
+                "RoleArn=arn%3Aaws%3Aiam%3A%3A{MEMBER}%3Arole%2F{READ_ROLE}"
+            )),
+            "only the read-only role is assumed: {form}"
+        );
+    }
 }
 
 #[tokio::test]

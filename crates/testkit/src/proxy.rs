@@ -181,7 +181,8 @@ impl FaultProxy {
             .or_default();
     }
 
-    /// The bodies kept of `operation`'s requests, as JSON, in order.
+    /// The bodies kept of `operation`'s requests, as JSON, in order; a body that is not JSON
+    /// (a query-protocol request such as AssumeRole's form) as a JSON string of its text.
     pub fn bodies(&self, operation: &str) -> Vec<Value> {
         self.bodies
             .lock()
@@ -189,7 +190,11 @@ impl FaultProxy {
             .get(operation)
             .map(|v| {
                 v.iter()
-                    .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                    .map(|b| {
+                        serde_json::from_slice(b).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(b).into_owned())
+                        })
+                    })
                     .collect()
             })
             .unwrap_or_default()

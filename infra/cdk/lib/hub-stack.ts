@@ -1118,8 +1118,10 @@ export class HubStack extends Stack {
       // rate, sweep queue or event bus: it writes nothing and publishes no drift event.
       environment: {
         ...guarded,
-        // Organisation mode: the read-only detector member role (empty = this account only).
-        MEMBER_ROLE_NAME: cfg.memberRoleName ? cfg.detectorMemberRoleName : '',
+        // Organisation mode (empty = this account only): the writer member role names the role the
+        // lockout check and own-call detection are about; the detector assumes the read-only one.
+        MEMBER_ROLE_NAME: cfg.memberRoleName,
+        MEMBER_READ_ROLE_NAME: cfg.memberRoleName ? cfg.detectorMemberRoleName : '',
         // Each replica reported on is a Security Hub finding in its own account and Region.
         SECURITY_HUB: cfg.securityHub,
       },

@@ -1197,7 +1197,7 @@ describe('the detector (securityHub on, or a configRule): read-only findings and
     const [remediatorRoleId] = guard(on, 'AWS::IAM::Role', false);
     const d = fn.Properties.Environment.Variables;
     const r = rem.Properties.Environment.Variables;
-    const shared = Object.keys(d).filter((k) => !['MEMBER_ROLE_NAME', 'SECURITY_HUB'].includes(k));
+    const shared = Object.keys(d).filter((k) => !['MEMBER_READ_ROLE_NAME', 'SECURITY_HUB'].includes(k));
     for (const k of shared) expect([k, d[k]]).toEqual([k, r[k]]);
     for (const k of ['REMEDIATION_MODE', 'EVENT_BUS', 'SWEEP_QUEUE_URL', 'BACKUP_BUCKET', 'BACKUP_PREFIX', 'FLAP_MAX', 'FLAP_WINDOW', 'RATE_PUT_KEY_POLICY']) {
       expect(d[k]).toBeUndefined();
@@ -1219,11 +1219,14 @@ describe('the detector (securityHub on, or a configRule): read-only findings and
         Condition: { StringEquals: { 'aws:ResourceOrgID': 'o-a1b2c3d4e5' } },
       },
     ]);
-    expect(detector(t)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('kms-replica-guard-detector');
+    expect(detector(t)[1].Properties.Environment.Variables.MEMBER_READ_ROLE_NAME).toBe('kms-replica-guard-detector');
+    // The lockout check and own-call detection are about the writer.
+    expect(detector(t)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('kms-replica-guard-member');
     expect(remediator(t)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('kms-replica-guard-member');
     expect(detectorStatements(t).find((s) => s.Sid === 'ListOrganizationAccounts')).toBeDefined();
     const custom = synth({ securityHub: 'on', memberRoleName: 'm', detectorMemberRoleName: 'reader', memberAccounts: '222233334444', organizationId: 'o-a1b2c3d4e5' });
-    expect(detector(custom)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('reader');
+    expect(detector(custom)[1].Properties.Environment.Variables.MEMBER_READ_ROLE_NAME).toBe('reader');
+    expect(detector(custom)[1].Properties.Environment.Variables.MEMBER_ROLE_NAME).toBe('m');
     expect(() => configFromContext((k: string) => ({ detectorMemberRoleName: 'bad name!' } as Record<string, unknown>)[k])).toThrow(/detectorMemberRoleName/);
   });
 
