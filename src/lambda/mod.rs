@@ -309,17 +309,22 @@ where
         let report = Box::pin(engine.run(&trigger)).await;
         let mut response = serde_json::to_value(&report).expect("a report always serialises");
         let mode = engine.settings().mode;
-        let not_imported = match Box::pin(self.import(&report)).await {
-            Some((findings, not_imported)) => {
-                response["findings"] = findings;
-                not_imported
-            }
-            None => 0,
+        // Notifications need nothing from the findings or the metrics: sent meanwhile.
+        let findings_then_metrics = async {
+            let imported = Box::pin(self.import(&report)).await;
+            let not_imported = imported.as_ref().map_or(0, |(_, n)| *n);
+            let published = self.publish(namespace, mode, &report, not_imported).await;
+            (imported, published)
         };
-        if let Some(published) = self.publish(namespace, mode, &report, not_imported).await {
+        let ((imported, published), notified) =
+            futures::join!(findings_then_metrics, self.notify(&report));
+        if let Some((findings, _)) = imported {
+            response["findings"] = findings;
+        }
+        if let Some(published) = published {
             response["metrics"] = published;
         }
-        if let Some(notified) = self.notify(&report).await {
+        if let Some(notified) = notified {
             response["notifications"] = notified;
         }
         match report.failure_class() {
