@@ -83,7 +83,7 @@ pub struct Args {
     workers: usize,
     /// Time dilation of the one-account sweeps (see `sweep::measured`): latencies times it,
     /// quotas and the guard's limits divided by it, the wall time divided by it.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     dilation: u32,
     /// Regions of the side-by-side run with the sequential peer.
     #[arg(long, default_value_t = 2)]
