@@ -123,7 +123,10 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         for copy in &copies {
             let result = {
                 let _permit = slot(copy).acquire().await.expect("never closed");
-                self.keys.describe_key(copy).await
+                // Boxed, here and for each replica: a call's future is large (tens of KB in
+                // a debug build), and the thousands of copies waiting for a slot need not
+                // carry one.
+                Box::pin(self.keys.describe_key(copy)).await
             };
             match result {
                 Ok(facts) => {
@@ -169,9 +172,15 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             async move {
                 let permit = slot(copy).clone().acquire_owned().await;
                 let permit = permit.expect("never closed");
-                let o = self
-                    .reconcile_replica(event, copy, primary, Known::Replica, cache, Some(permit))
-                    .await;
+                let o = Box::pin(self.reconcile_replica(
+                    event,
+                    copy,
+                    primary,
+                    Known::Replica,
+                    cache,
+                    Some(permit),
+                ))
+                .await;
                 progress.advanced(Some(&o));
                 o
             }
