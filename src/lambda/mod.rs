@@ -201,10 +201,11 @@ impl<X: Ports> App<X> {
         }
         // Boxed: the engine's nested futures are deep enough to hit the type-layout limit.
         let report = Box::pin(engine.run(&trigger)).await;
-        let metrics = self
-            .publish(namespace, engine.settings().mode, &report)
-            .await;
-        let notifications = self.notify(&report).await;
+        // Notifications need nothing from the metrics: sent meanwhile.
+        let (metrics, notifications) = futures::join!(
+            self.publish(namespace, engine.settings().mode, &report),
+            self.notify(&report)
+        );
         match report.failure_class() {
             None => Ok(Response::Ran {
                 report: Box::new(report),

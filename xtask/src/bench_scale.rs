@@ -83,7 +83,7 @@ pub struct Args {
     workers: usize,
     /// Time dilation of the one-account sweeps (see `sweep::measured`): latencies times it,
     /// quotas and the guard's limits divided by it, the wall time divided by it.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     dilation: u32,
     /// Regions of the side-by-side run with the sequential peer.
     #[arg(long, default_value_t = 2)]
@@ -231,6 +231,14 @@ pub fn fleet(
 /// SDK configuration for `endpoint` with the function's retry and timeout settings
 /// (`krg_aws::clients::load_sdk_config`), signed as `access_key`.
 pub async fn sdk(endpoint: &str, access_key: &str) -> SdkConfig {
+    sdk_stretched(endpoint, access_key, 1.0).await
+}
+
+/// [`sdk`] with its timeouts `stretch` times longer: for a simulator whose time is dilated,
+/// so that a call times out when it would in real time (at 32x, the 10 s attempt timeout
+/// cut PutKeyPolicy calls of 312 ms real time, retried outside the guard's pacing).
+pub async fn sdk_stretched(endpoint: &str, access_key: &str, stretch: f64) -> SdkConfig {
+    let secs = |s: f64| Duration::from_secs_f64(s * stretch.max(1.0));
     sdk_defaults()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(env::REGION))
@@ -244,9 +252,9 @@ pub async fn sdk(endpoint: &str, access_key: &str) -> SdkConfig {
         .retry_config(RetryConfig::standard().with_max_attempts(4))
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(30))
+                .connect_timeout(secs(3.0))
+                .operation_attempt_timeout(secs(10.0))
+                .operation_timeout(secs(30.0))
                 .build(),
         )
         .load()
@@ -268,7 +276,7 @@ pub async fn app(
     emulator: &str,
 ) -> (AwsApp, Option<Arc<MemberAccess>>) {
     let emulator = sdk(emulator, HUB).await;
-    let on_sim = sdk(&sim.endpoint, HUB).await;
+    let on_sim = sdk_stretched(&sim.endpoint, HUB, 1.0 / sim.config().time_scale).await;
     let mut adapters = Adapters::new(&emulator, Some(config));
     let mut kms = Kms::with_limits(kms_clients(&on_sim), config.rate_limits);
     let mut access = None;

@@ -19,6 +19,7 @@ use krg_testkit::sim::{Kind, KmsSim, Op, Quotas, SimConfig};
 use serde_json::{Value, json};
 
 use super::{HUB, HUB_ROLE, REGIONS, app, by_op, config, fleet, ops_json, quota_floor};
+use crate::heap;
 
 /// A fleet's shape: primaries, and replicas of each.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +103,8 @@ async fn measured(
     }
     let config = config(&vars)?;
     let (app, _) = app(&sim, &config, &super::env::endpoint()).await;
+    let heap_before = heap::now();
+    heap::reset_peak();
     let started = Instant::now();
     // A sweep with failures answers an error (Lambda retries it): keep its figures anyway.
     let answer = match app.handle(json!({"sweep": {}})).await {
@@ -109,6 +112,7 @@ async fn measured(
         Err(e) => json!({"error": e.to_string()}),
     };
     let wall = started.elapsed().as_secs_f64() / f64::from(dilation);
+    let heap_peak = heap::peak().saturating_sub(heap_before);
     let quotas = Quotas::default();
     let floor_s = quota_floor(&floor, &quotas);
     let counts = sim.counts();
@@ -152,6 +156,7 @@ async fn measured(
         "calls": ops_json(&calls.iter().map(|(op, c)| (*op, c.calls)).collect()),
         "call_floor": ops_json(&floor_by_op),
         "throttled": throttled,
+        "heap_peak_bytes": heap_peak,
         "error": answer.get("error"),
     }))
 }
@@ -169,17 +174,18 @@ fn print(label: &str, v: &Value) {
         v["left_drifted"]
     );
     println!(
-        "      wall {:.2} s, quota floor {:.2} s: {:.0} % of the quota-bound speed; {} throttles",
+        "      wall {:.2} s, quota floor {:.2} s: {:.0} % of the quota-bound speed; {} throttles; heap peak {:.1} MiB",
         v["seconds"].as_f64().unwrap_or(0.0),
         v["quota_floor_seconds"].as_f64().unwrap_or(0.0),
         100.0 * v["of_quota_speed"].as_f64().unwrap_or(0.0),
-        v["throttled"]
+        v["throttled"],
+        v["heap_peak_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0
     );
     println!("      calls {} vs floor {}", v["calls"], v["call_floor"]);
 }
 
-/// The one-account sweep at the default and a raised concurrency (in real time, and dilated
-/// `dilation` times), then the peer side by side.
+/// The one-account sweep at the default concurrency (in real time, and dilated `dilation`
+/// times, both fleets), then the peer side by side.
 pub async fn run(peer_regions: usize, dilation: u32) -> anyhow::Result<Value> {
     println!(
         "==> one account, 17 Regions, 10,000 replicas (simulated KMS, real latency and quotas)"
@@ -188,10 +194,8 @@ pub async fn run(peer_regions: usize, dilation: u32) -> anyhow::Result<Value> {
     print("DR pairs, default CONCURRENCY, real time", &real_time);
     let default = measured(DR_PAIRS, &REGIONS, None, dilation).await?;
     print("DR pairs, default CONCURRENCY", &default);
-    let raised = measured(DR_PAIRS, &REGIONS, Some(32), dilation).await?;
-    print("DR pairs, CONCURRENCY 32", &raised);
-    let wide = measured(WIDE, &REGIONS, Some(32), dilation).await?;
-    print("wide, CONCURRENCY 32", &wide);
+    let wide = measured(WIDE, &REGIONS, None, dilation).await?;
+    print("wide, default CONCURRENCY", &wide);
     let subset: Vec<&str> = REGIONS.iter().take(peer_regions.max(1)).copied().collect();
     println!(
         "==> side by side on {} Regions ({}): the sequential peer, then the guard",
@@ -224,7 +228,6 @@ pub async fn run(peer_regions: usize, dilation: u32) -> anyhow::Result<Value> {
         "fleet": {"single_region_per_region": SINGLE_PER_REGION, "drift": DRIFT, "reformatted": 0.3},
         "real_time": real_time,
         "default": default,
-        "raised": raised,
         "wide": wide,
         "side_by_side": {"regions": subset, "peer": peer, "guard": ours, "speedup": speedup},
     }))
@@ -234,7 +237,7 @@ pub async fn run(peer_regions: usize, dilation: u32) -> anyhow::Result<Value> {
 pub fn render(v: &Value) -> String {
     let row = |label: &str, r: &Value| {
         format!(
-            "| {label} | {} × {} | {} | {} | {} | {}x | {} | {:.2} | {:.2} | {:.0} % | {} | {} |\n",
+            "| {label} | {} × {} | {} | {} | {} | {}x | {} | {:.2} | {:.2} | {:.0} % | {} | {} | {:.0} |\n",
             super::n(&r["primaries"]),
             r["replicas_per_primary"],
             super::n(&r["replicas"]),
@@ -247,6 +250,7 @@ pub fn render(v: &Value) -> String {
             100.0 * super::f(&r["of_quota_speed"]),
             r["throttled"],
             r["left_drifted"],
+            super::f(&r["heap_peak_bytes"]) / 1_048_576.0,
         )
     };
     let calls = |r: &Value| {
@@ -264,28 +268,30 @@ pub fn render(v: &Value) -> String {
             .join(", ")
     };
     let s = &v["side_by_side"];
-    let mut out = String::from(
+    let dilation = v["default"]["dilation"].as_u64().unwrap_or(1);
+    let mut out = format!(
         "**One account, 17 Regions, 10,000 replicas** (DR pairs: 5,000 primaries over the 17 \
          Regions, each replicated to the next 2; wide: 625 primaries, each replicated to the 16 \
          others; 20 single-Region keys per Region; 2 % of replicas drifted, 30 % \
-         reformatted-equivalent), swept by the function in enforce mode. Time dilated 16x: \
-         latencies ×16, the simulator's quotas and the guard's RATE_* ÷16 (RATE_INSTANCES 16), \
-         wall time ÷16, so every ratio holds while this machine (a debug build of guard and \
-         simulator on 2 shared cores, against a quota floor of 17,000 calls/s) is no longer the \
-         bound; the real-time row shows that bound.\n\n\
-         | sweep | primaries × replicas | replicas | Regions | CONCURRENCY | time dilated | remediated / drifted | seconds (real-time) | quota floor (s) | of quota-bound speed | throttles | left drifted |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         reformatted-equivalent), swept by the function in enforce mode. Time dilated \
+         {dilation}x: latencies ×{dilation}, the simulator's quotas and the guard's RATE_* \
+         ÷{dilation} (RATE_INSTANCES {dilation}), wall time ÷{dilation}, so every ratio holds \
+         while this machine (a debug build of guard and simulator on 2 shared cores, against a \
+         quota floor of 17,000 calls/s) is no longer the bound; the real-time row shows that \
+         bound. Heap peak: the bench process's (guard and simulator) above its start, during \
+         the sweep.\n\n\
+         | sweep | primaries × replicas | replicas | Regions | CONCURRENCY | time dilated | remediated / drifted | seconds (real-time) | quota floor (s) | of quota-bound speed | throttles | left drifted | heap peak (MiB) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     out.push_str(&row(
         "default settings, real time (bound by this machine)",
         &v["real_time"],
     ));
     out.push_str(&row("default settings", &v["default"]));
-    out.push_str(&row("CONCURRENCY 32", &v["raised"]));
-    out.push_str(&row("wide, CONCURRENCY 32", &v["wide"]));
+    out.push_str(&row("wide, default settings", &v["wide"]));
     out.push_str(&row("guard, side by side", &s["guard"]));
     out.push_str(&format!(
-        "| sequential peer, side by side | {} × {} | {} | {} | 1 | 1x | {} / {} | {:.2} | {:.2} | {:.0} % | {} | {} |\n",
+        "| sequential peer, side by side | {} × {} | {} | {} | 1 | 1x | {} / {} | {:.2} | {:.2} | {:.0} % | {} | {} | |\n",
         super::n(&s["guard"]["primaries"]),
         s["guard"]["replicas_per_primary"],
         super::n(&s["guard"]["replicas"]),

@@ -51,7 +51,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
                 };
                 let primary = &primary;
                 async move {
-                    self.reconcile_replica(event, &replica, primary, known, cache)
+                    self.reconcile_replica(event, &replica, primary, known, cache, None)
                         .await
                 }
             })

@@ -7,6 +7,8 @@
 use std::ops::ControlFlow;
 use std::time::SystemTime;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use krg_policy::{
     CanonicalPolicy, LockoutGuard, Origin, Trust, ValidationError, Verdict, assess, assess_parsed,
     compare, contain_with, explain, guardrails, validate_as, validate_merged,
@@ -43,7 +45,10 @@ pub enum BaselineForError {
 }
 
 impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
-    /// Brings one replica to the baseline (or reports why not).
+    /// Brings one replica to the baseline (or reports why not). A sweep's Region `slot` is
+    /// held while the replica is read and given back once it has drifted: the checks and
+    /// the write that follow wait for their own pacing (PutKeyPolicy's is the slowest),
+    /// not in the place of the Region's next reads.
     pub(super) async fn reconcile_replica(
         &self,
         event: &EventInfo,
@@ -51,6 +56,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         primary: &KeyArn,
         known: Known,
         cache: &RunCache,
+        slot: Option<OwnedSemaphorePermit>,
     ) -> Outcome {
         if let Known::Facts(facts) = &known
             && let Some(skip) = unmanaged(replica, facts)
@@ -99,6 +105,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             }
             (Verdict::Drift(diff), exposure) => (diff, exposure),
         };
+        drop(slot);
         let mut outcome = match self.left_alone(replica, &known, cache).await {
             ControlFlow::Break(left) => left,
             ControlFlow::Continue(note) => {

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 use futures::stream;
+use std::sync::Arc;
+
 use tokio::sync::Semaphore;
 
 use super::{Known, Progress, Reconciler, RunCache, log_outcome, updating};
@@ -47,9 +49,14 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         }
         progress.planned(copies);
         // One slot pool per account and Region: KMS quotas are per account and Region.
-        let per_place: HashMap<&Place, Semaphore> = places
+        let per_place: HashMap<&Place, Arc<Semaphore>> = places
             .iter()
-            .map(|p| (p, Semaphore::new(self.settings.concurrency.max(1))))
+            .map(|p| {
+                (
+                    p,
+                    Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
+                )
+            })
             .collect();
         let cache = RunCache::default();
         let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
@@ -97,7 +104,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     async fn sweep_key_id(
         &self,
         copies: Vec<KeyArn>,
-        per_place: &HashMap<&Place, Semaphore>,
+        per_place: &HashMap<&Place, Arc<Semaphore>>,
         cache: &RunCache,
         progress: &dyn Progress,
     ) -> Vec<Outcome> {
@@ -116,7 +123,10 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         for copy in &copies {
             let result = {
                 let _permit = slot(copy).acquire().await.expect("never closed");
-                self.keys.describe_key(copy).await
+                // Boxed, here and for each replica: a call's future is large (tens of KB in
+                // a debug build), and the thousands of copies waiting for a slot need not
+                // carry one.
+                Box::pin(self.keys.describe_key(copy)).await
             };
             match result {
                 Ok(facts) => {
@@ -160,10 +170,17 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             let event = &event;
             let primary = &mr.primary;
             async move {
-                let _permit = slot(copy).acquire().await.expect("never closed");
-                let o = self
-                    .reconcile_replica(event, copy, primary, Known::Replica, cache)
-                    .await;
+                let permit = slot(copy).clone().acquire_owned().await;
+                let permit = permit.expect("never closed");
+                let o = Box::pin(self.reconcile_replica(
+                    event,
+                    copy,
+                    primary,
+                    Known::Replica,
+                    cache,
+                    Some(permit),
+                ))
+                .await;
                 progress.advanced(Some(&o));
                 o
             }

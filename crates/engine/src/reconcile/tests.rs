@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 use super::*;
 use crate::baseline::{Baseline, Template};
 use crate::decide::{KeyState, MultiRegionRole, drift_name};
-use crate::error::ErrorKind;
-use crate::fake::{FakeAws, arn};
-use crate::key::{Place, Region};
+use crate::error::{CallError, ErrorKind};
+use crate::fake::{FakeAws, FakeKey, MRK, arn};
+use crate::key::{KeyArn, Place, Region};
 use crate::outcome::{Action, Retry};
-use crate::ports::{Claimed, WriteClaim};
+use crate::ports::{Claimed, PolicyStore, WriteClaim};
 use crate::retry::Backoff;
 use crate::settings::{FlapGuard, Mode, Settings};
 use crate::tenancy::Tenancy;
@@ -1316,4 +1316,78 @@ async fn an_in_sync_replica_has_no_explanation_and_no_exposure_metric() {
             .iter()
             .all(|d| d.metric != crate::outcome::Metric::ExposureDrift)
     );
+}
+
+/// A policy store whose writes wait until `other` has been read.
+struct WriteAfterRead<'a> {
+    fake: &'a FakeAws,
+    other: KeyArn,
+    read: tokio::sync::Notify,
+}
+
+impl PolicyStore for WriteAfterRead<'_> {
+    async fn get_policy(&self, key: &KeyArn) -> Result<String, CallError> {
+        if *key == self.other {
+            self.read.notify_one();
+        }
+        self.fake.get_policy(key).await
+    }
+
+    async fn put_policy(&self, key: &KeyArn, policy: &str) -> Result<(), CallError> {
+        self.read.notified().await;
+        self.fake.put_policy(key, policy).await
+    }
+}
+
+/// A second key id beside the fake's family, its copies in the same Regions, each holding
+/// `policy`: its replica in `region`.
+fn second_key_id(fake: &FakeAws, policy: &str, region: &str) -> KeyArn {
+    let other = |k: &KeyArn| -> KeyArn {
+        k.as_str()
+            .replace(MRK, "mrk-ffffffffffffffffffffffffffffffff")
+            .parse()
+            .unwrap()
+    };
+    let mut keys = fake.keys.lock().unwrap();
+    let copies: Vec<FakeKey> = keys.values().cloned().collect();
+    for mut k in copies {
+        k.facts.arn = other(&k.facts.arn);
+        if let Some(mr) = k.facts.multi_region.as_mut() {
+            mr.primary = other(&mr.primary);
+            mr.replicas = mr.replicas.iter().map(other).collect();
+        }
+        k.policy = policy.to_owned();
+        keys.insert(k.facts.arn.clone(), k);
+    }
+    other(&arn(region))
+}
+
+#[tokio::test]
+async fn a_drifted_replica_gives_its_region_slot_back_while_its_write_waits() {
+    // One slot per Region: the drifted replica's write waits for the next key's read in the
+    // same Region, which needs that slot. Held through the write, the sweep never ends.
+    let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+    let in_sync = second_key_id(&fake, &rendered(), "us-west-2");
+    let store = WriteAfterRead {
+        fake: &fake,
+        other: in_sync,
+        read: tokio::sync::Notify::new(),
+    };
+    let settings = Arc::new(Settings {
+        concurrency: 1,
+        ..(*settings(Mode::Enforce, template())).clone()
+    });
+    let regions: Vec<Region> = ["us-west-2", "us-east-1"]
+        .map(|r| r.parse().unwrap())
+        .to_vec();
+    let engine = Reconciler::new(&fake, &store, settings);
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.sweep(&own(&regions), &Quiet),
+    )
+    .await
+    .expect("the sweep ends");
+    assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
+    assert_eq!(r.summary.unwrap().get(&Action::InSync), Some(&1));
+    assert_eq!(fake.policy(&arn("us-west-2")), rendered());
 }
