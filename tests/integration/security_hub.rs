@@ -74,12 +74,17 @@ async fn detect(detector: &AwsDetector, payload: Value) -> Result<Value, Invocat
     detector.handle(payload).await
 }
 
-/// Security Hub on moto's server itself (never through a proxy) as `account` sees it,
-/// Security Hub enabled.
+/// Security Hub on moto's server itself (never through a proxy) as `account` sees it in
+/// [`REGION`], Security Hub enabled.
 async fn hub_as(account: &str) -> aws_sdk_securityhub::Client {
+    hub_in(account, REGION).await
+}
+
+/// The same in `region`.
+async fn hub_in(account: &str, region: &str) -> aws_sdk_securityhub::Client {
     assert_moto_running();
     let conf = krg_aws::clients::sdk_defaults()
-        .region(SdkRegion::new(REGION))
+        .region(SdkRegion::new(region.to_owned()))
         .credentials_provider(Credentials::new(account, "test", None, None, "test"))
         .load()
         .await;
@@ -113,7 +118,7 @@ async fn findings_of(account: &str, key: &KeyArn) -> Vec<AwsSecurityFinding> {
 }
 
 async fn read_findings(account: &str, key: &KeyArn) -> Vec<AwsSecurityFinding> {
-    let client = hub_as(account).await;
+    let client = hub_in(account, key.region().as_str()).await;
     let mut out = Vec::new();
     let mut token = None;
     loop {
@@ -490,5 +495,64 @@ async fn a_config_rule_invocation_evaluates_without_writing_and_answers_with_its
     assert_eq!(
         sent[1]["Evaluations"][0]["ComplianceType"],
         "NOT_APPLICABLE"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_clis_check_and_sweep_post_findings_and_a_key_fixed_by_hand_is_passed() {
+    // A Region of its own: the sweep below imports a finding for every replica there.
+    const CLI_REGION: &str = "ap-southeast-3";
+    let sdk = sdk().await;
+    let family = create_family(&sdk, DEFAULT_STYLE_POLICY, &[CLI_REGION]).await;
+    let replica = family.replica(CLI_REGION).clone();
+    put_policy(&sdk, &replica, &public(ACCOUNT)).await;
+    hub_in(ACCOUNT, CLI_REGION).await;
+    let moto = moto_endpoint_direct();
+    let envs = [
+        ("BASELINE_SOURCE", BASELINE),
+        ("SECURITY_HUB", "on"),
+        ("AWS_ENDPOINT_URL_SECURITYHUB", moto.as_str()),
+    ];
+
+    let (code, _, err) = cli_at(&endpoint(), &envs, &["check", replica.as_str()]);
+    assert_eq!(code, 1, "a drift left in place: {err}");
+    assert!(err.contains("Security Hub: 1 finding(s) imported"), "{err}");
+    let found = findings_of(ACCOUNT, &replica).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0]
+            .severity()
+            .and_then(|s| s.label())
+            .map(|l| l.as_str()),
+        Some("CRITICAL")
+    );
+    assert_eq!(
+        found[0]
+            .compliance()
+            .and_then(|c| c.status())
+            .map(|s| s.as_str()),
+        Some("FAILED")
+    );
+    assert!(
+        equivalent(&get_policy(&sdk, &replica).await, &public(ACCOUNT)).unwrap(),
+        "check never writes"
+    );
+
+    // Fixed by hand; an operator's sweep refreshes the fleet's findings.
+    put_policy(&sdk, &replica, &rendered_baseline(&replica)).await;
+    let (_, out, err) = cli_at(&endpoint(), &envs, &["sweep", "--regions", CLI_REGION]);
+    assert!(err.contains("finding(s) imported"), "{err}\n{out}");
+    let found = findings_of(ACCOUNT, &replica).await;
+    assert_eq!(found.len(), 1, "the same finding, updated: {found:#?}");
+    assert_eq!(
+        found[0]
+            .compliance()
+            .and_then(|c| c.status())
+            .map(|s| s.as_str()),
+        Some("PASSED")
+    );
+    assert_eq!(
+        found[0].record_state().map(|s| s.as_str()),
+        Some("ARCHIVED")
     );
 }
