@@ -142,6 +142,26 @@ export class MemberStack extends Stack {
     // RoleRegion keeps this no-op resource only.
     new CfnWaitConditionHandle(this, 'InstanceMarker');
 
+    // The trust of a member role: the hub account, narrowed to one hub role by aws:PrincipalArn
+    // (and the external id when set). `accountVar` names the account taken from the role's ARN.
+    const trustOnly = (sid: string, roleArn: string, accountVar: string) => ({
+      Sid: sid,
+      Effect: 'Allow',
+      Principal: {
+        AWS: Fn.sub(`arn:\${AWS::Partition}:iam::\${${accountVar}}:root`, {
+          [accountVar]: Fn.select(4, Fn.split(':', roleArn)),
+        }),
+      },
+      Action: 'sts:AssumeRole',
+      Condition: Fn.conditionIf(
+        'HasExternalId',
+        {
+          ArnEquals: { 'aws:PrincipalArn': roleArn },
+          StringEquals: { 'sts:ExternalId': externalId.valueAsString },
+        },
+        { ArnEquals: { 'aws:PrincipalArn': roleArn } },
+      ),
+    });
     const memberRole = new iam.CfnRole(this, 'MemberRole', {
       roleName: memberRoleName.valueAsString,
       description: "Assumed by the kms-replica-guard hub function to read and rewrite this account's multi-Region replica key policies",
@@ -151,24 +171,7 @@ export class MemberStack extends Stack {
           // The hub account, narrowed to the hub role by aws:PrincipalArn: a role ARN as Principal is
           // stored as the role's unique id (a recreated hub role would not match, and the policy is
           // refused while the hub role does not exist). The account is taken from HubRoleArn.
-          {
-            Sid: 'HubFunctionOnly',
-            Effect: 'Allow',
-            Principal: {
-              AWS: Fn.sub('arn:${AWS::Partition}:iam::${HubRoleAccount}:root', {
-                HubRoleAccount: Fn.select(4, Fn.split(':', hubRoleArn.valueAsString)),
-              }),
-            },
-            Action: 'sts:AssumeRole',
-            Condition: Fn.conditionIf(
-              'HasExternalId',
-              {
-                ArnEquals: { 'aws:PrincipalArn': hubRoleArn.valueAsString },
-                StringEquals: { 'sts:ExternalId': externalId.valueAsString },
-              },
-              { ArnEquals: { 'aws:PrincipalArn': hubRoleArn.valueAsString } },
-            ),
-          },
+          trustOnly('HubFunctionOnly', hubRoleArn.valueAsString, 'HubRoleAccount'),
         ],
       },
       // Exactly the hub role's own KMS statements; findings and Config answers are the detector
@@ -218,24 +221,7 @@ export class MemberStack extends Stack {
       assumeRolePolicyDocument: {
         Version: '2012-10-17',
         Statement: [
-          {
-            Sid: 'HubDetectorOnly',
-            Effect: 'Allow',
-            Principal: {
-              AWS: Fn.sub('arn:${AWS::Partition}:iam::${HubDetectorRoleAccount}:root', {
-                HubDetectorRoleAccount: Fn.select(4, Fn.split(':', hubDetectorRoleArn.valueAsString)),
-              }),
-            },
-            Action: 'sts:AssumeRole',
-            Condition: Fn.conditionIf(
-              'HasExternalId',
-              {
-                ArnEquals: { 'aws:PrincipalArn': hubDetectorRoleArn.valueAsString },
-                StringEquals: { 'sts:ExternalId': externalId.valueAsString },
-              },
-              { ArnEquals: { 'aws:PrincipalArn': hubDetectorRoleArn.valueAsString } },
-            ),
-          },
+          trustOnly('HubDetectorOnly', hubDetectorRoleArn.valueAsString, 'HubDetectorRoleAccount'),
         ],
       },
       policies: [
