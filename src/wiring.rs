@@ -82,6 +82,8 @@ pub struct Adapters {
     sdk: SdkConfig,
     /// The way into member accounts, when there are members.
     access: Option<(AccountId, Arc<MemberAccess>)>,
+    /// Which role `access` assumes.
+    entry: Entry,
 }
 
 impl Adapters {
@@ -127,16 +129,23 @@ impl Adapters {
             }),
             sdk: sdk.clone(),
             access,
+            entry,
         }
     }
 
     /// Security Hub in each key's own account and Region, when `config` has
-    /// `SECURITY_HUB=on` (the detector, the CLI).
+    /// `SECURITY_HUB=on` (the detector, the CLI). Member accounts are entered through the
+    /// read-only role (`MEMBER_READ_ROLE_NAME`), which holds the findings grant in the member
+    /// stack, even when these adapters write through the member role (the CLI).
     pub fn security_hub(&self, config: &Config) -> Option<SecurityHub> {
         config.security_hub.then(|| {
+            let access = match self.entry {
+                Entry::Reader => self.access.clone(),
+                Entry::Writer => member_access(&self.sdk, config, Entry::Reader),
+            };
             SecurityHub::new(AccountClients::new(
                 &self.sdk,
-                self.access.clone(),
+                access,
                 aws_sdk_securityhub::Client::new,
             ))
         })

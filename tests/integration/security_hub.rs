@@ -529,3 +529,57 @@ async fn the_clis_check_and_sweep_post_findings_and_a_key_fixed_by_hand_is_passe
     assert_eq!(found.len(), 1, "the same finding, updated: {found:#?}");
     assert_eq!(state(&found[0]), ("INFORMATIONAL", "PASSED", "ARCHIVED"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_imports_a_member_accounts_finding_through_the_read_only_role() {
+    sdk().await;
+    let member_sdk: SdkConfig = krg_aws::clients::sdk_defaults()
+        .region(SdkRegion::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new(MEMBER, "test", None, None, "test"))
+        .load()
+        .await;
+    let family = create_family(
+        &member_sdk,
+        &DEFAULT_STYLE_POLICY.replace(ACCOUNT, MEMBER),
+        &[REGION],
+    )
+    .await;
+    let replica = family.replica(REGION).clone();
+    put_policy(&member_sdk, &replica, &public(MEMBER)).await;
+    let proxy = routed().await;
+    proxy.keep_bodies("AssumeRole");
+    hub_as(MEMBER).await;
+
+    // KMS through the writer member role (the CLI may --apply); the finding through the
+    // read-only role, which holds securityhub:BatchImportFindings in the member stack.
+    let envs = [
+        ("BASELINE_SOURCE", BASELINE),
+        ("SECURITY_HUB", "on"),
+        ("MEMBER_ROLE_NAME", MEMBER_ROLE),
+        ("MEMBER_READ_ROLE_NAME", READ_ROLE),
+        ("MEMBER_ACCOUNTS", MEMBER),
+        ("AWS_ENDPOINT_URL_SECURITYHUB", proxy.endpoint.as_str()),
+    ];
+    let (code, _, err) = cli_at(&proxy.endpoint, &envs, &["check", replica.as_str()]);
+    assert_eq!(code, 1, "a drift left in place: {err}");
+    assert!(err.contains("Security Hub: 1 finding(s) imported"), "{err}");
+    assert_eq!(proxy.security_hub_refused(), 0);
+    assert_eq!(proxy.security_hub_callers(), [MEMBER]);
+    let roles: Vec<String> = proxy
+        .bodies("AssumeRole")
+        .iter()
+        .filter_map(|b| b.as_str().map(str::to_owned))
+        .collect();
+    let assumed = |role: &str| {
+        roles.iter().any(|f| {
+            f.contains(&format!(
+                "RoleArn=arn%3Aaws%3Aiam%3A%3A{MEMBER}%3Arole%2F{role}"
+            ))
+        })
+    };
+    assert!(assumed(MEMBER_ROLE) && assumed(READ_ROLE), "{roles:?}");
+    let found = findings_of(MEMBER, &replica).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(state(&found[0]), ("CRITICAL", "FAILED", "ACTIVE"));
+}
