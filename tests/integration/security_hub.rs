@@ -143,6 +143,26 @@ async fn read_findings(account: &str, key: &KeyArn) -> Vec<AwsSecurityFinding> {
         .collect()
 }
 
+/// A key family of the member account with its [`REGION`] replica opened to everyone.
+async fn public_drift_in_member() -> (Family, KeyArn) {
+    sdk().await;
+    let member_sdk: SdkConfig = krg_aws::clients::sdk_defaults()
+        .region(SdkRegion::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new(MEMBER, "test", None, None, "test"))
+        .load()
+        .await;
+    let family = create_family(
+        &member_sdk,
+        &DEFAULT_STYLE_POLICY.replace(ACCOUNT, MEMBER),
+        &[REGION],
+    )
+    .await;
+    let replica = family.replica(REGION).clone();
+    put_policy(&member_sdk, &replica, &public(MEMBER)).await;
+    (family, replica)
+}
+
 /// A finding's state as an analyst reads it: (severity label, compliance status, record state).
 fn state(f: &AwsSecurityFinding) -> (&str, &str, &str) {
     (
@@ -251,21 +271,7 @@ async fn a_public_drift_is_one_critical_failed_finding_updated_in_place_and_pass
 
 #[tokio::test]
 async fn a_member_accounts_finding_is_imported_with_that_accounts_credentials() {
-    sdk().await;
-    let member_sdk: SdkConfig = krg_aws::clients::sdk_defaults()
-        .region(SdkRegion::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new(MEMBER, "test", None, None, "test"))
-        .load()
-        .await;
-    let family = create_family(
-        &member_sdk,
-        &DEFAULT_STYLE_POLICY.replace(ACCOUNT, MEMBER),
-        &[REGION],
-    )
-    .await;
-    let replica = family.replica(REGION).clone();
-    put_policy(&member_sdk, &replica, &public(MEMBER)).await;
+    let (family, replica) = public_drift_in_member().await;
     let proxy = routed().await;
     hub_as(MEMBER).await;
 
@@ -532,21 +538,7 @@ async fn the_clis_check_and_sweep_post_findings_and_a_key_fixed_by_hand_is_passe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_imports_a_member_accounts_finding_through_the_read_only_role() {
-    sdk().await;
-    let member_sdk: SdkConfig = krg_aws::clients::sdk_defaults()
-        .region(SdkRegion::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new(MEMBER, "test", None, None, "test"))
-        .load()
-        .await;
-    let family = create_family(
-        &member_sdk,
-        &DEFAULT_STYLE_POLICY.replace(ACCOUNT, MEMBER),
-        &[REGION],
-    )
-    .await;
-    let replica = family.replica(REGION).clone();
-    put_policy(&member_sdk, &replica, &public(MEMBER)).await;
+    let (_, replica) = public_drift_in_member().await;
     let proxy = routed().await;
     proxy.keep_bodies("AssumeRole");
     hub_as(MEMBER).await;

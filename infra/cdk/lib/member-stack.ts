@@ -142,6 +142,13 @@ export class MemberStack extends Stack {
     // RoleRegion keeps this no-op resource only.
     new CfnWaitConditionHandle(this, 'InstanceMarker');
 
+    // Both member roles read this account's multi-Region keys.
+    const readMultiRegionKeys = {
+      Sid: 'ReadMultiRegionKeys',
+      Effect: 'Allow',
+      Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
+      Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
+    };
     // The trust of a member role: the hub account, narrowed to one hub role by aws:PrincipalArn
     // (and the external id when set). `accountVar` names the account taken from the role's ARN.
     const trustOnly = (sid: string, roleArn: string, accountVar: string) => ({
@@ -182,12 +189,7 @@ export class MemberStack extends Stack {
           policyDocument: {
             Version: '2012-10-17',
             Statement: [
-              {
-                Sid: 'ReadMultiRegionKeys',
-                Effect: 'Allow',
-                Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
-                Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
-              },
+              readMultiRegionKeys,
               // Writes only replicas: a primary is never written, only read as the mirror source.
               {
                 Sid: 'RewriteReplicaKeyPolicies',
@@ -230,12 +232,7 @@ export class MemberStack extends Stack {
           policyDocument: {
             Version: '2012-10-17',
             Statement: [
-              {
-                Sid: 'ReadMultiRegionKeys',
-                Effect: 'Allow',
-                Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
-                Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
-              },
+              readMultiRegionKeys,
               { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
               { Sid: 'NeverChangeKeys', Effect: 'Deny', Action: KMS_WRITE_ACTIONS, Resource: '*' },
               {
