@@ -15,7 +15,7 @@ import {
 import { Construct } from 'constructs';
 import { EXTERNAL_ID_PATTERN, REGION_PATTERN } from './config';
 import { KMS_EVENT_NAMES } from './event-pattern';
-import { KMS_WRITE_ACTIONS } from './hub-stack';
+import { KMS_WRITE_ACTIONS } from './constructs';
 
 /** The default name of the member role (the hub's memberRoleName must be the same). */
 export const DEFAULT_MEMBER_ROLE_NAME = 'kms-replica-guard-member';
