@@ -1,10 +1,57 @@
-// The hub stack as a whole (lib/hub-stack.ts): its outputs, the rule refusing an unbuilt
+// The hub stack as a whole (lib/hub-stack.ts): its logical ids, outputs, the rule refusing an unbuilt
 // template, the organisation bus policy, the validation of its settings. Each part has its own file.
 import { DEFAULT_CONFIG, configFromContext } from '../lib/config';
 import { ACCOUNT, REGION, onlyResource, synthHub } from './util';
 
 describe('the hub stack', () => {
   const template = synthHub();
+
+  // Each part creates its resources in the stack's scope (lib/constructs/index.ts): the logical ids
+  // are the ones deployed stacks have, and the SAM/CDK parity checks pair the templates by them.
+  test('every resource keeps its logical id', () => {
+    expect(Object.keys(template.toJSON().Resources).sort()).toEqual([
+      'AccountNotAllowedAlarm36647E35',
+      'AccountNotEnteredAlarmEC1E678C',
+      'AlarmTopicD01E77F9',
+      'AlarmTopicKey57B0D3A7',
+      'AlarmTopicPolicy309DB5F8',
+      'AsyncEventAgeAlarm15D94820',
+      'AsyncEventsDroppedAlarmB02F8E48',
+      'AutoFixAppliedSpikeAlarm4EA996D3',
+      'AutoFixFailedAlarm050A8C2C',
+      'BackupBucket26B8E51C',
+      'BackupBucketPolicy8C403F71',
+      'Dashboard9E4231ED',
+      'DeadLetterQueue9F481546',
+      'DeadLetterQueueAlarm48D9D867',
+      'DriftBusBBD1B7B4',
+      'ExemptionNotificationRule23B81C6A',
+      'ExposureDriftAlarmBBFFA91C',
+      'ExposureNotificationRuleDC0088EF',
+      'FlapSuppressedAlarmD3EDF0A8',
+      'Function76856677',
+      'FunctionErrorsAlarm60070EC7',
+      'FunctionEventInvokeConfig9F3DE447',
+      'FunctionSqsEventSourceHubSweepQueueA9A3771ECAD304F8',
+      'FunctionThrottlesAlarmB7D9F83F',
+      'GuardChangeNotificationRule4C7BAE3F',
+      'GuardrailRefusedAlarm9CE9979E',
+      'KmsApiCallRule1C77D855',
+      'KmsApiCallRuleAllowEventRuleHubFunctionC10201FABCD5A617',
+      'LogGroupF5B46931',
+      'OnlyThisFunctionPolicyF6DA9AA2',
+      'RemediatorRoleA36235BE',
+      'SweepDeadLetterQueue556D11DC',
+      'SweepDeadLetterQueueAlarm8FC7FDA1',
+      'SweepHeartbeatAlarmD6D80BC4',
+      'SweepQueue1C82B4CB',
+      'SweepQueuePolicy88C6B6BF',
+      'SweepRule15B27B41',
+      'SweepRuleAllowEventRuleHubFunctionC10201FA6736C90A',
+      'WriteExposureAlarm5B332F0A',
+      'WriteRefusedNotificationRuleD05C6A5B',
+    ]);
+  });
 
   test('the outputs give the user what they need', () => {
     const outputs = Object.keys(template.findOutputs('*')).sort();
