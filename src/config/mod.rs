@@ -36,9 +36,9 @@ pub const DEFAULT_EXCLUDE_TAG: &str = "kms-replica-guard:exclude";
 /// Default key prefix of backups, write records and claims in `BACKUP_BUCKET`.
 pub const DEFAULT_BACKUP_PREFIX: &str = "kms-replica-guard/";
 /// Default number of keys reconciled at once (per Region in a sweep). A Region read at the
-/// GetKeyPolicy pace (800/s) needs about 800/s × its latency in flight: 20 at 25 ms. At 8
-/// a sweep of 10,000 replicas in 17 Regions ran at a fifth of its quota-bound speed, at 32
-/// it is bound by PutKeyPolicy's pacing, and 64 added memory, not speed (BENCHMARKS.md).
+/// GetKeyPolicy pace (800/s) needs about 800/s × its latency in flight: 20 at 25 ms (the
+/// measurements behind the value: the book's Performance chapter). A sweep never has more
+/// than 850 calls in flight (`MAX_CALLS_IN_FLIGHT`), whatever this × its places.
 pub const DEFAULT_CONCURRENCY: u64 = 32;
 
 /// `EXCLUDE_TAG` value that turns exclusion by tag off (one KMS call fewer per fix).

@@ -202,7 +202,7 @@ settings! {
     concurrency: u64 = "CONCURRENCY" => parse_number::<1, 64>;
         Cli::Flag { long: "concurrency", hidden: false, help: r#"Replicas checked at once (per Region in a sweep)."# },
         stack: ("", ""),
-        row: Row::Own { default: r#"`32`"#, doc: r#"Replicas reconciled at once (per Region in a sweep; Regions run in parallel). A Region read at its GetKeyPolicy pace needs about that pace × the call latency in flight (800/s × 25 ms = 20); a drifted replica gives its slot back while its write waits for PutKeyPolicy's pace. Each slot costs memory, not quota: the `RATE_*` limits pace the calls."# };
+        row: Row::Own { default: r#"`32`"#, doc: r#"Replicas reconciled at once (per Region in a sweep; Regions run in parallel). A Region read at its GetKeyPolicy pace needs about that pace × the call latency in flight (800/s × 25 ms = 20); a drifted replica gives its slot back while its write waits for PutKeyPolicy's pace. Each slot costs memory and a socket, not quota: the `RATE_*` limits pace the calls. A sweep never has more than 850 calls in flight (a Lambda environment has 1,024 file descriptors), whatever this × its Regions and accounts."# };
     backup_bucket: String = "BACKUP_BUCKET" => parse_text;
         Cli::Flag { long: "backup-bucket", hidden: false, help: r#"S3 bucket for backups of every policy before it is overwritten (and `restore latest`)."# },
         stack: ("", ""),

@@ -276,9 +276,15 @@ pub async fn app(
     emulator: &str,
 ) -> (AwsApp, Option<Arc<MemberAccess>>) {
     let emulator = sdk(emulator, HUB).await;
-    let on_sim = sdk_stretched(&sim.endpoint, HUB, 1.0 / sim.config().time_scale).await;
+    let dilation = 1.0 / sim.config().time_scale;
+    let on_sim = sdk_stretched(&sim.endpoint, HUB, dilation).await;
     let mut adapters = Adapters::new(&emulator, Some(config));
-    let mut kms = Kms::with_limits(kms_clients(&on_sim), config.rate_limits);
+    // The guard's limiters run on the simulator's clock.
+    let mut kms = Kms::with_limits_dilated(
+        kms_clients(&on_sim),
+        config.rate_limits,
+        dilation.round() as u32,
+    );
     let mut access = None;
     let settings = &config.settings;
     if let (Some(fleet), Some(home)) = (&settings.tenancy.fleet, &settings.tenancy.home) {

@@ -69,10 +69,19 @@ impl Default for RateLimits {
 impl RateLimits {
     /// This process's share of one operation's budget: one request every `period`, with
     /// bursts of at most `burst` (the share of a second's requests, at least one).
+    #[cfg(test)]
     fn share(&self, limit: u32) -> (Duration, NonZeroU32) {
+        self.share_dilated(limit, 1)
+    }
+
+    /// [`share`](Self::share) on a clock `dilation` times slower: each period that many times
+    /// longer, the burst (a count of requests) the same.
+    fn share_dilated(&self, limit: u32, dilation: u32) -> (Duration, NonZeroU32) {
         let instances = self.instances.max(1);
         let limit = limit.max(1);
-        let period = Duration::from_secs_f64(f64::from(instances) / f64::from(limit));
+        let period = Duration::from_secs_f64(
+            f64::from(instances) * f64::from(dilation.max(1)) / f64::from(limit),
+        );
         let burst = NonZeroU32::new((limit / instances).max(1)).expect("at least 1");
         (period, burst)
     }
@@ -146,9 +155,9 @@ struct Pacing {
 }
 
 impl Pacing {
-    fn new(limits: RateLimits) -> Self {
+    fn new(limits: RateLimits, dilation: u32) -> Self {
         let quota = |n: u32| {
-            let (period, burst) = limits.share(n);
+            let (period, burst) = limits.share_dilated(n, dilation);
             Quota::with_period(period)
                 .expect("a positive period")
                 .allow_burst(burst)
@@ -234,10 +243,23 @@ impl Kms {
 
     /// An adapter over these clients with these rate limits.
     pub fn with_limits(clients: Arc<RegionalClients<Client>>, limits: RateLimits) -> Self {
+        Self::with_limits_dilated(clients, limits, 1)
+    }
+
+    /// These limits paced on a clock `dilation` times slower than the wall clock, for a KMS
+    /// simulator that runs its own time that many times slower (benchmarks): each limiter's
+    /// period is `dilation` times longer, its burst the same number of requests, so the
+    /// guard's pace against the simulated quotas is the deployed one. (A budget divided
+    /// through `RATE_INSTANCES` would also shrink the bursts, which a slower clock does not.)
+    pub fn with_limits_dilated(
+        clients: Arc<RegionalClients<Client>>,
+        limits: RateLimits,
+        dilation: u32,
+    ) -> Self {
         Self {
             clients,
             members: None,
-            pacing: Arc::new(Pacing::new(limits)),
+            pacing: Arc::new(Pacing::new(limits, dilation)),
             page_size: LIST_KEYS_PAGE,
         }
     }
@@ -801,5 +823,11 @@ mod tests {
         }
         .share(12);
         assert_eq!((period, burst.get()), (Duration::from_secs(2), 1));
+        // On a clock 32 times slower: one every 32/12 s, still 12 at once.
+        let (period, burst) = one.share_dilated(12, 32);
+        assert_eq!(
+            (period, burst.get()),
+            (Duration::from_secs_f64(32.0 / 12.0), 12)
+        );
     }
 }

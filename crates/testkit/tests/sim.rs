@@ -365,6 +365,35 @@ async fn latency_is_paid_per_call_and_time_compression_divides_it() {
 }
 
 #[tokio::test]
+async fn time_compression_refills_faster_but_the_burst_stays_the_quotas_calls() {
+    // 5 writes a second, time compressed 4 times: the bucket still admits 5 at once (a
+    // burst is a count of requests), then refills at 20 a second of this clock.
+    let quotas = Quotas([(Op::PutKeyPolicy, 5.0)].into_iter().collect());
+    let sim = KmsSim::start(SimConfig {
+        quotas,
+        time_scale: 4.0,
+        ..quiet(fleet())
+    })
+    .await;
+    let c = client(&sim, "111122223333", "us-east-1");
+    let key = c.list_keys().send().await.unwrap().keys()[0]
+        .key_id()
+        .unwrap()
+        .to_owned();
+    let put = || c.put_key_policy().key_id(&key).policy(BASELINE).send();
+    let mut refused = 0;
+    for _ in 0..7 {
+        refused += usize::from(put().await.is_err());
+    }
+    assert_eq!(refused, 2, "a burst of 5 calls, not 5 / 4");
+    // One token comes back every 50 ms of this clock (0.2 s of simulated time).
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    put().await.unwrap();
+    let e = put().await.unwrap_err();
+    assert_eq!(e.code(), Some("ThrottlingException"));
+}
+
+#[tokio::test]
 async fn a_pipelines_writes_spend_the_quota_uncounted_and_the_guards_are_logged() {
     let quotas = Quotas([(Op::PutKeyPolicy, 4.0)].into_iter().collect());
     let sim = KmsSim::start(SimConfig {

@@ -66,12 +66,15 @@ fn call_floor(sim: &KmsSim, regions: &[&str]) -> BTreeMap<(String, String, Op), 
 /// One sweep of `regions` by the function with `concurrency`, time dilated `dilation` times:
 /// its figures, in real-time seconds.
 ///
-/// Dilation: the simulator's latencies are multiplied by it and its quotas divided
-/// (`time_scale` = 1 / dilation), and so are the guard's own limits (RATE_INSTANCES =
-/// dilation divides every RATE_* by it); the wall time is divided by it again. Every rate
-/// is divided alike, so the ratio to the floor holds; what it removes is this machine's own
-/// bound (a debug build of both the guard and the simulator on 2 shared cores serves a few
-/// hundred to 1,500 calls/s, as loaded; the quota floor of this sweep calls 17,000 a second).
+/// Dilation: the simulator's latencies are multiplied by it and its quotas' refill rates
+/// divided (`time_scale` = 1 / dilation), and so are the guard's own limiters' (they run on
+/// the same slower clock: `Kms::with_limits_dilated`); the wall time is divided by it again.
+/// Bursts are counts of requests and stay as they are on both sides (KMS's second of quota,
+/// the guard's share of its budget). Every rate is divided alike, so the ratio to the floor
+/// holds; what it removes is this machine's own bound (a debug build of both the guard and
+/// the simulator on 2 shared cores serves a few hundred to 1,500 calls/s, as loaded; the
+/// quota floor of this sweep calls 17,000 a second). The guard runs as the CLI or one
+/// inline sweep does: one process, `RATE_INSTANCES` 1.
 async fn measured(
     shape: Shape,
     regions: &[&str],
@@ -96,7 +99,6 @@ async fn measured(
         ("REMEDIATION_MODE", "enforce".to_owned()),
         ("BASELINE_SOURCE", super::baseline()?),
         ("SWEEP_REGIONS", regions.join(",")),
-        ("RATE_INSTANCES", dilation.to_string()),
     ];
     if let Some(c) = concurrency {
         vars.push(("CONCURRENCY", c.to_string()));
@@ -274,9 +276,10 @@ pub fn render(v: &Value) -> String {
          Regions, each replicated to the next 2; wide: 625 primaries, each replicated to the 16 \
          others; 20 single-Region keys per Region; 2 % of replicas drifted, 30 % \
          reformatted-equivalent), swept by the function in enforce mode. Time dilated \
-         {dilation}x: latencies ×{dilation}, the simulator's quotas and the guard's RATE_* \
-         ÷{dilation} (RATE_INSTANCES {dilation}), wall time ÷{dilation}, so every ratio holds \
-         while this machine (a debug build of guard and simulator on 2 shared cores, against a \
+         {dilation}x: latencies ×{dilation}, the refill of the simulator's quotas and of the \
+         guard's own limiters ÷{dilation} (bursts, counts of requests, unchanged: KMS's second \
+         of quota, the guard's 12 PutKeyPolicy of `RATE_INSTANCES` 1, one process as the CLI or \
+         an inline sweep), wall time ÷{dilation}, so every ratio holds while this machine (a debug build of guard and simulator on 2 shared cores, against a \
          quota floor of 17,000 calls/s) is no longer the bound; the real-time row shows that \
          bound. Heap peak: the bench process's (guard and simulator) above its start, during \
          the sweep.\n\n\

@@ -7,7 +7,7 @@
 use std::ops::ControlFlow;
 use std::time::SystemTime;
 
-use tokio::sync::OwnedSemaphorePermit;
+use super::sweep::Slot;
 
 use krg_policy::{
     CanonicalPolicy, LockoutGuard, Origin, Trust, ValidationError, Verdict, assess, assess_parsed,
@@ -56,7 +56,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         primary: &KeyArn,
         known: Known,
         cache: &RunCache,
-        slot: Option<OwnedSemaphorePermit>,
+        slot: Option<Slot>,
     ) -> Outcome {
         if let Known::Facts(facts) = &known
             && let Some(skip) = unmanaged(replica, facts)

@@ -1,5 +1,6 @@
 //! The engine on the in-memory fakes: every stage, its cost in calls, and its outcomes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -1390,4 +1391,56 @@ async fn a_drifted_replica_gives_its_region_slot_back_while_its_write_waits() {
     assert_eq!(only(&r).action(), Action::Remediated, "{r:#?}");
     assert_eq!(r.summary.unwrap().get(&Action::InSync), Some(&1));
     assert_eq!(fake.policy(&arn("us-west-2")), rendered());
+}
+
+#[tokio::test]
+async fn a_sweep_spreads_its_describes_over_the_regions_of_each_key() {
+    // 60 key ids, each a primary in us-east-1 with replicas in us-west-2 and eu-west-1.
+    // Describing each through its first swept Region's copy would put all 60 DescribeKey
+    // calls on us-east-1's slots while the others wait on nothing.
+    let fake = FakeAws::family(&rendered(), &["us-west-2", "eu-west-1"]);
+    {
+        let mut keys = fake.keys.lock().unwrap();
+        let family: Vec<FakeKey> = keys.values().cloned().collect();
+        keys.clear();
+        for i in 0..60 {
+            let id = |k: &KeyArn| -> KeyArn {
+                k.as_str()
+                    .replace(MRK, &format!("mrk-{i:032x}"))
+                    .parse()
+                    .unwrap()
+            };
+            for k in &family {
+                let mut k = k.clone();
+                k.facts.arn = id(&k.facts.arn);
+                if let Some(mr) = k.facts.multi_region.as_mut() {
+                    mr.primary = id(&mr.primary);
+                    mr.replicas = mr.replicas.iter().map(id).collect();
+                }
+                keys.insert(k.facts.arn.clone(), k);
+            }
+        }
+    }
+    let regions: Vec<Region> = ["us-east-1", "us-west-2", "eu-west-1"]
+        .map(|r| r.parse().unwrap())
+        .to_vec();
+    let engine = Reconciler::new(&fake, &fake, settings(Mode::DryRun, template()));
+    let r = engine.sweep(&own(&regions), &Quiet).await;
+    assert_eq!(r.summary.unwrap().get(&Action::InSync), Some(&120));
+    let mut by_region: BTreeMap<String, usize> = BTreeMap::new();
+    for (op, arn) in fake.calls.lock().unwrap().iter() {
+        if *op == "DescribeKey" {
+            *by_region
+                .entry(arn.split(':').nth(3).unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(by_region.values().sum::<usize>(), 60, "one per key id");
+    for region in ["us-east-1", "us-west-2", "eu-west-1"] {
+        let n = by_region.get(region).copied().unwrap_or(0);
+        assert!(
+            (10..=30).contains(&n),
+            "{region}: {n} of 60 ({by_region:?})"
+        );
+    }
 }

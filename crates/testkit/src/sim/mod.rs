@@ -45,8 +45,11 @@ pub struct SimConfig {
     pub burst_seconds: f64,
     /// How long a written policy stays invisible to GetKeyPolicy.
     pub consistency: Duration,
-    /// Time compression: latencies and the consistency delay are divided by it, quotas
-    /// multiplied, so every ratio (wall time to its quota floor) is unchanged. 1 = real time.
+    /// Time compression: latencies and the consistency delay are divided by it, quotas'
+    /// refill rates multiplied, so every ratio (wall time to its quota floor) is unchanged.
+    /// A bucket still holds `burst_seconds` of the real quota in calls: a burst is a number
+    /// of requests, not a time, and compressing it would forbid what KMS admits at once.
+    /// 1 = real time.
     pub time_scale: f64,
 }
 
@@ -284,8 +287,9 @@ impl State {
 
     /// Takes a token (counting the call, when `count`), or says how long until one is there.
     fn admit(&self, account: &str, region: &str, op: Op, count: bool) -> Result<(), Duration> {
-        let rate = self.config.quotas.of(op) * self.config.time_scale;
-        let capacity = (rate * self.config.burst_seconds).max(1.0);
+        let quota = self.config.quotas.of(op);
+        let rate = quota * self.config.time_scale;
+        let capacity = (quota * self.config.burst_seconds).max(1.0);
         let now = Instant::now();
         let second = now.duration_since(self.start).as_secs();
         let mut meters = self.meters.lock().unwrap();
