@@ -1,7 +1,7 @@
 """Template hygiene and SAM/CDK parity, read from the templates themselves.
 
 - every checkov skip names a check and says why; cfn-lint suppressions are limited to the one
-  justified in infra/cdk/lib/hub-stack.ts (W3005 on the CDK function);
+  justified in infra/cdk/lib/constructs/remediator.ts and detector.ts (W3005 on the CDK functions);
 - the SAM hub template (as translated to CloudFormation by infra/scripts/sam_to_cfn.py) and the
   synthesized CDK hub template declare the same stack: resource types, environment (names, and
   the values of the backup, flap guard, rate limit and event bus settings), IAM statements
@@ -12,7 +12,7 @@
   logical ids by the resource type they name;
 - the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
   the s3:prefix it computes from BaselineSsmPath / BaselineS3Prefix), give what the CDK stack
-  gives for the same context (infra/cdk/test/hub-stack.test.ts).
+  gives for the same context (infra/cdk/test/remediator.test.ts).
 
 Needs infra/.build/sam (sam_to_cfn.py) and infra/cdk/cdk.out (`make synth`); `make infra-test`
 produces both before it runs this.
