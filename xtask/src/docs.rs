@@ -7,8 +7,9 @@
 //! - `infra/contract.json`, what the stacks must agree with: every setting with its
 //!   variable, CLI flag, SAM parameter and CDK context key and the verdict of its parser on a
 //!   set of probe values (so a SAM `AllowedPattern` or a CDK check that accepts what the
-//!   function refuses is caught), the metric names, the tag keys and the default namespace.
-//!   The CDK app imports it; infra/tests checks the SAM template against it.
+//!   function refuses is caught), the metric names, the tag keys, the default namespace and
+//!   every alarm of the hub stack (declared in [`crate::alarms`]). The CDK app imports it and
+//!   builds its alarms from it; infra/tests checks the SAM template against it.
 
 use std::path::Path;
 
@@ -157,7 +158,7 @@ pub fn contract() -> Value {
         })
         .collect();
     json!({
-        "generated_by": "cargo xtask docs (from src/config/vars.rs and krg-engine); do not edit",
+        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine and xtask/src/alarms.rs); do not edit",
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -167,6 +168,7 @@ pub fn contract() -> Value {
             "exclude": DEFAULT_EXCLUDE_TAG,
             "baseline": DEFAULT_BASELINE_TAG,
         },
+        "alarms": crate::alarms::contract(),
     })
 }
 
