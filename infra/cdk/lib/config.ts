@@ -1,11 +1,12 @@
 // The stack settings: the same knobs as the SAM template's parameters, read from CDK context
 // (`-c remediationMode=enforce`, or the "context" block of cdk.json) and validated at synth time.
-// The function's own names (namespace, tag keys, metrics) come from infra/contract.json, which
-// `cargo xtask docs` writes from the code (test/contract.test.ts checks the validation against it).
+// The function's own names (namespace, tag keys, metrics) and the hub stack's alarms come from
+// infra/contract.json, which `cargo xtask docs` writes from the code (test/contract.test.ts checks
+// the validation against it, test/alarms.test.ts the synthesized alarms).
 
 import contract from '../../contract.json';
 
-/** What the function declares: its settings with their parsers' verdicts, metrics, tag keys. */
+/** What the code declares: the function's settings with their parsers' verdicts, metrics, tag keys; the hub's alarms. */
 export const CONTRACT = contract;
 
 /** Settings of the hub stack (function, rules, alarms). */

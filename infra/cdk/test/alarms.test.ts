@@ -1,6 +1,10 @@
 // The alarms (lib/constructs/alarms.ts): the alarm topic and its key, every alarm, the dashboard.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { asyncDlqId, onlyResource, sweepQueues, synthHub } from './util';
+import { DEFAULT_CONFIG, GuardConfig } from '../lib/config';
+import { CONTRACT_ALARMS, ContractAlarm, ContractKnob, ContractSeries } from '../lib/constructs';
+import { asyncDlqId, onlyResource, remediator, sweepQueues, synthHub } from './util';
 
 describe('the alarms', () => {
   const template = synthHub();
@@ -203,6 +207,107 @@ describe('the detector alarms', () => {
       });
       expect(byName[`kms-replica-guard-${metric}`].Dimensions).toBeUndefined();
       expect(byName[`kms-replica-guard-${metric}`].AlarmDescription).toMatch(new RegExp(`Runbook: docs/src/runbook/${page}\\.md$`));
+    }
+  });
+});
+
+// Every alarm as infra/contract.json declares it (xtask/src/alarms.rs; the SAM template is checked
+// against the same entries by infra/tests/test_contract.py): the contract's alarm written as the
+// CloudFormation CDK must synthesize, with the stack's settings and logical ids put in.
+describe('the alarms against the contract', () => {
+  /** The CloudFormation alarm the contract describes for these settings, in this template. */
+  const expected = (a: ContractAlarm, cfg: GuardConfig, t: Template): any => {
+    const [topicId] = onlyResource(t, 'AWS::SNS::Topic');
+    const [fnId] = remediator(t);
+    // The remediator's on-failure queue (the detector's invoke config, when it exists, names it too).
+    const [, invokeConfig] = onlyResource(t, 'AWS::Lambda::EventInvokeConfig', { Properties: { FunctionName: { Ref: fnId } } });
+    const dlqId = invokeConfig.Properties.DestinationConfig.OnFailure.Destination['Fn::GetAtt'][0];
+    const ids: Record<string, string> = { Function: fnId, DeadLetterQueue: dlqId, SweepDeadLetterQueue: sweepQueues(t).dlqId };
+    const setting = (k: ContractKnob) => (cfg as any)[k.cdk_key];
+    // The template's references (a SAM logical id) to this template's resources.
+    const resolve = (v: any): any => {
+      if (typeof v !== 'object' || v === null) return v;
+      if ('Ref' in v) return { Ref: ids[v.Ref] };
+      if ('Fn::GetAtt' in v) return { 'Fn::GetAtt': [ids[v['Fn::GetAtt'][0]], v['Fn::GetAtt'][1]] };
+      throw new Error(`unexpected dimension value ${JSON.stringify(v)}`);
+    };
+    const dimensions = (s: ContractSeries) => {
+      const d = Object.entries(s.dimensions).map(([Name, Value]) => ({ Name, Value: resolve(Value) }));
+      return d.length > 0 ? { Dimensions: d } : {};
+    };
+    const namespace = (s: ContractSeries) => (typeof s.namespace === 'string' ? s.namespace : setting(s.namespace));
+    const period = typeof a.period === 'number' ? a.period : 3600 * setting(a.period.sweep_interval_hours);
+    let watched: object;
+    if (a.math) {
+      const math = a.math;
+      const expression = math.expression.replace(/\$\{(\w+)\}/g, (_, name) => String(setting(math.parameters.find((p) => p.sam_parameter === name)!)));
+      watched = {
+        Metrics: [
+          // CDK numbers its expressions (expr_1): the SAM template's id is a name only.
+          { Id: expect.any(String), Label: math.label, Expression: expression, ReturnData: true },
+          ...math.metrics.map((m) => ({
+            Id: m.id,
+            MetricStat: { Metric: { Namespace: namespace(m), MetricName: m.metric_name, ...dimensions(m) }, Period: period, Stat: m.statistic },
+            ReturnData: false,
+          })),
+        ],
+      };
+    } else {
+      const m = a.metric!;
+      watched = { Namespace: namespace(m), MetricName: m.metric_name, ...dimensions(m), Statistic: m.statistic, Period: period };
+    }
+    return {
+      AlarmName: `kms-replica-guard-${a.name}`,
+      AlarmDescription: a.description,
+      ...watched,
+      EvaluationPeriods: a.evaluation_periods,
+      ...(a.datapoints_to_alarm !== null ? { DatapointsToAlarm: a.datapoints_to_alarm } : {}),
+      Threshold: typeof a.threshold === 'number' ? a.threshold : setting(a.threshold),
+      ComparisonOperator: a.comparison_operator,
+      TreatMissingData: a.treat_missing_data,
+      AlarmActions: [{ Ref: topicId }],
+      OKActions: [{ Ref: topicId }],
+    };
+  };
+  const conditionHolds = (a: ContractAlarm, cfg: GuardConfig) => {
+    if (a.condition === null) return true;
+    const value = String((cfg as any)[a.condition.cdk_key]);
+    return a.condition.equals !== undefined ? value === a.condition.equals : value !== a.condition.not_equals;
+  };
+
+  test('the contract declares the alarms with their runbook pages', () => {
+    expect(CONTRACT_ALARMS.length).toBeGreaterThanOrEqual(18);
+    for (const a of CONTRACT_ALARMS) {
+      expect(a.description.endsWith(` Runbook: ${a.runbook}`)).toBe(true);
+      expect(fs.existsSync(path.join(__dirname, '..', '..', '..', a.runbook))).toBe(true);
+    }
+  });
+
+  test.each([
+    ['the defaults', {}],
+    ['enforce, Security Hub and an account Config rule', { remediationMode: 'enforce', securityHub: 'on', configRule: 'account' }],
+    [
+      'other thresholds, periods and namespace',
+      {
+        remediationMode: 'enforce',
+        configRule: 'organization',
+        metricsNamespace: 'Guard/ns',
+        autoFixSpikeThreshold: 25,
+        maxEventAgeSeconds: 7200,
+        sweepIntervalHours: 12,
+      },
+    ],
+  ] as [string, Partial<GuardConfig>][])('with %s, the synthesized alarms are the contract\'s', (_, overrides) => {
+    const cfg = { ...DEFAULT_CONFIG, ...overrides };
+    const t = synthHub(overrides);
+    const synthesized = Object.entries(t.findResources('AWS::CloudWatch::Alarm'));
+    const wanted = CONTRACT_ALARMS.filter((a) => conditionHolds(a, cfg));
+    // Each one by its logical id (the construct id, and CDK's hash of its path).
+    expect(synthesized.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(wanted.map((a) => a.logical_id).sort());
+    for (const a of wanted) {
+      const [, resource] = synthesized.find(([id]) => id.replace(/[0-9A-F]{8}$/, '') === a.logical_id)!;
+      expect(resource.Condition).toBeUndefined();
+      expect(resource.Properties).toEqual(expected(a, cfg, t));
     }
   });
 });

@@ -12,7 +12,7 @@ import {
   aws_sns_subscriptions as subscriptions,
   aws_sqs as sqs,
 } from 'aws-cdk-lib';
-import { GuardConfig } from '../config';
+import { CONTRACT, GuardConfig } from '../config';
 
 /** The four metrics the function publishes (each datum with no dimension and with `Region`). */
 export const METRIC_NAMES = ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed', 'FlapSuppressed'] as const;
@@ -20,11 +20,70 @@ export const METRIC_NAMES = ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed',
 /** The organisation metrics (member accounts not entered, events from accounts not allowed). */
 export const MEMBER_METRIC_NAMES = ['AccountNotEntered', 'AccountNotAllowed'] as const;
 
-/** Drifts by severity (dimension `Severity` only, no dimensionless total): the alarm's two series. */
-export const EXPOSURE_ALARM_SEVERITIES = ['public', 'cross-account'] as const;
+/** A value the stack takes from a setting: its SAM parameter and its CDK context key. */
+export interface ContractKnob {
+  readonly sam_parameter: string;
+  readonly cdk_key: string;
+}
 
-/** The share of maxEventAgeSeconds an event may wait in Lambda's asynchronous queue before the alarm. */
-export const ASYNC_EVENT_AGE_ALARM_FRACTION = 0.5;
+/**
+ * One series an alarm watches: `guard`, a metric the function publishes (namespace: the
+ * metricsNamespace setting); `function`, a Lambda metric of the remediator; `queue`, an SQS metric of
+ * the queue `resource` (a SAM logical id). `dimensions` as the SAM template writes them.
+ */
+export interface ContractSeries {
+  readonly source: string;
+  readonly resource: string | null;
+  readonly namespace: string | ContractKnob;
+  readonly metric_name: string;
+  readonly statistic: string;
+  readonly dimensions: Record<string, unknown>;
+}
+
+/** An alarm of the hub stack as infra/contract.json declares it (`cargo xtask docs`, from xtask/src/alarms.rs). */
+export interface ContractAlarm {
+  readonly logical_id: string;
+  /** The alarm is named `<stack>-<name>`. */
+  readonly name: string;
+  /** The AlarmDescription, ending with the runbook page. */
+  readonly description: string;
+  readonly runbook: string;
+  /** null: always; else only when the setting equals (or does not equal) the value. */
+  readonly condition: null | (ContractKnob & { readonly sam_condition: string; readonly equals?: string; readonly not_equals?: string });
+  /** One series, or `math`. */
+  readonly metric?: ContractSeries;
+  /** Metric math: `${Name}` in the expression is the value of the setting whose SAM parameter is Name. */
+  readonly math?: {
+    readonly id: string;
+    readonly label: string;
+    readonly expression: string;
+    readonly parameters: readonly ContractKnob[];
+    readonly metrics: readonly (ContractSeries & { readonly id: string })[];
+  };
+  /** Seconds, or the sweep interval (a setting in hours). */
+  readonly period: number | { readonly sweep_interval_hours: ContractKnob };
+  readonly threshold: number | ContractKnob;
+  readonly comparison_operator: string;
+  readonly evaluation_periods: number;
+  readonly datapoints_to_alarm: number | null;
+  readonly treat_missing_data: string;
+}
+
+/** Every alarm of the hub stack, from the contract. */
+export const CONTRACT_ALARMS: readonly ContractAlarm[] = CONTRACT.alarms as readonly ContractAlarm[];
+
+/** The value of a setting of the stack (a context key of GuardConfig). */
+export function settingOf(cfg: GuardConfig, knob: ContractKnob): unknown {
+  if (!(knob.cdk_key in cfg)) throw new Error(`infra/contract.json names ${knob.cdk_key}, which is not a setting of the stack`);
+  return (cfg as unknown as Record<string, unknown>)[knob.cdk_key];
+}
+
+/** Whether the stack has the alarm with these settings (its condition). */
+export function alarmExists(cfg: GuardConfig, a: ContractAlarm): boolean {
+  if (a.condition === null) return true;
+  const value = String(settingOf(cfg, a.condition));
+  return a.condition.equals !== undefined ? value === a.condition.equals : value !== a.condition.not_equals;
+}
 
 export interface AlarmTopicProps {
   readonly config: GuardConfig;
@@ -102,234 +161,84 @@ export interface AlarmsProps {
 }
 
 /**
- * Every alarm of the stack, each notifying the topic when it fires and when it is OK again, and
- * the dashboard. Each alarm is named `<stack>-...` (the topic policy and the guard change rule rely on it).
+ * Every alarm of the stack (CONTRACT_ALARMS, whose condition holds for the settings), each notifying
+ * the topic when it fires and when it is OK again, and the dashboard. Each alarm is named
+ * `<stack>-...` (the topic policy and the guard change rule rely on it).
  */
 export class Alarms {
   constructor(stack: Stack, props: AlarmsProps) {
     const cfg = props.config;
     const { topic, fn, deadLetterQueue: dlq, sweepDeadLetterQueue: sweepDlq } = props;
     const period = Duration.minutes(5);
-    const sweepInterval = Duration.hours(cfg.sweepIntervalHours);
 
-    // Alarms watch the dimensionless fleet totals; the function also publishes each datum per Region.
+    // The function's metrics on the dashboard: the dimensionless fleet totals (the function also
+    // publishes each datum per Region).
     const guardMetric = (metricName: string) =>
       new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName, statistic: 'Sum', period });
-    const alarm = (id: string, alarmProps: cloudwatch.AlarmProps) => {
-      const a = new cloudwatch.Alarm(stack, id, alarmProps);
-      a.addAlarmAction(new cw_actions.SnsAction(topic));
-      a.addOkAction(new cw_actions.SnsAction(topic));
-      return a;
+
+    // Every alarm as infra/contract.json declares it (xtask/src/alarms.rs), each notifying the topic
+    // when it fires and when it is OK again.
+    const queues: Record<string, sqs.IQueue> = { DeadLetterQueue: dlq, SweepDeadLetterQueue: sweepDlq };
+    const setting = (knob: ContractKnob) => settingOf(cfg, knob);
+    const series = (s: ContractSeries, seriesPeriod: Duration): cloudwatch.IMetric => {
+      const props = { statistic: s.statistic, period: seriesPeriod };
+      const dimensions = Object.keys(s.dimensions);
+      switch (s.source) {
+        case 'guard':
+          return new cloudwatch.Metric({
+            namespace: String(setting(s.namespace as ContractKnob)),
+            metricName: s.metric_name,
+            ...(dimensions.length > 0 ? { dimensionsMap: s.dimensions as Record<string, string> } : {}),
+            ...props,
+          });
+        case 'function':
+          if (s.resource !== 'Function' || dimensions.join() !== 'FunctionName') throw new Error(`unexpected function series ${JSON.stringify(s)}`);
+          return fn.metric(s.metric_name, props);
+        case 'queue': {
+          const queue = queues[s.resource ?? ''];
+          if (!queue || dimensions.join() !== 'QueueName') throw new Error(`unexpected queue series ${JSON.stringify(s)}`);
+          return queue.metric(s.metric_name, props);
+        }
+        default:
+          throw new Error(`unknown series source ${s.source}`);
+      }
     };
-    const atLeastOnce = {
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    };
-    alarm('AutoFixAppliedSpikeAlarm', {
-      alarmName: `${stack.stackName}-AutoFixApplied-spike`,
-      alarmDescription:
-        'More key policies were rewritten in 5 minutes than AutoFixSpikeThreshold (mass drift, or something fighting the baseline). Runbook: docs/src/runbook/autofixapplied-spike.md',
-      metric: guardMetric('AutoFixApplied'),
-      threshold: cfg.autoFixSpikeThreshold,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    alarm('AutoFixFailedAlarm', {
-      alarmName: `${stack.stackName}-AutoFixFailed`,
-      alarmDescription:
-        'A replica key policy could not be checked or rewritten (permissions, lockout check, verification mismatch). Runbook: docs/src/runbook/autofixfailed.md',
-      metric: guardMetric('AutoFixFailed'),
-      ...atLeastOnce,
-    });
-    alarm('FlapSuppressedAlarm', {
-      alarmName: `${stack.stackName}-FlapSuppressed`,
-      alarmDescription:
-        'A key was rewritten too often and is now left alone (another automation keeps changing its policy). Runbook: docs/src/runbook/flapsuppressed.md',
-      metric: guardMetric('FlapSuppressed'),
-      ...atLeastOnce,
-    });
-    alarm('FunctionErrorsAlarm', {
-      alarmName: `${stack.stackName}-FunctionErrors`,
-      alarmDescription:
-        'The remediator function failed an invocation (it is retried; after the retries the event goes to the DLQ). Runbook: docs/src/runbook/functionerrors.md',
-      metric: fn.metricErrors({ statistic: 'Sum', period }),
-      ...atLeastOnce,
-    });
-    alarm('DeadLetterQueueAlarm', {
-      alarmName: `${stack.stackName}-DLQ-not-empty`,
-      alarmDescription:
-        'Events the remediator (or the detector) gave up on are waiting in the on-failure queue (read them, fix the cause, redrive). Runbook: docs/src/runbook/dlq-not-empty.md',
-      metric: dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
-      ...atLeastOnce,
-    });
-
-    alarm('AccountNotEnteredAlarm', {
-      alarmName: `${stack.stackName}-AccountNotEntered`,
-      alarmDescription:
-        'The hub could not assume the member role in an account (refused, throttled, unreachable): its keys are not being checked. Runbook: docs/src/runbook/accountnotentered.md',
-      metric: guardMetric('AccountNotEntered'),
-      ...atLeastOnce,
-    });
-    alarm('SweepDeadLetterQueueAlarm', {
-      alarmName: `${stack.stackName}-sweep-DLQ-not-empty`,
-      alarmDescription:
-        'Sweep work items (one account and Region each) failed 5 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive). Runbook: docs/src/runbook/sweep-dlq-not-empty.md',
-      metric: sweepDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period }),
-      ...atLeastOnce,
-    });
-
-    // The heartbeat: every sweep that ran through publishes SweepCompleted (the scheduled inline
-    // sweep, or each organisation work item, which complete at the schedule's cadence). No datum
-    // for two intervals (missing data is breaching), or only zeros (sweeps with a run error), is
-    // an alarm: a disabled or deleted schedule, rule or queue mapping, a broken role or metrics
-    // permission, a function that no longer starts all end here.
-    alarm('SweepHeartbeatAlarm', {
-      alarmName: `${stack.stackName}-SweepCompleted-heartbeat`,
-      alarmDescription:
-        'No sweep completed in two sweep intervals (SweepIntervalHours): the guard may be stopped (schedule, rule, queue mapping, role or function broken or disabled). Runbook: docs/src/runbook/sweepcompleted-heartbeat.md',
-      metric: new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName: 'SweepCompleted', statistic: 'Sum', period: sweepInterval }),
-      threshold: 1,
-      evaluationPeriods: 2,
-      datapointsToAlarm: 2,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    });
-
-    // The mode as the function reports it (EnforceMode: 1 enforce, 0 dry-run). Only in a stack
-    // deployed in enforce mode (a dry-run stack must not page).
-    if (cfg.remediationMode === 'enforce') {
-      alarm('EnforceModeAlarm', {
-        alarmName: `${stack.stackName}-EnforceMode-dry-run`,
-        alarmDescription:
-          'The function reports dry-run although this stack was deployed in enforce mode: drifts are no longer fixed (REMEDIATION_MODE changed outside the deployment?). Runbook: docs/src/runbook/enforcemode-dry-run.md',
-        metric: new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName: 'EnforceMode', statistic: 'Minimum', period }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    for (const a of CONTRACT_ALARMS) {
+      if (!alarmExists(cfg, a)) continue;
+      const alarmPeriod =
+        typeof a.period === 'number' ? Duration.seconds(a.period) : Duration.hours(Number(setting(a.period.sweep_interval_hours)));
+      let metric: cloudwatch.IMetric;
+      if (a.math) {
+        const math = a.math;
+        const expression = math.expression.replace(/\$\{(\w+)\}/g, (_, name: string) => {
+          const knob = math.parameters.find((p) => p.sam_parameter === name);
+          if (!knob) throw new Error(`${a.name}: the expression's \${${name}} is not one of its parameters`);
+          return String(setting(knob));
+        });
+        metric = new cloudwatch.MathExpression({
+          expression,
+          label: math.label,
+          usingMetrics: Object.fromEntries(math.metrics.map((m) => [m.id, series(m, alarmPeriod)])),
+          period: alarmPeriod,
+        });
+      } else if (a.metric) {
+        metric = series(a.metric, alarmPeriod);
+      } else {
+        throw new Error(`${a.name}: neither a metric nor metric math`);
+      }
+      const alarm = new cloudwatch.Alarm(stack, a.logical_id, {
+        alarmName: `${stack.stackName}-${a.name}`,
+        alarmDescription: a.description,
+        metric,
+        threshold: typeof a.threshold === 'number' ? a.threshold : Number(setting(a.threshold)),
+        evaluationPeriods: a.evaluation_periods,
+        datapointsToAlarm: a.datapoints_to_alarm ?? undefined,
+        comparisonOperator: a.comparison_operator as cloudwatch.ComparisonOperator,
+        treatMissingData: a.treat_missing_data as cloudwatch.TreatMissingData,
       });
+      alarm.addAlarmAction(new cw_actions.SnsAction(topic));
+      alarm.addOkAction(new cw_actions.SnsAction(topic));
     }
-
-    // Metric math: ExposureDrift has no dimensionless total, only one series per Severity.
-    // Missing values count as 0 in the sum, so either severity alone fires it.
-    const exposureDrift = (severity: string) =>
-      new cloudwatch.Metric({
-        namespace: cfg.metricsNamespace,
-        metricName: 'ExposureDrift',
-        dimensionsMap: { Severity: severity },
-        statistic: 'Sum',
-        period,
-      });
-    alarm('ExposureDriftAlarm', {
-      alarmName: `${stack.stackName}-ExposureDrift`,
-      alarmDescription:
-        'A replica key policy drifted to grant access to anyone (public) or to another account (cross-account); counted in dry-run too, where nothing is rewritten. Runbook: docs/src/runbook/exposuredrift.md',
-      metric: new cloudwatch.MathExpression({
-        expression: 'public + cross_account',
-        label: 'public + cross-account drifts',
-        usingMetrics: { public: exposureDrift('public'), cross_account: exposureDrift('cross-account') },
-        period,
-      }),
-      ...atLeastOnce,
-    });
-
-    // Lambda refused invocations for want of concurrency; a throttled asynchronous event goes back to
-    // Lambda's queue and is retried for up to maxEventAgeSeconds.
-    alarm('FunctionThrottlesAlarm', {
-      alarmName: `${stack.stackName}-Throttles`,
-      alarmDescription:
-        'Lambda throttled the remediator (no concurrency left): KMS events wait in the asynchronous queue and age towards MaxEventAgeSeconds. Runbook: docs/src/runbook/throttles.md',
-      metric: fn.metricThrottles({ statistic: 'Sum', period }),
-      ...atLeastOnce,
-    });
-    // AsyncEventAge (milliseconds, Maximum) as a fraction of maxEventAgeSeconds, the age at which
-    // Lambda gives an event up: written as the SAM template must write it (metric math), so that
-    // both stacks are one alarm.
-    alarm('AsyncEventAgeAlarm', {
-      alarmName: `${stack.stackName}-AsyncEventAge`,
-      alarmDescription:
-        'A KMS event waited more than half of MaxEventAgeSeconds in the asynchronous queue before the remediator ran (throttling, a long sweep holding the concurrency, retries): past the maximum it is dropped to the DLQ unchecked. Runbook: docs/src/runbook/asynceventage.md',
-      metric: new cloudwatch.MathExpression({
-        expression: `age / (1000 * ${cfg.maxEventAgeSeconds})`,
-        label: 'oldest event age / MaxEventAgeSeconds',
-        usingMetrics: { age: fn.metric('AsyncEventAge', { statistic: 'Maximum', period }) },
-        period,
-      }),
-      threshold: ASYNC_EVENT_AGE_ALARM_FRACTION,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    alarm('AsyncEventsDroppedAlarm', {
-      alarmName: `${stack.stackName}-AsyncEventsDropped`,
-      alarmDescription:
-        'Lambda dropped KMS events without a successful invocation of the remediator (retries exhausted or MaxEventAgeSeconds passed): those keys were not checked. Runbook: docs/src/runbook/asynceventsdropped.md',
-      metric: fn.metric('AsyncEventsDropped', { statistic: 'Sum', period }),
-      ...atLeastOnce,
-    });
-    alarm('AccountNotAllowedAlarm', {
-      alarmName: `${stack.stackName}-AccountNotAllowed`,
-      alarmDescription:
-        'A KMS event came from an account outside MemberAccounts (a forwarding rule or bus policy admits more than the guard may enter, or MemberAccounts is missing an account): the event was ignored. Runbook: docs/src/runbook/accountnotallowed.md',
-      metric: guardMetric('AccountNotAllowed'),
-      ...atLeastOnce,
-    });
-    // The detector's own metrics: a finding Security Hub did not take, an evaluation AWS Config did not
-    // take (the same alarms as infra/sam/template.yaml's, under the same settings).
-    const moreThanNone = {
-      threshold: 0,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    };
-    if (cfg.securityHub === 'on') {
-      alarm('FindingsNotImportedAlarm', {
-        alarmName: `${stack.stackName}-FindingsNotImported`,
-        alarmDescription:
-          "Security Hub did not take some of the detector's findings (not enabled in that account and Region, access denied, throttled): those findings may be stale until the next sweep. Runbook: docs/src/runbook/findingsnotimported.md",
-        metric: guardMetric('FindingsNotImported'),
-        ...moreThanNone,
-      });
-    }
-    if (cfg.configRule !== 'none') {
-      alarm('EvaluationsNotPutAlarm', {
-        alarmName: `${stack.stackName}-EvaluationsNotPut`,
-        alarmDescription:
-          "AWS Config did not take the detector's answers for the replica key policy rule (access denied, expired result token, throttled): the rule shows a stale compliance until its next evaluation. Runbook: docs/src/runbook/evaluationsnotput.md",
-        metric: guardMetric('EvaluationsNotPut'),
-        ...moreThanNone,
-      });
-    }
-    // GuardrailRefused and WriteExposure have one series per Severity, no total: metric math.
-    const bySeverity = (metricName: string, severity: string) =>
-      new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName, dimensionsMap: { Severity: severity }, statistic: 'Sum', period });
-    alarm('GuardrailRefusedAlarm', {
-      alarmName: `${stack.stackName}-GuardrailRefused`,
-      alarmDescription:
-        'The guardrails refused a policy the guard would have written (public access, an untrusted account or organisation, an unpinned service principal): nothing was written; counted in dry-run too. Runbook: docs/src/runbook/guardrailrefused.md',
-      metric: new cloudwatch.MathExpression({
-        expression: 'public + cross_account',
-        label: 'refused writes (public + cross-account)',
-        usingMetrics: { public: bySeverity('GuardrailRefused', 'public'), cross_account: bySeverity('GuardrailRefused', 'cross-account') },
-        period,
-      }),
-      ...atLeastOnce,
-    });
-    alarm('WriteExposureAlarm', {
-      alarmName: `${stack.stackName}-WriteExposure`,
-      alarmDescription:
-        'The guard wrote a key policy granting an untrusted account or the public access the live policy did not: its guardrails refuse such writes, so this is a guardrail failure (stop, restore, report). Runbook: docs/src/runbook/writeexposure.md',
-      metric: new cloudwatch.MathExpression({
-        expression: 'public + cross_account',
-        label: 'writes granting cross-account or public access',
-        usingMetrics: { public: bySeverity('WriteExposure', 'public'), cross_account: bySeverity('WriteExposure', 'cross-account') },
-        period,
-      }),
-      ...atLeastOnce,
-    });
 
     const dashboard = new cloudwatch.Dashboard(stack, 'Dashboard', {
       // Dashboards are global to the account: the Region keeps per-Region stacks apart.
