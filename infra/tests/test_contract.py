@@ -8,7 +8,12 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   then fails every cold start). Stricter is allowed: a parameter may refuse what the function
   would take. The empty string is the parameters' "unset" and is not judged;
 - every metric an alarm of the hub template watches is a metric the function publishes (or an
-  AWS/Lambda or AWS/SQS metric), and the default namespace and tag keys are the function's.
+  AWS/Lambda or AWS/SQS metric), and the default namespace and tag keys are the function's;
+- the hub template's alarms are the contract's `alarms` (declared in xtask/src/alarms.rs), both
+  ways: each alarm of the template is the one the contract describes, property for property (name,
+  description and its runbook page, metric or metric math, statistic, period, threshold or the
+  parameter that sets it, comparison, evaluation periods, datapoints, missing data, actions,
+  condition and what that condition tests), and each alarm of the contract is in the template.
 
 The CDK app imports the contract itself (infra/cdk/lib/config.ts) and checks its context the same
 way (infra/cdk/test/contract.test.ts).
@@ -76,7 +81,84 @@ def refers_to(node: Any, name: str) -> bool:
     return False
 
 
+def knob_value(knob: Any) -> Any:
+    """A contract value that is either literal or a stack setting: the setting's parameter, {"Ref": ...}."""
+    return {"Ref": knob["sam_parameter"]} if isinstance(knob, dict) else knob
+
+
+def sam_alarm(alarm: dict[str, Any]) -> dict[str, Any]:
+    """The SAM resource the contract's alarm describes, as the template writes it."""
+    if isinstance(alarm["period"], int):
+        period: Any = alarm["period"]
+    else:
+        # CloudFormation has no arithmetic: the mapping SweepInterval holds each allowed value's seconds.
+        period = {"Fn::FindInMap": ["SweepInterval", {"Ref": alarm["period"]["sweep_interval_hours"]["sam_parameter"]}, "Seconds"]}
+
+    def dimensions(series: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"Name": name, "Value": value} for name, value in series["dimensions"].items()]
+
+    props: dict[str, Any] = {
+        "AlarmName": {"Fn::Sub": f"${{AWS::StackName}}-{alarm['name']}"},
+        "AlarmDescription": alarm["description"],
+    }
+    if "math" in alarm:
+        math = alarm["math"]
+        expression = math["expression"]
+        props["Metrics"] = [
+            {
+                "Id": math["id"],
+                "Label": math["label"],
+                "Expression": {"Fn::Sub": expression} if "${" in expression else expression,
+                "ReturnData": True,
+            }
+        ] + [
+            {
+                "Id": m["id"],
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": knob_value(m["namespace"]),
+                        "MetricName": m["metric_name"],
+                        **({"Dimensions": dimensions(m)} if m["dimensions"] else {}),
+                    },
+                    "Period": period,
+                    "Stat": m["statistic"],
+                },
+                "ReturnData": False,
+            }
+            for m in math["metrics"]
+        ]
+    else:
+        m = alarm["metric"]
+        props.update(
+            {
+                "Namespace": knob_value(m["namespace"]),
+                "MetricName": m["metric_name"],
+                **({"Dimensions": dimensions(m)} if m["dimensions"] else {}),
+                "Statistic": m["statistic"],
+                "Period": period,
+            }
+        )
+    props.update(
+        {
+            "EvaluationPeriods": alarm["evaluation_periods"],
+            **({"DatapointsToAlarm": alarm["datapoints_to_alarm"]} if alarm["datapoints_to_alarm"] is not None else {}),
+            "Threshold": knob_value(alarm["threshold"]),
+            "ComparisonOperator": alarm["comparison_operator"],
+            "TreatMissingData": alarm["treat_missing_data"],
+            "AlarmActions": [{"Ref": "AlarmTopic"}],
+            "OKActions": [{"Ref": "AlarmTopic"}],
+        }
+    )
+    resource: dict[str, Any] = {"Type": "AWS::CloudWatch::Alarm"}
+    if alarm["condition"] is not None:
+        resource["Condition"] = alarm["condition"]["sam_condition"]
+    resource["Properties"] = props
+    return resource
+
+
 class SamAgainstTheContract(unittest.TestCase):
+    maxDiff = None
+
     def test_every_stack_setting_is_a_parameter_that_sets_its_variable(self) -> None:
         envs = function_environments()
         params = HUB["Parameters"]
@@ -133,6 +215,43 @@ class SamAgainstTheContract(unittest.TestCase):
                     watched.add(stat["MetricName"])
         self.assertTrue(watched, "the hub's alarms watch the function's metrics")
         self.assertLessEqual(watched, published, f"alarms on metrics the function never publishes: {watched - published}")
+
+    def test_the_alarms_are_the_contracts_both_ways(self) -> None:
+        in_template = {n: r for n, r in HUB["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+        in_contract = {a["logical_id"]: a for a in CONTRACT["alarms"]}
+        self.assertEqual(
+            sorted(in_template), sorted(in_contract), "the template's alarms and the contract's (cargo xtask docs, xtask/src/alarms.rs)"
+        )
+        for name, alarm in in_contract.items():
+            with self.subTest(alarm=name):
+                self.assertEqual(in_template[name], sam_alarm(alarm))
+
+    def test_each_contract_alarm_rests_on_what_the_template_has(self) -> None:
+        params, conditions = HUB["Parameters"], HUB["Conditions"]
+        for alarm in CONTRACT["alarms"]:
+            with self.subTest(alarm=alarm["logical_id"]):
+                # The runbook page the description names exists.
+                self.assertTrue(alarm["description"].endswith(f" Runbook: {alarm['runbook']}"))
+                self.assertTrue((ROOT / alarm["runbook"]).is_file(), f"{alarm['runbook']} does not exist")
+                # Every setting it takes is a parameter of the template.
+                knobs = [alarm["threshold"], alarm["period"], *alarm.get("math", {}).get("parameters", [])]
+                knobs += [m["namespace"] for m in alarm.get("math", {}).get("metrics", [alarm.get("metric")])]
+                for knob in knobs:
+                    if isinstance(knob, dict):
+                        knob = knob.get("sweep_interval_hours", knob)
+                        self.assertIn(knob["sam_parameter"], params)
+                # Its condition tests what the contract says.
+                c = alarm["condition"]
+                if c is not None:
+                    test = {"Fn::Equals": [{"Ref": c["sam_parameter"]}, c.get("equals", c.get("not_equals"))]}
+                    self.assertEqual(conditions[c["sam_condition"]], test if "equals" in c else {"Fn::Not": [test]})
+                # The sweep interval's seconds are its hours.
+                if isinstance(alarm["period"], dict):
+                    knob = alarm["period"]["sweep_interval_hours"]
+                    mapping = HUB["Mappings"]["SweepInterval"]
+                    self.assertEqual(sorted(mapping, key=int), [str(v) for v in params[knob["sam_parameter"]]["AllowedValues"]])
+                    for hours, row in mapping.items():
+                        self.assertEqual(row["Seconds"], int(hours) * 3600)
 
     def test_defaults_are_the_functions(self) -> None:
         params = HUB["Parameters"]
