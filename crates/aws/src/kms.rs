@@ -68,14 +68,9 @@ impl Default for RateLimits {
 
 impl RateLimits {
     /// This process's share of one operation's budget: one request every `period`, with
-    /// bursts of at most `burst` (the share of a second's requests, at least one).
-    #[cfg(test)]
-    fn share(&self, limit: u32) -> (Duration, NonZeroU32) {
-        self.share_dilated(limit, 1)
-    }
-
-    /// [`share`](Self::share) on a clock `dilation` times slower: each period that many times
-    /// longer, the burst (a count of requests) the same.
+    /// bursts of at most `burst` (the share of a second's requests, at least one), on a
+    /// clock `dilation` times slower than the wall clock (1: the wall clock): each period
+    /// that many times longer, the burst (a count of requests) the same.
     fn share_dilated(&self, limit: u32, dilation: u32) -> (Duration, NonZeroU32) {
         let instances = self.instances.max(1);
         let limit = limit.max(1);
@@ -802,7 +797,7 @@ mod tests {
     fn each_execution_environment_paces_at_its_share_of_the_budget() {
         let one = RateLimits::default();
         assert_eq!(
-            one.share(12),
+            one.share_dilated(12, 1),
             (
                 Duration::from_secs_f64(1.0 / 12.0),
                 NonZeroU32::new(12).unwrap()
@@ -813,7 +808,7 @@ mod tests {
             ..RateLimits::default()
         };
         // 12 PutKeyPolicy/s for the function: 2.4/s each, one every 417 ms, bursts of 2.
-        let (period, burst) = five.share(12);
+        let (period, burst) = five.share_dilated(12, 1);
         assert_eq!(period.as_millis(), 416);
         assert_eq!(burst.get(), 2);
         // More environments than requests per second: less than one a second each.
@@ -821,7 +816,7 @@ mod tests {
             instances: 24,
             ..one
         }
-        .share(12);
+        .share_dilated(12, 1);
         assert_eq!((period, burst.get()), (Duration::from_secs(2), 1));
         // On a clock 32 times slower: one every 32/12 s, still 12 at once.
         let (period, burst) = one.share_dilated(12, 32);
