@@ -3,9 +3,9 @@
 Why Python: the other infra checks (infra/tests) are Python unittest on boto3 and read the
 templates with infra/scripts/cfn_yaml.py; the harness reads the same synthesized templates,
 needs no Rust SDK code for CloudWatch/SNS/SQS that xtask does not have, and runs as one more
-check of infra/scripts/infra-test.sh. The function itself is run exactly as
-xtask/src/demo/kit.rs runs it: `cargo build --bin bootstrap` (dev profile), then
-`cargo lambda watch` from .venv/bin, invoked over
+check of infra/scripts/infra-test.sh. The function itself is run by xtask's runner, the one the
+demo and the end-to-end run use: `cargo xtask serve` (`cargo build --bin bootstrap --bin
+detector`, dev profile, then `cargo lambda watch` from .venv/bin), invoked over
 http://127.0.0.1:PORT/2015-03-31/functions/bootstrap/invocations.
 
 What it does (`Run.execute`):
@@ -23,7 +23,7 @@ What it does (`Run.execute`):
    and looks back (EvaluationPeriods + 2) periods, so the deployed 300 s would take 5-15 min
    per transition; TEST_PERIOD = 60 s is the shortest period for the function's
    standard-resolution metrics and for the SQS metrics LocalStack publishes every 60 s.
-3. Drives each scenario with the real function (enforce mode, one `cargo lambda watch` per
+3. Drives each scenario with the real function (enforce mode, one `cargo xtask serve` per
    scenario, each with its own METRICS_NAMESPACE), all at once, then waits once:
    - spike: more drifted replicas than the spike threshold, one ReplicateKey event each;
    - failed: BASELINE_SOURCE=primary and a primary whose policy would lock the remediator
@@ -691,13 +691,14 @@ def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, frozenset[st
 
 
 # ---------------------------------------------------------------------------------------------
-# The function under cargo lambda watch
+# The function under xtask's runner (cargo xtask serve)
 
 
-def build_function() -> None:
-    bins = sorted({"bootstrap", DETECTOR_BINARY})
-    log(f"    cargo build {' '.join('--bin ' + b for b in bins)}")
-    subprocess.run(["cargo", "build", *[a for b in bins for a in ("--bin", b)]], cwd=ROOT, check=True)
+def build_runner() -> None:
+    """Builds the runner before the scenarios start theirs, so that none waits on a build past its
+    start-up timeout (each `cargo xtask serve` then finds the functions built, too)."""
+    log("    cargo build -p xtask")
+    subprocess.run(["cargo", "build", "-p", "xtask"], cwd=ROOT, check=True)
 
 
 def _port_open(port: int) -> bool:
@@ -707,7 +708,9 @@ def _port_open(port: int) -> bool:
 
 
 class Watch:
-    """`cargo lambda watch` of the dev `binary` (default `bootstrap`) on 127.0.0.1:PORT, in its own process group."""
+    """The functions (dev build: `bootstrap`, and `detector` as `binary`) served on 127.0.0.1:PORT by
+    xtask's runner (`cargo xtask serve`: cargo lambda watch, the one the demo and the end-to-end run
+    use), in its own process group; SIGTERM stops it and the function with it."""
 
     def __init__(self, name: str, env: dict[str, str], port: int, binary: str = "bootstrap") -> None:
         self.name, self.port, self.binary = name, port, binary
@@ -715,18 +718,17 @@ class Watch:
         self.env_file = OUT_DIR / f"{name}.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
         self.log_path = OUT_DIR / f"{name}.watch.log"
+        self.serve_log = OUT_DIR / f"{name}.serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         if _port_open(self.port):
             raise AssertionError(f"127.0.0.1:{self.port} is already in use; set ALARMS_WATCH_PORT to a free base port")
-        path = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
         # The child writes through its own copy of the descriptor; ours is closed once it runs.
-        with open(self.log_path, "wb") as out:
+        with open(self.serve_log, "wb") as out:
             self.proc = subprocess.Popen(
-                ["cargo", "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(self.port), "--env-file", str(self.env_file)],
+                ["cargo", "xtask", "serve", "--env-file", str(self.env_file), "--port", str(self.port), "--log", str(self.log_path)],
                 cwd=ROOT,
-                env={**os.environ, "PATH": path},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -738,16 +740,19 @@ class Watch:
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):
             if self.proc.poll() is not None:
-                raise AssertionError(f"cargo lambda watch ({self.name}) exited: {self.tail()}")
+                raise AssertionError(f"cargo xtask serve ({self.name}) exited: {self.tail()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"cargo lambda watch ({self.name}) not listening within {timeout} s: {self.tail()}")
+                raise AssertionError(f"cargo xtask serve ({self.name}) not listening within {timeout} s: {self.tail()}")
             time.sleep(0.5)
 
     def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        lines: list[str] = []
+        for path in (self.serve_log, self.log_path):
+            try:
+                lines += path.read_text(errors="replace").splitlines()
+            except OSError:
+                pass
+        return "\n".join(lines[-n:])
 
     def invoke(self, payload: str) -> tuple[bool, Any]:
         url = f"http://127.0.0.1:{self.port}/2015-03-31/functions/{self.binary}/invocations"
@@ -1111,14 +1116,14 @@ class Run:
 
     # -- driving
     def start_functions(self) -> None:
-        build_function()
+        build_runner()
         for sc in self.scenarios.values():
             assert sc.watch
             sc.watch.start()
         for sc in self.scenarios.values():
             assert sc.watch
             sc.watch.wait_listening()
-        log("==> the function listens under cargo lambda watch: " + ", ".join(f"{s.name} :{s.watch.port}" for s in self.scenarios.values() if s.watch))
+        log("==> the function listens under cargo xtask serve: " + ", ".join(f"{s.name} :{s.watch.port}" for s in self.scenarios.values() if s.watch))
 
     def _invoke(self, sc: ScenarioRun, what: str, payload: str) -> Invocation:
         assert sc.watch

@@ -32,6 +32,7 @@ mod heap;
 mod moto;
 mod report;
 mod seed;
+mod serve;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,8 @@ enum Task {
     Demo(demo::Args),
     /// The function under cargo lambda watch, driven with the sample events, asserted.
     E2e(e2e::Args),
+    /// The functions under cargo lambda watch with an environment file, until stopped.
+    Serve(serve::Args),
     /// Fuzz the event parser and the policy canonicaliser for a bounded time.
     Fuzz(fuzz::Args),
     /// Create a fleet of multi-Region keys on the emulator.
@@ -81,6 +84,7 @@ async fn main() -> std::process::ExitCode {
         Task::Emulator(a) => emulator::run(a).await,
         Task::Demo(a) => demo::run(a).await,
         Task::E2e(a) => e2e::run(a).await,
+        Task::Serve(a) => serve::run(a).await,
         Task::Fuzz(a) => fuzz::run(a).await,
         Task::Seed(a) => seed::run(a).await,
         Task::BenchSweep(a) => bench_sweep::run(a).await,
