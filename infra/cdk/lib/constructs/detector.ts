@@ -17,6 +17,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
+import { guardFunction } from './function-guard';
 
 /** The same for the detector's role (it reads and reports; it writes no key policy). */
 export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = [
@@ -176,21 +177,11 @@ export class Detector {
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
       onFailure: new destinations.SqsDestination(dlq),
     });
-    const cfnFunction = fn.node.defaultChild as lambda.CfnFunction;
-    skipCheckov(cfnFunction, DETECTOR_FUNCTION_SKIPS);
-    cfnFunction.addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
-    new iam.Policy(stack, 'DetectorOnlyThisFunctionPolicy', {
+    guardFunction(stack, fn, role, {
+      checkovSkips: DETECTOR_FUNCTION_SKIPS,
+      policyId: 'DetectorOnlyThisFunctionPolicy',
       policyName: 'kms-replica-guard-detector-only-this-function',
-      roles: [role],
-      statements: [
-        new iam.PolicyStatement({
-          sid: 'OnlyFromThisFunction',
-          effect: iam.Effect.DENY,
-          actions: DETECTOR_ONLY_THIS_FUNCTION_ACTIONS,
-          resources: ['*'],
-          conditions: { ArnNotEquals: { 'lambda:SourceFunctionArn': fn.functionArn } },
-        }),
-      ],
+      actions: DETECTOR_ONLY_THIS_FUNCTION_ACTIONS,
     });
     // The rules' names, for the guard change rule (a fixed name on the drift bus: Ref of a rule on a
     // custom bus is BUS|NAME, not the name CloudTrail records).

@@ -4,6 +4,8 @@
 //   remediator.ts     the function, its role, log group, on-failure queue, backups bucket, KMS rule
 //   detector.ts       the detector function, its role, log group and rules; the AWS Config rule
 //   alarms.ts         the alarm topic and its key; every alarm and the dashboard
+//   function-guard.ts what both functions get once built: checkov skips, the cfn-lint note, and
+//                     the policy that keeps each role's powers to its function
 //
 // Logical ids. These parts are not Constructs: each is a class whose constructor takes the hub
 // stack and creates its resources directly in the stack's scope, with the ids HubStack gave them

@@ -16,6 +16,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { BACKUP_PREFIX, GuardConfig, rateInstances, usesCatalogue } from '../config';
 import { KMS_EVENT_PATTERN } from '../event-pattern';
+import { guardFunction } from './function-guard';
 
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
 export const ONLY_THIS_FUNCTION_ACTIONS = [
@@ -372,29 +373,11 @@ export class Remediator {
       maxEventAge: Duration.seconds(cfg.maxEventAgeSeconds),
       onFailure: new destinations.SqsDestination(dlq),
     });
-    const cfnFunction = fn.node.defaultChild as lambda.CfnFunction;
-    skipCheckov(cfnFunction, FUNCTION_SKIPS);
-    // cfn-lint W3005 (redundant DependsOn): lambda.Function always adds a construct dependency
-    // on its role, rendered as DependsOn next to the Fn::GetAtt; harmless, and not removable
-    // from here because CDK turns construct dependencies into DependsOn after this code runs.
-    cfnFunction.addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
-
-    // The role's powers are this function's only (lambda:SourceFunctionArn, which Lambda puts in the
-    // request context of every call from the execution environment; identity policies and SCPs
-    // only): the same policy as infra/sam/template.yaml's OnlyThisFunctionPolicy, which says why
-    // the SQS and log actions are left out. Separate from the role's inline policy (a cycle).
-    new iam.Policy(stack, 'OnlyThisFunctionPolicy', {
+    guardFunction(stack, fn, role, {
+      checkovSkips: FUNCTION_SKIPS,
+      policyId: 'OnlyThisFunctionPolicy',
       policyName: 'kms-replica-guard-only-this-function',
-      roles: [role],
-      statements: [
-        new iam.PolicyStatement({
-          sid: 'OnlyFromThisFunction',
-          effect: iam.Effect.DENY,
-          actions: ONLY_THIS_FUNCTION_ACTIONS,
-          resources: ['*'],
-          conditions: { ArnNotEquals: { 'lambda:SourceFunctionArn': fn.functionArn } },
-        }),
-      ],
+      actions: ONLY_THIS_FUNCTION_ACTIONS,
     });
 
     // The KMS calls on this Region's default bus: its own CloudTrail events, and those the spoke

@@ -1,0 +1,42 @@
+import { Stack, aws_iam as iam, aws_lambda as lambda } from 'aws-cdk-lib';
+import { CheckovSkip, skipCheckov } from '../checkov';
+
+export interface FunctionGuardProps {
+  /** The function's justified checkov skips. */
+  readonly checkovSkips: CheckovSkip[];
+  /** Logical id and name of the policy that keeps the role's powers to the function. */
+  readonly policyId: string;
+  readonly policyName: string;
+  /** The actions denied to the role outside the function. */
+  readonly actions: string[];
+}
+
+/**
+ * What each of the guard's functions gets once built (the remediator and the detector alike): its
+ * checkov skips, the cfn-lint note, and an identity policy that denies its role's powers anywhere but
+ * in the function (lambda:SourceFunctionArn, which Lambda puts in the request context of every call
+ * from the execution environment; identity policies and SCPs only): the same policy as
+ * infra/sam/template.yaml's OnlyThisFunctionPolicy, which says why the SQS and log actions are left
+ * out. Separate from the role's inline policy (a cycle).
+ */
+export function guardFunction(stack: Stack, fn: lambda.Function, role: iam.Role, props: FunctionGuardProps): void {
+  const cfnFunction = fn.node.defaultChild as lambda.CfnFunction;
+  skipCheckov(cfnFunction, props.checkovSkips);
+  // cfn-lint W3005 (redundant DependsOn): lambda.Function always adds a construct dependency
+  // on its role, rendered as DependsOn next to the Fn::GetAtt; harmless, and not removable
+  // from here because CDK turns construct dependencies into DependsOn after this code runs.
+  cfnFunction.addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
+  new iam.Policy(stack, props.policyId, {
+    policyName: props.policyName,
+    roles: [role],
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'OnlyFromThisFunction',
+        effect: iam.Effect.DENY,
+        actions: props.actions,
+        resources: ['*'],
+        conditions: { ArnNotEquals: { 'lambda:SourceFunctionArn': fn.functionArn } },
+      }),
+    ],
+  });
+}
