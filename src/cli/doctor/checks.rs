@@ -578,26 +578,19 @@ mod tests {
 
     #[test]
     fn the_heartbeat_must_page_and_be_ok() {
-        assert_eq!(
-            heartbeat("r", &[alarm("OK", true, "breaching")]).status,
-            Status::Pass
-        );
-        assert_eq!(
-            heartbeat("r", &[alarm("INSUFFICIENT_DATA", true, "breaching")]).status,
-            Status::Warn
-        );
-        assert_eq!(
-            heartbeat("r", &[alarm("ALARM", true, "breaching")]).status,
-            Status::Fail
-        );
-        assert_eq!(
-            heartbeat("r", &[alarm("OK", false, "breaching")]).status,
-            Status::Fail
-        );
-        assert_eq!(
-            heartbeat("r", &[alarm("OK", true, "notBreaching")]).status,
-            Status::Fail
-        );
+        for (state, actions, missing, want) in [
+            ("OK", true, "breaching", Status::Pass),
+            ("INSUFFICIENT_DATA", true, "breaching", Status::Warn),
+            ("ALARM", true, "breaching", Status::Fail),
+            ("OK", false, "breaching", Status::Fail),
+            ("OK", true, "notBreaching", Status::Fail),
+        ] {
+            assert_eq!(
+                heartbeat("r", &[alarm(state, actions, missing)]).status,
+                want,
+                "{state}, actions enabled {actions}, missing data {missing}"
+            );
+        }
         assert_eq!(heartbeat("r", &[]).status, Status::Fail);
     }
 
