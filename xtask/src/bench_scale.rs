@@ -131,7 +131,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "quotas": quotas_json(&Quotas::default()),
     });
     if want("sweep") {
-        r["sweep"] = sweep::run(args.peer_regions, args.dilation.max(1)).await?;
+        r["sweep"] =
+            serde_json::to_value(sweep::run(args.peer_regions, args.dilation.max(1)).await?)?;
     }
     if want("org") {
         r["org"] = org::run(args.accounts, args.workers).await?;
@@ -370,7 +371,12 @@ fn render(r: &Value) -> String {
     );
     if !r["sweep"].is_null() {
         s.push('\n');
-        s.push_str(&sweep::render(&r["sweep"]));
+        match serde_json::from_value::<sweep::SweepReport>(r["sweep"].clone()) {
+            Ok(report) => s.push_str(&sweep::render(&report)),
+            Err(e) => s.push_str(&format!(
+                "The recorded one-account sweep cannot be read ({e}): run `cargo xtask bench-scale` again.\n"
+            )),
+        }
     }
     if !r["org"].is_null() {
         s.push('\n');

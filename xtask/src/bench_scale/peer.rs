@@ -7,13 +7,32 @@
 use std::time::Instant;
 
 use aws_sdk_kms::types::MultiRegionKeyType;
-use krg_testkit::sim::{Fleet, KmsSim, SimConfig};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-use super::{HUB, by_op, ops_json};
+use krg_testkit::sim::{Fleet, KmsSim, SimConfig};
+use serde::{Deserialize, Serialize};
+
+use super::{HUB, by_op};
+
+/// The sequential peer's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerRun {
+    /// Wall time.
+    pub seconds: f64,
+    /// Policies it wrote.
+    pub written: u64,
+    /// Replicas still drifted after it.
+    pub left_drifted: usize,
+    /// Its KMS calls, by operation.
+    pub calls: BTreeMap<String, u64>,
+    /// All its KMS calls.
+    pub calls_total: u64,
+    /// Throttling answers it got.
+    pub throttled: u64,
+}
 
 /// Heals `regions` of a fresh simulated account of `fleet`, sequentially: its figures.
-pub async fn run(regions: &[&str], fleet: Fleet) -> anyhow::Result<Value> {
+pub async fn run(regions: &[&str], fleet: Fleet) -> anyhow::Result<PeerRun> {
     let sim = KmsSim::start(SimConfig::new(fleet)).await;
     let sdk = super::sdk(&sim.endpoint, HUB).await;
     let started = Instant::now();
@@ -74,12 +93,15 @@ pub async fn run(regions: &[&str], fleet: Fleet) -> anyhow::Result<Value> {
                 .unwrap_or(false)
         })
         .count();
-    Ok(json!({
-        "seconds": seconds,
-        "written": written,
-        "left_drifted": left,
-        "calls": ops_json(&calls.iter().map(|(op, c)| (*op, c.calls)).collect()),
-        "calls_total": calls.values().map(|c| c.calls).sum::<u64>(),
-        "throttled": calls.values().map(|c| c.throttled).sum::<u64>(),
-    }))
+    Ok(PeerRun {
+        seconds,
+        written,
+        left_drifted: left,
+        calls: calls
+            .iter()
+            .map(|(op, c)| (op.name().to_owned(), c.calls))
+            .collect(),
+        calls_total: calls.values().map(|c| c.calls).sum(),
+        throttled: calls.values().map(|c| c.throttled).sum(),
+    })
 }

@@ -16,10 +16,82 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use krg_testkit::sim::{Kind, KmsSim, Op, Quotas, SimConfig};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{HUB, HUB_ROLE, REGIONS, app, by_op, config, fleet, ops_json, quota_floor};
+use super::peer::PeerRun;
+use super::{HUB, HUB_ROLE, REGIONS, app, by_op, config, fleet, quota_floor};
 use crate::heap;
+use crate::report::thousands;
+
+/// One sweep's figures (seconds in real time: a dilated run's wall time divided back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepRun {
+    pub regions: usize,
+    pub concurrency: usize,
+    pub dilation: u32,
+    pub primaries: usize,
+    pub replicas_per_primary: usize,
+    pub replicas: usize,
+    /// Drifted replicas (the call floor's PutKeyPolicy).
+    pub drifted: u64,
+    pub remediated: u64,
+    pub failed: u64,
+    pub left_drifted: usize,
+    pub seconds: f64,
+    pub quota_floor_seconds: f64,
+    /// The quota floor ÷ the wall time.
+    pub of_quota_speed: f64,
+    /// KMS calls by operation name, and the floor's.
+    pub calls: BTreeMap<String, u64>,
+    pub call_floor: BTreeMap<String, u64>,
+    pub throttled: u64,
+    pub heap_peak_bytes: usize,
+    /// The sweep's error answer, if it failed (its figures are kept).
+    pub error: Option<Value>,
+}
+
+/// The fleets' common shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetShape {
+    pub single_region_per_region: usize,
+    pub drift: f64,
+    pub reformatted: f64,
+}
+
+/// The peer and the guard on the same Regions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideBySide {
+    pub regions: Vec<String>,
+    pub peer: PeerRun,
+    pub guard: SweepRun,
+    /// The peer's wall time ÷ the guard's.
+    pub speedup: f64,
+}
+
+/// Everything this part measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepReport {
+    pub fleet: FleetShape,
+    pub real_time: SweepRun,
+    pub default: SweepRun,
+    pub wide: SweepRun,
+    pub side_by_side: SideBySide,
+}
+
+/// Calls by operation name, from calls by operation.
+fn by_name(m: &BTreeMap<Op, u64>) -> BTreeMap<String, u64> {
+    m.iter().map(|(op, n)| (op.name().to_owned(), *n)).collect()
+}
+
+/// `{"DescribeKey":n,...}` in the operations' order.
+fn ops_line(m: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = Op::ALL
+        .iter()
+        .filter_map(|op| m.get(op.name()).map(|n| format!("\"{}\":{n}", op.name())))
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
 
 /// A fleet's shape: primaries, and replicas of each.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +152,7 @@ async fn measured(
     regions: &[&str],
     concurrency: Option<usize>,
     dilation: u32,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<SweepRun> {
     let sim = KmsSim::start(SimConfig {
         time_scale: 1.0 / f64::from(dilation),
         ..SimConfig::new(fleet(
@@ -141,54 +213,62 @@ async fn measured(
         })
         .count();
     let throttled: u64 = calls.values().map(|c| c.throttled).sum();
-    Ok(json!({
-        "regions": regions.len(),
-        "concurrency": config.settings.concurrency,
-        "dilation": dilation,
-        "primaries": shape.0,
-        "replicas_per_primary": shape.1,
-        "replicas": sim.keys(HUB).iter().filter(|k| k.replica && regions.contains(&k.region.as_str())).count(),
-        "drifted": drifted,
-        "remediated": remediated,
-        "failed": failed,
-        "left_drifted": left,
-        "seconds": wall,
-        "quota_floor_seconds": floor_s,
-        "of_quota_speed": floor_s / wall,
-        "calls": ops_json(&calls.iter().map(|(op, c)| (*op, c.calls)).collect()),
-        "call_floor": ops_json(&floor_by_op),
-        "throttled": throttled,
-        "heap_peak_bytes": heap_peak,
-        "error": answer.get("error"),
-    }))
+    Ok(SweepRun {
+        regions: regions.len(),
+        concurrency: config.settings.concurrency,
+        dilation,
+        primaries: shape.0,
+        replicas_per_primary: shape.1,
+        replicas: sim
+            .keys(HUB)
+            .iter()
+            .filter(|k| k.replica && regions.contains(&k.region.as_str()))
+            .count(),
+        drifted,
+        remediated,
+        failed,
+        left_drifted: left,
+        seconds: wall,
+        quota_floor_seconds: floor_s,
+        of_quota_speed: floor_s / wall,
+        calls: by_name(&calls.iter().map(|(op, c)| (*op, c.calls)).collect()),
+        call_floor: by_name(&floor_by_op),
+        throttled,
+        heap_peak_bytes: heap_peak,
+        error: answer.get("error").cloned(),
+    })
 }
 
-fn print(label: &str, v: &Value) {
+fn print(label: &str, v: &SweepRun) {
     println!(
         "    {label}: {} replicas in {} Regions (CONCURRENCY {}, time dilated {}x), {} drifted, {} remediated, {} failed, {} left drifted",
-        v["replicas"],
-        v["regions"],
-        v["concurrency"],
-        v["dilation"],
-        v["drifted"],
-        v["remediated"],
-        v["failed"],
-        v["left_drifted"]
+        v.replicas,
+        v.regions,
+        v.concurrency,
+        v.dilation,
+        v.drifted,
+        v.remediated,
+        v.failed,
+        v.left_drifted
     );
     println!(
         "      wall {:.2} s, quota floor {:.2} s: {:.0} % of the quota-bound speed; {} throttles; heap peak {:.1} MiB",
-        v["seconds"].as_f64().unwrap_or(0.0),
-        v["quota_floor_seconds"].as_f64().unwrap_or(0.0),
-        100.0 * v["of_quota_speed"].as_f64().unwrap_or(0.0),
-        v["throttled"],
-        v["heap_peak_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0
+        v.seconds,
+        v.quota_floor_seconds,
+        100.0 * v.of_quota_speed,
+        v.throttled,
+        v.heap_peak_bytes as f64 / 1_048_576.0
     );
-    println!("      calls {} vs floor {}", v["calls"], v["call_floor"]);
+    println!(
+        "      calls {} vs floor {}",
+        ops_line(&v.calls),
+        ops_line(&v.call_floor)
+    );
 }
 
 /// The one-account sweep at the default concurrency (in real time, and dilated `dilation`
 /// times, both fleets), then the peer side by side.
-pub async fn run(peer_regions: usize, dilation: u32) -> anyhow::Result<Value> {
+pub async fn run(peer_regions: usize, dilation: u32) -> anyhow::Result<SweepReport> {
     println!(
         "==> one account, 17 Regions, 10,000 replicas (simulated KMS, real latency and quotas)"
     );
@@ -217,60 +297,68 @@ pub async fn run(peer_regions: usize, dilation: u32) -> anyhow::Result<Value> {
     .await?;
     println!(
         "    peer: {} calls in {:.1} s, {} written, {} left drifted",
-        peer["calls_total"],
-        peer["seconds"].as_f64().unwrap_or(0.0),
-        peer["written"],
-        peer["left_drifted"]
+        peer.calls_total, peer.seconds, peer.written, peer.left_drifted
     );
     let ours = measured(DR_PAIRS, &subset, None, 1).await?;
     print("guard on the same Regions", &ours);
-    let speedup = peer["seconds"].as_f64().unwrap_or(0.0) / ours["seconds"].as_f64().unwrap_or(1.0);
+    let speedup = peer.seconds / ours.seconds;
     println!("    speed-up of the guard over the sequential peer: {speedup:.1}x");
-    Ok(json!({
-        "fleet": {"single_region_per_region": SINGLE_PER_REGION, "drift": DRIFT, "reformatted": 0.3},
-        "real_time": real_time,
-        "default": default,
-        "wide": wide,
-        "side_by_side": {"regions": subset, "peer": peer, "guard": ours, "speedup": speedup},
-    }))
+    Ok(SweepReport {
+        fleet: FleetShape {
+            single_region_per_region: SINGLE_PER_REGION,
+            drift: DRIFT,
+            reformatted: 0.3,
+        },
+        real_time,
+        default,
+        wide,
+        side_by_side: SideBySide {
+            regions: subset.iter().map(|r| (*r).to_owned()).collect(),
+            peer,
+            guard: ours,
+            speedup,
+        },
+    })
 }
 
 /// Its part of the BENCHMARKS.md section.
-pub fn render(v: &Value) -> String {
-    let row = |label: &str, r: &Value| {
+pub fn render(v: &SweepReport) -> String {
+    let n = |x: u64| thousands(x);
+    let row = |label: &str, r: &SweepRun| {
         format!(
-            "| {label} | {} × {} | {} | {} | {} | {}x | {} | {:.2} | {:.2} | {:.0} % | {} | {} | {:.0} |\n",
-            super::n(&r["primaries"]),
-            r["replicas_per_primary"],
-            super::n(&r["replicas"]),
-            r["regions"],
-            r["concurrency"],
-            r["dilation"],
-            format_args!("{} / {}", r["remediated"], r["drifted"]),
-            super::f(&r["seconds"]),
-            super::f(&r["quota_floor_seconds"]),
-            100.0 * super::f(&r["of_quota_speed"]),
-            r["throttled"],
-            r["left_drifted"],
-            super::f(&r["heap_peak_bytes"]) / 1_048_576.0,
+            "| {label} | {} × {} | {} | {} | {} | {}x | {} / {} | {:.2} | {:.2} | {:.0} % | {} | {} | {:.0} |\n",
+            n(r.primaries as u64),
+            r.replicas_per_primary,
+            n(r.replicas as u64),
+            r.regions,
+            r.concurrency,
+            r.dilation,
+            r.remediated,
+            r.drifted,
+            r.seconds,
+            r.quota_floor_seconds,
+            100.0 * r.of_quota_speed,
+            r.throttled,
+            r.left_drifted,
+            r.heap_peak_bytes as f64 / 1_048_576.0,
         )
     };
-    let calls = |r: &Value| {
+    let calls = |r: &SweepRun| {
         Op::ALL
             .iter()
             .map(|op| {
                 format!(
                     "{} {} (floor {})",
                     op.name(),
-                    super::n(&r["calls"][op.name()]),
-                    super::n(&r["call_floor"][op.name()])
+                    n(r.calls.get(op.name()).copied().unwrap_or(0)),
+                    n(r.call_floor.get(op.name()).copied().unwrap_or(0))
                 )
             })
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let s = &v["side_by_side"];
-    let dilation = v["default"]["dilation"].as_u64().unwrap_or(1);
+    let s = &v.side_by_side;
+    let dilation = v.default.dilation;
     let mut out = format!(
         "**One account, 17 Regions, 10,000 replicas** (DR pairs: 5,000 primaries over the 17 \
          Regions, each replicated to the next 2; wide: 625 primaries, each replicated to the 16 \
@@ -288,36 +376,33 @@ pub fn render(v: &Value) -> String {
     );
     out.push_str(&row(
         "default settings, real time (bound by this machine)",
-        &v["real_time"],
+        &v.real_time,
     ));
-    out.push_str(&row("default settings", &v["default"]));
-    out.push_str(&row("wide, default settings", &v["wide"]));
-    out.push_str(&row("guard, side by side", &s["guard"]));
+    out.push_str(&row("default settings", &v.default));
+    out.push_str(&row("wide, default settings", &v.wide));
+    out.push_str(&row("guard, side by side", &s.guard));
     out.push_str(&format!(
         "| sequential peer, side by side | {} × {} | {} | {} | 1 | 1x | {} / {} | {:.2} | {:.2} | {:.0} % | {} | {} | |\n",
-        super::n(&s["guard"]["primaries"]),
-        s["guard"]["replicas_per_primary"],
-        super::n(&s["guard"]["replicas"]),
-        s["guard"]["regions"],
-        s["peer"]["written"],
-        s["guard"]["drifted"],
-        super::f(&s["peer"]["seconds"]),
-        super::f(&s["guard"]["quota_floor_seconds"]),
-        100.0 * super::f(&s["guard"]["quota_floor_seconds"]) / super::f(&s["peer"]["seconds"]),
-        s["peer"]["throttled"],
-        s["peer"]["left_drifted"],
+        n(s.guard.primaries as u64),
+        s.guard.replicas_per_primary,
+        n(s.guard.replicas as u64),
+        s.guard.regions,
+        s.peer.written,
+        s.guard.drifted,
+        s.peer.seconds,
+        s.guard.quota_floor_seconds,
+        100.0 * s.guard.quota_floor_seconds / s.peer.seconds,
+        s.peer.throttled,
+        s.peer.left_drifted,
     ));
     out.push_str(&format!(
         "\nKMS calls, DR pairs, default settings: {}.\n\nSide by side on {} ({} replicas): the guard {:.1}x \
          faster than the sequential peer ({} calls, one at a time).\n",
-        calls(&v["default"]),
-        s["regions"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default(),
-        super::n(&s["guard"]["replicas"]),
-        super::f(&s["speedup"]),
-        super::n(&s["peer"]["calls_total"]),
+        calls(&v.default),
+        s.regions.join(", "),
+        n(s.guard.replicas as u64),
+        s.speedup,
+        n(s.peer.calls_total),
     ));
     out
 }
