@@ -135,10 +135,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             serde_json::to_value(sweep::run(args.peer_regions, args.dilation.max(1)).await?)?;
     }
     if want("org") {
-        r["org"] = org::run(args.accounts, args.workers).await?;
+        r["org"] = serde_json::to_value(org::run(args.accounts, args.workers).await?)?;
     }
     if want("storm") {
-        r["storm"] = storm::run(args.storm_events, args.storm_reserved).await?;
+        r["storm"] =
+            serde_json::to_value(storm::run(args.storm_events, args.storm_reserved).await?)?;
     }
     r["total_seconds"] = json!(started.elapsed().as_secs_f64());
     println!(
@@ -327,20 +328,17 @@ pub fn by_op(counts: &BTreeMap<(String, String, Op), Count>) -> BTreeMap<Op, Cou
     out
 }
 
-/// `{"DescribeKey": n, ...}`.
-pub fn ops_json(m: &BTreeMap<Op, u64>) -> Value {
-    m.iter()
-        .map(|(op, n)| (op.name().to_owned(), json!(n)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+/// `{"DescribeKey":n,...}`: calls by operation name, in the operations' order.
+pub fn ops_line(m: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = Op::ALL
+        .iter()
+        .filter_map(|op| m.get(op.name()).map(|n| format!("\"{}\":{n}", op.name())))
+        .collect();
+    format!("{{{}}}", parts.join(","))
 }
 
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
-}
-
-fn n(v: &Value) -> String {
-    report::thousands(v.as_u64().unwrap_or(0))
 }
 
 /// The BENCHMARKS.md section of a report.
@@ -380,11 +378,21 @@ fn render(r: &Value) -> String {
     }
     if !r["org"].is_null() {
         s.push('\n');
-        s.push_str(&org::render(&r["org"]));
+        match serde_json::from_value::<org::OrgRun>(r["org"].clone()) {
+            Ok(report) => s.push_str(&org::render(&report)),
+            Err(e) => s.push_str(&format!(
+                "The recorded organisation sweep cannot be read ({e}): run `cargo xtask bench-scale` again.\n"
+            )),
+        }
     }
     if !r["storm"].is_null() {
         s.push('\n');
-        s.push_str(&storm::render(&r["storm"]));
+        match serde_json::from_value::<storm::StormRun>(r["storm"].clone()) {
+            Ok(report) => s.push_str(&storm::render(&report)),
+            Err(e) => s.push_str(&format!(
+                "The recorded event storm cannot be read ({e}): run `cargo xtask bench-scale` again.\n"
+            )),
+        }
     }
     s
 }

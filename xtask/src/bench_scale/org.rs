@@ -21,10 +21,86 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use krg_testkit::sim::{Kind, KmsSim, LatencyModel, Op, Quotas, SimConfig};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{HUB, HUB_ROLE, REGIONS, app, config, fleet};
+use super::{HUB, HUB_ROLE, REGIONS, app, config, fleet, ops_line};
 use crate::heap;
+use crate::report::thousands;
+
+/// Each member account's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrgFleet {
+    pub primaries: usize,
+    pub replicas_per_primary: usize,
+    pub single_region: usize,
+    pub drift: f64,
+}
+
+/// Calls to the emulator of one kind, and the time waited on them in all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmulatorCalls {
+    pub calls: u64,
+    pub seconds: f64,
+}
+
+/// Where the workers' time went, summed over them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSeconds {
+    pub receiving: f64,
+    pub in_function: f64,
+    pub deleting: f64,
+}
+
+/// The function's rate limits in the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(non_snake_case)]
+pub struct RateLimitsUsed {
+    pub RATE_INSTANCES: u32,
+    pub RATE_PUT_KEY_POLICY: u32,
+    pub RATE_GET_KEY_POLICY: u32,
+    pub RATE_DESCRIBE_KEY: u32,
+    pub RATE_LIST_KEYS: u32,
+    pub RATE_LIST_RESOURCE_TAGS: u32,
+}
+
+/// The organisation sweep's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrgRun {
+    pub accounts: usize,
+    pub regions: usize,
+    pub workers: usize,
+    pub batch_size: i32,
+    pub fleet: OrgFleet,
+    pub replicas: usize,
+    pub drifted: usize,
+    pub left_drifted: usize,
+    pub planned: usize,
+    pub plan_seconds: f64,
+    pub plan_heap_bytes: usize,
+    pub processed: usize,
+    pub work_seconds: f64,
+    pub floor_seconds: f64,
+    /// The floor ÷ the workers' wall time.
+    pub of_floor: f64,
+    pub received: usize,
+    pub received_more_than_once: usize,
+    pub places_listed_once: usize,
+    pub places_listed_more: usize,
+    pub failed_batches: usize,
+    pub dlq: u64,
+    pub throttled: u64,
+    pub assume_role_calls: u64,
+    pub emulator_calls: BTreeMap<String, EmulatorCalls>,
+    /// Metrics and notifications the simulator took, by operation.
+    pub sunk: BTreeMap<String, u64>,
+    pub worker_seconds: WorkerSeconds,
+    /// KMS calls by operation name.
+    pub calls: BTreeMap<String, u64>,
+    /// The busiest second of any (account, Region), per operation, as a share of its quota.
+    pub busiest_second_share: BTreeMap<String, f64>,
+    pub rate_limits: RateLimitsUsed,
+}
 
 const PRIMARIES: usize = 10;
 const REPLICAS: usize = 2;
@@ -54,7 +130,7 @@ fn item_floor(keys: &[&krg_testkit::sim::KeyView], quotas: &Quotas, latency: &La
     quota.max(path)
 }
 
-pub async fn run(accounts: usize, workers: usize) -> anyhow::Result<Value> {
+pub async fn run(accounts: usize, workers: usize) -> anyhow::Result<OrgRun> {
     println!(
         "==> organisation sweep: {accounts} member accounts + the hub x 17 Regions, {workers} workers"
     );
@@ -366,55 +442,93 @@ pub async fn run(accounts: usize, workers: usize) -> anyhow::Result<Value> {
         spent_s[0], spent_s[1], spent_s[2]
     );
     let limits = config.rate_limits;
-    Ok(json!({
-        "accounts": all_accounts.len(),
-        "regions": REGIONS.len(),
-        "workers": workers,
-        "batch_size": BATCH,
-        "fleet": {"primaries": PRIMARIES, "replicas_per_primary": REPLICAS, "single_region": SINGLE, "drift": DRIFT},
-        "replicas": replicas,
-        "drifted": drifted,
-        "left_drifted": left,
-        "planned": items,
-        "plan_seconds": plan_s,
-        "plan_heap_bytes": plan_heap,
-        "processed": processed,
-        "work_seconds": work_s,
-        "floor_seconds": floor_s,
-        "of_floor": floor_s / work_s,
-        "received": received.len(),
-        "received_more_than_once": twice,
-        "places_listed_once": places_listed_once,
-        "places_listed_more": places_listed_more,
-        "failed_batches": failed_batches.load(Ordering::Relaxed),
-        "dlq": dlq_depth,
-        "throttled": throttled,
-        "assume_role_calls": assumed.load(Ordering::Relaxed),
-        "emulator_calls": emulator_calls.iter().map(|(k, (n, s))| (k.clone(), json!({"calls": n, "seconds": s}))).collect::<serde_json::Map<_, _>>(),
-        "sunk": sim.sunk(),
-        "worker_seconds": {"receiving": spent_s[0], "in_function": spent_s[1], "deleting": spent_s[2]},
-        "calls": super::ops_json(&by_op.iter().map(|(op, c)| (*op, c.calls)).collect()),
-        "busiest_second_share": busiest.iter().map(|(op, s)| (op.name().to_owned(), json!(s))).collect::<serde_json::Map<_, _>>(),
-        "rate_limits": {"RATE_INSTANCES": limits.instances, "RATE_PUT_KEY_POLICY": limits.put_key_policy,
-            "RATE_GET_KEY_POLICY": limits.get_key_policy, "RATE_DESCRIBE_KEY": limits.describe_key,
-            "RATE_LIST_KEYS": limits.list_keys, "RATE_LIST_RESOURCE_TAGS": limits.list_resource_tags},
-    }))
+    Ok(OrgRun {
+        accounts: all_accounts.len(),
+        regions: REGIONS.len(),
+        workers,
+        batch_size: BATCH,
+        fleet: OrgFleet {
+            primaries: PRIMARIES,
+            replicas_per_primary: REPLICAS,
+            single_region: SINGLE,
+            drift: DRIFT,
+        },
+        replicas,
+        drifted,
+        left_drifted: left,
+        planned: items,
+        plan_seconds: plan_s,
+        plan_heap_bytes: plan_heap,
+        processed,
+        work_seconds: work_s,
+        floor_seconds: floor_s,
+        of_floor: floor_s / work_s,
+        received: received.len(),
+        received_more_than_once: twice,
+        places_listed_once,
+        places_listed_more,
+        failed_batches: failed_batches.load(Ordering::Relaxed),
+        dlq: dlq_depth,
+        throttled,
+        assume_role_calls: assumed.load(Ordering::Relaxed),
+        emulator_calls: emulator_calls
+            .iter()
+            .map(|(k, (calls, seconds))| {
+                (
+                    k.clone(),
+                    EmulatorCalls {
+                        calls: *calls,
+                        seconds: *seconds,
+                    },
+                )
+            })
+            .collect(),
+        sunk: sim
+            .sunk()
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect(),
+        worker_seconds: WorkerSeconds {
+            receiving: spent_s[0],
+            in_function: spent_s[1],
+            deleting: spent_s[2],
+        },
+        calls: by_op
+            .iter()
+            .map(|(op, c)| (op.name().to_owned(), c.calls))
+            .collect(),
+        busiest_second_share: busiest
+            .iter()
+            .map(|(op, s)| (op.name().to_owned(), *s))
+            .collect(),
+        rate_limits: RateLimitsUsed {
+            RATE_INSTANCES: limits.instances,
+            RATE_PUT_KEY_POLICY: limits.put_key_policy,
+            RATE_GET_KEY_POLICY: limits.get_key_policy,
+            RATE_DESCRIBE_KEY: limits.describe_key,
+            RATE_LIST_KEYS: limits.list_keys,
+            RATE_LIST_RESOURCE_TAGS: limits.list_resource_tags,
+        },
+    })
 }
 
 /// Its part of the BENCHMARKS.md section.
-pub fn render(v: &Value) -> String {
-    let f = super::f;
-    let n = super::n;
-    let busiest = v["busiest_second_share"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, s)| format!("{k} {:.0} %", 100.0 * s.as_f64().unwrap_or(0.0)))
-                .collect::<Vec<_>>()
-                .join(", ")
+pub fn render(v: &OrgRun) -> String {
+    let n = |x: usize| thousands(x as u64);
+    let busiest = Op::ALL
+        .iter()
+        .filter_map(|op| {
+            v.busiest_second_share
+                .get(op.name())
+                .map(|s| format!("{} {:.0} %", op.name(), 100.0 * s))
         })
-        .unwrap_or_default();
-    let r = &v["rate_limits"];
+        .collect::<Vec<_>>()
+        .join(", ");
+    let r = &v.rate_limits;
+    let assume_role_seconds = v
+        .emulator_calls
+        .get("AssumeRole")
+        .map_or(0.0, |c| c.seconds);
     format!(
         "**Organisation sweep**, planner → SQS (the emulator) → workers: {} accounts (1,000 members and \
          the hub) × {} Regions; per account 10 multi-Region primaries each with 2 replicas and 34 \
@@ -437,40 +551,40 @@ pub fn render(v: &Value) -> String {
          Region, so the {} together stay under {}/s (quota 15/s), GetKeyPolicy {}/{} (quota 1,000/s), \
          DescribeKey {}/{} (quota 2,000/s). Read from the simulator's counters, the busiest second \
          of any (account, Region) per operation, as a share of its quota: {}.\n",
-        n(&v["accounts"]),
-        v["regions"],
-        n(&v["replicas"]),
-        n(&v["drifted"]),
-        v["workers"],
-        v["batch_size"],
-        r["RATE_INSTANCES"],
-        n(&v["planned"]),
-        f(&v["plan_seconds"]),
-        f(&v["plan_heap_bytes"]) / 1_048_576.0,
-        n(&v["processed"]),
-        f(&v["work_seconds"]),
-        f(&v["floor_seconds"]),
-        100.0 * f(&v["of_floor"]),
-        v["received_more_than_once"],
-        v["places_listed_more"],
-        v["left_drifted"],
-        v["throttled"],
-        v["dlq"],
-        n(&v["assume_role_calls"]),
-        v["workers"],
-        f(&v["worker_seconds"]["receiving"]),
-        f(&v["worker_seconds"]["in_function"]),
-        f(&v["emulator_calls"]["AssumeRole"]["seconds"]),
-        f(&v["worker_seconds"]["deleting"]),
-        v["calls"],
-        r["RATE_PUT_KEY_POLICY"],
-        r["RATE_INSTANCES"],
-        r["RATE_INSTANCES"],
-        r["RATE_PUT_KEY_POLICY"],
-        r["RATE_GET_KEY_POLICY"],
-        r["RATE_INSTANCES"],
-        r["RATE_DESCRIBE_KEY"],
-        r["RATE_INSTANCES"],
+        n(v.accounts),
+        v.regions,
+        n(v.replicas),
+        n(v.drifted),
+        v.workers,
+        v.batch_size,
+        r.RATE_INSTANCES,
+        n(v.planned),
+        v.plan_seconds,
+        v.plan_heap_bytes as f64 / 1_048_576.0,
+        n(v.processed),
+        v.work_seconds,
+        v.floor_seconds,
+        100.0 * v.of_floor,
+        v.received_more_than_once,
+        v.places_listed_more,
+        v.left_drifted,
+        v.throttled,
+        v.dlq,
+        thousands(v.assume_role_calls),
+        v.workers,
+        v.worker_seconds.receiving,
+        v.worker_seconds.in_function,
+        assume_role_seconds,
+        v.worker_seconds.deleting,
+        ops_line(&v.calls),
+        r.RATE_PUT_KEY_POLICY,
+        r.RATE_INSTANCES,
+        r.RATE_INSTANCES,
+        r.RATE_PUT_KEY_POLICY,
+        r.RATE_GET_KEY_POLICY,
+        r.RATE_INSTANCES,
+        r.RATE_DESCRIBE_KEY,
+        r.RATE_INSTANCES,
         busiest,
     )
 }

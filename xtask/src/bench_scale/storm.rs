@@ -15,16 +15,50 @@
 //! (5 rewrites of a key in an hour) the guard would, by design, stop fighting Terraform for a
 //! key it rewrote 5 times, and alarm.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kms_replica_guard::wiring::AwsApp;
 use krg_testkit::sim::{KmsSim, Op, SimConfig, default_policy};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use super::{HUB, HUB_ROLE, REGIONS, app, config, fleet};
+use crate::report::thousands;
+
+/// The storm's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StormRun {
+    pub terraform_writes: usize,
+    pub replicas: usize,
+    pub regions: usize,
+    pub reserved: usize,
+    pub concurrency_limit: usize,
+    pub rate_instances: usize,
+    pub events: usize,
+    pub own_events: usize,
+    pub handled: usize,
+    pub retried: usize,
+    pub dead: usize,
+    /// Events neither handled nor in the on-failure queue.
+    pub lost: i64,
+    pub guard_writes: u64,
+    pub left_drifted: usize,
+    pub throttled: u64,
+    pub peak_concurrency: usize,
+    pub environments: usize,
+    pub last_terraform_write_s: f64,
+    pub settled_s: f64,
+    /// KMS calls by operation name.
+    pub calls: BTreeMap<String, u64>,
+    /// Failed invocations by the function's error type.
+    pub error_types: BTreeMap<String, usize>,
+    /// Metrics and notifications the simulator took, by operation.
+    pub sunk: BTreeMap<String, u64>,
+}
 
 const KEYS_PRIMARIES: usize = 250;
 const STORM_SECONDS: f64 = 60.0;
@@ -93,7 +127,7 @@ struct Tally {
     error_types: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
-pub async fn run(writes: usize, reserved: usize) -> anyhow::Result<Value> {
+pub async fn run(writes: usize, reserved: usize) -> anyhow::Result<StormRun> {
     println!(
         "==> event storm: {writes} PutKeyPolicy events on 500 replicas in {STORM_SECONDS:.0} s, reserved concurrency {reserved}"
     );
@@ -310,47 +344,56 @@ pub async fn run(writes: usize, reserved: usize) -> anyhow::Result<Value> {
     let created = tally.created.load(Ordering::SeqCst);
     let handled = tally.handled.load(Ordering::SeqCst);
     let dead = tally.dead.load(Ordering::SeqCst);
-    let v = json!({
-        "terraform_writes": writes,
-        "replicas": replicas.len(),
-        "regions": REGIONS.len(),
-        "reserved": reserved,
-        "concurrency_limit": concurrency,
-        "rate_instances": instances,
-        "events": created,
-        "own_events": tally.own_events.load(Ordering::SeqCst),
-        "handled": handled,
-        "retried": tally.retried.load(Ordering::SeqCst),
-        "dead": dead,
-        "lost": created as i64 - handled as i64 - dead as i64,
-        "guard_writes": guard_puts,
-        "left_drifted": left,
-        "throttled": throttled,
-        "peak_concurrency": tally.peak_running.load(Ordering::SeqCst),
-        "environments": environments.load(Ordering::SeqCst),
-        "last_terraform_write_s": last_write_s,
-        "settled_s": total_s,
-        "calls": super::ops_json(&totals.iter().map(|(op, c)| (*op, c.calls)).collect()),
-        "error_types": tally.error_types.lock().unwrap().clone(),
-        "sunk": sim.sunk(),
-    });
+    let v = StormRun {
+        terraform_writes: writes,
+        replicas: replicas.len(),
+        regions: REGIONS.len(),
+        reserved,
+        concurrency_limit: concurrency,
+        rate_instances: instances,
+        events: created,
+        own_events: tally.own_events.load(Ordering::SeqCst),
+        handled,
+        retried: tally.retried.load(Ordering::SeqCst),
+        dead,
+        lost: created as i64 - handled as i64 - dead as i64,
+        guard_writes: guard_puts,
+        left_drifted: left,
+        throttled,
+        peak_concurrency: tally.peak_running.load(Ordering::SeqCst),
+        environments: environments.load(Ordering::SeqCst),
+        last_terraform_write_s: last_write_s,
+        settled_s: total_s,
+        calls: totals
+            .iter()
+            .map(|(op, c)| (op.name().to_owned(), c.calls))
+            .collect(),
+        error_types: tally.error_types.lock().unwrap().clone(),
+        sunk: sim
+            .sunk()
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect(),
+    };
     println!(
         "    {created} events ({} the guard's own): {handled} handled, {} retried, {dead} to the on-failure queue, {} lost",
-        v["own_events"], v["retried"], v["lost"]
+        v.own_events, v.retried, v.lost
     );
     println!(
         "    guard writes {guard_puts} for {writes} drifting writes; {left} left drifted; {throttled} throttles answered (absorbed by the SDK's backoff unless an invocation failed)"
     );
     println!(
         "    last Terraform write at {last_write_s:.1} s, all settled at {total_s:.1} s; peak {} concurrent, {} environments; failed invocations by type {}",
-        v["peak_concurrency"], v["environments"], v["error_types"]
+        v.peak_concurrency,
+        v.environments,
+        json!(v.error_types)
     );
     Ok(v)
 }
 
 /// Its part of the BENCHMARKS.md section.
-pub fn render(v: &Value) -> String {
-    let n = super::n;
+pub fn render(v: &StormRun) -> String {
+    let n = |x: usize| thousands(x as u64);
     format!(
         "**Event storm**: Terraform writes {} key policies on {} replicas ({} Regions, one account) \
          within 60 s; each write is a PutKeyPolicy event, and so is each of the guard's own writes. \
@@ -366,26 +409,26 @@ pub fn render(v: &Value) -> String {
          | last drifting write → every event settled | {:.1} s → {:.1} s | |\n\
          | peak concurrent invocations / environments | {} / {} | |\n\
          | failed invocations (retried by Lambda), by error type | {} | |\n",
-        n(&v["terraform_writes"]),
-        v["replicas"],
-        v["regions"],
-        v["reserved"],
-        n(&v["concurrency_limit"]),
-        v["rate_instances"],
-        n(&v["events"]),
-        n(&v["own_events"]),
-        n(&v["handled"]),
-        n(&v["retried"]),
-        v["dead"],
-        v["lost"],
-        n(&v["guard_writes"]),
-        n(&v["terraform_writes"]),
-        v["left_drifted"],
-        n(&v["throttled"]),
-        super::f(&v["last_terraform_write_s"]),
-        super::f(&v["settled_s"]),
-        v["peak_concurrency"],
-        v["environments"],
-        v["error_types"],
+        n(v.terraform_writes),
+        v.replicas,
+        v.regions,
+        v.reserved,
+        n(v.concurrency_limit),
+        v.rate_instances,
+        n(v.events),
+        n(v.own_events),
+        n(v.handled),
+        n(v.retried),
+        v.dead,
+        v.lost,
+        thousands(v.guard_writes),
+        n(v.terraform_writes),
+        v.left_drifted,
+        thousands(v.throttled),
+        v.last_terraform_write_s,
+        v.settled_s,
+        v.peak_concurrency,
+        v.environments,
+        json!(v.error_types),
     )
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::peer::PeerRun;
-use super::{HUB, HUB_ROLE, REGIONS, app, by_op, config, fleet, quota_floor};
+use super::{HUB, HUB_ROLE, REGIONS, app, by_op, config, fleet, ops_line, quota_floor};
 use crate::heap;
 use crate::report::thousands;
 
@@ -82,15 +82,6 @@ pub struct SweepReport {
 /// Calls by operation name, from calls by operation.
 fn by_name(m: &BTreeMap<Op, u64>) -> BTreeMap<String, u64> {
     m.iter().map(|(op, n)| (op.name().to_owned(), *n)).collect()
-}
-
-/// `{"DescribeKey":n,...}` in the operations' order.
-fn ops_line(m: &BTreeMap<String, u64>) -> String {
-    let parts: Vec<String> = Op::ALL
-        .iter()
-        .filter_map(|op| m.get(op.name()).map(|n| format!("\"{}\":{n}", op.name())))
-        .collect();
-    format!("{{{}}}", parts.join(","))
 }
 
 /// A fleet's shape: primaries, and replicas of each.
