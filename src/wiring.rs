@@ -1,12 +1,12 @@
 //! The one place that assembles the application from its configuration: the AWS adapters
-//! (KMS with the configured rate limits, in member accounts through the member role; S3
-//! backups when `BACKUP_BUCKET` is set; CloudWatch and the EventBridge bus of `EVENT_BUS` in
-//! the home Region; the sweep's work queue when `SWEEP_QUEUE_URL` is set) behind the engine,
-//! and for the detector (and the CLI) Security Hub when `SECURITY_HUB=on` and AWS Config, in
-//! each key's own account. The remediator's wiring never names the Security Hub or Config
-//! clients, so its binary does not carry them. The Lambda functions, the CLI and the
-//! integration tests all build through here, over whichever SDK configuration they are given
-//! (AWS, the emulator, the fault proxy).
+//! (KMS with the configured rate limits, in member accounts through the member role;
+//! Organizations for `MEMBER_ACCOUNTS=organization`; S3 backups when `BACKUP_BUCKET` is set;
+//! CloudWatch and the EventBridge bus of `EVENT_BUS` in the home Region; the sweep's work
+//! queue when `SWEEP_QUEUE_URL` is set) behind the engine, and for the detector (and the
+//! CLI) Security Hub when `SECURITY_HUB=on` and AWS Config, in each key's own account. The
+//! remediator's wiring never names the Security Hub or Config clients, so its binary does not
+//! carry them. The Lambda functions, the CLI and the integration tests all build through here,
+//! over whichever SDK configuration they are given (AWS, the emulator, the fault proxy).
 
 use aws_config::SdkConfig;
 use krg_aws::backups::{Backups, S3Backups};
@@ -38,6 +38,7 @@ pub struct AwsPorts;
 impl Ports for AwsPorts {
     type Keys = Kms;
     type Policies = Kms;
+    type Accounts = Option<Organization>;
     type Backups = Backups;
     type Metrics = CloudWatch;
     type Queue = Sqs;
@@ -53,6 +54,7 @@ pub struct AwsDetectorPorts;
 impl DetectorPorts for AwsDetectorPorts {
     type Keys = Kms;
     type Policies = Kms;
+    type Accounts = Option<Organization>;
     type Metrics = CloudWatch;
     type Findings = SecurityHub;
     type Evaluations = ConfigService;
@@ -62,12 +64,15 @@ impl DetectorPorts for AwsDetectorPorts {
 pub type AwsDetector = Detector<AwsDetectorPorts>;
 
 /// The engine over the AWS adapters.
-pub type AwsEngine = Reconciler<Kms, Kms, Backups>;
+pub type AwsEngine = Reconciler<Kms, Kms, Backups, Option<Organization>>;
 
 /// The AWS adapters of one configuration.
 pub struct Adapters {
     /// KMS, paced by the configured rate limits (it counts its calls).
     pub kms: Kms,
+    /// Organizations, when the members are the organisation's accounts
+    /// (`MEMBER_ACCOUNTS=organization`).
+    pub organization: Option<Organization>,
     /// The backup store: S3 when `BACKUP_BUCKET` is set, else the in-process ledger.
     pub backups: Backups,
     /// The S3 store itself, for listing and loading backups (`restore`).
@@ -109,11 +114,14 @@ impl Adapters {
         });
         let mut kms = Kms::with_limits(kms_clients(sdk), limits);
         let access = config.and_then(|c| member_access(sdk, c, entry));
-        if let (Some(c), Some((home, access))) = (config, &access) {
-            kms = kms.with_members(member_kms(sdk, c, home.clone(), access.clone()));
+        if let Some((home, access)) = &access {
+            kms = kms.with_members(MemberKms::new(home.clone(), access.clone(), sdk));
         }
         Self {
             kms,
+            organization: config
+                .filter(|_| access.is_some())
+                .and_then(|c| organization(sdk, c)),
             backups: bucket.clone().map_or_else(Backups::default, Backups::S3),
             bucket,
             metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk)),
@@ -175,6 +183,7 @@ impl Adapters {
             config,
             self.kms.clone(),
             self.kms,
+            self.organization,
             self.metrics,
             findings,
             evaluations,
@@ -190,6 +199,7 @@ impl Adapters {
             self.backups,
             config.settings.clone(),
         )
+        .with_accounts(self.organization)
     }
 
     /// The Lambda function over these adapters.
@@ -199,6 +209,7 @@ impl Adapters {
             PortSet {
                 keys: self.kms.clone(),
                 policies: self.kms,
+                accounts: self.organization,
                 backups: self.backups,
                 metrics: self.metrics,
                 queue: self.queue,
@@ -247,21 +258,17 @@ fn member_access(
     Some((home, Arc::new(access)))
 }
 
-/// Member accounts' KMS access: the organisation listed for `MEMBER_ACCOUNTS=organization`.
-fn member_kms(
-    sdk: &SdkConfig,
-    config: &Config,
-    home: AccountId,
-    access: Arc<MemberAccess>,
-) -> MemberKms {
-    let organization = config
+/// Organizations with the function's own credentials, when the configuration's members are
+/// the organisation's accounts (`MEMBER_ACCOUNTS=organization`); read only by an
+/// application that enters member accounts.
+fn organization(sdk: &SdkConfig, config: &Config) -> Option<Organization> {
+    config
         .settings
         .tenancy
         .fleet
         .as_ref()
         .is_some_and(|f| matches!(f.members, Members::Organization))
-        .then(|| Organization::new(aws_sdk_organizations::Client::new(sdk)));
-    MemberKms::new(home, access, sdk, organization)
+        .then(|| Organization::new(aws_sdk_organizations::Client::new(sdk)))
 }
 
 /// The function as Lambda runs it, from the process environment: the SDK configuration,

@@ -36,7 +36,8 @@ use krg_engine::findings::Evaluation;
 use krg_engine::ledger::MemoryLedger;
 use krg_engine::outcome::{Metric, MetricDatum, Report};
 use krg_engine::ports::{
-    EvaluationSink, FindingsSink, KeyDirectory, MetricsSink, PolicyStore, Undelivered,
+    AccountDirectory, EvaluationSink, FindingsSink, KeyDirectory, MetricsSink, PolicyStore,
+    Undelivered,
 };
 use krg_engine::trigger::{self, EventError, EventInfo, Scope, Target, Trigger};
 
@@ -47,6 +48,8 @@ pub trait DetectorPorts {
     type Keys: KeyDirectory;
     /// Key policies (KMS), read.
     type Policies: PolicyStore;
+    /// The organisation's accounts (Organizations), for `MEMBER_ACCOUNTS=organization`.
+    type Accounts: AccountDirectory;
     /// Where its failure counts go (CloudWatch).
     type Metrics: MetricsSink;
     /// Security Hub, in each key's account and Region.
@@ -56,8 +59,12 @@ pub trait DetectorPorts {
 }
 
 /// The engine of the detector: no backups, it never writes.
-type Engine<X> =
-    Reconciler<<X as DetectorPorts>::Keys, <X as DetectorPorts>::Policies, MemoryLedger>;
+type Engine<X> = Reconciler<
+    <X as DetectorPorts>::Keys,
+    <X as DetectorPorts>::Policies,
+    MemoryLedger,
+    <X as DetectorPorts>::Accounts,
+>;
 
 /// The detector: configuration (or why it is invalid) and its ports, built once per
 /// execution environment.
@@ -76,6 +83,7 @@ impl<X: DetectorPorts> Detector<X> {
         config: Result<Config, ConfigError>,
         keys: X::Keys,
         policies: X::Policies,
+        accounts: X::Accounts,
         metrics: X::Metrics,
         findings: Option<X::Findings>,
         evaluations: X::Evaluations,
@@ -87,7 +95,8 @@ impl<X: DetectorPorts> Detector<X> {
             let mut settings = (*c.settings).clone();
             settings.mode = Mode::DryRun;
             (
-                Reconciler::new(keys, policies, std::sync::Arc::new(settings)),
+                Reconciler::new(keys, policies, std::sync::Arc::new(settings))
+                    .with_accounts(accounts),
                 c.metrics_namespace,
             )
         });
@@ -223,8 +232,8 @@ impl<X: DetectorPorts> Detector<X> {
 }
 
 /// The evaluations of a Config invocation.
-async fn evaluations_of<K: KeyDirectory, P: PolicyStore>(
-    engine: &Reconciler<K, P, MemoryLedger>,
+async fn evaluations_of<K: KeyDirectory, P: PolicyStore, A: AccountDirectory>(
+    engine: &Reconciler<K, P, MemoryLedger, A>,
     invocation: &config_rule::Invocation,
 ) -> Result<Vec<Evaluation>, InvocationError> {
     match &invocation.subject {

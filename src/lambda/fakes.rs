@@ -14,6 +14,7 @@ pub struct Fakes<'a>(PhantomData<&'a FakeAws>);
 impl<'a> Ports for Fakes<'a> {
     type Keys = &'a FakeAws;
     type Policies = &'a FakeAws;
+    type Accounts = &'a FakeAws;
     type Backups = MemoryLedger;
     type Metrics = &'a FakeAws;
     type Queue = &'a FakeAws;
@@ -25,6 +26,7 @@ pub fn fakes(fake: &FakeAws) -> PortSet<Fakes<'_>> {
     PortSet {
         keys: fake,
         policies: fake,
+        accounts: fake,
         backups: MemoryLedger::default(),
         metrics: fake,
         queue: None,
@@ -35,6 +37,7 @@ pub fn fakes(fake: &FakeAws) -> PortSet<Fakes<'_>> {
 impl<'a> DetectorPorts for Fakes<'a> {
     type Keys = &'a FakeAws;
     type Policies = &'a FakeAws;
+    type Accounts = &'a FakeAws;
     type Metrics = &'a FakeAws;
     type Findings = &'a FakeAws;
     type Evaluations = &'a FakeAws;

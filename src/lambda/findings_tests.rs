@@ -58,6 +58,7 @@ fn detector<'a>(fake: &'a Fake, vars: &[(&str, &str)], findings: bool) -> FakeDe
         fake,
         fake,
         fake,
+        fake,
         findings.then_some(fake),
         fake,
     )

@@ -113,7 +113,7 @@ async fn every_hostile_config_invocation_is_refused_by_name_and_nothing_is_calle
     let fake = family();
     let config = Config::from_lookup(|k| (k == "REMEDIATION_MODE").then(|| "enforce".to_owned()));
     let app: super::detector::Detector<super::fakes::Fakes> =
-        super::detector::Detector::new(config, &fake, &fake, &fake, None, &fake);
+        super::detector::Detector::new(config, &fake, &fake, &fake, &fake, None, &fake);
     let files = corpus("config");
     assert!(files.len() >= 18, "corpus found: {}", files.len());
     for (name, bytes) in files {

@@ -24,7 +24,9 @@ use krg_engine::Reconciler;
 use krg_engine::config_rule;
 use krg_engine::error::CallError;
 use krg_engine::outcome::{Metric, MetricDatum, Report, Retry};
-use krg_engine::ports::{BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue};
+use krg_engine::ports::{
+    AccountDirectory, BackupStore, KeyDirectory, MetricsSink, Notifier, PolicyStore, WorkQueue,
+};
 use krg_engine::trigger::{self, EventError, Trigger};
 
 /// Why an invocation failed. The `error_type` Lambda records says whether a retry can help.
@@ -104,6 +106,8 @@ pub trait Ports {
     type Keys: KeyDirectory;
     /// Key policies, read and written (KMS).
     type Policies: PolicyStore;
+    /// The organisation's accounts (Organizations), for `MEMBER_ACCOUNTS=organization`.
+    type Accounts: AccountDirectory;
     /// Where a policy is kept before it is overwritten.
     type Backups: BackupStore;
     /// Where the metrics go (CloudWatch).
@@ -120,6 +124,8 @@ pub struct PortSet<X: Ports> {
     pub keys: X::Keys,
     /// KMS key policies.
     pub policies: X::Policies,
+    /// The organisation's accounts.
+    pub accounts: X::Accounts,
     /// Backups before each write.
     pub backups: X::Backups,
     /// Metrics.
@@ -131,7 +137,12 @@ pub struct PortSet<X: Ports> {
 }
 
 /// The reconcile engine over a bundle's ports.
-pub type Engine<X> = Reconciler<<X as Ports>::Keys, <X as Ports>::Policies, <X as Ports>::Backups>;
+pub type Engine<X> = Reconciler<
+    <X as Ports>::Keys,
+    <X as Ports>::Policies,
+    <X as Ports>::Backups,
+    <X as Ports>::Accounts,
+>;
 
 /// The function: configuration (or why it is invalid) and its ports, built once per
 /// execution environment and lent to every invocation.
@@ -153,6 +164,7 @@ impl<X: Ports> App<X> {
         let PortSet {
             keys,
             policies,
+            accounts,
             backups,
             metrics,
             queue,
@@ -160,7 +172,8 @@ impl<X: Ports> App<X> {
         } = ports;
         let engine = config.map(|c| {
             (
-                Reconciler::with_backups(keys, policies, backups, c.settings),
+                Reconciler::with_backups(keys, policies, backups, c.settings)
+                    .with_accounts(accounts),
                 c.metrics_namespace,
             )
         });

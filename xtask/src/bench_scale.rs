@@ -295,7 +295,7 @@ pub async fn app(
             fleet.role.clone(),
             "aws",
         ));
-        kms = kms.with_members(MemberKms::new(home.clone(), a.clone(), &on_sim, None));
+        kms = kms.with_members(MemberKms::new(home.clone(), a.clone(), &on_sim));
         access = Some(a);
     }
     adapters.kms = kms;

@@ -15,7 +15,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::call_error;
 use super::clients::RegionalClients;
-use super::members::{AccountCredentials, MemberAccess, Organization};
+use super::members::{AccountCredentials, MemberAccess};
 use krg_engine::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::{AccountId, KeyArn, Place, Region};
@@ -179,24 +179,16 @@ pub struct MemberKms {
     access: Arc<MemberAccess>,
     sdk: aws_config::SdkConfig,
     clients: Mutex<HashMap<(AccountId, Region), Client>>,
-    organization: Option<Organization>,
 }
 
 impl MemberKms {
-    /// Clients for accounts other than `home`, entered through `access`; `organization`
-    /// lists the accounts for `MEMBER_ACCOUNTS=organization`.
-    pub fn new(
-        home: AccountId,
-        access: Arc<MemberAccess>,
-        sdk: &aws_config::SdkConfig,
-        organization: Option<Organization>,
-    ) -> Self {
+    /// Clients for accounts other than `home`, entered through `access`.
+    pub fn new(home: AccountId, access: Arc<MemberAccess>, sdk: &aws_config::SdkConfig) -> Self {
         Self {
             home,
             access,
             sdk: sdk.clone(),
             clients: Mutex::new(HashMap::new()),
-            organization,
         }
     }
 
@@ -429,18 +421,6 @@ impl KeyDirectory for Kms {
                 Some(m) if page.truncated => marker = Some(m),
                 _ => return Ok(keys),
             }
-        }
-    }
-
-    async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
-        match self.members.as_ref().and_then(|m| m.organization.as_ref()) {
-            Some(org) => org.accounts().await,
-            None => Err(CallError::new(
-                Api::ListAccounts,
-                "the organisation",
-                ErrorKind::Invalid,
-                "the organisation's accounts are only read with MEMBER_ROLE_NAME set and MEMBER_ACCOUNTS=organization",
-            )),
         }
     }
 }
@@ -730,9 +710,6 @@ mod tests {
             }
             async fn list_multi_region_keys(&self, p: &Place) -> Result<Vec<KeyArn>, CallError> {
                 self.0.list_multi_region_keys(p).await
-            }
-            async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
-                self.0.organization_accounts().await
             }
         }
         let engine = Reconciler::new(Split(kms.clone(), tag_client), kms, settings);

@@ -15,6 +15,7 @@ use aws_sdk_organizations::types::AccountStatus;
 use super::call_error;
 use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::AccountId;
+use krg_engine::ports::AccountDirectory;
 use krg_engine::tenancy::{MemberRole, SESSION_NAME};
 
 /// Credentials are renewed this long before they expire, so that no call starts with
@@ -158,7 +159,7 @@ impl ProvideCredentials for AccountCredentials {
 }
 
 /// The organisation's ACTIVE accounts (Organizations ListAccounts, every page), read at most
-/// once per [`ORGANIZATION_TTL`].
+/// once per [`ORGANIZATION_TTL`]: the engine's [`AccountDirectory`].
 pub struct Organization {
     client: aws_sdk_organizations::Client,
     cache: tokio::sync::Mutex<Option<(SystemTime, Vec<AccountId>)>>,
@@ -210,6 +211,12 @@ impl Organization {
         accounts.sort();
         *cache = Some((SystemTime::now(), accounts.clone()));
         Ok(accounts)
+    }
+}
+
+impl AccountDirectory for Organization {
+    async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
+        self.accounts().await
     }
 }
 

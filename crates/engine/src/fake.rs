@@ -12,8 +12,9 @@ use crate::key::Region;
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, Notification};
 use crate::ports::{
-    Backup, BackupStore, Claimed, EvaluationSink, FindingsSink, KeyDirectory, MetricsSink,
-    Notifier, PolicyStore, Tags, Undelivered, WorkQueue, WriteClaim, WriteHistory, WriteRecord,
+    AccountDirectory, Backup, BackupStore, Claimed, EvaluationSink, FindingsSink, KeyDirectory,
+    MetricsSink, Notifier, PolicyStore, Tags, Undelivered, WorkQueue, WriteClaim, WriteHistory,
+    WriteRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -215,7 +216,9 @@ impl KeyDirectory for FakeAws {
         keys.sort();
         Ok(keys)
     }
+}
 
+impl AccountDirectory for FakeAws {
     async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
         self.call("ListAccounts", &"organization")?;
         Ok(self.organization.lock().unwrap().clone())

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use crate::decide::KeyFacts;
-use crate::error::CallError;
+use crate::error::{Api, CallError, ErrorKind};
 use crate::findings::{Evaluation, Finding};
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{MetricDatum, Notification, rfc3339};
@@ -28,11 +28,41 @@ pub trait KeyDirectory: Send + Sync {
         &self,
         place: &Place,
     ) -> impl Future<Output = Result<Vec<KeyArn>, CallError>> + Send;
-    /// The organisation's ACTIVE accounts (`MEMBER_ACCOUNTS=organization`), cached by the
-    /// adapter.
+}
+
+/// Lists the organisation's accounts (Organizations ListAccounts), for
+/// `MEMBER_ACCOUNTS=organization`.
+pub trait AccountDirectory: Send + Sync {
+    /// The organisation's ACTIVE accounts, cached by the adapter.
     fn organization_accounts(
         &self,
     ) -> impl Future<Output = Result<Vec<AccountId>, CallError>> + Send;
+}
+
+/// No organisation to list: every engine without one (the accounts are listed in
+/// `MEMBER_ACCOUNTS`, or there are no members). Asking it is an `Invalid` error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoOrganization;
+
+impl AccountDirectory for NoOrganization {
+    async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
+        Err(CallError::new(
+            Api::ListAccounts,
+            "the organisation",
+            ErrorKind::Invalid,
+            "the organisation's accounts are only read with MEMBER_ROLE_NAME set and MEMBER_ACCOUNTS=organization",
+        ))
+    }
+}
+
+/// The organisation when there is one, else [`NoOrganization`].
+impl<T: AccountDirectory> AccountDirectory for Option<T> {
+    async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
+        match self {
+            Some(directory) => directory.organization_accounts().await,
+            None => NoOrganization.organization_accounts().await,
+        }
+    }
 }
 
 /// Reads and writes the `default` key policy.
@@ -280,6 +310,9 @@ impl<T: KeyDirectory> KeyDirectory for &T {
     async fn list_multi_region_keys(&self, place: &Place) -> Result<Vec<KeyArn>, CallError> {
         (**self).list_multi_region_keys(place).await
     }
+}
+
+impl<T: AccountDirectory> AccountDirectory for &T {
     async fn organization_accounts(&self) -> Result<Vec<AccountId>, CallError> {
         (**self).organization_accounts().await
     }

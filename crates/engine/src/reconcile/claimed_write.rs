@@ -12,7 +12,7 @@ use crate::decide::drift_name;
 use crate::error::CallError;
 use crate::key::KeyArn;
 use crate::outcome::{Failure, InSyncNote, Outcome, Status, WriteCause};
-use crate::ports::{BackupStore, Claimed, KeyDirectory, PolicyStore, WriteClaim};
+use crate::ports::{AccountDirectory, BackupStore, Claimed, KeyDirectory, PolicyStore, WriteClaim};
 use crate::trigger::EventInfo;
 
 /// A write claim older than this was left by an invocation that died between claiming and
@@ -20,7 +20,7 @@ use crate::trigger::EventInfo;
 /// and is taken over.
 pub const CLAIM_TTL: Duration = Duration::from_secs(120);
 
-impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// Writes `text` over `live` once this invocation holds the claim on that drift, and
     /// releases it after; when another invocation holds it, waits for that one's write.
     pub(super) async fn claimed_write(

@@ -10,11 +10,11 @@ use crate::decide::{KeyFacts, KeyState, Reach, reach};
 use crate::error::{CallError, ErrorKind};
 use crate::key::KeyArn;
 use crate::outcome::{Outcome, Report};
-use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
+use crate::ports::{AccountDirectory, BackupStore, KeyDirectory, PolicyStore};
 use crate::retry::{Step, retry};
 use crate::trigger::{EventInfo, Target};
 
-impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// Reconciles every replica one target reaches, adding their outcomes to `report`.
     pub(super) async fn reconcile_target(
         &self,

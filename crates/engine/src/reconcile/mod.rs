@@ -40,17 +40,20 @@ use krg_policy::{CanonicalPolicy, Verdict, compare};
 
 use crate::baseline::{Baseline, RenderContext};
 use crate::outcome::{Outcome, Refused, Report, RunError, Skip, TagNews, TagNewsKind};
-use crate::ports::{BackupStore, KeyDirectory, PolicyStore, Tags};
+use crate::ports::{
+    AccountDirectory, BackupStore, KeyDirectory, NoOrganization, PolicyStore, Tags,
+};
 use crate::settings::BaselineMatch;
 use crate::settings::Settings;
 use crate::tenancy::{Admission, Members};
 use crate::trigger::{EventInfo, Scope, TagChange, Target, Trigger};
 
 /// Reconciles replica key policies against the baseline, through the ports it is given.
-pub struct Reconciler<K, P, B = MemoryLedger> {
+pub struct Reconciler<K, P, B = MemoryLedger, A = NoOrganization> {
     keys: K,
     policies: P,
     backups: B,
+    accounts: A,
     settings: Arc<Settings>,
 }
 
@@ -112,10 +115,25 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
             keys,
             policies,
             backups,
+            accounts: NoOrganization,
             settings,
         }
     }
 
+    /// The same engine, reading the organisation's accounts from `accounts`
+    /// (`MEMBER_ACCOUNTS=organization`).
+    pub fn with_accounts<A: AccountDirectory>(self, accounts: A) -> Reconciler<K, P, B, A> {
+        Reconciler {
+            keys: self.keys,
+            policies: self.policies,
+            backups: self.backups,
+            accounts,
+            settings: self.settings,
+        }
+    }
+}
+
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -123,13 +141,14 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
 
     /// The same engine over the same ports, in dry-run whatever the configured mode: a
     /// detector (an AWS Config rule's invocation never writes a key policy).
-    pub fn detector(&self) -> Reconciler<&K, &P, &B> {
+    pub fn detector(&self) -> Reconciler<&K, &P, &B, &A> {
         let mut settings = (*self.settings).clone();
         settings.mode = crate::Mode::DryRun;
         Reconciler {
             keys: &self.keys,
             policies: &self.policies,
             backups: &self.backups,
+            accounts: &self.accounts,
             settings: Arc::new(settings),
         }
     }
@@ -205,7 +224,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     }
 }
 
-impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// Why an event needs no call at all: a tag change of tags the guard does not read, or
     /// a PutKeyPolicy under the guard's own role that wrote exactly what the guard writes
     /// for that key (decided on CPU alone; when that cannot be decided without a call, the
@@ -313,13 +332,13 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
     }
 
     /// Whether the engine may work in `account` (the organisation's accounts are read only
-    /// for `MEMBER_ACCOUNTS=organization`, and cached by the adapter).
+    /// for `MEMBER_ACCOUNTS=organization`, from the account directory, which caches them).
     pub async fn admit(&self, account: &AccountId) -> Result<Admission, CallError> {
         let tenancy = &self.settings.tenancy;
         if tenancy.is_home(account) || !tenancy.needs_organization() {
             return Ok(tenancy.admit(account, None));
         }
-        let org = self.keys.organization_accounts().await?;
+        let org = self.accounts.organization_accounts().await?;
         Ok(tenancy.admit(account, Some(&org.into_iter().collect())))
     }
 
@@ -334,7 +353,7 @@ impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
         let mut all: std::collections::BTreeSet<AccountId> = match &fleet.members {
             Members::Listed(ids) => ids.clone(),
             Members::Organization => self
-                .keys
+                .accounts
                 .organization_accounts()
                 .await?
                 .into_iter()

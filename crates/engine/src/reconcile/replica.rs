@@ -25,7 +25,9 @@ use crate::exemption::{Exemption, exemption};
 use crate::key::KeyArn;
 use crate::outcome::{DriftNote, Extras, Failure, Outcome, Skip, Status, rfc3339};
 use crate::ports::Tags;
-use crate::ports::{BackupStore, KeyDirectory, PolicyStore, WriteHistory, WriteRecord};
+use crate::ports::{
+    AccountDirectory, BackupStore, KeyDirectory, PolicyStore, WriteHistory, WriteRecord,
+};
 use crate::settings::BaselineMatch;
 use crate::settings::Mode;
 use crate::trigger::EventInfo;
@@ -44,7 +46,7 @@ pub enum BaselineForError {
     Desired(Failure),
 }
 
-impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// Brings one replica to the baseline (or reports why not). A sweep's Region `slot` is
     /// held while the replica is read and given back once it has drifted: the checks and
     /// the write that follow wait for their own pacing (PutKeyPolicy's is the slowest),

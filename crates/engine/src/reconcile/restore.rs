@@ -9,11 +9,11 @@ use super::Reconciler;
 use super::replica::refuse_breaches;
 use crate::key::KeyArn;
 use crate::outcome::{DriftNote, Failure, InSyncNote, Outcome, Status, WriteCause};
-use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
+use crate::ports::{AccountDirectory, BackupStore, KeyDirectory, PolicyStore};
 use crate::settings::Mode;
 use crate::trigger::EventInfo;
 
-impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// Puts `policy`, backed up at `from`, back on `key`.
     pub async fn restore(&self, key: &KeyArn, policy: &str, from: &str) -> Outcome {
         let desired = match validate(policy, &self.lockout_guard(key)) {

@@ -16,7 +16,7 @@ use super::{Known, Progress, Reconciler, RunCache, log_outcome, updating};
 use crate::decide::{KeyFacts, KeyState};
 use crate::key::{AccountId, KeyArn, Place};
 use crate::outcome::{Action, Outcome, Report, RunError, Skip, Status};
-use crate::ports::{BackupStore, KeyDirectory, PolicyStore};
+use crate::ports::{AccountDirectory, BackupStore, KeyDirectory, PolicyStore};
 use crate::trigger::EventInfo;
 
 /// The most KMS calls a sweep has in flight at once, whatever `CONCURRENCY` × places gives.
@@ -76,7 +76,7 @@ impl Slots {
     }
 }
 
-impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// Reconciles every multi-Region replica in these places (accounts and Regions). The
     /// caller decides which places may be swept ([`Reconciler::places`]).
     pub async fn sweep(&self, places: &[Place], progress: &dyn Progress) -> Report {

@@ -1229,7 +1229,8 @@ mod member_accounts {
             ACCOUNT_OF_FAKE.parse().unwrap(),
             "222222222222".parse().unwrap(),
         ];
-        let engine = Reconciler::new(&fake, &fake, hub("organization", template()));
+        let engine =
+            Reconciler::new(&fake, &fake, hub("organization", template())).with_accounts(&fake);
         let (places, refused) = engine.places(None, None).await.unwrap();
         let shown: Vec<String> = places.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -1255,6 +1256,24 @@ mod member_accounts {
         assert_eq!(only(&r).action(), Action::Remediated);
         assert_eq!(r.summary_by_account.len(), 1, "{r:#?}");
         assert_eq!(fake.count("ListKeys"), 3);
+    }
+
+    #[tokio::test]
+    async fn an_organisation_sweep_without_an_account_directory_is_an_invalid_setup() {
+        let fake = FakeAws::family(DEFAULT_POLICY, &["us-west-2"]);
+        let engine = Reconciler::new(&fake, &fake, hub("organization", template()));
+        let e = engine.places(None, None).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
+        assert_eq!(e.operation, crate::error::Api::ListAccounts);
+        assert!(
+            e.to_string().contains("MEMBER_ACCOUNTS=organization"),
+            "{e}"
+        );
+        assert_eq!(
+            fake.count("ListAccounts"),
+            0,
+            "the fake's own list is not asked"
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use super::Reconciler;
 use crate::error::{CallError, ErrorKind};
 use crate::key::KeyArn;
 use crate::outcome::{Failure, Outcome, Remediation, Status, WriteCause};
-use crate::ports::{Backup, BackupStore, KeyDirectory, PolicyStore, WriteRecord};
+use crate::ports::{AccountDirectory, Backup, BackupStore, KeyDirectory, PolicyStore, WriteRecord};
 use crate::retry::{Backoff, Step, retry};
 use crate::trigger::EventInfo;
 
@@ -63,7 +63,7 @@ pub(super) enum RereadError {
     Call(CallError),
 }
 
-impl<K: KeyDirectory, P: PolicyStore, B: BackupStore> Reconciler<K, P, B> {
+impl<K: KeyDirectory, P: PolicyStore, B: BackupStore, A: AccountDirectory> Reconciler<K, P, B, A> {
     /// Backs up `live`, writes `text`, re-reads and verifies it against `desired`.
     pub(super) async fn write_verified(
         &self,
