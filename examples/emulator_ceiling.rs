@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use krg_aws::clients::{kms_clients, load_sdk_config};
+use krg_aws::clients::{AccountClients, load_sdk_config};
 use krg_aws::kms::{Kms, RateLimits};
 use krg_engine::key::KeyArn;
 use krg_engine::ports::{KeyDirectory, PolicyStore};
@@ -30,7 +30,11 @@ async fn main() {
         list_resource_tags: 100_000,
         instances: 1,
     };
-    let kms = Kms::with_limits(kms_clients(&load_sdk_config().await), unlimited);
+    let sdk = load_sdk_config().await;
+    let kms = Kms::with_limits(
+        AccountClients::new(&sdk, None, aws_sdk_kms::Client::new),
+        unlimited,
+    );
     let mut report = serde_json::Map::new();
     for op in ["GetKeyPolicy", "DescribeKey"] {
         let deadline = Instant::now() + Duration::from_secs(seconds);

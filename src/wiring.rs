@@ -10,11 +10,11 @@
 
 use aws_config::SdkConfig;
 use krg_aws::backups::{Backups, S3Backups};
-use krg_aws::clients::{AccountClients, kms_clients, load_sdk_config};
+use krg_aws::clients::{AccountClients, load_sdk_config};
 use krg_aws::cloudwatch::CloudWatch;
 use krg_aws::configservice::ConfigService;
 use krg_aws::events::EventBus;
-use krg_aws::kms::{Kms, MemberKms};
+use krg_aws::kms::Kms;
 use krg_aws::members::{MemberAccess, Organization};
 use krg_aws::queue::Sqs;
 use krg_aws::remote::Remote;
@@ -112,11 +112,11 @@ impl Adapters {
                 S3Backups::new(aws_sdk_s3::Client::new(sdk), bucket, &c.backup_prefix)
             })
         });
-        let mut kms = Kms::with_limits(kms_clients(sdk), limits);
         let access = config.and_then(|c| member_access(sdk, c, entry));
-        if let Some((home, access)) = &access {
-            kms = kms.with_members(MemberKms::new(home.clone(), access.clone(), sdk));
-        }
+        let kms = Kms::with_limits(
+            AccountClients::new(sdk, access.clone(), aws_sdk_kms::Client::new),
+            limits,
+        );
         Self {
             kms,
             organization: config
@@ -230,8 +230,8 @@ enum Entry {
 }
 
 /// The way into member accounts, when the configuration has members: the home account, and
-/// AssumeRole with the function's own credentials (one credentials cache, shared by KMS,
-/// Security Hub and Config).
+/// AssumeRole with the function's own credentials (one credentials cache, shared by the
+/// clients of KMS, Security Hub and Config).
 fn member_access(
     sdk: &SdkConfig,
     config: &Config,

@@ -35,10 +35,10 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::config::{Credentials, SharedCredentialsProvider};
 use kms_replica_guard::config::Config;
 use kms_replica_guard::wiring::{Adapters, AwsApp};
-use krg_aws::clients::{kms_clients, sdk_defaults};
+use krg_aws::clients::{AccountClients, sdk_defaults};
 use krg_aws::cloudwatch::CloudWatch;
 use krg_aws::events::EventBus;
-use krg_aws::kms::{Kms, MemberKms};
+use krg_aws::kms::Kms;
 use krg_aws::members::MemberAccess;
 use krg_testkit::sim::{Count, Fleet, KmsSim, Op, Quotas};
 use serde_json::{Value, json};
@@ -281,30 +281,30 @@ pub async fn app(
     let dilation = 1.0 / sim.config().time_scale;
     let on_sim = sdk_stretched(&sim.endpoint, HUB, dilation).await;
     let mut adapters = Adapters::new(&emulator, Some(config));
+    let settings = &config.settings;
+    let access = match (&settings.tenancy.fleet, &settings.tenancy.home) {
+        (Some(fleet), Some(home)) => Some((
+            home.clone(),
+            Arc::new(MemberAccess::new(
+                aws_sdk_sts::Client::new(&emulator),
+                fleet.role.clone(),
+                "aws",
+            )),
+        )),
+        _ => None,
+    };
     // The guard's limiters run on the simulator's clock.
-    let mut kms = Kms::with_limits_dilated(
-        kms_clients(&on_sim),
+    adapters.kms = Kms::with_limits_dilated(
+        AccountClients::new(&on_sim, access.clone(), aws_sdk_kms::Client::new),
         config.rate_limits,
         dilation.round() as u32,
     );
-    let mut access = None;
-    let settings = &config.settings;
-    if let (Some(fleet), Some(home)) = (&settings.tenancy.fleet, &settings.tenancy.home) {
-        let a = Arc::new(MemberAccess::new(
-            aws_sdk_sts::Client::new(&emulator),
-            fleet.role.clone(),
-            "aws",
-        ));
-        kms = kms.with_members(MemberKms::new(home.clone(), a.clone(), &on_sim));
-        access = Some(a);
-    }
-    adapters.kms = kms;
     adapters.metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(&on_sim));
     adapters.notifier = config
         .event_bus
         .as_ref()
         .map(|bus| EventBus::new(aws_sdk_eventbridge::Client::new(&on_sim), bus));
-    (adapters.app(Ok(config.clone())), access)
+    (adapters.app(Ok(config.clone())), access.map(|(_, a)| a))
 }
 
 /// The quota floor of some calls: per Region the slowest operation's calls ÷ its quota,

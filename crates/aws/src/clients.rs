@@ -1,7 +1,7 @@
 //! The one place that builds SDK clients: the configuration is loaded once, every client
 //! shares one HTTPS client (one connection pool, one root certificate store), and there is
-//! one client per Region, created on first use and reused (connections stay warm across
-//! invocations).
+//! one client per (account, Region), created on first use and reused (connections stay warm
+//! across invocations).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,56 +75,23 @@ fn loader() -> ConfigLoader {
         )
 }
 
-/// Clients of one service, one per Region, built on demand.
-pub struct RegionalClients<C> {
-    make: Box<dyn Fn(&Region) -> C + Send + Sync>,
-    cache: Mutex<HashMap<Region, C>>,
-}
-
-impl<C: Clone> RegionalClients<C> {
-    /// Clients made by `make` for each Region.
-    pub fn new(make: impl Fn(&Region) -> C + Send + Sync + 'static) -> Self {
-        Self {
-            make: Box::new(make),
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The client for a Region.
-    pub fn get(&self, region: &Region) -> C {
-        let mut cache = self.cache.lock().expect("no panics while held");
-        cache
-            .entry(region.clone())
-            .or_insert_with(|| (self.make)(region))
-            .clone()
-    }
-}
-
-/// KMS clients per Region, from the shared configuration.
-pub fn kms_clients(sdk: &SdkConfig) -> Arc<RegionalClients<aws_sdk_kms::Client>> {
-    let sdk = sdk.clone();
-    Arc::new(RegionalClients::new(move |region: &Region| {
-        let conf = aws_sdk_kms::config::Builder::from(&sdk)
-            .region(aws_sdk_kms::config::Region::new(region.as_str().to_owned()))
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
-    }))
-}
-
-/// Clients of one service per (account, Region), for the calls made in the key's own account
-/// (Security Hub's BatchImportFindings, Config's PutEvaluations): the function's own
-/// credentials in its home account (or in any account without members), the member role's
-/// in the others.
+/// Clients of one service per (account, Region), built on first use and reused: the one
+/// place that makes a client for a place. The function's own credentials serve its home
+/// account (and every account when there are no members); the member role's serve the
+/// others, each account entered (AssumeRole) before its first client is handed out. KMS,
+/// Security Hub and Config each hold one.
 pub struct AccountClients<C> {
     sdk: SdkConfig,
     members: Option<(AccountId, Arc<MemberAccess>)>,
     make: Box<dyn Fn(&SdkConfig) -> C + Send + Sync>,
-    cache: Mutex<HashMap<(AccountId, Region), C>>,
+    cache: Mutex<HashMap<(Option<AccountId>, Region), C>>,
 }
 
 impl<C: Clone> AccountClients<C> {
-    /// Clients made by `make` from `sdk` with the Region (and credentials) of each place;
-    /// `members`: the home account and the way into the others.
+    /// Clients made by `make` from `sdk` (its endpoint, retries and timeouts) with the Region,
+    /// and in a member account the credentials, of each place; `members`: the home account
+    /// and the way into the others. A test or a benchmark passes a `make` that hands out
+    /// its own client, or an `sdk` pointed at an emulator.
     pub fn new(
         sdk: &SdkConfig,
         members: Option<(AccountId, Arc<MemberAccess>)>,
@@ -138,11 +105,24 @@ impl<C: Clone> AccountClients<C> {
         }
     }
 
-    /// The client for `account` in `region`; a member account is entered first, so a
-    /// refused AssumeRole is reported here, typed.
-    pub async fn get(&self, account: &AccountId, region: &Region) -> Result<C, CallError> {
-        let member = match &self.members {
-            Some((home, access)) if home != account => {
+    /// The member account whose role a call in `account` goes through: `None` for the home
+    /// account, for any account when there are no members, and for a call that names no
+    /// account (the function's own).
+    pub fn member<'a>(&self, account: Option<&'a AccountId>) -> Option<&'a AccountId> {
+        match (&self.members, account) {
+            (Some((home, _)), Some(account)) if home != account => Some(account),
+            _ => None,
+        }
+    }
+
+    /// The client for `account` (`None`: the function's own) in `region`. A member account
+    /// is entered first, so a refused AssumeRole is reported here, typed, naming the role
+    /// and the account; accounts on the function's own credentials share one client per
+    /// Region.
+    pub async fn get(&self, account: Option<&AccountId>, region: &Region) -> Result<C, CallError> {
+        let member = self.member(account);
+        let access = match (&self.members, member) {
+            (Some((_, access)), Some(account)) => {
                 access.credentials(account).await?;
                 Some(access.clone())
             }
@@ -150,13 +130,13 @@ impl<C: Clone> AccountClients<C> {
         };
         let mut cache = self.cache.lock().expect("no panics while held");
         let client = cache
-            .entry((account.clone(), region.clone()))
+            .entry((member.cloned(), region.clone()))
             .or_insert_with(|| {
                 let mut conf = self
                     .sdk
                     .to_builder()
                     .region(aws_config::Region::new(region.as_str().to_owned()));
-                if let Some(access) = member {
+                if let (Some(access), Some(account)) = (access, member) {
                     conf = conf.credentials_provider(SharedCredentialsProvider::new(
                         AccountCredentials::new(access, account.clone()),
                     ));
@@ -169,22 +149,185 @@ impl<C: Clone> AccountClients<C> {
 
 #[cfg(test)]
 mod tests {
+    //! The factory with a `make` that hands out the configuration it was given, so each test
+    //! reads the Region and the credentials a client would have; AssumeRole scripted with
+    //! aws-smithy-mocks.
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::SystemTime;
 
-    #[test]
-    fn a_client_is_built_once_per_region() {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use krg_engine::error::ErrorKind;
+    use krg_engine::tenancy::MemberRole;
+
+    const HOME: &str = "111122223333";
+    const MEMBER: &str = "222233334444";
+
+    fn id(s: &str) -> AccountId {
+        s.parse().unwrap()
+    }
+
+    fn region(s: &str) -> Region {
+        s.parse().unwrap()
+    }
+
+    fn member_credentials() -> AssumeRoleOutput {
+        let expiry =
+            aws_sdk_sts::primitives::DateTime::from(SystemTime::now() + Duration::from_secs(3600));
+        AssumeRoleOutput::builder()
+            .credentials(
+                aws_sdk_sts::types::Credentials::builder()
+                    .access_key_id("ASIAMEMBER")
+                    .secret_access_key("secret")
+                    .session_token("token")
+                    .expiration(expiry)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    /// A factory whose home account is [`HOME`], its `make` counted; members entered through
+    /// `sts`.
+    fn factory(
+        sts: &Rule,
+        built: Arc<AtomicUsize>,
+    ) -> (AccountClients<SdkConfig>, Arc<MemberAccess>) {
+        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [sts]);
+        let role = MemberRole::new("kms-replica-guard-member", None).unwrap();
+        let access = Arc::new(MemberAccess::new(sts, role, "aws"));
+        let sdk = SdkConfig::builder()
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDHOME", "secret", None, None, "test",
+            )))
+            .build();
+        let clients = AccountClients::new(&sdk, Some((id(HOME), access.clone())), move |c| {
+            built.fetch_add(1, Ordering::SeqCst);
+            c.clone()
+        });
+        (clients, access)
+    }
+
+    async fn key_id(conf: &SdkConfig) -> String {
+        let provider = conf.credentials_provider().expect("credentials");
+        provider
+            .provide_credentials()
+            .await
+            .unwrap()
+            .access_key_id()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn the_home_account_uses_the_functions_own_credentials_and_one_client_per_region() {
+        let sts = mock!(aws_sdk_sts::Client::assume_role).then_output(member_credentials);
+        let built = Arc::new(AtomicUsize::new(0));
+        let (clients, access) = factory(&sts, built.clone());
+        let east = region("us-east-1");
+        let home = clients.get(Some(&id(HOME)), &east).await.unwrap();
+        let own = clients.get(None, &east).await.unwrap();
+        assert_eq!(
+            built.load(Ordering::SeqCst),
+            1,
+            "the home account is the function's own"
+        );
+        assert_eq!(home.region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert_eq!(key_id(&home).await, key_id(&own).await);
+        assert_eq!(key_id(&home).await, "AKIDHOME");
+        let west = clients.get(None, &region("us-west-2")).await.unwrap();
+        assert_eq!(west.region().map(|r| r.as_ref()), Some("us-west-2"));
+        assert_eq!(built.load(Ordering::SeqCst), 2, "one client per Region");
+        assert_eq!(access.assume_role_calls(), 0, "no account entered");
+    }
+
+    #[tokio::test]
+    async fn a_member_account_is_entered_first_and_gets_one_client_per_region_on_its_role() {
+        let sts = mock!(aws_sdk_sts::Client::assume_role)
+            .match_requests(|r| {
+                r.role_arn() == Some("arn:aws:iam::222233334444:role/kms-replica-guard-member")
+            })
+            .then_output(member_credentials);
+        let built = Arc::new(AtomicUsize::new(0));
+        let (clients, access) = factory(&sts, built.clone());
+        let member = id(MEMBER);
+        assert_eq!(clients.member(Some(&member)), Some(&member));
+        assert_eq!(clients.member(Some(&id(HOME))), None);
+        assert_eq!(clients.member(None), None);
+        let east = clients
+            .get(Some(&member), &region("us-east-1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            access.assume_role_calls(),
+            1,
+            "entered before its first client"
+        );
+        assert_eq!(key_id(&east).await, "ASIAMEMBER");
+        clients
+            .get(Some(&member), &region("us-east-1"))
+            .await
+            .unwrap();
+        let west = clients
+            .get(Some(&member), &region("us-west-2"))
+            .await
+            .unwrap();
+        assert_eq!(west.region().map(|r| r.as_ref()), Some("us-west-2"));
+        assert_eq!(key_id(&west).await, "ASIAMEMBER");
+        assert_eq!(
+            built.load(Ordering::SeqCst),
+            2,
+            "one client per (account, Region)"
+        );
+        assert_eq!(
+            access.assume_role_calls(),
+            1,
+            "credentials shared by the Regions"
+        );
+        assert_eq!(sts.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_member_account_is_a_typed_error_and_no_client() {
+        let sts = mock!(aws_sdk_sts::Client::assume_role).then_error(|| {
+            AssumeRoleError::generic(
+                aws_sdk_sts::error::ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("User is not authorized to perform: sts:AssumeRole")
+                    .build(),
+            )
+        });
+        let built = Arc::new(AtomicUsize::new(0));
+        let (clients, _) = factory(&sts, built.clone());
+        let e = clients
+            .get(Some(&id(MEMBER)), &region("us-east-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AccessDenied, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("arn:aws:iam::222233334444:role/kms-replica-guard-member")
+                && text.contains("account 222233334444"),
+            "{text}"
+        );
+        assert_eq!(built.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn without_members_every_account_uses_the_functions_own_credentials() {
         let built = Arc::new(AtomicUsize::new(0));
         let b = built.clone();
-        let clients = RegionalClients::new(move |r: &Region| {
+        let clients = AccountClients::new(&SdkConfig::builder().build(), None, move |c| {
             b.fetch_add(1, Ordering::SeqCst);
-            r.as_str().to_owned()
+            c.clone()
         });
-        let east: Region = "us-east-1".parse().unwrap();
-        let west: Region = "us-west-2".parse().unwrap();
-        assert_eq!(clients.get(&east), "us-east-1");
-        assert_eq!(clients.get(&east), "us-east-1");
-        assert_eq!(clients.get(&west), "us-west-2");
-        assert_eq!(built.load(Ordering::SeqCst), 2);
+        let east = region("us-east-1");
+        assert_eq!(clients.member(Some(&id(MEMBER))), None);
+        clients.get(Some(&id(MEMBER)), &east).await.unwrap();
+        clients.get(Some(&id(HOME)), &east).await.unwrap();
+        clients.get(None, &east).await.unwrap();
+        assert_eq!(built.load(Ordering::SeqCst), 1);
     }
 }

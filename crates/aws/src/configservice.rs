@@ -77,7 +77,7 @@ impl EvaluationSink for ConfigService {
         let undelivered = |count: usize, error: CallError| Undelivered { count, error };
         let client = self
             .clients
-            .get(account, region)
+            .get(Some(account), region)
             .await
             .map_err(|e| undelivered(evaluations.len(), e))?;
         let mut put = 0;

@@ -1,12 +1,12 @@
 //! KMS adapter: DescribeKey, ListKeys, ListResourceTags, GetKeyPolicy, PutKeyPolicy on the
-//! client of the key's own account and Region (a member account's through the member role,
-//! [`crate::members`]), each call paced by a client-side rate limit per account, Region and
-//! operation (below the account's KMS quotas) and counted.
+//! client of the key's own account and Region (a member account's on the member role,
+//! [`crate::clients::AccountClients`]), each call paced by a client-side rate limit per
+//! account, Region and operation (below the account's KMS quotas) and counted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_kms::Client;
@@ -14,8 +14,7 @@ use aws_sdk_kms::types::MultiRegionKeyType;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::call_error;
-use super::clients::RegionalClients;
-use super::members::{AccountCredentials, MemberAccess};
+use super::clients::AccountClients;
 use krg_engine::decide::{KeyFacts, KeyState, MultiRegion, MultiRegionRole};
 use krg_engine::error::{Api, CallError, ErrorKind};
 use krg_engine::key::{AccountId, KeyArn, Place, Region};
@@ -172,64 +171,23 @@ impl Pacing {
     }
 }
 
-/// Member accounts' KMS clients: one per account and Region, on that account's assumed
-/// credentials.
-pub struct MemberKms {
-    home: AccountId,
-    access: Arc<MemberAccess>,
-    sdk: aws_config::SdkConfig,
-    clients: Mutex<HashMap<(AccountId, Region), Client>>,
-}
-
-impl MemberKms {
-    /// Clients for accounts other than `home`, entered through `access`.
-    pub fn new(home: AccountId, access: Arc<MemberAccess>, sdk: &aws_config::SdkConfig) -> Self {
-        Self {
-            home,
-            access,
-            sdk: sdk.clone(),
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The member account's client, after making sure its credentials are good (a refused
-    /// AssumeRole is reported here, typed, naming the role and the account).
-    async fn client(&self, account: &AccountId, region: &Region) -> Result<Client, CallError> {
-        self.access.credentials(account).await?;
-        let mut clients = self.clients.lock().expect("no panics while held");
-        let client = clients
-            .entry((account.clone(), region.clone()))
-            .or_insert_with(|| {
-                let conf = aws_sdk_kms::config::Builder::from(&self.sdk)
-                    .region(aws_sdk_kms::config::Region::new(region.as_str().to_owned()))
-                    .credentials_provider(AccountCredentials::new(
-                        self.access.clone(),
-                        account.clone(),
-                    ))
-                    .build();
-                Client::from_conf(conf)
-            });
-        Ok(client.clone())
-    }
-}
-
-/// KMS through per-account, per-Region SDK clients.
+/// KMS through per-account, per-Region SDK clients ([`AccountClients`]: in member accounts
+/// on the member role).
 #[derive(Clone)]
 pub struct Kms {
-    clients: Arc<RegionalClients<Client>>,
-    members: Option<Arc<MemberKms>>,
+    clients: Arc<AccountClients<Client>>,
     pacing: Arc<Pacing>,
     page_size: i32,
 }
 
 impl Kms {
     /// An adapter over these clients with the default rate limits.
-    pub fn new(clients: Arc<RegionalClients<Client>>) -> Self {
+    pub fn new(clients: AccountClients<Client>) -> Self {
         Self::with_limits(clients, RateLimits::default())
     }
 
     /// An adapter over these clients with these rate limits.
-    pub fn with_limits(clients: Arc<RegionalClients<Client>>, limits: RateLimits) -> Self {
+    pub fn with_limits(clients: AccountClients<Client>, limits: RateLimits) -> Self {
         Self::with_limits_dilated(clients, limits, 1)
     }
 
@@ -239,22 +197,15 @@ impl Kms {
     /// guard's pace against the simulated quotas is the deployed one. (A budget divided
     /// through `RATE_INSTANCES` would also shrink the bursts, which a slower clock does not.)
     pub fn with_limits_dilated(
-        clients: Arc<RegionalClients<Client>>,
+        clients: AccountClients<Client>,
         limits: RateLimits,
         dilation: u32,
     ) -> Self {
         Self {
-            clients,
-            members: None,
+            clients: Arc::new(clients),
             pacing: Arc::new(Pacing::new(limits, dilation)),
             page_size: LIST_KEYS_PAGE,
         }
-    }
-
-    /// Also works in member accounts (every account but the function's own) through them.
-    pub fn with_members(mut self, members: MemberKms) -> Self {
-        self.members = Some(Arc::new(members));
-        self
     }
 
     /// Asks ListKeys for pages of at most `n` keys (default [`LIST_KEYS_PAGE`]).
@@ -280,16 +231,9 @@ impl Kms {
         account: Option<&AccountId>,
         region: &Region,
     ) -> Result<Client, CallError> {
-        let member = match (&self.members, account) {
-            (Some(m), Some(a)) if *a != m.home => Some((m, a)),
-            _ => None,
-        };
-        let quota = (member.map(|(_, a)| a.clone()), region.clone());
+        let quota = (self.clients.member(account).cloned(), region.clone());
         self.pacing.admit(operation, &quota).await;
-        match member {
-            Some((m, account)) => m.client(account, region).await,
-            None => Ok(self.clients.get(region)),
-        }
+        self.clients.get(account, region).await
     }
 }
 
@@ -493,9 +437,8 @@ mod tests {
                     .with_max_attempts(4)
                     .with_initial_backoff(Duration::from_millis(1))
             ));
-        Kms::new(Arc::new(RegionalClients::new(move |_: &Region| {
-            client.clone()
-        })))
+        let sdk = aws_config::SdkConfig::builder().build();
+        Kms::new(AccountClients::new(&sdk, None, move |_| client.clone()))
     }
 
     fn error_meta(code: &str) -> ErrorMetadata {

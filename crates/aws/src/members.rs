@@ -129,8 +129,9 @@ impl MemberAccess {
 }
 
 /// The credentials of one member account for an SDK client: always what
-/// [`MemberAccess::credentials`] holds (the KMS adapter enters the account first, so a
-/// refusal surfaces there, typed, rather than inside the client).
+/// [`MemberAccess::credentials`] holds (the client factory,
+/// [`crate::clients::AccountClients`], enters the account first, so a refusal surfaces there,
+/// typed, rather than inside the client).
 #[derive(Debug, Clone)]
 pub struct AccountCredentials {
     access: Arc<MemberAccess>,

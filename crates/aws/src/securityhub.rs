@@ -116,7 +116,7 @@ impl SecurityHub {
         findings: &[&Finding],
     ) -> Result<(usize, Vec<String>), CallError> {
         let place = format!("Security Hub {account} {region}");
-        let client = self.clients.get(account, region).await?;
+        let client = self.clients.get(Some(account), region).await?;
         let docs = findings.iter().map(|f| asff(f)).collect();
         // Boxed: the operation's future is large (the ASFF shapes), too large for a small
         // stack in debug builds.
