@@ -154,7 +154,6 @@ mod tests {
     //! aws-smithy-mocks.
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::SystemTime;
 
     use aws_credential_types::Credentials;
     use aws_credential_types::provider::ProvideCredentials;
@@ -175,19 +174,7 @@ mod tests {
     }
 
     fn member_credentials() -> AssumeRoleOutput {
-        let expiry =
-            aws_sdk_sts::primitives::DateTime::from(SystemTime::now() + Duration::from_secs(3600));
-        AssumeRoleOutput::builder()
-            .credentials(
-                aws_sdk_sts::types::Credentials::builder()
-                    .access_key_id("ASIAMEMBER")
-                    .secret_access_key("secret")
-                    .session_token("token")
-                    .expiration(expiry)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
+        crate::members::tests::assumed("ASIAMEMBER", Duration::from_secs(3600))
     }
 
     /// A factory whose home account is [`HOME`], its `make` counted; members entered through

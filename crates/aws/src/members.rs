@@ -222,7 +222,7 @@ impl AccountDirectory for Organization {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! AssumeRole and ListAccounts against the real client types, answers scripted with
     //! aws-smithy-mocks (the emulator has no Organizations).
     use super::*;
@@ -240,12 +240,14 @@ mod tests {
         MemberRole::new("kms-replica-guard-member", Some("ext-1".into())).unwrap()
     }
 
-    fn creds(expires_in: Duration) -> AssumeRoleOutput {
+    /// An AssumeRole answer with credentials under `access_key_id`, expiring in `expires_in`
+    /// (also the factory's tests' member credentials, `crate::clients`).
+    pub(crate) fn assumed(access_key_id: &str, expires_in: Duration) -> AssumeRoleOutput {
         let expiry = aws_sdk_sts::primitives::DateTime::from(SystemTime::now() + expires_in);
         AssumeRoleOutput::builder()
             .credentials(
                 aws_sdk_sts::types::Credentials::builder()
-                    .access_key_id("ASIA")
+                    .access_key_id(access_key_id)
                     .secret_access_key("secret")
                     .session_token("token")
                     .expiration(expiry)
@@ -264,7 +266,7 @@ mod tests {
                     && r.role_arn()
                         .is_some_and(|a| a.ends_with(":role/kms-replica-guard-member"))
             })
-            .then_output(|| creds(Duration::from_secs(3600)));
+            .then_output(|| assumed("ASIA", Duration::from_secs(3600)));
         let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&good]);
         let access = MemberAccess::new(sts, role(), "aws");
         access.credentials(&id("222233334444")).await.unwrap();
@@ -277,8 +279,8 @@ mod tests {
 
     #[tokio::test]
     async fn credentials_about_to_expire_are_renewed() {
-        let short =
-            mock!(aws_sdk_sts::Client::assume_role).then_output(|| creds(Duration::from_secs(60)));
+        let short = mock!(aws_sdk_sts::Client::assume_role)
+            .then_output(|| assumed("ASIA", Duration::from_secs(60)));
         let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&short]);
         let access = MemberAccess::new(sts, role(), "aws");
         access.credentials(&id("222233334444")).await.unwrap();

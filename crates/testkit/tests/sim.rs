@@ -47,6 +47,14 @@ fn client(sim: &KmsSim, access_key: &str, region: &str) -> Client {
     Client::from_conf(conf)
 }
 
+/// The id of the first key ListKeys answers.
+async fn first_key(c: &Client) -> String {
+    c.list_keys().send().await.unwrap().keys()[0]
+        .key_id()
+        .unwrap()
+        .to_owned()
+}
+
 async fn list_all(c: &Client, limit: Option<i32>) -> (Vec<String>, usize) {
     let (mut ids, mut pages, mut marker) = (Vec::new(), 0, None);
     loop {
@@ -111,10 +119,7 @@ async fn over_the_quota_kms_answers_its_throttling_exception_per_account_region_
     })
     .await;
     let a = client(&sim, "111122223333", "us-east-1");
-    let key = a.list_keys().send().await.unwrap().keys()[0]
-        .key_id()
-        .unwrap()
-        .to_owned();
+    let key = first_key(&a).await;
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for _ in 0..8 {
@@ -146,10 +151,7 @@ async fn over_the_quota_kms_answers_its_throttling_exception_per_account_region_
     // Another operation, another Region and another account each have their own bucket.
     a.get_key_policy().key_id(&key).send().await.unwrap();
     let west = client(&sim, "111122223333", "us-west-2");
-    let west_key = west.list_keys().send().await.unwrap().keys()[0]
-        .key_id()
-        .unwrap()
-        .to_owned();
+    let west_key = first_key(&west).await;
     west.put_key_policy()
         .key_id(&west_key)
         .policy(BASELINE)
@@ -157,10 +159,7 @@ async fn over_the_quota_kms_answers_its_throttling_exception_per_account_region_
         .await
         .unwrap();
     let other = client(&sim, "444455556666", "us-east-1");
-    let other_key = other.list_keys().send().await.unwrap().keys()[0]
-        .key_id()
-        .unwrap()
-        .to_owned();
+    let other_key = first_key(&other).await;
     other
         .put_key_policy()
         .key_id(&other_key)
@@ -296,10 +295,7 @@ async fn a_written_policy_shows_only_after_the_consistency_delay() {
     })
     .await;
     let c = client(&sim, "111122223333", "us-east-1");
-    let key = c.list_keys().send().await.unwrap().keys()[0]
-        .key_id()
-        .unwrap()
-        .to_owned();
+    let key = first_key(&c).await;
     let before = c.get_key_policy().key_id(&key).send().await.unwrap().policy;
     let written = r#"{"Version":"2012-10-17","Statement":[]}"#;
     c.put_key_policy()
@@ -377,10 +373,7 @@ async fn time_dilation_slows_the_refill_but_the_burst_stays_the_quotas_calls() {
     })
     .await;
     let c = client(&sim, "111122223333", "us-east-1");
-    let key = c.list_keys().send().await.unwrap().keys()[0]
-        .key_id()
-        .unwrap()
-        .to_owned();
+    let key = first_key(&c).await;
     let put = || c.put_key_policy().key_id(&key).policy(BASELINE).send();
     let started = Instant::now();
     let mut refused = 0;
