@@ -17,7 +17,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
-import { guardFunction } from './function-guard';
+import { enterMemberAccounts, guardFunction } from './function-guard';
 
 /** The same for the detector's role (it reads and reports; it writes no key policy). */
 export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = [
@@ -114,14 +114,7 @@ export class Detector {
     ];
     // Member accounts: their read-only detector role, never the writer's member role.
     if (cfg.memberRoleName) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'EnterMemberAccountsReadOnly',
-          actions: ['sts:AssumeRole'],
-          resources: [`arn:${stack.partition}:iam::*:role/${cfg.detectorMemberRoleName}`],
-          conditions: cfg.organizationId ? { StringEquals: { 'aws:ResourceOrgID': cfg.organizationId } } : undefined,
-        }),
-      );
+      statements.push(enterMemberAccounts(stack, 'EnterMemberAccountsReadOnly', cfg.detectorMemberRoleName, cfg.organizationId));
     }
     // securityHub=on: findings in this account's default product (member accounts import through
     // their detector role: Security Hub takes a finding only from the account it names).

@@ -40,3 +40,16 @@ export function guardFunction(stack: Stack, fn: lambda.Function, role: iam.Role,
     ],
   });
 }
+
+/**
+ * sts:AssumeRole on a member role, by name, in every account (the member role's trust policy admits
+ * exactly the hub's role); inside the organisation only when organizationId is set.
+ */
+export function enterMemberAccounts(stack: Stack, sid: string, roleName: string, organizationId: string | undefined): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid,
+    actions: ['sts:AssumeRole'],
+    resources: [`arn:${stack.partition}:iam::*:role/${roleName}`],
+    conditions: organizationId ? { StringEquals: { 'aws:ResourceOrgID': organizationId } } : undefined,
+  });
+}

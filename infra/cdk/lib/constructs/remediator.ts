@@ -16,7 +16,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { BACKUP_PREFIX, GuardConfig, rateInstances, usesCatalogue } from '../config';
 import { KMS_EVENT_PATTERN } from '../event-pattern';
-import { guardFunction } from './function-guard';
+import { enterMemberAccounts, guardFunction } from './function-guard';
 
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
 export const ONLY_THIS_FUNCTION_ACTIONS = [
@@ -248,14 +248,7 @@ export class Remediator {
     // Organisation mode: the member role of every account, by name (its trust policy admits exactly
     // this role); inside the organisation only when organizationId is set.
     if (cfg.memberRoleName) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'EnterMemberAccounts',
-          actions: ['sts:AssumeRole'],
-          resources: [`arn:${stack.partition}:iam::*:role/${cfg.memberRoleName}`],
-          conditions: cfg.organizationId ? { StringEquals: { 'aws:ResourceOrgID': cfg.organizationId } } : undefined,
-        }),
-      );
+      statements.push(enterMemberAccounts(stack, 'EnterMemberAccounts', cfg.memberRoleName, cfg.organizationId));
     }
     // memberAccounts=organization: ListAccounts has no resource-level permissions.
     const listAccounts =
