@@ -242,6 +242,21 @@ struct SweepRequest {
     accounts: Option<Vec<String>>,
 }
 
+/// The CloudTrail `eventName`s of the KMS calls the function acts on: each can change which
+/// policy a multi-Region replica has (ReplicateKey, CreateKey, PutKeyPolicy,
+/// UpdatePrimaryRegion) or which it should have (TagResource, UntagResource: an exemption
+/// begins or ends, a key picks another baseline). Every other name is ignored. The stacks' KMS
+/// rules match exactly these (infra/contract.json, `kms_event_names`), and `doctor` judges a
+/// deployed rule and trail by them.
+pub const KMS_EVENT_NAMES: [&str; 6] = [
+    "ReplicateKey",
+    "CreateKey",
+    "PutKeyPolicy",
+    "UpdatePrimaryRegion",
+    "TagResource",
+    "UntagResource",
+];
+
 const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
 
@@ -1069,5 +1084,45 @@ mod tests {
     fn other_event_bridge_events_are_no_ops() {
         let e = json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}});
         assert!(ignored_because(&parse(&e, None).unwrap()).contains("not a trigger"));
+    }
+
+    #[test]
+    fn the_kms_event_names_are_the_calls_the_router_acts_on() {
+        // Each sample of a KMS call names one eventName; the router acts on it exactly when
+        // KMS_EVENT_NAMES lists it ("is not a trigger" for every other name).
+        let dir = format!("{}/../../events", env!("CARGO_MANIFEST_DIR"));
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let event: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let Some(name) = event["detail"]["eventName"].as_str() else {
+                continue;
+            };
+            if event["source"] != "aws.kms" || event["detail"]["errorCode"].is_string() {
+                continue;
+            }
+            let unrouted = match parse(&event, None) {
+                Ok(Trigger::Ignore { reason, .. }) => reason.ends_with("is not a trigger"),
+                _ => false,
+            };
+            assert_eq!(
+                !unrouted,
+                KMS_EVENT_NAMES.contains(&name),
+                "{}: {name}",
+                path.display()
+            );
+            seen.insert(name.to_owned());
+        }
+        for name in KMS_EVENT_NAMES {
+            assert!(seen.contains(name), "no sample event of {name} in events/");
+        }
+        assert!(
+            seen.len() > KMS_EVENT_NAMES.len(),
+            "a sample of a KMS call the router ignores"
+        );
     }
 }

@@ -4,14 +4,9 @@
 use krg_aws::deployment::{AlarmInfo, FieldSelector, FunctionInfo, RuleInfo, Selectors, TrailInfo};
 use serde::Serialize;
 
-/// The KMS API calls the function is invoked on (a rule that matches none of them is not the
-/// guard's rule).
-pub const TRIGGERS: [&str; 4] = [
-    "ReplicateKey",
-    "CreateKey",
-    "PutKeyPolicy",
-    "UpdatePrimaryRegion",
-];
+// The KMS calls the function is invoked on: a rule or trail that misses one of them leaves
+// those changes to the next sweep (the tag calls: exemptions and baseline switches).
+use krg_engine::trigger::KMS_EVENT_NAMES;
 
 /// A verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,7 +155,7 @@ pub fn logs_kms_writes(selectors: &Selectors) -> bool {
                 "eventCategory" => holds(f, "Management"),
                 "readOnly" => holds(f, "false"),
                 "eventSource" => holds(f, "kms.amazonaws.com"),
-                "eventName" => TRIGGERS.iter().all(|name| holds(f, name)),
+                "eventName" => KMS_EVENT_NAMES.iter().all(|name| holds(f, name)),
                 // Any other field does not apply to management events: such a selector
                 // selects data events only.
                 _ => false,
@@ -247,7 +242,7 @@ pub fn routes_kms(rule: &RuleInfo) -> bool {
             .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(want)))
     };
     lists(&p["source"], "aws.kms")
-        && TRIGGERS
+        && KMS_EVENT_NAMES
             .iter()
             .all(|name| lists(&p["detail"]["eventName"], name))
 }
@@ -277,7 +272,7 @@ pub fn event_rule(check: &'static str, region: &str, rules: &[RuleInfo], fix: &s
         None => Check::fail(
             check,
             region,
-            "no rule routes ReplicateKey/CreateKey/PutKeyPolicy/UpdatePrimaryRegion here",
+            format!("no rule routes {} here", KMS_EVENT_NAMES.join("/")),
             fix.to_owned(),
         ),
     }
@@ -538,6 +533,20 @@ mod tests {
         );
         assert_eq!(narrow.status, Status::Fail);
         assert_eq!(narrow.fix.as_deref(), Some(fix));
+        // A rule without the tag calls: exemptions and baseline switches would wait for the
+        // next sweep, and ExemptionGranted would never be told.
+        let untagged = PATTERN.replace(r#","TagResource","UntagResource""#, "");
+        let old = event_rule(
+            "rule",
+            "us-east-1",
+            &[rule("r", "ENABLED", Some(&untagged), None)],
+            fix,
+        );
+        assert_eq!(old.status, Status::Fail);
+        assert_eq!(
+            old.detail,
+            "no rule routes ReplicateKey/CreateKey/PutKeyPolicy/UpdatePrimaryRegion/TagResource/UntagResource here"
+        );
         let none = event_rule("rule", "us-east-1", &[], fix);
         assert_eq!(none.status, Status::Fail);
     }
