@@ -13,7 +13,13 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   ways: each alarm of the template is the one the contract describes, property for property (name,
   description and its runbook page, metric or metric math, statistic, period, threshold or the
   parameter that sets it, comparison, evaluation periods, datapoints, missing data, actions,
-  condition and what that condition tests), and each alarm of the contract is in the template.
+  condition and what that condition tests), and each alarm of the contract is in the template;
+- the rules (the contract's `rules`, declared in xtask/src/rules.rs from the function's own names):
+  every KMS rule of every SAM template (the hub's, the spokes' and the members' forwarding rules)
+  matches exactly the KMS calls the function acts on; every rule on the IAM calls that change a
+  guard role names the same calls; the hub's notification rules on the guard's own events are
+  the contract's, both ways (name, description, pattern, bus, target and message), and the guard
+  change rule sends the contract's message.
 
 The CDK app imports the contract itself (infra/cdk/lib/config.ts) and checks its context the same
 way (infra/cdk/test/contract.test.ts).
@@ -34,6 +40,7 @@ import cfn_yaml  # noqa: E402
 
 CONTRACT = json.loads((ROOT / "infra" / "contract.json").read_text(encoding="utf-8"))
 HUB = cfn_yaml.load(ROOT / "infra" / "sam" / "template.yaml")
+SAM_TEMPLATES = {p.name: cfn_yaml.load(p) for p in sorted((ROOT / "infra" / "sam").glob("*.yaml"))}
 
 
 def sam_accepts(param: dict[str, Any], value: str) -> bool:
@@ -154,6 +161,89 @@ def sam_alarm(alarm: dict[str, Any]) -> dict[str, Any]:
         resource["Condition"] = alarm["condition"]["sam_condition"]
     resource["Properties"] = props
     return resource
+
+
+def event_patterns(node: Any) -> list[dict[str, Any]]:
+    """Every EventPattern (a rule's) or Pattern (a SAM function's EventBridgeRule event) in a template."""
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("EventPattern", "Pattern") and isinstance(v, dict) and "source" in v:
+                found.append(v)
+            else:
+                found.extend(event_patterns(v))
+    elif isinstance(node, list):
+        for v in node:
+            found.extend(event_patterns(v))
+    return found
+
+
+def branches(pattern: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pattern's detail, or each branch of its detail's $or."""
+    detail = pattern.get("detail") or {}
+    return detail.get("$or", [detail])
+
+
+def sam_message(message: dict[str, Any]) -> dict[str, Any]:
+    """The InputTransformer of the contract's message, as the template writes it."""
+    return {"InputPathsMap": message["input_paths_map"], "InputTemplate": message["input_template"]}
+
+
+class SamRulesAgainstTheContract(unittest.TestCase):
+    maxDiff = None
+    RULES = CONTRACT["rules"]
+
+    def test_every_kms_rule_matches_exactly_the_calls_the_function_acts_on(self) -> None:
+        checked = []
+        for name, template in SAM_TEMPLATES.items():
+            for pattern in event_patterns(template):
+                if "aws.kms" not in pattern["source"]:
+                    continue
+                with self.subTest(template=name):
+                    self.assertEqual(pattern["source"], ["aws.kms"])
+                    self.assertEqual(pattern["detail"]["eventName"], self.RULES["kms_event_names"])
+                    checked.append(name)
+        # The hub's own rule, and the forwarding rules of the spokes and the member accounts.
+        self.assertEqual(sorted(checked), ["member.yaml", "spoke.yaml", "template.yaml"])
+
+    def test_every_rule_on_the_guard_roles_names_the_calls_that_change_them(self) -> None:
+        checked = []
+        for name, template in SAM_TEMPLATES.items():
+            for pattern in event_patterns(template):
+                for branch in branches(pattern):
+                    if branch.get("eventSource") == ["iam.amazonaws.com"]:
+                        with self.subTest(template=name):
+                            self.assertEqual(branch["eventName"], self.RULES["guard_role_event_names"])
+                            checked.append(name)
+        # The hub's guard change rule, and the us-east-1 spoke's forwarding rule.
+        self.assertEqual(sorted(checked), ["spoke.yaml", "template.yaml"])
+
+    def test_the_notification_rules_are_the_contracts_both_ways(self) -> None:
+        on_guard_events = {
+            n: r for n, r in HUB["Resources"].items()
+            if r["Type"] == "AWS::Events::Rule"
+            and self.RULES["guard_event_source"] in ((r["Properties"].get("EventPattern") or {}).get("source") or [])
+            and r["Properties"]["Targets"][0]["Arn"] == {"Ref": "AlarmTopic"}
+        }
+        in_contract = {n["logical_id"]: n for n in self.RULES["notifications"]}
+        self.assertEqual(sorted(on_guard_events), sorted(in_contract), "the rules that tell the alarm topic of the guard's events")
+        for logical_id, n in in_contract.items():
+            with self.subTest(rule=logical_id):
+                props = on_guard_events[logical_id]["Properties"]
+                self.assertEqual(props["Name"], {"Fn::Sub": f"${{AWS::StackName}}-{n['name']}"})
+                self.assertEqual(props["Description"], n["description"])
+                # The guard's own events, put on the drift bus by this account.
+                self.assertEqual(props["EventPattern"], {**n["event_pattern"], "account": [{"Ref": "AWS::AccountId"}]})
+                self.assertEqual(props["EventBusName"], {"Fn::If": ["DedicatedDriftBus", {"Ref": "DriftBus"}, "default"]})
+                self.assertEqual(props["State"], "ENABLED")
+                (target,) = props["Targets"]
+                self.assertEqual(target["InputTransformer"], sam_message(n["message"]))
+
+    def test_the_guard_change_rule_sends_the_contracts_message(self) -> None:
+        props = HUB["Resources"]["GuardChangeNotificationRule"]["Properties"]
+        (target,) = props["Targets"]
+        self.assertEqual(target["Arn"], {"Ref": "AlarmTopic"})
+        self.assertEqual(target["InputTransformer"], sam_message(self.RULES["guard_change_message"]))
 
 
 class SamAgainstTheContract(unittest.TestCase):

@@ -158,7 +158,7 @@ pub fn contract() -> Value {
         })
         .collect();
     json!({
-        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine and xtask/src/alarms.rs); do not edit",
+        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs and xtask/src/rules.rs); do not edit",
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -169,6 +169,7 @@ pub fn contract() -> Value {
             "baseline": DEFAULT_BASELINE_TAG,
         },
         "alarms": crate::alarms::contract(),
+        "rules": crate::rules::contract(),
     })
 }
 

@@ -13,7 +13,8 @@
 //!   (one account's 10,000 replicas, 1,000 accounts through the work queue, an event storm).
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
 //! - [`docs`]: the configuration table of the book and the stacks' contract, from the
-//!   settings declared in the code and the hub stack's alarms declared in [`alarms`].
+//!   settings declared in the code, the hub stack's alarms declared in [`alarms`] and its
+//!   EventBridge rules declared in [`rules`].
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 //! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
@@ -31,6 +32,7 @@ mod fuzz;
 mod heap;
 mod moto;
 mod report;
+mod rules;
 mod seed;
 mod serve;
 mod setup;

@@ -1,11 +1,60 @@
 import { aws_events as events } from 'aws-cdk-lib';
+import { CONTRACT } from './config';
+
+// The rules' facts come from infra/contract.json (`cargo xtask docs`, from xtask/src/rules.rs and
+// the function's own declarations): the KMS calls the function acts on, the source and
+// detail-types of its events, the notification messages. infra/tests/test_contract.py checks the
+// SAM templates against the same.
+const RULES = CONTRACT.rules as unknown as ContractRules;
+
+/** A readable message (an InputTransformer) of the contract. */
+interface ContractMessage {
+  readonly input_paths_map: Record<string, string>;
+  readonly input_template: string;
+  readonly runbook: string;
+}
+
+/** A notification rule of the contract (the stacks add `account`: this account's). */
+interface ContractNotification {
+  readonly logical_id: string;
+  readonly name: string;
+  readonly description: string;
+  readonly event_pattern: { readonly source: string[]; readonly 'detail-type': string[]; readonly detail?: Record<string, unknown> };
+  readonly message: ContractMessage;
+}
+
+/** The contract's `rules`. */
+interface ContractRules {
+  readonly kms_event_names: string[];
+  readonly guard_event_source: string;
+  readonly notifications: ContractNotification[];
+  readonly guard_change_message: ContractMessage;
+  readonly guard_role_event_names: string[];
+}
+
+/** A notification rule of the contract, by its logical id: its name after `<stack>-`, description, pattern and message. */
+export function notification(logicalId: string): ContractNotification {
+  const found = RULES.notifications.find((n) => n.logical_id === logicalId);
+  if (!found) throw new Error(`infra/contract.json has no notification rule ${logicalId}`);
+  return found;
+}
+
+/** A message of the contract as the rule target takes it. */
+export function message(m: ContractMessage): { inputPathsMap: Record<string, string>; inputTemplate: string } {
+  return { inputPathsMap: m.input_paths_map, inputTemplate: m.input_template };
+}
+
+/** An EventPattern of the contract (`detail-type` spelled the CDK way). */
+export function pattern(p: ContractNotification['event_pattern']): events.EventPattern {
+  return { source: p.source, detailType: p['detail-type'], ...(p.detail ? { detail: p.detail } : {}) };
+}
 
 /**
  * KMS API calls that can change which policy a multi-Region replica key has, or which policy it
  * should have: a tag change may add or end an exemption (EXCLUDE_TAG) or pick another baseline
  * (BASELINE_TAG).
  */
-export const KMS_EVENT_NAMES = ['ReplicateKey', 'CreateKey', 'PutKeyPolicy', 'UpdatePrimaryRegion', 'TagResource', 'UntagResource'];
+export const KMS_EVENT_NAMES: string[] = RULES.kms_event_names;
 
 /**
  * The KMS rule pattern of the hub and the spoke stacks (identical to infra/sam; infra/tests
@@ -24,14 +73,10 @@ export const KMS_EVENT_PATTERN: events.EventPattern = {
 };
 
 /** The EventBridge `source` of the function's drift events. */
-export const GUARD_EVENT_SOURCE = 'kms-replica-guard';
+export const GUARD_EVENT_SOURCE: string = RULES.guard_event_source;
 
 /** The `detail-type`s of the function's drift events. */
-export const DRIFT_DETAIL_TYPES = [
-  'Replica Key Policy Drift Detected',
-  'Replica Key Policy Remediated',
-  'Replica Key Policy Remediation Failed',
-];
+export const DRIFT_DETAIL_TYPES: string[] = notification('ExposureNotificationRule').event_pattern['detail-type'];
 
 /**
  * The detector's notification rule (identical to infra/sam/template.yaml's DetectorNotificationRule;
@@ -47,88 +92,36 @@ export const DETECTOR_EVENT_PATTERN: events.EventPattern = {
  * ExposureNotificationRule; infra/tests checks it against infra/tests/fixtures/): drifts that
  * give anyone, or another account, access.
  */
-export const EXPOSURE_EVENT_PATTERN: events.EventPattern = {
-  source: [GUARD_EVENT_SOURCE],
-  detailType: DRIFT_DETAIL_TYPES,
-  detail: { exposure: { severity: ['public', 'cross-account'] } },
-};
+export const EXPOSURE_EVENT_PATTERN: events.EventPattern = pattern(notification('ExposureNotificationRule').event_pattern);
 
 /**
  * The readable message the rule sends to the alarm topic. InputTransformer paths are scalar
  * only (no array indexing); a path that is missing (`actor` is null when a sweep found the
  * drift) renders empty.
  */
-export const EXPOSURE_MESSAGE = {
-  inputPathsMap: {
-    severity: '$.detail.exposure.severity',
-    key_arn: '$.detail.key_arn',
-    region: '$.detail.region',
-    account: '$.detail.account',
-    action: '$.detail.action',
-    actor_arn: '$.detail.actor.arn',
-    actor_ip: '$.detail.actor.source_ip_address',
-    actor_time: '$.detail.actor.event_time',
-    actor_event_id: '$.detail.actor.event_id',
-  },
-  inputTemplate:
-    '"kms-replica-guard: <severity> drift on <key_arn> (<region>, account <account>): <action>. ' +
-    'Caused by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: docs/src/runbook/exposuredrift.md"',
-};
+export const EXPOSURE_MESSAGE = message(notification('ExposureNotificationRule').message);
 
 /**
  * The hub's write refused notification rule (identical to infra/sam/template.yaml's
  * WriteRefusedNotificationRule; infra/tests checks it against infra/tests/fixtures/): writes the
  * guardrails refused, dry-run included.
  */
-export const WRITE_REFUSED_EVENT_PATTERN: events.EventPattern = {
-  source: [GUARD_EVENT_SOURCE],
-  detailType: ['Replica Key Policy Write Refused'],
-};
+export const WRITE_REFUSED_EVENT_PATTERN: events.EventPattern = pattern(notification('WriteRefusedNotificationRule').event_pattern);
 
 /** Its message: the key, why (the outcome's reason, which names each breach) and the trigger. */
-export const WRITE_REFUSED_MESSAGE = {
-  inputPathsMap: {
-    key_arn: '$.detail.key_arn',
-    region: '$.detail.region',
-    account: '$.detail.account',
-    reason: '$.detail.reason',
-    actor_arn: '$.detail.actor.arn',
-    actor_ip: '$.detail.actor.source_ip_address',
-    actor_time: '$.detail.actor.event_time',
-    actor_event_id: '$.detail.actor.event_id',
-  },
-  inputTemplate:
-    '"kms-replica-guard: write refused on <key_arn> (<region>, account <account>): <reason> ' +
-    'Triggered by <actor_arn> from <actor_ip> at <actor_time> (CloudTrail event <actor_event_id>). Runbook: docs/src/runbook/guardrailrefused.md"',
-};
+export const WRITE_REFUSED_MESSAGE = message(notification('WriteRefusedNotificationRule').message);
 
 /**
  * The hub's exemption notification rule (identical to infra/sam/template.yaml's
  * ExemptionNotificationRule): the exclude tag set on a key.
  */
-export const EXEMPTION_EVENT_PATTERN: events.EventPattern = {
-  source: [GUARD_EVENT_SOURCE],
-  detailType: ['Replica Key Exemption Granted'],
-};
+export const EXEMPTION_EVENT_PATTERN: events.EventPattern = pattern(notification('ExemptionNotificationRule').event_pattern);
 
 /** Its message: the key, the tag and its value, who set it. */
-export const EXEMPTION_MESSAGE = {
-  inputPathsMap: {
-    key_arn: '$.detail.key_arn',
-    tag: '$.detail.tag',
-    value: '$.detail.value',
-    actor_arn: '$.detail.actor.arn',
-    actor_ip: '$.detail.actor.source_ip_address',
-    actor_time: '$.detail.actor.event_time',
-    actor_event_id: '$.detail.actor.event_id',
-  },
-  inputTemplate:
-    '"kms-replica-guard: exemption granted on <key_arn>: tag <tag>=<value> set by <actor_arn> from <actor_ip> at <actor_time> ' +
-    '(CloudTrail event <actor_event_id>). The guard no longer fixes this key. Runbook: docs/src/runbook/exemption-granted.md"',
-};
+export const EXEMPTION_MESSAGE = message(notification('ExemptionNotificationRule').message);
 
 /** The IAM calls that change what the guard's role may do (the guard change rule's IAM branch). */
-export const GUARD_ROLE_EVENT_NAMES = ['PutRolePolicy', 'DeleteRolePolicy', 'AttachRolePolicy', 'DetachRolePolicy', 'UpdateAssumeRolePolicy'];
+export const GUARD_ROLE_EVENT_NAMES: string[] = RULES.guard_role_event_names;
 
 /** The detail of a change to the guard roles' policies, as CloudTrail records it. */
 function guardRoleChangeDetail(...roleNames: string[]): Record<string, unknown> {
@@ -204,24 +197,4 @@ export function guardChangePattern(r: GuardResources): events.EventPattern {
 }
 
 /** The guard change rule's message: who did what to which of the guard's resources. */
-export const GUARD_CHANGE_MESSAGE = {
-  inputPathsMap: {
-    event_name: '$.detail.eventName',
-    event_source: '$.detail.eventSource',
-    function: '$.detail.requestParameters.functionName',
-    mapping: '$.detail.requestParameters.uUID',
-    rule_name: '$.detail.requestParameters.name',
-    rule: '$.detail.requestParameters.rule',
-    alarm: '$.detail.requestParameters.alarmName',
-    role: '$.detail.requestParameters.roleName',
-    actor_arn: '$.detail.userIdentity.arn',
-    actor_ip: '$.detail.sourceIPAddress',
-    event_time: '$.detail.eventTime',
-    account: '$.account',
-    region: '$.detail.awsRegion',
-    event_id: '$.detail.eventID',
-  },
-  inputTemplate:
-    '"kms-replica-guard: its own configuration changed: <event_name> (<event_source>) on <function><mapping><rule_name><rule><alarm><role> ' +
-    'by <actor_arn> from <actor_ip> at <event_time> (account <account>, <region>, CloudTrail event <event_id>). Runbook: docs/src/runbook/guard-configuration-changed.md"',
-};
+export const GUARD_CHANGE_MESSAGE = message(RULES.guard_change_message);

@@ -3,6 +3,7 @@
 // (the stack would deploy and the function fail at every cold start), and the app's defaults are
 // the function's. Stricter is allowed: the app may refuse what the function would take.
 import { CONTRACT, DEFAULT_CONFIG, configFromContext } from '../lib/config';
+import { onlyResource, synthHub } from './util';
 
 describe('the CDK context against the contract', () => {
   const stackSettings = CONTRACT.settings.filter((s) => s.cdk_key !== null);
@@ -39,5 +40,50 @@ describe('the CDK context against the contract', () => {
     expect(DEFAULT_CONFIG.metricsNamespace).toBe('KmsReplicaGuard');
     expect(DEFAULT_CONFIG.excludeTag).toBe(CONTRACT.tag_keys.exclude);
     expect(DEFAULT_CONFIG.baselineTag).toBe(CONTRACT.tag_keys.baseline);
+  });
+});
+
+// The rules against the contract's `rules` (xtask/src/rules.rs): the app builds them from there, and
+// these tests make sure what it synthesizes is what the contract says, both ways.
+describe('the hub rules against the contract', () => {
+  const template = synthHub();
+  const rules = Object.entries(template.findResources('AWS::Events::Rule'));
+  const [topicId] = onlyResource(template, 'AWS::SNS::Topic');
+  const [busId] = onlyResource(template, 'AWS::Events::EventBus');
+
+  test('the KMS rule matches exactly the calls the function acts on', () => {
+    const kms = rules.filter(([, r]) => (r.Properties.EventPattern?.source ?? []).includes('aws.kms'));
+    expect(kms).toHaveLength(1);
+    expect(kms[0][1].Properties.EventPattern.detail.eventName).toEqual(CONTRACT.rules.kms_event_names);
+  });
+
+  test('the notification rules on the guard events are the contract ones, both ways', () => {
+    const onGuardEvents = rules.filter(
+      ([, r]) =>
+        (r.Properties.EventPattern?.source ?? []).includes(CONTRACT.rules.guard_event_source) &&
+        JSON.stringify(r.Properties.Targets?.[0]?.Arn) === JSON.stringify({ Ref: topicId }),
+    );
+    // CDK's logical ids are the construct ids with a hash.
+    expect(onGuardEvents.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(CONTRACT.rules.notifications.map((n) => n.logical_id).sort());
+    for (const n of CONTRACT.rules.notifications) {
+      const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { Name: `kms-replica-guard-${n.name}` } });
+      expect(rule.Properties.Description).toBe(n.description);
+      expect(rule.Properties.EventPattern).toStrictEqual({ ...n.event_pattern, account: [{ Ref: 'AWS::AccountId' }] });
+      expect(rule.Properties.EventBusName).toEqual({ Ref: busId });
+      expect(rule.Properties.Targets).toHaveLength(1);
+      expect(rule.Properties.Targets[0].InputTransformer).toStrictEqual({
+        InputPathsMap: n.message.input_paths_map,
+        InputTemplate: n.message.input_template,
+      });
+    }
+  });
+
+  test('the guard change rule sends the contract message and names the calls that change a guard role', () => {
+    const [, rule] = onlyResource(template, 'AWS::Events::Rule', { Properties: { Name: 'kms-replica-guard-guard-changes' } });
+    const m = CONTRACT.rules.guard_change_message;
+    expect(rule.Properties.Targets[0].InputTransformer).toStrictEqual({ InputPathsMap: m.input_paths_map, InputTemplate: m.input_template });
+    const iam = rule.Properties.EventPattern.detail.$or.filter((b: any) => JSON.stringify(b.eventSource) === '["iam.amazonaws.com"]');
+    expect(iam).toHaveLength(1);
+    expect(iam[0].eventName).toEqual(CONTRACT.rules.guard_role_event_names);
   });
 });

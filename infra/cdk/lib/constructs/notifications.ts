@@ -1,15 +1,6 @@
 import { Aws, CfnOutput, Stack, aws_events as events, aws_iam as iam, aws_sns as sns } from 'aws-cdk-lib';
 import { GuardConfig } from '../config';
-import {
-  EXEMPTION_EVENT_PATTERN,
-  EXEMPTION_MESSAGE,
-  EXPOSURE_EVENT_PATTERN,
-  EXPOSURE_MESSAGE,
-  GUARD_CHANGE_MESSAGE,
-  WRITE_REFUSED_EVENT_PATTERN,
-  WRITE_REFUSED_MESSAGE,
-  guardChangePattern,
-} from '../event-pattern';
+import { GUARD_CHANGE_MESSAGE, guardChangePattern, message, notification, pattern } from '../event-pattern';
 
 /** An InputTransformer written out (InputPathsMap + InputTemplate), exactly as the SAM template has it. */
 class TransformedInput extends events.RuleTargetInput {
@@ -23,12 +14,6 @@ class TransformedInput extends events.RuleTargetInput {
   public bind(): events.RuleTargetInputProperties {
     return { inputPathsMap: this.pathsMap, inputTemplate: this.template };
   }
-}
-
-/** A notification's text: the event's fields and the sentence they go into. */
-interface Message {
-  readonly inputPathsMap: Record<string, string>;
-  readonly inputTemplate: string;
 }
 
 export interface DriftBusProps {
@@ -90,45 +75,28 @@ export class Notifications {
     // A readable message of the guard's own events (put on the drift bus by this account) to the
     // alarm topic. The target is bound by hand (not targets.SnsTopic, which would add Sid-less,
     // unconditioned grants to the topic and key policies) so that both policies say exactly what SAM says.
-    const notificationRule = (id: string, ruleName: string, description: string, pattern: events.EventPattern, message: Message) => {
-      const rule = new events.Rule(stack, id, { ruleName, description, eventPattern: { ...pattern, account: [Aws.ACCOUNT_ID] } });
-      (rule.node.defaultChild as events.CfnRule).eventBusName = driftBusName;
-      rule.addTarget({ bind: () => ({ arn: topic.topicArn, input: new TransformedInput(message.inputPathsMap, message.inputTemplate) }) });
-      return rule;
-    };
-    // Public and cross-account drifts, as one readable paragraph on the alarm topic, as soon as
-    // the function publishes them (dry-run included). The function puts every drift on the bus;
-    // route the others (or these, elsewhere) with rules of your own on source kms-replica-guard.
+    // Each as infra/contract.json declares it (xtask/src/rules.rs): public and cross-account drifts,
+    // as soon as the function publishes them (dry-run included); writes the guardrails refused
+    // (dry-run included); exemptions (the exclude tag set on a key). The function puts every drift on
+    // the bus; route the others (or these, elsewhere) with rules of your own on source kms-replica-guard.
     // The notification rules have fixed names: the guard change rule names them, and Ref of a rule on a
     // custom bus is BUS|NAME, not the name CloudTrail records.
-    const exposureRuleName = `${stack.stackName}-exposure`;
-    const exposureRule = notificationRule(
-      'ExposureNotificationRule',
-      exposureRuleName,
-      'Public and cross-account replica key policy drifts found by kms-replica-guard, as a readable message to the alarm topic',
-      EXPOSURE_EVENT_PATTERN,
-      EXPOSURE_MESSAGE,
-    );
-    // A write the guardrails refused (dry-run included), and an exemption (the exclude tag set on a
-    // key): each as a readable message to the alarm topic, the guard's own events from this account
-    // only (the same rules as infra/sam/template.yaml's WriteRefusedNotificationRule and
-    // ExemptionNotificationRule).
-    const refusedRuleName = `${stack.stackName}-write-refused`;
-    const refusedRule = notificationRule(
-      'WriteRefusedNotificationRule',
-      refusedRuleName,
-      'Key policy writes the kms-replica-guard guardrails refused, as a readable message to the alarm topic',
-      WRITE_REFUSED_EVENT_PATTERN,
-      WRITE_REFUSED_MESSAGE,
-    );
-    const exemptionRuleName = `${stack.stackName}-exemption`;
-    const exemptionRule = notificationRule(
-      'ExemptionNotificationRule',
-      exemptionRuleName,
-      'Exemptions (the exclude tag set on a key) seen by kms-replica-guard, as a readable message to the alarm topic',
-      EXEMPTION_EVENT_PATTERN,
-      EXEMPTION_MESSAGE,
-    );
+    const notificationRule = (id: string) => {
+      const n = notification(id);
+      const ruleName = `${stack.stackName}-${n.name}`;
+      const rule = new events.Rule(stack, id, {
+        ruleName,
+        description: n.description,
+        eventPattern: { ...pattern(n.event_pattern), account: [Aws.ACCOUNT_ID] },
+      });
+      (rule.node.defaultChild as events.CfnRule).eventBusName = driftBusName;
+      const m = message(n.message);
+      rule.addTarget({ bind: () => ({ arn: topic.topicArn, input: new TransformedInput(m.inputPathsMap, m.inputTemplate) }) });
+      return { rule, ruleName };
+    };
+    const { rule: exposureRule, ruleName: exposureRuleName } = notificationRule('ExposureNotificationRule');
+    const { rule: refusedRule, ruleName: refusedRuleName } = notificationRule('WriteRefusedNotificationRule');
+    const { rule: exemptionRule, ruleName: exemptionRuleName } = notificationRule('ExemptionNotificationRule');
     // Changes to the guard's own resources (CloudTrail management events), as a readable message to
     // the alarm topic at once; scoped to this stack's resources where CloudTrail names them (the
     // same rule as infra/sam/template.yaml's GuardChangeNotificationRule; see guardChangePattern).
