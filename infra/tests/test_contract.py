@@ -19,7 +19,11 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   matches exactly the KMS calls the function acts on; every rule on the IAM calls that change a
   guard role names the same calls; the hub's notification rules on the guard's own events are
   the contract's, both ways (name, description, pattern, bus, target and message), and the guard
-  change rule sends the contract's message.
+  change rule sends the contract's message;
+- the outputs (the contract's `outputs`, declared in xtask/src/outputs.rs), both ways, in every
+  stack of both tools: the SAM templates and the synthesized CDK stacks (infra/cdk/cdk.out, which
+  `make infra-test` synthesizes before this runs): each output's key, what it gives (Ref or Arn
+  of the resource with that logical id; CDK appends its hash) and the condition it exists under.
 
 The CDK app imports the contract itself (infra/cdk/lib/config.ts) and checks its context the same
 way (infra/cdk/test/contract.test.ts).
@@ -244,6 +248,77 @@ class SamRulesAgainstTheContract(unittest.TestCase):
         (target,) = props["Targets"]
         self.assertEqual(target["Arn"], {"Ref": "AlarmTopic"})
         self.assertEqual(target["InputTransformer"], sam_message(self.RULES["guard_change_message"]))
+
+
+SAM_STACKS = {"hub": "template.yaml", "member": "member.yaml", "spoke": "spoke.yaml"}
+CDK_OUT = ROOT / "infra" / "cdk" / "cdk.out"
+
+
+def cdk_stacks() -> dict[str, list[dict[str, Any]]]:
+    """The synthesized CDK templates of each stack kind (a spoke per Region)."""
+    found: dict[str, list[dict[str, Any]]] = {"hub": [], "member": [], "spoke": []}
+    for path in sorted(CDK_OUT.glob("*.template.json")):
+        kind = path.name.split(".")[0].split("-")[0].lower()
+        if kind in found:
+            found[kind].append(json.loads(path.read_text(encoding="utf-8")))
+    for kind, templates in found.items():
+        if not templates:
+            raise AssertionError(f"no synthesized CDK {kind} stack in {CDK_OUT}: run `make synth` (or `make infra-test`)")
+    return found
+
+
+def output_value(value: dict[str, Any] | str, tool: str) -> Any:
+    """A template's output value in the contract's terms: {"ref": id}, {"arn": id}, else "computed"
+    (CDK's logical ids are the construct ids with an 8-digit hash). A "computed" output of the
+    contract is the stack's own choice (a bus it builds the ARN of, or picks): only its key is held."""
+    strip = (lambda i: re.sub(r"[0-9A-F]{8}$", "", i)) if tool == "CDK" else (lambda i: i)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return {"ref": strip(value["Ref"])}
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"][1] == "Arn":
+        return {"arn": strip(value["Fn::GetAtt"][0])}
+    return "computed"
+
+
+class OutputsAgainstTheContract(unittest.TestCase):
+    """Both tools' stacks against the contract's outputs."""
+
+    maxDiff = None
+
+    def declared(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {o["name"]: o for o in CONTRACT["outputs"] if o["stack"] == kind}
+
+    def test_the_sam_outputs_are_the_contracts_both_ways(self) -> None:
+        for kind, file in SAM_STACKS.items():
+            outputs = SAM_TEMPLATES[file]["Outputs"]
+            with self.subTest(stack=file):
+                self.assertEqual(sorted(outputs), sorted(self.declared(kind)))
+                for name, o in self.declared(kind).items():
+                    if o["value"] != "computed":
+                        self.assertEqual(output_value(outputs[name]["Value"], "SAM"), o["value"], name)
+                    self.assertEqual(outputs[name].get("Condition"), o["condition"], name)
+                    self.assertTrue(outputs[name].get("Description"), f"{name} says what it is")
+
+    def test_the_cdk_outputs_are_the_contracts(self) -> None:
+        # The hub decides its conditions at synth time (an output under one is there or not; the
+        # synth context has the detector); the StackSet templates keep them.
+        checked = 0
+        for kind, templates in cdk_stacks().items():
+            for template in templates:
+                outputs = template.get("Outputs", {})
+                declared = self.declared(kind)
+                with self.subTest(stack=kind):
+                    self.assertLessEqual(set(outputs), set(declared), "outputs the contract does not declare")
+                    for name, o in declared.items():
+                        if o["condition"] is None or kind == "hub" and o["condition"] == "HasDetector":
+                            self.assertIn(name, outputs)
+                        if name not in outputs:
+                            continue
+                        if o["value"] != "computed":
+                            self.assertEqual(output_value(outputs[name]["Value"], "CDK"), o["value"], name)
+                        self.assertIn(outputs[name].get("Condition"), (None, o["condition"]), name)
+                        self.assertTrue(outputs[name].get("Description"), f"{name} says what it is")
+                        checked += 1
+        self.assertGreaterEqual(checked, 20)
 
 
 class SamAgainstTheContract(unittest.TestCase):

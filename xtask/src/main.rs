@@ -14,7 +14,7 @@
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
 //! - [`docs`]: the configuration table of the book and the stacks' contract, from the
 //!   settings declared in the code, the hub stack's alarms declared in [`alarms`] and its
-//!   EventBridge rules declared in [`rules`].
+//!   EventBridge rules declared in [`rules`] and the stacks' outputs in [`outputs`].
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 //! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
@@ -31,6 +31,7 @@ mod env;
 mod fuzz;
 mod heap;
 mod moto;
+mod outputs;
 mod report;
 mod rules;
 mod seed;
