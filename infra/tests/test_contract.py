@@ -418,6 +418,18 @@ class SamAgainstTheContract(unittest.TestCase):
                     for hours, row in mapping.items():
                         self.assertEqual(row["Seconds"], int(hours) * 3600)
 
+    def test_every_parameter_defaults_to_the_functions_default(self) -> None:
+        # A parameter whose setting declares a default (src/config/vars.rs) shows that default,
+        # not "" (unset): an operator reads the stack's parameters, and both must behave the same.
+        params = HUB["Parameters"]
+        checked = 0
+        for s in CONTRACT["settings"]:
+            if s["sam_parameter"] and s["default"] is not None:
+                with self.subTest(parameter=s["sam_parameter"]):
+                    self.assertEqual(str(params[s["sam_parameter"]].get("Default")), s["default"])
+                    checked += 1
+        self.assertGreaterEqual(checked, 12)
+
     def test_defaults_are_the_functions(self) -> None:
         params = HUB["Parameters"]
         self.assertEqual(params["MetricsNamespace"]["Default"], CONTRACT["metrics_namespace"])

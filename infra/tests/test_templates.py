@@ -4,14 +4,13 @@
   justified in infra/cdk/lib/constructs/remediator.ts and detector.ts (W3005 on the CDK functions);
 - the SAM hub template (as translated to CloudFormation by infra/scripts/sam_to_cfn.py) and the
   synthesized CDK hub template declare the same stack where infra/contract.json does not say what
-  it must be: resource types, environment (names, and the values of the backup, flap guard, rate
-  limit and event bus settings), IAM statements (resources, conditions), the backups bucket and its
+  it must be: resource types, environment (names), IAM statements (resources, conditions), the backups bucket and its
   policy, the alarm topic's access policy and its key's policy. SAM parameters are
   compared at their defaults, logical ids by the resource type they name. What the contract holds
   is checked against it in each stack on its own, not here: the alarms and the notification rules
   (test_contract.py for SAM, infra/cdk/test/*.test.ts for CDK), the outputs (test_contract.py,
-  both tools), the IAM actions (test_permissions.py); here each alarm's runbook page is named
-  after it;
+  both tools), the IAM actions (test_permissions.py), the environment's values at the defaults
+  (here for SAM, contract.test.ts for CDK); here each alarm's runbook page is named after it;
 - the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
   the s3:prefix it computes from BaselineSsmPath / BaselineS3Prefix), give what the CDK stack
   gives for the same context (infra/cdk/test/remediator.test.ts).
@@ -61,6 +60,7 @@ SAM_CONDITIONAL = {
 CDK_SYNTH_VALUES = {"SecurityHub": "on", "ConfigRule": "account"}
 SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
 CDK_MEMBER = CDK_OUT / "Member.template.json"
+CONTRACT = json.loads((ROOT / "infra" / "contract.json").read_text(encoding="utf-8"))
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -328,27 +328,19 @@ class SamCdkParityTest(unittest.TestCase):
             self.assertEqual(int(_resolve(sam_fn[key], self.params)), cdk_fn[key], key)
         self.assertEqual(sam_fn["LoggingConfig"]["LogFormat"], cdk_fn["LoggingConfig"]["LogFormat"])
 
-    def test_backup_flap_and_rate_settings_are_the_same(self) -> None:
-        sam_env = remediator_fn(self.sam)["Properties"]["Environment"]["Variables"]
-        cdk_env = remediator_fn(self.cdk)["Properties"]["Environment"]["Variables"]
-        expected = {
-            "BACKUP_BUCKET": "<AWS::S3::Bucket>",
-            "BACKUP_PREFIX": "kms-replica-guard/",
-            "FLAP_MAX": "5",
-            "FLAP_WINDOW": "1h",
-            "RATE_GET_KEY_POLICY": "800",
-            "RATE_PUT_KEY_POLICY": "12",
-            "RATE_DESCRIBE_KEY": "1600",
-            "RATE_INSTANCES": "2",
-            # The stack's own drift bus (DriftEventBus / driftEventBus dedicated, the default).
-            "EVENT_BUS": "<AWS::Events::EventBus>",
-            "BASELINE_MATCH": "exact",
-            "MIRROR_REWRITE": "off",
-        }
-        for name, env in (("SAM", sam_env), ("CDK", cdk_env)):
-            norm = self.norm_sam if name == "SAM" else self.norm_cdk
-            with self.subTest(tool=name):
-                self.assertEqual({k: norm(env.get(k)) for k in expected}, expected)
+    def test_the_environment_at_the_defaults_is_the_functions_defaults(self) -> None:
+        # Each variable whose setting declares a default (src/config/vars.rs, carried by the
+        # contract) has that default in the SAM stack at its parameters' defaults; but for what the
+        # stack decides itself: BASELINE_TAG is passed with a catalogue only, EVENT_BUS is the
+        # stack's own bus, RATE_INSTANCES the sweep's workers (their own tests). The CDK app's: its
+        # jest test (contract.test.ts), the CDK template here having the synth context's settings.
+        stack_decides = {"BASELINE_TAG": "", "EVENT_BUS": "<DriftBus>", "RATE_INSTANCES": "2"}
+        defaults = {s["variable"]: s["default"] for s in CONTRACT["settings"] if s["default"] is not None}
+        env = SamEvaluator(self.sam).environment()
+        checked = {k: v for k, v in env.items() if k in defaults}
+        self.assertEqual(checked, {k: stack_decides.get(k, defaults[k]) for k in checked})
+        self.assertGreaterEqual(len(set(checked) - set(stack_decides)), 12)
+        self.assertEqual(SamEvaluator(self.sam).environment("BACKUP_BUCKET"), {"BACKUP_BUCKET": "<BackupBucket>"})
 
     def test_the_backups_bucket_and_its_policy_are_the_same(self) -> None:
         for type_ in ("AWS::S3::Bucket", "AWS::S3::BucketPolicy"):

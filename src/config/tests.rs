@@ -485,3 +485,64 @@ fn catalogue_sources_are_told_from_single_baselines_by_the_trailing_slash() {
         Ok(BaselineSource::Dir("baselines".into()))
     );
 }
+
+#[test]
+fn each_declared_default_behaves_as_the_variable_unset() {
+    // The contract hands these defaults to the stacks (a stack's default must be the function's):
+    // a declared default that is not the real one would deploy something else than documented.
+    // BASELINE_TAG applies to a catalogue only: it is compared with the shipped one.
+    let source = shipped();
+    let plain = vec![("AWS_REGION", "us-east-1"), ("REMEDIATOR_ROLE_ARN", ROLE)];
+    let mut catalogue = plain.clone();
+    catalogue.extend([
+        ("BASELINE_SOURCE", source.as_str()),
+        ("BASELINE_DEFAULT", "example"),
+    ]);
+    let mut declared = 0;
+    for v in vars::VARS {
+        let Some(default) = v.default else { continue };
+        let base = if v.name == "BASELINE_TAG" {
+            &catalogue
+        } else {
+            &plain
+        };
+        let unset = format!("{:?}", config(base).unwrap());
+        let mut with = base.clone();
+        with.push((v.name, default));
+        let set = config(&with).unwrap_or_else(|e| panic!("{}={default}: {e}", v.name));
+        assert_eq!(
+            format!("{set:?}"),
+            unset,
+            "{}={default} is not its default",
+            v.name
+        );
+        declared += 1;
+    }
+    assert!(declared >= 20, "{declared} defaults declared");
+    // The comparison sees a value that is not the default.
+    let unset = format!("{:?}", config(&plain).unwrap());
+    let mut other = plain.clone();
+    other.push(("FLAP_MAX", "6"));
+    assert_ne!(format!("{:?}", config(&other).unwrap()), unset);
+}
+
+#[test]
+fn the_configuration_table_shows_each_declared_default() {
+    // The table's Default column is prose (settings that go together share a row): it must at
+    // least name each declared default, so that the two cannot drift apart.
+    for v in vars::VARS {
+        let Some(default) = v.default else { continue };
+        let row = match v.row {
+            vars::Row::Own { default, .. } => default,
+            vars::Row::With(other) => match vars::var(other).expect("a declared setting").row {
+                vars::Row::Own { default, .. } => default,
+                vars::Row::With(_) => panic!("{other} shares another's row"),
+            },
+        };
+        assert!(
+            row.contains(&format!("`{default}`")),
+            "{}: the table says {row:?}, the default is {default}",
+            v.name
+        );
+    }
+}

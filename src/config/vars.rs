@@ -55,6 +55,10 @@ pub struct Var {
     pub cli: Cli,
     /// The SAM parameter and the CDK context key that set it ("" when the stacks do not).
     pub stack: (&'static str, &'static str),
+    /// The value that behaves as the variable unset, when one does (a test holds the two
+    /// equal); `None` when the default depends on something else (the function's Region, the
+    /// catalogue) or is "none".
+    pub default: Option<&'static str>,
     /// Its documentation.
     pub row: Row,
     /// Its parser, for a value's validity only.
@@ -94,6 +98,7 @@ macro_rules! settings {
         $field:ident : $ty:ty = $var:literal $(| $alias:literal)* => $parse:expr;
             $cli:expr,
             stack: ($sam:literal, $cdk:literal),
+            $(default: $default:literal,)?
             row: $row:expr;
     )*) => {
         /// The configuration as given, each value parsed into its type; `None` means "not
@@ -125,6 +130,12 @@ macro_rules! settings {
                     aliases: &[$($alias),*],
                     cli: $cli,
                     stack: ($sam, $cdk),
+                    default: {
+                        #[allow(unused_mut)]
+                        let mut default = None;
+                        $(default = Some($default);)?
+                        default
+                    },
                     row: $row,
                     check: {
                         fn check(v: &str) -> Result<(), String> {
@@ -142,14 +153,17 @@ settings! {
     mode: Mode = "REMEDIATION_MODE" => parse_from_str::<Mode>;
         Cli::No,
         stack: ("RemediationMode", "remediationMode"),
+        default: "dry-run",
         row: Row::Own { default: r#"`dry-run`"#, doc: r#"`dry-run`: detect, report, metric, never write. `enforce`: rewrite drifted replicas and verify."# };
     baseline: BaselineSource = "BASELINE_SOURCE" => parse_from_str::<BaselineSource>;
         Cli::Flag { long: "baseline", hidden: false, help: r#"Baseline: `primary`, `file:PATH`, `ssm:NAME`, `s3://BUCKET/KEY` or a JSON document; or a catalogue of named baselines: `dir:PATH`, `ssm:/PATH/`, `s3://BUCKET/PREFIX/`."# },
         stack: ("BaselineSource", "baselineSource"),
+        default: "primary",
         row: Row::Own { default: r#"`primary`"#, doc: r#"`primary`: mirror the primary key's current policy, rewritten for each replica's Region (its own key ARN, `kms:ViaService` values, regional service principals such as `logs.us-east-1.amazonaws.com`; with `MIRROR_REWRITE=on` also ARNs of the key's own account and Region in conditions; the outcome's `rewrites` lists what changed). `file:PATH`: a JSON template on disk. `ssm:NAME`: an SSM parameter (decrypted). `s3://BUCKET/KEY`: an S3 object. A literal JSON document (starts with `{`). Or a **catalogue** of named baselines ([below](#a-catalogue-of-baselines)): `dir:PATH` (every `NAME.json` in the directory), `ssm:/PATH/` (every parameter directly under the path, named by its last segment; GetParametersByPath), `s3://BUCKET/PREFIX/` (every `NAME.json` object directly under the prefix; ListObjectsV2 + GetObject). SSM and S3 baselines are read once per execution environment, on its first event (the cold start); a missing one fails every invocation with a configuration error and nothing is written. Every baseline of a catalogue is rendered and validated at that cold start; one invalid file refuses the whole configuration, every problem listed with the file it is in."# };
     baseline_tag: String = "BASELINE_TAG" => parse_text;
         Cli::Flag { long: "baseline-tag", hidden: false, help: r#"Catalogue: the tag a key names its baseline with."# },
         stack: ("BaselineTag", "baselineTag"),
+        default: "kms-replica-guard:baseline",
         row: Row::Own { default: r#"`kms-replica-guard:baseline`"#, doc: r#"Catalogue only: the tag whose value names a key's baseline. Read from the replica; when the replica has none, from its primary (one ListResourceTags per key and invocation, the primary's shared by its replicas). The value `primary` means mirror the primary. A name the catalogue does not have fails that key (`NonRetryable`, the reason names the tag and the names there are), never a write."# };
     baseline_default: String = "BASELINE_DEFAULT" => parse_text;
         Cli::Flag { long: "baseline-default", hidden: false, help: r#"Catalogue: the baseline of keys without that tag (a name, or `primary`)."# },
@@ -158,10 +172,12 @@ settings! {
     baseline_match: BaselineMatch = "BASELINE_MATCH" => parse_from_str::<BaselineMatch>;
         Cli::Flag { long: "match", hidden: false, help: r#"`exact` (the policy is the baseline) or `contains` (the baseline's statements must be present; extra statements that grant nothing public, cross-account or administrative are kept)."# },
         stack: ("BaselineMatch", "baselineMatch"),
+        default: "exact",
         row: Row::Own { default: r#"`exact`"#, doc: r#"`exact`: the live policy must be equivalent to the baseline. `contains`: every baseline statement must be present (by equivalence); extra statements may stay unless they grant anything `public`, `cross-account` or `admin` (the [access explanation](outcomes.md)'s rules) or take away what the baseline allows (a Deny, say). A rewrite writes the baseline plus the extras that may stay; the outcome's `extras` lists each extra `kept` or `removed` with its `severity` and `why`. Verification and the lockout check work on that merged document."# };
     mirror_rewrite: bool = "MIRROR_REWRITE" => parse_switch;
         Cli::Flag { long: "mirror-rewrite", hidden: false, help: r#"Mirroring also rewrites ARNs of the key's own account and Region in conditions."# },
         stack: ("MirrorRewrite", "mirrorRewrite"),
+        default: "off",
         row: Row::Own { default: r#"`off`"#, doc: r#"`on`: in `primary` mode also rewrite ARNs of the key's own account and the primary's Region found in conditions (e.g. the CloudWatch Logs `kms:EncryptionContext:aws:logs:arn`) to the replica's Region. Other accounts' ARNs are never rewritten."# };
     remediator: RoleArn = "REMEDIATOR_ROLE_ARN" => parse_role;
         Cli::Flag { long: "remediator-role", hidden: false, help: r#"The remediator's role ARN, which the lockout check keeps able to manage policies."# },
@@ -170,10 +186,12 @@ settings! {
     metrics_namespace: String = "METRICS_NAMESPACE" => parse_namespace;
         Cli::No,
         stack: ("MetricsNamespace", "metricsNamespace"),
+        default: "KmsReplicaGuard",
         row: Row::Own { default: r#"`KmsReplicaGuard`"#, doc: r#"CloudWatch namespace."# };
     exclude_tag: String = "EXCLUDE_TAG" => parse_text;
         Cli::Flag { long: "exclude-tag", hidden: false, help: r#"Keys carrying this tag key are left alone (`off`: no exclusion by tag)."# },
         stack: ("ExcludeTag", "excludeTag"),
+        default: "kms-replica-guard:exclude",
         row: Row::Own { default: r#"`kms-replica-guard:exclude`"#, doc: r#"Keys carrying this tag key are not **written**: a drifted one is `skipped`, but still assessed: its outcome keeps its `exposure`, and a `public` or `cross-account` exposure counts in `ExposureDrift` and is published like any drift (the exemption stops the write, never the alarm). Its value may carry an end: `until=2026-12-31` (through that day, UTC) or `until=2026-12-31T18:00:00Z` (an RFC 3339 time), alone or in other text (`DR drill until=2026-12-31`); after it the key is reconciled again (`exemption_ended`, `ExemptionExpired`, a warning, at every reconcile until the tag is removed). **Fail closed:** a value whose end cannot be read (`until=31/12/2026`) excludes nothing: the key is reconciled and the outcome's `exemption_ignored` names the value. Any other value excludes until the tag goes, unless `EXEMPTION_MAX_DAYS` says otherwise. Setting the tag is itself news (`ExemptionGranted`, an event naming who tagged). The tags are read (ListResourceTags) only for a drifted key, just before a write (with a baseline catalogue, for every key, once per invocation). `off` turns exclusion by tag off."# };
     exemption_max_days: u64 = "EXEMPTION_MAX_DAYS" => parse_days;
         Cli::Flag { long: "exemption-max-days", hidden: false, help: r#"Exemptions without an end, or longer than this many days, are not honoured."# },
@@ -202,6 +220,7 @@ settings! {
     concurrency: u64 = "CONCURRENCY" => parse_number::<1, 64>;
         Cli::Flag { long: "concurrency", hidden: false, help: r#"Replicas checked at once (per Region in a sweep)."# },
         stack: ("", ""),
+        default: "32",
         row: Row::Own { default: r#"`32`"#, doc: r#"Replicas reconciled at once (per Region in a sweep; Regions run in parallel). A Region read at its GetKeyPolicy pace needs about that pace × the call latency in flight (800/s × 25 ms = 20); a drifted replica gives its slot back while its write waits for PutKeyPolicy's pace. Each slot costs memory and a socket, not quota: the `RATE_*` limits pace the calls. A sweep never has more than 850 calls in flight (a Lambda environment has 1,024 file descriptors), whatever this × its Regions and accounts."# };
     backup_bucket: String = "BACKUP_BUCKET" => parse_text;
         Cli::Flag { long: "backup-bucket", hidden: false, help: r#"S3 bucket for backups of every policy before it is overwritten (and `restore latest`)."# },
@@ -210,46 +229,57 @@ settings! {
     backup_prefix: String = "BACKUP_PREFIX" => parse_text;
         Cli::Flag { long: "backup-prefix", hidden: true, help: r#"Key prefix of backups, write records and claims in the bucket."# },
         stack: ("", ""),
+        default: "kms-replica-guard/",
         row: Row::With("BACKUP_BUCKET");
     flap_max: u64 = "FLAP_MAX" => parse_number::<1, 1000>;
         Cli::Flag { long: "flap-max", hidden: true, help: r#"The flap guard: writes of one key allowed within --flap-window."# },
         stack: ("FlapMax", "flapMax"),
+        default: "5",
         row: Row::Own { default: r#"`5`, `1h`"#, doc: r#"A replica already rewritten `FLAP_MAX` times within `FLAP_WINDOW` (`3600`, `90m`, `1h`, `2d`) is left alone: `skipped` with a reason starting `flapping`, counted in `FlapSuppressed`. Only writes KMS accepted count (a denied or throttled write stays `failed`). The history is the write records in `BACKUP_BUCKET`, dated by S3's own `LastModified` (never by their names or bodies: a record or claim dated in the future, beyond 5 minutes of clock skew, is ignored and logged as suspicious), so it survives cold starts; without a bucket it is kept per execution environment."# };
     flap_window: Duration = "FLAP_WINDOW" => parse_duration;
         Cli::Flag { long: "flap-window", hidden: true, help: r#"The flap guard's window (3600, 90m, 1h, 2d)."# },
         stack: ("FlapWindow", "flapWindow"),
+        default: "1h",
         row: Row::With("FLAP_MAX");
     rate_get_key_policy: u64 = "RATE_GET_KEY_POLICY" => parse_number::<1, 100_000>;
         Cli::Flag { long: "rate-get-key-policy", hidden: true, help: r#"GetKeyPolicy calls per second and Region."# },
         stack: ("RateGetKeyPolicy", "rateGetKeyPolicy"),
+        default: "800",
         row: Row::Own { default: r#"`800`, `12`, `1600`, `80`, `80`"#, doc: r#"Client-side requests per second per Region, under the default KMS quotas (GetKeyPolicy 1000/s, PutKeyPolicy 15/s, DescribeKey 2000/s per account and Region) with headroom for everything else in the account: the **function's** budget per account and Region, shared by its execution environments (below). Lower them for accounts with lower quotas. Throttling that still happens is retried by the SDK (4 attempts, backoff)."# };
     rate_put_key_policy: u64 = "RATE_PUT_KEY_POLICY" => parse_number::<1, 100_000>;
         Cli::Flag { long: "rate-put-key-policy", hidden: true, help: r#"PutKeyPolicy calls per second and Region."# },
         stack: ("RatePutKeyPolicy", "ratePutKeyPolicy"),
+        default: "12",
         row: Row::With("RATE_GET_KEY_POLICY");
     rate_describe_key: u64 = "RATE_DESCRIBE_KEY" => parse_number::<1, 100_000>;
         Cli::Flag { long: "rate-describe-key", hidden: true, help: r#"DescribeKey calls per second and Region."# },
         stack: ("RateDescribeKey", "rateDescribeKey"),
+        default: "1600",
         row: Row::With("RATE_GET_KEY_POLICY");
     rate_list_keys: u64 = "RATE_LIST_KEYS" => parse_number::<1, 100_000>;
         Cli::Flag { long: "rate-list-keys", hidden: true, help: r#"ListKeys pages per second and Region."# },
         stack: ("", ""),
+        default: "80",
         row: Row::With("RATE_GET_KEY_POLICY");
     rate_list_resource_tags: u64 = "RATE_LIST_RESOURCE_TAGS" => parse_number::<1, 100_000>;
         Cli::Flag { long: "rate-list-resource-tags", hidden: true, help: r#"ListResourceTags pages per second and Region."# },
         stack: ("", ""),
+        default: "80",
         row: Row::With("RATE_GET_KEY_POLICY");
     rate_instances: u64 = "RATE_INSTANCES" => parse_number::<0, 10_000>;
         Cli::Flag { long: "rate-instances", hidden: true, help: r#"Processes sharing those budgets (the CLI alone: 1)."# },
         stack: ("", ""),
+        default: "1",
         row: Row::Own { default: r#"`1`"#, doc: r#"Execution environments that may run at once (the stacks pass the reserved concurrency). KMS quotas are per account and Region, the limiters per process: each environment paces at `RATE_* / RATE_INSTANCES`, e.g. PutKeyPolicy 12/s with reserved concurrency 2 is 6/s each (one every 167 ms), with 5 it is 2.4/s each; 0 or unset is no sharing (unreserved concurrency can then exceed the quota, and the SDK retries the throttling)."# };
     creating_retry_attempts: u64 = "CREATING_RETRY_ATTEMPTS" => parse_number::<1, 20>;
         Cli::Flag { long: "creating-retry-attempts", hidden: true, help: r#"Attempts while a fresh replica is still being created."# },
         stack: ("", ""),
+        default: "8",
         row: Row::Own { default: r#"`8`, `500`"#, doc: r#"Bounded backoff while a fresh replica is not yet visible, a key is `Updating`, or a write's re-reads still return the previous policy (0.5, 1, 2, 4, 8, 8, 8 s)."# };
     creating_retry_base_ms: u64 = "CREATING_RETRY_BASE_MS" => parse_number::<1, 60_000>;
         Cli::Flag { long: "creating-retry-base-ms", hidden: true, help: r#"First delay of those attempts, in milliseconds."# },
         stack: ("", ""),
+        default: "500",
         row: Row::With("CREATING_RETRY_ATTEMPTS");
     member_role: String = "MEMBER_ROLE_NAME" => parse_text;
         Cli::Flag { long: "role-name", hidden: false, help: r#"The role assumed in member accounts (the member stack's MemberRoleName)."# },
@@ -274,10 +304,12 @@ settings! {
     event_bus: String = "EVENT_BUS" => parse_event_bus;
         Cli::No,
         stack: ("", ""),
+        default: "default",
         row: Row::Own { default: r#"`default`"#, doc: r#"Every drift found (dry-run or enforce) is put on this EventBridge bus (a name or ARN, in the function's Region): `source` `kms-replica-guard`, `detail-type` `Replica Key Policy Drift Detected` / `Replica Key Policy Remediated` / `Replica Key Policy Remediation Failed`, `resources` the key ARN, `detail` the outcome with `exposure` and `actor`; also `Replica Key Policy Write Refused` (the guardrails refused a write, dry-run too; `detail.guardrail` lists each breach), `Replica Key Policy Write Grants Access` (a write whose `write_exposure` is `admin` or worse), `Replica Key Exemption Granted` and `Replica Key Baseline Switched` (a tag event; `detail` is the tag change with its `actor`). Route them with a rule (SNS, Chatbot, a ticketing tool). `off`: none. A publishing failure is logged and reported, never blocks a fix. Needs `events:PutEvents` on the bus."# };
     security_hub: bool = "SECURITY_HUB" => parse_switch;
         Cli::Flag { long: "security-hub", hidden: false, help: r#"on: post each replica's finding to Security Hub in its own account and Region (FAILED while drifted, PASSED once in sync); off (the default): print only."# },
         stack: ("SecurityHub", "securityHub"),
+        default: "off",
         row: Row::Own { default: r#"`off`"#, doc: r#"Read by the detector function and the CLI's `check` and `sweep` (the remediator ignores it, with a warning at start-up). `on`: every replica they evaluate becomes an AWS Security Hub finding (ASFF, `BatchImportFindings`) in the key's own account and Region — `FAILED` while drifted, `PASSED` and archived once healed or found in sync; member accounts' findings through the member role. A failed import is logged and counted (`FindingsNotImported`), never blocks a fix. See [Security Hub and AWS Config](security-hub-and-config.md)."# };
     home: Region = "AWS_REGION" | "AWS_DEFAULT_REGION" => parse_region;
         Cli::Flag { long: "region", hidden: false, help: r#"The home Region (where a baseline is checked at start-up); else AWS_DEFAULT_REGION."# },

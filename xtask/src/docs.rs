@@ -153,6 +153,7 @@ pub fn contract() -> Value {
                 "cli_flag": match v.cli { Cli::Flag { long, .. } => Some(format!("--{long}")), Cli::No => None },
                 "sam_parameter": (!sam.is_empty()).then_some(sam),
                 "cdk_key": (!cdk.is_empty()).then_some(cdk),
+                "default": v.default,
                 "accepts": accepts,
             })
         })

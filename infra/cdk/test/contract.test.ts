@@ -3,7 +3,7 @@
 // (the stack would deploy and the function fail at every cold start), and the app's defaults are
 // the function's. Stricter is allowed: the app may refuse what the function would take.
 import { CONTRACT, DEFAULT_CONFIG, configFromContext } from '../lib/config';
-import { onlyResource, synthHub } from './util';
+import { onlyResource, remediator, synthHub } from './util';
 
 describe('the CDK context against the contract', () => {
   const stackSettings = CONTRACT.settings.filter((s) => s.cdk_key !== null);
@@ -85,5 +85,31 @@ describe('the hub rules against the contract', () => {
     const iam = rule.Properties.EventPattern.detail.$or.filter((b: any) => JSON.stringify(b.eventSource) === '["iam.amazonaws.com"]');
     expect(iam).toHaveLength(1);
     expect(iam[0].eventName).toEqual(CONTRACT.rules.guard_role_event_names);
+  });
+});
+
+describe('the CDK defaults against the contract', () => {
+  // Each setting whose default the function declares (src/config/vars.rs): the app's default
+  // context value, and the remediator's environment at the defaults, are that default; but for
+  // what the stack decides itself (BASELINE_TAG only with a catalogue, EVENT_BUS the stack's own
+  // bus, RATE_INSTANCES the sweep's workers: their own tests).
+  const withDefault = CONTRACT.settings.filter((s) => s.default !== null);
+
+  test('every context key defaults to the function default', () => {
+    const keyed = withDefault.filter((s) => s.cdk_key !== null);
+    expect(keyed.length).toBeGreaterThanOrEqual(12);
+    for (const s of keyed) {
+      expect({ key: s.cdk_key, value: String(DEFAULT_CONFIG[s.cdk_key as keyof typeof DEFAULT_CONFIG]) }).toEqual({ key: s.cdk_key, value: s.default });
+    }
+  });
+
+  test('the remediator environment at the defaults carries the function defaults', () => {
+    const env = remediator(synthHub())[1].Properties.Environment.Variables;
+    const stackDecides: Record<string, unknown> = { BASELINE_TAG: '', RATE_INSTANCES: '2' };
+    const checked = withDefault.filter((s) => s.variable in env && s.variable !== 'EVENT_BUS');
+    expect(checked.length).toBeGreaterThanOrEqual(12);
+    for (const s of checked) {
+      expect({ variable: s.variable, value: env[s.variable] }).toEqual({ variable: s.variable, value: stackDecides[s.variable] ?? s.default });
+    }
   });
 });
