@@ -23,7 +23,10 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
 - the outputs (the contract's `outputs`, declared in xtask/src/outputs.rs), both ways, in every
   stack of both tools: the SAM templates and the synthesized CDK stacks (infra/cdk/cdk.out, which
   `make infra-test` synthesizes before this runs): each output's key, what it gives (Ref or Arn
-  of the resource with that logical id; CDK appends its hash) and the condition it exists under.
+  of the resource with that logical id; CDK appends its hash) and the condition it exists under;
+- the functions (the contract's `function`, xtask/src/function.rs): each SAM function's runtime,
+  architecture, handler, binary and log format, and the defaults of memory, timeout and log
+  retention.
 
 The CDK app imports the contract itself (infra/cdk/lib/config.ts) and checks its context the same
 way (infra/cdk/test/contract.test.ts).
@@ -319,6 +322,30 @@ class OutputsAgainstTheContract(unittest.TestCase):
                         self.assertTrue(outputs[name].get("Description"), f"{name} says what it is")
                         checked += 1
         self.assertGreaterEqual(checked, 20)
+
+
+class SamFunctionsAgainstTheContract(unittest.TestCase):
+    F = CONTRACT["function"]
+
+    def test_each_function_runs_as_the_contract_says(self) -> None:
+        binaries = {"Function": self.F["remediator_binary"], "DetectorFunction": self.F["detector_binary"]}
+        fns = {n: r for n, r in HUB["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+        self.assertEqual(sorted(fns), sorted(binaries))
+        for name, fn in fns.items():
+            with self.subTest(function=name):
+                p = fn["Properties"]
+                self.assertEqual(p["Runtime"], self.F["runtime"])
+                self.assertEqual(p["Architectures"], [self.F["architecture"]])
+                self.assertEqual(p["Handler"], self.F["handler"])
+                self.assertEqual(p["LoggingConfig"]["LogFormat"], self.F["log_format"])
+                self.assertEqual(fn["Metadata"]["BuildProperties"], {"Binary": binaries[name]})
+                self.assertEqual((p["MemorySize"], p["Timeout"]), ({"Ref": "MemorySize"}, {"Ref": "FunctionTimeout"}))
+
+    def test_the_parameters_default_to_the_contracts(self) -> None:
+        params = HUB["Parameters"]
+        self.assertEqual(params["MemorySize"]["Default"], self.F["memory_mb"])
+        self.assertEqual(params["FunctionTimeout"]["Default"], self.F["timeout_seconds"])
+        self.assertEqual(params["LogRetentionDays"]["Default"], self.F["log_retention_days"])
 
 
 class SamAgainstTheContract(unittest.TestCase):

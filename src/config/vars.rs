@@ -93,6 +93,16 @@ fn read<T>(
     Ok(None)
 }
 
+/// `Some` of the literal given, `None` without one.
+macro_rules! optional {
+    () => {
+        None
+    };
+    ($value:literal) => {
+        Some($value)
+    };
+}
+
 macro_rules! settings {
     ($(
         $field:ident : $ty:ty = $var:literal $(| $alias:literal)* => $parse:expr;
@@ -130,12 +140,7 @@ macro_rules! settings {
                     aliases: &[$($alias),*],
                     cli: $cli,
                     stack: ($sam, $cdk),
-                    default: {
-                        #[allow(unused_mut)]
-                        let mut default = None;
-                        $(default = Some($default);)?
-                        default
-                    },
+                    default: optional!($($default)?),
                     row: $row,
                     check: {
                         fn check(v: &str) -> Result<(), String> {

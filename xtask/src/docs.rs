@@ -159,7 +159,7 @@ pub fn contract() -> Value {
         })
         .collect();
     json!({
-        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, rules.rs and outputs.rs); do not edit",
+        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, rules.rs, outputs.rs and function.rs); do not edit",
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -172,6 +172,7 @@ pub fn contract() -> Value {
         "alarms": crate::alarms::contract(),
         "rules": crate::rules::contract(),
         "outputs": crate::outputs::contract(),
+        "function": crate::function::contract(),
     })
 }
 

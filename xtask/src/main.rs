@@ -14,7 +14,8 @@
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
 //! - [`docs`]: the configuration table of the book and the stacks' contract, from the
 //!   settings declared in the code, the hub stack's alarms declared in [`alarms`] and its
-//!   EventBridge rules declared in [`rules`] and the stacks' outputs in [`outputs`].
+//!   EventBridge rules declared in [`rules`], the stacks' outputs in [`outputs`] and the
+//!   functions' deployment facts in [`function`].
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 //! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
@@ -28,6 +29,7 @@ mod docs;
 mod e2e;
 mod emulator;
 mod env;
+mod function;
 mod fuzz;
 mod heap;
 mod moto;

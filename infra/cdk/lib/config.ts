@@ -126,21 +126,28 @@ export interface GuardConfig {
 /** The SAM template's AllowedValues of ConfigRuleFrequency. */
 export const CONFIG_RULE_FREQUENCIES = ['One_Hour', 'Three_Hours', 'Six_Hours', 'Twelve_Hours', 'TwentyFour_Hours'];
 
-/** Key prefix of the policy backups in the backups bucket (BACKUP_PREFIX); the IAM grants use it. */
-export const BACKUP_PREFIX = 'kms-replica-guard/';
+/** The function's default of a setting, as src/config/vars.rs declares it (infra/contract.json). */
+function declaredDefault(variable: string): string {
+  const declared = contract.settings.find((s) => s.variable === variable)?.default;
+  if (declared === null || declared === undefined) throw new Error(`infra/contract.json declares no default of ${variable}`);
+  return declared;
+}
 
-/** The defaults, identical to the SAM template's parameter defaults. */
+/** Key prefix of the policy backups in the backups bucket (BACKUP_PREFIX); the IAM grants use it. */
+export const BACKUP_PREFIX = declaredDefault('BACKUP_PREFIX');
+
+/** The defaults, identical to the SAM template's parameter defaults: the function's own (and its deployment facts) from infra/contract.json. */
 export const DEFAULT_CONFIG: GuardConfig = {
-  remediationMode: 'dry-run',
-  baselineSource: 'primary',
+  remediationMode: declaredDefault('REMEDIATION_MODE') as GuardConfig['remediationMode'],
+  baselineSource: declaredDefault('BASELINE_SOURCE'),
   baselineSsmParameter: '',
   baselineS3Object: '',
   baselineSsmPath: '',
   baselineS3Prefix: '',
   baselineTag: contract.tag_keys.baseline,
   baselineDefault: '',
-  baselineMatch: 'exact',
-  mirrorRewrite: 'off',
+  baselineMatch: declaredDefault('BASELINE_MATCH') as GuardConfig['baselineMatch'],
+  mirrorRewrite: declaredDefault('MIRROR_REWRITE') as GuardConfig['mirrorRewrite'],
   excludeTag: contract.tag_keys.exclude,
   trustedAccounts: '',
   trustedOrgs: '',
@@ -150,23 +157,23 @@ export const DEFAULT_CONFIG: GuardConfig = {
   codeSigningConfigArn: '',
   sweepRegions: [],
   sweepIntervalHours: 6,
-  memorySize: 256,
-  functionTimeout: 300,
+  memorySize: contract.function.memory_mb,
+  functionTimeout: contract.function.timeout_seconds,
   reservedConcurrency: 0,
   maxRetryAttempts: 2,
   maxEventAgeSeconds: 3600,
   logLevel: 'INFO',
-  logRetentionDays: 365,
+  logRetentionDays: contract.function.log_retention_days,
   metricsNamespace: contract.metrics_namespace,
   alarmEmail: '',
   autoFixSpikeThreshold: 10,
   driftEventBus: 'dedicated',
   backupRetentionDays: 365,
-  flapMax: 5,
-  flapWindow: '1h',
-  rateGetKeyPolicy: 800,
-  ratePutKeyPolicy: 12,
-  rateDescribeKey: 1600,
+  flapMax: Number(declaredDefault('FLAP_MAX')),
+  flapWindow: declaredDefault('FLAP_WINDOW'),
+  rateGetKeyPolicy: Number(declaredDefault('RATE_GET_KEY_POLICY')),
+  ratePutKeyPolicy: Number(declaredDefault('RATE_PUT_KEY_POLICY')),
+  rateDescribeKey: Number(declaredDefault('RATE_DESCRIBE_KEY')),
   memberRoleName: '',
   detectorMemberRoleName: 'kms-replica-guard-detector',
   memberExternalId: '',
@@ -174,7 +181,7 @@ export const DEFAULT_CONFIG: GuardConfig = {
   organizationId: '',
   sweepWorkerConcurrency: 2,
   sweepVisibilityTimeout: 1800,
-  securityHub: 'off',
+  securityHub: declaredDefault('SECURITY_HUB') as GuardConfig['securityHub'],
   configRule: 'none',
   configRuleFrequency: 'TwentyFour_Hours',
 };

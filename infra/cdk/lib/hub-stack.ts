@@ -3,6 +3,7 @@ import { Aws, CfnOutput, CfnRule, Fn, Stack, StackProps, aws_events as events } 
 import { Construct } from 'constructs';
 import { GuardConfig, checkConcurrency, checkOrganization, hasDetector } from './config';
 import { AlarmTopic, Alarms, Detector, DriftBus, Notifications, Remediator, SweepQueue } from './constructs';
+import { BINARIES } from './constructs/function-guard';
 
 /** The repository root: where Cargo.toml (binaries `bootstrap` and `detector`) lives. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -47,7 +48,7 @@ export class HubStack extends Stack {
 
     const sweepQueue = new SweepQueue(this, { config: cfg });
     const driftBus = new DriftBus(this, { config: cfg });
-    const remediator = new Remediator(this, { config: cfg, manifestPath, binaryName: 'bootstrap', sweepQueue: sweepQueue.queue, driftBus });
+    const remediator = new Remediator(this, { config: cfg, manifestPath, binaryName: BINARIES.remediator, sweepQueue: sweepQueue.queue, driftBus });
     const sweep = sweepQueue.workedBy(remediator.fn, remediator.role);
 
     // The detector (securityHub on, or a configRule): the same engine in dry-run, in a package of its
@@ -57,7 +58,7 @@ export class HubStack extends Stack {
       ? new Detector(this, {
           config: cfg,
           manifestPath,
-          binaryName: 'detector',
+          binaryName: BINARIES.detector,
           guarded: remediator.guarded,
           baselineReads: remediator.baselineReads,
           listAccounts: remediator.listAccounts,

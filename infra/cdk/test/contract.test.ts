@@ -3,7 +3,7 @@
 // (the stack would deploy and the function fail at every cold start), and the app's defaults are
 // the function's. Stricter is allowed: the app may refuse what the function would take.
 import { CONTRACT, DEFAULT_CONFIG, configFromContext } from '../lib/config';
-import { onlyResource, remediator, synthHub } from './util';
+import { detector, onlyResource, remediator, synthHub } from './util';
 
 describe('the CDK context against the contract', () => {
   const stackSettings = CONTRACT.settings.filter((s) => s.cdk_key !== null);
@@ -111,5 +111,22 @@ describe('the CDK defaults against the contract', () => {
     for (const s of checked) {
       expect({ variable: s.variable, value: env[s.variable] }).toEqual({ variable: s.variable, value: stackDecides[s.variable] ?? s.default });
     }
+  });
+});
+
+describe('the CDK functions against the contract', () => {
+  test('each function runs as the contract says', () => {
+    const template = synthHub({ securityHub: 'on' });
+    for (const [, fn] of [remediator(template), detector(template)]) {
+      const p = fn.Properties;
+      expect({ runtime: p.Runtime, architectures: p.Architectures, handler: p.Handler, logFormat: p.LoggingConfig.LogFormat }).toEqual({
+        runtime: CONTRACT.function.runtime,
+        architectures: [CONTRACT.function.architecture],
+        handler: CONTRACT.function.handler,
+        logFormat: CONTRACT.function.log_format,
+      });
+      expect([p.MemorySize, p.Timeout]).toEqual([CONTRACT.function.memory_mb, CONTRACT.function.timeout_seconds]);
+    }
+    expect(DEFAULT_CONFIG.logRetentionDays).toBe(CONTRACT.function.log_retention_days);
   });
 });

@@ -17,7 +17,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
-import { enterMemberAccounts, guardFunction } from './function-guard';
+import { enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
 
 /** The same for the detector's role (it reads and reports; it writes no key policy). */
 export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = [
@@ -142,8 +142,8 @@ export class Detector {
     const fn = new RustFunction(stack, 'DetectorFunction', {
       manifestPath: props.manifestPath,
       binaryName: props.binaryName,
-      runtime: 'provided.al2023',
-      architecture: lambda.Architecture.ARM_64,
+      runtime: FUNCTION_RUNTIME.runtime,
+      architecture: FUNCTION_RUNTIME.architecture,
       description: 'kms-replica-guard detector - Security Hub findings and AWS Config answers for multi-Region replica key policies (read-only)',
       memorySize: cfg.memorySize,
       timeout: Duration.seconds(cfg.functionTimeout),
@@ -152,7 +152,7 @@ export class Detector {
         ? lambda.CodeSigningConfig.fromCodeSigningConfigArn(stack, 'DetectorCodeSigningConfig', cfg.codeSigningConfigArn)
         : undefined,
       logGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
+      loggingFormat: FUNCTION_RUNTIME.loggingFormat,
       applicationLogLevelV2: cfg.logLevel as lambda.ApplicationLogLevel,
       systemLogLevelV2: lambda.SystemLogLevel.INFO,
       // What is guarded, as the remediator's; no mode (always dry-run), backups, flap guard, write

@@ -1,5 +1,19 @@
 import { Stack, aws_iam as iam, aws_lambda as lambda } from 'aws-cdk-lib';
 import { CheckovSkip, skipCheckov } from '../checkov';
+import { CONTRACT } from '../config';
+
+/**
+ * How every guard function runs (infra/contract.json's `function`, from xtask/src/function.rs):
+ * Lambda's OS-only runtime, the architecture the package is built and measured for, JSON logs.
+ */
+export const FUNCTION_RUNTIME = {
+  runtime: CONTRACT.function.runtime as 'provided.al2023' | 'provided.al2',
+  architecture: CONTRACT.function.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
+  loggingFormat: CONTRACT.function.log_format as lambda.LoggingFormat,
+};
+
+/** The binaries of the one Cargo package (src/bin/<name>.rs). */
+export const BINARIES = { remediator: CONTRACT.function.remediator_binary, detector: CONTRACT.function.detector_binary };
 
 export interface FunctionGuardProps {
   /** The function's justified checkov skips. */

@@ -16,7 +16,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { BACKUP_PREFIX, GuardConfig, rateInstances, usesCatalogue } from '../config';
 import { KMS_EVENT_PATTERN } from '../event-pattern';
-import { enterMemberAccounts, guardFunction } from './function-guard';
+import { enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
 
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
 export const ONLY_THIS_FUNCTION_ACTIONS = [
@@ -331,8 +331,8 @@ export class Remediator {
     const fn = new RustFunction(stack, 'Function', {
       manifestPath: props.manifestPath,
       binaryName: props.binaryName,
-      runtime: 'provided.al2023',
-      architecture: lambda.Architecture.ARM_64,
+      runtime: FUNCTION_RUNTIME.runtime,
+      architecture: FUNCTION_RUNTIME.architecture,
       description: 'kms-replica-guard - converges multi-Region replica key policies on a baseline',
       memorySize: cfg.memorySize,
       timeout: Duration.seconds(cfg.functionTimeout),
@@ -344,7 +344,7 @@ export class Remediator {
         : undefined,
       reservedConcurrentExecutions: cfg.reservedConcurrency > 0 ? cfg.reservedConcurrency : undefined,
       logGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
+      loggingFormat: FUNCTION_RUNTIME.loggingFormat,
       applicationLogLevelV2: cfg.logLevel as lambda.ApplicationLogLevel,
       systemLogLevelV2: lambda.SystemLogLevel.INFO,
       environment: {

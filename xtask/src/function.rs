@@ -1,0 +1,104 @@
+//! The functions as every deployment runs them, declared once: the runtime, the architecture,
+//! the binaries, the log format and the defaults of memory, timeout and log retention.
+//! `cargo xtask docs` writes them into `infra/contract.json` (key `function`); the CDK app
+//! builds its functions from there, infra/tests/test_contract.py checks the SAM template, and a
+//! test here checks cargo-lambda's deploy metadata in Cargo.toml (`cargo lambda deploy`).
+//!
+//! The architecture is the one the budgets are measured on (`make build`: the arm64 package).
+
+use serde::Serialize;
+
+/// The functions' deployment facts.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Function {
+    /// Lambda's OS-only runtime: the binary is the handler.
+    pub runtime: &'static str,
+    /// The instruction set the package is built for.
+    pub architecture: &'static str,
+    /// The handler name Lambda runs (`bootstrap` on an OS-only runtime).
+    pub handler: &'static str,
+    /// The remediator's binary (`src/bin/<name>.rs`).
+    pub remediator_binary: &'static str,
+    /// The detector's binary (`src/bin/<name>.rs`).
+    pub detector_binary: &'static str,
+    /// Lambda's log format: every line a JSON object, the fields the book documents.
+    pub log_format: &'static str,
+    /// The default memory, MB (the stacks' MemorySize / memorySize).
+    pub memory_mb: u32,
+    /// The default timeout, seconds (FunctionTimeout / functionTimeout): a sweep of many keys
+    /// needs minutes.
+    pub timeout_seconds: u32,
+    /// The default retention of the log groups, days (LogRetentionDays / logRetentionDays):
+    /// the logs hold every replaced policy.
+    pub log_retention_days: u32,
+}
+
+/// The functions' deployment facts.
+pub const FUNCTION: Function = Function {
+    runtime: "provided.al2023",
+    architecture: "arm64",
+    handler: "bootstrap",
+    remediator_binary: "bootstrap",
+    detector_binary: "detector",
+    log_format: "JSON",
+    memory_mb: 256,
+    timeout_seconds: 300,
+    log_retention_days: 365,
+};
+
+/// The facts, as the contract carries them.
+pub fn contract() -> serde_json::Value {
+    serde_json::to_value(FUNCTION).expect("the function facts serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kms_replica_guard::config::vars;
+
+    #[test]
+    fn the_binaries_exist() {
+        let root = crate::env::root();
+        for bin in [FUNCTION.remediator_binary, FUNCTION.detector_binary] {
+            assert!(root.join(format!("src/bin/{bin}.rs")).is_file(), "{bin}");
+        }
+    }
+
+    #[test]
+    fn cargo_lambdas_deploy_metadata_is_the_contracts() {
+        // `cargo lambda deploy` reads [package.metadata.lambda.deploy]: the same memory, timeout
+        // and log retention as the stacks, and an environment of declared settings at their
+        // declared defaults.
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .current_dir(crate::env::root())
+            .output()
+            .expect("cargo metadata runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let package = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "kms-replica-guard")
+            .expect("the function's package");
+        let deploy = &package["metadata"]["lambda"]["deploy"];
+        assert_eq!(deploy["memory"], FUNCTION.memory_mb);
+        assert_eq!(deploy["timeout"], FUNCTION.timeout_seconds);
+        assert_eq!(deploy["log_retention"], FUNCTION.log_retention_days);
+        let env = deploy["env"].as_object().expect("an environment");
+        assert!(!env.is_empty());
+        for (name, value) in env {
+            let var = vars::var(name).unwrap_or_else(|| panic!("{name} is not a setting"));
+            assert_eq!(
+                Some(value.as_str().unwrap()),
+                var.default,
+                "{name}: cargo lambda deploy would set another value than the default"
+            );
+        }
+    }
+}
