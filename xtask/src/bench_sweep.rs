@@ -543,6 +543,54 @@ pub fn utc_now() -> String {
 mod tests {
     use super::*;
 
+    /// A report as the task writes it (compact): the figures of the run in BENCHMARKS.md, but
+    /// for the seeding's rate (`null`: no time measured) and the apply's verdict.
+    const SAMPLE: &str = concat!(
+        r#"{"when":"2026-12-02 06:39 UTC","commit":"80d913de1bc9+dirty","command":"cargo xtask benc"#,
+        r#"h-sweep --primaries 1000","loadavg_before":"0.93 2.40 2.31","loadavg_after":"3.56 3.07 2"#,
+        r#".58","primaries":1000,"replicas":2000,"single_region_keys":9000,"seed":{"elapsed_s":52.4"#,
+        r#"7,"calls_per_s":null,"workers":16},"emulator_ceiling_rps":{"GetKeyPolicy":211.2,"Describ"#,
+        r#"eKey":177.7},"emulator_ceiling":{"GetKeyPolicy":{"requests":2113,"errors":0,"seconds":10"#,
+        r#".004370651,"rps":211.2,"concurrency":16},"DescribeKey":{"requests":1778,"errors":0,"seco"#,
+        r#"nds":10.002581238,"rps":177.7,"concurrency":16}},"dry-run":{"exit_code":2,"replicas_swep"#,
+        r#"t":2000,"seconds":16.62,"replicas_per_s":120.3,"summary":{"in-sync":1400,"drift-detected"#,
+        r#"":500,"skipped":100},"found_exactly_the_drifted":true,"peak_rss_mib":13.9,"kms_calls":{""#,
+        r#"DescribeKey":1600,"GetKeyPolicy":2000,"ListKeys":120,"ListResourceTags":600,"PutKeyPolic"#,
+        r#"y":0},"kms_calls_per_replica":{"DescribeKey":0.8,"GetKeyPolicy":1.0,"ListKeys":0.06,"Lis"#,
+        r#"tResourceTags":0.3},"kms_calls_per_s":259.9,"fraction_of_emulator_ceiling":1.23},"apply""#,
+        r#":{"exit_code":0,"replicas_swept":2000,"seconds":24.02,"replicas_per_s":83.3,"summary":{""#,
+        r#"remediated":500,"in-sync":1400,"skipped":100},"found_exactly_the_drifted":false,"peak_rs"#,
+        r#"s_mib":15.4,"kms_calls":{"DescribeKey":1600,"GetKeyPolicy":2500,"ListKeys":120,"ListReso"#,
+        r#"urceTags":600,"PutKeyPolicy":500},"kms_calls_per_replica":{"DescribeKey":0.8,"GetKeyPoli"#,
+        r#"cy":1.25,"ListKeys":0.06,"ListResourceTags":0.3,"PutKeyPolicy":0.25},"kms_calls_per_s":2"#,
+        r#"21.5,"fraction_of_emulator_ceiling":1.05}}"#,
+    );
+
+    /// What the section of `SAMPLE` was before the report was typed.
+    const SECTION: &str = concat!(
+        "Last run: `cargo xtask bench-sweep --primaries 1000`, 2026-12-02 06:39 UTC (commit 80d913de1bc9+dirty; load average before 0.93 2.40 2.31, after 3.56 3.07 2.58). 1,000 primaries, 2,000 replicas, 9,000 single-Region keys, seeded in 52.47 s (null calls/s, 16 in flight).\n",
+        "\n",
+        "| sweep | replicas | seconds | replicas/s | KMS calls/s | of the ceiling | peak RSS | found exactly the drifted |\n",
+        "|---|---|---|---|---|---|---|---|\n",
+        "| dry-run | 2,000 | 16.62 | 120.3 | 259.9 | 1.23 | 13.9 MiB | yes |\n",
+        "| `--apply` | 2,000 | 24.02 | 83.3 | 221.5 | 1.05 | 15.4 MiB | **no** |\n",
+        "\n",
+        "Emulator ceiling (`examples/emulator_ceiling.rs`, 16 in flight, 10 s per operation): GetKeyPolicy 211.2 req/s, DescribeKey 177.7 req/s.\n",
+        "\n",
+        "KMS calls per replica, by operation:\n",
+        "\n",
+        "| | DescribeKey | GetKeyPolicy | ListKeys | ListResourceTags | PutKeyPolicy |\n",
+        "|---|---|---|---|---|---|\n",
+        "| dry-run | 0.8 | 1.0 | 0.06 | 0.3 | 0 |\n",
+        "| `--apply` | 0.8 | 1.25 | 0.06 | 0.3 | 0.25 |\n",
+    );
+
+    #[test]
+    fn the_section_of_a_full_report_is_unchanged() {
+        let r: Value = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(section(&r).unwrap(), SECTION);
+    }
+
     #[test]
     fn the_section_renders_a_report() {
         let run = json!({

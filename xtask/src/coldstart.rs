@@ -1153,6 +1153,106 @@ fn section(r: &Value) -> String {
 mod tests {
     use super::*;
 
+    /// A full result as the task writes it (compact), cut down: one scenario, two samples
+    /// per binary, two variables of the environment, and a budget marked exceeded.
+    const SAMPLE: &str = concat!(
+        r#"{"init_only":{"runs":200,"ratio_median":1.251367196066296,"ratio_min":1.2518319041304353"#,
+        r#","ratio_median_current_thread":1.5936796936045345,"ratio_min_current_thread":1.570433197"#,
+        r#"024216,"summary":{"bootstrap":{"n":200,"median":1.283909,"p90":1.3673680000000001,"min":"#,
+        r#"1.228151,"max":1.920293},"hello":{"n":200,"median":1.026005,"p90":1.096905,"min":0.98108"#,
+        r#"3,"max":3.878932},"hello-current-thread":{"n":200,"median":0.8056255,"p90":0.84816500000"#,
+        r#"00001,"min":0.782046,"max":1.0043369999999998}},"samples":{"bootstrap":[1.920293,1.44412"#,
+        r#"3],"hello":[1.178097,1.134871],"hello-current-thread":[0.9916079999999999,0.867513]}},"s"#,
+        r#"cenarios":{"in-sync":{"what":"PutKeyPolicy event (bare key id) on an in-sync us-west-2 r"#,
+        r#"eplica","event":"events/put-key-policy-replica-id.json (key id rewritten)","expected":"i"#,
+        r#"n-sync","init_ratio_median":1.2549088075734618,"calls_per_event":{"event1":["kms:Describ"#,
+        r#"eKey","kms:GetKeyPolicy","cloudwatch:PutMetricData"],"event2":[]},"summary":{"bootstrap""#,
+        r#":{"init_ms":{"n":20,"median":1.7627635,"p90":1.834546,"min":1.642228,"max":1.972411},"fi"#,
+        r#"rst_response_ms":{"n":20,"median":21.8701115,"p90":23.340343999999998,"min":19.836421,"m"#,
+        r#"ax":23.722351999999997},"calls_during_init":{"n":20,"median":0.0,"p90":0.0,"min":0.0,"ma"#,
+        r#"x":0.0},"event1_ms":{"n":20,"median":20.095396,"p90":21.540990999999998,"min":17.9803130"#,
+        r#"00000002,"max":21.994707},"event1_emulator_ms":{"n":20,"median":14.365519500000001,"p90""#,
+        r#":15.567606,"min":12.450288,"max":16.077755999999997},"event1_own_ms":{"n":20,"median":5."#,
+        r#"7403785,"p90":5.919104999999998,"min":5.530025000000002,"max":6.293391},"event1_to_first"#,
+        r#"_call_ms":{"n":20,"median":4.3296244999999995,"p90":4.477664,"min":4.1943529999999996,"m"#,
+        r#"ax":4.572486},"event2_ms":{"n":20,"median":15.8213145,"p90":17.545575,"min":14.618661999"#,
+        r#"999999,"max":39.019027},"event2_emulator_ms":{"n":20,"median":13.932836,"p90":15.723378,"#,
+        r#""min":12.716127,"max":36.622744999999995},"event2_own_ms":{"n":20,"median":1.89730700000"#,
+        r#"00005,"p90":1.9708759999999987,"min":1.6977009999999968,"max":2.3962820000000065},"event"#,
+        r#"2_to_first_call_ms":{"n":20,"median":0.41320049999999997,"p90":0.44024599999999997,"min""#,
+        r#":0.369621,"max":0.48317},"ru_maxrss_kib":{"n":20,"median":9546.0,"p90":9612.0,"min":9368"#,
+        r#".0,"max":9764.0},"vm_hwm_kib":{"n":20,"median":9696.0,"p90":9752.0,"min":9512.0,"max":98"#,
+        r#"44.0},"ru_maxrss_direct_kib":{"n":20,"median":32604.0,"p90":32604.0,"min":32604.0,"max":"#,
+        r#"32604.0}},"hello":{"init_ms":{"n":20,"median":1.4046944999999997,"p90":1.587908,"min":1."#,
+        r#"192768,"max":1.641438},"first_response_ms":{"n":20,"median":1.711436,"p90":1.905441,"min"#,
+        r#"":1.479516,"max":1.95833},"calls_during_init":{"n":20,"median":0.0,"p90":0.0,"min":0.0,""#,
+        r#"max":0.0},"event1_ms":{"n":20,"median":0.2846885,"p90":0.300478,"min":0.253067,"max":0.3"#,
+        r#"19697},"event1_emulator_ms":{"n":20,"median":0.0,"p90":0.0,"min":0.0,"max":0.0},"event1_"#,
+        r#"own_ms":{"n":20,"median":0.2846885,"p90":0.300478,"min":0.253067,"max":0.319697},"event2"#,
+        r#"_ms":{"n":20,"median":0.1980105,"p90":0.231154,"min":0.165166,"max":0.23405},"event2_emu"#,
+        r#"lator_ms":{"n":20,"median":0.0,"p90":0.0,"min":0.0,"max":0.0},"event2_own_ms":{"n":20,"m"#,
+        r#"edian":0.1980105,"p90":0.231154,"min":0.165166,"max":0.23405},"ru_maxrss_kib":{"n":20,"m"#,
+        r#"edian":3180.0,"p90":3284.0,"min":3056.0,"max":3308.0},"vm_hwm_kib":{"n":20,"median":3368"#,
+        r#".0,"p90":3456.0,"min":3168.0,"max":3488.0},"ru_maxrss_direct_kib":{"n":20,"median":32604"#,
+        r#".0,"p90":32604.0,"min":32604.0,"max":32604.0}}},"samples":{"bootstrap":{"calls_during_in"#,
+        r#"it":[0.0],"event1_emulator_ms":[12.450288],"event1_ms":[17.980313000000002],"event1_own_"#,
+        r#"ms":[5.530025000000002],"event1_to_first_call_ms":[4.227342],"event2_emulator_ms":[13.10"#,
+        r#"101],"event2_ms":[15.033671],"event2_own_ms":[1.9326609999999995],"event2_to_first_call_"#,
+        r#"ms":[0.392515],"first_response_ms":[19.836421],"init_ms":[1.833194],"ru_maxrss_direct_ki"#,
+        r#"b":[32604.0],"ru_maxrss_kib":[9596.0],"vm_hwm_kib":[9744.0]},"hello":{"calls_during_init"#,
+        r#"":[0.0],"event1_emulator_ms":[0.0],"event1_ms":[0.290633],"event1_own_ms":[0.290633],"ev"#,
+        r#"ent2_emulator_ms":[0.0],"event2_ms":[0.21458],"event2_own_ms":[0.21458],"first_response_"#,
+        r#"ms":[1.95833],"init_ms":[1.641438],"ru_maxrss_direct_kib":[32604.0],"ru_maxrss_kib":[305"#,
+        r#"6.0],"vm_hwm_kib":[3188.0]}}}},"info":{"when":"2026-12-07 18:29 UTC","commit":"ed25d64f2"#,
+        r#"b8f+dirty","command":"cargo xtask bench-coldstart --runs 20 --init-runs 200","host":{"ar"#,
+        r#"ch":"x86_64","cpu":"AMD EPYC","cpus":2},"label":"","extra_env":{"RUST_LOG":"info"},"bina"#,
+        r#"ries":{"bootstrap":{"path":"/root/.cache/kms-replica-guard/target/release/bootstrap","by"#,
+        r#"tes":9580800,"sha256":"1c2ac729a75ef1a78abaddd156b98867e4cd19106f9bd8f2c1defbe8f69e8093""#,
+        r#"},"hello":{"path":"/root/.cache/kms-replica-guard/target/release/examples/hello_lambda","#,
+        r#""bytes":1065000,"sha256":"d8218b3ec89622acc4ff0fbc158de39b2e2ba565fac6c7d56a6dd8ee3be07d"#,
+        r#"4a"},"hello-current-thread":{"path":"/root/.cache/kms-replica-guard/target/release/examp"#,
+        r#"les/hello_lambda_current_thread","bytes":1038080,"sha256":"84f10d31958863f6b724773d5ed6e"#,
+        r#"fdadfc73b2214409860e9755fc7b39c9d89"}},"loadavg_before":"1.46 2.43 2.45","runtime_api":""#,
+        r#"127.0.0.1:42265 (local, hyper)","emulator":"http://127.0.0.1:4581","emulator_proxy":"the"#,
+        r#" function's AWS_ENDPOINT_URL is the timestamping proxy of krg-testkit (http://127.0.0.1:"#,
+        r#"43879) in front of http://127.0.0.1:4581","runs":20,"warmup":1,"events_per_timed_process"#,
+        r#"":2,"function_env":{"AWS_LAMBDA_FUNCTION_NAME":"kms-replica-guard","REMEDIATION_MODE":"e"#,
+        r#"nforce"},"elapsed_s":7.1,"loadavg_after":"1.20 2.31 2.41"},"budgets":[{"scenario":"init""#,
+        r#","budget":"init <= 1.3x hello-world (init-only phase, medians)","value":"1.251x","ok":tr"#,
+        r#"ue},{"scenario":"in-sync","budget":"peak RSS for one event <= 25 MiB (max over runs)","v"#,
+        r#"alue":"9764 KiB","ok":false}]}"#,
+    );
+
+    /// What the section of `SAMPLE` was before the results were typed.
+    const SECTION: &str = concat!(
+        "Last run: `cargo xtask bench-coldstart --runs 20 --init-runs 200`, 2026-12-07 18:29 UTC (commit ed25d64f2b8f+dirty; host x86_64, 2 CPUs; load average before 1.46 2.43 2.45, after 1.20 2.31 2.41).\n",
+        "Binaries (host build): bootstrap 9,580,800 B, hello 1,065,000 B, hello current-thread 1,038,080 B.\n",
+        "\n",
+        "Init only, 200 starts per binary (ms):\n",
+        "\n",
+        "| binary | median | p90 | min | max |\n",
+        "|---|---|---|---|---|\n",
+        "| hello | 1.03 | 1.10 | 0.98 | 3.88 |\n",
+        "| hello-current-thread | 0.81 | 0.85 | 0.78 | 1.00 |\n",
+        "| bootstrap | 1.28 | 1.37 | 1.23 | 1.92 |\n",
+        "\n",
+        "**bootstrap / hello: 1.251×** (medians; budget ≤ 1.3×: met); like for like (bootstrap / hello current-thread): 1.594×.\n",
+        "\n",
+        "Scenarios, 20 cold starts per binary and scenario, medians (ms; own = latency − time waiting on the emulator):\n",
+        "\n",
+        "| scenario | start → response 1 | event 1 | event 1 own | event 2 | event 2 own | served → first AWS call (event 1 / 2) | init, hello / bootstrap (context) | peak RSS, bootstrap (max) | hello RSS |\n",
+        "|---|---|---|---|---|---|---|---|---|---|\n",
+        "| in-sync | 21.87 | 20.10 | 5.74 | 15.82 | 1.90 | 4.33 / 0.41 | 1.40 / 1.76 | 9,764 KiB | 3,308 KiB |\n",
+        "\n",
+        "Budgets (init ≤ 1.3× hello; peak RSS ≤ 25 MiB): **1 exceeded**.\n",
+    );
+
+    #[test]
+    fn the_section_of_a_result_is_unchanged() {
+        let r: Value = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(section(&r), SECTION);
+    }
+
     #[test]
     fn statistics_use_the_nearest_rank() {
         let s = Stats::of(&[5.0, 1.0, 3.0, 2.0, 4.0]);
