@@ -399,7 +399,7 @@ fn judge(
             .map_or_else(|_| r.text.clone(), |v| v.to_string());
         anyhow!("the sweep's JSON has no summary: {compact}")
     })?;
-    let swept: u64 = summary.0.iter().map(|(_, n)| n).sum();
+    let swept: u64 = summary.iter().map(|(_, n)| n).sum();
     let arns = |action: &str| {
         let mut v: Vec<String> = r
             .outcomes
@@ -595,6 +595,11 @@ impl<V> InOrder<V> {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&V> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The entries, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
 
