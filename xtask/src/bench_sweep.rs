@@ -23,11 +23,13 @@
 //! `BENCHMARKS.md` ([`crate::report`]). `--check` only re-renders that section from the last
 //! report and fails if the document differs; `--render` writes it from there.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, anyhow, ensure};
-use serde_json::{Map, Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{env, report, seed};
 
@@ -40,6 +42,99 @@ const OPERATIONS: [&str; 5] = [
     "ListResourceTags",
     "PutKeyPolicy",
 ];
+
+/// `report.json`: what the task writes and `--check` renders. Fields in the order of the file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Report {
+    when: String,
+    commit: String,
+    command: String,
+    loadavg_before: String,
+    loadavg_after: String,
+    primaries: usize,
+    replicas: usize,
+    single_region_keys: usize,
+    seed: SeedFigures,
+    /// Requests per second by operation, in the order of `emulator_ceiling`.
+    emulator_ceiling_rps: InOrder<f64>,
+    /// `examples/emulator_ceiling.rs`'s output, whole.
+    emulator_ceiling: InOrder<Ceiling>,
+    #[serde(rename = "dry-run")]
+    dry_run: SweepFigures,
+    apply: SweepFigures,
+}
+
+/// The seeding, from [`seed::seed`]'s summary, and its concurrency.
+#[derive(Debug, Serialize, Deserialize)]
+struct SeedFigures {
+    elapsed_s: f64,
+    /// `null` when no time was measured.
+    calls_per_s: Option<f64>,
+    workers: usize,
+}
+
+/// The figures [`SeedFigures`] takes from [`seed::seed`]'s summary.
+#[derive(Deserialize)]
+struct SeedTimes {
+    elapsed_s: f64,
+    calls_per_s: Option<f64>,
+}
+
+/// One operation of `examples/emulator_ceiling.rs`'s output.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ceiling {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    rps: f64,
+    concurrency: usize,
+}
+
+/// One sweep ([`judge`]), and its rate against the emulator's ceiling.
+#[derive(Debug, Serialize, Deserialize)]
+struct SweepFigures {
+    exit_code: i32,
+    replicas_swept: u64,
+    seconds: f64,
+    replicas_per_s: f64,
+    /// The CLI's summary, replicas by action, in its order.
+    summary: InOrder<u64>,
+    found_exactly_the_drifted: bool,
+    peak_rss_mib: f64,
+    /// The CLI's KMS calls by operation.
+    kms_calls: BTreeMap<String, u64>,
+    /// The operations called, per replica swept.
+    kms_calls_per_replica: BTreeMap<String, f64>,
+    kms_calls_per_s: f64,
+    /// Set once the ceiling is measured, after both sweeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fraction_of_emulator_ceiling: Option<f64>,
+}
+
+/// What [`judge`] reads of the release CLI's `sweep --output json`.
+#[derive(Deserialize)]
+struct CliSweep {
+    summary: Option<InOrder<u64>>,
+    #[serde(default)]
+    outcomes: Vec<CliOutcome>,
+    kms_calls: Option<BTreeMap<String, u64>>,
+    elapsed_seconds: Option<f64>,
+    /// The output as printed, for the error that quotes it.
+    #[serde(skip)]
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct CliOutcome {
+    key_arn: String,
+    action: String,
+}
+
+/// What `cargo metadata` says that [`target_dir`] reads.
+#[derive(Deserialize)]
+struct Metadata {
+    target_directory: Option<PathBuf>,
+}
 
 /// Arguments of `cargo xtask bench-sweep`.
 #[derive(Debug, clap::Args)]
@@ -74,9 +169,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let out = report::out_dir(NAME);
     let report_path = out.join("report.json");
     if args.check || args.render {
-        let r: Value = read_json(&report_path)
+        let r: Report = read_json(&report_path)
             .context("no report of an earlier run: run `cargo xtask bench-sweep` first")?;
-        return report::update(&report::benchmarks_md(), NAME, &section(&r)?, args.check);
+        return report::update(&report::benchmarks_md(), NAME, &section(&r), args.check);
     }
     std::fs::create_dir_all(&out)?;
     let endpoint = format!("http://127.0.0.1:{}", args.port);
@@ -118,12 +213,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         out.join("seed.json"),
         serde_json::to_string_pretty(&seeded)?,
     )?;
+    // The seeder's summary stays a `Value` (crate::seed); this reads its two timings.
+    let times = SeedTimes::deserialize(&seeded).context("the seeder's summary")?;
     println!(
         "    {} s, {} calls/s",
-        seeded["elapsed_s"], seeded["calls_per_s"]
+        as_json(&times.elapsed_s),
+        as_json(&times.calls_per_s)
     );
 
-    let mut runs = Map::new();
+    let mut runs = Vec::with_capacity(2);
     let mut ok = true;
     for (name, extra, want) in [
         ("dry-run", None, "drift-detected"),
@@ -136,8 +234,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let (result, rss_kib, code) = sweep(&cli, &endpoint, &out, name, extra)?;
         println!("    exit code {code}, peak RSS {rss_kib} KiB");
         let r = judge(&manifest, &result, want, rss_kib, code)?;
-        ok &= r["found_exactly_the_drifted"] == json!(true);
-        runs.insert(name.to_owned(), r);
+        ok &= r.found_exactly_the_drifted;
+        runs.push(r);
     }
 
     println!(
@@ -163,38 +261,44 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "emulator_ceiling failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let ceiling: Value =
+    let ceiling: InOrder<Ceiling> =
         serde_json::from_slice(&output.stdout).context("emulator_ceiling's output")?;
-    let ceiling_rps: Map<String, Value> = ceiling
-        .as_object()
-        .ok_or_else(|| anyhow!("emulator_ceiling printed no object"))?
-        .iter()
-        .map(|(op, v)| (op.clone(), v["rps"].clone()))
-        .collect();
-    let get_key_policy_rps = ceiling_rps
+    let ceiling_rps = InOrder(
+        ceiling
+            .0
+            .iter()
+            .map(|(op, c)| (op.clone(), c.rps))
+            .collect(),
+    );
+    let get_key_policy_rps = *ceiling_rps
         .get("GetKeyPolicy")
-        .and_then(Value::as_f64)
         .ok_or_else(|| anyhow!("no GetKeyPolicy ceiling"))?;
-    for r in runs.values_mut() {
-        let rate = r["kms_calls_per_s"].as_f64().unwrap_or(0.0);
-        r["fraction_of_emulator_ceiling"] = json!(round(rate / get_key_policy_rps, 2));
+    for r in &mut runs {
+        r.fraction_of_emulator_ceiling = Some(round(r.kms_calls_per_s / get_key_policy_rps, 2));
     }
+    let [dry_run, apply]: [SweepFigures; 2] = runs
+        .try_into()
+        .map_err(|_| anyhow!("two sweeps were run"))?;
 
-    let report = json!({
-        "when": utc_now(),
-        "commit": git_commit(),
-        "command": format!("cargo xtask bench-sweep --primaries {}", args.primaries),
-        "loadavg_before": load_before,
-        "loadavg_after": loadavg(),
-        "primaries": manifest.primaries.len(),
-        "replicas": manifest.replicas.len(),
-        "single_region_keys": manifest.single_region_keys.values().map(Vec::len).sum::<usize>(),
-        "seed": {"elapsed_s": seeded["elapsed_s"], "calls_per_s": seeded["calls_per_s"], "workers": seed_args.workers},
-        "emulator_ceiling_rps": ceiling_rps,
-        "emulator_ceiling": ceiling,
-        "dry-run": runs["dry-run"],
-        "apply": runs["apply"],
-    });
+    let report = Report {
+        when: utc_now(),
+        commit: git_commit(),
+        command: format!("cargo xtask bench-sweep --primaries {}", args.primaries),
+        loadavg_before: load_before,
+        loadavg_after: loadavg(),
+        primaries: manifest.primaries.len(),
+        replicas: manifest.replicas.len(),
+        single_region_keys: manifest.single_region_keys.values().map(Vec::len).sum(),
+        seed: SeedFigures {
+            elapsed_s: times.elapsed_s,
+            calls_per_s: times.calls_per_s,
+            workers: seed_args.workers,
+        },
+        emulator_ceiling_rps: ceiling_rps,
+        emulator_ceiling: ceiling,
+        dry_run,
+        apply,
+    };
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!("report: {}", report_path.display());
@@ -204,27 +308,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         report_path.display()
     );
     if !args.no_write {
-        report::update(&report::benchmarks_md(), NAME, &section(&report)?, false)?;
-        report::record(
-            "sweep",
-            &figure(&report),
-            report["command"].as_str().unwrap_or(NAME),
-        )?;
+        report::update(&report::benchmarks_md(), NAME, &section(&report), false)?;
+        report::record("sweep", &figure(&report), &report.command)?;
     }
     Ok(())
 }
 
 /// The sweep's row of the figures table.
-fn figure(r: &Value) -> String {
-    let (d, a) = (&r["dry-run"], &r["apply"]);
+fn figure(r: &Report) -> String {
+    let (d, a) = (&r.dry_run, &r.apply);
     format!(
         "dry-run {} s ({} replicas/s; {} KMS calls/s, {}× the emulator's GetKeyPolicy ceiling); apply {} s ({} replicas/s)",
-        d["seconds"],
-        d["replicas_per_s"],
-        d["kms_calls_per_s"],
-        d["fraction_of_emulator_ceiling"],
-        a["seconds"],
-        a["replicas_per_s"],
+        as_json(&d.seconds),
+        as_json(&d.replicas_per_s),
+        as_json(&d.kms_calls_per_s),
+        as_json(&d.fraction_of_emulator_ceiling),
+        as_json(&a.seconds),
+        as_json(&a.replicas_per_s),
     )
 }
 
@@ -236,7 +336,7 @@ fn sweep(
     out: &Path,
     name: &str,
     extra: Option<&str>,
-) -> anyhow::Result<(Value, u64, i32)> {
+) -> anyhow::Result<(CliSweep, u64, i32)> {
     let (json_path, log_path, rss_path) = (
         out.join(format!("{name}.json")),
         out.join(format!("{name}.log")),
@@ -266,12 +366,17 @@ fn sweep(
         .stderr(std::fs::File::create(&log_path)?);
     let status = cmd.status().context("running /usr/bin/time (GNU time)")?;
     let code = status.code().unwrap_or(-1);
-    let result: Value = read_json(&json_path).with_context(|| {
+    let no_json = || {
         format!(
             "the sweep (exit code {code}) printed no JSON; its log: {}",
             log_path.display()
         )
-    })?;
+    };
+    let text = std::fs::read_to_string(&json_path)
+        .with_context(|| format!("reading {}", json_path.display()))
+        .with_context(no_json)?;
+    let mut result: CliSweep = parse_json(&text, &json_path).with_context(no_json)?;
+    result.text = text;
     let rss = std::fs::read_to_string(&rss_path)?
         .split_whitespace()
         .last()
@@ -283,21 +388,24 @@ fn sweep(
 /// The figures of one sweep, and whether it found exactly what the manifest says.
 fn judge(
     manifest: &seed::Manifest,
-    r: &Value,
+    r: &CliSweep,
     want_action: &str,
     rss_kib: u64,
     code: i32,
-) -> anyhow::Result<Value> {
-    let summary = r["summary"]
-        .as_object()
-        .ok_or_else(|| anyhow!("the sweep's JSON has no summary: {r}"))?;
-    let swept: u64 = summary.values().filter_map(Value::as_u64).sum();
-    let outcomes = r["outcomes"].as_array().cloned().unwrap_or_default();
+) -> anyhow::Result<SweepFigures> {
+    let summary = r.summary.as_ref().ok_or_else(|| {
+        // The document as it was quoted when it was read as a `serde_json::Value`: compact.
+        let compact = serde_json::from_str::<serde_json::Value>(&r.text)
+            .map_or_else(|_| r.text.clone(), |v| v.to_string());
+        anyhow!("the sweep's JSON has no summary: {compact}")
+    })?;
+    let swept: u64 = summary.iter().map(|(_, n)| n).sum();
     let arns = |action: &str| {
-        let mut v: Vec<String> = outcomes
+        let mut v: Vec<String> = r
+            .outcomes
             .iter()
-            .filter(|o| o["action"] == action)
-            .filter_map(|o| o["key_arn"].as_str().map(str::to_owned))
+            .filter(|o| o.action == action)
+            .map(|o| o.key_arn.clone())
             .collect();
         v.sort();
         v
@@ -314,100 +422,104 @@ fn judge(
             skipped.len()
         );
     }
-    let calls = r["kms_calls"]
-        .as_object()
+    let calls = r
+        .kms_calls
+        .as_ref()
         .ok_or_else(|| anyhow!("the sweep's JSON has no kms_calls"))?;
-    let total: u64 = calls.values().filter_map(Value::as_u64).sum();
-    let secs = r["elapsed_seconds"]
-        .as_f64()
+    let total: u64 = calls.values().sum();
+    let secs = r
+        .elapsed_seconds
         .ok_or_else(|| anyhow!("the sweep's JSON has no elapsed_seconds"))?;
     ensure!(swept > 0 && secs > 0.0, "the sweep swept nothing");
-    let per_replica: Map<String, Value> = calls
+    let per_replica = calls
         .iter()
-        .filter_map(|(op, n)| {
-            let n = n.as_u64()?;
-            (n > 0).then(|| (op.clone(), json!(round(n as f64 / swept as f64, 3))))
-        })
+        .filter(|(_, n)| **n > 0)
+        .map(|(op, n)| (op.clone(), round(*n as f64 / swept as f64, 3)))
         .collect();
-    Ok(json!({
-        "exit_code": code,
-        "replicas_swept": swept,
-        "seconds": round(secs, 2),
-        "replicas_per_s": round(swept as f64 / secs, 1),
-        "summary": summary,
-        "found_exactly_the_drifted": exact,
-        "peak_rss_mib": round(rss_kib as f64 / 1024.0, 1),
-        "kms_calls": calls,
-        "kms_calls_per_replica": per_replica,
-        "kms_calls_per_s": round(total as f64 / secs, 1),
-    }))
+    Ok(SweepFigures {
+        exit_code: code,
+        replicas_swept: swept,
+        seconds: round(secs, 2),
+        replicas_per_s: round(swept as f64 / secs, 1),
+        summary: summary.clone(),
+        found_exactly_the_drifted: exact,
+        peak_rss_mib: round(rss_kib as f64 / 1024.0, 1),
+        kms_calls: calls.clone(),
+        kms_calls_per_replica: per_replica,
+        kms_calls_per_s: round(total as f64 / secs, 1),
+        fraction_of_emulator_ceiling: None,
+    })
 }
 
 /// The BENCHMARKS.md section of a report.
-fn section(r: &Value) -> anyhow::Result<String> {
-    let n = |v: &Value| v.as_u64().map_or("?".to_owned(), report::thousands);
+fn section(r: &Report) -> String {
+    let n = |v: usize| report::thousands(v as u64);
     let mut s = String::new();
     s.push_str(&format!(
         "Last run: `{}`, {} (commit {}; load average before {}, after {}). {} primaries, {} \
          replicas, {} single-Region keys, seeded in {} s ({} calls/s, {} in flight).\n\n",
-        r["command"].as_str().unwrap_or("?"),
-        r["when"].as_str().unwrap_or("?"),
-        r["commit"].as_str().unwrap_or("?"),
-        r["loadavg_before"].as_str().unwrap_or("?"),
-        r["loadavg_after"].as_str().unwrap_or("?"),
-        n(&r["primaries"]),
-        n(&r["replicas"]),
-        n(&r["single_region_keys"]),
-        r["seed"]["elapsed_s"],
-        r["seed"]["calls_per_s"],
-        r["seed"]["workers"],
+        r.command,
+        r.when,
+        r.commit,
+        r.loadavg_before,
+        r.loadavg_after,
+        n(r.primaries),
+        n(r.replicas),
+        n(r.single_region_keys),
+        as_json(&r.seed.elapsed_s),
+        as_json(&r.seed.calls_per_s),
+        r.seed.workers,
     ));
     s.push_str(
         "| sweep | replicas | seconds | replicas/s | KMS calls/s | of the ceiling | peak RSS | found exactly the drifted |\n",
     );
     s.push_str("|---|---|---|---|---|---|---|---|\n");
-    for (name, label) in [("dry-run", "dry-run"), ("apply", "`--apply`")] {
-        let x = &r[name];
+    let runs = [(&r.dry_run, "dry-run"), (&r.apply, "`--apply`")];
+    for (x, label) in runs {
         s.push_str(&format!(
             "| {label} | {} | {} | {} | {} | {} | {} MiB | {} |\n",
-            n(&x["replicas_swept"]),
-            x["seconds"],
-            x["replicas_per_s"],
-            x["kms_calls_per_s"],
-            x["fraction_of_emulator_ceiling"],
-            x["peak_rss_mib"],
-            if x["found_exactly_the_drifted"] == json!(true) {
+            report::thousands(x.replicas_swept),
+            as_json(&x.seconds),
+            as_json(&x.replicas_per_s),
+            as_json(&x.kms_calls_per_s),
+            as_json(&x.fraction_of_emulator_ceiling),
+            as_json(&x.peak_rss_mib),
+            if x.found_exactly_the_drifted {
                 "yes"
             } else {
                 "**no**"
             },
         ));
     }
-    let c = &r["emulator_ceiling"];
+    let (get_key_policy, describe_key) = (
+        r.emulator_ceiling.get("GetKeyPolicy"),
+        r.emulator_ceiling.get("DescribeKey"),
+    );
     s.push_str(&format!(
         "\nEmulator ceiling (`examples/emulator_ceiling.rs`, {} in flight, {} s per operation): \
          GetKeyPolicy {} req/s, DescribeKey {} req/s.\n\n",
-        c["GetKeyPolicy"]["concurrency"],
-        c["GetKeyPolicy"]["seconds"]
-            .as_f64()
-            .map_or(0.0, f64::round),
-        c["GetKeyPolicy"]["rps"],
-        c["DescribeKey"]["rps"],
+        as_json(&get_key_policy.map(|c| c.concurrency)),
+        get_key_policy.map_or(0.0, |c| c.seconds.round()),
+        as_json(&get_key_policy.map(|c| c.rps)),
+        as_json(&describe_key.map(|c| c.rps)),
     ));
     s.push_str("KMS calls per replica, by operation:\n\n| | ");
     s.push_str(&OPERATIONS.join(" | "));
     s.push_str(" |\n|---|");
     s.push_str(&"---|".repeat(OPERATIONS.len()));
     s.push('\n');
-    for (name, label) in [("dry-run", "dry-run"), ("apply", "`--apply`")] {
-        let per = &r[name]["kms_calls_per_replica"];
+    for (x, label) in runs {
         let cells: Vec<String> = OPERATIONS
             .iter()
-            .map(|op| per.get(op).map_or("0".to_owned(), |v| v.to_string()))
+            .map(|op| {
+                x.kms_calls_per_replica
+                    .get(*op)
+                    .map_or("0".to_owned(), as_json)
+            })
             .collect();
         s.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
     }
-    Ok(s)
+    s
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -415,10 +527,14 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
-fn read_json(path: &Path) -> anyhow::Result<Value> {
+fn read_json<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    parse_json(&text, path)
+}
+
+fn parse_json<T: DeserializeOwned>(text: &str, path: &Path) -> anyhow::Result<T> {
+    serde_json::from_str(text).with_context(|| format!("parsing {}", path.display()))
 }
 
 // ---------------------------------------------------------------------------- shared by the benches
@@ -458,10 +574,62 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
         .output()
         .context("running cargo metadata")?;
     ensure!(out.status.success(), "cargo metadata failed");
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    Ok(PathBuf::from(v["target_directory"].as_str().ok_or_else(
-        || anyhow!("cargo metadata: no target_directory"),
-    )?))
+    let m: Metadata = serde_json::from_slice(&out.stdout)?;
+    m.target_directory
+        .ok_or_else(|| anyhow!("cargo metadata: no target_directory"))
+}
+
+/// A number (or `null`) as JSON writes it, `1.0` included: how the report's figures read
+/// in the section and the figures table.
+pub fn as_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A JSON object kept as its entries in the order they were written (serde_json's `Map` is
+/// ordered here, and a `BTreeMap` would sort them): the CLI's summary is in the order of the
+/// engine's actions, the emulator ceiling in the order it was measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InOrder<V>(pub Vec<(String, V)>);
+
+impl<V> InOrder<V> {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The entries, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+impl<V: Serialize> Serialize for InOrder<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for InOrder<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
+            type Value = InOrder<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(InOrder(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries(std::marker::PhantomData))
+    }
 }
 
 /// A fresh emulator of the benchmark's own on `port`, stopped when dropped. Started and
@@ -543,27 +711,91 @@ pub fn utc_now() -> String {
 mod tests {
     use super::*;
 
+    /// A report as the task writes it (compact): the figures of the run in BENCHMARKS.md, but
+    /// for the seeding's rate (`null`: no time measured) and the apply's verdict.
+    const SAMPLE: &str = concat!(
+        r#"{"when":"2026-12-02 06:39 UTC","commit":"80d913de1bc9+dirty","command":"cargo xtask benc"#,
+        r#"h-sweep --primaries 1000","loadavg_before":"0.93 2.40 2.31","loadavg_after":"3.56 3.07 2"#,
+        r#".58","primaries":1000,"replicas":2000,"single_region_keys":9000,"seed":{"elapsed_s":52.4"#,
+        r#"7,"calls_per_s":null,"workers":16},"emulator_ceiling_rps":{"GetKeyPolicy":211.2,"Describ"#,
+        r#"eKey":177.7},"emulator_ceiling":{"GetKeyPolicy":{"requests":2113,"errors":0,"seconds":10"#,
+        r#".004370651,"rps":211.2,"concurrency":16},"DescribeKey":{"requests":1778,"errors":0,"seco"#,
+        r#"nds":10.002581238,"rps":177.7,"concurrency":16}},"dry-run":{"exit_code":2,"replicas_swep"#,
+        r#"t":2000,"seconds":16.62,"replicas_per_s":120.3,"summary":{"in-sync":1400,"drift-detected"#,
+        r#"":500,"skipped":100},"found_exactly_the_drifted":true,"peak_rss_mib":13.9,"kms_calls":{""#,
+        r#"DescribeKey":1600,"GetKeyPolicy":2000,"ListKeys":120,"ListResourceTags":600,"PutKeyPolic"#,
+        r#"y":0},"kms_calls_per_replica":{"DescribeKey":0.8,"GetKeyPolicy":1.0,"ListKeys":0.06,"Lis"#,
+        r#"tResourceTags":0.3},"kms_calls_per_s":259.9,"fraction_of_emulator_ceiling":1.23},"apply""#,
+        r#":{"exit_code":0,"replicas_swept":2000,"seconds":24.02,"replicas_per_s":83.3,"summary":{""#,
+        r#"remediated":500,"in-sync":1400,"skipped":100},"found_exactly_the_drifted":false,"peak_rs"#,
+        r#"s_mib":15.4,"kms_calls":{"DescribeKey":1600,"GetKeyPolicy":2500,"ListKeys":120,"ListReso"#,
+        r#"urceTags":600,"PutKeyPolicy":500},"kms_calls_per_replica":{"DescribeKey":0.8,"GetKeyPoli"#,
+        r#"cy":1.25,"ListKeys":0.06,"ListResourceTags":0.3,"PutKeyPolicy":0.25},"kms_calls_per_s":2"#,
+        r#"21.5,"fraction_of_emulator_ceiling":1.05}}"#,
+    );
+
+    /// What the section of `SAMPLE` was before the report was typed.
+    const SECTION: &str = concat!(
+        "Last run: `cargo xtask bench-sweep --primaries 1000`, 2026-12-02 06:39 UTC (commit 80d913de1bc9+dirty; load average before 0.93 2.40 2.31, after 3.56 3.07 2.58). 1,000 primaries, 2,000 replicas, 9,000 single-Region keys, seeded in 52.47 s (null calls/s, 16 in flight).\n",
+        "\n",
+        "| sweep | replicas | seconds | replicas/s | KMS calls/s | of the ceiling | peak RSS | found exactly the drifted |\n",
+        "|---|---|---|---|---|---|---|---|\n",
+        "| dry-run | 2,000 | 16.62 | 120.3 | 259.9 | 1.23 | 13.9 MiB | yes |\n",
+        "| `--apply` | 2,000 | 24.02 | 83.3 | 221.5 | 1.05 | 15.4 MiB | **no** |\n",
+        "\n",
+        "Emulator ceiling (`examples/emulator_ceiling.rs`, 16 in flight, 10 s per operation): GetKeyPolicy 211.2 req/s, DescribeKey 177.7 req/s.\n",
+        "\n",
+        "KMS calls per replica, by operation:\n",
+        "\n",
+        "| | DescribeKey | GetKeyPolicy | ListKeys | ListResourceTags | PutKeyPolicy |\n",
+        "|---|---|---|---|---|---|\n",
+        "| dry-run | 0.8 | 1.0 | 0.06 | 0.3 | 0 |\n",
+        "| `--apply` | 0.8 | 1.25 | 0.06 | 0.3 | 0.25 |\n",
+    );
+
+    #[test]
+    fn the_section_of_a_full_report_is_unchanged() {
+        let r: Report = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(section(&r), SECTION);
+    }
+
+    #[test]
+    fn a_report_reads_and_writes_back_the_same() {
+        let r: Report = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), SAMPLE);
+        // As the task writes it, and as it wrote it from a `serde_json::Value`.
+        let v: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&r).unwrap(),
+            serde_json::to_string_pretty(&v).unwrap()
+        );
+        assert_eq!(
+            r.apply
+                .summary
+                .0
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>(),
+            ["remediated", "in-sync", "skipped"]
+        );
+    }
+
     #[test]
     fn the_section_renders_a_report() {
-        let run = json!({
-            "replicas_swept": 2000, "seconds": 11.13, "replicas_per_s": 179.6, "kms_calls_per_s": 388.0,
-            "fraction_of_emulator_ceiling": 0.9, "peak_rss_mib": 20.1, "found_exactly_the_drifted": true,
-            "kms_calls_per_replica": {"DescribeKey": 0.8, "GetKeyPolicy": 1.0},
-        });
-        let r = json!({
-            "command": "cargo xtask bench-sweep --primaries 1000", "when": "2026-12-02 07:00 UTC",
-            "commit": "abc", "loadavg_before": "0.1 0.2 0.3", "loadavg_after": "1 1 1",
-            "primaries": 1000, "replicas": 2000, "single_region_keys": 9000,
-            "seed": {"elapsed_s": 60.5, "calls_per_s": 200.0, "workers": 16},
-            "emulator_ceiling": {"GetKeyPolicy": {"rps": 240.0, "concurrency": 16, "seconds": 10.01}, "DescribeKey": {"rps": 250.0}},
-            "dry-run": run, "apply": run,
-        });
-        let s = section(&r).unwrap();
+        let mut r: Report = serde_json::from_str(SAMPLE).unwrap();
+        // Whole numbers read as JSON writes them.
+        r.dry_run.kms_calls_per_s = 388.0;
+        r.emulator_ceiling.0[0].1.rps = 240.0;
+        let s = section(&r);
         assert!(
-            s.contains("| dry-run | 2,000 | 11.13 | 179.6 | 388.0 | 0.9 | 20.1 MiB | yes |"),
+            s.contains("| dry-run | 2,000 | 16.62 | 120.3 | 388.0 | 1.23 | 13.9 MiB | yes |"),
             "{s}"
         );
-        assert!(s.contains("| dry-run | 0.8 | 1.0 | 0 | 0 | 0 |"), "{s}");
+        assert!(
+            s.contains("| dry-run | 0.8 | 1.0 | 0.06 | 0.3 | 0 |"),
+            "{s}"
+        );
         assert!(s.contains("GetKeyPolicy 240.0 req/s"), "{s}");
+        assert!(figure(&r).contains("; 388.0 KMS calls/s, 1.23×"));
     }
 }
