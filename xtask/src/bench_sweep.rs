@@ -29,7 +29,7 @@ use std::process::Command;
 
 use anyhow::{Context, anyhow, ensure};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::{env, report, seed};
 
@@ -263,13 +263,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let ceiling: InOrder<Ceiling> =
         serde_json::from_slice(&output.stdout).context("emulator_ceiling's output")?;
-    let ceiling_rps = InOrder(
-        ceiling
-            .0
-            .iter()
-            .map(|(op, c)| (op.clone(), c.rps))
-            .collect(),
-    );
+    let ceiling_rps: InOrder<f64> = ceiling.iter().map(|(op, c)| (op.clone(), c.rps)).collect();
     let get_key_policy_rps = *ceiling_rps
         .get("GetKeyPolicy")
         .ok_or_else(|| anyhow!("no GetKeyPolicy ceiling"))?;
@@ -585,52 +579,10 @@ pub fn as_json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-/// A JSON object kept as its entries in the order they were written (serde_json's `Map` is
-/// ordered here, and a `BTreeMap` would sort them): the CLI's summary is in the order of the
-/// engine's actions, the emulator ceiling in the order it was measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InOrder<V>(pub Vec<(String, V)>);
-
-impl<V> InOrder<V> {
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&V> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    /// The entries, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
-    }
-}
-
-impl<V: Serialize> Serialize for InOrder<V> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for InOrder<V> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries<V>(std::marker::PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
-            type Value = InOrder<V>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(InOrder(entries))
-            }
-        }
-        deserializer.deserialize_map(Entries(std::marker::PhantomData))
-    }
-}
+/// A JSON object kept in the order it was written (a `BTreeMap` would sort it): the CLI's
+/// summary is in the order of the engine's actions, the emulator ceiling in the order it was
+/// measured.
+pub type InOrder<V> = indexmap::IndexMap<String, V>;
 
 /// A fresh emulator of the benchmark's own on `port`, stopped when dropped. Started and
 /// stopped by `cargo xtask emulator fresh|stop` (this very binary) with `LOCALSTACK_PORT`.
@@ -770,12 +722,7 @@ mod tests {
             serde_json::to_string_pretty(&v).unwrap()
         );
         assert_eq!(
-            r.apply
-                .summary
-                .0
-                .iter()
-                .map(|(a, _)| a.as_str())
-                .collect::<Vec<_>>(),
+            r.apply.summary.keys().collect::<Vec<_>>(),
             ["remediated", "in-sync", "skipped"]
         );
     }
@@ -785,7 +732,7 @@ mod tests {
         let mut r: Report = serde_json::from_str(SAMPLE).unwrap();
         // Whole numbers read as JSON writes them.
         r.dry_run.kms_calls_per_s = 388.0;
-        r.emulator_ceiling.0[0].1.rps = 240.0;
+        r.emulator_ceiling[0].rps = 240.0;
         let s = section(&r);
         assert!(
             s.contains("| dry-run | 2,000 | 16.62 | 120.3 | 388.0 | 1.23 | 13.9 MiB | yes |"),

@@ -950,7 +950,7 @@ async fn scenarios_phase(
     );
 
     let started = Instant::now();
-    let mut results = InOrder(Vec::new());
+    let mut results = InOrder::new();
     for sc in &scenarios {
         println!("==> {}: {}", sc.name, sc.what);
         let mut samples: BTreeMap<&str, MetricSamples> = BINARIES
@@ -1045,7 +1045,7 @@ async fn scenarios_phase(
                 .collect(),
         };
         print_scenario(sc.name, &r);
-        results.0.push((sc.name.to_owned(), r));
+        results.insert(sc.name.to_owned(), r);
     }
     info.elapsed_s = Some((started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
     Ok(results)
