@@ -4,6 +4,8 @@
 //!
 //! - the configuration table of the book (`docs/src/configuration.md`, between the
 //!   `xtask:settings` markers), from the settings' declarations (`src/config/vars.rs`);
+//! - the alarm table of the book (`docs/src/alarms.md`, between the `xtask:alarms` markers),
+//!   from the alarms' declarations ([`crate::alarms`]);
 //! - `infra/contract.json`, what the stacks must agree with: every setting with its
 //!   variable, CLI flag, SAM parameter and CDK context key and the verdict of its parser on a
 //!   set of probe values (so a SAM `AllowedPattern` or a CDK check that accepts what the
@@ -85,6 +87,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &root.join("docs/src/configuration.md"),
         "settings",
         &settings_table(),
+        args.check,
+    )?;
+    report::update(
+        &root.join("docs/src/alarms.md"),
+        "alarms",
+        &crate::alarms::table(),
         args.check,
     )?;
     let contract = serde_json::to_string_pretty(&contract())? + "\n";
@@ -245,6 +253,12 @@ mod tests {
         assert_eq!(
             report::section(&page, "settings").unwrap(),
             settings_table().trim_matches('\n'),
+            "run `cargo xtask docs`"
+        );
+        let page = std::fs::read_to_string(root.join("docs/src/alarms.md")).unwrap();
+        assert_eq!(
+            report::section(&page, "alarms").unwrap(),
+            crate::alarms::table().trim_matches('\n'),
             "run `cargo xtask docs`"
         );
         let committed = std::fs::read_to_string(root.join("infra/contract.json")).unwrap();

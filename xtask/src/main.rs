@@ -12,8 +12,8 @@
 //! - [`bench_scale`]: the guard at organisation scale on the KMS simulator of the test kit
 //!   (one account's 10,000 replicas, 1,000 accounts through the work queue, an event storm).
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
-//! - [`docs`]: the configuration table of the book and the stacks' contract, from the
-//!   settings declared in the code and the hub stack's alarms declared in [`alarms`].
+//! - [`docs`]: the configuration and alarm tables of the book and the stacks' contract, from
+//!   the settings declared in the code and the hub stack's alarms declared in [`alarms`].
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 //! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
