@@ -52,7 +52,7 @@ impl Knob {
         }
     }
 
-    fn json(self) -> Value {
+    pub(crate) fn json(self) -> Value {
         let (sam, cdk) = self.names();
         json!({ "sam_parameter": sam, "cdk_key": cdk })
     }
@@ -679,7 +679,7 @@ impl Series {
     /// The series (under its id in metric math): its source, the stack resource its dimension
     /// names (the function's or a queue's logical id in the SAM template), namespace, metric
     /// name, statistic and dimensions as the SAM template writes them.
-    fn json(&self, id: Option<&str>) -> Value {
+    pub(crate) fn json(&self, id: Option<&str>) -> Value {
         let (source, namespace, metric, mut dimensions, resource) = match self.source {
             Source::Guard(m) => (
                 "guard",

@@ -9,9 +9,10 @@
 //! - `infra/contract.json`, what the stacks must agree with: every setting with its
 //!   variable, CLI flag, SAM parameter and CDK context key and the verdict of its parser on a
 //!   set of probe values (so a SAM `AllowedPattern` or a CDK check that accepts what the
-//!   function refuses is caught), the metric names, the tag keys, the default namespace and
-//!   every alarm of the hub stack (declared in [`crate::alarms`]). The CDK app imports it and
-//!   builds its alarms from it; infra/tests checks the SAM template against it.
+//!   function refuses is caught), the metric names, the tag keys, the default namespace,
+//!   every alarm of the hub stack (declared in [`crate::alarms`]) and its dashboard (declared
+//!   in [`crate::dashboard`]). The CDK app imports it and builds its alarms and dashboard from
+//!   it; infra/tests checks the SAM template against it.
 
 use std::path::Path;
 
@@ -166,7 +167,7 @@ pub fn contract() -> Value {
         })
         .collect();
     json!({
-        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine and xtask/src/alarms.rs); do not edit",
+        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs and xtask/src/dashboard.rs); do not edit",
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -177,6 +178,7 @@ pub fn contract() -> Value {
             "baseline": DEFAULT_BASELINE_TAG,
         },
         "alarms": crate::alarms::contract(),
+        "dashboard": crate::dashboard::contract(),
     })
 }
 

@@ -13,7 +13,8 @@
 //!   (one account's 10,000 replicas, 1,000 accounts through the work queue, an event storm).
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
 //! - [`docs`]: the configuration and alarm tables of the book and the stacks' contract, from
-//!   the settings declared in the code and the hub stack's alarms declared in [`alarms`].
+//!   the settings declared in the code and the hub stack's alarms and dashboard declared in
+//!   [`alarms`] and [`dashboard`].
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 //! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
@@ -22,6 +23,7 @@ mod alarms;
 mod bench_scale;
 mod bench_sweep;
 mod coldstart;
+mod dashboard;
 mod demo;
 mod docs;
 mod e2e;
