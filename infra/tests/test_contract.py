@@ -26,7 +26,10 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   of the resource with that logical id; CDK appends its hash) and the condition it exists under;
 - the functions (the contract's `function`, xtask/src/function.rs): each SAM function's runtime,
   architecture, handler, binary and log format, and the defaults of memory, timeout and log
-  retention.
+  retention;
+- the hub template's dashboard is the contract's `dashboard` (declared in xtask/src/dashboard.rs):
+  each widget at its place, with its title, view and Region, and its lines (each metric with its
+  namespace, dimensions, statistic and period, or the SEARCH expression), in order.
 
 The CDK app imports the contract itself (infra/cdk/lib/config.ts) and checks its context the same
 way (infra/cdk/test/contract.test.ts).
@@ -168,6 +171,59 @@ def sam_alarm(alarm: dict[str, Any]) -> dict[str, Any]:
         resource["Condition"] = alarm["condition"]["sam_condition"]
     resource["Properties"] = props
     return resource
+
+
+def sub_with_dummies(text: str) -> str:
+    """An Fn::Sub string with each `${Name}` replaced by `<Name>` (and `${!Literal}` by `${Literal}`)."""
+    return re.sub(r"\$\{(!?)([^}]*)\}", lambda m: "${" + m.group(2) + "}" if m.group(1) else f"<{m.group(2)}>", text)
+
+
+def dashboard_lines(props: dict[str, Any]) -> list[dict[str, Any]]:
+    """A graph widget's lines: each metric with its dimensions, statistic and period (its own, else
+    the widget's; CloudWatch's default period is 300 s), or an expression with its options."""
+    lines = []
+    for line in props["metrics"]:
+        options = line[-1] if isinstance(line[-1], dict) else {}
+        if "expression" in options:
+            lines.append(dict(options))
+            continue
+        namespace, metric_name, *pairs = line[:-1] if options else line
+        lines.append(
+            {
+                "namespace": namespace,
+                "metric_name": metric_name,
+                "dimensions": dict(zip(pairs[::2], pairs[1::2])),
+                "statistic": options.get("stat", props.get("stat")),
+                "period": options.get("period", props.get("period", 300)),
+            }
+        )
+    return lines
+
+
+def contract_widget(widget: dict[str, Any]) -> dict[str, Any]:
+    """The contract's widget as `dashboard_lines` reads the SAM template's, each parameter as `<Name>`."""
+    if "search" in widget:
+        search = widget["search"]
+        parameters = {p["sam_parameter"] for p in search["parameters"]}
+
+        def parameter(m: re.Match[str]) -> str:
+            assert m.group(1) in parameters, f"{widget['title']}: ${{{m.group(1)}}} is not one of its parameters"
+            return f"<{m.group(1)}>"
+
+        lines = [{"expression": re.sub(r"\$\{(\w+)\}", parameter, search["expression"]), "id": search["id"]}]
+    else:
+        lines = [
+            {
+                "namespace": f"<{m['namespace']['sam_parameter']}>" if isinstance(m["namespace"], dict) else m["namespace"],
+                "metric_name": m["metric_name"],
+                "dimensions": m["dimensions"],
+                "statistic": m["statistic"],
+                "period": widget["period"],
+            }
+            for m in widget["metrics"]
+        ]
+    place = {k: widget[k] for k in ("x", "y", "width", "height")}
+    return {"type": "metric", **place, "title": widget["title"], "view": widget["view"], "region": "<AWS::Region>", "lines": lines}
 
 
 def event_patterns(node: Any) -> list[dict[str, Any]]:
@@ -456,6 +512,32 @@ class SamAgainstTheContract(unittest.TestCase):
                     self.assertEqual(str(params[s["sam_parameter"]].get("Default")), s["default"])
                     checked += 1
         self.assertGreaterEqual(checked, 12)
+
+    def test_the_dashboard_is_the_contracts(self) -> None:
+        dashboards = {n: r for n, r in HUB["Resources"].items() if r["Type"] == "AWS::CloudWatch::Dashboard"}
+        self.assertEqual(list(dashboards), ["Dashboard"], "one dashboard in the hub template")
+        body = dashboards["Dashboard"]["Properties"]["DashboardBody"]
+        self.assertEqual(list(body), ["Fn::Sub"], "the DashboardBody is one Fn::Sub string")
+        widgets = json.loads(sub_with_dummies(body["Fn::Sub"]))["widgets"]
+        in_template = []
+        for w in widgets:
+            props = w["properties"]
+            with self.subTest(widget=props.get("title")):
+                self.assertEqual(set(w), {"type", "x", "y", "width", "height", "properties"})
+                self.assertLessEqual(set(props), {"title", "region", "view", "stat", "period", "metrics"}, "what the contract does not declare")
+            in_template.append(
+                {
+                    "type": w["type"],
+                    **{k: w[k] for k in ("x", "y", "width", "height")},
+                    "title": props["title"],
+                    "view": props["view"],
+                    "region": props["region"],
+                    "lines": dashboard_lines(props),
+                }
+            )
+        in_contract = [contract_widget(w) for row in CONTRACT["dashboard"]["rows"] for w in row]
+        self.assertGreater(sum(len(w["lines"]) for w in in_contract), 5, "the contract declares the dashboard's lines")
+        self.assertEqual(in_template, in_contract, "the template's dashboard and the contract's (cargo xtask docs, xtask/src/dashboard.rs)")
 
     def test_defaults_are_the_functions(self) -> None:
         params = HUB["Parameters"]

@@ -1,7 +1,9 @@
 //! The hub stack's alarms, declared once. The function never reads them; the stacks do:
 //! `cargo xtask docs` writes them into `infra/contract.json` (key `alarms`), the CDK app builds
 //! its alarms from there (infra/cdk/lib/constructs/alarms.ts) and infra/tests/test_contract.py
-//! checks the SAM template's alarms against them, both ways.
+//! checks the SAM template's alarms against them, both ways. The same command writes the book's
+//! alarm table (`docs/src/alarms.md`, [`table`]): when each alarm fires, in words, from the
+//! declaration, and what it means.
 //!
 //! An alarm watches one series or a metric-math expression over several, each series one of:
 //! the function's own metrics ([`Metric`], in the stack's metrics namespace, so that a renamed
@@ -50,7 +52,7 @@ impl Knob {
         }
     }
 
-    fn json(self) -> Value {
+    pub(crate) fn json(self) -> Value {
         let (sam, cdk) = self.names();
         json!({ "sam_parameter": sam, "cdk_key": cdk })
     }
@@ -90,6 +92,14 @@ impl Queue {
         match self {
             Queue::DeadLetter => "DeadLetterQueue",
             Queue::SweepDeadLetter => "SweepDeadLetterQueue",
+        }
+    }
+
+    /// As the book names it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Queue::DeadLetter => "DLQ",
+            Queue::SweepDeadLetter => "sweep DLQ",
         }
     }
 }
@@ -183,6 +193,15 @@ impl Comparison {
             Comparison::LessThan => "LessThanThreshold",
         }
     }
+
+    /// As the book writes it.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::GreaterThan => ">",
+            Comparison::GreaterThanOrEqual => "≥",
+            Comparison::LessThan => "<",
+        }
+    }
 }
 
 /// How a period without data counts.
@@ -224,6 +243,11 @@ pub struct Alarm {
     pub name: &'static str,
     /// What the alarm means (its AlarmDescription, before the runbook link).
     pub about: &'static str,
+    /// What it means in short, for the "Means" column of the book's alarm table
+    /// (`docs/src/alarms.md`; the other columns are written from the fields below).
+    pub means: &'static str,
+    /// A remark the table adds, in bold, to when the alarm fires (what the numbers do not say).
+    pub remark: Option<&'static str>,
     /// Its runbook page, `docs/src/runbook/<page>.md`.
     pub runbook: &'static str,
     pub watch: Watch,
@@ -305,11 +329,14 @@ const fn at_least_once(
     watch: Watch,
     about: &'static str,
     runbook: &'static str,
+    means: &'static str,
 ) -> Alarm {
     Alarm {
         logical_id,
         name,
         about,
+        means,
+        remark: None,
         runbook,
         watch,
         period: FIVE_MINUTES,
@@ -328,6 +355,8 @@ pub const ALARMS: &[Alarm] = &[
         logical_id: "AutoFixAppliedSpikeAlarm",
         name: "AutoFixApplied-spike",
         about: "More key policies were rewritten in 5 minutes than AutoFixSpikeThreshold (mass drift, or something fighting the baseline).",
+        means: "many policies rewritten at once: a baseline change, mass drift, or a fight",
+        remark: None,
         runbook: "autofixapplied-spike",
         watch: Watch::Metric(guard(Metric::AutoFixApplied)),
         period: FIVE_MINUTES,
@@ -344,6 +373,7 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(guard(Metric::AutoFixFailed)),
         "A replica key policy could not be checked or rewritten (permissions, lockout check, verification mismatch).",
         "autofixfailed",
+        "a key could not be checked or fixed",
     ),
     at_least_once(
         "FlapSuppressedAlarm",
@@ -351,6 +381,7 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(guard(Metric::FlapSuppressed)),
         "A key was rewritten too often and is now left alone (another automation keeps changing its policy).",
         "flapsuppressed",
+        "a key keeps drifting back; the function stopped touching it",
     ),
     at_least_once(
         "FunctionErrorsAlarm",
@@ -358,6 +389,7 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(lambda("Errors", Statistic::Sum)),
         "The remediator function failed an invocation (it is retried; after the retries the event goes to the DLQ).",
         "functionerrors",
+        "an invocation failed (it is retried)",
     ),
     at_least_once(
         "DeadLetterQueueAlarm",
@@ -365,6 +397,7 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(messages_visible(Queue::DeadLetter)),
         "Events the remediator (or the detector) gave up on are waiting in the on-failure queue (read them, fix the cause, redrive).",
         "dlq-not-empty",
+        "an event was given up on after the retries",
     ),
     at_least_once(
         "AccountNotEnteredAlarm",
@@ -372,6 +405,7 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(guard(Metric::AccountNotEntered)),
         "The hub could not assume the member role in an account (refused, throttled, unreachable): its keys are not being checked.",
         "accountnotentered",
+        "the hub could not assume the member role in an account: its keys are not being checked",
     ),
     at_least_once(
         "SweepDeadLetterQueueAlarm",
@@ -379,6 +413,7 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(messages_visible(Queue::SweepDeadLetter)),
         "Sweep work items (one account and Region each) failed 5 times and wait in the sweep dead-letter queue (read them, fix the cause, redrive).",
         "sweep-dlq-not-empty",
+        "a sweep work item (one account and Region) failed 5 times",
     ),
     // The heartbeat: every sweep that ran through publishes SweepCompleted. No datum for two
     // intervals (missing data is breaching), or only zeros, is an alarm.
@@ -386,6 +421,8 @@ pub const ALARMS: &[Alarm] = &[
         logical_id: "SweepHeartbeatAlarm",
         name: "SweepCompleted-heartbeat",
         about: "No sweep completed in two sweep intervals (SweepIntervalHours): the guard may be stopped (schedule, rule, queue mapping, role or function broken or disabled).",
+        means: "no sweep ran through for two sweep intervals: the guard may have been stopped",
+        remark: None,
         runbook: "sweepcompleted-heartbeat",
         watch: Watch::Metric(guard(Metric::SweepCompleted)),
         period: Period::SweepInterval(SWEEP_INTERVAL_HOURS),
@@ -401,6 +438,8 @@ pub const ALARMS: &[Alarm] = &[
         logical_id: "EnforceModeAlarm",
         name: "EnforceMode-dry-run",
         about: "The function reports dry-run although this stack was deployed in enforce mode: drifts are no longer fixed (REMEDIATION_MODE changed outside the deployment?).",
+        means: "the function runs in dry-run although the stack says enforce: drifts are reported, not fixed",
+        remark: None,
         runbook: "enforcemode-dry-run",
         watch: Watch::Metric(Series {
             source: Source::Guard(Metric::EnforceMode),
@@ -420,19 +459,24 @@ pub const ALARMS: &[Alarm] = &[
             value: "enforce",
         },
     },
-    at_least_once(
-        "ExposureDriftAlarm",
-        "ExposureDrift",
-        sum_of("exposure", "public + cross-account drifts", &EXPOSURE_DRIFT),
-        "A replica key policy drifted to grant access to anyone (public) or to another account (cross-account); counted in dry-run too, where nothing is rewritten.",
-        "exposuredrift",
-    ),
+    Alarm {
+        remark: Some("in dry-run too"),
+        ..at_least_once(
+            "ExposureDriftAlarm",
+            "ExposureDrift",
+            sum_of("exposure", "public + cross-account drifts", &EXPOSURE_DRIFT),
+            "A replica key policy drifted to grant access to anyone (public) or to another account (cross-account); counted in dry-run too, where nothing is rewritten.",
+            "exposuredrift",
+            "a replica key policy was opened to anyone or to another account; each such drift also arrives on the topic at once as a readable message from `ExposureNotificationRule`",
+        )
+    },
     at_least_once(
         "FunctionThrottlesAlarm",
         "Throttles",
         Watch::Metric(lambda("Throttles", Statistic::Sum)),
         "Lambda throttled the remediator (no concurrency left): KMS events wait in the asynchronous queue and age towards MaxEventAgeSeconds.",
         "throttles",
+        "no concurrency was left for the function: KMS events wait in Lambda's queue",
     ),
     // AsyncEventAge (milliseconds, Maximum) as a fraction of MaxEventAgeSeconds (metric math:
     // CloudFormation has no arithmetic on parameters): half way there is the alarm.
@@ -440,6 +484,8 @@ pub const ALARMS: &[Alarm] = &[
         logical_id: "AsyncEventAgeAlarm",
         name: "AsyncEventAge",
         about: "A KMS event waited more than half of MaxEventAgeSeconds in the asynchronous queue before the remediator ran (throttling, a long sweep holding the concurrency, retries): past the maximum it is dropped to the DLQ unchecked.",
+        means: "an event waited half its allowed age before the function ran; past the whole it is dropped",
+        remark: None,
         runbook: "asynceventage",
         watch: Watch::Math {
             id: "age_fraction",
@@ -462,6 +508,7 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(lambda("AsyncEventsDropped", Statistic::Sum)),
         "Lambda dropped KMS events without a successful invocation of the remediator (retries exhausted or MaxEventAgeSeconds passed): those keys were not checked.",
         "asynceventsdropped",
+        "Lambda gave events up (retries exhausted or too old) without a successful run",
     ),
     at_least_once(
         "AccountNotAllowedAlarm",
@@ -469,12 +516,15 @@ pub const ALARMS: &[Alarm] = &[
         Watch::Metric(guard(Metric::AccountNotAllowed)),
         "A KMS event came from an account outside MemberAccounts (a forwarding rule or bus policy admits more than the guard may enter, or MemberAccounts is missing an account): the event was ignored.",
         "accountnotallowed",
+        "a KMS event came from an account outside `MemberAccounts` and was ignored",
     ),
     // The detector's own metrics: neither blocks a fix; the next sweep or evaluation repairs it.
     Alarm {
         logical_id: "FindingsNotImportedAlarm",
         name: "FindingsNotImported",
         about: "Security Hub did not take some of the detector's findings (not enabled in that account and Region, access denied, throttled): those findings may be stale until the next sweep.",
+        means: "Security Hub did not take some of the detector's findings (not enabled there, access denied, throttled): they may be stale until the next sweep",
+        remark: None,
         runbook: "findingsnotimported",
         watch: Watch::Metric(guard(Metric::FindingsNotImported)),
         period: FIVE_MINUTES,
@@ -494,6 +544,8 @@ pub const ALARMS: &[Alarm] = &[
         logical_id: "EvaluationsNotPutAlarm",
         name: "EvaluationsNotPut",
         about: "AWS Config did not take the detector's answers for the replica key policy rule (access denied, expired result token, throttled): the rule shows a stale compliance until its next evaluation.",
+        means: "AWS Config did not take the detector's answers: the rule shows a stale compliance until its next evaluation",
+        remark: None,
         runbook: "evaluationsnotput",
         watch: Watch::Metric(guard(Metric::EvaluationsNotPut)),
         period: FIVE_MINUTES,
@@ -512,17 +564,21 @@ pub const ALARMS: &[Alarm] = &[
             value: "none",
         },
     },
-    at_least_once(
-        "GuardrailRefusedAlarm",
-        "GuardrailRefused",
-        sum_of(
-            "refused",
-            "refused writes (public + cross-account)",
-            &GUARDRAIL_REFUSED,
-        ),
-        "The guardrails refused a policy the guard would have written (public access, an untrusted account or organisation, an unpinned service principal): nothing was written; counted in dry-run too.",
-        "guardrailrefused",
-    ),
+    Alarm {
+        remark: Some("in dry-run too"),
+        ..at_least_once(
+            "GuardrailRefusedAlarm",
+            "GuardrailRefused",
+            sum_of(
+                "refused",
+                "refused writes (public + cross-account)",
+                &GUARDRAIL_REFUSED,
+            ),
+            "The guardrails refused a policy the guard would have written (public access, an untrusted account or organisation, an unpinned service principal): nothing was written; counted in dry-run too.",
+            "guardrailrefused",
+            "the guardrails refused a policy the guard would have written; each refusal also arrives at once as a readable message from `WriteRefusedNotificationRule`",
+        )
+    },
     // Defence in depth: the guardrails refuse every such write, so this is a guardrail that
     // failed. Admin grants (Severity=admin) are counted, not paged.
     at_least_once(
@@ -535,6 +591,7 @@ pub const ALARMS: &[Alarm] = &[
         ),
         "The guard wrote a key policy granting an untrusted account or the public access the live policy did not: its guardrails refuse such writes, so this is a guardrail failure (stop, restore, report).",
         "writeexposure",
+        "the guard **wrote** a policy granting an untrusted account or the public access: the guardrails should have refused it (defence in depth; a trusted account's grant is `access` and not counted here)",
     ),
 ];
 
@@ -622,7 +679,7 @@ impl Series {
     /// The series (under its id in metric math): its source, the stack resource its dimension
     /// names (the function's or a queue's logical id in the SAM template), namespace, metric
     /// name, statistic and dimensions as the SAM template writes them.
-    fn json(&self, id: Option<&str>) -> Value {
+    pub(crate) fn json(&self, id: Option<&str>) -> Value {
         let (source, namespace, metric, mut dimensions, resource) = match self.source {
             Source::Guard(m) => (
                 "guard",
@@ -673,6 +730,151 @@ impl Series {
             .unwrap_or_default(),
         );
         Value::Object(out)
+    }
+}
+
+/// The book's alarm table (`docs/src/alarms.md`, between the `xtask:alarms` markers): one row
+/// per alarm, in the templates' order.
+pub fn table() -> String {
+    let mut out = String::from("| Alarm (`<stack>-…`) | Fires when | Means |\n|---|---|---|\n");
+    for a in ALARMS {
+        out.push_str(&format!(
+            "| `{}`{} | {} | {} |\n",
+            a.name,
+            a.exists.words(),
+            a.fires_when(),
+            a.means
+        ));
+    }
+    out
+}
+
+impl Alarm {
+    /// When it fires, in words, from what it watches, the statistic, comparison, threshold,
+    /// period, evaluation periods and missing data (then the remark, in bold). The statistic of
+    /// one series is left out when any datum fires the alarm (≥ 1, > 0).
+    pub fn fires_when(&self) -> String {
+        let any_datum = matches!(
+            (self.comparison, self.threshold),
+            (Comparison::GreaterThanOrEqual, Threshold::Fixed(1.0))
+                | (Comparison::GreaterThan, Threshold::Fixed(0.0))
+        );
+        let watched = match self.watch {
+            Watch::Metric(s) if any_datum => s.words(),
+            Watch::Metric(s) => format!("{} of {}", s.statistic.as_str(), s.words()),
+            Watch::Math {
+                expression, series, ..
+            } => format!("metric math {}", math_words(expression, series)),
+        };
+        let threshold = match self.threshold {
+            Threshold::Fixed(t) => number(t).to_string(),
+            Threshold::Set(k) => format!("`{}`", k.names().0),
+        };
+        let period = match self.period {
+            Period::Seconds(s) => duration_words(s),
+            Period::SweepInterval(k) => format!("`{}`", k.names().0),
+        };
+        let periods = match (self.evaluation_periods, self.datapoints_to_alarm) {
+            (1, _) => format!("in {period}"),
+            (n, None) => format!("in each of {n} periods of {period}"),
+            (n, Some(m)) if m == n => format!("in each of {n} periods of {period}"),
+            (n, Some(m)) => format!("in {m} of {n} periods of {period}"),
+        };
+        let mut out = format!(
+            "{watched} {} {threshold} {periods}",
+            self.comparison.symbol()
+        );
+        if self.missing == Missing::Breaching {
+            out.push_str(" (missing data **breaching**)");
+        }
+        if let Some(remark) = self.remark {
+            out.push_str(&format!(" — **{remark}**"));
+        }
+        out
+    }
+}
+
+impl Exists {
+    /// After the alarm's name in the book: when the stacks create it.
+    fn words(self) -> String {
+        match self {
+            Exists::Always => String::new(),
+            Exists::When {
+                knob,
+                equals: true,
+                value,
+                ..
+            } => format!(" (only with `{}={value}`)", knob.names().0),
+            Exists::When {
+                knob,
+                equals: false,
+                value,
+                ..
+            } => format!(" (only with `{}` ≠ `{value}`)", knob.names().0),
+        }
+    }
+}
+
+impl Series {
+    /// The series as the book names it: the metric (with its dimension), or the AWS service's.
+    fn words(&self) -> String {
+        let severity = self
+            .severity
+            .map(|s| format!("{{Severity={}}}", s.as_str()))
+            .unwrap_or_default();
+        match self.source {
+            Source::Guard(m) => format!("`{}{severity}`", m.name()),
+            Source::Function(m) => format!("Lambda `{m}{severity}`"),
+            Source::Queue(q, m) => format!("{} `{m}{severity}`", q.words()),
+        }
+    }
+}
+
+/// A metric-math expression in words: each series id replaced by the series, `${Name}` by the
+/// parameter's name, `*` by `×`; the statistic after each series, or once after the
+/// expression when the series share it.
+fn math_words(expression: &str, series: &[(&str, Series)]) -> String {
+    let shared = series.len() > 1
+        && series
+            .iter()
+            .all(|(_, s)| s.statistic == series[0].1.statistic);
+    let mut out = String::new();
+    let mut rest = expression;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("${") {
+            let (name, tail) = after.split_once('}').expect("a closed ${...}");
+            out.push_str(&format!("`{name}`"));
+            rest = tail;
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let word = &rest[..end];
+            match series.iter().find(|(id, _)| *id == word) {
+                Some((_, s)) if shared => out.push_str(&s.words()),
+                Some((_, s)) => out.push_str(&format!("{} ({})", s.words(), s.statistic.as_str())),
+                None => out.push_str(word),
+            }
+            rest = &rest[end..];
+        } else {
+            out.push(if c == '*' { '×' } else { c });
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    if shared {
+        out.push_str(&format!(" ({})", series[0].1.statistic.as_str()));
+    }
+    out
+}
+
+/// A period in words: `5 min`, `6 h`, `90 s`.
+fn duration_words(seconds: u32) -> String {
+    if seconds.is_multiple_of(3600) {
+        format!("{} h", seconds / 3600)
+    } else if seconds.is_multiple_of(60) {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{seconds} s")
     }
 }
 
@@ -802,6 +1004,90 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn alarm(name: &str) -> &'static Alarm {
+        ALARMS.iter().find(|a| a.name == name).unwrap()
+    }
+
+    #[test]
+    fn the_table_says_when_each_alarm_fires() {
+        let fires = |name| alarm(name).fires_when();
+        assert_eq!(
+            fires("AutoFixApplied-spike"),
+            "Sum of `AutoFixApplied` > `AutoFixSpikeThreshold` in 5 min"
+        );
+        assert_eq!(fires("AutoFixFailed"), "`AutoFixFailed` ≥ 1 in 5 min");
+        assert_eq!(fires("FunctionErrors"), "Lambda `Errors` ≥ 1 in 5 min");
+        assert_eq!(
+            fires("sweep-DLQ-not-empty"),
+            "sweep DLQ `ApproximateNumberOfMessagesVisible` ≥ 1 in 5 min"
+        );
+        assert_eq!(
+            fires("EnforceMode-dry-run"),
+            "Minimum of `EnforceMode` < 1 in 5 min"
+        );
+        assert_eq!(
+            fires("SweepCompleted-heartbeat"),
+            "Sum of `SweepCompleted` < 1 in each of 2 periods of `SweepIntervalHours` (missing data **breaching**)"
+        );
+        assert_eq!(
+            fires("ExposureDrift"),
+            "metric math `ExposureDrift{Severity=public}` + `ExposureDrift{Severity=cross-account}` (Sum) ≥ 1 in 5 min — **in dry-run too**"
+        );
+        // A series id inside a metric name (age, AsyncEventAge) is left alone.
+        assert_eq!(
+            fires("AsyncEventAge"),
+            "metric math Lambda `AsyncEventAge` (Maximum) / (1000 × `MaxEventAgeSeconds`) ≥ 0.5 in 5 min"
+        );
+        assert_eq!(
+            fires("FindingsNotImported"),
+            "`FindingsNotImported` > 0 in 5 min"
+        );
+        // What the declarations do not use yet: M out of N, other periods, a statistic per series.
+        const SERIES: &[(&str, Series)] = &[
+            ("a", guard(Metric::DriftDetected)),
+            ("b", messages_visible(Queue::DeadLetter)),
+        ];
+        let odd = Alarm {
+            period: Period::Seconds(90),
+            threshold: Threshold::Fixed(2.0),
+            evaluation_periods: 3,
+            datapoints_to_alarm: Some(2),
+            watch: Watch::Math {
+                id: "m",
+                label: "",
+                expression: "a * b",
+                parameters: &[],
+                series: SERIES,
+            },
+            ..*alarm("AutoFixFailed")
+        };
+        assert_eq!(
+            odd.fires_when(),
+            "metric math `DriftDetected` (Sum) × DLQ `ApproximateNumberOfMessagesVisible` (Maximum) ≥ 2 in 2 of 3 periods of 90 s"
+        );
+        assert_eq!(duration_words(21600), "6 h");
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_alarm() {
+        let table = table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "| Alarm (`<stack>-…`) | Fires when | Means |");
+        assert_eq!(lines[1], "|---|---|---|");
+        assert_eq!(lines.len(), 2 + ALARMS.len());
+        for (row, a) in lines[2..].iter().zip(ALARMS) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            assert_eq!(cells.len(), 3, "{row}: a | in a cell");
+            assert!(row.starts_with(&format!("| `{}`", a.name)), "{row}");
+            assert!(row.ends_with(&format!(" {} |", a.means)), "{row}");
+            assert!(!a.means.contains('|') && !a.remark.unwrap_or_default().contains('|'));
+        }
+        // The condition an alarm exists under follows its name.
+        assert!(table.contains("| `EnforceMode-dry-run` (only with `RemediationMode=enforce`) | "));
+        assert!(table.contains("| `FindingsNotImported` (only with `SecurityHub=on`) | "));
+        assert!(table.contains("| `EvaluationsNotPut` (only with `ConfigRule` ≠ `none`) | "));
     }
 
     #[test]

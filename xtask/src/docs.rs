@@ -4,12 +4,15 @@
 //!
 //! - the configuration table of the book (`docs/src/configuration.md`, between the
 //!   `xtask:settings` markers), from the settings' declarations (`src/config/vars.rs`);
+//! - the alarm table of the book (`docs/src/alarms.md`, between the `xtask:alarms` markers),
+//!   from the alarms' declarations ([`crate::alarms`]);
 //! - `infra/contract.json`, what the stacks must agree with: every setting with its
 //!   variable, CLI flag, SAM parameter and CDK context key and the verdict of its parser on a
 //!   set of probe values (so a SAM `AllowedPattern` or a CDK check that accepts what the
-//!   function refuses is caught), the metric names, the tag keys, the default namespace and
-//!   every alarm of the hub stack (declared in [`crate::alarms`]). The CDK app imports it and
-//!   builds its alarms from it; infra/tests checks the SAM template against it.
+//!   function refuses is caught), the metric names, the tag keys, the default namespace,
+//!   every alarm of the hub stack (declared in [`crate::alarms`]) and its dashboard (declared
+//!   in [`crate::dashboard`]). The CDK app imports it and builds its alarms and dashboard from
+//!   it; infra/tests checks the SAM template against it.
 
 use std::path::Path;
 
@@ -87,6 +90,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &settings_table(),
         args.check,
     )?;
+    report::update(
+        &root.join("docs/src/alarms.md"),
+        "alarms",
+        &crate::alarms::table(),
+        args.check,
+    )?;
     let contract = serde_json::to_string_pretty(&contract())? + "\n";
     let path = root.join("infra/contract.json");
     write_or_check(&path, &contract, args.check)
@@ -159,7 +168,7 @@ pub fn contract() -> Value {
         })
         .collect();
     json!({
-        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, rules.rs, outputs.rs and function.rs); do not edit",
+        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, dashboard.rs, rules.rs, outputs.rs and function.rs); do not edit",
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -170,6 +179,7 @@ pub fn contract() -> Value {
             "baseline": DEFAULT_BASELINE_TAG,
         },
         "alarms": crate::alarms::contract(),
+        "dashboard": crate::dashboard::contract(),
         "rules": crate::rules::contract(),
         "outputs": crate::outputs::contract(),
         "function": crate::function::contract(),
@@ -249,6 +259,12 @@ mod tests {
         assert_eq!(
             report::section(&page, "settings").unwrap(),
             settings_table().trim_matches('\n'),
+            "run `cargo xtask docs`"
+        );
+        let page = std::fs::read_to_string(root.join("docs/src/alarms.md")).unwrap();
+        assert_eq!(
+            report::section(&page, "alarms").unwrap(),
+            crate::alarms::table().trim_matches('\n'),
             "run `cargo xtask docs`"
         );
         let committed = std::fs::read_to_string(root.join("infra/contract.json")).unwrap();

@@ -12,10 +12,10 @@
 //! - [`bench_scale`]: the guard at organisation scale on the KMS simulator of the test kit
 //!   (one account's 10,000 replicas, 1,000 accounts through the work queue, an event storm).
 //! - [`coldstart`]: cold start and peak RSS of the function against a hello world.
-//! - [`docs`]: the configuration table of the book and the stacks' contract, from the
-//!   settings declared in the code, the hub stack's alarms declared in [`alarms`] and its
-//!   EventBridge rules declared in [`rules`], the stacks' outputs in [`outputs`] and the
-//!   functions' deployment facts in [`function`].
+//! - [`docs`]: the configuration and alarm tables of the book and the stacks' contract, from
+//!   the settings declared in the code, the hub stack's alarms and dashboard declared in
+//!   [`alarms`] and [`dashboard`], its EventBridge rules in [`rules`], the stacks' outputs in
+//!   [`outputs`] and the functions' deployment facts in [`function`].
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 //! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
@@ -24,6 +24,7 @@ mod alarms;
 mod bench_scale;
 mod bench_sweep;
 mod coldstart;
+mod dashboard;
 mod demo;
 mod docs;
 mod e2e;

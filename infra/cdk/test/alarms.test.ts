@@ -2,8 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { DEFAULT_CONFIG, GuardConfig } from '../lib/config';
-import { CONTRACT_ALARMS, ContractAlarm, ContractKnob, ContractSeries } from '../lib/constructs';
+import { CONTRACT, DEFAULT_CONFIG, GuardConfig } from '../lib/config';
+import { CONTRACT_ALARMS, CONTRACT_DASHBOARD, ContractAlarm, ContractKnob, ContractSeries, ContractWidget } from '../lib/constructs';
 import { asyncDlqId, onlyResource, remediator, sweepQueues, synthHub } from './util';
 
 describe('the alarms', () => {
@@ -309,5 +309,73 @@ describe('the alarms against the contract', () => {
       expect(resource.Condition).toBeUndefined();
       expect(resource.Properties).toEqual(expected(a, cfg, t));
     }
+  });
+});
+
+// The dashboard as infra/contract.json declares it (xtask/src/dashboard.rs; the SAM template's
+// DashboardBody is checked against the same entries by infra/tests/test_contract.py): each widget at
+// its place with its title and lines, read back from the synthesized body.
+describe('the dashboard against the contract', () => {
+  /** The synthesized DashboardBody, parsed, each reference (the Region) put in as `<Name>`. */
+  const body = (t: Template): any => {
+    const [, dashboard] = onlyResource(t, 'AWS::CloudWatch::Dashboard');
+    const b = dashboard.Properties.DashboardBody;
+    const parts: any[] = typeof b === 'string' ? [b] : b['Fn::Join'][1];
+    return JSON.parse(parts.map((p) => (typeof p === 'string' ? p : `<${p.Ref}>`)).join(''));
+  };
+  /** A graph's lines: each series with its dimensions, statistic and period (its own or the widget's), or an expression with its options. */
+  const lines = (props: any) =>
+    props.metrics.map((line: any[]) => {
+      const last = line[line.length - 1];
+      const options = typeof last === 'object' && last !== null ? last : {};
+      if ('expression' in options) return { ...options };
+      const [namespace, metricName, ...pairs] = line.filter((x) => x !== options);
+      const dimensions: Record<string, string> = {};
+      for (let i = 0; i < pairs.length; i += 2) dimensions[pairs[i]] = pairs[i + 1];
+      return {
+        namespace,
+        metric_name: metricName,
+        dimensions,
+        statistic: options.stat ?? props.stat,
+        period: options.period ?? props.period ?? 300,
+      };
+    });
+  /** The widget the contract declares, with these settings, as `lines` reads it. */
+  const expected = (w: ContractWidget, cfg: GuardConfig) => {
+    const setting = (k: ContractKnob) => String((cfg as any)[k.cdk_key]);
+    return {
+      type: 'metric', title: w.title, x: w.x, y: w.y, width: w.width, height: w.height, view: w.view, region: '<AWS::Region>',
+      lines: w.search
+        ? // CDK gives a dashboard's expressions no id (the SAM template's is a name only).
+          [{ expression: w.search.expression.replace(/\$\{(\w+)\}/g, (_, name) => setting(w.search!.parameters.find((p) => p.sam_parameter === name)!)) }]
+        : w.metrics!.map((s) => ({
+            namespace: setting(s.namespace as ContractKnob), metric_name: s.metric_name, dimensions: s.dimensions, statistic: s.statistic, period: w.period,
+          })),
+    };
+  };
+
+  test('the contract declares the dashboard', () => {
+    expect(CONTRACT_DASHBOARD.rows.length).toBeGreaterThanOrEqual(2);
+    const shown = CONTRACT_DASHBOARD.rows.flat().flatMap((w) => (w.metrics ?? []).map((s) => s.metric_name));
+    expect(shown).toEqual(expect.arrayContaining(['AutoFixApplied', 'DriftDetected', 'AccountNotEntered']));
+    for (const s of CONTRACT_DASHBOARD.rows.flat().flatMap((w) => w.metrics ?? [])) {
+      expect(CONTRACT.metrics).toContain(s.metric_name);
+    }
+  });
+
+  test.each([
+    ['the defaults', {}],
+    ['another namespace', { metricsNamespace: 'Guard/ns' }],
+  ] as [string, Partial<GuardConfig>][])('with %s, the synthesized dashboard is the contract\'s', (_, overrides) => {
+    const cfg = { ...DEFAULT_CONFIG, ...overrides };
+    const widgets = body(synthHub(overrides)).widgets;
+    const synthesized = widgets.map((w: any) => {
+      const { view, title, region, metrics: _metrics, yAxis, ...rest } = w.properties;
+      // Nothing the contract does not declare (CDK writes an empty yAxis).
+      expect(rest).toEqual({});
+      expect(yAxis).toEqual({});
+      return { type: w.type, title, x: w.x, y: w.y, width: w.width, height: w.height, view, region, lines: lines(w.properties) };
+    });
+    expect(synthesized).toEqual(CONTRACT_DASHBOARD.rows.flat().map((w) => expected(w, cfg)));
   });
 });

@@ -14,12 +14,6 @@ import {
 } from 'aws-cdk-lib';
 import { CONTRACT, GuardConfig } from '../config';
 
-/** The four metrics the function publishes (each datum with no dimension and with `Region`). */
-export const METRIC_NAMES = ['AutoFixApplied', 'DriftDetected', 'AutoFixFailed', 'FlapSuppressed'] as const;
-
-/** The organisation metrics (member accounts not entered, events from accounts not allowed). */
-export const MEMBER_METRIC_NAMES = ['AccountNotEntered', 'AccountNotAllowed'] as const;
-
 /** A value the stack takes from a setting: its SAM parameter and its CDK context key. */
 export interface ContractKnob {
   readonly sam_parameter: string;
@@ -71,6 +65,33 @@ export interface ContractAlarm {
 
 /** Every alarm of the hub stack, from the contract. */
 export const CONTRACT_ALARMS: readonly ContractAlarm[] = CONTRACT.alarms as readonly ContractAlarm[];
+
+/**
+ * A graph of the hub stack's dashboard as infra/contract.json declares it (`cargo xtask docs`, from
+ * xtask/src/dashboard.rs), with its place on the grid (CDK's row layout must give the same).
+ */
+export interface ContractWidget {
+  readonly title: string;
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+  readonly view: string;
+  /** The period of its lines, in seconds. */
+  readonly period: number;
+  /** One line per series, or `search`. */
+  readonly metrics?: readonly ContractSeries[];
+  /**
+   * A SEARCH expression (a line per value of a dimension): `${Name}` in it is the value of the
+   * setting whose SAM parameter is Name. `id` is the SAM template's (CDK gives a dashboard's expressions none).
+   */
+  readonly search?: { readonly id: string; readonly expression: string; readonly parameters: readonly ContractKnob[] };
+}
+
+/** The hub stack's dashboard, row by row, from the contract. */
+export const CONTRACT_DASHBOARD: { readonly rows: readonly (readonly ContractWidget[])[] } = CONTRACT.dashboard as {
+  readonly rows: readonly (readonly ContractWidget[])[];
+};
 
 /** The value of a setting of the stack (a context key of GuardConfig). */
 export function settingOf(cfg: GuardConfig, knob: ContractKnob): unknown {
@@ -162,24 +183,25 @@ export interface AlarmsProps {
 
 /**
  * Every alarm of the stack (CONTRACT_ALARMS, whose condition holds for the settings), each notifying
- * the topic when it fires and when it is OK again, and the dashboard. Each alarm is named
- * `<stack>-...` (the topic policy and the guard change rule rely on it).
+ * the topic when it fires and when it is OK again, and the dashboard (CONTRACT_DASHBOARD). Each alarm
+ * is named `<stack>-...` (the topic policy and the guard change rule rely on it).
  */
 export class Alarms {
   constructor(stack: Stack, props: AlarmsProps) {
     const cfg = props.config;
     const { topic, fn, deadLetterQueue: dlq, sweepDeadLetterQueue: sweepDlq } = props;
-    const period = Duration.minutes(5);
-
-    // The function's metrics on the dashboard: the dimensionless fleet totals (the function also
-    // publishes each datum per Region).
-    const guardMetric = (metricName: string) =>
-      new cloudwatch.Metric({ namespace: cfg.metricsNamespace, metricName, statistic: 'Sum', period });
 
     // Every alarm as infra/contract.json declares it (xtask/src/alarms.rs), each notifying the topic
     // when it fires and when it is OK again.
     const queues: Record<string, sqs.IQueue> = { DeadLetterQueue: dlq, SweepDeadLetterQueue: sweepDlq };
     const setting = (knob: ContractKnob) => settingOf(cfg, knob);
+    /** A contract expression with each `${Name}` replaced by the value of its parameter. */
+    const substitute = (expression: string, parameters: readonly ContractKnob[], what: string) =>
+      expression.replace(/\$\{(\w+)\}/g, (_, name: string) => {
+        const knob = parameters.find((p) => p.sam_parameter === name);
+        if (!knob) throw new Error(`${what}: the expression's \${${name}} is not one of its parameters`);
+        return String(setting(knob));
+      });
     const series = (s: ContractSeries, seriesPeriod: Duration): cloudwatch.IMetric => {
       const props = { statistic: s.statistic, period: seriesPeriod };
       const dimensions = Object.keys(s.dimensions);
@@ -210,13 +232,8 @@ export class Alarms {
       let metric: cloudwatch.IMetric;
       if (a.math) {
         const math = a.math;
-        const expression = math.expression.replace(/\$\{(\w+)\}/g, (_, name: string) => {
-          const knob = math.parameters.find((p) => p.sam_parameter === name);
-          if (!knob) throw new Error(`${a.name}: the expression's \${${name}} is not one of its parameters`);
-          return String(setting(knob));
-        });
         metric = new cloudwatch.MathExpression({
-          expression,
+          expression: substitute(math.expression, math.parameters, a.name),
           label: math.label,
           usingMetrics: Object.fromEntries(math.metrics.map((m) => [m.id, series(m, alarmPeriod)])),
           period: alarmPeriod,
@@ -240,35 +257,36 @@ export class Alarms {
       alarm.addOkAction(new cw_actions.SnsAction(topic));
     }
 
+    // The dashboard as infra/contract.json declares it (xtask/src/dashboard.rs): one addWidgets per
+    // row, which places the widgets where the contract (and the SAM template) does.
     const dashboard = new cloudwatch.Dashboard(stack, 'Dashboard', {
       // Dashboards are global to the account: the Region keeps per-Region stacks apart.
       dashboardName: `${stack.stackName}-${stack.region}`,
     });
-    dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Fleet totals (5 min sums)',
-        width: 12,
-        left: METRIC_NAMES.map((m) => guardMetric(m)),
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Drift detected by Region',
-        width: 12,
-        left: [
-          new cloudwatch.MathExpression({
-            expression: `SEARCH('{${cfg.metricsNamespace},Region} MetricName="DriftDetected"', 'Sum', 300)`,
-            label: '',
-            period,
-          }),
-        ],
-      }),
-    );
-    dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Member accounts (5 min sums)',
-        width: 12,
-        left: MEMBER_METRIC_NAMES.map((m) => guardMetric(m)),
-      }),
-    );
+    for (const row of CONTRACT_DASHBOARD.rows) {
+      dashboard.addWidgets(
+        ...row.map((w) => {
+          const linePeriod = Duration.seconds(w.period);
+          let lines: cloudwatch.IMetric[];
+          if (w.search) {
+            // A SEARCH names its lines itself (label '': none written).
+            const expression = substitute(w.search.expression, w.search.parameters, `the dashboard's ${w.title}`);
+            lines = [new cloudwatch.MathExpression({ expression, label: '', period: linePeriod })];
+          } else if (w.metrics) {
+            lines = w.metrics.map((s) => series(s, linePeriod));
+          } else {
+            throw new Error(`the dashboard's ${w.title}: neither metrics nor a search`);
+          }
+          return new cloudwatch.GraphWidget({
+            title: w.title,
+            width: w.width,
+            height: w.height,
+            view: w.view as cloudwatch.GraphWidgetView,
+            left: lines,
+          });
+        }),
+      );
+    }
     new CfnOutput(stack, 'DashboardName', { description: 'CloudWatch dashboard of the function metrics', value: dashboard.dashboardName });
   }
 }
