@@ -14,6 +14,7 @@ use krg_aws::members::{MemberAccess, Organization};
 use krg_aws::remote::Remote;
 use krg_engine::baseline::Baseline;
 use krg_engine::key::{AccountId, Region};
+use krg_engine::outcome::Metric;
 use krg_engine::tenancy::Members;
 use serde_json::json;
 
@@ -221,7 +222,8 @@ pub async fn diagnose(sdk: &SdkConfig, hub: &Region, function: &str, skip: &[Par
     if skip.contains(&Part::Heartbeat) {
         out.push(Check::skip("heartbeat", hub.as_str(), "--skip heartbeat"));
     } else {
-        out.push(match d.alarms_on(hub, &namespace, "SweepCompleted").await {
+        let heartbeat = Metric::SweepCompleted.name();
+        out.push(match d.alarms_on(hub, &namespace, heartbeat).await {
             Ok(alarms) => checks::heartbeat(hub.as_str(), &alarms),
             Err(e) => Check::fail(
                 "heartbeat",
