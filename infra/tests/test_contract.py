@@ -27,6 +27,9 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
 - the functions (the contract's `function`, xtask/src/function.rs): each SAM function's runtime,
   architecture, handler, binary and log format, and the defaults of memory, timeout and log
   retention;
+- the remediator role's own statements (the contract's `iam`, xtask/src/iam.rs): the SAM role's
+  inline policy is exactly those, in order (Sid, effect, actions, resources and condition as
+  Fn::Sub text);
 - the hub template's dashboard is the contract's `dashboard` (declared in xtask/src/dashboard.rs):
   each widget at its place, with its title, view and Region, and its lines (each metric with its
   namespace, dimensions, statistic and period, or the SEARCH expression), in order.
@@ -378,6 +381,44 @@ class OutputsAgainstTheContract(unittest.TestCase):
                         self.assertTrue(outputs[name].get("Description"), f"{name} says what it is")
                         checked += 1
         self.assertGreaterEqual(checked, 20)
+
+
+def as_sub_text(value: Any) -> Any:
+    """A template value as the contract writes it: Fn::Sub text (`${Name}`, `${Name.Arn}`), the drift
+    bus's either-or as `${DriftBusArn}`, lists for Action and Resource."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return value["Fn::Sub"]
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return f"${{{value['Ref']}}}"
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    if value == {"Fn::If": ["DedicatedDriftBus", {"Fn::GetAtt": ["DriftBus", "Arn"]},
+                            {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"}]}:
+        return "${DriftBusArn}"
+    if isinstance(value, dict):
+        return {k: as_sub_text(v) for k, v in value.items()}
+    raise AssertionError(f"not a value the contract can say: {value}")
+
+
+class SamRoleAgainstTheContract(unittest.TestCase):
+    maxDiff = None
+
+    def test_the_remediator_roles_own_statements_are_the_contracts(self) -> None:
+        (policy,) = HUB["Resources"]["RemediatorRole"]["Properties"]["Policies"]
+        listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+        in_template = [
+            {
+                "sid": st["Sid"],
+                "effect": st["Effect"],
+                "actions": listed(st["Action"]),
+                "resources": [as_sub_text(r) for r in listed(st["Resource"])],
+                **({"condition": as_sub_text(st["Condition"])} if "Condition" in st else {}),
+            }
+            for st in policy["PolicyDocument"]["Statement"]
+        ]
+        self.assertEqual(in_template, CONTRACT["iam"]["remediator"])
 
 
 class SamFunctionsAgainstTheContract(unittest.TestCase):

@@ -168,7 +168,7 @@ pub fn contract() -> Value {
         })
         .collect();
     json!({
-        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, dashboard.rs, rules.rs, outputs.rs and function.rs); do not edit",
+        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, dashboard.rs, rules.rs, outputs.rs, function.rs and iam.rs); do not edit",
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -183,6 +183,7 @@ pub fn contract() -> Value {
         "rules": crate::rules::contract(),
         "outputs": crate::outputs::contract(),
         "function": crate::function::contract(),
+        "iam": crate::iam::contract(),
     })
 }
 

@@ -15,7 +15,8 @@
 //! - [`docs`]: the configuration and alarm tables of the book and the stacks' contract, from
 //!   the settings declared in the code, the hub stack's alarms and dashboard declared in
 //!   [`alarms`] and [`dashboard`], its EventBridge rules in [`rules`], the stacks' outputs in
-//!   [`outputs`] and the functions' deployment facts in [`function`].
+//!   [`outputs`], the functions' deployment facts in [`function`] and the remediator role's own
+//!   statements in [`iam`].
 //! - [`report`]: BENCHMARKS.md, the table of current figures and the sections the
 //!   benchmarks write (figures in one place); `bench-report --check` keeps the table declared.
 //! - [`heap`]: the task's heap, counted (a benchmark's memory by stage).
@@ -33,6 +34,7 @@ mod env;
 mod function;
 mod fuzz;
 mod heap;
+mod iam;
 mod moto;
 mod outputs;
 mod report;

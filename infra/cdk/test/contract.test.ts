@@ -2,6 +2,7 @@
 // function declares: no context value the app accepts may be one the function's own parser refuses
 // (the stack would deploy and the function fail at every cold start), and the app's defaults are
 // the function's. Stricter is allowed: the app may refuse what the function would take.
+import { Match } from 'aws-cdk-lib/assertions';
 import { CONTRACT, DEFAULT_CONFIG, configFromContext } from '../lib/config';
 import { detector, onlyResource, remediator, synthHub } from './util';
 
@@ -128,5 +129,17 @@ describe('the CDK functions against the contract', () => {
       expect([p.MemorySize, p.Timeout]).toEqual([CONTRACT.function.memory_mb, CONTRACT.function.timeout_seconds]);
     }
     expect(DEFAULT_CONFIG.logRetentionDays).toBe(CONTRACT.function.log_retention_days);
+  });
+});
+
+describe('the remediator role against the contract', () => {
+  test('its inline policy is the contract statements, in order, before any a setting adds', () => {
+    const [, role] = onlyResource(synthHub(), 'AWS::IAM::Role', { Properties: { Description: Match.stringLikeRegexp('^Execution role of kms-replica-guard \\(') } });
+    const statements = role.Properties.Policies[0].PolicyDocument.Statement;
+    // CDK writes a statement's actions sorted.
+    const listed = (v: string | string[]) => (Array.isArray(v) ? [...v] : [v]).sort();
+    expect(statements.map((s: any) => [s.Sid, s.Effect, listed(s.Action)])).toEqual(
+      CONTRACT.iam.remediator.map((s) => [s.sid, s.effect, [...s.actions].sort()]),
+    );
   });
 });

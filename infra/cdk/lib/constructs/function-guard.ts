@@ -67,3 +67,36 @@ export function enterMemberAccounts(stack: Stack, sid: string, roleName: string,
     conditions: organizationId ? { StringEquals: { 'aws:ResourceOrgID': organizationId } } : undefined,
   });
 }
+
+/** A statement of infra/contract.json's `iam` (xtask/src/iam.rs): resources and condition values in Fn::Sub text. */
+export interface ContractStatement {
+  readonly sid: string;
+  readonly effect: 'Allow' | 'Deny';
+  readonly actions: string[];
+  readonly resources: string[];
+  readonly condition?: Record<string, Record<string, string>>;
+}
+
+/**
+ * The contract's statements, each `${Name}` of their Fn::Sub text replaced by this stack's value of it
+ * (a token or a literal); a name without a value is an error, never left in a policy.
+ */
+export function contractStatements(declared: readonly ContractStatement[], values: Record<string, string>): iam.PolicyStatement[] {
+  const render = (text: string) =>
+    text.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
+      if (!(name in values)) throw new Error(`infra/contract.json: no value for \${${name}}`);
+      return values[name];
+    });
+  return declared.map(
+    (s) =>
+      new iam.PolicyStatement({
+        sid: s.sid,
+        effect: s.effect === 'Deny' ? iam.Effect.DENY : iam.Effect.ALLOW,
+        actions: [...s.actions],
+        resources: s.resources.map(render),
+        conditions: s.condition
+          ? Object.fromEntries(Object.entries(s.condition).map(([op, kv]) => [op, Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, render(v)]))]))
+          : undefined,
+      }),
+  );
+}

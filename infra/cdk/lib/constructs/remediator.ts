@@ -14,9 +14,9 @@ import {
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
-import { BACKUP_PREFIX, GuardConfig, rateInstances, usesCatalogue } from '../config';
+import { BACKUP_PREFIX, CONTRACT, GuardConfig, rateInstances, usesCatalogue } from '../config';
 import { KMS_EVENT_PATTERN } from '../event-pattern';
-import { enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
+import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
 
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
 export const ONLY_THIS_FUNCTION_ACTIONS = [
@@ -118,83 +118,19 @@ export class Remediator {
     backupBucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
 
     // Explicit role: REMEDIATOR_ROLE_ARN is its ARN, and every replica's baseline key policy
-    // must allow it (lockout check).
-    const statements = [
-      new iam.PolicyStatement({
-        sid: 'ReadMultiRegionKeys',
-        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
-        resources: [`arn:${stack.partition}:kms:*:${stack.account}:key/mrk-*`],
-      }),
-      // Writes only replicas (kms:MultiRegionKeyType, a KMS key resource condition): a primary is
-      // never written, only read as the mirror source.
-      new iam.PolicyStatement({
-        sid: 'RewriteReplicaKeyPolicies',
-        actions: ['kms:PutKeyPolicy'],
-        resources: [`arn:${stack.partition}:kms:*:${stack.account}:key/mrk-*`],
-        conditions: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
-      }),
-      new iam.PolicyStatement({ sid: 'ListKeysForSweep', actions: ['kms:ListKeys'], resources: ['*'] }),
-      new iam.PolicyStatement({
-        sid: 'NeverBypassLockoutSafetyCheck',
-        effect: iam.Effect.DENY,
-        actions: ['kms:PutKeyPolicy'],
-        resources: ['*'],
-        conditions: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
-      }),
-      new iam.PolicyStatement({
-        sid: 'PublishOwnMetrics',
-        actions: ['cloudwatch:PutMetricData'],
-        resources: ['*'],
-        conditions: { StringEquals: { 'cloudwatch:namespace': cfg.metricsNamespace } },
-      }),
-      new iam.PolicyStatement({
-        sid: 'WriteOwnLogs',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }),
-      new iam.PolicyStatement({
-        sid: 'SendFailedEventsToQueue',
-        actions: ['sqs:SendMessage'],
-        resources: [dlq.queueArn],
-      }),
-      // The scheduled sweep plans one work item per (account, Region) and sends them to the sweep
-      // queue; the same function consumes it through the SQS event source.
-      new iam.PolicyStatement({
-        sid: 'FeedAndWorkSweepQueue',
-        actions: ['sqs:SendMessage', 'sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ChangeMessageVisibility'],
-        resources: [sweepQueue.queueArn],
-      }),
-      // Backups of the policies it overwrites (a failed backup blocks the write), read back as
-      // the flap guard's write history: only under BACKUP_PREFIX.
-      new iam.PolicyStatement({
-        sid: 'WriteAndReadPolicyBackups',
-        actions: ['s3:PutObject', 's3:GetObject'],
-        resources: [`arn:${stack.partition}:s3:::${backupBucket.bucketName}/${BACKUP_PREFIX}*`],
-      }),
-      // The whole (dedicated) bucket, without an s3:prefix condition: S3 answers a GetObject
-      // of a missing object with 404 only to a caller that may list the bucket, and with 403
-      // otherwise (a released write claim would read as denied).
-      new iam.PolicyStatement({
-        sid: 'ListPolicyBackups',
-        actions: ['s3:ListBucket'],
-        resources: [backupBucket.bucketArn],
-      }),
-      // The claim that lets one of several concurrent invocations write a fix is deleted when
-      // its write is done; deleting is allowed under claims/ only.
-      new iam.PolicyStatement({
-        sid: 'ReleaseWriteClaims',
-        actions: ['s3:DeleteObject'],
-        resources: [`arn:${stack.partition}:s3:::${backupBucket.bucketName}/${BACKUP_PREFIX}claims/*`],
-      }),
-      // Every drift found is put on the drift bus (source kms-replica-guard, EVENT_BUS): the stack's
-      // own bus (driftEventBus dedicated) or this Region's default bus; the notification rules and
-      // the operator's own rules read it there. That bus only; a failed publish never blocks a fix.
-      new iam.PolicyStatement({
-        sid: 'PublishDriftEvents',
-        actions: ['events:PutEvents'],
-        resources: [driftBusArn],
-      }),
-    ];
+    // must allow it (lockout check). Its own statements as infra/contract.json declares them
+    // (xtask/src/iam.rs, where each says why), their Fn::Sub text rendered with this stack's values.
+    const statements = contractStatements(CONTRACT.iam.remediator as unknown as ContractStatement[], {
+      'AWS::Partition': stack.partition,
+      'AWS::AccountId': stack.account,
+      MetricsNamespace: cfg.metricsNamespace,
+      'LogGroup.Arn': logGroup.logGroupArn,
+      'DeadLetterQueue.Arn': dlq.queueArn,
+      'SweepQueue.Arn': sweepQueue.queueArn,
+      BackupBucket: backupBucket.bucketName,
+      'BackupBucket.Arn': backupBucket.bucketArn,
+      DriftBusArn: driftBusArn,
+    });
     // The baseline's location, read by the remediator and, when it exists, the detector.
     const baselineReads: iam.PolicyStatement[] = [];
     if (cfg.baselineSsmParameter) {

@@ -1,0 +1,230 @@
+//! The remediator role's own statements, declared once: what the function may do in the hub
+//! account whatever the stack's settings. (The grants a setting adds, the baseline's location
+//! and the member accounts, are the stacks' own, each under its condition.) `cargo xtask docs`
+//! writes them into `infra/contract.json` (key `iam`); the CDK app builds the role's inline
+//! policy from there (infra/cdk/lib/constructs/remediator.ts), infra/tests/test_contract.py
+//! checks the SAM template's, and infra/tests/test_permissions.py checks every action against
+//! the calls the code makes.
+//!
+//! Resources and condition values are CloudFormation `Fn::Sub` text: `${AWS::Partition}`,
+//! `${AWS::AccountId}`, `${Name}` (a resource's Ref or a stack parameter), `${Name.Arn}`, and
+//! `${DriftBusArn}`: the drift bus, the stack's own or the Region's default bus (EVENT_BUS).
+
+use kms_replica_guard::config::vars;
+use serde::Serialize;
+
+/// Allow or Deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Effect {
+    /// Grants.
+    Allow,
+    /// Refuses whatever else grants.
+    Deny,
+}
+
+/// One statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statement {
+    /// Its Sid, the same in both stacks.
+    pub sid: &'static str,
+    /// Allow or Deny.
+    pub effect: Effect,
+    /// The IAM actions.
+    pub actions: &'static [&'static str],
+    /// The resources (`Fn::Sub` text).
+    pub resources: Vec<String>,
+    /// `{operator: {key: value}}`, values in `Fn::Sub` text; none when empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<serde_json::Value>,
+}
+
+fn statement(
+    sid: &'static str,
+    effect: Effect,
+    actions: &'static [&'static str],
+    resources: &[&str],
+) -> Statement {
+    Statement {
+        sid,
+        effect,
+        actions,
+        resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+        condition: None,
+    }
+}
+
+/// The multi-Region keys of the account, in every Region (`mrk-` ids only).
+const MULTI_REGION_KEYS: &str = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/mrk-*";
+
+/// The remediator role's inline statements, in the order both stacks write them.
+pub fn remediator() -> Vec<Statement> {
+    use Effect::{Allow, Deny};
+    let prefix = vars::var("BACKUP_PREFIX")
+        .and_then(|v| v.default)
+        .expect("BACKUP_PREFIX declares its default");
+    let backups = format!("arn:${{AWS::Partition}}:s3:::${{BackupBucket}}/{prefix}*");
+    let claims = format!("arn:${{AWS::Partition}}:s3:::${{BackupBucket}}/{prefix}claims/*");
+    vec![
+        statement(
+            "ReadMultiRegionKeys",
+            Allow,
+            &[
+                "kms:DescribeKey",
+                "kms:GetKeyPolicy",
+                "kms:ListResourceTags",
+            ],
+            &[MULTI_REGION_KEYS],
+        ),
+        // Writes only replicas (kms:MultiRegionKeyType, a KMS key resource condition): a
+        // primary is never written, only read as the mirror source.
+        Statement {
+            condition: Some(
+                serde_json::json!({ "StringEquals": { "kms:MultiRegionKeyType": "REPLICA" } }),
+            ),
+            ..statement(
+                "RewriteReplicaKeyPolicies",
+                Allow,
+                &["kms:PutKeyPolicy"],
+                &[MULTI_REGION_KEYS],
+            )
+        },
+        statement("ListKeysForSweep", Allow, &["kms:ListKeys"], &["*"]),
+        // The lockout check is KMS's as well as the guard's: never skipped.
+        Statement {
+            condition: Some(
+                serde_json::json!({ "Bool": { "kms:BypassPolicyLockoutSafetyCheck": "true" } }),
+            ),
+            ..statement(
+                "NeverBypassLockoutSafetyCheck",
+                Deny,
+                &["kms:PutKeyPolicy"],
+                &["*"],
+            )
+        },
+        Statement {
+            condition: Some(
+                serde_json::json!({ "StringEquals": { "cloudwatch:namespace": "${MetricsNamespace}" } }),
+            ),
+            ..statement(
+                "PublishOwnMetrics",
+                Allow,
+                &["cloudwatch:PutMetricData"],
+                &["*"],
+            )
+        },
+        statement(
+            "WriteOwnLogs",
+            Allow,
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            &["${LogGroup.Arn}"],
+        ),
+        statement(
+            "SendFailedEventsToQueue",
+            Allow,
+            &["sqs:SendMessage"],
+            &["${DeadLetterQueue.Arn}"],
+        ),
+        // The scheduled sweep plans one work item per (account, Region) and sends them to the
+        // sweep queue; the same function consumes it through the SQS event source.
+        statement(
+            "FeedAndWorkSweepQueue",
+            Allow,
+            &[
+                "sqs:SendMessage",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ChangeMessageVisibility",
+            ],
+            &["${SweepQueue.Arn}"],
+        ),
+        // Backups of the policies it overwrites (a failed backup blocks the write), read back
+        // as the flap guard's write history: only under BACKUP_PREFIX.
+        statement(
+            "WriteAndReadPolicyBackups",
+            Allow,
+            &["s3:PutObject", "s3:GetObject"],
+            &[&backups],
+        ),
+        // The whole (dedicated) bucket, without an s3:prefix condition: S3 answers a GetObject
+        // of a missing object with 404 only to a caller that may list the bucket, and with 403
+        // otherwise (a released write claim would read as denied).
+        statement(
+            "ListPolicyBackups",
+            Allow,
+            &["s3:ListBucket"],
+            &["${BackupBucket.Arn}"],
+        ),
+        // The claim that lets one of several concurrent invocations write a fix is deleted
+        // when its write is done; deleting is allowed under claims/ only.
+        statement(
+            "ReleaseWriteClaims",
+            Allow,
+            &["s3:DeleteObject"],
+            &[&claims],
+        ),
+        // Every drift found is put on the drift bus; that bus only; a failed publish never
+        // blocks a fix.
+        statement(
+            "PublishDriftEvents",
+            Allow,
+            &["events:PutEvents"],
+            &["${DriftBusArn}"],
+        ),
+    ]
+}
+
+/// The statements, as the contract carries them.
+pub fn contract() -> serde_json::Value {
+    serde_json::json!({ "remediator": remediator() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krg_engine::error::{Api, Caller};
+
+    #[test]
+    fn every_allowed_action_is_one_the_remediator_calls_or_lambda_needs() {
+        // Lambda itself uses the role for the logs and the queue's event source mapping.
+        let by_lambda = [
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",
+        ];
+        let called: Vec<&str> = Api::ALL
+            .iter()
+            .filter(|op| op.callers().contains(&Caller::Remediator))
+            .filter_map(|op| op.iam_action())
+            .collect();
+        for s in remediator().iter().filter(|s| s.effect == Effect::Allow) {
+            for a in s.actions {
+                assert!(
+                    called.contains(a) || by_lambda.contains(a),
+                    "{}: {a} is granted but never called",
+                    s.sid
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sids_are_unique_and_the_backups_live_under_the_declared_prefix() {
+        let all = remediator();
+        let mut sids: Vec<&str> = all.iter().map(|s| s.sid).collect();
+        sids.sort_unstable();
+        sids.dedup();
+        assert_eq!(sids.len(), all.len());
+        let backups = all
+            .iter()
+            .find(|s| s.sid == "WriteAndReadPolicyBackups")
+            .unwrap();
+        assert_eq!(
+            backups.resources,
+            ["arn:${AWS::Partition}:s3:::${BackupBucket}/kms-replica-guard/*"]
+        );
+    }
+}
