@@ -27,9 +27,10 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
 - the functions (the contract's `function`, xtask/src/function.rs): each SAM function's runtime,
   architecture, handler, binary and log format, and the defaults of memory, timeout and log
   retention;
-- the remediator role's own statements (the contract's `iam`, xtask/src/iam.rs): the SAM role's
-  inline policy is exactly those, in order (Sid, effect, actions, resources and condition as
-  Fn::Sub text);
+- the function roles' own statements (the contract's `iam`, xtask/src/iam.rs): the SAM
+  remediator's and detector's inline policies are exactly those, in order (Sid, effect, actions,
+  resources and condition as Fn::Sub text), and the member detector role denies the contract's
+  KMS writes;
 - the hub template's dashboard is the contract's `dashboard` (declared in xtask/src/dashboard.rs):
   each widget at its place, with its title, view and Region, and its lines (each metric with its
   namespace, dimensions, statistic and period, or the SEARCH expression), in order.
@@ -405,10 +406,12 @@ def as_sub_text(value: Any) -> Any:
 class SamRoleAgainstTheContract(unittest.TestCase):
     maxDiff = None
 
-    def test_the_remediator_roles_own_statements_are_the_contracts(self) -> None:
-        (policy,) = HUB["Resources"]["RemediatorRole"]["Properties"]["Policies"]
+    @staticmethod
+    def inline(role: str) -> list[dict[str, Any]]:
+        """The role's inline statements in the contract's terms."""
+        (policy,) = HUB["Resources"][role]["Properties"]["Policies"]
         listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
-        in_template = [
+        return [
             {
                 "sid": st["Sid"],
                 "effect": st["Effect"],
@@ -418,7 +421,22 @@ class SamRoleAgainstTheContract(unittest.TestCase):
             }
             for st in policy["PolicyDocument"]["Statement"]
         ]
-        self.assertEqual(in_template, CONTRACT["iam"]["remediator"])
+
+    def test_the_remediator_roles_own_statements_are_the_contracts(self) -> None:
+        self.assertEqual(self.inline("RemediatorRole"), CONTRACT["iam"]["remediator"])
+
+    def test_the_detector_roles_own_statements_are_the_contracts(self) -> None:
+        self.assertEqual(self.inline("DetectorRole"), CONTRACT["iam"]["detector"])
+
+    def test_the_member_detector_role_denies_the_contracts_kms_writes(self) -> None:
+        member = SAM_TEMPLATES["member.yaml"]
+        denies = [
+            st for r in member["Resources"].values() if r["Type"] == "AWS::IAM::Role"
+            for p in r["Properties"].get("Policies", []) for st in p["PolicyDocument"]["Statement"]
+            if st.get("Sid") == "NeverChangeKeys"
+        ]
+        self.assertEqual(len(denies), 1, "the member detector role's Deny")
+        self.assertEqual((denies[0]["Effect"], denies[0]["Action"], denies[0]["Resource"]), ("Deny", CONTRACT["iam"]["kms_writes"], "*"))
 
 
 class SamFunctionsAgainstTheContract(unittest.TestCase):

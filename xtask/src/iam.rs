@@ -1,6 +1,7 @@
-//! The remediator role's own statements, declared once: what the function may do in the hub
-//! account whatever the stack's settings. (The grants a setting adds, the baseline's location
-//! and the member accounts, are the stacks' own, each under its condition.) `cargo xtask docs`
+//! The function roles' own statements, declared once: what the remediator and the read-only
+//! detector may do in the hub account whatever the stack's settings (the grants a setting adds,
+//! the baseline's location, the member accounts, findings and Config answers, are the stacks'
+//! own, each under its condition), and the KMS writes the detector's roles deny. `cargo xtask docs`
 //! writes them into `infra/contract.json` (key `iam`); the CDK app builds the role's inline
 //! policy from there (infra/cdk/lib/constructs/remediator.ts), infra/tests/test_contract.py
 //! checks the SAM template's, and infra/tests/test_permissions.py checks every action against
@@ -174,9 +175,78 @@ pub fn remediator() -> Vec<Statement> {
     ]
 }
 
+/// Every KMS action that changes a key (its policy, grants, tags, aliases, state, material or
+/// Regions): what the detector's roles, here and in member accounts, deny whatever else is
+/// attached to them.
+pub const KMS_WRITES: [&str; 14] = [
+    "kms:Cancel*",
+    "kms:Create*",
+    "kms:Delete*",
+    "kms:Disable*",
+    "kms:Enable*",
+    "kms:Import*",
+    "kms:Put*",
+    "kms:Replicate*",
+    "kms:Retire*",
+    "kms:Revoke*",
+    "kms:Schedule*",
+    "kms:Tag*",
+    "kms:Untag*",
+    "kms:Update*",
+];
+
+/// The detector role's inline statements, in the order both stacks write them.
+pub fn detector() -> Vec<Statement> {
+    use Effect::{Allow, Deny};
+    vec![
+        statement(
+            "ReadMultiRegionKeys",
+            Allow,
+            &[
+                "kms:DescribeKey",
+                "kms:GetKeyPolicy",
+                "kms:ListResourceTags",
+            ],
+            &[MULTI_REGION_KEYS],
+        ),
+        statement("ListKeysForSweep", Allow, &["kms:ListKeys"], &["*"]),
+        // Nothing here allows a KMS write; the Deny keeps it so whatever else is attached later.
+        statement("NeverChangeKeys", Deny, &KMS_WRITES, &["*"]),
+        // FindingsNotImported and EvaluationsNotPut, in the guard's namespace.
+        Statement {
+            condition: Some(
+                serde_json::json!({ "StringEquals": { "cloudwatch:namespace": "${MetricsNamespace}" } }),
+            ),
+            ..statement(
+                "PublishOwnMetrics",
+                Allow,
+                &["cloudwatch:PutMetricData"],
+                &["*"],
+            )
+        },
+        statement(
+            "WriteOwnLogs",
+            Allow,
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            &["${DetectorLogGroup.Arn}"],
+        ),
+        // The stack's one on-failure queue: Lambda sends a failed asynchronous event there.
+        statement(
+            "SendFailedEventsToQueue",
+            Allow,
+            &["sqs:SendMessage"],
+            &["${DeadLetterQueue.Arn}"],
+        ),
+    ]
+}
+
 /// The statements, as the contract carries them.
 pub fn contract() -> serde_json::Value {
-    serde_json::json!({ "remediator": remediator() })
+    serde_json::json!({
+        "remediator": remediator(),
+        "detector": detector(),
+        "kms_writes": KMS_WRITES,
+    })
 }
 
 #[cfg(test)]
@@ -211,14 +281,83 @@ mod tests {
         }
     }
 
+    /// IAM's wildcard match of an action (case-insensitive, `*` any run).
+    fn matches(pattern: &str, action: &str) -> bool {
+        let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+        match p.split_once('*') {
+            None => p == a,
+            Some((head, tail)) => a.starts_with(head) && a[head.len()..].ends_with(tail),
+        }
+    }
+
+    #[test]
+    fn the_kms_writes_deny_every_write_and_no_read_the_detector_makes() {
+        let denied = |a: &str| KMS_WRITES.iter().any(|p| matches(p, a));
+        // Every KMS write the guard makes, and the others KMS has.
+        for write in [
+            "kms:PutKeyPolicy",
+            "kms:CreateGrant",
+            "kms:ReplicateKey",
+            "kms:UpdatePrimaryRegion",
+            "kms:TagResource",
+            "kms:UntagResource",
+            "kms:ScheduleKeyDeletion",
+            "kms:DisableKey",
+            "kms:ImportKeyMaterial",
+            "kms:RetireGrant",
+            "kms:RevokeGrant",
+            "kms:EnableKeyRotation",
+            "kms:CancelKeyDeletion",
+            "kms:DeleteAlias",
+            "kms:UpdateAlias",
+            "kms:CreateAlias",
+        ] {
+            assert!(denied(write), "{write} is not denied");
+        }
+        // Every KMS call the detector makes stays allowed.
+        for op in Api::ALL
+            .iter()
+            .filter(|op| op.callers().contains(&Caller::Detector))
+        {
+            if let Some(action) = op.iam_action().filter(|a| a.starts_with("kms:")) {
+                assert!(!denied(action), "{action} would be denied to the detector");
+            }
+        }
+        for s in detector().iter().filter(|s| s.effect == Effect::Allow) {
+            for a in s.actions {
+                assert!(!denied(a), "{}: {a} is both allowed and denied", s.sid);
+            }
+        }
+    }
+
+    #[test]
+    fn every_action_the_detector_allows_is_one_it_calls_or_lambda_needs() {
+        let called: Vec<&str> = Api::ALL
+            .iter()
+            .filter(|op| op.callers().contains(&Caller::Detector))
+            .filter_map(|op| op.iam_action())
+            .collect();
+        for s in detector().iter().filter(|s| s.effect == Effect::Allow) {
+            for a in s.actions {
+                assert!(
+                    called.contains(a) || a.starts_with("logs:") || *a == "sqs:SendMessage",
+                    "{}: {a} is granted but never called",
+                    s.sid
+                );
+            }
+        }
+    }
+
     #[test]
     fn sids_are_unique_and_the_backups_live_under_the_declared_prefix() {
-        let all = remediator();
-        let mut sids: Vec<&str> = all.iter().map(|s| s.sid).collect();
-        sids.sort_unstable();
-        sids.dedup();
-        assert_eq!(sids.len(), all.len());
-        let backups = all
+        for role in [remediator(), detector()] {
+            let mut sids: Vec<&str> = role.iter().map(|s| s.sid).collect();
+            sids.sort_unstable();
+            sids.dedup();
+            assert_eq!(sids.len(), role.len());
+        }
+        let remediator = remediator();
+        let backups = remediator
             .iter()
             .find(|s| s.sid == "WriteAndReadPolicyBackups")
             .unwrap();

@@ -132,7 +132,7 @@ describe('the CDK functions against the contract', () => {
   });
 });
 
-describe('the remediator role against the contract', () => {
+describe('the function roles against the contract', () => {
   test('its inline policy is the contract statements, in order, before any a setting adds', () => {
     const [, role] = onlyResource(synthHub(), 'AWS::IAM::Role', { Properties: { Description: Match.stringLikeRegexp('^Execution role of kms-replica-guard \\(') } });
     const statements = role.Properties.Policies[0].PolicyDocument.Statement;
@@ -141,5 +141,16 @@ describe('the remediator role against the contract', () => {
     expect(statements.map((s: any) => [s.Sid, s.Effect, listed(s.Action)])).toEqual(
       CONTRACT.iam.remediator.map((s) => [s.sid, s.effect, [...s.actions].sort()]),
     );
+  });
+
+  test('the detector inline policy starts with the contract statements, the KMS writes denied', () => {
+    const [, role] = onlyResource(synthHub({ securityHub: 'on' }), 'AWS::IAM::Role', {
+      Properties: { Description: Match.stringLikeRegexp('^Execution role of the kms-replica-guard detector') },
+    });
+    const statements = role.Properties.Policies[0].PolicyDocument.Statement;
+    const listed = (v: string | string[]) => (Array.isArray(v) ? [...v] : [v]).sort();
+    const own = CONTRACT.iam.detector.map((s) => [s.sid, s.effect, [...s.actions].sort()]);
+    expect(statements.slice(0, own.length).map((s: any) => [s.Sid, s.Effect, listed(s.Action)])).toEqual(own);
+    expect(statements.map((s: any) => s.Sid).slice(own.length)).toEqual(['ImportFindings']);
   });
 });

@@ -15,9 +15,9 @@ import {
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
-import { GuardConfig } from '../config';
+import { CONTRACT, GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
-import { enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
+import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
 
 /** The same for the detector's role (it reads and reports; it writes no key policy). */
 export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = [
@@ -37,22 +37,7 @@ export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = [
 ];
 
 /** KMS actions the detector's roles are denied whatever else they are granted: every change to a key. */
-export const KMS_WRITE_ACTIONS = [
-  'kms:Cancel*',
-  'kms:Create*',
-  'kms:Delete*',
-  'kms:Disable*',
-  'kms:Enable*',
-  'kms:Import*',
-  'kms:Put*',
-  'kms:Replicate*',
-  'kms:Retire*',
-  'kms:Revoke*',
-  'kms:Schedule*',
-  'kms:Tag*',
-  'kms:Untag*',
-  'kms:Update*',
-];
+export const KMS_WRITE_ACTIONS: string[] = CONTRACT.iam.kms_writes;
 
 export interface DetectorProps {
   readonly config: GuardConfig;
@@ -90,25 +75,16 @@ export class Detector {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     skipCheckov(logGroup.node.defaultChild as logs.CfnLogGroup, LOG_GROUP_SKIPS);
+    // Its own statements as infra/contract.json declares them (xtask/src/iam.rs: reads, the Deny of
+    // every KMS write, its metrics, logs and on-failure queue), then what the settings add.
     const statements = [
-      new iam.PolicyStatement({
-        sid: 'ReadMultiRegionKeys',
-        actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
-        resources: [`arn:${stack.partition}:kms:*:${stack.account}:key/mrk-*`],
+      ...contractStatements(CONTRACT.iam.detector as unknown as ContractStatement[], {
+        'AWS::Partition': stack.partition,
+        'AWS::AccountId': stack.account,
+        MetricsNamespace: cfg.metricsNamespace,
+        'DetectorLogGroup.Arn': logGroup.logGroupArn,
+        'DeadLetterQueue.Arn': dlq.queueArn,
       }),
-      new iam.PolicyStatement({ sid: 'ListKeysForSweep', actions: ['kms:ListKeys'], resources: ['*'] }),
-      // Nothing here allows a KMS write; the Deny keeps it so whatever else is attached later.
-      new iam.PolicyStatement({ sid: 'NeverChangeKeys', effect: iam.Effect.DENY, actions: KMS_WRITE_ACTIONS, resources: ['*'] }),
-      // FindingsNotImported and EvaluationsNotPut, in the guard's namespace.
-      new iam.PolicyStatement({
-        sid: 'PublishOwnMetrics',
-        actions: ['cloudwatch:PutMetricData'],
-        resources: ['*'],
-        conditions: { StringEquals: { 'cloudwatch:namespace': cfg.metricsNamespace } },
-      }),
-      new iam.PolicyStatement({ sid: 'WriteOwnLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
-      // The stack's one on-failure queue: Lambda sends a failed asynchronous event there.
-      new iam.PolicyStatement({ sid: 'SendFailedEventsToQueue', actions: ['sqs:SendMessage'], resources: [dlq.queueArn] }),
       ...baselineReads,
       ...listAccounts,
     ];
