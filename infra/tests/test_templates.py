@@ -485,28 +485,26 @@ class SamCdkParityTest(unittest.TestCase):
             return norm(statement)
 
         for detector in (False, True):
-            with self.subTest(role="detector" if detector else "remediator"):
-                sam, cdk = deny(self.sam, self.norm_sam, detector), deny(self.cdk, self.norm_cdk, detector)
-                self.assertEqual(sam, cdk)
-                self.assertEqual(sam["Effect"], "Deny")
-                self.assertEqual(sam["Resource"], "*")
-                # ArnNotEquals also matches a request without the key (credentials used outside Lambda).
-                self.assertEqual(sam["Condition"], {"ArnNotEquals": {"lambda:SourceFunctionArn": "<AWS::Lambda::Function.Arn>"}})
-                fn_ref = _guard(self.sam, "AWS::Lambda::Function", detector)[0]
-                raw = next(r for r in attached_to(self.sam, _guard(self.sam, "AWS::IAM::Role", detector)[0]) if "Deny" in str(r["Properties"]["PolicyDocument"]))
-                self.assertEqual(raw["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]["ArnNotEquals"]["lambda:SourceFunctionArn"], {"Fn::GetAtt": [fn_ref, "Arn"]})
-                # Every action the role (and its conditional grants) allows, except what the Lambda service
-                # itself does with the role outside the execution environment, without the key: the SQS
-                # event source mapping and the on-failure destination (sqs:*), and the logs.
-                role_id, role = _guard(self.sam, "AWS::IAM::Role", detector)
-                docs = [p["PolicyDocument"] for p in role["Properties"]["Policies"]] + [r["Properties"]["PolicyDocument"] for r in attached_to(self.sam, role_id)]
-                allowed = set()
-                for doc in docs:
-                    for st in doc["Statement"]:
-                        if st["Effect"] == "Allow":
-                            allowed.update(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
-                expected = {a for a in allowed if not a.startswith(("sqs:", "logs:"))}
-                self.assertEqual(set(sam["Action"]), expected)
+            caller = "detector" if detector else "remediator"
+            # Every action of the calls the code makes as this function (the contract's operations),
+            # except what the Lambda service itself does with the role outside the execution
+            # environment, without the key: the SQS event source mapping and the on-failure
+            # destination (sqs:*), and the logs.
+            expected = sorted({o["iam_action"] for o in CONTRACT["operations"]
+                               if caller in o["callers"] and o["iam_action"] and not o["iam_action"].startswith(("sqs:", "logs:"))})
+            for tool, template, norm in (("SAM", self.sam, self.norm_sam), ("CDK", self.cdk, self.norm_cdk)):
+                with self.subTest(role=caller, tool=tool):
+                    statement = deny(template, norm, detector)
+                    self.assertEqual(statement["Effect"], "Deny")
+                    self.assertEqual(statement["Resource"], "*")
+                    self.assertEqual(statement["Action"], expected)
+                    # ArnNotEquals also matches a request without the key (credentials used outside Lambda).
+                    self.assertEqual(statement["Condition"], {"ArnNotEquals": {"lambda:SourceFunctionArn": "<AWS::Lambda::Function.Arn>"}})
+                    # Of this function (the remediator's logical ids do not start with Detector).
+                    role_id = _guard(template, "AWS::IAM::Role", detector)[0]
+                    raw = next(r for r in attached_to(template, role_id) if "Deny" in str(r["Properties"]["PolicyDocument"]))
+                    fn_ref = raw["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]["ArnNotEquals"]["lambda:SourceFunctionArn"]["Fn::GetAtt"][0]
+                    self.assertEqual(fn_ref, _guard(template, "AWS::Lambda::Function", detector)[0])
 
     def test_code_signing_is_optional(self) -> None:
         arn = "arn:aws:lambda:us-east-1:111122223333:code-signing-config:csc-0123456789abcdef0"

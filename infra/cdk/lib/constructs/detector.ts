@@ -17,24 +17,10 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { CONTRACT, GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
-import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
+import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
 
 /** The same for the detector's role (it reads and reports; it writes no key policy). */
-export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = [
-  'cloudwatch:PutMetricData',
-  'config:PutEvaluations',
-  'kms:DescribeKey',
-  'kms:GetKeyPolicy',
-  'kms:ListKeys',
-  'kms:ListResourceTags',
-  'organizations:ListAccounts',
-  's3:GetObject',
-  's3:ListBucket',
-  'securityhub:BatchImportFindings',
-  'ssm:GetParameter',
-  'ssm:GetParametersByPath',
-  'sts:AssumeRole',
-];
+export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = onlyThisFunctionActions('detector');
 
 /** KMS actions the detector's roles are denied whatever else they are granted: every change to a key. */
 export const KMS_WRITE_ACTIONS: string[] = CONTRACT.iam.kms_writes;

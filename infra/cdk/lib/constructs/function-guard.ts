@@ -100,3 +100,17 @@ export function contractStatements(declared: readonly ContractStatement[], value
       }),
   );
 }
+
+/**
+ * What a function's role may do only from its execution environment (lambda:SourceFunctionArn): the
+ * IAM action of every call the code makes as that caller (infra/contract.json's `operations`, declared
+ * with the calls in krg-engine), but for what the Lambda service does with the role outside it: the
+ * queue's event source mapping and the on-failure destination (sqs:), and the logs.
+ */
+export function onlyThisFunctionActions(caller: 'remediator' | 'detector'): string[] {
+  const actions = CONTRACT.operations
+    .filter((o) => (o.callers as string[]).includes(caller))
+    .map((o) => o.iam_action)
+    .filter((a): a is string => typeof a === 'string' && !/^(sqs|logs):/.test(a));
+  return [...new Set(actions)].sort();
+}

@@ -16,26 +16,10 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { BACKUP_PREFIX, CONTRACT, GuardConfig, rateInstances, usesCatalogue } from '../config';
 import { KMS_EVENT_PATTERN } from '../event-pattern';
-import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction } from './function-guard';
+import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
 
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
-export const ONLY_THIS_FUNCTION_ACTIONS = [
-  'cloudwatch:PutMetricData',
-  'events:PutEvents',
-  'kms:DescribeKey',
-  'kms:GetKeyPolicy',
-  'kms:ListKeys',
-  'kms:ListResourceTags',
-  'kms:PutKeyPolicy',
-  'organizations:ListAccounts',
-  's3:DeleteObject',
-  's3:GetObject',
-  's3:ListBucket',
-  's3:PutObject',
-  'ssm:GetParameter',
-  'ssm:GetParametersByPath',
-  'sts:AssumeRole',
-];
+export const ONLY_THIS_FUNCTION_ACTIONS = onlyThisFunctionActions('remediator');
 
 export interface RemediatorProps {
   readonly config: GuardConfig;
