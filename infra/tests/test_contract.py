@@ -29,8 +29,8 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   retention;
 - the function roles' own statements (the contract's `iam`, xtask/src/iam.rs): the SAM
   remediator's and detector's inline policies are exactly those, in order (Sid, effect, actions,
-  resources and condition as Fn::Sub text), and the member detector role denies the contract's
-  KMS writes;
+  resources and condition as Fn::Sub text), the member detector role denies the contract's
+  KMS writes, and the backups bucket's policy is the contract's;
 - the hub template's dashboard is the contract's `dashboard` (declared in xtask/src/dashboard.rs):
   each widget at its place, with its title, view and Region, and its lines (each metric with its
   namespace, dimensions, statistic and period, or the SEARCH expression), in order.
@@ -421,6 +421,20 @@ class SamRoleAgainstTheContract(unittest.TestCase):
             }
             for st in policy["PolicyDocument"]["Statement"]
         ]
+
+    def test_the_backups_bucket_policy_is_the_contracts(self) -> None:
+        props = HUB["Resources"]["BackupBucketPolicy"]["Properties"]
+        self.assertEqual(props["Bucket"], {"Ref": "BackupBucket"})
+        listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+        in_template = []
+        for st in props["PolicyDocument"]["Statement"]:
+            self.assertEqual(st["Principal"], {"AWS": "*"}, st["Sid"])
+            in_template.append({
+                "sid": st["Sid"], "effect": st["Effect"], "principal": "*", "actions": listed(st["Action"]),
+                "resources": [as_sub_text(r) for r in listed(st["Resource"])],
+                **({"condition": as_sub_text(st["Condition"])} if "Condition" in st else {}),
+            })
+        self.assertEqual(in_template, CONTRACT["iam"]["backups_bucket"])
 
     def test_the_remediator_roles_own_statements_are_the_contracts(self) -> None:
         self.assertEqual(self.inline("RemediatorRole"), CONTRACT["iam"]["remediator"])

@@ -1,7 +1,8 @@
 //! The function roles' own statements, declared once: what the remediator and the read-only
 //! detector may do in the hub account whatever the stack's settings (the grants a setting adds,
 //! the baseline's location, the member accounts, findings and Config answers, are the stacks'
-//! own, each under its condition), and the KMS writes the detector's roles deny. `cargo xtask docs`
+//! own, each under its condition), the KMS writes the detector's roles deny, and the backups
+//! bucket's policy. `cargo xtask docs`
 //! writes them into `infra/contract.json` (key `iam`); the CDK app builds the role's inline
 //! policy from there (infra/cdk/lib/constructs/remediator.ts), infra/tests/test_contract.py
 //! checks the SAM template's, and infra/tests/test_permissions.py checks every action against
@@ -30,6 +31,9 @@ pub struct Statement {
     pub sid: &'static str,
     /// Allow or Deny.
     pub effect: Effect,
+    /// `*` in a resource policy (anyone, whatever IAM grants them); none in an identity policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<&'static str>,
     /// The IAM actions.
     pub actions: &'static [&'static str],
     /// The resources (`Fn::Sub` text).
@@ -48,6 +52,7 @@ fn statement(
     Statement {
         sid,
         effect,
+        principal: None,
         actions,
         resources: resources.iter().map(|r| (*r).to_owned()).collect(),
         condition: None,
@@ -240,12 +245,61 @@ pub fn detector() -> Vec<Statement> {
     ]
 }
 
+/// The backups bucket's policy: TLS only, and the guard's memory (backups, write records,
+/// claims under BACKUP_PREFIX) written by the guard alone and never erased, whatever IAM
+/// grants anyone else.
+pub fn backups_bucket() -> Vec<Statement> {
+    use Effect::Deny;
+    let prefix = vars::var("BACKUP_PREFIX")
+        .and_then(|v| v.default)
+        .expect("BACKUP_PREFIX declares its default");
+    let memory = format!("${{BackupBucket.Arn}}/{prefix}*");
+    let anyone = |s: Statement| Statement {
+        principal: Some("*"),
+        ..s
+    };
+    vec![
+        anyone(Statement {
+            condition: Some(serde_json::json!({ "Bool": { "aws:SecureTransport": "false" } })),
+            ..statement(
+                "DenyInsecureTransport",
+                Deny,
+                &["s3:*"],
+                &["${BackupBucket.Arn}", "${BackupBucket.Arn}/*"],
+            )
+        }),
+        // Backups, write records and claims are the guard's memory (flap guard, verification
+        // failures, who is writing a fix): nobody else may plant or remove one. (S3 lifecycle
+        // expiry is not a request and is not affected.)
+        anyone(Statement {
+            condition: Some(
+                serde_json::json!({ "ArnNotEquals": { "aws:PrincipalArn": "${RemediatorRole.Arn}" } }),
+            ),
+            ..statement(
+                "OnlyTheGuardWritesUnderItsPrefix",
+                Deny,
+                &["s3:DeleteObject", "s3:PutObject"],
+                &[&memory],
+            )
+        }),
+        // Versioning keeps every overwritten or deleted object as a noncurrent version until
+        // the lifecycle expires it; no one, the guard included, deletes a version.
+        anyone(statement(
+            "NoOneDeletesHistory",
+            Deny,
+            &["s3:DeleteObjectVersion"],
+            &[&memory],
+        )),
+    ]
+}
+
 /// The statements, as the contract carries them.
 pub fn contract() -> serde_json::Value {
     serde_json::json!({
         "remediator": remediator(),
         "detector": detector(),
         "kms_writes": KMS_WRITES,
+        "backups_bucket": backups_bucket(),
     })
 }
 

@@ -154,3 +154,18 @@ describe('the function roles against the contract', () => {
     expect(statements.map((s: any) => s.Sid).slice(own.length)).toEqual(['ImportFindings']);
   });
 });
+
+describe('the backups bucket against the contract', () => {
+  test('its policy is the contract statements: anyone denied, the guard role excepted where it writes', () => {
+    const template = synthHub();
+    const [, policy] = onlyResource(template, 'AWS::S3::BucketPolicy');
+    const [roleId] = onlyResource(template, 'AWS::IAM::Role', { Properties: { Description: Match.stringLikeRegexp('^Execution role of kms-replica-guard \\(') } });
+    const listed = (v: string | string[]) => (Array.isArray(v) ? [...v] : [v]).sort();
+    const statements = policy.Properties.PolicyDocument.Statement;
+    expect(statements.map((s: any) => [s.Sid, s.Effect, s.Principal, listed(s.Action)])).toEqual(
+      CONTRACT.iam.backups_bucket.map((s) => [s.sid, s.effect, { AWS: '*' }, [...s.actions].sort()]),
+    );
+    const guardOnly = statements.find((s: any) => s.Sid === 'OnlyTheGuardWritesUnderItsPrefix');
+    expect(guardOnly.Condition).toEqual({ ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [roleId, 'Arn'] } } });
+  });
+});

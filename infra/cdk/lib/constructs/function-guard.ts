@@ -72,6 +72,8 @@ export function enterMemberAccounts(stack: Stack, sid: string, roleName: string,
 export interface ContractStatement {
   readonly sid: string;
   readonly effect: 'Allow' | 'Deny';
+  /** `*` in a resource policy: anyone. */
+  readonly principal?: '*';
   readonly actions: string[];
   readonly resources: string[];
   readonly condition?: Record<string, Record<string, string>>;
@@ -92,6 +94,7 @@ export function contractStatements(declared: readonly ContractStatement[], value
       new iam.PolicyStatement({
         sid: s.sid,
         effect: s.effect === 'Deny' ? iam.Effect.DENY : iam.Effect.ALLOW,
+        principals: s.principal === '*' ? [new iam.AnyPrincipal()] : undefined,
         actions: [...s.actions],
         resources: s.resources.map(render),
         conditions: s.condition

@@ -87,19 +87,6 @@ export class Remediator {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     skipCheckov(backupBucket.node.defaultChild as s3.CfnBucket, BACKUP_BUCKET_SKIPS);
-    // TLS only. Written out (rather than enforceSSL) to carry the same Sid as the SAM template.
-    backupBucket.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'DenyInsecureTransport',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['s3:*'],
-        resources: [backupBucket.bucketArn, backupBucket.arnForObjects('*')],
-        conditions: { Bool: { 'aws:SecureTransport': 'false' } },
-      }),
-    );
-    // Retained with the bucket, so that a bucket left behind by a stack deletion stays TLS-only.
-    backupBucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
 
     // Explicit role: REMEDIATOR_ROLE_ARN is its ARN, and every replica's baseline key policy
     // must allow it (lockout check). Its own statements as infra/contract.json declares them
@@ -183,29 +170,16 @@ export class Remediator {
       }),
       inlinePolicies: { 'kms-replica-guard': new iam.PolicyDocument({ statements }) },
     });
-    // Backups, write records and claims are the guard's memory (flap guard, verification failures,
-    // who is writing a fix): nobody else may plant or remove one, whatever IAM grants them.
-    backupBucket.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'OnlyTheGuardWritesUnderItsPrefix',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['s3:PutObject', 's3:DeleteObject'],
-        resources: [backupBucket.arnForObjects(`${BACKUP_PREFIX}*`)],
-        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
-      }),
-    );
-    // Versioning keeps every overwritten or deleted object until the lifecycle expires it; no one,
-    // the guard included, deletes a version.
-    backupBucket.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'NoOneDeletesHistory',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['s3:DeleteObjectVersion'],
-        resources: [backupBucket.arnForObjects(`${BACKUP_PREFIX}*`)],
-      }),
-    );
+    // The bucket's policy as infra/contract.json declares it (xtask/src/iam.rs): TLS only, and the
+    // guard's memory (backups, write records, claims) written by its role alone and never erased.
+    // Retained with the bucket, so that a bucket left behind by a stack deletion stays protected.
+    for (const statement of contractStatements(CONTRACT.iam.backups_bucket as unknown as ContractStatement[], {
+      'BackupBucket.Arn': backupBucket.bucketArn,
+      'RemediatorRole.Arn': role.roleArn,
+    })) {
+      backupBucket.addToResourcePolicy(statement);
+    }
+    backupBucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
 
     // At most one location is set (configFromContext); without one, baselineSource.
     const baselineSource = cfg.baselineSsmParameter
