@@ -57,7 +57,7 @@ summary() {
     template-parity) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, SAM = CDK" ;;
     guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation = CDK, tag keys, roles and actions = the stacks' and the function's" ;;
     permissions) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): the roles' actions = the AWS calls in the code (+ what Lambda needs)" ;;
-    contract) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): the stacks = infra/contract.json (SAM: parameters, alarms, dashboard, rules, functions, the function roles, the backups bucket policy; both: outputs)" ;;
+    contract) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): the stacks = infra/contract.json (SAM: parameters, alarms, dashboard, rules, functions, the function roles, the bucket, topic and key policies; both: outputs)" ;;
     cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;
     sam-validate*) echo "$(ls infra/sam/*.yaml | wc -l) templates" ;;
     sam-translate) echo "$(ls "$BUILD"/sam/*.cfn.json | wc -l) templates -> $BUILD/sam" ;;

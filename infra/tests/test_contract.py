@@ -30,7 +30,8 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
 - the function roles' own statements (the contract's `iam`, xtask/src/iam.rs): the SAM
   remediator's and detector's inline policies are exactly those, in order (Sid, effect, actions,
   resources and condition as Fn::Sub text), the member detector role denies the contract's
-  KMS writes, and the backups bucket's policy is the contract's;
+  KMS writes, and the backups bucket's, the alarm topic's and its key's policies are the
+  contract's;
 - the hub template's dashboard is the contract's `dashboard` (declared in xtask/src/dashboard.rs):
   each widget at its place, with its title, view and Region, and its lines (each metric with its
   namespace, dimensions, statistic and period, or the SEARCH expression), in order.
@@ -400,6 +401,8 @@ def as_sub_text(value: Any) -> Any:
         return "${DriftBusArn}"
     if isinstance(value, dict):
         return {k: as_sub_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_sub_text(v) for v in value]
     raise AssertionError(f"not a value the contract can say: {value}")
 
 
@@ -422,19 +425,36 @@ class SamRoleAgainstTheContract(unittest.TestCase):
             for st in policy["PolicyDocument"]["Statement"]
         ]
 
+    @staticmethod
+    def resource_policy(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A resource policy's statements in the contract's terms."""
+        listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+        return [
+            {
+                "sid": st["Sid"], "effect": st["Effect"], "principal": st["Principal"], "actions": listed(st["Action"]),
+                "resources": [as_sub_text(r) for r in listed(st["Resource"])],
+                **({"condition": as_sub_text(st["Condition"])} if "Condition" in st else {}),
+            }
+            for st in statements
+        ]
+
     def test_the_backups_bucket_policy_is_the_contracts(self) -> None:
         props = HUB["Resources"]["BackupBucketPolicy"]["Properties"]
         self.assertEqual(props["Bucket"], {"Ref": "BackupBucket"})
-        listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
-        in_template = []
-        for st in props["PolicyDocument"]["Statement"]:
-            self.assertEqual(st["Principal"], {"AWS": "*"}, st["Sid"])
-            in_template.append({
-                "sid": st["Sid"], "effect": st["Effect"], "principal": "*", "actions": listed(st["Action"]),
-                "resources": [as_sub_text(r) for r in listed(st["Resource"])],
-                **({"condition": as_sub_text(st["Condition"])} if "Condition" in st else {}),
-            })
-        self.assertEqual(in_template, CONTRACT["iam"]["backups_bucket"])
+        self.assertEqual(self.resource_policy(props["PolicyDocument"]["Statement"]), CONTRACT["iam"]["backups_bucket"])
+
+    def test_the_alarm_topic_admits_the_contracts_publishers_only(self) -> None:
+        props = HUB["Resources"]["AlarmTopicPolicy"]["Properties"]
+        self.assertEqual(props["Topics"], [{"Ref": "AlarmTopic"}])
+        self.assertEqual(self.resource_policy(props["PolicyDocument"]["Statement"]), CONTRACT["iam"]["alarm_topic"])
+
+    def test_the_alarm_topic_key_admits_the_contracts_publishers(self) -> None:
+        # Beside the account's administration of the key (AccountAdministration).
+        statements = HUB["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+        services = [st for st in statements if "Service" in st["Principal"]]
+        self.assertEqual(self.resource_policy(services), CONTRACT["iam"]["alarm_topic_key"])
+        (account,) = [st for st in statements if "Service" not in st["Principal"]]
+        self.assertEqual(account["Principal"], {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}})
 
     def test_the_remediator_roles_own_statements_are_the_contracts(self) -> None:
         self.assertEqual(self.inline("RemediatorRole"), CONTRACT["iam"]["remediator"])

@@ -2,16 +2,18 @@
 
 - every checkov skip names a check and says why; cfn-lint suppressions are limited to the one
   justified in infra/cdk/lib/constructs/remediator.ts and detector.ts (W3005 on the CDK functions);
-- the SAM hub template (as translated to CloudFormation by infra/scripts/sam_to_cfn.py) and the
-  synthesized CDK hub template declare the same stack where infra/contract.json does not say what
-  it must be: resource types, environment (names), the backups bucket and its
-  policy, the alarm topic's access policy and its key's policy. SAM parameters are
-  compared at their defaults, logical ids by the resource type they name. What the contract holds
-  is checked against it in each stack on its own, not here: the alarms and the notification rules
-  (test_contract.py for SAM, infra/cdk/test/*.test.ts for CDK), the outputs (test_contract.py,
-  both tools), the function roles' own statements (test_contract.py for SAM, the CDK app builds
-  them from the contract), the IAM actions (test_permissions.py), the environment's values at the defaults
-  (here for SAM, contract.test.ts for CDK); here each alarm's runbook page is named after it;
+- what infra/contract.json holds is checked against it in each stack on its own, not SAM against
+  CDK: the alarms, the dashboard and the notification rules, the function roles' own statements,
+  the backups bucket's, the alarm topic's and its key's policies (test_contract.py for SAM; the CDK
+  app builds them from the contract, infra/cdk/test/contract.test.ts checks it), the outputs
+  (test_contract.py, both tools), the IAM actions (test_permissions.py), the runtime and the
+  defaults (here and test_contract.py for SAM, contract.test.ts for CDK). Here, each stack's
+  environment at its defaults, each role's Deny outside its function and each alarm's runbook page;
+- where the contract does not say what a stack must hold, the SAM hub template (as translated to
+  CloudFormation by infra/scripts/sam_to_cfn.py) and the synthesized CDK hub template declare the
+  same: resource types, the functions' environment (names) and async settings, the backups bucket's
+  own properties, the detector's log group, and the member stack (MemberParityTest). SAM
+  parameters are compared at their defaults, logical ids by the resource type they name;
 - the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
   the s3:prefix it computes from BaselineSsmPath / BaselineS3Prefix), give what the CDK stack
   gives for the same context (infra/cdk/test/remediator.test.ts).
@@ -519,29 +521,6 @@ class SamCdkParityTest(unittest.TestCase):
         self.assertRegex(arn, pattern)
         for bad in ("csc-0123456789abcdef0", arn + "x", arn.replace("lambda", "signer")):
             self.assertNotRegex(bad, pattern)
-
-    def test_the_alarm_topic_and_its_key_admit_cloudwatch_and_the_rule_only(self) -> None:
-        for type_, prop in (("AWS::SNS::TopicPolicy", "PolicyDocument"), ("AWS::KMS::Key", "KeyPolicy")):
-            with self.subTest(type=type_):
-                sam = self.norm_sam(_one(self.sam, type_)["Properties"][prop])
-                cdk = self.norm_cdk(_one(self.cdk, type_)["Properties"][prop])
-                # The service statements (the key's account statement is CDK's default, without a Sid).
-                def services(doc: dict[str, Any]) -> dict[str, Any]:
-                    return {s["Sid"]: s for s in doc["Statement"] if "Service" in (s.get("Principal") or {})}
-
-                self.assertEqual(services(sam), services(cdk))
-                self.assertEqual(
-                    sorted(s["Principal"]["Service"] for s in services(sam).values()),
-                    ["cloudwatch.amazonaws.com", "events.amazonaws.com"],
-                )
-                if type_ == "AWS::SNS::TopicPolicy":
-                    self.assertEqual(len(sam["Statement"]), 2, "the topic admits the alarms and the rule, nothing else")
-                    self.assertEqual(len(cdk["Statement"]), 2, "the topic admits the alarms and the rule, nothing else")
-        topic_policy = self.norm_sam(_one(self.sam, "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"])
-        events = next(s for s in topic_policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"})
-        # The exposure, write refused, exemption and guard change rules.
-        self.assertEqual(events["Condition"], {"ArnEquals": {"aws:SourceArn": ["<AWS::Events::Rule.Arn>"] * 4}})
-        self.assertEqual(events["Action"], ["sns:Publish"])
 
 
 class SamEvaluator:

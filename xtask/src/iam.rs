@@ -1,8 +1,8 @@
 //! The function roles' own statements, declared once: what the remediator and the read-only
 //! detector may do in the hub account whatever the stack's settings (the grants a setting adds,
 //! the baseline's location, the member accounts, findings and Config answers, are the stacks'
-//! own, each under its condition), the KMS writes the detector's roles deny, and the backups
-//! bucket's policy. `cargo xtask docs`
+//! own, each under its condition), the KMS writes the detector's roles deny, the backups
+//! bucket's policy, and who may publish to the alarm topic and use its key. `cargo xtask docs`
 //! writes them into `infra/contract.json` (key `iam`); the CDK app builds the role's inline
 //! policy from there (infra/cdk/lib/constructs/remediator.ts), infra/tests/test_contract.py
 //! checks the SAM template's, and infra/tests/test_permissions.py checks every action against
@@ -31,9 +31,10 @@ pub struct Statement {
     pub sid: &'static str,
     /// Allow or Deny.
     pub effect: Effect,
-    /// `*` in a resource policy (anyone, whatever IAM grants them); none in an identity policy.
+    /// Whom a resource policy's statement is about, as IAM writes it (`{"AWS": "*"}`: anyone,
+    /// `{"Service": …}`); none in an identity policy.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub principal: Option<&'static str>,
+    pub principal: Option<serde_json::Value>,
     /// The IAM actions.
     pub actions: &'static [&'static str],
     /// The resources (`Fn::Sub` text).
@@ -255,7 +256,7 @@ pub fn backups_bucket() -> Vec<Statement> {
         .expect("BACKUP_PREFIX declares its default");
     let memory = format!("${{BackupBucket.Arn}}/{prefix}*");
     let anyone = |s: Statement| Statement {
-        principal: Some("*"),
+        principal: Some(serde_json::json!({ "AWS": "*" })),
         ..s
     };
     vec![
@@ -293,6 +294,74 @@ pub fn backups_bucket() -> Vec<Statement> {
     ]
 }
 
+/// A statement of a resource policy about a service principal.
+fn for_service(service: &str, s: Statement) -> Statement {
+    Statement {
+        principal: Some(serde_json::json!({ "Service": service })),
+        ..s
+    }
+}
+
+/// The alarm topic's access policy: this stack's alarms and its notification rules may
+/// publish, nothing else (the account's IAM principals keep what IAM grants them).
+pub fn alarm_topic() -> Vec<Statement> {
+    use Effect::Allow;
+    let rules: Vec<String> = crate::rules::NOTIFICATIONS
+        .iter()
+        .map(|n| n.logical_id)
+        .chain(["GuardChangeNotificationRule"])
+        .map(|id| format!("${{{id}.Arn}}"))
+        .collect();
+    vec![
+        for_service(
+            "cloudwatch.amazonaws.com",
+            Statement {
+                condition: Some(serde_json::json!({
+                    "StringEquals": { "aws:SourceAccount": "${AWS::AccountId}" },
+                    // Every alarm of the stack is named `<stack>-…`.
+                    "ArnLike": { "aws:SourceArn": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${AWS::StackName}-*" },
+                })),
+                ..statement(
+                    "CloudWatchAlarmsPublish",
+                    Allow,
+                    &["sns:Publish"],
+                    &["${AlarmTopic}"],
+                )
+            },
+        ),
+        for_service(
+            "events.amazonaws.com",
+            Statement {
+                condition: Some(serde_json::json!({ "ArnEquals": { "aws:SourceArn": rules } })),
+                ..statement(
+                    "EventBridgeRulesPublish",
+                    Allow,
+                    &["sns:Publish"],
+                    &["${AlarmTopic}"],
+                )
+            },
+        ),
+    ]
+}
+
+/// The alarm topic key's statements for the services that publish to the topic (besides the
+/// account's own administration of the key). No aws:SourceArn / aws:SourceAccount condition:
+/// neither service sends them on this KMS request.
+pub fn alarm_topic_key() -> Vec<Statement> {
+    use Effect::Allow;
+    const ENCRYPT: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey*"];
+    vec![
+        for_service(
+            "cloudwatch.amazonaws.com",
+            statement("CloudWatchAlarmsPublish", Allow, ENCRYPT, &["*"]),
+        ),
+        for_service(
+            "events.amazonaws.com",
+            statement("EventBridgeRulesPublish", Allow, ENCRYPT, &["*"]),
+        ),
+    ]
+}
+
 /// The statements, as the contract carries them.
 pub fn contract() -> serde_json::Value {
     serde_json::json!({
@@ -300,6 +369,8 @@ pub fn contract() -> serde_json::Value {
         "detector": detector(),
         "kms_writes": KMS_WRITES,
         "backups_bucket": backups_bucket(),
+        "alarm_topic": alarm_topic(),
+        "alarm_topic_key": alarm_topic_key(),
     })
 }
 

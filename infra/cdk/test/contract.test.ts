@@ -163,9 +163,27 @@ describe('the backups bucket against the contract', () => {
     const listed = (v: string | string[]) => (Array.isArray(v) ? [...v] : [v]).sort();
     const statements = policy.Properties.PolicyDocument.Statement;
     expect(statements.map((s: any) => [s.Sid, s.Effect, s.Principal, listed(s.Action)])).toEqual(
-      CONTRACT.iam.backups_bucket.map((s) => [s.sid, s.effect, { AWS: '*' }, [...s.actions].sort()]),
+      CONTRACT.iam.backups_bucket.map((s) => [s.sid, s.effect, s.principal, [...s.actions].sort()]),
     );
     const guardOnly = statements.find((s: any) => s.Sid === 'OnlyTheGuardWritesUnderItsPrefix');
     expect(guardOnly.Condition).toEqual({ ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [roleId, 'Arn'] } } });
+  });
+});
+
+describe('the alarm topic against the contract', () => {
+  test('the topic and its key admit the contract publishers, the topic nobody else', () => {
+    const template = synthHub();
+    const listed = (v: string | string[]) => (Array.isArray(v) ? [...v] : [v]).sort();
+    const shape = (s: any) => [s.Sid, s.Effect, s.Principal, listed(s.Action)];
+    const [, topicPolicy] = onlyResource(template, 'AWS::SNS::TopicPolicy');
+    expect(topicPolicy.Properties.PolicyDocument.Statement.map(shape)).toEqual(
+      CONTRACT.iam.alarm_topic.map((s) => [s.sid, s.effect, s.principal, [...s.actions].sort()]),
+    );
+    const rules = (CONTRACT.iam.alarm_topic[1] as any).condition.ArnEquals['aws:SourceArn'].map((r: string) => r.replace(/^\$\{(.*)\.Arn\}$/, '$1'));
+    const sourceArns = topicPolicy.Properties.PolicyDocument.Statement[1].Condition.ArnEquals['aws:SourceArn'];
+    expect(sourceArns.map((a: any) => a['Fn::GetAtt'][0].replace(/[0-9A-F]{8}$/, ''))).toEqual(rules);
+    const [, key] = onlyResource(template, 'AWS::KMS::Key');
+    const services = key.Properties.KeyPolicy.Statement.filter((s: any) => s.Principal.Service);
+    expect(services.map(shape)).toEqual(CONTRACT.iam.alarm_topic_key.map((s) => [s.sid, s.effect, s.principal, [...s.actions].sort()]));
   });
 });

@@ -5,7 +5,6 @@ import {
   Stack,
   aws_cloudwatch as cloudwatch,
   aws_cloudwatch_actions as cw_actions,
-  aws_iam as iam,
   aws_kms as kms,
   aws_lambda as lambda,
   aws_sns as sns,
@@ -13,6 +12,7 @@ import {
   aws_sqs as sqs,
 } from 'aws-cdk-lib';
 import { CONTRACT, GuardConfig } from '../config';
+import { contractStatements, declaredPolicy } from './function-guard';
 
 /** A value the stack takes from a setting: its SAM parameter and its CDK context key. */
 export interface ContractKnob {
@@ -127,24 +127,10 @@ export class AlarmTopic {
       pendingWindow: Duration.days(7),
       removalPolicy: RemovalPolicy.DESTROY,
     });
-    topicKey.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'CloudWatchAlarmsPublish',
-        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
-        resources: ['*'],
-      }),
-    );
-    // The same for EventBridge (the exposure notification rule's target). No aws:SourceArn /
-    // aws:SourceAccount condition: EventBridge does not send them on this KMS request.
-    topicKey.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'EventBridgeRulesPublish',
-        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
-        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
-        resources: ['*'],
-      }),
-    );
+    // The services that publish to the topic may use its key (infra/contract.json, xtask/src/iam.rs).
+    for (const statement of contractStatements(declaredPolicy('alarm_topic_key'), {})) {
+      topicKey.addToResourcePolicy(statement);
+    }
     const topic = new sns.Topic(stack, 'AlarmTopic', { displayName: 'kms-replica-guard alarms', masterKey: topicKey });
     this.topic = topic;
     if (cfg.alarmEmail) {
@@ -153,18 +139,20 @@ export class AlarmTopic {
     // The topic's access policy (it replaces SNS's default one): this stack's alarms and its
     // notification rules (Notifications adds their statement) may publish, nothing else; the
     // account's IAM principals keep what IAM grants them.
-    topic.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'CloudWatchAlarmsPublish',
-        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
-        actions: ['sns:Publish'],
-        resources: [topic.topicArn],
-        conditions: {
-          StringEquals: { 'aws:SourceAccount': stack.account },
-          ArnLike: { 'aws:SourceArn': `arn:${stack.partition}:cloudwatch:${stack.region}:${stack.account}:alarm:${stack.stackName}-*` },
-        },
-      }),
+    // The topic's access policy (it replaces SNS's default one), as infra/contract.json declares it
+    // (xtask/src/iam.rs): this stack's alarms, here, and its notification rules (Notifications adds
+    // their statement) may publish, nothing else; the account's IAM principals keep what IAM grants them.
+    const [alarmsPublish] = contractStatements(
+      declaredPolicy('alarm_topic').filter((s) => s.sid === 'CloudWatchAlarmsPublish'),
+      {
+        'AWS::Partition': stack.partition,
+        'AWS::Region': stack.region,
+        'AWS::AccountId': stack.account,
+        'AWS::StackName': stack.stackName,
+        AlarmTopic: topic.topicArn,
+      },
     );
+    topic.addToResourcePolicy(alarmsPublish);
     new CfnOutput(stack, 'AlarmTopicArn', { description: 'SNS topic of the alarms', value: topic.topicArn });
   }
 }

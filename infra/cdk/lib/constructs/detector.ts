@@ -17,7 +17,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
 import { CONTRACT, GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
-import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
+import { contractStatements, declaredPolicy, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
 
 /** The same for the detector's role (it reads and reports; it writes no key policy). */
 export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = onlyThisFunctionActions('detector');
@@ -64,7 +64,7 @@ export class Detector {
     // Its own statements as infra/contract.json declares them (xtask/src/iam.rs: reads, the Deny of
     // every KMS write, its metrics, logs and on-failure queue), then what the settings add.
     const statements = [
-      ...contractStatements(CONTRACT.iam.detector as unknown as ContractStatement[], {
+      ...contractStatements(declaredPolicy('detector'), {
         'AWS::Partition': stack.partition,
         'AWS::AccountId': stack.account,
         MetricsNamespace: cfg.metricsNamespace,

@@ -72,11 +72,11 @@ export function enterMemberAccounts(stack: Stack, sid: string, roleName: string,
 export interface ContractStatement {
   readonly sid: string;
   readonly effect: 'Allow' | 'Deny';
-  /** `*` in a resource policy: anyone. */
-  readonly principal?: '*';
+  /** Whom a resource policy's statement is about, as IAM writes it: `{AWS: '*'}` or `{Service: …}`. */
+  readonly principal?: { readonly AWS?: '*'; readonly Service?: string };
   readonly actions: string[];
   readonly resources: string[];
-  readonly condition?: Record<string, Record<string, string>>;
+  readonly condition?: Record<string, Record<string, string | string[]>>;
 }
 
 /**
@@ -89,19 +89,35 @@ export function contractStatements(declared: readonly ContractStatement[], value
       if (!(name in values)) throw new Error(`infra/contract.json: no value for \${${name}}`);
       return values[name];
     });
+  const principal = (p: ContractStatement['principal']): iam.IPrincipal[] | undefined => {
+    if (p === undefined) return undefined;
+    if (p.AWS === '*') return [new iam.AnyPrincipal()];
+    if (p.Service) return [new iam.ServicePrincipal(p.Service)];
+    throw new Error(`infra/contract.json: a principal this app does not build: ${JSON.stringify(p)}`);
+  };
   return declared.map(
     (s) =>
       new iam.PolicyStatement({
         sid: s.sid,
         effect: s.effect === 'Deny' ? iam.Effect.DENY : iam.Effect.ALLOW,
-        principals: s.principal === '*' ? [new iam.AnyPrincipal()] : undefined,
+        principals: principal(s.principal),
         actions: [...s.actions],
         resources: s.resources.map(render),
         conditions: s.condition
-          ? Object.fromEntries(Object.entries(s.condition).map(([op, kv]) => [op, Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, render(v)]))]))
+          ? Object.fromEntries(
+              Object.entries(s.condition).map(([op, kv]) => [
+                op,
+                Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, Array.isArray(v) ? v.map(render) : render(v)])),
+              ]),
+            )
           : undefined,
       }),
   );
+}
+
+/** The contract's statements of a policy (infra/contract.json's `iam`), by its key. */
+export function declaredPolicy(key: 'remediator' | 'detector' | 'backups_bucket' | 'alarm_topic' | 'alarm_topic_key'): ContractStatement[] {
+  return CONTRACT.iam[key] as unknown as ContractStatement[];
 }
 
 /**

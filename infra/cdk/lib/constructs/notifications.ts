@@ -1,6 +1,7 @@
-import { Aws, CfnOutput, Stack, aws_events as events, aws_iam as iam, aws_sns as sns } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Stack, aws_events as events, aws_sns as sns } from 'aws-cdk-lib';
 import { GuardConfig } from '../config';
 import { GUARD_CHANGE_MESSAGE, guardChangePattern, message, notification, pattern } from '../event-pattern';
+import { contractStatements, declaredPolicy } from './function-guard';
 
 /** An InputTransformer written out (InputPathsMap + InputTemplate), exactly as the SAM template has it. */
 class TransformedInput extends events.RuleTargetInput {
@@ -122,15 +123,18 @@ export class Notifications {
         input: new TransformedInput(GUARD_CHANGE_MESSAGE.inputPathsMap, GUARD_CHANGE_MESSAGE.inputTemplate),
       }),
     });
-    // The topic's access policy (AlarmTopic has the alarms' statement): these rules may publish.
-    topic.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'EventBridgeRulesPublish',
-        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
-        actions: ['sns:Publish'],
-        resources: [topic.topicArn],
-        conditions: { ArnEquals: { 'aws:SourceArn': [exposureRule.ruleArn, refusedRule.ruleArn, exemptionRule.ruleArn, changeRule.ruleArn] } },
-      }),
+    // The topic's access policy (AlarmTopic has the alarms' statement): these rules may publish
+    // (infra/contract.json, xtask/src/iam.rs).
+    const [rulesPublish] = contractStatements(
+      declaredPolicy('alarm_topic').filter((s) => s.sid === 'EventBridgeRulesPublish'),
+      {
+        AlarmTopic: topic.topicArn,
+        'ExposureNotificationRule.Arn': exposureRule.ruleArn,
+        'WriteRefusedNotificationRule.Arn': refusedRule.ruleArn,
+        'ExemptionNotificationRule.Arn': exemptionRule.ruleArn,
+        'GuardChangeNotificationRule.Arn': changeRule.ruleArn,
+      },
     );
+    topic.addToResourcePolicy(rulesPublish);
   }
 }

@@ -14,9 +14,9 @@ import {
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
-import { BACKUP_PREFIX, CONTRACT, GuardConfig, rateInstances, usesCatalogue } from '../config';
+import { BACKUP_PREFIX, GuardConfig, rateInstances, usesCatalogue } from '../config';
 import { KMS_EVENT_PATTERN } from '../event-pattern';
-import { ContractStatement, contractStatements, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
+import { contractStatements, declaredPolicy, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
 
 /** What the role may do only from the function's execution environment (lambda:SourceFunctionArn). */
 export const ONLY_THIS_FUNCTION_ACTIONS = onlyThisFunctionActions('remediator');
@@ -91,7 +91,7 @@ export class Remediator {
     // Explicit role: REMEDIATOR_ROLE_ARN is its ARN, and every replica's baseline key policy
     // must allow it (lockout check). Its own statements as infra/contract.json declares them
     // (xtask/src/iam.rs, where each says why), their Fn::Sub text rendered with this stack's values.
-    const statements = contractStatements(CONTRACT.iam.remediator as unknown as ContractStatement[], {
+    const statements = contractStatements(declaredPolicy('remediator'), {
       'AWS::Partition': stack.partition,
       'AWS::AccountId': stack.account,
       MetricsNamespace: cfg.metricsNamespace,
@@ -173,7 +173,7 @@ export class Remediator {
     // The bucket's policy as infra/contract.json declares it (xtask/src/iam.rs): TLS only, and the
     // guard's memory (backups, write records, claims) written by its role alone and never erased.
     // Retained with the bucket, so that a bucket left behind by a stack deletion stays protected.
-    for (const statement of contractStatements(CONTRACT.iam.backups_bucket as unknown as ContractStatement[], {
+    for (const statement of contractStatements(declaredPolicy('backups_bucket'), {
       'BackupBucket.Arn': backupBucket.bucketArn,
       'RemediatorRole.Arn': role.roleArn,
     })) {
