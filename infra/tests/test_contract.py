@@ -25,8 +25,8 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   `make infra-test` synthesizes before this runs): each output's key, what it gives (Ref or Arn
   of the resource with that logical id; CDK appends its hash) and the condition it exists under;
 - the functions (the contract's `function`, xtask/src/function.rs): each SAM function's runtime,
-  architecture, handler, binary and log format, and the defaults of memory, timeout and log
-  retention;
+  architecture, handler, binary, log format and variables (those set only when given, too), and
+  the defaults of memory, timeout and log retention;
 - the function roles' own statements (the contract's `iam`, xtask/src/iam.rs): the SAM
   remediator's and detector's inline policies are exactly those, in order (Sid, effect, actions,
   resources and condition as Fn::Sub text), the member detector role denies the contract's
@@ -489,6 +489,17 @@ class SamFunctionsAgainstTheContract(unittest.TestCase):
                 self.assertEqual(p["LoggingConfig"]["LogFormat"], self.F["log_format"])
                 self.assertEqual(fn["Metadata"]["BuildProperties"], {"Binary": binaries[name]})
                 self.assertEqual((p["MemorySize"], p["Timeout"]), ({"Ref": "MemorySize"}, {"Ref": "FunctionTimeout"}))
+
+    def test_each_function_is_deployed_with_the_contracts_variables(self) -> None:
+        env = self.F["environment"]
+        for name, declared in (("Function", env["remediator"]), ("DetectorFunction", env["detector"])):
+            with self.subTest(function=name):
+                variables = HUB["Resources"][name]["Properties"]["Environment"]["Variables"]
+                self.assertEqual(list(variables), declared)
+                # Set only when given: the parameter's value, else no variable at all.
+                optional = [k for k, v in variables.items()
+                            if isinstance(v, dict) and "Fn::If" in v and v["Fn::If"][2] == {"Ref": "AWS::NoValue"}]
+                self.assertEqual(optional, env["when_given"])
 
     def test_the_parameters_default_to_the_contracts(self) -> None:
         params = HUB["Parameters"]

@@ -7,11 +7,12 @@
   the backups bucket's, the alarm topic's and its key's policies (test_contract.py for SAM; the CDK
   app builds them from the contract, infra/cdk/test/contract.test.ts checks it), the outputs
   (test_contract.py, both tools), the IAM actions (test_permissions.py), the runtime and the
-  defaults (here and test_contract.py for SAM, contract.test.ts for CDK). Here, each stack's
+  defaults and the functions' variables (here and test_contract.py for SAM, contract.test.ts for
+  CDK). Here, each stack's
   environment at its defaults, each role's Deny outside its function and each alarm's runbook page;
 - where the contract does not say what a stack must hold, the SAM hub template (as translated to
   CloudFormation by infra/scripts/sam_to_cfn.py) and the synthesized CDK hub template declare the
-  same: resource types, the functions' environment (names) and async settings, the backups bucket's
+  same: resource types, the functions' async settings and log format, the backups bucket's
   own properties, the detector's log group, and the member stack (MemberParityTest). SAM
   parameters are compared at their defaults, logical ids by the resource type they name;
 - the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
@@ -317,15 +318,6 @@ class SamCdkParityTest(unittest.TestCase):
         sam_types = Counter(r["Type"] for n, r in self.sam["Resources"].items() if n not in SAM_CONDITIONAL)
         cdk_types = Counter(r["Type"] for r in self.cdk["Resources"].values())
         self.assertEqual(sam_types, cdk_types)
-
-    def test_the_function_gets_the_same_environment(self) -> None:
-        cdk_fn = remediator_fn(self.cdk)["Properties"]
-        # SAM's optional variables (Fn::If ... AWS::NoValue) are absent at the defaults, as in CDK.
-        sam_env = SamEvaluator(self.sam).environment()
-        self.assertEqual(sorted(sam_env), sorted(cdk_fn["Environment"]["Variables"]))
-        self.assertNotIn("TRUSTED_ACCOUNTS", sam_env)
-        # Runtime, architecture, handler, log format, memory and timeout: the contract's `function`,
-        # in each stack (test_contract.py, contract.test.ts).
 
     def test_the_environment_at_the_defaults_is_the_functions_defaults(self) -> None:
         # Each variable whose setting declares a default (src/config/vars.rs, carried by the
@@ -784,15 +776,10 @@ class SamFindingsTest(unittest.TestCase):
             self.assertEqual(self.sam["Resources"][name]["Properties"]["FunctionName"], {"Fn::GetAtt": ["DetectorFunction", "Arn"]})
 
 
-# The detector's environment: what is guarded, as the remediator's; never what writes or publishes.
-DETECTOR_SHARED_ENV = {
-    "BASELINE_SOURCE", "BASELINE_TAG", "BASELINE_DEFAULT", "BASELINE_MATCH", "MIRROR_REWRITE", "METRICS_NAMESPACE", "EXCLUDE_TAG",
-    "TRUSTED_ACCOUNTS", "TRUSTED_ORGS", "EXEMPTION_MAX_DAYS", "BASELINE_SHA256", "BASELINE_SCOPE", "REMEDIATOR_ROLE_ARN",
-    "SWEEP_REGIONS", "RATE_GET_KEY_POLICY", "RATE_DESCRIBE_KEY", "RATE_INSTANCES", "MEMBER_EXTERNAL_ID", "MEMBER_ACCOUNTS",
-}
-DETECTOR_NEVER_ENV = {
-    "REMEDIATION_MODE", "EVENT_BUS", "SWEEP_QUEUE_URL", "BACKUP_BUCKET", "BACKUP_PREFIX", "FLAP_MAX", "FLAP_WINDOW", "RATE_PUT_KEY_POLICY",
-}
+# The detector's environment: what is guarded, as the remediator's; never what writes or publishes
+# (the contract's, declared in xtask/src/function.rs).
+DETECTOR_SHARED_ENV = set(CONTRACT["function"]["environment"]["detector"]) & set(CONTRACT["function"]["environment"]["remediator"])
+DETECTOR_NEVER_ENV = set(CONTRACT["function"]["environment"]["remediator"]) - DETECTOR_SHARED_ENV
 # Every KMS action that changes a key, as the detector's roles deny them (and grant none): the
 # contract's, declared in xtask/src/iam.rs.
 KMS_WRITES = CONTRACT["iam"]["kms_writes"]
@@ -903,8 +890,7 @@ class DetectorTest(unittest.TestCase):
 
     def test_sam_and_cdk_give_the_detector_the_same_environment_logs_and_async_settings(self) -> None:
         sam_fn, cdk_fn = detector_fn(self.sam)["Properties"], detector_fn(self.cdk)["Properties"]
-        sam_env = SamEvaluator(self.sam, **CDK_SYNTH_VALUES).environment(detector=True)
-        self.assertEqual(sorted(sam_env), sorted(cdk_fn["Environment"]["Variables"]))
+        # Its variables: the contract's (test_contract.py, contract.test.ts).
         self.assertEqual(self.norm_sam(sam_fn["LoggingConfig"]), self.norm_cdk(cdk_fn["LoggingConfig"]))
         self.assertNotIn("ReservedConcurrentExecutions", cdk_fn)
         # Its own log group.
@@ -937,7 +923,7 @@ class DetectorTest(unittest.TestCase):
                 remediator, detector = sam.environment(), sam.environment(detector=True)
                 self.assertEqual({k: v for k, v in detector.items() if k in DETECTOR_SHARED_ENV},
                                  {k: v for k, v in remediator.items() if k in DETECTOR_SHARED_ENV})
-                self.assertEqual(set(detector) - DETECTOR_SHARED_ENV, {"MEMBER_ROLE_NAME", "MEMBER_READ_ROLE_NAME", "SECURITY_HUB"})
+                self.assertEqual(set(detector) - DETECTOR_SHARED_ENV, {"MEMBER_READ_ROLE_NAME", "SECURITY_HUB"})
                 self.assertEqual(detector["MEMBER_ROLE_NAME"], remediator["MEMBER_ROLE_NAME"], "the lockout check's member role is the writer")
                 self.assertFalse(set(detector) & DETECTOR_NEVER_ENV)
                 self.assertEqual(detector["REMEDIATOR_ROLE_ARN"], "<RemediatorRole.Arn>", "the lockout check judges for the writer")

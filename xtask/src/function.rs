@@ -1,5 +1,6 @@
 //! The functions as every deployment runs them, declared once: the runtime, the architecture,
-//! the binaries, the log format and the defaults of memory, timeout and log retention.
+//! the binaries, the log format, the defaults of memory, timeout and log retention, and the
+//! variables each function is deployed with.
 //! `cargo xtask docs` writes them into `infra/contract.json` (key `function`); the CDK app
 //! builds its functions from there, infra/tests/test_contract.py checks the SAM template, and a
 //! test here checks cargo-lambda's deploy metadata in Cargo.toml (`cargo lambda deploy`).
@@ -46,15 +47,121 @@ pub const FUNCTION: Function = Function {
     log_retention_days: 365,
 };
 
+/// The variables each function is deployed with, in the order the stacks write them: every
+/// one a declared setting (`src/config/vars.rs`). The detector gets what is guarded and against
+/// which baseline, never what writes or publishes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Environment {
+    /// The remediator's.
+    pub remediator: &'static [&'static str],
+    /// The detector's.
+    pub detector: &'static [&'static str],
+    /// Set only when the stack is given a value (absent is the function's default: nobody
+    /// else trusted, no exemption limit, no pinned digest, no scope).
+    pub when_given: &'static [&'static str],
+}
+
+/// The guardrails, set only when given.
+const GUARDRAILS: [&str; 5] = [
+    "TRUSTED_ACCOUNTS",
+    "TRUSTED_ORGS",
+    "EXEMPTION_MAX_DAYS",
+    "BASELINE_SHA256",
+    "BASELINE_SCOPE",
+];
+
+/// The functions' environments.
+pub const ENVIRONMENT: Environment = Environment {
+    remediator: &[
+        "REMEDIATION_MODE",
+        "BASELINE_SOURCE",
+        "BASELINE_TAG",
+        "BASELINE_DEFAULT",
+        "BASELINE_MATCH",
+        "MIRROR_REWRITE",
+        "METRICS_NAMESPACE",
+        "EXCLUDE_TAG",
+        GUARDRAILS[0],
+        GUARDRAILS[1],
+        GUARDRAILS[2],
+        GUARDRAILS[3],
+        GUARDRAILS[4],
+        "REMEDIATOR_ROLE_ARN",
+        "SWEEP_REGIONS",
+        "BACKUP_BUCKET",
+        "BACKUP_PREFIX",
+        "FLAP_MAX",
+        "FLAP_WINDOW",
+        "RATE_GET_KEY_POLICY",
+        "RATE_PUT_KEY_POLICY",
+        "RATE_DESCRIBE_KEY",
+        "RATE_INSTANCES",
+        "MEMBER_ROLE_NAME",
+        "MEMBER_EXTERNAL_ID",
+        "MEMBER_ACCOUNTS",
+        "SWEEP_QUEUE_URL",
+        "EVENT_BUS",
+    ],
+    detector: &[
+        "BASELINE_SOURCE",
+        "BASELINE_TAG",
+        "BASELINE_DEFAULT",
+        "BASELINE_MATCH",
+        "MIRROR_REWRITE",
+        "METRICS_NAMESPACE",
+        "EXCLUDE_TAG",
+        GUARDRAILS[0],
+        GUARDRAILS[1],
+        GUARDRAILS[2],
+        GUARDRAILS[3],
+        GUARDRAILS[4],
+        // The lockout check judges a baseline for the role that writes it.
+        "REMEDIATOR_ROLE_ARN",
+        "SWEEP_REGIONS",
+        "RATE_GET_KEY_POLICY",
+        "RATE_DESCRIBE_KEY",
+        "RATE_INSTANCES",
+        // The writer's member role (the lockout check's), and the read-only one it assumes.
+        "MEMBER_ROLE_NAME",
+        "MEMBER_READ_ROLE_NAME",
+        "MEMBER_EXTERNAL_ID",
+        "MEMBER_ACCOUNTS",
+        "SECURITY_HUB",
+    ],
+    when_given: &GUARDRAILS,
+};
+
 /// The facts, as the contract carries them.
 pub fn contract() -> serde_json::Value {
-    serde_json::to_value(FUNCTION).expect("the function facts serialise")
+    let mut facts = serde_json::to_value(FUNCTION).expect("the function facts serialise");
+    facts["environment"] = serde_json::to_value(ENVIRONMENT).expect("the environments serialise");
+    facts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use kms_replica_guard::config::vars;
+
+    #[test]
+    fn every_variable_deployed_is_a_declared_setting() {
+        for name in ENVIRONMENT.remediator.iter().chain(ENVIRONMENT.detector) {
+            assert!(vars::var(name).is_some(), "{name} is not a setting");
+        }
+        // The detector never gets what writes or publishes.
+        for name in [
+            "REMEDIATION_MODE",
+            "BACKUP_BUCKET",
+            "RATE_PUT_KEY_POLICY",
+            "EVENT_BUS",
+            "SWEEP_QUEUE_URL",
+        ] {
+            assert!(!ENVIRONMENT.detector.contains(&name), "{name}");
+        }
+        for name in ENVIRONMENT.when_given {
+            assert!(ENVIRONMENT.remediator.contains(name) && ENVIRONMENT.detector.contains(name));
+        }
+    }
 
     #[test]
     fn the_binaries_exist() {

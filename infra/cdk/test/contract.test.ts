@@ -130,6 +130,25 @@ describe('the CDK functions against the contract', () => {
     }
     expect(DEFAULT_CONFIG.logRetentionDays).toBe(CONTRACT.function.log_retention_days);
   });
+
+  test('each function is deployed with the contract variables, the guardrails only when given', () => {
+    const env = CONTRACT.function.environment;
+    const names = (t: any, isDetector: boolean) => Object.keys((isDetector ? detector(t) : remediator(t))[1].Properties.Environment.Variables).sort();
+    const without = (list: string[]) => list.filter((v) => !env.when_given.includes(v)).sort();
+    const bare = synthHub({ securityHub: 'on' });
+    expect(names(bare, false)).toEqual(without(env.remediator));
+    expect(names(bare, true)).toEqual(without(env.detector));
+    const given = synthHub({
+      securityHub: 'on',
+      trustedAccounts: '444455556666',
+      trustedOrgs: 'o-a1b2c3d4e5',
+      exemptionMaxDays: '30',
+      baselineSha256: 'a'.repeat(64),
+    });
+    const withGiven = (list: string[]) => list.filter((v) => v !== 'BASELINE_SCOPE').sort();
+    expect(names(given, false)).toEqual(withGiven(env.remediator));
+    expect(names(given, true)).toEqual(withGiven(env.detector));
+  });
 });
 
 describe('the function roles against the contract', () => {
