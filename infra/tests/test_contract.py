@@ -25,8 +25,9 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   `make infra-test` synthesizes before this runs): each output's key, what it gives (Ref or Arn
   of the resource with that logical id; CDK appends its hash) and the condition it exists under;
 - the functions (the contract's `function`, xtask/src/function.rs): each SAM function's runtime,
-  architecture, handler, binary, log format and variables (those set only when given, too), and
-  the defaults of memory, timeout and log retention;
+  architecture, handler, binary, log format and levels and variables (those set only when given,
+  too), its asynchronous retries and on-failure queue, and the defaults of memory, timeout, log
+  retention and level, retries and event age;
 - the function roles' own statements (the contract's `iam`, xtask/src/iam.rs): the SAM
   remediator's and detector's inline policies are exactly those, in order (Sid, effect, actions,
   resources and condition as Fn::Sub text), the member detector role denies the contract's
@@ -506,6 +507,21 @@ class SamFunctionsAgainstTheContract(unittest.TestCase):
         self.assertEqual(params["MemorySize"]["Default"], self.F["memory_mb"])
         self.assertEqual(params["FunctionTimeout"]["Default"], self.F["timeout_seconds"])
         self.assertEqual(params["LogRetentionDays"]["Default"], self.F["log_retention_days"])
+        self.assertEqual(params["LogLevel"]["Default"], self.F["log_level"])
+        self.assertEqual(params["MaxRetryAttempts"]["Default"], self.F["max_retry_attempts"])
+        self.assertEqual(params["MaxEventAgeSeconds"]["Default"], self.F["max_event_age_seconds"])
+
+    def test_each_function_gives_up_on_events_into_the_stacks_queue(self) -> None:
+        for name in ("Function", "DetectorFunction"):
+            with self.subTest(function=name):
+                p = HUB["Resources"][name]["Properties"]
+                self.assertEqual(p["EventInvokeConfig"], {
+                    "MaximumRetryAttempts": {"Ref": "MaxRetryAttempts"},
+                    "MaximumEventAgeInSeconds": {"Ref": "MaxEventAgeSeconds"},
+                    "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}},
+                })
+                logging = {k: v for k, v in p["LoggingConfig"].items() if k != "LogGroup"}
+                self.assertEqual(logging, {"LogFormat": self.F["log_format"], "ApplicationLogLevel": {"Ref": "LogLevel"}, "SystemLogLevel": "INFO"})
 
 
 class SamAgainstTheContract(unittest.TestCase):

@@ -4,17 +4,16 @@
   justified in infra/cdk/lib/constructs/remediator.ts and detector.ts (W3005 on the CDK functions);
 - what infra/contract.json holds is checked against it in each stack on its own, not SAM against
   CDK: the alarms, the dashboard and the notification rules, the function roles' own statements,
-  the backups bucket's, the alarm topic's and its key's policies (test_contract.py for SAM; the CDK
+  the backups bucket's, the alarm topic's and its key's policies, the functions' runtime,
+  variables, logging and asynchronous settings, the defaults (test_contract.py for SAM; the CDK
   app builds them from the contract, infra/cdk/test/contract.test.ts checks it), the outputs
-  (test_contract.py, both tools), the IAM actions (test_permissions.py), the runtime and the
-  defaults and the functions' variables (here and test_contract.py for SAM, contract.test.ts for
-  CDK). Here, each stack's
-  environment at its defaults, each role's Deny outside its function and each alarm's runbook page;
+  (test_contract.py, both tools), the IAM actions (test_permissions.py). Here, each stack's
+  environment at its defaults, each role's Deny outside its function, each alarm's runbook page;
 - where the contract does not say what a stack must hold, the SAM hub template (as translated to
   CloudFormation by infra/scripts/sam_to_cfn.py) and the synthesized CDK hub template declare the
-  same: resource types, the functions' async settings and log format, the backups bucket's
-  own properties, the detector's log group, and the member stack (MemberParityTest). SAM
-  parameters are compared at their defaults, logical ids by the resource type they name;
+  same: resource types, the detector's log group, the backups bucket's own properties, and the
+  member stack (MemberParityTest). SAM parameters are compared at their defaults, logical ids by
+  the resource type they name;
 - the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
   the s3:prefix it computes from BaselineSsmPath / BaselineS3Prefix), give what the CDK stack
   gives for the same context (infra/cdk/test/remediator.test.ts).
@@ -900,7 +899,8 @@ class DetectorTest(unittest.TestCase):
         self.assertEqual(self.norm_sam(sam_lg["Properties"])["LogGroupName"], "/kms-replica-guard/kms-replica-guard-detector")
         # The binary, runtime, memory and timeout: the contract's `function` (test_contract.py;
         # the CDK app builds both functions from it).
-        # Async invocations: the remediator's retry settings and its on-failure queue.
+        # Async invocations: the remediator's retry settings and its on-failure queue (which are the
+        # contract's: test_contract.py, contract.test.ts).
         configs = {}
         for tool, t, norm in (("SAM", self.sam, self.norm_sam), ("CDK", self.cdk, self.norm_cdk)):
             for c in _of_type(t, "AWS::Lambda::EventInvokeConfig").values():
@@ -912,7 +912,6 @@ class DetectorTest(unittest.TestCase):
         for tool, found in configs.items():
             with self.subTest(tool=tool):
                 self.assertEqual(found["detector"], found["remediator"])
-        self.assertEqual(configs["SAM"]["detector"], configs["CDK"]["detector"])
 
     def test_the_detector_environment_is_the_remediators_for_what_is_guarded(self) -> None:
         for values in ({"SecurityHub": "on"}, {**TestValues.CATALOGUE, "ConfigRule": "account"}, self.EVERYTHING,

@@ -32,6 +32,14 @@ pub struct Function {
     /// The default retention of the log groups, days (LogRetentionDays / logRetentionDays):
     /// the logs hold every replaced policy.
     pub log_retention_days: u32,
+    /// The default application log level (LogLevel / logLevel); Lambda's own lines at INFO.
+    pub log_level: &'static str,
+    /// Asynchronous invocations: the default retries after a failure (MaxRetryAttempts /
+    /// maxRetryAttempts), then the event goes to the stack's on-failure queue.
+    pub max_retry_attempts: u32,
+    /// Asynchronous invocations: the default age after which an event is given up on
+    /// (MaxEventAgeSeconds / maxEventAgeSeconds); the AsyncEventAge alarm fires at half of it.
+    pub max_event_age_seconds: u32,
 }
 
 /// The functions' deployment facts.
@@ -45,6 +53,9 @@ pub const FUNCTION: Function = Function {
     memory_mb: 256,
     timeout_seconds: 300,
     log_retention_days: 365,
+    log_level: "INFO",
+    max_retry_attempts: 2,
+    max_event_age_seconds: 3600,
 };
 
 /// The variables each function is deployed with, in the order the stacks write them: every

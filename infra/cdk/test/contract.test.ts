@@ -129,6 +129,23 @@ describe('the CDK functions against the contract', () => {
       expect([p.MemorySize, p.Timeout]).toEqual([CONTRACT.function.memory_mb, CONTRACT.function.timeout_seconds]);
     }
     expect(DEFAULT_CONFIG.logRetentionDays).toBe(CONTRACT.function.log_retention_days);
+    expect([DEFAULT_CONFIG.logLevel, DEFAULT_CONFIG.maxRetryAttempts, DEFAULT_CONFIG.maxEventAgeSeconds]).toEqual([
+      CONTRACT.function.log_level,
+      CONTRACT.function.max_retry_attempts,
+      CONTRACT.function.max_event_age_seconds,
+    ]);
+  });
+
+  test('each function gives up on events into the stack on-failure queue', () => {
+    const template = synthHub({ securityHub: 'on' });
+    const configs = Object.values(template.findResources('AWS::Lambda::EventInvokeConfig'));
+    expect(configs).toHaveLength(2);
+    const [dlqId] = Object.keys(template.findResources('AWS::SQS::Queue')).filter((id) => id.startsWith('DeadLetterQueue'));
+    for (const c of configs) {
+      expect(c.Properties.MaximumRetryAttempts).toBe(CONTRACT.function.max_retry_attempts);
+      expect(c.Properties.MaximumEventAgeInSeconds).toBe(CONTRACT.function.max_event_age_seconds);
+      expect(c.Properties.DestinationConfig).toEqual({ OnFailure: { Destination: { 'Fn::GetAtt': [dlqId, 'Arn'] } } });
+    }
   });
 
   test('each function is deployed with the contract variables, the guardrails only when given', () => {
