@@ -30,9 +30,9 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   retention and level, retries and event age;
 - the function roles' own statements (the contract's `iam`, xtask/src/iam.rs): the SAM
   remediator's and detector's inline policies are exactly those, in order (Sid, effect, actions,
-  resources and condition as Fn::Sub text), the member detector role denies the contract's
-  KMS writes, and the backups bucket's, the alarm topic's and its key's policies are the
-  contract's;
+  resources and condition as Fn::Sub text), the hub detector's findings and Config grants, the
+  member stack's writer and detector roles, and the backups bucket's, the alarm topic's and its
+  key's policies are the contract's;
 - the hub template's dashboard is the contract's `dashboard` (declared in xtask/src/dashboard.rs):
   each widget at its place, with its title, view and Region, and its lines (each metric with its
   namespace, dimensions, statistic and period, or the SEARCH expression), in order.
@@ -411,9 +411,8 @@ class SamRoleAgainstTheContract(unittest.TestCase):
     maxDiff = None
 
     @staticmethod
-    def inline(role: str) -> list[dict[str, Any]]:
-        """The role's inline statements in the contract's terms."""
-        (policy,) = HUB["Resources"][role]["Properties"]["Policies"]
+    def identity_policy(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """An identity policy's statements in the contract's terms."""
         listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
         return [
             {
@@ -423,8 +422,13 @@ class SamRoleAgainstTheContract(unittest.TestCase):
                 "resources": [as_sub_text(r) for r in listed(st["Resource"])],
                 **({"condition": as_sub_text(st["Condition"])} if "Condition" in st else {}),
             }
-            for st in policy["PolicyDocument"]["Statement"]
+            for st in statements
         ]
+
+    def inline(self, role: str) -> list[dict[str, Any]]:
+        """The hub role's inline statements in the contract's terms."""
+        (policy,) = HUB["Resources"][role]["Properties"]["Policies"]
+        return self.identity_policy(policy["PolicyDocument"]["Statement"])
 
     @staticmethod
     def resource_policy(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -463,15 +467,21 @@ class SamRoleAgainstTheContract(unittest.TestCase):
     def test_the_detector_roles_own_statements_are_the_contracts(self) -> None:
         self.assertEqual(self.inline("DetectorRole"), CONTRACT["iam"]["detector"])
 
-    def test_the_member_detector_role_denies_the_contracts_kms_writes(self) -> None:
-        member = SAM_TEMPLATES["member.yaml"]
-        denies = [
-            st for r in member["Resources"].values() if r["Type"] == "AWS::IAM::Role"
-            for p in r["Properties"].get("Policies", []) for st in p["PolicyDocument"]["Statement"]
-            if st.get("Sid") == "NeverChangeKeys"
-        ]
-        self.assertEqual(len(denies), 1, "the member detector role's Deny")
-        self.assertEqual((denies[0]["Effect"], denies[0]["Action"], denies[0]["Resource"]), ("Deny", CONTRACT["iam"]["kms_writes"], "*"))
+    def test_the_member_roles_are_the_contracts(self) -> None:
+        member = SAM_TEMPLATES["member.yaml"]["Resources"]
+        for role, key in (("MemberRole", "member_writer"), ("DetectorRole", "member_detector")):
+            with self.subTest(role=role):
+                (policy,) = member[role]["Properties"]["Policies"]
+                self.assertEqual(self.identity_policy(policy["PolicyDocument"]["Statement"]), CONTRACT["iam"][key])
+        denies = [st for st in member["DetectorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] if st["Sid"] == "NeverChangeKeys"]
+        self.assertEqual([d["Action"] for d in denies], [CONTRACT["iam"]["kms_writes"]])
+
+    def test_the_hub_detectors_findings_and_config_grants_are_the_contracts(self) -> None:
+        for policy, key in (("ImportFindingsPolicy", "import_findings"), ("PutEvaluationsPolicy", "answer_config_rule")):
+            with self.subTest(policy=policy):
+                r = HUB["Resources"][policy]
+                self.assertEqual(r["Properties"]["Roles"], [{"Ref": "DetectorRole"}])
+                self.assertEqual(self.identity_policy(r["Properties"]["PolicyDocument"]["Statement"]), CONTRACT["iam"][key])
 
 
 class SamFunctionsAgainstTheContract(unittest.TestCase):

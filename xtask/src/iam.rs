@@ -2,7 +2,8 @@
 //! detector may do in the hub account whatever the stack's settings (the grants a setting adds,
 //! the baseline's location, the member accounts, findings and Config answers, are the stacks'
 //! own, each under its condition), the KMS writes the detector's roles deny, the backups
-//! bucket's policy, and who may publish to the alarm topic and use its key. `cargo xtask docs`
+//! bucket's policy, who may publish to the alarm topic and use its key, and the member
+//! accounts' roles (the writer's and the detector's). `cargo xtask docs`
 //! writes them into `infra/contract.json` (key `iam`); the CDK app builds the role's inline
 //! policy from there (infra/cdk/lib/constructs/remediator.ts), infra/tests/test_contract.py
 //! checks the SAM template's, and infra/tests/test_permissions.py checks every action against
@@ -294,6 +295,49 @@ pub fn backups_bucket() -> Vec<Statement> {
     ]
 }
 
+/// The detector's findings, in its account's own Security Hub product (Security Hub takes a
+/// finding only from the account it names): with SECURITY_HUB on, and in member accounts.
+pub fn import_findings() -> Statement {
+    statement(
+        "ImportFindings",
+        Effect::Allow,
+        &["securityhub:BatchImportFindings"],
+        &[
+            "arn:${AWS::Partition}:securityhub:*:${AWS::AccountId}:product/${AWS::AccountId}/default",
+        ],
+    )
+}
+
+/// The detector's answers to the AWS Config rule (PutEvaluations has no resource-level
+/// permissions): with a Config rule, and in member accounts.
+pub fn answer_config_rule() -> Statement {
+    statement(
+        "AnswerConfigRule",
+        Effect::Allow,
+        &["config:PutEvaluations"],
+        &["*"],
+    )
+}
+
+/// The member role's statements: exactly the remediator role's own KMS statements (backups,
+/// metrics and logs stay in the hub).
+pub fn member_writer() -> Vec<Statement> {
+    remediator()
+        .into_iter()
+        .filter(|s| s.actions.iter().all(|a| a.starts_with("kms:")))
+        .collect()
+}
+
+/// The member detector role's statements: the detector's KMS statements (reads, every write
+/// denied), its findings and its Config answers in that account.
+pub fn member_detector() -> Vec<Statement> {
+    detector()
+        .into_iter()
+        .filter(|s| s.actions.iter().all(|a| a.starts_with("kms:")))
+        .chain([import_findings(), answer_config_rule()])
+        .collect()
+}
+
 /// A statement of a resource policy about a service principal.
 fn for_service(service: &str, s: Statement) -> Statement {
     Statement {
@@ -371,6 +415,10 @@ pub fn contract() -> serde_json::Value {
         "backups_bucket": backups_bucket(),
         "alarm_topic": alarm_topic(),
         "alarm_topic_key": alarm_topic_key(),
+        "import_findings": [import_findings()],
+        "answer_config_rule": [answer_config_rule()],
+        "member_writer": member_writer(),
+        "member_detector": member_detector(),
     })
 }
 
@@ -471,6 +519,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_member_roles_hold_the_kms_statements_of_their_hub_roles() {
+        let sids = |v: Vec<Statement>| v.iter().map(|s| s.sid).collect::<Vec<_>>();
+        assert_eq!(
+            sids(member_writer()),
+            [
+                "ReadMultiRegionKeys",
+                "RewriteReplicaKeyPolicies",
+                "ListKeysForSweep",
+                "NeverBypassLockoutSafetyCheck"
+            ]
+        );
+        assert_eq!(
+            sids(member_detector()),
+            [
+                "ReadMultiRegionKeys",
+                "ListKeysForSweep",
+                "NeverChangeKeys",
+                "ImportFindings",
+                "AnswerConfigRule"
+            ]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ import {
 import { Construct } from 'constructs';
 import { EXTERNAL_ID_PATTERN, REGION_PATTERN } from './config';
 import { KMS_EVENT_NAMES } from './event-pattern';
-import { KMS_WRITE_ACTIONS } from './constructs';
+import { contractStatementsJson, declaredPolicy } from './constructs/function-guard';
 
 /** The default name of the member role (the hub's memberRoleName must be the same). */
 export const DEFAULT_MEMBER_ROLE_NAME = 'kms-replica-guard-member';
@@ -142,13 +142,10 @@ export class MemberStack extends Stack {
     // RoleRegion keeps this no-op resource only.
     new CfnWaitConditionHandle(this, 'InstanceMarker');
 
-    // Both member roles read this account's multi-Region keys.
-    const readMultiRegionKeys = {
-      Sid: 'ReadMultiRegionKeys',
-      Effect: 'Allow',
-      Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
-      Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
-    };
+    // Both member roles' statements as infra/contract.json declares them (xtask/src/iam.rs): the
+    // writer holds exactly the hub role's own KMS statements, the detector the hub detector's (every
+    // KMS write denied) and its findings and Config answers here.
+    const here = { 'AWS::Partition': Aws.PARTITION, 'AWS::AccountId': Aws.ACCOUNT_ID };
     // The trust of a member role: the hub account, narrowed to one hub role by aws:PrincipalArn
     // (and the external id when set). `accountVar` names the account taken from the role's ARN.
     const trustOnly = (sid: string, roleArn: string, accountVar: string) => ({
@@ -188,25 +185,7 @@ export class MemberStack extends Stack {
           policyName: 'kms-replica-guard-member',
           policyDocument: {
             Version: '2012-10-17',
-            Statement: [
-              readMultiRegionKeys,
-              // Writes only replicas: a primary is never written, only read as the mirror source.
-              {
-                Sid: 'RewriteReplicaKeyPolicies',
-                Effect: 'Allow',
-                Action: 'kms:PutKeyPolicy',
-                Resource: `arn:${Aws.PARTITION}:kms:*:${Aws.ACCOUNT_ID}:key/mrk-*`,
-                Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
-              },
-              { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
-              {
-                Sid: 'NeverBypassLockoutSafetyCheck',
-                Effect: 'Deny',
-                Action: 'kms:PutKeyPolicy',
-                Resource: '*',
-                Condition: { Bool: { 'kms:BypassPolicyLockoutSafetyCheck': 'true' } },
-              },
-            ],
+            Statement: contractStatementsJson(declaredPolicy('member_writer'), here),
           },
         },
       ],
@@ -231,18 +210,7 @@ export class MemberStack extends Stack {
           policyName: 'kms-replica-guard-detector',
           policyDocument: {
             Version: '2012-10-17',
-            Statement: [
-              readMultiRegionKeys,
-              { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
-              { Sid: 'NeverChangeKeys', Effect: 'Deny', Action: KMS_WRITE_ACTIONS, Resource: '*' },
-              {
-                Sid: 'ImportFindings',
-                Effect: 'Allow',
-                Action: 'securityhub:BatchImportFindings',
-                Resource: `arn:${Aws.PARTITION}:securityhub:*:${Aws.ACCOUNT_ID}:product/${Aws.ACCOUNT_ID}/default`,
-              },
-              { Sid: 'AnswerConfigRule', Effect: 'Allow', Action: 'config:PutEvaluations', Resource: '*' },
-            ],
+            Statement: contractStatementsJson(declaredPolicy('member_detector'), here),
           },
         },
       ],

@@ -15,15 +15,12 @@ import {
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
-import { CONTRACT, GuardConfig } from '../config';
+import { GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
 import { contractStatements, declaredPolicy, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
 
 /** The same for the detector's role (it reads and reports; it writes no key policy). */
 export const DETECTOR_ONLY_THIS_FUNCTION_ACTIONS = onlyThisFunctionActions('detector');
-
-/** KMS actions the detector's roles are denied whatever else they are granted: every change to a key. */
-export const KMS_WRITE_ACTIONS: string[] = CONTRACT.iam.kms_writes;
 
 export interface DetectorProps {
   readonly config: GuardConfig;
@@ -81,17 +78,11 @@ export class Detector {
     // securityHub=on: findings in this account's default product (member accounts import through
     // their detector role: Security Hub takes a finding only from the account it names).
     if (cfg.securityHub === 'on') {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'ImportFindings',
-          actions: ['securityhub:BatchImportFindings'],
-          resources: [`arn:${stack.partition}:securityhub:*:${stack.account}:product/${stack.account}/default`],
-        }),
-      );
+      statements.push(...contractStatements(declaredPolicy('import_findings'), { 'AWS::Partition': stack.partition, 'AWS::AccountId': stack.account }));
     }
     // configRule: the rule's answer (PutEvaluations has no resource-level permissions).
     if (cfg.configRule !== 'none') {
-      statements.push(new iam.PolicyStatement({ sid: 'AnswerConfigRule', actions: ['config:PutEvaluations'], resources: ['*'] }));
+      statements.push(...contractStatements(declaredPolicy('answer_config_rule'), {}));
     }
     const role = new iam.Role(stack, 'DetectorRole', {
       description:

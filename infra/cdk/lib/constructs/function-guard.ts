@@ -83,12 +83,27 @@ export interface ContractStatement {
  * The contract's statements, each `${Name}` of their Fn::Sub text replaced by this stack's value of it
  * (a token or a literal); a name without a value is an error, never left in a policy.
  */
-export function contractStatements(declared: readonly ContractStatement[], values: Record<string, string>): iam.PolicyStatement[] {
-  const render = (text: string) =>
+/** `${Name}` of a contract text replaced by its value here; a name without one is an error, never left in a policy. */
+function renderer(values: Record<string, string>): (text: string) => string {
+  return (text) =>
     text.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
       if (!(name in values)) throw new Error(`infra/contract.json: no value for \${${name}}`);
       return values[name];
     });
+}
+
+/** A contract condition with its values rendered. */
+function renderCondition(condition: NonNullable<ContractStatement['condition']>, render: (text: string) => string) {
+  return Object.fromEntries(
+    Object.entries(condition).map(([op, kv]) => [
+      op,
+      Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, Array.isArray(v) ? v.map(render) : render(v)])),
+    ]),
+  );
+}
+
+export function contractStatements(declared: readonly ContractStatement[], values: Record<string, string>): iam.PolicyStatement[] {
+  const render = renderer(values);
   const principal = (p: ContractStatement['principal']): iam.IPrincipal[] | undefined => {
     if (p === undefined) return undefined;
     if (p.AWS === '*') return [new iam.AnyPrincipal()];
@@ -103,20 +118,41 @@ export function contractStatements(declared: readonly ContractStatement[], value
         principals: principal(s.principal),
         actions: [...s.actions],
         resources: s.resources.map(render),
-        conditions: s.condition
-          ? Object.fromEntries(
-              Object.entries(s.condition).map(([op, kv]) => [
-                op,
-                Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, Array.isArray(v) ? v.map(render) : render(v)])),
-              ]),
-            )
-          : undefined,
+        conditions: s.condition ? renderCondition(s.condition, render) : undefined,
       }),
   );
 }
 
+/**
+ * The contract's statements as a policy document's JSON (for the L1 roles of a StackSet template,
+ * whose values stay CloudFormation references): one action or resource as a string, several as a list.
+ */
+export function contractStatementsJson(declared: readonly ContractStatement[], values: Record<string, string>): Record<string, unknown>[] {
+  const render = renderer(values);
+  const one = (list: string[]) => (list.length === 1 ? list[0] : list);
+  return declared.map((s) => ({
+    Sid: s.sid,
+    Effect: s.effect,
+    ...(s.principal ? { Principal: s.principal } : {}),
+    Action: one([...s.actions]),
+    Resource: one(s.resources.map(render)),
+    ...(s.condition ? { Condition: renderCondition(s.condition, render) } : {}),
+  }));
+}
+
 /** The contract's statements of a policy (infra/contract.json's `iam`), by its key. */
-export function declaredPolicy(key: 'remediator' | 'detector' | 'backups_bucket' | 'alarm_topic' | 'alarm_topic_key'): ContractStatement[] {
+export function declaredPolicy(
+  key:
+    | 'remediator'
+    | 'detector'
+    | 'backups_bucket'
+    | 'alarm_topic'
+    | 'alarm_topic_key'
+    | 'import_findings'
+    | 'answer_config_rule'
+    | 'member_writer'
+    | 'member_detector',
+): ContractStatement[] {
   return CONTRACT.iam[key] as unknown as ContractStatement[];
 }
 
