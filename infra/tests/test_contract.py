@@ -521,6 +521,12 @@ class SamFunctionsAgainstTheContract(unittest.TestCase):
         self.assertEqual(params["MaxRetryAttempts"]["Default"], self.F["max_retry_attempts"])
         self.assertEqual(params["MaxEventAgeSeconds"]["Default"], self.F["max_event_age_seconds"])
 
+    def test_each_function_logs_to_the_contracts_group(self) -> None:
+        for fn, group, key in (("Function", "LogGroup", "remediator_log_group"), ("DetectorFunction", "DetectorLogGroup", "detector_log_group")):
+            with self.subTest(function=fn):
+                self.assertEqual(HUB["Resources"][fn]["Properties"]["LoggingConfig"]["LogGroup"], {"Ref": group})
+                self.assertEqual(HUB["Resources"][group]["Properties"], {"LogGroupName": {"Fn::Sub": self.F[key]}, "RetentionInDays": {"Ref": "LogRetentionDays"}})
+
     def test_each_function_gives_up_on_events_into_the_stacks_queue(self) -> None:
         for name in ("Function", "DetectorFunction"):
             with self.subTest(function=name):

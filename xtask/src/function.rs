@@ -40,6 +40,11 @@ pub struct Function {
     /// Asynchronous invocations: the default age after which an event is given up on
     /// (MaxEventAgeSeconds / maxEventAgeSeconds); the AsyncEventAge alarm fires at half of it.
     pub max_event_age_seconds: u32,
+    /// The remediator's log group (`Fn::Sub` text): where the book sends an operator (Logs
+    /// Insights) and the role's logs grant points.
+    pub remediator_log_group: &'static str,
+    /// The detector's log group (`Fn::Sub` text).
+    pub detector_log_group: &'static str,
 }
 
 /// The functions' deployment facts.
@@ -56,6 +61,8 @@ pub const FUNCTION: Function = Function {
     log_level: "INFO",
     max_retry_attempts: 2,
     max_event_age_seconds: 3600,
+    remediator_log_group: "/kms-replica-guard/${AWS::StackName}",
+    detector_log_group: "/kms-replica-guard/${AWS::StackName}-detector",
 };
 
 /// The variables each function is deployed with, in the order the stacks write them: every

@@ -136,6 +136,15 @@ describe('the CDK functions against the contract', () => {
     ]);
   });
 
+  test('each function logs to the contract group, kept for the contract retention', () => {
+    const template = synthHub({ securityHub: 'on' });
+    const groups = Object.values(template.findResources('AWS::Logs::LogGroup')).map((g: any) => g.Properties);
+    expect(groups).toEqual([
+      { LogGroupName: CONTRACT.function.remediator_log_group.replace('${AWS::StackName}', 'kms-replica-guard'), RetentionInDays: CONTRACT.function.log_retention_days },
+      { LogGroupName: CONTRACT.function.detector_log_group.replace('${AWS::StackName}', 'kms-replica-guard'), RetentionInDays: CONTRACT.function.log_retention_days },
+    ]);
+  });
+
   test('each function gives up on events into the stack on-failure queue', () => {
     const template = synthHub({ securityHub: 'on' });
     const configs = Object.values(template.findResources('AWS::Lambda::EventInvokeConfig'));

@@ -15,7 +15,7 @@ import {
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { DETECTOR_FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
-import { GuardConfig } from '../config';
+import { CONTRACT, GuardConfig } from '../config';
 import { DETECTOR_EVENT_PATTERN } from '../event-pattern';
 import { contractStatements, declaredPolicy, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
 
@@ -53,7 +53,7 @@ export class Detector {
     const cfg = props.config;
     const { guarded, baselineReads, listAccounts, deadLetterQueue: dlq, driftBusName } = props;
     const logGroup = new logs.LogGroup(stack, 'DetectorLogGroup', {
-      logGroupName: `/kms-replica-guard/${stack.stackName}-detector`,
+      logGroupName: CONTRACT.function.detector_log_group.replace('${AWS::StackName}', stack.stackName),
       retention: cfg.logRetentionDays as logs.RetentionDays,
       removalPolicy: RemovalPolicy.DESTROY,
     });

@@ -14,7 +14,7 @@ import {
 } from 'aws-cdk-lib';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { BACKUP_BUCKET_SKIPS, FUNCTION_SKIPS, LOG_GROUP_SKIPS, skipCheckov } from '../checkov';
-import { BACKUP_PREFIX, GuardConfig, rateInstances, usesCatalogue } from '../config';
+import { BACKUP_PREFIX, CONTRACT, GuardConfig, rateInstances, usesCatalogue } from '../config';
 import { KMS_EVENT_PATTERN } from '../event-pattern';
 import { contractStatements, declaredPolicy, enterMemberAccounts, FUNCTION_RUNTIME, guardFunction, onlyThisFunctionActions } from './function-guard';
 
@@ -58,7 +58,7 @@ export class Remediator {
     const driftBusArn = props.driftBus.arn;
 
     const logGroup = new logs.LogGroup(stack, 'LogGroup', {
-      logGroupName: `/kms-replica-guard/${stack.stackName}`,
+      logGroupName: CONTRACT.function.remediator_log_group.replace('${AWS::StackName}', stack.stackName),
       retention: cfg.logRetentionDays as logs.RetentionDays,
       removalPolicy: RemovalPolicy.DESTROY,
     });
