@@ -64,6 +64,60 @@ fn statement(
 /// The multi-Region keys of the account, in every Region (`mrk-` ids only).
 const MULTI_REGION_KEYS: &str = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/mrk-*";
 
+/// Both functions read the account's multi-Region keys.
+fn read_multi_region_keys() -> Statement {
+    statement(
+        "ReadMultiRegionKeys",
+        Effect::Allow,
+        &[
+            "kms:DescribeKey",
+            "kms:GetKeyPolicy",
+            "kms:ListResourceTags",
+        ],
+        &[MULTI_REGION_KEYS],
+    )
+}
+
+/// Both functions list the keys of a Region when they sweep it.
+fn list_keys_for_sweep() -> Statement {
+    statement("ListKeysForSweep", Effect::Allow, &["kms:ListKeys"], &["*"])
+}
+
+/// Both functions publish their metrics in the guard's namespace only.
+fn publish_own_metrics() -> Statement {
+    Statement {
+        condition: Some(
+            serde_json::json!({ "StringEquals": { "cloudwatch:namespace": "${MetricsNamespace}" } }),
+        ),
+        ..statement(
+            "PublishOwnMetrics",
+            Effect::Allow,
+            &["cloudwatch:PutMetricData"],
+            &["*"],
+        )
+    }
+}
+
+/// Each function writes to its own log group (`Fn::Sub` text of its ARN).
+fn write_own_logs(group: &str) -> Statement {
+    statement(
+        "WriteOwnLogs",
+        Effect::Allow,
+        &["logs:CreateLogStream", "logs:PutLogEvents"],
+        &[group],
+    )
+}
+
+/// Lambda sends a failed asynchronous event of either function to the stack's one on-failure queue.
+fn send_failed_events_to_queue() -> Statement {
+    statement(
+        "SendFailedEventsToQueue",
+        Effect::Allow,
+        &["sqs:SendMessage"],
+        &["${DeadLetterQueue.Arn}"],
+    )
+}
+
 /// The remediator role's inline statements, in the order both stacks write them.
 pub fn remediator() -> Vec<Statement> {
     use Effect::{Allow, Deny};
@@ -73,16 +127,7 @@ pub fn remediator() -> Vec<Statement> {
     let backups = format!("arn:${{AWS::Partition}}:s3:::${{BackupBucket}}/{prefix}*");
     let claims = format!("arn:${{AWS::Partition}}:s3:::${{BackupBucket}}/{prefix}claims/*");
     vec![
-        statement(
-            "ReadMultiRegionKeys",
-            Allow,
-            &[
-                "kms:DescribeKey",
-                "kms:GetKeyPolicy",
-                "kms:ListResourceTags",
-            ],
-            &[MULTI_REGION_KEYS],
-        ),
+        read_multi_region_keys(),
         // Writes only replicas (kms:MultiRegionKeyType, a KMS key resource condition): a
         // primary is never written, only read as the mirror source.
         Statement {
@@ -96,7 +141,7 @@ pub fn remediator() -> Vec<Statement> {
                 &[MULTI_REGION_KEYS],
             )
         },
-        statement("ListKeysForSweep", Allow, &["kms:ListKeys"], &["*"]),
+        list_keys_for_sweep(),
         // The lockout check is KMS's as well as the guard's: never skipped.
         Statement {
             condition: Some(
@@ -109,29 +154,9 @@ pub fn remediator() -> Vec<Statement> {
                 &["*"],
             )
         },
-        Statement {
-            condition: Some(
-                serde_json::json!({ "StringEquals": { "cloudwatch:namespace": "${MetricsNamespace}" } }),
-            ),
-            ..statement(
-                "PublishOwnMetrics",
-                Allow,
-                &["cloudwatch:PutMetricData"],
-                &["*"],
-            )
-        },
-        statement(
-            "WriteOwnLogs",
-            Allow,
-            &["logs:CreateLogStream", "logs:PutLogEvents"],
-            &["${LogGroup.Arn}"],
-        ),
-        statement(
-            "SendFailedEventsToQueue",
-            Allow,
-            &["sqs:SendMessage"],
-            &["${DeadLetterQueue.Arn}"],
-        ),
+        publish_own_metrics(),
+        write_own_logs("${LogGroup.Arn}"),
+        send_failed_events_to_queue(),
         // The scheduled sweep plans one work item per (account, Region) and sends them to the
         // sweep queue; the same function consumes it through the SQS event source.
         statement(
@@ -204,46 +229,15 @@ pub const KMS_WRITES: [&str; 14] = [
 
 /// The detector role's inline statements, in the order both stacks write them.
 pub fn detector() -> Vec<Statement> {
-    use Effect::{Allow, Deny};
     vec![
-        statement(
-            "ReadMultiRegionKeys",
-            Allow,
-            &[
-                "kms:DescribeKey",
-                "kms:GetKeyPolicy",
-                "kms:ListResourceTags",
-            ],
-            &[MULTI_REGION_KEYS],
-        ),
-        statement("ListKeysForSweep", Allow, &["kms:ListKeys"], &["*"]),
+        read_multi_region_keys(),
+        list_keys_for_sweep(),
         // Nothing here allows a KMS write; the Deny keeps it so whatever else is attached later.
-        statement("NeverChangeKeys", Deny, &KMS_WRITES, &["*"]),
+        statement("NeverChangeKeys", Effect::Deny, &KMS_WRITES, &["*"]),
         // FindingsNotImported and EvaluationsNotPut, in the guard's namespace.
-        Statement {
-            condition: Some(
-                serde_json::json!({ "StringEquals": { "cloudwatch:namespace": "${MetricsNamespace}" } }),
-            ),
-            ..statement(
-                "PublishOwnMetrics",
-                Allow,
-                &["cloudwatch:PutMetricData"],
-                &["*"],
-            )
-        },
-        statement(
-            "WriteOwnLogs",
-            Allow,
-            &["logs:CreateLogStream", "logs:PutLogEvents"],
-            &["${DetectorLogGroup.Arn}"],
-        ),
-        // The stack's one on-failure queue: Lambda sends a failed asynchronous event there.
-        statement(
-            "SendFailedEventsToQueue",
-            Allow,
-            &["sqs:SendMessage"],
-            &["${DeadLetterQueue.Arn}"],
-        ),
+        publish_own_metrics(),
+        write_own_logs("${DetectorLogGroup.Arn}"),
+        send_failed_events_to_queue(),
     ]
 }
 
