@@ -11,7 +11,7 @@ VENV_PY := .venv/bin/python
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 NEXTEST := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 
-.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test demo bench bench-sweep bench-scale bench-coldstart bench-report fuzz mutants docs-setup docs docs-check clean
+.PHONY: help setup emulator emulator-stop build fmt lint unit integration e2e test test-infra-lane test-rust-lane demo bench bench-sweep bench-scale bench-coldstart bench-report fuzz mutants docs-setup docs docs-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,11 +49,26 @@ integration: emulator ## tests against the emulator over real HTTP
 e2e: emulator ## the function under cargo lambda watch, driven with the sample events, asserted
 	cargo xtask e2e
 
+# The infra checks run beside the Rust tests (make -j2 of the two lanes below): their alarms check
+# spends minutes waiting for the alarm windows. The Rust tests start once the alarms' functions are
+# built and their data sent (ALARMS_DRIVEN_FILE: cargo builds one thing at a time in a target dir,
+# and that data must not wait on a build). A failure in either lane fails `make test` once both
+# have finished; Ctrl-C stops both.
+ALARMS_DRIVEN := infra/.build/alarms/driven
 test: lint docs-check emulator ## every test: lint, docs, unit, integration, end to end, infra checks
 	cargo xtask bench-report --check
+	@mkdir -p $(dir $(ALARMS_DRIVEN)); rm -f $(ALARMS_DRIVEN)
+	@$(MAKE) --no-print-directory -j2 test-infra-lane test-rust-lane
+
+# The marker is also written when infra-test ends, whatever happened to the alarms check.
+test-infra-lane:
+	@ALARMS_DRIVEN_FILE=$(ROOT)/$(ALARMS_DRIVEN) $(MAKE) --no-print-directory infra-test; rc=$$?; touch $(ALARMS_DRIVEN); exit $$rc
+
+test-rust-lane:
+	@echo "==> the Rust tests wait until the alarms check (make infra-test, beside them) has driven its functions"
+	@while [ ! -e $(ALARMS_DRIVEN) ]; do sleep 1; done
 	$(NEXTEST) --workspace --all-targets
 	cargo xtask e2e
-	$(MAKE) --no-print-directory infra-test
 
 demo: setup ## heal a default-policy and a hand-drifted replica on the emulator
 	@cargo xtask demo

@@ -690,6 +690,18 @@ def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, frozenset[st
     return found
 
 
+def driven() -> None:
+    """Says, in the file ALARMS_DRIVEN_FILE names (when set), that the run needs cargo no more and
+    its data is sent: `make test` starts the Rust tests then, beside the wait for the alarm windows
+    (cargo builds one thing at a time in a target dir, and the scenarios' data must not wait on a
+    build). Written again, harmlessly, when the run ends early (`make test` also writes it when
+    infra-test ends)."""
+    path = os.environ.get("ALARMS_DRIVEN_FILE")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(f"{time.time():.0f}\n", encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------------------------
 # The function under xtask's runner (cargo xtask serve)
 
@@ -1603,15 +1615,22 @@ class Run:
                         pass
 
     def execute(self, timeout: float = 600) -> None:
+        # Interrupted or stopped: clean up as on any other failure, so that no function is left
+        # serving on its port and no alarm on the emulator. SIGINT is set explicitly: a shell's
+        # background job (infra-test.sh runs this check as one) starts with it ignored.
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             self.setup()
             self.start_functions()
             self.drive()
+            driven()
             self.wait(timeout)
             self.read_notifications()
             self.check_dashboards()
             self.write_report()
         finally:
+            driven()
             self.cleanup()
 
     # -- results
