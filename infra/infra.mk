@@ -42,7 +42,7 @@ infra-setup: ## install .venv-infra (SAM CLI, cfn-lint, checkov) and infra/cdk/n
 	@infra/scripts/setup.sh
 
 infra-test: ## offline infra checks: synth, cfn-lint, sam validate, checkov, CDK tests, rule pattern and the alarms firing on the emulator
-	@echo "==> infra-test: cdk synth, SAM->CloudFormation, cfn-lint, sam validate (+ --lint), checkov, CDK jest, SAM/CDK parity, guardrails, rule pattern on the emulator, alarms driven by the function on the emulator"
+	@echo "==> infra-test: cdk synth, SAM->CloudFormation, cfn-lint, sam validate (+ --lint), checkov, CDK jest, template checks, contract, guardrails, rule pattern on the emulator, alarms driven by the function on the emulator"
 	@VENV_PY=$(VENV_PY) CDK_SYNTH_CONTEXT="$(CDK_SYNTH_CONTEXT)" infra/scripts/infra-test.sh
 
 demo-alarms: setup infra-setup ## the spike alarm of the SAM stack firing end to end on the local emulator (about 2 min)

@@ -33,6 +33,9 @@ writes from the settings declared in the code (src/config/vars.rs) and the engin
   resources and condition as Fn::Sub text), the hub detector's findings and Config grants, the
   member stack's writer and detector roles, and the backups bucket's, the alarm topic's and its
   key's policies are the contract's;
+- the hub's resources (the contract's `resources`, xtask/src/resources.rs): how many of each type
+  at the defaults, with the detector and in enforce mode (IAM policies aside), and the backups
+  bucket's properties and retention;
 - the hub template's dashboard is the contract's `dashboard` (declared in xtask/src/dashboard.rs):
   each widget at its place, with its title, view and Region, and its lines (each metric with its
   namespace, dimensions, statistic and period, or the SEARCH expression), in order.
@@ -339,8 +342,11 @@ def output_value(value: dict[str, Any] | str, tool: str) -> Any:
     strip = (lambda i: re.sub(r"[0-9A-F]{8}$", "", i)) if tool == "CDK" else (lambda i: i)
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return {"ref": strip(value["Ref"])}
-    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"][1] == "Arn":
-        return {"arn": strip(value["Fn::GetAtt"][0])}
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        # [id, attribute], or "id.attribute" as a template may write it (the included StackSet template)
+        name, attr = value["Fn::GetAtt"] if isinstance(value["Fn::GetAtt"], list) else value["Fn::GetAtt"].split(".", 1)
+        if attr == "Arn":
+            return {"arn": strip(name)}
     return "computed"
 
 
@@ -482,6 +488,75 @@ class SamRoleAgainstTheContract(unittest.TestCase):
                 r = HUB["Resources"][policy]
                 self.assertEqual(r["Properties"]["Roles"], [{"Ref": "DetectorRole"}])
                 self.assertEqual(self.identity_policy(r["Properties"]["PolicyDocument"]["Statement"]), CONTRACT["iam"][key])
+
+
+SAM_TRANSLATED = ROOT / "infra" / ".build" / "sam" / "template.cfn.json"
+
+
+def inventory(template: dict[str, Any], evaluator: Any) -> dict[str, int]:
+    """The template's resources by type, those whose condition holds for the evaluator's values; IAM
+    policies aside (the contract's `resources` does not count them: grants are checked with `iam`)."""
+    counts: dict[str, int] = {}
+    for r in template["Resources"].values():
+        if r["Type"] == "AWS::IAM::Policy" or ("Condition" in r and not evaluator.condition(r["Condition"])):
+            continue
+        counts[r["Type"]] = counts.get(r["Type"], 0) + 1
+    return counts
+
+
+def plus(*inventories: dict[str, int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for inv in inventories:
+        for t, n in inv.items():
+            total[t] = total.get(t, 0) + n
+    return total
+
+
+def with_retention(value: Any, days: Any) -> Any:
+    """The contract's bucket properties with its `${BackupRetentionDays}` given."""
+    if value == "${BackupRetentionDays}":
+        return days
+    if isinstance(value, dict):
+        return {k: with_retention(v, days) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_retention(v, days) for v in value]
+    return value
+
+
+class SamResourcesAgainstTheContract(unittest.TestCase):
+    """The SAM hub's resources and backups bucket are the contract's `resources`
+    (xtask/src/resources.rs); the CDK hub's: contract.test.ts, at the same settings."""
+
+    R = CONTRACT["resources"]
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        from test_templates import SamEvaluator  # the translated template's conditions, evaluated
+
+        if not SAM_TRANSLATED.is_file():
+            raise AssertionError(f"{SAM_TRANSLATED} is missing: run `make infra-test` (sam-translate) first")
+        cls.sam = json.loads(SAM_TRANSLATED.read_text(encoding="utf-8"))
+        cls.at = staticmethod(lambda **values: inventory(cls.sam, SamEvaluator(cls.sam, **values)))
+
+    def test_the_hub_at_its_defaults_and_what_each_part_adds_are_the_contracts(self) -> None:
+        defaults = self.R["hub_at_defaults"]
+        for values, expected in (
+            ({}, defaults),
+            ({"SecurityHub": "on", "ConfigRule": "account"}, plus(defaults, self.R["detector_adds"])),
+            ({"RemediationMode": "enforce"}, plus(defaults, self.R["enforce_adds"])),
+        ):
+            with self.subTest(values=values):
+                self.assertEqual(self.at(**values), expected)
+
+    def test_the_backups_bucket_is_the_contracts_and_retained_with_its_policy(self) -> None:
+        bucket = HUB["Resources"]["BackupBucket"]
+        declared = self.R["backups_bucket"]
+        self.assertEqual(bucket["Properties"], with_retention(declared["properties"], {"Ref": "BackupRetentionDays"}))
+        self.assertTrue(declared["retained"])
+        for name in ("BackupBucket", "BackupBucketPolicy"):
+            for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+                self.assertEqual(HUB["Resources"][name].get(policy), "Retain", f"{name} {policy}")
 
 
 class SamFunctionsAgainstTheContract(unittest.TestCase):

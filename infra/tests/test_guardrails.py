@@ -1,7 +1,8 @@
 """The organisation guardrails (infra/guardrails/) agree with the stacks and the function.
 
 - the JSON documents are the CloudFormation template's policies (infra/guardrails/guardrails.yaml)
-  evaluated for the example values of docs/src/prevention.md, and the CDK Guardrails stack is the same template;
+  evaluated for the example values of docs/src/prevention.md (the CDK Guardrails stack includes the
+  template itself: infra/cdk/lib/guardrails-stack.ts);
 - their tag keys are the function's defaults (EXCLUDE_TAG, BASELINE_TAG in src/ and crates/) and
   the stacks' ExcludeTag/BaselineTag defaults; their role names are the member role's default name
   and match the names CloudFormation gives the hub role (SAM and CDK logical ids); the write they
@@ -12,7 +13,7 @@
   a function named like the guard's;
 - each fits the 5,120-character limit of an organisation policy.
 
-Needs infra/cdk/cdk.out (`make synth`, with -c guardrails=true) and infra/.build/sam (sam_to_cfn.py).
+Needs infra/cdk/cdk.out (`make synth`) and infra/.build/sam (sam_to_cfn.py).
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cfn_yaml  # noqa: E402
 import test_templates as templates  # noqa: E402
 
-_load_json, _strip_cdk = templates._load_json, templates._strip_cdk
+_load_json = templates._load_json
 
 GUARDRAILS = ROOT / "infra" / "guardrails"
 TEMPLATE = GUARDRAILS / "guardrails.yaml"
-CDK_GUARDRAILS = ROOT / "infra" / "cdk" / "cdk.out" / "Guardrails.template.json"
 SAM_HUB = ROOT / "infra" / ".build" / "sam" / "template.cfn.json"
 SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
 CDK_HUB = ROOT / "infra" / "cdk" / "cdk.out" / "Hub.template.json"
@@ -218,36 +218,6 @@ class GuardrailDocumentsTest(unittest.TestCase):
         self.assertIn(pattern.replace(f":{EXAMPLE['HubAccountId']}:", ":*:"), protect["ProtectTheGuardsHubResources"]["Resource"])
         self.assertIn("iam:PassRole", protect["ProtectTheGuardsRoles"]["Action"])
         self.assertIn(reserved.replace(f"::{EXAMPLE['HubAccountId']}:", "::*:"), protect["ProtectTheGuardsRoles"]["Resource"])
-
-
-class GuardrailsParityTest(unittest.TestCase):
-    """infra/guardrails/guardrails.yaml and the CDK Guardrails stack declare the same template."""
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.cfn = cfn_yaml.load(TEMPLATE)
-        cls.cdk = _strip_cdk(_load_json(CDK_GUARDRAILS))
-
-    def test_the_same_parameters(self) -> None:
-        cfn, cdk = self.cfn["Parameters"], self.cdk["Parameters"]
-        self.assertEqual(sorted(cfn), sorted(cdk))
-        for name in cfn:
-            with self.subTest(parameter=name):
-                for key in ("Type", "AllowedPattern", "Default"):
-                    self.assertEqual(str(cfn[name].get(key)), str(cdk[name].get(key)), key)
-
-    def test_the_same_policies_conditions_and_outputs(self) -> None:
-        norm = templates.MemberParityTest.norm
-        for name in self.cfn["Resources"]:
-            with self.subTest(resource=name):
-                cfn, cdk = self.cfn["Resources"][name], self.cdk["Resources"][name]
-                self.assertEqual(cfn.get("Condition"), cdk.get("Condition"))
-                strip = lambda r: {k: v for k, v in r["Properties"].items() if k != "Description"}  # noqa: E731
-                self.assertEqual(json.dumps(norm(self.cfn, strip(cfn)), sort_keys=True), json.dumps(norm(self.cdk, strip(cdk)), sort_keys=True))
-        self.assertEqual(sorted(self.cfn["Resources"]), sorted(self.cdk["Resources"]))
-        self.assertEqual(norm(self.cfn, self.cfn["Conditions"]), norm(self.cdk, self.cdk["Conditions"]))
-        outputs = lambda t: {k: (v.get("Condition"), norm(t, v["Value"])) for k, v in t["Outputs"].items()}  # noqa: E731
-        self.assertEqual(outputs(self.cfn), outputs(self.cdk))
 
 
 if __name__ == "__main__":

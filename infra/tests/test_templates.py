@@ -1,19 +1,18 @@
-"""Template hygiene and SAM/CDK parity, read from the templates themselves.
+"""Template hygiene and each hub stack's own properties, read from the templates themselves.
 
 - every checkov skip names a check and says why; cfn-lint suppressions are limited to the one
   justified in infra/cdk/lib/constructs/remediator.ts and detector.ts (W3005 on the CDK functions);
 - what infra/contract.json holds is checked against it in each stack on its own, not SAM against
   CDK: the alarms, the dashboard and the notification rules, the function roles' own statements,
-  the backups bucket's, the alarm topic's and its key's policies, the functions' runtime,
-  variables, logging, log groups and asynchronous settings, the defaults (test_contract.py for SAM; the CDK
-  app builds them from the contract, infra/cdk/test/contract.test.ts checks it), the outputs
-  (test_contract.py, both tools), the IAM actions (test_permissions.py). Here, each stack's
-  environment at its defaults, each role's Deny outside its function, each alarm's runbook page;
-- where the contract does not say what a stack must hold, the SAM hub template (as translated to
-  CloudFormation by infra/scripts/sam_to_cfn.py) and the synthesized CDK hub template declare the
-  same: resource types, the backups bucket's own properties, and the member stack's parameters,
-  conditions, rules and resources but for its roles' statements (MemberParityTest). SAM parameters are compared at their defaults, logical ids by
-  the resource type they name;
+  the backups bucket and its policy, the alarm topic's and its key's policies, the functions' runtime,
+  variables, logging, log groups and asynchronous settings, the defaults, the resources by type
+  (test_contract.py for SAM; the CDK app builds them from the contract, infra/cdk/test/contract.test.ts
+  checks it), the outputs (test_contract.py, both tools), the IAM actions (test_permissions.py).
+  The member and guardrails stacks have one definition each (infra/sam/member.yaml,
+  infra/guardrails/guardrails.yaml), which the CDK app includes as it is;
+- here, in the SAM hub template (as translated to CloudFormation by infra/scripts/sam_to_cfn.py) and
+  in the synthesized CDK hub, each on its own: the environment at the defaults, each role's Deny
+  outside its function, each alarm's runbook page, the drift bus, the detector's wiring;
 - the SAM hub's baseline catalogue settings, evaluated for given parameter values (the ARNs and
   the s3:prefix it computes from BaselineSsmPath / BaselineS3Prefix), give what the CDK stack
   gives for the same context (infra/cdk/test/remediator.test.ts).
@@ -28,7 +27,6 @@ import json
 import re
 import sys
 import unittest
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,29 +38,10 @@ SAM_DIR = ROOT / "infra" / "sam"
 SAM_TRANSLATED = ROOT / "infra" / ".build" / "sam" / "template.cfn.json"
 CDK_OUT = ROOT / "infra" / "cdk" / "cdk.out"
 ALLOWED_CFN_LINT_IGNORES = {"W3005"}
-# Resources that exist in the SAM template only under a parameter condition (CDK adds them, or
-# the statements, only when the matching context value is set).
-SAM_CONDITIONAL = {
-    "AlarmEmailSubscription",
-    "BaselineParameterReadPolicy",
-    "BaselineObjectReadPolicy",
-    "BaselineCatalogueParametersReadPolicy",
-    "BaselineCatalogueObjectsReadPolicy",
-    "AssumeMemberRolePolicy",
-    "ListOrganizationAccountsPolicy",
-    "OrganizationEventBusPolicy",
-    "ImportFindingsPolicy",
-    "PutEvaluationsPolicy",
-    "AssumeDetectorMemberRolePolicy",
-    "OrganizationConfigRuleInvokePermission",
-    "ReplicaKeyPolicyOrganizationConfigRule",
-}
 # The SAM parameter values that match the context the CDK app is synthesized with for the checks
 # (CDK_SYNTH_CONTEXT in infra/infra.mk: securityHub=on, configRule=account): the detector and its
 # rules, Config rule and alarms exist in both.
 CDK_SYNTH_VALUES = {"SecurityHub": "on", "ConfigRule": "account"}
-SAM_MEMBER = ROOT / "infra" / "sam" / "member.yaml"
-CDK_MEMBER = CDK_OUT / "Member.template.json"
 CONTRACT = json.loads((ROOT / "infra" / "contract.json").read_text(encoding="utf-8"))
 
 
@@ -90,13 +69,6 @@ def cdk_hub() -> dict[str, Any]:
 
 def _of_type(template: dict[str, Any], type_: str) -> dict[str, Any]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
-
-
-def _one(template: dict[str, Any], type_: str) -> dict[str, Any]:
-    found = list(_of_type(template, type_).values())
-    if len(found) != 1:
-        raise AssertionError(f"expected one {type_}, found {len(found)}")
-    return found[0]
 
 
 def _guard(template: dict[str, Any], type_: str, detector: bool = False) -> tuple[str, dict[str, Any]]:
@@ -299,7 +271,7 @@ class TemplateHygieneTest(unittest.TestCase):
                 self.assertFalse(extra, f"{where}:{name} suppresses {extra} without a justification here")
 
 
-class SamCdkParityTest(unittest.TestCase):
+class EachHubStackTest(unittest.TestCase):
     sam: dict[str, Any]
     cdk: dict[str, Any]
 
@@ -312,11 +284,6 @@ class SamCdkParityTest(unittest.TestCase):
         stack_name = cdk_hub_stack_name()
         cls.norm_sam = Normalizer(cls.sam, account, region, stack_name, **CDK_SYNTH_VALUES)
         cls.norm_cdk = Normalizer(cls.cdk, account, region, stack_name)
-
-    def test_both_declare_the_same_resource_types(self) -> None:
-        sam_types = Counter(r["Type"] for n, r in self.sam["Resources"].items() if n not in SAM_CONDITIONAL)
-        cdk_types = Counter(r["Type"] for r in self.cdk["Resources"].values())
-        self.assertEqual(sam_types, cdk_types)
 
     def test_the_environment_at_the_defaults_is_the_functions_defaults(self) -> None:
         # Each variable whose setting declares a default (src/config/vars.rs, carried by the
@@ -331,24 +298,6 @@ class SamCdkParityTest(unittest.TestCase):
         self.assertEqual(checked, {k: stack_decides.get(k, defaults[k]) for k in checked})
         self.assertGreaterEqual(len(set(checked) - set(stack_decides)), 12)
         self.assertEqual(SamEvaluator(self.sam).environment("BACKUP_BUCKET"), {"BACKUP_BUCKET": "<BackupBucket>"})
-
-    def test_the_backups_bucket_is_the_same_and_retained_with_its_policy(self) -> None:
-        # The bucket policy's statements: the contract's (test_contract.py, contract.test.ts).
-        for type_ in ("AWS::S3::Bucket", "AWS::S3::BucketPolicy"):
-            with self.subTest(type=type_):
-                sam, cdk = _one(self.sam, type_), _one(self.cdk, type_)
-                if type_ == "AWS::S3::Bucket":
-                    self.assertEqual(self.norm_sam(sam["Properties"]), self.norm_cdk(cdk["Properties"]))
-                for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
-                    self.assertEqual(sam.get(policy), "Retain", f"SAM {policy}")
-                    self.assertEqual(cdk.get(policy), "Retain", f"CDK {policy}")
-        bucket = self.norm_sam(_one(self.sam, "AWS::S3::Bucket")["Properties"])
-        self.assertEqual(bucket["VersioningConfiguration"], {"Status": "Enabled"})
-        self.assertEqual(set(bucket["PublicAccessBlockConfiguration"].values()), {"True"})
-        self.assertEqual(
-            bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"],
-            str(self.params["BackupRetentionDays"]["Default"]),
-        )
 
     def test_every_alarm_links_to_its_own_runbook_page(self) -> None:
         # One runbook page per alarm, named after it: `<stack>-X` -> docs/src/runbook/<x in lower case>.md.
@@ -1098,95 +1047,34 @@ class SamGuardrailSettingsTest(unittest.TestCase):
                     self.assertNotRegex(value, pattern[name])
 
 
-def _strip_cdk(value: Any) -> Any:
-    """The template without CDK's own Metadata (aws:cdk:path)."""
-    if isinstance(value, dict):
-        return {k: _strip_cdk(v) for k, v in value.items() if k != "Metadata"}
-    if isinstance(value, list):
-        return [_strip_cdk(v) for v in value]
-    return value
-
-
-class MemberParityTest(unittest.TestCase):
-    """infra/sam/member.yaml (plain CloudFormation) and the CDK Member stack declare the same stack
-    where the contract does not say what it holds (its roles' statements and its outputs are the
-    contract's: test_contract.py).
-
-    Both are environment-agnostic StackSet templates: parameters and pseudo parameters stay Refs
-    (rendered `${Name}`), resources are compared by (type, condition) with their properties.
-    """
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.sam = cfn_yaml.load(SAM_MEMBER)
-        cls.cdk = _strip_cdk(_load_json(CDK_MEMBER))
+class IncludedTemplatesTest(unittest.TestCase):
+    """The CDK Member and Guardrails stacks include infra/sam/member.yaml and
+    infra/guardrails/guardrails.yaml (CfnInclude): their templates are those files, every section, with
+    only the member stack's hub parameters given the synth context's defaults."""
 
     @staticmethod
-    def norm(template: dict[str, Any], value: Any) -> Any:
-        resources = template["Resources"]
+    def same_form(value: Any) -> Any:
+        """`!GetAtt id.attr` as CDK writes it ("id.attr") in the form the YAML loader gives ([id, attr])."""
+        if isinstance(value, dict):
+            if set(value) == {"Fn::GetAtt"} and isinstance(value["Fn::GetAtt"], str):
+                return {"Fn::GetAtt": value["Fn::GetAtt"].split(".", 1)}
+            return {k: IncludedTemplatesTest.same_form(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [IncludedTemplatesTest.same_form(v) for v in value]
+        return value
 
-        def ref(name: str, attr: str | None = None) -> str:
-            if name in resources:
-                return f"<{resources[name]['Type']}{'.' + attr if attr else ''}>"
-            return "${" + name + "}"
+    def test_the_cdk_member_stack_is_member_yaml_with_the_hub_defaults(self) -> None:
+        written = cfn_yaml.load(ROOT / "infra" / "sam" / "member.yaml")
+        synthesized = self.same_form(_load_json(CDK_OUT / "Member.template.json"))
+        account, region = cdk_hub_environment()
+        for name, default in (("HubAccountId", account), ("HubRegion", region), ("RoleRegion", region)):
+            self.assertNotIn("Default", written["Parameters"][name], "the StackSet gives it")
+            written["Parameters"][name]["Default"] = default
+        self.assertEqual(synthesized, written)
 
-        def walk(v: Any) -> Any:
-            if isinstance(v, dict):
-                if set(v) == {"Ref"}:
-                    return ref(v["Ref"])
-                if set(v) == {"Fn::GetAtt"}:
-                    name, attr = v["Fn::GetAtt"] if isinstance(v["Fn::GetAtt"], list) else v["Fn::GetAtt"].split(".", 1)
-                    return ref(name, attr)
-                if set(v) == {"Fn::Sub"} and isinstance(v["Fn::Sub"], str):
-                    return re.sub(r"\$\{([^}!]+)\}", lambda m: ref(*m.group(1).split(".", 1)) if "." in m.group(1) else ref(m.group(1)), v["Fn::Sub"])
-                if set(v) == {"Fn::Join"}:
-                    sep, parts = v["Fn::Join"]
-                    return sep.join(str(walk(p)) for p in parts)
-                out = {k: walk(x) for k, x in v.items()}
-                if "Action" in out and not isinstance(out["Action"], dict):
-                    out["Action"] = sorted(out["Action"] if isinstance(out["Action"], list) else [out["Action"]])
-                return out
-            if isinstance(v, list):
-                return [walk(x) for x in v]
-            return str(v)
-
-        return walk(value)
-
-    # The member roles' statements are the contract's, in each stack (test_contract.py; the CDK app
-    # builds them from it): compared here without them.
-    CONTRACT_POLICIES = {"MemberRole", "DetectorRole"}
-
-    def resources(self, template: dict[str, Any]) -> list[tuple[str, str, Any]]:
-        found = []
-        for name, r in template["Resources"].items():
-            props = dict(r.get("Properties") or {})
-            props.pop("Description", None)
-            if name in self.CONTRACT_POLICIES:
-                props.pop("Policies")
-            found.append((r["Type"], r.get("Condition", ""), json.dumps(self.norm(template, props), sort_keys=True)))
-        return sorted(found)
-
-    def test_the_same_parameters_with_the_same_constraints(self) -> None:
-        sam, cdk = self.sam["Parameters"], self.cdk["Parameters"]
-        self.assertEqual(sorted(sam), sorted(cdk))
-        for name in sam:
-            with self.subTest(parameter=name):
-                for key in ("Type", "AllowedPattern", "NoEcho"):
-                    self.assertEqual(str(sam[name].get(key)), str(cdk[name].get(key)), key)
-        # The StackSet-wide defaults (the hub's account, Region and role come from the synth context in CDK).
-        for name in ("MemberRoleName", "ExternalId"):
-            self.assertEqual(sam[name].get("Default"), cdk[name].get("Default"), name)
-
-    def test_the_same_conditions_and_rules(self) -> None:
-        self.assertEqual(self.norm(self.sam, self.sam["Conditions"]), self.norm(self.cdk, self.cdk["Conditions"]))
-        self.assertEqual(
-            self.norm(self.sam, self.sam["Rules"]["CrossRegionTargetsAvailable"]["Assertions"][0]["Assert"]),
-            self.norm(self.cdk, self.cdk["Rules"]["CrossRegionTargetsAvailable"]["Assertions"][0]["Assert"]),
-        )
-
-    def test_the_same_resources_with_the_same_conditions_and_properties(self) -> None:
-        self.assertEqual(self.resources(self.sam), self.resources(self.cdk))
-
+    def test_the_cdk_guardrails_stack_is_guardrails_yaml(self) -> None:
+        written = cfn_yaml.load(ROOT / "infra" / "guardrails" / "guardrails.yaml")
+        self.assertEqual(self.same_form(_load_json(CDK_OUT / "Guardrails.template.json")), written)
 
 
 if __name__ == "__main__":

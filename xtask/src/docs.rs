@@ -168,7 +168,7 @@ pub fn contract() -> Value {
         })
         .collect();
     json!({
-        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, dashboard.rs, rules.rs, outputs.rs, function.rs and iam.rs); do not edit",
+        "generated_by": "cargo xtask docs (from src/config/vars.rs, krg-engine, xtask/src/alarms.rs, dashboard.rs, rules.rs, outputs.rs, function.rs, iam.rs and resources.rs); do not edit",
         "probes": PROBES,
         "settings": settings,
         "metrics": Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -184,6 +184,7 @@ pub fn contract() -> Value {
         "outputs": crate::outputs::contract(),
         "function": crate::function::contract(),
         "iam": crate::iam::contract(),
+        "resources": crate::resources::contract(),
     })
 }
 

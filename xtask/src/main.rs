@@ -38,6 +38,7 @@ mod iam;
 mod moto;
 mod outputs;
 mod report;
+mod resources;
 mod rules;
 mod seed;
 mod serve;

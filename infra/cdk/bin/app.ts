@@ -76,7 +76,6 @@ if (String(ctx('memberStack') ?? 'false') === 'true') {
   const roleRegion = ctx('roleRegion');
   new MemberStack(app, 'Member', {
     stackName: 'kms-replica-guard-member',
-    description: 'kms-replica-guard member: the role the hub assumes here and the rule forwarding KMS events to the hub (StackSet)',
     analyticsReporting: false,
     hubAccountId: account,
     hubRegion,
@@ -91,7 +90,6 @@ if (String(ctx('memberStack') ?? 'false') === 'true') {
 if (String(ctx('guardrails') ?? 'false') === 'true') {
   new GuardrailsStack(app, 'Guardrails', {
     stackName: 'kms-replica-guard-guardrails',
-    description: 'kms-replica-guard guardrails: SCPs reserving replica key policies and the guard tags, protecting the guard; an optional KMS RCP',
     analyticsReporting: false,
   });
 }

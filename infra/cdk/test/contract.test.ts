@@ -232,3 +232,49 @@ describe('the alarm topic against the contract', () => {
     expect(services.map(shape)).toEqual(CONTRACT.iam.alarm_topic_key.map((s) => [s.sid, s.effect, s.principal, [...s.actions].sort()]));
   });
 });
+
+// The hub's resources against the contract's `resources` (xtask/src/resources.rs): how many of each
+// type at the defaults and what the detector and enforce mode add (IAM policies aside: the grants
+// are checked statement by statement), and the backups bucket's properties and retention.
+describe('the hub resources against the contract', () => {
+  const R = CONTRACT.resources;
+  const counts = (template: ReturnType<typeof synthHub>): Record<string, number> => {
+    const found: Record<string, number> = {};
+    for (const r of Object.values(template.toJSON().Resources) as any[]) {
+      if (r.Type !== 'AWS::IAM::Policy') found[r.Type] = (found[r.Type] ?? 0) + 1;
+    }
+    return found;
+  };
+  const plus = (...inventories: Record<string, number>[]): Record<string, number> => {
+    const total: Record<string, number> = {};
+    for (const inv of inventories) for (const [t, n] of Object.entries(inv)) total[t] = (total[t] ?? 0) + n;
+    return total;
+  };
+
+  test.each([
+    ['at the defaults', {}, [R.hub_at_defaults]],
+    ['with the detector', { securityHub: 'on', configRule: 'account' }, [R.hub_at_defaults, R.detector_adds]],
+    ['in enforce mode', { remediationMode: 'enforce' }, [R.hub_at_defaults, R.enforce_adds]],
+  ] as const)('%s', (_name, overrides, declared) => {
+    expect(counts(synthHub(overrides as any))).toEqual(plus(...(declared as unknown as Record<string, number>[])));
+  });
+
+  test('the backups bucket is the contract one, retained with its policy, at the configured retention', () => {
+    const withRetention = (v: unknown, days: number): unknown =>
+      v === '${BackupRetentionDays}'
+        ? days
+        : Array.isArray(v)
+          ? v.map((x) => withRetention(x, days))
+          : v && typeof v === 'object'
+            ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withRetention(x, days)]))
+            : v;
+    expect(R.backups_bucket.retained).toBe(true);
+    for (const days of [DEFAULT_CONFIG.backupRetentionDays, 30]) {
+      const template = synthHub({ backupRetentionDays: days });
+      const [, bucket] = onlyResource(template, 'AWS::S3::Bucket');
+      expect(bucket.Properties).toEqual(withRetention(R.backups_bucket.properties, days));
+      const [, policy] = onlyResource(template, 'AWS::S3::BucketPolicy');
+      for (const r of [bucket, policy]) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['Retain', 'Retain']);
+    }
+  });
+});

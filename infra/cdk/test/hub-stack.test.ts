@@ -7,7 +7,7 @@ describe('the hub stack', () => {
   const template = synthHub();
 
   // Each part creates its resources in the stack's scope (lib/constructs/index.ts): the logical ids
-  // are the ones deployed stacks have, and the SAM/CDK parity checks pair the templates by them.
+  // are the ones deployed stacks have, and the checks find the resources by them.
   test('every resource keeps its logical id', () => {
     expect(Object.keys(template.toJSON().Resources).sort()).toEqual([
       'AccountNotAllowedAlarm36647E35',

@@ -1,6 +1,6 @@
 import { testApp } from './util';
 import { Template } from 'aws-cdk-lib/assertions';
-import { MemberStack } from '../lib/member-stack';
+import { DEFAULT_DETECTOR_ROLE_NAME, DEFAULT_MEMBER_ROLE_NAME, MemberStack } from '../lib/member-stack';
 
 const HUB_ACCOUNT = '111122223333';
 const HUB_ROLE = `arn:aws:iam::${HUB_ACCOUNT}:role/kms-replica-guard-RemediatorRole-ABC`;
@@ -29,8 +29,8 @@ describe('the member stack', () => {
     ]);
     expect(json.Parameters.HubRoleArn.Default).toBe(HUB_ROLE);
     expect(json.Parameters.HubDetectorRoleArn.Default).toBe('');
-    expect(json.Parameters.DetectorRoleName.Default).toBe('kms-replica-guard-detector');
-    expect(json.Parameters.MemberRoleName.Default).toBe('kms-replica-guard-member');
+    expect(json.Parameters.DetectorRoleName.Default).toBe(DEFAULT_DETECTOR_ROLE_NAME);
+    expect(json.Parameters.MemberRoleName.Default).toBe(DEFAULT_MEMBER_ROLE_NAME);
     expect(json.Parameters.ExternalId).toMatchObject({ Default: '', NoEcho: true });
     expect(json.Parameters.RoleRegion.Default).toBe('us-east-1');
     expect(JSON.stringify(json)).not.toContain(`:${HUB_ACCOUNT}:key/`);
@@ -63,7 +63,7 @@ describe('the member stack', () => {
       },
     ]);
     expect(json.Conditions.HasExternalId).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'ExternalId' }, ''] }] });
-    expect(template.findOutputs('MemberRoleArn').MemberRoleArn).toMatchObject({ Condition: 'CreateMemberRole', Value: { 'Fn::GetAtt': [memberRoleId, 'Arn'] } });
+    expect(template.findOutputs('MemberRoleArn').MemberRoleArn).toMatchObject({ Condition: 'CreateMemberRole', Value: { 'Fn::GetAtt': `${memberRoleId}.Arn` } });
   });
 
   test('the member role may do what the hub role does with KMS and never bypass the lockout check; findings and Config answers are not its', () => {
@@ -73,13 +73,13 @@ describe('the member stack', () => {
         Sid: 'ReadMultiRegionKeys',
         Effect: 'Allow',
         Action: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:ListResourceTags'],
-        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:*:', { Ref: 'AWS::AccountId' }, ':key/mrk-*']] },
+        Resource: { 'Fn::Sub': 'arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/mrk-*' },
       },
       {
         Sid: 'RewriteReplicaKeyPolicies',
         Effect: 'Allow',
         Action: 'kms:PutKeyPolicy',
-        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:*:', { Ref: 'AWS::AccountId' }, ':key/mrk-*']] },
+        Resource: { 'Fn::Sub': 'arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/mrk-*' },
         Condition: { StringEquals: { 'kms:MultiRegionKeyType': 'REPLICA' } },
       },
       { Sid: 'ListKeysForSweep', Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' },
@@ -140,11 +140,11 @@ describe('the member stack', () => {
     const deny = statements.find((s: any) => s.Sid === 'NeverChangeKeys');
     expect(deny).toMatchObject({ Effect: 'Deny', Resource: '*' });
     expect(deny.Action).toEqual(expect.arrayContaining(['kms:Put*', 'kms:Create*', 'kms:Delete*', 'kms:Tag*', 'kms:Untag*', 'kms:Replicate*', 'kms:Update*']));
-    expect(t.findOutputs('DetectorRoleArn').DetectorRoleArn).toMatchObject({ Condition: 'CreateDetectorRole', Value: { 'Fn::GetAtt': [detectorRoleId, 'Arn'] } });
+    expect(t.findOutputs('DetectorRoleArn').DetectorRoleArn).toMatchObject({ Condition: 'CreateDetectorRole', Value: { 'Fn::GetAtt': `${detectorRoleId}.Arn` } });
   });
 
   test('the rule forwards the hub pattern to the hub bus with its role, except in the hub account hub Region', () => {
-    const hubBus = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:', { Ref: 'HubRegion' }, ':', { Ref: 'HubAccountId' }, ':event-bus/default']] };
+    const hubBus = { 'Fn::Sub': 'arn:${AWS::Partition}:events:${HubRegion}:${HubAccountId}:event-bus/default' };
     const rules = Object.values(template.findResources('AWS::Events::Rule')) as any[];
     expect(rules).toHaveLength(1);
     expect(rules[0].Condition).toBe('ForwardEvents');
@@ -158,7 +158,7 @@ describe('the member stack', () => {
       },
     });
     const [forwardRoleId, forwardRole] = Object.entries(template.findResources('AWS::IAM::Role')).find(([, r]) => (r as any).Condition === 'ForwardEvents') as [string, any];
-    expect(rules[0].Properties.Targets).toEqual([{ Id: 'HubEventBus', Arn: hubBus, RoleArn: { 'Fn::GetAtt': [forwardRoleId, 'Arn'] } }]);
+    expect(rules[0].Properties.Targets).toEqual([{ Id: 'HubEventBus', Arn: hubBus, RoleArn: { 'Fn::GetAtt': `${forwardRoleId}.Arn` } }]);
     expect(forwardRole.Condition).toBe('ForwardEvents');
     expect(forwardRole.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement)).toEqual([
       { Sid: 'PutEventsOnHubBus', Effect: 'Allow', Action: 'events:PutEvents', Resource: hubBus },

@@ -123,23 +123,6 @@ export function contractStatements(declared: readonly ContractStatement[], value
   );
 }
 
-/**
- * The contract's statements as a policy document's JSON (for the L1 roles of a StackSet template,
- * whose values stay CloudFormation references): one action or resource as a string, several as a list.
- */
-export function contractStatementsJson(declared: readonly ContractStatement[], values: Record<string, string>): Record<string, unknown>[] {
-  const render = renderer(values);
-  const one = (list: string[]) => (list.length === 1 ? list[0] : list);
-  return declared.map((s) => ({
-    Sid: s.sid,
-    Effect: s.effect,
-    ...(s.principal ? { Principal: s.principal } : {}),
-    Action: one([...s.actions]),
-    Resource: one(s.resources.map(render)),
-    ...(s.condition ? { Condition: renderCondition(s.condition, render) } : {}),
-  }));
-}
-
 /** The contract's statements of a policy (infra/contract.json's `iam`), by its key. */
 export function declaredPolicy(
   key:
@@ -149,9 +132,7 @@ export function declaredPolicy(
     | 'alarm_topic'
     | 'alarm_topic_key'
     | 'import_findings'
-    | 'answer_config_rule'
-    | 'member_writer'
-    | 'member_detector',
+    | 'answer_config_rule',
 ): ContractStatement[] {
   return CONTRACT.iam[key] as unknown as ContractStatement[];
 }

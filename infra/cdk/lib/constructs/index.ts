@@ -11,7 +11,7 @@
 // stack and creates its resources directly in the stack's scope, with the ids HubStack gave them
 // when it created them itself. A resource under a child Construct would get that construct's id
 // in its path: a new logical id (prefix and hash) and a new aws:cdk:path. CloudFormation would
-// replace every deployed resource, and the SAM/CDK parity checks pair the templates by id.
+// replace every deployed resource, and the checks find the resources by id (CDK's hash aside).
 // Overriding logical ids instead would still change the paths, and would have to reproduce the
 // ids CDK derives from them (the invoke permissions, invoke configs, event source mapping).
 // So the synthesized templates are what they were before the split.
