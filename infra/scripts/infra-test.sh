@@ -105,7 +105,7 @@ alarms() {
   "$VENV_PY" -m unittest discover -s infra/tests -p 'test_alarms.py' -v
 }
 
-templates() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_templates.py' -v; }
+template_checks() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_templates.py' -v; }
 
 guardrails() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_guardrails.py' -v; }
 permissions() { "$VENV_PY" -m unittest discover -s infra/tests -p 'test_permissions.py' -v; }
@@ -141,7 +141,7 @@ check checkov-sam checkov_scan "$BUILD/sam"
 check checkov-cdk checkov_scan infra/cdk/cdk.out
 check checkov-guardrails checkov_guardrails
 check cdk-jest cdk_jest
-check templates templates
+check templates template_checks
 check guardrails guardrails
 check permissions permissions
 check contract contract
