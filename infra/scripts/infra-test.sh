@@ -55,7 +55,7 @@ summary() {
     event-pattern) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): KMS rules x events/*.json, guard event rules (exposure, write refused, exemption) x infra/tests/fixtures/*.json (+ their SNS messages), guard change rule (and the us-east-1 spoke forwarding its IAM branch to another Region) x infra/tests/fixtures/guard-changes/*.json on the emulator" ;;
     alarms) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): $(grep -c '^FIRE' "$BUILD/alarms/report.txt") alarms fired and reached the subscriber, $(grep -c '^QUIET' "$BUILD/alarms/report.txt") stayed OK" ;;
     templates) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): skips justified, each hub stack's own wiring" ;;
-    guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation = CDK, tag keys, roles and actions = the stacks' and the function's" ;;
+    guardrails) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): JSON = CloudFormation (which CDK includes), tag keys, roles and actions = the stacks' and the function's" ;;
     permissions) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): the roles' actions = the AWS calls in the code (+ what Lambda needs)" ;;
     contract) echo "$(grep -m1 -E '^Ran [0-9]+ tests' "$log"): the stacks = infra/contract.json (SAM: parameters, alarms, dashboard, rules, functions, the function roles, the bucket, topic and key policies, the resources by type, the backups bucket; both: outputs)" ;;
     cdk-synth) echo "$(ls infra/cdk/cdk.out/*.template.json | wc -l) templates in infra/cdk/cdk.out" ;;
