@@ -7,12 +7,6 @@ import { REGION_PATTERN } from './config';
 /** The member stack's one definition, plain CloudFormation: the CDK app includes it as it is. */
 export const MEMBER_TEMPLATE = path.join(__dirname, '..', '..', 'sam', 'member.yaml');
 
-/** The default name of the member role (the hub's memberRoleName must be the same): member.yaml's. */
-export const DEFAULT_MEMBER_ROLE_NAME = 'kms-replica-guard-member';
-
-/** The default name of the read-only detector role (the hub's detectorMemberRoleName must be the same): member.yaml's. */
-export const DEFAULT_DETECTOR_ROLE_NAME = 'kms-replica-guard-detector';
-
 export interface MemberStackProps extends StackProps {
   /** Defaults of the template's parameters; each StackSet (instance) may override them. */
   readonly hubAccountId: string;

@@ -1,6 +1,6 @@
 import { testApp } from './util';
 import { Template } from 'aws-cdk-lib/assertions';
-import { DEFAULT_DETECTOR_ROLE_NAME, DEFAULT_MEMBER_ROLE_NAME, MemberStack } from '../lib/member-stack';
+import { MemberStack } from '../lib/member-stack';
 
 const HUB_ACCOUNT = '111122223333';
 const HUB_ROLE = `arn:aws:iam::${HUB_ACCOUNT}:role/kms-replica-guard-RemediatorRole-ABC`;
@@ -29,8 +29,8 @@ describe('the member stack', () => {
     ]);
     expect(json.Parameters.HubRoleArn.Default).toBe(HUB_ROLE);
     expect(json.Parameters.HubDetectorRoleArn.Default).toBe('');
-    expect(json.Parameters.DetectorRoleName.Default).toBe(DEFAULT_DETECTOR_ROLE_NAME);
-    expect(json.Parameters.MemberRoleName.Default).toBe(DEFAULT_MEMBER_ROLE_NAME);
+    expect(json.Parameters.DetectorRoleName.Default).toBe('kms-replica-guard-detector');
+    expect(json.Parameters.MemberRoleName.Default).toBe('kms-replica-guard-member');
     expect(json.Parameters.ExternalId).toMatchObject({ Default: '', NoEcho: true });
     expect(json.Parameters.RoleRegion.Default).toBe('us-east-1');
     expect(JSON.stringify(json)).not.toContain(`:${HUB_ACCOUNT}:key/`);
